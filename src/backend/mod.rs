@@ -1,0 +1,172 @@
+//! Inference backends behind one trait: ONNX Runtime (CPU, CUDA and TensorRT execution
+//! providers) and native TensorRT.
+//!
+//! A backend is created once per element start from a [`BackendOptions`], runs one call per
+//! batch, and reports its tensor layout so the element can check it against the model
+//! config before the first frame.
+
+use crate::tensor::{DType, Tensor};
+
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
+#[cfg(feature = "tensorrt")]
+pub mod tensorrt;
+
+/// Declared layout of one model input or output. `None` marks a dynamic dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<Option<usize>>,
+}
+
+impl TensorSpec {
+    /// Whether a concrete shape fits this spec (same rank, fixed dimensions equal).
+    pub fn accepts(&self, shape: &[usize]) -> bool {
+        self.shape.len() == shape.len()
+            && self
+                .shape
+                .iter()
+                .zip(shape)
+                .all(|(want, got)| want.is_none_or(|w| w == *got))
+    }
+
+    /// Human form such as `images f32 [batch, 3, 640, 640]`.
+    pub fn describe(&self) -> String {
+        let dims: Vec<String> = self
+            .shape
+            .iter()
+            .map(|d| d.map_or("dyn".to_string(), |v| v.to_string()))
+            .collect();
+        format!("{} {} [{}]", self.name, self.dtype.name(), dims.join(", "))
+    }
+}
+
+/// Which execution provider / engine runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// ONNX Runtime, CPU execution provider.
+    #[default]
+    OnnxRuntimeCpu,
+    /// ONNX Runtime, CUDA execution provider.
+    OnnxRuntimeCuda,
+    /// ONNX Runtime, TensorRT execution provider.
+    OnnxRuntimeTensorRt,
+    /// Native TensorRT engine.
+    TensorRt,
+}
+
+impl BackendKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "onnxruntime" | "onnxruntime-cpu" | "cpu" => Self::OnnxRuntimeCpu,
+            "onnxruntime-cuda" | "cuda" => Self::OnnxRuntimeCuda,
+            "onnxruntime-tensorrt" => Self::OnnxRuntimeTensorRt,
+            "tensorrt" => Self::TensorRt,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OnnxRuntimeCpu => "onnxruntime-cpu",
+            Self::OnnxRuntimeCuda => "onnxruntime-cuda",
+            Self::OnnxRuntimeTensorRt => "onnxruntime-tensorrt",
+            Self::TensorRt => "tensorrt",
+        }
+    }
+}
+
+/// Everything needed to open a model.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    pub kind: BackendKind,
+    /// ONNX file or serialized TensorRT engine.
+    pub model_path: std::path::PathBuf,
+    /// Largest batch the element will submit.
+    pub max_batch: usize,
+    /// CUDA device ordinal for GPU backends.
+    pub device_id: i32,
+    /// Half precision where the backend supports choosing it.
+    pub fp16: bool,
+    /// Directory for engine caches (TensorRT, ORT TensorRT provider).
+    pub engine_cache_dir: Option<std::path::PathBuf>,
+    /// Intra-op threads for CPU backends (0 = backend default).
+    pub threads: usize,
+}
+
+/// Failure of a backend, always with a sentence a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("model file {path} cannot be read: {reason}")]
+    ModelUnreadable { path: String, reason: String },
+    #[error("model {path} is not a valid model: {reason}")]
+    ModelInvalid { path: String, reason: String },
+    #[error("backend '{backend}' is not available: {reason}")]
+    Unavailable { backend: String, reason: String },
+    #[error("input does not match the model: {0}")]
+    ShapeMismatch(String),
+    #[error("batch of {got} exceeds the largest batch the model accepts ({max})")]
+    BatchTooLarge { got: usize, max: usize },
+    #[error("inference failed: {0}")]
+    Runtime(String),
+}
+
+/// An input handed to a backend for one call.
+#[derive(Debug, Clone, Copy)]
+pub struct InputRef<'a> {
+    pub name: &'a str,
+    pub tensor: &'a Tensor,
+}
+
+/// One loaded model ready to run batches.
+pub trait InferenceBackend: Send {
+    /// Backend name as reported in properties, logs and benchmark files.
+    fn name(&self) -> &'static str;
+    /// Model inputs, in the order the model declares them.
+    fn inputs(&self) -> &[TensorSpec];
+    /// Model outputs, in the order the model declares them.
+    fn outputs(&self) -> &[TensorSpec];
+    /// Largest batch the loaded model accepts, when it has a limit.
+    fn max_batch(&self) -> Option<usize> {
+        None
+    }
+    /// Runs one batch: one call for all frames. Outputs are returned in the order of
+    /// [`Self::outputs`], with their leading dimension equal to the batch size.
+    fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError>;
+}
+
+/// Opens the backend named in `opts`.
+pub fn open(opts: &BackendOptions) -> Result<Box<dyn InferenceBackend>, BackendError> {
+    match opts.kind {
+        #[cfg(feature = "onnxruntime")]
+        BackendKind::OnnxRuntimeCpu | BackendKind::OnnxRuntimeCuda | BackendKind::OnnxRuntimeTensorRt => {
+            Ok(Box::new(onnxruntime::OrtBackend::open(opts)?))
+        }
+        #[cfg(feature = "tensorrt")]
+        BackendKind::TensorRt => Ok(Box::new(tensorrt::TrtBackend::open(opts)?)),
+        #[allow(unreachable_patterns)]
+        other => Err(BackendError::Unavailable {
+            backend: other.name().to_string(),
+            reason: "this build of the plugin was compiled without it (cargo feature off)".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_accepts_dynamic_batch() {
+        let s = TensorSpec {
+            name: "images".into(),
+            dtype: DType::F32,
+            shape: vec![None, Some(3), Some(640), Some(640)],
+        };
+        assert!(s.accepts(&[8, 3, 640, 640]));
+        assert!(!s.accepts(&[8, 3, 320, 320]));
+        assert!(!s.accepts(&[3, 640, 640]));
+        assert_eq!(s.describe(), "images f32 [dyn, 3, 640, 640]");
+    }
+}

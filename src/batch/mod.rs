@@ -1,0 +1,145 @@
+//! The batch model shared by every element between trtmux and trtdemux.
+//!
+//! A batch is a GstBuffer without payload that carries one [`BatchMeta`]. The meta holds,
+//! per slot, a *reference* to the original frame buffer of one source (no pixel copy:
+//! system or CUDA memory alike) with the timing and video info needed to restore it, plus
+//! everything the analytics elements add on the way: input tensors (with the transform
+//! that maps model coordinates back to each frame) and per-frame results.
+//!
+//! Batches travel with caps `application/x-trtvision-batch` (with the caps feature
+//! `memory:CUDAMemory` when the frames are GstCudaMemory), so a batch can never be linked
+//! into a plain video element by mistake.
+
+mod meta;
+
+pub use meta::BatchMeta;
+
+use crate::geometry::LetterboxTransform;
+use crate::results::FrameResults;
+use crate::tensor::Tensor;
+use gst::glib;
+use std::sync::Arc;
+
+/// Media type of batch caps.
+pub const BATCH_MEDIA_TYPE: &str = "application/x-trtvision-batch";
+/// Caps feature of batches whose frames live in GstCudaMemory.
+pub const CUDA_MEMORY_FEATURE: &str = "memory:CUDAMemory";
+/// Name of the custom downstream event trtmux sends after the last batch of a source that
+/// reached EOS or whose pad was released; trtdemux ends that source's pad on it.
+pub const SOURCE_EOS_EVENT: &str = "trtvision/source-eos";
+
+/// Caps of batches on system memory.
+pub fn batch_caps() -> gst::Caps {
+    gst::Caps::builder(BATCH_MEDIA_TYPE).build()
+}
+
+/// Caps of batches on system memory and CUDA memory (CUDA first).
+pub fn batch_caps_any_memory() -> gst::Caps {
+    let mut caps = gst::Caps::builder(BATCH_MEDIA_TYPE)
+        .features([CUDA_MEMORY_FEATURE])
+        .build();
+    caps.merge(batch_caps());
+    caps
+}
+
+/// The source stream of one trtmux sink pad: what trtdemux needs to recreate the stream.
+/// Shared by all slots of that source until caps or segment change.
+#[derive(Debug)]
+pub struct SourceStream {
+    /// Index of the trtmux sink pad (`sink_%u`), which is also the trtdemux `src_%u` index.
+    pub pad_index: u32,
+    pub stream_id: Option<glib::GString>,
+    pub caps: gst::Caps,
+    pub segment: gst::FormattedSegment<gst::ClockTime>,
+}
+
+/// One frame of a batch.
+#[derive(Debug, Clone)]
+pub struct FrameSlot {
+    /// Source stream (pad index, caps, segment).
+    pub source: Arc<SourceStream>,
+    /// Frame number within its source, counted from 0 by trtmux.
+    pub frame_number: u64,
+    pub pts: Option<gst::ClockTime>,
+    pub dts: Option<gst::ClockTime>,
+    pub duration: Option<gst::ClockTime>,
+    pub info: gst_video::VideoInfo,
+    /// The original frame buffer, by reference.
+    pub buffer: gst::Buffer,
+    /// Results attached by the inference elements.
+    pub results: FrameResults,
+}
+
+impl FrameSlot {
+    pub fn pad_index(&self) -> u32 {
+        self.source.pad_index
+    }
+}
+
+/// A model input produced by trtpreprocess for one batch.
+#[derive(Debug, Clone)]
+pub struct BatchTensor {
+    /// Model the tensor is prepared for (trtpreprocess `model-name`).
+    pub model: Arc<str>,
+    /// The NCHW tensor; row `i` belongs to slot `slots[i]`.
+    pub tensor: Tensor,
+    /// Slot index of each tensor row (all slots unless a source filter is set).
+    pub slots: Vec<usize>,
+    /// Per row, how the frame was placed into the model input.
+    pub transforms: Vec<LetterboxTransform>,
+}
+
+/// Mask tensors a model produced for a batch, kept for trtmaskselect.
+#[derive(Debug, Clone)]
+pub enum MaskTensor {
+    /// Per-query mask logits `[B, Q, h, w]` covering the model input.
+    Dense(Tensor),
+    /// Prototype masks `[B, P, h, w]` covering the model input (YOLO-seg).
+    Prototypes(Tensor),
+}
+
+impl MaskTensor {
+    pub fn tensor(&self) -> &Tensor {
+        match self {
+            MaskTensor::Dense(t) | MaskTensor::Prototypes(t) => t,
+        }
+    }
+}
+
+/// Model outputs kept on a batch for elements further down (mask tensors for
+/// trtmaskselect).
+#[derive(Debug, Clone)]
+pub struct BatchOutputs {
+    pub model: Arc<str>,
+    pub masks: MaskTensor,
+    /// Slot index of each tensor row; `None` for rows of sources not in this batch
+    /// (results reused from an earlier batch with `interval`).
+    pub slots: Vec<Option<usize>>,
+    pub transforms: Vec<LetterboxTransform>,
+}
+
+impl BatchOutputs {
+    /// Tensor row holding slot `slot`'s masks.
+    pub fn row_of(&self, slot: usize) -> Option<usize> {
+        self.slots.iter().position(|s| *s == Some(slot))
+    }
+}
+
+/// Everything one batch carries.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub slots: Vec<FrameSlot>,
+    /// Sequence number of the batch, counted from 0 by trtmux.
+    pub batch_number: u64,
+    /// Configured batch size at the time the batch was made (slots may be fewer).
+    pub batch_size: usize,
+    pub inputs: Vec<BatchTensor>,
+    pub outputs: Vec<BatchOutputs>,
+}
+
+impl Batch {
+    /// The input tensor prepared for `model`, if any.
+    pub fn input_for(&self, model: &str) -> Option<&BatchTensor> {
+        self.inputs.iter().find(|t| &*t.model == model)
+    }
+}

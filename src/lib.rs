@@ -1,0 +1,43 @@
+//! gst-trtvision: GStreamer elements for batched, multi-camera video analytics.
+//!
+//! `trtmux` batches frames of many sources by reference, `trtpreprocess` turns a batch
+//! into one model input tensor, `trtinfer` runs one inference call per batch through a
+//! backend (ONNX Runtime, TensorRT) and parses the outputs, `trtmaskselect` keeps only the
+//! masks of active detections, `trtoverlay` draws results in place, and `trtdemux` /
+//! `trttiler` turn batches back into per-source frames (with standard
+//! `GstVideoRegionOfInterestMeta`) or a mosaic.
+
+use gst::glib;
+
+pub mod backend;
+pub mod batch;
+pub mod caps;
+pub mod geometry;
+pub mod results;
+pub mod masks;
+pub mod tensor;
+pub mod transform;
+pub mod trtdemux;
+pub mod trtjsonexport;
+pub mod trtmaskselect;
+pub mod trtmux;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    trtmux::register(plugin)?;
+    trtdemux::register(plugin)?;
+    trtmaskselect::register(plugin)?;
+    trtjsonexport::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    trtvision,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,237 @@
+//! Tensors exchanged between trtpreprocess, trtinfer and the output parsers.
+//!
+//! A tensor is a typed, shaped view over bytes that live either in host memory (the CPU
+//! path, always available) or in device memory (the CUDA path). Host storage comes from a
+//! [`HostTensorPool`] so that the hot path reuses buffers instead of allocating per batch.
+
+use std::sync::{Arc, Mutex};
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F16,
+    U8,
+    I32,
+    I64,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::F16 => 2,
+            DType::U8 => 1,
+            DType::I64 => 8,
+        }
+    }
+
+    /// Name used in caps, configs and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::U8 => "u8",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+        }
+    }
+
+    /// Parses `f32`, `f16`/`fp16`, `u8`, `i32`, `i64`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float" | "float32" => DType::F32,
+            "f16" | "fp16" | "half" | "float16" => DType::F16,
+            "u8" | "uint8" => DType::U8,
+            "i32" | "int32" => DType::I32,
+            "i64" | "int64" => DType::I64,
+            _ => return None,
+        })
+    }
+}
+
+/// Number of elements of a shape.
+pub fn element_count(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// A recycled host byte buffer: returns to its pool when dropped.
+#[derive(Debug)]
+pub struct PooledBytes {
+    bytes: Vec<u8>,
+    home: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
+}
+
+impl PooledBytes {
+    /// A buffer that belongs to no pool (tests, one-off tensors).
+    pub fn detached(bytes: Vec<u8>) -> Self {
+        Self { bytes, home: None }
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
+impl Drop for PooledBytes {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            if let Ok(mut free) = home.lock() {
+                free.push(std::mem::take(&mut self.bytes));
+            }
+        }
+    }
+}
+
+/// Pool of host buffers of one size class. Buffers are allocated on first use and then
+/// reused: after warm-up a pipeline allocates no tensor memory per batch.
+#[derive(Debug, Clone, Default)]
+pub struct HostTensorPool {
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl HostTensorPool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A buffer of exactly `len` bytes; its content is unspecified.
+    pub fn acquire(&self, len: usize) -> PooledBytes {
+        let recycled = self.free.lock().ok().and_then(|mut f| {
+            let pos = f.iter().position(|b| b.capacity() >= len)?;
+            Some(f.swap_remove(pos))
+        });
+        let mut bytes = recycled.unwrap_or_default();
+        bytes.resize(len, 0);
+        PooledBytes {
+            bytes,
+            home: Some(self.free.clone()),
+        }
+    }
+
+    /// Buffers currently waiting for reuse.
+    pub fn idle(&self) -> usize {
+        self.free.lock().map(|f| f.len()).unwrap_or(0)
+    }
+}
+
+/// Where a tensor's bytes live.
+#[derive(Debug, Clone)]
+pub enum TensorStorage {
+    /// Host memory, shared read-only once attached to a batch.
+    Host(Arc<PooledBytes>),
+    /// Device memory owned elsewhere (a pool of the CUDA path): pointer and byte length.
+    /// The owner keeps it alive as long as the `keepalive` handle exists.
+    Device {
+        ptr: u64,
+        len: usize,
+        keepalive: Arc<dyn std::any::Any + Send + Sync>,
+    },
+}
+
+/// A named, typed, shaped tensor.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub storage: TensorStorage,
+}
+
+impl Tensor {
+    /// A host tensor from raw bytes (length must match shape and dtype).
+    pub fn host(name: impl Into<String>, dtype: DType, shape: Vec<usize>, bytes: PooledBytes) -> Self {
+        debug_assert_eq!(bytes.as_slice().len(), element_count(&shape) * dtype.size());
+        Tensor {
+            name: name.into(),
+            dtype,
+            shape,
+            storage: TensorStorage::Host(Arc::new(bytes)),
+        }
+    }
+
+    /// A host f32 tensor from values.
+    pub fn from_f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> Self {
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_ne_bytes());
+        }
+        Self::host(name, DType::F32, shape, PooledBytes::detached(bytes))
+    }
+
+    pub fn len_bytes(&self) -> usize {
+        element_count(&self.shape) * self.dtype.size()
+    }
+
+    /// Host bytes, or `None` when the tensor lives on the device.
+    pub fn host_bytes(&self) -> Option<&[u8]> {
+        match &self.storage {
+            TensorStorage::Host(b) => Some(b.as_slice()),
+            TensorStorage::Device { .. } => None,
+        }
+    }
+
+    /// Values converted to f32 (host tensors of f32 or f16 only).
+    pub fn to_f32(&self) -> Option<Vec<f32>> {
+        let bytes = self.host_bytes()?;
+        match self.dtype {
+            DType::F32 => Some(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            DType::F16 => Some(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_ne_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Borrowed f32 view without copying, for f32 host tensors whose bytes are aligned.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        if self.dtype != DType::F32 {
+            return None;
+        }
+        let bytes = self.host_bytes()?;
+        // SAFETY: f32 has no invalid bit patterns; align_to only yields the aligned middle.
+        let (pre, mid, post) = unsafe { bytes.align_to::<f32>() };
+        (pre.is_empty() && post.is_empty()).then_some(mid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_reuses_buffers() {
+        let pool = HostTensorPool::new();
+        let a = pool.acquire(1024);
+        let ptr = a.as_slice().as_ptr();
+        drop(a);
+        assert_eq!(pool.idle(), 1);
+        let b = pool.acquire(512);
+        assert_eq!(b.as_slice().as_ptr(), ptr);
+        assert_eq!(b.as_slice().len(), 512);
+    }
+
+    #[test]
+    fn f16_roundtrip() {
+        let vals = [0.5f32, -1.25, 3.0];
+        let mut bytes = Vec::new();
+        for v in vals {
+            bytes.extend_from_slice(&half::f16::from_f32(v).to_ne_bytes());
+        }
+        let t = Tensor::host("x", DType::F16, vec![3], PooledBytes::detached(bytes));
+        assert_eq!(t.to_f32().unwrap(), vals);
+        assert!(t.as_f32().is_none());
+    }
+}

@@ -1,0 +1,378 @@
+//! Restoring per-source streams from batches.
+//!
+//! Each slot's frame buffer is the original buffer of its source (trtmux took it by
+//! reference), so timestamps, offsets and the source's own metas are intact; trtdemux only
+//! adds the results. Per source it recreates the sticky events (stream-start, caps,
+//! segment) recorded by trtmux, and ends a source's pad when trtmux announces that source
+//! ended.
+
+use crate::batch::{self, BatchMeta, FrameSlot, SourceStream};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "trtdemux",
+        gst::DebugColorFlags::empty(),
+        Some("trtvision batch demuxer"),
+    )
+});
+
+const DEFAULT_ATTACH_ROI: bool = true;
+
+struct SrcStream {
+    pad: gst::Pad,
+    /// Source description whose events were last pushed on `pad`.
+    announced: Option<Arc<SourceStream>>,
+    ended: bool,
+}
+
+#[derive(Default)]
+struct State {
+    streams: BTreeMap<u32, SrcStream>,
+    combiner: gst_base::UniqueFlowCombiner,
+}
+
+pub struct TrtDemux {
+    sinkpad: gst::Pad,
+    attach_roi: Mutex<bool>,
+    state: Mutex<State>,
+}
+
+impl TrtDemux {
+    fn src_pad_for(&self, state: &mut State, source: &Arc<SourceStream>) -> gst::Pad {
+        let idx = source.pad_index;
+        if let Some(s) = state.streams.get(&idx) {
+            return s.pad.clone();
+        }
+        let templ = self.obj().pad_template("src_%u").expect("template exists");
+        let pad = gst::Pad::builder_from_template(&templ)
+            .name(format!("src_{idx}"))
+            .query_function(|pad, parent, query| {
+                TrtDemux::catch_panic_pad_function(parent, || false, |d| d.src_query(pad, query))
+            })
+            .build();
+        if let Err(e) = pad.set_active(true) {
+            gst::warning!(CAT, imp = self, "cannot activate src_{idx}: {e}");
+        }
+        state.combiner.add_pad(&pad);
+        state.streams.insert(
+            idx,
+            SrcStream {
+                pad: pad.clone(),
+                announced: None,
+                ended: false,
+            },
+        );
+        pad
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        match query.view_mut() {
+            gst::QueryViewMut::Caps(q) => {
+                let caps = pad.current_caps().unwrap_or_else(|| pad.pad_template_caps());
+                let caps = match q.filter() {
+                    Some(f) => f.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+                    None => caps,
+                };
+                q.set_result(&caps);
+                true
+            }
+            _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+        }
+    }
+
+    /// Pushes stream-start, caps and segment when the slot's source description changed.
+    fn announce(
+        &self,
+        pad: &gst::Pad,
+        announced: &mut Option<Arc<SourceStream>>,
+        source: &Arc<SourceStream>,
+    ) {
+        let prev = announced.as_ref();
+        if prev.is_some_and(|p| Arc::ptr_eq(p, source)) {
+            return;
+        }
+        let stream_changed = prev.is_none_or(|p| p.stream_id != source.stream_id);
+        if stream_changed {
+            let id = source.stream_id.clone().unwrap_or_else(|| {
+                pad.create_stream_id(&*self.obj(), Some(&format!("{}", source.pad_index)))
+                    .into()
+            });
+            pad.push_event(gst::event::StreamStart::new(&id));
+        }
+        if stream_changed || prev.is_some_and(|p| p.caps != source.caps) {
+            pad.push_event(gst::event::Caps::new(&source.caps));
+        }
+        if stream_changed || prev.is_some_and(|p| p.segment != source.segment) {
+            pad.push_event(gst::event::Segment::new(&source.segment));
+        }
+        *announced = Some(source.clone());
+    }
+
+    fn push_slot(&self, slot: FrameSlot, attach_roi: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (pad, new_pad) = {
+            let mut state = self.state.lock().unwrap();
+            let known = state.streams.contains_key(&slot.pad_index());
+            (self.src_pad_for(&mut state, &slot.source), !known)
+        };
+        if new_pad {
+            // Sticky events go on the pad before it is exposed so that the app linking on
+            // pad-added sees caps straight away.
+            let mut announced = None;
+            self.announce(&pad, &mut announced, &slot.source);
+            if let Some(s) = self.state.lock().unwrap().streams.get_mut(&slot.pad_index()) {
+                s.announced = announced;
+            }
+            if let Err(e) = self.obj().add_pad(&pad) {
+                gst::warning!(CAT, imp = self, "cannot add {}: {e}", pad.name());
+            }
+        } else {
+            let mut announced = self
+                .state
+                .lock()
+                .unwrap()
+                .streams
+                .get(&slot.pad_index())
+                .and_then(|s| s.announced.clone());
+            self.announce(&pad, &mut announced, &slot.source);
+            if let Some(s) = self.state.lock().unwrap().streams.get_mut(&slot.pad_index()) {
+                s.announced = announced;
+            }
+        }
+
+        let FrameSlot {
+            mut buffer,
+            results,
+            info,
+            ..
+        } = slot;
+        if attach_roi && !results.detections.is_empty() {
+            let b = buffer.make_mut();
+            super::roi::attach(b, &results.detections, info.width(), info.height());
+        }
+        let res = pad.push(buffer);
+        let mut state = self.state.lock().unwrap();
+        state.combiner.update_pad_flow(&pad, res)
+    }
+
+    fn sink_chain(&self, mut buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let attach_roi = *self.attach_roi.lock().unwrap();
+        let batch = {
+            let b = buffer.make_mut();
+            match b.meta_mut::<BatchMeta>() {
+                Some(mut m) => std::mem::take(m.batch_mut()),
+                None => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("trtdemux received a buffer without batch metadata; it must follow trtmux"),
+                        ["buffer {:?} has no TrtVisionBatchMeta", buffer]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        };
+        let mut res = Ok(gst::FlowSuccess::Ok);
+        for slot in batch.slots {
+            res = self.push_slot(slot, attach_roi);
+            if res.is_err() {
+                break;
+            }
+        }
+        res
+    }
+
+    fn end_source(&self, idx: u32) {
+        let pad = {
+            let mut state = self.state.lock().unwrap();
+            match state.streams.get_mut(&idx) {
+                Some(s) if !s.ended => {
+                    s.ended = true;
+                    Some(s.pad.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(pad) = pad {
+            gst::debug!(CAT, imp = self, "source {idx} ended");
+            pad.push_event(gst::event::Eos::new());
+        }
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+        match event.view() {
+            EventView::CustomDownstream(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == batch::SOURCE_EOS_EVENT) {
+                    if let Ok(idx) = s.get::<u32>("source") {
+                        self.end_source(idx);
+                    }
+                    return true;
+                }
+                self.forward_to_all(event)
+            }
+            EventView::Caps(_) => true,
+            EventView::StreamStart(_) | EventView::Segment(_) => true,
+            EventView::Eos(_) => {
+                let pads: Vec<_> = self.state.lock().unwrap().streams.keys().copied().collect();
+                for idx in pads {
+                    self.end_source(idx);
+                }
+                true
+            }
+            EventView::FlushStop(_) => {
+                let mut state = self.state.lock().unwrap();
+                state.combiner.reset();
+                for s in state.streams.values_mut() {
+                    s.ended = false;
+                }
+                drop(state);
+                self.forward_to_all(event)
+            }
+            _ if event.is_serialized() && event.is_sticky() => true,
+            _ => {
+                let _ = pad;
+                self.forward_to_all(event)
+            }
+        }
+    }
+
+    fn forward_to_all(&self, event: gst::Event) -> bool {
+        let pads: Vec<_> = self
+            .state
+            .lock()
+            .unwrap()
+            .streams
+            .values()
+            .map(|s| s.pad.clone())
+            .collect();
+        let mut ok = true;
+        for p in pads {
+            ok &= p.push_event(event.clone());
+        }
+        ok
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for TrtDemux {
+    const NAME: &'static str = "GstTrtDemux";
+    type Type = super::TrtDemux;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let templ = klass.pad_template("sink").expect("template exists");
+        let sinkpad = gst::Pad::builder_from_template(&templ)
+            .chain_function(|_pad, parent, buffer| {
+                TrtDemux::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |d| d.sink_chain(buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                TrtDemux::catch_panic_pad_function(parent, || false, |d| d.sink_event(pad, event))
+            })
+            .build();
+        Self {
+            sinkpad,
+            attach_roi: Mutex::new(DEFAULT_ATTACH_ROI),
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+impl ObjectImpl for TrtDemux {
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().add_pad(&self.sinkpad).expect("adding sink pad");
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![glib::ParamSpecBoolean::builder("attach-roi-meta")
+                .nick("Attach ROI meta")
+                .blurb("Attach one GstVideoRegionOfInterestMeta per detection (with detection and mask parameters) to each output frame")
+                .default_value(DEFAULT_ATTACH_ROI)
+                .mutable_playing()
+                .build()]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        match pspec.name() {
+            "attach-roi-meta" => {
+                *self.attach_roi.lock().unwrap() = value.get().expect("type checked upstream")
+            }
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "attach-roi-meta" => self.attach_roi.lock().unwrap().to_value(),
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+}
+
+impl GstObjectImpl for TrtDemux {}
+
+impl ElementImpl for TrtDemux {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "TrtVision batch demuxer",
+                "Demuxer/Video",
+                "Splits analytics batches back into per-source frames carrying region-of-interest metadata",
+                "gst-trtvision developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &batch::batch_caps_any_memory(),
+                )
+                .expect("valid sink template"),
+                gst::PadTemplate::new(
+                    "src_%u",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Sometimes,
+                    &crate::caps::frame_caps_any_memory(),
+                )
+                .expect("valid src template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        let res = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToReady {
+            let mut state = self.state.lock().unwrap();
+            let streams = std::mem::take(&mut state.streams);
+            state.combiner.clear();
+            drop(state);
+            for s in streams.into_values() {
+                let _ = s.pad.set_active(false);
+                let _ = self.obj().remove_pad(&s.pad);
+            }
+        }
+        Ok(res)
+    }
+}

@@ -1,0 +1,223 @@
+//! For each frame, the detections that carry a pending mask source (set by trtinfer's
+//! seg/DETR parsers) are filtered by confidence and top-K per class; only those get a
+//! mask, computed at frame resolution inside their box. The model's mask tensors are then
+//! released from the batch: nothing else of them travels further.
+
+use crate::batch::BatchOutputs;
+use crate::masks::{self, MaskSelection};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "trtmaskselect",
+        gst::DebugColorFlags::empty(),
+        Some("trtvision mask selection"),
+    )
+});
+
+#[derive(Default)]
+pub struct TrtMaskSelect {
+    settings: Mutex<(MaskSelection, bool)>,
+    bytes_produced: AtomicU64,
+    bytes_kept: AtomicU64,
+    selected: Mutex<Vec<usize>>,
+}
+
+impl TrtMaskSelect {
+    fn process(&self, batch: &mut crate::batch::Batch) {
+        let (sel, post) = *self.settings.lock().unwrap();
+        let mut selected = self.selected.lock().unwrap();
+        let outputs: Vec<BatchOutputs> = std::mem::take(&mut batch.outputs);
+        let (mut produced, mut kept) = (0u64, 0u64);
+        for out in &outputs {
+            produced += out.masks.tensor().len_bytes() as u64;
+            let tensor = out.masks.tensor();
+            let converted;
+            let values: &[f32] = match tensor.as_f32() {
+                Some(v) => v,
+                None => match tensor.to_f32() {
+                    Some(v) => {
+                        converted = v;
+                        &converted
+                    }
+                    None => {
+                        gst::warning!(
+                            CAT,
+                            imp = self,
+                            "mask tensor of {} is not a host float tensor",
+                            out.model
+                        );
+                        continue;
+                    }
+                },
+            };
+            for (slot_idx, slot) in batch.slots.iter_mut().enumerate() {
+                let Some(row) = out.row_of(slot_idx) else { continue };
+                let Some(transform) = out.transforms.get(row) else {
+                    continue;
+                };
+                let dets = &mut slot.results.detections;
+                masks::select(dets, &sel, &mut selected);
+                for &i in selected.iter() {
+                    if dets[i].model != out.model {
+                        continue;
+                    }
+                    dets[i].mask =
+                        masks::frame_mask(&dets[i], &out.masks, values, row, transform, sel.mask_threshold);
+                    if let Some(m) = &dets[i].mask {
+                        kept += m.data.len() as u64;
+                    }
+                }
+                for d in dets.iter_mut().filter(|d| d.model == out.model) {
+                    d.mask_source = None;
+                }
+            }
+        }
+        let total_produced = self.bytes_produced.fetch_add(produced, Ordering::Relaxed) + produced;
+        let total_kept = self.bytes_kept.fetch_add(kept, Ordering::Relaxed) + kept;
+        gst::log!(
+            CAT,
+            imp = self,
+            "batch {}: mask bytes produced {produced}, kept {kept}",
+            batch.batch_number
+        );
+        if post && produced > 0 {
+            let s = gst::Structure::builder("trtmaskselect-stats")
+                .field("batch", batch.batch_number)
+                .field("bytes-produced", produced)
+                .field("bytes-kept", kept)
+                .field("total-bytes-produced", total_produced)
+                .field("total-bytes-kept", total_kept)
+                .build();
+            let _ = self
+                .obj()
+                .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for TrtMaskSelect {
+    const NAME: &'static str = "GstTrtMaskSelect";
+    type Type = super::TrtMaskSelect;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for TrtMaskSelect {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = MaskSelection::default();
+            vec![
+                glib::ParamSpecFloat::builder("threshold")
+                    .nick("Confidence threshold")
+                    .blurb("Detections with a confidence below this get no mask")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.min_confidence)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("top-k")
+                    .nick("Top K")
+                    .blurb("Most masks kept per frame and class, highest confidence first (0 = no limit)")
+                    .default_value(d.top_k as u32)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("mask-threshold")
+                    .nick("Mask threshold")
+                    .blurb("Mask probability above which a pixel belongs to the object")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.mask_threshold)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post statistics")
+                    .blurb(
+                        "Post a 'trtmaskselect-stats' element message per batch with bytes produced and kept",
+                    )
+                    .default_value(false)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("bytes-produced")
+                    .nick("Mask bytes produced")
+                    .blurb("Bytes of mask tensors the models produced since start")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("bytes-kept")
+                    .nick("Mask bytes kept")
+                    .blurb("Bytes of compact masks kept in the metadata since start")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "threshold" => s.0.min_confidence = value.get().expect("type checked upstream"),
+            "top-k" => s.0.top_k = value.get::<u32>().expect("type checked upstream") as usize,
+            "mask-threshold" => s.0.mask_threshold = value.get().expect("type checked upstream"),
+            "post-messages" => s.1 = value.get().expect("type checked upstream"),
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "threshold" => s.0.min_confidence.to_value(),
+            "top-k" => (s.0.top_k as u32).to_value(),
+            "mask-threshold" => s.0.mask_threshold.to_value(),
+            "post-messages" => s.1.to_value(),
+            "bytes-produced" => self.bytes_produced.load(Ordering::Relaxed).to_value(),
+            "bytes-kept" => self.bytes_kept.load(Ordering::Relaxed).to_value(),
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+}
+
+impl GstObjectImpl for TrtMaskSelect {}
+
+impl ElementImpl for TrtMaskSelect {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "TrtVision mask selection",
+                "Filter/Analyzer/Video",
+                "Keeps the masks of active detections only, cropped and resized to their boxes in frame pixels",
+                "gst-trtvision developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::transform::batch_pad_templates);
+        T.as_ref()
+    }
+}
+
+impl BaseTransformImpl for TrtMaskSelect {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.bytes_produced.store(0, Ordering::Relaxed);
+        self.bytes_kept.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
+        self.process(meta.batch_mut());
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

@@ -1,0 +1,537 @@
+//! Batching policy of trtmux.
+//!
+//! Every aggregate call takes at most one frame from each source pad that has one queued,
+//! round-robin from the pad after the last one served, until `batch-size` frames are
+//! collected. Non-live, the base class calls aggregate only once every non-EOS pad has a
+//! frame, so every batch is full unless sources ended. Live, a partial batch is pushed
+//! when the earliest queued frame is `batched-push-timeout` older than the pipeline clock
+//! allows (the aggregator's timeout); a stalled source then simply has no slot in that
+//! batch. Frames are never dropped, duplicated or reordered within a source.
+
+use crate::batch::{self, Batch, BatchMeta, FrameSlot, SourceStream};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "trtmux",
+        gst::DebugColorFlags::empty(),
+        Some("trtvision batching muxer"),
+    )
+});
+
+const DEFAULT_BATCH_SIZE: u32 = 0;
+const DEFAULT_PUSH_TIMEOUT_US: i64 = 40_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    batch_size: u32,
+    push_timeout_us: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            batch_size: DEFAULT_BATCH_SIZE,
+            push_timeout_us: DEFAULT_PUSH_TIMEOUT_US,
+        }
+    }
+}
+
+/// What trtmux knows about one sink pad's stream.
+#[derive(Debug, Default)]
+struct PadState {
+    stream_id: Option<glib::GString>,
+    caps: Option<gst::Caps>,
+    info: Option<gst_video::VideoInfo>,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    /// Rebuilt when caps, segment or stream id change; shared by the slots.
+    source: Option<Arc<SourceStream>>,
+    frames: u64,
+    eos_announced: bool,
+}
+
+impl PadState {
+    fn source(&mut self, pad_index: u32) -> Option<Arc<SourceStream>> {
+        if self.source.is_none() {
+            self.source = Some(Arc::new(SourceStream {
+                pad_index,
+                stream_id: self.stream_id.clone(),
+                caps: self.caps.clone()?,
+                segment: self.segment.clone(),
+            }));
+        }
+        self.source.clone()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pads: BTreeMap<u32, PadState>,
+    /// Frames of released pads still to be batched, with their source.
+    orphans: Vec<(Arc<SourceStream>, gst_video::VideoInfo, u64, gst::Buffer)>,
+    /// Released pads whose end still has to be announced downstream.
+    released: Vec<u32>,
+    next_pad: u32,
+    batches: u64,
+    cuda: Option<bool>,
+}
+
+#[derive(Default)]
+pub struct TrtMux {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+}
+
+fn pad_index(pad: &impl IsA<gst::Pad>) -> Option<u32> {
+    pad.as_ref().name().strip_prefix("sink_")?.parse().ok()
+}
+
+fn is_cuda_caps(caps: &gst::Caps) -> bool {
+    caps.features(0)
+        .is_some_and(|f| f.contains(batch::CUDA_MEMORY_FEATURE))
+}
+
+impl TrtMux {
+    fn sink_pads(&self) -> Vec<(u32, gst_base::AggregatorPad)> {
+        let mut pads: Vec<_> = self
+            .obj()
+            .sink_pads()
+            .into_iter()
+            .filter_map(|p| {
+                let idx = pad_index(&p)?;
+                Some((idx, p.downcast::<gst_base::AggregatorPad>().ok()?))
+            })
+            .collect();
+        pads.sort_by_key(|(i, _)| *i);
+        pads
+    }
+
+    fn source_eos_event(pad_index: u32) -> gst::Event {
+        gst::event::CustomDownstream::new(
+            gst::Structure::builder(batch::SOURCE_EOS_EVENT)
+                .field("source", pad_index)
+                .build(),
+        )
+    }
+
+    fn make_slot(
+        &self,
+        state: &mut State,
+        idx: u32,
+        buffer: gst::Buffer,
+    ) -> Result<FrameSlot, gst::FlowError> {
+        let ps = state.pads.entry(idx).or_default();
+        let (Some(info), Some(source)) = (ps.info.clone(), ps.source(idx)) else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Source {} sent a frame before its caps", idx),
+                ["sink_{} received a buffer without a preceding caps event", idx]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let frame_number = ps.frames;
+        ps.frames += 1;
+        Ok(slot_from(source, info, frame_number, buffer))
+    }
+}
+
+fn slot_from(
+    source: Arc<SourceStream>,
+    info: gst_video::VideoInfo,
+    frame_number: u64,
+    buffer: gst::Buffer,
+) -> FrameSlot {
+    FrameSlot {
+        source,
+        frame_number,
+        pts: buffer.pts(),
+        dts: buffer.dts(),
+        duration: buffer.duration(),
+        info,
+        buffer,
+        results: Default::default(),
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for TrtMux {
+    const NAME: &'static str = "GstTrtMux";
+    type Type = super::TrtMux;
+    type ParentType = gst_base::Aggregator;
+    type Interfaces = (gst::ChildProxy,);
+}
+
+impl ObjectImpl for TrtMux {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecUInt::builder("batch-size")
+                    .nick("Batch size")
+                    .blurb("Largest number of frames in one batch; 0 uses the number of linked sink pads")
+                    .minimum(0)
+                    .maximum(1024)
+                    .default_value(DEFAULT_BATCH_SIZE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecInt64::builder("batched-push-timeout")
+                    .nick("Batched push timeout")
+                    .blurb("Live pipelines: microseconds to wait for the missing frames of a partial batch before pushing it anyway (-1 = wait for all sources)")
+                    .minimum(-1)
+                    .maximum(i64::MAX / 1000)
+                    .default_value(DEFAULT_PUSH_TIMEOUT_US)
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "batch-size" => s.batch_size = value.get().expect("type checked upstream"),
+            "batched-push-timeout" => {
+                s.push_timeout_us = value.get().expect("type checked upstream");
+                let latency = if s.push_timeout_us < 0 {
+                    // The aggregator's latency bounds the wait; a very long one means
+                    // "wait for every source".
+                    gst::ClockTime::from_seconds(3600)
+                } else {
+                    gst::ClockTime::from_useconds(s.push_timeout_us as u64)
+                };
+                drop(s);
+                self.obj().set_property("latency", latency);
+            }
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "batch-size" => s.batch_size.to_value(),
+            "batched-push-timeout" => s.push_timeout_us.to_value(),
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().set_property(
+            "latency",
+            gst::ClockTime::from_useconds(DEFAULT_PUSH_TIMEOUT_US as u64),
+        );
+    }
+}
+
+impl GstObjectImpl for TrtMux {}
+
+impl ElementImpl for TrtMux {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "TrtVision batching muxer",
+                "Muxer/Video",
+                "Batches frames of several video sources by reference into one analytics batch",
+                "gst-trtvision developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let sink = gst::PadTemplate::with_gtype(
+                "sink_%u",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Request,
+                &crate::caps::frame_caps_any_memory(),
+                gst_base::AggregatorPad::static_type(),
+            )
+            .expect("valid sink template");
+            let src = gst::PadTemplate::with_gtype(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &batch::batch_caps_any_memory(),
+                gst_base::AggregatorPad::static_type(),
+            )
+            .expect("valid src template");
+            vec![sink, src]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        name: Option<&str>,
+        caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let pad = self.parent_request_new_pad(templ, name, caps)?;
+        if let Some(idx) = pad_index(&pad) {
+            let mut state = self.state.lock().unwrap();
+            state.pads.insert(idx, PadState::default());
+            state.next_pad = state.next_pad.max(idx + 1);
+        }
+        self.obj().child_added(&pad, &pad.name());
+        Some(pad)
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        if let (Some(idx), Ok(apad)) = (pad_index(pad), pad.clone().downcast::<gst_base::AggregatorPad>()) {
+            let mut state = self.state.lock().unwrap();
+            // Frames already queued on the pad still belong to the stream: batch them
+            // with the next batches instead of letting the base class drop them.
+            let mut ps = state.pads.remove(&idx).unwrap_or_default();
+            let mut kept = 0;
+            if let (Some(info), Some(source)) = (ps.info.clone(), ps.source(idx)) {
+                while let Some(buf) = apad.pop_buffer() {
+                    state.orphans.push((source.clone(), info.clone(), ps.frames, buf));
+                    ps.frames += 1;
+                    kept += 1;
+                }
+            }
+            if !ps.eos_announced {
+                state.released.push(idx);
+            }
+            gst::info!(
+                CAT,
+                imp = self,
+                "released sink_{idx}, {kept} queued frames kept for the next batches"
+            );
+        }
+        self.obj().child_removed(pad, &pad.name());
+        self.parent_release_pad(pad);
+    }
+}
+
+impl AggregatorImpl for TrtMux {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let mut state = self.state.lock().unwrap();
+        for ps in state.pads.values_mut() {
+            *ps = PadState::default();
+        }
+        state.orphans.clear();
+        state.released.clear();
+        state.batches = 0;
+        state.cuda = None;
+        Ok(())
+    }
+
+    fn sink_event(&self, pad: &gst_base::AggregatorPad, event: gst::Event) -> bool {
+        use gst::EventView;
+        if let Some(idx) = pad_index(pad) {
+            let mut state = self.state.lock().unwrap();
+            let ps = state.pads.entry(idx).or_default();
+            match event.view() {
+                EventView::StreamStart(e) => {
+                    ps.stream_id = Some(e.stream_id().into());
+                    ps.source = None;
+                    ps.eos_announced = false;
+                }
+                EventView::Caps(e) => {
+                    let caps = e.caps_owned();
+                    match gst_video::VideoInfo::from_caps(&caps) {
+                        Ok(info) => {
+                            gst::debug!(CAT, obj = pad, "caps {caps}");
+                            let cuda = is_cuda_caps(&caps);
+                            ps.info = Some(info);
+                            ps.caps = Some(caps);
+                            ps.source = None;
+                            match state.cuda {
+                                Some(c) if c != cuda => {
+                                    drop(state);
+                                    gst::element_imp_error!(
+                                        self,
+                                        gst::CoreError::Negotiation,
+                                        ("All sources of trtmux must use the same memory (all CUDA memory or all system memory)"),
+                                        ["sink_{} has caps {} which differ in memory type from the other sources", idx, e.caps()]
+                                    );
+                                    return false;
+                                }
+                                _ => state.cuda = Some(cuda),
+                            }
+                        }
+                        Err(_) => {
+                            drop(state);
+                            gst::element_imp_error!(
+                                self,
+                                gst::CoreError::Negotiation,
+                                ("Source {} sent caps that are not raw video", idx),
+                                ["caps: {}", e.caps()]
+                            );
+                            return false;
+                        }
+                    }
+                }
+                EventView::Segment(e) => {
+                    if let Ok(seg) = e.segment().clone().downcast::<gst::ClockTime>() {
+                        ps.segment = seg;
+                        ps.source = None;
+                    } else {
+                        drop(state);
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Format,
+                            ("Source {} sent a segment not in time format", idx)
+                        );
+                        return false;
+                    }
+                }
+                EventView::FlushStop(_) => {
+                    ps.eos_announced = false;
+                }
+                _ => {}
+            }
+        }
+        self.parent_sink_event(pad, event)
+    }
+
+    fn update_src_caps(&self, _caps: &gst::Caps) -> Result<gst::Caps, gst::FlowError> {
+        let cuda = self.state.lock().unwrap().cuda.unwrap_or(false);
+        let mut caps = batch::batch_caps();
+        if cuda {
+            caps.get_mut()
+                .expect("new caps are writable")
+                .set_features_simple(Some(gst::CapsFeatures::new([batch::CUDA_MEMORY_FEATURE])));
+        }
+        Ok(caps)
+    }
+
+    fn next_time(&self) -> Option<gst::ClockTime> {
+        // The earliest running time queued on any pad: the live timeout fires
+        // `batched-push-timeout` after it.
+        self.sink_pads()
+            .iter()
+            .filter_map(|(_, pad)| {
+                let buf = pad.peek_buffer()?;
+                let seg = pad.segment().downcast::<gst::ClockTime>().ok()?;
+                seg.to_running_time(buf.pts()?)
+            })
+            .min()
+    }
+
+    fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let pads = self.sink_pads();
+        let configured = self.settings.lock().unwrap().batch_size as usize;
+        let mut state = self.state.lock().unwrap();
+        let batch_size = if configured == 0 {
+            pads.len().max(1)
+        } else {
+            configured
+        };
+
+        let mut slots = Vec::with_capacity(batch_size);
+        while slots.len() < batch_size && !state.orphans.is_empty() {
+            let (source, info, n, buf) = state.orphans.remove(0);
+            slots.push(slot_from(source, info, n, buf));
+        }
+        // Round-robin start so that with fewer slots than sources nobody starves.
+        let start = state.batches as usize % pads.len().max(1);
+        for k in 0..pads.len() {
+            if slots.len() >= batch_size {
+                break;
+            }
+            let (idx, pad) = &pads[(start + k) % pads.len()];
+            if let Some(buf) = pad.pop_buffer() {
+                slots.push(self.make_slot(&mut state, *idx, buf)?);
+            }
+        }
+
+        // Sources whose last frame is now batched (or that were released) end downstream
+        // after this batch.
+        let released = std::mem::take(&mut state.released);
+        let (mut ended, waiting): (Vec<u32>, Vec<u32>) = released
+            .into_iter()
+            .partition(|idx| !state.orphans.iter().any(|(s, ..)| s.pad_index == *idx));
+        state.released = waiting;
+        for (idx, pad) in &pads {
+            if pad.is_eos() && !pad.has_buffer() {
+                let ps = state.pads.entry(*idx).or_default();
+                if !ps.eos_announced {
+                    ps.eos_announced = true;
+                    ended.push(*idx);
+                }
+            }
+        }
+        let all_eos = state.orphans.is_empty() && pads.iter().all(|(_, p)| p.is_eos() && !p.has_buffer());
+
+        if slots.is_empty() {
+            drop(state);
+            for idx in ended {
+                self.obj().src_pad().push_event(Self::source_eos_event(idx));
+            }
+            if all_eos {
+                gst::debug!(CAT, imp = self, "all sources ended");
+                return Err(gst::FlowError::Eos);
+            }
+            return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
+        }
+
+        let batch_number = state.batches;
+        state.batches += 1;
+        drop(state);
+
+        let running_times = slots
+            .iter()
+            .filter_map(|s| s.source.segment.to_running_time(s.pts?));
+        let pts = running_times.min();
+        gst::log!(
+            CAT,
+            imp = self,
+            "batch {batch_number}: {} of {batch_size} slots, timeout {timeout}, pts {}",
+            slots.len(),
+            pts.display()
+        );
+
+        let mut buffer = gst::Buffer::new();
+        {
+            let b = buffer.get_mut().expect("new buffer is writable");
+            b.set_pts(pts);
+            b.set_offset(batch_number);
+            BatchMeta::add(
+                b,
+                Batch {
+                    slots,
+                    batch_number,
+                    batch_size,
+                    inputs: Vec::new(),
+                    outputs: Vec::new(),
+                },
+            );
+        }
+        if let Some(pts) = pts {
+            self.obj().set_position(pts);
+        }
+        let res = self.obj().finish_buffer(buffer);
+        for idx in ended {
+            self.obj().src_pad().push_event(Self::source_eos_event(idx));
+        }
+        res
+    }
+}
+
+impl ChildProxyImpl for TrtMux {
+    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
+        self.obj()
+            .sink_pads()
+            .get(index as usize)
+            .map(|p| p.clone().upcast())
+    }
+
+    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
+        self.obj().static_pad(name).map(|p| p.upcast())
+    }
+
+    fn children_count(&self) -> u32 {
+        self.obj().num_sink_pads() as u32
+    }
+}
