@@ -1,0 +1,80 @@
+//! Shared test set-up: registers the plugin statically and locates the generated models.
+#![allow(dead_code)]
+
+use gst::prelude::*;
+use std::path::PathBuf;
+use std::sync::Once;
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().expect("GStreamer initialises");
+        gsttrtvision::plugin_register_static().expect("plugin registers");
+    });
+}
+
+/// Directory with the committed model configs (engines/).
+pub fn engines_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("engines")
+}
+
+/// Path of a generated model; panics with the command to generate it when missing.
+pub fn model(name: &str) -> PathBuf {
+    let p = engines_dir().join("models").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `python3 engines/generate_models.py --out engines/models` first",
+        p.display()
+    );
+    p
+}
+
+/// Runs `pipeline` to EOS or error, with a timeout; returns the error message if any.
+pub fn run_to_end(pipeline: &gst::Pipeline, timeout: gst::ClockTime) -> Result<(), String> {
+    pipeline.set_state(gst::State::Playing).map_err(|e| format!("set_state: {e}"))?;
+    let bus = pipeline.bus().expect("pipeline has a bus");
+    let res = loop {
+        let Some(msg) = bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error]) else {
+            break Err("timed out".to_string());
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break Ok(()),
+            gst::MessageView::Error(e) => {
+                break Err(format!("{} ({})", e.error(), e.debug().map(|d| d.to_string()).unwrap_or_default()))
+            }
+            _ => unreachable!(),
+        }
+    };
+    pipeline.set_state(gst::State::Null).expect("pipeline stops");
+    res
+}
+
+/// Collects every buffer reaching the appsink named `name` in `pipeline`.
+pub fn collect(pipeline: &gst::Pipeline, name: &str) -> std::sync::Arc<std::sync::Mutex<Vec<gst::Buffer>>> {
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = pipeline
+        .by_name(name)
+        .expect("appsink exists")
+        .downcast::<gst_app::AppSink>()
+        .expect("is an appsink");
+    let o = out.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(b) = sample.buffer_owned() {
+                    o.lock().unwrap().push(b);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    out
+}
+
+pub fn parse(desc: &str) -> gst::Pipeline {
+    gst::parse::launch(desc)
+        .unwrap_or_else(|e| panic!("pipeline '{desc}' does not parse: {e}"))
+        .downcast::<gst::Pipeline>()
+        .expect("is a pipeline")
+}
