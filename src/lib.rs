@@ -12,12 +12,15 @@ use gst::glib;
 pub mod backend;
 pub mod batch;
 pub mod caps;
+pub mod config;
 pub mod geometry;
-pub mod results;
 pub mod masks;
+pub mod parsers;
+pub mod results;
 pub mod tensor;
 pub mod transform;
 pub mod trtdemux;
+pub mod trtinfer;
 pub mod trtjsonexport;
 pub mod trtmaskselect;
 pub mod trtmux;
@@ -27,6 +30,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trtdemux::register(plugin)?;
     trtmaskselect::register(plugin)?;
     trtjsonexport::register(plugin)?;
+    trtinfer::register(plugin)?;
     Ok(())
 }
 

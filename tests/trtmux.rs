@@ -11,7 +11,15 @@ fn slots_of(b: &gst::Buffer) -> Vec<(u32, u64, Option<gst::ClockTime>, u32, u32)
     meta.batch()
         .slots
         .iter()
-        .map(|s| (s.pad_index(), s.frame_number, s.pts, s.info.width(), s.info.height()))
+        .map(|s| {
+            (
+                s.pad_index(),
+                s.frame_number,
+                s.pts,
+                s.info.width(),
+                s.info.height(),
+            )
+        })
         .collect()
 }
 
@@ -99,13 +107,16 @@ fn frames_travel_by_reference() {
     let mut pushed = Vec::new();
     for i in 0..3u64 {
         let mut b = gst::Buffer::with_size(8 * 8 * 4).unwrap();
-        b.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(33 * i));
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(33 * i));
         pushed.push(b.as_ptr() as usize);
         src.push_buffer(b).unwrap();
     }
     src.end_of_stream().unwrap();
     let bus = p.bus().unwrap();
-    bus.timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Eos]).expect("eos");
+    bus.timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Eos])
+        .expect("eos");
     p.set_state(gst::State::Null).unwrap();
     let out = out.lock().unwrap();
     let got: Vec<usize> = out
@@ -126,13 +137,20 @@ fn live_source_stall_pushes_partial_batches() {
          appsrc name=stalled is-live=true format=time caps=video/x-raw,format=RGBA,width=32,height=32,framerate=30/1 ! m.sink_1",
     );
     let out = common::collect(&p, "out");
-    let stalled = p.by_name("stalled").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    let stalled = p
+        .by_name("stalled")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
     p.set_state(gst::State::Playing).unwrap();
     // Let the live source run out, then end the stalled one.
     std::thread::sleep(std::time::Duration::from_millis(1200));
     stalled.end_of_stream().unwrap();
     let bus = p.bus().unwrap();
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
     p.set_state(gst::State::Null).unwrap();
     assert!(matches!(msg.map(|m| m.type_()), Some(gst::MessageType::Eos)));
     let out = out.lock().unwrap();
@@ -184,7 +202,11 @@ fn pads_requested_and_released_while_playing() {
     // Wait (bounded) until the new source shows up in batches.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline
-        && !out.lock().unwrap().iter().any(|b| slots_of(b).iter().any(|s| s.0 == 1))
+        && !out
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| slots_of(b).iter().any(|s| s.0 == 1))
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -198,9 +220,15 @@ fn pads_requested_and_released_while_playing() {
     caps.set_state(gst::State::Null).unwrap();
 
     let bus = p.bus().unwrap();
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
     p.set_state(gst::State::Null).unwrap();
-    assert!(matches!(msg.map(|m| m.type_()), Some(gst::MessageType::Eos)), "pipeline ends normally");
+    assert!(
+        matches!(msg.map(|m| m.type_()), Some(gst::MessageType::Eos)),
+        "pipeline ends normally"
+    );
     let out = out.lock().unwrap();
     let mut per_source: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     for b in out.iter() {
@@ -209,8 +237,11 @@ fn pads_requested_and_released_while_playing() {
         }
     }
     assert_eq!(per_source[&0], (0..60).collect::<Vec<_>>());
-    let added = per_source
-        .get(&1)
-        .unwrap_or_else(|| panic!("the added source contributed no frames: {:?}", per_source.keys().collect::<Vec<_>>()));
+    let added = per_source.get(&1).unwrap_or_else(|| {
+        panic!(
+            "the added source contributed no frames: {:?}",
+            per_source.keys().collect::<Vec<_>>()
+        )
+    });
     assert_eq!(*added, (0..added.len() as u64).collect::<Vec<_>>());
 }

@@ -31,16 +31,23 @@ pub fn model(name: &str) -> PathBuf {
 
 /// Runs `pipeline` to EOS or error, with a timeout; returns the error message if any.
 pub fn run_to_end(pipeline: &gst::Pipeline, timeout: gst::ClockTime) -> Result<(), String> {
-    pipeline.set_state(gst::State::Playing).map_err(|e| format!("set_state: {e}"))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| format!("set_state: {e}"))?;
     let bus = pipeline.bus().expect("pipeline has a bus");
     let res = loop {
-        let Some(msg) = bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error]) else {
+        let Some(msg) = bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error])
+        else {
             break Err("timed out".to_string());
         };
         match msg.view() {
             gst::MessageView::Eos(_) => break Ok(()),
             gst::MessageView::Error(e) => {
-                break Err(format!("{} ({})", e.error(), e.debug().map(|d| d.to_string()).unwrap_or_default()))
+                break Err(format!(
+                    "{} ({})",
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default()
+                ))
             }
             _ => unreachable!(),
         }

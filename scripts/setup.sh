@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Sets up everything gst-trtvision needs on a Debian 12 / Ubuntu 24.04 machine that is
+# missing it, then builds the plugin and generates the test models. Idempotent: what is
+# already there is not installed again.
+#
+#   scripts/setup.sh            set up and build (release)
+#   TRTVISION_PROFILE=debug     build the debug profile instead
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# 1. Debian packages: GStreamer 1.22+ with development files, the plugins the demo and the
+#    tests use (videotestsrc, x264enc, mp4mux, appsrc/appsink), pkg-config, a C compiler,
+#    python venv.
+PKGS=(pkg-config build-essential git curl ca-certificates python3 python3-venv python3-pip
+      libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+      gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+      gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. Rust toolchain (rustup) when cargo is missing.
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        say "installing the Rust toolchain with rustup"
+        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+fi
+
+# 3. Python environment with ONNX Runtime (its shared library is what the plugin loads)
+#    and the model generator's needs, in .venv (PEP 668 keeps system pip read-only).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, onnx, numpy" 2>/dev/null; then
+    say "creating .venv with onnxruntime, onnx and numpy"
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r engines/requirements.txt
+fi
+
+# 4. Test models (generated, never downloaded) and their self-check.
+if [ ! -f engines/models/.generated ] || [ engines/generate_models.py -nt engines/models/.generated ]; then
+    say "generating test models in engines/models"
+    .venv/bin/python engines/generate_models.py --out engines/models
+    .venv/bin/python engines/generate_models.py --out engines/models --check >/dev/null
+    touch engines/models/.generated
+fi
+
+# 5. The plugin.
+profile="${TRTVISION_PROFILE:-release}"
+say "building the plugin ($profile)"
+if [ "$profile" = release ]; then
+    cargo build --release --quiet
+else
+    cargo build --quiet
+fi
+say "done: source scripts/env.sh to use the plugin from this checkout"

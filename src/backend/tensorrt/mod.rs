@@ -1,0 +1,898 @@
+//! Native TensorRT backend (cargo feature `tensorrt`).
+//!
+//! # Architecture
+//!
+//! A small C++ shim (`shim/tensorrt/*.cpp`, C API in `trts.h`) is compiled by `build.rs`
+//! against NVIDIA's public TensorRT headers (`TENSORRT_DIR`). It is **not linked** against
+//! TensorRT or CUDA: at run time it `dlopen`s `libnvinfer.so.<major>`,
+//! `libnvonnxparser.so.<major>` (only to build from ONNX) and `libcuda.so.1`, and resolves
+//! the factory functions (`createInferRuntime_INTERNAL`, `createInferBuilder_INTERNAL`,
+//! `createNvOnnxParser_INTERNAL`, `getInferLibVersion`) and the CUDA driver API with
+//! `dlsym`. A missing library gives [`BackendError::Unavailable`] naming the library and
+//! `LD_LIBRARY_PATH`; no C++ exception crosses into Rust and nothing panics.
+//!
+//! The shim's TensorRT major version is fixed at build time (`NV_TENSORRT_MAJOR`): a
+//! plugin built against TensorRT 11 headers needs `libnvinfer.so.11` (and 10 → 10).
+//!
+//! # Models
+//!
+//! - `.engine` / `.plan` / `.trt`: a serialized engine, deserialized as is.
+//! - `.onnx`: built with one optimisation profile (batch min 1, opt = max = `max_batch`,
+//!   other dimensions from the ONNX), the precision of [`TrtOptions::precision`], the
+//!   workspace limit and a timing cache, then stored in `engine_cache_dir` under a key of
+//!   model hash + GPU name + compute capability + TensorRT version + precision + max batch
+//!   (see [`EngineCache`]) and reused on the next start. A stale or unloadable cached engine
+//!   is rebuilt. Without `engine_cache_dir` the engine is built on every start.
+//! - TensorRT 10 builds FP16/INT8 with builder flags; TensorRT 11 is strongly typed only,
+//!   so FP16 needs an FP16 ONNX (`engines/convert_fp16.py`) and INT8 a Q/DQ ONNX.
+//!
+//! # Execution
+//!
+//! Inputs and outputs are discovered from the engine. Each call sets the real input shapes,
+//! binds device inputs zero-copy (host inputs: one async H2D copy into a pooled device
+//! buffer), runs `enqueueV3` on the backend's stream, downloads the outputs into pinned host
+//! buffers, waits on one event and returns host tensors. Device output and pinned buffers are
+//! allocated at open for the max batch, in two sets used alternately, so the buffers a batch
+//! is read back from are never the ones the next batch is written to. Optional CUDA-graph
+//! replay (`cuda-graph=true`). One warm-up run at open.
+//!
+//! Device inputs ([`TensorStorage::Device`]) must hold complete data when `infer` is called
+//! (their producer has synchronized its stream).
+//!
+//! Extra options: see [`options`] (`GST_TRTVISION_TENSORRT` environment variable).
+
+mod cache;
+mod cuda;
+mod ffi;
+mod io;
+pub mod options;
+mod sha256;
+
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr, CString};
+use std::path::Path;
+use std::sync::LazyLock;
+
+pub use cache::{CacheKey, CacheLookup, CacheMeta, EngineCache};
+pub use options::{Precision, TrtOptions, OPTIONS_ENV};
+
+use crate::backend::{BackendError, BackendOptions, InferenceBackend, InputRef, TensorSpec};
+use crate::tensor::{HostTensorPool, Tensor, TensorStorage};
+
+use cuda::{DeviceBuffer, Event, GraphExec, PinnedBuffer, Stream};
+use ffi::{check, ShimError, Status};
+use io::{BatchLayout, IoTensor};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "trtvision-tensorrt",
+        gst::DebugColorFlags::empty(),
+        Some("trtvision native TensorRT backend"),
+    )
+});
+
+const BACKEND: &str = "tensorrt";
+
+/// Alignment TensorRT requires of I/O device addresses.
+const DEVICE_ALIGN: u64 = 256;
+
+/// Distinct (buffer set, input shapes) CUDA graphs kept before the set is cleared.
+const MAX_GRAPHS: usize = 64;
+
+fn unavailable(reason: impl Into<String>) -> BackendError {
+    BackendError::Unavailable {
+        backend: BACKEND.into(),
+        reason: reason.into(),
+    }
+}
+
+fn runtime_error(e: ShimError) -> BackendError {
+    BackendError::Runtime(e.message)
+}
+
+/// Receives TensorRT's log messages (called from TensorRT threads too).
+extern "C" fn log_from_tensorrt(severity: i32, msg: *const c_char) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if msg.is_null() {
+            return;
+        }
+        // SAFETY: TensorRT passes a NUL-terminated message valid for this call.
+        let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
+        match severity {
+            0 | 1 => gst::error!(CAT, "TensorRT: {}", text),
+            2 => gst::warning!(CAT, "TensorRT: {}", text),
+            3 => gst::debug!(CAT, "TensorRT: {}", text),
+            _ => gst::trace!(CAT, "TensorRT: {}", text),
+        }
+    }));
+}
+
+/// Loads libnvinfer and libcuda; returns the TensorRT library version integer.
+fn load_libraries() -> Result<i32, BackendError> {
+    let mut version = 0;
+    // SAFETY: out-pointer to a local; the callback is a plain extern "C" fn.
+    check(unsafe { ffi::trts_load(Some(log_from_tensorrt), &mut version) })
+        .map_err(|e| unavailable(e.message))?;
+    Ok(version)
+}
+
+/// GPU identity for the engine cache key.
+struct GpuInfo {
+    name: String,
+    cc: (i32, i32),
+}
+
+fn device_info(device: i32) -> Result<GpuInfo, ShimError> {
+    let mut name = [0 as c_char; 256];
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: buffer and out-pointers are locals of the given sizes.
+    check(unsafe { ffi::trts_device_info(device, name.as_mut_ptr(), name.len(), &mut major, &mut minor) })?;
+    // SAFETY: the shim NUL-terminates the name within the buffer.
+    let name = unsafe { CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    Ok(GpuInfo {
+        name,
+        cc: (major, minor),
+    })
+}
+
+/// `trts_runtime`: IRuntime plus the retained primary CUDA context.
+struct Runtime(*mut ffi::RawRuntime);
+
+impl Runtime {
+    fn create(device: i32) -> Result<Runtime, ShimError> {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: out-pointer to a local.
+        check(unsafe { ffi::trts_runtime_create(device, &mut raw) })?;
+        Ok(Runtime(raw))
+    }
+    fn make_current(&self) -> Result<(), ShimError> {
+        // SAFETY: valid runtime.
+        check(unsafe { ffi::trts_runtime_make_current(self.0) })
+    }
+    fn deserialize(&self, plan: &[u8]) -> Result<Engine, ShimError> {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: plan is a live slice; out-pointer to a local.
+        check(unsafe { ffi::trts_engine_load(self.0, plan.as_ptr().cast(), plan.len(), &mut raw) })?;
+        Ok(Engine(raw))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // SAFETY: created by trts_runtime_create; every engine is dropped before.
+        unsafe { ffi::trts_runtime_destroy(self.0) }
+    }
+}
+
+/// `trts_engine`: ICudaEngine plus its execution context.
+struct Engine(*mut ffi::RawEngine);
+
+impl Engine {
+    fn set_input_shape(&mut self, t: &IoTensor, shape: &[i64]) -> Result<(), BackendError> {
+        // SAFETY: valid engine, NUL-terminated name, dims slice of the given length.
+        check(unsafe {
+            ffi::trts_context_set_input_shape(self.0, t.cname.as_ptr(), shape.as_ptr(), shape.len() as i32)
+        })
+        .map_err(|e| BackendError::ShapeMismatch(e.message))
+    }
+    fn shape(&self, t: &IoTensor) -> Result<Vec<i64>, ShimError> {
+        let mut dims = [0i64; ffi::MAX_DIMS];
+        let mut nb = 0;
+        // SAFETY: valid engine and name; out buffers have MAX_DIMS entries.
+        check(unsafe { ffi::trts_context_shape(self.0, t.cname.as_ptr(), dims.as_mut_ptr(), &mut nb) })?;
+        Ok(dims[..nb.clamp(0, ffi::MAX_DIMS as i32) as usize].to_vec())
+    }
+    fn set_address(&mut self, t: &IoTensor, ptr: u64) -> Result<(), BackendError> {
+        // SAFETY: valid engine and name; TensorRT only stores the address.
+        check(unsafe { ffi::trts_context_set_address(self.0, t.cname.as_ptr(), ptr) }).map_err(runtime_error)
+    }
+    fn enqueue(&mut self, stream: &Stream) -> Result<(), ShimError> {
+        // SAFETY: valid engine and stream; every I/O address was bound before.
+        check(unsafe { ffi::trts_context_enqueue(self.0, stream.raw()) })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // SAFETY: created by trts_engine_load, destroyed once.
+        unsafe { ffi::trts_engine_destroy(self.0) }
+    }
+}
+
+/// One set of I/O buffers, sized for the max batch.
+struct BufferSet {
+    inputs: Vec<DeviceBuffer>,
+    outputs: Vec<DeviceBuffer>,
+    host: Vec<PinnedBuffer>,
+    done: Event,
+}
+
+enum ModelKind {
+    Onnx,
+    Engine,
+}
+
+fn model_kind(path: &Path) -> Result<ModelKind, BackendError> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "onnx" => Ok(ModelKind::Onnx),
+        "engine" | "plan" | "trt" => Ok(ModelKind::Engine),
+        _ => Err(BackendError::ModelInvalid {
+            path: path.display().to_string(),
+            reason: "the tensorrt backend takes an ONNX model (.onnx) or a serialized TensorRT engine \
+                     (.engine, .plan, .trt)"
+                .into(),
+        }),
+    }
+}
+
+/// Native TensorRT inference backend. See the [module documentation](self).
+pub struct TrtBackend {
+    // Field order is drop order: CUDA objects, then the engine, then the runtime (which
+    // releases the CUDA context). `Drop` makes the context current first.
+    graphs: HashMap<Vec<i64>, GraphExec>,
+    sets: Vec<BufferSet>,
+    stream: Stream,
+    engine: Engine,
+    runtime: Runtime,
+    inputs: Vec<IoTensor>,
+    outputs: Vec<IoTensor>,
+    input_specs: Vec<TensorSpec>,
+    output_specs: Vec<TensorSpec>,
+    layout: BatchLayout,
+    max_batch: usize,
+    next_set: usize,
+    bound_shapes: Vec<Vec<i64>>,
+    cuda_graph: bool,
+    output_pools: Vec<HostTensorPool>,
+}
+
+// SAFETY: the raw TensorRT/CUDA handles are owned exclusively by this value and are only
+// used through `&mut self` (or in `Drop`), i.e. by one thread at a time; TensorRT execution
+// contexts and CUDA streams may be used from any thread as long as calls do not overlap, and
+// every call makes the backend's CUDA context current on the calling thread first.
+unsafe impl Send for TrtBackend {}
+
+impl TrtBackend {
+    /// Opens `opts.model_path` with the TensorRT options from [`TrtOptions::resolve`]
+    /// (shared options plus the `GST_TRTVISION_TENSORRT` environment variable).
+    pub fn open(opts: &BackendOptions) -> Result<TrtBackend, BackendError> {
+        let env = std::env::var(OPTIONS_ENV).ok();
+        let trt = TrtOptions::resolve(opts, env.as_deref())?;
+        Self::open_with(opts, &trt)
+    }
+
+    /// Opens `opts.model_path` with explicit TensorRT options.
+    pub fn open_with(opts: &BackendOptions, trt: &TrtOptions) -> Result<TrtBackend, BackendError> {
+        let lib_version = load_libraries()?;
+        let model = opts.model_path.as_path();
+        std::fs::metadata(model).map_err(|e| BackendError::ModelUnreadable {
+            path: model.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let kind = model_kind(model)?;
+        let gpu = device_info(opts.device_id).map_err(|e| unavailable(e.message))?;
+        let runtime = Runtime::create(opts.device_id).map_err(|e| match e.status {
+            Status::Unavailable => unavailable(e.message),
+            _ => runtime_error(e),
+        })?;
+        let trt_version = ffi::version_string(lib_version);
+        // SAFETY: plain getter.
+        let header_version = unsafe { ffi::trts_header_version() };
+        if lib_version < header_version {
+            gst::warning!(
+                CAT,
+                "libnvinfer {} is older than the TensorRT {} headers this plugin was built with",
+                trt_version,
+                ffi::version_string(header_version)
+            );
+        }
+        gst::info!(
+            CAT,
+            "TensorRT {} on CUDA device {} ({}, sm_{}{}), model {}",
+            trt_version,
+            opts.device_id,
+            gpu.name,
+            gpu.cc.0,
+            gpu.cc.1,
+            model.display()
+        );
+        let engine = match kind {
+            ModelKind::Engine => load_engine_file(&runtime, model, &gpu, &trt_version)?,
+            ModelKind::Onnx => load_or_build(&runtime, opts, trt, &gpu, &trt_version)?,
+        };
+        Self::from_engine(runtime, engine, opts, trt)
+    }
+
+    fn from_engine(
+        runtime: Runtime,
+        mut engine: Engine,
+        opts: &BackendOptions,
+        trt: &TrtOptions,
+    ) -> Result<Self, BackendError> {
+        let path = opts.model_path.display().to_string();
+        let invalid = |reason: String| BackendError::ModelInvalid {
+            path: path.clone(),
+            reason,
+        };
+        let (inputs, outputs) = discover_io(&engine).map_err(&invalid)?;
+        if outputs.is_empty() {
+            return Err(invalid("the engine has no outputs".into()));
+        }
+        let layout = io::batch_layout(&inputs).map_err(&invalid)?;
+        let max_batch = match opts.max_batch {
+            0 => layout.engine_max,
+            m if m > layout.engine_max => {
+                return Err(BackendError::BatchTooLarge {
+                    got: m,
+                    max: layout.engine_max,
+                })
+            }
+            m => m,
+        };
+        let alloc_batch = if layout.dynamic {
+            max_batch
+        } else {
+            layout.engine_max
+        };
+
+        // Bind the largest shapes to size every buffer.
+        let mut bound_shapes = Vec::with_capacity(inputs.len());
+        let mut input_bytes = Vec::with_capacity(inputs.len());
+        for t in &inputs {
+            let mut shape: Vec<i64> = t
+                .dims
+                .iter()
+                .zip(&t.max)
+                .map(|(&d, &m)| if d < 0 { m } else { d })
+                .collect();
+            shape[0] = alloc_batch as i64;
+            engine.set_input_shape(t, &shape)?;
+            input_bytes.push(byte_len(&shape, t));
+            bound_shapes.push(shape);
+        }
+        let mut output_bytes = Vec::with_capacity(outputs.len());
+        for t in &outputs {
+            let shape = engine.shape(t).map_err(runtime_error)?;
+            if shape.iter().any(|&d| d < 0) {
+                return Err(invalid(format!(
+                    "output '{}' has a data-dependent shape {:?}, which this backend does not support",
+                    t.spec.name, shape
+                )));
+            }
+            output_bytes.push(byte_len(&shape, t));
+        }
+
+        let stream = Stream::new().map_err(runtime_error)?;
+        let mut sets = Vec::with_capacity(2);
+        for _ in 0..2 {
+            let set = BufferSet {
+                inputs: input_bytes
+                    .iter()
+                    .map(|&n| DeviceBuffer::new(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(runtime_error)?,
+                outputs: output_bytes
+                    .iter()
+                    .map(|&n| DeviceBuffer::new(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(runtime_error)?,
+                host: output_bytes
+                    .iter()
+                    .map(|&n| PinnedBuffer::new(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(runtime_error)?,
+                done: Event::new().map_err(runtime_error)?,
+            };
+            for b in &set.inputs {
+                b.zero_async(&stream).map_err(runtime_error)?;
+            }
+            sets.push(set);
+        }
+
+        // Warm-up at full batch on set 0 (first-run kernels, lazy allocations).
+        for (t, buf) in inputs.iter().zip(&sets[0].inputs) {
+            engine.set_address(t, buf.ptr())?;
+        }
+        for (t, buf) in outputs.iter().zip(&sets[0].outputs) {
+            engine.set_address(t, buf.ptr())?;
+        }
+        for _ in 0..trt.warmup_runs {
+            engine.enqueue(&stream).map_err(runtime_error)?;
+        }
+        stream
+            .sync()
+            .map_err(|e| BackendError::Runtime(format!("warm-up inference failed: {e}")))?;
+
+        let describe = |v: &[IoTensor]| v.iter().map(|t| t.spec.describe()).collect::<Vec<_>>().join("; ");
+        gst::info!(
+            CAT,
+            "engine ready: inputs [{}], outputs [{}], batch {} (engine max {}, {}), cuda graphs {}",
+            describe(&inputs),
+            describe(&outputs),
+            max_batch,
+            layout.engine_max,
+            if layout.dynamic {
+                "dynamic"
+            } else {
+                "fixed, smaller batches padded"
+            },
+            if trt.cuda_graph { "on" } else { "off" }
+        );
+
+        Ok(TrtBackend {
+            graphs: HashMap::new(),
+            sets,
+            stream,
+            engine,
+            runtime,
+            input_specs: inputs.iter().map(|t| t.spec.clone()).collect(),
+            output_specs: outputs.iter().map(|t| t.spec.clone()).collect(),
+            output_pools: outputs.iter().map(|_| HostTensorPool::new()).collect(),
+            inputs,
+            outputs,
+            layout,
+            max_batch,
+            next_set: 0,
+            bound_shapes,
+            cuda_graph: trt.cuda_graph,
+        })
+    }
+
+    /// Runs the bound work: replays a captured CUDA graph when enabled, else `enqueueV3`.
+    fn run(&mut self, graph_key: Vec<i64>) -> Result<(), BackendError> {
+        if !self.cuda_graph {
+            return self.engine.enqueue(&self.stream).map_err(runtime_error);
+        }
+        if let Some(graph) = self.graphs.get(&graph_key) {
+            return graph.launch(&self.stream).map_err(runtime_error);
+        }
+        // First time for these shapes and buffers: a plain enqueue (which also lets
+        // TensorRT apply the new shapes), then capture the same work for the next calls.
+        self.engine.enqueue(&self.stream).map_err(runtime_error)?;
+        let engine = &mut self.engine;
+        let stream = &self.stream;
+        match GraphExec::capture(stream, || engine.enqueue(stream)) {
+            Ok(Ok(graph)) => {
+                if self.graphs.len() >= MAX_GRAPHS {
+                    self.graphs.clear();
+                }
+                self.graphs.insert(graph_key, graph);
+            }
+            Ok(Err(e)) | Err(e) => {
+                gst::warning!(CAT, "CUDA graph capture failed, running without graphs: {}", e);
+                self.cuda_graph = false;
+                self.graphs.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn byte_len(shape: &[i64], t: &IoTensor) -> usize {
+    shape.iter().map(|&d| d.max(0) as usize).product::<usize>() * t.spec.dtype.size()
+}
+
+fn discover_io(engine: &Engine) -> Result<(Vec<IoTensor>, Vec<IoTensor>), String> {
+    // SAFETY: valid engine.
+    let n = unsafe { ffi::trts_engine_num_io(engine.0) };
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    for i in 0..n {
+        let mut info = ffi::IoInfo::default();
+        // SAFETY: valid engine; out-pointer to a local.
+        check(unsafe { ffi::trts_engine_io_info(engine.0, i, &mut info) }).map_err(|e| e.message)?;
+        // SAFETY: the name is owned by the engine and NUL-terminated.
+        let name = unsafe { CStr::from_ptr(info.name) }
+            .to_string_lossy()
+            .into_owned();
+        if info.on_host != 0 {
+            return Err(format!(
+                "tensor '{name}' is a shape tensor that TensorRT keeps in host memory; such models are not \
+                 supported"
+            ));
+        }
+        let nb = info.nb_dims.clamp(0, ffi::MAX_DIMS as i32) as usize;
+        let t = IoTensor::new(
+            &name,
+            info.dtype,
+            info.linear != 0,
+            &info.dims[..nb],
+            &info.min_dims[..nb],
+            &info.max_dims[..nb],
+        )?;
+        if info.is_input != 0 {
+            inputs.push(t);
+        } else {
+            outputs.push(t);
+        }
+    }
+    Ok((inputs, outputs))
+}
+
+/// Deserializes a user-provided engine file.
+fn load_engine_file(
+    runtime: &Runtime,
+    model: &Path,
+    gpu: &GpuInfo,
+    trt_version: &str,
+) -> Result<Engine, BackendError> {
+    let plan = std::fs::read(model).map_err(|e| BackendError::ModelUnreadable {
+        path: model.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    runtime.deserialize(&plan).map_err(|e| match e.status {
+        Status::Deserialize => BackendError::ModelInvalid {
+            path: model.display().to_string(),
+            reason: format!(
+                "TensorRT {trt_version} on {} (sm_{}{}) cannot load this engine: {}. A serialized engine only runs \
+                 on the GPU model and TensorRT version that built it: rebuild it on this machine, or give the \
+                 ONNX model and an engine cache directory so the plugin builds and caches a matching engine (cache \
+                 key: model hash, GPU, compute capability, TensorRT version, precision, max batch)",
+                gpu.name, gpu.cc.0, gpu.cc.1, e.message
+            ),
+        },
+        _ => runtime_error(e),
+    })
+}
+
+/// Loads the cached engine for an ONNX model, or builds (and caches) one.
+fn load_or_build(
+    runtime: &Runtime,
+    opts: &BackendOptions,
+    trt: &TrtOptions,
+    gpu: &GpuInfo,
+    trt_version: &str,
+) -> Result<Engine, BackendError> {
+    let model = opts.model_path.as_path();
+    let unreadable = |path: &Path, e: std::io::Error| BackendError::ModelUnreadable {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let model_sha256 = cache::hash_file(model).map_err(|e| unreadable(model, e))?;
+    let calib = match (&trt.int8_calibration_cache, trt.precision) {
+        (Some(p), Precision::Int8) => Some(std::fs::read(p).map_err(|e| unreadable(p, e))?),
+        _ => None,
+    };
+    let key = CacheKey {
+        model_sha256,
+        gpu_name: gpu.name.clone(),
+        compute_capability: gpu.cc,
+        tensorrt_version: trt_version.to_string(),
+        precision: trt.precision,
+        max_batch: opts.max_batch.max(1),
+        workspace_bytes: trt.workspace_bytes,
+        calibration_sha256: calib.as_deref().map(sha256::sha256_hex),
+    };
+    let cache = opts.engine_cache_dir.as_ref().map(EngineCache::new);
+    match &cache {
+        Some(cache) if !trt.rebuild => {
+            if let CacheLookup::Hit(path) = cache.lookup(model, &key) {
+                match std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|plan| runtime.deserialize(&plan).map_err(|e| e.message))
+                {
+                    Ok(engine) => {
+                        gst::info!(
+                            CAT,
+                            "using cached engine {} (key {})",
+                            path.display(),
+                            key.canonical()
+                        );
+                        return Ok(engine);
+                    }
+                    Err(e) => {
+                        gst::warning!(
+                            CAT,
+                            "cached engine {} (key {}) cannot be loaded, rebuilding it: {}",
+                            path.display(),
+                            key.canonical(),
+                            e
+                        );
+                        EngineCache::evict(&path);
+                    }
+                }
+            }
+        }
+        Some(_) => gst::info!(CAT, "rebuild requested: ignoring any cached engine"),
+        None => gst::info!(
+            CAT,
+            "no engine cache directory: the engine is built on every start"
+        ),
+    }
+
+    // SAFETY: plain loader call.
+    check(unsafe { ffi::trts_load_onnx_parser() }).map_err(|e| unavailable(e.message))?;
+    let timing = cache.as_ref().and_then(|c| c.read_timing_cache(&key));
+    let cpath = path_cstring(model)?;
+    let params = ffi::BuildParams {
+        onnx_path: cpath.as_ptr(),
+        precision: trt.precision.to_ffi(),
+        max_batch: key.max_batch as i64,
+        workspace_bytes: trt.workspace_bytes,
+        timing_cache: timing.as_deref().map_or(std::ptr::null(), |t| t.as_ptr().cast()),
+        timing_cache_len: timing.as_deref().map_or(0, <[u8]>::len),
+        calib_cache: calib.as_deref().map_or(std::ptr::null(), |c| c.as_ptr().cast()),
+        calib_cache_len: calib.as_deref().map_or(0, <[u8]>::len),
+    };
+    gst::info!(
+        CAT,
+        "building a TensorRT engine from {} ({}, max batch {}); this can take minutes",
+        model.display(),
+        trt.precision.name(),
+        key.max_batch
+    );
+    let (mut plan_raw, mut timing_raw) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: params and the strings/byte ranges it points to outlive the call; out-pointers
+    // are locals whose blobs are owned right after.
+    let built = check(unsafe { ffi::trts_build_onnx(runtime.0, &params, &mut plan_raw, &mut timing_raw) });
+    let plan = ffi::Blob::from_raw(plan_raw);
+    let timing_out = ffi::Blob::from_raw(timing_raw);
+    built.map_err(|e| {
+        let path = model.display().to_string();
+        match e.status {
+            Status::Unavailable => unavailable(e.message),
+            Status::InvalidModel | Status::Shape | Status::Precision => BackendError::ModelInvalid {
+                path,
+                reason: e.message,
+            },
+            Status::Deserialize | Status::Runtime => BackendError::Runtime(e.message),
+        }
+    })?;
+    if let Some(cache) = &cache {
+        if !timing_out.as_slice().is_empty() {
+            if let Err(e) = cache.write_timing_cache(&key, timing_out.as_slice()) {
+                gst::warning!(
+                    CAT,
+                    "cannot write the timing cache in {}: {}",
+                    cache.dir().display(),
+                    e
+                );
+            }
+        }
+        match cache.store(model, &key, plan.as_slice()) {
+            Ok(p) => gst::info!(CAT, "cached engine {} (key {})", p.display(), key.canonical()),
+            Err(e) => gst::warning!(CAT, "cannot store the engine in {}: {}", cache.dir().display(), e),
+        }
+    }
+    runtime.deserialize(plan.as_slice()).map_err(|e| {
+        BackendError::Runtime(format!(
+            "TensorRT cannot load the engine it just built: {}",
+            e.message
+        ))
+    })
+}
+
+fn path_cstring(path: &Path) -> Result<CString, BackendError> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| BackendError::ModelUnreadable {
+        path: path.display().to_string(),
+        reason: "the path contains a NUL byte".into(),
+    })
+}
+
+impl InferenceBackend for TrtBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.input_specs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.output_specs
+    }
+
+    fn max_batch(&self) -> Option<usize> {
+        Some(self.max_batch)
+    }
+
+    fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
+        let (batch, tensors) = io::match_inputs(&self.inputs, inputs, self.max_batch)?;
+        self.runtime.make_current().map_err(runtime_error)?;
+        let run_batch = if self.layout.dynamic {
+            batch
+        } else {
+            self.layout.engine_max
+        };
+        let set_idx = self.next_set;
+        self.next_set = (self.next_set + 1) % self.sets.len();
+
+        // Inputs: real shapes, zero-copy device pointers or one upload into the pooled buffer.
+        let mut graph_key = vec![set_idx as i64];
+        for (i, tensor) in tensors.iter().enumerate() {
+            let t = &self.inputs[i];
+            let mut shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
+            shape[0] = run_batch as i64;
+            if self.bound_shapes[i] != shape {
+                self.engine.set_input_shape(t, &shape)?;
+                self.bound_shapes[i] = shape.clone();
+            }
+            graph_key.extend_from_slice(&shape);
+            let buf = &self.sets[set_idx].inputs[i];
+            let len = tensor.len_bytes();
+            if len > buf.len() {
+                return Err(BackendError::ShapeMismatch(format!(
+                    "input '{}' {:?} is larger than the engine's largest shape",
+                    t.spec.name, tensor.shape
+                )));
+            }
+            let addr = match &tensor.storage {
+                // Zero copy: TensorRT needs 256-byte aligned addresses and a full batch.
+                TensorStorage::Device { ptr, .. }
+                    if !self.cuda_graph && run_batch == batch && ptr % DEVICE_ALIGN == 0 =>
+                {
+                    *ptr
+                }
+                TensorStorage::Device { ptr, .. } => {
+                    buf.copy_from_device_async(*ptr, len, &self.stream)
+                        .map_err(runtime_error)?;
+                    buf.ptr()
+                }
+                TensorStorage::Host(bytes) => {
+                    buf.upload_async(bytes.as_slice(), &self.stream)
+                        .map_err(runtime_error)?;
+                    buf.ptr()
+                }
+            };
+            self.engine.set_address(t, addr)?;
+        }
+
+        // Outputs of this buffer set.
+        let mut out_shapes = Vec::with_capacity(self.outputs.len());
+        for (j, t) in self.outputs.iter().enumerate() {
+            let shape = self.engine.shape(t).map_err(runtime_error)?;
+            let bytes = byte_len(&shape, t);
+            if shape.iter().any(|&d| d < 0) || bytes > self.sets[set_idx].outputs[j].len() {
+                return Err(BackendError::Runtime(format!(
+                    "output '{}' has shape {:?}, which does not fit the buffers sized at open",
+                    t.spec.name, shape
+                )));
+            }
+            self.engine.set_address(t, self.sets[set_idx].outputs[j].ptr())?;
+            out_shapes.push((shape, bytes));
+        }
+
+        self.run(graph_key)?;
+
+        // One download per output, one event wait per batch.
+        let set = &mut self.sets[set_idx];
+        for ((host, dev), (_, bytes)) in set.host.iter_mut().zip(&set.outputs).zip(&out_shapes) {
+            host.download_async(dev.ptr(), *bytes, &self.stream)
+                .map_err(runtime_error)?;
+        }
+        set.done.record(&self.stream).map_err(runtime_error)?;
+        set.done.sync().map_err(runtime_error)?;
+
+        let mut result = Vec::with_capacity(self.outputs.len());
+        for (j, (t, (shape, bytes))) in self.outputs.iter().zip(out_shapes).enumerate() {
+            let mut shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+            let mut len = bytes;
+            // Fixed-batch engine run on a padded batch: return only the real rows.
+            if run_batch != batch && shape.first() == Some(&run_batch) {
+                len = bytes / run_batch * batch;
+                shape[0] = batch;
+            }
+            let mut out = self.output_pools[j].acquire(len);
+            out.as_mut_slice().copy_from_slice(set.host[j].bytes(len));
+            result.push(Tensor::host(t.spec.name.clone(), t.spec.dtype, shape, out));
+        }
+        Ok(result)
+    }
+}
+
+impl Drop for TrtBackend {
+    fn drop(&mut self) {
+        // Fields are dropped after this: make the context current and let pending work end.
+        if self.runtime.make_current().is_ok() {
+            let _ = self.stream.sync();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn libnvinfer_present() -> bool {
+        ["libnvinfer.so.11", "libnvinfer.so.10", "libnvinfer.so"]
+            .iter()
+            .any(|name| {
+                let c = CString::new(*name).unwrap();
+                // SAFETY: dlopen with a valid C string; the handle is closed right away.
+                unsafe {
+                    let h = libc::dlopen(c.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
+                    if !h.is_null() {
+                        libc::dlclose(h);
+                    }
+                    !h.is_null()
+                }
+            })
+    }
+
+    #[test]
+    fn missing_library_is_unavailable() {
+        if libnvinfer_present() {
+            eprintln!("libnvinfer is installed: skipping the missing-library test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("trtvision-trt-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let model = dir.join("model.onnx");
+        std::fs::write(&model, b"not really onnx").unwrap();
+        let opts = BackendOptions {
+            kind: crate::backend::BackendKind::TensorRt,
+            model_path: model,
+            max_batch: 4,
+            engine_cache_dir: Some(dir.join("cache")),
+            ..BackendOptions::default()
+        };
+        for _ in 0..2 {
+            // Twice: a failed load must not poison the next attempt.
+            match TrtBackend::open(&opts) {
+                Err(BackendError::Unavailable { backend, reason }) => {
+                    assert_eq!(backend, "tensorrt");
+                    assert!(reason.contains("libnvinfer.so."), "{reason}");
+                    assert!(reason.contains("LD_LIBRARY_PATH"), "{reason}");
+                }
+                Err(other) => panic!("expected Unavailable, got {other}"),
+                Ok(_) => panic!("opened without libnvinfer"),
+            }
+        }
+        assert!(
+            !dir.join("cache").exists(),
+            "nothing written when TensorRT is missing"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn shim_reports_header_version() {
+        // SAFETY: plain getter.
+        let v = unsafe { ffi::trts_header_version() };
+        assert!(v >= 100000, "TensorRT headers older than 10: {v}");
+        assert_eq!(ffi::version_string(101601), "10.16.1");
+        assert_eq!(ffi::version_string(110100), "11.1.0");
+    }
+
+    #[test]
+    fn shim_calls_fail_cleanly_before_load() {
+        if libnvinfer_present() {
+            return; // another test may have loaded the driver
+        }
+        // CUDA calls before a successful load return an error status, never crash.
+        let mut p = 0u64;
+        // SAFETY: out-pointer to a local.
+        let err = check(unsafe { ffi::trts_cuda_malloc(&mut p, 16) }).unwrap_err();
+        assert_eq!(err.status, Status::Unavailable);
+        assert!(err.message.contains("not loaded"), "{}", err.message);
+        assert!(device_info(0).is_err());
+    }
+
+    #[test]
+    fn model_kinds() {
+        assert!(matches!(
+            model_kind(Path::new("a/yolo.ONNX")),
+            Ok(ModelKind::Onnx)
+        ));
+        assert!(matches!(
+            model_kind(Path::new("yolo.plan")),
+            Ok(ModelKind::Engine)
+        ));
+        assert!(matches!(
+            model_kind(Path::new("yolo.engine")),
+            Ok(ModelKind::Engine)
+        ));
+        assert!(matches!(
+            model_kind(Path::new("yolo.pt")),
+            Err(BackendError::ModelInvalid { .. })
+        ));
+    }
+}

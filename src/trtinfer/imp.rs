@@ -1,0 +1,276 @@
+//! Element glue of trtinfer: properties, start/stop of the inference context, errors.
+
+use super::context::{InferContext, InferSettings};
+use crate::backend::BackendKind;
+use crate::parsers::ParserKind;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "trtinfer",
+        gst::DebugColorFlags::empty(),
+        Some("trtvision inference"),
+    )
+});
+
+#[derive(Default)]
+pub struct TrtInfer {
+    settings: Mutex<InferSettings>,
+    context: Mutex<Option<InferContext>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for TrtInfer {
+    const NAME: &'static str = "GstTrtInfer";
+    type Type = super::TrtInfer;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for TrtInfer {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb("Model config TOML (engines/README.md), ONNX file, or TensorRT engine file")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("model-name")
+                    .nick("Model name")
+                    .blurb("Name used to find the input tensor (trtpreprocess model-name) and to tag results; default: the config's name or the file stem")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("labels")
+                    .nick("Labels file")
+                    .blurb("Text file with one class label per line; default: the config's labels")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("parser")
+                    .nick("Output parser")
+                    .blurb("How outputs are decoded: yolo, yolo-seg, detr or raw; default: the config's parser")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("backend")
+                    .nick("Backend")
+                    .blurb("Inference backend: onnxruntime-cpu, onnxruntime-cuda, onnxruntime-tensorrt or tensorrt; default: the config's backend, else onnxruntime-cpu")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("conf-threshold")
+                    .nick("Confidence threshold")
+                    .blurb("Detections below this confidence are dropped (-1 = the config's value, default 0.25)")
+                    .minimum(-1.0)
+                    .maximum(1.0)
+                    .default_value(-1.0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("nms-iou")
+                    .nick("NMS IoU")
+                    .blurb("Class-aware non-maximum suppression IoU threshold (-1 = the config's value, default 0.45)")
+                    .minimum(-1.0)
+                    .maximum(1.0)
+                    .default_value(-1.0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-batch")
+                    .nick("Maximum batch")
+                    .blurb("Largest batch the model is run with; larger batches are an error (0 = the config's max-batch, default 16)")
+                    .maximum(1024)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("interval")
+                    .nick("Interval")
+                    .blurb("Batches skipped between two inferences; skipped batches reuse the last results of each source (0 = infer every batch)")
+                    .maximum(1000)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("device-id")
+                    .nick("GPU")
+                    .blurb("CUDA device ordinal for GPU backends")
+                    .minimum(0)
+                    .maximum(64)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("fp16")
+                    .nick("FP16")
+                    .blurb("Run in half precision where the backend builds its own engine (TensorRT, ONNX Runtime TensorRT provider)")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("engine-cache-dir")
+                    .nick("Engine cache directory")
+                    .blurb("Directory where TensorRT engines built from ONNX are cached and reused")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("CPU threads")
+                    .blurb("Threads of the CPU backend (0 = backend default)")
+                    .maximum(256)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("backend-in-use")
+                    .nick("Backend in use")
+                    .blurb("Backend actually running the model (set once started)")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        let text = || {
+            value
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .filter(|t| !t.is_empty())
+        };
+        let positive = |v: f32| (v >= 0.0).then_some(v);
+        match pspec.name() {
+            "model" => s.model = text().map(PathBuf::from),
+            "model-name" => s.model_name = text(),
+            "labels" => s.labels = text().map(PathBuf::from),
+            "parser" => {
+                s.parser = text().and_then(|t| {
+                    let p = ParserKind::parse(&t);
+                    if p.is_none() {
+                        gst::warning!(CAT, imp = self, "unknown parser '{t}'");
+                    }
+                    p
+                })
+            }
+            "backend" => {
+                s.backend = text().and_then(|t| {
+                    let b = BackendKind::parse(&t);
+                    if b.is_none() {
+                        gst::warning!(CAT, imp = self, "unknown backend '{t}'");
+                    }
+                    b
+                })
+            }
+            "conf-threshold" => s.conf_threshold = positive(value.get().expect("type checked upstream")),
+            "nms-iou" => s.nms_iou = positive(value.get().expect("type checked upstream")),
+            "max-batch" => {
+                let v: u32 = value.get().expect("type checked upstream");
+                s.max_batch = (v > 0).then_some(v as usize);
+            }
+            "interval" => s.interval = value.get().expect("type checked upstream"),
+            "device-id" => s.device_id = value.get().expect("type checked upstream"),
+            "fp16" => s.fp16 = value.get().expect("type checked upstream"),
+            "engine-cache-dir" => s.engine_cache_dir = text().map(PathBuf::from),
+            "threads" => s.threads = value.get::<u32>().expect("type checked upstream") as usize,
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        match pspec.name() {
+            "model" => path(&s.model).to_value(),
+            "model-name" => s.model_name.to_value(),
+            "labels" => path(&s.labels).to_value(),
+            "parser" => s
+                .parser
+                .map(|p| match p {
+                    ParserKind::Yolo => "yolo",
+                    ParserKind::YoloSeg => "yolo-seg",
+                    ParserKind::Detr => "detr",
+                    ParserKind::Raw => "raw",
+                })
+                .to_value(),
+            "backend" => s.backend.map(|b| b.name()).to_value(),
+            "conf-threshold" => s.conf_threshold.unwrap_or(-1.0).to_value(),
+            "nms-iou" => s.nms_iou.unwrap_or(-1.0).to_value(),
+            "max-batch" => (s.max_batch.unwrap_or(0) as u32).to_value(),
+            "interval" => s.interval.to_value(),
+            "device-id" => s.device_id.to_value(),
+            "fp16" => s.fp16.to_value(),
+            "engine-cache-dir" => path(&s.engine_cache_dir).to_value(),
+            "threads" => (s.threads as u32).to_value(),
+            "backend-in-use" => self
+                .context
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|c| c.backend_name())
+                .to_value(),
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+}
+
+impl GstObjectImpl for TrtInfer {}
+
+impl ElementImpl for TrtInfer {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "TrtVision inference",
+                "Filter/Analyzer/Video",
+                "Runs a detection or segmentation model once per batch (ONNX Runtime or TensorRT) and attaches per-frame results",
+                "gst-trtvision developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::transform::batch_pad_templates);
+        T.as_ref()
+    }
+}
+
+impl BaseTransformImpl for TrtInfer {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let ctx = InferContext::open(&settings).map_err(|e| {
+            gst::error_msg!(
+                gst::LibraryError::Init,
+                ("Could not load the model: {}", e),
+                ["settings: {:?}", settings]
+            )
+        })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "model '{}' ({}) on {}, parser {:?}",
+            ctx.model,
+            ctx.config.model_path().display(),
+            ctx.backend_name(),
+            ctx.parser
+        );
+        *self.context.lock().unwrap() = Some(ctx);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.context.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
+        let mut guard = self.context.lock().unwrap();
+        let ctx = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        if let Err(e) = ctx.process(meta.batch_mut()) {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
+            return Err(gst::FlowError::Error);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

@@ -1,0 +1,358 @@
+//! Element glue of the preprocessing: settings from properties or a model config, frame
+//! mapping, the tensor pool, and the batch tensor with per-row transforms.
+
+use crate::batch::{Batch, BatchTensor};
+use crate::config::{ColorOrder, ModelConfig, PreprocessConfig, ResizeMode};
+use crate::preprocess::{self, Scratch};
+use crate::tensor::{DType, HostTensorPool, Tensor};
+use crate::video::FrameReader;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use std::sync::{Arc, LazyLock, Mutex};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("trtpreprocess", gst::DebugColorFlags::empty(), Some("trtvision preprocessing"))
+});
+
+const DEFAULT_MODEL_NAME: &str = "model";
+
+#[derive(Debug, Clone)]
+struct Settings {
+    config_file: Option<String>,
+    model_name: String,
+    input_name: String,
+    pre: PreprocessConfig,
+    sources: Vec<u32>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            config_file: None,
+            model_name: DEFAULT_MODEL_NAME.into(),
+            input_name: "images".into(),
+            pre: PreprocessConfig::default(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// What exists between start and stop.
+struct State {
+    model: Arc<str>,
+    input_name: String,
+    pre: PreprocessConfig,
+    sources: Vec<u32>,
+    pool: HostTensorPool,
+    scratch: Vec<Scratch>,
+}
+
+#[derive(Default)]
+pub struct TrtPreprocess {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+fn parse_floats(s: &str) -> Option<[f32; 3]> {
+    let v: Vec<f32> = s.split([',', ' ']).filter(|t| !t.is_empty()).map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    match v.as_slice() {
+        [a] => Some([*a; 3]),
+        [a, b, c] => Some([*a, *b, *c]),
+        _ => None,
+    }
+}
+
+fn format_floats(v: &[f32; 3]) -> String {
+    format!("{},{},{}", v[0], v[1], v[2])
+}
+
+/// Parses a list of source indices such as `0,2,5` (empty = all sources).
+pub fn parse_sources(s: &str) -> Option<Vec<u32>> {
+    s.split([',', ' ']).filter(|t| !t.is_empty()).map(|t| t.trim().parse().ok()).collect()
+}
+
+impl TrtPreprocess {
+    fn run(&self, state: &mut State, batch: &mut Batch) -> Result<(), gst::FlowError> {
+        let rows: Vec<usize> = batch
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| state.sources.is_empty() || state.sources.contains(&s.pad_index()))
+            .map(|(i, _)| i)
+            .collect();
+        batch.inputs.retain(|t| t.model != state.model);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let pre = state.pre;
+        let mut frames = Vec::with_capacity(rows.len());
+        for &i in &rows {
+            let slot = &batch.slots[i];
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(slot.buffer.as_ref(), &slot.info)
+                .map_err(|_| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        ("Could not map frame {} of source {} for reading", slot.frame_number, slot.pad_index())
+                    );
+                    gst::FlowError::Error
+                })?;
+            frames.push(frame);
+        }
+        let mut readers = Vec::with_capacity(frames.len());
+        for f in &frames {
+            readers.push(FrameReader::new(f).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("Unsupported frame: {}", e));
+                gst::FlowError::NotNegotiated
+            })?);
+        }
+        let transforms: Vec<_> = readers.iter().map(|r| pre.transform(r.width(), r.height())).collect();
+        let shape = vec![rows.len(), 3, pre.height as usize, pre.width as usize];
+        let len = shape.iter().product::<usize>() * pre.dtype.size();
+        let mut bytes = state.pool.acquire(len);
+        preprocess::fill_batch(&pre, &readers, &transforms, bytes.as_mut_slice(), &mut state.scratch);
+        drop(readers);
+        drop(frames);
+        batch.inputs.push(BatchTensor {
+            model: state.model.clone(),
+            tensor: Tensor::host(state.input_name.clone(), pre.dtype, shape, bytes),
+            slots: rows,
+            transforms,
+        });
+        Ok(())
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for TrtPreprocess {
+    const NAME: &'static str = "GstTrtPreprocess";
+    type Type = super::TrtPreprocess;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for TrtPreprocess {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = PreprocessConfig::default();
+            vec![
+                glib::ParamSpecString::builder("config-file")
+                    .nick("Model config file")
+                    .blurb("Model config TOML (engines/README.md); when set, its [model] name and [input] section replace the properties below")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("model-name")
+                    .nick("Model name")
+                    .blurb("Name of the model the tensor is prepared for; trtinfer elements pick their input by this name")
+                    .default_value(Some(DEFAULT_MODEL_NAME))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("input-name")
+                    .nick("Input tensor name")
+                    .blurb("Name of the model input the tensor feeds")
+                    .default_value(Some("images"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("width")
+                    .nick("Width")
+                    .blurb("Model input width in pixels")
+                    .minimum(1)
+                    .maximum(16384)
+                    .default_value(d.width)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("height")
+                    .nick("Height")
+                    .blurb("Model input height in pixels")
+                    .minimum(1)
+                    .maximum(16384)
+                    .default_value(d.height)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("dtype")
+                    .nick("Tensor type")
+                    .blurb("Element type of the tensor: f32 or f16")
+                    .default_value(Some("f32"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("resize")
+                    .nick("Resize mode")
+                    .blurb("letterbox (keep aspect ratio, pad the rest) or stretch (fill the input)")
+                    .default_value(Some("letterbox"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("pad-value")
+                    .nick("Padding value")
+                    .blurb("Pixel value (0-255, before normalisation) of the letterbox padding")
+                    .maximum(255)
+                    .default_value(d.pad_value as u32)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("color-order")
+                    .nick("Colour order")
+                    .blurb("Plane order of the tensor: rgb or bgr")
+                    .default_value(Some("rgb"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("scale")
+                    .nick("Scale")
+                    .blurb("Factor applied to 0-255 pixels before mean and std: value = (pixel * scale - mean) / std")
+                    .minimum(f32::MIN)
+                    .maximum(f32::MAX)
+                    .default_value(d.scale)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("mean")
+                    .nick("Mean")
+                    .blurb("Per-plane mean subtracted after scaling, as 'a,b,c' (or one value for all)")
+                    .default_value(Some("0,0,0"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("std")
+                    .nick("Standard deviation")
+                    .blurb("Per-plane divisor applied after the mean, as 'a,b,c' (or one value for all); never 0")
+                    .default_value(Some("1,1,1"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("sources")
+                    .nick("Sources")
+                    .blurb("Comma-separated source indices (trtmux sink pad numbers) to prepare; empty = all sources")
+                    .default_value(Some(""))
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        let text = || value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+        let invalid = |what: &str, v: String| {
+            gst::warning!(CAT, imp = self, "ignoring invalid {what} '{v}'");
+        };
+        match pspec.name() {
+            "config-file" => s.config_file = value.get().expect("type checked upstream"),
+            "model-name" => s.model_name = text(),
+            "input-name" => s.input_name = text(),
+            "width" => s.pre.width = value.get().expect("type checked upstream"),
+            "height" => s.pre.height = value.get().expect("type checked upstream"),
+            "dtype" => match DType::parse(&text()) {
+                Some(d @ (DType::F32 | DType::F16)) => s.pre.dtype = d,
+                _ => invalid("dtype", text()),
+            },
+            "resize" => match ResizeMode::parse(&text()) {
+                Some(r) => s.pre.resize = r,
+                None => invalid("resize mode", text()),
+            },
+            "pad-value" => s.pre.pad_value = value.get::<u32>().expect("type checked upstream") as u8,
+            "color-order" => match ColorOrder::parse(&text()) {
+                Some(c) => s.pre.color = c,
+                None => invalid("colour order", text()),
+            },
+            "scale" => s.pre.scale = value.get().expect("type checked upstream"),
+            "mean" => match parse_floats(&text()) {
+                Some(v) => s.pre.mean = v,
+                None => invalid("mean", text()),
+            },
+            "std" => match parse_floats(&text()) {
+                Some(v) => s.pre.std = v,
+                None => invalid("std", text()),
+            },
+            "sources" => match parse_sources(&text()) {
+                Some(v) => s.sources = v,
+                None => invalid("source list", text()),
+            },
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "config-file" => s.config_file.to_value(),
+            "model-name" => s.model_name.to_value(),
+            "input-name" => s.input_name.to_value(),
+            "width" => s.pre.width.to_value(),
+            "height" => s.pre.height.to_value(),
+            "dtype" => s.pre.dtype.name().to_value(),
+            "resize" => s.pre.resize.name().to_value(),
+            "pad-value" => (s.pre.pad_value as u32).to_value(),
+            "color-order" => s.pre.color.name().to_value(),
+            "scale" => s.pre.scale.to_value(),
+            "mean" => format_floats(&s.pre.mean).to_value(),
+            "std" => format_floats(&s.pre.std).to_value(),
+            "sources" => s.sources.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",").to_value(),
+            _ => unreachable!("unknown property {}", pspec.name()),
+        }
+    }
+}
+
+impl GstObjectImpl for TrtPreprocess {}
+
+impl ElementImpl for TrtPreprocess {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "TrtVision preprocessing",
+                "Filter/Converter/Video",
+                "Converts the frames of a batch into one normalised NCHW model input tensor (letterbox or stretch)",
+                "gst-trtvision developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::transform::batch_pad_templates);
+        T.as_ref()
+    }
+}
+
+impl BaseTransformImpl for TrtPreprocess {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let mut s = self.settings.lock().unwrap().clone();
+        if let Some(path) = s.config_file.clone() {
+            let cfg = ModelConfig::from_file(&path).map_err(|e| {
+                gst::error_msg!(gst::ResourceError::Settings, ("Invalid model config {}: {}", path, e))
+            })?;
+            s.model_name = cfg.name.clone();
+            if let Some(n) = &cfg.input_name {
+                s.input_name = n.clone();
+            }
+            s.pre = cfg.preprocess;
+        }
+        s.pre
+            .validate()
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("Invalid preprocessing settings: {}", e)))?;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+        gst::info!(CAT, imp = self, "model '{}' input {}x{} {}", s.model_name, s.pre.width, s.pre.height, s.pre.dtype.name());
+        *self.state.lock().unwrap() = Some(State {
+            model: Arc::from(s.model_name.as_str()),
+            input_name: s.input_name,
+            pre: s.pre,
+            sources: s.sources,
+            pool: HostTensorPool::new(),
+            scratch: (0..threads).map(|_| Scratch::default()).collect(),
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        self.run(state, meta.batch_mut())?;
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
