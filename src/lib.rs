@@ -13,10 +13,14 @@ pub mod backend;
 pub mod batch;
 pub mod caps;
 pub mod config;
+pub mod draw;
+pub mod font;
 pub mod geometry;
 pub mod masks;
 pub mod parsers;
+pub mod preprocess;
 pub mod results;
+pub mod scene;
 pub mod tensor;
 pub mod transform;
 pub mod trtdemux;
@@ -24,6 +28,11 @@ pub mod trtinfer;
 pub mod trtjsonexport;
 pub mod trtmaskselect;
 pub mod trtmux;
+pub mod trtoverlay;
+pub mod trtpreprocess;
+pub mod trtscenesrc;
+pub mod trttiler;
+pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trtmux::register(plugin)?;
@@ -31,6 +40,10 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trtmaskselect::register(plugin)?;
     trtjsonexport::register(plugin)?;
     trtinfer::register(plugin)?;
+    trtpreprocess::register(plugin)?;
+    trtscenesrc::register(plugin)?;
+    trtoverlay::register(plugin)?;
+    trttiler::register(plugin)?;
     Ok(())
 }
 

@@ -160,17 +160,16 @@ mod tests {
         for y in 0..fh {
             for x in 0..fw {
                 let i = ((y * fw + x) * 4) as usize;
-                px[i..i + 4].copy_from_slice(if x == 3 { &[0, 255, 0, 255] } else { &[255, 0, 0, 255] });
+                px[i..i + 4].copy_from_slice(if x == 3 {
+                    &[0, 255, 0, 255]
+                } else {
+                    &[255, 0, 0, 255]
+                });
             }
         }
-        let frame = FrameReader::from_planes(
-            gst_video::VideoFormat::Rgba,
-            fw,
-            fh,
-            &[&px],
-            &[(fw * 4) as usize],
-        )
-        .unwrap();
+        let frame =
+            FrameReader::from_planes(gst_video::VideoFormat::Rgba, fw, fh, &[&px], &[(fw * 4) as usize])
+                .unwrap();
         let cfg = PreprocessConfig {
             width: 8,
             height: 8,
@@ -179,7 +178,10 @@ mod tests {
         let t = cfg.transform(fw, fh);
         let mut out = vec![0u8; 3 * 64 * 4];
         fill_row(&cfg, &frame, &t, &mut out, &mut Scratch::default());
-        let v: Vec<f32> = out.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect();
+        let v: Vec<f32> = out
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
         let at = |c: usize, x: usize, y: usize| v[c * 64 + y * 8 + x];
         // Scale 2, pad_y 2: rows 0-1 and 6-7 are padding (114/255).
         assert!((at(0, 0, 0) - 114.0 / 255.0).abs() < 1e-6);

@@ -25,12 +25,13 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_BATCH_SIZE: u32 = 0;
+/// -1: as many slots as linked sink pads.
+const DEFAULT_BATCH_SIZE: i32 = -1;
 const DEFAULT_PUSH_TIMEOUT_US: i64 = 40_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
-    batch_size: u32,
+    batch_size: i32,
     push_timeout_us: i64,
 }
 
@@ -172,10 +173,10 @@ impl ObjectImpl for TrtMux {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
-                glib::ParamSpecUInt::builder("batch-size")
+                glib::ParamSpecInt::builder("batch-size")
                     .nick("Batch size")
-                    .blurb("Largest number of frames in one batch; 0 uses the number of linked sink pads")
-                    .minimum(0)
+                    .blurb("Largest number of frames in one batch, at most one per source; -1 uses the number of linked sink pads (0 is invalid)")
+                    .minimum(-1)
                     .maximum(1024)
                     .default_value(DEFAULT_BATCH_SIZE)
                     .mutable_playing()
@@ -315,6 +316,12 @@ impl ElementImpl for TrtMux {
 
 impl AggregatorImpl for TrtMux {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        if self.settings.lock().unwrap().batch_size == 0 {
+            return Err(gst::error_msg!(
+                gst::CoreError::Failed,
+                ("trtmux batch-size is 0: set it to the number of frames per batch (at least 1), or -1 for one slot per linked source")
+            ));
+        }
         let mut state = self.state.lock().unwrap();
         for ps in state.pads.values_mut() {
             *ps = PadState::default();
@@ -396,8 +403,20 @@ impl AggregatorImpl for TrtMux {
     }
 
     fn update_src_caps(&self, _caps: &gst::Caps) -> Result<gst::Caps, gst::FlowError> {
-        let cuda = self.state.lock().unwrap().cuda.unwrap_or(false);
+        let state = self.state.lock().unwrap();
+        let cuda = state.cuda.unwrap_or(false);
+        // The fastest source's rate: what a mosaic of the batches plays at.
+        let framerate = state
+            .pads
+            .values()
+            .filter_map(|p| p.info.as_ref().map(|i| i.fps()))
+            .filter(|f| f.numer() > 0)
+            .max_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        drop(state);
         let mut caps = batch::batch_caps();
+        if let Some(f) = framerate {
+            caps.get_mut().expect("new caps are writable").set("framerate", f);
+        }
         if cuda {
             caps.get_mut()
                 .expect("new caps are writable")
@@ -421,12 +440,12 @@ impl AggregatorImpl for TrtMux {
 
     fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
         let pads = self.sink_pads();
-        let configured = self.settings.lock().unwrap().batch_size as usize;
+        let configured = self.settings.lock().unwrap().batch_size;
         let mut state = self.state.lock().unwrap();
-        let batch_size = if configured == 0 {
+        let batch_size = if configured < 0 {
             pads.len().max(1)
         } else {
-            configured
+            configured.max(1) as usize
         };
 
         let mut slots = Vec::with_capacity(batch_size);

@@ -13,7 +13,11 @@ use gst_base::subclass::prelude::*;
 use std::sync::{Arc, LazyLock, Mutex};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("trtpreprocess", gst::DebugColorFlags::empty(), Some("trtvision preprocessing"))
+    gst::DebugCategory::new(
+        "trtpreprocess",
+        gst::DebugColorFlags::empty(),
+        Some("trtvision preprocessing"),
+    )
 });
 
 const DEFAULT_MODEL_NAME: &str = "model";
@@ -56,7 +60,11 @@ pub struct TrtPreprocess {
 }
 
 fn parse_floats(s: &str) -> Option<[f32; 3]> {
-    let v: Vec<f32> = s.split([',', ' ']).filter(|t| !t.is_empty()).map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<f32> = s
+        .split([',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
     match v.as_slice() {
         [a] => Some([*a; 3]),
         [a, b, c] => Some([*a, *b, *c]),
@@ -70,7 +78,10 @@ fn format_floats(v: &[f32; 3]) -> String {
 
 /// Parses a list of source indices such as `0,2,5` (empty = all sources).
 pub fn parse_sources(s: &str) -> Option<Vec<u32>> {
-    s.split([',', ' ']).filter(|t| !t.is_empty()).map(|t| t.trim().parse().ok()).collect()
+    s.split([',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(|t| t.trim().parse().ok())
+        .collect()
 }
 
 impl TrtPreprocess {
@@ -95,7 +106,11 @@ impl TrtPreprocess {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Failed,
-                        ("Could not map frame {} of source {} for reading", slot.frame_number, slot.pad_index())
+                        (
+                            "Could not map frame {} of source {} for reading",
+                            slot.frame_number,
+                            slot.pad_index()
+                        )
                     );
                     gst::FlowError::Error
                 })?;
@@ -108,11 +123,20 @@ impl TrtPreprocess {
                 gst::FlowError::NotNegotiated
             })?);
         }
-        let transforms: Vec<_> = readers.iter().map(|r| pre.transform(r.width(), r.height())).collect();
+        let transforms: Vec<_> = readers
+            .iter()
+            .map(|r| pre.transform(r.width(), r.height()))
+            .collect();
         let shape = vec![rows.len(), 3, pre.height as usize, pre.width as usize];
         let len = shape.iter().product::<usize>() * pre.dtype.size();
         let mut bytes = state.pool.acquire(len);
-        preprocess::fill_batch(&pre, &readers, &transforms, bytes.as_mut_slice(), &mut state.scratch);
+        preprocess::fill_batch(
+            &pre,
+            &readers,
+            &transforms,
+            bytes.as_mut_slice(),
+            &mut state.scratch,
+        );
         drop(readers);
         drop(frames);
         batch.inputs.push(BatchTensor {
@@ -283,7 +307,13 @@ impl ObjectImpl for TrtPreprocess {
             "scale" => s.pre.scale.to_value(),
             "mean" => format_floats(&s.pre.mean).to_value(),
             "std" => format_floats(&s.pre.std).to_value(),
-            "sources" => s.sources.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",").to_value(),
+            "sources" => s
+                .sources
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+                .to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -319,7 +349,10 @@ impl BaseTransformImpl for TrtPreprocess {
         let mut s = self.settings.lock().unwrap().clone();
         if let Some(path) = s.config_file.clone() {
             let cfg = ModelConfig::from_file(&path).map_err(|e| {
-                gst::error_msg!(gst::ResourceError::Settings, ("Invalid model config {}: {}", path, e))
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("Invalid model config {}: {}", path, e)
+                )
             })?;
             s.model_name = cfg.name.clone();
             if let Some(n) = &cfg.input_name {
@@ -327,11 +360,25 @@ impl BaseTransformImpl for TrtPreprocess {
             }
             s.pre = cfg.preprocess;
         }
-        s.pre
-            .validate()
-            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("Invalid preprocessing settings: {}", e)))?;
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-        gst::info!(CAT, imp = self, "model '{}' input {}x{} {}", s.model_name, s.pre.width, s.pre.height, s.pre.dtype.name());
+        s.pre.validate().map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Invalid preprocessing settings: {}", e)
+            )
+        })?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        gst::info!(
+            CAT,
+            imp = self,
+            "model '{}' input {}x{} {}",
+            s.model_name,
+            s.pre.width,
+            s.pre.height,
+            s.pre.dtype.name()
+        );
         *self.state.lock().unwrap() = Some(State {
             model: Arc::from(s.model_name.as_str()),
             input_name: s.input_name,

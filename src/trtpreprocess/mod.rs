@@ -11,5 +11,10 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), "trtpreprocess", gst::Rank::NONE, TrtPreprocess::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "trtpreprocess",
+        gst::Rank::NONE,
+        TrtPreprocess::static_type(),
+    )
 }

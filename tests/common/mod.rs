@@ -31,10 +31,22 @@ pub fn model(name: &str) -> PathBuf {
 
 /// Runs `pipeline` to EOS or error, with a timeout; returns the error message if any.
 pub fn run_to_end(pipeline: &gst::Pipeline, timeout: gst::ClockTime) -> Result<(), String> {
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|e| format!("set_state: {e}"))?;
     let bus = pipeline.bus().expect("pipeline has a bus");
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // The element that failed posted the reason on the bus.
+        let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error]);
+        pipeline.set_state(gst::State::Null).expect("pipeline stops");
+        return Err(match msg.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Error(e)) => {
+                format!(
+                    "{} ({})",
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default()
+                )
+            }
+            _ => "state change failed without an error message".to_string(),
+        });
+    }
     let res = loop {
         let Some(msg) = bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error])
         else {

@@ -76,6 +76,7 @@ int main()
 
     // Capture memset(b, 0x5a) + D2H into a graph; nothing runs until it is launched.
     expect(trts_cuda_memset_async(b, 0, n, stream) == TRTS_OK && trts_cuda_stream_sync(stream) == TRTS_OK, "memset");
+    std::memset(pinned, 0, n);
     expect(trts_cuda_capture_begin(stream) == TRTS_OK, "capture begin");
     trts_cuda_memset_async(b, 0x5a, n, stream);
     trts_cuda_dtoh_async(pinned, b, n, stream);
