@@ -100,7 +100,6 @@ impl TrtDemux {
         if stream_changed {
             let id = source.stream_id.clone().unwrap_or_else(|| {
                 pad.create_stream_id(&*self.obj(), Some(&format!("{}", source.pad_index)))
-                    .into()
             });
             pad.push_event(gst::event::StreamStart::new(&id));
         }

@@ -181,7 +181,7 @@ impl InferContext {
     /// Runs (or, between `interval` batches, reuses) inference for one batch and attaches
     /// the results to its slots.
     pub fn process(&mut self, batch: &mut Batch) -> Result<(), InferError> {
-        let run = self.interval == 0 || self.batches % (self.interval as u64 + 1) == 0;
+        let run = self.interval == 0 || self.batches.is_multiple_of(self.interval as u64 + 1);
         self.batches += 1;
         if run {
             self.infer(batch)

@@ -64,7 +64,7 @@ pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &Overlay
             if d.object_id >= 0 {
                 let _ = write!(label, " #{}", d.object_id);
             }
-            let h = (crate::font::GLYPH_H as u32 * style.text_scale) as f32;
+            let h = (crate::font::GLYPH_H * style.text_scale) as f32;
             let y = if d.bbox.y0 >= h { d.bbox.y0 - h } else { d.bbox.y0 };
             canvas.text(
                 d.bbox.x0 as i32,

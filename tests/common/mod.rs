@@ -47,22 +47,15 @@ pub fn run_to_end(pipeline: &gst::Pipeline, timeout: gst::ClockTime) -> Result<(
             _ => "state change failed without an error message".to_string(),
         });
     }
-    let res = loop {
-        let Some(msg) = bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error])
-        else {
-            break Err("timed out".to_string());
-        };
-        match msg.view() {
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => {
-                break Err(format!(
-                    "{} ({})",
-                    e.error(),
-                    e.debug().map(|d| d.to_string()).unwrap_or_default()
-                ))
-            }
-            _ => unreachable!(),
-        }
+    let msg = bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let res = match msg.as_ref().map(|m| m.view()) {
+        None => Err("timed out".to_string()),
+        Some(gst::MessageView::Error(e)) => Err(format!(
+            "{} ({})",
+            e.error(),
+            e.debug().map(|d| d.to_string()).unwrap_or_default()
+        )),
+        Some(_) => Ok(()),
     };
     pipeline.set_state(gst::State::Null).expect("pipeline stops");
     res
