@@ -2,8 +2,8 @@
 //! README.md, "Metadata").
 //!
 //! One ROI meta per detection: `roi_type` = label, rectangle = box in frame pixels
-//! (rounded outwards, clamped), `id` = object id (tracker id, or the detection index when
-//! untracked). Parameters:
+//! (rounded outwards, clamped), `id` = index of the detection in the frame (0, 1, …, so
+//! applications can look ROIs up by id). Parameters:
 //! - `detection`: `model` (string), `label` (string), `class-id` (uint), `confidence`
 //!   (double), `object-id` (int64, -1 untracked), `x0`,`y0`,`x1`,`y1` (double, exact box);
 //! - `trtvision-mask` (only with a mask): `x`,`y`,`width`,`height` (uint, frame pixels of
@@ -23,11 +23,7 @@ pub fn attach(buffer: &mut gst::BufferRef, detections: &[Detection], frame_w: u3
     for (i, d) in detections.iter().enumerate() {
         let rect = d.bbox.to_pixel_rect(frame_w, frame_h);
         let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, &d.label, rect);
-        meta.set_id(if d.object_id >= 0 {
-            d.object_id as i32
-        } else {
-            i as i32
-        });
+        meta.set_id(i as i32);
         meta.add_param(
             gst::Structure::builder(DETECTION_PARAM)
                 .field("model", &*d.model)

@@ -1,0 +1,1525 @@
+//! trtvision-bench: runs an N-camera trtvision pipeline for a fixed number of frames per
+//! camera and writes one JSON record in the format of `bench/results/` (see
+//! benches/README.md and the bench schema).
+//!
+//! Everything reported is measured in this process:
+//! - throughput: frames reaching the sinks / (last frame at a sink − first measured frame
+//!   leaving a source), monotonic clock;
+//! - latency: per frame, source src-pad probe → end probe (trtdemux output fakesinks, or the
+//!   batch-level sink pad where every slot of the batch is one frame), keyed by
+//!   (camera, buffer offset);
+//! - CPU: getrusage(RUSAGE_SELF) user+system time over the same window / wall time;
+//! - RSS: /proc/self/status VmRSS sampled every 100 ms;
+//! - per-stage time per batch: src-pad probes on trtmux and every analytics element, which
+//!   run in one streaming thread (no queues), so consecutive probe times bracket each
+//!   element's work on a batch;
+//! - trtmux overhead: CPU-time and wall-time difference between N `source ! queue ! trtmux
+//!   ! fakesink` and N `source ! queue ! fakesink`, alternated over several repetitions.
+
+use gst::prelude::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use json::Value;
+
+const USAGE: &str = "\
+usage: trtvision-bench [options]
+  --cameras N              number of cameras (default 8)
+  --frames F               frames per camera (default 120)
+  --warmup W               first W frames of every camera are run but not measured (default 5)
+  --width W --height H     frame size (default 640x480)
+  --format NV12|I420|RGBA  source format (default NV12)
+  --batch-size B           trtmux batch-size (default N)
+  --push-timeout US        trtmux batched-push-timeout in µs (default: element default)
+  --model PATH.toml|none   model config (default none)
+  --backend NAME           onnxruntime-cpu | onnxruntime-cuda | ... (default onnxruntime-cpu)
+  --stages LIST            comma list of preprocess,infer,maskselect,overlay,jsonexport
+                           (default preprocess,infer,maskselect,overlay with a model, none without)
+  --sink demux|tiler|fakesink  end of the pipeline (default demux)
+  --live                   sources is-live=true, sinks sync=true
+  --source scene|files DIR scene: trtscenesrc; files: DIR/cam<i>.mp4 (filesrc ! qtdemux !
+                           h264parse ! avdec_h264, or nvh264dec with --nvdec)
+  --nvdec                  use nvh264dec for --source files
+  --reference decode-only|sources-only|none
+                           also run the same sources straight into fakesinks (default none)
+  --trtmux-overhead        also measure trtmux overhead (extra keys)
+  --overhead-frames F      frames per camera for the overhead runs (default max(frames, 600))
+  --overhead-reps R        repetitions of each overhead pipeline (default 5)
+  --what NAME              scenario name; 'trtmux-overhead' runs only the overhead measurement
+  --device-name STR        default: 'cpu: <model name> x<cores>'
+  --out FILE               write the JSON here (default stdout)
+  --timeout S              per-pipeline timeout in seconds (default 600)
+";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SinkKind {
+    Demux,
+    Tiler,
+    Fakesink,
+}
+
+#[derive(Clone, Debug)]
+enum SourceKind {
+    Scene,
+    Files(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+struct Opts {
+    cameras: u32,
+    frames: u64,
+    warmup: u64,
+    width: u32,
+    height: u32,
+    format: String,
+    batch_size: Option<u32>,
+    push_timeout: Option<u64>,
+    model: Option<PathBuf>,
+    backend: String,
+    stages: Option<Vec<String>>,
+    sink: SinkKind,
+    live: bool,
+    source: SourceKind,
+    nvdec: bool,
+    reference: Option<String>,
+    trtmux_overhead: bool,
+    overhead_frames: Option<u64>,
+    overhead_reps: u32,
+    what: Option<String>,
+    device_name: Option<String>,
+    out: Option<PathBuf>,
+    timeout_s: u64,
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("trtvision-bench: {msg}\n{USAGE}");
+    std::process::exit(2);
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts {
+        cameras: 8,
+        frames: 120,
+        warmup: 5,
+        width: 640,
+        height: 480,
+        format: "NV12".into(),
+        batch_size: None,
+        push_timeout: None,
+        model: None,
+        backend: "onnxruntime-cpu".into(),
+        stages: None,
+        sink: SinkKind::Demux,
+        live: false,
+        source: SourceKind::Scene,
+        nvdec: false,
+        reference: None,
+        trtmux_overhead: false,
+        overhead_frames: None,
+        overhead_reps: 5,
+        what: None,
+        device_name: None,
+        out: None,
+        timeout_s: 600,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    let val = |i: &mut usize, name: &str| -> String {
+        *i += 1;
+        args.get(*i)
+            .cloned()
+            .unwrap_or_else(|| die(&format!("{name} needs a value")))
+    };
+    fn num<T: std::str::FromStr>(s: &str, name: &str) -> T {
+        s.parse()
+            .unwrap_or_else(|_| die(&format!("{name}: '{s}' is not a number")))
+    }
+    while i < args.len() {
+        let a = args[i].clone();
+        match a.as_str() {
+            "--cameras" => o.cameras = num(&val(&mut i, &a), &a),
+            "--frames" => o.frames = num(&val(&mut i, &a), &a),
+            "--warmup" => o.warmup = num(&val(&mut i, &a), &a),
+            "--width" => o.width = num(&val(&mut i, &a), &a),
+            "--height" => o.height = num(&val(&mut i, &a), &a),
+            "--format" => o.format = val(&mut i, &a).to_uppercase(),
+            "--batch-size" => o.batch_size = Some(num(&val(&mut i, &a), &a)),
+            "--push-timeout" => o.push_timeout = Some(num(&val(&mut i, &a), &a)),
+            "--model" => {
+                let m = val(&mut i, &a);
+                o.model = if m == "none" { None } else { Some(PathBuf::from(m)) };
+            }
+            "--backend" => o.backend = val(&mut i, &a),
+            "--stages" => {
+                let s = val(&mut i, &a);
+                o.stages = Some(
+                    s.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty() && x != "none")
+                        .collect(),
+                );
+            }
+            "--sink" => {
+                o.sink = match val(&mut i, &a).as_str() {
+                    "demux" => SinkKind::Demux,
+                    "tiler" => SinkKind::Tiler,
+                    "fakesink" => SinkKind::Fakesink,
+                    s => die(&format!("--sink: unknown '{s}'")),
+                }
+            }
+            "--live" => o.live = true,
+            "--source" => {
+                o.source = match val(&mut i, &a).as_str() {
+                    "scene" => SourceKind::Scene,
+                    "files" => SourceKind::Files(PathBuf::from(val(&mut i, "--source files"))),
+                    s => die(&format!("--source: unknown '{s}'")),
+                }
+            }
+            "--nvdec" => o.nvdec = true,
+            "--reference" => {
+                let r = val(&mut i, &a);
+                o.reference = if r == "none" { None } else { Some(r) };
+            }
+            "--trtmux-overhead" => o.trtmux_overhead = true,
+            "--overhead-frames" => o.overhead_frames = Some(num(&val(&mut i, &a), &a)),
+            "--overhead-reps" => o.overhead_reps = num(&val(&mut i, &a), &a),
+            "--what" => o.what = Some(val(&mut i, &a)),
+            "--device-name" => o.device_name = Some(val(&mut i, &a)),
+            "--out" => o.out = Some(PathBuf::from(val(&mut i, &a))),
+            "--timeout" => o.timeout_s = num(&val(&mut i, &a), &a),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => die(&format!("unknown option '{a}'")),
+        }
+        i += 1;
+    }
+    if o.cameras == 0 || o.frames == 0 {
+        die("--cameras and --frames must be > 0");
+    }
+    if o.warmup >= o.frames {
+        die("--warmup must be smaller than --frames");
+    }
+    if let Some(s) = &o.stages {
+        for st in s {
+            if !["preprocess", "infer", "maskselect", "overlay", "jsonexport"].contains(&st.as_str()) {
+                die(&format!("--stages: unknown stage '{st}'"));
+            }
+            if (st == "preprocess" || st == "infer") && o.model.is_none() {
+                die(&format!("--stages {st} needs --model"));
+            }
+        }
+    }
+    o
+}
+
+impl Opts {
+    fn batch_size(&self) -> u32 {
+        self.batch_size.unwrap_or(self.cameras)
+    }
+    fn stages(&self) -> Vec<String> {
+        match (&self.stages, &self.model) {
+            (Some(s), _) => s.clone(),
+            (None, Some(_)) => ["preprocess", "infer", "maskselect", "overlay"]
+                .map(String::from)
+                .to_vec(),
+            (None, None) => vec![],
+        }
+    }
+    fn is_scene(&self) -> bool {
+        matches!(self.source, SourceKind::Scene)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Process measurements
+
+/// Process CPU time (user + system, all threads), seconds.
+fn cpu_time_s() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn proc_status_kib(key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Per thread of this process: (tid, name, on-CPU ns) from /proc/self/task/*/schedstat.
+/// GStreamer names its streaming threads `<element>:<pad>`.
+fn thread_cpu_ns() -> Vec<(u64, String, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let Some(tid) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        let name = std::fs::read_to_string(p.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let ns = std::fs::read_to_string(p.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+            .unwrap_or(0);
+        out.push((tid, name, ns));
+    }
+    out
+}
+
+/// On-CPU ns between `before` and `after` of the threads whose name (at `after`) matches.
+fn thread_cpu_delta(
+    before: &[(u64, String, u64)],
+    after: &[(u64, String, u64)],
+    pred: &dyn Fn(&str) -> bool,
+) -> u64 {
+    after
+        .iter()
+        .filter(|t| pred(&t.1))
+        .map(|t| {
+            let b = before.iter().find(|x| x.0 == t.0).map(|x| x.2).unwrap_or(0);
+            t.2.saturating_sub(b)
+        })
+        .sum()
+}
+
+fn loadavg() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+fn cpu_model_and_cores() -> (String, usize) {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    (model, cores)
+}
+
+fn git_commit() -> (String, bool) {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let sha = std::process::Command::new("git")
+        .args(["-C", dir, "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let dirty = std::process::Command::new("git")
+        .args(["-C", dir, "status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    (sha, dirty)
+}
+
+/// VmRSS sampler: one sample every 100 ms until stopped.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<(u64, u64)>>>,
+}
+
+impl RssSampler {
+    fn start(t0: Instant) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                if let Some(kib) = proc_status_kib("VmRSS:") {
+                    v.push((t0.elapsed().as_nanos() as u64, kib));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            v
+        });
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+    /// (ns since t0, KiB) samples.
+    fn finish(mut self) -> Vec<(u64, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Frame recorder
+
+/// Per-frame start/end times and the measured window.
+struct Recorder {
+    t0: Instant,
+    warmup: u64,
+    /// Measured frames expected at the sinks (0: unknown, e.g. files).
+    expected: u64,
+    /// (camera, key) → (ns since t0 the frame left its source, measured).
+    starts: Mutex<HashMap<(u32, u64), (u64, bool)>>,
+    /// Per-camera count of buffers seen at the source (frame index for files).
+    counts: Mutex<Vec<u64>>,
+    latencies_ns: Mutex<Vec<u64>>,
+    first_start: AtomicU64,
+    last_end: AtomicU64,
+    measured_end: AtomicU64,
+    all_end: AtomicU64,
+    unmatched: AtomicU64,
+    cpu_start: Mutex<Option<f64>>,
+    cpu_end: Mutex<Option<f64>>,
+    use_offset: bool,
+}
+
+impl Recorder {
+    fn new(cameras: u32, warmup: u64, expected: u64, use_offset: bool) -> Arc<Self> {
+        Arc::new(Self {
+            t0: Instant::now(),
+            warmup,
+            expected,
+            starts: Mutex::new(HashMap::with_capacity(4096)),
+            counts: Mutex::new(vec![0; cameras as usize]),
+            latencies_ns: Mutex::new(Vec::with_capacity(expected as usize)),
+            first_start: AtomicU64::new(u64::MAX),
+            last_end: AtomicU64::new(0),
+            measured_end: AtomicU64::new(0),
+            all_end: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
+            cpu_start: Mutex::new(None),
+            cpu_end: Mutex::new(None),
+            use_offset,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    fn key(&self, buf: &gst::BufferRef) -> u64 {
+        if self.use_offset && buf.offset() != u64::MAX {
+            buf.offset()
+        } else {
+            buf.pts().map(|p| p.nseconds()).unwrap_or(u64::MAX)
+        }
+    }
+
+    fn on_source(&self, camera: u32, buf: &gst::BufferRef) {
+        let now = self.now();
+        let index = {
+            let mut c = self.counts.lock().unwrap();
+            let n = c[camera as usize];
+            c[camera as usize] += 1;
+            if self.use_offset && buf.offset() != u64::MAX {
+                buf.offset()
+            } else {
+                n
+            }
+        };
+        let measured = index >= self.warmup;
+        if measured {
+            let mut cs = self.cpu_start.lock().unwrap();
+            if cs.is_none() {
+                *cs = Some(cpu_time_s());
+            }
+            drop(cs);
+            self.first_start.fetch_min(now, Ordering::Relaxed);
+        }
+        self.starts
+            .lock()
+            .unwrap()
+            .insert((camera, self.key(buf)), (now, measured));
+    }
+
+    fn on_end(&self, camera: u32, buf: &gst::BufferRef) {
+        let now = self.now();
+        let key = self.key(buf);
+        let start = self.starts.lock().unwrap().remove(&(camera, key));
+        self.all_end.fetch_add(1, Ordering::Relaxed);
+        match start {
+            Some((t, true)) => {
+                self.latencies_ns.lock().unwrap().push(now.saturating_sub(t));
+                self.last_end.fetch_max(now, Ordering::Relaxed);
+                let n = self.measured_end.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == self.expected {
+                    *self.cpu_end.lock().unwrap() = Some(cpu_time_s());
+                }
+            }
+            Some((_, false)) => {}
+            None => {
+                self.unmatched.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Probe: every buffer on `pad` is a frame that left camera `camera`.
+fn probe_source(pad: &gst::Pad, camera: u32, rec: &Arc<Recorder>) {
+    let rec = rec.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer() {
+            rec.on_source(camera, buf);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Probe: every buffer on `pad` is a frame of camera `camera` reaching the end.
+fn probe_end_frame(pad: &gst::Pad, camera: u32, rec: &Arc<Recorder>) {
+    let rec = rec.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer() {
+            rec.on_end(camera, buf);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Probe: every buffer on `pad` is a batch; each slot is a frame reaching the end.
+fn probe_end_batch(pad: &gst::Pad, rec: &Arc<Recorder>) {
+    let rec = rec.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer() {
+            if let Some(meta) = buf.meta::<gsttrtvision::batch::BatchMeta>() {
+                for slot in &meta.batch().slots {
+                    rec.on_end(slot.pad_index(), &slot.buffer);
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Per-batch times at the src pads of trtmux and the analytics elements.
+struct StageTimes {
+    names: Vec<String>,
+    /// per probe point: (batch number, ns since t0, slots)
+    points: Vec<Mutex<Vec<(u64, u64, usize)>>>,
+}
+
+fn probe_stages(pipeline: &gst::Pipeline, names: &[String], t0: Instant) -> Arc<StageTimes> {
+    let st = Arc::new(StageTimes {
+        names: names.to_vec(),
+        points: names
+            .iter()
+            .map(|_| Mutex::new(Vec::with_capacity(1024)))
+            .collect(),
+    });
+    for (k, name) in names.iter().enumerate() {
+        let el = pipeline.by_name(name).expect("stage element exists");
+        let pad = el.static_pad("src").expect("stage has a src pad");
+        let st = st.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let now = t0.elapsed().as_nanos() as u64;
+            if let Some(buf) = info.buffer() {
+                if let Some(meta) = buf.meta::<gsttrtvision::batch::BatchMeta>() {
+                    let b = meta.batch();
+                    st.points[k]
+                        .lock()
+                        .unwrap()
+                        .push((b.batch_number, now, b.slots.len()));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    st
+}
+
+// ---------------------------------------------------------------------------------------
+// Pipelines
+
+fn source_desc(o: &Opts, i: u32, frames: u64) -> String {
+    match &o.source {
+        SourceKind::Scene => format!(
+            "trtscenesrc name=src{i} camera={i} num-buffers={frames} is-live={live} \
+             ! video/x-raw,format={fmt},width={w},height={h},framerate=30/1",
+            live = o.live,
+            fmt = o.format,
+            w = o.width,
+            h = o.height
+        ),
+        SourceKind::Files(dir) => format!(
+            "filesrc location=\"{}\" ! qtdemux ! h264parse ! {} name=src{i}",
+            dir.join(format!("cam{i}.mp4")).display(),
+            if o.nvdec { "nvh264dec" } else { "avdec_h264" }
+        ),
+    }
+}
+
+fn stage_desc(o: &Opts, stage: &str) -> String {
+    let cfg = o
+        .model
+        .as_ref()
+        .map(|m| m.display().to_string())
+        .unwrap_or_default();
+    match stage {
+        "preprocess" => format!("trtpreprocess name=st_preprocess config-file=\"{cfg}\""),
+        "infer" => format!("trtinfer name=st_infer model=\"{cfg}\" backend={}", o.backend),
+        "maskselect" => "trtmaskselect name=st_maskselect".into(),
+        "overlay" => "trtoverlay name=st_overlay".into(),
+        "jsonexport" => "trtjsonexport name=st_jsonexport location=/dev/null".into(),
+        _ => unreachable!(),
+    }
+}
+
+fn main_desc(o: &Opts) -> String {
+    let mut d = format!("trtmux name=m batch-size={}", o.batch_size());
+    if let Some(t) = o.push_timeout {
+        d += &format!(" batched-push-timeout={t}");
+    }
+    for s in o.stages() {
+        d += " ! ";
+        d += &stage_desc(o, &s);
+    }
+    let sync = o.live;
+    match o.sink {
+        SinkKind::Demux => {
+            d += " ! trtdemux name=d";
+            for i in 0..o.cameras {
+                d += &format!(" d.src_{i} ! fakesink name=out{i} sync={sync} async=false");
+            }
+        }
+        SinkKind::Tiler => {
+            d += &format!(" ! trttiler name=t ! fakesink name=out0 sync={sync} async=false");
+        }
+        SinkKind::Fakesink => {
+            d += &format!(" ! fakesink name=out0 sync={sync} async=false");
+        }
+    }
+    for i in 0..o.cameras {
+        d += &format!(" {} ! m.sink_{i}", source_desc(o, i, o.frames));
+    }
+    d
+}
+
+fn reference_desc(o: &Opts) -> String {
+    (0..o.cameras)
+        .map(|i| {
+            format!(
+                "{} ! fakesink name=out{i} sync={} async=false",
+                source_desc(o, i, o.frames),
+                o.live
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse(desc: &str) -> gst::Pipeline {
+    gst::parse::launch(desc)
+        .unwrap_or_else(|e| die(&format!("pipeline does not parse: {e}\n{desc}")))
+        .downcast::<gst::Pipeline>()
+        .expect("is a pipeline")
+}
+
+/// Runs to EOS; returns an error message on error or timeout.
+fn run_to_eos(p: &gst::Pipeline, timeout_s: u64) -> Result<(), String> {
+    run_to_eos_then(p, timeout_s, || ())
+}
+
+/// Like [`run_to_eos`]; `at_eos` runs after EOS, before the pipeline stops (its streaming
+/// threads still exist then).
+fn run_to_eos_then(p: &gst::Pipeline, timeout_s: u64, at_eos: impl FnOnce()) -> Result<(), String> {
+    let bus = p.bus().unwrap();
+    if p.set_state(gst::State::Playing).is_err() {
+        let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error]);
+        let _ = p.set_state(gst::State::Null);
+        return Err(match msg.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Error(e)) => format!("{} ({:?})", e.error(), e.debug()),
+            _ => "state change failed".into(),
+        });
+    }
+    let res = match bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(timeout_s),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
+        None => Err(format!("timed out after {timeout_s} s")),
+        Some(m) => match m.view() {
+            gst::MessageView::Eos(_) => {
+                at_eos();
+                Ok(())
+            }
+            gst::MessageView::Error(e) => Err(format!(
+                "{}: {} ({:?})",
+                e.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                e.error(),
+                e.debug()
+            )),
+            _ => unreachable!(),
+        },
+    };
+    let _ = p.set_state(gst::State::Null);
+    res
+}
+
+/// What one measured run produced.
+struct RunResult {
+    frames: u64,
+    frames_all: u64,
+    unmatched: u64,
+    wall_s: f64,
+    fps_total: f64,
+    lat_ms: Option<(f64, f64, f64)>,
+    lat_mean_ms: Option<f64>,
+    cpu_cores: Option<f64>,
+    cpu_window: &'static str,
+    rss: Option<RssStats>,
+    run_wall_s: f64,
+}
+
+struct RssStats {
+    steady: f64,
+    peak: f64,
+    drift_mib_per_min: f64,
+    samples_second_half: usize,
+    vmhwm: Option<f64>,
+}
+
+fn rss_stats(samples: &[(u64, u64)], window: (u64, u64)) -> Option<RssStats> {
+    let peak = samples.iter().map(|s| s.1).max()? as f64 / 1024.0;
+    let inwin: Vec<(u64, u64)> = samples
+        .iter()
+        .copied()
+        .filter(|s| s.0 >= window.0 && s.0 <= window.1)
+        .collect();
+    let use_: &[(u64, u64)] = if inwin.len() >= 4 { &inwin } else { samples };
+    let half = &use_[use_.len() / 2..];
+    let mut mib: Vec<f64> = half.iter().map(|s| s.1 as f64 / 1024.0).collect();
+    let steady = stats::median(&mut mib);
+    let xs: Vec<f64> = half.iter().map(|s| s.0 as f64 / 60e9).collect();
+    let ys: Vec<f64> = half.iter().map(|s| s.1 as f64 / 1024.0).collect();
+    let drift = stats::slope(&xs, &ys);
+    Some(RssStats {
+        steady,
+        peak,
+        drift_mib_per_min: drift,
+        samples_second_half: half.len(),
+        vmhwm: proc_status_kib("VmHWM:").map(|k| k as f64 / 1024.0),
+    })
+}
+
+/// Builds, probes and runs one pipeline; `end` says where frames end.
+fn measured_run(
+    o: &Opts,
+    desc: &str,
+    end: SinkKind,
+    stage_names: &[String],
+    sample_rss: bool,
+) -> (RunResult, Option<Arc<StageTimes>>) {
+    let p = parse(desc);
+    let measured_per_cam = o.frames - o.warmup;
+    let expected = if o.is_scene() {
+        measured_per_cam * o.cameras as u64
+    } else {
+        0
+    };
+    let rec = Recorder::new(o.cameras, o.warmup, expected, o.is_scene());
+    for i in 0..o.cameras {
+        let src = p.by_name(&format!("src{i}")).expect("source exists");
+        probe_source(&src.static_pad("src").unwrap(), i, &rec);
+    }
+    match end {
+        SinkKind::Demux => {
+            for i in 0..o.cameras {
+                let s = p.by_name(&format!("out{i}")).unwrap();
+                probe_end_frame(&s.static_pad("sink").unwrap(), i, &rec);
+            }
+        }
+        SinkKind::Tiler => {
+            let t = p.by_name("t").unwrap();
+            probe_end_batch(&t.static_pad("sink").unwrap(), &rec);
+        }
+        SinkKind::Fakesink => {
+            let s = p.by_name("out0").unwrap();
+            probe_end_batch(&s.static_pad("sink").unwrap(), &rec);
+        }
+    }
+    let stages = if stage_names.is_empty() {
+        None
+    } else {
+        Some(probe_stages(&p, stage_names, rec.t0))
+    };
+    let sampler = sample_rss.then(|| RssSampler::start(rec.t0));
+    let t_run = Instant::now();
+    if let Err(e) = run_to_eos(&p, o.timeout_s) {
+        eprintln!("trtvision-bench: pipeline failed: {e}\n{desc}");
+        std::process::exit(1);
+    }
+    let run_wall_s = t_run.elapsed().as_secs_f64();
+    let cpu_eos = cpu_time_s();
+    let eos_ns = rec.now();
+    let samples = sampler.map(|s| s.finish()).unwrap_or_default();
+    drop(p);
+
+    let frames = rec.measured_end.load(Ordering::Relaxed);
+    let first = rec.first_start.load(Ordering::Relaxed);
+    let last = rec.last_end.load(Ordering::Relaxed);
+    let wall_s = if frames > 0 && last > first {
+        (last - first) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let mut lat: Vec<f64> = rec
+        .latencies_ns
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|&n| n as f64 / 1e6)
+        .collect();
+    let lat_ms = (!lat.is_empty()).then(|| {
+        (
+            stats::percentile(&mut lat, 50.0),
+            stats::percentile(&mut lat, 95.0),
+            stats::percentile(&mut lat, 99.0),
+        )
+    });
+    let lat_mean_ms = (!lat.is_empty()).then(|| lat.iter().sum::<f64>() / lat.len() as f64);
+    let cpu_start = *rec.cpu_start.lock().unwrap();
+    let cpu_end = *rec.cpu_end.lock().unwrap();
+    let (cpu_cores, cpu_window) = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) if wall_s > 0.0 => (Some((b - a) / wall_s), "first-measured-frame-to-last-frame"),
+        (Some(a), None) if eos_ns > first => (
+            Some((cpu_eos - a) / ((eos_ns - first) as f64 / 1e9)),
+            "first-measured-frame-to-eos",
+        ),
+        _ => (None, "none"),
+    };
+    let rss = if sample_rss {
+        rss_stats(&samples, (first, last))
+    } else {
+        None
+    };
+    let res = RunResult {
+        frames,
+        frames_all: rec.all_end.load(Ordering::Relaxed),
+        unmatched: rec.unmatched.load(Ordering::Relaxed),
+        wall_s,
+        fps_total: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
+        lat_ms,
+        lat_mean_ms,
+        cpu_cores,
+        cpu_window,
+        rss,
+        run_wall_s,
+    };
+    (res, stages)
+}
+
+/// Per-stage ms per batch (median, mean) from the src-pad probe times.
+fn stage_breakdown(st: &StageTimes, warmup_batches: u64) -> Vec<(String, Value)> {
+    let maps: Vec<HashMap<u64, (u64, usize)>> = st
+        .points
+        .iter()
+        .map(|m| m.lock().unwrap().iter().map(|&(b, t, n)| (b, (t, n))).collect())
+        .collect();
+    let mut out = Vec::new();
+    if let Some(m0) = maps.first() {
+        let batches = m0.len();
+        let slots: usize = m0.values().map(|v| v.1).sum();
+        out.push(("batches".to_string(), Value::from(batches as u64)));
+        out.push((
+            "mean_batch_fill".to_string(),
+            Value::from(if batches > 0 {
+                slots as f64 / batches as f64
+            } else {
+                0.0
+            }),
+        ));
+    }
+    let mut per = Vec::new();
+    for k in 1..maps.len() {
+        let mut d: Vec<f64> = maps[k]
+            .iter()
+            .filter(|(b, _)| **b >= warmup_batches)
+            .filter_map(|(b, (t, _))| maps[k - 1].get(b).map(|(t0, _)| (*t as f64 - *t0 as f64) / 1e6))
+            .collect();
+        if d.is_empty() {
+            continue;
+        }
+        let mean = d.iter().sum::<f64>() / d.len() as f64;
+        let name = st.names[k].trim_start_matches("st_").to_string();
+        per.push((
+            name,
+            json::obj(vec![
+                (
+                    "p50",
+                    Value::from(stats::round(stats::percentile(&mut d, 50.0), 3)),
+                ),
+                ("mean", Value::from(stats::round(mean, 3))),
+                (
+                    "p95",
+                    Value::from(stats::round(stats::percentile(&mut d, 95.0), 3)),
+                ),
+            ]),
+        ));
+    }
+    out.push(("stage_ms_per_batch".to_string(), json::obj_owned(per)));
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// trtmux overhead
+
+struct Overhead {
+    keys: Vec<(String, Value)>,
+    summary: String,
+}
+
+fn trtmux_overhead(o: &Opts) -> Overhead {
+    let n = o.cameras;
+    let frames = o.overhead_frames.unwrap_or(o.frames.max(600));
+    let reps = o.overhead_reps.max(1);
+    // (process CPU s, wall s, on-CPU ns of the trtmux src thread, of the queue src threads)
+    let run = |desc: &str| -> (f64, f64, u64, u64) {
+        let p = parse(desc);
+        let before = thread_cpu_ns();
+        let c0 = cpu_time_s();
+        let t0 = Instant::now();
+        let mut end = (0.0, 0.0, Vec::new());
+        if let Err(e) = run_to_eos_then(&p, o.timeout_s, || {
+            end = (cpu_time_s(), t0.elapsed().as_secs_f64(), thread_cpu_ns());
+        }) {
+            eprintln!("trtvision-bench: overhead pipeline failed: {e}");
+            std::process::exit(1);
+        }
+        // Pooled threads are reused (and renamed) across runs: per thread id, subtract
+        // what it had used before this run.
+        let mux = thread_cpu_delta(&before, &end.2, &|k: &str| k == "m:src");
+        let queues = thread_cpu_delta(&before, &end.2, &|k: &str| {
+            k.starts_with("queue") && k.ends_with(":src")
+        });
+        (end.0 - c0, end.1, mux, queues)
+    };
+    let small = (frames / 5).max(1);
+    let desc_n = |f: u64| -> (String, String) {
+        let srcs = |sink: &dyn Fn(u32) -> String| -> String {
+            (0..n)
+                .map(|i| format!("{} ! queue ! {}", source_desc(o, i, f), sink(i)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        (
+            format!(
+                "trtmux name=m batch-size={n} ! fakesink name=out0 sync=false async=false {}",
+                srcs(&|i| format!("m.sink_{i}"))
+            ),
+            srcs(&|i| format!("fakesink name=out{i} sync=false async=false")),
+        )
+    };
+    let (with_mux, without) = desc_n(frames);
+    let (a_big, b_big) = (with_mux.clone(), without.clone());
+    let (a_small, b_small) = desc_n(small);
+    // One unmeasured run of each to warm caches and the registry.
+    run(&a_small);
+    run(&b_small);
+    // Per repetition: with and without trtmux at `frames` and at `small` batches, in an
+    // order that alternates, so slow drifts of the machine's load cancel out.
+    let (mut dcpu, mut dwall) = (Vec::new(), Vec::new());
+    let (mut ncpu, mut nwall) = (Vec::new(), Vec::new());
+    let (mut mux_thread, mut queue_diff) = (Vec::new(), Vec::new());
+    let (mut cpu_a, mut cpu_b, mut wall_a, mut wall_b) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 0..reps {
+        let order: [&str; 4] = if r % 2 == 0 {
+            [&a_big, &b_big, &a_small, &b_small]
+        } else {
+            [&b_small, &a_small, &b_big, &a_big]
+        };
+        let mut got: HashMap<&str, (f64, f64, u64, u64)> = HashMap::new();
+        for d in order {
+            got.insert(d, run(d));
+        }
+        let (ab, bb, as_, bs) = (
+            got[a_big.as_str()],
+            got[b_big.as_str()],
+            got[a_small.as_str()],
+            got[b_small.as_str()],
+        );
+        // Naive: (with − without) / batches at `frames` (includes per-run fixed costs).
+        ncpu.push((ab.0 - bb.0) / frames as f64 * 1e6);
+        nwall.push((ab.1 - bb.1) / frames as f64 * 1e6);
+        // Marginal: difference of the differences between `frames` and `small` batches,
+        // which removes the per-run fixed costs (pads, threads, start/stop).
+        let db = (frames - small) as f64;
+        dcpu.push(((ab.0 - bb.0) - (as_.0 - bs.0)) / db * 1e6);
+        dwall.push(((ab.1 - bb.1) - (as_.1 - bs.1)) / db * 1e6);
+        mux_thread.push(ab.2 as f64 / frames as f64 / 1e3);
+        queue_diff.push((ab.3 as f64 - bb.3 as f64) / frames as f64 / 1e3);
+        cpu_a.push(ab.0);
+        cpu_b.push(bb.0);
+        wall_a.push(ab.1);
+        wall_b.push(bb.1);
+    }
+    // Batching delay: last frame of a batch arriving at a trtmux sink pad → batch pushed.
+    let (c2p, batches_seen, fill) = complete_to_push(o, frames, &with_mux);
+    let cpu_med = stats::median(&mut dcpu.clone());
+    let wall_med = stats::median(&mut dwall.clone());
+    let ncpu_med = stats::median(&mut ncpu.clone());
+    let mux_thread_med = stats::median(&mut mux_thread.clone());
+    let queue_diff_med = stats::median(&mut queue_diff.clone());
+    let nwall_med = stats::median(&mut nwall.clone());
+    let mut c2p_v = c2p;
+    let c2p_obj = if c2p_v.is_empty() {
+        Value::Null
+    } else {
+        json::obj(vec![
+            (
+                "p50",
+                Value::from(stats::round(stats::percentile(&mut c2p_v, 50.0), 1)),
+            ),
+            (
+                "p95",
+                Value::from(stats::round(stats::percentile(&mut c2p_v, 95.0), 1)),
+            ),
+            (
+                "p99",
+                Value::from(stats::round(stats::percentile(&mut c2p_v, 99.0), 1)),
+            ),
+        ])
+    };
+    let rnd = |v: &[f64], d: u32| Value::Array(v.iter().map(|x| Value::from(stats::round(*x, d))).collect());
+    let method = format!(
+        "{n} x (trtscenesrc {w}x{h} {fmt} num-buffers={frames} ! queue) -> trtmux batch-size={n} -> fakesink \
+         vs the same {n} sources each ! queue ! fakesink; identical frame counts; process CPU time (getrusage user+sys, all \
+         threads) and wall time from set_state(PLAYING) to EOS. Each of {reps} repetitions runs both pipelines at \
+         {frames} and at {small} frames per camera (order alternating between repetitions, one unmeasured warm-up \
+         run of each first). trtmux_cpu_us_per_batch (= trtmux_us_per_batch) = median over repetitions of \
+         ((with-without)@{frames} - (with-without)@{small}) / ({frames}-{small}) batches, i.e. the marginal cost \
+         per batch with per-run fixed costs (pad/thread set-up, start/stop) removed; *_naive = (with-without)@{frames} \
+         / {frames}. Note the CPU difference also contains what trtmux causes elsewhere (thread hand-offs, \
+         context switches, the batch buffer reaching fakesink), which is part of its real cost. \
+         Per-thread view (/proc/self/task/*/schedstat on-CPU ns, read at EOS before stopping): \
+         trtmux_src_thread_cpu_us_per_batch = on-CPU time of the trtmux src task thread 'm:src' (aggregate(), \
+         batch meta, push into fakesink, its futex waits/wake-ups) / {frames} batches; \
+         trtmux_sink_side_cpu_us_per_batch = (queue src threads with trtmux - without) / {frames}: what pushing \
+         the frames into trtmux sink pads costs the upstream threads compared with pushing them into fakesinks. \
+         Their sum is the most direct estimate; the process-CPU difference is the noisiest one. trtmux_complete_to_push_us: separate probed run of the trtmux pipeline, time \
+         from the last frame of a batch entering a trtmux sink pad (pad probe) to the batch leaving the trtmux \
+         src pad (pad probe): aggregator wake-up + aggregate() per batch.",
+        w = o.width,
+        h = o.height,
+        fmt = o.format
+    );
+    let keys = vec![
+        (
+            "trtmux_us_per_batch".to_string(),
+            Value::from(stats::round(cpu_med, 2)),
+        ),
+        (
+            "trtmux_cpu_us_per_batch".to_string(),
+            Value::from(stats::round(cpu_med, 2)),
+        ),
+        (
+            "trtmux_wall_us_per_batch".to_string(),
+            Value::from(stats::round(wall_med, 2)),
+        ),
+        (
+            "trtmux_cpu_us_per_batch_naive".to_string(),
+            Value::from(stats::round(ncpu_med, 2)),
+        ),
+        (
+            "trtmux_wall_us_per_batch_naive".to_string(),
+            Value::from(stats::round(nwall_med, 2)),
+        ),
+        (
+            "trtmux_src_thread_cpu_us_per_batch".to_string(),
+            Value::from(stats::round(mux_thread_med, 2)),
+        ),
+        (
+            "trtmux_src_thread_cpu_us_per_batch_reps".to_string(),
+            rnd(&mux_thread, 2),
+        ),
+        (
+            "trtmux_sink_side_cpu_us_per_batch".to_string(),
+            Value::from(stats::round(queue_diff_med, 2)),
+        ),
+        (
+            "trtmux_sink_side_cpu_us_per_batch_reps".to_string(),
+            rnd(&queue_diff, 2),
+        ),
+        ("trtmux_cpu_us_per_batch_reps".to_string(), rnd(&dcpu, 2)),
+        ("trtmux_wall_us_per_batch_reps".to_string(), rnd(&dwall, 2)),
+        ("trtmux_cpu_s_with_mux_reps".to_string(), rnd(&cpu_a, 4)),
+        ("trtmux_cpu_s_without_mux_reps".to_string(), rnd(&cpu_b, 4)),
+        ("trtmux_wall_s_with_mux_reps".to_string(), rnd(&wall_a, 4)),
+        ("trtmux_wall_s_without_mux_reps".to_string(), rnd(&wall_b, 4)),
+        ("trtmux_complete_to_push_us".to_string(), c2p_obj.clone()),
+        ("trtmux_overhead_batches".to_string(), Value::from(frames)),
+        ("trtmux_overhead_batches_small".to_string(), Value::from(small)),
+        (
+            "trtmux_overhead_batches_seen_probed".to_string(),
+            Value::from(batches_seen),
+        ),
+        (
+            "trtmux_overhead_mean_batch_fill".to_string(),
+            Value::from(stats::round(fill, 3)),
+        ),
+        ("trtmux_overhead_target_us".to_string(), Value::from(50u64)),
+        ("trtmux_method".to_string(), Value::from(method)),
+    ];
+    let summary = format!(
+        "trtmux overhead: src thread {mux_thread_med:.1} µs CPU/batch + sink side {queue_diff_med:.1} µs; process-CPU \
+         difference {cpu_med:.1} µs/batch marginal ({ncpu_med:.1} naive), {wall_med:.1} µs wall/batch \
+         ({nwall_med:.1} naive) (median of {reps}; per rep CPU {:?}), complete→push {}",
+        dcpu.iter().map(|x| stats::round(*x, 1)).collect::<Vec<_>>(),
+        json::to_string_compact(&c2p_obj)
+    );
+    Overhead { keys, summary }
+}
+
+/// Probed run of `desc` (which has trtmux `m`): per batch, µs from the arrival of its
+/// last frame at a sink pad to the batch at the src pad.
+fn complete_to_push(o: &Opts, _frames: u64, desc: &str) -> (Vec<f64>, u64, f64) {
+    let p = parse(desc);
+    let t0 = Instant::now();
+    let arrivals: Arc<Mutex<HashMap<(u32, u64), u64>>> = Arc::new(Mutex::new(HashMap::new()));
+    let m = p.by_name("m").unwrap();
+    let mut pads = Vec::new();
+    for i in 0..o.cameras {
+        // Request pads were created by parse::launch for the links.
+        let pad = m.static_pad(&format!("sink_{i}")).expect("trtmux sink pad");
+        pads.push(pad);
+    }
+    for (i, pad) in pads.iter().enumerate() {
+        let arrivals = arrivals.clone();
+        let i = i as u32;
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buf) = info.buffer() {
+                let now = t0.elapsed().as_nanos() as u64;
+                arrivals.lock().unwrap().insert((i, buf.offset()), now);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let out: Arc<Mutex<(Vec<f64>, u64, u64)>> = Arc::new(Mutex::new((Vec::new(), 0, 0)));
+    {
+        let out = out.clone();
+        let arrivals = arrivals.clone();
+        m.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let now = t0.elapsed().as_nanos() as u64;
+                if let Some(buf) = info.buffer() {
+                    if let Some(meta) = buf.meta::<gsttrtvision::batch::BatchMeta>() {
+                        let mut a = arrivals.lock().unwrap();
+                        let last = meta
+                            .batch()
+                            .slots
+                            .iter()
+                            .filter_map(|s| a.remove(&(s.pad_index(), s.buffer.offset())))
+                            .max();
+                        drop(a);
+                        let mut o = out.lock().unwrap();
+                        o.1 += 1;
+                        o.2 += meta.batch().slots.len() as u64;
+                        if let Some(l) = last {
+                            o.0.push(now.saturating_sub(l) as f64 / 1e3);
+                        }
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    if let Err(e) = run_to_eos(&p, o.timeout_s) {
+        eprintln!("trtvision-bench: probed trtmux pipeline failed: {e}");
+        std::process::exit(1);
+    }
+    drop(p);
+    let o = std::mem::take(&mut *out.lock().unwrap());
+    let fill = if o.1 > 0 { o.2 as f64 / o.1 as f64 } else { 0.0 };
+    (o.0, o.1, fill)
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn main() {
+    let o = parse_args();
+    let argv: Vec<String> = std::env::args().collect();
+    let cmdline = argv
+        .iter()
+        .map(|a| {
+            if a.contains(' ') || a.is_empty() {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    gst::init().expect("GStreamer initialises");
+    gsttrtvision::plugin_register_static().expect("plugin registers");
+
+    let (cpu_model, cores) = cpu_model_and_cores();
+    let device = o
+        .device_name
+        .clone()
+        .unwrap_or_else(|| format!("cpu: {cpu_model} x{cores}"));
+    let (commit, dirty) = git_commit();
+    let load_start = loadavg();
+    let overhead_only = o.what.as_deref() == Some("trtmux-overhead");
+    let what = o.what.clone().unwrap_or_else(|| format!("{}cam", o.cameras));
+    let model_name = o
+        .model
+        .as_ref()
+        .map(|m| m.display().to_string())
+        .unwrap_or_else(|| "none".into());
+    let stages = o.stages();
+    let backend = if stages.iter().any(|s| s == "infer") {
+        o.backend.clone()
+    } else {
+        "none".into()
+    };
+    let on_gpu = o.backend.contains("cuda") || o.backend.contains("tensorrt") || o.nvdec;
+
+    let mut rec: Vec<(String, Value)> = vec![
+        ("device".into(), Value::from(device.clone())),
+        ("date".into(), Value::from("2026-11-23")),
+        ("commit".into(), Value::from(commit)),
+        ("commit_dirty".into(), Value::from(dirty)),
+        ("what".into(), Value::from(what.clone())),
+    ];
+    let mut summary: String;
+
+    if overhead_only {
+        let oh = trtmux_overhead(&o);
+        let frames = o.overhead_frames.unwrap_or(o.frames.max(600));
+        rec.extend([
+            ("pipeline".into(), Value::from(format!("{cmdline}"))),
+            ("cameras".into(), Value::from(o.cameras)),
+            ("width".into(), Value::from(o.width)),
+            ("height".into(), Value::from(o.height)),
+            ("format".into(), Value::from(o.format.clone())),
+            ("batch_size".into(), Value::from(o.cameras)),
+            ("model".into(), Value::from("none")),
+            ("backend".into(), Value::from("none")),
+            ("frames".into(), Value::from(frames * o.cameras as u64)),
+            ("fps_total".into(), Value::Null),
+            ("fps_per_camera".into(), Value::Null),
+            ("latency_ms".into(), Value::Null),
+            ("cpu_cores".into(), Value::Null),
+            ("rss_mib".into(), Value::Null),
+            ("vram_mib".into(), Value::Null),
+            ("h2d_bytes_per_frame".into(), Value::Null),
+            ("d2h_bytes_per_frame".into(), Value::Null),
+            (
+                "reference".into(),
+                json::obj(vec![
+                    ("name", Value::from("sources-queue-fakesink")),
+                    ("fps_total", Value::Null),
+                ]),
+            ),
+            ("ratio".into(), Value::Null),
+        ]);
+        rec.extend(oh.keys);
+        summary = oh.summary;
+    } else {
+        let desc = main_desc(&o);
+        let mut stage_names = vec!["m".to_string()];
+        stage_names.extend(stages.iter().map(|s| format!("st_{s}")));
+        let (r, st) = measured_run(&o, &desc, o.sink, &stage_names, true);
+        let reference = o.reference.as_ref().map(|name| {
+            let name = if o.is_scene() && name == "decode-only" {
+                "sources-only".to_string()
+            } else {
+                name.clone()
+            };
+            let (rr, _) = measured_run(&o, &reference_desc(&o), SinkKind::Demux, &[], false);
+            (name, rr)
+        });
+        let fps_cam = r.fps_total / o.cameras as f64;
+        let lat = r
+            .lat_ms
+            .map(|(a, b, c)| {
+                json::obj(vec![
+                    ("p50", Value::from(stats::round(a, 2))),
+                    ("p95", Value::from(stats::round(b, 2))),
+                    ("p99", Value::from(stats::round(c, 2))),
+                    ("mean", Value::from(stats::round(r.lat_mean_ms.unwrap_or(0.0), 2))),
+                ])
+            })
+            .unwrap_or(Value::Null);
+        let rss = r
+            .rss
+            .as_ref()
+            .map(|s| {
+                json::obj(vec![
+                    ("steady", Value::from(stats::round(s.steady, 1))),
+                    ("peak", Value::from(stats::round(s.peak, 1))),
+                    (
+                        "drift_mib_per_min",
+                        Value::from(stats::round(s.drift_mib_per_min, 2)),
+                    ),
+                    ("samples_second_half", Value::from(s.samples_second_half as u64)),
+                    (
+                        "vmhwm",
+                        s.vmhwm
+                            .map(|v| Value::from(stats::round(v, 1)))
+                            .unwrap_or(Value::Null),
+                    ),
+                ])
+            })
+            .unwrap_or(Value::Null);
+        rec.extend([
+            (
+                "pipeline".into(),
+                Value::from(format!("{cmdline} :: gst-launch-1.0 {desc}")),
+            ),
+            ("cameras".into(), Value::from(o.cameras)),
+            ("width".into(), Value::from(o.width)),
+            ("height".into(), Value::from(o.height)),
+            ("format".into(), Value::from(o.format.clone())),
+            ("batch_size".into(), Value::from(o.batch_size())),
+            ("model".into(), Value::from(model_name.clone())),
+            ("backend".into(), Value::from(backend.clone())),
+            (
+                "stages".into(),
+                Value::Array(stages.iter().map(|s| Value::from(s.clone())).collect()),
+            ),
+            ("sink".into(), Value::from(format!("{:?}", o.sink).to_lowercase())),
+            ("live".into(), Value::from(o.live)),
+            ("frames".into(), Value::from(r.frames)),
+            ("fps_total".into(), Value::from(stats::round(r.fps_total, 2))),
+            ("fps_per_camera".into(), Value::from(stats::round(fps_cam, 2))),
+            ("latency_ms".into(), lat),
+            (
+                "cpu_cores".into(),
+                r.cpu_cores
+                    .map(|c| Value::from(stats::round(c, 3)))
+                    .unwrap_or(Value::Null),
+            ),
+            ("rss_mib".into(), rss),
+            ("vram_mib".into(), Value::Null),
+            ("h2d_bytes_per_frame".into(), Value::Null),
+            ("d2h_bytes_per_frame".into(), Value::Null),
+        ]);
+        match &reference {
+            Some((name, rr)) => {
+                rec.push((
+                    "reference".into(),
+                    json::obj(vec![
+                        ("name", Value::from(name.clone())),
+                        ("fps_total", Value::from(stats::round(rr.fps_total, 2))),
+                        (
+                            "cpu_cores",
+                            rr.cpu_cores
+                                .map(|c| Value::from(stats::round(c, 3)))
+                                .unwrap_or(Value::Null),
+                        ),
+                        ("frames", Value::from(rr.frames)),
+                        (
+                            "latency_ms_p50",
+                            rr.lat_ms
+                                .map(|l| Value::from(stats::round(l.0, 3)))
+                                .unwrap_or(Value::Null),
+                        ),
+                    ]),
+                ));
+                rec.push((
+                    "ratio".into(),
+                    if rr.fps_total > 0.0 {
+                        Value::from(stats::round(r.fps_total / rr.fps_total, 4))
+                    } else {
+                        Value::Null
+                    },
+                ));
+            }
+            None => {
+                rec.push(("reference".into(), Value::Null));
+                rec.push(("ratio".into(), Value::Null));
+            }
+        }
+        rec.push(("warmup_frames_per_camera".into(), Value::from(o.warmup)));
+        rec.push(("frames_including_warmup".into(), Value::from(r.frames_all)));
+        rec.push(("frames_unmatched".into(), Value::from(r.unmatched)));
+        rec.push(("measured_wall_s".into(), Value::from(stats::round(r.wall_s, 3))));
+        rec.push(("run_wall_s".into(), Value::from(stats::round(r.run_wall_s, 3))));
+        rec.push(("cpu_window".into(), Value::from(r.cpu_window)));
+        if let Some(st) = &st {
+            // Stage timings skip the warm-up batches (≈ warmup frames per camera).
+            rec.extend(stage_breakdown(
+                st,
+                o.warmup * o.cameras as u64 / o.batch_size().max(1) as u64,
+            ));
+        }
+        summary = format!(
+            "{what}: {} cams {}x{} {} model={} -> {:.1} fps total ({:.2}/cam), latency p50/p95/p99 {} ms, \
+             {:.2} cores, rss steady {} MiB{}",
+            o.cameras,
+            o.width,
+            o.height,
+            o.format,
+            model_name,
+            r.fps_total,
+            fps_cam,
+            r.lat_ms
+                .map(|l| format!("{:.1}/{:.1}/{:.1}", l.0, l.1, l.2))
+                .unwrap_or("-".into()),
+            r.cpu_cores.unwrap_or(f64::NAN),
+            r.rss
+                .as_ref()
+                .map(|s| format!("{:.0}", s.steady))
+                .unwrap_or("-".into()),
+            reference
+                .as_ref()
+                .map(|(n, rr)| format!(
+                    ", {n} {:.1} fps (ratio {:.3})",
+                    rr.fps_total,
+                    r.fps_total / rr.fps_total
+                ))
+                .unwrap_or_default()
+        );
+        if o.trtmux_overhead {
+            let oh = trtmux_overhead(&o);
+            rec.extend(oh.keys);
+            summary += &format!("\n{}", oh.summary);
+        }
+    }
+    let load_end = loadavg();
+    rec.push((
+        "loadavg".into(),
+        json::obj(vec![
+            (
+                "start",
+                Value::Array(load_start.into_iter().map(Value::from).collect()),
+            ),
+            (
+                "end",
+                Value::Array(load_end.into_iter().map(Value::from).collect()),
+            ),
+        ]),
+    ));
+    rec.push(("cpu_model".into(), Value::from(cpu_model)));
+    rec.push(("cpu_logical_cores".into(), Value::from(cores as u64)));
+    rec.push((
+        "build".into(),
+        Value::from(if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }),
+    ));
+    rec.push(("gstreamer".into(), Value::from(gst::version_string().to_string())));
+    if on_gpu {
+        rec.push((
+            "note".into(),
+            Value::from("vram_mib / h2d / d2h are not measured by this tool yet (null)"),
+        ));
+    }
+    let text = json::to_string_pretty_ordered(&rec);
+    match &o.out {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::write(path, format!("{text}\n"))
+                .unwrap_or_else(|e| die(&format!("{}: {e}", path.display())));
+            eprintln!("wrote {}", path.display());
+        }
+        None => println!("{text}"),
+    }
+    eprintln!("{summary}");
+    if dirty {
+        eprintln!(
+            "note: the working tree differs from {}; the record has commit_dirty=true",
+            "HEAD"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+mod json {
+    pub use serde_json::Value;
+
+    pub fn obj(pairs: Vec<(&str, Value)>) -> Value {
+        Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+
+    pub fn obj_owned(pairs: Vec<(String, Value)>) -> Value {
+        Value::Object(pairs.into_iter().collect())
+    }
+
+    pub fn to_string_compact(v: &Value) -> String {
+        serde_json::to_string(v).unwrap_or_default()
+    }
+
+    /// Top-level keys in the given order, one per line; nested values compact.
+    pub fn to_string_pretty_ordered(rec: &[(String, Value)]) -> String {
+        let mut s = String::from("{\n");
+        for (i, (k, v)) in rec.iter().enumerate() {
+            s += &format!(
+                "  {}: {}{}\n",
+                serde_json::to_string(k).unwrap(),
+                to_string_compact(v),
+                if i + 1 < rec.len() { "," } else { "" }
+            );
+        }
+        s += "}";
+        s
+    }
+}
+
+mod stats {
+    /// Nearest-rank-interpolated percentile (linear between closest ranks); sorts `v`.
+    pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let r = p / 100.0 * (v.len() - 1) as f64;
+        let (lo, hi) = (r.floor() as usize, r.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (r - lo as f64)
+    }
+
+    pub fn median(v: &mut [f64]) -> f64 {
+        percentile(v, 50.0)
+    }
+
+    /// Least-squares slope of y over x (0 with fewer than 2 points).
+    pub fn slope(x: &[f64], y: &[f64]) -> f64 {
+        let n = x.len().min(y.len());
+        if n < 2 {
+            return 0.0;
+        }
+        let mx = x[..n].iter().sum::<f64>() / n as f64;
+        let my = y[..n].iter().sum::<f64>() / n as f64;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for i in 0..n {
+            sxy += (x[i] - mx) * (y[i] - my);
+            sxx += (x[i] - mx) * (x[i] - mx);
+        }
+        if sxx == 0.0 {
+            0.0
+        } else {
+            sxy / sxx
+        }
+    }
+
+    pub fn round(v: f64, digits: u32) -> f64 {
+        let f = 10f64.powi(digits as i32);
+        (v * f).round() / f
+    }
+}
