@@ -13,6 +13,8 @@ pub mod backend;
 pub mod batch;
 pub mod caps;
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod draw;
 pub mod font;
 pub mod geometry;

@@ -203,6 +203,14 @@ impl InferContext {
             }
             .into());
         }
+        // A tensor written by the CUDA preprocessing is ready once its event fired: the one
+        // host wait per batch.
+        #[cfg(feature = "cuda")]
+        if let Some(lease) = crate::cuda::device_lease(&input.tensor) {
+            lease
+                .wait()
+                .map_err(|e| backend::BackendError::Runtime(format!("waiting for the input tensor: {e}")))?;
+        }
         let outputs = self.backend.infer(&[InputRef {
             name: &self.input_name,
             tensor: &input.tensor,

@@ -51,12 +51,21 @@ struct State {
     sources: Vec<u32>,
     pool: HostTensorPool,
     scratch: Vec<Scratch>,
+    /// The CUDA preprocessor, created on the first batch of CUDA frames.
+    #[cfg(feature = "cuda")]
+    gpu: Option<crate::cuda::CudaPreprocessor>,
+    /// Set when the CUDA path failed once: the CPU path is used from then on.
+    #[cfg(feature = "cuda")]
+    gpu_disabled: bool,
 }
 
 #[derive(Default)]
 pub struct TrtPreprocess {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// CUDA context shared with the pipeline through `gst.cuda.context`.
+    #[cfg(feature = "cuda")]
+    cuda_ctx: Mutex<Option<crate::cuda::CudaContext>>,
 }
 
 fn parse_floats(s: &str) -> Option<[f32; 3]> {
@@ -98,6 +107,16 @@ impl TrtPreprocess {
             return Ok(());
         }
         let pre = state.pre;
+        #[cfg(feature = "cuda")]
+        if let Some((tensor, transforms)) = self.run_cuda(state, batch, &rows) {
+            batch.inputs.push(BatchTensor {
+                model: state.model.clone(),
+                tensor,
+                slots: rows,
+                transforms,
+            });
+            return Ok(());
+        }
         let mut frames = Vec::with_capacity(rows.len());
         for &i in &rows {
             let slot = &batch.slots[i];
@@ -146,6 +165,70 @@ impl TrtPreprocess {
             transforms,
         });
         Ok(())
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl TrtPreprocess {
+    /// One kernel launch for the whole batch when every frame is CUDA memory of the shared
+    /// context; `None` sends the batch to the CPU path.
+    fn run_cuda(
+        &self,
+        state: &mut State,
+        batch: &Batch,
+        rows: &[usize],
+    ) -> Option<(Tensor, Vec<crate::geometry::LetterboxTransform>)> {
+        use crate::cuda::{self, CudaError};
+        if state.gpu_disabled {
+            return None;
+        }
+        let ctx = self.cuda_ctx.lock().ok()?.clone()?;
+        let mut maps = Vec::with_capacity(rows.len());
+        for &i in rows {
+            let s = &batch.slots[i];
+            match cuda::map_cuda_frame(s.buffer.as_ref(), &s.info) {
+                Ok(m) if m.is_accessible_from(&ctx) => maps.push(m),
+                Ok(_) => {
+                    gst::debug!(CAT, imp = self, "frame of another CUDA context: CPU path");
+                    return None;
+                }
+                Err(CudaError::NotCudaMemory) => return None,
+                Err(e) => {
+                    gst::warning!(CAT, imp = self, "{e}: CPU path");
+                    return None;
+                }
+            }
+        }
+        if state.gpu.as_ref().is_none_or(|g| g.max_batch() < rows.len()) {
+            match cuda::CudaPreprocessor::for_gst(&ctx, &state.pre, batch.batch_size.max(rows.len())) {
+                Ok(mut g) => {
+                    g.set_tensor_name(state.input_name.clone());
+                    gst::info!(CAT, imp = self, "CUDA preprocessing on {}", g.arch());
+                    state.gpu = Some(g);
+                }
+                Err(e) => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "CUDA preprocessing unavailable, CPU path from now on: {e}"
+                    );
+                    state.gpu_disabled = true;
+                    return None;
+                }
+            }
+        }
+        let frames: Vec<_> = maps.iter().map(|m| m.frame()).collect();
+        let transforms: Vec<_> = frames
+            .iter()
+            .map(|f| state.pre.transform(f.width(), f.height()))
+            .collect();
+        match state.gpu.as_mut()?.run(&frames, &transforms) {
+            Ok(t) => Some((t, transforms)),
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "{e}: CPU path");
+                None
+            }
+        }
     }
 }
 
@@ -338,6 +421,31 @@ impl ElementImpl for TrtPreprocess {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::transform::batch_pad_templates);
         T.as_ref()
     }
+
+    fn set_context(&self, context: &gst::Context) {
+        #[cfg(feature = "cuda")]
+        if let Ok(mut slot) = self.cuda_ctx.lock() {
+            crate::cuda::handle_set_context(self.obj().upcast_ref(), context, -1, &mut slot);
+        }
+        self.parent_set_context(context)
+    }
+
+    fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        #[cfg(feature = "cuda")]
+        if t == gst::StateChange::NullToReady && crate::cuda::cuda_available() {
+            if let Err(e) = crate::cuda::ensure_element_context(self.obj().upcast_ref(), -1, &self.cuda_ctx) {
+                gst::warning!(CAT, imp = self, "CPU path only: {e}");
+            }
+        }
+        let r = self.parent_change_state(t);
+        #[cfg(feature = "cuda")]
+        if t == gst::StateChange::ReadyToNull {
+            if let Ok(mut c) = self.cuda_ctx.lock() {
+                *c = None;
+            }
+        }
+        r
+    }
 }
 
 impl BaseTransformImpl for TrtPreprocess {
@@ -386,6 +494,10 @@ impl BaseTransformImpl for TrtPreprocess {
             sources: s.sources,
             pool: HostTensorPool::new(),
             scratch: (0..threads).map(|_| Scratch::default()).collect(),
+            #[cfg(feature = "cuda")]
+            gpu: None,
+            #[cfg(feature = "cuda")]
+            gpu_disabled: false,
         });
         Ok(())
     }
@@ -393,6 +505,17 @@ impl BaseTransformImpl for TrtPreprocess {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
         Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        #[cfg(feature = "cuda")]
+        if matches!(query.view(), gst::QueryView::Context(_)) {
+            let ctx = self.cuda_ctx.lock().ok().and_then(|c| c.clone());
+            if crate::cuda::handle_context_query(self.obj().upcast_ref(), query, ctx.as_ref()) {
+                return true;
+            }
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {

@@ -1,0 +1,193 @@
+// Batched preprocessing kernel of trtpreprocess's CUDA path (src/cuda/preprocess.rs).
+//
+// One launch per batch: grid (ceil(W/32), ceil(H/8), frames), one thread per output pixel
+// of one frame, writing the three planes of that pixel into the NCHW tensor (f32 or f16).
+// Frames of one batch may differ in format, size and placement; each frame's parameters
+// are one `FrameParams` in device memory (copied from pinned host memory once per batch).
+//
+// The math is exactly src/preprocess.rs + src/video/reader.rs + src/video/color.rs:
+//   - output pixel (x, y) is inside the content iff x0 <= x < x1 and y0 <= y < y1
+//     (spans computed on the host by preprocess::content_span), otherwise the pad value;
+//   - source coordinate (i + 0.5 - pad) / scale - 0.5, clamped to [0, size - 1],
+//     taps i0 = floor(c), i1 = min(i0 + 1, size - 1), w1 = c - i0;
+//   - packed RGB: bilinear on R, G, B as (a*wx0 + b*wx1)*wy0 + (c*wx0 + d*wx1)*wy1;
+//   - 4:2:0: same bilinear on Y, U, V (chroma of each tap's 2x2 block), then the float
+//     BT.601 limited-range formula, clamped to [0, 255];
+//   - value = rgb[order[c]] * a[c] + b[c].
+// The host compiles this with --fmad=false (no contraction into FMA, like Rust) and IEEE
+// division, so every f32 operation rounds like the CPU code: results are bit-identical up
+// to the f32 -> f16 conversion, which is round-to-nearest-even on both sides.
+//
+// No headers: NVRTC compiles this without the CUDA toolkit's include directory.
+
+#define KIND_PACKED 0   // 3 or 4 bytes per pixel, byte loads
+#define KIND_PACKED4 1  // 4 bytes per pixel, plane and stride 4-byte aligned: word loads
+#define KIND_NV12 2
+#define KIND_I420 3
+
+// Must match `FrameParams` in src/cuda/preprocess.rs (#[repr(C)], 96 bytes).
+struct FrameParams {
+    unsigned long long plane[3];  // device addresses of the planes (GStreamer order)
+    int stride[3];                // bytes per row of each plane
+    int kind;                     // KIND_*
+    int bpp;                      // packed: bytes per pixel
+    int off_r, off_g, off_b;      // packed: byte offset of R, G, B inside a pixel
+    int width, height;            // frame size in pixels
+    float scale_x, scale_y;       // LetterboxTransform
+    float pad_x, pad_y;
+    int x0, x1, y0, y1;           // content span in output pixels, [x0, x1) x [y0, y1)
+};
+
+// Must match `NormParams` in src/cuda/preprocess.rs (#[repr(C)], 64 bytes).
+struct NormParams {
+    float a[3];      // value = pixel * a + b, per output plane
+    float b[3];
+    float pad[3];    // pad_value * a + b, per output plane
+    int order[3];    // output plane c takes RGB channel order[c]
+    int out_w, out_h;
+    int f16;         // 1: write f16, 0: write f32
+    int frames;
+};
+
+struct Tap {
+    int i0, i1;
+    float w1;
+};
+
+__device__ __forceinline__ float source_coord(int i, float pad, float scale) {
+    return ((float)i + 0.5f - pad) / scale - 0.5f;
+}
+
+__device__ __forceinline__ Tap make_tap(float coord, int size) {
+    const float mx = (float)(size - 1);
+    float c = coord != coord ? 0.0f : fminf(fmaxf(coord, 0.0f), mx);
+    Tap t;
+    t.i0 = (int)floorf(c);
+    t.i1 = min(t.i0 + 1, size - 1);
+    t.w1 = c - (float)t.i0;
+    return t;
+}
+
+__device__ __forceinline__ float lerp2(float a, float b, float c, float d, float wx0, float wx1, float wy0,
+                                       float wy1) {
+    const float top = a * wx0 + b * wx1;
+    const float bottom = c * wx0 + d * wx1;
+    return top * wy0 + bottom * wy1;
+}
+
+__device__ __forceinline__ unsigned short f32_to_f16(float f) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float clamp255(float v) {
+    return fminf(fmaxf(v, 0.0f), 255.0f);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    trtv_preprocess_nchw(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    const int f = blockIdx.z;
+    if (x >= n.out_w || y >= n.out_h || f >= n.frames) {
+        return;
+    }
+    const FrameParams& p = frames[f];
+    float v[3];
+    if (y >= p.y0 && y < p.y1 && x >= p.x0 && x < p.x1) {
+        const Tap tx = make_tap(source_coord(x, p.pad_x, p.scale_x), p.width);
+        const Tap ty = make_tap(source_coord(y, p.pad_y, p.scale_y), p.height);
+        const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
+        const float wy1 = ty.w1, wy0 = 1.0f - ty.w1;
+        float rgb[3];
+        if (p.kind == KIND_PACKED4) {
+            const unsigned char* base = (const unsigned char*)p.plane[0];
+            const unsigned int* r0 = (const unsigned int*)(base + (size_t)ty.i0 * p.stride[0]);
+            const unsigned int* r1 = (const unsigned int*)(base + (size_t)ty.i1 * p.stride[0]);
+            const unsigned int a = __ldg(r0 + tx.i0), b = __ldg(r0 + tx.i1);
+            const unsigned int c = __ldg(r1 + tx.i0), d = __ldg(r1 + tx.i1);
+            const int offs[3] = {p.off_r, p.off_g, p.off_b};
+#pragma unroll
+            for (int k = 0; k < 3; k++) {
+                const int s = offs[k] * 8;  // little-endian: byte i is bits 8i..8i+7
+                rgb[k] = lerp2((float)((a >> s) & 0xffu), (float)((b >> s) & 0xffu), (float)((c >> s) & 0xffu),
+                               (float)((d >> s) & 0xffu), wx0, wx1, wy0, wy1);
+            }
+        } else if (p.kind == KIND_PACKED) {
+            const unsigned char* base = (const unsigned char*)p.plane[0];
+            const unsigned char* r0 = base + (size_t)ty.i0 * p.stride[0];
+            const unsigned char* r1 = base + (size_t)ty.i1 * p.stride[0];
+            const int xa = tx.i0 * p.bpp, xb = tx.i1 * p.bpp;
+            const int offs[3] = {p.off_r, p.off_g, p.off_b};
+#pragma unroll
+            for (int k = 0; k < 3; k++) {
+                const int o = offs[k];
+                rgb[k] = lerp2((float)__ldg(r0 + xa + o), (float)__ldg(r0 + xb + o), (float)__ldg(r1 + xa + o),
+                               (float)__ldg(r1 + xb + o), wx0, wx1, wy0, wy1);
+            }
+        } else {
+            // 4:2:0: interpolate Y, U, V at the same taps, then convert once.
+            const unsigned char* yp = (const unsigned char*)p.plane[0];
+            const unsigned char* y0r = yp + (size_t)ty.i0 * p.stride[0];
+            const unsigned char* y1r = yp + (size_t)ty.i1 * p.stride[0];
+            const float yy = lerp2((float)__ldg(y0r + tx.i0), (float)__ldg(y0r + tx.i1), (float)__ldg(y1r + tx.i0),
+                                   (float)__ldg(y1r + tx.i1), wx0, wx1, wy0, wy1);
+            const int cx0 = tx.i0 >> 1, cx1 = tx.i1 >> 1, cy0 = ty.i0 >> 1, cy1 = ty.i1 >> 1;
+            float uu, vv;
+            if (p.kind == KIND_NV12) {
+                const unsigned char* uv = (const unsigned char*)p.plane[1];
+                const unsigned char* u0r = uv + (size_t)cy0 * p.stride[1];
+                const unsigned char* u1r = uv + (size_t)cy1 * p.stride[1];
+                uu = lerp2((float)__ldg(u0r + 2 * cx0), (float)__ldg(u0r + 2 * cx1), (float)__ldg(u1r + 2 * cx0),
+                           (float)__ldg(u1r + 2 * cx1), wx0, wx1, wy0, wy1);
+                vv = lerp2((float)__ldg(u0r + 2 * cx0 + 1), (float)__ldg(u0r + 2 * cx1 + 1),
+                           (float)__ldg(u1r + 2 * cx0 + 1), (float)__ldg(u1r + 2 * cx1 + 1), wx0, wx1, wy0, wy1);
+            } else {
+                const unsigned char* up = (const unsigned char*)p.plane[1];
+                const unsigned char* vp = (const unsigned char*)p.plane[2];
+                const unsigned char* u0r = up + (size_t)cy0 * p.stride[1];
+                const unsigned char* u1r = up + (size_t)cy1 * p.stride[1];
+                const unsigned char* v0r = vp + (size_t)cy0 * p.stride[2];
+                const unsigned char* v1r = vp + (size_t)cy1 * p.stride[2];
+                uu = lerp2((float)__ldg(u0r + cx0), (float)__ldg(u0r + cx1), (float)__ldg(u1r + cx0),
+                           (float)__ldg(u1r + cx1), wx0, wx1, wy0, wy1);
+                vv = lerp2((float)__ldg(v0r + cx0), (float)__ldg(v0r + cx1), (float)__ldg(v1r + cx0),
+                           (float)__ldg(v1r + cx1), wx0, wx1, wy0, wy1);
+            }
+            // video/color.rs: F_Y, F_RV, F_GU, F_GV, F_BU (BT.601 limited range).
+            const float cc = 1.164383f * (yy - 16.0f);
+            const float d = uu - 128.0f;
+            const float e = vv - 128.0f;
+            rgb[0] = clamp255(cc + 1.596027f * e);
+            rgb[1] = clamp255(cc - 0.391762f * d - 0.812968f * e);
+            rgb[2] = clamp255(cc + 2.017232f * d);
+        }
+#pragma unroll
+        for (int c = 0; c < 3; c++) {
+            const int k = n.order[c];  // select, not a dynamic index: keeps rgb in registers
+            const float px = k == 0 ? rgb[0] : (k == 1 ? rgb[1] : rgb[2]);
+            v[c] = px * n.a[c] + n.b[c];
+        }
+    } else {
+#pragma unroll
+        for (int c = 0; c < 3; c++) {
+            v[c] = n.pad[c];
+        }
+    }
+    const size_t plane = (size_t)n.out_w * (size_t)n.out_h;
+    const size_t idx = (size_t)f * 3 * plane + (size_t)y * n.out_w + x;
+    if (n.f16) {
+        unsigned short* o = (unsigned short*)out;
+#pragma unroll
+        for (int c = 0; c < 3; c++) {
+            o[idx + c * plane] = f32_to_f16(v[c]);
+        }
+    } else {
+        float* o = (float*)out;
+#pragma unroll
+        for (int c = 0; c < 3; c++) {
+            o[idx + c * plane] = v[c];
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! [`CudaFrame`]: where the pixels of one frame lie in device memory.
+
+use gst_video::VideoFormat;
+
+use super::CudaError;
+
+/// Memory layout class of a format the CUDA kernel reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameLayout {
+    /// One plane, `bpp` bytes per pixel, byte offsets of R, G, B.
+    Packed {
+        bpp: usize,
+        r: usize,
+        g: usize,
+        b: usize,
+    },
+    /// Y plane + interleaved UV plane, both halved in each axis (rounded up).
+    Nv12,
+    /// Y, U, V planes, chroma halved in each axis (rounded up).
+    I420,
+}
+
+impl FrameLayout {
+    /// Layout of `format`, or `None` when the kernel cannot read it.
+    pub(crate) fn of(format: VideoFormat) -> Option<Self> {
+        let packed = |bpp, r, g, b| FrameLayout::Packed { bpp, r, g, b };
+        Some(match format {
+            VideoFormat::Nv12 => FrameLayout::Nv12,
+            VideoFormat::I420 => FrameLayout::I420,
+            VideoFormat::Rgb => packed(3, 0, 1, 2),
+            VideoFormat::Bgr => packed(3, 2, 1, 0),
+            VideoFormat::Rgba | VideoFormat::Rgbx => packed(4, 0, 1, 2),
+            VideoFormat::Bgra | VideoFormat::Bgrx => packed(4, 2, 1, 0),
+            _ => return None,
+        })
+    }
+
+    /// Number of planes.
+    pub(crate) fn n_planes(self) -> usize {
+        match self {
+            FrameLayout::Packed { .. } => 1,
+            FrameLayout::Nv12 => 2,
+            FrameLayout::I420 => 3,
+        }
+    }
+
+    /// Bytes of one row of plane `i` holding pixels and rows in that plane, for a frame
+    /// of `w x h`.
+    pub(crate) fn plane_geometry(self, i: usize, w: usize, h: usize) -> (usize, usize) {
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        match (self, i) {
+            (FrameLayout::Packed { bpp, .. }, _) => (w * bpp, h),
+            (_, 0) => (w, h),
+            (FrameLayout::Nv12, _) => (cw * 2, ch),
+            (FrameLayout::I420, _) => (cw, ch),
+        }
+    }
+}
+
+/// Formats the CUDA preprocessing kernel reads (same set as the CPU path).
+pub const CUDA_FORMATS: &[VideoFormat] = &[
+    VideoFormat::Nv12,
+    VideoFormat::I420,
+    VideoFormat::Rgba,
+    VideoFormat::Bgra,
+    VideoFormat::Rgbx,
+    VideoFormat::Bgrx,
+    VideoFormat::Rgb,
+    VideoFormat::Bgr,
+];
+
+/// One frame in device memory: format, size, and per plane its device address and
+/// stride. Optionally owns a reference to the GstBuffer holding the memory, which the
+/// preprocessor keeps until the output tensor is dropped.
+#[derive(Debug, Clone)]
+pub struct CudaFrame {
+    pub(crate) format: VideoFormat,
+    pub(crate) layout: FrameLayout,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) planes: [u64; 3],
+    pub(crate) strides: [usize; 3],
+    pub(crate) keepalive: Option<gst::Buffer>,
+}
+
+impl CudaFrame {
+    /// A frame from raw device planes (GStreamer plane order: NV12 = Y, UV; I420 = Y, U,
+    /// V; packed formats = one plane) with their strides in bytes.
+    ///
+    /// Checks the format, the size, the plane count, that no address is null and that each
+    /// stride holds a row; the memory itself cannot be checked.
+    ///
+    /// # Safety
+    /// Each plane must be device memory accessible from the CUDA context of the
+    /// preprocessor that reads the frame, holding `rows` rows of `stride` bytes (the last
+    /// row only needs the row's pixels), and must stay allocated and unchanged until the
+    /// output tensor's event has completed ([`super::DeviceTensorLease::wait`]).
+    pub unsafe fn from_raw(
+        format: VideoFormat,
+        width: u32,
+        height: u32,
+        planes: &[u64],
+        strides: &[usize],
+    ) -> Result<Self, CudaError> {
+        let layout = FrameLayout::of(format).ok_or(CudaError::UnsupportedFormat(format))?;
+        if width == 0 || height == 0 || width > i32::MAX as u32 / 4 || height > i32::MAX as u32 / 4 {
+            return Err(CudaError::InvalidInput(format!(
+                "invalid frame size {width}x{height}"
+            )));
+        }
+        let n = layout.n_planes();
+        if planes.len() < n || strides.len() < n {
+            return Err(CudaError::InvalidInput(format!(
+                "{format:?} needs {n} planes and strides, got {} and {}",
+                planes.len(),
+                strides.len()
+            )));
+        }
+        let mut p = [0u64; 3];
+        let mut s = [0usize; 3];
+        for i in 0..n {
+            let (row, _) = layout.plane_geometry(i, width as usize, height as usize);
+            if planes[i] == 0 {
+                return Err(CudaError::InvalidInput(format!(
+                    "plane {i} of a {format:?} frame is null"
+                )));
+            }
+            if strides[i] < row || strides[i] > i32::MAX as usize {
+                return Err(CudaError::InvalidInput(format!(
+                    "stride {} of plane {i} cannot hold a {format:?} row of {row} bytes",
+                    strides[i]
+                )));
+            }
+            p[i] = planes[i];
+            s[i] = strides[i];
+        }
+        Ok(Self {
+            format,
+            layout,
+            width,
+            height,
+            planes: p,
+            strides: s,
+            keepalive: None,
+        })
+    }
+
+    /// The same frame, also keeping `buffer` alive for as long as the preprocessor needs
+    /// the pixels (until the output tensor is dropped).
+    pub fn with_keepalive(mut self, buffer: gst::Buffer) -> Self {
+        self.keepalive = Some(buffer);
+        self
+    }
+
+    /// Video format.
+    pub fn format(&self) -> VideoFormat {
+        self.format
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Device address of plane `i` (0 for planes the format does not have).
+    pub fn plane(&self, i: usize) -> u64 {
+        self.planes.get(i).copied().unwrap_or(0)
+    }
+
+    /// Stride in bytes of plane `i` (0 for planes the format does not have).
+    pub fn stride(&self, i: usize) -> usize {
+        self.strides.get(i).copied().unwrap_or(0)
+    }
+
+    /// Number of planes of the format.
+    pub fn n_planes(&self) -> usize {
+        self.layout.n_planes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_raw_validates() {
+        // SAFETY: the frames are never read.
+        unsafe {
+            let f = CudaFrame::from_raw(VideoFormat::Nv12, 641, 479, &[0x1000, 0x9000], &[704, 704]).unwrap();
+            assert_eq!((f.n_planes(), f.plane(1), f.stride(2)), (2, 0x9000, 0));
+            assert!(matches!(
+                CudaFrame::from_raw(VideoFormat::Yuy2, 4, 4, &[1], &[8]),
+                Err(CudaError::UnsupportedFormat(_))
+            ));
+            assert!(CudaFrame::from_raw(VideoFormat::Rgba, 4, 4, &[1], &[15]).is_err());
+            assert!(CudaFrame::from_raw(VideoFormat::I420, 5, 5, &[1, 2], &[5, 3]).is_err());
+            assert!(CudaFrame::from_raw(VideoFormat::I420, 5, 5, &[1, 2, 3], &[5, 3, 3]).is_ok());
+            assert!(CudaFrame::from_raw(VideoFormat::Rgb, 0, 5, &[1], &[5]).is_err());
+            assert!(CudaFrame::from_raw(VideoFormat::Rgb, 2, 2, &[0], &[6]).is_err());
+        }
+        assert_eq!(FrameLayout::Nv12.plane_geometry(1, 641, 479), (642, 240));
+        assert_eq!(FrameLayout::I420.plane_geometry(2, 641, 479), (321, 240));
+    }
+}
