@@ -24,22 +24,22 @@ pub fn source_coord(i: u32, pad: f32, scale: f32) -> f32 {
     (i as f32 + 0.5 - pad) / scale - 0.5
 }
 
-/// Writes planar values of one tensor row (one frame) into `out`, which holds
-/// `3 * height * width` elements of `cfg.dtype`.
-struct RowWriter<'a> {
-    out: &'a mut [u8],
-    dtype: DType,
-    plane: usize,
+/// Element types the tensor can hold, written from f32 values.
+trait TensorElem: Copy {
+    fn from_f32(v: f32) -> Self;
 }
 
-impl RowWriter<'_> {
-    #[inline]
-    fn put(&mut self, c: usize, idx: usize, v: f32) {
-        let i = c * self.plane + idx;
-        match self.dtype {
-            DType::F16 => self.out[i * 2..i * 2 + 2].copy_from_slice(&half::f16::from_f32(v).to_ne_bytes()),
-            _ => self.out[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes()),
-        }
+impl TensorElem for f32 {
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+}
+
+impl TensorElem for half::f16 {
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32(v)
     }
 }
 
@@ -48,9 +48,11 @@ impl RowWriter<'_> {
 pub struct Scratch {
     xs: Vec<BilinearTap>,
     row: Vec<[f32; 3]>,
+    /// Staging for tensors whose bytes are not aligned for their element type.
+    unaligned: Vec<u8>,
 }
 
-/// Fills one tensor row (`3 x H x W` elements) from one frame.
+/// Fills one tensor row (`3 x H x W` elements of `cfg.dtype`, native endian) from one frame.
 pub fn fill_row(
     cfg: &PreprocessConfig,
     frame: &FrameReader<'_>,
@@ -58,45 +60,85 @@ pub fn fill_row(
     out: &mut [u8],
     scratch: &mut Scratch,
 ) {
-    let (w, h) = (cfg.width, cfg.height);
+    match cfg.dtype {
+        DType::F16 => fill_row_as::<half::f16>(cfg, frame, t, out, scratch),
+        _ => fill_row_as::<f32>(cfg, frame, t, out, scratch),
+    }
+}
+
+fn fill_row_as<T: TensorElem>(
+    cfg: &PreprocessConfig,
+    frame: &FrameReader<'_>,
+    t: &LetterboxTransform,
+    out: &mut [u8],
+    scratch: &mut Scratch,
+) {
+    let mut staging = std::mem::take(&mut scratch.unaligned);
+    // SAFETY: f32 and f16 accept any bit pattern; only the aligned middle is used.
+    let (pre, values, post) = unsafe { out.align_to_mut::<T>() };
+    if pre.is_empty() && post.is_empty() {
+        fill_planes(cfg, frame, t, values, scratch);
+    } else {
+        // Rare: a tensor allocation that is not aligned for T. Fill aligned staging, copy.
+        staging.resize(out.len() + std::mem::align_of::<T>(), 0);
+        let offset = staging.as_ptr().align_offset(std::mem::align_of::<T>());
+        let region = &mut staging[offset..offset + out.len()];
+        // SAFETY: as above; `region` starts aligned and has whole elements.
+        let (_, values, _) = unsafe { region.align_to_mut::<T>() };
+        fill_planes(cfg, frame, t, values, scratch);
+        out.copy_from_slice(&staging[offset..offset + out.len()]);
+    }
+    scratch.unaligned = staging;
+}
+
+fn fill_planes<T: TensorElem>(
+    cfg: &PreprocessConfig,
+    frame: &FrameReader<'_>,
+    t: &LetterboxTransform,
+    out: &mut [T],
+    scratch: &mut Scratch,
+) {
+    let (w, h) = (cfg.width as usize, cfg.height as usize);
+    let plane = w * h;
+    if out.len() < 3 * plane {
+        return;
+    }
     let affine = cfg.affine();
     let order: [usize; 3] = match cfg.color {
         ColorOrder::Rgb => [0, 1, 2],
         ColorOrder::Bgr => [2, 1, 0],
     };
-    let pad: [f32; 3] = std::array::from_fn(|c| cfg.pad_value as f32 * affine[c].0 + affine[c].1);
-    let mut wr = RowWriter {
-        out,
-        dtype: cfg.dtype,
-        plane: (w * h) as usize,
-    };
-    let (x0, x1) = content_span(t.pad_x, t.scale_x, frame.width(), w);
-    let (y0, y1) = content_span(t.pad_y, t.scale_y, frame.height(), h);
+    let pad: [T; 3] = std::array::from_fn(|c| T::from_f32(cfg.pad_value as f32 * affine[c].0 + affine[c].1));
+    let (x0, x1) = content_span(t.pad_x, t.scale_x, frame.width(), cfg.width);
+    let (y0, y1) = content_span(t.pad_y, t.scale_y, frame.height(), cfg.height);
+    let (x0, x1) = (x0 as usize, x1 as usize);
     scratch.xs.clear();
-    scratch
-        .xs
-        .extend((x0..x1).map(|x| BilinearTap::new(source_coord(x, t.pad_x, t.scale_x), frame.width())));
+    scratch.xs.extend(
+        (x0..x1).map(|x| BilinearTap::new(source_coord(x as u32, t.pad_x, t.scale_x), frame.width())),
+    );
     scratch.row.resize(scratch.xs.len(), [0.0; 3]);
 
+    let (p0, rest) = out.split_at_mut(plane);
+    let (p1, p2) = rest.split_at_mut(plane);
+    let planes = [p0, p1, &mut p2[..plane]];
     for y in 0..h {
-        let base = (y * w) as usize;
-        let inside = y >= y0 && y < y1 && x0 < x1;
-        if inside {
-            let ty = BilinearTap::new(source_coord(y, t.pad_y, t.scale_y), frame.height());
-            frame.sample_row_bilinear(ty, &scratch.xs, &mut scratch.row);
-        }
-        for x in 0..w {
-            let px = if inside && x >= x0 && x < x1 {
-                Some(scratch.row[(x - x0) as usize])
-            } else {
-                None
-            };
+        let line = y * w..(y + 1) * w;
+        let inside = y >= y0 as usize && y < y1 as usize && x0 < x1;
+        if !inside {
             for c in 0..3 {
-                let v = match px {
-                    Some(rgb) => rgb[order[c]] * affine[c].0 + affine[c].1,
-                    None => pad[c],
-                };
-                wr.put(c, base + x as usize, v);
+                planes[c][line.clone()].fill(pad[c]);
+            }
+            continue;
+        }
+        let ty = BilinearTap::new(source_coord(y as u32, t.pad_y, t.scale_y), frame.height());
+        frame.sample_row_bilinear(ty, &scratch.xs, &mut scratch.row);
+        for c in 0..3 {
+            let dst = &mut planes[c][line.clone()];
+            dst[..x0].fill(pad[c]);
+            dst[x1..].fill(pad[c]);
+            let (a, b, src) = (affine[c].0, affine[c].1, order[c]);
+            for (d, rgb) in dst[x0..x1].iter_mut().zip(&scratch.row) {
+                *d = T::from_f32(rgb[src] * a + b);
             }
         }
     }

@@ -197,8 +197,9 @@ fn pads_requested_and_released_while_playing() {
     gst::Element::link_many([&src, &caps]).unwrap();
     let pad = mux.request_pad_simple("sink_%u").unwrap();
     caps.static_pad("src").unwrap().link(&pad).unwrap();
-    src.sync_state_with_parent().unwrap();
+    // Downstream first, so the new source never pushes into a stopped element.
     caps.sync_state_with_parent().unwrap();
+    src.sync_state_with_parent().unwrap();
     // Wait (bounded) until the new source shows up in batches.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline

@@ -87,6 +87,7 @@ struct State {
 pub struct TrtMux {
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    pads: Mutex<Vec<(u32, gst_base::AggregatorPad)>>,
 }
 
 fn pad_index(pad: &impl IsA<gst::Pad>) -> Option<u32> {
@@ -99,18 +100,10 @@ fn is_cuda_caps(caps: &gst::Caps) -> bool {
 }
 
 impl TrtMux {
+    /// Sink pads by index, kept up to date on request/release so that the per-batch path
+    /// neither walks the element's pad list nor parses pad names.
     fn sink_pads(&self) -> Vec<(u32, gst_base::AggregatorPad)> {
-        let mut pads: Vec<_> = self
-            .obj()
-            .sink_pads()
-            .into_iter()
-            .filter_map(|p| {
-                let idx = pad_index(&p)?;
-                Some((idx, p.downcast::<gst_base::AggregatorPad>().ok()?))
-            })
-            .collect();
-        pads.sort_by_key(|(i, _)| *i);
-        pads
+        self.pads.lock().unwrap().clone()
     }
 
     fn source_eos_event(pad_index: u32) -> gst::Event {
@@ -277,6 +270,11 @@ impl ElementImpl for TrtMux {
         caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
         let pad = self.parent_request_new_pad(templ, name, caps)?;
+        if let (Some(idx), Ok(apad)) = (pad_index(&pad), pad.clone().downcast::<gst_base::AggregatorPad>()) {
+            let mut pads = self.pads.lock().unwrap();
+            pads.push((idx, apad));
+            pads.sort_by_key(|(i, _)| *i);
+        }
         if let Some(idx) = pad_index(&pad) {
             let mut state = self.state.lock().unwrap();
             state.pads.insert(idx, PadState::default());
@@ -287,6 +285,10 @@ impl ElementImpl for TrtMux {
     }
 
     fn release_pad(&self, pad: &gst::Pad) {
+        self.pads
+            .lock()
+            .unwrap()
+            .retain(|(_, p)| p.upcast_ref::<gst::Pad>() != pad);
         if let (Some(idx), Ok(apad)) = (pad_index(pad), pad.clone().downcast::<gst_base::AggregatorPad>()) {
             let mut state = self.state.lock().unwrap();
             // Frames already queued on the pad still belong to the stream: batch them

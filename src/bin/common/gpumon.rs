@@ -1,0 +1,471 @@
+//! GPU monitoring shared by the benchmark binaries (included with `#[path]`; it is not a
+//! module of the library and not a binary target: cargo only builds `src/bin/*.rs` and
+//! `src/bin/*/main.rs`).
+//!
+//! - NVML (`libnvidia-ml.so.1`, loaded at run time with dlopen; present wherever the NVIDIA
+//!   driver is): device name, device-wide used memory, PCIe RX/TX throughput.
+//! - Fallback without NVML: `nvidia-smi` (`--query-gpu=...` and `dmon -s tm`).
+//! - Neither: every GPU number is `None` (null in the JSON), never a failure.
+//!
+//! PCIe direction, from the GPU's point of view (NVML `nvmlDeviceGetPcieThroughput`, the
+//! source of `nvidia-smi dmon` columns `rxpci`/`txpci`): RX = bytes the GPU received =
+//! host→device (H2D); TX = bytes the GPU sent = device→host (D2H). NVML reports KB/s over a
+//! 20 ms window per call; the sampler calls it back to back and integrates over time.
+
+#![allow(dead_code)]
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// NVML through dlopen
+
+type NvmlDevice = *mut c_void;
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct NvmlMemory {
+    total: u64,
+    free: u64,
+    used: u64,
+}
+
+/// The few NVML entry points we need, from `libnvidia-ml.so.1`.
+pub struct Nvml {
+    device: NvmlDevice,
+    get_name: unsafe extern "C" fn(NvmlDevice, *mut c_char, c_uint) -> c_int,
+    get_memory: unsafe extern "C" fn(NvmlDevice, *mut NvmlMemory) -> c_int,
+    get_pcie: unsafe extern "C" fn(NvmlDevice, c_int, *mut c_uint) -> c_int,
+}
+
+// SAFETY: NVML is thread-safe; the device handle is an opaque, immutable pointer.
+unsafe impl Send for Nvml {}
+// SAFETY: as above.
+unsafe impl Sync for Nvml {}
+
+const NVML_PCIE_UTIL_TX_BYTES: c_int = 0;
+const NVML_PCIE_UTIL_RX_BYTES: c_int = 1;
+
+impl Nvml {
+    /// NVML for GPU `index`, or the reason it is not there.
+    pub fn open(index: u32) -> Result<Arc<Nvml>, String> {
+        // SAFETY: dlopen/dlsym with NUL-terminated names; the library stays loaded for the
+        // life of the process (never dlclosed); symbol types are NVML's documented C ABI.
+        unsafe {
+            let mut handle = std::ptr::null_mut();
+            for name in ["libnvidia-ml.so.1", "libnvidia-ml.so"] {
+                let c = CString::new(name).unwrap();
+                handle = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+                if !handle.is_null() {
+                    break;
+                }
+            }
+            if handle.is_null() {
+                return Err("libnvidia-ml.so.1 (NVML, part of the NVIDIA driver) cannot be loaded".into());
+            }
+            let sym = |name: &str| -> Result<*mut c_void, String> {
+                let c = CString::new(name).unwrap();
+                let p = libc::dlsym(handle, c.as_ptr());
+                if p.is_null() {
+                    Err(format!("NVML has no symbol {name}"))
+                } else {
+                    Ok(p)
+                }
+            };
+            let init: unsafe extern "C" fn() -> c_int = std::mem::transmute(sym("nvmlInit_v2")?);
+            let by_index: unsafe extern "C" fn(c_uint, *mut NvmlDevice) -> c_int =
+                std::mem::transmute(sym("nvmlDeviceGetHandleByIndex_v2")?);
+            let r = init();
+            if r != 0 {
+                return Err(format!("nvmlInit_v2 failed (nvmlReturn {r}): no usable NVIDIA driver/GPU"));
+            }
+            let mut device: NvmlDevice = std::ptr::null_mut();
+            let r = by_index(index, &mut device);
+            if r != 0 {
+                return Err(format!("nvmlDeviceGetHandleByIndex_v2({index}) failed (nvmlReturn {r})"));
+            }
+            Ok(Arc::new(Nvml {
+                device,
+                get_name: std::mem::transmute(sym("nvmlDeviceGetName")?),
+                get_memory: std::mem::transmute(sym("nvmlDeviceGetMemoryInfo")?),
+                get_pcie: std::mem::transmute(sym("nvmlDeviceGetPcieThroughput")?),
+            }))
+        }
+    }
+
+    pub fn name(&self) -> Option<String> {
+        let mut buf = [0 as c_char; 256];
+        // SAFETY: buffer and its length.
+        let r = unsafe { (self.get_name)(self.device, buf.as_mut_ptr(), buf.len() as c_uint) };
+        (r == 0).then(|| {
+            // SAFETY: NVML wrote a NUL-terminated string into buf.
+            unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+                .to_string_lossy()
+                .trim()
+                .to_string()
+        })
+    }
+
+    /// (used, total) device memory in MiB, device-wide (all processes).
+    pub fn memory_mib(&self) -> Option<(f64, f64)> {
+        let mut m = NvmlMemory::default();
+        // SAFETY: out-pointer to a local of NVML's nvmlMemory_t (v1) layout.
+        let r = unsafe { (self.get_memory)(self.device, &mut m) };
+        (r == 0).then(|| (m.used as f64 / 1048576.0, m.total as f64 / 1048576.0))
+    }
+
+    /// (rx = H2D, tx = D2H) PCIe throughput in bytes/s over NVML's 20 ms window. Blocks
+    /// about 2 × 20 ms.
+    pub fn pcie_bytes_per_s(&self) -> Option<(f64, f64)> {
+        let (mut rx, mut tx) = (0 as c_uint, 0 as c_uint);
+        // SAFETY: out-pointers to locals.
+        let r1 = unsafe { (self.get_pcie)(self.device, NVML_PCIE_UTIL_RX_BYTES, &mut rx) };
+        // SAFETY: as above.
+        let r2 = unsafe { (self.get_pcie)(self.device, NVML_PCIE_UTIL_TX_BYTES, &mut tx) };
+        (r1 == 0 && r2 == 0).then(|| (rx as f64 * 1024.0, tx as f64 * 1024.0))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// nvidia-smi
+
+/// `nvidia-smi --query-gpu=FIELD --format=csv,noheader,nounits` for GPU 0, trimmed.
+pub fn smi_query(field: &str) -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args([
+            &format!("--query-gpu={field}"),
+            "--format=csv,noheader,nounits",
+            "-i",
+            "0",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// GPU 0's name from NVML, else nvidia-smi; `None` without a GPU.
+pub fn gpu_name(nvml: Option<&Nvml>) -> Option<String> {
+    nvml.and_then(|n| n.name()).or_else(|| smi_query("name"))
+}
+
+/// Device-wide used memory (MiB), NVML else nvidia-smi.
+pub fn used_mib(nvml: Option<&Nvml>) -> Option<f64> {
+    match nvml {
+        Some(n) => n.memory_mib().map(|m| m.0),
+        None => smi_query("memory.used").and_then(|s| s.parse().ok()),
+    }
+}
+
+/// Short device name for file names: "NVIDIA H100 80GB HBM3" → "h100".
+pub fn short_device(name: &str) -> String {
+    let rest = name.trim().trim_start_matches("NVIDIA").trim();
+    let rest = rest.trim_start_matches("GeForce").trim();
+    let tok = rest.split_whitespace().next().unwrap_or("gpu");
+    let s: String = tok
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
+    if s.is_empty() {
+        "gpu".into()
+    } else {
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Background sampler
+
+/// One sample: ns since the sampler's t0, used MiB, H2D and D2H bytes/s.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub t_ns: u64,
+    pub used_mib: Option<f64>,
+    pub h2d_bps: Option<f64>,
+    pub d2h_bps: Option<f64>,
+}
+
+pub struct GpuSampler {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    child: Option<std::process::Child>,
+    pub method: &'static str,
+}
+
+pub const METHOD_NVML: &str = "NVML (libnvidia-ml) sampled back to back in a background thread: \
+    nvmlDeviceGetPcieThroughput RX (bytes received by the GPU = host-to-device) and TX (bytes sent by \
+    the GPU = device-to-host), KB/s (x1024) over NVML's 20 ms window per call, integrated over time \
+    (trapezoids) across the measured window and divided by the measured frames; counts all PCIe \
+    traffic of the GPU (every process, driver, NVDEC bitstream). Memory: nvmlDeviceGetMemoryInfo \
+    used, device-wide, each loop (~40-60 ms).";
+pub const METHOD_SMI: &str = "nvidia-smi dmon -s tm -d 1 (no NVML library): rxpci = PCIe RX of the GPU = \
+    host-to-device, txpci = device-to-host, MB/s (x2^20) sampled once per second (a short NVML window \
+    each), integrated over time across the measured window / measured frames (coarse: few samples in short \
+    runs); fb = used frame-buffer MiB, device-wide.";
+
+impl GpuSampler {
+    /// Starts sampling with NVML (every ~`interval_ms`, PCIe too when `pcie`), else with
+    /// `nvidia-smi dmon`; `None` when neither is there.
+    pub fn start(nvml: Option<Arc<Nvml>>, t0: Instant, pcie: bool, interval_ms: u64) -> Option<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::with_capacity(4096)));
+        if let Some(n) = nvml {
+            let (s, v) = (stop.clone(), samples.clone());
+            let handle = std::thread::Builder::new()
+                .name("gpu-sampler".into())
+                .spawn(move || {
+                    while !s.load(Ordering::Relaxed) {
+                        let t_mem = t0.elapsed().as_nanos() as u64;
+                        let used = n.memory_mib().map(|m| m.0);
+                        let (h2d, d2h) = if pcie {
+                            match n.pcie_bytes_per_s() {
+                                Some((rx, tx)) => (Some(rx), Some(tx)),
+                                None => (None, None),
+                            }
+                        } else {
+                            (None, None)
+                        };
+                        // The PCIe window ended now; stamp it at its middle.
+                        let t = if pcie {
+                            (t_mem + t0.elapsed().as_nanos() as u64) / 2
+                        } else {
+                            t_mem
+                        };
+                        v.lock().unwrap().push(Sample {
+                            t_ns: t,
+                            used_mib: used,
+                            h2d_bps: h2d,
+                            d2h_bps: d2h,
+                        });
+                        if !pcie || interval_ms > 0 {
+                            std::thread::sleep(Duration::from_millis(interval_ms.max(1)));
+                        }
+                    }
+                })
+                .ok()?;
+            return Some(Self {
+                stop,
+                samples,
+                handle: Some(handle),
+                child: None,
+                method: METHOD_NVML,
+            });
+        }
+        // nvidia-smi dmon fallback.
+        let mut child = std::process::Command::new("nvidia-smi")
+            .args(["dmon", "-s", "tm", "-d", "1", "-i", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let stdout = child.stdout.take()?;
+        let v = samples.clone();
+        let handle = std::thread::spawn(move || {
+            let mut cols: Vec<String> = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let t = t0.elapsed().as_nanos() as u64;
+                let l = line.trim();
+                if let Some(h) = l.strip_prefix('#') {
+                    let names: Vec<String> = h.split_whitespace().map(str::to_lowercase).collect();
+                    if names.iter().any(|c| c == "rxpci" || c == "fb") {
+                        cols = names;
+                    }
+                    continue;
+                }
+                let vals: Vec<&str> = l.split_whitespace().collect();
+                if cols.is_empty() || vals.len() != cols.len() {
+                    continue;
+                }
+                let get = |name: &str| -> Option<f64> {
+                    cols.iter()
+                        .position(|c| c == name)
+                        .and_then(|i| vals[i].parse::<f64>().ok())
+                };
+                v.lock().unwrap().push(Sample {
+                    t_ns: t,
+                    used_mib: get("fb"),
+                    h2d_bps: get("rxpci").map(|x| x * 1048576.0),
+                    d2h_bps: get("txpci").map(|x| x * 1048576.0),
+                });
+            }
+        });
+        Some(Self {
+            stop,
+            samples,
+            handle: Some(handle),
+            child: Some(child),
+            method: METHOD_SMI,
+        })
+    }
+
+    pub fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        std::mem::take(&mut *self.samples.lock().unwrap())
+    }
+}
+
+/// ∫ rate dt over [a, b] (ns) by trapezoids over the samples, holding the first/last
+/// value flat to the window's edges; `None` with no sample of that rate.
+pub fn integrate(samples: &[Sample], a: u64, b: u64, rate: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+    let pts: Vec<(f64, f64)> = samples
+        .iter()
+        .filter_map(|s| rate(s).map(|r| (s.t_ns as f64 / 1e9, r)))
+        .collect();
+    if pts.is_empty() || b <= a {
+        return None;
+    }
+    let (a, b) = (a as f64 / 1e9, b as f64 / 1e9);
+    let value_at = |t: f64| -> f64 {
+        if t <= pts[0].0 {
+            return pts[0].1;
+        }
+        if t >= pts[pts.len() - 1].0 {
+            return pts[pts.len() - 1].1;
+        }
+        let i = pts.partition_point(|p| p.0 <= t);
+        let (p0, p1) = (pts[i - 1], pts[i]);
+        if p1.0 == p0.0 {
+            p1.1
+        } else {
+            p0.1 + (p1.1 - p0.1) * (t - p0.0) / (p1.0 - p0.0)
+        }
+    };
+    let mut knots = vec![a];
+    knots.extend(pts.iter().map(|p| p.0).filter(|&t| t > a && t < b));
+    knots.push(b);
+    let mut total = 0.0;
+    for w in knots.windows(2) {
+        total += (value_at(w[0]) + value_at(w[1])) / 2.0 * (w[1] - w[0]);
+    }
+    Some(total)
+}
+
+/// Number of samples of a rate inside [a, b].
+pub fn count_in(samples: &[Sample], a: u64, b: u64, rate: impl Fn(&Sample) -> Option<f64>) -> usize {
+    samples
+        .iter()
+        .filter(|s| s.t_ns >= a && s.t_ns <= b && rate(s).is_some())
+        .count()
+}
+
+/// VRAM (MiB, device-wide): baseline (first sample), steady (median of the second half of
+/// the window), peak (whole run), drift (least-squares MiB/min over the second half).
+pub struct VramStats {
+    pub baseline: f64,
+    pub steady: f64,
+    pub peak: f64,
+    pub drift_mib_per_min: f64,
+    pub samples_second_half: usize,
+}
+
+pub fn vram_stats(samples: &[Sample], a: u64, b: u64) -> Option<VramStats> {
+    let all: Vec<(u64, f64)> = samples.iter().filter_map(|s| s.used_mib.map(|m| (s.t_ns, m))).collect();
+    let baseline = all.first()?.1;
+    let peak = all.iter().map(|s| s.1).fold(f64::MIN, f64::max);
+    let win: Vec<(u64, f64)> = all.iter().copied().filter(|s| s.0 >= a && s.0 <= b).collect();
+    let use_ = if win.len() >= 2 { &win } else { &all };
+    let half = &use_[use_.len() / 2..];
+    let mut v: Vec<f64> = half.iter().map(|s| s.1).collect();
+    v.sort_by(f64::total_cmp);
+    let steady = v[v.len() / 2];
+    let xs: Vec<f64> = half.iter().map(|s| s.0 as f64 / 60e9).collect();
+    let ys: Vec<f64> = half.iter().map(|s| s.1).collect();
+    let n = xs.len();
+    let drift = if n < 2 {
+        0.0
+    } else {
+        let mx = xs.iter().sum::<f64>() / n as f64;
+        let my = ys.iter().sum::<f64>() / n as f64;
+        let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+        if sxx == 0.0 {
+            0.0
+        } else {
+            sxy / sxx
+        }
+    };
+    Some(VramStats {
+        baseline,
+        steady,
+        peak,
+        drift_mib_per_min: drift,
+        samples_second_half: half.len(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Record facts
+
+/// Today (UTC) as ("YYYY-MM-DD", "YYYYMMDD"); `TRTV_DATE=YYYY-MM-DD` overrides.
+pub fn today() -> (String, String) {
+    if let Ok(d) = std::env::var("TRTV_DATE") {
+        let d = d.trim().to_string();
+        if d.len() == 10 {
+            let compact = d.replace('-', "");
+            return (d, compact);
+        }
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // Howard Hinnant's civil_from_days.
+    let z = secs.div_euclid(86400) + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    (format!("{y:04}-{m:02}-{d:02}"), format!("{y:04}{m:02}{d:02}"))
+}
+
+/// (commit, dirty): `TRTV_COMMIT` (+ `TRTV_COMMIT_DIRTY=1`) when set (the GPU machine has
+/// no git), else `git rev-parse HEAD` in the source tree; "unknown" otherwise.
+pub fn commit() -> (String, Option<bool>) {
+    if let Ok(c) = std::env::var("TRTV_COMMIT") {
+        if !c.trim().is_empty() {
+            let dirty = std::env::var("TRTV_COMMIT_DIRTY").ok().map(|v| v.trim() == "1");
+            return (c.trim().to_string(), dirty);
+        }
+    }
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let sha = std::process::Command::new("git")
+        .args(["-C", dir, "rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match sha {
+        Some(s) => {
+            let dirty = std::process::Command::new("git")
+                .args(["-C", dir, "status", "--porcelain", "--untracked-files=no"])
+                .output()
+                .ok()
+                .map(|o| !o.stdout.is_empty());
+            (s, dirty)
+        }
+        None => ("unknown".into(), None),
+    }
+}
