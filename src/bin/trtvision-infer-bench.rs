@@ -90,10 +90,13 @@ fn parse_args() -> Opts {
     let mut i = 0;
     let val = |i: &mut usize, name: &str| -> String {
         *i += 1;
-        args.get(*i).cloned().unwrap_or_else(|| die(&format!("{name} needs a value")))
+        args.get(*i)
+            .cloned()
+            .unwrap_or_else(|| die(&format!("{name} needs a value")))
     };
     fn num<T: std::str::FromStr>(s: &str, name: &str) -> T {
-        s.parse().unwrap_or_else(|_| die(&format!("{name}: '{s}' is not a number")))
+        s.parse()
+            .unwrap_or_else(|_| die(&format!("{name}: '{s}' is not a number")))
     }
     while i < args.len() {
         let a = args[i].clone();
@@ -116,7 +119,9 @@ fn parse_args() -> Opts {
                     match BackendKind::parse(b) {
                         Some(BackendKind::OnnxRuntimeCuda) => o.cuda = true,
                         Some(BackendKind::OnnxRuntimeCpu) => {}
-                        _ => die(&format!("--backends: '{b}' is not onnxruntime-cpu or onnxruntime-cuda")),
+                        _ => die(&format!(
+                            "--backends: '{b}' is not onnxruntime-cpu or onnxruntime-cuda"
+                        )),
                     }
                 }
             }
@@ -200,7 +205,10 @@ fn compare(reference: &[Tensor], got: &[Tensor]) -> Result<Vec<Diff>, String> {
             .find(|t| t.name == r.name)
             .ok_or_else(|| format!("output '{}' is missing", r.name))?;
         if g.shape != r.shape {
-            return Err(format!("output '{}' has shape {:?} vs {:?}", r.name, g.shape, r.shape));
+            return Err(format!(
+                "output '{}' has shape {:?} vs {:?}",
+                r.name, g.shape, r.shape
+            ));
         }
         let (Some(a), Some(b)) = (r.to_f32(), g.to_f32()) else {
             // Integer outputs: exact equality.
@@ -340,12 +348,14 @@ impl Timing {
         let mean = self.lat_ms.iter().sum::<f64>() / self.lat_ms.len().max(1) as f64;
         json!({"p50": round(self.p(50.0), 3), "p95": round(self.p(95.0), 3), "p99": round(self.p(99.0), 3),
                "mean": round(mean, 3), "min": round(self.lat_ms[0], 3),
-               "max": round(*self.lat_ms.last().unwrap(), 3), "calls": self.lat_ms.len()})
+               "max": round(*self.lat_ms.last().unwrap(), 3), "calls": self.lat_ms.len(),
+               "timed_wall_s": round(self.wall_s, 4)})
     }
 }
 
 fn run_once(b: &mut dyn InferenceBackend, name: &str, t: &Tensor) -> Result<Vec<Tensor>, String> {
-    b.infer(&[InputRef { name, tensor: t }]).map_err(|e| e.to_string())
+    b.infer(&[InputRef { name, tensor: t }])
+        .map_err(|e| e.to_string())
 }
 
 fn time_calls(
@@ -381,7 +391,12 @@ fn time_calls(
     })
 }
 
-fn open(o: &Opts, cfg: &ModelConfig, kind: BackendKind, max_batch: usize) -> Result<Box<dyn InferenceBackend>, String> {
+fn open(
+    o: &Opts,
+    cfg: &ModelConfig,
+    kind: BackendKind,
+    max_batch: usize,
+) -> Result<Box<dyn InferenceBackend>, String> {
     backend::open(&BackendOptions {
         kind,
         model_path: cfg.model_path().to_path_buf(),
@@ -389,7 +404,11 @@ fn open(o: &Opts, cfg: &ModelConfig, kind: BackendKind, max_batch: usize) -> Res
         device_id: o.device_id,
         fp16: false,
         engine_cache_dir: None,
-        threads: if kind == BackendKind::OnnxRuntimeCpu { o.threads } else { 0 },
+        threads: if kind == BackendKind::OnnxRuntimeCpu {
+            o.threads
+        } else {
+            0
+        },
     })
     .map_err(|e| e.to_string())
 }
@@ -443,7 +462,10 @@ fn main() {
     let (date, date_compact) = gpumon::today();
     let (commit, dirty) = gpumon::commit();
 
-    let is_toml = o.model.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    let is_toml = o
+        .model
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     let cfg = if is_toml {
         ModelConfig::from_file(&o.model)
     } else {
@@ -516,7 +538,12 @@ fn main() {
     let mut summary = Vec::new();
     for (k, &n) in o.batches.iter().enumerate() {
         let shape = vec![n, 3, pre.height as usize, pre.width as usize];
-        let input = make_input(&input_name, input_dtype, shape.clone(), o.seed.wrapping_add(n as u64));
+        let input = make_input(
+            &input_name,
+            input_dtype,
+            shape.clone(),
+            o.seed.wrapping_add(n as u64),
+        );
         let in_bytes = input.len_bytes();
 
         // CPU reference.

@@ -211,6 +211,12 @@ impl InferContext {
                 .wait()
                 .map_err(|e| backend::BackendError::Runtime(format!("waiting for the input tensor: {e}")))?;
         }
+        if input.tensor.host_bytes().is_none() && self.backend.name() == BackendKind::OnnxRuntimeCpu.name() {
+            return Err(InferError::Config(format!(
+                "the input tensor of model '{}' is in GPU memory but the backend is onnxruntime-cpu: use a GPU backend (backend=onnxruntime-cuda or tensorrt) or set device=cpu on trtpreprocess",
+                self.model
+            )));
+        }
         let outputs = self.backend.infer(&[InputRef {
             name: &self.input_name,
             tensor: &input.tensor,

@@ -29,6 +29,8 @@ struct Settings {
     input_name: String,
     pre: PreprocessConfig,
     sources: Vec<u32>,
+    /// Prepare the tensor on the GPU when the frames are CUDA memory.
+    use_gpu: bool,
 }
 
 impl Default for Settings {
@@ -39,6 +41,7 @@ impl Default for Settings {
             input_name: "images".into(),
             pre: PreprocessConfig::default(),
             sources: Vec::new(),
+            use_gpu: true,
         }
     }
 }
@@ -54,7 +57,7 @@ struct State {
     /// The CUDA preprocessor, created on the first batch of CUDA frames.
     #[cfg(feature = "cuda")]
     gpu: Option<crate::cuda::CudaPreprocessor>,
-    /// Set when the CUDA path failed once: the CPU path is used from then on.
+    /// Set when the CUDA path is off (`device=cpu`) or failed once: the CPU path is used.
     #[cfg(feature = "cuda")]
     gpu_disabled: bool,
 }
@@ -322,6 +325,12 @@ impl ObjectImpl for TrtPreprocess {
                     .default_value(Some("1,1,1"))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("device")
+                    .nick("Device")
+                    .blurb("Where the tensor is prepared: auto (on the GPU, in device memory, when the frames are CUDA memory and the plugin was built with CUDA; else on the CPU) or cpu (always a host tensor, e.g. for a CPU inference backend)")
+                    .default_value(Some("auto"))
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("sources")
                     .nick("Sources")
                     .blurb("Comma-separated source indices (trtmux sink pad numbers) to prepare; empty = all sources")
@@ -367,6 +376,11 @@ impl ObjectImpl for TrtPreprocess {
                 Some(v) => s.pre.std = v,
                 None => invalid("std", text()),
             },
+            "device" => match text().as_str() {
+                "auto" | "cuda" | "gpu" => s.use_gpu = true,
+                "cpu" => s.use_gpu = false,
+                other => invalid("device", other.to_string()),
+            },
             "sources" => match parse_sources(&text()) {
                 Some(v) => s.sources = v,
                 None => invalid("source list", text()),
@@ -390,6 +404,7 @@ impl ObjectImpl for TrtPreprocess {
             "scale" => s.pre.scale.to_value(),
             "mean" => format_floats(&s.pre.mean).to_value(),
             "std" => format_floats(&s.pre.std).to_value(),
+            "device" => if s.use_gpu { "auto" } else { "cpu" }.to_value(),
             "sources" => s
                 .sources
                 .iter()
@@ -497,7 +512,7 @@ impl BaseTransformImpl for TrtPreprocess {
             #[cfg(feature = "cuda")]
             gpu: None,
             #[cfg(feature = "cuda")]
-            gpu_disabled: false,
+            gpu_disabled: !s.use_gpu,
         });
         Ok(())
     }

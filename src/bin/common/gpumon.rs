@@ -80,12 +80,16 @@ impl Nvml {
                 std::mem::transmute(sym("nvmlDeviceGetHandleByIndex_v2")?);
             let r = init();
             if r != 0 {
-                return Err(format!("nvmlInit_v2 failed (nvmlReturn {r}): no usable NVIDIA driver/GPU"));
+                return Err(format!(
+                    "nvmlInit_v2 failed (nvmlReturn {r}): no usable NVIDIA driver/GPU"
+                ));
             }
             let mut device: NvmlDevice = std::ptr::null_mut();
             let r = by_index(index, &mut device);
             if r != 0 {
-                return Err(format!("nvmlDeviceGetHandleByIndex_v2({index}) failed (nvmlReturn {r})"));
+                return Err(format!(
+                    "nvmlDeviceGetHandleByIndex_v2({index}) failed (nvmlReturn {r})"
+                ));
             }
             Ok(Arc::new(Nvml {
                 device,
@@ -147,7 +151,11 @@ pub fn smi_query(field: &str) -> Option<String> {
     if !out.status.success() {
         return None;
     }
-    let s = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_string();
+    let s = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .to_string();
     (!s.is_empty()).then_some(s)
 }
 
@@ -376,7 +384,10 @@ pub struct VramStats {
 }
 
 pub fn vram_stats(samples: &[Sample], a: u64, b: u64) -> Option<VramStats> {
-    let all: Vec<(u64, f64)> = samples.iter().filter_map(|s| s.used_mib.map(|m| (s.t_ns, m))).collect();
+    let all: Vec<(u64, f64)> = samples
+        .iter()
+        .filter_map(|s| s.used_mib.map(|m| (s.t_ns, m)))
+        .collect();
     let baseline = all.first()?.1;
     let peak = all.iter().map(|s| s.1).fold(f64::MIN, f64::max);
     let win: Vec<(u64, f64)> = all.iter().copied().filter(|s| s.0 >= a && s.0 <= b).collect();
