@@ -24,6 +24,7 @@ pub mod preprocess;
 pub mod results;
 pub mod scene;
 pub mod tensor;
+pub mod tracking;
 pub mod transform;
 pub mod trtdemux;
 pub mod trtinfer;
@@ -34,6 +35,7 @@ pub mod trtoverlay;
 pub mod trtpreprocess;
 pub mod trtscenesrc;
 pub mod trttiler;
+pub mod trttracker;
 pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
@@ -46,6 +48,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trtscenesrc::register(plugin)?;
     trtoverlay::register(plugin)?;
     trttiler::register(plugin)?;
+    trttracker::register(plugin)?;
     Ok(())
 }
 
