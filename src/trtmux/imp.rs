@@ -533,6 +533,20 @@ impl AggregatorImpl for TrtMux {
             self.obj().set_position(pts);
         }
         let res = self.obj().finish_buffer(buffer);
+        if let Err(err) = res {
+            // The aggregator's task owns this thread: like basesrc and queue, post the fatal
+            // flow returns that downstream did not (not-linked from trtdemux, a sink that
+            // refused a buffer); otherwise, once every source has pushed its last frame,
+            // nothing else would notice and the pipeline would stall silently.
+            if !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos) {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("Internal data stream error."),
+                    ["streaming stopped, reason {:?} ({})", err, err]
+                );
+            }
+        }
         for idx in ended {
             self.obj().src_pad().push_event(Self::source_eos_event(idx));
         }
