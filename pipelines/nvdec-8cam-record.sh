@@ -25,7 +25,8 @@ fi
 
 branches=""
 for i in 0 1 2 3 4 5 6 7; do
-    branches+=" filesrc location=$IN/cam$i.mp4 ! qtdemux ! h264parse ! nvh264dec ! queue ! m.sink_$i"
+    # parsebin (qtdemux + h264parse inside) starts its parser before the demuxer pushes.
+    branches+=" filesrc location=$IN/cam$i.mp4 ! parsebin ! nvh264dec ! queue ! m.sink_$i"
     branches+=" d.src_$i ! queue ! $ENC ! mp4mux ! filesink location=out/rec-cam$i.mp4"
 done
 

@@ -99,9 +99,11 @@ pub fn frame_mask(
         return None;
     }
     let (channels, h, w) = (shape[1], shape[2], shape[3]);
-    let row_len = channels * h * w;
+    // Checked: the shape need not match `values` (a mismatch gives `None`).
+    let row_len = channels.checked_mul(h)?.checked_mul(w)?;
+    let start = row.checked_mul(row_len)?;
     let planes = MaskPlanes {
-        data: values.get(row * row_len..(row + 1) * row_len)?,
+        data: values.get(start..start.checked_add(row_len)?)?,
         h,
         w,
     };
@@ -222,6 +224,28 @@ mod tests {
         assert!(!m.contains(26, 10));
         let area = m.area() as i64;
         assert!((area - 64 * 32).abs() < 64 * 32 / 10, "area {area}");
+    }
+
+    /// Regression (found while writing the cargo-fuzz `parsers` target, whose mask tensors
+    /// may have shapes that do not match their values): `channels * h * w` or
+    /// `row * row_len` past `usize::MAX` overflowed instead of returning `None`.
+    #[test]
+    fn shape_overflow_is_none() {
+        let t = LetterboxTransform::stretch(32, 32, 32, 32);
+        let vals = vec![3.0f32; 8];
+        let b = BoxF::new(0.0, 0.0, 8.0, 8.0);
+        let dense = det(0, 0.9, b, MaskSource::Dense { query: 0 });
+        for (shape, row) in [
+            (vec![1, 1 << 32, 1 << 32, 1], 0),
+            (vec![1, 1, usize::MAX, 2], 0),
+            (vec![3, 1, 1 << 32, 1 << 31], 2),
+            (vec![usize::MAX, 1, 1, 1], usize::MAX - 1),
+        ] {
+            let mut tensor = Tensor::from_f32("masks", vec![8], &vals);
+            tensor.shape = shape;
+            let masks = MaskTensor::Dense(tensor);
+            assert!(frame_mask(&dense, &masks, &vals, row, &t, 0.5).is_none());
+        }
     }
 
     #[test]

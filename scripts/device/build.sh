@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Builds here (no GPU needed: libcuda and libnvrtc are loaded at run time) what the CUDA
-# device tests need on the GPU machine, and stages it in .device-build/ (git-ignored):
-#   .device-build/device_cuda           the tests/device_cuda.rs test binary (release)
-#   .device-build/libgsttrtvision.so    the plugin built with --features cuda
-#   .device-build/run-tests.sh          copy of scripts/device/run-tests.sh
-# and makes sure .device/ holds the GStreamer bundle (shared/device/make-gst-bundle.sh),
-# which the test binary needs there (libgstreamer, libgstvideo, libgstcuda).
+# Builds here (no GPU needed: libcuda, libnvrtc, NVML and ONNX Runtime are loaded at run
+# time) everything the GPU machine runs, and stages it in .device-build/ (git-ignored):
+#   .device-build/libgsttrtvision.so        the plugin, --features cuda (GST_PLUGIN_PATH)
+#   .device-build/trtvision-bench           pipeline benchmark (plugin linked in statically)
+#   .device-build/trtvision-infer-bench     backend benchmark: CPU vs CUDA provider per batch size
+#   .device-build/device_cuda               the tests/device_cuda.rs test binary
+#   .device-build/engines/                  model configs, labels and the generated ONNX models
+#   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng (not in the GStreamer bundle)
+#   .device-build/run-all.sh, run-tests.sh  the device-side scripts
+#   .device-build/gst-env.sh                re-exports the GStreamer bundle unpacked by call 1
+#   .device-build/COMMIT                    "<sha> <dirty 0|1>" (the GPU machine has no git)
+# and makes sure .device/ holds the GStreamer bundle (shared/device/make-gst-bundle.sh).
 #
 # Usage, from anywhere in the checkout:  scripts/device/build.sh
-# Then run on the device (see the last lines printed).
+# It prints the device call sequence at the end.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -17,11 +22,16 @@ target=${CARGO_TARGET_DIR:-$root/target}
 shared=${SHARED_DIR:-$root/../shared}
 
 exclude="$(git rev-parse --path-format=absolute --git-common-dir)/info/exclude"
-for p in /.device-build/ /.device/; do
+for p in /.device-build/ /.device/ /.ort/; do
   grep -qxF "$p" "$exclude" 2>/dev/null || echo "$p" >> "$exclude"
 done
 
-cargo build --release --features cuda --lib
+# The ONNX models are generated (git-ignored): make them if missing.
+if ! ls engines/models/*.onnx >/dev/null 2>&1; then
+  python3 engines/generate_models.py --out engines/models
+fi
+
+cargo build --release --features cuda --lib --bins
 test_bin=$(cargo test --release --features cuda --test device_cuda --no-run --message-format=json |
   python3 -c '
 import json, sys
@@ -36,24 +46,68 @@ for line in sys.stdin:
 [ -n "$test_bin" ] && [ -x "$test_bin" ] || { echo "build.sh: no device_cuda test binary was built" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$out"
+mkdir -p "$out/engines/models" "$out/gst-extra/plugins" "$out/gst-extra/lib"
 cp "$test_bin" "$out/device_cuda"
-cp "$target/release/libgsttrtvision.so" "$out/"
-cp scripts/device/run-tests.sh "$out/"
+cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
+   "$target/release/trtvision-infer-bench" "$out/"
 strip --strip-debug "$out/device_cuda" "$out/libgsttrtvision.so"
+strip "$out/trtvision-bench" "$out/trtvision-infer-bench"
+cp scripts/device/run-tests.sh scripts/device/run-all.sh "$out/"
+chmod +x "$out"/*.sh
+cp engines/*.toml engines/shapes.txt "$out/engines/"
+cp engines/models/*.onnx "$out/engines/models/"
+rm -f "$out/engines/models/bad-shape.onnx"
+
+# pngenc for the evidence frames (the bundle has no png plugin).
+plugdir=/usr/lib/x86_64-linux-gnu/gstreamer-1.0
+if [ -f "$plugdir/libgstpng.so" ]; then
+  cp "$plugdir/libgstpng.so" "$out/gst-extra/plugins/"
+  cp -L "$(ldconfig -p | awk '/libpng16.so.16 .*x86-64/{print $NF; exit}')" "$out/gst-extra/lib/libpng16.so.16" 2>/dev/null ||
+    cp -L /lib/x86_64-linux-gnu/libpng16.so.16 "$out/gst-extra/lib/"
+else
+  echo "build.sh: $plugdir/libgstpng.so not found: no PNG frames on the device" >&2
+fi
+
+# gst-env.sh: skips the untar when /root/gst-bundle is already there (call 1 unpacked it).
+cp "$shared/device/gst-env.sh" "$out/gst-env.sh"
+
+sha=$(git rev-parse HEAD)
+dirty=0
+[ -z "$(git status --porcelain --untracked-files=no)" ] || dirty=1
+echo "$sha $dirty" > "$out/COMMIT"
 
 if [ ! -f .device/gst-bundle.tar.xz ]; then
   "$shared/device/make-gst-bundle.sh" .device
 fi
 [ -f .device/gst-env.sh ] || cp "$shared/device/gst-env.sh" .device/
 
-du -sh "$out"/* .device/gst-bundle.tar.xz
-cat <<MSG
+du -sh "$out"/* | sort -h
+build_kib=$(du -sk "$out" | cut -f1)
+ort5_kib=$(du -sk .ort/ort5 2>/dev/null | cut -f1 || echo 0)
+tree_kib=$(git ls-files -z | xargs -0 du -ck 2>/dev/null | tail -1 | cut -f1)
+untracked_kib=$(git ls-files -z --others --exclude-standard | xargs -0 -r du -ck 2>/dev/null | tail -1 | cut -f1)
+untracked_kib=${untracked_kib:-0}
+dev_kib=$(du -sk .device 2>/dev/null | cut -f1 || echo 0)
+total_kib=$((build_kib + ort5_kib + dev_kib + tree_kib + untracked_kib))
+echo
+echo "staged .device-build: $((build_kib / 1024)) MiB; .ort/ort5: $((ort5_kib / 1024)) MiB;" \
+  "working tree (tracked + untracked, not ignored): $(((tree_kib + untracked_kib) / 1024)) MiB;" \
+  ".device: $((dev_kib / 1024)) MiB; call 5 (with .device as fallback) carries about $((total_kib / 1024)) MiB of the 64 MiB limit"
+if [ "$total_kib" -ge $((63 * 1024)) ]; then
+  echo "build.sh: WARNING: call 5 would exceed 64 MiB" >&2
+  exit 1
+fi
+cat <<'MSG'
 
-Staged in .device-build/ ($(du -sh "$out" | cut -f1)) and .device/ ($(du -sh .device | cut -f1)).
-On the GPU machine (device tool), from the repository root:
-  run  command: bash .device-build/run-tests.sh
-       carry:   [".device-build", ".device"]
-Extra arguments go to the test binary, e.g. 'bash .device-build/run-tests.sh timing'.
-Logs come back in \$OUT: device_cuda.log, bench.json, environment.txt.
+Device call sequence (device tool `run`, back to back, nothing in between: files outside the
+repository copy survive only while the machine stays warm):
+  1. carry [".ort/ort1", ".device"]
+     command: source .ort/ort1/ort-gpu-env.sh stash .ort/ort1; source .device/gst-env.sh .device; ls /root/ortparts /root/gst-bundle/gst/bin
+  2. carry [".ort/ort2"]  command: source .ort/ort2/ort-gpu-env.sh stash .ort/ort2; ls /root/ortparts
+  3. carry [".ort/ort3"]  command: source .ort/ort3/ort-gpu-env.sh stash .ort/ort3; ls /root/ortparts
+  4. carry [".ort/ort4"]  command: source .ort/ort4/ort-gpu-env.sh stash .ort/ort4; ls /root/ortparts
+  5. carry [".ort/ort5", ".device-build", ".device"]   timeout_s 600
+     (.device is only a fallback for when /root/gst-bundle from call 1 is gone; drop it if short of space)
+     command: bash .device-build/run-all.sh
+Results come back in $OUT: results.tar.gz (JSON records, flat), logs.tar.gz, frames.tar.gz, summary.txt.
 MSG

@@ -16,6 +16,9 @@
 //! - trtmux overhead: CPU-time and wall-time difference between N `source ! queue ! trtmux
 //!   ! fakesink` and N `source ! queue ! fakesink`, alternated over several repetitions.
 
+#[path = "common/gpumon.rs"]
+mod gpumon;
+
 use gst::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -43,6 +46,17 @@ usage: trtvision-bench [options]
   --source scene|files DIR scene: trtscenesrc; files: DIR/cam<i>.mp4 (filesrc ! qtdemux !
                            h264parse ! avdec_h264, or nvh264dec with --nvdec)
   --nvdec                  use nvh264dec for --source files
+  --decoder NAME           software decoder for --source files without --nvdec (default avdec_h264)
+  --nvdec-memory cuda|auto caps after nvh264dec: cuda = force video/x-raw(memory:CUDAMemory) (default),
+                           auto = let negotiation decide
+  --pace realtime|none     files: 'realtime' paces each decoded stream to its timestamps
+                           (identity sync=true after the decoder, like a live camera; sinks stay sync=false)
+  --encode x264|none       after trtdemux, per camera: queue ! [cudadownload !] videoconvert !
+                           x264enc speed-preset=ultrafast ! fakesink (sink=demux only)
+  --pcie                   integrate GPU PCIe RX (host->device) / TX (device->host) over the measured
+                           window (NVML, else nvidia-smi dmon): h2d/d2h_bytes_per_frame (null without)
+  --gpu-sample / --no-gpu-sample
+                           sample device-wide VRAM during the main run (default: on for GPU runs)
   --reference decode-only|sources-only|none
                            also run the same sources straight into fakesinks (default none)
   --trtmux-overhead        also measure trtmux overhead (extra keys)
@@ -92,6 +106,12 @@ struct Opts {
     device_name: Option<String>,
     out: Option<PathBuf>,
     timeout_s: u64,
+    nvdec_cuda_caps: bool,
+    pace: bool,
+    encode: Option<String>,
+    pcie: bool,
+    gpu_sample: Option<bool>,
+    decoder: String,
 }
 
 fn die(msg: &str) -> ! {
@@ -124,6 +144,12 @@ fn parse_args() -> Opts {
         device_name: None,
         out: None,
         timeout_s: 600,
+        nvdec_cuda_caps: true,
+        pace: false,
+        encode: None,
+        pcie: false,
+        gpu_sample: None,
+        decoder: "avdec_h264".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -179,6 +205,31 @@ fn parse_args() -> Opts {
                 }
             }
             "--nvdec" => o.nvdec = true,
+            "--nvdec-memory" => {
+                o.nvdec_cuda_caps = match val(&mut i, &a).as_str() {
+                    "cuda" => true,
+                    "auto" => false,
+                    s => die(&format!("--nvdec-memory: unknown '{s}'")),
+                }
+            }
+            "--pace" => {
+                o.pace = match val(&mut i, &a).as_str() {
+                    "realtime" => true,
+                    "none" => false,
+                    s => die(&format!("--pace: unknown '{s}'")),
+                }
+            }
+            "--encode" => {
+                o.encode = match val(&mut i, &a).as_str() {
+                    "x264" => Some("x264".into()),
+                    "none" => None,
+                    s => die(&format!("--encode: unknown '{s}' (x264 or none)")),
+                }
+            }
+            "--pcie" => o.pcie = true,
+            "--decoder" => o.decoder = val(&mut i, &a),
+            "--gpu-sample" => o.gpu_sample = Some(true),
+            "--no-gpu-sample" => o.gpu_sample = Some(false),
             "--reference" => {
                 let r = val(&mut i, &a);
                 o.reference = if r == "none" { None } else { Some(r) };
@@ -203,6 +254,12 @@ fn parse_args() -> Opts {
     }
     if o.warmup >= o.frames {
         die("--warmup must be smaller than --frames");
+    }
+    if o.encode.is_some() && o.sink != SinkKind::Demux {
+        die("--encode needs --sink demux");
+    }
+    if o.pace && o.is_scene() {
+        die("--pace realtime is for --source files (use --live for the synthetic scene)");
     }
     if let Some(s) = &o.stages {
         for st in s {
@@ -233,6 +290,30 @@ impl Opts {
     fn is_scene(&self) -> bool {
         matches!(self.source, SourceKind::Scene)
     }
+    fn on_gpu(&self) -> bool {
+        self.backend.contains("cuda") || self.backend.contains("tensorrt") || self.nvdec
+    }
+    /// Whether the main run samples the GPU (VRAM, and PCIe with --pcie).
+    fn gpu_sampling(&self) -> bool {
+        self.pcie || self.gpu_sample.unwrap_or_else(|| self.on_gpu())
+    }
+    /// Frames after the decoder are GstCudaMemory (forced by caps).
+    fn frames_cuda(&self) -> bool {
+        matches!(self.source, SourceKind::Files(_)) && self.nvdec && self.nvdec_cuda_caps
+    }
+}
+
+/// NVML for GPU 0, opened once (None without a driver).
+fn nvml() -> Option<Arc<gpumon::Nvml>> {
+    static NVML: std::sync::OnceLock<Option<Arc<gpumon::Nvml>>> = std::sync::OnceLock::new();
+    NVML.get_or_init(|| match gpumon::Nvml::open(0) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            eprintln!("trtvision-bench: NVML: {e}; falling back to nvidia-smi where present");
+            None
+        }
+    })
+    .clone()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -321,24 +402,6 @@ fn cpu_model_and_cores() -> (String, usize) {
     (model, cores)
 }
 
-fn git_commit() -> (String, bool) {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let sha = std::process::Command::new("git")
-        .args(["-C", dir, "rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let dirty = std::process::Command::new("git")
-        .args(["-C", dir, "status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
-    (sha, dirty)
-}
-
 /// VmRSS sampler: one sample every 100 ms until stopped.
 struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -393,6 +456,10 @@ struct Recorder {
     cpu_start: Mutex<Option<f64>>,
     cpu_end: Mutex<Option<f64>>,
     use_offset: bool,
+    /// Match frames by per-camera arrival order instead (encoders rewrite offset and PTS:
+    /// x264enc adds its min-pts of 1000 h); frames are never dropped or reordered.
+    by_sequence: bool,
+    end_counts: Mutex<Vec<u64>>,
 }
 
 impl Recorder {
@@ -412,6 +479,8 @@ impl Recorder {
             cpu_start: Mutex::new(None),
             cpu_end: Mutex::new(None),
             use_offset,
+            by_sequence: false,
+            end_counts: Mutex::new(vec![0; cameras as usize]),
         })
     }
 
@@ -429,14 +498,14 @@ impl Recorder {
 
     fn on_source(&self, camera: u32, buf: &gst::BufferRef) {
         let now = self.now();
-        let index = {
+        let (seq, index) = {
             let mut c = self.counts.lock().unwrap();
             let n = c[camera as usize];
             c[camera as usize] += 1;
             if self.use_offset && buf.offset() != u64::MAX {
-                buf.offset()
+                (n, buf.offset())
             } else {
-                n
+                (n, n)
             }
         };
         let measured = index >= self.warmup;
@@ -448,15 +517,20 @@ impl Recorder {
             drop(cs);
             self.first_start.fetch_min(now, Ordering::Relaxed);
         }
-        self.starts
-            .lock()
-            .unwrap()
-            .insert((camera, self.key(buf)), (now, measured));
+        let key = if self.by_sequence { seq } else { self.key(buf) };
+        self.starts.lock().unwrap().insert((camera, key), (now, measured));
     }
 
     fn on_end(&self, camera: u32, buf: &gst::BufferRef) {
         let now = self.now();
-        let key = self.key(buf);
+        let key = if self.by_sequence {
+            let mut c = self.end_counts.lock().unwrap();
+            let n = c[camera as usize];
+            c[camera as usize] += 1;
+            n
+        } else {
+            self.key(buf)
+        };
         let start = self.starts.lock().unwrap().remove(&(camera, key));
         self.all_end.fetch_add(1, Ordering::Relaxed);
         match start {
@@ -562,11 +636,28 @@ fn source_desc(o: &Opts, i: u32, frames: u64) -> String {
             w = o.width,
             h = o.height
         ),
-        SourceKind::Files(dir) => format!(
-            "filesrc location=\"{}\" ! qtdemux ! h264parse ! {} name=src{i}",
-            dir.join(format!("cam{i}.mp4")).display(),
-            if o.nvdec { "nvh264dec" } else { "avdec_h264" }
-        ),
+        SourceKind::Files(dir) => {
+            let dec = if o.nvdec { "nvh264dec" } else { o.decoder.as_str() };
+            // The source's output (probed as the frame leaving the camera): the decoder, or
+            // its CUDA caps filter, or the real-time pacing identity.
+            let caps = if o.frames_cuda() {
+                " ! capsfilter caps=\"video/x-raw(memory:CUDAMemory)\""
+            } else {
+                ""
+            };
+            let file = dir.join(format!("cam{i}.mp4"));
+            // parsebin rather than `qtdemux ! h264parse`: under parse::launch a bare demuxer
+            // can start pushing before the parser after it has started (it sorts as a sink
+            // when its pads do not exist yet), and its task then stops on FLUSHING.
+            let head = format!("filesrc location=\"{}\" ! parsebin ! {dec}", file.display());
+            if o.pace {
+                format!("{head}{caps} ! identity name=src{i} sync=true")
+            } else if o.frames_cuda() {
+                format!("{head}{caps} name=src{i}")
+            } else {
+                format!("{head} name=src{i}")
+            }
+        }
     }
 }
 
@@ -600,7 +691,16 @@ fn main_desc(o: &Opts) -> String {
         SinkKind::Demux => {
             d += " ! trtdemux name=d";
             for i in 0..o.cameras {
-                d += &format!(" d.src_{i} ! fakesink name=out{i} sync={sync} async=false");
+                match o.encode.as_deref() {
+                    Some("x264") => {
+                        let down = if o.frames_cuda() { "cudadownload ! " } else { "" };
+                        d += &format!(
+                            " d.src_{i} ! queue ! {down}videoconvert ! x264enc speed-preset=ultrafast \
+                             ! fakesink name=out{i} sync={sync} async=false"
+                        );
+                    }
+                    _ => d += &format!(" d.src_{i} ! fakesink name=out{i} sync={sync} async=false"),
+                }
             }
         }
         SinkKind::Tiler => {
@@ -689,6 +789,20 @@ struct RunResult {
     cpu_window: &'static str,
     rss: Option<RssStats>,
     run_wall_s: f64,
+    gpu: Option<GpuRun>,
+}
+
+/// What the GPU sampler saw during the main run.
+struct GpuRun {
+    method: &'static str,
+    vram: Option<gpumon::VramStats>,
+    vram_samples: usize,
+    /// Bytes per measured frame over the measured window (with --pcie).
+    h2d_per_frame: Option<f64>,
+    d2h_per_frame: Option<f64>,
+    h2d_total_mib: Option<f64>,
+    d2h_total_mib: Option<f64>,
+    pcie_samples_in_window: usize,
 }
 
 struct RssStats {
@@ -737,7 +851,10 @@ fn measured_run(
     } else {
         0
     };
-    let rec = Recorder::new(o.cameras, o.warmup, expected, o.is_scene());
+    let mut rec = Recorder::new(o.cameras, o.warmup, expected, o.is_scene());
+    if o.encode.is_some() && desc.contains("x264enc") {
+        Arc::get_mut(&mut rec).expect("not shared yet").by_sequence = true;
+    }
     for i in 0..o.cameras {
         let src = p.by_name(&format!("src{i}")).expect("source exists");
         probe_source(&src.static_pad("src").unwrap(), i, &rec);
@@ -764,6 +881,15 @@ fn measured_run(
         Some(probe_stages(&p, stage_names, rec.t0))
     };
     let sampler = sample_rss.then(|| RssSampler::start(rec.t0));
+    let gpu_sampler = if sample_rss && o.gpu_sampling() {
+        let s = gpumon::GpuSampler::start(nvml(), rec.t0, o.pcie, if o.pcie { 0 } else { 100 });
+        if s.is_none() {
+            eprintln!("trtvision-bench: no NVML and no nvidia-smi: vram_mib / h2d / d2h stay null");
+        }
+        s
+    } else {
+        None
+    };
     let t_run = Instant::now();
     if let Err(e) = run_to_eos(&p, o.timeout_s) {
         eprintln!("trtvision-bench: pipeline failed: {e}\n{desc}");
@@ -773,6 +899,8 @@ fn measured_run(
     let cpu_eos = cpu_time_s();
     let eos_ns = rec.now();
     let samples = sampler.map(|s| s.finish()).unwrap_or_default();
+    let gpu_method = gpu_sampler.as_ref().map(|s| s.method);
+    let gpu_samples = gpu_sampler.map(|s| s.finish());
     drop(p);
 
     let frames = rec.measured_end.load(Ordering::Relaxed);
@@ -813,6 +941,30 @@ fn measured_run(
     } else {
         None
     };
+    let gpu = gpu_samples.map(|gs| {
+        let (a, b) = (first, last);
+        let per_frame = |v: Option<f64>| v.filter(|_| frames > 0).map(|x| x / frames as f64);
+        let h2d = if o.pcie {
+            gpumon::integrate(&gs, a, b, |s| s.h2d_bps)
+        } else {
+            None
+        };
+        let d2h = if o.pcie {
+            gpumon::integrate(&gs, a, b, |s| s.d2h_bps)
+        } else {
+            None
+        };
+        GpuRun {
+            method: gpu_method.unwrap_or(""),
+            vram: gpumon::vram_stats(&gs, a, b),
+            vram_samples: gs.iter().filter(|s| s.used_mib.is_some()).count(),
+            h2d_per_frame: per_frame(h2d),
+            d2h_per_frame: per_frame(d2h),
+            h2d_total_mib: h2d.map(|v| v / 1048576.0),
+            d2h_total_mib: d2h.map(|v| v / 1048576.0),
+            pcie_samples_in_window: gpumon::count_in(&gs, a, b, |s| s.h2d_bps),
+        }
+    });
     let res = RunResult {
         frames,
         frames_all: rec.all_end.load(Ordering::Relaxed),
@@ -825,6 +977,7 @@ fn measured_run(
         cpu_window,
         rss,
         run_wall_s,
+        gpu,
     };
     (res, stages)
 }
@@ -1173,11 +1326,18 @@ fn main() {
     gsttrtvision::plugin_register_static().expect("plugin registers");
 
     let (cpu_model, cores) = cpu_model_and_cores();
-    let device = o
-        .device_name
-        .clone()
-        .unwrap_or_else(|| format!("cpu: {cpu_model} x{cores}"));
-    let (commit, dirty) = git_commit();
+    let on_gpu = o.on_gpu();
+    let device = o.device_name.clone().unwrap_or_else(|| {
+        let gpu = if on_gpu {
+            gpumon::gpu_name(nvml().as_deref())
+        } else {
+            None
+        };
+        gpu.unwrap_or_else(|| format!("cpu: {cpu_model} x{cores}"))
+    });
+    let (commit, dirty) = gpumon::commit();
+    let dirty = dirty.unwrap_or(false);
+    let (date, _) = gpumon::today();
     let load_start = loadavg();
     let overhead_only = o.what.as_deref() == Some("trtmux-overhead");
     let what = o.what.clone().unwrap_or_else(|| format!("{}cam", o.cameras));
@@ -1192,11 +1352,10 @@ fn main() {
     } else {
         "none".into()
     };
-    let on_gpu = o.backend.contains("cuda") || o.backend.contains("tensorrt") || o.nvdec;
 
     let mut rec: Vec<(String, Value)> = vec![
         ("device".into(), Value::from(device.clone())),
-        ("date".into(), Value::from("2026-11-23")),
+        ("date".into(), Value::from(date)),
         ("commit".into(), Value::from(commit)),
         ("commit_dirty".into(), Value::from(dirty)),
         ("what".into(), Value::from(what.clone())),
@@ -1311,10 +1470,93 @@ fn main() {
                     .unwrap_or(Value::Null),
             ),
             ("rss_mib".into(), rss),
-            ("vram_mib".into(), Value::Null),
-            ("h2d_bytes_per_frame".into(), Value::Null),
-            ("d2h_bytes_per_frame".into(), Value::Null),
+            (
+                "vram_mib".into(),
+                r.gpu
+                    .as_ref()
+                    .and_then(|g| g.vram.as_ref().map(|v| (g, v)))
+                    .map(|(g, v)| {
+                        json::obj(vec![
+                            ("steady", Value::from(stats::round(v.steady, 1))),
+                            ("peak", Value::from(stats::round(v.peak, 1))),
+                            (
+                                "drift_mib_per_min",
+                                Value::from(stats::round(v.drift_mib_per_min, 2)),
+                            ),
+                            ("baseline_before_start", Value::from(stats::round(v.baseline, 1))),
+                            (
+                                "above_baseline_steady",
+                                Value::from(stats::round(v.steady - v.baseline, 1)),
+                            ),
+                            ("samples", Value::from(g.vram_samples as u64)),
+                            ("samples_second_half", Value::from(v.samples_second_half as u64)),
+                            ("scope", Value::from("device-wide used memory (all processes)")),
+                        ])
+                    })
+                    .unwrap_or(Value::Null),
+            ),
+            (
+                "h2d_bytes_per_frame".into(),
+                r.gpu
+                    .as_ref()
+                    .and_then(|g| g.h2d_per_frame)
+                    .map(|v| Value::from(v.round()))
+                    .unwrap_or(Value::Null),
+            ),
+            (
+                "d2h_bytes_per_frame".into(),
+                r.gpu
+                    .as_ref()
+                    .and_then(|g| g.d2h_per_frame)
+                    .map(|v| Value::from(v.round()))
+                    .unwrap_or(Value::Null),
+            ),
         ]);
+        if o.pcie {
+            let g = r.gpu.as_ref();
+            rec.push((
+                "pcie_method".into(),
+                match g {
+                    Some(g) if g.h2d_per_frame.is_some() => Value::from(g.method),
+                    _ => Value::from("requested (--pcie) but not measured: no NVML library and no nvidia-smi (or no sample)"),
+                },
+            ));
+            rec.push((
+                "pcie_total_mib".into(),
+                json::obj(vec![
+                    (
+                        "h2d",
+                        g.and_then(|g| g.h2d_total_mib)
+                            .map(|v| Value::from(stats::round(v, 1)))
+                            .unwrap_or(Value::Null),
+                    ),
+                    (
+                        "d2h",
+                        g.and_then(|g| g.d2h_total_mib)
+                            .map(|v| Value::from(stats::round(v, 1)))
+                            .unwrap_or(Value::Null),
+                    ),
+                    (
+                        "samples_in_window",
+                        Value::from(g.map(|g| g.pcie_samples_in_window as u64).unwrap_or(0)),
+                    ),
+                ]),
+            ));
+        }
+        if let Some(g) = &r.gpu {
+            if !o.pcie {
+                rec.push(("gpu_sampling".into(), Value::from(g.method)));
+            }
+        }
+        rec.push(("frames_in_cuda_memory".into(), Value::from(o.frames_cuda())));
+        rec.push(("paced_realtime".into(), Value::from(o.pace)));
+        rec.push((
+            "encode".into(),
+            o.encode
+                .as_ref()
+                .map(|e| Value::from(format!("{e}enc speed-preset=ultrafast (no NVENC on the H100)")))
+                .unwrap_or(Value::Null),
+        ));
         match &reference {
             Some((name, rr)) => {
                 rec.push((
@@ -1391,6 +1633,17 @@ fn main() {
                 ))
                 .unwrap_or_default()
         );
+        if let Some(g) = &r.gpu {
+            summary += &format!(
+                "\nGPU: vram steady/peak {} MiB (device-wide), PCIe h2d {} / d2h {} bytes/frame",
+                g.vram
+                    .as_ref()
+                    .map(|v| format!("{:.0}/{:.0}", v.steady, v.peak))
+                    .unwrap_or("-".into()),
+                g.h2d_per_frame.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
+                g.d2h_per_frame.map(|v| format!("{v:.0}")).unwrap_or("-".into()),
+            );
+        }
         if o.trtmux_overhead {
             let oh = trtmux_overhead(&o);
             rec.extend(oh.keys);
@@ -1422,10 +1675,10 @@ fn main() {
         }),
     ));
     rec.push(("gstreamer".into(), Value::from(gst::version_string().to_string())));
-    if on_gpu {
+    if on_gpu && !o.gpu_sampling() {
         rec.push((
             "note".into(),
-            Value::from("vram_mib / h2d / d2h are not measured by this tool yet (null)"),
+            Value::from("GPU sampling off (--no-gpu-sample): vram_mib / h2d / d2h null"),
         ));
     }
     let text = json::to_string_pretty_ordered(&rec);

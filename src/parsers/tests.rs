@@ -434,6 +434,61 @@ fn shape_errors_are_descriptive() {
     assert!(matches!(err, ParseError::MissingTensor { .. }), "{err}");
 }
 
+/// An empty f32 host tensor (0 bytes) with an arbitrary, possibly huge, shape.
+fn empty_tensor(name: &str, shape: Vec<usize>) -> Tensor {
+    Tensor {
+        name: name.into(),
+        dtype: DType::F32,
+        shape,
+        storage: TensorStorage::Host(Arc::new(PooledBytes::detached(Vec::new()))),
+    }
+}
+
+/// Regression (cargo fuzz, target `parsers`): a prototype tensor whose prototype count is
+/// near `usize::MAX` (0 elements, e.g. `[1, usize::MAX, 0, 0]`) overflowed `4 + protos`.
+#[test]
+fn yolo_seg_huge_prototype_count_is_a_shape_error() {
+    let tr = LetterboxTransform::letterbox(640, 640, 640, 640);
+    for p in [usize::MAX, usize::MAX - 3, usize::MAX - 4] {
+        let out0 = Tensor::from_f32("output0", vec![1, 6, 1], &[0.0; 6]);
+        let protos = empty_tensor("output1", vec![1, p, 0, 0]);
+        let e = parse(ParserKind::YoloSeg, &params(&[]), &[out0, protos], &[tr]).unwrap_err();
+        assert!(matches!(e, ParseError::Shape { .. }), "{e}");
+    }
+    // Empty batch: nothing is validated against bytes, the dimensions may be anything.
+    let out0 = empty_tensor("output0", vec![0, usize::MAX, usize::MAX]);
+    let protos = empty_tensor("output1", vec![0, usize::MAX, usize::MAX, usize::MAX]);
+    let _ = parse(ParserKind::YoloSeg, &params(&[]), &[out0, protos], &[]);
+}
+
+/// Regression (cargo fuzz, target `parsers`): with an empty batch, `[0, channels, anchors]`
+/// holds 0 bytes whatever its other dimensions, and `channels * anchors` overflowed.
+#[test]
+fn yolo_empty_batch_with_huge_dimensions() {
+    let out0 = empty_tensor("output0", vec![0, usize::MAX, usize::MAX]);
+    let e = parse(ParserKind::Yolo, &params(&[]), &[out0], &[]).unwrap_err();
+    assert!(matches!(e, ParseError::Shape { .. }), "{e}");
+}
+
+/// Regression (cargo fuzz, target `parsers`, a hang): `[1, 2^40, 0]` (no anchors, 0 bytes)
+/// made the per-class scan loop 2^32 times over empty channels.
+#[test]
+fn yolo_zero_anchors_with_huge_class_count_returns_at_once() {
+    let tr = LetterboxTransform::letterbox(720, 720, 720, 720);
+    for ch in [1usize << 40, usize::MAX] {
+        let out0 = empty_tensor("output0", vec![1, ch, 0]);
+        let start = std::time::Instant::now();
+        let frames = parse(ParserKind::Yolo, &params(&[]), &[out0], &[tr]).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].is_empty());
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        let out0 = empty_tensor("output0", vec![1, ch, 0]);
+        let protos = empty_tensor("output1", vec![1, 2, 4, 4]);
+        let frames = parse(ParserKind::YoloSeg, &params(&[]), &[out0, protos], &[tr]).unwrap();
+        assert_eq!(frames, vec![Vec::new()]);
+    }
+}
+
 #[test]
 fn raw_and_empty_batches() {
     let tr = LetterboxTransform::letterbox(640, 640, 640, 640);

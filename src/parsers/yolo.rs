@@ -65,7 +65,10 @@ pub(crate) fn parse_yolo(
     } else {
         0
     };
-    let classes = match channels.checked_sub(4 + protos_count) {
+    let classes = match 4usize
+        .checked_add(protos_count)
+        .and_then(|fixed| channels.checked_sub(fixed))
+    {
         Some(c) if c >= 1 => c,
         _ => {
             let want = if seg {
@@ -78,7 +81,16 @@ pub(crate) fn parse_yolo(
     };
     // Validates dtype and byte length, so `batch * channels * n` fits in memory.
     let data = f32_values(out0)?;
-    let row_len = channels * n;
+    // Cannot overflow for a non-empty batch (the byte length was validated), but an empty
+    // batch `[0, channels, n]` holds 0 bytes whatever its other dimensions.
+    let Some(row_len) = channels.checked_mul(n) else {
+        return Err(shape_err(out0, expected0));
+    };
+    if n == 0 {
+        // No anchors, no detections; `[B, channels, 0]` holds 0 bytes whatever `channels`,
+        // so the per-class scan below could run for billions of classes.
+        return Ok(vec![Vec::new(); batch]);
+    }
     let mut frames = Vec::with_capacity(batch);
     for (bi, tr) in transforms.iter().enumerate() {
         let Some(row) = data.get(bi * row_len..(bi + 1) * row_len) else {

@@ -254,8 +254,10 @@ impl GpuSampler {
                             h2d_bps: h2d,
                             d2h_bps: d2h,
                         });
-                        if !pcie || interval_ms > 0 {
-                            std::thread::sleep(Duration::from_millis(interval_ms.max(1)));
+                        // PCIe calls block ~2 x 20 ms themselves; without them (or when they
+                        // fail) sleep so the loop never spins.
+                        if !pcie || interval_ms > 0 || h2d.is_none() {
+                            std::thread::sleep(Duration::from_millis(interval_ms.max(20)));
                         }
                     }
                 })

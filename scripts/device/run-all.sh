@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# All GPU measurements in one device call (call 5, after the four ORT "stash" calls; see
+# scripts/device/build.sh, which stages this script as .device-build/run-all.sh):
+#   carry: [".ort/ort5", ".device-build"]   command: bash .device-build/run-all.sh
+# Runs from the repository copy's root. Every step has its own timeout, logs to
+# $OUT/logs (packed), and never stops the next step; the whole run keeps inside
+# TRTV_BUDGET_S seconds (default 500, the call's limit is 600). At the end $OUT holds:
+#   results.tar.gz  every result JSON (flat)      logs.tar.gz  one log per step
+#   frames.tar.gz   evidence PNGs (640x360)       summary.txt  the table printed last
+# Environment knobs: PIPE_TIMEOUT (s per pipeline), TRTV_DECODER_ARGS (default --nvdec), FRAMES (per camera, default 600), TRTV_BUDGET_S, SKIP="step names",
+# TRTV_LOCAL_TEST=1 (dry run on a machine without the bundle: use the system GStreamer).
+set +e
+START=$(date +%s)
+BUDGET=${TRTV_BUDGET_S:-500}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # .device-build
+root=$(cd "$here/.." && pwd)
+cd "$root" || exit 1
+OUT=${OUT:-$root/.device-out}
+mkdir -p "$OUT"
+W=/tmp/trtv; LOGS=$W/logs; RES=$W/results; FR=$W/frames; CAMS=$W/cams
+rm -rf "$W"; mkdir -p "$LOGS" "$RES" "$FR" "$CAMS"
+FRAMES=${FRAMES:-600}
+SUMMARY=$W/summary.txt
+: > "$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# --- environment -------------------------------------------------------------------------
+# ONNX Runtime GPU: parts 1-4 were stashed under /root/ortparts by calls 1-4.
+if ls /root/ortparts/part.00 /root/ortparts/part.01 /root/ortparts/part.02 /root/ortparts/part.03 >/dev/null 2>&1; then
+  source .ort/ort5/ort-gpu-env.sh unpack .ort/ort5
+  [ -f "${ORT_DYLIB_PATH:-/nonexistent}" ] && note "ORT: $ORT_DYLIB_PATH" ||
+    note "ORT: unpack FAILED (ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-unset})"
+else
+  note "ORT: parts 1-4 missing in /root/ortparts (machine not warm from calls 1-4?): no CUDA provider this run"
+  ls -la /root/ortparts 2>&1 | head -8
+fi
+# GStreamer bundle: unpacked to /root/gst-bundle by call 1 (gst-env.sh skips the untar then);
+# a carried .device/ (7 MB) is the fallback.
+if [ -n "${TRTV_LOCAL_TEST:-}" ]; then
+  note "GStreamer: TRTV_LOCAL_TEST set: using this machine's GStreamer (dry run)"
+elif [ -x /root/gst-bundle/gst/bin/gst-launch-1.0 ]; then
+  source .device-build/gst-env.sh .device-build
+elif [ -f .device/gst-bundle.tar.xz ]; then
+  source .device-build/gst-env.sh .device
+else
+  note "GStreamer: /root/gst-bundle missing and no .device/ carried: nothing that links GStreamer can run"
+fi
+export XDG_RUNTIME_DIR=/tmp
+export GST_PLUGIN_PATH=$here:$here/gst-extra/plugins${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}
+for d in "$here/gst-extra/lib" /usr/local/nvidia/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda/lib64; do
+  [ -d "$d" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+done
+export LD_LIBRARY_PATH
+read -r TRTV_COMMIT TRTV_COMMIT_DIRTY < "$here/COMMIT" 2>/dev/null
+export TRTV_COMMIT TRTV_COMMIT_DIRTY
+export TRTV_DATE=$(date -u +%F)
+DATE=$(date -u +%Y%m%d)
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+DEV=$(echo "${GPU_NAME:-gpu}" | sed -E 's/^NVIDIA +//; s/^GeForce +//' | awk '{print tolower($1)}' | tr -cd 'a-z0-9')
+DEV=${DEV:-gpu}
+note "GPU: ${GPU_NAME:-none} ($DEV), commit ${TRTV_COMMIT:-?} dirty=${TRTV_COMMIT_DIRTY:-?}, date $TRTV_DATE, frames/camera $FRAMES"
+
+# Device-wide background log (context only; the benches sample NVML themselves).
+nvidia-smi dmon -s pucmt -d 1 > "$LOGS/nvidia-smi-dmon.log" 2>&1 &
+DMON_PID=$!
+
+declare -a STATUS=()
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+# step NAME TIMEOUT COMMAND...: runs with a timeout clipped to the budget, logs to
+# $LOGS/NAME.log, records "NAME rc secs"; returns the command's status (99 = skipped).
+step() {
+  local name=$1 t=$2; shift 2
+  local l; l=$(left)
+  if [[ " ${SKIP:-} " == *" $name "* ]]; then STATUS+=("$name skipped(SKIP) 0"); return 99; fi
+  if (( l < 20 )); then
+    note "[$name] SKIPPED: ${l}s left of the ${BUDGET}s budget"
+    STATUS+=("$name skipped(budget) 0"); return 99
+  fi
+  (( t > l - 15 )) && t=$(( l - 15 ))
+  echo "=== [$name] timeout ${t}s: $*" | tee -a "$LOGS/steps.log"
+  local t0; t0=$(date +%s)
+  timeout -k 5 "$t" "$@" > "$LOGS/$name.log" 2>&1
+  local rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  local what="rc=$rc"
+  (( rc == 124 || rc == 137 )) && what="TIMEOUT after ${t}s"
+  echo "    [$name] $what, ${dt}s" | tee -a "$LOGS/steps.log"
+  tail -n 4 "$LOGS/$name.log" | cut -c1-300 | sed 's/^/    | /'
+  STATUS+=("$name $rc $dt")
+  return $rc
+}
+
+pack() {
+  kill "$DMON_PID" 2>/dev/null
+  wait "$DMON_PID" 2>/dev/null
+  printf '%s\n' "${STATUS[@]}" > "$LOGS/status.txt"
+  (cd "$RES" && ls *.json >/dev/null 2>&1 && tar -czf "$OUT/results.tar.gz" *.json)
+  tar -czf "$OUT/logs.tar.gz" -C "$W" logs
+  (cd "$FR" && ls *.png >/dev/null 2>&1 && tar -czf "$OUT/frames.tar.gz" *.png)
+  cp "$SUMMARY" "$OUT/summary.txt"
+  ls -la "$OUT"
+}
+trap pack EXIT
+
+# --- 1. environment facts ----------------------------------------------------------------
+env_facts() {
+  nvidia-smi
+  nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,pcie.link.gen.current,pcie.link.width.current,clocks.max.sm --format=csv
+  echo "--- env"; env | grep -E '^(ORT_|LD_LIBRARY|GST_|PATH|TRTV_)' | sort
+  echo "--- gst-inspect nvh264dec"; gst-inspect-1.0 nvh264dec | head -40
+  echo "--- gst-inspect cudadownload"; gst-inspect-1.0 cudadownload | head -12
+  echo "--- gst-inspect pngenc"; gst-inspect-1.0 pngenc | head -8
+  echo "--- gst-inspect trtvision"; gst-inspect-1.0 trtvision
+  echo "--- ORT providers"
+  python3 -c 'import onnxruntime as o; print(o.__version__, o.get_available_providers())'
+  echo "--- ldd (missing libraries)"
+  for b in .device-build/trtvision-bench .device-build/trtvision-infer-bench .device-build/device_cuda .device-build/libgsttrtvision.so; do
+    echo "$b: $(ldd "$b" | grep -c 'not found') missing"; ldd "$b" | grep 'not found'
+  done
+  nproc; free -g | head -2
+  true
+}
+export -f env_facts
+step env 60 bash -c env_facts
+grep -E "Plugin Details|nvh264dec|trtmux|CUDAExecutionProvider|missing" "$LOGS/env.log" | head -12
+
+# --- 2. CUDA device tests (parity + preprocess kernel timing) ------------------------------
+step device_cuda 150 env TRTV_REQUIRE_CUDA=1 .device-build/device_cuda --nocapture --test-threads=1
+DEVICE_CUDA_RC=$?
+grep -E "^test |test result" "$LOGS/device_cuda.log" | tail -12
+grep '^{"bench"' "$LOGS/device_cuda.log" > "$W/kernel.jsonl"
+if [ -s "$W/kernel.jsonl" ]; then
+  python3 - "$W/kernel.jsonl" "$RES/$DEV-preprocess-kernel-$DATE.json" "$DEVICE_CUDA_RC" <<'PY'
+import json, os, sys
+line = json.loads(open(sys.argv[1]).readline())
+batch = 8
+med_us = line["kernel_us_median"]
+rec = {
+    "device": line.get("device") or "unknown",
+    "date": os.environ.get("TRTV_DATE"),
+    "commit": os.environ.get("TRTV_COMMIT", "unknown"),
+    "commit_dirty": os.environ.get("TRTV_COMMIT_DIRTY") == "1",
+    "what": "preprocess-kernel",
+    "pipeline": "tests/device_cuda.rs timing_8x1080p_nv12_to_640_f16: CudaPreprocessor::run on 8 NV12 1920x1080 frames in device memory -> [8,3,640,640] f16 letterbox, CUDA events around each launch (200 runs after 20 warm-up)",
+    "cameras": batch, "width": 1920, "height": 1080, "batch_size": batch,
+    "model": "none (preprocessing kernel only, 640x640 f16 letterbox)",
+    "backend": "cuda-nvrtc-kernel",
+    "frames": batch * 200,
+    "fps_total": round(batch / (med_us * 1e-6), 1),
+    "fps_per_camera": round(1 / (med_us * 1e-6), 1),
+    "latency_ms": {"p50": round(med_us / 1e3, 4), "min": round(line["kernel_us_min"] / 1e3, 4),
+                   "pipelined_per_batch": round(line["pipelined_us_per_batch"] / 1e3, 4)},
+    "cpu_cores": None, "rss_mib": None, "vram_mib": None,
+    "h2d_bytes_per_frame": 0, "d2h_bytes_per_frame": 0,
+    "reference": {"name": "device-to-device copy bandwidth (cuMemcpyDtoDAsync 1 GiB, read+write)",
+                  "fps_total": None, "gbps": round(line["dtod_copy_gbps"], 2)},
+    "ratio": round(line["fraction_of_copy_bandwidth"], 4),
+    "ratio_meaning": "achieved bytes/s of the kernel (rows touched + written) / measured D2D copy bytes/s",
+    "cpu_reference_fill_batch_ms": line.get("cpu_fill_batch_ms"),
+    "cpu_reference_threads": line.get("cpu_threads"),
+    "device_cuda_exit_status": int(sys.argv[3]),
+    "raw": line,
+}
+open(sys.argv[2], "w").write(json.dumps(rec, indent=1) + "\n")
+print("wrote", sys.argv[2])
+PY
+else
+  note "[device_cuda] no {\"bench\"...} timing line: no preprocess-kernel record"
+fi
+
+# --- 3. backend benchmark: CPU vs CUDA provider, batch 1..16 --------------------------------
+infer_bench() {
+  cd .device-build && ./trtvision-infer-bench --model engines/shapes-yolo-seg.toml \
+    --batches 1,2,4,8,16 --warmup 10 --iters 50 --out-dir "$RES" --require-cuda
+}
+export -f infer_bench
+export RES
+step infer_bench 200 bash -c infer_bench
+sed -n '/--- summary ---/,$p' "$LOGS/infer_bench.log" | cut -c1-200
+
+# --- 4. eight 1080p30 H.264 files (4:2:0, High) from the synthetic scene ---------------------
+make_files() {
+  local pids=()
+  for i in 0 1 2 3 4 5 6 7; do
+    gst-launch-1.0 -q trtscenesrc camera=$i num-buffers=$FRAMES \
+      ! video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 \
+      ! x264enc speed-preset=ultrafast ! video/x-h264,profile=high ! h264parse ! mp4mux \
+      ! filesink location=$CAMS/cam$i.mp4 &
+    pids+=($!)
+  done
+  local rc=0
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  ls -la $CAMS
+  return $rc
+}
+export -f make_files
+export CAMS FRAMES
+step make_files 120 bash -c make_files
+FILES_OK=1
+for i in 0 1 2 3 4 5 6 7; do [ -s "$CAMS/cam$i.mp4" ] || FILES_OK=0; done
+(( FILES_OK )) || note "[make_files] some of $CAMS/cam0..7.mp4 are missing: the pipeline runs will fail"
+
+# --- 5. pipeline benchmarks on the GPU ----------------------------------------------------
+B=./trtvision-bench
+WARMUP=$(( FRAMES >= 150 ? 30 : FRAMES / 5 ))
+DECODER_ARGS=${TRTV_DECODER_ARGS:---nvdec}   # dry runs elsewhere: "--decoder openh264dec"
+COMMON="--cameras 8 --source files $CAMS $DECODER_ARGS --frames $FRAMES --warmup $WARMUP --width 1920 --height 1080 --format NV12 --pcie"
+MODEL=engines/shapes-yolo-seg.toml
+# bench WHAT TIMEOUT PIPE_TIMEOUT ARGS...: one trtvision-bench run from .device-build. If a
+# --sink demux run fails (a stalled file pipeline was seen with trtdemux), it is retried
+# once with the batch straight into a fakesink (the record says sink=fakesink), and later
+# runs go to the fakesink at once.
+DEMUX_BROKEN=0
+bench() {
+  local what=$1 t=$2 pt=${PIPE_TIMEOUT:-$3}; shift 3
+  local file="$RES/$DEV-$what-$DATE.json"
+  local args=" $* "
+  if (( DEMUX_BROKEN )) && [[ "$args" == *" --sink demux "* && "$args" != *" --encode "* ]]; then
+    note "[$what] trtdemux stalled before: running with --sink fakesink"
+    args=${args/ --sink demux / --sink fakesink }
+  fi
+  step "$what" "$t" bash -c "cd .device-build && $B --what $what $args --timeout $pt --out $file"
+  local rc=$?
+  if (( rc != 0 && rc != 99 )) && [[ "$args" == *" --sink demux "* && "$args" != *" --encode "* ]]; then
+    grep -q "timed out" "$LOGS/$what.log" && DEMUX_BROKEN=1
+    note "[$what] failed with --sink demux (rc=$rc): retrying with --sink fakesink (recorded as sink=fakesink)"
+    args=${args/ --sink demux / --sink fakesink }
+    step "$what-fakesink" "$t" bash -c "cd .device-build && $B --what $what $args --timeout $pt --out $file"
+    rc=$?
+  fi
+  [ -f "$file" ] || note "[$what] no result file"
+  return $rc
+}
+if (( FILES_OK )); then
+  bench 8cam-nvdec-full 120 40 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only
+  bench 8cam-nvdec-gpuinfer 120 40 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
+  bench 8cam-nvdec-noinfer 120 40 $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --reference decode-only
+  bench 8cam-nvdec-realtime 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime
+fi
+
+# --- 6. evidence frames: full GPU pipeline on 2 cameras, 1 frame/s, 640x360 PNG -------------
+frames_demux() {
+  local branches=""
+  for i in 0 1; do
+    branches+=" filesrc location=$CAMS/cam$i.mp4 ! qtdemux ! h264parse ! nvh264dec ! capsfilter caps=video/x-raw(memory:CUDAMemory) ! queue ! m.sink_$i"
+    branches+=" d.src_$i ! queue ! cudadownload ! videoconvert ! videoscale ! video/x-raw,width=640,height=360 ! videorate ! video/x-raw,framerate=1/1 ! pngenc ! multifilesink location=$FR/cam$i-%02d.png"
+  done
+  cd .device-build && gst-launch-1.0 -e trtmux name=m batch-size=2 \
+    ! trtpreprocess config-file=engines/shapes-yolo-seg.toml \
+    ! trtinfer model=engines/shapes-yolo-seg.toml backend=onnxruntime-cuda \
+    ! trtmaskselect ! trtoverlay ! trtdemux name=d $branches
+}
+frames_tiler() {
+  local branches=""
+  for i in 0 1; do
+    branches+=" filesrc location=$CAMS/cam$i.mp4 ! qtdemux ! h264parse ! nvh264dec ! capsfilter caps=video/x-raw(memory:CUDAMemory) ! queue ! m.sink_$i"
+  done
+  cd .device-build && gst-launch-1.0 -e trtmux name=m batch-size=2 \
+    ! trtpreprocess config-file=engines/shapes-yolo-seg.toml \
+    ! trtinfer model=engines/shapes-yolo-seg.toml backend=onnxruntime-cuda \
+    ! trtmaskselect ! trtoverlay ! trttiler rows=1 columns=2 width=1280 height=360 \
+    ! cudadownload ! videoconvert ! videorate ! video/x-raw,framerate=1/1 ! pngenc \
+    ! multifilesink location=$FR/tiled-%02d.png $branches
+}
+export -f frames_demux frames_tiler
+export FR
+if (( FILES_OK )); then
+  step frames 60 bash -c frames_demux
+  if ! ls "$FR"/cam0-*.png >/dev/null 2>&1; then
+    note "[frames] no PNG from the trtdemux pipeline: trying trttiler"
+    step frames_tiler 60 bash -c frames_tiler
+  fi
+  # Keep four: frames 5 and 15 of the first two cameras (or of the mosaic).
+  keep=$(ls "$FR"/cam0-05.png "$FR"/cam1-05.png "$FR"/cam0-15.png "$FR"/cam1-15.png "$FR"/tiled-05.png "$FR"/tiled-15.png 2>/dev/null)
+  n_all=$(ls "$FR"/*.png 2>/dev/null | wc -l)
+  if [ -n "$keep" ]; then
+    mkdir -p "$W/keep" && cp $keep "$W/keep/" && rm -f "$FR"/*.png && cp "$W/keep"/*.png "$FR/"
+  fi
+  note "[frames] $n_all PNG written, kept: $(cd "$FR" && ls *.png 2>/dev/null | tr '\n' ' ')"
+fi
+
+# --- 7. optional: x264 encode after trtdemux (the H100 has no NVENC) ------------------------
+if (( FILES_OK )) && (( $(left) > 120 )) && (( ! DEMUX_BROKEN )); then
+  bench 8cam-nvdec-full-x264 110 50 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --encode x264
+fi
+
+# --- summary ------------------------------------------------------------------------------
+{
+  echo
+  echo "=== steps (name rc seconds)"; printf '%s\n' "${STATUS[@]}"
+  echo "=== results ($(ls "$RES" | wc -l) files), total $(( $(date +%s) - START ))s"
+  python3 - "$RES" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+def g(r, *ks):
+    for k in ks:
+        if not isinstance(r, dict):
+            return None
+        r = r.get(k)
+    return r
+def f(v, fmt="{:.1f}"):
+    return "-" if v is None else (fmt.format(v) if isinstance(v, (int, float)) else str(v))
+print(f"{'what':24} {'backend':17} {'fps':>9} {'ref fps':>9} {'ratio':>7} {'p50 ms':>8} {'p95 ms':>8} {'cores':>6} {'vram':>7} {'h2d B/f':>10} {'d2h B/f':>10} extra")
+for name in sorted(os.listdir(d)):
+    try:
+        r = json.load(open(os.path.join(d, name)))
+    except Exception as e:
+        print(name, "unreadable:", e); continue
+    extra = []
+    if g(r, "parity", "rel_l2") is not None:
+        extra.append(f"rel_l2 {g(r, 'parity', 'rel_l2'):.1e} {'PASS' if g(r, 'parity', 'pass') else 'FAIL'}")
+    if isinstance(r.get("input_on_device"), dict) and "fps_total" in r["input_on_device"]:
+        extra.append(f"devin {f(g(r, 'input_on_device', 'fps_total'))} fps")
+    if r.get("sink") and r.get("sink") != "demux":
+        extra.append(f"sink={r['sink']}")
+    if r.get("what") == "preprocess-kernel":
+        extra.append(f"{g(r, 'raw', 'achieved_gbps'):.0f}/{g(r, 'reference', 'gbps'):.0f} GB/s")
+    print(f"{str(r.get('what'))[:24]:24} {str(r.get('backend'))[:17]:17} {f(r.get('fps_total')):>9} "
+          f"{f(g(r, 'reference', 'fps_total')):>9} {f(r.get('ratio'), '{:.3f}'):>7} "
+          f"{f(g(r, 'latency_ms', 'p50'), '{:.2f}'):>8} {f(g(r, 'latency_ms', 'p95'), '{:.2f}'):>8} "
+          f"{f(r.get('cpu_cores'), '{:.2f}'):>6} {f(g(r, 'vram_mib', 'steady'), '{:.0f}'):>7} "
+          f"{f(r.get('h2d_bytes_per_frame'), '{:.0f}'):>10} {f(r.get('d2h_bytes_per_frame'), '{:.0f}'):>10} {' '.join(extra)}")
+PY
+} 2>&1 | tee -a "$SUMMARY"
+exit 0
