@@ -19,7 +19,7 @@ OUT=${OUT:-$root/.device-out}
 mkdir -p "$OUT"
 W=/tmp/trtv; LOGS=$W/logs; RES=$W/results; FR=$W/frames; CAMS=$W/cams
 rm -rf "$W"; mkdir -p "$LOGS" "$RES" "$FR" "$CAMS"
-FRAMES=${FRAMES:-600}
+FRAMES=${FRAMES:-240}
 SUMMARY=$W/summary.txt
 : > "$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }
@@ -96,7 +96,7 @@ pack() {
   printf '%s\n' "${STATUS[@]}" > "$LOGS/status.txt"
   (cd "$RES" && ls *.json >/dev/null 2>&1 && tar -czf "$OUT/results.tar.gz" *.json)
   tar -czf "$OUT/logs.tar.gz" -C "$W" logs
-  (cd "$FR" && ls *.png >/dev/null 2>&1 && tar -czf "$OUT/frames.tar.gz" *.png)
+  (cd "$FR" && ls * >/dev/null 2>&1 && tar -czf "$OUT/frames.tar.gz" *)
   cp "$SUMMARY" "$OUT/summary.txt"
   ls -la "$OUT"
 }
@@ -128,7 +128,7 @@ grep -E "Plugin Details|nvh264dec|trtmux|CUDAExecutionProvider|missing" "$LOGS/e
 step device_cuda 150 env TRTV_REQUIRE_CUDA=1 .device-build/device_cuda --nocapture --test-threads=1
 DEVICE_CUDA_RC=$?
 grep -E "^test |test result" "$LOGS/device_cuda.log" | tail -12
-grep '^{"bench"' "$LOGS/device_cuda.log" > "$W/kernel.jsonl"
+grep '"bench":"cuda_preprocess"' "$LOGS/device_cuda.log" > "$W/kernel.jsonl"
 if [ -s "$W/kernel.jsonl" ]; then
   python3 - "$W/kernel.jsonl" "$RES/$DEV-preprocess-kernel-$DATE.json" "$DEVICE_CUDA_RC" <<'PY'
 import json, os, sys
@@ -175,7 +175,7 @@ infer_bench() {
 }
 export -f infer_bench
 export RES
-step infer_bench 200 bash -c infer_bench
+[ -n "${SKIP_INFER:-}" ] || step infer_bench 200 bash -c infer_bench
 sed -n '/--- summary ---/,$p' "$LOGS/infer_bench.log" | cut -c1-200
 
 # --- 4. eight 1080p30 H.264 files (4:2:0, High) from the synthetic scene ---------------------
@@ -232,51 +232,37 @@ bench() {
   return $rc
 }
 if (( FILES_OK )); then
-  bench 8cam-nvdec-full 120 40 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only
-  bench 8cam-nvdec-gpuinfer 120 40 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
+  bench 8cam-nvdec-full 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only
+  bench 8cam-nvdec-gpuinfer 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
   bench 8cam-nvdec-noinfer 120 40 $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --reference decode-only
   bench 8cam-nvdec-realtime 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime
 fi
 
-# --- 6. evidence frames: full GPU pipeline on 2 cameras, 1 frame/s, 640x360 PNG -------------
-frames_demux() {
-  local branches=""
-  for i in 0 1; do
-    branches+=" filesrc location=$CAMS/cam$i.mp4 ! qtdemux ! h264parse ! nvh264dec ! capsfilter caps=video/x-raw(memory:CUDAMemory) ! queue ! m.sink_$i"
-    branches+=" d.src_$i ! queue ! cudadownload ! videoconvert ! videoscale ! video/x-raw,width=640,height=360 ! videorate ! video/x-raw,framerate=1/1 ! pngenc ! multifilesink location=$FR/cam$i-%02d.png"
-  done
-  cd .device-build && gst-launch-1.0 -e trtmux name=m batch-size=2 \
-    ! trtpreprocess config-file=engines/shapes-yolo-seg.toml \
-    ! trtinfer model=engines/shapes-yolo-seg.toml backend=onnxruntime-cuda \
-    ! trtmaskselect ! trtoverlay ! trtdemux name=d $branches
+# --- 6. evidence: the recording pipeline (pipelines/nvdec-8cam-record.sh, x264 stand-in for
+# NVENC) on all 8 files, and a 1 frame/s mosaic of the full GPU pipeline as PNG frames in a
+# Matroska file (the bundle has no multifilesink).
+record() {
+  GST_PLUGIN_PATH=$PWD/.device-build timeout 150 bash pipelines/nvdec-8cam-record.sh "$CAMS" .device-build/engines/shapes-yolo-seg.toml onnxruntime-cuda
+  ls -la out/ && mkdir -p "$FR" && cp out/rec-cam0.mp4 out/rec-cam5.mp4 "$FR/" 2>/dev/null
 }
 frames_tiler() {
   local branches=""
-  for i in 0 1; do
-    branches+=" filesrc location=$CAMS/cam$i.mp4 ! qtdemux ! h264parse ! nvh264dec ! capsfilter caps=video/x-raw(memory:CUDAMemory) ! queue ! m.sink_$i"
+  for i in 0 1 2 3; do
+    branches+=" filesrc location=$CAMS/cam$i.mp4 ! parsebin ! nvh264dec ! capsfilter caps=video/x-raw(memory:CUDAMemory) ! queue ! m.sink_$i"
   done
-  cd .device-build && gst-launch-1.0 -e trtmux name=m batch-size=2 \
+  cd .device-build && gst-launch-1.0 -e trtmux name=m batch-size=4 \
     ! trtpreprocess config-file=engines/shapes-yolo-seg.toml \
     ! trtinfer model=engines/shapes-yolo-seg.toml backend=onnxruntime-cuda \
-    ! trtmaskselect ! trtoverlay ! trttiler rows=1 columns=2 width=1280 height=360 \
-    ! cudadownload ! videoconvert ! videorate ! video/x-raw,framerate=1/1 ! pngenc \
-    ! multifilesink location=$FR/tiled-%02d.png $branches
+    ! trtmaskselect ! trtoverlay ! trttiler rows=2 columns=2 width=1280 height=720 \
+    ! videoconvert ! videorate ! video/x-raw,framerate=1/1 ! pngenc \
+    ! matroskamux ! filesink location=$FR/mosaic-png.mkv $branches
 }
-export -f frames_demux frames_tiler
+export -f record frames_tiler
 export FR
 if (( FILES_OK )); then
-  step frames 60 bash -c frames_demux
-  if ! ls "$FR"/cam0-*.png >/dev/null 2>&1; then
-    note "[frames] no PNG from the trtdemux pipeline: trying trttiler"
-    step frames_tiler 60 bash -c frames_tiler
-  fi
-  # Keep four: frames 5 and 15 of the first two cameras (or of the mosaic).
-  keep=$(ls "$FR"/cam0-05.png "$FR"/cam1-05.png "$FR"/cam0-15.png "$FR"/cam1-15.png "$FR"/tiled-05.png "$FR"/tiled-15.png 2>/dev/null)
-  n_all=$(ls "$FR"/*.png 2>/dev/null | wc -l)
-  if [ -n "$keep" ]; then
-    mkdir -p "$W/keep" && cp $keep "$W/keep/" && rm -f "$FR"/*.png && cp "$W/keep"/*.png "$FR/"
-  fi
-  note "[frames] $n_all PNG written, kept: $(cd "$FR" && ls *.png 2>/dev/null | tr '\n' ' ')"
+  mkdir -p "$FR"
+  step record 170 bash -c record
+  step frames_tiler 60 bash -c frames_tiler
 fi
 
 # --- 7. optional: x264 encode after trtdemux (the H100 has no NVENC) ------------------------
