@@ -43,7 +43,11 @@ fn check(cfg: &ModelConfig) {
     assert!(p.validate().is_ok(), "{p:?}");
     assert!((1..=MAX_BATCH_LIMIT).contains(&cfg.max_batch));
     assert!(cfg.max_detections <= MAX_DETECTIONS_LIMIT);
-    assert!((0.0..=1.0).contains(&cfg.conf_threshold), "{}", cfg.conf_threshold);
+    assert!(
+        (0.0..=1.0).contains(&cfg.conf_threshold),
+        "{}",
+        cfg.conf_threshold
+    );
     assert!((0.0..=1.0).contains(&cfg.nms_iou), "{}", cfg.nms_iou);
     assert!(cfg.model_path().is_absolute());
     assert!(cfg.parser.is_some());

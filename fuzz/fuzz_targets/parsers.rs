@@ -70,7 +70,15 @@ const SPECIAL: [f32; 24] = [
 ];
 
 const NAMES: [&str; 9] = [
-    "output0", "output1", "boxes", "logits", "masks", "images", "", "pred_boxes", "protos",
+    "output0",
+    "output1",
+    "boxes",
+    "logits",
+    "masks",
+    "images",
+    "",
+    "pred_boxes",
+    "protos",
 ];
 
 fn float(u: &mut Unstructured) -> Result<f32> {
@@ -80,7 +88,11 @@ fn float(u: &mut Unstructured) -> Result<f32> {
         0x40..=0xbf => {
             let v: u16 = u.arbitrary()?;
             let x = v as f32 / 64.0;
-            if t & 1 == 1 { -x } else { x }
+            if t & 1 == 1 {
+                -x
+            } else {
+                x
+            }
         }
         _ => f32::from_bits(u.arbitrary()?),
     })
@@ -196,12 +208,20 @@ fn outputs(u: &mut Unstructured, kind: ParserKind, batch: usize) -> Result<Vec<T
     let mut out = Vec::new();
     if u.ratio(3, 4)? {
         // Shaped like the parser expects.
-        let b = if u.ratio(7, 8)? { batch } else { u.int_in_range(0..=5)? };
+        let b = if u.ratio(7, 8)? {
+            batch
+        } else {
+            u.int_in_range(0..=5)?
+        };
         let small = |u: &mut Unstructured, hi: usize| u.int_in_range(0..=hi);
         match kind {
             ParserKind::Yolo | ParserKind::YoloSeg | ParserKind::Raw => {
                 let classes = small(u, 8)?;
-                let protos = if kind == ParserKind::YoloSeg { small(u, 6)? } else { 0 };
+                let protos = if kind == ParserKind::YoloSeg {
+                    small(u, 6)?
+                } else {
+                    0
+                };
                 let anchors = small(u, 300)?;
                 let shape = perturb(u, vec![b, 4 + classes + protos, anchors])?;
                 out.push(tensor(u, "output0".into(), shape)?);
@@ -363,7 +383,10 @@ fn run(u: &mut Unstructured) -> Result<()> {
             );
             assert!(b.x1 > b.x0 && b.y1 > b.y0, "{b:?}");
             assert!(b.x0 >= 0.0 && b.y0 >= 0.0, "{b:?}");
-            assert!(b.x1 <= tr.frame_w as f32 && b.y1 <= tr.frame_h as f32, "{b:?} {tr:?}");
+            assert!(
+                b.x1 <= tr.frame_w as f32 && b.y1 <= tr.frame_h as f32,
+                "{b:?} {tr:?}"
+            );
             assert!(d.confidence.is_finite(), "{}", d.confidence);
             assert!(d.confidence >= params.conf_threshold, "{}", d.confidence);
             match kind {
@@ -416,7 +439,12 @@ fn run(u: &mut Unstructured) -> Result<()> {
     // Values exactly as trtmaskselect gets them.
     let tensor = masks_t.tensor();
     if debug() {
-        eprintln!("mask tensor {:?} {:?} {:?}", masks_t.tensor().name, tensor.dtype, tensor.shape);
+        eprintln!(
+            "mask tensor {:?} {:?} {:?}",
+            masks_t.tensor().name,
+            tensor.dtype,
+            tensor.shape
+        );
         eprintln!("detections {frames:?}");
     }
     let converted;
@@ -454,7 +482,11 @@ fn run(u: &mut Unstructured) -> Result<()> {
             prev = Some(i);
             assert!(dets[i].mask_source.is_some() && dets[i].confidence >= sel.min_confidence);
         }
-        let row = if u.ratio(7, 8)? { fi } else { u.int_in_range(0..=8)? };
+        let row = if u.ratio(7, 8)? {
+            fi
+        } else {
+            u.int_in_range(0..=8)?
+        };
         let tr = if u.ratio(7, 8)? {
             transforms[fi]
         } else {
