@@ -16,7 +16,11 @@ MODEL="${2:-engines/shapes-yolo-seg.toml}"
 BACKEND="${3:-onnxruntime-cuda}"
 mkdir -p out
 
-if gst-inspect-1.0 nvh264enc >/dev/null 2>&1; then
+# DECODER=openh264dec (or avdec_h264) runs the same pipeline without a GPU, for testing.
+DECODER="${DECODER:-nvh264dec}"
+if [ "$DECODER" != nvh264dec ]; then
+    ENC="videoconvert ! x264enc speed-preset=ultrafast ! video/x-h264,profile=high ! h264parse"
+elif gst-inspect-1.0 nvh264enc >/dev/null 2>&1; then
     ENC="nvh264enc ! h264parse"
 else
     echo "nvh264enc is not available on this machine (no NVENC hardware): encoding with x264enc instead" >&2
@@ -26,8 +30,11 @@ fi
 branches=""
 for i in 0 1 2 3 4 5 6 7; do
     # parsebin (qtdemux + h264parse inside) starts its parser before the demuxer pushes.
-    branches+=" filesrc location=$IN/cam$i.mp4 ! parsebin ! nvh264dec ! queue ! m.sink_$i"
-    branches+=" d.src_$i ! queue ! $ENC ! mp4mux ! filesink location=out/rec-cam$i.mp4"
+    branches+=" filesrc location=$IN/cam$i.mp4 ! parsebin ! $DECODER ! queue ! m.sink_$i"
+    # All eight branches are fed from trtdemux's one streaming thread: the encoders' delay
+    # must not block it while the other files wait to preroll, so queues hold whole frames
+    # (no byte limit) and the file sinks do not wait for preroll.
+    branches+=" d.src_$i ! queue max-size-bytes=0 max-size-buffers=64 max-size-time=0 ! $ENC ! mp4mux ! filesink async=false location=out/rec-cam$i.mp4"
 done
 
 echo "inference backend: $BACKEND" >&2

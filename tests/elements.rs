@@ -3,6 +3,7 @@
 
 mod common;
 
+use gst::glib;
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gsttrtvision::draw::class_color;
@@ -286,4 +287,45 @@ fn tiler_places_each_source_in_its_tile() {
     let px = |x: usize, y: usize| &map[(y * 640 + x) * 4..(y * 640 + x) * 4 + 3];
     assert_eq!(px(160, 120), &[255, 0, 0]);
     assert_eq!(px(480, 120), &[0, 0, 255]);
+}
+
+#[test]
+fn raw_parser_tensors_reach_frames_as_custom_meta() {
+    common::init();
+    let p = common::parse(&format!(
+        "trtmux name=m ! trtpreprocess config-file={c} ! trtinfer model={c} parser=raw ! trtdemux name=d \
+         trtscenesrc camera=0 num-buffers=2 ! video/x-raw,width=320,height=240 ! m.sink_0 \
+         d.src_0 ! queue ! appsink name=out sync=false",
+        c = cfg("shapes-yolo.toml")
+    ));
+    let out = common::collect(&p, "out");
+    common::run_to_end(&p, gst::ClockTime::from_seconds(30)).unwrap();
+    let out = out.lock().unwrap();
+    assert_eq!(out.len(), 2);
+    for buf in out.iter() {
+        let meta = gst::meta::CustomMeta::from_buffer(buf, gsttrtvision::trtdemux::roi::TENSOR_META)
+            .expect("tensor meta");
+        let t = meta
+            .structure()
+            .get::<gst::Structure>("shapes-yolo/output0")
+            .expect("output0");
+        assert_eq!(t.get::<&str>("dtype").unwrap(), "f32");
+        let shape: Vec<u64> = t
+            .get::<gst::Array>("shape")
+            .unwrap()
+            .iter()
+            .map(|v| v.get::<u64>().unwrap())
+            .collect();
+        assert_eq!(shape, vec![1, 8, 8400]);
+        let data = t.get::<glib::Bytes>("data").unwrap();
+        assert_eq!(data.len(), 8 * 8400 * 4);
+        // The raw YOLO output holds the red square's score (0.9) at anchor 0 of class row 4.
+        let scores: Vec<f32> = data
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        assert!(scores[4 * 8400..5 * 8400].iter().any(|&s| (s - 0.9).abs() < 1e-3));
+        // No detections were parsed.
+        assert_eq!(buf.iter_meta::<gst_video::VideoRegionOfInterestMeta>().count(), 0);
+    }
 }

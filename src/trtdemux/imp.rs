@@ -149,9 +149,10 @@ impl TrtDemux {
             info,
             ..
         } = slot;
-        if attach_roi && !results.detections.is_empty() {
+        if attach_roi && !(results.detections.is_empty() && results.tensors.is_empty()) {
             let b = buffer.make_mut();
             super::roi::attach(b, &results.detections, info.width(), info.height());
+            super::roi::attach_tensors(b, &results.tensors);
         }
         let res = pad.push(buffer);
         let mut state = self.state.lock().unwrap();
@@ -295,7 +296,7 @@ impl ObjectImpl for TrtDemux {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![glib::ParamSpecBoolean::builder("attach-roi-meta")
                 .nick("Attach ROI meta")
-                .blurb("Attach one GstVideoRegionOfInterestMeta per detection (with detection and mask parameters) to each output frame")
+                .blurb("Attach one GstVideoRegionOfInterestMeta per detection (with detection and mask parameters), and raw model tensors as a TrtVisionTensorMeta, to each output frame")
                 .default_value(DEFAULT_ATTACH_ROI)
                 .mutable_playing()
                 .build()]

@@ -66,3 +66,43 @@ pub fn read_mask(meta: &gst_video::VideoRegionOfInterestMeta) -> Option<FrameMas
     };
     (m.data.len() == (m.width * m.height) as usize).then_some(m)
 }
+
+/// Name of the GstCustomMeta carrying a frame's raw output tensors (parser `raw`).
+///
+/// Its structure (named `trtvision-tensors`) has one field per tensor, named
+/// `<model>/<tensor>`, holding a structure `tensor` with `dtype` (string: f32, f16, u8, i32,
+/// i64), `shape` (array of uint64, batch dimension 1) and `data` (GBytes, native endian,
+/// row-major). Python: `buf.get_custom_meta("TrtVisionTensorMeta").get_structure()`.
+pub const TENSOR_META: &str = "TrtVisionTensorMeta";
+
+/// Registers [`TENSOR_META`] (once per process).
+pub fn register_tensor_meta() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| gst::meta::CustomMeta::register(TENSOR_META, &[]));
+}
+
+/// Attaches the frame's raw tensors as one [`TENSOR_META`].
+pub fn attach_tensors(buffer: &mut gst::BufferRef, tensors: &[(std::sync::Arc<str>, crate::tensor::Tensor)]) {
+    let tensors: Vec<_> = tensors.iter().filter(|(_, t)| t.host_bytes().is_some()).collect();
+    if tensors.is_empty() {
+        return;
+    }
+    register_tensor_meta();
+    let Ok(mut meta) = gst::meta::CustomMeta::add(buffer, TENSOR_META) else {
+        return;
+    };
+    let s = meta.mut_structure();
+    s.set_name("trtvision-tensors");
+    for (model, t) in tensors {
+        let shape = gst::Array::new(t.shape.iter().map(|&d| d as u64));
+        let bytes = glib::Bytes::from(t.host_bytes().unwrap_or_default());
+        s.set(
+            format!("{model}/{}", t.name).as_str(),
+            gst::Structure::builder("tensor")
+                .field("dtype", t.dtype.name())
+                .field("shape", shape)
+                .field("data", bytes)
+                .build(),
+        );
+    }
+}
