@@ -29,8 +29,11 @@ fi
 
 branches=""
 for i in 0 1 2 3 4 5 6 7; do
-    # parsebin (qtdemux + h264parse inside) starts its parser before the demuxer pushes.
-    branches+=" filesrc location=$IN/cam$i.mp4 ! parsebin ! $DECODER ! queue ! m.sink_$i"
+    # decodebin, not `qtdemux ! h264parse ! decoder`: under gst-launch a bare demuxer can
+    # push before the decoder after it is started, and that camera then silently stops.
+    # decodebin plugs nvh264dec (highest rank on NVIDIA machines), which outputs CUDA memory
+    # because trtmux accepts it; DECODER only labels the run.
+    branches+=" filesrc location=$IN/cam$i.mp4 ! decodebin ! queue ! m.sink_$i"
     # All eight branches are fed from trtdemux's one streaming thread: the encoders' delay
     # must not block it while the other files wait to preroll, so queues hold whole frames
     # (no byte limit) and the file sinks do not wait for preroll.

@@ -385,7 +385,12 @@ fn application_error_on_appsrc_mid_stream() {
         let _ = src.push_buffer(scene_frame(0, 5, 320, 240));
         p.set_state(gst::State::Null).unwrap();
         let frames = frames.lock().unwrap();
-        assert_eq!(offsets(&frames[0]), vec![0, 1, 2, 3, 4]);
+        // Frame 5 was pushed after the error and may or may not get through before the stop.
+        let got = offsets(&frames[0]);
+        assert!(
+            got == vec![0, 1, 2, 3, 4] || got == vec![0, 1, 2, 3, 4, 5],
+            "{got:?}"
+        );
         for f in &frames[0] {
             assert_matches_truth(0, f);
         }
