@@ -261,8 +261,8 @@ export -f record frames_tiler
 export FR
 if (( FILES_OK )); then
   mkdir -p "$FR"
-  step record 170 bash -c record
-  step frames_tiler 60 bash -c frames_tiler
+  [ -n "${SKIP_RECORD:-}" ] || step record 170 bash -c record
+  [ -n "${SKIP_RECORD:-}" ] || step frames_tiler 60 bash -c frames_tiler
 fi
 
 # --- 7. optional: x264 encode after trtdemux (the H100 has no NVENC) ------------------------
