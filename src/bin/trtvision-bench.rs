@@ -1386,7 +1386,7 @@ fn main() {
         let oh = trtmux_overhead(&o);
         let frames = o.overhead_frames.unwrap_or(o.frames.max(600));
         rec.extend([
-            ("pipeline".into(), Value::from(format!("{cmdline}"))),
+            ("pipeline".into(), Value::from(cmdline.to_string())),
             ("cameras".into(), Value::from(o.cameras)),
             ("width".into(), Value::from(o.width)),
             ("height".into(), Value::from(o.height)),
@@ -1715,10 +1715,7 @@ fn main() {
     }
     eprintln!("{summary}");
     if dirty {
-        eprintln!(
-            "note: the working tree differs from {}; the record has commit_dirty=true",
-            "HEAD"
-        );
+        eprintln!("note: the working tree differs from HEAD; the record has commit_dirty=true");
     }
 }
 

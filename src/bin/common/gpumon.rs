@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 
 type NvmlDevice = *mut c_void;
 
+type NvmlGetName = unsafe extern "C" fn(NvmlDevice, *mut c_char, c_uint) -> c_int;
+type NvmlGetMemory = unsafe extern "C" fn(NvmlDevice, *mut NvmlMemory) -> c_int;
+type NvmlGetPcie = unsafe extern "C" fn(NvmlDevice, c_int, *mut c_uint) -> c_int;
+
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
 struct NvmlMemory {
@@ -36,9 +40,9 @@ struct NvmlMemory {
 /// The few NVML entry points we need, from `libnvidia-ml.so.1`.
 pub struct Nvml {
     device: NvmlDevice,
-    get_name: unsafe extern "C" fn(NvmlDevice, *mut c_char, c_uint) -> c_int,
-    get_memory: unsafe extern "C" fn(NvmlDevice, *mut NvmlMemory) -> c_int,
-    get_pcie: unsafe extern "C" fn(NvmlDevice, c_int, *mut c_uint) -> c_int,
+    get_name: NvmlGetName,
+    get_memory: NvmlGetMemory,
+    get_pcie: NvmlGetPcie,
 }
 
 // SAFETY: NVML is thread-safe; the device handle is an opaque, immutable pointer.
@@ -93,9 +97,13 @@ impl Nvml {
             }
             Ok(Arc::new(Nvml {
                 device,
-                get_name: std::mem::transmute(sym("nvmlDeviceGetName")?),
-                get_memory: std::mem::transmute(sym("nvmlDeviceGetMemoryInfo")?),
-                get_pcie: std::mem::transmute(sym("nvmlDeviceGetPcieThroughput")?),
+                get_name: std::mem::transmute::<*mut libc::c_void, NvmlGetName>(sym("nvmlDeviceGetName")?),
+                get_memory: std::mem::transmute::<*mut libc::c_void, NvmlGetMemory>(sym(
+                    "nvmlDeviceGetMemoryInfo",
+                )?),
+                get_pcie: std::mem::transmute::<*mut libc::c_void, NvmlGetPcie>(sym(
+                    "nvmlDeviceGetPcieThroughput",
+                )?),
             }))
         }
     }
@@ -129,7 +137,7 @@ impl Nvml {
         let r1 = unsafe { (self.get_pcie)(self.device, NVML_PCIE_UTIL_RX_BYTES, &mut rx) };
         // SAFETY: as above.
         let r2 = unsafe { (self.get_pcie)(self.device, NVML_PCIE_UTIL_TX_BYTES, &mut tx) };
-        (r1 == 0 && r2 == 0).then(|| (rx as f64 * 1024.0, tx as f64 * 1024.0))
+        (r1 == 0 && r2 == 0).then_some((rx as f64 * 1024.0, tx as f64 * 1024.0))
     }
 }
 
