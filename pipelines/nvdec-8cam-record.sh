@@ -29,11 +29,7 @@ fi
 
 branches=""
 for i in 0 1 2 3 4 5 6 7; do
-    # decodebin, not `qtdemux ! h264parse ! decoder`: under gst-launch a bare demuxer can
-    # push before the decoder after it is started, and that camera then silently stops.
-    # decodebin plugs nvh264dec (highest rank on NVIDIA machines), which outputs CUDA memory
-    # because trtmux accepts it; DECODER only labels the run.
-    branches+=" filesrc location=$IN/cam$i.mp4 ! decodebin ! queue ! m.sink_$i"
+    branches+=" filesrc location=$IN/cam$i.mp4 ! parsebin ! $DECODER ! queue ! m.sink_$i"
     # All eight branches are fed from trtdemux's one streaming thread: the encoders' delay
     # must not block it while the other files wait to preroll, so queues hold whole frames
     # (no byte limit) and the file sinks do not wait for preroll.
@@ -41,8 +37,19 @@ for i in 0 1 2 3 4 5 6 7; do
 done
 
 echo "inference backend: $BACKEND" >&2
+# trtvision-launch (built with the plugin) is gst-launch-1.0 -e that starts the file readers
+# and demuxers last: under gst-launch-1.0 a demuxer can push before the decoder after it is
+# started, and that camera then never delivers a frame (README, "Known issue").
+LAUNCH="$(command -v trtvision-launch || true)"
+for cand in target/release/trtvision-launch .device-build/trtvision-launch; do
+    [ -z "$LAUNCH" ] && [ -x "$cand" ] && LAUNCH="$cand"
+done
+if [ -z "$LAUNCH" ]; then
+    echo "trtvision-launch not found (cargo build --release): using gst-launch-1.0, which can stall at start with file cameras" >&2
+    LAUNCH="gst-launch-1.0 -e"
+fi
 set -x
-gst-launch-1.0 -e \
+$LAUNCH \
     trtmux name=m batch-size=8 \
     ! trtpreprocess config-file="$MODEL" \
     ! trtinfer model="$MODEL" backend="$BACKEND" \

@@ -18,6 +18,7 @@ pub mod cuda;
 pub mod draw;
 pub mod font;
 pub mod geometry;
+pub mod launch;
 pub mod masks;
 pub mod parsers;
 pub mod preprocess;

@@ -4,6 +4,7 @@
 #   .device-build/libgsttrtvision.so        the plugin, --features cuda (GST_PLUGIN_PATH)
 #   .device-build/trtvision-bench           pipeline benchmark (plugin linked in statically)
 #   .device-build/trtvision-infer-bench     backend benchmark: CPU vs CUDA provider per batch size
+#   .device-build/trtvision-launch          gst-launch-1.0 -e that starts file cameras last
 #   .device-build/device_cuda               the tests/device_cuda.rs test binary
 #   .device-build/engines/                  model configs, labels and the generated ONNX models
 #   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng (not in the GStreamer bundle)
@@ -49,9 +50,9 @@ rm -rf "$out"
 mkdir -p "$out/engines/models" "$out/gst-extra/plugins" "$out/gst-extra/lib"
 cp "$test_bin" "$out/device_cuda"
 cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
-   "$target/release/trtvision-infer-bench" "$out/"
+   "$target/release/trtvision-infer-bench" "$target/release/trtvision-launch" "$out/"
 strip --strip-debug "$out/device_cuda" "$out/libgsttrtvision.so"
-strip "$out/trtvision-bench" "$out/trtvision-infer-bench"
+strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch"
 cp scripts/device/run-tests.sh scripts/device/run-all.sh "$out/"
 chmod +x "$out"/*.sh
 cp engines/*.toml engines/shapes.txt "$out/engines/"

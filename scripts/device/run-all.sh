@@ -231,7 +231,7 @@ bench() {
   [ -f "$file" ] || note "[$what] no result file"
   return $rc
 }
-if (( FILES_OK )); then
+if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
   bench 8cam-nvdec-full 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only
   bench 8cam-nvdec-gpuinfer 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
   bench 8cam-nvdec-noinfer 120 40 $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --reference decode-only
@@ -244,6 +244,8 @@ fi
 record() {
   GST_PLUGIN_PATH=$PWD/.device-build timeout 150 bash pipelines/nvdec-8cam-record.sh "$CAMS" .device-build/engines/shapes-yolo-seg.toml onnxruntime-cuda
   ls -la out/ && mkdir -p "$FR" && cp out/rec-cam0.mp4 out/rec-cam5.mp4 "$FR/" 2>/dev/null
+  # Playable? Decode one back with NVDEC and count frames.
+  gst-launch-1.0 -q filesrc location=out/rec-cam5.mp4 ! qtdemux ! h264parse ! nvh264dec ! fakesink silent=false 2>&1 | grep -c "chain" || true
 }
 frames_tiler() {
   local branches=""
@@ -262,11 +264,11 @@ export FR
 if (( FILES_OK )); then
   mkdir -p "$FR"
   [ -n "${SKIP_RECORD:-}" ] || step record 170 bash -c record
-  [ -n "${SKIP_RECORD:-}" ] || step frames_tiler 60 bash -c frames_tiler
+  [ -n "${SKIP_FRAMES:-}" ] || step frames_tiler 60 bash -c frames_tiler
 fi
 
 # --- 7. optional: x264 encode after trtdemux (the H100 has no NVENC) ------------------------
-if (( FILES_OK )) && (( $(left) > 120 )) && (( ! DEMUX_BROKEN )); then
+if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ] && (( $(left) > 120 )) && (( ! DEMUX_BROKEN )); then
   bench 8cam-nvdec-full-x264 110 50 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --encode x264
 fi
 

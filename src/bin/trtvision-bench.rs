@@ -745,26 +745,7 @@ fn run_to_eos(p: &gst::Pipeline, timeout_s: u64) -> Result<(), String> {
 /// threads still exist then).
 fn run_to_eos_then(p: &gst::Pipeline, timeout_s: u64, at_eos: impl FnOnce()) -> Result<(), String> {
     let bus = p.bus().unwrap();
-    // File sources (filesrc ! parsebin) start only once everything after them runs: with
-    // dynamic pads the decoder after the demuxer is otherwise started after the demuxer has
-    // pushed, gets FLUSHING, and that source silently stops.
-    let by_factory = |names: &[&str]| -> Vec<gst::Element> {
-        p.iterate_elements()
-            .into_iter()
-            .flatten()
-            .filter(|e| e.factory().is_some_and(|f| names.contains(&f.name().as_str())))
-            .collect()
-    };
-    let demuxers = by_factory(&["parsebin", "qtdemux"]);
-    let files = by_factory(&["filesrc"]);
-    for e in demuxers.iter().chain(&files) {
-        e.set_locked_state(true);
-    }
-    let started = p.set_state(gst::State::Playing).is_ok()
-        && demuxers.iter().chain(&files).all(|e| {
-            e.set_locked_state(false);
-            e.sync_state_with_parent().is_ok()
-        });
+    let started = gsttrtvision::launch::play_sources_last(p).is_ok();
     if !started {
         let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error]);
         let _ = p.set_state(gst::State::Null);
