@@ -1047,6 +1047,7 @@ fn trtmux_overhead(o: &Opts) -> Overhead {
     let n = o.cameras;
     let frames = o.overhead_frames.unwrap_or(o.frames.max(600));
     let reps = o.overhead_reps.max(1);
+    let own_stats: std::cell::RefCell<Vec<(u64, u64)>> = std::cell::RefCell::new(Vec::new());
     // (process CPU s, wall s, on-CPU ns of the trtmux src thread, of the queue src threads)
     let run = |desc: &str| -> (f64, f64, u64, u64) {
         let p = parse(desc);
@@ -1056,6 +1057,13 @@ fn trtmux_overhead(o: &Opts) -> Overhead {
         let mut end = (0.0, 0.0, Vec::new());
         if let Err(e) = run_to_eos_then(&p, o.timeout_s, || {
             end = (cpu_time_s(), t0.elapsed().as_secs_f64(), thread_cpu_ns());
+            // trtmux's own time per batch (its `stats` property), without the base class.
+            if let Some(m) = p.by_name("m") {
+                let s = m.property::<gst::Structure>("stats");
+                if let (Ok(b), Ok(ns)) = (s.get::<u64>("batches"), s.get::<u64>("total-ns")) {
+                    own_stats.borrow_mut().push((b, ns));
+                }
+            }
         }) {
             eprintln!("trtvision-bench: overhead pipeline failed: {e}");
             std::process::exit(1);
@@ -1197,6 +1205,22 @@ fn trtmux_overhead(o: &Opts) -> Overhead {
         (
             "trtmux_wall_us_per_batch_naive".to_string(),
             Value::from(stats::round(nwall_med, 2)),
+        ),
+        (
+            "trtmux_own_us_per_batch".to_string(),
+            {
+                let v = own_stats.borrow();
+                let (b, ns) = v.iter().fold((0u64, 0u64), |a, x| (a.0 + x.0, a.1 + x.1));
+                if b > 0 {
+                    Value::from(stats::round(ns as f64 / b as f64 / 1e3, 2))
+                } else {
+                    Value::Null
+                }
+            },
+        ),
+        (
+            "trtmux_own_method".to_string(),
+            Value::from("trtmux `stats` property: wall time inside aggregate() from entry to just before the batch is pushed (popping the frames, building the batch meta), summed over every run with trtmux and divided by its batches; excludes the aggregator base class's waiting/wake-ups and everything downstream"),
         ),
         (
             "trtmux_src_thread_cpu_us_per_batch".to_string(),

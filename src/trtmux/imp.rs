@@ -88,6 +88,10 @@ pub struct TrtMux {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     pads: Mutex<Vec<(u32, gst_base::AggregatorPad)>>,
+    /// Batches made and nanoseconds spent making them (aggregate() up to the push), for the
+    /// `stats` property.
+    made: std::sync::atomic::AtomicU64,
+    made_ns: std::sync::atomic::AtomicU64,
 }
 
 fn pad_index(pad: &impl IsA<gst::Pad>) -> Option<u32> {
@@ -174,6 +178,11 @@ impl ObjectImpl for TrtMux {
                     .default_value(DEFAULT_BATCH_SIZE)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Batches made since start and the time trtmux itself spent making them (batches, total-ns, mean-ns): its own cost per batch, without the base class's waiting and the push downstream")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecInt64::builder("batched-push-timeout")
                     .nick("Batched push timeout")
                     .blurb("Live pipelines: microseconds to wait for the missing frames of a partial batch before pushing it anyway (-1 = wait for all sources)")
@@ -212,6 +221,16 @@ impl ObjectImpl for TrtMux {
         match pspec.name() {
             "batch-size" => s.batch_size.to_value(),
             "batched-push-timeout" => s.push_timeout_us.to_value(),
+            "stats" => {
+                use std::sync::atomic::Ordering::Relaxed;
+                let (n, ns) = (self.made.load(Relaxed), self.made_ns.load(Relaxed));
+                gst::Structure::builder("trtmux-stats")
+                    .field("batches", n)
+                    .field("total-ns", ns)
+                    .field("mean-ns", if n > 0 { ns / n } else { 0 })
+                    .build()
+                    .to_value()
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -330,6 +349,8 @@ impl AggregatorImpl for TrtMux {
         }
         state.orphans.clear();
         state.released.clear();
+        self.made.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.made_ns.store(0, std::sync::atomic::Ordering::Relaxed);
         state.batches = 0;
         state.cuda = None;
         Ok(())
@@ -441,6 +462,7 @@ impl AggregatorImpl for TrtMux {
     }
 
     fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let began = std::time::Instant::now();
         let pads = self.sink_pads();
         let configured = self.settings.lock().unwrap().batch_size;
         let mut state = self.state.lock().unwrap();
@@ -532,6 +554,9 @@ impl AggregatorImpl for TrtMux {
         if let Some(pts) = pts {
             self.obj().set_position(pts);
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.made_ns.fetch_add(began.elapsed().as_nanos() as u64, Relaxed);
+        self.made.fetch_add(1, Relaxed);
         let res = self.obj().finish_buffer(buffer);
         if let Err(err) = res {
             // The aggregator's task owns this thread: like basesrc and queue, post the fatal
