@@ -195,6 +195,15 @@ impl Tensor {
         }
     }
 
+    /// f32 values of a host f32/f16 tensor: borrowed when the bytes are aligned f32,
+    /// converted otherwise; `None` on the device or for other element types.
+    pub fn f32_values(&self) -> Option<std::borrow::Cow<'_, [f32]>> {
+        match self.as_f32() {
+            Some(v) => Some(std::borrow::Cow::Borrowed(v)),
+            None => self.to_f32().map(std::borrow::Cow::Owned),
+        }
+    }
+
     /// Borrowed f32 view without copying, for f32 host tensors whose bytes are aligned.
     pub fn as_f32(&self) -> Option<&[f32]> {
         if self.dtype != DType::F32 {

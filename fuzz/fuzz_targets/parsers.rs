@@ -447,17 +447,10 @@ fn run(u: &mut Unstructured) -> Result<()> {
         );
         eprintln!("detections {frames:?}");
     }
-    let converted;
-    let values: &[f32] = match tensor.as_f32() {
-        Some(v) => v,
-        None => match tensor.to_f32() {
-            Some(v) => {
-                converted = v;
-                &converted
-            }
-            None => return Ok(()),
-        },
+    let Some(values) = tensor.f32_values() else {
+        return Ok(());
     };
+    let values: &[f32] = &values;
     let sel = MaskSelection {
         min_confidence: if u.ratio(3, 4)? {
             u.int_in_range(0..=100u8)? as f32 / 100.0

@@ -331,10 +331,7 @@ pub(crate) fn f32_values(t: &Tensor) -> Result<Cow<'_, [f32]>, ParseError> {
             expected: expected.map_or_else(|| "more than addressable".to_string(), |e| e.to_string()),
         });
     }
-    if let Some(v) = t.as_f32() {
-        return Ok(Cow::Borrowed(v));
-    }
-    t.to_f32().map(Cow::Owned).ok_or_else(|| ParseError::DType {
+    t.f32_values().ok_or_else(|| ParseError::DType {
         tensor: t.name.clone(),
         dtype: t.dtype.name(),
     })

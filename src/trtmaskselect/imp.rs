@@ -37,25 +37,16 @@ impl TrtMaskSelect {
         for out in &outputs {
             produced += out.masks.tensor().len_bytes() as u64;
             let tensor = out.masks.tensor();
-            let converted;
-            let values: &[f32] = match tensor.as_f32() {
-                Some(v) => v,
-                None => match tensor.to_f32() {
-                    Some(v) => {
-                        converted = v;
-                        &converted
-                    }
-                    None => {
-                        gst::warning!(
-                            CAT,
-                            imp = self,
-                            "mask tensor of {} is not a host float tensor",
-                            out.model
-                        );
-                        continue;
-                    }
-                },
+            let Some(values) = tensor.f32_values() else {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "mask tensor of {} is not a host float tensor",
+                    out.model
+                );
+                continue;
             };
+            let values = &*values;
             for (slot_idx, slot) in batch.slots.iter_mut().enumerate() {
                 let Some(row) = out.row_of(slot_idx) else { continue };
                 let Some(transform) = out.transforms.get(row) else {

@@ -75,7 +75,7 @@ impl PadState {
 struct State {
     pads: BTreeMap<u32, PadState>,
     /// Frames of released pads still to be batched, with their source.
-    orphans: Vec<(Arc<SourceStream>, gst_video::VideoInfo, u64, gst::Buffer)>,
+    orphans: std::collections::VecDeque<(Arc<SourceStream>, gst_video::VideoInfo, u64, gst::Buffer)>,
     /// Released pads whose end still has to be announced downstream.
     released: Vec<u32>,
     next_pad: u32,
@@ -227,7 +227,7 @@ impl ObjectImpl for TrtMux {
                 gst::Structure::builder("trtmux-stats")
                     .field("batches", n)
                     .field("total-ns", ns)
-                    .field("mean-ns", if n > 0 { ns / n } else { 0 })
+                    .field("mean-ns", ns.checked_div(n).unwrap_or(0))
                     .build()
                     .to_value()
             }
@@ -316,7 +316,9 @@ impl ElementImpl for TrtMux {
             let mut kept = 0;
             if let (Some(info), Some(source)) = (ps.info.clone(), ps.source(idx)) {
                 while let Some(buf) = apad.pop_buffer() {
-                    state.orphans.push((source.clone(), info.clone(), ps.frames, buf));
+                    state
+                        .orphans
+                        .push_back((source.clone(), info.clone(), ps.frames, buf));
                     ps.frames += 1;
                     kept += 1;
                 }
@@ -473,8 +475,10 @@ impl AggregatorImpl for TrtMux {
         };
 
         let mut slots = Vec::with_capacity(batch_size);
-        while slots.len() < batch_size && !state.orphans.is_empty() {
-            let (source, info, n, buf) = state.orphans.remove(0);
+        while slots.len() < batch_size {
+            let Some((source, info, n, buf)) = state.orphans.pop_front() else {
+                break;
+            };
             slots.push(slot_from(source, info, n, buf));
         }
         // Round-robin start so that with fewer slots than sources nobody starves.
