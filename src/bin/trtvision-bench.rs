@@ -16,6 +16,8 @@
 //! - trtmux overhead: CPU-time and wall-time difference between N `source ! queue ! trtmux
 //!   ! fakesink` and N `source ! queue ! fakesink`, alternated over several repetitions.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/gpumon.rs"]
 mod gpumon;
 
@@ -151,36 +153,24 @@ fn parse_args() -> Opts {
         gpu_sample: None,
         decoder: "avdec_h264".into(),
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    let val = |i: &mut usize, name: &str| -> String {
-        *i += 1;
-        args.get(*i)
-            .cloned()
-            .unwrap_or_else(|| die(&format!("{name} needs a value")))
-    };
-    fn num<T: std::str::FromStr>(s: &str, name: &str) -> T {
-        s.parse()
-            .unwrap_or_else(|_| die(&format!("{name}: '{s}' is not a number")))
-    }
-    while i < args.len() {
-        let a = args[i].clone();
+    let mut cli = cli::Cli::from_env(die);
+    while let Some(a) = cli.next_opt() {
         match a.as_str() {
-            "--cameras" => o.cameras = num(&val(&mut i, &a), &a),
-            "--frames" => o.frames = num(&val(&mut i, &a), &a),
-            "--warmup" => o.warmup = num(&val(&mut i, &a), &a),
-            "--width" => o.width = num(&val(&mut i, &a), &a),
-            "--height" => o.height = num(&val(&mut i, &a), &a),
-            "--format" => o.format = val(&mut i, &a).to_uppercase(),
-            "--batch-size" => o.batch_size = Some(num(&val(&mut i, &a), &a)),
-            "--push-timeout" => o.push_timeout = Some(num(&val(&mut i, &a), &a)),
+            "--cameras" => o.cameras = cli.num(&a),
+            "--frames" => o.frames = cli.num(&a),
+            "--warmup" => o.warmup = cli.num(&a),
+            "--width" => o.width = cli.num(&a),
+            "--height" => o.height = cli.num(&a),
+            "--format" => o.format = cli.value(&a).to_uppercase(),
+            "--batch-size" => o.batch_size = Some(cli.num(&a)),
+            "--push-timeout" => o.push_timeout = Some(cli.num(&a)),
             "--model" => {
-                let m = val(&mut i, &a);
+                let m = cli.value(&a);
                 o.model = if m == "none" { None } else { Some(PathBuf::from(m)) };
             }
-            "--backend" => o.backend = val(&mut i, &a),
+            "--backend" => o.backend = cli.value(&a),
             "--stages" => {
-                let s = val(&mut i, &a);
+                let s = cli.value(&a);
                 o.stages = Some(
                     s.split(',')
                         .map(|x| x.trim().to_string())
@@ -189,7 +179,7 @@ fn parse_args() -> Opts {
                 );
             }
             "--sink" => {
-                o.sink = match val(&mut i, &a).as_str() {
+                o.sink = match cli.value(&a).as_str() {
                     "demux" => SinkKind::Demux,
                     "tiler" => SinkKind::Tiler,
                     "fakesink" => SinkKind::Fakesink,
@@ -198,56 +188,55 @@ fn parse_args() -> Opts {
             }
             "--live" => o.live = true,
             "--source" => {
-                o.source = match val(&mut i, &a).as_str() {
+                o.source = match cli.value(&a).as_str() {
                     "scene" => SourceKind::Scene,
-                    "files" => SourceKind::Files(PathBuf::from(val(&mut i, "--source files"))),
+                    "files" => SourceKind::Files(PathBuf::from(cli.value("--source files"))),
                     s => die(&format!("--source: unknown '{s}'")),
                 }
             }
             "--nvdec" => o.nvdec = true,
             "--nvdec-memory" => {
-                o.nvdec_cuda_caps = match val(&mut i, &a).as_str() {
+                o.nvdec_cuda_caps = match cli.value(&a).as_str() {
                     "cuda" => true,
                     "auto" => false,
                     s => die(&format!("--nvdec-memory: unknown '{s}'")),
                 }
             }
             "--pace" => {
-                o.pace = match val(&mut i, &a).as_str() {
+                o.pace = match cli.value(&a).as_str() {
                     "realtime" => true,
                     "none" => false,
                     s => die(&format!("--pace: unknown '{s}'")),
                 }
             }
             "--encode" => {
-                o.encode = match val(&mut i, &a).as_str() {
+                o.encode = match cli.value(&a).as_str() {
                     "x264" => Some("x264".into()),
                     "none" => None,
                     s => die(&format!("--encode: unknown '{s}' (x264 or none)")),
                 }
             }
             "--pcie" => o.pcie = true,
-            "--decoder" => o.decoder = val(&mut i, &a),
+            "--decoder" => o.decoder = cli.value(&a),
             "--gpu-sample" => o.gpu_sample = Some(true),
             "--no-gpu-sample" => o.gpu_sample = Some(false),
             "--reference" => {
-                let r = val(&mut i, &a);
+                let r = cli.value(&a);
                 o.reference = if r == "none" { None } else { Some(r) };
             }
             "--trtmux-overhead" => o.trtmux_overhead = true,
-            "--overhead-frames" => o.overhead_frames = Some(num(&val(&mut i, &a), &a)),
-            "--overhead-reps" => o.overhead_reps = num(&val(&mut i, &a), &a),
-            "--what" => o.what = Some(val(&mut i, &a)),
-            "--device-name" => o.device_name = Some(val(&mut i, &a)),
-            "--out" => o.out = Some(PathBuf::from(val(&mut i, &a))),
-            "--timeout" => o.timeout_s = num(&val(&mut i, &a), &a),
+            "--overhead-frames" => o.overhead_frames = Some(cli.num(&a)),
+            "--overhead-reps" => o.overhead_reps = cli.num(&a),
+            "--what" => o.what = Some(cli.value(&a)),
+            "--device-name" => o.device_name = Some(cli.value(&a)),
+            "--out" => o.out = Some(PathBuf::from(cli.value(&a))),
+            "--timeout" => o.timeout_s = cli.num(&a),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
             }
             _ => die(&format!("unknown option '{a}'")),
         }
-        i += 1;
     }
     if o.cameras == 0 || o.frames == 0 {
         die("--cameras and --frames must be > 0");

@@ -18,6 +18,8 @@
 //! Exit status: 0, or 1 when a parity check failed (records are written anyway), or 2 on
 //! usage errors, or 3 when `--require-cuda` was given and CUDA could not run.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/gpumon.rs"]
 mod gpumon;
 
@@ -86,34 +88,23 @@ fn parse_args() -> Opts {
         device_name: None,
         require_cuda: false,
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    let val = |i: &mut usize, name: &str| -> String {
-        *i += 1;
-        args.get(*i)
-            .cloned()
-            .unwrap_or_else(|| die(&format!("{name} needs a value")))
-    };
-    fn num<T: std::str::FromStr>(s: &str, name: &str) -> T {
-        s.parse()
-            .unwrap_or_else(|_| die(&format!("{name}: '{s}' is not a number")))
-    }
-    while i < args.len() {
-        let a = args[i].clone();
+    let mut cli = cli::Cli::from_env(die);
+    while let Some(a) = cli.next_opt() {
         match a.as_str() {
-            "--model" => o.model = PathBuf::from(val(&mut i, &a)),
+            "--model" => o.model = PathBuf::from(cli.value(&a)),
             "--batches" => {
-                o.batches = val(&mut i, &a)
+                o.batches = cli
+                    .value(&a)
                     .split(',')
                     .filter(|s| !s.trim().is_empty())
-                    .map(|s| num(s.trim(), "--batches"))
+                    .map(|s| cli.parse(s.trim(), "--batches"))
                     .collect()
             }
-            "--warmup" => o.warmup = num(&val(&mut i, &a), &a),
-            "--iters" => o.iters = num(&val(&mut i, &a), &a),
-            "--cpu-iters" => o.cpu_iters = Some(num(&val(&mut i, &a), &a)),
+            "--warmup" => o.warmup = cli.num(&a),
+            "--iters" => o.iters = cli.num(&a),
+            "--cpu-iters" => o.cpu_iters = Some(cli.num(&a)),
             "--backends" => {
-                let v = val(&mut i, &a);
+                let v = cli.value(&a);
                 o.cuda = false;
                 for b in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     match BackendKind::parse(b) {
@@ -126,12 +117,12 @@ fn parse_args() -> Opts {
                 }
             }
             "--no-device-input" => o.device_input = false,
-            "--tolerance" => o.tolerance = num(&val(&mut i, &a), &a),
-            "--threads" => o.threads = num(&val(&mut i, &a), &a),
-            "--seed" => o.seed = num(&val(&mut i, &a), &a),
-            "--device-id" => o.device_id = num(&val(&mut i, &a), &a),
-            "--out-dir" => o.out_dir = Some(PathBuf::from(val(&mut i, &a))),
-            "--device-name" => o.device_name = Some(val(&mut i, &a)),
+            "--tolerance" => o.tolerance = cli.num(&a),
+            "--threads" => o.threads = cli.num(&a),
+            "--seed" => o.seed = cli.num(&a),
+            "--device-id" => o.device_id = cli.num(&a),
+            "--out-dir" => o.out_dir = Some(PathBuf::from(cli.value(&a))),
+            "--device-name" => o.device_name = Some(cli.value(&a)),
             "--require-cuda" => o.require_cuda = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -139,7 +130,6 @@ fn parse_args() -> Opts {
             }
             _ => die(&format!("unknown option '{a}'")),
         }
-        i += 1;
     }
     if o.batches.is_empty() || o.batches.contains(&0) {
         die("--batches needs sizes > 0");
