@@ -9,10 +9,6 @@ use gst_video::prelude::*;
 use gsttrtvision::draw::class_color;
 use gsttrtvision::scene;
 
-fn cfg(name: &str) -> String {
-    common::engines_dir().join(name).display().to_string()
-}
-
 /// One RGBA camera through the chain with the given overlay settings; returns the output
 /// frames (with ROI meta) of source 0.
 fn overlay_run(model: &str, overlay: &str, format: &str) -> Vec<gst::Sample> {
@@ -21,7 +17,7 @@ fn overlay_run(model: &str, overlay: &str, format: &str) -> Vec<gst::Sample> {
         "trtmux name=m ! trtpreprocess config-file={c} ! trtinfer model={c} ! trtmaskselect ! trtoverlay {overlay} \
          ! trtdemux name=d trtscenesrc camera=2 num-buffers=4 ! video/x-raw,format={format},width=640,height=480 ! m.sink_0 \
          d.src_0 ! queue ! appsink name=out sync=false",
-        c = cfg(model)
+        c = common::cfg(model)
     ));
     let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = p.by_name("out").unwrap().downcast::<gst_app::AppSink>().unwrap();
@@ -179,7 +175,7 @@ fn demux_restores_timestamps_and_attaches_roi_meta() {
          trtscenesrc camera=0 num-buffers=5 ! video/x-raw,width=320,height=240,framerate=25/1 ! m.sink_0 \
          trtscenesrc camera=1 num-buffers=5 ! video/x-raw,width=640,height=360,framerate=10/1 ! m.sink_1 \
          d.src_0 ! queue ! appsink name=a sync=false d.src_1 ! queue ! appsink name=b sync=false",
-        c = cfg("shapes-yolo.toml")
+        c = common::cfg("shapes-yolo.toml")
     ));
     let a = common::collect(&p, "a");
     let b = common::collect(&p, "b");
@@ -212,7 +208,7 @@ fn maskselect_counts_bytes_and_limits_top_k() {
     let p = common::parse(&format!(
         "trtmux name=m ! trtpreprocess config-file={c} ! trtinfer model={c} ! trtmaskselect name=ms threshold=0.95 \
          ! fakesink trtscenesrc camera=0 num-buffers=3 ! video/x-raw,width=320,height=240 ! m.sink_0",
-        c = cfg("shapes-yolo-seg.toml")
+        c = common::cfg("shapes-yolo-seg.toml")
     ));
     common::run_to_end(&p, gst::ClockTime::from_seconds(30)).unwrap();
     let ms = p.by_name("ms").unwrap();
@@ -224,7 +220,7 @@ fn maskselect_counts_bytes_and_limits_top_k() {
     let p = common::parse(&format!(
         "trtmux name=m ! trtpreprocess config-file={c} ! trtinfer model={c} ! trtmaskselect name=ms \
          ! fakesink trtscenesrc camera=0 num-buffers=3 ! video/x-raw,width=320,height=240 ! m.sink_0",
-        c = cfg("shapes-detr.toml")
+        c = common::cfg("shapes-detr.toml")
     ));
     common::run_to_end(&p, gst::ClockTime::from_seconds(30)).unwrap();
     let ms = p.by_name("ms").unwrap();
@@ -252,7 +248,7 @@ fn json_export_writes_one_line_per_frame() {
         "trtmux name=m ! trtpreprocess config-file={c} ! trtinfer model={c} ! trtmaskselect ! trtjsonexport location={out} \
          ! fakesink trtscenesrc camera=0 num-buffers=4 ! video/x-raw,width=320,height=240 ! m.sink_0 \
          trtscenesrc camera=1 num-buffers=4 ! video/x-raw,width=320,height=240 ! m.sink_1",
-        c = cfg("shapes-yolo-seg.toml"),
+        c = common::cfg("shapes-yolo-seg.toml"),
         out = path.display()
     ));
     common::run_to_end(&p, gst::ClockTime::from_seconds(30)).unwrap();
@@ -296,7 +292,7 @@ fn raw_parser_tensors_reach_frames_as_custom_meta() {
         "trtmux name=m ! trtpreprocess config-file={c} ! trtinfer model={c} parser=raw ! trtdemux name=d \
          trtscenesrc camera=0 num-buffers=2 ! video/x-raw,width=320,height=240 ! m.sink_0 \
          d.src_0 ! queue ! appsink name=out sync=false",
-        c = cfg("shapes-yolo.toml")
+        c = common::cfg("shapes-yolo.toml")
     ));
     let out = common::collect(&p, "out");
     common::run_to_end(&p, gst::ClockTime::from_seconds(30)).unwrap();

@@ -25,9 +25,7 @@ fn expect_error(desc: &str) -> String {
 }
 
 fn temp_file(name: &str, contents: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("trtvision-errors-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+    let p = common::temp_path("errors", name);
     std::fs::File::create(&p).unwrap().write_all(contents).unwrap();
     p
 }
@@ -35,7 +33,7 @@ fn temp_file(name: &str, contents: &[u8]) -> std::path::PathBuf {
 fn infer_chain(infer_props: &str) -> String {
     format!(
         "trtmux name=m ! trtpreprocess config-file={cfg} ! trtinfer {infer_props} ! fakesink {src}",
-        cfg = common::engines_dir().join("shapes-yolo.toml").display(),
+        cfg = common::cfg("shapes-yolo.toml"),
         src = scene_sources(2, 3)
     )
 }
@@ -89,7 +87,7 @@ fn model_outputs_do_not_match_parser() {
 fn batch_larger_than_the_model_allows() {
     let desc = format!(
         "trtmux name=m ! trtpreprocess config-file={cfg} ! trtinfer model={cfg} max-batch=2 ! fakesink {src}",
-        cfg = common::engines_dir().join("shapes-yolo.toml").display(),
+        cfg = common::cfg("shapes-yolo.toml"),
         src = scene_sources(4, 2)
     );
     let e = expect_error(&desc);
@@ -100,7 +98,7 @@ fn batch_larger_than_the_model_allows() {
 fn inference_without_preprocessing() {
     let desc = format!(
         "trtmux name=m ! trtinfer model={} ! fakesink {}",
-        common::engines_dir().join("shapes-yolo.toml").display(),
+        common::cfg("shapes-yolo.toml"),
         scene_sources(2, 2)
     );
     let e = expect_error(&desc);

@@ -29,21 +29,11 @@ fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send
     }
 }
 
-fn cfg(name: &str) -> String {
-    common::engines_dir().join(name).display().to_string()
-}
-
-fn temp_path(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("trtvision-faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
 /// trtmux → trtpreprocess → trtinfer with `model` (a file in engines/), then `tail`.
 fn infer_chain(model: &str, infer_props: &str, tail: &str) -> String {
     format!(
         "trtmux name=m ! trtpreprocess config-file={c} ! trtinfer model={c} {infer_props} ! {tail}",
-        c = cfg(model)
+        c = common::cfg(model)
     )
 }
 
@@ -528,7 +518,10 @@ fn one_by_one_frames() {
             "",
             "trtmaskselect ! trtoverlay ! trtjsonexport location=LOC ! trtdemux name=d",
         )
-        .replace("LOC", &temp_path("1x1.jsonl").display().to_string())
+        .replace(
+            "LOC",
+            &common::temp_path("faults", "1x1.jsonl").display().to_string(),
+        )
             + " trtscenesrc camera=0 num-buffers=2 ! video/x-raw,format=NV12,width=1,height=1 ! m.sink_0 \
                 d.src_0 ! queue ! appsink name=out0 sync=false \
                 trtscenesrc camera=1 num-buffers=2 ! video/x-raw,format=RGBA,width=1,height=1 ! m.sink_1 \
@@ -700,7 +693,7 @@ fn push_through(chain: &str) -> Vec<gst::Buffer> {
 fn pushed_frames_are_released_after_teardown() {
     within(60, "frame refcounts", || {
         common::init();
-        let json = temp_path("leaks.jsonl").display().to_string();
+        let json = common::temp_path("faults", "leaks.jsonl").display().to_string();
         let tails = [
             format!(
                 "trtmaskselect ! trtoverlay ! trtjsonexport location={json} ! trtdemux name=d \
@@ -742,7 +735,9 @@ fn leaks_tracer_child() {
         .into_iter()
         .find(|t| t.type_().name() == "GstLeaksTracer")
         .expect("the leaks tracer is active (GST_TRACERS=leaks)");
-    let json = temp_path("leaks-child.jsonl").display().to_string();
+    let json = common::temp_path("faults", "leaks-child.jsonl")
+        .display()
+        .to_string();
     let chain = infer_chain(
         "shapes-yolo-seg.toml",
         "",
@@ -835,7 +830,7 @@ fn bad_config(name: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf
         );
     let edited = edit(good.clone());
     assert_ne!(edited, good, "{name}: the edit changed nothing");
-    let p = temp_path(name);
+    let p = common::temp_path("faults", name);
     std::fs::write(&p, edited).unwrap();
     p
 }
@@ -877,7 +872,7 @@ fn invalid_model_configs_are_named_by_both_elements() {
                 vec!["unknown [output] parser 'ssd'".into()],
             ),
         ];
-        let good = cfg("shapes-yolo.toml");
+        let good = common::cfg("shapes-yolo.toml");
         let sources = " trtscenesrc camera=0 num-buffers=2 ! video/x-raw,width=320,height=240 ! m.sink_0";
         for (what, path, wants) in &cases {
             let path = path.display().to_string();
@@ -911,7 +906,7 @@ fn invalid_model_configs_are_named_by_both_elements() {
 fn batch_caps_without_meta_are_rejected_clearly() {
     within(60, "batches without meta", || {
         common::init();
-        let yolo = cfg("shapes-yolo.toml");
+        let yolo = common::cfg("shapes-yolo.toml");
         let cases = [
             (
                 "trtpreprocess",
@@ -924,7 +919,7 @@ fn batch_caps_without_meta_are_rejected_clearly() {
                 "trtjsonexport",
                 format!(
                     "trtjsonexport location={} ! fakesink",
-                    temp_path("nometa.jsonl").display()
+                    common::temp_path("faults", "nometa.jsonl").display()
                 ),
             ),
             ("trtdemux", "trtdemux".to_string()),

@@ -18,6 +18,19 @@ pub fn engines_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("engines")
 }
 
+/// Path of a committed model config in engines/, as a pipeline property value.
+pub fn cfg(name: &str) -> String {
+    engines_dir().join(name).display().to_string()
+}
+
+/// A path named `name` in a scratch directory of this test process (`tag` tells test files
+/// apart).
+pub fn temp_path(tag: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("trtvision-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
 /// Path of a generated model; panics with the command to generate it when missing.
 pub fn model(name: &str) -> PathBuf {
     let p = engines_dir().join("models").join(name);
