@@ -137,6 +137,8 @@ pub fn frame_mask(
                     .filter(|(_, c)| **c != 0.0)
                     .map(|(k, c)| c * planes.sample(k, u, v))
                     .sum(),
+                // Coefficients on the device: computed by the GPU mask selection only.
+                MaskSource::OutputColumn => return None,
             };
             if logit > logit_threshold {
                 data[(j * mw + i) as usize] = 255;

@@ -37,6 +37,10 @@ pub enum MaskSource {
     Dense { query: u32 },
     /// Prototype masks `[B, P, h, w]` combined with these coefficients (YOLO-seg).
     Prototype { coefficients: Vec<f32> },
+    /// Prototype masks whose coefficients stay in the model output on the GPU, at column
+    /// `query` of the detection (YOLO-seg decoded on the GPU; see
+    /// [`crate::batch::MaskTensor::DevicePrototypes`]).
+    OutputColumn,
 }
 
 /// One detected object in frame coordinates.

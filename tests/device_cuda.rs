@@ -630,3 +630,381 @@ fn timing_8x1080p_nv12_to_640_f16() {
     println!("{line}");
     assert!(median_us > 0.0);
 }
+
+/// A device tensor holding `bytes` (the buffer lives as long as the tensor).
+fn device_tensor(ctx: &DeviceContext, name: &str, dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Tensor {
+    let buf = DeviceBuffer::new(ctx, bytes.len()).unwrap();
+    buf.copy_from_host(bytes).unwrap();
+    Tensor {
+        name: name.into(),
+        dtype,
+        shape,
+        storage: gsttrtvision::tensor::TensorStorage::Device {
+            ptr: buf.ptr(),
+            len: bytes.len(),
+            keepalive: std::sync::Arc::new(buf),
+        },
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+}
+
+/// Synthetic YOLO-seg outputs: `[b, 4 + classes + protos, anchors]` with sparse high
+/// scores, and prototypes `[b, protos, ph, pw]`.
+fn yolo_seg_outputs(
+    b: usize,
+    classes: usize,
+    protos: usize,
+    anchors: usize,
+    (ph, pw): (usize, usize),
+    seed: u64,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng(seed);
+    let mut u = || (rng.next() >> 11) as f32 / (1u64 << 53) as f32;
+    let ch = 4 + classes + protos;
+    let mut out0 = vec![0f32; b * ch * anchors];
+    for bi in 0..b {
+        for a in 0..anchors {
+            let at = |c: usize| (bi * ch + c) * anchors + a;
+            out0[at(0)] = u() * 640.0;
+            out0[at(1)] = u() * 640.0;
+            out0[at(2)] = 4.0 + u() * 200.0;
+            out0[at(3)] = 4.0 + u() * 200.0;
+            for c in 0..classes {
+                out0[at(4 + c)] = u().powi(10);
+            }
+            for k in 0..protos {
+                out0[at(4 + classes + k)] = u() * 2.0 - 1.0;
+            }
+        }
+    }
+    let mut p = vec![0f32; b * protos * ph * pw];
+    for (i, v) in p.iter_mut().enumerate() {
+        let (x, y) = ((i % pw) as f32, ((i / pw) % ph) as f32);
+        *v = ((x * 0.21 + (i / (ph * pw)) as f32).sin() + (y * 0.17).cos()) * 2.0 + u() - 0.5;
+    }
+    (out0, p)
+}
+
+/// YOLO decoding and mask selection on the GPU give the CPU parser's detections (same
+/// boxes, scores, classes, order) and its masks (IoU ≥ 0.98, here expected identical),
+/// for f32 and f16 outputs; prints a timing line for 8 x [116, 8400] outputs.
+#[test]
+fn gpu_postprocess_matches_cpu() {
+    use gsttrtvision::batch::MaskTensor;
+    use gsttrtvision::cuda::postprocess::{MaskPlanes, MaskRequest, MaskSelector, YoloDecoder};
+    use gsttrtvision::geometry::LetterboxTransform;
+    use gsttrtvision::parsers::{self, yolo, ParseParams, ParseScratch, ParserKind};
+    let Some(ctx) = device() else { return };
+    let (b, classes, np, anchors, (ph, pw)) = (4, 3, 8, 2100, (40, 40));
+    let (out0, protos) = yolo_seg_outputs(b, classes, np, anchors, (ph, pw), 7);
+    let transforms: Vec<_> = (0..b)
+        .map(|i| LetterboxTransform::letterbox(1280 - 100 * i as u32, 720, 640, 640))
+        .collect();
+    let params = ParseParams::default();
+    let shape0 = vec![b, 4 + classes + np, anchors];
+    let shape1 = vec![b, np, ph, pw];
+    let mut dec = YoloDecoder::new(&ctx).unwrap();
+    let mut sel = MaskSelector::new(&ctx).unwrap();
+    for dtype in [DType::F32, DType::F16] {
+        let enc = |v: &[f32]| -> Vec<u8> {
+            match dtype {
+                DType::F16 => v
+                    .iter()
+                    .flat_map(|x| half::f16::from_f32(*x).to_ne_bytes())
+                    .collect(),
+                _ => f32_bytes(v),
+            }
+        };
+        let (b0, b1) = (enc(&out0), enc(&protos));
+        let host0 = Tensor::host(
+            "output0",
+            dtype,
+            shape0.clone(),
+            gsttrtvision::tensor::PooledBytes::detached(b0.clone()),
+        );
+        let host1 = Tensor::host(
+            "output1",
+            dtype,
+            shape1.clone(),
+            gsttrtvision::tensor::PooledBytes::detached(b1.clone()),
+        );
+        let cpu = parsers::parse(
+            ParserKind::YoloSeg,
+            &params,
+            &[host0.clone(), host1.clone()],
+            &transforms,
+        )
+        .unwrap();
+        let dev0 = device_tensor(&ctx, "output0", dtype, shape0.clone(), &b0);
+        let dev1 = device_tensor(&ctx, "output1", dtype, shape1.clone(), &b1);
+        let mut cands = Vec::new();
+        let copied = dec
+            .decode(&dev0, classes, params.conf_threshold, &mut cands)
+            .unwrap();
+        let gpu = yolo::finish_candidates(&mut ParseScratch::default(), &params, &cands, &transforms, true);
+        assert_eq!(cpu.len(), gpu.len());
+        let total: usize = cpu.iter().map(|f| f.len()).sum();
+        assert!(total > 20, "the synthetic outputs must give detections ({total})");
+        eprintln!(
+            "{dtype:?}: {} candidates, {copied} bytes copied, {total} detections",
+            cands.len()
+        );
+        let values = host1.f32_values().unwrap();
+        let mut requests = Vec::new();
+        let mut expected = Vec::new();
+        for (row, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+            assert_eq!(c.len(), g.len(), "frame {row}");
+            for (dc, dg) in c.iter().zip(g) {
+                assert_eq!(
+                    (dc.class_id, dc.query, dc.bbox, dc.confidence),
+                    (dg.class_id, dg.query, dg.bbox, dg.confidence)
+                );
+                let tr = &transforms[row];
+                let cpu_mask = gsttrtvision::masks::frame_mask(
+                    dc,
+                    &MaskTensor::Prototypes(host1.clone()),
+                    &values,
+                    row,
+                    tr,
+                    0.5,
+                );
+                let Some(cm) = cpu_mask else { continue };
+                requests.push(MaskRequest {
+                    planes: MaskPlanes::Prototypes {
+                        protos: &dev1,
+                        coefficients: &dev0,
+                        first: 4 + classes,
+                        anchor: dg.query as usize,
+                    },
+                    row,
+                    rect: dg.bbox.to_pixel_rect(tr.frame_w, tr.frame_h),
+                    transform: *tr,
+                    mask_threshold: 0.5,
+                });
+                expected.push(cm);
+            }
+        }
+        let mut offsets = Vec::new();
+        let masks = sel.run(&requests, true, &mut offsets).unwrap();
+        let (mut diff, mut px, mut worst) = (0usize, 0usize, 1.0f64);
+        for (k, cm) in expected.iter().enumerate() {
+            let gm = &masks.host[masks.offsets[k]..masks.offsets[k + 1]];
+            assert_eq!((requests[k].rect.2, requests[k].rect.3), (cm.width, cm.height));
+            let (mut inter, mut union) = (0usize, 0usize);
+            for (a, g) in cm.data.iter().zip(gm) {
+                let (a, g) = (*a >= 128, *g >= 128);
+                inter += (a && g) as usize;
+                union += (a || g) as usize;
+                diff += (a != g) as usize;
+            }
+            px += cm.data.len();
+            if union > 0 {
+                worst = worst.min(inter as f64 / union as f64);
+            }
+        }
+        eprintln!(
+            "{dtype:?}: {} masks, {px} pixels, {diff} differ, worst IoU {worst:.5}",
+            expected.len()
+        );
+        assert!(!expected.is_empty());
+        assert!(worst >= 0.98, "mask IoU {worst}");
+    }
+
+    // Timing: 8 x [116, 8400] f32 (YOLO11-seg 640 layout), 32 x 160 x 160 prototypes.
+    let (b, classes, np, anchors) = (8, 80, 32, 8400);
+    let (out0, protos) = yolo_seg_outputs(b, classes, np, anchors, (160, 160), 11);
+    let dev0 = device_tensor(
+        &ctx,
+        "output0",
+        DType::F32,
+        vec![b, 4 + classes + np, anchors],
+        &f32_bytes(&out0),
+    );
+    let dev1 = device_tensor(
+        &ctx,
+        "output1",
+        DType::F32,
+        vec![b, np, 160, 160],
+        &f32_bytes(&protos),
+    );
+    let transforms: Vec<_> = (0..b)
+        .map(|_| LetterboxTransform::letterbox(1920, 1080, 640, 640))
+        .collect();
+    let params = ParseParams {
+        conf_threshold: 0.5,
+        ..ParseParams::default()
+    };
+    let mut cands = Vec::new();
+    let mut scratch = ParseScratch::default();
+    let (mut t_dec, mut t_mask, mut bytes, mut n_masks, mut mask_bytes) =
+        (Vec::new(), Vec::new(), 0usize, 0usize, 0usize);
+    for it in 0..60 {
+        let t0 = Instant::now();
+        let copied = dec
+            .decode(&dev0, classes, params.conf_threshold, &mut cands)
+            .unwrap();
+        let dets = yolo::finish_candidates(&mut scratch, &params, &cands, &transforms, true);
+        let t1 = Instant::now();
+        let requests: Vec<_> = dets
+            .iter()
+            .enumerate()
+            .flat_map(|(row, f)| f.iter().take(10).map(move |d| (row, d.clone())))
+            .map(|(row, d)| MaskRequest {
+                planes: MaskPlanes::Prototypes {
+                    protos: &dev1,
+                    coefficients: &dev0,
+                    first: 4 + classes,
+                    anchor: d.query as usize,
+                },
+                row,
+                rect: d.bbox.to_pixel_rect(1920, 1080),
+                transform: transforms[row],
+                mask_threshold: 0.5,
+            })
+            .collect();
+        let mut offsets = Vec::new();
+        let masks = sel.run(&requests, true, &mut offsets).unwrap();
+        let t2 = Instant::now();
+        if it >= 10 {
+            t_dec.push((t1 - t0).as_secs_f64() * 1e6);
+            t_mask.push((t2 - t1).as_secs_f64() * 1e6);
+            bytes = copied;
+            n_masks = requests.len();
+            mask_bytes = masks.host.len();
+        }
+    }
+    t_dec.sort_by(f64::total_cmp);
+    t_mask.sort_by(f64::total_cmp);
+    println!(
+        "{{\"bench\":\"cuda_postprocess\",\"batch\":{b},\"output0\":[{b},{},{anchors}],\"decode_us_median\":{:.1},\"mask_us_median\":{:.1},\"candidates\":{},\"decode_d2h_bytes\":{bytes},\"masks\":{n_masks},\"mask_d2h_bytes\":{mask_bytes},\"output0_bytes\":{}}}",
+        4 + classes + np,
+        t_dec[t_dec.len() / 2],
+        t_mask[t_mask.len() / 2],
+        cands.len(),
+        out0.len() * 4
+    );
+}
+
+/// Directory with the model configs and generated models: `TRTV_ENGINES`, else
+/// `.device-build/engines` (the staged copy on the GPU machine), else `engines`.
+fn engines_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("TRTV_ENGINES") {
+        return d.into();
+    }
+    for d in [".device-build/engines", "engines"] {
+        if std::path::Path::new(d).join("models/shapes-yolo-seg.onnx").exists() {
+            return d.into();
+        }
+    }
+    "engines".into()
+}
+
+/// Runs 4 synthetic cameras through trtmux → trtpreprocess → trtinfer → trtmaskselect and
+/// returns per (camera, frame) the detections (class, box, confidence, mask).
+fn run_chain(gpu: bool, frames: u32) -> Vec<((u32, u64), Vec<gsttrtvision::results::Detection>)> {
+    let model = engines_dir().join("shapes-yolo-seg.toml");
+    let (upload, backend) = if gpu {
+        ("cudaupload ! video/x-raw(memory:CUDAMemory) ! ", "onnxruntime-cuda")
+    } else {
+        ("", "onnxruntime-cpu")
+    };
+    let mut desc = format!(
+        "trtmux name=m batch-size=4 ! trtpreprocess config-file={m} ! trtinfer model={m} backend={backend} \
+         ! trtmaskselect threshold=0.3 ! appsink name=out sync=false ",
+        m = model.display()
+    );
+    for i in 0..4 {
+        desc += &format!(
+            "trtscenesrc camera={i} num-buffers={frames} ! video/x-raw,format=NV12,width=640,height=480 ! {upload}m.sink_{i} "
+        );
+    }
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap_or_else(|e| panic!("{desc}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut results = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let buf = sample.buffer().unwrap();
+        let meta = buf
+            .meta::<gsttrtvision::batch::BatchMeta>()
+            .expect("batch meta");
+        for slot in &meta.batch().slots {
+            results.push(((slot.pad_index(), slot.frame_number), slot.results.detections.clone()));
+        }
+    }
+    let bus = pipeline.bus().unwrap();
+    let err = bus.pop_filtered(&[gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    if let Some(gst::MessageView::Error(e)) = err.as_ref().map(|m| m.view()) {
+        panic!("{backend}: {} ({:?})", e.error(), e.debug());
+    }
+    results.sort_by_key(|r| r.0);
+    results
+}
+
+/// The whole GPU chain (CUDA frames, GPU preprocessing, ONNX Runtime CUDA provider with
+/// outputs left on the device, GPU YOLO decoding and mask selection) gives the CPU chain's
+/// detections: same classes, boxes within 1 px, masks with IoU ≥ 0.98.
+#[test]
+fn gpu_chain_matches_cpu_chain() {
+    if device().is_none() {
+        return;
+    }
+    gst::init().unwrap();
+    let _ = gsttrtvision::plugin_register_static();
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        if std::env::var_os("TRTV_REQUIRE_CUDA").is_some_and(|v| v == "1") {
+            panic!("TRTV_REQUIRE_CUDA=1 but ORT_DYLIB_PATH (ONNX Runtime with the CUDA provider) is not set");
+        }
+        eprintln!("skipping: ORT_DYLIB_PATH is not set");
+        return;
+    }
+    let frames = 12;
+    let cpu = run_chain(false, frames);
+    let gpu = run_chain(true, frames);
+    assert_eq!(cpu.len(), 4 * frames as usize);
+    assert_eq!(gpu.len(), cpu.len());
+    let (mut dets, mut masks, mut worst) = (0usize, 0usize, 1.0f64);
+    for ((kc, c), (kg, g)) in cpu.iter().zip(&gpu) {
+        assert_eq!(kc, kg);
+        assert_eq!(c.len(), g.len(), "{kc:?}: {c:?} vs {g:?}");
+        for (a, b) in c.iter().zip(g) {
+            dets += 1;
+            assert_eq!(a.class_id, b.class_id, "{kc:?}");
+            for (x, y) in [(a.bbox.x0, b.bbox.x0), (a.bbox.y0, b.bbox.y0), (a.bbox.x1, b.bbox.x1), (a.bbox.y1, b.bbox.y1)] {
+                assert!((x - y).abs() <= 1.0, "{kc:?}: {:?} vs {:?}", a.bbox, b.bbox);
+            }
+            assert!((a.confidence - b.confidence).abs() < 1e-3);
+            match (&a.mask, &b.mask) {
+                (Some(ma), Some(mb)) => {
+                    masks += 1;
+                    let (mut inter, mut union) = (0usize, 0usize);
+                    for y in ma.y.min(mb.y)..(ma.y + ma.height).max(mb.y + mb.height) {
+                        for x in ma.x.min(mb.x)..(ma.x + ma.width).max(mb.x + mb.width) {
+                            let (p, q) = (ma.contains(x, y), mb.contains(x, y));
+                            inter += (p && q) as usize;
+                            union += (p || q) as usize;
+                        }
+                    }
+                    if union > 0 {
+                        worst = worst.min(inter as f64 / union as f64);
+                    }
+                }
+                (None, None) => {}
+                (ma, mb) => panic!("{kc:?}: mask on one side only: {} vs {}", ma.is_some(), mb.is_some()),
+            }
+        }
+    }
+    eprintln!("GPU chain vs CPU chain: {dets} detections, {masks} masks, worst mask IoU {worst:.4}");
+    assert!(dets > 0 && masks > 0);
+    assert!(worst >= 0.98, "mask IoU {worst}");
+}

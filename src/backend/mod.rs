@@ -93,6 +93,10 @@ pub struct BackendOptions {
     pub engine_cache_dir: Option<std::path::PathBuf>,
     /// Intra-op threads for CPU backends (0 = backend default).
     pub threads: usize,
+    /// Leave the outputs in device memory (GPU backends): `infer` then returns
+    /// [`TensorStorage::Device`](crate::tensor::TensorStorage) tensors from the backend's
+    /// own pooled allocator instead of copying them to the host.
+    pub outputs_on_device: bool,
 }
 
 /// Failure of a backend, always with a sentence a user can act on.
@@ -134,6 +138,15 @@ pub trait InferenceBackend: Send {
     /// Runs one batch: one call for all frames. Outputs are returned in the order of
     /// [`Self::outputs`], with their leading dimension equal to the batch size.
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError>;
+    /// Whether [`Self::infer`] returns its outputs in device memory.
+    fn outputs_on_device(&self) -> bool {
+        false
+    }
+    /// A copy of `t` where this backend reads inputs fastest, made once (e.g. constant
+    /// inputs such as prompts): device memory for GPU backends, the tensor itself otherwise.
+    fn upload(&mut self, t: &Tensor) -> Result<Tensor, BackendError> {
+        Ok(t.clone())
+    }
 }
 
 /// Opens the backend named in `opts`.

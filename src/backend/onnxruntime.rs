@@ -54,6 +54,12 @@ pub struct OrtBackend {
     pool: HostTensorPool,
     model_path: String,
     device_id: i32,
+    /// I/O binding that leaves every output in CUDA memory (ONNX Runtime's device arena,
+    /// reused across runs), when the outputs were asked for on the device.
+    binding: Option<ort::session::IoBinding>,
+    /// Device buffers made by [`InferenceBackend::upload`], owned by the tensors handed out.
+    #[cfg(feature = "cuda")]
+    upload_ctx: Option<crate::cuda::DeviceContext>,
 }
 
 impl std::fmt::Debug for OrtBackend {
@@ -355,12 +361,7 @@ unsafe fn device_value<'a>(
     ptr: u64,
     device_id: i32,
 ) -> ort::Result<SessionInputValue<'a>> {
-    let info = MemoryInfo::new(
-        AllocationDevice::CUDA,
-        device_id,
-        AllocatorType::Device,
-        MemoryType::Default,
-    )?;
+    let info = cuda_memory_info(device_id)?;
     let shape = Shape::new(shape.iter().map(|&d| d as i64));
     let data = ptr as usize as *mut ort::sys::c_void;
     // SAFETY: forwarded to the caller.
@@ -372,6 +373,64 @@ unsafe fn device_value<'a>(
             DType::I32 => SessionInputValue::from(TensorRefMut::<i32>::from_raw(info, data, shape)?),
             DType::I64 => SessionInputValue::from(TensorRefMut::<i64>::from_raw(info, data, shape)?),
         }
+    })
+}
+
+/// Memory info of CUDA device memory on `device_id`.
+fn cuda_memory_info(device_id: i32) -> ort::Result<MemoryInfo<'static>> {
+    MemoryInfo::new(
+        AllocationDevice::CUDA,
+        device_id,
+        AllocatorType::Device,
+        MemoryType::Default,
+    )
+}
+
+/// Wraps one ORT output that lives in device memory as a device tensor; the ORT value
+/// (memory of ONNX Runtime's CUDA arena) lives as long as the tensor.
+fn output_on_device(name: &str, value: DynValue) -> Result<Tensor, BackendError> {
+    let (elem, dims) = match value.dtype() {
+        ValueType::Tensor { ty, shape, .. } => (*ty, shape.clone()),
+        other => {
+            return Err(BackendError::Runtime(format!(
+                "output '{name}' is a {other}, not a tensor"
+            )))
+        }
+    };
+    let shape: Vec<usize> = dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| BackendError::Runtime(format!("output '{name}' has a negative dimension: {dims}")))?;
+    let dtype = map_dtype(elem).ok_or_else(|| {
+        BackendError::Runtime(format!("output '{name}' has unsupported element type {elem:?}"))
+    })?;
+    let len = checked_count(&shape)
+        .and_then(|c| c.checked_mul(dtype.size()))
+        .ok_or_else(|| BackendError::Runtime(format!("output '{name}' shape {dims} overflows")))?;
+    let mut ptr: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: `value` is a live tensor value; the call writes its data pointer.
+    let status =
+        unsafe { (ort::api().GetTensorMutableData)(ort::AsPointer::ptr(&value).cast_mut(), &mut ptr) };
+    if !status.0.is_null() {
+        // SAFETY: a non-null status returned by the API is ours to release.
+        unsafe { (ort::api().ReleaseStatus)(status.0) };
+        return Err(BackendError::Runtime(format!(
+            "cannot read the address of output '{name}'"
+        )));
+    }
+    if ptr.is_null() && len > 0 {
+        return Err(BackendError::Runtime(format!("output '{name}' has no data")));
+    }
+    Ok(Tensor {
+        name: name.to_string(),
+        dtype,
+        shape,
+        storage: TensorStorage::Device {
+            ptr: ptr as usize as u64,
+            len,
+            keepalive: std::sync::Arc::new(value),
+        },
     })
 }
 
@@ -675,6 +734,24 @@ impl OrtBackend {
         let (inputs, outputs) = Self::specs(&session, &path)?;
         let fixed_batch = inputs.first().and_then(|s| s.shape.first().copied().flatten());
         let max_batch = fixed_batch.or(trt_max);
+        let binding = if opts.outputs_on_device && kind != BackendKind::OnnxRuntimeCpu {
+            let mut b = session
+                .create_binding()
+                .map_err(|e| unavailable(kind, format!("cannot create an I/O binding: {e}")))?;
+            let info = cuda_memory_info(opts.device_id)
+                .map_err(|e| unavailable(kind, format!("no CUDA memory info: {e}")))?;
+            for o in &outputs {
+                b.bind_output_to_device(o.name.as_str(), &info).map_err(|e| {
+                    unavailable(
+                        kind,
+                        format!("cannot bind output '{}' to CUDA memory: {e}", o.name),
+                    )
+                })?;
+            }
+            Some(b)
+        } else {
+            None
+        };
         Ok(Self {
             session,
             kind,
@@ -684,6 +761,9 @@ impl OrtBackend {
             pool: HostTensorPool::new(),
             model_path: path,
             device_id: opts.device_id,
+            binding,
+            #[cfg(feature = "cuda")]
+            upload_ctx: None,
         })
     }
 
@@ -790,6 +870,29 @@ impl OrtBackend {
             };
             values.push((Cow::Borrowed(spec.name.as_str()), value));
         }
+        if let Some(binding) = self.binding.as_mut() {
+            binding.clear_inputs();
+            for (name, value) in &values {
+                binding
+                    .bind_input(name.as_ref(), &**value)
+                    .map_err(|e| BackendError::Runtime(format!("cannot bind input '{name}': {e}")))?;
+            }
+            let mut outputs = self
+                .session
+                .run_binding(binding)
+                .map_err(|e| BackendError::Runtime(e.message().to_string()))?;
+            let mut result = Vec::with_capacity(self.outputs.len());
+            for spec in &self.outputs {
+                let value = outputs.remove(&spec.name).ok_or_else(|| {
+                    BackendError::Runtime(format!("ONNX Runtime returned no output '{}'", spec.name))
+                })?;
+                result.push(output_on_device(&spec.name, value)?);
+            }
+            drop(outputs);
+            // Inputs may be pooled buffers reused for the next batch: do not keep them bound.
+            binding.clear_inputs();
+            return Ok(result);
+        }
         let outputs = self
             .session
             .run(values)
@@ -827,6 +930,47 @@ impl InferenceBackend for OrtBackend {
             || self.run(inputs),
             |msg| BackendError::Runtime(format!("ONNX Runtime panicked: {msg}")),
         )
+    }
+
+    fn outputs_on_device(&self) -> bool {
+        self.binding.is_some()
+    }
+
+    fn upload(&mut self, t: &Tensor) -> Result<Tensor, BackendError> {
+        if self.kind == BackendKind::OnnxRuntimeCpu {
+            return Ok(t.clone());
+        }
+        let Some(bytes) = t.host_bytes() else {
+            return Ok(t.clone());
+        };
+        #[cfg(feature = "cuda")]
+        {
+            let rt =
+                |e: crate::cuda::CudaError| BackendError::Runtime(format!("uploading '{}': {e}", t.name));
+            if self.upload_ctx.is_none() {
+                self.upload_ctx = Some(crate::cuda::DeviceContext::primary(self.device_id).map_err(rt)?);
+            }
+            let ctx = self.upload_ctx.as_ref().expect("set above");
+            let buf = crate::cuda::DeviceBuffer::new(ctx, bytes.len().max(1)).map_err(rt)?;
+            buf.copy_from_host(bytes).map_err(rt)?;
+            Ok(Tensor {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                storage: TensorStorage::Device {
+                    ptr: buf.ptr(),
+                    len: bytes.len(),
+                    keepalive: std::sync::Arc::new(buf),
+                },
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            // ONNX Runtime copies host inputs itself; without the cuda feature there is no
+            // device allocator here, so the tensor stays where it is.
+            let _ = bytes;
+            Ok(t.clone())
+        }
     }
 }
 

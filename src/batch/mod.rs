@@ -96,12 +96,21 @@ pub enum MaskTensor {
     Dense(Tensor),
     /// Prototype masks `[B, P, h, w]` covering the model input (YOLO-seg).
     Prototypes(Tensor),
+    /// Prototypes `[B, P, h, w]` in device memory with the YOLO output `[B, 4 + C + P, N]`
+    /// that holds each detection's coefficients (channels `first..first + P`, column
+    /// `query`), also in device memory: nothing of either is copied to the host.
+    DevicePrototypes {
+        protos: Tensor,
+        coefficients: Tensor,
+        first: usize,
+    },
 }
 
 impl MaskTensor {
     pub fn tensor(&self) -> &Tensor {
         match self {
             MaskTensor::Dense(t) | MaskTensor::Prototypes(t) => t,
+            MaskTensor::DevicePrototypes { protos, .. } => protos,
         }
     }
 }

@@ -394,6 +394,7 @@ fn open(
         device_id: o.device_id,
         fp16: false,
         engine_cache_dir: None,
+        outputs_on_device: false,
         threads: if kind == BackendKind::OnnxRuntimeCpu {
             o.threads
         } else {

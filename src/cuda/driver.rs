@@ -588,3 +588,21 @@ impl Drop for Kernel {
         }
     }
 }
+
+/// Ordinal of the device that holds device address `ptr`.
+pub fn device_of_pointer(ptr: u64) -> Result<i32, CudaError> {
+    super::probe()?;
+    let mut ordinal: i32 = -1;
+    // SAFETY: out-pointer to a local i32, the attribute's documented type.
+    check(
+        unsafe {
+            sys::cuPointerGetAttribute(
+                (&mut ordinal as *mut i32).cast(),
+                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                ptr,
+            )
+        },
+        "cuPointerGetAttribute",
+    )?;
+    Ok(ordinal)
+}

@@ -19,6 +19,8 @@ mod context;
 mod driver;
 pub mod ffi;
 mod frame;
+pub(crate) mod nvrtc;
+pub mod postprocess;
 mod preprocess;
 
 use std::sync::OnceLock;
@@ -27,7 +29,9 @@ pub use context::{
     ensure_element_context, handle_context_query, handle_set_context, is_cuda_buffer, map_cuda_frame,
     CudaContext, CudaFrameMap,
 };
-pub use driver::{copy_device_to_host, ContextGuard, DeviceBuffer, DeviceContext, Event, Stream};
+pub use driver::{
+    copy_device_to_host, device_of_pointer, ContextGuard, DeviceBuffer, DeviceContext, Event, Stream,
+};
 pub use frame::{CudaFrame, CUDA_FORMATS};
 pub use preprocess::{
     device_lease, CudaPreprocessor, DeviceTensorLease, INITIAL_POOL, KERNEL_SOURCE, MAX_BATCH, MAX_POOL,

@@ -150,3 +150,55 @@ pub(crate) fn parse_yolo(
     }
     Ok(frames)
 }
+
+/// One YOLO candidate found on the GPU (model-input pixels), laid out as the record the
+/// `kernels/yolo.cu` compaction kernel writes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct YoloCandidate {
+    pub cx: f32,
+    pub cy: f32,
+    pub w: f32,
+    pub h: f32,
+    /// Best class score (≥ the confidence threshold).
+    pub score: f32,
+    pub class_id: u32,
+    pub anchor: u32,
+    /// Batch row.
+    pub frame: u32,
+}
+
+/// Finishes a batch from candidates compacted on the GPU (sorted by frame, then anchor):
+/// the same boxes, NMS and order as [`parse_yolo`] on the full output. Segmentation
+/// detections get [`MaskSource::OutputColumn`]: their coefficients stay in the device
+/// output, at column `query`.
+pub fn finish_candidates(
+    scratch: &mut ParseScratch,
+    params: &ParseParams,
+    candidates: &[YoloCandidate],
+    transforms: &[LetterboxTransform],
+    seg: bool,
+) -> Vec<Vec<Detection>> {
+    let mut frames = Vec::with_capacity(transforms.len());
+    let mut rest = candidates;
+    for (bi, tr) in transforms.iter().enumerate() {
+        let n = rest.iter().take_while(|c| c.frame as usize == bi).count();
+        let (mine, tail) = rest.split_at(n);
+        rest = tail;
+        scratch.clear_frame();
+        for c in mine {
+            if !(c.score.is_finite() && c.score >= params.conf_threshold) {
+                continue;
+            }
+            let Some(mb) = model_box(c.cx, c.cy, c.w, c.h) else {
+                continue;
+            };
+            let Some(fb) = to_frame_box(tr, &mb) else { continue };
+            scratch.push(mb, fb, c.score, c.class_id, c.anchor);
+        }
+        frames.push(finish_frame(scratch, params, |_| {
+            seg.then_some(MaskSource::OutputColumn)
+        }));
+    }
+    frames
+}

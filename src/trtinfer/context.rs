@@ -50,6 +50,24 @@ pub struct InferContext {
     batches: u64,
     scratch: ParseScratch,
     reuse: Reuse,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    device_id: i32,
+    /// GPU decoding of device outputs (created at the first batch that needs it).
+    #[cfg(feature = "cuda")]
+    gpu: Option<crate::cuda::postprocess::YoloDecoder>,
+    candidates: Vec<crate::parsers::yolo::YoloCandidate>,
+    /// Bytes of inference results copied device → host since start.
+    pub d2h_bytes: u64,
+}
+
+/// Whether outputs stay on the device: GPU backends whose parser decodes on the GPU.
+fn device_outputs(kind: BackendKind, parser: ParserKind) -> bool {
+    cfg!(feature = "cuda")
+        && matches!(
+            kind,
+            BackendKind::OnnxRuntimeCuda | BackendKind::OnnxRuntimeTensorRt
+        )
+        && matches!(parser, ParserKind::Yolo | ParserKind::YoloSeg)
 }
 
 /// A failure with a sentence for the user.
@@ -129,6 +147,7 @@ impl InferContext {
             fp16: s.fp16,
             engine_cache_dir: s.engine_cache_dir.clone(),
             threads: s.threads,
+            outputs_on_device: device_outputs(kind, parser),
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.
@@ -169,6 +188,11 @@ impl InferContext {
             batches: 0,
             scratch: ParseScratch::default(),
             reuse: Reuse::default(),
+            device_id: s.device_id,
+            #[cfg(feature = "cuda")]
+            gpu: None,
+            candidates: Vec::new(),
+            d2h_bytes: 0,
             config,
         })
     }
@@ -223,13 +247,20 @@ impl InferContext {
         }])?;
         let slots = input.slots.clone();
         let transforms = input.transforms.clone();
-        let parse_err = |reason: String| InferError::Parse {
-            model: self.model.to_string(),
-            parser: parser_name(self.parser),
+        let (model, parser) = (self.model.clone(), self.parser);
+        let parse_err = move |reason: String| InferError::Parse {
+            model: model.to_string(),
+            parser: parser_name(parser),
             reason,
         };
+        let on_device = outputs.iter().any(|t| t.host_bytes().is_none());
+        let mut device_masks = None;
         let detections = if self.parser == ParserKind::Raw {
             vec![Vec::new(); rows]
+        } else if on_device {
+            let (dets, masks) = self.decode_on_device(&outputs, &transforms).map_err(parse_err)?;
+            device_masks = masks;
+            dets
         } else {
             parsers::parse_with(
                 &mut self.scratch,
@@ -258,7 +289,11 @@ impl InferContext {
             }
         }
 
-        let masks = self.mask_tensor(&outputs);
+        let masks = if on_device {
+            device_masks
+        } else {
+            self.mask_tensor(&outputs)
+        };
         self.reuse.masks = None;
         if let Some(masks) = masks {
             if self.interval > 0 {
@@ -273,6 +308,87 @@ impl InferContext {
             });
         }
         Ok(())
+    }
+
+    /// YOLO outputs left on the device: candidates compacted by a kernel, only they cross
+    /// to the host, then the CPU parser's NMS; YOLO-seg masks stay on the device.
+    #[cfg(feature = "cuda")]
+    fn decode_on_device(
+        &mut self,
+        outputs: &[Tensor],
+        transforms: &[crate::geometry::LetterboxTransform],
+    ) -> Result<(Vec<Vec<Detection>>, Option<MaskTensor>), String> {
+        let names = &self.params.tensor_names;
+        let seg = self.parser == ParserKind::YoloSeg;
+        let pick = |name: &str, pos: usize| outputs.iter().find(|t| t.name == name).or(outputs.get(pos));
+        let out0 = pick(names.boxes_for(self.parser), 0).ok_or("the model returned no outputs")?;
+        let protos = if seg {
+            let p = pick(names.protos_name(), 1)
+                .filter(|p| !std::ptr::eq(*p, out0))
+                .ok_or_else(|| format!("no prototype output '{}'", names.protos_name()))?;
+            match p.shape.as_slice() {
+                &[b, n, _, _] if b == transforms.len() && n > 0 => Some((p, n)),
+                s => {
+                    return Err(format!(
+                        "prototypes '{}' are {s:?}, expected [{}, prototypes, h, w]",
+                        p.name,
+                        transforms.len()
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        let &[b, channels, _] = out0.shape.as_slice() else {
+            return Err(format!(
+                "output '{}' is {:?}, expected [batch, channels, anchors]",
+                out0.name, out0.shape
+            ));
+        };
+        let p = protos.map_or(0, |(_, n)| n);
+        if b != transforms.len() || channels < 5 + p {
+            return Err(format!(
+                "output '{}' is {:?}, expected [{}, 4 + classes{}, anchors]",
+                out0.name,
+                out0.shape,
+                transforms.len(),
+                if seg { " + prototypes" } else { "" }
+            ));
+        }
+        let classes = channels - 4 - p;
+        if self.gpu.is_none() {
+            let ctx = crate::cuda::DeviceContext::primary(self.device_id.max(0))
+                .map_err(|e| format!("GPU decoding needs a CUDA context: {e}"))?;
+            self.gpu = Some(crate::cuda::postprocess::YoloDecoder::new(&ctx).map_err(|e| e.to_string())?);
+        }
+        let dec = self.gpu.as_mut().expect("created above");
+        let copied = dec
+            .decode(out0, classes, self.params.conf_threshold, &mut self.candidates)
+            .map_err(|e| e.to_string())?;
+        self.d2h_bytes += copied as u64;
+        let dets = crate::parsers::yolo::finish_candidates(
+            &mut self.scratch,
+            &self.params,
+            &self.candidates,
+            transforms,
+            seg,
+        );
+        let masks = protos.map(|(p, _)| MaskTensor::DevicePrototypes {
+            protos: p.clone(),
+            coefficients: out0.clone(),
+            first: 4 + classes,
+        });
+        Ok((dets, masks))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn decode_on_device(
+        &mut self,
+        outputs: &[Tensor],
+        _transforms: &[crate::geometry::LetterboxTransform],
+    ) -> Result<(Vec<Vec<Detection>>, Option<MaskTensor>), String> {
+        let _ = (&self.candidates, outputs);
+        Err("the outputs are in GPU memory but this build has no CUDA support (cargo feature 'cuda')".into())
     }
 
     fn mask_tensor(&self, outputs: &[Tensor]) -> Option<MaskTensor> {

@@ -3,7 +3,7 @@
 //! mask, computed at frame resolution inside their box. The model's mask tensors are then
 //! released from the batch: nothing else of them travels further.
 
-use crate::batch::BatchOutputs;
+use crate::batch::{BatchOutputs, MaskTensor};
 use crate::masks::{self, MaskSelection};
 use gst::glib;
 use gst::prelude::*;
@@ -26,14 +26,150 @@ pub struct TrtMaskSelect {
     bytes_produced: AtomicU64,
     bytes_kept: AtomicU64,
     selected: Mutex<Vec<usize>>,
+    /// Mask kernel for model outputs that stayed on the GPU (created on first use).
+    #[cfg(feature = "cuda")]
+    gpu: Mutex<Option<crate::cuda::postprocess::MaskSelector>>,
 }
 
 impl TrtMaskSelect {
-    fn process(&self, batch: &mut crate::batch::Batch) {
+    /// Masks of outputs that stayed on the GPU: one kernel launch for every kept detection
+    /// of the batch; only the kept masks come to the host. Returns (produced, kept) bytes.
+    #[cfg(feature = "cuda")]
+    fn process_device(
+        &self,
+        batch: &mut crate::batch::Batch,
+        outputs: &[BatchOutputs],
+        sel: &MaskSelection,
+        selected: &mut Vec<usize>,
+    ) -> Result<(u64, u64), gst::FlowError> {
+        use crate::cuda::postprocess::{MaskPlanes, MaskRequest, MaskSelector};
+        use crate::results::{FrameMask, MaskSource};
+        let fail = |what: String| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Masks could not be computed on the GPU: {}", what)
+            );
+            gst::FlowError::Error
+        };
+        let mut produced = 0u64;
+        let mut requests = Vec::new();
+        let mut targets = Vec::new();
+        for out in outputs {
+            let MaskTensor::DevicePrototypes {
+                protos,
+                coefficients,
+                first,
+            } = &out.masks
+            else {
+                continue;
+            };
+            produced += protos.len_bytes() as u64;
+            for (slot_idx, slot) in batch.slots.iter().enumerate() {
+                let Some(row) = out.row_of(slot_idx) else { continue };
+                let Some(transform) = out.transforms.get(row) else {
+                    continue;
+                };
+                let dets = &slot.results.detections;
+                masks::select(dets, sel, selected);
+                for &i in selected.iter() {
+                    let d = &dets[i];
+                    if d.model != out.model || d.mask_source != Some(MaskSource::OutputColumn) {
+                        continue;
+                    }
+                    let rect = d.bbox.to_pixel_rect(transform.frame_w, transform.frame_h);
+                    if rect.2 == 0 || rect.3 == 0 {
+                        continue;
+                    }
+                    requests.push(MaskRequest {
+                        planes: MaskPlanes::Prototypes {
+                            protos,
+                            coefficients,
+                            first: *first,
+                            anchor: d.query as usize,
+                        },
+                        row,
+                        rect,
+                        transform: *transform,
+                        mask_threshold: sel.mask_threshold,
+                    });
+                    targets.push((slot_idx, i, rect));
+                }
+            }
+        }
+        let mut kept = 0u64;
+        if !requests.is_empty() {
+            let mut gpu = self.gpu.lock().unwrap();
+            if gpu.is_none() {
+                let ptr = match &requests[0].planes {
+                    MaskPlanes::Prototypes { protos, .. } => protos,
+                    MaskPlanes::Dense { masks, .. } => masks,
+                };
+                let ptr = match &ptr.storage {
+                    crate::tensor::TensorStorage::Device { ptr, .. } => *ptr,
+                    crate::tensor::TensorStorage::Host(_) => 0,
+                };
+                let ctx = crate::cuda::device_of_pointer(ptr)
+                    .and_then(crate::cuda::DeviceContext::primary)
+                    .map_err(|e| fail(e.to_string()))?;
+                *gpu = Some(MaskSelector::new(&ctx).map_err(|e| fail(e.to_string()))?);
+            }
+            let selector = gpu.as_mut().expect("created above");
+            let mut offsets = Vec::with_capacity(requests.len() + 1);
+            let masks = selector
+                .run(&requests, true, &mut offsets)
+                .map_err(|e| fail(e.to_string()))?;
+            for (k, &(slot_idx, i, (x, y, width, height))) in targets.iter().enumerate() {
+                let data = masks.host[masks.offsets[k]..masks.offsets[k + 1]].to_vec();
+                kept += data.len() as u64;
+                batch.slots[slot_idx].results.detections[i].mask = Some(FrameMask {
+                    x,
+                    y,
+                    width,
+                    height,
+                    data,
+                });
+            }
+        }
+        for slot in batch.slots.iter_mut() {
+            for d in slot.results.detections.iter_mut() {
+                if outputs.iter().any(|o| o.model == d.model) {
+                    d.mask_source = None;
+                }
+            }
+        }
+        Ok((produced, kept))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn process_device(
+        &self,
+        _batch: &mut crate::batch::Batch,
+        _outputs: &[BatchOutputs],
+        _sel: &MaskSelection,
+        _selected: &mut Vec<usize>,
+    ) -> Result<(u64, u64), gst::FlowError> {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Masks are in GPU memory but this build has no CUDA support (cargo feature 'cuda')")
+        );
+        Err(gst::FlowError::Error)
+    }
+
+    fn process(&self, batch: &mut crate::batch::Batch) -> Result<(), gst::FlowError> {
         let (sel, post) = *self.settings.lock().unwrap();
         let mut selected = self.selected.lock().unwrap();
         let outputs: Vec<BatchOutputs> = std::mem::take(&mut batch.outputs);
         let (mut produced, mut kept) = (0u64, 0u64);
+        let (device, outputs): (Vec<BatchOutputs>, Vec<BatchOutputs>) = outputs
+            .into_iter()
+            .partition(|o| matches!(o.masks, MaskTensor::DevicePrototypes { .. }));
+        if !device.is_empty() {
+            let (p, k) = self.process_device(batch, &device, &sel, &mut selected)?;
+            produced += p;
+            kept += k;
+        }
         for out in &outputs {
             produced += out.masks.tensor().len_bytes() as u64;
             let tensor = out.masks.tensor();
@@ -89,6 +225,7 @@ impl TrtMaskSelect {
                 .obj()
                 .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
         }
+        Ok(())
     }
 }
 
@@ -208,7 +345,7 @@ impl BaseTransformImpl for TrtMaskSelect {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
-        self.process(meta.batch_mut());
+        self.process(meta.batch_mut())?;
         Ok(gst::FlowSuccess::Ok)
     }
 }

@@ -1,0 +1,650 @@
+//! Post-processing kernels on device outputs: YOLO candidate compaction (so only the
+//! candidates above the confidence threshold cross to the host, not the whole output
+//! tensor) and batched mask selection (only the masks of kept detections are computed,
+//! in frame pixels inside their boxes).
+//!
+//! Both follow the CPU code exactly (src/parsers/yolo.rs, src/masks.rs); the host side of
+//! each runs the rest of the CPU logic (NMS, selection) on what the kernels return. One
+//! launch and one event wait per batch; every buffer is allocated at start or grown when a
+//! batch needs more, never per frame.
+
+use std::ffi::{c_void, CStr};
+use std::sync::Arc;
+
+use cudarc::driver::sys;
+
+use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use super::nvrtc::{compile, nvrtc_arch};
+use super::CudaError;
+use crate::geometry::LetterboxTransform;
+use crate::tensor::{DType, Tensor, TensorStorage};
+
+pub const YOLO_SOURCE: &str = include_str!("../../kernels/yolo.cu");
+pub const MASK_SOURCE: &str = include_str!("../../kernels/maskselect.cu");
+const YOLO_KERNEL: &CStr = c"trtv_yolo_candidates";
+const MASK_KERNEL: &CStr = c"trtv_mask_select";
+/// Bytes of one candidate record and of the header before the records.
+const RECORD: usize = 32;
+/// Most prototypes the mask kernel combines (its shared-memory table).
+pub const MAX_PROTOS: usize = 256;
+
+pub use crate::parsers::yolo::YoloCandidate as Candidate;
+
+/// Device address of a device tensor, or an error naming it.
+fn device_ptr(t: &Tensor) -> Result<u64, CudaError> {
+    match &t.storage {
+        TensorStorage::Device { ptr, len, .. } if *len >= t.len_bytes() => Ok(*ptr),
+        TensorStorage::Device { len, .. } => Err(CudaError::InvalidInput(format!(
+            "device tensor '{}' holds {len} bytes, its shape needs {}",
+            t.name,
+            t.len_bytes()
+        ))),
+        TensorStorage::Host(_) => Err(CudaError::InvalidInput(format!(
+            "tensor '{}' is in host memory",
+            t.name
+        ))),
+    }
+}
+
+fn f16_flag(t: &Tensor) -> Result<i32, CudaError> {
+    match t.dtype {
+        DType::F32 => Ok(0),
+        DType::F16 => Ok(1),
+        other => Err(CudaError::InvalidInput(format!(
+            "tensor '{}' is {}, only f32 and f16 outputs are decoded on the GPU",
+            t.name,
+            other.name()
+        ))),
+    }
+}
+
+/// Loads `file`'s kernel `name` in `ctx`.
+fn load(ctx: &DeviceContext, file: &'static str, source: &str, name: &CStr) -> Result<Kernel, CudaError> {
+    super::probe()?;
+    super::nvrtc::require_nvrtc()?;
+    let arch = nvrtc_arch(ctx.compute_capability()?)?;
+    let ptx = compile(file, source, &arch)?;
+    Kernel::load(ctx, &ptx, name)
+}
+
+/// YOLO candidate compaction on device outputs.
+pub struct YoloDecoder {
+    // Drop order: the stream is synchronised in Drop before the buffers go.
+    stream: Stream,
+    kernel: Kernel,
+    ctx: DeviceContext,
+    event: Event,
+    dev: Option<DeviceBuffer>,
+    host: Option<PinnedBuffer>,
+    capacity: usize,
+    /// Records brought back with the header on the last batch (the next guess).
+    last: usize,
+}
+
+impl std::fmt::Debug for YoloDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("YoloDecoder")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl YoloDecoder {
+    /// Compiles and loads the kernel in `ctx` (the context the outputs live in).
+    pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
+        super::guard("creating the YOLO decoder", || {
+            Ok(Self {
+                kernel: load(ctx, "yolo.cu", YOLO_SOURCE, YOLO_KERNEL)?,
+                stream: Stream::new(ctx)?,
+                event: Event::new(ctx, false)?,
+                ctx: ctx.clone(),
+                dev: None,
+                host: None,
+                capacity: 0,
+                last: 256,
+            })
+        })
+    }
+
+    fn ensure(&mut self, capacity: usize) -> Result<(), CudaError> {
+        if capacity > self.capacity || self.dev.is_none() {
+            let bytes = RECORD + capacity * RECORD;
+            self.dev = Some(DeviceBuffer::new(&self.ctx, bytes)?);
+            self.host = Some(PinnedBuffer::new(&self.ctx, bytes)?);
+            self.capacity = capacity;
+        }
+        Ok(())
+    }
+
+    /// Candidates of every frame of `out0` (`[B, channels, anchors]` on the device) whose
+    /// best score among the first `classes` class rows is ≥ `conf`, sorted by (frame,
+    /// anchor) into `out`. Returns the bytes copied to the host.
+    pub fn decode(
+        &mut self,
+        out0: &Tensor,
+        classes: usize,
+        conf: f32,
+        out: &mut Vec<Candidate>,
+    ) -> Result<usize, CudaError> {
+        out.clear();
+        let &[batch, channels, anchors] = out0.shape.as_slice() else {
+            return Err(CudaError::InvalidInput(format!(
+                "YOLO output '{}' must be [batch, channels, anchors], it is {:?}",
+                out0.name, out0.shape
+            )));
+        };
+        if classes == 0 || 4 + classes > channels {
+            return Err(CudaError::InvalidInput(format!(
+                "YOLO output '{}' has {channels} channels, too few for {classes} classes",
+                out0.name
+            )));
+        }
+        let (Ok(b), Ok(ch), Ok(n), Ok(c)) = (
+            i32::try_from(batch),
+            i32::try_from(channels),
+            i32::try_from(anchors),
+            i32::try_from(classes),
+        ) else {
+            return Err(CudaError::InvalidInput(format!(
+                "YOLO output '{}' is too large",
+                out0.name
+            )));
+        };
+        if batch == 0 || anchors == 0 {
+            return Ok(0);
+        }
+        let src = device_ptr(out0)?;
+        let f16 = f16_flag(out0)?;
+        let capacity = batch
+            .checked_mul(anchors)
+            .filter(|&c| c <= u32::MAX as usize)
+            .ok_or_else(|| {
+                CudaError::InvalidInput(format!("YOLO output '{}' has too many anchors", out0.name))
+            })?;
+        self.ensure(capacity)?;
+        let dev = self.dev.as_ref().expect("ensured").ptr();
+        let stream = self.stream.raw();
+        let guess = self.last.clamp(64, self.capacity);
+        let first_copy = RECORD + guess * RECORD;
+        {
+            let _g = self.ctx.push()?;
+            // SAFETY: the header lies in the device buffer.
+            check(
+                unsafe { sys::cuMemsetD32Async(dev, 0, 1, stream) },
+                "cuMemsetD32Async",
+            )?;
+            let mut src_ptr = src;
+            let mut f16_arg = f16;
+            let (mut ch_arg, mut n_arg, mut c_arg) = (ch, n, c);
+            let mut conf_arg = conf;
+            let mut header = dev;
+            let mut cap = self.capacity as u32;
+            let mut args: [*mut c_void; 8] = [
+                (&mut src_ptr as *mut u64).cast(),
+                (&mut f16_arg as *mut i32).cast(),
+                (&mut ch_arg as *mut i32).cast(),
+                (&mut n_arg as *mut i32).cast(),
+                (&mut c_arg as *mut i32).cast(),
+                (&mut conf_arg as *mut f32).cast(),
+                (&mut header as *mut u64).cast(),
+                (&mut cap as *mut u32).cast(),
+            ];
+            // SAFETY: arguments match the kernel signature; the output holds `capacity`
+            // records after the header; the source tensor was checked to hold B*C*N values.
+            check(
+                unsafe {
+                    sys::cuLaunchKernel(
+                        self.kernel.function,
+                        (anchors as u32).div_ceil(256),
+                        b as u32,
+                        1,
+                        256,
+                        1,
+                        1,
+                        0,
+                        stream,
+                        args.as_mut_ptr(),
+                        std::ptr::null_mut(),
+                    )
+                },
+                "cuLaunchKernel",
+            )?;
+            let host = self.host.as_mut().expect("ensured");
+            // SAFETY: both buffers hold at least `first_copy` bytes.
+            check(
+                unsafe {
+                    sys::cuMemcpyDtoHAsync_v2(
+                        host.as_mut_slice().as_mut_ptr().cast(),
+                        dev,
+                        first_copy,
+                        stream,
+                    )
+                },
+                "cuMemcpyDtoHAsync",
+            )?;
+            // SAFETY: this decoder's live stream.
+            unsafe { self.event.record(stream) }?;
+        }
+        self.event.synchronize()?;
+        let host = self.host.as_mut().expect("ensured");
+        let count = u32::from_ne_bytes(host.as_mut_slice()[0..4].try_into().expect("4 bytes")) as usize;
+        let count = count.min(self.capacity);
+        let mut copied = first_copy;
+        if count > guess {
+            let rest = (count - guess) * RECORD;
+            let off = first_copy;
+            let _g = self.ctx.push()?;
+            // SAFETY: the range lies inside both buffers (count ≤ capacity).
+            check(
+                unsafe {
+                    sys::cuMemcpyDtoHAsync_v2(
+                        host.as_mut_slice()[off..].as_mut_ptr().cast(),
+                        dev + off as u64,
+                        rest,
+                        stream,
+                    )
+                },
+                "cuMemcpyDtoHAsync",
+            )?;
+            self.stream.synchronize()?;
+            copied += rest;
+        }
+        let bytes = &host.as_mut_slice()[RECORD..RECORD + count * RECORD];
+        out.extend(bytes.chunks_exact(RECORD).map(|r| {
+            let f = |i: usize| f32::from_ne_bytes(r[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+            let u = |i: usize| u32::from_ne_bytes(r[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+            Candidate {
+                cx: f(0),
+                cy: f(1),
+                w: f(2),
+                h: f(3),
+                score: f(4),
+                class_id: u(5),
+                anchor: u(6),
+                frame: u(7),
+            }
+        }));
+        out.sort_unstable_by_key(|c| (c.frame, c.anchor));
+        // Next guess: a little above this batch's count, so one copy usually suffices.
+        self.last = count + count / 4 + 16;
+        Ok(copied)
+    }
+}
+
+impl Drop for YoloDecoder {
+    fn drop(&mut self) {
+        let _ = self.stream.synchronize();
+    }
+}
+
+/// One mask to compute, laid out as the kernel's `MaskJob`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MaskJob {
+    planes: u64,
+    coeffs: u64,
+    out: u64,
+    mode: i32,
+    planes_f16: i32,
+    coeffs_f16: i32,
+    count: i32,
+    h: i32,
+    w: i32,
+    anchors: i32,
+    first: i32,
+    anchor: i32,
+    x: i32,
+    y: i32,
+    mw: i32,
+    mh: i32,
+    _pad0: i32,
+    scale_x: f32,
+    scale_y: f32,
+    pad_x: f32,
+    pad_y: f32,
+    sx: f32,
+    sy: f32,
+    logit_thr: f32,
+    _pad1: f32,
+}
+
+/// Where the mask of one detection comes from, on the device.
+#[derive(Debug, Clone, Copy)]
+pub enum MaskPlanes<'a> {
+    /// Prototypes `[B, P, h, w]` and the YOLO output `[B, 4 + C + P, N]` whose channels
+    /// `first..first + P` hold the coefficients at column `anchor`.
+    Prototypes {
+        protos: &'a Tensor,
+        coefficients: &'a Tensor,
+        first: usize,
+        anchor: usize,
+    },
+    /// Dense mask logits `[B, Q, h, w]`, plane `query`.
+    Dense { masks: &'a Tensor, query: usize },
+}
+
+/// A mask request: source, batch row, box in frame pixels, transform, threshold.
+#[derive(Debug, Clone, Copy)]
+pub struct MaskRequest<'a> {
+    pub planes: MaskPlanes<'a>,
+    pub row: usize,
+    /// `(x, y, width, height)` in frame pixels (from `BoxF::to_pixel_rect`).
+    pub rect: (u32, u32, u32, u32),
+    pub transform: LetterboxTransform,
+    pub mask_threshold: f32,
+}
+
+fn row_ptr(t: &Tensor, row: usize) -> Result<(u64, usize), CudaError> {
+    let base = device_ptr(t)?;
+    let rows = *t.shape.first().unwrap_or(&0);
+    if row >= rows {
+        return Err(CudaError::InvalidInput(format!(
+            "row {row} of tensor '{}' with {rows} rows",
+            t.name
+        )));
+    }
+    let row_bytes = t.len_bytes() / rows;
+    Ok((base + (row * row_bytes) as u64, row_bytes))
+}
+
+impl MaskJob {
+    fn new(req: &MaskRequest<'_>, out: u64) -> Result<Self, CudaError> {
+        let i = |v: usize, what: &str| {
+            i32::try_from(v).map_err(|_| CudaError::InvalidInput(format!("{what} {v} is too large")))
+        };
+        let tr = &req.transform;
+        let t = req.mask_threshold.clamp(1e-6, 1.0 - 1e-6);
+        let (x, y, mw, mh) = req.rect;
+        let mut job = MaskJob {
+            out,
+            x: i(x as usize, "mask x")?,
+            y: i(y as usize, "mask y")?,
+            mw: i(mw as usize, "mask width")?,
+            mh: i(mh as usize, "mask height")?,
+            scale_x: tr.scale_x,
+            scale_y: tr.scale_y,
+            pad_x: tr.pad_x,
+            pad_y: tr.pad_y,
+            logit_thr: (t / (1.0 - t)).ln(),
+            ..Default::default()
+        };
+        let planes = match req.planes {
+            MaskPlanes::Prototypes {
+                protos,
+                coefficients,
+                first,
+                anchor,
+            } => {
+                let &[_, p, _, _] = protos.shape.as_slice() else {
+                    return Err(CudaError::InvalidInput(format!(
+                        "prototypes '{}' are not 4-D",
+                        protos.name
+                    )));
+                };
+                let &[_, channels, anchors] = coefficients.shape.as_slice() else {
+                    return Err(CudaError::InvalidInput(format!(
+                        "coefficients '{}' are not 3-D",
+                        coefficients.name
+                    )));
+                };
+                if p > MAX_PROTOS || first + p > channels || anchor >= anchors {
+                    return Err(CudaError::InvalidInput(format!(
+                        "{p} prototypes from channel {first} at anchor {anchor} do not fit '{}' {:?}",
+                        coefficients.name, coefficients.shape
+                    )));
+                }
+                job.mode = 0;
+                job.count = i(p, "prototypes")?;
+                job.coeffs = row_ptr(coefficients, req.row)?.0;
+                job.coeffs_f16 = f16_flag(coefficients)?;
+                job.anchors = i(anchors, "anchors")?;
+                job.first = i(first, "channel")?;
+                job.anchor = i(anchor, "anchor")?;
+                protos
+            }
+            MaskPlanes::Dense { masks, query } => {
+                let &[_, q, _, _] = masks.shape.as_slice() else {
+                    return Err(CudaError::InvalidInput(format!(
+                        "masks '{}' are not 4-D",
+                        masks.name
+                    )));
+                };
+                if query >= q {
+                    return Err(CudaError::InvalidInput(format!("query {query} of {q}")));
+                }
+                job.mode = 1;
+                job.count = i(q, "queries")?;
+                job.anchor = i(query, "query")?;
+                masks
+            }
+        };
+        let &[_, _, h, w] = planes.shape.as_slice() else {
+            unreachable!("checked 4-D above")
+        };
+        if h == 0 || w == 0 || tr.model_w == 0 || tr.model_h == 0 {
+            return Err(CudaError::InvalidInput(format!(
+                "empty mask planes '{}'",
+                planes.name
+            )));
+        }
+        job.planes = row_ptr(planes, req.row)?.0;
+        job.planes_f16 = f16_flag(planes)?;
+        job.h = i(h, "mask height")?;
+        job.w = i(w, "mask width")?;
+        job.sx = w as f32 / tr.model_w as f32;
+        job.sy = h as f32 / tr.model_h as f32;
+        Ok(job)
+    }
+}
+
+/// Device buffers of computed masks, shared by the masks handed out; reused once every
+/// holder is gone.
+pub type MaskArena = Arc<DeviceBuffer>;
+
+/// Batched mask computation on the GPU.
+pub struct MaskSelector {
+    stream: Stream,
+    kernel: Kernel,
+    ctx: DeviceContext,
+    event: Event,
+    jobs_host: Option<PinnedBuffer>,
+    jobs_dev: Option<DeviceBuffer>,
+    job_capacity: usize,
+    arenas: Vec<MaskArena>,
+    out_host: Option<PinnedBuffer>,
+    out_capacity: usize,
+    jobs: Vec<MaskJob>,
+}
+
+impl std::fmt::Debug for MaskSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskSelector")
+            .field("job_capacity", &self.job_capacity)
+            .field("arenas", &self.arenas.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The masks of one batch: bytes on the host (in request order, `offsets[i]..offsets[i+1]`)
+/// and the device arena that holds the same bytes.
+#[derive(Debug)]
+pub struct MaskBatch<'a> {
+    pub host: &'a [u8],
+    pub offsets: &'a [usize],
+    pub arena: MaskArena,
+}
+
+impl MaskSelector {
+    pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
+        super::guard("creating the mask selector", || {
+            Ok(Self {
+                kernel: load(ctx, "maskselect.cu", MASK_SOURCE, MASK_KERNEL)?,
+                stream: Stream::new(ctx)?,
+                event: Event::new(ctx, false)?,
+                ctx: ctx.clone(),
+                jobs_host: None,
+                jobs_dev: None,
+                job_capacity: 0,
+                arenas: Vec::new(),
+                out_host: None,
+                out_capacity: 0,
+                jobs: Vec::new(),
+            })
+        })
+    }
+
+    /// A free arena of at least `len` bytes (allocated only while warming up or growing).
+    fn arena(&mut self, len: usize) -> Result<MaskArena, CudaError> {
+        if let Some(a) = self
+            .arenas
+            .iter()
+            .find(|a| Arc::strong_count(a) == 1 && a.len() >= len)
+        {
+            return Ok(a.clone());
+        }
+        // Drop idle arenas that are too small, then add one with headroom.
+        self.arenas.retain(|a| Arc::strong_count(a) > 1);
+        let a = Arc::new(DeviceBuffer::new(&self.ctx, len + len / 2 + 4096)?);
+        self.arenas.push(a.clone());
+        Ok(a)
+    }
+
+    /// Computes the masks of `requests` in one launch and copies them to the host
+    /// (`download`) — one event wait. `offsets` receives `requests.len() + 1` offsets.
+    pub fn run<'s>(
+        &'s mut self,
+        requests: &[MaskRequest<'_>],
+        download: bool,
+        offsets: &'s mut Vec<usize>,
+    ) -> Result<MaskBatch<'s>, CudaError> {
+        offsets.clear();
+        offsets.push(0);
+        let mut total = 0usize;
+        for r in requests {
+            total = total
+                .checked_add(r.rect.2 as usize * r.rect.3 as usize)
+                .ok_or_else(|| CudaError::InvalidInput("mask sizes overflow".into()))?;
+            offsets.push(total);
+        }
+        let arena = self.arena(total.max(1))?;
+        self.jobs.clear();
+        for (r, off) in requests.iter().zip(offsets.iter()) {
+            self.jobs.push(MaskJob::new(r, arena.ptr() + *off as u64)?);
+        }
+        let n = self.jobs.len();
+        if n == 0 {
+            return Ok(MaskBatch {
+                host: &[],
+                offsets,
+                arena,
+            });
+        }
+        let job_bytes = n * std::mem::size_of::<MaskJob>();
+        if n > self.job_capacity {
+            let cap = n.next_power_of_two().max(64);
+            let bytes = cap * std::mem::size_of::<MaskJob>();
+            self.jobs_host = Some(PinnedBuffer::new(&self.ctx, bytes)?);
+            self.jobs_dev = Some(DeviceBuffer::new(&self.ctx, bytes)?);
+            self.job_capacity = cap;
+        }
+        if download && total > self.out_capacity {
+            let cap = total + total / 2 + 4096;
+            self.out_host = Some(PinnedBuffer::new(&self.ctx, cap)?);
+            self.out_capacity = cap;
+        }
+        let jobs_host = self.jobs_host.as_mut().expect("allocated above");
+        // SAFETY: MaskJob is plain #[repr(C)] data; the pinned buffer holds job_capacity jobs.
+        let src = unsafe { std::slice::from_raw_parts(self.jobs.as_ptr().cast::<u8>(), job_bytes) };
+        jobs_host.as_mut_slice()[..job_bytes].copy_from_slice(src);
+        let jobs_dev = self.jobs_dev.as_ref().expect("allocated above").ptr();
+        let stream = self.stream.raw();
+        {
+            let _g = self.ctx.push()?;
+            // SAFETY: both buffers hold at least job_bytes; the pinned source is not
+            // rewritten before the event below completed (waited on in this call).
+            check(
+                unsafe { sys::cuMemcpyHtoDAsync_v2(jobs_dev, jobs_host.as_ptr(), job_bytes, stream) },
+                "cuMemcpyHtoDAsync",
+            )?;
+            let mut jobs_arg = jobs_dev;
+            let mut args: [*mut c_void; 1] = [(&mut jobs_arg as *mut u64).cast()];
+            let widest = self
+                .jobs
+                .iter()
+                .map(|j| (j.mw as u32) * (j.mh as u32))
+                .max()
+                .unwrap_or(1);
+            let blocks_x = widest.div_ceil(256).clamp(1, 64);
+            // SAFETY: one pointer argument to `n` jobs whose device pointers were checked
+            // against their tensors; outputs lie in the arena at disjoint offsets.
+            check(
+                unsafe {
+                    sys::cuLaunchKernel(
+                        self.kernel.function,
+                        blocks_x,
+                        n as u32,
+                        1,
+                        256,
+                        1,
+                        1,
+                        0,
+                        stream,
+                        args.as_mut_ptr(),
+                        std::ptr::null_mut(),
+                    )
+                },
+                "cuLaunchKernel",
+            )?;
+            if download && total > 0 {
+                let out_host = self.out_host.as_mut().expect("allocated above");
+                // SAFETY: `total` bytes fit both the arena and the pinned buffer.
+                check(
+                    unsafe {
+                        sys::cuMemcpyDtoHAsync_v2(
+                            out_host.as_mut_slice().as_mut_ptr().cast(),
+                            arena.ptr(),
+                            total,
+                            stream,
+                        )
+                    },
+                    "cuMemcpyDtoHAsync",
+                )?;
+            }
+            // SAFETY: this selector's live stream.
+            unsafe { self.event.record(stream) }?;
+        }
+        self.event.synchronize()?;
+        let host: &[u8] = if download && total > 0 {
+            &self.out_host.as_mut().expect("allocated above").as_mut_slice()[..total]
+        } else {
+            &[]
+        };
+        Ok(MaskBatch { host, offsets, arena })
+    }
+}
+
+impl Drop for MaskSelector {
+    fn drop(&mut self) {
+        let _ = self.stream.synchronize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_match_the_kernels() {
+        assert_eq!(std::mem::size_of::<Candidate>(), RECORD);
+        assert_eq!(std::mem::size_of::<MaskJob>(), 24 + 14 * 4 + 8 * 4);
+        assert!(MASK_SOURCE.contains(&format!("#define MAX_PROTOS {MAX_PROTOS}")));
+        assert!(YOLO_SOURCE.contains("#define REC_WORDS 8"));
+        for field in [
+            "int mode, planes_f16, coeffs_f16, count;",
+            "int mh, _pad0;",
+            "float sx, sy, logit_thr, _pad1;",
+        ] {
+            assert!(MASK_SOURCE.contains(field), "{field}");
+        }
+    }
+}
