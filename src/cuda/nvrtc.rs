@@ -4,8 +4,11 @@
 use super::CudaError;
 use std::sync::{Arc, Mutex};
 
+/// A compiled kernel file: (file name, architecture, NUL-terminated PTX).
+type CompiledPtx = (&'static str, String, Arc<Vec<u8>>);
+
 /// Compiled PTX per (kernel file, architecture).
-static PTX_CACHE: Mutex<Vec<(&'static str, String, Arc<Vec<u8>>)>> = Mutex::new(Vec::new());
+static PTX_CACHE: Mutex<Vec<CompiledPtx>> = Mutex::new(Vec::new());
 
 /// Fails with a clear sentence when libnvrtc cannot be loaded.
 pub(crate) fn require_nvrtc() -> Result<(), CudaError> {
