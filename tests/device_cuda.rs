@@ -895,7 +895,10 @@ fn engines_dir() -> std::path::PathBuf {
         return d.into();
     }
     for d in [".device-build/engines", "engines"] {
-        if std::path::Path::new(d).join("models/shapes-yolo-seg.onnx").exists() {
+        if std::path::Path::new(d)
+            .join("models/shapes-yolo-seg.onnx")
+            .exists()
+        {
             return d.into();
         }
     }
@@ -907,7 +910,10 @@ fn engines_dir() -> std::path::PathBuf {
 fn run_chain(gpu: bool, frames: u32) -> Vec<((u32, u64), Vec<gsttrtvision::results::Detection>)> {
     let model = engines_dir().join("shapes-yolo-seg.toml");
     let (upload, backend) = if gpu {
-        ("cudaupload ! video/x-raw(memory:CUDAMemory) ! ", "onnxruntime-cuda")
+        (
+            "cudaupload ! video/x-raw(memory:CUDAMemory) ! ",
+            "onnxruntime-cuda",
+        )
     } else {
         ("", "onnxruntime-cpu")
     };
@@ -931,17 +937,29 @@ fn run_chain(gpu: bool, frames: u32) -> Vec<((u32, u64), Vec<gsttrtvision::resul
         .downcast::<gst_app::AppSink>()
         .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
     let mut results = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
+    loop {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) else {
+            if sink.is_eos() {
+                break;
+            }
+            let err = bus.pop_filtered(&[gst::MessageType::Error]);
+            pipeline.set_state(gst::State::Null).unwrap();
+            panic!(
+                "{backend}: no batch for 30 s after {} frames; bus error: {err:?}",
+                results.len()
+            );
+        };
         let buf = sample.buffer().unwrap();
-        let meta = buf
-            .meta::<gsttrtvision::batch::BatchMeta>()
-            .expect("batch meta");
+        let meta = buf.meta::<gsttrtvision::batch::BatchMeta>().expect("batch meta");
         for slot in &meta.batch().slots {
-            results.push(((slot.pad_index(), slot.frame_number), slot.results.detections.clone()));
+            results.push((
+                (slot.pad_index(), slot.frame_number),
+                slot.results.detections.clone(),
+            ));
         }
     }
-    let bus = pipeline.bus().unwrap();
     let err = bus.pop_filtered(&[gst::MessageType::Error]);
     pipeline.set_state(gst::State::Null).unwrap();
     if let Some(gst::MessageView::Error(e)) = err.as_ref().map(|m| m.view()) {
@@ -980,7 +998,12 @@ fn gpu_chain_matches_cpu_chain() {
         for (a, b) in c.iter().zip(g) {
             dets += 1;
             assert_eq!(a.class_id, b.class_id, "{kc:?}");
-            for (x, y) in [(a.bbox.x0, b.bbox.x0), (a.bbox.y0, b.bbox.y0), (a.bbox.x1, b.bbox.x1), (a.bbox.y1, b.bbox.y1)] {
+            for (x, y) in [
+                (a.bbox.x0, b.bbox.x0),
+                (a.bbox.y0, b.bbox.y0),
+                (a.bbox.x1, b.bbox.x1),
+                (a.bbox.y1, b.bbox.y1),
+            ] {
                 assert!((x - y).abs() <= 1.0, "{kc:?}: {:?} vs {:?}", a.bbox, b.bbox);
             }
             assert!((a.confidence - b.confidence).abs() < 1e-3);
@@ -1000,7 +1023,11 @@ fn gpu_chain_matches_cpu_chain() {
                     }
                 }
                 (None, None) => {}
-                (ma, mb) => panic!("{kc:?}: mask on one side only: {} vs {}", ma.is_some(), mb.is_some()),
+                (ma, mb) => panic!(
+                    "{kc:?}: mask on one side only: {} vs {}",
+                    ma.is_some(),
+                    mb.is_some()
+                ),
             }
         }
     }

@@ -38,6 +38,13 @@ pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 
 /// The process-wide ort environment, created on first use.
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "trtvision-ort",
+        gst::DebugColorFlags::empty(),
+        Some("trtvision ONNX Runtime backend"),
+    )
+});
 /// Serialises creation attempts so that a failed attempt can be retried later.
 static ENV_INIT: Mutex<()> = Mutex::new(());
 
@@ -873,14 +880,31 @@ impl OrtBackend {
         if let Some(binding) = self.binding.as_mut() {
             binding.clear_inputs();
             for (name, value) in &values {
-                binding
-                    .bind_input(name.as_ref(), &**value)
-                    .map_err(|e| BackendError::Runtime(format!("cannot bind input '{name}': {e}")))?;
+                // Bound through the C API: `IoBinding::bind_input` copies values that borrow
+                // their memory (ours do: the preprocessed tensor), which is the copy this
+                // binding exists to avoid. `values` outlives the run below.
+                let cname = std::ffi::CString::new(name.as_bytes())
+                    .map_err(|_| BackendError::Runtime(format!("input name '{name}' holds a NUL byte")))?;
+                // SAFETY: live binding and value pointers, NUL-terminated name.
+                let status = unsafe {
+                    (ort::api().BindInput)(
+                        ort::AsPointer::ptr_mut(binding),
+                        cname.as_ptr(),
+                        ort::AsPointer::ptr(&**value),
+                    )
+                };
+                if !status.0.is_null() {
+                    // SAFETY: a non-null status returned by the API is ours to release.
+                    unsafe { (ort::api().ReleaseStatus)(status.0) };
+                    return Err(BackendError::Runtime(format!("cannot bind input '{name}'")));
+                }
             }
+            gst::trace!(CAT, "run with I/O binding, {} inputs", values.len());
             let mut outputs = self
                 .session
                 .run_binding(binding)
                 .map_err(|e| BackendError::Runtime(e.message().to_string()))?;
+            gst::trace!(CAT, "run with I/O binding done");
             let mut result = Vec::with_capacity(self.outputs.len());
             for spec in &self.outputs {
                 let value = outputs.remove(&spec.name).ok_or_else(|| {

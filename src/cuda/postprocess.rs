@@ -227,6 +227,7 @@ impl YoloDecoder {
         }
         self.event.synchronize()?;
         let host = self.host.as_mut().expect("ensured");
+        gst::trace!(gst::CAT_DEFAULT, "YOLO candidates: kernel and copy done");
         let count = u32::from_ne_bytes(host.as_mut_slice()[0..4].try_into().expect("4 bytes")) as usize;
         let count = count.min(self.capacity);
         let mut copied = first_copy;

@@ -9,7 +9,15 @@ use crate::results::Detection;
 use crate::tensor::{PooledBytes, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "trtinfer",
+        gst::DebugColorFlags::empty(),
+        Some("trtvision inference"),
+    )
+});
 
 /// What the element's properties say; `None` = take it from the model config.
 #[derive(Debug, Clone, Default)]
@@ -241,10 +249,18 @@ impl InferContext {
                 self.model
             )));
         }
+        gst::trace!(
+            CAT,
+            "batch {}: {} rows into {}",
+            batch.batch_number,
+            rows,
+            self.backend.name()
+        );
         let outputs = self.backend.infer(&[InputRef {
             name: &self.input_name,
             tensor: &input.tensor,
         }])?;
+        gst::trace!(CAT, "batch {}: inference done", batch.batch_number);
         let slots = input.slots.clone();
         let transforms = input.transforms.clone();
         let (model, parser) = (self.model.clone(), self.parser);
@@ -365,6 +381,11 @@ impl InferContext {
         let copied = dec
             .decode(out0, classes, self.params.conf_threshold, &mut self.candidates)
             .map_err(|e| e.to_string())?;
+        gst::trace!(
+            CAT,
+            "{} candidates decoded on the GPU, {copied} bytes to the host",
+            self.candidates.len()
+        );
         self.d2h_bytes += copied as u64;
         let dets = crate::parsers::yolo::finish_candidates(
             &mut self.scratch,
