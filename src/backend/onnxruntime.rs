@@ -878,6 +878,17 @@ impl OrtBackend {
             values.push((Cow::Borrowed(spec.name.as_str()), value));
         }
         if let Some(binding) = self.binding.as_mut() {
+            // Outputs are bound afresh every run: after a run the binding holds that run's
+            // output values and would write the next results into them (still in use
+            // downstream, and of the wrong shape when the batch size changes).
+            binding.clear_outputs();
+            let info = cuda_memory_info(self.device_id)
+                .map_err(|e| BackendError::Runtime(format!("no CUDA memory info: {e}")))?;
+            for o in &self.outputs {
+                binding.bind_output_to_device(o.name.as_str(), &info).map_err(|e| {
+                    BackendError::Runtime(format!("cannot bind output '{}' to CUDA memory: {e}", o.name))
+                })?;
+            }
             binding.clear_inputs();
             for (name, value) in &values {
                 // Bound through the C API: `IoBinding::bind_input` copies values that borrow
