@@ -17,6 +17,10 @@ Models (input ``images`` [batch, 3, 640, 640] float32 RGB in 0..1, opset 17):
     shapes-detr.onnx      boxes [batch, 10, 4], logits [batch, 10, 5],
                           masks [batch, 10, 160, 160]          (DETR style)
     bad-shape.onnx        like shapes-yolo, input [batch, 3, 320, 320]
+
+With ``--yolo11`` it also writes the YOLO11n / YOLO11n-seg architectures with seeded random
+weights (``yolo11n.onnx``, ``yolo11n-seg.onnx`` and their ``-fp16`` variants; see
+``engines/yolo11.py``), and ``--check --yolo11`` runs them with ONNX Runtime as well.
 """
 
 import argparse
@@ -620,15 +624,32 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "models"))
     ap.add_argument("--check", action="store_true", help="run the self-test on already generated models")
+    ap.add_argument("--yolo11", action="store_true",
+                    help="also write (or with --check: run) the random-weight YOLO11n and YOLO11n-seg models")
     args = ap.parse_args()
+    if args.yolo11:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import yolo11
     if args.check:
         try:
             check(args.out)
         except CheckError as e:
             print(f"SELF-TEST FAILED: {e}", file=sys.stderr)
             sys.exit(1)
+        if args.yolo11:
+            try:
+                lines = yolo11.check(args.out, iters=0)
+            except yolo11.CheckError as e:
+                print(f"YOLO11 CHECK FAILED: {e}", file=sys.stderr)
+                sys.exit(1)
+            print("yolo11 check (ONNX Runtime CPU):")
+            print("\n".join(lines))
     else:
         generate(args.out)
+        if args.yolo11:
+            for path, meta in yolo11.generate(args.out):
+                print(f"wrote {path} ({os.path.getsize(path)} bytes, random weights, "
+                      f"{int(meta['params']):,} params, {meta['gflops']} GFLOPs)")
 
 
 if __name__ == "__main__":

@@ -49,11 +49,18 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, onnx,
     .venv/bin/python -m pip install -q -r engines/requirements.txt
 fi
 
-# 4. Test models (generated, never downloaded) and their self-check.
-if [ ! -f engines/models/.generated ] || [ engines/generate_models.py -nt engines/models/.generated ]; then
+# 4. Test models (generated, never downloaded) and their self-check: the synthetic "shapes"
+#    models and the YOLO11n / YOLO11n-seg architectures with random weights (benchmarks and
+#    the real-architecture tests; about 10 s and 33 MB together).
+stale=0
+[ -f engines/models/.generated ] || stale=1
+for f in engines/generate_models.py engines/yolo11.py engines/convert_fp16.py; do
+    [ "$f" -nt engines/models/.generated ] && stale=1
+done
+if [ "$stale" = 1 ]; then
     say "generating test models in engines/models"
-    .venv/bin/python engines/generate_models.py --out engines/models
-    .venv/bin/python engines/generate_models.py --out engines/models --check >/dev/null
+    .venv/bin/python engines/generate_models.py --out engines/models --yolo11
+    .venv/bin/python engines/generate_models.py --out engines/models --yolo11 --check >/dev/null
     touch engines/models/.generated
 fi
 

@@ -36,7 +36,8 @@ pub fn model(name: &str) -> PathBuf {
     let p = engines_dir().join("models").join(name);
     assert!(
         p.exists(),
-        "{} is missing: run `python3 engines/generate_models.py --out engines/models` first",
+        "{} is missing: run `scripts/setup.sh` or \
+         `python3 engines/generate_models.py --out engines/models --yolo11` first",
         p.display()
     );
     p
