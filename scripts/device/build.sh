@@ -55,9 +55,10 @@ strip --strip-debug "$out/device_cuda" "$out/libgsttrtvision.so"
 strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch"
 cp scripts/device/run-tests.sh scripts/device/run-all.sh "$out/"
 chmod +x "$out"/*.sh
-cp engines/*.toml engines/shapes.txt "$out/engines/"
+cp engines/*.toml engines/*.txt "$out/engines/"
 cp engines/models/*.onnx "$out/engines/models/"
-rm -f "$out/engines/models/bad-shape.onnx"
+# The YOLO11 models (10+ MB each) are generated there by run-all.sh (engines/yolo11.py).
+rm -f "$out/engines/models/bad-shape.onnx" "$out"/engines/models/yolo11*
 
 # pngenc for the evidence frames (the bundle has no png plugin).
 plugdir=/usr/lib/x86_64-linux-gnu/gstreamer-1.0

@@ -169,9 +169,16 @@ else
 fi
 
 # --- 3. backend benchmark: CPU vs CUDA provider, batch 1..16 --------------------------------
+# The YOLO11n/-seg architectures (random weights) are generated here: too large to carry.
+step yolo11_models 60 python3 engines/yolo11.py --out .device-build/engines/models --no-fp16
 infer_bench() {
   cd .device-build && ./trtvision-infer-bench --model engines/shapes-yolo-seg.toml \
-    --batches 1,2,4,8,16 --warmup 10 --iters 50 --out-dir "$RES" --require-cuda
+    --batches 1,2,4,8,16 --warmup 10 --iters 50 --out-dir "$RES" --require-cuda || return 1
+  for m in yolo11n-seg yolo11n; do
+    [ -f engines/models/$m.onnx ] || continue
+    ./trtvision-infer-bench --model engines/$m.toml --batches 1,2,4,8,16 --warmup 5 --iters 20 \
+      --cpu-iters 2 --out-dir "$RES" --file-tag $m --require-cuda || return 1
+  done
 }
 export -f infer_bench
 export RES

@@ -45,6 +45,7 @@ usage: trtvision-infer-bench [options]
   --seed S                 input seed (default 12345)
   --device-id D            CUDA device (default 0)
   --out-dir DIR            write one JSON per batch size here (default: print them)
+  --file-tag TAG           name the files <device>-infer-batch-<N>-TAG-<date>.json (several models)
   --device-name STR        override the device name (default: nvidia-smi/NVML name, or cpu)
   --require-cuda           exit 3 when the CUDA provider cannot run
 ";
@@ -67,6 +68,8 @@ struct Opts {
     seed: u64,
     device_id: i32,
     out_dir: Option<PathBuf>,
+    /// Inserted in the file names (several models in one directory).
+    file_tag: Option<String>,
     device_name: Option<String>,
     require_cuda: bool,
 }
@@ -85,6 +88,7 @@ fn parse_args() -> Opts {
         seed: 12345,
         device_id: 0,
         out_dir: None,
+        file_tag: None,
         device_name: None,
         require_cuda: false,
     };
@@ -122,6 +126,7 @@ fn parse_args() -> Opts {
             "--seed" => o.seed = cli.num(&a),
             "--device-id" => o.device_id = cli.num(&a),
             "--out-dir" => o.out_dir = Some(PathBuf::from(cli.value(&a))),
+            "--file-tag" => o.file_tag = Some(cli.value(&a)),
             "--device-name" => o.device_name = Some(cli.value(&a)),
             "--require-cuda" => o.require_cuda = true,
             "-h" | "--help" => {
@@ -783,7 +788,8 @@ fn main() {
         match &o.out_dir {
             Some(dir) => {
                 let _ = std::fs::create_dir_all(dir);
-                let path = dir.join(format!("{prefix}-infer-batch-{n}-{date_compact}.json"));
+                let tag = o.file_tag.as_deref().map(|t| format!("-{t}")).unwrap_or_default();
+                let path = dir.join(format!("{prefix}-infer-batch-{n}{tag}-{date_compact}.json"));
                 match std::fs::write(&path, &text) {
                     Ok(()) => eprintln!("wrote {}", path.display()),
                     Err(e) => {
