@@ -73,7 +73,7 @@ impl Rect {
 }
 
 /// A float box rounded to whole pixels as signed bounds (NaN → empty, huge → clamped).
-fn round_box(b: &BoxF) -> (i64, i64, i64, i64) {
+pub(crate) fn round_box(b: &BoxF) -> (i64, i64, i64, i64) {
     // `as` saturates for out-of-range floats and maps NaN to 0.
     let r = |v: f32| v.round() as i64;
     let (x0, y0, x1, y1) = (r(b.x0), r(b.y0), r(b.x1), r(b.y1));
@@ -84,7 +84,7 @@ fn round_box(b: &BoxF) -> (i64, i64, i64, i64) {
 }
 
 /// Alpha in `[0, 1]` to 0..=255 (NaN → 0).
-fn alpha_u8(alpha: f32) -> u8 {
+pub(crate) fn alpha_u8(alpha: f32) -> u8 {
     (alpha.clamp(0.0, 1.0) * 255.0).round() as u8
 }
 

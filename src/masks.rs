@@ -149,6 +149,7 @@ pub fn frame_mask(
         width: mw,
         height: mh,
         data,
+        device: None,
     })
 }
 

@@ -3,13 +3,12 @@
 //! in which case `make_mut` copies it as GStreamer's rules require.
 
 use crate::batch::FrameSlot;
-use crate::draw::{class_color, Canvas};
-use crate::results::Detection;
+use crate::draw::Canvas;
+use crate::overlay::{draw_frame, OverlayStyle};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -19,64 +18,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("trtvision overlay"),
     )
 });
-
-/// What is drawn, and how.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OverlayStyle {
-    pub line_width: u32,
-    pub mask_alpha: f32,
-    pub draw_boxes: bool,
-    pub draw_labels: bool,
-    pub draw_masks: bool,
-    pub text_scale: u32,
-}
-
-impl Default for OverlayStyle {
-    fn default() -> Self {
-        Self {
-            line_width: 2,
-            mask_alpha: 0.4,
-            draw_boxes: true,
-            draw_labels: true,
-            draw_masks: true,
-            text_scale: 2,
-        }
-    }
-}
-
-/// Draws the detections of one frame onto it (CPU implementation).
-pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &OverlayStyle, label: &mut String) {
-    if style.draw_masks {
-        for d in detections {
-            if let Some(m) = &d.mask {
-                canvas.mask(m, class_color(d.class_id), style.mask_alpha);
-            }
-        }
-    }
-    for d in detections {
-        let color = class_color(d.class_id);
-        if style.draw_boxes {
-            canvas.rect_outline(&d.bbox, color, style.line_width);
-        }
-        if style.draw_labels {
-            label.clear();
-            let _ = write!(label, "{} {:.0}%", d.label, d.confidence * 100.0);
-            if d.object_id >= 0 {
-                let _ = write!(label, " #{}", d.object_id);
-            }
-            let h = (crate::font::GLYPH_H * style.text_scale) as f32;
-            let y = if d.bbox.y0 >= h { d.bbox.y0 - h } else { d.bbox.y0 };
-            canvas.text(
-                d.bbox.x0 as i32,
-                y as i32,
-                label,
-                [255, 255, 255],
-                style.text_scale,
-                Some(color),
-            );
-        }
-    }
-}
 
 #[derive(Default)]
 pub struct TrtOverlay {
