@@ -152,6 +152,9 @@ pub struct OverlayCommands {
     pub frames: Vec<FrameCommands>,
     /// Bits of the host masks, packed back to back.
     pub mask_bytes: Vec<u8>,
+    /// CUevents (addresses) recorded after the writes of the device masks referenced by
+    /// the commands: the GPU executor waits on each before drawing.
+    pub device_events: Vec<u64>,
     label: String,
 }
 
@@ -257,7 +260,11 @@ impl FrameBuilder<'_> {
         if let Some(d) = &m.device {
             c.kind = CMD_MASK_DEVICE;
             c.mask = d.ptr;
-            self.push(c, x, y, x + mw, y + mh, gw, gh);
+            let events = &self.list.device_events;
+            let new_event = d.ready_event != 0 && events.last() != Some(&d.ready_event);
+            if self.push(c, x, y, x + mw, y + mh, gw, gh) && new_event {
+                self.list.device_events.push(d.ready_event);
+            }
         } else if m.data.len() >= n {
             c.mask = self.list.mask_bytes.len() as u64;
             if self.push(c, x, y, x + mw, y + mh, gw, gh) {
@@ -273,6 +280,7 @@ impl OverlayCommands {
         self.commands.clear();
         self.frames.clear();
         self.mask_bytes.clear();
+        self.device_events.clear();
     }
 
     /// Appends the commands drawing `detections` on a `width x height` frame with

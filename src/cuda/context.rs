@@ -309,15 +309,32 @@ impl Drop for CudaFrameMap {
 /// element then uses the CPU path) and [`CudaError::UnsupportedFormat`] for formats the
 /// kernel cannot read.
 pub fn map_cuda_frame(buffer: &gst::BufferRef, info: &VideoInfo) -> Result<CudaFrameMap, CudaError> {
+    map_with_flags(buffer, info, gst::ffi::GST_MAP_READ)
+}
+
+/// Maps a video frame of GstCudaMemory for reading and writing on the GPU (kernels
+/// drawing in place), like [`map_cuda_frame`]. The buffer must be writable (hence
+/// `&mut`); after the map is dropped, GstCudaMemory knows the device copy changed and
+/// downloads it for later system-memory maps.
+pub fn map_cuda_frame_mut(buffer: &mut gst::BufferRef, info: &VideoInfo) -> Result<CudaFrameMap, CudaError> {
+    map_with_flags(buffer, info, gst::ffi::GST_MAP_READ | gst::ffi::GST_MAP_WRITE)
+}
+
+fn map_with_flags(
+    buffer: &gst::BufferRef,
+    info: &VideoInfo,
+    access: gst::ffi::GstMapFlags,
+) -> Result<CudaFrameMap, CudaError> {
     if !is_cuda_buffer(buffer) {
         return Err(CudaError::NotCudaMemory);
     }
     let format = info.format();
     let layout = super::frame::FrameLayout::of(format).ok_or(CudaError::UnsupportedFormat(format))?;
     let mut frame = MaybeUninit::<gst_video::ffi::GstVideoFrame>::zeroed();
-    let flags = gst::ffi::GST_MAP_READ | ffi::GST_MAP_CUDA;
+    let flags = access | ffi::GST_MAP_CUDA;
     // SAFETY: valid info and buffer; `frame` is an out-parameter. gst_video_frame_map
-    // takes its own buffer reference and never writes to a buffer mapped for reading.
+    // takes its own buffer reference and never writes to a buffer mapped for reading;
+    // write access comes only from map_cuda_frame_mut, which holds the buffer mutably.
     let ok = unsafe {
         gst_video::ffi::gst_video_frame_map(
             frame.as_mut_ptr(),
@@ -328,9 +345,14 @@ pub fn map_cuda_frame(buffer: &gst::BufferRef, info: &VideoInfo) -> Result<CudaF
     };
     if ok == glib::ffi::GFALSE {
         return Err(CudaError::Map(format!(
-            "could not map a {format:?} {}x{} CUDA frame for reading on the device",
+            "could not map a {format:?} {}x{} CUDA frame for {} on the device",
             info.width(),
-            info.height()
+            info.height(),
+            if access & gst::ffi::GST_MAP_WRITE != 0 {
+                "drawing"
+            } else {
+                "reading"
+            }
         )));
     }
     // SAFETY: initialised by the successful map above.

@@ -25,6 +25,7 @@ use cudarc::driver::sys;
 
 use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
 use super::frame::{CudaFrame, FrameLayout};
+use super::nvrtc::{compile, nvrtc_arch};
 use super::CudaError;
 use crate::config::{ColorOrder, PreprocessConfig};
 use crate::geometry::LetterboxTransform;
@@ -34,6 +35,7 @@ use crate::tensor::{DType, Tensor, TensorStorage};
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../kernels/preprocess.cu");
 const KERNEL_NAME: &CStr = c"trtv_preprocess_nchw";
+const KERNEL_FILE: &str = "preprocess.cu";
 const BLOCK_X: u32 = 32;
 const BLOCK_Y: u32 = 8;
 /// Output buffers allocated up front.
@@ -271,79 +273,6 @@ pub fn device_lease(tensor: &Tensor) -> Option<&DeviceTensorLease> {
     }
 }
 
-/// Compiled PTX per architecture, shared by all preprocessors of the process.
-static PTX_CACHE: Mutex<Vec<(String, Arc<Vec<u8>>)>> = Mutex::new(Vec::new());
-
-/// The `compute_XX` architecture NVRTC should target for compute capability `cc`: the
-/// highest one NVRTC supports that does not exceed the device's.
-fn nvrtc_arch(cc: (i32, i32)) -> Result<String, CudaError> {
-    use cudarc::nvrtc::sys as nv;
-    let want = cc.0 * 10 + cc.1;
-    let mut n = 0;
-    // SAFETY: out-pointer to a local (NVRTC presence checked by the caller).
-    unsafe { nv::nvrtcGetNumSupportedArchs(&mut n) }
-        .result()
-        .map_err(|e| CudaError::Nvrtc(format!("nvrtcGetNumSupportedArchs failed: {e:?}")))?;
-    let mut archs = vec![0i32; n.max(0) as usize];
-    if !archs.is_empty() {
-        // SAFETY: the buffer holds the number of entries NVRTC reported.
-        unsafe { nv::nvrtcGetSupportedArchs(archs.as_mut_ptr()) }
-            .result()
-            .map_err(|e| CudaError::Nvrtc(format!("nvrtcGetSupportedArchs failed: {e:?}")))?;
-    }
-    let best = archs
-        .iter()
-        .copied()
-        .filter(|&a| a <= want)
-        .max()
-        .ok_or_else(|| {
-            CudaError::Nvrtc(format!(
-                "this NVRTC supports architectures {archs:?}, none at or below the device's {}.{}",
-                cc.0, cc.1
-            ))
-        })?;
-    Ok(format!("compute_{best}"))
-}
-
-/// Compiles the kernel for `arch` (cached); returns the NUL-terminated PTX.
-fn compile(arch: &str) -> Result<Arc<Vec<u8>>, CudaError> {
-    if let Ok(cache) = PTX_CACHE.lock() {
-        if let Some((_, ptx)) = cache.iter().find(|(a, _)| a == arch) {
-            return Ok(ptx.clone());
-        }
-    }
-    let opts = cudarc::nvrtc::CompileOptions {
-        // No FMA contraction and IEEE division/sqrt: every f32 operation rounds as in
-        // the CPU code (see preprocess.cu).
-        fmad: Some(false),
-        prec_div: Some(true),
-        prec_sqrt: Some(true),
-        ftz: Some(false),
-        options: vec![format!("--gpu-architecture={arch}")],
-        name: Some("preprocess.cu".into()),
-        ..Default::default()
-    };
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(KERNEL_SOURCE, opts).map_err(|e| match e {
-        cudarc::nvrtc::CompileError::CompileError { nvrtc, options, log } => CudaError::Nvrtc(format!(
-            "compiling kernels/preprocess.cu with {options:?} failed ({nvrtc:?}): {}",
-            log.to_string_lossy()
-        )),
-        other => CudaError::Nvrtc(format!("NVRTC failed: {other:?}")),
-    })?;
-    let mut image = ptx
-        .as_bytes()
-        .ok_or_else(|| CudaError::Nvrtc("NVRTC returned no PTX image".into()))?
-        .to_vec();
-    if image.last() != Some(&0) {
-        image.push(0);
-    }
-    let image = Arc::new(image);
-    if let Ok(mut cache) = PTX_CACHE.lock() {
-        cache.push((arch.to_string(), image.clone()));
-    }
-    Ok(image)
-}
-
 /// Batched GPU preprocessing: device frames → NCHW f32/f16 tensor in device memory, with
 /// exactly the math of [`crate::preprocess::fill_row`] (see the module docs).
 pub struct CudaPreprocessor {
@@ -386,14 +315,7 @@ impl CudaPreprocessor {
             )));
         }
         super::probe()?;
-        // SAFETY: only probes for the library file.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(CudaError::Unavailable(
-                "NVRTC (libnvrtc.so.13 of CUDA 13) was not found: add the CUDA toolkit's lib64 \
-                 directory (e.g. /usr/local/cuda/lib64) to LD_LIBRARY_PATH"
-                    .into(),
-            ));
-        }
+        super::nvrtc::require_nvrtc()?;
         super::guard("creating the CUDA preprocessor", || {
             Self::build(ctx, cfg, max_batch)
         })
@@ -411,7 +333,7 @@ impl CudaPreprocessor {
 
     fn build(ctx: &DeviceContext, cfg: &PreprocessConfig, max_batch: usize) -> Result<Self, CudaError> {
         let arch = nvrtc_arch(ctx.compute_capability()?)?;
-        let ptx = compile(&arch)?;
+        let ptx = compile(KERNEL_SOURCE, KERNEL_FILE, &arch)?;
         let kernel = Kernel::load(ctx, &ptx, KERNEL_NAME)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
@@ -708,7 +630,7 @@ mod tests {
         }
         let arch = super::super::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
         assert_eq!(arch, "compute_90");
-        let ptx = super::super::guard("nvrtc", || compile(&arch)).unwrap();
+        let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
         let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
         assert!(text.contains(".entry trtv_preprocess_nchw"), "{text}");
         assert!(!text.contains("fma.rn.f32"), "contraction must be off");
@@ -719,7 +641,10 @@ mod tests {
         assert!(text.contains("cvt.rn.f16.f32"));
         assert!(!text.contains(".local"), "no local memory expected");
         // Cached.
-        assert!(Arc::ptr_eq(&ptx, &compile(&arch).unwrap()));
+        assert!(Arc::ptr_eq(
+            &ptx,
+            &compile(KERNEL_SOURCE, KERNEL_FILE, &arch).unwrap()
+        ));
     }
 
     #[test]
