@@ -244,6 +244,52 @@ pub fn ensure_element_context(
     Ok(ctx)
 }
 
+/// The CUDA context of one element and the GstContext handling every CUDA-capable
+/// trtvision element does: take offered contexts ([`ElementCudaContext::set_context`]),
+/// find or create one on NULL→READY ([`ElementCudaContext::prepare`]), answer queries
+/// ([`ElementCudaContext::query`]) and drop it on READY→NULL
+/// ([`ElementCudaContext::release`]).
+#[derive(Debug, Default)]
+pub struct ElementCudaContext {
+    slot: Mutex<Option<CudaContext>>,
+}
+
+impl ElementCudaContext {
+    /// The context, once found or created.
+    pub fn get(&self) -> Option<CudaContext> {
+        self.slot.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// From the element's `set_context`.
+    pub fn set_context(&self, element: &gst::Element, context: &gst::Context) {
+        if let Ok(mut slot) = self.slot.lock() {
+            handle_set_context(element, context, -1, &mut slot);
+        }
+    }
+
+    /// On NULL→READY: finds or creates the context ([`ensure_element_context`]). `Ok`
+    /// without a context when this machine has no usable GPU.
+    pub fn prepare(&self, element: &gst::Element) -> Result<(), CudaError> {
+        if !super::cuda_available() {
+            return Ok(());
+        }
+        ensure_element_context(element, -1, &self.slot).map(|_| ())
+    }
+
+    /// On READY→NULL.
+    pub fn release(&self) {
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = None;
+        }
+    }
+
+    /// From the element's query handler: answers `gst.cuda.context` queries.
+    pub fn query(&self, element: &gst::Element, query: &mut gst::QueryRef) -> bool {
+        matches!(query.view(), gst::QueryView::Context(_))
+            && handle_context_query(element, query, self.get().as_ref())
+    }
+}
+
 /// Whether every memory of `buffer` is GstCudaMemory (and there is at least one).
 pub fn is_cuda_buffer(buffer: &gst::BufferRef) -> bool {
     let n = buffer.n_memory();
