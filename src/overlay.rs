@@ -13,7 +13,7 @@
 //! than once (outline bands, glyph runs), those fills are opaque and of one colour, so
 //! blending once or several times gives the same bytes.
 
-use crate::draw::{alpha_u8, class_color, round_box, Canvas};
+use crate::draw::{alpha_u8, class_color, outline_bands, visible_glyphs, Canvas};
 use crate::font;
 use crate::geometry::BoxF;
 use crate::results::{Detection, FrameMask};
@@ -66,26 +66,52 @@ fn label_origin(d: &Detection, style: &OverlayStyle) -> (i32, i32) {
     (d.bbox.x0 as i32, y as i32)
 }
 
-/// Draws the detections of one frame onto it (CPU implementation).
-pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &OverlayStyle, label: &mut String) {
+/// The drawing operations of the overlay, in frame pixels: the [`Canvas`] draws them,
+/// the command builder records them.
+trait Painter {
+    fn mask(&mut self, mask: &FrameMask, color: [u8; 3], alpha: f32);
+    fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32);
+    fn text(&mut self, x: i32, y: i32, text: &str, color: [u8; 3], scale: u32, background: Option<[u8; 3]>);
+}
+
+impl Painter for Canvas<'_> {
+    fn mask(&mut self, mask: &FrameMask, color: [u8; 3], alpha: f32) {
+        Canvas::mask(self, mask, color, alpha)
+    }
+    fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32) {
+        Canvas::rect_outline(self, rect, color, line_width)
+    }
+    fn text(&mut self, x: i32, y: i32, text: &str, color: [u8; 3], scale: u32, background: Option<[u8; 3]>) {
+        Canvas::text(self, x, y, text, color, scale, background)
+    }
+}
+
+/// The overlay of one frame, in drawing order: every mask, then box and label of each
+/// detection.
+fn paint(p: &mut impl Painter, detections: &[Detection], style: &OverlayStyle, label: &mut String) {
     if style.draw_masks {
         for d in detections {
             if let Some(m) = &d.mask {
-                canvas.mask(m, class_color(d.class_id), style.mask_alpha);
+                p.mask(m, class_color(d.class_id), style.mask_alpha);
             }
         }
     }
     for d in detections {
         let color = class_color(d.class_id);
         if style.draw_boxes {
-            canvas.rect_outline(&d.bbox, color, style.line_width);
+            p.rect_outline(&d.bbox, color, style.line_width);
         }
         if style.draw_labels {
             write_label(label, d);
             let (x, y) = label_origin(d, style);
-            canvas.text(x, y, label, [255, 255, 255], style.text_scale, Some(color));
+            p.text(x, y, label, [255, 255, 255], style.text_scale, Some(color));
         }
     }
+}
+
+/// Draws the detections of one frame onto it (CPU implementation).
+pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &OverlayStyle, label: &mut String) {
+    paint(canvas, detections, style, label);
 }
 
 /// A filled rectangle (its pixel bounds are the command's bounds).
@@ -198,20 +224,14 @@ impl FrameBuilder<'_> {
         let (w, h) = (self.w, self.h);
         self.push(command(CMD_RECT, color, alpha), x0, y0, x1, y1, w, h);
     }
+}
 
+impl Painter for FrameBuilder<'_> {
     /// [`Canvas::rect_outline`].
-    fn outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32) {
-        let (x0, y0, x1, y1) = round_box(rect);
-        if x0 >= x1 || y0 >= y1 || line_width == 0 {
-            return;
+    fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32) {
+        for [x0, y0, x1, y1] in outline_bands(rect, line_width).into_iter().flatten() {
+            self.rect(x0, y0, x1, y1, color, 255);
         }
-        let lw = line_width as i64;
-        let lx = lw.min((x1 - x0 + 1) / 2);
-        let ly = lw.min((y1 - y0 + 1) / 2);
-        self.rect(x0, y0, x1, y0 + ly, color, 255);
-        self.rect(x0, y1 - ly, x1, y1, color, 255);
-        self.rect(x0, y0 + ly, x0 + lx, y1 - ly, color, 255);
-        self.rect(x1 - lx, y0 + ly, x1, y1 - ly, color, 255);
     }
 
     /// [`Canvas::text`].
@@ -223,14 +243,8 @@ impl FrameBuilder<'_> {
             let w = font::text_width(text, scale.max(1)) as i64;
             self.rect(x, y, x + w, y + cell_h, bg, 255);
         }
-        if y >= self.h || y + cell_h <= 0 {
-            return;
-        }
-        for (i, ch) in text.chars().enumerate() {
-            let gx = x + i as i64 * font::ADVANCE as i64 * s;
-            if gx >= self.w {
-                break;
-            }
+        let (w, h) = (self.w, self.h);
+        for (gx, ch) in visible_glyphs(x, y, text, s, w, h) {
             let index = font::glyph_index(ch);
             if font::atlas()[index].iter().all(|&r| r == 0) {
                 continue;
@@ -238,7 +252,6 @@ impl FrameBuilder<'_> {
             let mut c = command(CMD_GLYPH, color, 255);
             // The cell intersects the frame, so its corner fits an i32.
             (c.ox, c.oy, c.a, c.b) = (gx as i32, y as i32, s as i32, index as i32);
-            let (w, h) = (self.w, self.h);
             self.push(c, gx, y, gx + 8 * s, y + cell_h, w, h);
         }
     }
@@ -294,24 +307,7 @@ impl OverlayCommands {
             h: height as i64,
             bounds: [i64::MAX, i64::MAX, i64::MIN, i64::MIN],
         };
-        if style.draw_masks {
-            for d in detections {
-                if let Some(m) = &d.mask {
-                    f.mask(m, class_color(d.class_id), style.mask_alpha);
-                }
-            }
-        }
-        for d in detections {
-            let color = class_color(d.class_id);
-            if style.draw_boxes {
-                f.outline(&d.bbox, color, style.line_width);
-            }
-            if style.draw_labels {
-                write_label(&mut label, d);
-                let (x, y) = label_origin(d, style);
-                f.text(x, y, &label, [255, 255, 255], style.text_scale, Some(color));
-            }
-        }
+        paint(&mut f, detections, style, &mut label);
         let b = f.bounds;
         self.label = label;
         let count = self.commands.len() - first;

@@ -376,6 +376,26 @@ fn pool_leases_and_errors() {
 
 /// GstCudaContext (wrapping the primary context), the context helpers, a
 /// GstCudaBufferPool frame mapped with `map_cuda_frame`, preprocessed on the GPU.
+/// An active GstCudaBufferPool of `info` frames (with GstVideoMeta) in `ctx`, and one
+/// buffer of it.
+fn cuda_pool_buffer(ctx: &CudaContext, info: &gst_video::VideoInfo) -> (gst::BufferPool, gst::Buffer) {
+    let caps = gst_video::VideoCapsBuilder::new()
+        .features([gsttrtvision::batch::CUDA_MEMORY_FEATURE])
+        .format(info.format())
+        .width(info.width() as i32)
+        .height(info.height() as i32)
+        .framerate(gst::Fraction::new(30, 1))
+        .build();
+    let pool = ctx.buffer_pool().expect("pool");
+    let mut config = pool.config();
+    config.set_params(Some(&caps), info.size() as u32, 1, 0);
+    config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
+    pool.set_config(config).expect("pool config");
+    pool.set_active(true).expect("pool active");
+    let buffer = pool.acquire_buffer(None).expect("buffer");
+    (pool, buffer)
+}
+
 #[test]
 fn gst_cuda_memory_frames() {
     let Some(dev) = device() else { return };
@@ -434,20 +454,7 @@ fn gst_cuda_memory_frames() {
         (VideoFormat::Bgrx, 1280, 720),
     ] {
         let info = gst_video::VideoInfo::builder(format, w, h).build().expect("info");
-        let caps = gst_video::VideoCapsBuilder::new()
-            .features([gsttrtvision::batch::CUDA_MEMORY_FEATURE])
-            .format(format)
-            .width(w as i32)
-            .height(h as i32)
-            .framerate(gst::Fraction::new(30, 1))
-            .build();
-        let pool = ctx.buffer_pool().expect("pool");
-        let mut config = pool.config();
-        config.set_params(Some(&caps), info.size() as u32, 1, 0);
-        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
-        pool.set_config(config).expect("pool config");
-        pool.set_active(true).expect("pool active");
-        let mut buffer = pool.acquire_buffer(None).expect("buffer");
+        let (pool, mut buffer) = cuda_pool_buffer(&ctx, &info);
         assert!(cuda::is_cuda_buffer(&buffer));
         let host: Vec<Vec<u8>>;
         let strides: Vec<usize>;
@@ -831,19 +838,7 @@ fn overlay_element_on_gst_cuda_memory() {
     ] {
         let info = gst_video::VideoInfo::builder(format, w, h).build().expect("info");
         let mut buffer = if cuda_mem {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .features([gsttrtvision::batch::CUDA_MEMORY_FEATURE])
-                .format(format)
-                .width(w as i32)
-                .height(h as i32)
-                .build();
-            let pool = ctx.buffer_pool().expect("pool");
-            let mut config = pool.config();
-            config.set_params(Some(&caps), info.size() as u32, 1, 0);
-            config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
-            pool.set_config(config).expect("pool config");
-            pool.set_active(true).expect("pool active");
-            let b = pool.acquire_buffer(None).expect("buffer");
+            let (pool, b) = cuda_pool_buffer(&ctx, &info);
             pools.push(pool);
             b
         } else {

@@ -15,7 +15,7 @@
 
 use crate::batch::{Batch, FrameSlot};
 use crate::draw::Canvas;
-use crate::overlay::{draw_frame, OverlayCommands, OverlayStyle};
+use crate::overlay::{draw_frame, OverlayStyle};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -63,7 +63,7 @@ struct CudaState {
     overlay: Option<crate::cuda::CudaOverlay>,
     /// Set when the CUDA path is off (`device=cpu`) or failed once.
     disabled: bool,
-    list: OverlayCommands,
+    list: crate::overlay::OverlayCommands,
     maps: Vec<crate::cuda::CudaFrameMap>,
     frames: Vec<crate::cuda::CudaFrame>,
 }
