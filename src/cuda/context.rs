@@ -246,9 +246,8 @@ pub fn ensure_element_context(
 
 /// The CUDA context of one element and the GstContext handling every CUDA-capable
 /// trtvision element does: take offered contexts ([`ElementCudaContext::set_context`]),
-/// find or create one on NULL→READY ([`ElementCudaContext::prepare`]), answer queries
-/// ([`ElementCudaContext::query`]) and drop it on READY→NULL
-/// ([`ElementCudaContext::release`]).
+/// find or create one on NULL→READY and drop it on READY→NULL
+/// ([`ElementCudaContext::change_state`]), answer queries ([`ElementCudaContext::query`]).
 #[derive(Debug, Default)]
 pub struct ElementCudaContext {
     slot: Mutex<Option<CudaContext>>,
@@ -267,20 +266,28 @@ impl ElementCudaContext {
         }
     }
 
-    /// On NULL→READY: finds or creates the context ([`ensure_element_context`]). `Ok`
-    /// without a context when this machine has no usable GPU.
-    pub fn prepare(&self, element: &gst::Element) -> Result<(), CudaError> {
-        if !super::cuda_available() {
-            return Ok(());
+    /// Wraps the element's `change_state` (`parent` chains up): on NULL→READY finds or
+    /// creates the context ([`ensure_element_context`]; without a usable GPU, or when that
+    /// fails with a warning in `cat`, the element works on the CPU), on READY→NULL drops it.
+    pub fn change_state<T>(
+        &self,
+        element: &gst::Element,
+        cat: gst::DebugCategory,
+        transition: gst::StateChange,
+        parent: impl FnOnce() -> T,
+    ) -> T {
+        if transition == gst::StateChange::NullToReady && super::cuda_available() {
+            if let Err(e) = ensure_element_context(element, -1, &self.slot) {
+                gst::warning!(cat, obj = element, "CPU path only: {e}");
+            }
         }
-        ensure_element_context(element, -1, &self.slot).map(|_| ())
-    }
-
-    /// On READY→NULL.
-    pub fn release(&self) {
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = None;
+        let result = parent();
+        if transition == gst::StateChange::ReadyToNull {
+            if let Ok(mut slot) = self.slot.lock() {
+                *slot = None;
+            }
         }
+        result
     }
 
     /// From the element's query handler: answers `gst.cuda.context` queries.

@@ -329,24 +329,7 @@ impl CudaOverlay {
         // SAFETY: the argument list matches the kernel's signature (four device
         // pointers); the frame table holds grid.2 entries whose commands lie in the
         // command section; the frames' planes are valid and mapped per `draw`'s contract.
-        check(
-            unsafe {
-                sys::cuLaunchKernel(
-                    self.kernel.function,
-                    grid.0,
-                    grid.1,
-                    grid.2,
-                    BLOCK,
-                    BLOCK,
-                    1,
-                    0,
-                    stream,
-                    args.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                )
-            },
-            "cuLaunchKernel",
-        )?;
+        unsafe { self.kernel.launch(grid, (BLOCK, BLOCK, 1), stream, &mut args) }?;
         // SAFETY: the overlay's own live stream, same context as the event.
         unsafe { self.done.record(stream) }
     }

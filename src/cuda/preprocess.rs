@@ -551,24 +551,7 @@ impl CudaPreprocessor {
         // SAFETY: the argument list matches the kernel's signature (two device pointers
         // and NormParams by value, same #[repr(C)] layout); the output holds n rows; the
         // frames' planes are valid per CudaFrame's contract.
-        check(
-            unsafe {
-                sys::cuLaunchKernel(
-                    self.kernel.function,
-                    grid.0,
-                    grid.1,
-                    grid.2,
-                    BLOCK_X,
-                    BLOCK_Y,
-                    1,
-                    0,
-                    stream,
-                    args.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                )
-            },
-            "cuLaunchKernel",
-        )?;
+        unsafe { self.kernel.launch(grid, (BLOCK_X, BLOCK_Y, 1), stream, &mut args) }?;
         // SAFETY: the preprocessor's own live stream, same context as the event.
         unsafe { slot.event.record(stream) }?;
         Ok(lease)

@@ -366,17 +366,11 @@ impl ElementImpl for TrtOverlay {
 
     fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         #[cfg(feature = "cuda")]
-        if t == gst::StateChange::NullToReady {
-            if let Err(e) = self.cuda_ctx.prepare(self.obj().upcast_ref()) {
-                gst::warning!(CAT, imp = self, "CPU path only: {e}");
-            }
-        }
-        let r = self.parent_change_state(t);
-        #[cfg(feature = "cuda")]
-        if t == gst::StateChange::ReadyToNull {
-            self.cuda_ctx.release();
-        }
-        r
+        return self
+            .cuda_ctx
+            .change_state(self.obj().upcast_ref(), *CAT, t, || self.parent_change_state(t));
+        #[cfg(not(feature = "cuda"))]
+        self.parent_change_state(t)
     }
 }
 
