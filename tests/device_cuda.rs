@@ -893,6 +893,12 @@ fn overlay_element_on_gst_cuda_memory() {
     h.set_src_caps(gsttrtvision::batch::batch_caps());
     h.play();
     let out = h.push_and_pull(batch_buf).expect("batch out");
+    let element = h.element().expect("element");
+    assert_eq!(
+        element.property::<u64>("gpu-frames"),
+        3,
+        "the three CUDA-memory frames are drawn on the GPU"
+    );
     let meta = out.meta::<gsttrtvision::batch::BatchMeta>().expect("batch meta");
     for (slot, (reference, info)) in meta.batch().slots.iter().zip(&expected) {
         let got =
@@ -932,6 +938,7 @@ fn overlay_element_on_gst_cuda_memory() {
         assert!(max <= 2, "{:?}: {max}", info.format());
     }
     drop(out);
+    drop(element);
     drop(h);
     for pool in pools {
         pool.set_active(false).ok();

@@ -20,6 +20,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -72,6 +73,8 @@ struct CudaState {
 pub struct TrtOverlay {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Frames drawn on the GPU since start.
+    gpu_frames: AtomicU64,
     /// CUDA context shared with the pipeline through `gst.cuda.context`.
     #[cfg(feature = "cuda")]
     cuda_ctx: crate::cuda::ElementCudaContext,
@@ -171,10 +174,14 @@ impl TrtOverlay {
             }
         }
         let result = self.launch(cs, &ctx);
+        let drawn = cs.frames.len() as u64;
         cs.frames.clear();
         cs.maps.clear();
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.gpu_frames.fetch_add(drawn, Ordering::Relaxed);
+                Ok(())
+            }
             Err(Launch::Fallback) => {
                 state.on_gpu.iter_mut().for_each(|g| *g = false);
                 Ok(())
@@ -289,6 +296,11 @@ impl ObjectImpl for TrtOverlay {
                     .default_value(d.text_scale)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder("gpu-frames")
+                    .nick("Frames drawn on the GPU")
+                    .blurb("Frames drawn on the GPU since start (the others, e.g. in system memory, were drawn on the CPU)")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecString::builder("device")
                     .nick("Device")
                     .blurb("Where frames are drawn: auto (on the GPU, one kernel launch per batch, for frames in CUDA memory when the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU); both give the same pixels")
@@ -333,6 +345,7 @@ impl ObjectImpl for TrtOverlay {
             "draw-masks" => s.draw_masks.to_value(),
             "text-scale" => s.text_scale.to_value(),
             "device" => if settings.use_gpu { "auto" } else { "cpu" }.to_value(),
+            "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -390,6 +403,7 @@ impl BaseTransformImpl for TrtOverlay {
             },
             ..Default::default()
         });
+        self.gpu_frames.store(0, Ordering::Relaxed);
         Ok(())
     }
 
