@@ -1011,6 +1011,8 @@ fn timing_overlay_8x1080p_nv12() {
         "case": format!("8x NV12 1920x1080, {} detections a frame (24 masked + scene ground truth), boxes + labels + masks", dets[0].len()),
         "commands_per_batch": list.commands.len(),
         "mask_bytes_per_batch": list.mask_bytes.len(),
+        // One host-to-device copy: the frame table, the commands and the host masks.
+        "h2d_bytes_per_batch": 88 * batch + 56 * list.commands.len() + list.mask_bytes.len(),
         "build_us_median": median(&mut build_us),
         "copy_and_kernel_us_median": median(&mut kernel_us),
         "draw_total_us_median": median(&mut total_us),
