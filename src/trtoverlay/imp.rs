@@ -64,6 +64,8 @@ struct CudaState {
     overlay: Option<crate::cuda::CudaOverlay>,
     /// Set when the CUDA path is off (`device=cpu`) or failed once.
     disabled: bool,
+    /// The I420 fallback was reported.
+    warned_i420: bool,
     list: crate::overlay::OverlayCommands,
     maps: Vec<crate::cuda::CudaFrameMap>,
     frames: Vec<crate::cuda::CudaFrame>,
@@ -157,7 +159,10 @@ impl TrtOverlay {
             // I420 in GstCudaMemory with odd sizes did not match the CPU layout on the H100
             // (see trtpreprocess): drawn on the CPU until resolved.
             if slot.info.format() == gst_video::VideoFormat::I420 {
-                gst::debug!(CAT, imp = self, "I420 CUDA frame: drawn on the CPU");
+                if !cs.warned_i420 {
+                    gst::warning!(CAT, imp = self, "I420 frames in CUDA memory are drawn on the CPU");
+                    cs.warned_i420 = true;
+                }
                 continue;
             }
             let info = slot.info.clone();
