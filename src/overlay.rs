@@ -139,6 +139,7 @@ pub struct DrawCommand {
     pub kind: u32,
     /// Opacity 0..=255.
     pub alpha: u32,
+    /// Bounds: pixels `[x0, x1) x [y0, y1)`.
     pub x0: i32,
     pub y0: i32,
     pub x1: i32,
@@ -164,8 +165,11 @@ const _: () = assert!(std::mem::size_of::<DrawCommand>() == 56);
 /// (`[x0, y0, x1, y1]`, empty when there are none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FrameCommands {
+    /// Index of the frame's first command.
     pub first: u32,
+    /// Number of commands of the frame.
     pub count: u32,
+    /// Union of the commands' bounds, `[x0, y0, x1, y1]`.
     pub bounds: [i32; 4],
 }
 
