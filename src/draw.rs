@@ -73,7 +73,7 @@ impl Rect {
 }
 
 /// A float box rounded to whole pixels as signed bounds (NaN → empty, huge → clamped).
-fn round_box(b: &BoxF) -> (i64, i64, i64, i64) {
+pub(crate) fn round_box(b: &BoxF) -> (i64, i64, i64, i64) {
     // `as` saturates for out-of-range floats and maps NaN to 0.
     let r = |v: f32| v.round() as i64;
     let (x0, y0, x1, y1) = (r(b.x0), r(b.y0), r(b.x1), r(b.y1));
@@ -83,8 +83,48 @@ fn round_box(b: &BoxF) -> (i64, i64, i64, i64) {
     (x0, y0, x1, y1)
 }
 
+/// The four bands `[x0, y0, x1, y1]` (unclipped pixel bounds) of the outline of `rect`
+/// drawn `line_width` pixels inwards: top, bottom, left, right. `None` for empty boxes
+/// and line width 0. Bands never exceed half the box, so thick lines on small boxes
+/// fill it.
+pub(crate) fn outline_bands(rect: &BoxF, line_width: u32) -> Option<[[i64; 4]; 4]> {
+    let (x0, y0, x1, y1) = round_box(rect);
+    if x0 >= x1 || y0 >= y1 || line_width == 0 {
+        return None;
+    }
+    let lw = line_width as i64;
+    let lx = lw.min((x1 - x0 + 1) / 2);
+    let ly = lw.min((y1 - y0 + 1) / 2);
+    Some([
+        [x0, y0, x1, y0 + ly],
+        [x0, y1 - ly, x1, y1],
+        [x0, y0 + ly, x0 + lx, y1 - ly],
+        [x1 - lx, y0 + ly, x1, y1 - ly],
+    ])
+}
+
+/// Left edge and character of each glyph of `text` drawn from `(x, y)` at scale `s`
+/// that can show on a `fw x fh` frame (nothing when the line is above or below it).
+pub(crate) fn visible_glyphs(
+    x: i64,
+    y: i64,
+    text: &str,
+    s: i64,
+    fw: i64,
+    fh: i64,
+) -> impl Iterator<Item = (i64, char)> + '_ {
+    let visible_rows = y < fh && y + font::GLYPH_H as i64 * s > 0;
+    text.chars()
+        .enumerate()
+        .take_while(move |_| visible_rows)
+        .map(move |(i, c)| (x + i as i64 * font::ADVANCE as i64 * s, c))
+        // The rest of the string is right of the frame.
+        .take_while(move |&(gx, _)| gx < fw)
+        .filter(move |&(gx, _)| gx + font::GLYPH_W as i64 * s > 0)
+}
+
 /// Alpha in `[0, 1]` to 0..=255 (NaN → 0).
-fn alpha_u8(alpha: f32) -> u8 {
+pub(crate) fn alpha_u8(alpha: f32) -> u8 {
     (alpha.clamp(0.0, 1.0) * 255.0).round() as u8
 }
 
@@ -116,19 +156,10 @@ impl<'a> Canvas<'a> {
     /// Outline of `rect` (frame pixels, rounded), `line_width` pixels drawn inwards,
     /// opaque `color`. Line width 0 draws nothing.
     pub fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32) {
-        let (x0, y0, x1, y1) = round_box(rect);
-        if x0 >= x1 || y0 >= y1 || line_width == 0 {
-            return;
-        }
-        // Bands never exceed half the box, so thick lines on small boxes fill it.
-        let lw = line_width as i64;
-        let lx = lw.min((x1 - x0 + 1) / 2);
-        let ly = lw.min((y1 - y0 + 1) / 2);
         let p = Paint::new(color);
-        self.fill(x0, y0, x1, y0 + ly, &p, 255);
-        self.fill(x0, y1 - ly, x1, y1, &p, 255);
-        self.fill(x0, y0 + ly, x0 + lx, y1 - ly, &p, 255);
-        self.fill(x1 - lx, y0 + ly, x1, y1 - ly, &p, 255);
+        for [x0, y0, x1, y1] in outline_bands(rect, line_width).into_iter().flatten() {
+            self.fill(x0, y0, x1, y1, &p, 255);
+        }
     }
 
     /// Fills `rect` (frame pixels, rounded) with `color` at `alpha` in `[0, 1]`.
@@ -158,17 +189,7 @@ impl<'a> Canvas<'a> {
         }
         let p = Paint::new(color);
         let (fw, fh) = (self.px.width() as i64, self.px.height() as i64);
-        if y >= fh || y + cell_h <= 0 {
-            return;
-        }
-        for (i, c) in text.chars().enumerate() {
-            let gx = x + i as i64 * font::ADVANCE as i64 * s;
-            if gx >= fw {
-                break; // the rest of the string is right of the frame
-            }
-            if gx + font::GLYPH_W as i64 * s <= 0 {
-                continue;
-            }
+        for (gx, c) in visible_glyphs(x, y, text, s, fw, fh) {
             for (row, bits) in font::glyph(c).iter().enumerate() {
                 let py = y + row as i64 * s;
                 // One fill per horizontal run of set bits.

@@ -116,16 +116,26 @@ const GLYPHS: [[u8; 8]; 95] = [
     [0x00, 0x00, 0x40, 0xA8, 0x10, 0x00, 0x00, 0x00], // '~'
 ];
 
-/// Bitmap of `c` (see the module doc for the bit layout); characters outside ASCII
-/// 32..=126 map to `'?'`.
-pub fn glyph(c: char) -> &'static [u8; 8] {
+/// Index of `c` in [`atlas`]; characters outside ASCII 32..=126 map to `'?'`.
+pub fn glyph_index(c: char) -> usize {
     let code = c as u32;
     let index = if (FIRST..FIRST + GLYPHS.len() as u32).contains(&code) {
         code - FIRST
     } else {
         '?' as u32 - FIRST
     };
-    &GLYPHS[index as usize]
+    index as usize
+}
+
+/// Every glyph, in [`glyph_index`] order (uploaded once to the GPU by the CUDA overlay).
+pub fn atlas() -> &'static [[u8; 8]] {
+    &GLYPHS
+}
+
+/// Bitmap of `c` (see the module doc for the bit layout); characters outside ASCII
+/// 32..=126 map to `'?'`.
+pub fn glyph(c: char) -> &'static [u8; 8] {
+    &GLYPHS[glyph_index(c)]
 }
 
 /// Whether pixel `(col, row)` of `c`'s cell (scale 1) is set; false outside the cell.

@@ -20,6 +20,7 @@ pub mod font;
 pub mod geometry;
 pub mod launch;
 pub mod masks;
+pub mod overlay;
 pub mod parsers;
 pub mod preprocess;
 pub mod results;

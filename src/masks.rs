@@ -151,6 +151,7 @@ pub fn frame_mask(
         width: mw,
         height: mh,
         data,
+        device: None,
     })
 }
 

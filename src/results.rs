@@ -13,6 +13,38 @@ pub struct FrameMask {
     pub width: u32,
     pub height: u32,
     pub data: Vec<u8>,
+    /// The same bits in GPU memory, when the producer made them there (the CUDA overlay
+    /// then reads them without a copy). `data` may be empty in that case, and CPU
+    /// consumers skip the mask.
+    pub device: Option<DeviceMask>,
+}
+
+/// Mask bits in GPU memory: `width * height` bytes, row-major, same layout as
+/// [`FrameMask::data`].
+#[derive(Clone)]
+pub struct DeviceMask {
+    /// Device address of the first byte (in the CUDA context of the pipeline).
+    pub ptr: u64,
+    /// CUevent (its address) recorded after the work that wrote the bits, or 0 when they
+    /// are already complete. Consumers make their stream wait on it before reading.
+    pub ready_event: u64,
+    /// Keeps the device memory (and the event) alive while the mask is referenced.
+    pub keepalive: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for DeviceMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceMask")
+            .field("ptr", &format_args!("{:#x}", self.ptr))
+            .field("ready_event", &format_args!("{:#x}", self.ready_event))
+            .finish()
+    }
+}
+
+impl PartialEq for DeviceMask {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr == other.ptr && self.ready_event == other.ready_event
+    }
 }
 
 impl FrameMask {
@@ -25,7 +57,8 @@ impl FrameMask {
         if fx < self.x || fy < self.y || fx >= self.x + self.width || fy >= self.y + self.height {
             return false;
         }
-        self.data[((fy - self.y) * self.width + (fx - self.x)) as usize] >= 128
+        let i = (fy - self.y) as usize * self.width as usize + (fx - self.x) as usize;
+        self.data.get(i).is_some_and(|&v| v >= 128)
     }
 }
 

@@ -14,7 +14,7 @@ mod motion;
 mod raster;
 
 use crate::geometry::BoxF;
-use crate::results::FrameMask;
+use crate::results::{Detection, FrameMask};
 
 pub use raster::Shape;
 
@@ -81,6 +81,7 @@ pub fn object_mask(obj: &SceneObject, width: u32, height: u32) -> FrameMask {
         width: w,
         height: h,
         data,
+        device: None,
     }
 }
 
@@ -112,3 +113,24 @@ pub fn render_rgba(camera: u32, frame: u64, width: u32, height: u32, out: &mut [
 
 #[cfg(test)]
 mod tests;
+
+/// Ground-truth detections of frame `frame` of camera `camera` (class, label, box and
+/// exact mask of every object, confidence 1, untracked), e.g. to exercise the overlay.
+pub fn scene_detections(camera: u32, frame: u64, width: u32, height: u32) -> Vec<Detection> {
+    let model: std::sync::Arc<str> = std::sync::Arc::from("scene");
+    scene_objects(camera, frame, width, height)
+        .iter()
+        .enumerate()
+        .map(|(i, o)| Detection {
+            model: model.clone(),
+            class_id: o.class_id,
+            label: std::sync::Arc::from(CLASS_LABELS[o.class_id as usize % CLASS_LABELS.len()]),
+            confidence: 1.0,
+            bbox: o.bbox,
+            object_id: -1,
+            query: i as u32,
+            mask_source: None,
+            mask: Some(object_mask(o, width, height)),
+        })
+        .collect()
+}

@@ -376,6 +376,26 @@ fn pool_leases_and_errors() {
 
 /// GstCudaContext (wrapping the primary context), the context helpers, a
 /// GstCudaBufferPool frame mapped with `map_cuda_frame`, preprocessed on the GPU.
+/// An active GstCudaBufferPool of `info` frames (with GstVideoMeta) in `ctx`, and one
+/// buffer of it.
+fn cuda_pool_buffer(ctx: &CudaContext, info: &gst_video::VideoInfo) -> (gst::BufferPool, gst::Buffer) {
+    let caps = gst_video::VideoCapsBuilder::new()
+        .features([gsttrtvision::batch::CUDA_MEMORY_FEATURE])
+        .format(info.format())
+        .width(info.width() as i32)
+        .height(info.height() as i32)
+        .framerate(gst::Fraction::new(30, 1))
+        .build();
+    let pool = ctx.buffer_pool().expect("pool");
+    let mut config = pool.config();
+    config.set_params(Some(&caps), info.size() as u32, 1, 0);
+    config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
+    pool.set_config(config).expect("pool config");
+    pool.set_active(true).expect("pool active");
+    let buffer = pool.acquire_buffer(None).expect("buffer");
+    (pool, buffer)
+}
+
 #[test]
 fn gst_cuda_memory_frames() {
     let Some(dev) = device() else { return };
@@ -434,20 +454,7 @@ fn gst_cuda_memory_frames() {
         (VideoFormat::Bgrx, 1280, 720),
     ] {
         let info = gst_video::VideoInfo::builder(format, w, h).build().expect("info");
-        let caps = gst_video::VideoCapsBuilder::new()
-            .features([gsttrtvision::batch::CUDA_MEMORY_FEATURE])
-            .format(format)
-            .width(w as i32)
-            .height(h as i32)
-            .framerate(gst::Fraction::new(30, 1))
-            .build();
-        let pool = ctx.buffer_pool().expect("pool");
-        let mut config = pool.config();
-        config.set_params(Some(&caps), info.size() as u32, 1, 0);
-        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
-        pool.set_config(config).expect("pool config");
-        pool.set_active(true).expect("pool active");
-        let mut buffer = pool.acquire_buffer(None).expect("buffer");
+        let (pool, mut buffer) = cuda_pool_buffer(&ctx, &info);
         assert!(cuda::is_cuda_buffer(&buffer));
         let host: Vec<Vec<u8>>;
         let strides: Vec<usize>;
@@ -625,7 +632,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
         "dtod_copy_gbps": copy_gbps,
         "fraction_of_copy_bandwidth": achieved_gbps / copy_gbps,
         "cpu_fill_batch_ms": cpu_ms,
-        "cpu_threads": threads,
+        "cpu_threads": 1,
     });
     println!("{line}");
     assert!(median_us > 0.0);
@@ -1034,4 +1041,391 @@ fn gpu_chain_matches_cpu_chain() {
     eprintln!("GPU chain vs CPU chain: {dets} detections, {masks} masks, worst mask IoU {worst:.4}");
     assert!(dets > 0 && masks > 0);
     assert!(worst >= 0.98, "mask IoU {worst}");
+}
+
+// --- Overlay ---------------------------------------------------------------------------
+
+use gsttrtvision::draw::Canvas;
+use gsttrtvision::geometry::BoxF;
+use gsttrtvision::overlay::{draw_frame, OverlayCommands, OverlayStyle};
+use gsttrtvision::results::{Detection, DeviceMask, FrameMask};
+use gsttrtvision::video::PixelsMut;
+use std::sync::Arc;
+
+/// `n` labelled detections with elliptic masks on a grid over a `w x h` frame, partly
+/// overlapping each other and the frame edges, plus the scene's ground truth.
+fn overlay_detections(rng: &mut Rng, w: u32, h: u32, n: usize) -> Vec<Detection> {
+    let mut dets = gsttrtvision::scene::scene_detections(rng.next() as u32 % 8, rng.next() % 500, w, h);
+    let labels: [Arc<str>; 3] = [Arc::from("person"), Arc::from("car"), Arc::from("bicycle")];
+    for i in 0..n {
+        let bw = (w / 6).max(2) + (rng.next() % 40) as u32;
+        let bh = (h / 6).max(2) + (rng.next() % 30) as u32;
+        let x0 = (rng.next() % (w as u64 + 20)) as i64 - 10;
+        let y0 = (rng.next() % (h as u64 + 20)) as i64 - 10;
+        let (mx, my) = (x0.max(0) as u32, y0.max(0) as u32);
+        let data = (0..bw * bh)
+            .map(|k| {
+                let (dx, dy) = (
+                    (k % bw) as f32 / bw as f32 - 0.5,
+                    (k / bw) as f32 / bh as f32 - 0.5,
+                );
+                if dx * dx + dy * dy <= 0.25 {
+                    255
+                } else {
+                    (rng.next() % 100) as u8
+                }
+            })
+            .collect();
+        dets.push(Detection {
+            model: Arc::from("m"),
+            class_id: i as u32,
+            label: labels[i % 3].clone(),
+            confidence: 0.31 + (i % 60) as f32 / 100.0,
+            bbox: BoxF::new(
+                x0 as f32 + 0.4,
+                y0 as f32,
+                (x0 + bw as i64) as f32,
+                (y0 + bh as i64) as f32 - 0.6,
+            ),
+            object_id: if i % 2 == 0 { i as i64 * 7 } else { -1 },
+            query: i as u32,
+            mask_source: None,
+            mask: Some(FrameMask {
+                x: mx,
+                y: my,
+                width: bw,
+                height: bh,
+                data,
+                device: None,
+            }),
+        });
+    }
+    dets
+}
+
+/// The same detections with every other mask only in device memory (uploaded here).
+fn with_device_masks(ctx: &DeviceContext, dets: &[Detection]) -> Vec<Detection> {
+    let mut out = dets.to_vec();
+    for d in out.iter_mut().step_by(2) {
+        if let Some(m) = d.mask.as_mut() {
+            let buf = DeviceBuffer::new(ctx, m.data.len()).expect("mask buffer");
+            buf.copy_from_host(&m.data).expect("mask upload");
+            m.device = Some(DeviceMask {
+                ptr: buf.ptr(),
+                ready_event: 0,
+                keepalive: Arc::new(buf),
+            });
+            m.data = Vec::new();
+        }
+    }
+    out
+}
+
+/// Draws `dets` on the host planes of `f` with the CPU overlay.
+fn draw_cpu_planes(f: &mut TestFrame, dets: &[Detection], style: &OverlayStyle) {
+    let mut it = f.host.iter_mut();
+    let mut next = || it.next().map(|p| p.as_mut_slice()).unwrap_or(&mut []);
+    let planes = [next(), next(), next()];
+    let px = PixelsMut::from_planes(f.format, f.width, f.height, planes, &f.strides).expect("CPU pixels");
+    draw_frame(&mut Canvas::from_pixels(px), dets, style, &mut String::new());
+}
+
+/// Largest difference and number of differing bytes between the device planes of `f`
+/// and its host planes.
+fn compare_planes(ctx: &DeviceContext, f: &TestFrame) -> (u8, usize) {
+    let (mut max, mut count) = (0u8, 0usize);
+    for (dev, host) in f.device.iter().zip(&f.host) {
+        let mut got = vec![0u8; host.len()];
+        copy_device_to_host(ctx, dev.ptr(), dev.len(), &mut got).expect("download");
+        for (a, b) in got.iter().zip(host) {
+            let d = a.abs_diff(*b);
+            max = max.max(d);
+            count += usize::from(d != 0);
+        }
+    }
+    (max, count)
+}
+
+/// GPU drawing of one batch of mixed formats and sizes (host and device masks) against
+/// the CPU drawing of the same detections: every byte within 2 levels (expected: equal).
+#[test]
+fn overlay_gpu_matches_cpu() {
+    let Some(ctx) = device() else { return };
+    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut rng = Rng(7);
+    let style = OverlayStyle::default();
+    let cases = [
+        (VideoFormat::Nv12, 1920, 1080, false),
+        (VideoFormat::Nv12, 641, 479, true),
+        (VideoFormat::Rgba, 1280, 720, false),
+        (VideoFormat::Rgba, 641, 479, true),
+        (VideoFormat::Bgrx, 333, 211, false),
+        (VideoFormat::Rgbx, 64, 48, false),
+        (VideoFormat::Bgra, 7, 5, false),
+        (VideoFormat::Rgb, 321, 241, true),
+        (VideoFormat::I420, 641, 479, false),
+        (VideoFormat::Nv12, 1, 1, false),
+    ];
+    for style in [
+        style,
+        OverlayStyle {
+            line_width: 9,
+            mask_alpha: 0.77,
+            text_scale: 3,
+            ..style
+        },
+    ] {
+        let mut frames = Vec::new();
+        let mut list = OverlayCommands::default();
+        let mut keep = Vec::new();
+        for &(format, w, h, odd) in &cases {
+            let mut f = TestFrame::new(&ctx, &mut rng, format, w, h, odd).expect("upload");
+            let dets = overlay_detections(&mut rng, w, h, 24);
+            let gpu_dets = with_device_masks(&ctx, &dets);
+            list.add_frame(w, h, &gpu_dets, &style);
+            draw_cpu_planes(&mut f, &dets, &style);
+            keep.push(gpu_dets);
+            frames.push(f);
+        }
+        let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
+        assert!(overlay.draw(&cuda_frames, &list).expect("draw"));
+        overlay.wait().expect("kernel");
+        for f in &frames {
+            let (max, count) = compare_planes(&ctx, f);
+            println!(
+                "overlay {:?} {}x{} line {} scale {}: max difference {max}, {count} bytes differ",
+                f.format, f.width, f.height, style.line_width, style.text_scale
+            );
+            assert!(max <= 2, "{:?} {}x{}: {max}", f.format, f.width, f.height);
+        }
+        drop(keep);
+    }
+    // Mismatched lists are refused without launching.
+    let f = TestFrame::new(&ctx, &mut rng, VideoFormat::Rgba, 16, 16, false).expect("upload");
+    assert!(matches!(
+        overlay.draw(&[f.cuda()], &OverlayCommands::default()),
+        Err(CudaError::InvalidInput(_))
+    ));
+    let mut list = OverlayCommands::default();
+    list.add_frame(16, 16, &[], &style);
+    assert!(!overlay.draw(&[f.cuda()], &list).expect("nothing to draw"));
+}
+
+/// trtoverlay on a batch of GstCudaMemory frames (and one system-memory frame): the GPU
+/// path draws in place, the result read back through a system-memory map equals the CPU
+/// drawing.
+#[test]
+fn overlay_element_on_gst_cuda_memory() {
+    let Some(_dev) = device() else { return };
+    if let Err(e) = gst::init() {
+        panic!("gst::init: {e}");
+    }
+    if let Err(e) = gsttrtvision::plugin_register_static() {
+        panic!("plugin registration: {e}");
+    }
+    let ctx = CudaContext::new_primary(0).expect("GstCudaContext wrapping the primary context");
+    let mut rng = Rng(5);
+    let style = OverlayStyle::default();
+    let source = Arc::new(gsttrtvision::batch::SourceStream {
+        pad_index: 0,
+        stream_id: None,
+        caps: gst::Caps::new_empty_simple("video/x-raw"),
+        segment: gst::FormattedSegment::new(),
+    });
+    let mut slots = Vec::new();
+    let mut expected = Vec::new();
+    let mut pools = Vec::new();
+    for (format, w, h, cuda_mem) in [
+        (VideoFormat::Nv12, 1920u32, 1080u32, true),
+        (VideoFormat::Rgba, 641, 479, true),
+        (VideoFormat::Bgrx, 1280, 720, true),
+        (VideoFormat::Nv12, 640, 480, false),
+    ] {
+        let info = gst_video::VideoInfo::builder(format, w, h).build().expect("info");
+        let mut buffer = if cuda_mem {
+            let (pool, b) = cuda_pool_buffer(&ctx, &info);
+            pools.push(pool);
+            b
+        } else {
+            gst::Buffer::with_size(info.size()).expect("buffer")
+        };
+        {
+            let bref = buffer.get_mut().expect("writable");
+            let mut vf = gst_video::VideoFrameRef::from_buffer_ref_writable(bref, &info).expect("host map");
+            for p in 0..vf.n_planes() {
+                rng.fill(vf.plane_data_mut(p).expect("plane"));
+            }
+        }
+        assert_eq!(cuda::is_cuda_buffer(&buffer), cuda_mem);
+        let dets = overlay_detections(&mut rng, w, h, 16);
+        // CPU reference on a system-memory copy of the same pixels.
+        let mut reference = gst::Buffer::with_size(info.size()).expect("buffer");
+        {
+            let src =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &info).expect("map");
+            let dst_ref = reference.get_mut().expect("writable");
+            let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(dst_ref, &info).expect("map");
+            src.copy(&mut dst).expect("copy");
+            let mut canvas = Canvas::new(&mut dst).expect("canvas");
+            draw_frame(&mut canvas, &dets, &style, &mut String::new());
+        }
+        expected.push((reference, info.clone()));
+        slots.push(gsttrtvision::batch::FrameSlot {
+            source: source.clone(),
+            frame_number: 0,
+            pts: None,
+            dts: None,
+            duration: None,
+            info,
+            buffer,
+            results: gsttrtvision::results::FrameResults {
+                detections: dets,
+                tensors: Vec::new(),
+            },
+        });
+    }
+    let mut batch_buf = gst::Buffer::new();
+    gsttrtvision::batch::BatchMeta::add(
+        batch_buf.get_mut().expect("writable"),
+        gsttrtvision::batch::Batch {
+            slots,
+            batch_size: 4,
+            ..Default::default()
+        },
+    );
+    let mut h = gst_check::Harness::new("trtoverlay");
+    h.element().expect("element").set_context(&ctx.to_gst_context());
+    h.set_src_caps(gsttrtvision::batch::batch_caps());
+    h.play();
+    let out = h.push_and_pull(batch_buf).expect("batch out");
+    let element = h.element().expect("element");
+    assert_eq!(
+        element.property::<u64>("gpu-frames"),
+        3,
+        "the three CUDA-memory frames are drawn on the GPU"
+    );
+    let meta = out.meta::<gsttrtvision::batch::BatchMeta>().expect("batch meta");
+    for (slot, (reference, info)) in meta.batch().slots.iter().zip(&expected) {
+        let got =
+            gst_video::VideoFrameRef::from_buffer_ref_readable(slot.buffer.as_ref(), info).expect("map");
+        let want = gst_video::VideoFrameRef::from_buffer_ref_readable(reference.as_ref(), info).expect("map");
+        let (mut max, mut count) = (0u8, 0usize);
+        for p in 0..got.n_planes() {
+            let (gs, ws) = (
+                got.plane_stride()[p as usize] as usize,
+                want.plane_stride()[p as usize] as usize,
+            );
+            let (gd, wd) = (
+                got.plane_data(p).expect("plane"),
+                want.plane_data(p).expect("plane"),
+            );
+            let (row_bytes, rows) = plane_geometry(
+                info.format(),
+                p as usize,
+                info.width() as usize,
+                info.height() as usize,
+            );
+            for r in 0..rows {
+                for (a, b) in gd[r * gs..][..row_bytes].iter().zip(&wd[r * ws..][..row_bytes]) {
+                    let d = a.abs_diff(*b);
+                    max = max.max(d);
+                    count += usize::from(d != 0);
+                }
+            }
+        }
+        println!(
+            "trtoverlay {:?} {}x{} (CUDA memory: {}): max difference {max}, {count} bytes differ",
+            info.format(),
+            info.width(),
+            info.height(),
+            cuda::is_cuda_buffer(&slot.buffer)
+        );
+        assert!(max <= 2, "{:?}: {max}", info.format());
+    }
+    drop(out);
+    drop(element);
+    drop(h);
+    for pool in pools {
+        pool.set_active(false).ok();
+    }
+}
+
+/// Timing: 8 NV12 1920x1080 frames with 24 masked, labelled detections each: host-side
+/// command building, the whole draw (copy + kernel + wait) and the kernel alone (CUDA
+/// events), against the CPU drawing; one JSON line.
+#[test]
+fn timing_overlay_8x1080p_nv12() {
+    let Some(ctx) = device() else { return };
+    let (w, h, batch, per_frame) = (1920u32, 1080u32, 8usize, 24usize);
+    let mut rng = Rng(11);
+    let mut frames: Vec<TestFrame> = (0..batch)
+        .map(|_| TestFrame::new(&ctx, &mut rng, VideoFormat::Nv12, w, h, false).expect("upload"))
+        .collect();
+    let dets: Vec<Vec<Detection>> = (0..batch)
+        .map(|_| overlay_detections(&mut rng, w, h, per_frame))
+        .collect();
+    let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
+    let style = OverlayStyle::default();
+    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut list = OverlayCommands::default();
+    let build = |list: &mut OverlayCommands| {
+        list.clear();
+        for d in &dets {
+            list.add_frame(w, h, d, &style);
+        }
+    };
+    for _ in 0..20 {
+        build(&mut list);
+        overlay.draw(&cuda_frames, &list).expect("warm-up");
+        overlay.wait().expect("wait");
+    }
+    let start = Event::new(&ctx, true).expect("event");
+    let stop = Event::new(&ctx, true).expect("event");
+    let (mut build_us, mut total_us, mut kernel_us) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        build(&mut list);
+        let t1 = Instant::now();
+        unsafe { start.record(overlay.stream()) }.expect("record");
+        overlay.draw(&cuda_frames, &list).expect("draw");
+        unsafe { stop.record(overlay.stream()) }.expect("record");
+        overlay.wait().expect("wait");
+        let t2 = Instant::now();
+        stop.synchronize().expect("sync");
+        build_us.push((t1 - t0).as_secs_f64() * 1e6);
+        total_us.push((t2 - t0).as_secs_f64() * 1e6);
+        kernel_us.push(stop.elapsed_ms(&start).expect("elapsed") as f64 * 1e3);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        for (f, d) in frames.iter_mut().zip(&dets) {
+            draw_cpu_planes(f, d, &style);
+        }
+    }
+    let cpu_ms = t0.elapsed().as_secs_f64() * 1e3 / 3.0;
+    let info = cuda::probe().ok();
+    let line = serde_json::json!({
+        "bench": "cuda_overlay",
+        "device": info.as_ref().map(|i| i.name.clone()),
+        "driver_version": info.as_ref().map(|i| i.driver_version),
+        "arch": overlay.arch(),
+        "case": format!("8x NV12 1920x1080, {} detections a frame (24 masked + scene ground truth), boxes + labels + masks", dets[0].len()),
+        "commands_per_batch": list.commands.len(),
+        "mask_bytes_per_batch": list.mask_bytes.len(),
+        // One host-to-device copy: the frame table, the commands and the host masks.
+        "h2d_bytes_per_batch": 88 * batch + 56 * list.commands.len() + list.mask_bytes.len(),
+        "build_us_median": median(&mut build_us),
+        "copy_and_kernel_us_median": median(&mut kernel_us),
+        "draw_total_us_median": median(&mut total_us),
+        "launches_per_batch": 1,
+        "staging_bytes": overlay.staging_size(),
+        "cpu_draw_frame_ms_per_batch": cpu_ms,
+        "cpu_threads": 1,
+    });
+    println!("{line}");
+    assert!(median(&mut kernel_us) > 0.0);
 }

@@ -325,3 +325,19 @@ fn raw_parser_tensors_reach_frames_as_custom_meta() {
         assert_eq!(buf.iter_meta::<gst_video::VideoRegionOfInterestMeta>().count(), 0);
     }
 }
+
+#[test]
+fn overlay_device_property() {
+    common::init();
+    let o = gst::ElementFactory::make("trtoverlay").build().unwrap();
+    assert_eq!(o.property::<String>("device"), "auto");
+    o.set_property_from_str("device", "cpu");
+    assert_eq!(o.property::<String>("device"), "cpu");
+    o.set_property_from_str("device", "tpu");
+    assert_eq!(
+        o.property::<String>("device"),
+        "cpu",
+        "invalid values are ignored"
+    );
+    assert_eq!(o.property::<u64>("gpu-frames"), 0);
+}

@@ -168,6 +168,45 @@ else
   note "[device_cuda] no {\"bench\"...} timing line: no preprocess-kernel record"
 fi
 
+grep '"bench":"cuda_overlay"' "$LOGS/device_cuda.log" > "$W/overlay.jsonl"
+if [ -s "$W/overlay.jsonl" ]; then
+  python3 - "$W/overlay.jsonl" "$RES/$DEV-overlay-kernel-$DATE.json" "$DEVICE_CUDA_RC" <<'PY'
+import json, os, sys
+line = json.loads(open(sys.argv[1]).readline())
+batch = 8
+total_us = line["draw_total_us_median"]
+rec = {
+    "device": line.get("device") or "unknown",
+    "date": os.environ.get("TRTV_DATE"),
+    "commit": os.environ.get("TRTV_COMMIT", "unknown"),
+    "commit_dirty": os.environ.get("TRTV_COMMIT_DIRTY") == "1",
+    "what": "overlay-kernel",
+    "pipeline": "tests/device_cuda.rs timing_overlay_8x1080p_nv12: OverlayCommands built for 8 NV12 1920x1080 frames in device memory (masked, labelled detections), CudaOverlay::draw (one copy + one launch) and wait, 200 runs after 20 warm-up",
+    "cameras": batch, "width": 1920, "height": 1080, "batch_size": batch,
+    "model": "none (overlay drawing only)",
+    "backend": "cuda-nvrtc-kernel",
+    "frames": batch * 200,
+    "fps_total": round(batch / (total_us * 1e-6), 1),
+    "fps_per_camera": round(1 / (total_us * 1e-6), 1),
+    "latency_ms": {"p50": round(total_us / 1e3, 4),
+                   "build_p50": round(line["build_us_median"] / 1e3, 4),
+                   "copy_and_kernel_p50": round(line["copy_and_kernel_us_median"] / 1e3, 4)},
+    "cpu_cores": None, "rss_mib": None, "vram_mib": None,
+    "h2d_bytes_per_frame": line["h2d_bytes_per_batch"] // batch, "d2h_bytes_per_frame": 0,
+    "reference": {"name": "CPU draw_frame on the same frames, 1 thread",
+                  "fps_total": round(batch / (line["cpu_draw_frame_ms_per_batch"] * 1e-3), 1)},
+    "ratio": round(line["cpu_draw_frame_ms_per_batch"] * 1e3 / total_us, 2),
+    "ratio_meaning": "CPU drawing time / GPU drawing time (build + copy + kernel + wait) per batch",
+    "device_cuda_exit_status": int(sys.argv[3]),
+    "raw": line,
+}
+open(sys.argv[2], "w").write(json.dumps(rec, indent=1) + "\n")
+print("wrote", sys.argv[2])
+PY
+else
+  note "[device_cuda] no cuda_overlay timing line: no overlay-kernel record"
+fi
+
 # --- 3. backend benchmark: CPU vs CUDA provider, batch 1..16 --------------------------------
 # The YOLO11n/-seg architectures (random weights) are generated here: too large to carry.
 step yolo11_models 60 python3 engines/yolo11.py --out .device-build/engines/models --no-fp16

@@ -885,9 +885,11 @@ impl OrtBackend {
             let info = cuda_memory_info(self.device_id)
                 .map_err(|e| BackendError::Runtime(format!("no CUDA memory info: {e}")))?;
             for o in &self.outputs {
-                binding.bind_output_to_device(o.name.as_str(), &info).map_err(|e| {
-                    BackendError::Runtime(format!("cannot bind output '{}' to CUDA memory: {e}", o.name))
-                })?;
+                binding
+                    .bind_output_to_device(o.name.as_str(), &info)
+                    .map_err(|e| {
+                        BackendError::Runtime(format!("cannot bind output '{}' to CUDA memory: {e}", o.name))
+                    })?;
             }
             binding.clear_inputs();
             for (name, value) in &values {

@@ -244,6 +244,59 @@ pub fn ensure_element_context(
     Ok(ctx)
 }
 
+/// The CUDA context of one element and the GstContext handling every CUDA-capable
+/// trtvision element does: take offered contexts ([`ElementCudaContext::set_context`]),
+/// find or create one on NULL→READY and drop it on READY→NULL
+/// ([`ElementCudaContext::change_state`]), answer queries ([`ElementCudaContext::query`]).
+#[derive(Debug, Default)]
+pub struct ElementCudaContext {
+    slot: Mutex<Option<CudaContext>>,
+}
+
+impl ElementCudaContext {
+    /// The context, once found or created.
+    pub fn get(&self) -> Option<CudaContext> {
+        self.slot.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// From the element's `set_context`.
+    pub fn set_context(&self, element: &gst::Element, context: &gst::Context) {
+        if let Ok(mut slot) = self.slot.lock() {
+            handle_set_context(element, context, -1, &mut slot);
+        }
+    }
+
+    /// Wraps the element's `change_state` (`parent` chains up): on NULL→READY finds or
+    /// creates the context ([`ensure_element_context`]; without a usable GPU, or when that
+    /// fails with a warning in `cat`, the element works on the CPU), on READY→NULL drops it.
+    pub fn change_state<T>(
+        &self,
+        element: &gst::Element,
+        cat: gst::DebugCategory,
+        transition: gst::StateChange,
+        parent: impl FnOnce() -> T,
+    ) -> T {
+        if transition == gst::StateChange::NullToReady && super::cuda_available() {
+            if let Err(e) = ensure_element_context(element, -1, &self.slot) {
+                gst::warning!(cat, obj = element, "CPU path only: {e}");
+            }
+        }
+        let result = parent();
+        if transition == gst::StateChange::ReadyToNull {
+            if let Ok(mut slot) = self.slot.lock() {
+                *slot = None;
+            }
+        }
+        result
+    }
+
+    /// From the element's query handler: answers `gst.cuda.context` queries.
+    pub fn query(&self, element: &gst::Element, query: &mut gst::QueryRef) -> bool {
+        matches!(query.view(), gst::QueryView::Context(_))
+            && handle_context_query(element, query, self.get().as_ref())
+    }
+}
+
 /// Whether every memory of `buffer` is GstCudaMemory (and there is at least one).
 pub fn is_cuda_buffer(buffer: &gst::BufferRef) -> bool {
     let n = buffer.n_memory();
@@ -309,15 +362,32 @@ impl Drop for CudaFrameMap {
 /// element then uses the CPU path) and [`CudaError::UnsupportedFormat`] for formats the
 /// kernel cannot read.
 pub fn map_cuda_frame(buffer: &gst::BufferRef, info: &VideoInfo) -> Result<CudaFrameMap, CudaError> {
+    map_with_flags(buffer, info, gst::ffi::GST_MAP_READ)
+}
+
+/// Maps a video frame of GstCudaMemory for reading and writing on the GPU (kernels
+/// drawing in place), like [`map_cuda_frame`]. The buffer must be writable (hence
+/// `&mut`); after the map is dropped, GstCudaMemory knows the device copy changed and
+/// downloads it for later system-memory maps.
+pub fn map_cuda_frame_mut(buffer: &mut gst::BufferRef, info: &VideoInfo) -> Result<CudaFrameMap, CudaError> {
+    map_with_flags(buffer, info, gst::ffi::GST_MAP_READ | gst::ffi::GST_MAP_WRITE)
+}
+
+fn map_with_flags(
+    buffer: &gst::BufferRef,
+    info: &VideoInfo,
+    access: gst::ffi::GstMapFlags,
+) -> Result<CudaFrameMap, CudaError> {
     if !is_cuda_buffer(buffer) {
         return Err(CudaError::NotCudaMemory);
     }
     let format = info.format();
     let layout = super::frame::FrameLayout::of(format).ok_or(CudaError::UnsupportedFormat(format))?;
     let mut frame = MaybeUninit::<gst_video::ffi::GstVideoFrame>::zeroed();
-    let flags = gst::ffi::GST_MAP_READ | ffi::GST_MAP_CUDA;
+    let flags = access | ffi::GST_MAP_CUDA;
     // SAFETY: valid info and buffer; `frame` is an out-parameter. gst_video_frame_map
-    // takes its own buffer reference and never writes to a buffer mapped for reading.
+    // takes its own buffer reference and never writes to a buffer mapped for reading;
+    // write access comes only from map_cuda_frame_mut, which holds the buffer mutably.
     let ok = unsafe {
         gst_video::ffi::gst_video_frame_map(
             frame.as_mut_ptr(),
@@ -328,9 +398,14 @@ pub fn map_cuda_frame(buffer: &gst::BufferRef, info: &VideoInfo) -> Result<CudaF
     };
     if ok == glib::ffi::GFALSE {
         return Err(CudaError::Map(format!(
-            "could not map a {format:?} {}x{} CUDA frame for reading on the device",
+            "could not map a {format:?} {}x{} CUDA frame for {} on the device",
             info.width(),
-            info.height()
+            info.height(),
+            if access & gst::ffi::GST_MAP_WRITE != 0 {
+                "drawing"
+            } else {
+                "reading"
+            }
         )));
     }
     // SAFETY: initialised by the successful map above.

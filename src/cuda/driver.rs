@@ -539,7 +539,7 @@ impl Drop for Event {
 /// A loaded module with one kernel function.
 pub(crate) struct Kernel {
     module: sys::CUmodule,
-    pub(crate) function: sys::CUfunction,
+    function: sys::CUfunction,
     ctx: DeviceContext,
 }
 
@@ -577,6 +577,42 @@ impl Kernel {
             function,
             ctx: ctx.clone(),
         })
+    }
+}
+
+impl Kernel {
+    /// Queues the kernel on `stream` (the caller has made its context current).
+    ///
+    /// # Safety
+    /// `args` must point to values matching the kernel's parameters in number, order and
+    /// layout; every device address they hold must be valid for what the kernel does
+    /// with it over `grid`; `stream` must be a live stream of this context.
+    pub(crate) unsafe fn launch(
+        &self,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        stream: sys::CUstream,
+        args: &mut [*mut c_void],
+    ) -> Result<(), CudaError> {
+        // SAFETY: forwarded contract; no dynamic shared memory, no extra options.
+        check(
+            unsafe {
+                sys::cuLaunchKernel(
+                    self.function,
+                    grid.0,
+                    grid.1,
+                    grid.2,
+                    block.0,
+                    block.1,
+                    block.2,
+                    0,
+                    stream,
+                    args.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                )
+            },
+            "cuLaunchKernel",
+        )
     }
 }
 

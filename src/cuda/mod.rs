@@ -11,6 +11,8 @@
 //! - [`CudaPreprocessor`]: one kernel launch per batch turns device frames (NV12, I420,
 //!   RGB, BGR, RGBA, BGRA, RGBx, BGRx) into the NCHW f32/f16 model input in device memory,
 //!   with the exact math of [`crate::preprocess`].
+//! - [`CudaOverlay`]: one kernel launch per batch draws the overlay's command list
+//!   ([`crate::overlay`]) in place on device frames, byte-identical to the CPU drawing.
 //!
 //! Nothing here is linked against CUDA: libcuda and libnvrtc are loaded at run time by
 //! cudarc; only libgstcuda-1.0 (part of gst-plugins-bad) is linked.
@@ -19,7 +21,8 @@ mod context;
 mod driver;
 pub mod ffi;
 mod frame;
-pub(crate) mod nvrtc;
+mod nvrtc;
+mod overlay;
 pub mod postprocess;
 mod preprocess;
 
@@ -27,12 +30,14 @@ use std::sync::OnceLock;
 
 pub use context::{
     ensure_element_context, handle_context_query, handle_set_context, is_cuda_buffer, map_cuda_frame,
-    CudaContext, CudaFrameMap,
+    map_cuda_frame_mut, CudaContext, CudaFrameMap, ElementCudaContext,
 };
 pub use driver::{
     copy_device_to_host, device_of_pointer, ContextGuard, DeviceBuffer, DeviceContext, Event, Stream,
 };
 pub use frame::{CudaFrame, CUDA_FORMATS};
+pub use nvrtc::KERNEL_FILES;
+pub use overlay::{CudaOverlay, KERNEL_SOURCE as OVERLAY_KERNEL_SOURCE};
 pub use preprocess::{
     device_lease, CudaPreprocessor, DeviceTensorLease, INITIAL_POOL, KERNEL_SOURCE, MAX_BATCH, MAX_POOL,
 };

@@ -1,28 +1,22 @@
-//! Run-time compilation of the kernel files under `kernels/` with NVRTC: once per
-//! (file, architecture) per process, the PTX shared by every element that loads it.
+//! Run-time compilation of the kernel files under `kernels/` with NVRTC (PTX for the
+//! device's architecture, cached per file and architecture for the process). Only
+//! libnvrtc is used here, never the driver: this compiles on machines without a GPU.
 
-use super::CudaError;
 use std::sync::{Arc, Mutex};
 
-/// A compiled kernel file: (file name, architecture, NUL-terminated PTX).
-type CompiledPtx = (&'static str, String, Arc<Vec<u8>>);
+use super::CudaError;
 
-/// Compiled PTX per (kernel file, architecture).
-static PTX_CACHE: Mutex<Vec<CompiledPtx>> = Mutex::new(Vec::new());
+/// Every kernel file of the crate: name under `kernels/` and its source.
+pub const KERNEL_FILES: &[(&str, &str)] = &[
+    ("preprocess.cu", super::preprocess::KERNEL_SOURCE),
+    ("overlay.cu", super::overlay::KERNEL_SOURCE),
+    ("yolo.cu", super::postprocess::YOLO_SOURCE),
+    ("maskselect.cu", super::postprocess::MASK_SOURCE),
+];
 
-/// Fails with a clear sentence when libnvrtc cannot be loaded.
-pub(crate) fn require_nvrtc() -> Result<(), CudaError> {
-    // SAFETY: only probes for the library file.
-    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        Ok(())
-    } else {
-        Err(CudaError::Unavailable(
-            "NVRTC (libnvrtc.so.13 of CUDA 13) was not found: add the CUDA toolkit's lib64 \
-             directory (e.g. /usr/local/cuda/lib64) to LD_LIBRARY_PATH"
-                .into(),
-        ))
-    }
-}
+/// Compiled PTX per kernel file and architecture, shared by the whole process.
+type PtxCache = Vec<((String, String), Arc<Vec<u8>>)>;
+static PTX_CACHE: Mutex<PtxCache> = Mutex::new(Vec::new());
 
 /// The `compute_XX` architecture NVRTC should target for compute capability `cc`: the
 /// highest one NVRTC supports that does not exceed the device's.
@@ -55,30 +49,46 @@ pub(crate) fn nvrtc_arch(cc: (i32, i32)) -> Result<String, CudaError> {
     Ok(format!("compute_{best}"))
 }
 
-/// Compiles kernel file `name` (source `source`) for `arch` (cached); returns the
-/// NUL-terminated PTX. No FMA contraction and IEEE division/sqrt, so every f32 operation
-/// rounds as in the CPU twins of the kernels.
-pub(crate) fn compile(name: &'static str, source: &str, arch: &str) -> Result<Arc<Vec<u8>>, CudaError> {
+/// Whether libnvrtc can be loaded, as an error with the fix when it cannot.
+pub(crate) fn require_nvrtc() -> Result<(), CudaError> {
+    // SAFETY: only probes for the library file.
+    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        Ok(())
+    } else {
+        Err(CudaError::Unavailable(
+            "NVRTC (libnvrtc.so.13 of CUDA 13) was not found: add the CUDA toolkit's lib64 \
+             directory (e.g. /usr/local/cuda/lib64) to LD_LIBRARY_PATH"
+                .into(),
+        ))
+    }
+}
+
+/// Compiles kernel file `file` (`source`) for `arch` (cached); returns the
+/// NUL-terminated PTX.
+pub(crate) fn compile(source: &str, file: &str, arch: &str) -> Result<Arc<Vec<u8>>, CudaError> {
+    let key = (file.to_string(), arch.to_string());
     if let Ok(cache) = PTX_CACHE.lock() {
-        if let Some((_, _, ptx)) = cache.iter().find(|(n, a, _)| *n == name && a == arch) {
+        if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(ptx.clone());
         }
     }
     let opts = cudarc::nvrtc::CompileOptions {
+        // No FMA contraction and IEEE division/sqrt: every f32 operation rounds as in
+        // the CPU code (see preprocess.cu).
         fmad: Some(false),
         prec_div: Some(true),
         prec_sqrt: Some(true),
         ftz: Some(false),
         options: vec![format!("--gpu-architecture={arch}")],
-        name: Some(name.into()),
+        name: Some(file.into()),
         ..Default::default()
     };
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(source, opts).map_err(|e| match e {
         cudarc::nvrtc::CompileError::CompileError { nvrtc, options, log } => CudaError::Nvrtc(format!(
-            "compiling kernels/{name} with {options:?} failed ({nvrtc:?}): {}",
+            "compiling kernels/{file} with {options:?} failed ({nvrtc:?}): {}",
             log.to_string_lossy()
         )),
-        other => CudaError::Nvrtc(format!("NVRTC failed on kernels/{name}: {other:?}")),
+        other => CudaError::Nvrtc(format!("NVRTC failed on kernels/{file}: {other:?}")),
     })?;
     let mut image = ptx
         .as_bytes()
@@ -89,11 +99,11 @@ pub(crate) fn compile(name: &'static str, source: &str, arch: &str) -> Result<Ar
     }
     let image = Arc::new(image);
     if let Ok(mut cache) = PTX_CACHE.lock() {
-        // Another thread may have compiled the same file meanwhile: keep the first.
-        if let Some((_, _, ptx)) = cache.iter().find(|(n, a, _)| *n == name && a == arch) {
+        // Another thread may have compiled the same file meanwhile: keep one image.
+        if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(ptx.clone());
         }
-        cache.push((name, arch.to_string(), image.clone()));
+        cache.push((key, image.clone()));
     }
     Ok(image)
 }
@@ -102,27 +112,46 @@ pub(crate) fn compile(name: &'static str, source: &str, arch: &str) -> Result<Ar
 mod tests {
     use super::*;
 
-    /// Every kernel file of the crate.
-    const KERNEL_FILES: &[(&str, &str)] = &[
-        ("preprocess.cu", crate::cuda::KERNEL_SOURCE),
-        ("yolo.cu", crate::cuda::postprocess::YOLO_SOURCE),
-        ("maskselect.cu", crate::cuda::postprocess::MASK_SOURCE),
-    ];
-
-    /// Compiles every kernel file to PTX for sm_90 where libnvrtc can be loaded (no GPU
-    /// or libcuda needed): `LD_LIBRARY_PATH=<dir with libnvrtc.so.13> cargo test
-    /// --features cuda kernels_compile`. Without NVRTC it says so and checks nothing else.
+    /// Every `.cu` file under `kernels/` is listed in [`KERNEL_FILES`] with the same
+    /// text, and compiles to PTX for sm_90 with NVRTC alone (no driver, no GPU) where
+    /// libnvrtc can be loaded (e.g. `LD_LIBRARY_PATH=/path/to/nvrtc`); skipped elsewhere.
     #[test]
-    fn kernels_compile() {
+    fn nvrtc_compiles_every_file_in_kernels() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".cu"))
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = KERNEL_FILES.iter().map(|(n, _)| n.to_string()).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed, "kernels/ and KERNEL_FILES differ");
+        for (name, source) in KERNEL_FILES {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert_eq!(&text, source, "{name} is not the embedded source");
+        }
         if require_nvrtc().is_err() {
-            eprintln!(
-                "skipping: libnvrtc.so.13 not found (set LD_LIBRARY_PATH to compile-check the kernels)"
-            );
+            eprintln!("skipping the NVRTC compilation: libnvrtc.so.13 is not on the library path");
             return;
         }
-        let arch = nvrtc_arch((9, 0)).expect("NVRTC supports an architecture at or below sm_90");
+        let arch = crate::cuda::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
+        assert_eq!(arch, "compute_90");
         for (name, source) in KERNEL_FILES {
-            compile(name, source, &arch).unwrap_or_else(|e| panic!("{e}"));
+            let ptx = match crate::cuda::guard("nvrtc", || compile(source, name, &arch)) {
+                Ok(p) => p,
+                Err(e) => panic!("{e}"),
+            };
+            let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
+            assert!(text.contains(".target sm_90"), "{name}");
+            let entries = text.matches(".entry ").count();
+            assert!(entries >= 1, "{name} has no kernel entry");
+            assert!(!text.contains(".local"), "{name}: no local memory expected");
+            eprintln!(
+                "kernels/{name}: {} bytes of PTX, {entries} entry point(s)",
+                ptx.len()
+            );
         }
     }
 }

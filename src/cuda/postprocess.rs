@@ -63,7 +63,7 @@ fn load(ctx: &DeviceContext, file: &'static str, source: &str, name: &CStr) -> R
     super::probe()?;
     super::nvrtc::require_nvrtc()?;
     let arch = nvrtc_arch(ctx.compute_capability()?)?;
-    let ptx = compile(file, source, &arch)?;
+    let ptx = compile(source, file, &arch)?;
     Kernel::load(ctx, &ptx, name)
 }
 
@@ -191,24 +191,14 @@ impl YoloDecoder {
             ];
             // SAFETY: arguments match the kernel signature; the output holds `capacity`
             // records after the header; the source tensor was checked to hold B*C*N values.
-            check(
-                unsafe {
-                    sys::cuLaunchKernel(
-                        self.kernel.function,
-                        (anchors as u32).div_ceil(256),
-                        b as u32,
-                        1,
-                        256,
-                        1,
-                        1,
-                        0,
-                        stream,
-                        args.as_mut_ptr(),
-                        std::ptr::null_mut(),
-                    )
-                },
-                "cuLaunchKernel",
-            )?;
+            unsafe {
+                self.kernel.launch(
+                    ((anchors as u32).div_ceil(256), b as u32, 1),
+                    (256, 1, 1),
+                    stream,
+                    &mut args,
+                )
+            }?;
             let host = self.host.as_mut().expect("ensured");
             // SAFETY: both buffers hold at least `first_copy` bytes.
             check(
@@ -578,24 +568,10 @@ impl MaskSelector {
             let blocks_x = widest.div_ceil(256).clamp(1, 64);
             // SAFETY: one pointer argument to `n` jobs whose device pointers were checked
             // against their tensors; outputs lie in the arena at disjoint offsets.
-            check(
-                unsafe {
-                    sys::cuLaunchKernel(
-                        self.kernel.function,
-                        blocks_x,
-                        n as u32,
-                        1,
-                        256,
-                        1,
-                        1,
-                        0,
-                        stream,
-                        args.as_mut_ptr(),
-                        std::ptr::null_mut(),
-                    )
-                },
-                "cuLaunchKernel",
-            )?;
+            unsafe {
+                self.kernel
+                    .launch((blocks_x, n as u32, 1), (256, 1, 1), stream, &mut args)
+            }?;
             if download && total > 0 {
                 let out_host = self.out_host.as_mut().expect("allocated above");
                 // SAFETY: `total` bytes fit both the arena and the pinned buffer.

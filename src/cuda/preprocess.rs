@@ -35,6 +35,7 @@ use crate::tensor::{DType, Tensor, TensorStorage};
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../kernels/preprocess.cu");
 const KERNEL_NAME: &CStr = c"trtv_preprocess_nchw";
+const KERNEL_FILE: &str = "preprocess.cu";
 const BLOCK_X: u32 = 32;
 const BLOCK_Y: u32 = 8;
 /// Output buffers allocated up front.
@@ -332,7 +333,7 @@ impl CudaPreprocessor {
 
     fn build(ctx: &DeviceContext, cfg: &PreprocessConfig, max_batch: usize) -> Result<Self, CudaError> {
         let arch = nvrtc_arch(ctx.compute_capability()?)?;
-        let ptx = compile("preprocess.cu", KERNEL_SOURCE, &arch)?;
+        let ptx = compile(KERNEL_SOURCE, KERNEL_FILE, &arch)?;
         let kernel = Kernel::load(ctx, &ptx, KERNEL_NAME)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
@@ -550,24 +551,7 @@ impl CudaPreprocessor {
         // SAFETY: the argument list matches the kernel's signature (two device pointers
         // and NormParams by value, same #[repr(C)] layout); the output holds n rows; the
         // frames' planes are valid per CudaFrame's contract.
-        check(
-            unsafe {
-                sys::cuLaunchKernel(
-                    self.kernel.function,
-                    grid.0,
-                    grid.1,
-                    grid.2,
-                    BLOCK_X,
-                    BLOCK_Y,
-                    1,
-                    0,
-                    stream,
-                    args.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                )
-            },
-            "cuLaunchKernel",
-        )?;
+        unsafe { self.kernel.launch(grid, (BLOCK_X, BLOCK_Y, 1), stream, &mut args) }?;
         // SAFETY: the preprocessor's own live stream, same context as the event.
         unsafe { slot.event.record(stream) }?;
         Ok(lease)
@@ -629,7 +613,7 @@ mod tests {
         }
         let arch = super::super::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
         assert_eq!(arch, "compute_90");
-        let ptx = super::super::guard("nvrtc", || compile("preprocess.cu", KERNEL_SOURCE, &arch)).unwrap();
+        let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
         let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
         assert!(text.contains(".entry trtv_preprocess_nchw"), "{text}");
         assert!(!text.contains("fma.rn.f32"), "contraction must be off");
@@ -642,7 +626,7 @@ mod tests {
         // Cached.
         assert!(Arc::ptr_eq(
             &ptx,
-            &compile("preprocess.cu", KERNEL_SOURCE, &arch).unwrap()
+            &compile(KERNEL_SOURCE, KERNEL_FILE, &arch).unwrap()
         ));
     }
 

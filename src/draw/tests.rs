@@ -188,6 +188,7 @@ fn disc_mask(x: u32, y: u32, d: u32) -> FrameMask {
         width: d,
         height: d,
         data,
+        device: None,
     }
 }
 
@@ -230,6 +231,7 @@ fn nothing_panics_out_of_bounds() {
         width: 2,
         height: 2,
         data: vec![255; 4],
+        device: None,
     };
     for format in crate::video::supported_formats() {
         for (w, h) in [(1, 1), (3, 3), (17, 9)] {

@@ -63,6 +63,7 @@ pub fn read_mask(meta: &gst_video::VideoRegionOfInterestMeta) -> Option<FrameMas
         width: s.get("width").ok()?,
         height: s.get("height").ok()?,
         data: data.to_vec(),
+        device: None,
     };
     (m.data.len() == (m.width * m.height) as usize).then_some(m)
 }

@@ -20,12 +20,14 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-#[derive(Default)]
 pub struct TrtMaskSelect {
     settings: Mutex<(MaskSelection, bool)>,
     bytes_produced: AtomicU64,
     bytes_kept: AtomicU64,
     selected: Mutex<Vec<usize>>,
+    /// Copy masks computed on the GPU to host memory (metadata); off: they stay in device
+    /// memory for trtoverlay's GPU path only.
+    download: std::sync::atomic::AtomicBool,
     /// Mask kernel for model outputs that stayed on the GPU (created on first use).
     #[cfg(feature = "cuda")]
     gpu: Mutex<Option<crate::cuda::postprocess::MaskSelector>>,
@@ -43,7 +45,7 @@ impl TrtMaskSelect {
         selected: &mut Vec<usize>,
     ) -> Result<(u64, u64), gst::FlowError> {
         use crate::cuda::postprocess::{MaskPlanes, MaskRequest, MaskSelector};
-        use crate::results::{FrameMask, MaskSource};
+        use crate::results::{DeviceMask, FrameMask, MaskSource};
         let fail = |what: String| {
             gst::element_imp_error!(
                 self,
@@ -52,6 +54,7 @@ impl TrtMaskSelect {
             );
             gst::FlowError::Error
         };
+        let download = self.download.load(Ordering::Relaxed);
         let mut produced = 0u64;
         let mut requests = Vec::new();
         let mut targets = Vec::new();
@@ -117,17 +120,29 @@ impl TrtMaskSelect {
             let selector = gpu.as_mut().expect("created above");
             let mut offsets = Vec::with_capacity(requests.len() + 1);
             let masks = selector
-                .run(&requests, true, &mut offsets)
+                .run(&requests, download, &mut offsets)
                 .map_err(|e| fail(e.to_string()))?;
             for (k, &(slot_idx, i, (x, y, width, height))) in targets.iter().enumerate() {
-                let data = masks.host[masks.offsets[k]..masks.offsets[k + 1]].to_vec();
-                kept += data.len() as u64;
+                let range = masks.offsets[k]..masks.offsets[k + 1];
+                let data = if download {
+                    masks.host[range.clone()].to_vec()
+                } else {
+                    Vec::new()
+                };
+                kept += range.len() as u64;
+                let device = DeviceMask {
+                    ptr: masks.arena.ptr() + range.start as u64,
+                    // Complete: the selector waited for its kernel.
+                    ready_event: 0,
+                    keepalive: masks.arena.clone(),
+                };
                 batch.slots[slot_idx].results.detections[i].mask = Some(FrameMask {
                     x,
                     y,
                     width,
                     height,
                     data,
+                    device: Some(device),
                 });
             }
         }
@@ -229,6 +244,20 @@ impl TrtMaskSelect {
     }
 }
 
+impl Default for TrtMaskSelect {
+    fn default() -> Self {
+        Self {
+            settings: Mutex::default(),
+            bytes_produced: AtomicU64::default(),
+            bytes_kept: AtomicU64::default(),
+            selected: Mutex::default(),
+            download: std::sync::atomic::AtomicBool::new(true),
+            #[cfg(feature = "cuda")]
+            gpu: Mutex::default(),
+        }
+    }
+}
+
 #[glib::object_subclass]
 impl ObjectSubclass for TrtMaskSelect {
     const NAME: &'static str = "GstTrtMaskSelect";
@@ -263,6 +292,15 @@ impl ObjectImpl for TrtMaskSelect {
                     .default_value(d.mask_threshold)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("download-masks")
+                    .nick("Download masks")
+                    .blurb(
+                        "Copy masks computed on the GPU to host memory so that the metadata (ROI meta, JSON) \
+                         carries them; when off they stay in GPU memory and only trtoverlay's GPU path draws them",
+                    )
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post statistics")
                     .blurb(
@@ -293,6 +331,9 @@ impl ObjectImpl for TrtMaskSelect {
             "top-k" => s.0.top_k = value.get::<u32>().expect("type checked upstream") as usize,
             "mask-threshold" => s.0.mask_threshold = value.get().expect("type checked upstream"),
             "post-messages" => s.1 = value.get().expect("type checked upstream"),
+            "download-masks" => self
+                .download
+                .store(value.get().expect("type checked upstream"), Ordering::Relaxed),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -304,6 +345,7 @@ impl ObjectImpl for TrtMaskSelect {
             "top-k" => (s.0.top_k as u32).to_value(),
             "mask-threshold" => s.0.mask_threshold.to_value(),
             "post-messages" => s.1.to_value(),
+            "download-masks" => self.download.load(Ordering::Relaxed).to_value(),
             "bytes-produced" => self.bytes_produced.load(Ordering::Relaxed).to_value(),
             "bytes-kept" => self.bytes_kept.load(Ordering::Relaxed).to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),

@@ -1,15 +1,26 @@
 //! Drawing happens on the slot's own frame buffer: trtmux holds it by reference, so the
 //! buffer is writable without a copy unless something upstream (a tee) still shares it,
 //! in which case `make_mut` copies it as GStreamer's rules require.
+//!
+//! CUDA path (cargo feature `cuda`, `device=auto`): the frames of a batch that are
+//! GstCudaMemory of a context the element can use are drawn by [`CudaOverlay`] with one
+//! kernel launch for the whole batch, from the same command list the CPU executor
+//! follows ([`crate::overlay`]), byte-identical to the CPU drawing. Other frames (system
+//! memory, another GPU's context, I420) are drawn on the CPU. The element waits for the
+//! kernel before pushing the batch: GstCudaMemory of GStreamer 1.22 carries no stream
+//! or event, so downstream elements (encoders, `cudadownload`) read it right away on
+//! their own streams.
+//!
+//! [`CudaOverlay`]: crate::cuda::CudaOverlay
 
-use crate::batch::FrameSlot;
-use crate::draw::{class_color, Canvas};
-use crate::results::Detection;
+use crate::batch::{Batch, FrameSlot};
+use crate::draw::Canvas;
+use crate::overlay::{draw_frame, OverlayStyle};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -20,68 +31,55 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// What is drawn, and how.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OverlayStyle {
-    pub line_width: u32,
-    pub mask_alpha: f32,
-    pub draw_boxes: bool,
-    pub draw_labels: bool,
-    pub draw_masks: bool,
-    pub text_scale: u32,
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    style: OverlayStyle,
+    /// Draw on the GPU when the frames are CUDA memory.
+    use_gpu: bool,
 }
 
-impl Default for OverlayStyle {
+impl Default for Settings {
     fn default() -> Self {
         Self {
-            line_width: 2,
-            mask_alpha: 0.4,
-            draw_boxes: true,
-            draw_labels: true,
-            draw_masks: true,
-            text_scale: 2,
+            style: OverlayStyle::default(),
+            use_gpu: true,
         }
     }
 }
 
-/// Draws the detections of one frame onto it (CPU implementation).
-pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &OverlayStyle, label: &mut String) {
-    if style.draw_masks {
-        for d in detections {
-            if let Some(m) = &d.mask {
-                canvas.mask(m, class_color(d.class_id), style.mask_alpha);
-            }
-        }
-    }
-    for d in detections {
-        let color = class_color(d.class_id);
-        if style.draw_boxes {
-            canvas.rect_outline(&d.bbox, color, style.line_width);
-        }
-        if style.draw_labels {
-            label.clear();
-            let _ = write!(label, "{} {:.0}%", d.label, d.confidence * 100.0);
-            if d.object_id >= 0 {
-                let _ = write!(label, " #{}", d.object_id);
-            }
-            let h = (crate::font::GLYPH_H * style.text_scale) as f32;
-            let y = if d.bbox.y0 >= h { d.bbox.y0 - h } else { d.bbox.y0 };
-            canvas.text(
-                d.bbox.x0 as i32,
-                y as i32,
-                label,
-                [255, 255, 255],
-                style.text_scale,
-                Some(color),
-            );
-        }
-    }
+/// What exists between start and stop; every buffer is reused from batch to batch.
+#[derive(Default)]
+struct State {
+    label: String,
+    /// Slots already drawn on the GPU in the current batch.
+    on_gpu: Vec<bool>,
+    #[cfg(feature = "cuda")]
+    cuda: CudaState,
+}
+
+#[cfg(feature = "cuda")]
+#[derive(Default)]
+struct CudaState {
+    /// Created on the first batch with CUDA frames to draw on.
+    overlay: Option<crate::cuda::CudaOverlay>,
+    /// Set when the CUDA path is off (`device=cpu`) or failed once.
+    disabled: bool,
+    /// The I420 fallback was reported.
+    warned_i420: bool,
+    list: crate::overlay::OverlayCommands,
+    maps: Vec<crate::cuda::CudaFrameMap>,
+    frames: Vec<crate::cuda::CudaFrame>,
 }
 
 #[derive(Default)]
 pub struct TrtOverlay {
-    style: Mutex<OverlayStyle>,
-    label: Mutex<String>,
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    /// Frames drawn on the GPU since start.
+    gpu_frames: AtomicU64,
+    /// CUDA context shared with the pipeline through `gst.cuda.context`.
+    #[cfg(feature = "cuda")]
+    cuda_ctx: crate::cuda::ElementCudaContext,
 }
 
 impl TrtOverlay {
@@ -115,6 +113,139 @@ impl TrtOverlay {
         draw_frame(&mut canvas, &slot.results.detections, style, label);
         Ok(())
     }
+
+    fn draw_batch(
+        &self,
+        state: &mut State,
+        batch: &mut Batch,
+        style: &OverlayStyle,
+    ) -> Result<(), gst::FlowError> {
+        state.on_gpu.clear();
+        state.on_gpu.resize(batch.slots.len(), false);
+        #[cfg(feature = "cuda")]
+        self.draw_cuda(state, batch, style)?;
+        for (slot, on_gpu) in batch.slots.iter_mut().zip(&state.on_gpu) {
+            if !on_gpu {
+                self.draw_slot(slot, style, &mut state.label)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl TrtOverlay {
+    /// Draws the slots in CUDA memory of the element's context with one launch and marks
+    /// them in `state.on_gpu`; the others are left to the CPU.
+    fn draw_cuda(
+        &self,
+        state: &mut State,
+        batch: &mut Batch,
+        style: &OverlayStyle,
+    ) -> Result<(), gst::FlowError> {
+        use crate::cuda;
+        let cs = &mut state.cuda;
+        if cs.disabled {
+            return Ok(());
+        }
+        let Some(ctx) = self.cuda_ctx.get() else {
+            return Ok(());
+        };
+        cs.list.clear();
+        for (i, slot) in batch.slots.iter_mut().enumerate() {
+            if slot.results.detections.is_empty() || !cuda::is_cuda_buffer(slot.buffer.as_ref()) {
+                continue;
+            }
+            // I420 in GstCudaMemory with odd sizes did not match the CPU layout on the H100
+            // (see trtpreprocess): drawn on the CPU until resolved.
+            if slot.info.format() == gst_video::VideoFormat::I420 {
+                if !cs.warned_i420 {
+                    gst::warning!(CAT, imp = self, "I420 frames in CUDA memory are drawn on the CPU");
+                    cs.warned_i420 = true;
+                }
+                continue;
+            }
+            let info = slot.info.clone();
+            match cuda::map_cuda_frame_mut(slot.buffer.make_mut(), &info) {
+                Ok(m) if m.is_accessible_from(&ctx) => {
+                    cs.list
+                        .add_frame(info.width(), info.height(), &slot.results.detections, style);
+                    cs.frames.push(m.frame());
+                    cs.maps.push(m);
+                    state.on_gpu[i] = true;
+                }
+                Ok(_) => gst::debug!(CAT, imp = self, "frame of another CUDA context: drawn on the CPU"),
+                Err(e) => gst::warning!(CAT, imp = self, "{e}: drawn on the CPU"),
+            }
+        }
+        let result = self.launch(cs, &ctx);
+        let drawn = cs.frames.len() as u64;
+        cs.frames.clear();
+        cs.maps.clear();
+        match result {
+            Ok(()) => {
+                self.gpu_frames.fetch_add(drawn, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(Launch::Fallback) => {
+                state.on_gpu.iter_mut().for_each(|g| *g = false);
+                Ok(())
+            }
+            Err(Launch::Failed(e)) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Failed,
+                    ("Drawing the overlay on the GPU failed"),
+                    ["{}", e]
+                );
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    fn launch(&self, cs: &mut CudaState, ctx: &crate::cuda::CudaContext) -> Result<(), Launch> {
+        if cs.frames.is_empty() {
+            return Ok(());
+        }
+        if cs.overlay.is_none() {
+            match crate::cuda::CudaOverlay::for_gst(ctx) {
+                Ok(o) => {
+                    gst::info!(CAT, imp = self, "CUDA overlay on {}", o.arch());
+                    cs.overlay = Some(o);
+                }
+                Err(e) => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "CUDA overlay unavailable, CPU path from now on: {e}"
+                    );
+                    cs.disabled = true;
+                    return Err(Launch::Fallback);
+                }
+            }
+        }
+        let Some(overlay) = cs.overlay.as_mut() else {
+            return Err(Launch::Fallback);
+        };
+        match overlay.draw(&cs.frames, &cs.list) {
+            Ok(false) => Ok(()),
+            Ok(true) => overlay.wait().map_err(Launch::Failed),
+            Err(e) => {
+                // Nothing was queued, or the launch itself failed: the CPU draws.
+                gst::warning!(CAT, imp = self, "{e}: drawn on the CPU");
+                overlay.wait().map_err(Launch::Failed)?;
+                Err(Launch::Fallback)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+enum Launch {
+    /// Draw these frames on the CPU.
+    Fallback,
+    /// The kernel ran and failed: the frames may be half drawn.
+    Failed(crate::cuda::CudaError),
 }
 
 #[glib::object_subclass]
@@ -170,13 +301,25 @@ impl ObjectImpl for TrtOverlay {
                     .default_value(d.text_scale)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder("gpu-frames")
+                    .nick("Frames drawn on the GPU")
+                    .blurb("Frames drawn on the GPU since start (the others, e.g. in system memory, were drawn on the CPU)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("device")
+                    .nick("Device")
+                    .blurb("Where frames are drawn: auto (on the GPU, one kernel launch per batch, for frames in CUDA memory when the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU); both give the same pixels")
+                    .default_value(Some("auto"))
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.style.lock().unwrap();
+        let mut settings = self.settings.lock().unwrap();
+        let s = &mut settings.style;
         match pspec.name() {
             "line-width" => s.line_width = value.get().expect("type checked upstream"),
             "mask-alpha" => s.mask_alpha = value.get().expect("type checked upstream"),
@@ -184,12 +327,21 @@ impl ObjectImpl for TrtOverlay {
             "draw-labels" => s.draw_labels = value.get().expect("type checked upstream"),
             "draw-masks" => s.draw_masks = value.get().expect("type checked upstream"),
             "text-scale" => s.text_scale = value.get().expect("type checked upstream"),
+            "device" => {
+                let text = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+                match text.as_str() {
+                    "auto" | "cuda" | "gpu" => settings.use_gpu = true,
+                    "cpu" => settings.use_gpu = false,
+                    other => gst::warning!(CAT, imp = self, "ignoring invalid device '{other}'"),
+                }
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.style.lock().unwrap();
+        let settings = self.settings.lock().unwrap();
+        let s = &settings.style;
         match pspec.name() {
             "line-width" => s.line_width.to_value(),
             "mask-alpha" => s.mask_alpha.to_value(),
@@ -197,6 +349,8 @@ impl ObjectImpl for TrtOverlay {
             "draw-labels" => s.draw_labels.to_value(),
             "draw-masks" => s.draw_masks.to_value(),
             "text-scale" => s.text_scale.to_value(),
+            "device" => if settings.use_gpu { "auto" } else { "cpu" }.to_value(),
+            "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -221,6 +375,21 @@ impl ElementImpl for TrtOverlay {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::transform::batch_pad_templates);
         T.as_ref()
     }
+
+    fn set_context(&self, context: &gst::Context) {
+        #[cfg(feature = "cuda")]
+        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
+        self.parent_set_context(context)
+    }
+
+    fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        #[cfg(feature = "cuda")]
+        return self
+            .cuda_ctx
+            .change_state(self.obj().upcast_ref(), *CAT, t, || self.parent_change_state(t));
+        #[cfg(not(feature = "cuda"))]
+        self.parent_change_state(t)
+    }
 }
 
 impl BaseTransformImpl for TrtOverlay {
@@ -228,13 +397,40 @@ impl BaseTransformImpl for TrtOverlay {
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
-    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let style = *self.style.lock().unwrap();
-        let mut label = self.label.lock().unwrap();
-        let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
-        for slot in meta.batch_mut().slots.iter_mut() {
-            self.draw_slot(slot, &style, &mut label)?;
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        #[allow(unused_variables)]
+        let use_gpu = self.settings.lock().unwrap().use_gpu;
+        *self.state.lock().unwrap() = Some(State {
+            #[cfg(feature = "cuda")]
+            cuda: CudaState {
+                disabled: !use_gpu,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        self.gpu_frames.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+            return true;
         }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let style = self.settings.lock().unwrap().style;
+        let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        self.draw_batch(state, meta.batch_mut(), &style)?;
         gst::trace!(CAT, imp = self, "drew batch");
         Ok(gst::FlowSuccess::Ok)
     }

@@ -1,0 +1,397 @@
+//! What the overlay draws, as data: the CPU drawing of a frame ([`draw_frame`]) and the
+//! same drawing as a flat list of [`DrawCommand`]s for a whole batch
+//! ([`OverlayCommands`]), which the CUDA overlay (`kernels/overlay.cu`) executes in one
+//! launch and [`execute`] executes on the CPU with the kernel's per-pixel rules.
+//!
+//! Every drawing operation of [`Canvas`] is "blend one colour at one alpha over a set
+//! of pixels, and over every 4:2:0 chroma block holding at least one of them". A command
+//! describes such a set (a rectangle, a glyph cell of the bitmap font, or a mask) and
+//! the kernel evaluates, for every pixel and every chroma block, the commands of its
+//! frame that cover it in list order. The list keeps [`draw_frame`]'s order (masks first,
+//! then box and label of each detection), so the result equals the CPU drawing exactly.
+//! Where the CPU splits one operation into several fills that touch a chroma block more
+//! than once (outline bands, glyph runs), those fills are opaque and of one colour, so
+//! blending once or several times gives the same bytes.
+
+use crate::draw::{alpha_u8, class_color, outline_bands, visible_glyphs, Canvas};
+use crate::font;
+use crate::geometry::BoxF;
+use crate::results::{Detection, FrameMask};
+use crate::video::{Paint, PixelsMut};
+use std::fmt::Write;
+
+/// What is drawn, and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverlayStyle {
+    /// Width of box outlines in pixels, drawn inwards (0 = no outline).
+    pub line_width: u32,
+    /// Opacity of masks in `[0, 1]`.
+    pub mask_alpha: f32,
+    /// Draw box outlines.
+    pub draw_boxes: bool,
+    /// Draw labels above the boxes.
+    pub draw_labels: bool,
+    /// Blend masks.
+    pub draw_masks: bool,
+    /// Integer scale of the bitmap font.
+    pub text_scale: u32,
+}
+
+impl Default for OverlayStyle {
+    fn default() -> Self {
+        Self {
+            line_width: 2,
+            mask_alpha: 0.4,
+            draw_boxes: true,
+            draw_labels: true,
+            draw_masks: true,
+            text_scale: 2,
+        }
+    }
+}
+
+/// Label text of a detection: `label NN%` and ` #id` when tracked.
+fn write_label(label: &mut String, d: &Detection) {
+    label.clear();
+    let _ = write!(label, "{} {:.0}%", d.label, d.confidence * 100.0);
+    if d.object_id >= 0 {
+        let _ = write!(label, " #{}", d.object_id);
+    }
+}
+
+/// Top-left corner of a detection's label: above the box when it fits, else inside.
+fn label_origin(d: &Detection, style: &OverlayStyle) -> (i32, i32) {
+    let h = (font::GLYPH_H * style.text_scale) as f32;
+    let y = if d.bbox.y0 >= h { d.bbox.y0 - h } else { d.bbox.y0 };
+    (d.bbox.x0 as i32, y as i32)
+}
+
+/// The drawing operations of the overlay, in frame pixels: the [`Canvas`] draws them,
+/// the command builder records them.
+trait Painter {
+    fn mask(&mut self, mask: &FrameMask, color: [u8; 3], alpha: f32);
+    fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32);
+    fn text(&mut self, x: i32, y: i32, text: &str, color: [u8; 3], scale: u32, background: Option<[u8; 3]>);
+}
+
+impl Painter for Canvas<'_> {
+    fn mask(&mut self, mask: &FrameMask, color: [u8; 3], alpha: f32) {
+        Canvas::mask(self, mask, color, alpha)
+    }
+    fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32) {
+        Canvas::rect_outline(self, rect, color, line_width)
+    }
+    fn text(&mut self, x: i32, y: i32, text: &str, color: [u8; 3], scale: u32, background: Option<[u8; 3]>) {
+        Canvas::text(self, x, y, text, color, scale, background)
+    }
+}
+
+/// The overlay of one frame, in drawing order: every mask, then box and label of each
+/// detection.
+fn paint(p: &mut impl Painter, detections: &[Detection], style: &OverlayStyle, label: &mut String) {
+    if style.draw_masks {
+        for d in detections {
+            if let Some(m) = &d.mask {
+                p.mask(m, class_color(d.class_id), style.mask_alpha);
+            }
+        }
+    }
+    for d in detections {
+        let color = class_color(d.class_id);
+        if style.draw_boxes {
+            p.rect_outline(&d.bbox, color, style.line_width);
+        }
+        if style.draw_labels {
+            write_label(label, d);
+            let (x, y) = label_origin(d, style);
+            p.text(x, y, label, [255, 255, 255], style.text_scale, Some(color));
+        }
+    }
+}
+
+/// Draws the detections of one frame onto it (CPU implementation).
+pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &OverlayStyle, label: &mut String) {
+    paint(canvas, detections, style, label);
+}
+
+/// A filled rectangle (its pixel bounds are the command's bounds).
+pub const CMD_RECT: u32 = 0;
+/// A glyph of [`font::atlas`] at an integer scale.
+pub const CMD_GLYPH: u32 = 1;
+/// A mask whose bits are in [`OverlayCommands::mask_bytes`] at byte offset `mask`.
+pub const CMD_MASK_HOST: u32 = 2;
+/// A mask whose bits are in device memory at address `mask`.
+pub const CMD_MASK_DEVICE: u32 = 3;
+
+/// One drawing command; layout shared with `DrawCommand` in `kernels/overlay.cu`.
+///
+/// A pixel `(px, py)` is covered when it lies in `[x0, x1) x [y0, y1)` and, for a glyph,
+/// bit `(px - ox) / a, (py - oy) / a` of glyph `b` is set, for a mask, byte
+/// `(py - oy) * a + (px - ox)` of its bits is ≥ 128. Covered pixels inside the frame are
+/// blended; on 4:2:0 frames so is every chroma block with a covered pixel, once. The
+/// bounds of rectangles and glyphs are clipped to the frame; those of masks to the
+/// chroma block grid (`2 * ceil(w / 2)` by `2 * ceil(h / 2)`), because the CPU tints a
+/// block for mask pixels just right of or below an odd-sized frame.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrawCommand {
+    /// `CMD_*`.
+    pub kind: u32,
+    /// Opacity 0..=255.
+    pub alpha: u32,
+    /// Bounds: pixels `[x0, x1) x [y0, y1)`.
+    pub x0: i32,
+    pub y0: i32,
+    pub x1: i32,
+    pub y1: i32,
+    /// Glyph: top-left of its 8x8 cell; mask: its top-left corner.
+    pub ox: i32,
+    pub oy: i32,
+    /// Glyph: scale; mask: width.
+    pub a: i32,
+    /// Glyph: [`font::glyph_index`]; mask: height.
+    pub b: i32,
+    /// Colour as `[r, g, b, 0]`.
+    pub rgb: [u8; 4],
+    /// The same colour in BT.601 limited range as `[y, u, v, 0]`.
+    pub yuv: [u8; 4],
+    /// Mask: byte offset into the batch's mask bytes, or device address.
+    pub mask: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<DrawCommand>() == 56);
+
+/// The commands of one frame: `commands[first..first + count]`, all inside `bounds`
+/// (`[x0, y0, x1, y1]`, empty when there are none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameCommands {
+    /// Index of the frame's first command.
+    pub first: u32,
+    /// Number of commands of the frame.
+    pub count: u32,
+    /// Union of the commands' bounds, `[x0, y0, x1, y1]`.
+    pub bounds: [i32; 4],
+}
+
+/// Host-side command list of a batch, reused from batch to batch (cleared, never freed).
+#[derive(Debug, Default)]
+pub struct OverlayCommands {
+    /// Commands of every frame, frame after frame.
+    pub commands: Vec<DrawCommand>,
+    /// One entry per [`OverlayCommands::add_frame`].
+    pub frames: Vec<FrameCommands>,
+    /// Bits of the host masks, packed back to back.
+    pub mask_bytes: Vec<u8>,
+    /// CUevents (addresses) recorded after the writes of the device masks referenced by
+    /// the commands: the GPU executor waits on each before drawing.
+    pub device_events: Vec<u64>,
+    label: String,
+}
+
+fn command(kind: u32, color: [u8; 3], alpha: u32) -> DrawCommand {
+    let p = Paint::new(color);
+    DrawCommand {
+        kind,
+        alpha,
+        rgb: [p.rgb[0], p.rgb[1], p.rgb[2], 0],
+        yuv: [p.yuv[0], p.yuv[1], p.yuv[2], 0],
+        ..Default::default()
+    }
+}
+
+/// Frame being added: its size and the running bounds of its commands.
+struct FrameBuilder<'a> {
+    list: &'a mut OverlayCommands,
+    w: i64,
+    h: i64,
+    bounds: [i64; 4],
+}
+
+impl FrameBuilder<'_> {
+    /// Pushes `c` with bounds `[x0, x1) x [y0, y1)` clipped to `(0, 0)..(cw, ch)`;
+    /// nothing when empty.
+    #[allow(clippy::too_many_arguments)]
+    fn push(&mut self, mut c: DrawCommand, x0: i64, y0: i64, x1: i64, y1: i64, cw: i64, ch: i64) -> bool {
+        let (x0, y0, x1, y1) = (x0.clamp(0, cw), y0.clamp(0, ch), x1.clamp(0, cw), y1.clamp(0, ch));
+        if x0 >= x1 || y0 >= y1 {
+            return false;
+        }
+        // Clipped to a frame of at most i32::MAX pixels a side.
+        (c.x0, c.y0, c.x1, c.y1) = (x0 as i32, y0 as i32, x1 as i32, y1 as i32);
+        let b = &mut self.bounds;
+        (b[0], b[1], b[2], b[3]) = (b[0].min(x0), b[1].min(y0), b[2].max(x1), b[3].max(y1));
+        self.list.commands.push(c);
+        true
+    }
+
+    fn rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, color: [u8; 3], alpha: u32) {
+        let (w, h) = (self.w, self.h);
+        self.push(command(CMD_RECT, color, alpha), x0, y0, x1, y1, w, h);
+    }
+}
+
+impl Painter for FrameBuilder<'_> {
+    /// [`Canvas::rect_outline`].
+    fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32) {
+        for [x0, y0, x1, y1] in outline_bands(rect, line_width).into_iter().flatten() {
+            self.rect(x0, y0, x1, y1, color, 255);
+        }
+    }
+
+    /// [`Canvas::text`].
+    fn text(&mut self, x: i32, y: i32, text: &str, color: [u8; 3], scale: u32, background: Option<[u8; 3]>) {
+        let s = scale.max(1) as i64;
+        let (x, y) = (x as i64, y as i64);
+        let cell_h = font::GLYPH_H as i64 * s;
+        if let Some(bg) = background {
+            let w = font::text_width(text, scale.max(1)) as i64;
+            self.rect(x, y, x + w, y + cell_h, bg, 255);
+        }
+        let (w, h) = (self.w, self.h);
+        for (gx, ch) in visible_glyphs(x, y, text, s, w, h) {
+            let index = font::glyph_index(ch);
+            if font::atlas()[index].iter().all(|&r| r == 0) {
+                continue;
+            }
+            let mut c = command(CMD_GLYPH, color, 255);
+            // The cell intersects the frame, so its corner fits an i32.
+            (c.ox, c.oy, c.a, c.b) = (gx as i32, y as i32, s as i32, index as i32);
+            self.push(c, gx, y, gx + 8 * s, y + cell_h, w, h);
+        }
+    }
+
+    /// [`Canvas::mask`].
+    fn mask(&mut self, m: &FrameMask, color: [u8; 3], alpha: f32) {
+        let (mw, mh) = (m.width as i64, m.height as i64);
+        if mw == 0 || mh == 0 || mw > i32::MAX as i64 || mh > i32::MAX as i64 {
+            return;
+        }
+        let (x, y) = (m.x as i64, m.y as i64);
+        let (gw, gh) = (2 * ((self.w + 1) / 2), 2 * ((self.h + 1) / 2));
+        if x >= gw || y >= gh {
+            return;
+        }
+        let mut c = command(CMD_MASK_HOST, color, alpha_u8(alpha) as u32);
+        (c.ox, c.oy, c.a, c.b) = (x as i32, y as i32, mw as i32, mh as i32);
+        let n = (mw * mh) as usize;
+        if let Some(d) = &m.device {
+            c.kind = CMD_MASK_DEVICE;
+            c.mask = d.ptr;
+            let events = &self.list.device_events;
+            let new_event = d.ready_event != 0 && events.last() != Some(&d.ready_event);
+            if self.push(c, x, y, x + mw, y + mh, gw, gh) && new_event {
+                self.list.device_events.push(d.ready_event);
+            }
+        } else if m.data.len() >= n {
+            c.mask = self.list.mask_bytes.len() as u64;
+            if self.push(c, x, y, x + mw, y + mh, gw, gh) {
+                self.list.mask_bytes.extend_from_slice(&m.data[..n]);
+            }
+        }
+    }
+}
+
+impl OverlayCommands {
+    /// Empties the list for a new batch (keeps the memory).
+    pub fn clear(&mut self) {
+        self.commands.clear();
+        self.frames.clear();
+        self.mask_bytes.clear();
+        self.device_events.clear();
+    }
+
+    /// Appends the commands drawing `detections` on a `width x height` frame with
+    /// `style`, in [`draw_frame`]'s order.
+    pub fn add_frame(&mut self, width: u32, height: u32, detections: &[Detection], style: &OverlayStyle) {
+        let first = self.commands.len();
+        let mut label = std::mem::take(&mut self.label);
+        let mut f = FrameBuilder {
+            list: self,
+            w: width as i64,
+            h: height as i64,
+            bounds: [i64::MAX, i64::MAX, i64::MIN, i64::MIN],
+        };
+        paint(&mut f, detections, style, &mut label);
+        let b = f.bounds;
+        self.label = label;
+        let count = self.commands.len() - first;
+        self.frames.push(FrameCommands {
+            first: first as u32,
+            count: count as u32,
+            bounds: if count == 0 {
+                [0; 4]
+            } else {
+                [b[0] as i32, b[1] as i32, b[2] as i32, b[3] as i32]
+            },
+        });
+    }
+
+    /// Whether any frame has something to draw.
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+}
+
+/// Whether command `c` covers pixel `(px, py)` (see [`DrawCommand`]); device masks are
+/// not readable here and cover nothing.
+#[inline]
+fn covers(c: &DrawCommand, mask_bytes: &[u8], px: i32, py: i32) -> bool {
+    if px < c.x0 || px >= c.x1 || py < c.y0 || py >= c.y1 {
+        return false;
+    }
+    match c.kind {
+        CMD_RECT => true,
+        CMD_GLYPH => {
+            let s = c.a.max(1);
+            let (col, row) = ((px - c.ox) / s, (py - c.oy) / s);
+            let bits = font::atlas().get(c.b as usize).and_then(|g| g.get(row as usize));
+            (0..8).contains(&col) && bits.is_some_and(|r| r & (0x80 >> col) != 0)
+        }
+        CMD_MASK_HOST => {
+            let (mx, my) = ((px - c.ox) as i64, (py - c.oy) as i64);
+            if mx < 0 || my < 0 || mx >= c.a as i64 || my >= c.b as i64 {
+                return false;
+            }
+            let i = c.mask as usize + (my * c.a as i64 + mx) as usize;
+            mask_bytes.get(i).is_some_and(|&v| v >= 128)
+        }
+        _ => false,
+    }
+}
+
+/// Executes the commands of one frame on the CPU with the kernel's rules: the CPU twin
+/// of `kernels/overlay.cu` (commands in order, each blending the pixels it covers and,
+/// on 4:2:0 frames, each chroma block holding a covered pixel once).
+pub fn execute(px: &mut PixelsMut, commands: &[DrawCommand], mask_bytes: &[u8]) {
+    let (w, h) = (px.width() as i32, px.height() as i32);
+    let yuv420 = px.layout().is_yuv420();
+    for c in commands {
+        let paint = Paint {
+            rgb: [c.rgb[0], c.rgb[1], c.rgb[2]],
+            yuv: [c.yuv[0], c.yuv[1], c.yuv[2]],
+        };
+        let alpha = c.alpha.min(255) as u8;
+        for y in c.y0.max(0)..c.y1.min(h) {
+            for x in c.x0.max(0)..c.x1.min(w) {
+                if covers(c, mask_bytes, x, y) {
+                    px.blend_span(y as u32, x as u32, x as u32 + 1, &paint, alpha);
+                }
+            }
+        }
+        if !yuv420 {
+            continue;
+        }
+        let (cw, ch) = ((w + 1) / 2, (h + 1) / 2);
+        for cy in (c.y0.max(0) / 2)..((c.y1 + 1) / 2).min(ch) {
+            for cx in (c.x0.max(0) / 2)..((c.x1 + 1) / 2).min(cw) {
+                let touched = (0..4).any(|k| covers(c, mask_bytes, 2 * cx + (k & 1), 2 * cy + (k >> 1)));
+                if touched {
+                    px.blend_chroma_span(cy as u32, cx as u32, cx as u32 + 1, &paint, alpha);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
