@@ -170,6 +170,7 @@ mod tests {
             query: 0,
             mask_source: Some(source),
             mask: None,
+            secondary: Vec::new(),
         }
     }
 

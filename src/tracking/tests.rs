@@ -13,6 +13,7 @@ fn det(class_id: u32, confidence: f32, b: BoxF) -> Detection {
         query: 0,
         mask_source: None,
         mask: None,
+        secondary: Vec::new(),
     }
 }
 

@@ -3,8 +3,10 @@
 //! in which case `make_mut` copies it as GStreamer's rules require.
 
 use crate::batch::FrameSlot;
+use crate::draw::colormap::Colormap;
 use crate::draw::{class_color, Canvas};
-use crate::results::Detection;
+use crate::results::{Detection, FrameResults};
+use crate::video::Paint;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -21,7 +23,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 /// What is drawn, and how.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OverlayStyle {
     pub line_width: u32,
     pub mask_alpha: f32,
@@ -29,6 +31,18 @@ pub struct OverlayStyle {
     pub draw_labels: bool,
     pub draw_masks: bool,
     pub text_scale: u32,
+    /// Colour map of dense outputs (none = not drawn).
+    pub dense_colormap: Colormap,
+    /// Opacity of the dense colour map.
+    pub dense_alpha: f32,
+    /// Model whose dense map is drawn (empty = the first one of the frame).
+    pub dense_model: String,
+    /// Value range mapped onto the colour map; `None` = each map's own min and max.
+    pub dense_range: Option<(f32, f32)>,
+    /// Draw the keypoints of secondary models.
+    pub draw_keypoints: bool,
+    /// Half-size of a keypoint marker in pixels.
+    pub keypoint_radius: u32,
 }
 
 impl Default for OverlayStyle {
@@ -40,7 +54,75 @@ impl Default for OverlayStyle {
             draw_labels: true,
             draw_masks: true,
             text_scale: 2,
+            dense_colormap: Colormap::None,
+            dense_alpha: 0.5,
+            dense_model: String::new(),
+            dense_range: None,
+            draw_keypoints: true,
+            keypoint_radius: 2,
         }
+    }
+}
+
+/// Reusable drawing state: the colour map's 256 paints and scratch.
+#[derive(Debug, Default)]
+pub struct OverlayScratch {
+    pub label: String,
+    lut: Vec<Paint>,
+    lut_of: Option<Colormap>,
+    cols: Vec<u32>,
+}
+
+/// Draws everything attached to one frame: the dense map first (under the rest), then the
+/// detections and their keypoints (CPU implementation).
+pub fn draw_results(
+    canvas: &mut Canvas,
+    results: &FrameResults,
+    style: &OverlayStyle,
+    scratch: &mut OverlayScratch,
+) {
+    if style.dense_colormap != Colormap::None {
+        if let Some(map) = results.dense_for(&style.dense_model) {
+            if scratch.lut_of != Some(style.dense_colormap) {
+                scratch.lut = style.dense_colormap.lut();
+                scratch.lut_of = Some(style.dense_colormap);
+            }
+            if let Some(range) = style
+                .dense_range
+                .or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))
+            {
+                canvas.dense(map, &scratch.lut, range, style.dense_alpha, &mut scratch.cols);
+            }
+        }
+    }
+    draw_frame(canvas, &results.detections, style, &mut scratch.label);
+    if style.draw_keypoints {
+        for d in &results.detections {
+            for r in &d.secondary {
+                for (k, p) in r.keypoints.iter().enumerate() {
+                    canvas.point(p.x, p.y, style.keypoint_radius, class_color(k as u32 + 5));
+                }
+            }
+        }
+    }
+}
+
+/// Parses a dense value range `lo,hi` (`auto` or empty = `None`).
+pub fn parse_range(s: &str) -> Result<Option<(f32, f32)>, String> {
+    let t = s.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    let v: Vec<f32> = t
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}' is not 'auto' or two numbers 'lo,hi'"))?;
+    match v.as_slice() {
+        [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok(Some((*lo, *hi))),
+        _ => Err(format!(
+            "'{s}' is not 'auto' or two finite numbers 'lo,hi' with lo < hi"
+        )),
     }
 }
 
@@ -64,6 +146,9 @@ pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &Overlay
             if d.object_id >= 0 {
                 let _ = write!(label, " #{}", d.object_id);
             }
+            for a in d.secondary.iter().filter_map(|r| r.attribute.as_ref()) {
+                let _ = write!(label, " {}", a.label);
+            }
             let h = (crate::font::GLYPH_H * style.text_scale) as f32;
             let y = if d.bbox.y0 >= h { d.bbox.y0 - h } else { d.bbox.y0 };
             canvas.text(
@@ -81,7 +166,7 @@ pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &Overlay
 #[derive(Default)]
 pub struct TrtOverlay {
     style: Mutex<OverlayStyle>,
-    label: Mutex<String>,
+    scratch: Mutex<OverlayScratch>,
 }
 
 impl TrtOverlay {
@@ -89,9 +174,10 @@ impl TrtOverlay {
         &self,
         slot: &mut FrameSlot,
         style: &OverlayStyle,
-        label: &mut String,
+        scratch: &mut OverlayScratch,
     ) -> Result<(), gst::FlowError> {
-        if slot.results.detections.is_empty() {
+        let dense = style.dense_colormap != Colormap::None && !slot.results.dense.is_empty();
+        if slot.results.detections.is_empty() && !dense {
             return Ok(());
         }
         let info = slot.info.clone();
@@ -112,7 +198,7 @@ impl TrtOverlay {
             );
             gst::FlowError::NotNegotiated
         })?;
-        draw_frame(&mut canvas, &slot.results.detections, style, label);
+        draw_results(&mut canvas, &slot.results, style, scratch);
         Ok(())
     }
 }
@@ -170,6 +256,45 @@ impl ObjectImpl for TrtOverlay {
                     .default_value(d.text_scale)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("dense-colormap")
+                    .nick("Dense colour map")
+                    .blurb("Colour map for dense model outputs (parser dense, e.g. depth): none (not drawn), turbo, jet or gray; drawn under boxes and masks, mapped back through the letterbox onto the frame")
+                    .default_value(Some(d.dense_colormap.name()))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("dense-alpha")
+                    .nick("Dense map opacity")
+                    .blurb("Opacity of the dense colour map (0 = invisible, 1 = opaque)")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.dense_alpha)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("dense-model")
+                    .nick("Dense model")
+                    .blurb("model-name of the dense output that is drawn (empty = the first dense output of each frame)")
+                    .default_value(Some(""))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("dense-range")
+                    .nick("Dense value range")
+                    .blurb("Values mapped onto the colour map: 'lo,hi' (e.g. '0,10'), or auto = each frame's own minimum and maximum")
+                    .default_value(Some("auto"))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("draw-keypoints")
+                    .nick("Draw keypoints")
+                    .blurb("Draw the keypoints secondary models (operate-on=objects) attached to objects")
+                    .default_value(d.draw_keypoints)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("keypoint-radius")
+                    .nick("Keypoint radius")
+                    .blurb("Half-size in pixels of the square drawn at each keypoint")
+                    .maximum(64)
+                    .default_value(d.keypoint_radius)
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -184,6 +309,29 @@ impl ObjectImpl for TrtOverlay {
             "draw-labels" => s.draw_labels = value.get().expect("type checked upstream"),
             "draw-masks" => s.draw_masks = value.get().expect("type checked upstream"),
             "text-scale" => s.text_scale = value.get().expect("type checked upstream"),
+            "dense-colormap" => {
+                let t = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+                match Colormap::parse(&t) {
+                    Some(c) => s.dense_colormap = c,
+                    None => gst::warning!(
+                        CAT,
+                        imp = self,
+                        "unknown dense-colormap '{t}' (none, turbo, jet, gray): kept {}",
+                        s.dense_colormap.name()
+                    ),
+                }
+            }
+            "dense-alpha" => s.dense_alpha = value.get().expect("type checked upstream"),
+            "dense-model" => s.dense_model = value.get::<Option<String>>().ok().flatten().unwrap_or_default(),
+            "dense-range" => {
+                let t = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+                match parse_range(&t) {
+                    Ok(r) => s.dense_range = r,
+                    Err(e) => gst::warning!(CAT, imp = self, "ignoring dense-range: {e}"),
+                }
+            }
+            "draw-keypoints" => s.draw_keypoints = value.get().expect("type checked upstream"),
+            "keypoint-radius" => s.keypoint_radius = value.get().expect("type checked upstream"),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -197,6 +345,16 @@ impl ObjectImpl for TrtOverlay {
             "draw-labels" => s.draw_labels.to_value(),
             "draw-masks" => s.draw_masks.to_value(),
             "text-scale" => s.text_scale.to_value(),
+            "dense-colormap" => s.dense_colormap.name().to_value(),
+            "dense-alpha" => s.dense_alpha.to_value(),
+            "dense-model" => s.dense_model.to_value(),
+            "dense-range" => match s.dense_range {
+                Some((lo, hi)) => format!("{lo},{hi}"),
+                None => "auto".to_string(),
+            }
+            .to_value(),
+            "draw-keypoints" => s.draw_keypoints.to_value(),
+            "keypoint-radius" => s.keypoint_radius.to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -210,7 +368,7 @@ impl ElementImpl for TrtOverlay {
             gst::subclass::ElementMetadata::new(
                 "TrtVision overlay",
                 "Filter/Effect/Video",
-                "Draws detection boxes, labels and alpha-blended masks in place on the frames of a batch",
+                "Draws detection boxes, labels, alpha-blended masks, keypoints and dense colour maps in place on the frames of a batch",
                 "gst-trtvision developers",
             )
         });
@@ -229,11 +387,11 @@ impl BaseTransformImpl for TrtOverlay {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let style = *self.style.lock().unwrap();
-        let mut label = self.label.lock().unwrap();
+        let style = self.style.lock().unwrap().clone();
+        let mut scratch = self.scratch.lock().unwrap();
         let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
         for slot in meta.batch_mut().slots.iter_mut() {
-            self.draw_slot(slot, &style, &mut label)?;
+            self.draw_slot(slot, &style, &mut scratch)?;
         }
         gst::trace!(CAT, imp = self, "drew batch");
         Ok(gst::FlowSuccess::Ok)

@@ -1,0 +1,202 @@
+//! Secondary inference on objects (`operate-on=objects`): crops of selected detections,
+//! taken from the original frames of the batch, become one input tensor per chunk of at
+//! most `max-batch` crops; the parsed results go back to the objects they came from.
+//!
+//! A crop is an ordinary preprocessing row whose placement is
+//! [`LetterboxTransform::crop`]: the same bilinear sampling, colour conversion and
+//! normalisation as trtpreprocess ([`crate::preprocess::fill_row`]), and the same
+//! transform maps the model's crop coordinates back to frame pixels.
+
+use crate::config::{PreprocessConfig, ResizeMode};
+use crate::geometry::LetterboxTransform;
+use crate::preprocess::{self, Scratch};
+use crate::results::Detection;
+use crate::tensor::{HostTensorPool, PooledBytes, Tensor};
+use crate::video::FrameReader;
+
+/// Which detections get a crop.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectFilter {
+    /// Only detections of this model (`None` = of every model but this one).
+    pub model: Option<String>,
+    /// Only these class ids (empty = all).
+    pub classes: Vec<u32>,
+    /// Smallest box width and height in frame pixels (0 = no limit).
+    pub min_size: u32,
+    /// Most crops per batch, best confidence first (0 = no limit).
+    pub max_objects: usize,
+}
+
+impl ObjectFilter {
+    /// Whether detection `d` gets a crop from model `own` (a model never crops its own
+    /// detections).
+    pub fn accepts(&self, d: &Detection, own: &str) -> bool {
+        let model_ok = match &self.model {
+            Some(m) => *d.model == **m,
+            None => &*d.model != own,
+        };
+        model_ok
+            && (self.classes.is_empty() || self.classes.contains(&d.class_id))
+            && d.bbox.width() >= self.min_size as f32
+            && d.bbox.height() >= self.min_size as f32
+            && d.bbox.width() >= 1.0
+            && d.bbox.height() >= 1.0
+    }
+}
+
+/// One selected object: slot index, detection index, confidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObjectRef {
+    pub slot: usize,
+    pub detection: usize,
+    pub confidence: f32,
+}
+
+/// Reusable state of the object mode: the selection, the crop placements, the tensor pool
+/// and the preprocessing scratch (nothing is allocated per batch after warm-up but the
+/// frame mappings).
+#[derive(Debug)]
+pub struct CropStage {
+    pub filter: ObjectFilter,
+    pub pre: PreprocessConfig,
+    pub(super) objects: Vec<ObjectRef>,
+    pub(super) transforms: Vec<LetterboxTransform>,
+    pool: HostTensorPool,
+    scratch: Vec<Scratch>,
+}
+
+impl CropStage {
+    pub fn new(filter: ObjectFilter, pre: PreprocessConfig) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        Self {
+            filter,
+            pre,
+            objects: Vec::new(),
+            transforms: Vec::new(),
+            pool: HostTensorPool::new(),
+            scratch: (0..threads).map(|_| Scratch::default()).collect(),
+        }
+    }
+
+    /// Selects the objects of a batch (`frames[i]` = detections of slot `i`); returns how
+    /// many were selected.
+    pub fn select<'a>(&mut self, own: &str, frames: impl Iterator<Item = &'a [Detection]>) -> usize {
+        self.objects.clear();
+        self.transforms.clear();
+        for (slot, dets) in frames.enumerate() {
+            for (i, d) in dets.iter().enumerate() {
+                if self.filter.accepts(d, own) {
+                    self.objects.push(ObjectRef {
+                        slot,
+                        detection: i,
+                        confidence: d.confidence,
+                    });
+                }
+            }
+        }
+        let cap = self.filter.max_objects;
+        if cap > 0 && self.objects.len() > cap {
+            self.objects.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+            self.objects.truncate(cap);
+            self.objects.sort_by_key(|o| (o.slot, o.detection));
+        }
+        self.objects.len()
+    }
+
+    /// Computes the crop placement of every selected object from its box.
+    pub fn place(&mut self, boxes: impl Fn(&ObjectRef) -> (crate::geometry::BoxF, (u32, u32))) {
+        let keep_aspect = self.pre.resize == ResizeMode::Letterbox;
+        self.transforms.clear();
+        for o in &self.objects {
+            let (b, (fw, fh)) = boxes(o);
+            self.transforms.push(LetterboxTransform::crop(
+                fw,
+                fh,
+                &b,
+                self.pre.width,
+                self.pre.height,
+                keep_aspect,
+            ));
+        }
+    }
+
+    /// Fills the input tensor of crops `range` (indices into the selection) from the frames
+    /// (`readers[slot]`, `None` for slots without crops) on the CPU.
+    pub fn fill(
+        &mut self,
+        name: &str,
+        readers: &[Option<FrameReader<'_>>],
+        range: std::ops::Range<usize>,
+    ) -> Option<Tensor> {
+        let n = range.len();
+        let shape = vec![n, 3, self.pre.height as usize, self.pre.width as usize];
+        let len = shape.iter().product::<usize>() * self.pre.dtype.size();
+        let mut rows = Vec::with_capacity(n);
+        for o in &self.objects[range.clone()] {
+            rows.push((*readers.get(o.slot)?)?);
+        }
+        let mut bytes: PooledBytes = self.pool.acquire(len);
+        preprocess::fill_batch(
+            &self.pre,
+            &rows,
+            &self.transforms[range],
+            bytes.as_mut_slice(),
+            &mut self.scratch,
+        );
+        Some(Tensor::host(name.to_string(), self.pre.dtype, shape, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::BoxF;
+    use std::sync::Arc;
+
+    fn det(model: &str, class_id: u32, confidence: f32, b: BoxF) -> Detection {
+        Detection {
+            model: Arc::from(model),
+            class_id,
+            label: Arc::from("x"),
+            confidence,
+            bbox: b,
+            object_id: -1,
+            query: 0,
+            mask_source: None,
+            mask: None,
+            secondary: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn selection_follows_model_classes_size_and_cap() {
+        let big = BoxF::new(0.0, 0.0, 40.0, 40.0);
+        let small = BoxF::new(0.0, 0.0, 10.0, 40.0);
+        let f0 = vec![
+            det("det", 0, 0.5, big),
+            det("det", 1, 0.9, big),
+            det("other", 0, 0.9, big),
+        ];
+        let f1 = vec![det("det", 0, 0.8, small), det("det", 0, 0.7, big)];
+        let filter = ObjectFilter {
+            model: Some("det".into()),
+            classes: vec![0],
+            min_size: 20,
+            max_objects: 0,
+        };
+        let mut stage = CropStage::new(filter, PreprocessConfig::default());
+        let frames = [&f0[..], &f1[..]];
+        assert_eq!(stage.select("lm", frames.iter().copied()), 2);
+        let picked: Vec<_> = stage.objects.iter().map(|o| (o.slot, o.detection)).collect();
+        assert_eq!(picked, vec![(0, 0), (1, 1)]);
+        stage.filter.max_objects = 1;
+        assert_eq!(stage.select("lm", frames.iter().copied()), 1);
+        assert_eq!((stage.objects[0].slot, stage.objects[0].detection), (1, 1));
+        // Without a model, every model but the element's own.
+        stage.filter = ObjectFilter::default();
+        assert_eq!(stage.select("det", frames.iter().copied()), 1);
+    }
+}
