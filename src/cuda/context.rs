@@ -254,6 +254,50 @@ pub fn is_cuda_buffer(buffer: &gst::BufferRef) -> bool {
         })
 }
 
+/// An element's CUDA context slot with the hooks every CUDA-aware trtvision element needs:
+/// `set_context`, the context search on NULL→READY, the context query, and the release on
+/// READY→NULL. Any device (-1): the elements share the pipeline's context.
+#[derive(Debug, Default)]
+pub struct ElementCudaContext(Mutex<Option<CudaContext>>);
+
+impl ElementCudaContext {
+    /// The context, once found or created.
+    pub fn get(&self) -> Option<CudaContext> {
+        self.0.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// For the element's `set_context`.
+    pub fn set_context(&self, element: &gst::Element, context: &gst::Context) {
+        if let Ok(mut slot) = self.0.lock() {
+            handle_set_context(element, context, -1, &mut slot);
+        }
+    }
+
+    /// Before the element's parent `change_state`: finds or creates the context on
+    /// NULL→READY when a GPU is there. The error says why the element stays on the CPU.
+    pub fn before_change_state(&self, element: &gst::Element, t: gst::StateChange) -> Result<(), CudaError> {
+        if t == gst::StateChange::NullToReady && super::cuda_available() {
+            ensure_element_context(element, -1, &self.0)?;
+        }
+        Ok(())
+    }
+
+    /// After the element's parent `change_state`: drops the context on READY→NULL.
+    pub fn after_change_state(&self, t: gst::StateChange) {
+        if t == gst::StateChange::ReadyToNull {
+            if let Ok(mut c) = self.0.lock() {
+                *c = None;
+            }
+        }
+    }
+
+    /// For the element's `query`: answers `gst.cuda.context` queries.
+    pub fn query(&self, element: &gst::Element, query: &mut gst::QueryRef) -> bool {
+        matches!(query.view(), gst::QueryView::Context(_))
+            && handle_context_query(element, query, self.get().as_ref())
+    }
+}
+
 /// A frame of GstCudaMemory mapped for reading on the device (`GST_MAP_READ |
 /// GST_MAP_CUDA`); unmapped on drop.
 pub struct CudaFrameMap {

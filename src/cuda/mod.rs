@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 pub use context::{
     ensure_element_context, handle_context_query, handle_set_context, is_cuda_buffer, map_cuda_frame,
-    CudaContext, CudaFrameMap,
+    CudaContext, CudaFrameMap, ElementCudaContext,
 };
 pub use driver::{copy_device_to_host, ContextGuard, DeviceBuffer, DeviceContext, Event, Stream};
 pub use frame::{CudaFrame, CUDA_FORMATS};

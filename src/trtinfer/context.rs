@@ -301,6 +301,23 @@ impl InferContext {
                 (slot.info.width(), slot.info.height()),
             )
         });
+        #[cfg(feature = "cuda")]
+        if self.backend.name() != BackendKind::OnnxRuntimeCpu.name() {
+            let mut maps = Vec::new();
+            if let Some(frames) = stage.gpu.frames(&stage.objects, &batch.slots, &mut maps) {
+                match self.crops_on_gpu(stage, &frames) {
+                    Ok(results) => {
+                        drop(maps);
+                        Self::attach_secondary(stage, batch, results);
+                        return Ok(());
+                    }
+                    // The CUDA preprocessing failed (logged by the element on the next
+                    // batch through `gpu_disabled`): CPU crops from now on.
+                    Err(InferError::Config(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         // Map the frames that have crops (CUDA frames are read through their system-memory
         // mapping).
         let mut mapped: Vec<Option<gst_video::VideoFrameRef<&gst::BufferRef>>> =
@@ -336,27 +353,83 @@ impl InferContext {
             let Some(tensor) = stage.fill(&self.input_name, &readers, range.clone()) else {
                 continue;
             };
-            let outputs = self.backend.infer(&[InputRef {
-                name: &self.input_name,
-                tensor: &tensor,
-            }])?;
-            let parsed =
-                parsers::landmarks::parse_landmarks(&self.params, &outputs, &stage.transforms[range])
-                    .map_err(|e| InferError::Parse {
-                        model: self.model.to_string(),
-                        parser: self.parser.name(),
-                        reason: e.to_string(),
-                    })?;
-            results.extend(parsed);
+            results.extend(self.infer_crops(&tensor, &stage.transforms[range])?);
         }
         drop(readers);
         drop(mapped);
+        Self::attach_secondary(stage, batch, results);
+        Ok(())
+    }
+
+    /// Infers one chunk of crops and parses its outputs.
+    fn infer_crops(
+        &mut self,
+        tensor: &Tensor,
+        transforms: &[crate::geometry::LetterboxTransform],
+    ) -> Result<Vec<crate::results::ObjectResult>, InferError> {
+        let outputs = self.backend.infer(&[InputRef {
+            name: &self.input_name,
+            tensor,
+        }])?;
+        parsers::landmarks::parse_landmarks(&self.params, &outputs, transforms).map_err(|e| {
+            InferError::Parse {
+                model: self.model.to_string(),
+                parser: self.parser.name(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// GPU crops: one kernel launch and one inference per chunk. A failure of the CUDA
+    /// preprocessing is `InferError::Config` (the caller falls back to the CPU).
+    #[cfg(feature = "cuda")]
+    fn crops_on_gpu(
+        &mut self,
+        stage: &mut CropStage,
+        frames: &[crate::cuda::CudaFrame],
+    ) -> Result<Vec<crate::results::ObjectResult>, InferError> {
+        let n = frames.len();
+        let chunk = self.config.max_batch.max(1);
+        let mut results = Vec::with_capacity(n);
+        for start in (0..n).step_by(chunk) {
+            let range = start..(start + chunk).min(n);
+            let tensor = stage
+                .gpu
+                .run(
+                    &stage.pre,
+                    chunk,
+                    &self.input_name,
+                    &frames[range.clone()],
+                    &stage.transforms[range.clone()],
+                )
+                .map_err(InferError::Config)?;
+            results.extend(self.infer_crops(&tensor, &stage.transforms[range])?);
+        }
+        Ok(results)
+    }
+
+    fn attach_secondary(stage: &CropStage, batch: &mut Batch, results: Vec<crate::results::ObjectResult>) {
         for (o, r) in stage.objects.iter().zip(results) {
             if let Some(d) = batch.slots[o.slot].results.detections.get_mut(o.detection) {
                 d.secondary.push(r);
             }
         }
-        Ok(())
+    }
+
+    /// The CUDA context object crops on CUDA frames run in (the element's); `enabled` =
+    /// false keeps crops on the CPU.
+    #[cfg(feature = "cuda")]
+    pub fn set_cuda_context(&mut self, ctx: Option<crate::cuda::CudaContext>, enabled: bool) {
+        if let Some(stage) = self.crops.as_mut() {
+            stage.gpu.ctx = ctx;
+            stage.gpu.disabled = !enabled;
+        }
+    }
+
+    /// Why object crops gave up the GPU, once, after a CUDA failure (the element logs it).
+    #[cfg(feature = "cuda")]
+    pub fn take_gpu_crops_failure(&mut self) -> Option<String> {
+        self.crops.as_mut().and_then(|s| s.gpu.failure.take())
     }
 
     fn infer(&mut self, batch: &mut Batch) -> Result<(), InferError> {

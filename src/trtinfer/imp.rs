@@ -22,6 +22,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 pub struct TrtInfer {
     settings: Mutex<InferSettings>,
     context: Mutex<Option<InferContext>>,
+    /// CUDA context shared with the pipeline (object crops of CUDA frames run on the GPU).
+    #[cfg(feature = "cuda")]
+    cuda_ctx: crate::cuda::ElementCudaContext,
 }
 
 #[glib::object_subclass]
@@ -291,6 +294,25 @@ impl ElementImpl for TrtInfer {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::transform::batch_pad_templates);
         T.as_ref()
     }
+
+    fn set_context(&self, context: &gst::Context) {
+        #[cfg(feature = "cuda")]
+        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
+        self.parent_set_context(context)
+    }
+
+    fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        #[cfg(feature = "cuda")]
+        if self.settings.lock().unwrap().operate_on == OperateOn::Objects {
+            if let Err(e) = self.cuda_ctx.before_change_state(self.obj().upcast_ref(), t) {
+                gst::warning!(CAT, imp = self, "object crops on the CPU only: {e}");
+            }
+        }
+        let r = self.parent_change_state(t);
+        #[cfg(feature = "cuda")]
+        self.cuda_ctx.after_change_state(t);
+        r
+    }
 }
 
 impl BaseTransformImpl for TrtInfer {
@@ -316,8 +338,22 @@ impl BaseTransformImpl for TrtInfer {
             ctx.backend_name(),
             ctx.parser
         );
+        #[cfg(feature = "cuda")]
+        let ctx = {
+            let mut ctx = ctx;
+            ctx.set_cuda_context(self.cuda_ctx.get(), true);
+            ctx
+        };
         *self.context.lock().unwrap() = Some(ctx);
         Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+            return true;
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
@@ -332,6 +368,10 @@ impl BaseTransformImpl for TrtInfer {
         if let Err(e) = ctx.process(meta.batch_mut()) {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
             return Err(gst::FlowError::Error);
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(why) = ctx.take_gpu_crops_failure() {
+            gst::warning!(CAT, imp = self, "{why}: object crops on the CPU from now on");
         }
         Ok(gst::FlowSuccess::Ok)
     }

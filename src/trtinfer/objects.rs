@@ -63,6 +63,99 @@ pub struct CropStage {
     pub(super) transforms: Vec<LetterboxTransform>,
     pool: HostTensorPool,
     scratch: Vec<Scratch>,
+    /// GPU crops: the element's CUDA context, the preprocessor (created on the first batch
+    /// of CUDA frames), and whether the GPU path is off.
+    #[cfg(feature = "cuda")]
+    pub(super) gpu: GpuCrops,
+}
+
+/// The CUDA side of the object mode: the same kernel as trtpreprocess, launched once per
+/// chunk with one row per crop (the frame of each crop repeated, its crop placement as the
+/// row's transform).
+#[cfg(feature = "cuda")]
+#[derive(Debug, Default)]
+pub struct GpuCrops {
+    pub ctx: Option<crate::cuda::CudaContext>,
+    pre: Option<crate::cuda::CudaPreprocessor>,
+    pub disabled: bool,
+    /// Why the GPU path was turned off after a failure (for the element's log).
+    pub failure: Option<String>,
+}
+
+#[cfg(feature = "cuda")]
+impl GpuCrops {
+    /// The device frame of every selected crop, when all their frames are CUDA memory the
+    /// context can read (`maps` keeps the mappings alive); `None` = CPU path.
+    pub fn frames(
+        &self,
+        objects: &[ObjectRef],
+        slots: &[crate::batch::FrameSlot],
+        maps: &mut Vec<(usize, crate::cuda::CudaFrameMap)>,
+    ) -> Option<Vec<crate::cuda::CudaFrame>> {
+        let ctx = self.ctx.as_ref().filter(|_| !self.disabled)?;
+        maps.clear();
+        let mut frames = Vec::with_capacity(objects.len());
+        for o in objects {
+            if let Some((_, m)) = maps.iter().find(|(i, _)| *i == o.slot) {
+                frames.push(m.frame());
+                continue;
+            }
+            let slot = slots.get(o.slot)?;
+            // As in trtpreprocess: I420 CUDA frames take the CPU path.
+            if slot.info.format() == gst_video::VideoFormat::I420 {
+                return None;
+            }
+            let m = crate::cuda::map_cuda_frame(slot.buffer.as_ref(), &slot.info).ok()?;
+            if !m.is_accessible_from(ctx) {
+                return None;
+            }
+            frames.push(m.frame());
+            maps.push((o.slot, m));
+        }
+        Some(frames)
+    }
+
+    /// One launch for the crops `frames[i]` placed by `transforms[i]`; waits for it (the
+    /// backend reads the tensor next). `Err` = message for the log; the GPU path is then off.
+    pub fn run(
+        &mut self,
+        pre: &PreprocessConfig,
+        max_batch: usize,
+        name: &str,
+        frames: &[crate::cuda::CudaFrame],
+        transforms: &[LetterboxTransform],
+    ) -> Result<Tensor, String> {
+        let fail = |this: &mut Self, e: String| {
+            this.disabled = true;
+            this.failure = Some(e.clone());
+            Err(e)
+        };
+        if self.pre.is_none() {
+            let Some(ctx) = &self.ctx else {
+                return fail(self, "no CUDA context".into());
+            };
+            match crate::cuda::CudaPreprocessor::for_gst(ctx, pre, max_batch) {
+                Ok(mut p) => {
+                    p.set_tensor_name(name);
+                    self.pre = Some(p);
+                }
+                Err(e) => return fail(self, format!("CUDA crops unavailable: {e}")),
+            }
+        }
+        let Some(p) = self.pre.as_mut() else {
+            return fail(self, "no CUDA preprocessor".into());
+        };
+        let t = match p.run(frames, transforms) {
+            Ok(t) => t,
+            Err(e) => return fail(self, format!("CUDA crops failed: {e}")),
+        };
+        if let Some(lease) = crate::cuda::device_lease(&t) {
+            if let Err(e) = lease.wait() {
+                return fail(self, format!("waiting for the CUDA crops: {e}"));
+            }
+        }
+        Ok(t)
+    }
 }
 
 impl CropStage {
@@ -78,6 +171,8 @@ impl CropStage {
             transforms: Vec::new(),
             pool: HostTensorPool::new(),
             scratch: (0..threads).map(|_| Scratch::default()).collect(),
+            #[cfg(feature = "cuda")]
+            gpu: GpuCrops::default(),
         }
     }
 

@@ -68,7 +68,7 @@ pub struct TrtPreprocess {
     state: Mutex<Option<State>>,
     /// CUDA context shared with the pipeline through `gst.cuda.context`.
     #[cfg(feature = "cuda")]
-    cuda_ctx: Mutex<Option<crate::cuda::CudaContext>>,
+    cuda_ctx: crate::cuda::ElementCudaContext,
 }
 
 fn parse_floats(s: &str) -> Option<[f32; 3]> {
@@ -185,7 +185,7 @@ impl TrtPreprocess {
         if state.gpu_disabled {
             return None;
         }
-        let ctx = self.cuda_ctx.lock().ok()?.clone()?;
+        let ctx = self.cuda_ctx.get()?;
         let mut maps = Vec::with_capacity(rows.len());
         for &i in rows {
             let s = &batch.slots[i];
@@ -444,26 +444,18 @@ impl ElementImpl for TrtPreprocess {
 
     fn set_context(&self, context: &gst::Context) {
         #[cfg(feature = "cuda")]
-        if let Ok(mut slot) = self.cuda_ctx.lock() {
-            crate::cuda::handle_set_context(self.obj().upcast_ref(), context, -1, &mut slot);
-        }
+        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
         self.parent_set_context(context)
     }
 
     fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         #[cfg(feature = "cuda")]
-        if t == gst::StateChange::NullToReady && crate::cuda::cuda_available() {
-            if let Err(e) = crate::cuda::ensure_element_context(self.obj().upcast_ref(), -1, &self.cuda_ctx) {
-                gst::warning!(CAT, imp = self, "CPU path only: {e}");
-            }
+        if let Err(e) = self.cuda_ctx.before_change_state(self.obj().upcast_ref(), t) {
+            gst::warning!(CAT, imp = self, "CPU path only: {e}");
         }
         let r = self.parent_change_state(t);
         #[cfg(feature = "cuda")]
-        if t == gst::StateChange::ReadyToNull {
-            if let Ok(mut c) = self.cuda_ctx.lock() {
-                *c = None;
-            }
-        }
+        self.cuda_ctx.after_change_state(t);
         r
     }
 }
@@ -529,11 +521,8 @@ impl BaseTransformImpl for TrtPreprocess {
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
         #[cfg(feature = "cuda")]
-        if matches!(query.view(), gst::QueryView::Context(_)) {
-            let ctx = self.cuda_ctx.lock().ok().and_then(|c| c.clone());
-            if crate::cuda::handle_context_query(self.obj().upcast_ref(), query, ctx.as_ref()) {
-                return true;
-            }
+        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+            return true;
         }
         BaseTransformImplExt::parent_query(self, direction, query)
     }
