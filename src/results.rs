@@ -63,6 +63,24 @@ pub struct Detection {
     pub secondary: Vec<ObjectResult>,
 }
 
+impl Detection {
+    /// An untracked detection without mask or secondary results.
+    pub fn new(model: Arc<str>, class_id: u32, label: Arc<str>, confidence: f32, bbox: BoxF) -> Self {
+        Detection {
+            model,
+            class_id,
+            label,
+            confidence,
+            bbox,
+            object_id: -1,
+            query: 0,
+            mask_source: None,
+            mask: None,
+            secondary: Vec::new(),
+        }
+    }
+}
+
 /// A named point in frame pixels.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Keypoint {

@@ -29,9 +29,9 @@ pub fn parse_dense(
             transforms.len()
         )
     };
-    let (b, c, h, w) = match t.shape.as_slice() {
-        &[b, c, h, w] => (b, c, h, w),
-        &[b, h, w] => (b, 1, h, w),
+    let (b, c, h, w) = match *t.shape.as_slice() {
+        [b, c, h, w] => (b, c, h, w),
+        [b, h, w] => (b, 1, h, w),
         _ => return Err(shape_err(t, expected())),
     };
     if b != transforms.len() || c == 0 || h == 0 || w == 0 {

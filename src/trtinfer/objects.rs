@@ -252,30 +252,19 @@ mod tests {
     use std::sync::Arc;
 
     fn det(model: &str, class_id: u32, confidence: f32, b: BoxF) -> Detection {
-        Detection {
-            model: Arc::from(model),
-            class_id,
-            label: Arc::from("x"),
-            confidence,
-            bbox: b,
-            object_id: -1,
-            query: 0,
-            mask_source: None,
-            mask: None,
-            secondary: Vec::new(),
-        }
+        Detection::new(Arc::from(model), class_id, Arc::from("x"), confidence, b)
     }
 
     #[test]
     fn selection_follows_model_classes_size_and_cap() {
         let big = BoxF::new(0.0, 0.0, 40.0, 40.0);
         let small = BoxF::new(0.0, 0.0, 10.0, 40.0);
-        let f0 = vec![
+        let f0 = [
             det("det", 0, 0.5, big),
             det("det", 1, 0.9, big),
             det("other", 0, 0.9, big),
         ];
-        let f1 = vec![det("det", 0, 0.8, small), det("det", 0, 0.7, big)];
+        let f1 = [det("det", 0, 0.8, small), det("det", 0, 0.7, big)];
         let filter = ObjectFilter {
             model: Some("det".into()),
             classes: vec![0],
