@@ -9,7 +9,8 @@ pub enum Colormap {
     /// Dense maps are not drawn (default).
     #[default]
     None,
-    /// Google's Turbo (blue → green → yellow → red), polynomial approximation.
+    /// Google's Turbo (dark blue → cyan → green → yellow → red → dark red), its published
+    /// polynomial approximation.
     Turbo,
     /// The classic Jet (blue → cyan → yellow → red).
     Jet,
@@ -110,10 +111,11 @@ mod tests {
         assert_eq!(Colormap::Gray.rgb(1.0), [255, 255, 255]);
         assert_eq!(Colormap::Jet.rgb(0.0), [0, 0, 128]);
         assert_eq!(Colormap::Jet.rgb(1.0), [128, 0, 0]);
-        let blue_end = Colormap::Turbo.rgb(0.0);
-        assert!(blue_end[2] > blue_end[0]);
-        let red_end = Colormap::Turbo.rgb(1.0);
-        assert!(red_end[0] > red_end[2]);
+        // Turbo: dark at both ends, blue low, green in the middle, red high.
+        assert_eq!(Colormap::Turbo.rgb(0.0), [35, 23, 27]);
+        assert_eq!(Colormap::Turbo.rgb(0.1), [73, 88, 221]);
+        assert_eq!(Colormap::Turbo.rgb(0.5), [150, 250, 80]);
+        assert_eq!(Colormap::Turbo.rgb(0.8), [244, 92, 23]);
         for c in [Colormap::None, Colormap::Turbo, Colormap::Jet, Colormap::Gray] {
             assert_eq!(Colormap::parse(c.name()), Some(c));
         }
