@@ -8,6 +8,8 @@
 #                                                     sources-only reference, trtmux overhead keys
 #   bench/results/cpu-8cam1080p-cpu-<date>.json       8 x 1920x1080 NV12, same pipeline, fewer frames
 #   bench/results/cpu-trtmux-overhead-cpu-<date>.json trtmux overhead only (no model)
+#   bench/results/cpu-multimodel-3cam-<date>.json     3 x 640x480 NV12, detector on all + depth on camera 0
+#   bench/results/cpu-cascade-8cam-<date>.json        8 x 640x480 NV12, detector then landmarks on every object
 # Each run stays under ~3 minutes on a 2-core machine. The JSON records the load average at
 # start and end: results taken while other work runs on the machine are not comparable.
 set -euo pipefail
@@ -35,3 +37,11 @@ set -x
 "$BENCH" --what trtmux-overhead --cameras 8 --width 640 --height 480 --format NV12 \
     --overhead-frames 1000 --overhead-reps 5 \
     --out "$OUT/cpu-trtmux-overhead-cpu-$DATE.json"
+
+"$BENCH" --scenario multimodel --width 640 --height 480 --format NV12 --backend onnxruntime-cpu \
+    --frames 60 --warmup 5 --reference decode-only \
+    --out "$OUT/cpu-multimodel-3cam-$DATE.json"
+
+"$BENCH" --scenario cascade --width 640 --height 480 --format NV12 --backend onnxruntime-cpu \
+    --frames 40 --warmup 5 --reference decode-only \
+    --out "$OUT/cpu-cascade-8cam-$DATE.json"

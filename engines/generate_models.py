@@ -83,6 +83,15 @@ class G:
         return out_names[0] if len(out_names) == 1 else out_names
 
 
+def membership(g, image, size):
+    """[B,4,S*S] per-class membership (exactly 0 or 1) of the pixels of `image` [B,3,S,S]."""
+    q = g.op("HardSigmoid", [image], "q", alpha=20.0, beta=-9.0)  # [B,3,S,S]
+    q = g.op("Reshape", [q, g.const([0, 3, size * size], np.int64)], "q3")  # [B,3,S*S]
+    wmat = np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [0.5, 0.5, -0.5]], np.float32)
+    t = g.op("MatMul", [g.const(wmat), q], "t")  # [B,4,S*S]
+    return g.op("HardSigmoid", [t], "m4", alpha=1000.0, beta=-999.0)
+
+
 def build_core(g, size):
     """Common part: per-class membership and box statistics.
 
@@ -106,11 +115,7 @@ def build_core(g, size):
     """
     zero = g.const(0.0)
     one = g.const(1.0)
-    q = g.op("HardSigmoid", ["images"], "q", alpha=20.0, beta=-9.0)  # [B,3,S,S]
-    q = g.op("Reshape", [q, g.const([0, 3, size * size], np.int64)], "q3")  # [B,3,S*S]
-    wmat = np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [0.5, 0.5, -0.5]], np.float32)
-    t = g.op("MatMul", [g.const(wmat), q], "t")  # [B,4,S*S]
-    m = g.op("HardSigmoid", [t], "m4", alpha=1000.0, beta=-999.0)
+    m = membership(g, "images", size)
     m = g.op("Reshape", [m, g.const([0, NUM_CLASSES, size, size], np.int64)], "m")  # [B,4,S,S]
 
     # Projections: column counts (sum over y) and row occupancy (max over x).
@@ -231,17 +236,116 @@ def make_model(kind, size=640):
         raise ValueError(kind)
     inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, size, size])
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outs]
-    graph = helper.make_graph(g.nodes, f"shapes_{kind}", [inp], outputs, g.inits)
+    return finish(g, f"shapes_{kind}", [inp], outputs, kind,
+                  f"Synthetic '{kind}' shapes model: classes {LABELS}; "
+                  "exact colour-threshold detector, not a trained network.")
+
+
+# Depth-style dense model: one value per input pixel, set by the class of the pixel.
+DEPTH_SIZE = 320
+DEPTH_OF_CLASS = [2.0, 4.0, 6.0, 8.0]
+DEPTH_BACKGROUND = 10.0
+# Landmark-style secondary model on object crops.
+CROP_SIZE = 64
+KEYPOINT_NAMES = ["centroid", "top", "top-left", "bottom-right"]
+
+
+def make_depth(size=DEPTH_SIZE):
+    """depth [B,1,S,S] = DEPTH_OF_CLASS[c] on pixels of class c, DEPTH_BACKGROUND elsewhere."""
+    g = G()
+    m = membership(g, "images", size)  # [B,4,S*S]
+    w = np.array([[d - DEPTH_BACKGROUND for d in DEPTH_OF_CLASS]], np.float32)  # [1,4]
+    d = g.op("Add", [g.op("MatMul", [g.const(w), m]), g.const(DEPTH_BACKGROUND)])  # [B,1,S*S]
+    g.op("Reshape", [d, g.const([0, 1, size, size], np.int64)], out_names=["depth"])
+    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, size, size])
+    out = helper.make_tensor_value_info("depth", TensorProto.FLOAT, ["batch", 1, size, size])
+    return finish(g, "shapes_depth", [inp], [out], "depth",
+                  "Synthetic depth model: per-pixel depth %s by class %s, %s elsewhere; not a trained network."
+                  % (DEPTH_OF_CLASS, LABELS, DEPTH_BACKGROUND))
+
+
+def make_landmarks(size=CROP_SIZE):
+    """On a crop [n,3,S,S] of one object: keypoints [n,4,2] (x, y normalised to the crop) of
+    the pixels of the crop's dominant class, and colors [n,4] (each class's share of the
+    member pixels)."""
+    g = G()
+    zero, one = g.const(0.0), g.const(1.0)
+    m = membership(g, "crops", size)  # [n,4,N]
+    area = g.op("ReduceSum", [m, g.const([2], np.int64)], "area", keepdims=0)  # [n,4]
+    total = g.op("ReduceSum", [area, g.const([1], np.int64)], "total", keepdims=1)  # [n,1]
+    g.op("Div", [area, g.op("Max", [total, one])], out_names=["colors"])
+    amax = g.op("ReduceMax", [area], "amax", axes=[1], keepdims=1)
+    dominant = g.op("Mul", [g.op("Cast", [g.op("Equal", [area, amax])], to=TensorProto.FLOAT),
+                            g.op("Cast", [g.op("Greater", [area, zero])], to=TensorProto.FLOAT)])
+    dominant = g.op("Div", [dominant, g.op("Max", [g.op("ReduceSum", [dominant, g.const([1], np.int64)],
+                                                         keepdims=1), one])])
+    mk = g.op("MatMul", [g.op("Unsqueeze", [dominant, g.const([1], np.int64)]), m])  # [n,1,N]
+    mk = g.op("Reshape", [mk, g.const([0, size, size], np.int64)], "mk")  # [n,S,S] (y, x)
+    colsum = g.op("ReduceSum", [mk, g.const([1], np.int64)], keepdims=0)  # [n,S] per x
+    rowsum = g.op("ReduceSum", [mk, g.const([2], np.int64)], keepdims=0)  # [n,S] per y
+    count = g.op("Max", [g.op("ReduceSum", [colsum, g.const([1], np.int64)], keepdims=0), one])  # [n]
+    centre = g.const((np.arange(size, dtype=np.float32) + 0.5) / size)
+    idx = g.const(np.arange(size, dtype=np.float32))
+    inv = g.const(1.0 / size)
+
+    def mean_coord(weights, norm):
+        return g.op("Div", [g.op("ReduceSum", [g.op("Mul", [weights, centre]), g.const([1], np.int64)],
+                                 keepdims=0), norm])
+
+    cx, cy = mean_coord(colsum, count), mean_coord(rowsum, count)
+
+    def extent(sums):
+        occ = g.op("Greater", [sums, zero])
+        lo = g.op("ReduceMin", [g.op("Where", [occ, idx, g.const(1.0e4)])], axes=[1], keepdims=0)
+        hi = g.op("ReduceMax", [g.op("Where", [occ, idx, g.const(-1.0)])], axes=[1], keepdims=0)
+        return lo, g.op("Add", [hi, one])
+
+    x0, x1 = extent(colsum)
+    y0, y1 = extent(rowsum)
+    # Top point: mean x of the member pixels of the topmost row.
+    rowsel = g.op("Cast", [g.op("Equal", [g.op("Unsqueeze", [y0, g.const([1], np.int64)]), idx])],
+                  to=TensorProto.FLOAT)  # [n,S]
+    toprow = g.op("ReduceSum", [g.op("Mul", [mk, g.op("Unsqueeze", [rowsel, g.const([2], np.int64)])]),
+                                g.const([1], np.int64)], keepdims=0)  # [n,S] per x
+    topx = mean_coord(toprow, g.op("Max", [g.op("ReduceSum", [toprow, g.const([1], np.int64)],
+                                                 keepdims=0), one]))
+    present = g.op("Greater", [g.op("ReduceSum", [area, g.const([1], np.int64)], keepdims=0), zero])
+
+    def coord(v, scaled):
+        v = g.op("Mul", [v, inv]) if scaled else v
+        return g.op("Unsqueeze", [g.op("Where", [present, v, zero]), g.const([1], np.int64)])  # [n,1]
+
+    points = [(coord(cx, False), coord(cy, False)), (coord(topx, False), coord(y0, True)),
+              (coord(x0, True), coord(y0, True)), (coord(x1, True), coord(y1, True))]
+    pts = [g.op("Unsqueeze", [g.op("Concat", [px, py], axis=1), g.const([1], np.int64)]) for px, py in points]
+    g.op("Concat", pts, out_names=["keypoints"], axis=1)  # [n,4,2]
+    inp = helper.make_tensor_value_info("crops", TensorProto.FLOAT, ["n", 3, size, size])
+    outs = [helper.make_tensor_value_info("keypoints", TensorProto.FLOAT, ["n", len(KEYPOINT_NAMES), 2]),
+            helper.make_tensor_value_info("colors", TensorProto.FLOAT, ["n", NUM_CLASSES])]
+    return finish(g, "shapes_landmarks", [inp], outs, "landmarks",
+                  "Synthetic landmark model on object crops: keypoints %s of the dominant class colour "
+                  "(normalised to the crop) and colour shares; not a trained network." % KEYPOINT_NAMES)
+
+
+def finish(g, name, inputs, outputs, task, doc):
+    graph = helper.make_graph(g.nodes, name, inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="gst-trtvision/engines/generate_models.py")
     model.ir_version = IR_VERSION
-    model.doc_string = (f"Synthetic '{kind}' shapes model: classes {LABELS}; "
-                        "exact colour-threshold detector, not a trained network.")
-    helper.set_model_props(model, {"names": str({i: n for i, n in enumerate(LABELS)}),
-                                   "imgsz": str([size, size]), "task": kind})
+    model.doc_string = doc
+    props = {"names": str({i: n for i, n in enumerate(LABELS)}), "task": task}
+    dims = inputs[0].type.tensor_type.shape.dim
+    props["imgsz"] = str([dims[2].dim_value, dims[3].dim_value])
+    helper.set_model_props(model, props)
     onnx.checker.check_model(model, full_check=True)
     return model
 
+
+# Models beyond the detectors: file name -> builder.
+EXTRA_MODELS = {
+    "shapes-depth.onnx": make_depth,
+    "shapes-landmarks.onnx": make_landmarks,
+}
 
 MODELS = {
     "shapes-yolo.onnx": ("yolo", 640),
@@ -256,6 +360,10 @@ def generate(out):
     for fname, (kind, size) in MODELS.items():
         path = os.path.join(out, fname)
         onnx.save(make_model(kind, size), path)
+        print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    for fname, build in EXTRA_MODELS.items():
+        path = os.path.join(out, fname)
+        onnx.save(build(), path)
         print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
@@ -539,6 +647,99 @@ def check_detr(outs, truths, stats, tol, what, check_masks=True):
                 expect(np.all(masks[b, q] < 0), f"{what}[{b}] query {q}: mask not empty")
 
 
+def crop_resize(img, box, size):
+    """Bilinear stretch of frame region box = (x0, y0, x1, y1) to size x size, the math of
+    src/preprocess.rs with a crop transform (scale = size / w, pad = -x0 * scale)."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = box
+
+    def taps(lo, hi, n):
+        s = size / (hi - lo)
+        c = (np.arange(size) + 0.5 + lo * s) / s - 0.5
+        c = np.clip(c, 0, n - 1)
+        i0 = np.floor(c).astype(int)
+        return i0, np.minimum(i0 + 1, n - 1), (c - i0)
+
+    xi0, xi1, fx = taps(x0, x1, w)
+    yi0, yi1, fy = taps(y0, y1, h)
+    f = img.astype(np.float32)
+    top = f[yi0][:, xi0] * (1 - fx)[None, :, None] + f[yi0][:, xi1] * fx[None, :, None]
+    bot = f[yi1][:, xi0] * (1 - fx)[None, :, None] + f[yi1][:, xi1] * fx[None, :, None]
+    return top * (1 - fy)[:, None, None] + bot * fy[:, None, None]
+
+
+def true_keypoints(mask, cell=1.0):
+    """Frame-pixel truth of KEYPOINT_NAMES for one object mask; `cell` = frame pixels per model
+    pixel (the top point's x is the mean over the topmost `cell` rows, what one crop row sees)."""
+    ys, xs = np.nonzero(mask)
+    top = ys.min()
+    return np.array([[xs.mean() + 0.5, ys.mean() + 0.5], [xs[ys < top + max(cell, 1.0)].mean() + 0.5, top],
+                     [xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], np.float64)
+
+
+def check_depth(sess):
+    """Letterboxed scenes at DEPTH_SIZE: the depth of every pixel against the class truth."""
+    frames, truths, lines = [], [], []
+    for (w, h, objs) in SCENES:
+        img, masks = render(w, h, objs)
+        canvas, s, px, py = letterbox(img, DEPTH_SIZE)
+        frames.append(canvas.transpose(2, 0, 1).astype(np.float32) / 255.0)
+        truth = np.full((DEPTH_SIZE, DEPTH_SIZE), DEPTH_BACKGROUND, np.float32)
+        for c, mk in masks.items():
+            truth[true_model_mask(mk, s, px, py, DEPTH_SIZE)] = DEPTH_OF_CLASS[c]
+        truths.append(truth)
+    x = np.stack(frames)
+    worst = 1.0
+    for bs in (1, 3, len(SCENES)):
+        depth = sess.run(None, {"images": x[:bs]})[0]
+        expect(depth.shape == (bs, 1, DEPTH_SIZE, DEPTH_SIZE), f"shapes-depth: output {depth.shape}")
+        check_finite({"depth": depth}, "shapes-depth")
+        for b in range(bs):
+            agree = float(np.mean(np.abs(depth[b, 0] - truths[b]) < 1e-4))
+            worst = min(worst, agree)
+            expect(agree > 0.995, f"shapes-depth batch{bs}[{b}]: {agree:.4f} of the pixels match the truth")
+    lines.append(f"  clean         shapes-depth.onnx      min share of exact pixels {worst:.4f}")
+    return lines
+
+
+def check_landmarks(sess):
+    """Crops of the true boxes of every scene object: centroid within 0.25 and the other
+    keypoints within 1.5 crop pixels of the full-resolution truth, colour share of the true
+    class > 0.95."""
+    crops, truths = [], []
+    for (w, h, objs) in SCENES:
+        img, masks = render(w, h, objs)
+        for c, mk in masks.items():
+            ys, xs = np.nonzero(mk)
+            box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            crops.append(crop_resize(img, box, CROP_SIZE).transpose(2, 0, 1) / 255.0)
+            cell = max(box[2] - box[0], box[3] - box[1]) / CROP_SIZE  # one crop pixel in frame pixels
+            truths.append((c, box, cell, true_keypoints(mk, cell)))
+    x = np.stack(crops).astype(np.float32)
+    kp, colors = sess.run(None, {"crops": x})
+    expect(kp.shape == (len(crops), len(KEYPOINT_NAMES), 2), f"shapes-landmarks: keypoints {kp.shape}")
+    expect(colors.shape == (len(crops), NUM_CLASSES), f"shapes-landmarks: colors {colors.shape}")
+    worst_err, worst_share = 0.0, 1.0
+    for i, (c, box, cell, truth) in enumerate(truths):
+        x0, y0, x1, y1 = box
+        frame_kp = np.stack([x0 + kp[i, :, 0] * (x1 - x0), y0 + kp[i, :, 1] * (y1 - y0)], 1)
+        err = float(np.max(np.abs(frame_kp - truth)) / cell)
+        worst_err = max(worst_err, err)
+        centroid_err = float(np.max(np.abs(frame_kp[0] - truth[0])) / cell)
+        expect(centroid_err <= 0.25, f"shapes-landmarks crop {i}: centroid off by {centroid_err:.2f} crop pixels")
+        # Sharp vertices can lose their last crop pixel to the bilinear resampling, and the
+        # top point of a slanted edge is the mean of one crop row (several frame rows).
+        expect(err <= 1.5, f"shapes-landmarks crop {i} (class {c}): keypoints {np.round(frame_kp, 1)} vs "
+                           f"truth {np.round(truth, 1)} ({err:.2f} crop pixels)")
+        worst_share = min(worst_share, float(colors[i, c]))
+        expect(colors[i].argmax() == c and colors[i, c] > 0.95, f"shapes-landmarks crop {i}: colors {colors[i]}")
+    blank = np.full((2, 3, CROP_SIZE, CROP_SIZE), BACKGROUND[0] / 255, np.float32)
+    kp, colors = sess.run(None, {"crops": blank})
+    expect(np.all(kp == 0) and np.all(colors == 0), "shapes-landmarks: background crop not all zero")
+    return [f"  clean         shapes-landmarks.onnx  crops={len(crops)} max_keypoint_err={worst_err:.2f} crop px "
+            f"min_true_colour_share={worst_share:.3f}"]
+
+
 def check(out):
     import onnxruntime as ort
 
@@ -559,6 +760,12 @@ def check(out):
     expect(o.shape == (2, 8, 2100) and np.all(o == 0), f"bad-shape.onnx: output {o.shape}")
 
     lines = []
+    for fname in EXTRA_MODELS:
+        path = os.path.join(out, fname)
+        expect(os.path.exists(path), f"missing {path}; run without --check first")
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        lines += check_depth(sess) if fname == "shapes-depth.onnx" else check_landmarks(sess)
     variants = [("clean", None, 1.5, True), ("yuv420", "yuv", 2.0, True), ("yuv420+blur2", "yuv+blur", 2.0, True)]
     for vname, degrade, tol, masks_on in variants:
         frames, truths = make_frames(degrade)

@@ -19,7 +19,7 @@
 //! mean = [0.0, 0.0, 0.0]              # default 0
 //! std = [1.0, 1.0, 1.0]               # default 1
 //! [output]
-//! parser = "yolo"                     # yolo | yolo-seg | detr | raw (required)
+//! parser = "yolo"                     # yolo | yolo-seg | detr | raw | dense | landmarks
 //! conf-threshold = 0.25
 //! nms-iou = 0.45
 //! max-detections = 100
@@ -28,6 +28,10 @@
 //! logits = "logits"
 //! masks = "masks"
 //! detr-sigmoid = false                # optional: DETR logits are sigmoid (RT-DETR)
+//! dense = "depth"                     # dense: the map (default: the first output)
+//! keypoints = "keypoints"             # landmarks: [n, K, 2|3] keypoints
+//! attributes = "colors"               # landmarks: [n, C] attribute scores
+//! keypoint-names = ["nose", "tail"]   # landmarks: names of the K keypoints
 //! ```
 //!
 //! Every problem is reported as a [`ConfigError`] with a sentence naming the file and the
@@ -286,6 +290,8 @@ pub struct ModelConfig {
     pub tensor_names: TensorNames,
     /// DETR logits are per-class sigmoid (RT-DETR) instead of softmax. Default false.
     pub detr_sigmoid: bool,
+    /// Names of the keypoints of a `landmarks` model, by index (may be empty).
+    pub keypoint_names: Vec<String>,
     /// The TOML file this came from, when any.
     pub source: Option<PathBuf>,
 }
@@ -336,6 +342,10 @@ struct RawOutput {
     logits: Option<String>,
     masks: Option<String>,
     detr_sigmoid: Option<bool>,
+    dense: Option<String>,
+    keypoints: Option<String>,
+    attributes: Option<String>,
+    keypoint_names: Option<Vec<String>>,
 }
 
 /// Absolute form of `p` (relative to `base`), without resolving symlinks.
@@ -496,6 +506,7 @@ impl ModelConfig {
             max_detections: 100,
             tensor_names: TensorNames::default(),
             detr_sigmoid: false,
+            keypoint_names: Vec::new(),
             source: None,
         })
     }
@@ -521,6 +532,12 @@ impl ModelConfig {
             max_detections: self.max_detections,
             tensor_names: self.tensor_names.clone(),
             detr_sigmoid: self.detr_sigmoid,
+            keypoint_names: self
+                .keypoint_names
+                .iter()
+                .map(|l| Arc::from(l.as_str()))
+                .collect::<Vec<Arc<str>>>()
+                .into(),
         }
     }
 
@@ -662,8 +679,9 @@ impl ModelConfig {
         let o = raw.output;
         let parser = ParserKind::parse(&o.parser).ok_or_else(|| {
             invalid(format!(
-                "unknown [output] parser '{}': expected yolo, yolo-seg, detr or raw",
-                o.parser
+                "unknown [output] parser '{}': expected one of {}",
+                o.parser,
+                crate::parsers::PARSER_NAMES
             ))
         })?;
         let conf_threshold = float_in(
@@ -688,7 +706,11 @@ impl ModelConfig {
             protos: non_empty(origin, "[output] protos", o.protos)?,
             logits: non_empty(origin, "[output] logits", o.logits)?,
             masks: non_empty(origin, "[output] masks", o.masks)?,
+            dense: non_empty(origin, "[output] dense", o.dense)?,
+            keypoints: non_empty(origin, "[output] keypoints", o.keypoints)?,
+            attributes: non_empty(origin, "[output] attributes", o.attributes)?,
         };
+        let keypoint_names = o.keypoint_names.unwrap_or_default();
         Ok(ModelConfig {
             name,
             model,
@@ -704,6 +726,7 @@ impl ModelConfig {
             max_detections,
             tensor_names,
             detr_sigmoid: o.detr_sigmoid.unwrap_or(false),
+            keypoint_names,
             source: None,
         })
     }

@@ -10,9 +10,11 @@
 //! once per operation. So a 1-pixel line also tints the chroma of its block neighbour,
 //! as with any 4:2:0 drawing.
 
+pub mod colormap;
+
 use crate::font;
 use crate::geometry::BoxF;
-use crate::results::FrameMask;
+use crate::results::{DenseMap, FrameMask};
 use crate::video::{Paint, PixelsMut, VideoError};
 use gst_video::VideoFrameRef;
 
@@ -259,6 +261,88 @@ impl<'a> Canvas<'a> {
                 self.px.blend_chroma_span(by as u32, c0 as u32, c1 as u32, &p, a);
             }
         }
+    }
+}
+
+impl Canvas<'_> {
+    /// Blends channel 0 of a dense map over the frame pixels it covers: each pixel takes
+    /// the nearest map value, coloured by `lut` (256 entries) on the range `[lo, hi]`, at
+    /// `alpha` in `[0, 1]`. For 4:2:0 frames each chroma block takes the value at its
+    /// top-left pixel. `cols` is scratch (reused between frames).
+    pub fn dense(
+        &mut self,
+        map: &DenseMap,
+        lut: &[Paint],
+        (lo, hi): (f32, f32),
+        alpha: f32,
+        cols: &mut Vec<u32>,
+    ) {
+        let Some(values) = map.channel(0) else { return };
+        if lut.len() < 256 {
+            return;
+        }
+        let a = alpha_u8(alpha);
+        let (w, h) = (self.px.width(), self.px.height());
+        // Map column of every frame column (u32::MAX outside the map).
+        cols.clear();
+        cols.extend((0..w).map(|x| map.map_column(x as f32 + 0.5).map_or(u32::MAX, |u| u as u32)));
+        let row_of = |y: u32| map.map_row(y as f32 + 0.5);
+        let index = |v: usize, x: u32| -> Option<u8> {
+            let u = *cols.get(x as usize)?;
+            (u != u32::MAX).then(|| colormap::lut_index(values[v * map.width + u as usize], lo, hi))
+        };
+        for y in 0..h {
+            let Some(v) = row_of(y) else { continue };
+            let mut x = 0;
+            while x < w {
+                let Some(k) = index(v, x) else {
+                    x += 1;
+                    continue;
+                };
+                let start = x;
+                while x < w && index(v, x) == Some(k) {
+                    x += 1;
+                }
+                self.px.blend_span(y, start, x, &lut[k as usize], a);
+            }
+        }
+        if !self.px.layout().is_yuv420() {
+            return;
+        }
+        let (bw, bh) = (w.div_ceil(2), h.div_ceil(2));
+        for by in 0..bh {
+            let Some(v) = row_of(2 * by) else { continue };
+            let mut bx = 0;
+            while bx < bw {
+                let Some(k) = index(v, 2 * bx) else {
+                    bx += 1;
+                    continue;
+                };
+                let start = bx;
+                while bx < bw && index(v, 2 * bx) == Some(k) {
+                    bx += 1;
+                }
+                self.px.blend_chroma_span(by, start, bx, &lut[k as usize], a);
+            }
+        }
+    }
+
+    /// A filled square of side `2 * radius + 1` centred on frame pixel `(x, y)`, opaque
+    /// `color`, with a one-pixel black border (keypoints).
+    pub fn point(&mut self, x: f32, y: f32, radius: u32, color: [u8; 3]) {
+        if !(x.is_finite() && y.is_finite()) {
+            return;
+        }
+        let (cx, cy, r) = (x.floor() as i64, y.floor() as i64, radius as i64);
+        self.fill(
+            cx - r - 1,
+            cy - r - 1,
+            cx + r + 2,
+            cy + r + 2,
+            &Paint::new([0, 0, 0]),
+            255,
+        );
+        self.fill(cx - r, cy - r, cx + r + 1, cy + r + 1, &Paint::new(color), 255);
     }
 }
 

@@ -110,6 +110,40 @@ impl LetterboxTransform {
         }
     }
 
+    /// Placement of the region `rect` (frame pixels) of a `frame_w x frame_h` frame into a
+    /// `model_w x model_h` input: stretched to fill it, or with `keep_aspect` scaled by the
+    /// smaller factor and centred, the sides then showing the frame around `rect` (and the
+    /// padding value only beyond the frame's edges). The padding is the negated crop origin,
+    /// so the preprocessing, the CUDA kernel and the parsers treat a crop like any frame.
+    pub fn crop(
+        frame_w: u32,
+        frame_h: u32,
+        rect: &BoxF,
+        model_w: u32,
+        model_h: u32,
+        keep_aspect: bool,
+    ) -> Self {
+        let (rw, rh) = (rect.width().max(1e-3), rect.height().max(1e-3));
+        let (mut sx, mut sy) = (model_w as f32 / rw, model_h as f32 / rh);
+        let (mut cx, mut cy) = (0.0, 0.0);
+        if keep_aspect {
+            let s = sx.min(sy);
+            (sx, sy) = (s, s);
+            cx = (model_w as f32 - rw * s) / 2.0;
+            cy = (model_h as f32 - rh * s) / 2.0;
+        }
+        Self {
+            scale_x: sx,
+            scale_y: sy,
+            pad_x: cx - rect.x0 * sx,
+            pad_y: cy - rect.y0 * sy,
+            frame_w,
+            frame_h,
+            model_w,
+            model_h,
+        }
+    }
+
     /// Region of the model input covered by the frame: `(x0, y0, x1, y1)` in model pixels.
     pub fn content_rect(&self) -> BoxF {
         BoxF::new(
@@ -151,6 +185,20 @@ mod tests {
         let (mx, my) = t.to_model(960.0, 540.0);
         let (fx, fy) = t.to_frame(mx, my);
         assert!((fx - 960.0).abs() < 1e-3 && (fy - 540.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn crop_maps_the_rect_onto_the_input() {
+        let r = BoxF::new(100.0, 50.0, 300.0, 150.0);
+        let t = LetterboxTransform::crop(640, 480, &r, 64, 64, false);
+        assert_eq!(t.to_model(100.0, 50.0), (0.0, 0.0));
+        assert_eq!(t.to_model(300.0, 150.0), (64.0, 64.0));
+        let t = LetterboxTransform::crop(640, 480, &r, 64, 64, true);
+        // 200x100 into 64x64 keeps the aspect: 64x32, centred vertically.
+        assert_eq!(t.to_model(100.0, 50.0), (0.0, 16.0));
+        assert_eq!(t.to_model(300.0, 150.0), (64.0, 48.0));
+        let (fx, fy) = t.to_frame(32.0, 32.0);
+        assert!((fx - 200.0).abs() < 1e-4 && (fy - 100.0).abs() < 1e-4);
     }
 
     #[test]

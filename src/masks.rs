@@ -164,15 +164,8 @@ mod tests {
 
     fn det(class_id: u32, confidence: f32, bbox: BoxF, source: MaskSource) -> Detection {
         Detection {
-            model: Arc::from("m"),
-            class_id,
-            label: Arc::from("x"),
-            confidence,
-            bbox,
-            object_id: -1,
-            query: 0,
             mask_source: Some(source),
-            mask: None,
+            ..Detection::new(Arc::from("m"), class_id, Arc::from("x"), confidence, bbox)
         }
     }
 

@@ -57,6 +57,9 @@ fn write_label(label: &mut String, d: &Detection) {
     if d.object_id >= 0 {
         let _ = write!(label, " #{}", d.object_id);
     }
+    for a in d.secondary.iter().filter_map(|r| r.attribute.as_ref()) {
+        let _ = write!(label, " {}", a.label);
+    }
 }
 
 /// Top-left corner of a detection's label: above the box when it fits, else inside.

@@ -1,6 +1,7 @@
 //! Per-frame inference results carried in the batch meta and exported after trtdemux.
 
-use crate::geometry::BoxF;
+use crate::geometry::{BoxF, LetterboxTransform};
+use crate::tensor::Tensor;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -94,6 +95,147 @@ pub struct Detection {
     pub mask_source: Option<MaskSource>,
     /// Final mask in frame pixels (after trtmaskselect).
     pub mask: Option<FrameMask>,
+    /// Results of secondary models run on this object's crop (`trtinfer
+    /// operate-on=objects`), one entry per model.
+    pub secondary: Vec<ObjectResult>,
+}
+
+impl Detection {
+    /// An untracked detection without mask or secondary results.
+    pub fn new(model: Arc<str>, class_id: u32, label: Arc<str>, confidence: f32, bbox: BoxF) -> Self {
+        Detection {
+            model,
+            class_id,
+            label,
+            confidence,
+            bbox,
+            object_id: -1,
+            query: 0,
+            mask_source: None,
+            mask: None,
+            secondary: Vec::new(),
+        }
+    }
+}
+
+/// A named point in frame pixels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Keypoint {
+    /// Keypoint name from the model config (`keypoint-names`), or its index.
+    pub name: Arc<str>,
+    pub x: f32,
+    pub y: f32,
+    /// Score of the point (1 when the model gives none).
+    pub score: f32,
+}
+
+/// The best class of an attribute vector (e.g. colour, type).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attribute {
+    pub class_id: u32,
+    pub label: Arc<str>,
+    pub score: f32,
+}
+
+/// What one secondary model says about one object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectResult {
+    /// Model name (trtinfer `model-name`).
+    pub model: Arc<str>,
+    /// Keypoints in frame pixels (empty when the model outputs none).
+    pub keypoints: Vec<Keypoint>,
+    /// Best attribute class, when the model outputs attribute scores and the best score
+    /// reaches the model's `conf-threshold`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<Attribute>,
+}
+
+/// One frame's row of a dense model output (parser `dense`), shared with the other frames
+/// of the batch without copying.
+#[derive(Debug, Clone)]
+pub struct DenseMap {
+    /// Model name (trtinfer `model-name`).
+    pub model: Arc<str>,
+    /// The whole batch output `[B, C, h, w]` (host, f32); this frame is row `row`.
+    pub tensor: Tensor,
+    pub row: usize,
+    /// Channels, height and width of one row.
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// How the frame was placed into the model input; the map covers the whole input, so
+    /// map pixel `(u, v)` is model pixel `(u * model_w / width, v * model_h / height)`.
+    pub transform: LetterboxTransform,
+}
+
+impl DenseMap {
+    /// Values of this frame, `channels x height x width`, row-major.
+    pub fn values(&self) -> Option<&[f32]> {
+        let len = self.channels.checked_mul(self.height)?.checked_mul(self.width)?;
+        let start = self.row.checked_mul(len)?;
+        self.tensor.as_f32()?.get(start..start.checked_add(len)?)
+    }
+
+    /// Values of channel `c` of this frame, row-major `height x width`.
+    pub fn channel(&self, c: usize) -> Option<&[f32]> {
+        let plane = self.height * self.width;
+        (c < self.channels)
+            .then(|| self.values())??
+            .get(c * plane..(c + 1) * plane)
+    }
+
+    /// Map column holding frame x coordinate `fx` (continuous; pixel `i` spans `[i, i+1)`).
+    pub fn map_column(&self, fx: f32) -> Option<usize> {
+        let t = &self.transform;
+        let u = (fx * t.scale_x + t.pad_x) * self.width as f32 / t.model_w as f32;
+        (u >= 0.0 && u < self.width as f32).then_some(u as usize)
+    }
+
+    /// Map row holding frame y coordinate `fy` (continuous).
+    pub fn map_row(&self, fy: f32) -> Option<usize> {
+        let t = &self.transform;
+        let v = (fy * t.scale_y + t.pad_y) * self.height as f32 / t.model_h as f32;
+        (v >= 0.0 && v < self.height as f32).then_some(v as usize)
+    }
+
+    /// Map pixel (column, row) holding frame point `(fx, fy)`, or `None` where it falls
+    /// outside the map.
+    pub fn map_pixel(&self, fx: f32, fy: f32) -> Option<(usize, usize)> {
+        Some((self.map_column(fx)?, self.map_row(fy)?))
+    }
+
+    /// Minimum, mean and maximum of the finite values of channel 0 over the map pixels whose
+    /// centre lies on the frame (not on the letterbox padding); `None` when there are none.
+    pub fn stats(&self) -> Option<(f32, f32, f32)> {
+        let values = self.channel(0)?;
+        let content = self.transform.content_rect();
+        let sx = self.width as f32 / self.transform.model_w as f32;
+        let sy = self.height as f32 / self.transform.model_h as f32;
+        let (mut min, mut max, mut sum, mut n) = (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0usize);
+        for (v, row) in values.chunks_exact(self.width.max(1)).enumerate() {
+            let my = (v as f32 + 0.5) / sy;
+            if my < content.y0 || my >= content.y1 {
+                continue;
+            }
+            for (u, &x) in row.iter().enumerate() {
+                let mx = (u as f32 + 0.5) / sx;
+                if mx < content.x0 || mx >= content.x1 || !x.is_finite() {
+                    continue;
+                }
+                min = min.min(x);
+                max = max.max(x);
+                sum += x as f64;
+                n += 1;
+            }
+        }
+        (n > 0).then(|| (min, (sum / n as f64) as f32, max))
+    }
+
+    /// Value of channel 0 at frame pixel `(fx, fy)` (nearest map pixel).
+    pub fn value_at(&self, fx: f32, fy: f32) -> Option<f32> {
+        let (u, v) = self.map_pixel(fx, fy)?;
+        self.channel(0)?.get(v * self.width + u).copied()
+    }
 }
 
 /// Results of one frame.
@@ -103,6 +245,20 @@ pub struct FrameResults {
     /// Raw output tensors of models whose parser is `raw`, one row of the batch each,
     /// tagged with the model name.
     pub tensors: Vec<(Arc<str>, crate::tensor::Tensor)>,
+    /// Dense maps of models whose parser is `dense`, one per model.
+    pub dense: Vec<DenseMap>,
+}
+
+impl FrameResults {
+    /// The dense map of `model`, or the first one when `model` is empty.
+    pub fn dense_for(&self, model: &str) -> Option<&DenseMap> {
+        self.dense.iter().find(|d| model.is_empty() || &*d.model == model)
+    }
+
+    /// Whether nothing was attached.
+    pub fn is_empty(&self) -> bool {
+        self.detections.is_empty() && self.tensors.is_empty() && self.dense.is_empty()
+    }
 }
 
 /// JSON form of a detection (one line per frame in the export).
@@ -116,6 +272,35 @@ pub struct DetectionJson<'a> {
     pub object_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask: Option<MaskSummaryJson>,
+    /// Secondary results (keypoints in frame pixels, attribute), omitted when none.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub secondary: &'a [ObjectResult],
+}
+
+/// Summary of a dense map in the JSON export (the values stay in the meta).
+#[derive(Debug, Serialize)]
+pub struct DenseSummaryJson<'a> {
+    pub model: &'a str,
+    /// `[channels, height, width]` of the map.
+    pub shape: [usize; 3],
+    /// Minimum, mean and maximum of channel 0 over the map pixels that cover the frame.
+    pub min: f32,
+    pub mean: f32,
+    pub max: f32,
+}
+
+impl<'a> DenseSummaryJson<'a> {
+    /// Summary of `d`; `None` when its values are not readable.
+    pub fn of(d: &'a DenseMap) -> Option<Self> {
+        let (min, mean, max) = d.stats()?;
+        Some(DenseSummaryJson {
+            model: &d.model,
+            shape: [d.channels, d.height, d.width],
+            min,
+            mean,
+            max,
+        })
+    }
 }
 
 /// Summary of a mask in the JSON export (pixels, not the bitmap).
@@ -144,6 +329,7 @@ impl<'a> From<&'a Detection> for DetectionJson<'a> {
                 height: m.height,
                 area: m.area(),
             }),
+            secondary: &d.secondary,
         }
     }
 }

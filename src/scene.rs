@@ -131,6 +131,7 @@ pub fn scene_detections(camera: u32, frame: u64, width: u32, height: u32) -> Vec
             query: i as u32,
             mask_source: None,
             mask: Some(object_mask(o, width, height)),
+            secondary: Vec::new(),
         })
         .collect()
 }

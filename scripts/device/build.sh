@@ -27,9 +27,14 @@ for p in /.device-build/ /.device/ /.ort/; do
   grep -qxF "$p" "$exclude" 2>/dev/null || echo "$p" >> "$exclude"
 done
 
-# The ONNX models are generated (git-ignored): make them if missing.
-if ! ls engines/models/*.onnx >/dev/null 2>&1; then
-  python3 engines/generate_models.py --out engines/models
+# The ONNX models are generated (git-ignored): make them if missing or older than the
+# generator (same rule as scripts/setup.sh).
+if [ ! -f engines/models/.generated ] || [ engines/generate_models.py -nt engines/models/.generated ] \
+  || ! ls engines/models/*.onnx >/dev/null 2>&1; then
+  py=python3
+  [ -x .venv/bin/python ] && py=.venv/bin/python
+  "$py" engines/generate_models.py --out engines/models
+  touch engines/models/.generated
 fi
 
 cargo build --release --features cuda --lib --bins

@@ -282,6 +282,12 @@ if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
   bench 8cam-nvdec-gpuinfer 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
   bench 8cam-nvdec-noinfer 120 40 $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --reference decode-only
   bench 8cam-nvdec-realtime 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime
+  # Several models on one stream set: detector on 3 cameras + depth on camera 0; detector
+  # then landmarks on every detected object of 8 cameras (crops on the GPU from CUDA frames).
+  [ -n "${SKIP_MULTI:-}" ] || {
+    bench multimodel-3cam 120 100 ${COMMON/--cameras 8/--cameras 3} --scenario multimodel --backend onnxruntime-cuda --sink demux --reference decode-only
+    bench cascade-8cam 120 100 $COMMON --scenario cascade --backend onnxruntime-cuda --sink demux --reference decode-only
+  }
 fi
 
 # --- 6. evidence: the recording pipeline (pipelines/nvdec-8cam-record.sh, x264 stand-in for

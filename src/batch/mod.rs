@@ -144,6 +144,9 @@ pub struct Batch {
     pub batch_size: usize,
     pub inputs: Vec<BatchTensor>,
     pub outputs: Vec<BatchOutputs>,
+    /// Models whose trtinfer element has processed this batch, in pipeline order (a
+    /// secondary model checks that the model whose detections it uses ran before it).
+    pub models: Vec<Arc<str>>,
 }
 
 impl Batch {

@@ -41,8 +41,20 @@ usage: trtvision-bench [options]
   --push-timeout US        trtmux batched-push-timeout in µs (default: element default)
   --model PATH.toml|none   model config (default none)
   --backend NAME           onnxruntime-cpu | onnxruntime-cuda | ... (default onnxruntime-cpu)
-  --stages LIST            comma list of preprocess,infer,maskselect,overlay,jsonexport
+  --stages LIST            comma list of preprocess,infer,depth-preprocess,depth-infer,landmarks,
+                           maskselect,overlay,jsonexport
                            (default preprocess,infer,maskselect,overlay with a model, none without)
+  --depth-model PATH.toml  dense model of the depth-* stages (default engines/shapes-depth.toml)
+  --depth-sources LIST     cameras the depth model runs on (trtpreprocess sources, default 0)
+  --landmarks-model PATH.toml
+                           secondary model of the landmarks stage, run on the crops of the
+                           detections of --model (default engines/shapes-landmarks.toml)
+  --scenario multimodel|cascade
+                           multimodel: 3 cameras, detector (--model, default
+                           engines/shapes-yolo.toml) on all + depth on camera 0, overlay with the
+                           colour map, what multimodel-3cam; cascade: 8 cameras, detector then
+                           landmark model on every detected object, what cascade-8cam
+                           (explicit options override these defaults)
   --sink demux|tiler|fakesink  end of the pipeline (default demux)
   --live                   sources is-live=true, sinks sync=true
   --source scene|files DIR scene: trtscenesrc; files: DIR/cam<i>.mp4 (filesrc ! qtdemux !
@@ -114,6 +126,31 @@ struct Opts {
     pcie: bool,
     gpu_sample: Option<bool>,
     decoder: String,
+    depth_model: PathBuf,
+    depth_sources: String,
+    landmarks_model: PathBuf,
+}
+
+/// Stages `--stages` accepts.
+const STAGES: [&str; 8] = [
+    "preprocess",
+    "infer",
+    "depth-preprocess",
+    "depth-infer",
+    "landmarks",
+    "maskselect",
+    "overlay",
+    "jsonexport",
+];
+
+/// The engines/ folder with the default models of the scenarios: `./engines` when run from
+/// a checkout's root, else the one of the checkout the binary was built in.
+fn engines_dir() -> PathBuf {
+    let here = PathBuf::from("engines");
+    if here.join("shapes-yolo.toml").is_file() {
+        return std::path::absolute(&here).unwrap_or(here);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("engines")
 }
 
 fn die(msg: &str) -> ! {
@@ -152,11 +189,23 @@ fn parse_args() -> Opts {
         pcie: false,
         gpu_sample: None,
         decoder: "avdec_h264".into(),
+        depth_model: engines_dir().join("shapes-depth.toml"),
+        depth_sources: "0".into(),
+        landmarks_model: engines_dir().join("shapes-landmarks.toml"),
     };
+    let mut scenario: Option<String> = None;
+    let mut cameras_set = false;
     let mut cli = cli::Cli::from_env(die);
     while let Some(a) = cli.next_opt() {
         match a.as_str() {
-            "--cameras" => o.cameras = cli.num(&a),
+            "--cameras" => {
+                o.cameras = cli.num(&a);
+                cameras_set = true;
+            }
+            "--depth-model" => o.depth_model = PathBuf::from(cli.value(&a)),
+            "--depth-sources" => o.depth_sources = cli.value(&a),
+            "--landmarks-model" => o.landmarks_model = PathBuf::from(cli.value(&a)),
+            "--scenario" => scenario = Some(cli.value(&a)),
             "--frames" => o.frames = cli.num(&a),
             "--warmup" => o.warmup = cli.num(&a),
             "--width" => o.width = cli.num(&a),
@@ -238,6 +287,29 @@ fn parse_args() -> Opts {
             _ => die(&format!("unknown option '{a}'")),
         }
     }
+    if let Some(sc) = scenario {
+        let (cameras, stages, what) = match sc.as_str() {
+            "multimodel" => (
+                3,
+                "preprocess,infer,depth-preprocess,depth-infer,overlay",
+                "multimodel-3cam",
+            ),
+            "cascade" => (8, "preprocess,infer,landmarks,overlay", "cascade-8cam"),
+            s => die(&format!("--scenario: unknown '{s}' (multimodel or cascade)")),
+        };
+        if !cameras_set {
+            o.cameras = cameras;
+        }
+        if o.stages.is_none() {
+            o.stages = Some(stages.split(',').map(String::from).collect());
+        }
+        if o.model.is_none() {
+            o.model = Some(engines_dir().join("shapes-yolo.toml"));
+        }
+        if o.what.is_none() {
+            o.what = Some(what.into());
+        }
+    }
     if o.cameras == 0 || o.frames == 0 {
         die("--cameras and --frames must be > 0");
     }
@@ -252,10 +324,10 @@ fn parse_args() -> Opts {
     }
     if let Some(s) = &o.stages {
         for st in s {
-            if !["preprocess", "infer", "maskselect", "overlay", "jsonexport"].contains(&st.as_str()) {
+            if !STAGES.contains(&st.as_str()) {
                 die(&format!("--stages: unknown stage '{st}'"));
             }
-            if (st == "preprocess" || st == "infer") && o.model.is_none() {
+            if (st == "preprocess" || st == "infer" || st == "landmarks") && o.model.is_none() {
                 die(&format!("--stages {st} needs --model"));
             }
         }
@@ -659,10 +731,37 @@ fn stage_desc(o: &Opts, stage: &str) -> String {
     match stage {
         "preprocess" => format!("trtpreprocess name=st_preprocess config-file=\"{cfg}\""),
         "infer" => format!("trtinfer name=st_infer model=\"{cfg}\" backend={}", o.backend),
+        "depth-preprocess" => format!(
+            "trtpreprocess name=st_depth-preprocess config-file=\"{}\" sources={}",
+            o.depth_model.display(),
+            o.depth_sources
+        ),
+        "depth-infer" => format!(
+            "trtinfer name=st_depth-infer model=\"{}\" backend={}",
+            o.depth_model.display(),
+            o.backend
+        ),
+        "landmarks" => format!(
+            "trtinfer name=st_landmarks model=\"{}\" backend={} operate-on=objects operate-on-model=\"{}\"",
+            o.landmarks_model.display(),
+            o.backend,
+            model_name_of(&cfg)
+        ),
         "maskselect" => "trtmaskselect name=st_maskselect".into(),
+        "overlay" if o.stages().iter().any(|s| s == "depth-infer") => {
+            "trtoverlay name=st_overlay dense-colormap=turbo".into()
+        }
         "overlay" => "trtoverlay name=st_overlay".into(),
         "jsonexport" => "trtjsonexport name=st_jsonexport location=/dev/null".into(),
         _ => unreachable!(),
+    }
+}
+
+/// The `[model] name` of a model config (what its trtinfer tags detections with).
+fn model_name_of(cfg: &str) -> String {
+    match gsttrtvision::config::ModelConfig::from_file(cfg) {
+        Ok(c) => c.name,
+        Err(e) => die(&format!("--model: {e}")),
     }
 }
 
@@ -1467,6 +1566,24 @@ fn main() {
             ("batch_size".into(), Value::from(o.batch_size())),
             ("model".into(), Value::from(model_name.clone())),
             ("backend".into(), Value::from(backend.clone())),
+            (
+                "secondary_models".into(),
+                Value::Array(
+                    stages
+                        .iter()
+                        .filter_map(|s| match s.as_str() {
+                            "depth-infer" => Some(format!(
+                                "{} (sources {})",
+                                o.depth_model.display(),
+                                o.depth_sources
+                            )),
+                            "landmarks" => Some(format!("{} (on objects)", o.landmarks_model.display())),
+                            _ => None,
+                        })
+                        .map(Value::from)
+                        .collect(),
+                ),
+            ),
             (
                 "stages".into(),
                 Value::Array(stages.iter().map(|s| Value::from(s.clone())).collect()),

@@ -276,18 +276,30 @@ impl ElementCudaContext {
         transition: gst::StateChange,
         parent: impl FnOnce() -> T,
     ) -> T {
-        if transition == gst::StateChange::NullToReady && super::cuda_available() {
-            if let Err(e) = ensure_element_context(element, -1, &self.slot) {
-                gst::warning!(cat, obj = element, "CPU path only: {e}");
-            }
+        if let Err(e) = self.before_change_state(element, transition) {
+            gst::warning!(cat, obj = element, "CPU path only: {e}");
         }
         let result = parent();
-        if transition == gst::StateChange::ReadyToNull {
+        self.after_change_state(transition);
+        result
+    }
+
+    /// Before the element's parent `change_state`: finds or creates the context on
+    /// NULL→READY when a GPU is there. The error says why the element stays on the CPU.
+    pub fn before_change_state(&self, element: &gst::Element, t: gst::StateChange) -> Result<(), CudaError> {
+        if t == gst::StateChange::NullToReady && super::cuda_available() {
+            ensure_element_context(element, -1, &self.slot)?;
+        }
+        Ok(())
+    }
+
+    /// After the element's parent `change_state`: drops the context on READY→NULL.
+    pub fn after_change_state(&self, t: gst::StateChange) {
+        if t == gst::StateChange::ReadyToNull {
             if let Ok(mut slot) = self.slot.lock() {
                 *slot = None;
             }
         }
-        result
     }
 
     /// From the element's query handler: answers `gst.cuda.context` queries.

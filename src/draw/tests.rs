@@ -257,3 +257,47 @@ fn palette_is_distinct() {
     assert_eq!(set.len(), 20);
     assert_eq!(class_color(3), class_color(23));
 }
+
+/// A 2x2 dense map (left column 0, right column 10) letterboxed from a 64x48 frame into a
+/// 16x16 input: left half of the frame gets the low colour, right half the high one, in RGB
+/// and in NV12 (luma per pixel, chroma per block), alpha 1.
+#[test]
+fn dense_map_colours_each_pixel_by_its_map_cell() {
+    use crate::draw::colormap::Colormap;
+    use crate::geometry::LetterboxTransform;
+    use crate::results::DenseMap;
+    use crate::tensor::Tensor;
+    use std::sync::Arc;
+    let (w, h) = (64u32, 48u32);
+    let map = DenseMap {
+        model: Arc::from("depth"),
+        tensor: Tensor::from_f32("depth", vec![1, 1, 2, 2], &[0.0, 10.0, 0.0, 10.0]),
+        row: 0,
+        channels: 1,
+        height: 2,
+        width: 2,
+        transform: LetterboxTransform::letterbox(w, h, 16, 16),
+    };
+    let lut = Colormap::Jet.lut();
+    let (lo, hi) = (lut[0], lut[255]);
+    for format in [VideoFormat::Rgba, VideoFormat::Nv12] {
+        let mut f = TestFrame::new(format, w, h);
+        f.draw(|fr| {
+            Canvas::new(fr)
+                .unwrap()
+                .dense(&map, &lut, (0.0, 10.0), 1.0, &mut Vec::new())
+        });
+        for (x, y) in [(0, 0), (31, 47), (10, 20)] {
+            match format {
+                VideoFormat::Nv12 => assert_eq!(f.nv12_yuv(x, y), lo.yuv, "({x}, {y})"),
+                _ => assert_eq!(f.rgb(x, y), lo.rgb, "({x}, {y})"),
+            }
+        }
+        for (x, y) in [(32, 0), (63, 47), (50, 20)] {
+            match format {
+                VideoFormat::Nv12 => assert_eq!(f.nv12_yuv(x, y), hi.yuv, "({x}, {y})"),
+                _ => assert_eq!(f.rgb(x, y), hi.rgb, "({x}, {y})"),
+            }
+        }
+    }
+}

@@ -30,6 +30,7 @@ fn detection(class_id: u32, bbox: BoxF, mask: Option<FrameMask>, object_id: i64)
         query: 0,
         mask_source: None,
         mask,
+        secondary: Vec::new(),
     }
 }
 

@@ -9,7 +9,9 @@
 //! lengths are validated ([`ParseError`] names the tensor and the expected and actual
 //! shapes); non-finite scores or boxes and boxes of non-positive size are skipped.
 
+pub mod dense;
 pub mod detr;
+pub mod landmarks;
 pub mod nms;
 pub mod yolo;
 
@@ -36,25 +38,36 @@ pub enum ParserKind {
     Detr,
     /// No decoding: the element attaches the raw tensors itself.
     Raw,
+    /// Dense per-pixel output (depth, heat map, class scores): `[B, C, h, w]` or
+    /// `[B, h, w]` covering the model input; attached to each frame as a [`DenseMap`].
+    Dense,
+    /// Secondary model on object crops: keypoints `[n, K, 2]` (or `[n, K, 3]` with a score),
+    /// `x, y` normalised to the crop, and/or attribute scores `[n, C]`; attached to the
+    /// object each crop was taken from.
+    Landmarks,
 }
 
 impl ParserKind {
     /// Every kind, in documentation order.
-    pub const ALL: [ParserKind; 4] = [
+    pub const ALL: [ParserKind; 6] = [
         ParserKind::Yolo,
         ParserKind::YoloSeg,
         ParserKind::Detr,
         ParserKind::Raw,
+        ParserKind::Dense,
+        ParserKind::Landmarks,
     ];
 
-    /// Parses `yolo`, `yolo-seg`, `detr` or `raw` (ASCII case-insensitive; `_` accepted
-    /// for `-`).
+    /// Parses `yolo`, `yolo-seg`, `detr`, `raw`, `dense` (alias `depth`) or `landmarks`
+    /// (ASCII case-insensitive; `_` accepted for `-`).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "yolo" => Self::Yolo,
             "yolo-seg" => Self::YoloSeg,
             "detr" => Self::Detr,
             "raw" => Self::Raw,
+            "dense" | "depth" => Self::Dense,
+            "landmarks" | "keypoints" => Self::Landmarks,
             _ => return None,
         })
     }
@@ -66,6 +79,8 @@ impl ParserKind {
             Self::YoloSeg => "yolo-seg",
             Self::Detr => "detr",
             Self::Raw => "raw",
+            Self::Dense => "dense",
+            Self::Landmarks => "landmarks",
         }
     }
 }
@@ -79,14 +94,18 @@ impl std::fmt::Display for ParserKind {
 impl std::str::FromStr for ParserKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::parse(s)
-            .ok_or_else(|| format!("unknown parser '{s}': expected one of yolo, yolo-seg, detr, raw"))
+        Self::parse(s).ok_or_else(|| format!("unknown parser '{s}': expected one of {PARSER_NAMES}"))
     }
 }
 
+/// Names of the parsers, for messages.
+pub const PARSER_NAMES: &str = "yolo, yolo-seg, detr, raw, dense, landmarks";
+
 /// Output tensor names. `None` uses the parser's default:
 /// yolo: `boxes = output0`; yolo-seg: `boxes = output0`, `protos = output1`;
-/// detr: `boxes = boxes`, `logits = logits`, `masks = masks`.
+/// detr: `boxes = boxes`, `logits = logits`, `masks = masks`; dense: `dense` = the first
+/// output; landmarks: `keypoints = keypoints`, `attributes = attributes` (each optional, at
+/// least one present).
 ///
 /// When a *default* name is not among the outputs, the parser falls back to the output's
 /// position (yolo: boxes 0, protos 1; detr: boxes 0, logits 1, masks 2). An explicitly set
@@ -101,6 +120,12 @@ pub struct TensorNames {
     pub logits: Option<String>,
     /// DETR per-query mask logits (`masks`, optional output).
     pub masks: Option<String>,
+    /// Dense map of the `dense` parser (default: the first output).
+    pub dense: Option<String>,
+    /// Keypoints of the `landmarks` parser (`keypoints`).
+    pub keypoints: Option<String>,
+    /// Attribute scores of the `landmarks` parser (`attributes`).
+    pub attributes: Option<String>,
 }
 
 impl TensorNames {
@@ -123,6 +148,14 @@ impl TensorNames {
     pub fn masks_name(&self) -> &str {
         self.masks.as_deref().unwrap_or("masks")
     }
+    /// Name of the keypoint tensor (landmarks).
+    pub fn keypoints_name(&self) -> &str {
+        self.keypoints.as_deref().unwrap_or("keypoints")
+    }
+    /// Name of the attribute tensor (landmarks).
+    pub fn attributes_name(&self) -> &str {
+        self.attributes.as_deref().unwrap_or("attributes")
+    }
 }
 
 /// Parameters shared by all parsers.
@@ -144,6 +177,8 @@ pub struct ParseParams {
     /// DETR only: logits are independent per class (sigmoid, RT-DETR style,
     /// `[B, Q, C]`) instead of softmax with a trailing no-object column. Default false.
     pub detr_sigmoid: bool,
+    /// Landmarks only: names of the keypoints, by index (unnamed ones are numbered).
+    pub keypoint_names: Arc<[Arc<str>]>,
 }
 
 impl Default for ParseParams {
@@ -156,6 +191,7 @@ impl Default for ParseParams {
             max_detections: 100,
             tensor_names: TensorNames::default(),
             detr_sigmoid: false,
+            keypoint_names: Arc::from(Vec::<Arc<str>>::new()),
         }
     }
 }
@@ -258,7 +294,8 @@ pub fn parse_with(
         ParserKind::Yolo => yolo::parse_yolo(scratch, params, outputs, transforms, false),
         ParserKind::YoloSeg => yolo::parse_yolo(scratch, params, outputs, transforms, true),
         ParserKind::Detr => detr::parse_detr(scratch, params, outputs, transforms),
-        ParserKind::Raw => Ok(vec![Vec::new(); transforms.len()]),
+        // These attach other kinds of results (see `dense` and `landmarks`).
+        ParserKind::Raw | ParserKind::Dense | ParserKind::Landmarks => Ok(vec![Vec::new(); transforms.len()]),
     }
 }
 
@@ -401,6 +438,7 @@ pub(crate) fn finish_frame(
             query: anchor,
             mask_source: mask(anchor),
             mask: None,
+            secondary: Vec::new(),
         });
     }
     out

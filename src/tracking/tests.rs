@@ -3,17 +3,7 @@
 use super::*;
 
 fn det(class_id: u32, confidence: f32, b: BoxF) -> Detection {
-    Detection {
-        model: Arc::from("m"),
-        class_id,
-        label: Arc::from("obj"),
-        confidence,
-        bbox: b,
-        object_id: -1,
-        query: 0,
-        mask_source: None,
-        mask: None,
-    }
+    Detection::new(Arc::from("m"), class_id, Arc::from("obj"), confidence, b)
 }
 
 fn sq(x: f32, y: f32, side: f32) -> BoxF {

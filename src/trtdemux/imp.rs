@@ -149,10 +149,10 @@ impl TrtDemux {
             info,
             ..
         } = slot;
-        if attach_roi && !(results.detections.is_empty() && results.tensors.is_empty()) {
+        if attach_roi && !results.is_empty() {
             let b = buffer.make_mut();
             super::roi::attach(b, &results.detections, info.width(), info.height());
-            super::roi::attach_tensors(b, &results.tensors);
+            super::roi::attach_tensors(b, &results.tensors, &results.dense);
         }
         let res = pad.push(buffer);
         let mut state = self.state.lock().unwrap();

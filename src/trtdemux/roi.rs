@@ -8,15 +8,24 @@
 //!   (double), `object-id` (int64, -1 untracked), `x0`,`y0`,`x1`,`y1` (double, exact box);
 //! - `trtvision-mask` (only with a mask): `x`,`y`,`width`,`height` (uint, frame pixels of
 //!   the mask's top-left corner and size) and `data` (GBytes, `width*height` bytes,
-//!   row-major, 0 = background, 255 = object).
+//!   row-major, 0 = background, 255 = object);
+//! - `trtvision-landmarks` (one per secondary model with keypoints): `model` (string),
+//!   `names` (array of strings), `x`, `y`, `score` (arrays of doubles; frame pixels);
+//! - `trtvision-attribute` (one per secondary model whose best attribute class reached its
+//!   threshold): `model` (string), `label` (string), `class-id` (uint), `score` (double).
 
-use crate::results::{Detection, FrameMask};
+use crate::results::{Attribute, DenseMap, Detection, FrameMask, Keypoint, ObjectResult};
 use gst::glib;
+use std::sync::Arc;
 
 /// Name of the ROI parameter structure with the detection fields.
 pub const DETECTION_PARAM: &str = "detection";
 /// Name of the ROI parameter structure with the mask.
 pub const MASK_PARAM: &str = "trtvision-mask";
+/// Name of the ROI parameter structures with a secondary model's keypoints.
+pub const LANDMARKS_PARAM: &str = "trtvision-landmarks";
+/// Name of the ROI parameter structures with a secondary model's best attribute.
+pub const ATTRIBUTE_PARAM: &str = "trtvision-attribute";
 
 /// Adds one ROI meta per detection to `buffer`.
 pub fn attach(buffer: &mut gst::BufferRef, detections: &[Detection], frame_w: u32, frame_h: u32) {
@@ -40,7 +49,95 @@ pub fn attach(buffer: &mut gst::BufferRef, detections: &[Detection], frame_w: u3
         if let Some(m) = &d.mask {
             meta.add_param(mask_structure(m));
         }
+        for r in &d.secondary {
+            if !r.keypoints.is_empty() {
+                let doubles =
+                    |f: fn(&Keypoint) -> f32| gst::Array::new(r.keypoints.iter().map(|k| f(k) as f64));
+                meta.add_param(
+                    gst::Structure::builder(LANDMARKS_PARAM)
+                        .field("model", &*r.model)
+                        .field(
+                            "names",
+                            gst::Array::new(r.keypoints.iter().map(|k| k.name.to_string())),
+                        )
+                        .field("x", doubles(|k| k.x))
+                        .field("y", doubles(|k| k.y))
+                        .field("score", doubles(|k| k.score))
+                        .build(),
+                );
+            }
+            if let Some(a) = &r.attribute {
+                meta.add_param(
+                    gst::Structure::builder(ATTRIBUTE_PARAM)
+                        .field("model", &*r.model)
+                        .field("label", &*a.label)
+                        .field("class-id", a.class_id)
+                        .field("score", a.score as f64)
+                        .build(),
+                );
+            }
+        }
     }
+}
+
+/// Reads the secondary results back from an ROI meta, one per model (for applications and
+/// tests).
+pub fn read_secondary(meta: &gst_video::VideoRegionOfInterestMeta) -> Vec<ObjectResult> {
+    fn entry(out: &mut Vec<ObjectResult>, model: &str) -> usize {
+        match out.iter().position(|r| &*r.model == model) {
+            Some(i) => i,
+            None => {
+                out.push(ObjectResult {
+                    model: Arc::from(model),
+                    keypoints: Vec::new(),
+                    attribute: None,
+                });
+                out.len() - 1
+            }
+        }
+    }
+    let mut out: Vec<ObjectResult> = Vec::new();
+    for s in meta.params() {
+        let Ok(model) = s.get::<String>("model") else {
+            continue;
+        };
+        if s.name() == LANDMARKS_PARAM {
+            let doubles = |f: &str| -> Vec<f64> {
+                s.get::<gst::Array>(f)
+                    .map(|a| a.iter().filter_map(|v| v.get::<f64>().ok()).collect())
+                    .unwrap_or_default()
+            };
+            let names: Vec<String> = s
+                .get::<gst::Array>("names")
+                .map(|a| a.iter().filter_map(|v| v.get::<String>().ok()).collect())
+                .unwrap_or_default();
+            let (x, y, score) = (doubles("x"), doubles("y"), doubles("score"));
+            let i = entry(&mut out, &model);
+            out[i].keypoints = (0..names.len().min(x.len()).min(y.len()))
+                .map(|k| Keypoint {
+                    name: Arc::from(names[k].as_str()),
+                    x: x[k] as f32,
+                    y: y[k] as f32,
+                    score: score.get(k).copied().unwrap_or(1.0) as f32,
+                })
+                .collect();
+        } else if s.name() == ATTRIBUTE_PARAM {
+            let (Ok(label), Ok(class_id), Ok(score)) = (
+                s.get::<String>("label"),
+                s.get::<u32>("class-id"),
+                s.get::<f64>("score"),
+            ) else {
+                continue;
+            };
+            let i = entry(&mut out, &model);
+            out[i].attribute = Some(Attribute {
+                class_id,
+                label: Arc::from(label.as_str()),
+                score: score as f32,
+            });
+        }
+    }
+    out
 }
 
 fn mask_structure(m: &FrameMask) -> gst::Structure {
@@ -82,10 +179,19 @@ pub fn register_tensor_meta() {
     ONCE.call_once(|| gst::meta::CustomMeta::register(TENSOR_META, &[]));
 }
 
-/// Attaches the frame's raw tensors as one [`TENSOR_META`].
-pub fn attach_tensors(buffer: &mut gst::BufferRef, tensors: &[(std::sync::Arc<str>, crate::tensor::Tensor)]) {
+/// Attaches the frame's raw tensors and dense maps as one [`TENSOR_META`]. A dense map is
+/// a field `<model>/<tensor>` like a raw tensor (its row, shape `[1, C, h, w]`, f32), whose
+/// structure also has `kind` = "dense" and the placement of the frame in the model input:
+/// `scale-x`, `scale-y`, `pad-x`, `pad-y` (double; model pixel = frame pixel * scale +
+/// pad) and `model-width`, `model-height` (uint; the map covers the whole model input).
+pub fn attach_tensors(
+    buffer: &mut gst::BufferRef,
+    tensors: &[(std::sync::Arc<str>, crate::tensor::Tensor)],
+    dense: &[DenseMap],
+) {
     let tensors: Vec<_> = tensors.iter().filter(|(_, t)| t.host_bytes().is_some()).collect();
-    if tensors.is_empty() {
+    let dense: Vec<_> = dense.iter().filter_map(|d| Some((d, d.values()?))).collect();
+    if tensors.is_empty() && dense.is_empty() {
         return;
     }
     register_tensor_meta();
@@ -103,6 +209,28 @@ pub fn attach_tensors(buffer: &mut gst::BufferRef, tensors: &[(std::sync::Arc<st
                 .field("dtype", t.dtype.name())
                 .field("shape", shape)
                 .field("data", bytes)
+                .build(),
+        );
+    }
+    for (d, values) in dense {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let t = &d.transform;
+        s.set(
+            format!("{}/{}", d.model, d.tensor.name).as_str(),
+            gst::Structure::builder("tensor")
+                .field("kind", "dense")
+                .field("dtype", "f32")
+                .field(
+                    "shape",
+                    gst::Array::new([1u64, d.channels as u64, d.height as u64, d.width as u64]),
+                )
+                .field("data", glib::Bytes::from_owned(bytes))
+                .field("scale-x", t.scale_x as f64)
+                .field("scale-y", t.scale_y as f64)
+                .field("pad-x", t.pad_x as f64)
+                .field("pad-y", t.pad_y as f64)
+                .field("model-width", t.model_w)
+                .field("model-height", t.model_h)
                 .build(),
         );
     }

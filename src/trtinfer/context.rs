@@ -5,8 +5,11 @@ use crate::backend::{self, BackendKind, BackendOptions, InferenceBackend, InputR
 use crate::batch::{Batch, BatchOutputs, MaskTensor};
 use crate::config::{ModelConfig, ModelFile};
 use crate::parsers::{self, ParseParams, ParseScratch, ParserKind};
-use crate::results::Detection;
+use crate::results::{DenseMap, Detection};
 use crate::tensor::{PooledBytes, Tensor};
+
+pub use super::objects::{CropStage, ObjectFilter};
+use crate::video::FrameReader;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
@@ -36,12 +39,48 @@ pub struct InferSettings {
     pub fp16: bool,
     pub engine_cache_dir: Option<PathBuf>,
     pub threads: usize,
+    /// What the model runs on: whole frames (default) or crops of detected objects.
+    pub operate_on: OperateOn,
+    /// Object mode: which detections get a crop.
+    pub objects: ObjectFilter,
+    /// Property values that could not be parsed: (property, sentence); reported at start.
+    pub invalid: Vec<(&'static str, String)>,
+}
+
+/// What a trtinfer element feeds its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OperateOn {
+    /// The batch tensor trtpreprocess made for this model (default).
+    #[default]
+    Frames,
+    /// Crops of detections already in the batch (secondary inference).
+    Objects,
+}
+
+impl OperateOn {
+    /// Parses `frames` or `objects`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "frames" | "frame" => Some(Self::Frames),
+            "objects" | "object" => Some(Self::Objects),
+            _ => None,
+        }
+    }
+    /// Name used by the property.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Frames => "frames",
+            Self::Objects => "objects",
+        }
+    }
 }
 
 /// Results of the last inferred batch, per source, reused while `interval` skips batches.
 #[derive(Default)]
 struct Reuse {
     detections: HashMap<u32, Vec<Detection>>,
+    /// Dense maps of the last inference, per source.
+    dense: HashMap<u32, DenseMap>,
     /// Mask tensors of the last inference and the source of each of their rows.
     masks: Option<(MaskTensor, Vec<u32>, Vec<crate::geometry::LetterboxTransform>)>,
 }
@@ -66,6 +105,8 @@ pub struct InferContext {
     candidates: Vec<crate::parsers::yolo::YoloCandidate>,
     /// Bytes of inference results copied device → host since start.
     pub d2h_bytes: u64,
+    /// Object mode (`operate-on=objects`).
+    crops: Option<CropStage>,
 }
 
 /// Whether outputs stay on the device: GPU backends whose parser decodes on the GPU.
@@ -93,21 +134,23 @@ pub enum InferError {
     },
     #[error("no input tensor was prepared for model '{0}': put trtpreprocess (config-file or model-name={0}) before trtinfer")]
     NoInput(String),
-}
-
-fn parser_name(p: ParserKind) -> &'static str {
-    match p {
-        ParserKind::Yolo => "yolo",
-        ParserKind::YoloSeg => "yolo-seg",
-        ParserKind::Detr => "detr",
-        ParserKind::Raw => "raw",
-    }
+    #[error("operate-on-model '{wanted}' has not run on this batch before model '{model}' (models that ran: {ran}): put the trtinfer element with model-name={wanted} upstream, or fix operate-on-model")]
+    NoPrimary {
+        wanted: String,
+        model: String,
+        ran: String,
+    },
+    #[error("could not read frame {frame} of source {pad} for the object crops: {reason}")]
+    Frame { frame: u64, pad: u32, reason: String },
 }
 
 impl InferContext {
     /// Loads the model config, opens the backend and checks that model, config and parser
     /// agree.
     pub fn open(s: &InferSettings) -> Result<Self, InferError> {
+        if let Some((_, why)) = s.invalid.first() {
+            return Err(InferError::Config(why.clone()));
+        }
         let path = s
             .model
             .clone()
@@ -136,10 +179,34 @@ impl InferContext {
         }
         let parser = s.parser.or(config.parser).ok_or_else(|| {
             InferError::Config(format!(
-                "no output parser for {}: set the 'parser' property (yolo, yolo-seg, detr, raw) or use a model config TOML",
-                path.display()
+                "no output parser for {}: set the 'parser' property ({}) or use a model config TOML",
+                path.display(),
+                parsers::PARSER_NAMES
             ))
         })?;
+        let on_objects = s.operate_on == OperateOn::Objects;
+        if on_objects != (parser == ParserKind::Landmarks) {
+            return Err(InferError::Config(if on_objects {
+                format!(
+                    "operate-on=objects runs a secondary model on object crops; its outputs need the landmarks parser, not '{}'",
+                    parser.name()
+                )
+            } else {
+                "the landmarks parser reads the outputs of a model run on object crops: set operate-on=objects (and operate-on-model to the detector's model-name)".to_string()
+            }));
+        }
+        if on_objects && s.interval > 0 {
+            return Err(InferError::Config(
+                "interval is not supported with operate-on=objects: objects change from batch to batch"
+                    .into(),
+            ));
+        }
+        if on_objects && s.objects.model.as_deref() == Some(config.name.as_str()) {
+            return Err(InferError::Config(format!(
+                "operate-on-model names this element's own model '{}': name the model whose detections are cropped",
+                config.name
+            )));
+        }
         let kind = s.backend.or(config.backend).unwrap_or_default();
         if matches!(config.model, ModelFile::Engine(_)) && kind != BackendKind::TensorRt {
             return Err(InferError::Config(format!(
@@ -186,7 +253,9 @@ impl InferContext {
         let input_name = input.name.clone();
         let mut params = config.parse_params();
         params.model = Arc::from(config.name.as_str());
+        let crops = on_objects.then(|| CropStage::new(s.objects.clone(), config.preprocess));
         Ok(Self {
+            crops,
             model: params.model.clone(),
             parser,
             params,
@@ -215,12 +284,184 @@ impl InferContext {
     pub fn process(&mut self, batch: &mut Batch) -> Result<(), InferError> {
         let run = self.interval == 0 || self.batches.is_multiple_of(self.interval as u64 + 1);
         self.batches += 1;
-        if run {
-            self.infer(batch)
+        if self.crops.is_some() {
+            self.infer_objects(batch)?;
+        } else if run {
+            self.infer(batch)?;
         } else {
             self.attach_reused(batch);
-            Ok(())
         }
+        batch.models.push(self.model.clone());
+        Ok(())
+    }
+
+    /// Object mode: crops of the selected detections, inferred in chunks of `max-batch`.
+    fn infer_objects(&mut self, batch: &mut Batch) -> Result<(), InferError> {
+        let Some(mut stage) = self.crops.take() else {
+            return Ok(());
+        };
+        let res = self.run_crops(&mut stage, batch);
+        self.crops = Some(stage);
+        res
+    }
+
+    fn run_crops(&mut self, stage: &mut CropStage, batch: &mut Batch) -> Result<(), InferError> {
+        if let Some(wanted) = &stage.filter.model {
+            if !batch.models.iter().any(|m| **m == **wanted) {
+                return Err(InferError::NoPrimary {
+                    wanted: wanted.clone(),
+                    model: self.model.to_string(),
+                    ran: if batch.models.is_empty() {
+                        "none".into()
+                    } else {
+                        batch.models.iter().map(|m| &**m).collect::<Vec<_>>().join(", ")
+                    },
+                });
+            }
+        }
+        let n = stage.select(
+            &self.model,
+            batch.slots.iter().map(|s| s.results.detections.as_slice()),
+        );
+        if n == 0 {
+            return Ok(());
+        }
+        stage.place(|o| {
+            let slot = &batch.slots[o.slot];
+            (
+                slot.results.detections[o.detection].bbox,
+                (slot.info.width(), slot.info.height()),
+            )
+        });
+        #[cfg(feature = "cuda")]
+        if self.backend.name() != BackendKind::OnnxRuntimeCpu.name() {
+            let mut maps = Vec::new();
+            if let Some(frames) = stage.gpu.frames(&stage.objects, &batch.slots, &mut maps) {
+                match self.crops_on_gpu(stage, &frames) {
+                    Ok(results) => {
+                        drop(maps);
+                        Self::attach_secondary(stage, batch, results);
+                        return Ok(());
+                    }
+                    // The CUDA preprocessing failed (logged by the element on the next
+                    // batch through `gpu_disabled`): CPU crops from now on.
+                    Err(InferError::Config(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // Map the frames that have crops (CUDA frames are read through their system-memory
+        // mapping).
+        let mut mapped: Vec<Option<gst_video::VideoFrameRef<&gst::BufferRef>>> =
+            batch.slots.iter().map(|_| None).collect();
+        for o in &stage.objects {
+            if mapped[o.slot].is_some() {
+                continue;
+            }
+            let slot = &batch.slots[o.slot];
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(slot.buffer.as_ref(), &slot.info)
+                .map_err(|e| InferError::Frame {
+                    frame: slot.frame_number,
+                    pad: slot.pad_index(),
+                    reason: e.to_string(),
+                })?;
+            mapped[o.slot] = Some(frame);
+        }
+        let mut readers = Vec::with_capacity(mapped.len());
+        for (i, f) in mapped.iter().enumerate() {
+            readers.push(match f {
+                None => None,
+                Some(f) => Some(FrameReader::new(f).map_err(|e| InferError::Frame {
+                    frame: batch.slots[i].frame_number,
+                    pad: batch.slots[i].pad_index(),
+                    reason: e.to_string(),
+                })?),
+            });
+        }
+        let chunk = self.config.max_batch.max(1);
+        let mut results = Vec::with_capacity(n);
+        for start in (0..n).step_by(chunk) {
+            let range = start..(start + chunk).min(n);
+            let Some(tensor) = stage.fill(&self.input_name, &readers, range.clone()) else {
+                continue;
+            };
+            results.extend(self.infer_crops(&tensor, &stage.transforms[range])?);
+        }
+        drop(readers);
+        drop(mapped);
+        Self::attach_secondary(stage, batch, results);
+        Ok(())
+    }
+
+    /// Infers one chunk of crops and parses its outputs.
+    fn infer_crops(
+        &mut self,
+        tensor: &Tensor,
+        transforms: &[crate::geometry::LetterboxTransform],
+    ) -> Result<Vec<crate::results::ObjectResult>, InferError> {
+        let outputs = self.backend.infer(&[InputRef {
+            name: &self.input_name,
+            tensor,
+        }])?;
+        parsers::landmarks::parse_landmarks(&self.params, &outputs, transforms).map_err(|e| {
+            InferError::Parse {
+                model: self.model.to_string(),
+                parser: self.parser.name(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// GPU crops: one kernel launch and one inference per chunk. A failure of the CUDA
+    /// preprocessing is `InferError::Config` (the caller falls back to the CPU).
+    #[cfg(feature = "cuda")]
+    fn crops_on_gpu(
+        &mut self,
+        stage: &mut CropStage,
+        frames: &[crate::cuda::CudaFrame],
+    ) -> Result<Vec<crate::results::ObjectResult>, InferError> {
+        let n = frames.len();
+        let chunk = self.config.max_batch.max(1);
+        let mut results = Vec::with_capacity(n);
+        for start in (0..n).step_by(chunk) {
+            let range = start..(start + chunk).min(n);
+            let tensor = stage
+                .gpu
+                .run(
+                    &stage.pre,
+                    chunk,
+                    &self.input_name,
+                    &frames[range.clone()],
+                    &stage.transforms[range.clone()],
+                )
+                .map_err(InferError::Config)?;
+            results.extend(self.infer_crops(&tensor, &stage.transforms[range])?);
+        }
+        Ok(results)
+    }
+
+    fn attach_secondary(stage: &CropStage, batch: &mut Batch, results: Vec<crate::results::ObjectResult>) {
+        for (o, r) in stage.objects.iter().zip(results) {
+            if let Some(d) = batch.slots[o.slot].results.detections.get_mut(o.detection) {
+                d.secondary.push(r);
+            }
+        }
+    }
+
+    /// The CUDA context object crops on CUDA frames run in (the element's); `enabled` =
+    /// false keeps crops on the CPU.
+    #[cfg(feature = "cuda")]
+    pub fn set_cuda_context(&mut self, ctx: Option<crate::cuda::CudaContext>, enabled: bool) {
+        if let Some(stage) = self.crops.as_mut() {
+            stage.gpu.ctx = ctx;
+            stage.gpu.disabled = !enabled;
+        }
+    }
+
+    /// Why object crops gave up the GPU, once, after a CUDA failure (the element logs it).
+    #[cfg(feature = "cuda")]
+    pub fn take_gpu_crops_failure(&mut self) -> Option<String> {
+        self.crops.as_mut().and_then(|s| s.gpu.failure.take())
     }
 
     fn infer(&mut self, batch: &mut Batch) -> Result<(), InferError> {
@@ -266,12 +507,18 @@ impl InferContext {
         let (model, parser) = (self.model.clone(), self.parser);
         let parse_err = move |reason: String| InferError::Parse {
             model: model.to_string(),
-            parser: parser_name(parser),
+            parser: parser.name(),
             reason,
+        };
+        let dense = if self.parser == ParserKind::Dense {
+            parsers::dense::parse_dense(&self.model, &self.params.tensor_names, &outputs, &transforms)
+                .map_err(|e| parse_err(e.to_string()))?
+        } else {
+            Vec::new()
         };
         let on_device = outputs.iter().any(|t| t.host_bytes().is_none());
         let mut device_masks = None;
-        let detections = if self.parser == ParserKind::Raw {
+        let detections = if matches!(self.parser, ParserKind::Raw | ParserKind::Dense) {
             vec![Vec::new(); rows]
         } else if on_device {
             let (dets, masks) = self.decode_on_device(&outputs, &transforms).map_err(parse_err)?;
@@ -289,9 +536,16 @@ impl InferContext {
         };
 
         self.reuse.detections.clear();
+        self.reuse.dense.clear();
         for (row, dets) in detections.into_iter().enumerate() {
             let Some(&slot_idx) = slots.get(row) else { continue };
             let slot = &mut batch.slots[slot_idx];
+            if let Some(map) = dense.get(row) {
+                if self.interval > 0 {
+                    self.reuse.dense.insert(slot.pad_index(), map.clone());
+                }
+                slot.results.dense.push(map.clone());
+            }
             if self.interval > 0 {
                 self.reuse.detections.insert(slot.pad_index(), dets.clone());
             }
@@ -431,6 +685,9 @@ impl InferContext {
         for slot in batch.slots.iter_mut() {
             if let Some(d) = self.reuse.detections.get(&slot.pad_index()) {
                 slot.results.detections.extend(d.iter().cloned());
+            }
+            if let Some(map) = self.reuse.dense.get(&slot.pad_index()) {
+                slot.results.dense.push(map.clone());
             }
         }
         if let Some((masks, pads, transforms)) = &self.reuse.masks {

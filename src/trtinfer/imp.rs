@@ -1,6 +1,6 @@
 //! Element glue of trtinfer: properties, start/stop of the inference context, errors.
 
-use super::context::{InferContext, InferSettings};
+use super::context::{InferContext, InferSettings, OperateOn};
 use crate::backend::BackendKind;
 use crate::parsers::ParserKind;
 use gst::glib;
@@ -22,6 +22,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 pub struct TrtInfer {
     settings: Mutex<InferSettings>,
     context: Mutex<Option<InferContext>>,
+    /// CUDA context shared with the pipeline (object crops of CUDA frames run on the GPU).
+    #[cfg(feature = "cuda")]
+    cuda_ctx: crate::cuda::ElementCudaContext,
 }
 
 #[glib::object_subclass]
@@ -116,6 +119,37 @@ impl ObjectImpl for TrtInfer {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("operate-on")
+                    .nick("Operate on")
+                    .blurb("What the model runs on: frames (the tensor trtpreprocess prepared for this model-name) or objects (crops of detections already in the batch, taken from the original frames, resized and normalised per the model config's [input]; needs parser landmarks)")
+                    .default_value(Some("frames"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("operate-on-model")
+                    .nick("Operate on model")
+                    .blurb("Object mode: model-name of the trtinfer element whose detections are cropped; it must run upstream on the same batches (empty = detections of every other model)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("operate-on-classes")
+                    .nick("Operate on classes")
+                    .blurb("Object mode: comma-separated class ids of the detections that are cropped (empty = all classes)")
+                    .default_value(Some(""))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-object-size")
+                    .nick("Minimum object size")
+                    .blurb("Object mode: detections whose box is narrower or lower than this many frame pixels are skipped (0 = no limit)")
+                    .maximum(65535)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-objects-per-batch")
+                    .nick("Maximum objects per batch")
+                    .blurb("Object mode: at most this many crops per batch, the most confident detections first (0 = all); crops are inferred in chunks of max-batch")
+                    .maximum(1_000_000)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("backend-in-use")
                     .nick("Backend in use")
                     .blurb("Backend actually running the model (set once started)")
@@ -169,6 +203,33 @@ impl ObjectImpl for TrtInfer {
             "fp16" => s.fp16 = value.get().expect("type checked upstream"),
             "engine-cache-dir" => s.engine_cache_dir = text().map(PathBuf::from),
             "threads" => s.threads = value.get::<u32>().expect("type checked upstream") as usize,
+            "operate-on" => {
+                let t = text().unwrap_or_else(|| "frames".into());
+                s.invalid.retain(|(k, _)| *k != "operate-on");
+                match OperateOn::parse(&t) {
+                    Some(o) => s.operate_on = o,
+                    None => s.invalid.push((
+                        "operate-on",
+                        format!("operate-on must be frames or objects, got '{t}'"),
+                    )),
+                }
+            }
+            "operate-on-model" => s.objects.model = text(),
+            "operate-on-classes" => {
+                let t = text().unwrap_or_default();
+                s.invalid.retain(|(k, _)| *k != "operate-on-classes");
+                match crate::trtpreprocess::parse_sources(&t) {
+                    Some(v) => s.objects.classes = v,
+                    None => s.invalid.push((
+                        "operate-on-classes",
+                        format!("operate-on-classes must be comma-separated class ids, got '{t}'"),
+                    )),
+                }
+            }
+            "min-object-size" => s.objects.min_size = value.get().expect("type checked upstream"),
+            "max-objects-per-batch" => {
+                s.objects.max_objects = value.get::<u32>().expect("type checked upstream") as usize
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -180,15 +241,7 @@ impl ObjectImpl for TrtInfer {
             "model" => path(&s.model).to_value(),
             "model-name" => s.model_name.to_value(),
             "labels" => path(&s.labels).to_value(),
-            "parser" => s
-                .parser
-                .map(|p| match p {
-                    ParserKind::Yolo => "yolo",
-                    ParserKind::YoloSeg => "yolo-seg",
-                    ParserKind::Detr => "detr",
-                    ParserKind::Raw => "raw",
-                })
-                .to_value(),
+            "parser" => s.parser.map(|p| p.name()).to_value(),
             "backend" => s.backend.map(|b| b.name()).to_value(),
             "conf-threshold" => s.conf_threshold.unwrap_or(-1.0).to_value(),
             "nms-iou" => s.nms_iou.unwrap_or(-1.0).to_value(),
@@ -198,6 +251,18 @@ impl ObjectImpl for TrtInfer {
             "fp16" => s.fp16.to_value(),
             "engine-cache-dir" => path(&s.engine_cache_dir).to_value(),
             "threads" => (s.threads as u32).to_value(),
+            "operate-on" => s.operate_on.name().to_value(),
+            "operate-on-model" => s.objects.model.to_value(),
+            "operate-on-classes" => s
+                .objects
+                .classes
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+                .to_value(),
+            "min-object-size" => s.objects.min_size.to_value(),
+            "max-objects-per-batch" => (s.objects.max_objects as u32).to_value(),
             "backend-in-use" => self
                 .context
                 .lock()
@@ -218,7 +283,7 @@ impl ElementImpl for TrtInfer {
             gst::subclass::ElementMetadata::new(
                 "TrtVision inference",
                 "Filter/Analyzer/Video",
-                "Runs a detection or segmentation model once per batch (ONNX Runtime or TensorRT) and attaches per-frame results",
+                "Runs a model once per batch (ONNX Runtime or TensorRT) on the frames or on crops of detected objects, and attaches per-frame, per-object or dense results",
                 "gst-trtvision developers",
             )
         });
@@ -228,6 +293,25 @@ impl ElementImpl for TrtInfer {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::transform::batch_pad_templates);
         T.as_ref()
+    }
+
+    fn set_context(&self, context: &gst::Context) {
+        #[cfg(feature = "cuda")]
+        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
+        self.parent_set_context(context)
+    }
+
+    fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        #[cfg(feature = "cuda")]
+        if self.settings.lock().unwrap().operate_on == OperateOn::Objects {
+            if let Err(e) = self.cuda_ctx.before_change_state(self.obj().upcast_ref(), t) {
+                gst::warning!(CAT, imp = self, "object crops on the CPU only: {e}");
+            }
+        }
+        let r = self.parent_change_state(t);
+        #[cfg(feature = "cuda")]
+        self.cuda_ctx.after_change_state(t);
+        r
     }
 }
 
@@ -254,8 +338,22 @@ impl BaseTransformImpl for TrtInfer {
             ctx.backend_name(),
             ctx.parser
         );
+        #[cfg(feature = "cuda")]
+        let ctx = {
+            let mut ctx = ctx;
+            ctx.set_cuda_context(self.cuda_ctx.get(), true);
+            ctx
+        };
         *self.context.lock().unwrap() = Some(ctx);
         Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+            return true;
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
@@ -270,6 +368,10 @@ impl BaseTransformImpl for TrtInfer {
         if let Err(e) = ctx.process(meta.batch_mut()) {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
             return Err(gst::FlowError::Error);
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(why) = ctx.take_gpu_crops_failure() {
+            gst::warning!(CAT, imp = self, "{why}: object crops on the CPU from now on");
         }
         Ok(gst::FlowSuccess::Ok)
     }

@@ -6,8 +6,10 @@ use gst::prelude::*;
 
 mod context;
 mod imp;
+mod objects;
 
-pub use context::{InferContext, InferSettings};
+pub use context::{InferContext, InferSettings, OperateOn};
+pub use objects::{CropStage, ObjectFilter, ObjectRef};
 
 glib::wrapper! {
     /// In-place batch element running a model on the batch tensor.

@@ -1,11 +1,16 @@
 //! JSON lines export. One object per frame:
 //! `{"source":0,"frame":12,"pts":400000000,"batch":12,"width":640,"height":480,
 //!   "detections":[{"model":"shapes-yolo","class_id":0,"label":"red","confidence":0.9,
-//!   "bbox":[x,y,w,h],"object_id":-1,"mask":{"x":..,"y":..,"width":..,"height":..,"area":..}}]}`
-//! `pts` is the frame's own PTS in nanoseconds (null when unset); `bbox` is in frame pixels.
+//!   "bbox":[x,y,w,h],"object_id":-1,"mask":{"x":..,"y":..,"width":..,"height":..,"area":..},
+//!   "secondary":[{"model":"shapes-landmarks","keypoints":[{"name":"centroid","x":..,"y":..,
+//!   "score":1.0}],"attribute":{"class_id":0,"label":"red","score":1.0}}]}],
+//!   "dense":[{"model":"shapes-depth","shape":[1,320,320],"min":2.0,"mean":9.1,"max":10.0}]}`
+//! `pts` is the frame's own PTS in nanoseconds (null when unset); `bbox` and keypoints are in
+//! frame pixels; `mask`, `secondary` and `dense` are omitted when there are none (`dense`
+//! summarises channel 0 of each dense map over the part that covers the frame).
 
 use crate::batch::Batch;
-use crate::results::DetectionJson;
+use crate::results::{DenseSummaryJson, DetectionJson};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -31,6 +36,8 @@ struct FrameJson<'a> {
     width: u32,
     height: u32,
     detections: Vec<DetectionJson<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dense: Vec<DenseSummaryJson<'a>>,
 }
 
 /// Writes the JSON lines of one batch to `out`.
@@ -44,6 +51,12 @@ pub fn write_batch(out: &mut impl Write, batch: &Batch) -> std::io::Result<()> {
             width: slot.info.width(),
             height: slot.info.height(),
             detections: slot.results.detections.iter().map(DetectionJson::from).collect(),
+            dense: slot
+                .results
+                .dense
+                .iter()
+                .filter_map(DenseSummaryJson::of)
+                .collect(),
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;

@@ -552,6 +552,7 @@ impl AggregatorImpl for TrtMux {
                     batch_size,
                     inputs: Vec::new(),
                     outputs: Vec::new(),
+                    models: Vec::new(),
                 },
             );
         }

@@ -14,8 +14,11 @@
 //! [`CudaOverlay`]: crate::cuda::CudaOverlay
 
 use crate::batch::{Batch, FrameSlot};
-use crate::draw::Canvas;
+use crate::draw::colormap::Colormap;
+use crate::draw::{class_color, Canvas};
 use crate::overlay::{draw_frame, OverlayStyle};
+use crate::results::FrameResults;
+use crate::video::Paint;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -31,9 +34,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Settings {
     style: OverlayStyle,
+    extra: ExtraStyle,
     /// Draw on the GPU when the frames are CUDA memory.
     use_gpu: bool,
 }
@@ -42,15 +46,123 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             style: OverlayStyle::default(),
+            extra: ExtraStyle::default(),
             use_gpu: true,
         }
+    }
+}
+
+/// What is drawn besides detections: dense maps and keypoints of secondary models (CPU
+/// drawing; frames that need them are drawn on the CPU).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtraStyle {
+    /// Colour map of dense outputs (none = not drawn).
+    pub dense_colormap: Colormap,
+    /// Opacity of the dense colour map.
+    pub dense_alpha: f32,
+    /// Model whose dense map is drawn (empty = the first one of the frame).
+    pub dense_model: std::sync::Arc<str>,
+    /// Value range mapped onto the colour map; `None` = each map's own min and max.
+    pub dense_range: Option<(f32, f32)>,
+    /// Draw the keypoints of secondary models.
+    pub draw_keypoints: bool,
+    /// Half-size of a keypoint marker in pixels.
+    pub keypoint_radius: u32,
+}
+
+impl Default for ExtraStyle {
+    fn default() -> Self {
+        Self {
+            dense_colormap: Colormap::None,
+            dense_alpha: 0.5,
+            dense_model: std::sync::Arc::from(""),
+            dense_range: None,
+            draw_keypoints: true,
+            keypoint_radius: 2,
+        }
+    }
+}
+
+impl ExtraStyle {
+    /// Whether this frame has something only the CPU draws.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn needs_cpu(&self, results: &FrameResults) -> bool {
+        (self.dense_colormap != Colormap::None && !results.dense.is_empty())
+            || (self.draw_keypoints
+                && results
+                    .detections
+                    .iter()
+                    .any(|d| d.secondary.iter().any(|r| !r.keypoints.is_empty())))
+    }
+}
+
+/// Reusable drawing state: the colour map's 256 paints and scratch.
+#[derive(Debug, Default)]
+pub struct OverlayScratch {
+    pub label: String,
+    lut: Vec<Paint>,
+    lut_of: Option<Colormap>,
+    cols: Vec<u32>,
+}
+
+/// Draws everything attached to one frame: the dense map first (under the rest), then the
+/// detections and their keypoints (CPU implementation).
+pub fn draw_results(
+    canvas: &mut Canvas,
+    results: &FrameResults,
+    style: &OverlayStyle,
+    extra: &ExtraStyle,
+    scratch: &mut OverlayScratch,
+) {
+    if extra.dense_colormap != Colormap::None {
+        if let Some(map) = results.dense_for(&extra.dense_model) {
+            if scratch.lut_of != Some(extra.dense_colormap) {
+                scratch.lut = extra.dense_colormap.lut();
+                scratch.lut_of = Some(extra.dense_colormap);
+            }
+            if let Some(range) = extra
+                .dense_range
+                .or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))
+            {
+                canvas.dense(map, &scratch.lut, range, extra.dense_alpha, &mut scratch.cols);
+            }
+        }
+    }
+    draw_frame(canvas, &results.detections, style, &mut scratch.label);
+    if extra.draw_keypoints {
+        for d in &results.detections {
+            for r in &d.secondary {
+                for (k, p) in r.keypoints.iter().enumerate() {
+                    canvas.point(p.x, p.y, extra.keypoint_radius, class_color(k as u32 + 5));
+                }
+            }
+        }
+    }
+}
+
+/// Parses a dense value range `lo,hi` (`auto` or empty = `None`).
+pub fn parse_range(s: &str) -> Result<Option<(f32, f32)>, String> {
+    let t = s.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    let v: Vec<f32> = t
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}' is not 'auto' or two numbers 'lo,hi'"))?;
+    match v.as_slice() {
+        [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok(Some((*lo, *hi))),
+        _ => Err(format!(
+            "'{s}' is not 'auto' or two finite numbers 'lo,hi' with lo < hi"
+        )),
     }
 }
 
 /// What exists between start and stop; every buffer is reused from batch to batch.
 #[derive(Default)]
 struct State {
-    label: String,
+    scratch: OverlayScratch,
     /// Slots already drawn on the GPU in the current batch.
     on_gpu: Vec<bool>,
     #[cfg(feature = "cuda")]
@@ -87,9 +199,11 @@ impl TrtOverlay {
         &self,
         slot: &mut FrameSlot,
         style: &OverlayStyle,
-        label: &mut String,
+        extra: &ExtraStyle,
+        scratch: &mut OverlayScratch,
     ) -> Result<(), gst::FlowError> {
-        if slot.results.detections.is_empty() {
+        let dense = extra.dense_colormap != Colormap::None && !slot.results.dense.is_empty();
+        if slot.results.detections.is_empty() && !dense {
             return Ok(());
         }
         let info = slot.info.clone();
@@ -110,7 +224,7 @@ impl TrtOverlay {
             );
             gst::FlowError::NotNegotiated
         })?;
-        draw_frame(&mut canvas, &slot.results.detections, style, label);
+        draw_results(&mut canvas, &slot.results, style, extra, scratch);
         Ok(())
     }
 
@@ -119,14 +233,15 @@ impl TrtOverlay {
         state: &mut State,
         batch: &mut Batch,
         style: &OverlayStyle,
+        extra: &ExtraStyle,
     ) -> Result<(), gst::FlowError> {
         state.on_gpu.clear();
         state.on_gpu.resize(batch.slots.len(), false);
         #[cfg(feature = "cuda")]
-        self.draw_cuda(state, batch, style)?;
+        self.draw_cuda(state, batch, style, extra)?;
         for (slot, on_gpu) in batch.slots.iter_mut().zip(&state.on_gpu) {
             if !on_gpu {
-                self.draw_slot(slot, style, &mut state.label)?;
+                self.draw_slot(slot, style, extra, &mut state.scratch)?;
             }
         }
         Ok(())
@@ -142,6 +257,7 @@ impl TrtOverlay {
         state: &mut State,
         batch: &mut Batch,
         style: &OverlayStyle,
+        extra: &ExtraStyle,
     ) -> Result<(), gst::FlowError> {
         use crate::cuda;
         let cs = &mut state.cuda;
@@ -153,7 +269,10 @@ impl TrtOverlay {
         };
         cs.list.clear();
         for (i, slot) in batch.slots.iter_mut().enumerate() {
-            if slot.results.detections.is_empty() || !cuda::is_cuda_buffer(slot.buffer.as_ref()) {
+            if slot.results.detections.is_empty()
+                || !cuda::is_cuda_buffer(slot.buffer.as_ref())
+                || extra.needs_cpu(&slot.results)
+            {
                 continue;
             }
             // I420 in GstCudaMemory with odd sizes did not match the CPU layout on the H100
@@ -259,6 +378,7 @@ impl ObjectImpl for TrtOverlay {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let d = OverlayStyle::default();
+            let e = ExtraStyle::default();
             vec![
                 glib::ParamSpecUInt::builder("line-width")
                     .nick("Line width")
@@ -301,6 +421,45 @@ impl ObjectImpl for TrtOverlay {
                     .default_value(d.text_scale)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("dense-colormap")
+                    .nick("Dense colour map")
+                    .blurb("Colour map for dense model outputs (parser dense, e.g. depth): none (not drawn), turbo, jet or gray; drawn under boxes and masks, mapped back through the letterbox onto the frame")
+                    .default_value(Some(e.dense_colormap.name()))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("dense-alpha")
+                    .nick("Dense map opacity")
+                    .blurb("Opacity of the dense colour map (0 = invisible, 1 = opaque)")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(e.dense_alpha)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("dense-model")
+                    .nick("Dense model")
+                    .blurb("model-name of the dense output that is drawn (empty = the first dense output of each frame)")
+                    .default_value(Some(""))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("dense-range")
+                    .nick("Dense value range")
+                    .blurb("Values mapped onto the colour map: 'lo,hi' (e.g. '0,10'), or auto = each frame's own minimum and maximum")
+                    .default_value(Some("auto"))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("draw-keypoints")
+                    .nick("Draw keypoints")
+                    .blurb("Draw the keypoints secondary models (operate-on=objects) attached to objects")
+                    .default_value(e.draw_keypoints)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("keypoint-radius")
+                    .nick("Keypoint radius")
+                    .blurb("Half-size in pixels of the square drawn at each keypoint")
+                    .maximum(64)
+                    .default_value(e.keypoint_radius)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("gpu-frames")
                     .nick("Frames drawn on the GPU")
                     .blurb("Frames drawn on the GPU since start (the others, e.g. in system memory, were drawn on the CPU)")
@@ -319,7 +478,9 @@ impl ObjectImpl for TrtOverlay {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = self.settings.lock().unwrap();
-        let s = &mut settings.style;
+        let Settings {
+            style: s, extra: x, ..
+        } = &mut *settings;
         match pspec.name() {
             "line-width" => s.line_width = value.get().expect("type checked upstream"),
             "mask-alpha" => s.mask_alpha = value.get().expect("type checked upstream"),
@@ -327,6 +488,38 @@ impl ObjectImpl for TrtOverlay {
             "draw-labels" => s.draw_labels = value.get().expect("type checked upstream"),
             "draw-masks" => s.draw_masks = value.get().expect("type checked upstream"),
             "text-scale" => s.text_scale = value.get().expect("type checked upstream"),
+            "dense-colormap" => {
+                let t = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+                match Colormap::parse(&t) {
+                    Some(c) => x.dense_colormap = c,
+                    None => gst::warning!(
+                        CAT,
+                        imp = self,
+                        "unknown dense-colormap '{t}' (none, turbo, jet, gray): kept {}",
+                        x.dense_colormap.name()
+                    ),
+                }
+            }
+            "dense-alpha" => x.dense_alpha = value.get().expect("type checked upstream"),
+            "dense-model" => {
+                x.dense_model = std::sync::Arc::from(
+                    value
+                        .get::<Option<String>>()
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                        .as_str(),
+                )
+            }
+            "dense-range" => {
+                let t = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+                match parse_range(&t) {
+                    Ok(r) => x.dense_range = r,
+                    Err(e) => gst::warning!(CAT, imp = self, "ignoring dense-range: {e}"),
+                }
+            }
+            "draw-keypoints" => x.draw_keypoints = value.get().expect("type checked upstream"),
+            "keypoint-radius" => x.keypoint_radius = value.get().expect("type checked upstream"),
             "device" => {
                 let text = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
                 match text.as_str() {
@@ -341,7 +534,7 @@ impl ObjectImpl for TrtOverlay {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = self.settings.lock().unwrap();
-        let s = &settings.style;
+        let (s, x) = (&settings.style, &settings.extra);
         match pspec.name() {
             "line-width" => s.line_width.to_value(),
             "mask-alpha" => s.mask_alpha.to_value(),
@@ -349,6 +542,16 @@ impl ObjectImpl for TrtOverlay {
             "draw-labels" => s.draw_labels.to_value(),
             "draw-masks" => s.draw_masks.to_value(),
             "text-scale" => s.text_scale.to_value(),
+            "dense-colormap" => x.dense_colormap.name().to_value(),
+            "dense-alpha" => x.dense_alpha.to_value(),
+            "dense-model" => x.dense_model.to_value(),
+            "dense-range" => match x.dense_range {
+                Some((lo, hi)) => format!("{lo},{hi}"),
+                None => "auto".to_string(),
+            }
+            .to_value(),
+            "draw-keypoints" => x.draw_keypoints.to_value(),
+            "keypoint-radius" => x.keypoint_radius.to_value(),
             "device" => if settings.use_gpu { "auto" } else { "cpu" }.to_value(),
             "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
@@ -364,7 +567,7 @@ impl ElementImpl for TrtOverlay {
             gst::subclass::ElementMetadata::new(
                 "TrtVision overlay",
                 "Filter/Effect/Video",
-                "Draws detection boxes, labels and alpha-blended masks in place on the frames of a batch",
+                "Draws detection boxes, labels, alpha-blended masks, keypoints and dense colour maps in place on the frames of a batch",
                 "gst-trtvision developers",
             )
         });
@@ -426,11 +629,14 @@ impl BaseTransformImpl for TrtOverlay {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let style = self.settings.lock().unwrap().style;
+        let (style, extra) = {
+            let s = self.settings.lock().unwrap();
+            (s.style, s.extra.clone())
+        };
         let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        self.draw_batch(state, meta.batch_mut(), &style)?;
+        self.draw_batch(state, meta.batch_mut(), &style, &extra)?;
         gst::trace!(CAT, imp = self, "drew batch");
         Ok(gst::FlowSuccess::Ok)
     }

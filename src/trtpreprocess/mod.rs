@@ -5,6 +5,8 @@ use gst::prelude::*;
 
 mod imp;
 
+pub use imp::parse_sources;
+
 glib::wrapper! {
     /// In-place batch element producing the model input tensor.
     pub struct TrtPreprocess(ObjectSubclass<imp::TrtPreprocess>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
