@@ -278,10 +278,11 @@ bench() {
   return $rc
 }
 if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
-  bench 8cam-nvdec-full 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only
+  bench 8cam-nvdec-full 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only --device-masks
+  bench 8cam-nvdec-full-hostmasks 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only
   bench 8cam-nvdec-gpuinfer 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
   bench 8cam-nvdec-noinfer 120 40 $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --reference decode-only
-  bench 8cam-nvdec-realtime 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime
+  bench 8cam-nvdec-realtime 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime --device-masks
   # Several models on one stream set: detector on 3 cameras + depth on camera 0; detector
   # then landmarks on every detected object of 8 cameras (crops on the GPU from CUDA frames).
   [ -n "${SKIP_MULTI:-}" ] || {

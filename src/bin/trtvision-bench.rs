@@ -69,6 +69,8 @@ usage: trtvision-bench [options]
                            x264enc speed-preset=ultrafast ! fakesink (sink=demux only)
   --pcie                   integrate GPU PCIe RX (host->device) / TX (device->host) over the measured
                            window (NVML, else nvidia-smi dmon): h2d/d2h_bytes_per_frame (null without)
+  --device-masks           trtmaskselect download-masks=false: masks computed on the GPU stay there (drawn
+                           by trtoverlay on the GPU, not in the metadata)
   --gpu-sample / --no-gpu-sample
                            sample device-wide VRAM during the main run (default: on for GPU runs)
   --reference decode-only|sources-only|none
@@ -124,6 +126,8 @@ struct Opts {
     pace: bool,
     encode: Option<String>,
     pcie: bool,
+    /// trtmaskselect download-masks=false: masks stay on the GPU (drawn there).
+    device_masks: bool,
     gpu_sample: Option<bool>,
     decoder: String,
     depth_model: PathBuf,
@@ -187,6 +191,7 @@ fn parse_args() -> Opts {
         pace: false,
         encode: None,
         pcie: false,
+        device_masks: false,
         gpu_sample: None,
         decoder: "avdec_h264".into(),
         depth_model: engines_dir().join("shapes-depth.toml"),
@@ -266,6 +271,7 @@ fn parse_args() -> Opts {
                 }
             }
             "--pcie" => o.pcie = true,
+            "--device-masks" => o.device_masks = true,
             "--decoder" => o.decoder = cli.value(&a),
             "--gpu-sample" => o.gpu_sample = Some(true),
             "--no-gpu-sample" => o.gpu_sample = Some(false),
@@ -747,6 +753,7 @@ fn stage_desc(o: &Opts, stage: &str) -> String {
             o.backend,
             model_name_of(&cfg)
         ),
+        "maskselect" if o.device_masks => "trtmaskselect name=st_maskselect download-masks=false".into(),
         "maskselect" => "trtmaskselect name=st_maskselect".into(),
         "overlay" if o.stages().iter().any(|s| s == "depth-infer") => {
             "trtoverlay name=st_overlay dense-colormap=turbo".into()
@@ -1589,6 +1596,7 @@ fn main() {
                 Value::Array(stages.iter().map(|s| Value::from(s.clone())).collect()),
             ),
             ("sink".into(), Value::from(format!("{:?}", o.sink).to_lowercase())),
+            ("masks_downloaded".into(), Value::from(!o.device_masks)),
             ("live".into(), Value::from(o.live)),
             ("frames".into(), Value::from(r.frames)),
             ("fps_total".into(), Value::from(stats::round(r.fps_total, 2))),
