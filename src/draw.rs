@@ -330,20 +330,37 @@ impl Canvas<'_> {
     /// A filled square of side `2 * radius + 1` centred on frame pixel `(x, y)`, opaque
     /// `color`, with a one-pixel black border (keypoints).
     pub fn point(&mut self, x: f32, y: f32, radius: u32, color: [u8; 3]) {
-        if !(x.is_finite() && y.is_finite()) {
-            return;
+        if let Some([border, inner]) = point_squares(x, y, radius) {
+            self.fill(
+                border[0],
+                border[1],
+                border[2],
+                border[3],
+                &Paint::new([0, 0, 0]),
+                255,
+            );
+            self.fill(inner[0], inner[1], inner[2], inner[3], &Paint::new(color), 255);
         }
-        let (cx, cy, r) = (x.floor() as i64, y.floor() as i64, radius as i64);
-        self.fill(
-            cx - r - 1,
-            cy - r - 1,
-            cx + r + 2,
-            cy + r + 2,
-            &Paint::new([0, 0, 0]),
-            255,
-        );
-        self.fill(cx - r, cy - r, cx + r + 1, cy + r + 1, &Paint::new(color), 255);
     }
+
+    /// Fills `[x0, x1) x [y0, y1)` (clipped to the frame) with opaque `color`.
+    pub fn fill_opaque(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, color: [u8; 3]) {
+        self.fill(x0, y0, x1, y1, &Paint::new(color), 255);
+    }
+}
+
+/// The two squares `[x0, y0, x1, y1]` of a keypoint marker at `(x, y)`: a black border
+/// one pixel wider than the `radius` square in the keypoint's colour drawn over it;
+/// `None` for a non-finite point.
+pub fn point_squares(x: f32, y: f32, radius: u32) -> Option<[[i64; 4]; 2]> {
+    if !(x.is_finite() && y.is_finite()) {
+        return None;
+    }
+    let (cx, cy, r) = (x.floor() as i64, y.floor() as i64, radius as i64);
+    Some([
+        [cx - r - 1, cy - r - 1, cx + r + 2, cy + r + 2],
+        [cx - r, cy - r, cx + r + 1, cy + r + 1],
+    ])
 }
 
 /// Maximal runs `[a, b)` of indices in `0..n` where `set` holds.

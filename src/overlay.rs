@@ -35,6 +35,10 @@ pub struct OverlayStyle {
     pub draw_masks: bool,
     /// Integer scale of the bitmap font.
     pub text_scale: u32,
+    /// Draw the keypoints of secondary models (after every box and label).
+    pub draw_keypoints: bool,
+    /// Half-size of a keypoint marker in pixels.
+    pub keypoint_radius: u32,
 }
 
 impl Default for OverlayStyle {
@@ -46,6 +50,8 @@ impl Default for OverlayStyle {
             draw_labels: true,
             draw_masks: true,
             text_scale: 2,
+            draw_keypoints: true,
+            keypoint_radius: 2,
         }
     }
 }
@@ -75,6 +81,8 @@ trait Painter {
     fn mask(&mut self, mask: &FrameMask, color: [u8; 3], alpha: f32);
     fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32);
     fn text(&mut self, x: i32, y: i32, text: &str, color: [u8; 3], scale: u32, background: Option<[u8; 3]>);
+    /// An opaque filled rectangle `[x0, x1) x [y0, y1)`, clipped to the frame.
+    fn fill(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, color: [u8; 3]);
 }
 
 impl Painter for Canvas<'_> {
@@ -86,6 +94,9 @@ impl Painter for Canvas<'_> {
     }
     fn text(&mut self, x: i32, y: i32, text: &str, color: [u8; 3], scale: u32, background: Option<[u8; 3]>) {
         Canvas::text(self, x, y, text, color, scale, background)
+    }
+    fn fill(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, color: [u8; 3]) {
+        Canvas::fill_opaque(self, x0, y0, x1, y1, color)
     }
 }
 
@@ -108,6 +119,18 @@ fn paint(p: &mut impl Painter, detections: &[Detection], style: &OverlayStyle, l
             write_label(label, d);
             let (x, y) = label_origin(d, style);
             p.text(x, y, label, [255, 255, 255], style.text_scale, Some(color));
+        }
+    }
+    if style.draw_keypoints {
+        for d in detections {
+            for (k, kp) in d.secondary.iter().flat_map(|r| r.keypoints.iter().enumerate()) {
+                if let Some(squares) = crate::draw::point_squares(kp.x, kp.y, style.keypoint_radius) {
+                    let colors = [[0, 0, 0], class_color(k as u32 + 5)];
+                    for ([x0, y0, x1, y1], c) in squares.into_iter().zip(colors) {
+                        p.fill(x0, y0, x1, y1, c);
+                    }
+                }
+            }
         }
     }
 }
@@ -234,6 +257,11 @@ impl FrameBuilder<'_> {
 }
 
 impl Painter for FrameBuilder<'_> {
+    /// [`Canvas::fill_opaque`].
+    fn fill(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, color: [u8; 3]) {
+        self.rect(x0, y0, x1, y1, color, 255);
+    }
+
     /// [`Canvas::rect_outline`].
     fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32) {
         for [x0, y0, x1, y1] in outline_bands(rect, line_width).into_iter().flatten() {

@@ -75,6 +75,10 @@ else
   echo "build.sh: $plugdir/libgstpng.so not found: no PNG frames on the device" >&2
 fi
 
+# libgstcheck (the device test binary links gst-check; the bundle does not carry it).
+cp -L /usr/lib/x86_64-linux-gnu/libgstcheck-1.0.so.0 "$out/gst-extra/lib/" 2>/dev/null ||
+  echo "build.sh: libgstcheck-1.0.so.0 not found: the device test binary will not start there" >&2
+
 # gst-env.sh: skips the untar when /root/gst-bundle is already there (call 1 unpacked it).
 cp "$shared/device/gst-env.sh" "$out/gst-env.sh"
 

@@ -63,12 +63,28 @@ fn random_detections(rng: &mut Rng, w: u32, h: u32, n: usize) -> Vec<Detection> 
                 device: None,
             }
         });
-        out.push(detection(
-            i as u32,
-            bbox,
-            mask,
-            if i % 2 == 0 { i as i64 } else { -1 },
-        ));
+        let mut d = detection(i as u32, bbox, mask, if i % 2 == 0 { i as i64 } else { -1 });
+        if i % 2 == 1 {
+            // Keypoints of a secondary model, some outside the frame or not finite.
+            let keypoints = (0..4)
+                .map(|k| crate::results::Keypoint {
+                    name: Arc::from(k.to_string()),
+                    x: if k == 3 && i % 4 == 1 {
+                        f32::NAN
+                    } else {
+                        rng.below(wi as u64 + 10) as f32 - 5.3
+                    },
+                    y: rng.below(hi as u64 + 10) as f32 - 4.6,
+                    score: 1.0,
+                })
+                .collect();
+            d.secondary.push(crate::results::ObjectResult {
+                model: Arc::from("landmarks"),
+                keypoints,
+                attribute: None,
+            });
+        }
+        out.push(d);
     }
     for bbox in [
         BoxF::new(-1e9, -1e9, 1e9, 1e9),

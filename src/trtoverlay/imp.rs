@@ -15,7 +15,7 @@
 
 use crate::batch::{Batch, FrameSlot};
 use crate::draw::colormap::Colormap;
-use crate::draw::{class_color, Canvas};
+use crate::draw::Canvas;
 use crate::overlay::{draw_frame, OverlayStyle};
 use crate::results::FrameResults;
 use crate::video::Paint;
@@ -52,8 +52,7 @@ impl Default for Settings {
     }
 }
 
-/// What is drawn besides detections: dense maps and keypoints of secondary models (CPU
-/// drawing; frames that need them are drawn on the CPU).
+/// Dense maps as a colour map (CPU drawing: frames that show one are drawn on the CPU).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtraStyle {
     /// Colour map of dense outputs (none = not drawn).
@@ -64,10 +63,6 @@ pub struct ExtraStyle {
     pub dense_model: std::sync::Arc<str>,
     /// Value range mapped onto the colour map; `None` = each map's own min and max.
     pub dense_range: Option<(f32, f32)>,
-    /// Draw the keypoints of secondary models.
-    pub draw_keypoints: bool,
-    /// Half-size of a keypoint marker in pixels.
-    pub keypoint_radius: u32,
 }
 
 impl Default for ExtraStyle {
@@ -77,8 +72,6 @@ impl Default for ExtraStyle {
             dense_alpha: 0.5,
             dense_model: std::sync::Arc::from(""),
             dense_range: None,
-            draw_keypoints: true,
-            keypoint_radius: 2,
         }
     }
 }
@@ -87,12 +80,7 @@ impl ExtraStyle {
     /// Whether this frame has something only the CPU draws.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     fn needs_cpu(&self, results: &FrameResults) -> bool {
-        (self.dense_colormap != Colormap::None && !results.dense.is_empty())
-            || (self.draw_keypoints
-                && results
-                    .detections
-                    .iter()
-                    .any(|d| d.secondary.iter().any(|r| !r.keypoints.is_empty())))
+        self.dense_colormap != Colormap::None && !results.dense.is_empty()
     }
 }
 
@@ -129,15 +117,6 @@ pub fn draw_results(
         }
     }
     draw_frame(canvas, &results.detections, style, &mut scratch.label);
-    if extra.draw_keypoints {
-        for d in &results.detections {
-            for r in &d.secondary {
-                for (k, p) in r.keypoints.iter().enumerate() {
-                    canvas.point(p.x, p.y, extra.keypoint_radius, class_color(k as u32 + 5));
-                }
-            }
-        }
-    }
 }
 
 /// Parses a dense value range `lo,hi` (`auto` or empty = `None`).
@@ -450,14 +429,14 @@ impl ObjectImpl for TrtOverlay {
                 glib::ParamSpecBoolean::builder("draw-keypoints")
                     .nick("Draw keypoints")
                     .blurb("Draw the keypoints secondary models (operate-on=objects) attached to objects")
-                    .default_value(e.draw_keypoints)
+                    .default_value(d.draw_keypoints)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("keypoint-radius")
                     .nick("Keypoint radius")
                     .blurb("Half-size in pixels of the square drawn at each keypoint")
                     .maximum(64)
-                    .default_value(e.keypoint_radius)
+                    .default_value(d.keypoint_radius)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt64::builder("gpu-frames")
@@ -518,8 +497,8 @@ impl ObjectImpl for TrtOverlay {
                     Err(e) => gst::warning!(CAT, imp = self, "ignoring dense-range: {e}"),
                 }
             }
-            "draw-keypoints" => x.draw_keypoints = value.get().expect("type checked upstream"),
-            "keypoint-radius" => x.keypoint_radius = value.get().expect("type checked upstream"),
+            "draw-keypoints" => s.draw_keypoints = value.get().expect("type checked upstream"),
+            "keypoint-radius" => s.keypoint_radius = value.get().expect("type checked upstream"),
             "device" => {
                 let text = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
                 match text.as_str() {
@@ -550,8 +529,8 @@ impl ObjectImpl for TrtOverlay {
                 None => "auto".to_string(),
             }
             .to_value(),
-            "draw-keypoints" => x.draw_keypoints.to_value(),
-            "keypoint-radius" => x.keypoint_radius.to_value(),
+            "draw-keypoints" => s.draw_keypoints.to_value(),
+            "keypoint-radius" => s.keypoint_radius.to_value(),
             "device" => if settings.use_gpu { "auto" } else { "cpu" }.to_value(),
             "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
