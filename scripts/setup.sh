@@ -50,10 +50,13 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, onnx,
 fi
 
 # 4. Test models (generated, never downloaded) and their self-check.
-if [ ! -f engines/models/.generated ] || [ engines/generate_models.py -nt engines/models/.generated ]; then
+if [ ! -f engines/models/.generated ] || [ engines/generate_models.py -nt engines/models/.generated ] \
+    || [ engines/generate_promptseg_models.py -nt engines/models/.generated ]; then
     say "generating test models in engines/models"
     .venv/bin/python engines/generate_models.py --out engines/models
     .venv/bin/python engines/generate_models.py --out engines/models --check >/dev/null
+    .venv/bin/python engines/generate_promptseg_models.py --out engines/models
+    .venv/bin/python engines/generate_promptseg_models.py --out engines/models --check >/dev/null
     touch engines/models/.generated
 fi
 

@@ -93,6 +93,9 @@ pub struct BackendOptions {
     pub engine_cache_dir: Option<std::path::PathBuf>,
     /// Intra-op threads for CPU backends (0 = backend default).
     pub threads: usize,
+    /// Return outputs as `TensorStorage::Device` (GPU backends that support it), so that
+    /// they can feed another model without a round trip through host memory.
+    pub outputs_on_device: bool,
 }
 
 /// Failure of a backend, always with a sentence a user can act on.
@@ -134,6 +137,12 @@ pub trait InferenceBackend: Send {
     /// Runs one batch: one call for all frames. Outputs are returned in the order of
     /// [`Self::outputs`], with their leading dimension equal to the batch size.
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError>;
+    /// A tensor placed where this backend reads its inputs fastest, made once and reused
+    /// across calls (GPU backends copy host tensors to device memory once; the default
+    /// keeps the tensor where it is).
+    fn upload(&mut self, t: &Tensor) -> Result<Tensor, BackendError> {
+        Ok(t.clone())
+    }
 }
 
 /// Opens the backend named in `opts`.

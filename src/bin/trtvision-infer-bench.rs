@@ -399,6 +399,7 @@ fn open(
         } else {
             0
         },
+        outputs_on_device: false,
     })
     .map_err(|e| e.to_string())
 }

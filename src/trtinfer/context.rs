@@ -28,6 +28,8 @@ pub struct InferSettings {
     pub fp16: bool,
     pub engine_cache_dir: Option<PathBuf>,
     pub threads: usize,
+    /// Call order of prompt-segmentation configs (ignored by single models).
+    pub route: super::promptseg::Route,
 }
 
 /// Results of the last inferred batch, per source, reused while `interval` skips batches.
@@ -129,6 +131,7 @@ impl InferContext {
             fp16: s.fp16,
             engine_cache_dir: s.engine_cache_dir.clone(),
             threads: s.threads,
+            outputs_on_device: false,
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.

@@ -6,6 +6,7 @@ use gst::prelude::*;
 
 mod context;
 mod imp;
+pub mod promptseg;
 
 pub use context::{InferContext, InferSettings};
 
