@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use gsttrtvision::backend::{self, BackendKind, BackendOptions, InferenceBackend, InputRef};
 use gsttrtvision::config::ModelConfig;
-use gsttrtvision::tensor::{DType, Tensor};
+use gsttrtvision::tensor::Tensor;
 use serde_json::{json, Value};
 
 const USAGE: &str = "\
