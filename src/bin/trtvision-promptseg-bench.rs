@@ -10,7 +10,7 @@
 //! * `c`: encoder batch F, then per class the decoder with batch F fed directly by the
 //!   encoder's output tensors, prompts replicated once;
 //! * `seed`: route c as written by hand: prompts rebuilt and uploaded and every decoder
-//!   output (all masks) copied to host memory every round.
+//!   output (all masks) brought to host memory every round.
 //!
 //! Every route gets a freshly opened engine (its own VRAM window), `--warmup` untimed
 //! rounds and `--rounds` timed ones; the detections of its first round are compared with
@@ -190,6 +190,7 @@ fn run_route(
             device_id: o.device_id,
             threads: o.threads,
             max_batch: Some(o.frames),
+            route,
             ..Default::default()
         },
     )

@@ -44,6 +44,7 @@ impl PromptSegContext {
                 engine_cache_dir: s.engine_cache_dir.clone(),
                 threads: s.threads,
                 max_batch: s.max_batch,
+                route: s.route,
             },
         )?;
         Ok(Self {

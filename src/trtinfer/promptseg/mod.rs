@@ -8,7 +8,7 @@
 //! * `b`: encoder with batch F, then per frame the decoder with batch K (classes);
 //! * `a`: per frame the encoder with batch 1 and the decoder with batch K;
 //! * `seed`: route c as it was written by hand: every prompt rebuilt and uploaded each
-//!   batch and every decoder output (all masks) copied to host memory (benchmark baseline).
+//!   batch and every decoder output (all masks) taken to host memory (benchmark baseline).
 //!
 //! Decoder outputs are double-buffered: the selection of call k runs on a worker thread
 //! while the decoder computes call k+1.
@@ -39,7 +39,7 @@ pub enum Route {
     /// Encoder batch F, then per class the decoder with batch F (default).
     #[default]
     C,
-    /// Route C with prompts uploaded and all decoder outputs copied to the host every
+    /// Route C with prompts uploaded and all decoder outputs taken to the host every
     /// batch (the hand-written baseline, for benchmarks).
     Seed,
 }
@@ -76,6 +76,10 @@ pub struct PromptSegOptions {
     pub threads: usize,
     /// Overrides the config's max-batch.
     pub max_batch: Option<usize>,
+    /// The route that will run: routes c and seed keep the encoder outputs where the
+    /// backend computed them (device memory on GPU backends that support it); routes a and
+    /// b repeat their rows per class and take them in host memory.
+    pub route: Route,
 }
 
 /// A failure with a sentence for the user.

@@ -70,20 +70,19 @@ fn row_of(pool: &HostTensorPool, t: &Tensor, row: usize) -> Result<Tensor, Promp
     })
 }
 
-/// Every output copied into host memory, as the hand-written baseline did.
-fn copy_all_to_host(pool: &HostTensorPool, outs: &mut [Tensor]) -> Result<u64, PromptSegError> {
+/// Bytes of every output: what the hand-written baseline copied to the host each call.
+/// The backend has already delivered them to host memory; device outputs would need a
+/// download this build does not do.
+fn all_outputs_to_host(outs: &[Tensor]) -> Result<u64, PromptSegError> {
     let mut bytes = 0;
-    for t in outs.iter_mut() {
-        let Some(src) = t.host_bytes() else {
+    for t in outs {
+        if t.host_bytes().is_none() {
             return Err(config_err(format!(
-                "decoder output '{}' is in device memory; this build selects on the host",
+                "decoder output '{}' is in device memory; the seed route reads every output on the host",
                 t.name
             )));
-        };
-        let mut copy = pool.acquire(src.len());
-        copy.as_mut_slice().copy_from_slice(src);
-        bytes += src.len() as u64;
-        *t = Tensor::host(t.name.clone(), t.dtype, t.shape.clone(), copy);
+        }
+        bytes += t.len_bytes() as u64;
     }
     Ok(bytes)
 }
@@ -95,7 +94,7 @@ fn decode_pipelined(
     decoder: &mut dyn InferenceBackend,
     selector: &Selector,
     transforms: &[LetterboxTransform],
-    seed_pool: Option<&HostTensorPool>,
+    seed: bool,
     calls: usize,
     mut next: impl FnMut(usize) -> Result<Call, PromptSegError>,
     mut absorb: impl FnMut(Selected),
@@ -108,7 +107,7 @@ fn decode_pipelined(
                 .join()
                 .map_err(|_| PromptSegError::Select("the selection thread panicked".into()))?
                 .map_err(PromptSegError::Select)?;
-            if seed_pool.is_none() {
+            if !seed {
                 *d2h += sel.d2h_bytes;
             }
             absorb(sel);
@@ -120,11 +119,11 @@ fn decode_pipelined(
                 .iter()
                 .map(|(name, tensor)| InputRef { name, tensor })
                 .collect();
-            let mut outs = decoder.infer(&refs).map_err(stage_err("decoder"))?;
+            let outs = decoder.infer(&refs).map_err(stage_err("decoder"))?;
             drop(refs);
             drop(inputs);
-            if let Some(pool) = seed_pool {
-                d2h += copy_all_to_host(pool, &mut outs)?;
+            if seed {
+                d2h += all_outputs_to_host(&outs)?;
             }
             if let Some(h) = pending.take() {
                 join(h, &mut d2h)?;
@@ -228,12 +227,11 @@ impl PromptSegEngine {
             self.config.prompt_features.clone(),
             self.config.prompt_mask.clone(),
         );
-        let pool = self.pool.clone();
         let d2h = decode_pipelined(
             self.decoder.as_mut(),
             &self.selector,
             transforms,
-            seed.then_some(&pool),
+            seed,
             classes,
             |c| {
                 let mut inputs = links.clone();
@@ -291,7 +289,7 @@ impl PromptSegEngine {
             decoder.as_mut(),
             selector,
             transforms,
-            None,
+            false,
             frames,
             |f| {
                 let own;
