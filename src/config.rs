@@ -203,6 +203,22 @@ impl PreprocessConfig {
         }
     }
 
+    /// Whether a model input takes what this preprocessing makes (`[batch, 3, height,
+    /// width]` of `dtype`); the error is a sentence naming both.
+    pub fn check_model_input(&self, input: &crate::backend::TensorSpec) -> Result<(), String> {
+        let want = [1usize, 3, self.height as usize, self.width as usize];
+        if input.accepts(&want) && input.dtype == self.dtype {
+            return Ok(());
+        }
+        Err(format!(
+            "input {} does not match the preprocessing ({} [batch, 3, {}, {}])",
+            input.describe(),
+            self.dtype.name(),
+            self.height,
+            self.width
+        ))
+    }
+
     /// Per-plane affine form `(a, b)` of the normalisation: `value = pixel * a + b`.
     pub fn affine(&self) -> [(f32, f32); 3] {
         std::array::from_fn(|c| (self.scale / self.std[c], -self.mean[c] / self.std[c]))

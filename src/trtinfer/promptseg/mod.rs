@@ -230,16 +230,10 @@ impl PromptSegEngine {
                 .first()
                 .ok_or_else(|| config_err("the encoder has no inputs"))?,
         };
-        let pre = &config.preprocess;
-        if !input.accepts(&[1, 3, pre.height as usize, pre.width as usize]) || input.dtype != pre.dtype {
-            return Err(config_err(format!(
-                "encoder input {} does not match the preprocessing ({} [batch, 3, {}, {}]); fix [input] in the config",
-                input.describe(),
-                pre.dtype.name(),
-                pre.height,
-                pre.width
-            )));
-        }
+        config
+            .preprocess
+            .check_model_input(input)
+            .map_err(|e| config_err(format!("encoder {e}; fix [input] in the config")))?;
         let input_name = input.name.clone();
 
         // Links encoder output -> decoder input.
@@ -495,3 +489,6 @@ fn encode(name: &str, dtype: DType, shape: Vec<usize>, values: &[f32]) -> Result
     };
     Ok(Tensor::host(name, dtype, shape, PooledBytes::detached(bytes)))
 }
+
+#[cfg(test)]
+mod tests;

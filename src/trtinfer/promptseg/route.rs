@@ -234,19 +234,8 @@ impl PromptSegEngine {
             seed,
             classes,
             |c| {
-                let mut inputs = links.clone();
-                inputs.push((pf.clone(), prompts[c].features.clone()));
-                if let (Some(n), Some(m)) = (&pm, &prompts[c].mask) {
-                    inputs.push((n.clone(), m.clone()));
-                }
-                let targets = (0..frames)
-                    .map(|f| RowTarget {
-                        row: f,
-                        frame: f,
-                        class: c,
-                    })
-                    .collect();
-                Ok((inputs, targets))
+                let targets = (0..frames).map(|f| (f, c));
+                Ok(call(links.clone(), (&pf, &pm), &prompts[c], targets))
             },
             |sel| absorb(per, sel),
         )?;
@@ -307,22 +296,12 @@ impl PromptSegEngine {
                         (own.as_slice(), 0)
                     }
                 };
-                let mut inputs = Vec::with_capacity(links.len() + 2);
+                let mut features = Vec::with_capacity(links.len() + 2);
                 for (name, i) in links.iter() {
-                    inputs.push((name.clone(), repeat_row(pool, &fpn[*i], row, classes)?));
+                    features.push((name.clone(), repeat_row(pool, &fpn[*i], row, classes)?));
                 }
-                inputs.push((config.prompt_features.clone(), stacked.features.clone()));
-                if let (Some(n), Some(m)) = (&config.prompt_mask, &stacked.mask) {
-                    inputs.push((n.clone(), m.clone()));
-                }
-                let targets = (0..classes)
-                    .map(|c| RowTarget {
-                        row: c,
-                        frame: f,
-                        class: c,
-                    })
-                    .collect();
-                Ok((inputs, targets))
+                let names = (&config.prompt_features, &config.prompt_mask);
+                Ok(call(features, names, stacked, (0..classes).map(|c| (f, c))))
             },
             |sel| absorb(per, sel),
         )?;
@@ -331,6 +310,25 @@ impl PromptSegEngine {
         self.last.d2h_bytes += d2h;
         Ok(())
     }
+}
+
+/// A decoder call: the feature inputs plus the prompt inputs, rows in order going to
+/// `(frame, class)` of `targets`.
+fn call(
+    mut inputs: Vec<(String, Tensor)>,
+    (features, mask): (&String, &Option<String>),
+    prompt: &PromptTensors,
+    targets: impl Iterator<Item = (usize, usize)>,
+) -> Call {
+    inputs.push((features.clone(), prompt.features.clone()));
+    if let (Some(n), Some(m)) = (mask, &prompt.mask) {
+        inputs.push((n.clone(), m.clone()));
+    }
+    let targets = targets
+        .enumerate()
+        .map(|(row, (frame, class))| RowTarget { row, frame, class })
+        .collect();
+    (inputs, targets)
 }
 
 fn absorb(per: &mut [Vec<Vec<Detection>>], sel: Selected) {
