@@ -187,7 +187,8 @@ impl Selector {
                     BoxFormat::XyXy => BoxF::new(b[0] * mw_, b[1] * mh_, b[2] * mw_, b[3] * mh_),
                 };
                 let bbox = transform.box_to_frame(&model_box);
-                if !(bbox.area() > 0.0) {
+                let area = bbox.area();
+                if area.is_nan() || area <= 0.0 {
                     continue;
                 }
                 let mut det = Detection {
