@@ -214,11 +214,16 @@ impl PromptSegEngine {
             outputs_on_device: on_device,
         };
         // Encoder outputs stay where the backend computed them: they feed the decoder.
-        // Decoder outputs come to the host until selection runs as a device kernel.
         let encoder =
             backend::open(&opts(config.encoder.path(), max_batch, true)).map_err(stage_err("encoder"))?;
-        let decoder = backend::open(&opts(config.decoder.path(), max_batch.max(classes), false))
-            .map_err(stage_err("decoder"))?;
+        // Decoder outputs stay on the device too, except in the seed route (which takes
+        // them all to the host): selection copies back only what it keeps.
+        let decoder = backend::open(&opts(
+            config.decoder.path(),
+            max_batch.max(classes),
+            o.route != Route::Seed,
+        ))
+        .map_err(stage_err("decoder"))?;
         let enc_name = config.encoder.path().display().to_string();
         let dec_name = config.decoder.path().display().to_string();
 
@@ -373,6 +378,7 @@ impl PromptSegEngine {
 
         let model: Arc<str> = Arc::from(config.name.as_str());
         let selector = Selector {
+            device_id: o.device_id,
             model: model.clone(),
             classes: config
                 .classes

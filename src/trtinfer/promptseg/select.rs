@@ -2,9 +2,11 @@
 //! above the threshold, top-K per frame and class), their boxes mapped back to frame pixels
 //! and their masks cropped and resized to those boxes. Only the selected masks are read.
 //!
-//! This is the host side; with decoder outputs in device memory a selection kernel will
-//! take its place and copy back only the kept boxes and masks (what [`Selected::d2h_bytes`]
-//! counts already).
+//! Decoder outputs in host memory are read in place. Outputs kept in device memory (GPU
+//! backends with `outputs_on_device`, cargo feature `cuda`) are read by copying to the host
+//! exactly what [`Selected::d2h_bytes`] counts: boxes, logits and presence, and one mask
+//! plane per kept query. A selection kernel will replace this step and copy back the
+//! frame-space masks only.
 
 use std::sync::Arc;
 
@@ -36,6 +38,8 @@ pub struct OutputIndex {
 /// Everything selection needs, shared by all calls of an engine.
 #[derive(Debug, Clone)]
 pub struct Selector {
+    /// CUDA device of outputs kept in device memory.
+    pub device_id: i32,
     pub model: Arc<str>,
     /// Per class index: id and label.
     pub classes: Vec<(u32, Arc<str>)>,
@@ -60,15 +64,70 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// The f32 values of output `what`, or an error naming it.
-fn values<'a>(t: &'a Tensor, what: &str) -> Result<std::borrow::Cow<'a, [f32]>, String> {
-    t.f32_values().ok_or_else(|| {
+/// `len` bytes at byte `offset` of a device tensor, copied to the host.
+#[cfg(feature = "cuda")]
+fn download(t: &Tensor, device_id: i32, offset: usize, len: usize) -> Result<Vec<u8>, String> {
+    let crate::tensor::TensorStorage::Device { ptr, len: total, .. } = &t.storage else {
+        return Err(format!("'{}' is not a device tensor", t.name));
+    };
+    if offset.checked_add(len).is_none_or(|end| end > *total) {
+        return Err(format!(
+            "'{}': {len} bytes at {offset} are past its {total} bytes",
+            t.name
+        ));
+    }
+    let ctx = crate::cuda::DeviceContext::primary(device_id)
+        .map_err(|e| format!("reading '{}' from CUDA device {device_id}: {e}", t.name))?;
+    let mut out = vec![0u8; len];
+    crate::cuda::copy_device_to_host(&ctx, ptr + offset as u64, total - offset, &mut out)
+        .map_err(|e| format!("copying '{}' to the host: {e}", t.name))?;
+    Ok(out)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn download(t: &Tensor, _device_id: i32, _offset: usize, _len: usize) -> Result<Vec<u8>, String> {
+    Err(format!(
+        "decoder output '{}' is in device memory, but this build has no CUDA support (cargo feature cuda)",
+        t.name
+    ))
+}
+
+/// f32 values of host-order f32/f16 bytes.
+fn f32_from_bytes(dtype: crate::tensor::DType, bytes: &[u8]) -> Option<Vec<f32>> {
+    match dtype {
+        crate::tensor::DType::F32 => Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        crate::tensor::DType::F16 => Some(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_ne_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The f32 values of output `what`: borrowed from host memory, or the whole tensor copied
+/// from the device (small outputs only).
+fn values<'a>(t: &'a Tensor, what: &str, device_id: i32) -> Result<std::borrow::Cow<'a, [f32]>, String> {
+    let not_float = || {
         format!(
-            "decoder output {what} ('{}', {}) is not a host float tensor",
+            "decoder output {what} ('{}') is {}, not a float tensor",
             t.name,
             t.dtype.name()
         )
-    })
+    };
+    if t.host_bytes().is_some() {
+        return t.f32_values().ok_or_else(not_float);
+    }
+    let bytes = download(t, device_id, 0, t.len_bytes())?;
+    f32_from_bytes(t.dtype, &bytes)
+        .map(std::borrow::Cow::Owned)
+        .ok_or_else(not_float)
 }
 
 impl Selector {
@@ -132,14 +191,19 @@ impl Selector {
             .and_then(|t| t.shape.first().copied())
             .unwrap_or(0);
         let (q, mh, mw) = self.shapes(outs, rows)?;
-        let boxes = values(&outs[self.outputs.boxes], "boxes")?;
-        let logits = values(&outs[self.outputs.logits], "logits")?;
+        let dev = self.device_id;
+        let boxes = values(&outs[self.outputs.boxes], "boxes", dev)?;
+        let logits = values(&outs[self.outputs.logits], "logits", dev)?;
         let presence = match self.outputs.presence {
-            Some(i) => Some(values(&outs[i], "presence")?),
+            Some(i) => Some(values(&outs[i], "presence", dev)?),
             None => None,
         };
         let mask_tensor = &outs[self.outputs.masks];
-        let mask_values = values(mask_tensor, "masks")?;
+        // Host masks are read in place; device masks one kept plane at a time.
+        let host_masks = match mask_tensor.host_bytes() {
+            Some(_) => Some(values(mask_tensor, "masks", dev)?),
+            None => None,
+        };
         let dense = MaskTensor::Dense(mask_tensor.clone());
         let mask_bytes = (mh * mw * mask_tensor.dtype.size()) as u64;
         let small: usize = [
@@ -202,8 +266,19 @@ impl Selector {
                     mask_source: Some(MaskSource::Dense { query: query as u32 }),
                     mask: None,
                 };
-                det.mask =
-                    masks::frame_mask(&det, &dense, &mask_values, t.row, transform, self.mask_threshold);
+                det.mask = match &host_masks {
+                    Some(v) => masks::frame_mask(&det, &dense, v, t.row, transform, self.mask_threshold),
+                    None => {
+                        let offset = (t.row * q + query) * mask_bytes as usize;
+                        let bytes = download(mask_tensor, dev, offset, mask_bytes as usize)?;
+                        let plane = f32_from_bytes(mask_tensor.dtype, &bytes).ok_or_else(|| {
+                            format!("decoder masks are {}, not float", mask_tensor.dtype.name())
+                        })?;
+                        let one = MaskTensor::Dense(Tensor::from_f32("mask", vec![1, 1, mh, mw], &plane));
+                        det.mask_source = Some(MaskSource::Dense { query: 0 });
+                        masks::frame_mask(&det, &one, &plane, 0, transform, self.mask_threshold)
+                    }
+                };
                 det.mask_source = None;
                 out.d2h_bytes += mask_bytes;
                 dets.push(det);

@@ -11,6 +11,7 @@ fn logit(p: f32) -> f32 {
 
 fn selector(format: BoxFormat, top_k: usize) -> Selector {
     Selector {
+        device_id: 0,
         model: Arc::from("m"),
         classes: vec![(7, Arc::from("cat")), (9, Arc::from("dog"))],
         outputs: OutputIndex {
@@ -144,4 +145,27 @@ fn route_names() {
     }
     assert_eq!(Route::parse("C"), Some(Route::C));
     assert_eq!(Route::parse("d"), None);
+}
+
+#[test]
+fn device_outputs_without_cuda_are_an_error() {
+    let t = [LetterboxTransform::stretch(64, 64, 64, 64); 2];
+    let target = [RowTarget {
+        row: 0,
+        frame: 0,
+        class: 0,
+    }];
+    let mut outs = outputs([[0.5, 0.5, 0.25, 0.25]; 3]);
+    let len = outs[3].len_bytes();
+    outs[3].storage = crate::tensor::TensorStorage::Device {
+        ptr: 0,
+        len,
+        keepalive: Arc::new(()),
+    };
+    let e = selector(BoxFormat::CxCyWh, 0)
+        .select(&outs, &target, &t)
+        .unwrap_err();
+    #[cfg(not(feature = "cuda"))]
+    assert!(e.contains("cargo feature cuda"), "{e}");
+    assert!(e.contains("pred_masks"), "{e}");
 }
