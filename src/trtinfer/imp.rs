@@ -293,6 +293,13 @@ impl BaseTransformImpl for TrtInfer {
             .as_deref()
             .is_some_and(crate::config::promptseg::is_promptseg_file);
         let loaded = if promptseg {
+            if settings.parser.is_some() || settings.labels.is_some() || settings.nms_iou.is_some() {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "parser, labels and nms-iou do not apply to prompt-segmentation configs (classes come from [[classes]])"
+                );
+            }
             let p = PromptSegContext::open(&settings).map_err(|e| load_err(&e))?;
             gst::info!(
                 CAT,
