@@ -4,7 +4,7 @@
 //!
 //! Routes (the order of the calls; results are identical):
 //! * `c` (default): encoder with batch F, then per class the decoder with batch F, prompts
-//!   replicated xF once and reused by every batch;
+//!   replicated xF once (at open for max-batch) and reused by every batch;
 //! * `b`: encoder with batch F, then per frame the decoder with batch K (classes);
 //! * `a`: per frame the encoder with batch 1 and the decoder with batch K;
 //! * `seed`: route c as it was written by hand: every prompt rebuilt and uploaded each
@@ -147,7 +147,7 @@ pub struct PromptSegEngine {
     tokens: usize,
     max_batch: usize,
     /// Route c: per batch size, each class's prompt replicated that many times (made and
-    /// uploaded once, on the first batch of that size).
+    /// uploaded once: at open for max-batch, on the first batch of another size).
     replicated: HashMap<usize, Vec<PromptTensors>>,
     /// Routes a/b: all class prompts stacked `[K, P, D]` (made and uploaded at open).
     stacked: PromptTensors,
@@ -415,7 +415,21 @@ impl PromptSegEngine {
         let all: Vec<usize> = (0..classes).collect();
         let stacked = engine.prompt_tensors(&all, 1)?;
         engine.stacked = engine.upload(stacked)?;
+        if o.route != Route::Seed {
+            let full = engine.replicated_prompts(max_batch)?;
+            engine.replicated.insert(max_batch, full);
+        }
         Ok(engine)
+    }
+
+    /// Each class's prompt replicated for a batch of `frames`, uploaded.
+    fn replicated_prompts(&mut self, frames: usize) -> Result<Vec<PromptTensors>, PromptSegError> {
+        (0..self.config.classes.len())
+            .map(|c| {
+                let t = self.prompt_tensors(&[c], frames)?;
+                self.upload(t)
+            })
+            .collect()
     }
 
     /// Name of the backend in use.

@@ -201,19 +201,10 @@ impl PromptSegEngine {
         let classes = self.config.classes.len();
         let fpn = self.encode(input)?;
         let prompts: Vec<PromptTensors> = if seed {
-            let mut v = Vec::with_capacity(classes);
-            for c in 0..classes {
-                let t = self.prompt_tensors(&[c], frames)?;
-                v.push(self.upload(t)?);
-            }
-            v
+            self.replicated_prompts(frames)?
         } else {
             if !self.replicated.contains_key(&frames) {
-                let mut v = Vec::with_capacity(classes);
-                for c in 0..classes {
-                    let t = self.prompt_tensors(&[c], frames)?;
-                    v.push(self.upload(t)?);
-                }
+                let v = self.replicated_prompts(frames)?;
                 self.replicated.insert(frames, v);
             }
             self.replicated[&frames].clone()
