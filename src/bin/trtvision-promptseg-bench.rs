@@ -34,7 +34,7 @@ use gsttrtvision::backend::BackendKind;
 use gsttrtvision::config::promptseg::PromptSegConfig;
 use gsttrtvision::results::Detection;
 use gsttrtvision::trtinfer::promptseg::{PromptSegEngine, PromptSegOptions, Route};
-use procstats::{cpu_model_and_cores, cpu_time_s, percentile, proc_status_mib, random_input};
+use procstats::{cpu_model_and_cores, cpu_time_s, loadavg_1min, percentile, proc_status_mib, random_input};
 use serde_json::{json, Value};
 
 const USAGE: &str = "\
@@ -300,6 +300,7 @@ fn main() {
         o.backend.name()
     );
 
+    let load_start = loadavg_1min();
     let mut runs = Vec::new();
     for &route in &o.routes {
         match run_route(&o, &cfg, route, nvml.as_ref(), t0) {
@@ -319,6 +320,7 @@ fn main() {
             Err(e) => die(&format!("route {}: {e}", route.name())),
         }
     }
+    let load_end = loadavg_1min();
     let reference = runs
         .iter()
         .find(|r| r.route == Route::Seed)
@@ -354,6 +356,7 @@ fn main() {
                            "max": round3(r.lat_ms[r.lat_ms.len() - 1]), "timed_wall_s": round3(r.wall_s),
                            "per": "round (F frames x K classes)"},
             "cpu_cores": round3(r.cpu_cores),
+            "loadavg_1min": {"start": load_start, "end": load_end, "cores": cores},
             "rss_mib": {"steady": r.rss_steady_mib.map(round3), "peak": r.rss_peak_mib.map(round3),
                         "drift_mib_per_min": Value::Null},
             "vram_mib": r.vram.as_ref().map(|v| json!({"steady": round3(v.steady), "peak": round3(v.peak),
@@ -366,7 +369,7 @@ fn main() {
             "decoder_calls_per_round": r.decoder_calls,
             "detections_per_round": r.detections,
             "results_match": {"with": format!("route-{}", runs[0].route.name()), "equal": matches},
-            "d2h_note": "a/b/c: bytes a device-side selection copies back (boxes, logits, presence of every row, masks of kept queries); seed: every decoder output byte, copied every round. On the CPU backend nothing crosses: the numbers are what would.",
+            "d2h_note": "a/b/c: bytes a device-side selection copies back (boxes, logits, presence of every row, masks of kept queries); seed: every decoder output byte, every round. Measured traffic on a GPU backend with outputs_on_device (feature cuda); with host outputs (CPU backend) the bytes that would cross.",
         });
         if let Some(ref_fps) = reference {
             v["reference"] = json!({"name": "route-seed", "fps_total": round3(ref_fps)});

@@ -23,6 +23,16 @@ pub fn proc_status_mib(key: &str) -> Option<f64> {
         .map(|k| k / 1024.0)
 }
 
+/// The 1-minute load average of the machine (`/proc/loadavg`).
+pub fn loadavg_1min() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// CPU model name and the cores this process may use.
 pub fn cpu_model_and_cores() -> (String, usize) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
