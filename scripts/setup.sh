@@ -54,13 +54,15 @@ fi
 #    the real-architecture tests; about 10 s and 33 MB together).
 stale=0
 [ -f engines/models/.generated ] || stale=1
-for f in engines/generate_models.py engines/yolo11.py engines/convert_fp16.py; do
+for f in engines/generate_models.py engines/yolo11.py engines/convert_fp16.py engines/generate_promptseg_models.py; do
     [ "$f" -nt engines/models/.generated ] && stale=1
 done
 if [ "$stale" = 1 ]; then
     say "generating test models in engines/models"
     .venv/bin/python engines/generate_models.py --out engines/models --yolo11
     .venv/bin/python engines/generate_models.py --out engines/models --yolo11 --check >/dev/null
+    .venv/bin/python engines/generate_promptseg_models.py --out engines/models
+    .venv/bin/python engines/generate_promptseg_models.py --out engines/models --check >/dev/null
     touch engines/models/.generated
 fi
 

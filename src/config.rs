@@ -37,6 +37,9 @@
 //! Every problem is reported as a [`ConfigError`] with a sentence naming the file and the
 //! key; parsing never panics, whatever the input.
 
+pub mod npy;
+pub mod promptseg;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -204,6 +207,22 @@ impl PreprocessConfig {
         }
     }
 
+    /// Whether a model input takes what this preprocessing makes (`[batch, 3, height,
+    /// width]` of `dtype`); the error is a sentence naming both.
+    pub fn check_model_input(&self, input: &crate::backend::TensorSpec) -> Result<(), String> {
+        let want = [1usize, 3, self.height as usize, self.width as usize];
+        if input.accepts(&want) && input.dtype == self.dtype {
+            return Ok(());
+        }
+        Err(format!(
+            "input {} does not match the preprocessing ({} [batch, 3, {}, {}])",
+            input.describe(),
+            self.dtype.name(),
+            self.height,
+            self.width
+        ))
+    }
+
     /// Per-plane affine form `(a, b)` of the normalisation: `value = pixel * a + b`.
     pub fn affine(&self) -> [(f32, f32); 3] {
         std::array::from_fn(|c| (self.scale / self.std[c], -self.mean[c] / self.std[c]))
@@ -317,7 +336,7 @@ struct RawModel {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawInput {
+pub(crate) struct RawInput {
     name: Option<String>,
     width: i64,
     height: i64,
@@ -349,13 +368,13 @@ struct RawOutput {
 }
 
 /// Absolute form of `p` (relative to `base`), without resolving symlinks.
-fn resolve(base: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let joined = base.join(p);
     std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// Reads a small text file, refusing files over [`MAX_FILE_BYTES`].
-fn read_text(path: &Path, what: &'static str) -> Result<String, ConfigError> {
+pub(crate) fn read_text(path: &Path, what: &'static str) -> Result<String, ConfigError> {
     let err = |reason: String| ConfigError::Read {
         what,
         path: path.display().to_string(),
@@ -393,7 +412,7 @@ pub fn parse_labels(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn float_in(
+pub(crate) fn float_in(
     origin: &str,
     key: &str,
     v: Option<f64>,
@@ -412,7 +431,7 @@ fn float_in(
     Ok(f)
 }
 
-fn int_in(
+pub(crate) fn int_in(
     origin: &str,
     key: &str,
     v: Option<i64>,
@@ -445,7 +464,7 @@ fn triple(origin: &str, key: &str, v: Option<Vec<f64>>, default: f32) -> Result<
     }
 }
 
-fn non_empty(origin: &str, key: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
+pub(crate) fn non_empty(origin: &str, key: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
     match v {
         Some(s) if s.trim().is_empty() || s.contains('\0') => Err(ConfigError::Invalid {
             origin: origin.to_string(),
@@ -453,6 +472,148 @@ fn non_empty(origin: &str, key: &str, v: Option<String>) -> Result<Option<String
         }),
         other => Ok(other),
     }
+}
+
+/// The model file of a `[model]`-like section (`onnx = ...` or `engine = ...`), resolved
+/// against `base`; it must exist.
+pub(crate) fn model_file(
+    origin: &str,
+    base: &Path,
+    section: &str,
+    onnx: Option<String>,
+    engine: Option<String>,
+) -> Result<ModelFile, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.to_string(),
+        message,
+    };
+    let model = match (
+        non_empty(origin, &format!("{section} onnx"), onnx)?,
+        non_empty(origin, &format!("{section} engine"), engine)?,
+    ) {
+        (Some(o), None) => ModelFile::Onnx(resolve(base, &o)),
+        (None, Some(e)) => ModelFile::Engine(resolve(base, &e)),
+        (Some(_), Some(_)) => {
+            return Err(invalid(format!(
+                "{section} must name either onnx or engine, not both"
+            )));
+        }
+        (None, None) => {
+            return Err(invalid(format!(
+                "{section} must name the model file: onnx = \"model.onnx\" or engine = \"model.engine\""
+            )));
+        }
+    };
+    let what = match model {
+        ModelFile::Onnx(_) => "ONNX model",
+        ModelFile::Engine(_) => "TensorRT engine",
+    };
+    if !model.path().is_file() {
+        return Err(ConfigError::MissingFile {
+            origin: origin.to_string(),
+            what,
+            path: model.path().display().to_string(),
+        });
+    }
+    Ok(model)
+}
+
+/// The `backend = ...` of a section, checked against the kind of model file.
+pub(crate) fn backend_for(
+    origin: &str,
+    section: &str,
+    model: &ModelFile,
+    backend: Option<String>,
+) -> Result<Option<BackendKind>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.to_string(),
+        message,
+    };
+    let backend = match backend {
+        None => None,
+        Some(b) => Some(BackendKind::parse(&b).ok_or_else(|| {
+            invalid(format!(
+                "unknown backend '{b}' in {section}: expected onnxruntime-cpu, onnxruntime-cuda, onnxruntime-tensorrt or tensorrt"
+            ))
+        })?),
+    };
+    match (model, backend) {
+        (ModelFile::Engine(_), Some(k)) if k != BackendKind::TensorRt => Err(invalid(format!(
+            "a TensorRT engine file needs backend = \"tensorrt\", not \"{}\"",
+            k.name()
+        ))),
+        (ModelFile::Onnx(_), Some(BackendKind::TensorRt)) => Err(invalid(
+            "backend \"tensorrt\" runs serialized engines: use engine = \"...\" or an onnxruntime backend"
+                .into(),
+        )),
+        _ => Ok(backend),
+    }
+}
+
+/// The `[input]` section: preprocessing and the optional input tensor name.
+pub(crate) fn parse_input(
+    origin: &str,
+    i: RawInput,
+) -> Result<(PreprocessConfig, Option<String>), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.to_string(),
+        message,
+    };
+    let size = |key: &str, v: i64| -> Result<u32, ConfigError> {
+        match u32::try_from(v) {
+            Ok(u) if (1..=MAX_INPUT_SIZE).contains(&u) => Ok(u),
+            _ => Err(invalid(format!(
+                "[input] {key} must be between 1 and {MAX_INPUT_SIZE} pixels, got {v}"
+            ))),
+        }
+    };
+    let width = size("width", i.width)?;
+    let height = size("height", i.height)?;
+    let dtype = match i.dtype {
+        None => DType::F32,
+        Some(d) => match DType::parse(&d) {
+            Some(t @ (DType::F32 | DType::F16)) => t,
+            _ => {
+                return Err(invalid(format!(
+                    "unknown [input] dtype '{d}': expected f32 or f16"
+                )))
+            }
+        },
+    };
+    let resize = match i.resize {
+        None => ResizeMode::Letterbox,
+        Some(r) => ResizeMode::parse(&r).ok_or_else(|| {
+            invalid(format!(
+                "unknown [input] resize '{r}': expected letterbox or stretch"
+            ))
+        })?,
+    };
+    let color = match i.color {
+        None => ColorOrder::Rgb,
+        Some(c) => ColorOrder::parse(&c)
+            .ok_or_else(|| invalid(format!("unknown [input] color '{c}': expected rgb or bgr")))?,
+    };
+    let pad_value = int_in(origin, "[input] pad-value", i.pad_value, 114, 0, 255)?;
+    let scale = match i.scale {
+        None => 1.0 / 255.0,
+        Some(v) => v as f32,
+    };
+    let preprocess = PreprocessConfig {
+        width,
+        height,
+        dtype,
+        resize,
+        pad_value: u8::try_from(pad_value).unwrap_or(114),
+        color,
+        scale,
+        mean: triple(origin, "[input] mean", i.mean, 0.0)?,
+        std: triple(origin, "[input] std", i.std, 1.0)?,
+    };
+    preprocess
+        .validate()
+        .map_err(|m| invalid(format!("[input] {m}")))?;
+    let input_name = non_empty(origin, "[input] name", i.name)?;
+    Ok((preprocess, input_name))
 }
 
 impl ModelConfig {
@@ -551,57 +712,8 @@ impl ModelConfig {
             message,
         };
         let m = raw.model;
-        let model = match (
-            non_empty(origin, "[model] onnx", m.onnx)?,
-            non_empty(origin, "[model] engine", m.engine)?,
-        ) {
-            (Some(o), None) => ModelFile::Onnx(resolve(base, &o)),
-            (None, Some(e)) => ModelFile::Engine(resolve(base, &e)),
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "[model] must name either onnx or engine, not both".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "[model] must name the model file: onnx = \"model.onnx\" or engine = \"model.engine\""
-                        .into(),
-                ));
-            }
-        };
-        let what = match model {
-            ModelFile::Onnx(_) => "ONNX model",
-            ModelFile::Engine(_) => "TensorRT engine",
-        };
-        if !model.path().is_file() {
-            return Err(ConfigError::MissingFile {
-                origin: origin.to_string(),
-                what,
-                path: model.path().display().to_string(),
-            });
-        }
-        let backend = match m.backend {
-            None => None,
-            Some(b) => Some(BackendKind::parse(&b).ok_or_else(|| {
-                invalid(format!(
-                    "unknown backend '{b}' in [model]: expected onnxruntime-cpu, onnxruntime-cuda, onnxruntime-tensorrt or tensorrt"
-                ))
-            })?),
-        };
-        match (&model, backend) {
-            (ModelFile::Engine(_), Some(k)) if k != BackendKind::TensorRt => {
-                return Err(invalid(format!(
-                    "a TensorRT engine file needs backend = \"tensorrt\", not \"{}\"",
-                    k.name()
-                )));
-            }
-            (ModelFile::Onnx(_), Some(BackendKind::TensorRt)) => {
-                return Err(invalid(
-                    "backend \"tensorrt\" runs serialized engines: use engine = \"...\" or an onnxruntime backend".into(),
-                ));
-            }
-            _ => {}
-        }
+        let model = model_file(origin, base, "[model]", m.onnx, m.engine)?;
+        let backend = backend_for(origin, "[model]", &model, m.backend)?;
         let labels_path = non_empty(origin, "[model] labels", m.labels)?.map(|l| resolve(base, &l));
         let labels = match &labels_path {
             None => Vec::new(),
@@ -620,61 +732,7 @@ impl ModelConfig {
         };
         let max_batch = int_in(origin, "[model] max-batch", m.max_batch, 16, 1, MAX_BATCH_LIMIT)?;
 
-        let i = raw.input;
-        let size = |key: &str, v: i64| -> Result<u32, ConfigError> {
-            match u32::try_from(v) {
-                Ok(u) if (1..=MAX_INPUT_SIZE).contains(&u) => Ok(u),
-                _ => Err(invalid(format!(
-                    "[input] {key} must be between 1 and {MAX_INPUT_SIZE} pixels, got {v}"
-                ))),
-            }
-        };
-        let width = size("width", i.width)?;
-        let height = size("height", i.height)?;
-        let dtype = match i.dtype {
-            None => DType::F32,
-            Some(d) => match DType::parse(&d) {
-                Some(t @ (DType::F32 | DType::F16)) => t,
-                _ => {
-                    return Err(invalid(format!(
-                        "unknown [input] dtype '{d}': expected f32 or f16"
-                    )))
-                }
-            },
-        };
-        let resize = match i.resize {
-            None => ResizeMode::Letterbox,
-            Some(r) => ResizeMode::parse(&r).ok_or_else(|| {
-                invalid(format!(
-                    "unknown [input] resize '{r}': expected letterbox or stretch"
-                ))
-            })?,
-        };
-        let color = match i.color {
-            None => ColorOrder::Rgb,
-            Some(c) => ColorOrder::parse(&c)
-                .ok_or_else(|| invalid(format!("unknown [input] color '{c}': expected rgb or bgr")))?,
-        };
-        let pad_value = int_in(origin, "[input] pad-value", i.pad_value, 114, 0, 255)?;
-        let scale = match i.scale {
-            None => 1.0 / 255.0,
-            Some(v) => v as f32,
-        };
-        let preprocess = PreprocessConfig {
-            width,
-            height,
-            dtype,
-            resize,
-            pad_value: u8::try_from(pad_value).unwrap_or(114),
-            color,
-            scale,
-            mean: triple(origin, "[input] mean", i.mean, 0.0)?,
-            std: triple(origin, "[input] std", i.std, 1.0)?,
-        };
-        preprocess
-            .validate()
-            .map_err(|m| invalid(format!("[input] {m}")))?;
-        let input_name = non_empty(origin, "[input] name", i.name)?;
+        let (preprocess, input_name) = parse_input(origin, raw.input)?;
 
         let o = raw.output;
         let parser = ParserKind::parse(&o.parser).ok_or_else(|| {
@@ -732,7 +790,7 @@ impl ModelConfig {
     }
 }
 
-fn file_stem(p: &Path) -> String {
+pub(crate) fn file_stem(p: &Path) -> String {
     p.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())

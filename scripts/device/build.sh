@@ -4,9 +4,11 @@
 #   .device-build/libgsttrtvision.so        the plugin, --features cuda (GST_PLUGIN_PATH)
 #   .device-build/trtvision-bench           pipeline benchmark (plugin linked in statically)
 #   .device-build/trtvision-infer-bench     backend benchmark: CPU vs CUDA provider per batch size
+#   .device-build/trtvision-promptseg-bench prompt-segmentation routes a/b/c/seed (SAM3-sized model)
 #   .device-build/trtvision-launch          gst-launch-1.0 -e that starts file cameras last
 #   .device-build/device_cuda               the tests/device_cuda.rs test binary
-#   .device-build/engines/                  model configs, labels and the generated ONNX models
+#   .device-build/engines/                  model configs, labels, the generated ONNX models and
+#                                           class prompt files (.npy)
 #   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng (not in the GStreamer bundle)
 #   .device-build/run-all.sh, run-tests.sh  the device-side scripts
 #   .device-build/gst-env.sh                re-exports the GStreamer bundle unpacked by call 1
@@ -36,6 +38,9 @@ if [ ! -f engines/models/.generated ] || [ engines/generate_models.py -nt engine
   "$py" engines/generate_models.py --out engines/models
   touch engines/models/.generated
 fi
+if [ ! -f engines/models/promptseg-full-decoder.onnx ]; then
+  python3 engines/generate_promptseg_models.py --out engines/models
+fi
 
 cargo build --release --features cuda --lib --bins
 test_bin=$(cargo test --release --features cuda --test device_cuda --no-run --message-format=json |
@@ -55,13 +60,14 @@ rm -rf "$out"
 mkdir -p "$out/engines/models" "$out/gst-extra/plugins" "$out/gst-extra/lib"
 cp "$test_bin" "$out/device_cuda"
 cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
-   "$target/release/trtvision-infer-bench" "$target/release/trtvision-launch" "$out/"
+   "$target/release/trtvision-infer-bench" "$target/release/trtvision-launch" \
+   "$target/release/trtvision-promptseg-bench" "$out/"
 strip --strip-debug "$out/device_cuda" "$out/libgsttrtvision.so"
-strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch"
+strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch" "$out/trtvision-promptseg-bench"
 cp scripts/device/run-tests.sh scripts/device/run-all.sh "$out/"
 chmod +x "$out"/*.sh
 cp engines/*.toml engines/*.txt "$out/engines/"
-cp engines/models/*.onnx "$out/engines/models/"
+cp engines/models/*.onnx engines/models/*.npy "$out/engines/models/"
 # The YOLO11 models (10+ MB each) are generated there by run-all.sh (engines/yolo11.py).
 rm -f "$out/engines/models/bad-shape.onnx" "$out"/engines/models/yolo11*
 

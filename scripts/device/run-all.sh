@@ -224,6 +224,16 @@ export RES
 [ -n "${SKIP_INFER:-}" ] || step infer_bench 200 bash -c infer_bench
 sed -n '/--- summary ---/,$p' "$LOGS/infer_bench.log" | cut -c1-200
 
+# --- 3b. prompt-conditioned segmentation: routes a, b, c and the hand-written seed -----------
+promptseg_bench() {
+  cd .device-build && ./trtvision-promptseg-bench --config engines/promptseg-full.toml \
+    --routes a,b,c,seed --frames 8 --classes 4 --rounds 20 --warmup 3 \
+    --backend onnxruntime-cuda --out-dir "$RES"
+}
+export -f promptseg_bench
+[ -n "${SKIP_PROMPTSEG:-}" ] || step promptseg_bench 300 bash -c promptseg_bench
+grep -E "^route" "$LOGS/promptseg_bench.log" | cut -c1-200
+
 # --- 4. eight 1080p30 H.264 files (4:2:0, High) from the synthetic scene ---------------------
 make_files() {
   local pids=()

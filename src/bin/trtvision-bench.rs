@@ -20,6 +20,10 @@
 mod cli;
 #[path = "common/gpumon.rs"]
 mod gpumon;
+#[path = "common/procstats.rs"]
+mod procstats;
+
+use procstats::{cpu_model_and_cores, cpu_time_s};
 
 use gst::prelude::*;
 use std::collections::HashMap;
@@ -386,15 +390,6 @@ fn nvml() -> Option<Arc<gpumon::Nvml>> {
 // ---------------------------------------------------------------------------------------
 // Process measurements
 
-/// Process CPU time (user + system, all threads), seconds.
-fn cpu_time_s() -> f64 {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 fn proc_status_kib(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()
@@ -455,18 +450,6 @@ fn loadavg() -> Vec<f64> {
         .take(3)
         .filter_map(|v| v.parse().ok())
         .collect()
-}
-
-fn cpu_model_and_cores() -> (String, usize) {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    (model, cores)
 }
 
 /// VmRSS sampler: one sample every 100 ms until stopped.

@@ -45,6 +45,8 @@ pub struct InferSettings {
     pub objects: ObjectFilter,
     /// Property values that could not be parsed: (property, sentence); reported at start.
     pub invalid: Vec<(&'static str, String)>,
+    /// Call order of prompt-segmentation configs (ignored by single models).
+    pub route: super::promptseg::Route,
 }
 
 /// What a trtinfer element feeds its model.
@@ -239,17 +241,10 @@ impl InferContext {
                 .first()
                 .ok_or_else(|| InferError::Config("the model has no inputs".into()))?,
         };
-        let pre = &config.preprocess;
-        let want = [1usize, 3, pre.height as usize, pre.width as usize];
-        if !input.accepts(&want) || input.dtype != pre.dtype {
-            return Err(InferError::Config(format!(
-                "model input {} does not match the preprocessing ({} [batch, 3, {}, {}]); fix [input] in the model config",
-                input.describe(),
-                pre.dtype.name(),
-                pre.height,
-                pre.width
-            )));
-        }
+        config
+            .preprocess
+            .check_model_input(input)
+            .map_err(|e| InferError::Config(format!("model {e}; fix [input] in the model config")))?;
         let input_name = input.name.clone();
         let mut params = config.parse_params();
         params.model = Arc::from(config.name.as_str());

@@ -1,6 +1,7 @@
 //! Element glue of trtinfer: properties, start/stop of the inference context, errors.
 
 use super::context::{InferContext, InferSettings, OperateOn};
+use super::promptseg::{PromptSegContext, Route};
 use crate::backend::BackendKind;
 use crate::parsers::ParserKind;
 use gst::glib;
@@ -18,10 +19,25 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// What `start` loaded: one model, or an encoder/decoder pair with class prompts.
+enum Loaded {
+    Model(Box<InferContext>),
+    PromptSeg(Box<PromptSegContext>),
+}
+
+impl Loaded {
+    fn backend_name(&self) -> &'static str {
+        match self {
+            Loaded::Model(c) => c.backend_name(),
+            Loaded::PromptSeg(p) => p.engine.backend_name(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct TrtInfer {
     settings: Mutex<InferSettings>,
-    context: Mutex<Option<InferContext>>,
+    context: Mutex<Option<Loaded>>,
     /// CUDA context shared with the pipeline (object crops of CUDA frames run on the GPU).
     #[cfg(feature = "cuda")]
     cuda_ctx: crate::cuda::ElementCudaContext,
@@ -150,6 +166,17 @@ impl ObjectImpl for TrtInfer {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("route")
+                    .nick("Prompt-segmentation route")
+                    .blurb("Call order of prompt-segmentation configs: c = encoder once per batch, then the decoder once per class with all frames (fastest); b = encoder once, decoder per frame with all classes; a = per frame, encoder then decoder with all classes. Results are identical")
+                    .default_value(Some("c"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("d2h-bytes")
+                    .nick("Device-to-host bytes")
+                    .blurb("Prompt-segmentation configs: bytes of decoder outputs copied (or, with host outputs, to be copied) from the GPU since start: boxes, scores and the masks of kept queries")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecString::builder("backend-in-use")
                     .nick("Backend in use")
                     .blurb("Backend actually running the model (set once started)")
@@ -230,6 +257,16 @@ impl ObjectImpl for TrtInfer {
             "max-objects-per-batch" => {
                 s.objects.max_objects = value.get::<u32>().expect("type checked upstream") as usize
             }
+            "route" => {
+                s.route = match text().as_deref().map(Route::parse) {
+                    None => Route::C,
+                    Some(Some(r @ (Route::A | Route::B | Route::C))) => r,
+                    Some(_) => {
+                        gst::warning!(CAT, imp = self, "unknown route (expected a, b or c); using c");
+                        Route::C
+                    }
+                }
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -263,6 +300,12 @@ impl ObjectImpl for TrtInfer {
                 .to_value(),
             "min-object-size" => s.objects.min_size.to_value(),
             "max-objects-per-batch" => (s.objects.max_objects as u32).to_value(),
+            "route" => s.route.name().to_value(),
+            "d2h-bytes" => match self.context.lock().unwrap().as_ref() {
+                Some(Loaded::PromptSeg(p)) => p.engine.totals().d2h_bytes,
+                _ => 0,
+            }
+            .to_value(),
             "backend-in-use" => self
                 .context
                 .lock()
@@ -322,29 +365,56 @@ impl BaseTransformImpl for TrtInfer {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let ctx = InferContext::open(&settings).map_err(|e| {
+        let load_err = |e: &dyn std::fmt::Display| {
             gst::error_msg!(
                 gst::LibraryError::Init,
                 ("Could not load the model: {}", e),
                 ["settings: {:?}", settings]
             )
-        })?;
-        gst::info!(
-            CAT,
-            imp = self,
-            "model '{}' ({}) on {}, parser {:?}",
-            ctx.model,
-            ctx.config.model_path().display(),
-            ctx.backend_name(),
-            ctx.parser
-        );
-        #[cfg(feature = "cuda")]
-        let ctx = {
-            let mut ctx = ctx;
-            ctx.set_cuda_context(self.cuda_ctx.get(), true);
-            ctx
         };
-        *self.context.lock().unwrap() = Some(ctx);
+        let promptseg = settings
+            .model
+            .as_deref()
+            .is_some_and(crate::config::promptseg::is_promptseg_file);
+        let loaded = if promptseg {
+            if settings.parser.is_some() || settings.labels.is_some() || settings.nms_iou.is_some() {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "parser, labels and nms-iou do not apply to prompt-segmentation configs (classes come from [[classes]])"
+                );
+            }
+            let p = PromptSegContext::open(&settings).map_err(|e| load_err(&e))?;
+            gst::info!(
+                CAT,
+                imp = self,
+                "prompt segmentation '{}': {} classes, route {}, on {}",
+                p.engine.model,
+                p.engine.config.classes.len(),
+                p.route.name(),
+                p.engine.backend_name()
+            );
+            Loaded::PromptSeg(Box::new(p))
+        } else {
+            let ctx = InferContext::open(&settings).map_err(|e| load_err(&e))?;
+            gst::info!(
+                CAT,
+                imp = self,
+                "model '{}' ({}) on {}, parser {:?}",
+                ctx.model,
+                ctx.config.model_path().display(),
+                ctx.backend_name(),
+                ctx.parser
+            );
+            #[cfg(feature = "cuda")]
+            let ctx = {
+                let mut ctx = ctx;
+                ctx.set_cuda_context(self.cuda_ctx.get(), true);
+                ctx
+            };
+            Loaded::Model(Box::new(ctx))
+        };
+        *self.context.lock().unwrap() = Some(loaded);
         Ok(())
     }
 
@@ -364,14 +434,36 @@ impl BaseTransformImpl for TrtInfer {
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
         let mut guard = self.context.lock().unwrap();
-        let ctx = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        if let Err(e) = ctx.process(meta.batch_mut()) {
+        let result = match guard.as_mut().ok_or(gst::FlowError::Flushing)? {
+            Loaded::Model(ctx) => {
+                let r = ctx.process(meta.batch_mut()).map_err(|e| e.to_string());
+                #[cfg(feature = "cuda")]
+                if let Some(why) = ctx.take_gpu_crops_failure() {
+                    gst::warning!(CAT, imp = self, "{why}: object crops on the CPU from now on");
+                }
+                r
+            }
+            Loaded::PromptSeg(p) => {
+                let r = p.process(meta.batch_mut()).map_err(|e| e.to_string());
+                let st = p.engine.last_round();
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "batch {}: route {}, {} encoder / {} decoder calls, {} detections, d2h {} bytes, prompts uploaded {} bytes",
+                    meta.batch().batch_number,
+                    p.route.name(),
+                    st.encoder_calls,
+                    st.decoder_calls,
+                    st.detections,
+                    st.d2h_bytes,
+                    st.h2d_prompt_bytes
+                );
+                r
+            }
+        };
+        if let Err(e) = result {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
             return Err(gst::FlowError::Error);
-        }
-        #[cfg(feature = "cuda")]
-        if let Some(why) = ctx.take_gpu_crops_failure() {
-            gst::warning!(CAT, imp = self, "{why}: object crops on the CPU from now on");
         }
         Ok(gst::FlowSuccess::Ok)
     }

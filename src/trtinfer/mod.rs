@@ -7,6 +7,7 @@ use gst::prelude::*;
 mod context;
 mod imp;
 mod objects;
+pub mod promptseg;
 
 pub use context::{InferContext, InferSettings, OperateOn};
 pub use objects::{CropStage, ObjectFilter, ObjectRef};

@@ -466,17 +466,24 @@ impl BaseTransformImpl for TrtPreprocess {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let mut s = self.settings.lock().unwrap().clone();
         if let Some(path) = s.config_file.clone() {
-            let cfg = ModelConfig::from_file(&path).map_err(|e| {
+            let invalid = |e: crate::config::ConfigError| {
                 gst::error_msg!(
                     gst::ResourceError::Settings,
                     ("Invalid model config {}: {}", path, e)
                 )
-            })?;
-            s.model_name = cfg.name.clone();
-            if let Some(n) = &cfg.input_name {
-                s.input_name = n.clone();
+            };
+            let (name, input_name, pre) = if crate::config::promptseg::is_promptseg_file(path.as_ref()) {
+                let cfg = crate::config::promptseg::PromptSegConfig::from_file(&path).map_err(invalid)?;
+                (cfg.name, cfg.input_name, cfg.preprocess)
+            } else {
+                let cfg = ModelConfig::from_file(&path).map_err(invalid)?;
+                (cfg.name, cfg.input_name, cfg.preprocess)
+            };
+            s.model_name = name;
+            if let Some(n) = input_name {
+                s.input_name = n;
             }
-            s.pre = cfg.preprocess;
+            s.pre = pre;
         }
         s.pre.validate().map_err(|e| {
             gst::error_msg!(
