@@ -10,6 +10,8 @@
 #                       (default /tmp/trtv-cams/<W>x<H>-<F>f)
 #     --out-dir DIR     (default bench/results)   --device NAME (default cpu, or h100 etc.)
 #     --date YYYYMMDD   (default today, UTC)      --timeout S  per side (default 600)
+#     --repeat R        run the sides alternately R times; each is represented by its
+#                       median-fps run (all fps kept in the record; default 1)
 #   Environment: BENCH (trtvision-bench binary; default target/release/trtvision-bench,
 #   built with cargo), MODEL (default engines/shapes-yolo-seg.toml), DECODER (ours without
 #   --gpu: default avdec_h264, else openh264dec), PYTHON (used as is) or BENCH_VENV (default
@@ -25,7 +27,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 . benches/lib.sh
 
-GPU=0 CAMERAS=8 SIZE=640x480 FRAMES=90 WARMUP=10 CAMS="" OUTDIR=bench/results DEV="" DATE="" TIMEOUT=600
+GPU=0 CAMERAS=8 SIZE=640x480 FRAMES=90 WARMUP=10 CAMS="" OUTDIR=bench/results DEV="" DATE="" TIMEOUT=600 REPEAT=1
 while [ $# -gt 0 ]; do
   case $1 in
     --gpu) GPU=1 ;;
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --device) DEV=$2; shift ;;
     --date) DATE=$2; shift ;;
     --timeout) TIMEOUT=$2; shift ;;
+    --repeat) REPEAT=$2; shift ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -72,11 +75,26 @@ else
   BASE_ARGS=(--provider cpu)
 fi
 
-echo "=== trtvision: $CAMERAS x $CAMS/cam<i>.mp4 (${W}x$H, $FRAMES frames)" >&2
-timeout "$TIMEOUT" "$BENCH" --what "${CAMERAS}cam-files-trtvision" --cameras "$CAMERAS" --width "$W" --height "$H" \
-  --source files "$CAMS" "${OURS_ARGS[@]}" --model "$MODEL" --sink demux \
-  --frames "$FRAMES" --warmup "$WARMUP" --out "$ours"
-echo "=== seed baseline: the same files, model and frames" >&2
-timeout "$TIMEOUT" "$PY" benches/baseline/seed_baseline.py --what "${CAMERAS}cam-seed-baseline" --files "$CAMS" \
-  --cameras "$CAMERAS" --warmup "$WARMUP" --model "$MODEL" "${BASE_ARGS[@]}" --out "$base"
-"$PY" benches/baseline/combine.py "$ours" "$base" "$comb" "${CAMERAS}cam-vs-seed-baseline"
+tmp=$(mktemp -d /tmp/trtv-compare.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+for ((r = 1; r <= REPEAT; r++)); do
+  echo "=== [$r/$REPEAT] trtvision: $CAMERAS x $CAMS/cam<i>.mp4 (${W}x$H, $FRAMES frames)" >&2
+  timeout "$TIMEOUT" "$BENCH" --what "${CAMERAS}cam-files-trtvision" --cameras "$CAMERAS" --width "$W" --height "$H" \
+    --source files "$CAMS" "${OURS_ARGS[@]}" --model "$MODEL" --sink demux \
+    --frames "$FRAMES" --warmup "$WARMUP" --out "$tmp/ours-$r.json"
+  echo "=== [$r/$REPEAT] seed baseline: the same files, model and frames" >&2
+  timeout "$TIMEOUT" "$PY" benches/baseline/seed_baseline.py --what "${CAMERAS}cam-seed-baseline" --files "$CAMS" \
+    --cameras "$CAMERAS" --warmup "$WARMUP" --model "$MODEL" "${BASE_ARGS[@]}" --out "$tmp/base-$r.json"
+done
+"$PY" benches/baseline/combine.py --ours "$tmp"/ours-*.json --baseline "$tmp"/base-*.json \
+  --out "$comb" --what "${CAMERAS}cam-vs-seed-baseline"
+# The two sides as they stand in the comparison (the median runs).
+"$PY" - "$comb" "$ours" "$base" <<'PY'
+import json, sys
+rec = json.load(open(sys.argv[1]))
+base = rec["seed_baseline"]
+ours = {k: v for k, v in rec.items() if k not in ("seed_baseline", "ratios", "ratios_note", "repeats", "trtvision_what")}
+ours.update(what=rec["trtvision_what"], reference=None, ratio=None)
+open(sys.argv[2], "w").write(json.dumps(ours, indent=1) + "\n")
+open(sys.argv[3], "w").write(json.dumps(base, indent=1) + "\n")
+PY

@@ -14,7 +14,8 @@ make_cam_files() {
     nice gst-launch-1.0 -q trtscenesrc camera=$i num-buffers="$f" \
       ! "video/x-raw,format=I420,width=$w,height=$h,framerate=30/1" \
       ! x264enc speed-preset=ultrafast ! video/x-h264,profile=high ! h264parse ! mp4mux \
-      ! filesink location="$dir/cam$i.mp4.part" && mv "$dir/cam$i.mp4.part" "$dir/cam$i.mp4" &
+      ! filesink location="$dir/cam$i.mp4.part" && mv "$dir/cam$i.mp4.part" "$dir/cam$i.mp4" ||
+      rm -f "$dir/cam$i.mp4.part" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || rc=1; done

@@ -2,14 +2,17 @@
 """Combines a trtvision-bench record and a seed-baseline record of the same job into one
 comparison record (bench/results format) and prints the ratio table.
 
-  combine.py OURS.json BASELINE.json OUT.json WHAT
+  combine.py --ours A.json [A2.json ...] --baseline B.json [B2.json ...] --out OUT.json --what WHAT
 
-The combined record is the trtvision record with `what` = WHAT, `reference` = the
-baseline's headline numbers (name "seed-baseline"), `ratio` = fps_total / baseline
-fps_total, `ratios` = ours / baseline for every compared quantity, and the baseline record
-itself under `seed_baseline`. Standard library only.
+With several runs of a side (alternated repetitions), the run with the median fps_total
+stands for that side (the others' fps are kept in `repeats`). The combined record is the
+trtvision record with `what` = WHAT, `reference` = the baseline's headline numbers (name
+"seed-baseline"), `ratio` = fps_total / baseline fps_total, `ratios` = ours / baseline for
+every compared quantity, and the baseline record itself under `seed_baseline`. Standard
+library only.
 """
 
+import argparse
 import json
 import sys
 
@@ -51,12 +54,24 @@ def ratio(a, b):
     return None
 
 
+def median_run(paths):
+    """(the record with the median fps_total, every run's fps_total in run order)."""
+    recs = [json.load(open(p)) for p in paths]
+    fps = [r.get("fps_total") or 0.0 for r in recs]
+    order = sorted(range(len(recs)), key=lambda i: fps[i])
+    return recs[order[(len(order) - 1) // 2]], fps
+
+
 def main():
-    if len(sys.argv) != 5:
-        sys.exit(__doc__)
-    ours = json.load(open(sys.argv[1]))
-    base = json.load(open(sys.argv[2]))
-    out, what = sys.argv[3], sys.argv[4]
+    ap = argparse.ArgumentParser(usage=__doc__)
+    ap.add_argument("--ours", nargs="+", required=True)
+    ap.add_argument("--baseline", nargs="+", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--what", required=True)
+    a = ap.parse_args()
+    ours, ours_fps = median_run(a.ours)
+    base, base_fps = median_run(a.baseline)
+    out, what = a.out, a.what
     for k in ("cameras", "width", "height", "frames", "model"):
         if ours.get(k) != base.get(k):
             print(f"combine: note: {k} differs: trtvision {ours.get(k)!r}, baseline {base.get(k)!r}", file=sys.stderr)
@@ -82,6 +97,12 @@ def main():
     }
     rec["ratios_note"] = "ours / seed baseline for each quantity (fps: > 1 is faster; the others: < 1 is better)"
     rec["trtvision_what"] = ours.get("what")
+    rec["repeats"] = {
+        "trtvision_fps_total": ours_fps,
+        "seed_baseline_fps_total": base_fps,
+        "method": "the sides ran alternately (trtvision, baseline, trtvision, ...); each side is represented by its "
+        "run with the median fps_total",
+    }
     rec["seed_baseline"] = base
     with open(out, "w") as f:
         f.write(json.dumps(rec, indent=1) + "\n")

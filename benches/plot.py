@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Plots a sweep record of benches/sweep.sh: throughput vs cameras, vs batch size and vs
+resolution, one panel each.
+
+  plot.py SWEEP.json [OUT.png]      (default: SWEEP.png next to the record)
+"""
+
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def rows(rec, kind):
+    return [t for t in rec["table"] if t["what"].startswith(f"sweep-{kind}-") and t.get("fps_total")]
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        sys.exit(__doc__)
+    src = sys.argv[1]
+    out = sys.argv[2] if len(sys.argv) == 3 else os.path.splitext(src)[0] + ".png"
+    rec = json.load(open(src))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    title = f"{rec['device']} - {rec['backend']} - {rec['model']} - commit {rec['commit'][:8]} - {rec['date']}"
+    fig.suptitle(f"trtvision full pipeline throughput (files, decode + YOLO-seg + masks + overlay)\n{title}", fontsize=10)
+
+    cams = rows(rec, "cameras")
+    ax = axes[0]
+    if cams:
+        x = [t["cameras"] for t in cams]
+        ax.plot(x, [t["fps_total"] for t in cams], "o-", label="total fps")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [str(v) for v in x])
+        ax2 = ax.twinx()
+        ax2.plot(x, [t["fps_per_camera"] for t in cams], "s--", color="tab:orange", label="fps per camera")
+        ax2.set_ylabel("fps per camera", color="tab:orange")
+        ax2.set_ylim(bottom=0)
+        ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("vs cameras (640x480, batch = cameras up to the model's max-batch)", fontsize=10)
+    ax.set_xlabel("cameras")
+    ax.set_ylabel("total fps")
+    ax.set_ylim(bottom=0)
+
+    bat = rows(rec, "batch")
+    ax = axes[1]
+    if bat:
+        x = [t["batch_size"] for t in bat]
+        ax.plot(x, [t["fps_total"] for t in bat], "o-")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [str(v) for v in x])
+        for t in bat:
+            if t.get("latency_p50_ms") is not None:
+                ax.annotate(f"p50 {t['latency_p50_ms']:.0f} ms", (t["batch_size"], t["fps_total"]),
+                            textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.set_title("vs trtmux batch-size (8 cameras, 640x480)", fontsize=10)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("total fps")
+    ax.set_ylim(bottom=0)
+
+    res = rows(rec, "res")
+    ax = axes[2]
+    if res:
+        labels = [f"{t['width']}x{t['height']}" for t in res]
+        ax.bar(labels, [t["fps_total"] for t in res], color="tab:green")
+        for i, t in enumerate(res):
+            ax.annotate(f"{t['fps_total']:.0f}", (i, t["fps_total"]), textcoords="offset points",
+                        xytext=(0, 3), ha="center", fontsize=8)
+    ax.set_title("vs resolution (8 cameras, batch 8)", fontsize=10)
+    ax.set_ylabel("total fps")
+    if rec.get("skipped"):
+        fig.text(0.01, 0.01, "not run (budget): " + ", ".join(rec["skipped"]), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
