@@ -29,38 +29,30 @@ def main():
     title = f"{rec['device']} - {rec['backend']} - {rec['model']} - commit {rec['commit'][:8]} - {rec['date']}"
     fig.suptitle(f"trtvision full pipeline throughput (files, decode + YOLO-seg + masks + overlay)\n{title}", fontsize=10)
 
-    cams = rows(rec, "cameras")
-    ax = axes[0]
-    if cams:
-        x = [t["cameras"] for t in cams]
-        ax.plot(x, [t["fps_total"] for t in cams], "o-", label="total fps")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(x, [str(v) for v in x])
-        ax2 = ax.twinx()
-        ax2.plot(x, [t["fps_per_camera"] for t in cams], "s--", color="tab:orange", label="fps per camera")
-        ax2.set_ylabel("fps per camera", color="tab:orange")
-        ax2.set_ylim(bottom=0)
-        ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("vs cameras (640x480, batch = cameras up to the model's max-batch)", fontsize=10)
-    ax.set_xlabel("cameras")
-    ax.set_ylabel("total fps")
-    ax.set_ylim(bottom=0)
-
-    bat = rows(rec, "batch")
-    ax = axes[1]
-    if bat:
-        x = [t["batch_size"] for t in bat]
-        ax.plot(x, [t["fps_total"] for t in bat], "o-")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(x, [str(v) for v in x])
-        for t in bat:
-            if t.get("latency_p50_ms") is not None:
-                ax.annotate(f"p50 {t['latency_p50_ms']:.0f} ms", (t["batch_size"], t["fps_total"]),
-                            textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
-    ax.set_title("vs trtmux batch-size (8 cameras, 640x480)", fontsize=10)
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("total fps")
-    ax.set_ylim(bottom=0)
+    # Throughput on a log2 axis; per camera on a second axis, p50 latency next to each point.
+    for ax, kind, xkey, title in (
+        (axes[0], "cameras", "cameras", "vs cameras (640x480, batch = cameras up to the model's max-batch)"),
+        (axes[1], "batch", "batch_size", "vs trtmux batch-size (8 cameras, 640x480)"),
+    ):
+        pts = rows(rec, kind)
+        if pts:
+            x = [t[xkey] for t in pts]
+            ax.plot(x, [t["fps_total"] for t in pts], "o-", label="total fps")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(x, [str(v) for v in x])
+            for t in pts:
+                if t.get("latency_p50_ms") is not None:
+                    ax.annotate(f"p50 {t['latency_p50_ms']:.0f} ms", (t[xkey], t["fps_total"]),
+                                textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+            if kind == "cameras":
+                ax2 = ax.twinx()
+                ax2.plot(x, [t["fps_per_camera"] for t in pts], "s--", color="tab:orange")
+                ax2.set_ylabel("fps per camera (dashed)", color="tab:orange")
+                ax2.set_ylim(bottom=0)
+            ax.set_ylim(0, max(t["fps_total"] for t in pts) * 1.2)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xkey.replace("_", " "))
+        ax.set_ylabel("total fps")
 
     res = rows(rec, "res")
     ax = axes[2]
@@ -73,7 +65,7 @@ def main():
     ax.set_title("vs resolution (8 cameras, batch 8)", fontsize=10)
     ax.set_ylabel("total fps")
     if rec.get("skipped"):
-        fig.text(0.01, 0.01, "not run (budget): " + ", ".join(rec["skipped"]), fontsize=7)
+        fig.text(0.01, 0.01, "not run (budget) or failed: " + ", ".join(rec["skipped"]), fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"wrote {out}", file=sys.stderr)
