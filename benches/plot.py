@@ -64,8 +64,15 @@ def main():
                         xytext=(0, 3), ha="center", fontsize=8)
     ax.set_title("vs resolution (8 cameras, batch 8)", fontsize=10)
     ax.set_ylabel("total fps")
+    notes = []
+    loads = [r["loadavg"]["start"][0] for r in rec.get("runs", []) if (r.get("loadavg") or {}).get("start")]
+    if loads:
+        notes.append(f"1-min load average at the runs' starts: {min(loads):.1f}-{max(loads):.1f} "
+                     f"on {rec['runs'][0].get('cpu_logical_cores', '?')} logical cores")
     if rec.get("skipped"):
-        fig.text(0.01, 0.01, "not run (budget) or failed: " + ", ".join(rec["skipped"]), fontsize=7)
+        notes.append("not run (budget) or failed: " + ", ".join(rec["skipped"]))
+    if notes:
+        fig.text(0.01, 0.01, "; ".join(notes), fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"wrote {out}", file=sys.stderr)
