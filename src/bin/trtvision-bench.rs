@@ -814,6 +814,8 @@ fn run_to_eos_then(p: &gst::Pipeline, timeout_s: u64, at_eos: impl FnOnce()) -> 
 struct RunResult {
     frames: u64,
     frames_all: u64,
+    /// Frames that left the sources (warm-up included).
+    frames_sourced: u64,
     unmatched: u64,
     wall_s: f64,
     fps_total: f64,
@@ -1036,6 +1038,7 @@ fn measured_run(
     let res = RunResult {
         frames,
         frames_all: rec.all_end.load(Ordering::Relaxed),
+        frames_sourced: rec.counts.lock().unwrap().iter().sum(),
         unmatched: rec.unmatched.load(Ordering::Relaxed),
         wall_s,
         fps_total: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
@@ -1751,6 +1754,7 @@ fn main() {
         }
         rec.push(("warmup_frames_per_camera".into(), Value::from(o.warmup)));
         rec.push(("frames_including_warmup".into(), Value::from(r.frames_all)));
+        rec.push(("frames_left_sources".into(), Value::from(r.frames_sourced)));
         rec.push(("frames_unmatched".into(), Value::from(r.unmatched)));
         rec.push(("measured_wall_s".into(), Value::from(stats::round(r.wall_s, 3))));
         rec.push(("run_wall_s".into(), Value::from(stats::round(r.run_wall_s, 3))));

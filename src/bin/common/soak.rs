@@ -42,7 +42,8 @@ pub fn loop_until(decoder: &gst::Element, deadline: Instant, passes: Arc<AtomicU
     let state = Arc::new(Mutex::new(LoopState::default()));
     let dec = decoder.downgrade();
     pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        // Flush events reach a probe only when asked for explicitly.
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
         move |_, info| {
             let mut st = state.lock().unwrap();
             match &mut info.data {
@@ -101,10 +102,10 @@ pub fn loop_until(decoder: &gst::Element, deadline: Instant, passes: Arc<AtomicU
                                 }
                             }
                         });
-                        gst::PadProbeReturn::Drop
+                        gst::PadProbeReturn::Handled
                     }
                     gst::EventType::FlushStart | gst::EventType::FlushStop if st.seeking => {
-                        gst::PadProbeReturn::Drop
+                        gst::PadProbeReturn::Handled
                     }
                     gst::EventType::Segment => {
                         if st.seeking {
