@@ -266,6 +266,7 @@ fn parse_args() -> Opts {
             if !o.live {
                 die("--duration with --source scene needs --live (real-time sources)");
             }
+            // Frames the sources would make in that time (they run until sent EOS).
             o.frames = d * o.fps as u64 + o.warmup;
         }
         o.timeout_s = o.timeout_s.max(d + 120);
@@ -771,12 +772,18 @@ fn parse(desc: &str) -> gst::Pipeline {
 
 /// Runs to EOS; returns an error message on error or timeout.
 fn run_to_eos(p: &gst::Pipeline, timeout_s: u64) -> Result<(), String> {
-    run_to_eos_then(p, timeout_s, || ())
+    run_to_eos_then(p, timeout_s, None, || ())
 }
 
 /// Like [`run_to_eos`]; `at_eos` runs after EOS, before the pipeline stops (its streaming
-/// threads still exist then).
-fn run_to_eos_then(p: &gst::Pipeline, timeout_s: u64, at_eos: impl FnOnce()) -> Result<(), String> {
+/// threads still exist then). With `stop_after`, the sources are sent EOS once that long has
+/// passed since PLAYING (what `gst-launch-1.0 -e` does on Ctrl-C), and the pipeline drains.
+fn run_to_eos_then(
+    p: &gst::Pipeline,
+    timeout_s: u64,
+    stop_after: Option<Duration>,
+    at_eos: impl FnOnce(),
+) -> Result<(), String> {
     let bus = p.bus().unwrap();
     let started = gsttrtvision::launch::play_sources_last(p).is_ok();
     if !started {
@@ -787,10 +794,16 @@ fn run_to_eos_then(p: &gst::Pipeline, timeout_s: u64, at_eos: impl FnOnce()) -> 
             _ => "state change failed".into(),
         });
     }
-    let res = match bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(timeout_s),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    ) {
+    let types = [gst::MessageType::Eos, gst::MessageType::Error];
+    let mut msg = None;
+    if let Some(d) = stop_after {
+        msg = bus.timed_pop_filtered(gst::ClockTime::from_nseconds(d.as_nanos() as u64), &types);
+        if msg.is_none() {
+            p.send_event(gst::event::Eos::new());
+        }
+    }
+    let msg = msg.or_else(|| bus.timed_pop_filtered(gst::ClockTime::from_seconds(timeout_s), &types));
+    let res = match msg {
         None => Err(format!("timed out after {timeout_s} s")),
         Some(m) => match m.view() {
             gst::MessageView::Eos(_) => {
@@ -952,7 +965,13 @@ fn measured_run(
         None
     };
     let t_run = Instant::now();
-    if let Err(e) = run_to_eos(&p, o.timeout_s) {
+    // A soak of live synthetic cameras ends when its time is up (if the pipeline cannot keep
+    // up, the frames made by then drain); file cameras end after their last pass.
+    let stop_after = o
+        .duration_s
+        .filter(|_| soak && o.is_scene())
+        .map(Duration::from_secs);
+    if let Err(e) = run_to_eos_then(&p, o.timeout_s, stop_after, || ()) {
         eprintln!("trtvision-bench: pipeline failed: {e}\n{desc}");
         std::process::exit(1);
     }
@@ -1186,7 +1205,7 @@ fn trtmux_overhead(o: &Opts) -> Overhead {
         let c0 = cpu_time_s();
         let t0 = Instant::now();
         let mut end = (0.0, 0.0, Vec::new());
-        if let Err(e) = run_to_eos_then(&p, o.timeout_s, || {
+        if let Err(e) = run_to_eos_then(&p, o.timeout_s, None, || {
             end = (cpu_time_s(), t0.elapsed().as_secs_f64(), thread_cpu_ns());
             // trtmux's own time per batch (its `stats` property), without the base class.
             if let Some(m) = p.by_name("m") {
