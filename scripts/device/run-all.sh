@@ -335,6 +335,16 @@ if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ] && (( $(left) > 120 )) && (( ! DEM
   bench 8cam-nvdec-full-x264 110 50 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --encode x264
 fi
 
+# --- 8. seed-style baseline comparison and the sweeps (scripts/device/bench-baseline.sh) ---
+# Needs about 300 s: runs only with 200 s or more of the budget left (skip the other steps
+# to make room, e.g. SKIP_BENCH=1 SKIP_INFER=1 SKIP_RECORD=1 SKIP_FRAMES=1 SKIP=device_cuda);
+# SKIP=baseline turns it off.
+if (( FILES_OK )) && (( $(left) >= 200 )); then
+  step baseline $(( $(left) - 20 )) env CAMS="$CAMS" RES="$RES" DEV="$DEV" DATE="$DATE" FRAMES="$FRAMES" \
+    bash scripts/device/bench-baseline.sh $(( $(left) - 35 ))
+  grep -E "^\| |^sweep-|rc=|SKIPPED" "$LOGS/baseline.log" | cut -c1-160
+fi
+
 # --- summary ------------------------------------------------------------------------------
 {
   echo

@@ -24,6 +24,8 @@ mod gpumon;
 mod procstats;
 
 use procstats::{cpu_model_and_cores, cpu_time_s};
+#[path = "common/soak.rs"]
+mod soak;
 
 use gst::prelude::*;
 use std::collections::HashMap;
@@ -40,6 +42,7 @@ usage: trtvision-bench [options]
   --frames F               frames per camera (default 120)
   --warmup W               first W frames of every camera are run but not measured (default 5)
   --width W --height H     frame size (default 640x480)
+  --fps N                  framerate of the synthetic scene (default 30)
   --format NV12|I420|RGBA  source format (default NV12)
   --batch-size B           trtmux batch-size (default N)
   --push-timeout US        trtmux batched-push-timeout in µs (default: element default)
@@ -85,7 +88,12 @@ usage: trtvision-bench [options]
   --what NAME              scenario name; 'trtmux-overhead' runs only the overhead measurement
   --device-name STR        default: 'cpu: <model name> x<cores>'
   --out FILE               write the JSON here (default stdout)
-  --timeout S              per-pipeline timeout in seconds (default 600)
+  --timeout S              per-pipeline timeout in seconds (default 600; at least duration + 120 with --duration)
+  --duration S             soak: run for S seconds instead of --frames. Scene sources (need --live) make
+                           S x fps frames; file cameras loop (seek back to the start) until S seconds have
+                           passed, then finish the current pass. RSS (and VRAM on GPU runs) sampled every
+                           second; drift = least-squares slope after --drift-warmup
+  --drift-warmup S         soak: seconds at the start left out of the drift fits (default duration / 5)
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -137,6 +145,9 @@ struct Opts {
     depth_model: PathBuf,
     depth_sources: String,
     landmarks_model: PathBuf,
+    fps: u32,
+    duration_s: Option<u64>,
+    drift_warmup_s: Option<u64>,
 }
 
 /// Stages `--stages` accepts.
@@ -201,6 +212,9 @@ fn parse_args() -> Opts {
         depth_model: engines_dir().join("shapes-depth.toml"),
         depth_sources: "0".into(),
         landmarks_model: engines_dir().join("shapes-landmarks.toml"),
+        fps: 30,
+        duration_s: None,
+        drift_warmup_s: None,
     };
     let mut scenario: Option<String> = None;
     let mut cameras_set = false;
@@ -219,6 +233,9 @@ fn parse_args() -> Opts {
             "--warmup" => o.warmup = cli.num(&a),
             "--width" => o.width = cli.num(&a),
             "--height" => o.height = cli.num(&a),
+            "--fps" => o.fps = cli.num(&a),
+            "--duration" => o.duration_s = Some(cli.num(&a)),
+            "--drift-warmup" => o.drift_warmup_s = Some(cli.num(&a)),
             "--format" => o.format = cli.value(&a).to_uppercase(),
             "--batch-size" => o.batch_size = Some(cli.num(&a)),
             "--push-timeout" => o.push_timeout = Some(cli.num(&a)),
@@ -318,6 +335,25 @@ fn parse_args() -> Opts {
         }
         if o.what.is_none() {
             o.what = Some(what.into());
+        }
+    }
+    if o.fps == 0 {
+        die("--fps must be > 0");
+    }
+    if let Some(d) = o.duration_s {
+        if d == 0 {
+            die("--duration must be > 0");
+        }
+        if o.is_scene() {
+            if !o.live {
+                die("--duration with --source scene needs --live (real-time sources)");
+            }
+            // Frames the sources would make in that time (they run until sent EOS).
+            o.frames = d * o.fps as u64 + o.warmup;
+        }
+        o.timeout_s = o.timeout_s.max(d + 120);
+        if o.drift_warmup_s.is_some_and(|w| w >= d) {
+            die("--drift-warmup must be shorter than --duration");
         }
     }
     if o.cameras == 0 || o.frames == 0 {
@@ -452,14 +488,14 @@ fn loadavg() -> Vec<f64> {
         .collect()
 }
 
-/// VmRSS sampler: one sample every 100 ms until stopped.
+/// VmRSS sampler: one sample every `interval` until stopped.
 struct RssSampler {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Vec<(u64, u64)>>>,
 }
 
 impl RssSampler {
-    fn start(t0: Instant) -> Self {
+    fn start(t0: Instant, interval: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
@@ -468,7 +504,7 @@ impl RssSampler {
                 if let Some(kib) = proc_status_kib("VmRSS:") {
                     v.push((t0.elapsed().as_nanos() as u64, kib));
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(interval);
             }
             v
         });
@@ -680,8 +716,9 @@ fn source_desc(o: &Opts, i: u32, frames: u64) -> String {
     match &o.source {
         SourceKind::Scene => format!(
             "trtscenesrc name=src{i} camera={i} num-buffers={frames} is-live={live} \
-             ! video/x-raw,format={fmt},width={w},height={h},framerate=30/1",
+             ! video/x-raw,format={fmt},width={w},height={h},framerate={fps}/1",
             live = o.live,
+            fps = o.fps,
             fmt = o.format,
             w = o.width,
             h = o.height
@@ -700,6 +737,14 @@ fn source_desc(o: &Opts, i: u32, frames: u64) -> String {
             // can start pushing before the parser after it has started (it sorts as a sink
             // when its pads do not exist yet), and its task then stops on FLUSHING.
             let head = format!("filesrc location=\"{}\" ! parsebin ! {dec}", file.display());
+            // The decoder is `dec{i}` unless it is the probed `src{i}` itself (soak loops
+            // the file at the decoder's src pad).
+            let head_named = format!("{head} name=dec{i}");
+            let head = if o.pace || o.frames_cuda() {
+                &head_named
+            } else {
+                &head
+            };
             if o.pace {
                 format!("{head}{caps} ! identity name=src{i} sync=true")
             } else if o.frames_cuda() {
@@ -816,12 +861,18 @@ fn parse(desc: &str) -> gst::Pipeline {
 
 /// Runs to EOS; returns an error message on error or timeout.
 fn run_to_eos(p: &gst::Pipeline, timeout_s: u64) -> Result<(), String> {
-    run_to_eos_then(p, timeout_s, || ())
+    run_to_eos_then(p, timeout_s, None, || ())
 }
 
 /// Like [`run_to_eos`]; `at_eos` runs after EOS, before the pipeline stops (its streaming
-/// threads still exist then).
-fn run_to_eos_then(p: &gst::Pipeline, timeout_s: u64, at_eos: impl FnOnce()) -> Result<(), String> {
+/// threads still exist then). With `stop_after`, the sources are sent EOS once that long has
+/// passed since PLAYING (what `gst-launch-1.0 -e` does on Ctrl-C), and the pipeline drains.
+fn run_to_eos_then(
+    p: &gst::Pipeline,
+    timeout_s: u64,
+    stop_after: Option<Duration>,
+    at_eos: impl FnOnce(),
+) -> Result<(), String> {
     let bus = p.bus().unwrap();
     let started = gsttrtvision::launch::play_sources_last(p).is_ok();
     if !started {
@@ -832,10 +883,16 @@ fn run_to_eos_then(p: &gst::Pipeline, timeout_s: u64, at_eos: impl FnOnce()) -> 
             _ => "state change failed".into(),
         });
     }
-    let res = match bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(timeout_s),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    ) {
+    let types = [gst::MessageType::Eos, gst::MessageType::Error];
+    let mut msg = None;
+    if let Some(d) = stop_after {
+        msg = bus.timed_pop_filtered(gst::ClockTime::from_nseconds(d.as_nanos() as u64), &types);
+        if msg.is_none() {
+            p.send_event(gst::event::Eos::new());
+        }
+    }
+    let msg = msg.or_else(|| bus.timed_pop_filtered(gst::ClockTime::from_seconds(timeout_s), &types));
+    let res = match msg {
         None => Err(format!("timed out after {timeout_s} s")),
         Some(m) => match m.view() {
             gst::MessageView::Eos(_) => {
@@ -859,6 +916,8 @@ fn run_to_eos_then(p: &gst::Pipeline, timeout_s: u64, at_eos: impl FnOnce()) -> 
 struct RunResult {
     frames: u64,
     frames_all: u64,
+    /// Frames that left the sources (warm-up included).
+    frames_sourced: u64,
     unmatched: u64,
     wall_s: f64,
     fps_total: f64,
@@ -869,6 +928,14 @@ struct RunResult {
     rss: Option<RssStats>,
     run_wall_s: f64,
     gpu: Option<GpuRun>,
+    soak: Option<SoakRun>,
+}
+
+/// What a `--duration` run adds: the raw 1 s samples and how often each file looped.
+struct SoakRun {
+    rss_mib: Vec<(u64, f64)>,
+    vram_mib: Vec<(u64, f64)>,
+    file_passes: Vec<u64>,
 }
 
 /// What the GPU sampler saw during the main run.
@@ -924,6 +991,22 @@ fn measured_run(
     sample_rss: bool,
 ) -> (RunResult, Option<Arc<StageTimes>>) {
     let p = parse(desc);
+    // Soak (before the source probes, which must see the shifted timestamps): one RSS/VRAM sample per second; file cameras loop until the deadline.
+    let soak = sample_rss && o.duration_s.is_some();
+    let interval_ms = if soak { 1000 } else { 100 };
+    let passes: Vec<Arc<AtomicU64>> = (0..o.cameras).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    if let (true, Some(d), SourceKind::Files(_)) = (soak, o.duration_s, &o.source) {
+        let deadline = Instant::now() + Duration::from_secs(d);
+        for (i, n) in passes.iter().enumerate() {
+            let dec = p
+                .by_name(&format!("dec{i}"))
+                .or_else(|| p.by_name(&format!("src{i}")))
+                .expect("decoder exists");
+            if let Err(e) = soak::loop_until(&dec, deadline, n.clone()) {
+                die(&e);
+            }
+        }
+    }
     let measured_per_cam = o.frames - o.warmup;
     let expected = if o.is_scene() {
         measured_per_cam * o.cameras as u64
@@ -959,9 +1042,10 @@ fn measured_run(
     } else {
         Some(probe_stages(&p, stage_names, rec.t0))
     };
-    let sampler = sample_rss.then(|| RssSampler::start(rec.t0));
+    let sampler = sample_rss.then(|| RssSampler::start(rec.t0, Duration::from_millis(interval_ms)));
     let gpu_sampler = if sample_rss && o.gpu_sampling() {
-        let s = gpumon::GpuSampler::start(nvml(), rec.t0, o.pcie, if o.pcie { 0 } else { 100 });
+        let every = if o.pcie { 0 } else { interval_ms };
+        let s = gpumon::GpuSampler::start(nvml(), rec.t0, o.pcie, every);
         if s.is_none() {
             eprintln!("trtvision-bench: no NVML and no nvidia-smi: vram_mib / h2d / d2h stay null");
         }
@@ -970,7 +1054,13 @@ fn measured_run(
         None
     };
     let t_run = Instant::now();
-    if let Err(e) = run_to_eos(&p, o.timeout_s) {
+    // A soak of live synthetic cameras ends when its time is up (if the pipeline cannot keep
+    // up, the frames made by then drain); file cameras end after their last pass.
+    let stop_after = o
+        .duration_s
+        .filter(|_| soak && o.is_scene())
+        .map(Duration::from_secs);
+    if let Err(e) = run_to_eos_then(&p, o.timeout_s, stop_after, || ()) {
         eprintln!("trtvision-bench: pipeline failed: {e}\n{desc}");
         std::process::exit(1);
     }
@@ -1020,6 +1110,15 @@ fn measured_run(
     } else {
         None
     };
+    let soak = soak.then(|| SoakRun {
+        rss_mib: samples.iter().map(|s| (s.0, s.1 as f64 / 1024.0)).collect(),
+        vram_mib: gpu_samples
+            .iter()
+            .flatten()
+            .filter_map(|s| s.used_mib.map(|m| (s.t_ns, m)))
+            .collect(),
+        file_passes: passes.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
+    });
     let gpu = gpu_samples.map(|gs| {
         let (a, b) = (first, last);
         let per_frame = |v: Option<f64>| v.filter(|_| frames > 0).map(|x| x / frames as f64);
@@ -1047,6 +1146,7 @@ fn measured_run(
     let res = RunResult {
         frames,
         frames_all: rec.all_end.load(Ordering::Relaxed),
+        frames_sourced: rec.counts.lock().unwrap().iter().sum(),
         unmatched: rec.unmatched.load(Ordering::Relaxed),
         wall_s,
         fps_total: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
@@ -1057,8 +1157,69 @@ fn measured_run(
         rss,
         run_wall_s,
         gpu,
+        soak,
     };
     (res, stages)
+}
+
+/// Soak records: `rss_mib` / `vram_mib` drift from the samples after the drift warm-up
+/// (replacing the short-run second-half fit), and a `soak` object with the series.
+fn soak_keys(o: &Opts, sk: &SoakRun, rec: &mut Vec<(String, Value)>) {
+    let duration = o.duration_s.unwrap_or(0);
+    let warmup_s = o.drift_warmup_s.unwrap_or(duration / 5);
+    let warmup_ns = warmup_s * 1_000_000_000;
+    let method = format!(
+        "least-squares slope of the 1 s samples taken after the first {warmup_s} s of the run (MiB per minute)"
+    );
+    let mut summary = Vec::new();
+    for (key, samples) in [("rss_mib", &sk.rss_mib), ("vram_mib", &sk.vram_mib)] {
+        let Some(d) = soak::drift_after(samples, warmup_ns) else {
+            continue;
+        };
+        if let Some((_, Value::Object(m))) = rec.iter_mut().find(|(k, _)| k == key) {
+            m.insert(
+                "drift_mib_per_min".into(),
+                Value::from(stats::round(d.per_min, 3)),
+            );
+            m.insert("drift_method".into(), Value::from(method.clone()));
+            m.insert("drift_samples".into(), Value::from(d.samples as u64));
+            m.remove("samples_second_half");
+        }
+        let (t, v) = soak::series(samples, 10_000_000_000);
+        summary.push((
+            key,
+            json::obj(vec![
+                ("drift_mib_per_min", Value::from(stats::round(d.per_min, 3))),
+                ("after_warmup_first", Value::from(stats::round(d.first, 1))),
+                ("after_warmup_last", Value::from(stats::round(d.last, 1))),
+                ("after_warmup_min", Value::from(stats::round(d.min, 1))),
+                ("after_warmup_max", Value::from(stats::round(d.max, 1))),
+                ("after_warmup_median", Value::from(stats::round(d.median, 1))),
+                ("samples", Value::from(samples.len() as u64)),
+                (
+                    "series_every_10s_t_s",
+                    Value::Array(t.into_iter().map(Value::from).collect()),
+                ),
+                (
+                    "series_every_10s_mib",
+                    Value::Array(v.into_iter().map(Value::from).collect()),
+                ),
+            ]),
+        ));
+    }
+    let mut pairs = vec![
+        ("duration_s", Value::from(duration)),
+        ("drift_warmup_s", Value::from(warmup_s)),
+        ("sample_interval_s", Value::from(1u64)),
+    ];
+    if matches!(o.source, SourceKind::Files(_)) {
+        pairs.push((
+            "file_loops_per_camera",
+            Value::Array(sk.file_passes.iter().map(|&n| Value::from(n)).collect()),
+        ));
+    }
+    pairs.extend(summary);
+    rec.push(("soak".into(), json::obj(pairs)));
 }
 
 /// Per-stage ms per batch (median, mean) from the src-pad probe times.
@@ -1133,7 +1294,7 @@ fn trtmux_overhead(o: &Opts) -> Overhead {
         let c0 = cpu_time_s();
         let t0 = Instant::now();
         let mut end = (0.0, 0.0, Vec::new());
-        if let Err(e) = run_to_eos_then(&p, o.timeout_s, || {
+        if let Err(e) = run_to_eos_then(&p, o.timeout_s, None, || {
             end = (cpu_time_s(), t0.elapsed().as_secs_f64(), thread_cpu_ns());
             // trtmux's own time per batch (its `stats` property), without the base class.
             if let Some(m) = p.by_name("m") {
@@ -1670,6 +1831,9 @@ fn main() {
                 rec.push(("gpu_sampling".into(), Value::from(g.method)));
             }
         }
+        if let Some(sk) = &r.soak {
+            soak_keys(&o, sk, &mut rec);
+        }
         rec.push(("frames_in_cuda_memory".into(), Value::from(o.frames_cuda())));
         rec.push(("paced_realtime".into(), Value::from(o.pace)));
         rec.push((
@@ -1717,6 +1881,7 @@ fn main() {
         }
         rec.push(("warmup_frames_per_camera".into(), Value::from(o.warmup)));
         rec.push(("frames_including_warmup".into(), Value::from(r.frames_all)));
+        rec.push(("frames_left_sources".into(), Value::from(r.frames_sourced)));
         rec.push(("frames_unmatched".into(), Value::from(r.unmatched)));
         rec.push(("measured_wall_s".into(), Value::from(stats::round(r.wall_s, 3))));
         rec.push(("run_wall_s".into(), Value::from(stats::round(r.run_wall_s, 3))));

@@ -1,0 +1,188 @@
+//! Soak runs of trtvision-bench: camera files that loop until a deadline, and the drift of a
+//! sampled quantity (RSS, VRAM) after a warm-up period.
+//!
+//! A file camera loops without disturbing the rest of the pipeline: a probe on the decoder's
+//! src pad drops the decoder's EOS while the deadline is ahead, seeks the decoder back to
+//! the start (flushing, from another thread: a streaming thread may not seek itself), drops
+//! the seek's flush events so trtmux and the elements after it never see them, replaces the
+//! seek's segment by the stream's first one (open-ended: a segment is sticky, and a dropped
+//! one would be sent again before the next buffer), and shifts the timestamps of every later
+//! pass so they continue where the previous pass ended. Downstream sees one long stream with
+//! monotonic timestamps.
+
+use gst::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Per-camera state of a looping file source.
+#[derive(Default)]
+struct LoopState {
+    /// Added to every buffer's PTS/DTS of the current pass, ns.
+    offset_ns: i64,
+    /// End (PTS + duration) of the latest buffer pushed downstream, shifted, ns.
+    end_ns: u64,
+    /// A loop seek is under way: its flush and segment events are dropped.
+    seeking: bool,
+    /// The first buffer after a loop seek sets the new offset.
+    need_offset: bool,
+    /// A loop seek failed: the next EOS ends the stream.
+    give_up: bool,
+    /// The stream's first segment without its stop (the file's duration), sent downstream
+    /// in place of every later segment.
+    segment: Option<gst::Event>,
+}
+
+/// Loops the file source feeding `decoder` until `deadline`; `passes` counts the
+/// completed loops.
+pub fn loop_until(decoder: &gst::Element, deadline: Instant, passes: Arc<AtomicU64>) -> Result<(), String> {
+    let pad = decoder
+        .static_pad("src")
+        .ok_or_else(|| format!("{} has no src pad to loop on", decoder.name()))?;
+    let state = Arc::new(Mutex::new(LoopState::default()));
+    let dec = decoder.downgrade();
+    pad.add_probe(
+        // Flush events reach a probe only when asked for explicitly.
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
+        move |_, info| {
+            let mut st = state.lock().unwrap();
+            match &mut info.data {
+                Some(gst::PadProbeData::Buffer(buf)) => {
+                    if st.need_offset {
+                        if let Some(pts) = buf.pts() {
+                            st.offset_ns = st.end_ns as i64 - pts.nseconds() as i64;
+                            st.need_offset = false;
+                        }
+                    }
+                    let off = st.offset_ns;
+                    let shift = |t: Option<gst::ClockTime>| {
+                        t.map(|t| gst::ClockTime::from_nseconds((t.nseconds() as i64 + off).max(0) as u64))
+                    };
+                    if off != 0 {
+                        let b = buf.make_mut();
+                        b.set_pts(shift(b.pts()));
+                        b.set_dts(shift(b.dts()));
+                    }
+                    if let Some(pts) = buf.pts() {
+                        let dur = buf.duration().map(|d| d.nseconds()).unwrap_or(0);
+                        st.end_ns = st.end_ns.max(pts.nseconds() + dur);
+                    }
+                    gst::PadProbeReturn::Ok
+                }
+                Some(gst::PadProbeData::Event(ev)) => match ev.type_() {
+                    gst::EventType::Eos if Instant::now() < deadline && !st.give_up => {
+                        st.seeking = true;
+                        passes.fetch_add(1, Ordering::Relaxed);
+                        let dec = dec.clone();
+                        let state = state.clone();
+                        std::thread::spawn(move || {
+                            let Some(dec) = dec.upgrade() else { return };
+                            let seek = gst::event::Seek::new(
+                                1.0,
+                                gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+                                gst::SeekType::Set,
+                                gst::ClockTime::ZERO,
+                                gst::SeekType::None,
+                                gst::ClockTime::NONE,
+                            );
+                            let ok = dec.static_pad("src").is_some_and(|p| p.send_event(seek));
+                            if !ok {
+                                // The stream then ends here; the run reports fewer frames.
+                                {
+                                    let mut st = state.lock().unwrap();
+                                    st.give_up = true;
+                                    st.seeking = false;
+                                }
+                                eprintln!(
+                                    "trtvision-bench: {}: seeking back to the start failed; this camera ends",
+                                    dec.name()
+                                );
+                                if let Some(p) = dec.static_pad("src") {
+                                    p.push_event(gst::event::Eos::new());
+                                }
+                            }
+                        });
+                        gst::PadProbeReturn::Handled
+                    }
+                    gst::EventType::FlushStart | gst::EventType::FlushStop if st.seeking => {
+                        gst::PadProbeReturn::Handled
+                    }
+                    gst::EventType::Segment => {
+                        if st.seeking {
+                            st.seeking = false;
+                            st.need_offset = true;
+                        }
+                        if st.segment.is_none() {
+                            if let gst::EventView::Segment(seg) = ev.view() {
+                                if let Some(time) = seg.segment().downcast_ref::<gst::ClockTime>() {
+                                    let mut open = time.clone();
+                                    open.set_stop(gst::ClockTime::NONE);
+                                    open.set_duration(gst::ClockTime::NONE);
+                                    st.segment =
+                                        Some(gst::event::Segment::builder(&open).seqnum(ev.seqnum()).build());
+                                }
+                            }
+                        }
+                        if let Some(first) = &st.segment {
+                            *ev = first.clone();
+                        }
+                        gst::PadProbeReturn::Ok
+                    }
+                    _ => gst::PadProbeReturn::Ok,
+                },
+                _ => gst::PadProbeReturn::Ok,
+            }
+        },
+    );
+    Ok(())
+}
+
+/// Least-squares slope (per minute) and summary of `(t_ns, value)` samples taken after
+/// `warmup_ns`.
+pub struct Drift {
+    pub per_min: f64,
+    pub samples: usize,
+    pub first: f64,
+    pub last: f64,
+    pub min: f64,
+    pub max: f64,
+    pub median: f64,
+}
+
+pub fn drift_after(samples: &[(u64, f64)], warmup_ns: u64) -> Option<Drift> {
+    let after: Vec<(u64, f64)> = samples.iter().copied().filter(|s| s.0 >= warmup_ns).collect();
+    if after.len() < 2 {
+        return None;
+    }
+    let n = after.len() as f64;
+    let xs: Vec<f64> = after.iter().map(|s| s.0 as f64 / 60e9).collect();
+    let mx = xs.iter().sum::<f64>() / n;
+    let my = after.iter().map(|s| s.1).sum::<f64>() / n;
+    let sxy: f64 = xs.iter().zip(&after).map(|(x, s)| (x - mx) * (s.1 - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    let mut v: Vec<f64> = after.iter().map(|s| s.1).collect();
+    v.sort_by(f64::total_cmp);
+    Some(Drift {
+        per_min: if sxx == 0.0 { 0.0 } else { sxy / sxx },
+        samples: after.len(),
+        first: after[0].1,
+        last: after[after.len() - 1].1,
+        min: v[0],
+        max: v[v.len() - 1],
+        median: v[v.len() / 2],
+    })
+}
+
+/// One sample per `every_ns` (the first at or after each step), as ([t_s], [value]).
+pub fn series(samples: &[(u64, f64)], every_ns: u64) -> (Vec<f64>, Vec<f64>) {
+    let (mut t, mut v) = (Vec::new(), Vec::new());
+    let mut next = 0u64;
+    for &(ns, x) in samples {
+        if ns >= next {
+            t.push((ns as f64 / 1e8).round() / 10.0);
+            v.push((x * 10.0).round() / 10.0);
+            next = (ns / every_ns + 1) * every_ns;
+        }
+    }
+    (t, v)
+}
