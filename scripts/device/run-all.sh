@@ -335,6 +335,15 @@ if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ] && (( $(left) > 120 )) && (( ! DEM
   bench 8cam-nvdec-full-x264 110 50 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --encode x264
 fi
 
+# --- 7b. VRAM/RSS drift: the full pipeline paced in real time for DRIFT_S seconds ----------
+# (a call of its own: DRIFT_S=520 TRTV_BUDGET_S=590 with every other step skipped). File
+# cameras loop; RSS and VRAM are sampled every second and fitted after a warm-up.
+if (( FILES_OK )) && [ -n "${DRIFT_S:-}" ]; then
+  bench 8cam-nvdec-drift $(( DRIFT_S + 60 )) $(( DRIFT_S + 50 )) $COMMON --model $MODEL \
+    --backend onnxruntime-cuda --sink demux --pace realtime --device-masks --duration "$DRIFT_S" \
+    --drift-warmup 60
+fi
+
 # --- 8. seed-style baseline comparison and the sweeps (scripts/device/bench-baseline.sh) ---
 # Needs about 300 s: runs only with 200 s or more of the budget left (skip the other steps
 # to make room, e.g. SKIP_BENCH=1 SKIP_INFER=1 SKIP_RECORD=1 SKIP_FRAMES=1 SKIP=device_cuda);
