@@ -213,9 +213,15 @@ impl PromptSegEngine {
             threads: o.threads,
             outputs_on_device: on_device,
         };
-        // Encoder outputs stay where the backend computed them: they feed the decoder.
-        let encoder =
-            backend::open(&opts(config.encoder.path(), max_batch, true)).map_err(stage_err("encoder"))?;
+        // Routes c and seed feed the encoder outputs to the decoder as they are, so they stay
+        // where the backend computed them; routes a and b repeat rows of them per class on
+        // the host (what they cost is part of the comparison).
+        let encoder = backend::open(&opts(
+            config.encoder.path(),
+            max_batch,
+            matches!(o.route, Route::C | Route::Seed),
+        ))
+        .map_err(stage_err("encoder"))?;
         // Decoder outputs stay on the device too, except in the seed route (which takes
         // them all to the host): selection copies back only what it keeps.
         let decoder = backend::open(&opts(
