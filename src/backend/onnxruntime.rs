@@ -393,56 +393,22 @@ fn cuda_memory_info(device_id: i32) -> ort::Result<MemoryInfo<'static>> {
     )
 }
 
-/// Wraps one ORT output that lives in device memory as a device tensor; the ORT value
-/// (memory of ONNX Runtime's CUDA arena) lives as long as the tensor.
-fn output_on_device(name: &str, value: DynValue) -> Result<Tensor, BackendError> {
-    let (elem, dims) = match value.dtype() {
-        ValueType::Tensor { ty, shape, .. } => (*ty, shape.clone()),
-        other => {
-            return Err(BackendError::Runtime(format!(
-                "output '{name}' is a {other}, not a tensor"
-            )))
-        }
-    };
-    let shape: Vec<usize> = dims
-        .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<Result<_, _>>()
-        .map_err(|_| BackendError::Runtime(format!("output '{name}' has a negative dimension: {dims}")))?;
-    let dtype = map_dtype(elem).ok_or_else(|| {
-        BackendError::Runtime(format!("output '{name}' has unsupported element type {elem:?}"))
-    })?;
-    let len = checked_count(&shape)
-        .and_then(|c| c.checked_mul(dtype.size()))
-        .ok_or_else(|| BackendError::Runtime(format!("output '{name}' shape {dims} overflows")))?;
-    let mut ptr: *mut std::ffi::c_void = std::ptr::null_mut();
-    // SAFETY: `value` is a live tensor value; the call writes its data pointer.
-    let status =
-        unsafe { (ort::api().GetTensorMutableData)(ort::AsPointer::ptr(&value).cast_mut(), &mut ptr) };
-    if !status.0.is_null() {
-        // SAFETY: a non-null status returned by the API is ours to release.
-        unsafe { (ort::api().ReleaseStatus)(status.0) };
-        return Err(BackendError::Runtime(format!(
-            "cannot read the address of output '{name}'"
-        )));
+/// Whether a raw ORT API call succeeded; a failure status is released.
+fn api_ok(status: ort::sys::OrtStatusPtr) -> Result<(), ()> {
+    if status.0.is_null() {
+        return Ok(());
     }
-    if ptr.is_null() && len > 0 {
-        return Err(BackendError::Runtime(format!("output '{name}' has no data")));
-    }
-    Ok(Tensor {
-        name: name.to_string(),
-        dtype,
-        shape,
-        storage: TensorStorage::Device {
-            ptr: ptr as usize as u64,
-            len,
-            keepalive: std::sync::Arc::new(value),
-        },
-    })
+    // SAFETY: a non-null status returned by the API is ours to release.
+    unsafe { (ort::api().ReleaseStatus)(status.0) };
+    Err(())
 }
 
-/// Copies one ORT output into a pooled host tensor.
-fn output_to_host(pool: &HostTensorPool, name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
+/// ORT element type, our element type, shape, element count and byte length of one ORT
+/// output tensor.
+fn output_layout(
+    name: &str,
+    value: &DynValue,
+) -> Result<(TensorElementType, DType, Vec<usize>, usize, usize), BackendError> {
     let (elem, dims) = match value.dtype() {
         ValueType::Tensor { ty, shape, .. } => (*ty, shape.clone()),
         other => {
@@ -464,6 +430,38 @@ fn output_to_host(pool: &HostTensorPool, name: &str, value: &DynValue) -> Result
     let nbytes = count
         .checked_mul(dtype.size())
         .ok_or_else(|| BackendError::Runtime(format!("output '{name}' shape {dims} overflows")))?;
+    Ok((elem, dtype, shape, count, nbytes))
+}
+
+/// Wraps one ORT output that lives in device memory as a device tensor; the ORT value
+/// (memory of ONNX Runtime's CUDA arena) lives as long as the tensor.
+fn output_on_device(name: &str, value: DynValue) -> Result<Tensor, BackendError> {
+    let (_, dtype, shape, _, len) = output_layout(name, &value)?;
+    let mut ptr: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: `value` is a live tensor value; the call writes its data pointer.
+    let status =
+        unsafe { (ort::api().GetTensorMutableData)(ort::AsPointer::ptr(&value).cast_mut(), &mut ptr) };
+    api_ok(status)
+        .map_err(|()| BackendError::Runtime(format!("cannot read the address of output '{name}'")))?;
+    if ptr.is_null() && len > 0 {
+        return Err(BackendError::Runtime(format!("output '{name}' has no data")));
+    }
+    Ok(Tensor {
+        name: name.to_string(),
+        dtype,
+        shape,
+        storage: TensorStorage::Device {
+            ptr: ptr as usize as u64,
+            len,
+            keepalive: std::sync::Arc::new(value),
+        },
+    })
+}
+
+/// Copies one ORT output into a pooled host tensor.
+fn output_to_host(pool: &HostTensorPool, name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
+    let (elem, dtype, shape, count, nbytes) = output_layout(name, value)?;
+    let dims = crate::parsers::fmt_shape(&shape);
     let rt = |e: ort::Error| BackendError::Runtime(format!("reading output '{name}': {e}"));
     let mut bytes = pool.acquire(nbytes);
     let out = bytes.as_mut_slice();
@@ -906,11 +904,7 @@ impl OrtBackend {
                         ort::AsPointer::ptr(&**value),
                     )
                 };
-                if !status.0.is_null() {
-                    // SAFETY: a non-null status returned by the API is ours to release.
-                    unsafe { (ort::api().ReleaseStatus)(status.0) };
-                    return Err(BackendError::Runtime(format!("cannot bind input '{name}'")));
-                }
+                api_ok(status).map_err(|()| BackendError::Runtime(format!("cannot bind input '{name}'")))?;
             }
             gst::trace!(CAT, "run with I/O binding, {} inputs", values.len());
             let mut outputs = self
