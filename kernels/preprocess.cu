@@ -1,7 +1,11 @@
 // Batched preprocessing kernel of trtpreprocess's CUDA path (src/cuda/preprocess.rs).
 //
-// One launch per batch: grid (ceil(W/32), ceil(H/8), frames), one thread per output pixel
-// of one frame, writing the three planes of that pixel into the NCHW tensor (f32 or f16).
+// One launch per batch: grid (ceil(W/(32*PX)), ceil(H/8), frames), one thread per PX
+// horizontally adjacent output pixels of one frame, writing the three planes of those
+// pixels into the NCHW tensor (f32 or f16). PX = 1 (`trtv_preprocess_nchw`, any width)
+// or 2/4/8 (`trtv_preprocess_nchw_x2/_x4/_x8`, output width a multiple of PX): the wide
+// variants share the row taps and row pointers of a thread's pixels and store each plane
+// with one vector store (PX f16 or f32 values).
 // Frames of one batch may differ in format, size and placement; each frame's parameters
 // are one `FrameParams` in device memory (copied from pinned host memory once per batch).
 //
@@ -85,109 +89,214 @@ __device__ __forceinline__ float clamp255(float v) {
     return fminf(fmaxf(v, 0.0f), 255.0f);
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-    trtv_preprocess_nchw(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
-    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+// Source rows of one output row: the two taps' rows of every plane (chroma rows for
+// 4:2:0), computed once per thread.
+struct Rows {
+    const unsigned char* r0[3];
+    const unsigned char* r1[3];
+    float wy0, wy1;
+};
+
+__device__ __forceinline__ Rows make_rows(const FrameParams& p, int y) {
+    const Tap ty = make_tap(source_coord(y, p.pad_y, p.scale_y), p.height);
+    Rows r;
+    r.wy1 = ty.w1;
+    r.wy0 = 1.0f - ty.w1;
+    const unsigned char* p0 = (const unsigned char*)p.plane[0];
+    r.r0[0] = p0 + (size_t)ty.i0 * p.stride[0];
+    r.r1[0] = p0 + (size_t)ty.i1 * p.stride[0];
+    r.r0[1] = r.r1[1] = r.r0[2] = r.r1[2] = p0;
+    if (p.kind == KIND_NV12 || p.kind == KIND_I420) {
+        const int cy0 = ty.i0 >> 1, cy1 = ty.i1 >> 1;
+        const int planes = p.kind == KIND_NV12 ? 2 : 3;
+        for (int k = 1; k < planes; k++) {
+            const unsigned char* pk = (const unsigned char*)p.plane[k];
+            r.r0[k] = pk + (size_t)cy0 * p.stride[k];
+            r.r1[k] = pk + (size_t)cy1 * p.stride[k];
+        }
+    }
+    return r;
+}
+
+// RGB (0..255 floats, before normalisation) of output column x, rows `r`.
+__device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, int x, float rgb[3]) {
+    const Tap tx = make_tap(source_coord(x, p.pad_x, p.scale_x), p.width);
+    const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
+    const float wy0 = r.wy0, wy1 = r.wy1;
+    if (p.kind == KIND_PACKED4) {
+        const unsigned int* r0 = (const unsigned int*)r.r0[0];
+        const unsigned int* r1 = (const unsigned int*)r.r1[0];
+        const unsigned int a = __ldg(r0 + tx.i0), b = __ldg(r0 + tx.i1);
+        const unsigned int c = __ldg(r1 + tx.i0), d = __ldg(r1 + tx.i1);
+        const int offs[3] = {p.off_r, p.off_g, p.off_b};
+#pragma unroll
+        for (int k = 0; k < 3; k++) {
+            const int s = offs[k] * 8;  // little-endian: byte i is bits 8i..8i+7
+            rgb[k] = lerp2((float)((a >> s) & 0xffu), (float)((b >> s) & 0xffu), (float)((c >> s) & 0xffu),
+                           (float)((d >> s) & 0xffu), wx0, wx1, wy0, wy1);
+        }
+    } else if (p.kind == KIND_PACKED) {
+        const unsigned char* r0 = r.r0[0];
+        const unsigned char* r1 = r.r1[0];
+        const int xa = tx.i0 * p.bpp, xb = tx.i1 * p.bpp;
+        const int offs[3] = {p.off_r, p.off_g, p.off_b};
+#pragma unroll
+        for (int k = 0; k < 3; k++) {
+            const int o = offs[k];
+            rgb[k] = lerp2((float)__ldg(r0 + xa + o), (float)__ldg(r0 + xb + o), (float)__ldg(r1 + xa + o),
+                           (float)__ldg(r1 + xb + o), wx0, wx1, wy0, wy1);
+        }
+    } else {
+        // 4:2:0: interpolate Y, U, V at the same taps, then convert once.
+        const unsigned char* y0r = r.r0[0];
+        const unsigned char* y1r = r.r1[0];
+        const float yy = lerp2((float)__ldg(y0r + tx.i0), (float)__ldg(y0r + tx.i1), (float)__ldg(y1r + tx.i0),
+                               (float)__ldg(y1r + tx.i1), wx0, wx1, wy0, wy1);
+        const int cx0 = tx.i0 >> 1, cx1 = tx.i1 >> 1;
+        float uu, vv;
+        if (p.kind == KIND_NV12) {
+            const unsigned char* u0r = r.r0[1];
+            const unsigned char* u1r = r.r1[1];
+            uu = lerp2((float)__ldg(u0r + 2 * cx0), (float)__ldg(u0r + 2 * cx1), (float)__ldg(u1r + 2 * cx0),
+                       (float)__ldg(u1r + 2 * cx1), wx0, wx1, wy0, wy1);
+            vv = lerp2((float)__ldg(u0r + 2 * cx0 + 1), (float)__ldg(u0r + 2 * cx1 + 1),
+                       (float)__ldg(u1r + 2 * cx0 + 1), (float)__ldg(u1r + 2 * cx1 + 1), wx0, wx1, wy0, wy1);
+        } else {
+            const unsigned char* u0r = r.r0[1];
+            const unsigned char* u1r = r.r1[1];
+            const unsigned char* v0r = r.r0[2];
+            const unsigned char* v1r = r.r1[2];
+            uu = lerp2((float)__ldg(u0r + cx0), (float)__ldg(u0r + cx1), (float)__ldg(u1r + cx0),
+                       (float)__ldg(u1r + cx1), wx0, wx1, wy0, wy1);
+            vv = lerp2((float)__ldg(v0r + cx0), (float)__ldg(v0r + cx1), (float)__ldg(v1r + cx0),
+                       (float)__ldg(v1r + cx1), wx0, wx1, wy0, wy1);
+        }
+        // video/color.rs: F_Y, F_RV, F_GU, F_GV, F_BU (BT.601 limited range).
+        const float cc = 1.164383f * (yy - 16.0f);
+        const float d = uu - 128.0f;
+        const float e = vv - 128.0f;
+        rgb[0] = clamp255(cc + 1.596027f * e);
+        rgb[1] = clamp255(cc - 0.391762f * d - 0.812968f * e);
+        rgb[2] = clamp255(cc + 2.017232f * d);
+    }
+}
+
+// Stores PX consecutive values of one plane at element `idx` (a multiple of PX when
+// PX > 1, so that the vector stores are aligned).
+template <int PX>
+__device__ __forceinline__ void store_f16(unsigned short* o, size_t idx, const float* v) {
+    unsigned short h[PX];
+#pragma unroll
+    for (int k = 0; k < PX; k++) {
+        h[k] = f32_to_f16(v[k]);
+    }
+    if (PX == 8) {
+        uint4 w;
+        w.x = (unsigned)h[0] | ((unsigned)h[1 % PX] << 16);
+        w.y = (unsigned)h[2 % PX] | ((unsigned)h[3 % PX] << 16);
+        w.z = (unsigned)h[4 % PX] | ((unsigned)h[5 % PX] << 16);
+        w.w = (unsigned)h[6 % PX] | ((unsigned)h[7 % PX] << 16);
+        *(uint4*)(o + idx) = w;
+    } else if (PX == 4) {
+        uint2 w;
+        w.x = (unsigned)h[0] | ((unsigned)h[1 % PX] << 16);
+        w.y = (unsigned)h[2 % PX] | ((unsigned)h[3 % PX] << 16);
+        *(uint2*)(o + idx) = w;
+    } else if (PX == 2) {
+        *(unsigned*)(o + idx) = (unsigned)h[0] | ((unsigned)h[1 % PX] << 16);
+    } else {
+        o[idx] = h[0];
+    }
+}
+
+template <int PX>
+__device__ __forceinline__ void store_f32(float* o, size_t idx, const float* v) {
+    if (PX == 8 || PX == 4) {
+#pragma unroll
+        for (int k = 0; k < PX; k += 4) {
+            *(float4*)(o + idx + k) = make_float4(v[k], v[(k + 1) % PX], v[(k + 2) % PX], v[(k + 3) % PX]);
+        }
+    } else if (PX == 2) {
+        *(float2*)(o + idx) = make_float2(v[0], v[1 % PX]);
+    } else {
+        o[idx] = v[0];
+    }
+}
+
+template <int PX>
+__device__ __forceinline__ void preprocess(const FrameParams* __restrict__ frames, void* __restrict__ out,
+                                           const NormParams& n) {
+    const int x = (blockIdx.x * blockDim.x + threadIdx.x) * PX;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     const int f = blockIdx.z;
+    // PX > 1 only for widths that are a multiple of PX: all PX pixels are in the row.
     if (x >= n.out_w || y >= n.out_h || f >= n.frames) {
         return;
     }
     const FrameParams& p = frames[f];
-    float v[3];
-    if (y >= p.y0 && y < p.y1 && x >= p.x0 && x < p.x1) {
-        const Tap tx = make_tap(source_coord(x, p.pad_x, p.scale_x), p.width);
-        const Tap ty = make_tap(source_coord(y, p.pad_y, p.scale_y), p.height);
-        const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
-        const float wy1 = ty.w1, wy0 = 1.0f - ty.w1;
-        float rgb[3];
-        if (p.kind == KIND_PACKED4) {
-            const unsigned char* base = (const unsigned char*)p.plane[0];
-            const unsigned int* r0 = (const unsigned int*)(base + (size_t)ty.i0 * p.stride[0]);
-            const unsigned int* r1 = (const unsigned int*)(base + (size_t)ty.i1 * p.stride[0]);
-            const unsigned int a = __ldg(r0 + tx.i0), b = __ldg(r0 + tx.i1);
-            const unsigned int c = __ldg(r1 + tx.i0), d = __ldg(r1 + tx.i1);
-            const int offs[3] = {p.off_r, p.off_g, p.off_b};
+    float v[3][PX];
+    const bool row_in = y >= p.y0 && y < p.y1;
+    if (row_in && x + PX > p.x0 && x < p.x1) {
+        const Rows r = make_rows(p, y);
 #pragma unroll
-            for (int k = 0; k < 3; k++) {
-                const int s = offs[k] * 8;  // little-endian: byte i is bits 8i..8i+7
-                rgb[k] = lerp2((float)((a >> s) & 0xffu), (float)((b >> s) & 0xffu), (float)((c >> s) & 0xffu),
-                               (float)((d >> s) & 0xffu), wx0, wx1, wy0, wy1);
-            }
-        } else if (p.kind == KIND_PACKED) {
-            const unsigned char* base = (const unsigned char*)p.plane[0];
-            const unsigned char* r0 = base + (size_t)ty.i0 * p.stride[0];
-            const unsigned char* r1 = base + (size_t)ty.i1 * p.stride[0];
-            const int xa = tx.i0 * p.bpp, xb = tx.i1 * p.bpp;
-            const int offs[3] = {p.off_r, p.off_g, p.off_b};
+        for (int k = 0; k < PX; k++) {
+            const int xx = x + k;
+            if (xx >= p.x0 && xx < p.x1) {
+                float rgb[3];
+                sample_rgb(p, r, xx, rgb);
 #pragma unroll
-            for (int k = 0; k < 3; k++) {
-                const int o = offs[k];
-                rgb[k] = lerp2((float)__ldg(r0 + xa + o), (float)__ldg(r0 + xb + o), (float)__ldg(r1 + xa + o),
-                               (float)__ldg(r1 + xb + o), wx0, wx1, wy0, wy1);
-            }
-        } else {
-            // 4:2:0: interpolate Y, U, V at the same taps, then convert once.
-            const unsigned char* yp = (const unsigned char*)p.plane[0];
-            const unsigned char* y0r = yp + (size_t)ty.i0 * p.stride[0];
-            const unsigned char* y1r = yp + (size_t)ty.i1 * p.stride[0];
-            const float yy = lerp2((float)__ldg(y0r + tx.i0), (float)__ldg(y0r + tx.i1), (float)__ldg(y1r + tx.i0),
-                                   (float)__ldg(y1r + tx.i1), wx0, wx1, wy0, wy1);
-            const int cx0 = tx.i0 >> 1, cx1 = tx.i1 >> 1, cy0 = ty.i0 >> 1, cy1 = ty.i1 >> 1;
-            float uu, vv;
-            if (p.kind == KIND_NV12) {
-                const unsigned char* uv = (const unsigned char*)p.plane[1];
-                const unsigned char* u0r = uv + (size_t)cy0 * p.stride[1];
-                const unsigned char* u1r = uv + (size_t)cy1 * p.stride[1];
-                uu = lerp2((float)__ldg(u0r + 2 * cx0), (float)__ldg(u0r + 2 * cx1), (float)__ldg(u1r + 2 * cx0),
-                           (float)__ldg(u1r + 2 * cx1), wx0, wx1, wy0, wy1);
-                vv = lerp2((float)__ldg(u0r + 2 * cx0 + 1), (float)__ldg(u0r + 2 * cx1 + 1),
-                           (float)__ldg(u1r + 2 * cx0 + 1), (float)__ldg(u1r + 2 * cx1 + 1), wx0, wx1, wy0, wy1);
+                for (int c = 0; c < 3; c++) {
+                    const int s = n.order[c];  // select, not a dynamic index: keeps rgb in registers
+                    const float px = s == 0 ? rgb[0] : (s == 1 ? rgb[1] : rgb[2]);
+                    v[c][k] = px * n.a[c] + n.b[c];
+                }
             } else {
-                const unsigned char* up = (const unsigned char*)p.plane[1];
-                const unsigned char* vp = (const unsigned char*)p.plane[2];
-                const unsigned char* u0r = up + (size_t)cy0 * p.stride[1];
-                const unsigned char* u1r = up + (size_t)cy1 * p.stride[1];
-                const unsigned char* v0r = vp + (size_t)cy0 * p.stride[2];
-                const unsigned char* v1r = vp + (size_t)cy1 * p.stride[2];
-                uu = lerp2((float)__ldg(u0r + cx0), (float)__ldg(u0r + cx1), (float)__ldg(u1r + cx0),
-                           (float)__ldg(u1r + cx1), wx0, wx1, wy0, wy1);
-                vv = lerp2((float)__ldg(v0r + cx0), (float)__ldg(v0r + cx1), (float)__ldg(v1r + cx0),
-                           (float)__ldg(v1r + cx1), wx0, wx1, wy0, wy1);
-            }
-            // video/color.rs: F_Y, F_RV, F_GU, F_GV, F_BU (BT.601 limited range).
-            const float cc = 1.164383f * (yy - 16.0f);
-            const float d = uu - 128.0f;
-            const float e = vv - 128.0f;
-            rgb[0] = clamp255(cc + 1.596027f * e);
-            rgb[1] = clamp255(cc - 0.391762f * d - 0.812968f * e);
-            rgb[2] = clamp255(cc + 2.017232f * d);
-        }
 #pragma unroll
-        for (int c = 0; c < 3; c++) {
-            const int k = n.order[c];  // select, not a dynamic index: keeps rgb in registers
-            const float px = k == 0 ? rgb[0] : (k == 1 ? rgb[1] : rgb[2]);
-            v[c] = px * n.a[c] + n.b[c];
+                for (int c = 0; c < 3; c++) {
+                    v[c][k] = n.pad[c];
+                }
+            }
         }
     } else {
 #pragma unroll
         for (int c = 0; c < 3; c++) {
-            v[c] = n.pad[c];
+#pragma unroll
+            for (int k = 0; k < PX; k++) {
+                v[c][k] = n.pad[c];
+            }
         }
     }
     const size_t plane = (size_t)n.out_w * (size_t)n.out_h;
     const size_t idx = (size_t)f * 3 * plane + (size_t)y * n.out_w + x;
     if (n.f16) {
-        unsigned short* o = (unsigned short*)out;
 #pragma unroll
         for (int c = 0; c < 3; c++) {
-            o[idx + c * plane] = f32_to_f16(v[c]);
+            store_f16<PX>((unsigned short*)out, idx + c * plane, v[c]);
         }
     } else {
-        float* o = (float*)out;
 #pragma unroll
         for (int c = 0; c < 3; c++) {
-            o[idx + c * plane] = v[c];
+            store_f32<PX>((float*)out, idx + c * plane, v[c]);
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    trtv_preprocess_nchw(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
+    preprocess<1>(frames, out, n);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    trtv_preprocess_nchw_x2(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
+    preprocess<2>(frames, out, n);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    trtv_preprocess_nchw_x4(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
+    preprocess<4>(frames, out, n);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    trtv_preprocess_nchw_x8(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
+    preprocess<8>(frames, out, n);
 }

@@ -125,7 +125,7 @@ step env 60 bash -c env_facts
 grep -E "Plugin Details|nvh264dec|trtmux|CUDAExecutionProvider|missing" "$LOGS/env.log" | head -12
 
 # --- 2. CUDA device tests (parity + preprocess kernel timing) ------------------------------
-step device_cuda 150 env TRTV_REQUIRE_CUDA=1 .device-build/device_cuda --nocapture --test-threads=1
+step device_cuda 150 env TRTV_REQUIRE_CUDA=1 GST_DEBUG=trtoverlay:5 .device-build/device_cuda --nocapture --test-threads=1
 DEVICE_CUDA_RC=$?
 grep -E "^test |test result" "$LOGS/device_cuda.log" | tail -12
 grep '"bench":"cuda_preprocess"' "$LOGS/device_cuda.log" > "$W/kernel.jsonl"
@@ -156,6 +156,10 @@ rec = {
                   "fps_total": None, "gbps": round(line["dtod_copy_gbps"], 2)},
     "ratio": round(line["fraction_of_copy_bandwidth"], 4),
     "ratio_meaning": "achieved bytes/s of the kernel (rows touched + written) / measured D2D copy bytes/s",
+    "ratio_pipelined": round(line.get("fraction_of_copy_bandwidth_pipelined") or 0, 4),
+    "ratio_pipelined_meaning": "the same with the time per batch of 200 batches queued back to back",
+    "pixels_per_thread": line.get("pixels_per_thread"),
+    "variants_us": line.get("variants"),
     "cpu_reference_fill_batch_ms": line.get("cpu_fill_batch_ms"),
     "cpu_reference_threads": line.get("cpu_threads"),
     "device_cuda_exit_status": int(sys.argv[3]),
@@ -309,6 +313,13 @@ record() {
   ls -la out/ && mkdir -p "$FR" && cp out/rec-cam0.mp4 out/rec-cam5.mp4 "$FR/" 2>/dev/null
   # Playable? Decode one back with NVDEC and count frames.
   gst-launch-1.0 -q filesrc location=out/rec-cam5.mp4 ! qtdemux ! h264parse ! nvh264dec ! fakesink silent=false 2>&1 | grep -c "chain" || true
+  # Evidence: a few downscaled frames of two recordings as PNG.
+  for c in 0 5; do
+    gst-launch-1.0 -q filesrc location=out/rec-cam$c.mp4 ! qtdemux ! h264parse ! nvh264dec ! cudadownload \
+      ! videoconvert ! videoscale ! video/x-raw,width=640,height=360 ! videorate ! video/x-raw,framerate=1/5 \
+      ! pngenc ! multifilesink location="$FR/rec-cam$c-%02d.png" max-files=3 || true
+  done
+  ls -la "$FR"
 }
 frames_tiler() {
   local branches=""
@@ -318,9 +329,10 @@ frames_tiler() {
   cd .device-build && gst-launch-1.0 -e trtmux name=m batch-size=4 \
     ! trtpreprocess config-file=engines/shapes-yolo-seg.toml \
     ! trtinfer model=engines/shapes-yolo-seg.toml backend=onnxruntime-cuda \
-    ! trtmaskselect ! trtoverlay ! trttiler rows=2 columns=2 width=1280 height=720 \
-    ! videoconvert ! videorate ! video/x-raw,framerate=1/1 ! pngenc \
-    ! matroskamux ! filesink location=$FR/mosaic-png.mkv $branches
+    ! trtmaskselect download-masks=false ! trtoverlay ! trttiler rows=2 columns=2 width=960 height=540 \
+    ! videoconvert ! videorate ! video/x-raw,framerate=1/4 ! pngenc \
+    ! multifilesink location=$FR/mosaic-%02d.png max-files=4 $branches
+  ls -la "$FR"
 }
 export -f record frames_tiler
 export FR

@@ -339,6 +339,27 @@ pub fn copy_device_to_host(
     )
 }
 
+/// Synchronous copy of `src` to device address `dst` (of a region of `dst_len` bytes).
+pub fn copy_host_to_device(
+    ctx: &DeviceContext,
+    src: &[u8],
+    dst: u64,
+    dst_len: usize,
+) -> Result<(), CudaError> {
+    if src.len() > dst_len {
+        return Err(CudaError::InvalidInput(format!(
+            "copy of {} bytes into a device region of {dst_len}",
+            src.len()
+        )));
+    }
+    let _g = ctx.push()?;
+    // SAFETY: the caller vouches for the device region; src is a live slice.
+    check(
+        unsafe { sys::cuMemcpyHtoD_v2(dst, src.as_ptr().cast(), src.len()) },
+        "cuMemcpyHtoD",
+    )
+}
+
 /// Page-locked host memory (`cuMemHostAlloc`), freed on drop.
 pub(crate) struct PinnedBuffer {
     ptr: *mut c_void,

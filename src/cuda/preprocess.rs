@@ -35,6 +35,16 @@ use crate::tensor::{DType, Tensor, TensorStorage};
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../kernels/preprocess.cu");
 const KERNEL_NAME: &CStr = c"trtv_preprocess_nchw";
+/// Entry points by output pixels per thread (`PX` in preprocess.cu).
+const KERNEL_NAMES: [(u32, &CStr); 4] = [
+    (1, KERNEL_NAME),
+    (2, c"trtv_preprocess_nchw_x2"),
+    (4, c"trtv_preprocess_nchw_x4"),
+    (8, c"trtv_preprocess_nchw_x8"),
+];
+/// Output pixels per thread when the input width allows it (a multiple of it); other
+/// widths take the one-pixel kernel.
+pub const DEFAULT_PIXELS_PER_THREAD: u32 = 4;
 const KERNEL_FILE: &str = "preprocess.cu";
 const BLOCK_X: u32 = 32;
 const BLOCK_Y: u32 = 8;
@@ -280,6 +290,8 @@ pub struct CudaPreprocessor {
     // module is unloaded, then the pool (freed once the last lease is gone).
     stream: Stream,
     kernel: Kernel,
+    pixels_per_thread: u32,
+    ptx: Arc<Vec<u8>>,
     pool: Arc<Pool>,
     ctx: DeviceContext,
     cfg: PreprocessConfig,
@@ -334,7 +346,12 @@ impl CudaPreprocessor {
     fn build(ctx: &DeviceContext, cfg: &PreprocessConfig, max_batch: usize) -> Result<Self, CudaError> {
         let arch = nvrtc_arch(ctx.compute_capability()?)?;
         let ptx = compile(KERNEL_SOURCE, KERNEL_FILE, &arch)?;
-        let kernel = Kernel::load(ctx, &ptx, KERNEL_NAME)?;
+        let pixels_per_thread = if cfg.width.is_multiple_of(DEFAULT_PIXELS_PER_THREAD) {
+            DEFAULT_PIXELS_PER_THREAD
+        } else {
+            1
+        };
+        let kernel = Kernel::load(ctx, &ptx, kernel_name(pixels_per_thread)?)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
         let out_len = out_row_bytes.checked_mul(max_batch).ok_or_else(|| {
@@ -349,6 +366,8 @@ impl CudaPreprocessor {
         let mut this = Self {
             stream,
             kernel,
+            pixels_per_thread,
+            ptx,
             pool: Arc::new(Pool {
                 free: Mutex::new(free),
             }),
@@ -374,6 +393,31 @@ impl CudaPreprocessor {
     /// Sets the name of the tensors made by [`CudaPreprocessor::run`] (default `images`).
     pub fn set_tensor_name(&mut self, name: impl Into<String>) {
         self.tensor_name = name.into();
+    }
+
+    /// Output pixels each thread of the kernel writes (1, 2, 4 or 8).
+    pub fn pixels_per_thread(&self) -> u32 {
+        self.pixels_per_thread
+    }
+
+    /// Switches the kernel to `px` output pixels per thread (1, 2, 4 or 8; the input
+    /// width must be a multiple of it). The result is the same; the speed differs (the
+    /// benchmarks compare them). Waits for the work in flight first.
+    pub fn set_pixels_per_thread(&mut self, px: u32) -> Result<(), CudaError> {
+        let name = kernel_name(px)?;
+        if !self.cfg.width.is_multiple_of(px) {
+            return Err(CudaError::InvalidInput(format!(
+                "{px} pixels per thread need an input width that is a multiple of {px}, not {}",
+                self.cfg.width
+            )));
+        }
+        if px == self.pixels_per_thread {
+            return Ok(());
+        }
+        self.stream.synchronize()?;
+        self.kernel = Kernel::load(&self.ctx, &self.ptx, name)?;
+        self.pixels_per_thread = px;
+        Ok(())
     }
 
     /// The preprocessing settings.
@@ -544,7 +588,7 @@ impl CudaPreprocessor {
             (&mut norm as *mut NormParams).cast(),
         ];
         let grid = (
-            self.cfg.width.div_ceil(BLOCK_X),
+            self.cfg.width.div_ceil(BLOCK_X * self.pixels_per_thread),
             self.cfg.height.div_ceil(BLOCK_Y),
             n.max(1) as u32,
         );
@@ -556,6 +600,15 @@ impl CudaPreprocessor {
         unsafe { slot.event.record(stream) }?;
         Ok(lease)
     }
+}
+
+/// The kernel entry point writing `px` output pixels per thread.
+fn kernel_name(px: u32) -> Result<&'static CStr, CudaError> {
+    KERNEL_NAMES
+        .iter()
+        .find(|(n, _)| *n == px)
+        .map(|(_, name)| *name)
+        .ok_or_else(|| CudaError::InvalidInput(format!("{px} pixels per thread (supported: 1, 2, 4, 8)")))
 }
 
 impl Drop for CudaPreprocessor {
@@ -615,7 +668,22 @@ mod tests {
         assert_eq!(arch, "compute_90");
         let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
         let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
-        assert!(text.contains(".entry trtv_preprocess_nchw"), "{text}");
+        for (_, name) in KERNEL_NAMES {
+            let entry = format!(".entry {}(", name.to_str().unwrap());
+            assert!(text.contains(&entry), "{entry} missing");
+        }
+        assert!(
+            text.contains("st.global.v4.u32"),
+            "the x8 f16 store is one 16-byte store"
+        );
+        assert!(
+            text.contains("st.global.v2.u32"),
+            "the x4 f16 store is one 8-byte store"
+        );
+        assert!(
+            text.contains("st.global.v4.f32"),
+            "f32 stores of 4 pixels are one 16-byte store"
+        );
         assert!(!text.contains("fma.rn.f32"), "contraction must be off");
         assert!(
             text.contains("div.rn.f32") && !text.contains("div.approx"),
@@ -628,6 +696,22 @@ mod tests {
             &ptx,
             &compile(KERNEL_SOURCE, KERNEL_FILE, &arch).unwrap()
         ));
+    }
+
+    #[test]
+    fn kernel_names_by_pixels_per_thread() {
+        assert_eq!(kernel_name(1).unwrap(), KERNEL_NAME);
+        assert_eq!(
+            kernel_name(8).unwrap().to_str().unwrap(),
+            "trtv_preprocess_nchw_x8"
+        );
+        for bad in [0, 3, 16] {
+            assert!(
+                matches!(kernel_name(bad), Err(CudaError::InvalidInput(_))),
+                "{bad}"
+            );
+        }
+        assert!(640u32.is_multiple_of(DEFAULT_PIXELS_PER_THREAD));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! GstCudaMemory of a context the element can use are drawn by [`CudaOverlay`] with one
 //! kernel launch for the whole batch, from the same command list the CPU executor
 //! follows ([`crate::overlay`]), byte-identical to the CPU drawing. Other frames (system
-//! memory, another GPU's context, I420) are drawn on the CPU. The element waits for the
+//! memory, another GPU's context, frames with a dense map to colour) are drawn on the CPU. The element waits for the
 //! kernel before pushing the batch: GstCudaMemory of GStreamer 1.22 carries no stream
 //! or event, so downstream elements (encoders, `cudadownload`) read it right away on
 //! their own streams.
@@ -155,8 +155,6 @@ struct CudaState {
     overlay: Option<crate::cuda::CudaOverlay>,
     /// Set when the CUDA path is off (`device=cpu`) or failed once.
     disabled: bool,
-    /// The I420 fallback was reported.
-    warned_i420: bool,
     list: crate::overlay::OverlayCommands,
     maps: Vec<crate::cuda::CudaFrameMap>,
     frames: Vec<crate::cuda::CudaFrame>,
@@ -248,19 +246,19 @@ impl TrtOverlay {
         };
         cs.list.clear();
         for (i, slot) in batch.slots.iter_mut().enumerate() {
-            if slot.results.detections.is_empty()
-                || !cuda::is_cuda_buffer(slot.buffer.as_ref())
-                || extra.needs_cpu(&slot.results)
-            {
+            if slot.results.detections.is_empty() {
                 continue;
             }
-            // I420 in GstCudaMemory with odd sizes did not match the CPU layout on the H100
-            // (see trtpreprocess): drawn on the CPU until resolved.
-            if slot.info.format() == gst_video::VideoFormat::I420 {
-                if !cs.warned_i420 {
-                    gst::warning!(CAT, imp = self, "I420 frames in CUDA memory are drawn on the CPU");
-                    cs.warned_i420 = true;
-                }
+            if !cuda::is_cuda_buffer(slot.buffer.as_ref()) {
+                gst::trace!(CAT, imp = self, "frame {i} is in system memory: drawn on the CPU");
+                continue;
+            }
+            if extra.needs_cpu(&slot.results) {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "frame {i} has a dense map to draw: drawn on the CPU"
+                );
                 continue;
             }
             let info = slot.info.clone();

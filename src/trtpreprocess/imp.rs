@@ -189,11 +189,6 @@ impl TrtPreprocess {
         let mut maps = Vec::with_capacity(rows.len());
         for &i in rows {
             let s = &batch.slots[i];
-            // I420 in GstCudaMemory with odd sizes did not match the CPU result on the H100
-            // (2026-11-23, device_cuda gst_cuda_memory_frames): CPU path until resolved.
-            if s.info.format() == gst_video::VideoFormat::I420 {
-                return None;
-            }
             match cuda::map_cuda_frame(s.buffer.as_ref(), &s.info) {
                 Ok(m) if m.is_accessible_from(&ctx) => maps.push(m),
                 Ok(_) => {
