@@ -592,6 +592,11 @@ fn gst_cuda_memory_frames() {
     assert_eq!(ctx.handle(), dev.raw(), "wraps the primary context");
     let dctx = ctx.device_context().expect("device context");
     assert!(dctx.is_primary());
+    // A second wrapper of the primary context is another object over the same CUcontext:
+    // memory of one is usable in the other.
+    let twin = CudaContext::new_primary(0).expect("second wrapper");
+    assert_ne!(twin, ctx);
+    assert!(twin.can_access(&ctx) && ctx.can_access(&twin));
 
     // Context helpers on a bin without neighbours: creates one, answers queries, and a
     // second element takes it from the GstContext.
@@ -1497,6 +1502,9 @@ fn overlay_element_on_gst_cuda_memory() {
             ..Default::default()
         },
     );
+    // The harness starts the element at once: it makes its own wrapper of the primary
+    // context before set_context can offer ours (kept, as GStreamer elements do). Frames
+    // of `ctx` are still drawn on the GPU: both wrap the same CUcontext.
     let mut h = gst_check::Harness::new("trtoverlay");
     h.element().expect("element").set_context(&ctx.to_gst_context());
     h.set_src_caps(gsttrtvision::batch::batch_caps());

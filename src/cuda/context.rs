@@ -106,10 +106,12 @@ impl CudaContext {
         self.property::<u32>(ffi::CUDA_DEVICE_ID_PROPERTY)
     }
 
-    /// Whether memory of `other` can be read directly in `self` (same context, or peer
-    /// access enabled between them).
+    /// Whether memory of `other` can be read directly in `self`: the same object, two
+    /// GstCudaContexts wrapping the same CUcontext (e.g. each wrapping the device's primary
+    /// context: an application's and one an element made before it got the application's),
+    /// or peer access enabled between them.
     pub fn can_access(&self, other: &CudaContext) -> bool {
-        if self == other {
+        if self == other || self.handle() == other.handle() {
             return true;
         }
         // SAFETY: valid objects.
