@@ -7,7 +7,8 @@
 // variants share the row taps and row pointers of a thread's pixels and store each plane
 // with one vector store (PX f16 or f32 values).
 // Frames of one batch may differ in format, size and placement; each frame's parameters
-// are one `FrameParams` in device memory (copied from pinned host memory once per batch).
+// are one `FrameParams`, inside the launch's arguments for up to 32 frames (`_inline`
+// entry points), else in device memory (copied from pinned host memory once per batch).
 //
 // The math is exactly src/preprocess.rs + src/video/reader.rs + src/video/color.rs:
 //   - output pixel (x, y) is inside the content iff x0 <= x < x1 and y0 <= y < y1
@@ -224,7 +225,7 @@ __device__ __forceinline__ void store_f32(float* o, size_t idx, const float* v) 
 }
 
 template <int PX>
-__device__ __forceinline__ void preprocess(const FrameParams* __restrict__ frames, void* __restrict__ out,
+__device__ __forceinline__ void preprocess(const FrameParams* frames, void* __restrict__ out,
                                            const NormParams& n) {
     const int x = (blockIdx.x * blockDim.x + threadIdx.x) * PX;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
@@ -281,22 +282,27 @@ __device__ __forceinline__ void preprocess(const FrameParams* __restrict__ frame
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-    trtv_preprocess_nchw(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
-    preprocess<1>(frames, out, n);
-}
+// Up to INLINE_FRAMES frames, the parameters travel inside the launch itself (a
+// __grid_constant__ kernel argument, read through the constant cache): no copy before the
+// kernel. Larger batches read them from device memory (copied from pinned memory first).
+#define INLINE_FRAMES 32
 
-extern "C" __global__ void __launch_bounds__(256)
-    trtv_preprocess_nchw_x2(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
-    preprocess<2>(frames, out, n);
-}
+// Must match `InlineFrames` in src/cuda/preprocess.rs (3072 bytes).
+struct InlineFrames {
+    FrameParams f[INLINE_FRAMES];
+};
 
-extern "C" __global__ void __launch_bounds__(256)
-    trtv_preprocess_nchw_x4(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
-    preprocess<4>(frames, out, n);
-}
+#define TRTV_PREPROCESS_ENTRIES(NAME, PX)                                                              \
+    extern "C" __global__ void __launch_bounds__(256)                                                  \
+        NAME(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {           \
+        preprocess<PX>(frames, out, n);                                                                \
+    }                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(256)                                                  \
+        NAME##_inline(const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) { \
+        preprocess<PX>(frames.f, out, n);                                                              \
+    }
 
-extern "C" __global__ void __launch_bounds__(256)
-    trtv_preprocess_nchw_x8(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {
-    preprocess<8>(frames, out, n);
-}
+TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw, 1)
+TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw_x2, 2)
+TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw_x4, 4)
+TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw_x8, 8)

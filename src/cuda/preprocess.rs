@@ -35,13 +35,17 @@ use crate::tensor::{DType, Tensor, TensorStorage};
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../kernels/preprocess.cu");
 const KERNEL_NAME: &CStr = c"trtv_preprocess_nchw";
-/// Entry points by output pixels per thread (`PX` in preprocess.cu).
-const KERNEL_NAMES: [(u32, &CStr); 4] = [
-    (1, KERNEL_NAME),
-    (2, c"trtv_preprocess_nchw_x2"),
-    (4, c"trtv_preprocess_nchw_x4"),
-    (8, c"trtv_preprocess_nchw_x8"),
+/// Entry points by output pixels per thread (`PX` in preprocess.cu): parameters in device
+/// memory, and inside the launch (`_inline`, batches of up to [`INLINE_FRAMES`]).
+const KERNEL_NAMES: [(u32, &CStr, &CStr); 4] = [
+    (1, KERNEL_NAME, c"trtv_preprocess_nchw_inline"),
+    (2, c"trtv_preprocess_nchw_x2", c"trtv_preprocess_nchw_x2_inline"),
+    (4, c"trtv_preprocess_nchw_x4", c"trtv_preprocess_nchw_x4_inline"),
+    (8, c"trtv_preprocess_nchw_x8", c"trtv_preprocess_nchw_x8_inline"),
 ];
+/// Batches of up to this many frames pass their parameters inside the kernel launch (no
+/// copy before the kernel); `INLINE_FRAMES` in preprocess.cu.
+pub const INLINE_FRAMES: usize = 32;
 /// Output pixels per thread when the input width allows it (a multiple of it); other
 /// widths take the one-pixel kernel.
 pub const DEFAULT_PIXELS_PER_THREAD: u32 = 4;
@@ -97,7 +101,15 @@ struct NormParams {
     frames: i32,
 }
 
+/// The parameters of a batch of up to [`INLINE_FRAMES`] frames, passed by value;
+/// `InlineFrames` in preprocess.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InlineFrames([FrameParams; INLINE_FRAMES]);
+
 const _: () = assert!(std::mem::size_of::<FrameParams>() == 96);
+// With the other arguments (8 + 64 bytes) within the 4 KiB of kernel parameters.
+const _: () = assert!(std::mem::size_of::<InlineFrames>() == 3072);
 const _: () = assert!(std::mem::size_of::<NormParams>() == 64);
 
 impl NormParams {
@@ -290,6 +302,7 @@ pub struct CudaPreprocessor {
     // module is unloaded, then the pool (freed once the last lease is gone).
     stream: Stream,
     kernel: Kernel,
+    kernel_inline: Kernel,
     pixels_per_thread: u32,
     ptx: Arc<Vec<u8>>,
     pool: Arc<Pool>,
@@ -351,7 +364,9 @@ impl CudaPreprocessor {
         } else {
             1
         };
-        let kernel = Kernel::load(ctx, &ptx, kernel_name(pixels_per_thread)?)?;
+        let (name, name_inline) = kernel_names(pixels_per_thread)?;
+        let kernel = Kernel::load(ctx, &ptx, name)?;
+        let kernel_inline = Kernel::load(ctx, &ptx, name_inline)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
         let out_len = out_row_bytes.checked_mul(max_batch).ok_or_else(|| {
@@ -366,6 +381,7 @@ impl CudaPreprocessor {
         let mut this = Self {
             stream,
             kernel,
+            kernel_inline,
             pixels_per_thread,
             ptx,
             pool: Arc::new(Pool {
@@ -381,11 +397,13 @@ impl CudaPreprocessor {
             slots: INITIAL_POOL,
         };
         // Resolve every driver entry point of the hot path now (cudarc loads symbols
-        // lazily and panics on a missing one): an empty launch, then wait.
-        let slot = this.acquire()?;
-        let lease = this.launch(slot, 0, Vec::new())?;
-        lease.wait()?;
-        drop(lease);
+        // lazily and panics on a missing one): an empty launch of each kind, then wait.
+        for inline in [None, Some(&InlineFrames([FrameParams::default(); INLINE_FRAMES]))] {
+            let slot = this.acquire()?;
+            let lease = this.launch(slot, 0, Vec::new(), inline)?;
+            lease.wait()?;
+            drop(lease);
+        }
         this.stream.synchronize()?;
         Ok(this)
     }
@@ -404,7 +422,7 @@ impl CudaPreprocessor {
     /// width must be a multiple of it). The result is the same; the speed differs (the
     /// benchmarks compare them). Waits for the work in flight first.
     pub fn set_pixels_per_thread(&mut self, px: u32) -> Result<(), CudaError> {
-        let name = kernel_name(px)?;
+        let (name, name_inline) = kernel_names(px)?;
         if !self.cfg.width.is_multiple_of(px) {
             return Err(CudaError::InvalidInput(format!(
                 "{px} pixels per thread need an input width that is a multiple of {px}, not {}",
@@ -416,6 +434,7 @@ impl CudaPreprocessor {
         }
         self.stream.synchronize()?;
         self.kernel = Kernel::load(&self.ctx, &self.ptx, name)?;
+        self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, name_inline)?;
         self.pixels_per_thread = px;
         Ok(())
     }
@@ -516,23 +535,32 @@ impl CudaPreprocessor {
             }
         }
         let mut slot = self.acquire()?;
-        // The pinned parameters of this slot may still be read by its previous copy.
-        if let Err(e) = slot.event.synchronize() {
-            self.release(slot);
-            return Err(e);
-        }
-        if slot.params_mut().len() < n {
-            self.release(slot);
-            return Err(CudaError::InvalidInput(
-                "pinned parameter buffer is misaligned".into(),
-            ));
-        }
         let cfg = self.cfg;
-        for ((p, f), t) in slot.params_mut().iter_mut().zip(frames).zip(transforms) {
-            *p = FrameParams::new(f, t, &cfg);
+        let mut inline = None;
+        if n <= INLINE_FRAMES {
+            let mut params = InlineFrames([FrameParams::default(); INLINE_FRAMES]);
+            for ((p, f), t) in params.0.iter_mut().zip(frames).zip(transforms) {
+                *p = FrameParams::new(f, t, &cfg);
+            }
+            inline = Some(params);
+        } else {
+            // The pinned parameters of this slot may still be read by its previous copy.
+            if let Err(e) = slot.event.synchronize() {
+                self.release(slot);
+                return Err(e);
+            }
+            if slot.params_mut().len() < n {
+                self.release(slot);
+                return Err(CudaError::InvalidInput(
+                    "pinned parameter buffer is misaligned".into(),
+                ));
+            }
+            for ((p, f), t) in slot.params_mut().iter_mut().zip(frames).zip(transforms) {
+                *p = FrameParams::new(f, t, &cfg);
+            }
         }
         let keep = frames.iter().filter_map(|f| f.keepalive.clone()).collect();
-        let lease = self.launch(slot, n, keep)?;
+        let lease = self.launch(slot, n, keep, inline.as_ref())?;
         let len = n * self.out_row_bytes;
         let ptr = lease.ptr;
         Ok(Tensor {
@@ -553,9 +581,16 @@ impl CudaPreprocessor {
         }
     }
 
-    /// Queues the parameter copy, the kernel and the event for the first `n` parameters
-    /// of `slot`. On error the slot goes back to the pool (through the lease).
-    fn launch(&self, slot: Slot, n: usize, frames: Vec<gst::Buffer>) -> Result<DeviceTensorLease, CudaError> {
+    /// Queues the kernel and the event for `n` frames whose parameters are `inline`
+    /// (passed inside the launch), else the first `n` parameters of `slot` (copied to the
+    /// device first). On error the slot goes back to the pool (through the lease).
+    fn launch(
+        &self,
+        slot: Slot,
+        n: usize,
+        frames: Vec<gst::Buffer>,
+        inline: Option<&InlineFrames>,
+    ) -> Result<DeviceTensorLease, CudaError> {
         let lease = DeviceTensorLease {
             ptr: slot.out.ptr(),
             len: n * self.out_row_bytes,
@@ -566,24 +601,32 @@ impl CudaPreprocessor {
         let slot = lease.slot()?;
         let stream = self.stream.raw();
         let _g = self.ctx.push()?;
-        // At least one entry, so that the warm-up launch (n = 0) resolves this entry point.
-        let bytes = n.max(1) * std::mem::size_of::<FrameParams>();
-        // SAFETY: both ranges lie in buffers of max_batch ≥ 1 parameters (n ≤ max_batch);
-        // the pinned source is not rewritten before this slot's event has completed.
-        check(
-            unsafe {
-                sys::cuMemcpyHtoDAsync_v2(slot.params_dev.ptr(), slot.params_host.as_ptr(), bytes, stream)
-            },
-            "cuMemcpyHtoDAsync",
-        )?;
+        if inline.is_none() {
+            // At least one entry, so that the warm-up launch (n = 0) resolves this entry point.
+            let bytes = n.max(1) * std::mem::size_of::<FrameParams>();
+            // SAFETY: both ranges lie in buffers of max_batch ≥ 1 parameters (n ≤ max_batch);
+            // the pinned source is not rewritten before this slot's event has completed.
+            check(
+                unsafe {
+                    sys::cuMemcpyHtoDAsync_v2(slot.params_dev.ptr(), slot.params_host.as_ptr(), bytes, stream)
+                },
+                "cuMemcpyHtoDAsync",
+            )?;
+        }
         let mut frames_ptr: u64 = slot.params_dev.ptr();
         let mut out_ptr: u64 = slot.out.ptr();
         let mut norm = NormParams {
             frames: n as i32,
             ..self.norm
         };
+        // cuLaunchKernel copies the argument values at the call: the inline parameters
+        // need not outlive it.
+        let (kernel, frames_arg): (&Kernel, *mut c_void) = match inline {
+            Some(p) => (&self.kernel_inline, (p as *const InlineFrames).cast_mut().cast()),
+            None => (&self.kernel, (&mut frames_ptr as *mut u64).cast()),
+        };
         let mut args: [*mut c_void; 3] = [
-            (&mut frames_ptr as *mut u64).cast(),
+            frames_arg,
             (&mut out_ptr as *mut u64).cast(),
             (&mut norm as *mut NormParams).cast(),
         ];
@@ -592,22 +635,24 @@ impl CudaPreprocessor {
             self.cfg.height.div_ceil(BLOCK_Y),
             n.max(1) as u32,
         );
-        // SAFETY: the argument list matches the kernel's signature (two device pointers
-        // and NormParams by value, same #[repr(C)] layout); the output holds n rows; the
-        // frames' planes are valid per CudaFrame's contract.
-        unsafe { self.kernel.launch(grid, (BLOCK_X, BLOCK_Y, 1), stream, &mut args) }?;
+        // SAFETY: the argument list matches the kernel's signature (the frame parameters
+        // by device pointer or by value, the output pointer, NormParams by value, same
+        // #[repr(C)] layouts); the output holds n rows; the frames' planes are valid per
+        // CudaFrame's contract. The kernel only reads the inline parameters.
+        unsafe { kernel.launch(grid, (BLOCK_X, BLOCK_Y, 1), stream, &mut args) }?;
         // SAFETY: the preprocessor's own live stream, same context as the event.
         unsafe { slot.event.record(stream) }?;
         Ok(lease)
     }
 }
 
-/// The kernel entry point writing `px` output pixels per thread.
-fn kernel_name(px: u32) -> Result<&'static CStr, CudaError> {
+/// The kernel entry points writing `px` output pixels per thread (parameters in device
+/// memory, parameters inline).
+fn kernel_names(px: u32) -> Result<(&'static CStr, &'static CStr), CudaError> {
     KERNEL_NAMES
         .iter()
-        .find(|(n, _)| *n == px)
-        .map(|(_, name)| *name)
+        .find(|(n, _, _)| *n == px)
+        .map(|(_, name, inline)| (*name, *inline))
         .ok_or_else(|| CudaError::InvalidInput(format!("{px} pixels per thread (supported: 1, 2, 4, 8)")))
 }
 
@@ -668,10 +713,16 @@ mod tests {
         assert_eq!(arch, "compute_90");
         let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
         let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
-        for (_, name) in KERNEL_NAMES {
-            let entry = format!(".entry {}(", name.to_str().unwrap());
-            assert!(text.contains(&entry), "{entry} missing");
+        for (_, name, inline) in KERNEL_NAMES {
+            for n in [name, inline] {
+                let entry = format!(".entry {}(", n.to_str().unwrap());
+                assert!(text.contains(&entry), "{entry} missing");
+            }
         }
+        assert!(
+            text.contains(".param .align 8 .b8 trtv_preprocess_nchw_x4_inline_param_0[3072]"),
+            "inline parameters are one 3072-byte argument"
+        );
         assert!(
             text.contains("st.global.v4.u32"),
             "the x8 f16 store is one 16-byte store"
@@ -700,17 +751,17 @@ mod tests {
 
     #[test]
     fn kernel_names_by_pixels_per_thread() {
-        assert_eq!(kernel_name(1).unwrap(), KERNEL_NAME);
-        assert_eq!(
-            kernel_name(8).unwrap().to_str().unwrap(),
-            "trtv_preprocess_nchw_x8"
-        );
+        assert_eq!(kernel_names(1).unwrap().0, KERNEL_NAME);
+        let (x8, x8_inline) = kernel_names(8).unwrap();
+        assert_eq!(x8.to_str().unwrap(), "trtv_preprocess_nchw_x8");
+        assert_eq!(x8_inline.to_str().unwrap(), "trtv_preprocess_nchw_x8_inline");
         for bad in [0, 3, 16] {
             assert!(
-                matches!(kernel_name(bad), Err(CudaError::InvalidInput(_))),
+                matches!(kernel_names(bad), Err(CudaError::InvalidInput(_))),
                 "{bad}"
             );
         }
+        assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_FRAMES {INLINE_FRAMES}\n")));
         assert!(640u32.is_multiple_of(DEFAULT_PIXELS_PER_THREAD));
     }
 
