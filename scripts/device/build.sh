@@ -9,7 +9,7 @@
 #   .device-build/device_cuda               the tests/device_cuda.rs test binary
 #   .device-build/engines/                  model configs, labels, the generated ONNX models and
 #                                           class prompt files (.npy)
-#   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng (not in the GStreamer bundle)
+#   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng, multifilesink (not in the GStreamer bundle)
 #   .device-build/run-all.sh, run-tests.sh  the device-side scripts
 #   .device-build/gst-env.sh                re-exports the GStreamer bundle unpacked by call 1
 #   .device-build/COMMIT                    "<sha> <dirty 0|1>" (the GPU machine has no git)
@@ -79,6 +79,12 @@ if [ -f "$plugdir/libgstpng.so" ]; then
     cp -L /lib/x86_64-linux-gnu/libpng16.so.16 "$out/gst-extra/lib/"
 else
   echo "build.sh: $plugdir/libgstpng.so not found: no PNG frames on the device" >&2
+fi
+# multifilesink writes them one file per frame (its plugin needs only libraries the bundle has).
+if [ -f "$plugdir/libgstmultifile.so" ]; then
+  cp "$plugdir/libgstmultifile.so" "$out/gst-extra/plugins/"
+else
+  echo "build.sh: $plugdir/libgstmultifile.so not found: no PNG frames on the device" >&2
 fi
 
 # libgstcheck (the device test binary links gst-check; the bundle does not carry it).

@@ -110,6 +110,7 @@ env_facts() {
   echo "--- gst-inspect nvh264dec"; gst-inspect-1.0 nvh264dec | head -40
   echo "--- gst-inspect cudadownload"; gst-inspect-1.0 cudadownload | head -12
   echo "--- gst-inspect pngenc"; gst-inspect-1.0 pngenc | head -8
+  echo "--- gst-inspect multifilesink"; gst-inspect-1.0 multifilesink | head -8
   echo "--- gst-inspect trtvision"; gst-inspect-1.0 trtvision
   echo "--- ORT providers"
   python3 -c 'import onnxruntime as o; print(o.__version__, o.get_available_providers())'
@@ -297,6 +298,12 @@ if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
   bench 8cam-nvdec-gpuinfer 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
   bench 8cam-nvdec-noinfer 120 40 $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --reference decode-only
   bench 8cam-nvdec-realtime 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime --device-masks
+  # The same unpaced runs for 20 s (files loop): PCIe bytes per frame over ~40 000 frames
+  # instead of the ~2 s above (NVML averages 20 ms windows; SKIP_LONG=1 leaves them out).
+  [ -n "${SKIP_LONG:-}" ] || {
+    bench 8cam-nvdec-gpuinfer-20s 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5
+    bench 8cam-nvdec-full-20s 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5
+  }
   # Several models on one stream set: detector on 3 cameras + depth on camera 0; detector
   # then landmarks on every detected object of 8 cameras (crops on the GPU from CUDA frames).
   [ -n "${SKIP_MULTI:-}" ] || {
@@ -306,8 +313,8 @@ if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
 fi
 
 # --- 6. evidence: the recording pipeline (pipelines/nvdec-8cam-record.sh, x264 stand-in for
-# NVENC) on all 8 files, and a 1 frame/s mosaic of the full GPU pipeline as PNG frames in a
-# Matroska file (the bundle has no multifilesink).
+# NVENC) on all 8 files, a few downscaled PNG frames of two recordings, and PNG frames of a
+# 2x2 mosaic of the full GPU pipeline (pngenc and multifilesink come from gst-extra).
 record() {
   GST_PLUGIN_PATH=$PWD/.device-build timeout 150 bash pipelines/nvdec-8cam-record.sh "$CAMS" .device-build/engines/shapes-yolo-seg.toml onnxruntime-cuda
   ls -la out/ && mkdir -p "$FR" && cp out/rec-cam0.mp4 out/rec-cam5.mp4 "$FR/" 2>/dev/null

@@ -606,12 +606,15 @@ fn main() {
                                 for _ in 0..o.warmup {
                                     run_once(bd.as_mut(), &input_name, &dev)?;
                                 }
+                                // At least 3 s of calls: NVML's PCIe counters average over 20 ms
+                                // windows, a short run gives too few of them.
+                                let iters_io = o.iters.max((3000.0 / dt.p(50.0).max(1e-3)).ceil() as usize);
                                 let sampler = gpumon::GpuSampler::start(nvml.clone(), t0, nvml.is_some(), 0);
-                                let tio = time_calls(bd.as_mut(), &input_name, &dev, 0, o.iters, t0);
+                                let tio = time_calls(bd.as_mut(), &input_name, &dev, 0, iters_io, t0);
                                 let samples = sampler.map(|s| s.finish()).unwrap_or_default();
                                 let tio = tio?;
                                 let (a, z) = tio.window;
-                                let frames = (n * o.iters) as f64;
+                                let frames = (n * iters_io) as f64;
                                 let h2d = gpumon::integrate(&samples, a, z, |s| s.h2d_bps).map(|v| v / frames);
                                 let d2h = gpumon::integrate(&samples, a, z, |s| s.d2h_bps).map(|v| v / frames);
                                 let ok = on_device && diff_pass(&vs_cpu, o.tolerance);
