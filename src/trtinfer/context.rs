@@ -116,7 +116,7 @@ fn device_outputs(kind: BackendKind, parser: ParserKind) -> bool {
     cfg!(feature = "cuda")
         && matches!(
             kind,
-            BackendKind::OnnxRuntimeCuda | BackendKind::OnnxRuntimeTensorRt
+            BackendKind::OnnxRuntimeCuda | BackendKind::OnnxRuntimeTensorRt | BackendKind::TensorRt
         )
         && matches!(parser, ParserKind::Yolo | ParserKind::YoloSeg)
 }

@@ -30,11 +30,17 @@
 //!
 //! Inputs and outputs are discovered from the engine. Each call sets the real input shapes,
 //! binds device inputs zero-copy (host inputs: one async H2D copy into a pooled device
-//! buffer), runs `enqueueV3` on the backend's stream, downloads the outputs into pinned host
-//! buffers, waits on one event and returns host tensors. Device output and pinned buffers are
-//! allocated at open for the max batch, in two sets used alternately, so the buffers a batch
-//! is read back from are never the ones the next batch is written to. Optional CUDA-graph
-//! replay (`cuda-graph=true`). One warm-up run at open.
+//! buffer), runs `enqueueV3` on the backend's stream and waits on one event. Outputs:
+//! - host (default): downloaded into pinned host buffers and returned as host tensors;
+//! - device ([`BackendOptions::outputs_on_device`], for GPU post-processing): returned as
+//!   device tensors pointing at the set's output buffers, nothing copied. The tensors hold
+//!   the set (keepalive): a set still held downstream is skipped, and another set is
+//!   allocated when all are held (at most [`MAX_SETS`]; beyond that the call fails).
+//!
+//! Device output (and pinned) buffers are allocated at open for the max batch, in two sets
+//! used alternately, so the buffers a batch is read back from are never the ones the next
+//! batch is written to. Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at
+//! open. [`InferenceBackend::upload`] copies constant inputs (prompts) to the device once.
 //!
 //! Device inputs ([`TensorStorage::Device`]) must hold complete data when `infer` is called
 //! (their producer has synchronized its stream).
@@ -51,7 +57,7 @@ mod sha256;
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 pub use cache::{CacheKey, CacheLookup, CacheMeta, EngineCache};
 pub use options::{Precision, TrtOptions, OPTIONS_ENV};
@@ -78,6 +84,9 @@ const DEVICE_ALIGN: u64 = 256;
 
 /// Distinct (buffer set, input shapes) CUDA graphs kept before the set is cleared.
 const MAX_GRAPHS: usize = 64;
+
+/// Buffer sets at most: two at open, more only while downstream holds device outputs.
+pub const MAX_SETS: usize = 8;
 
 fn unavailable(reason: impl Into<String>) -> BackendError {
     BackendError::Unavailable {
@@ -162,8 +171,44 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        // SAFETY: created by trts_runtime_create; every engine is dropped before.
+        // SAFETY: created by trts_runtime_create; every engine is dropped before (the
+        // backend drops its engine first; device buffers handed out hold only the runtime).
         unsafe { ffi::trts_runtime_destroy(self.0) }
+    }
+}
+
+// SAFETY: the runtime is shared (Arc) between the backend and the device buffers it hands
+// out, which only call `make_current` (cuCtxSetCurrent of the retained primary context on
+// the calling thread: thread-safe) and, with the last reference, destroy it. Deserializing
+// happens only while the backend opens, before anything is shared.
+unsafe impl Send for Runtime {}
+// SAFETY: as above.
+unsafe impl Sync for Runtime {}
+
+/// Device buffers that may outlive the backend (device output tensors, uploaded constant
+/// inputs): freed with the backend's CUDA context current.
+struct DeviceHold {
+    buffers: Vec<DeviceBuffer>,
+    runtime: Arc<Runtime>,
+}
+
+impl DeviceHold {
+    fn new(bytes: &[usize], runtime: &Arc<Runtime>) -> Result<Self, ShimError> {
+        Ok(DeviceHold {
+            buffers: bytes
+                .iter()
+                .map(|&n| DeviceBuffer::new(n))
+                .collect::<Result<_, _>>()?,
+            runtime: runtime.clone(),
+        })
+    }
+}
+
+impl Drop for DeviceHold {
+    fn drop(&mut self) {
+        // cuMemFree needs a current context; the last holder may be any thread.
+        let _ = self.runtime.make_current();
+        self.buffers.clear();
     }
 }
 
@@ -205,9 +250,57 @@ impl Drop for Engine {
 /// One set of I/O buffers, sized for the max batch.
 struct BufferSet {
     inputs: Vec<DeviceBuffer>,
-    outputs: Vec<DeviceBuffer>,
+    /// Shared with the device output tensors handed out (free again when unique).
+    outputs: Arc<DeviceHold>,
+    /// Download targets (host outputs only).
     host: Vec<PinnedBuffer>,
     done: Event,
+}
+
+impl BufferSet {
+    fn new(
+        input_bytes: &[usize],
+        output_bytes: &[usize],
+        host_outputs: bool,
+        runtime: &Arc<Runtime>,
+        stream: &Stream,
+    ) -> Result<Self, ShimError> {
+        let set = BufferSet {
+            inputs: input_bytes
+                .iter()
+                .map(|&n| DeviceBuffer::new(n))
+                .collect::<Result<_, _>>()?,
+            outputs: Arc::new(DeviceHold::new(output_bytes, runtime)?),
+            host: if host_outputs {
+                output_bytes
+                    .iter()
+                    .map(|&n| PinnedBuffer::new(n))
+                    .collect::<Result<_, _>>()?
+            } else {
+                Vec::new()
+            },
+            done: Event::new()?,
+        };
+        for b in &set.inputs {
+            b.zero_async(stream)?;
+        }
+        Ok(set)
+    }
+
+    /// Whether no device tensor handed out still points at this set's outputs.
+    fn is_free(&self) -> bool {
+        Arc::strong_count(&self.outputs) == 1
+    }
+}
+
+/// The set the next call uses: the first free one from `next` on (round robin), else a new
+/// one when fewer than [`MAX_SETS`] exist (`None` = all held and no room).
+fn pick_set(free: &[bool], next: usize) -> Option<Result<usize, ()>> {
+    let n = free.len();
+    if let Some(k) = (0..n).map(|k| (next + k) % n.max(1)).find(|&k| free[k]) {
+        return Some(Ok(k));
+    }
+    (n < MAX_SETS).then_some(Err(()))
 }
 
 enum ModelKind {
@@ -240,7 +333,7 @@ pub struct TrtBackend {
     sets: Vec<BufferSet>,
     stream: Stream,
     engine: Engine,
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
     inputs: Vec<IoTensor>,
     outputs: Vec<IoTensor>,
     input_specs: Vec<TensorSpec>,
@@ -251,6 +344,9 @@ pub struct TrtBackend {
     bound_shapes: Vec<Vec<i64>>,
     cuda_graph: bool,
     output_pools: Vec<HostTensorPool>,
+    outputs_on_device: bool,
+    input_bytes: Vec<usize>,
+    output_bytes: Vec<usize>,
 }
 
 // SAFETY: the raw TensorRT/CUDA handles are owned exclusively by this value and are only
@@ -307,11 +403,11 @@ impl TrtBackend {
             ModelKind::Engine => load_engine_file(&runtime, model, &gpu, &trt_version)?,
             ModelKind::Onnx => load_or_build(&runtime, opts, trt, &gpu, &trt_version)?,
         };
-        Self::from_engine(runtime, engine, opts, trt)
+        Self::from_engine(Arc::new(runtime), engine, opts, trt)
     }
 
     fn from_engine(
-        runtime: Runtime,
+        runtime: Arc<Runtime>,
         mut engine: Engine,
         opts: &BackendOptions,
         trt: &TrtOptions,
@@ -370,37 +466,20 @@ impl TrtBackend {
         }
 
         let stream = Stream::new().map_err(runtime_error)?;
-        let mut sets = Vec::with_capacity(2);
+        let host_outputs = !opts.outputs_on_device;
+        let mut sets = Vec::with_capacity(MAX_SETS);
         for _ in 0..2 {
-            let set = BufferSet {
-                inputs: input_bytes
-                    .iter()
-                    .map(|&n| DeviceBuffer::new(n))
-                    .collect::<Result<_, _>>()
+            sets.push(
+                BufferSet::new(&input_bytes, &output_bytes, host_outputs, &runtime, &stream)
                     .map_err(runtime_error)?,
-                outputs: output_bytes
-                    .iter()
-                    .map(|&n| DeviceBuffer::new(n))
-                    .collect::<Result<_, _>>()
-                    .map_err(runtime_error)?,
-                host: output_bytes
-                    .iter()
-                    .map(|&n| PinnedBuffer::new(n))
-                    .collect::<Result<_, _>>()
-                    .map_err(runtime_error)?,
-                done: Event::new().map_err(runtime_error)?,
-            };
-            for b in &set.inputs {
-                b.zero_async(&stream).map_err(runtime_error)?;
-            }
-            sets.push(set);
+            );
         }
 
         // Warm-up at full batch on set 0 (first-run kernels, lazy allocations).
         for (t, buf) in inputs.iter().zip(&sets[0].inputs) {
             engine.set_address(t, buf.ptr())?;
         }
-        for (t, buf) in outputs.iter().zip(&sets[0].outputs) {
+        for (t, buf) in outputs.iter().zip(&sets[0].outputs.buffers) {
             engine.set_address(t, buf.ptr())?;
         }
         for _ in 0..trt.warmup_runs {
@@ -413,9 +492,10 @@ impl TrtBackend {
         let describe = |v: &[IoTensor]| v.iter().map(|t| t.spec.describe()).collect::<Vec<_>>().join("; ");
         gst::info!(
             CAT,
-            "engine ready: inputs [{}], outputs [{}], batch {} (engine max {}, {}), cuda graphs {}",
+            "engine ready: inputs [{}], outputs [{}] on the {}, batch {} (engine max {}, {}), cuda graphs {}",
             describe(&inputs),
             describe(&outputs),
+            if host_outputs { "host" } else { "device" },
             max_batch,
             layout.engine_max,
             if layout.dynamic {
@@ -442,7 +522,44 @@ impl TrtBackend {
             next_set: 0,
             bound_shapes,
             cuda_graph: trt.cuda_graph,
+            outputs_on_device: !host_outputs,
+            input_bytes,
+            output_bytes,
         })
+    }
+
+    /// The buffer set of the next call (see [`pick_set`]); allocates one when every set
+    /// is still held by device tensors downstream.
+    fn acquire_set(&mut self) -> Result<usize, BackendError> {
+        let free: Vec<bool> = self.sets.iter().map(BufferSet::is_free).collect();
+        match pick_set(&free, self.next_set) {
+            Some(Ok(k)) => {
+                self.next_set = (k + 1) % self.sets.len();
+                Ok(k)
+            }
+            Some(Err(())) => {
+                let set = BufferSet::new(
+                    &self.input_bytes,
+                    &self.output_bytes,
+                    !self.outputs_on_device,
+                    &self.runtime,
+                    &self.stream,
+                )
+                .map_err(runtime_error)?;
+                self.sets.push(set);
+                gst::debug!(
+                    CAT,
+                    "{} buffer sets (device outputs held downstream)",
+                    self.sets.len()
+                );
+                self.next_set = 0;
+                Ok(self.sets.len() - 1)
+            }
+            None => Err(BackendError::Runtime(format!(
+                "all {MAX_SETS} output buffer sets are still held downstream (device output tensors \
+                 not released): downstream keeps too many batches"
+            ))),
+        }
     }
 
     /// Runs the bound work: replays a captured CUDA graph when enabled, else `enqueueV3`.
@@ -694,6 +811,32 @@ impl InferenceBackend for TrtBackend {
         Some(self.max_batch)
     }
 
+    fn outputs_on_device(&self) -> bool {
+        self.outputs_on_device
+    }
+
+    fn upload(&mut self, t: &Tensor) -> Result<Tensor, BackendError> {
+        let Some(bytes) = t.host_bytes() else {
+            return Ok(t.clone());
+        };
+        self.runtime.make_current().map_err(runtime_error)?;
+        let hold = DeviceHold::new(&[bytes.len().max(1)], &self.runtime).map_err(runtime_error)?;
+        let buf = &hold.buffers[0];
+        buf.upload_async(bytes, &self.stream).map_err(runtime_error)?;
+        // `bytes` must stay readable until the copy is done.
+        self.stream.sync().map_err(runtime_error)?;
+        Ok(Tensor {
+            name: t.name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            storage: TensorStorage::Device {
+                ptr: buf.ptr(),
+                len: bytes.len(),
+                keepalive: Arc::new(hold),
+            },
+        })
+    }
+
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
         let (batch, tensors) = io::match_inputs(&self.inputs, inputs, self.max_batch)?;
         self.runtime.make_current().map_err(runtime_error)?;
@@ -702,8 +845,7 @@ impl InferenceBackend for TrtBackend {
         } else {
             self.layout.engine_max
         };
-        let set_idx = self.next_set;
-        self.next_set = (self.next_set + 1) % self.sets.len();
+        let set_idx = self.acquire_set()?;
 
         // Inputs: real shapes, zero-copy device pointers or one upload into the pooled buffer.
         let mut graph_key = vec![set_idx as i64];
@@ -750,23 +892,26 @@ impl InferenceBackend for TrtBackend {
         for (j, t) in self.outputs.iter().enumerate() {
             let shape = self.engine.shape(t).map_err(runtime_error)?;
             let bytes = byte_len(&shape, t);
-            if shape.iter().any(|&d| d < 0) || bytes > self.sets[set_idx].outputs[j].len() {
+            if shape.iter().any(|&d| d < 0) || bytes > self.sets[set_idx].outputs.buffers[j].len() {
                 return Err(BackendError::Runtime(format!(
                     "output '{}' has shape {:?}, which does not fit the buffers sized at open",
                     t.spec.name, shape
                 )));
             }
-            self.engine.set_address(t, self.sets[set_idx].outputs[j].ptr())?;
+            self.engine
+                .set_address(t, self.sets[set_idx].outputs.buffers[j].ptr())?;
             out_shapes.push((shape, bytes));
         }
 
         self.run(graph_key)?;
 
-        // One download per output, one event wait per batch.
+        // Host outputs: one download per output; either way one event wait per batch.
         let set = &mut self.sets[set_idx];
-        for ((host, dev), (_, bytes)) in set.host.iter_mut().zip(&set.outputs).zip(&out_shapes) {
-            host.download_async(dev.ptr(), *bytes, &self.stream)
-                .map_err(runtime_error)?;
+        if !self.outputs_on_device {
+            for ((host, dev), (_, bytes)) in set.host.iter_mut().zip(&set.outputs.buffers).zip(&out_shapes) {
+                host.download_async(dev.ptr(), *bytes, &self.stream)
+                    .map_err(runtime_error)?;
+            }
         }
         set.done.record(&self.stream).map_err(runtime_error)?;
         set.done.sync().map_err(runtime_error)?;
@@ -780,9 +925,22 @@ impl InferenceBackend for TrtBackend {
                 len = bytes / run_batch * batch;
                 shape[0] = batch;
             }
-            let mut out = self.output_pools[j].acquire(len);
-            out.as_mut_slice().copy_from_slice(set.host[j].bytes(len));
-            result.push(Tensor::host(t.spec.name.clone(), t.spec.dtype, shape, out));
+            if self.outputs_on_device {
+                result.push(Tensor {
+                    name: t.spec.name.clone(),
+                    dtype: t.spec.dtype,
+                    shape,
+                    storage: TensorStorage::Device {
+                        ptr: set.outputs.buffers[j].ptr(),
+                        len,
+                        keepalive: set.outputs.clone(),
+                    },
+                });
+            } else {
+                let mut out = self.output_pools[j].acquire(len);
+                out.as_mut_slice().copy_from_slice(set.host[j].bytes(len));
+                result.push(Tensor::host(t.spec.name.clone(), t.spec.dtype, shape, out));
+            }
         }
         Ok(result)
     }
@@ -851,6 +1009,20 @@ mod tests {
             "nothing written when TensorRT is missing"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn buffer_sets_are_reused_round_robin_and_grow_when_held() {
+        // All free: round robin from `next`.
+        assert_eq!(pick_set(&[true, true], 0), Some(Ok(0)));
+        assert_eq!(pick_set(&[true, true], 1), Some(Ok(1)));
+        // The next set is still held downstream: the other one.
+        assert_eq!(pick_set(&[true, false], 1), Some(Ok(0)));
+        assert_eq!(pick_set(&[false, false, true], 0), Some(Ok(2)));
+        // All held: grow while below the limit, then refuse.
+        assert_eq!(pick_set(&[false, false], 0), Some(Err(())));
+        assert_eq!(pick_set(&[false; MAX_SETS], 3), None);
+        assert_eq!(pick_set(&[], 0), Some(Err(())));
     }
 
     #[test]
