@@ -255,6 +255,10 @@ fn gpu_matches_cpu_for_every_format() {
         let name = format!("{name} x{px}");
         let mut pre = CudaPreprocessor::new(&ctx, &cfg, frames.len()).expect("preprocessor");
         pre.set_pixels_per_thread(px).expect("kernel variant");
+        if px == 8 {
+            // Another thread block too (the result must not depend on it).
+            pre.set_block(64, 2).expect("block");
+        }
         let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
         let transforms: Vec<_> = frames.iter().map(|f| cfg.transform(f.width, f.height)).collect();
         let t0 = Instant::now();
@@ -752,18 +756,33 @@ fn timing_8x1080p_nv12_to_640_f16() {
         times.sort_by(f64::total_cmp);
         (times[times.len() / 2], times[0], pipelined_us)
     };
+    let default_block = pre.block();
+    assert!(
+        pre.set_block(48, 4).is_err(),
+        "x must be a multiple of the warp size"
+    );
+    assert!(pre.set_block(64, 8).is_err(), "at most 256 threads");
     let mut variants = serde_json::Map::new();
     let mut chosen = None;
+    let blocks = [default_block, (64, 4), (128, 2), (32, 4), (64, 2)];
     for px in [1u32, 2, 4, 8] {
         pre.set_pixels_per_thread(px).expect("variant");
-        let (median, min, pipelined) = time(&mut pre);
-        variants.insert(
-            format!("x{px}"),
-            serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
-        );
-        if px == default_px {
-            chosen = Some((median, min, pipelined));
+        for (i, &(bx, by)) in blocks.iter().enumerate() {
+            // Every block shape for the default pixels per thread, the default block else.
+            if i > 0 && px != default_px {
+                continue;
+            }
+            pre.set_block(bx, by).expect("block");
+            let (median, min, pipelined) = time(&mut pre);
+            variants.insert(
+                format!("x{px}-block{bx}x{by}"),
+                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
+            );
+            if px == default_px && (bx, by) == default_block {
+                chosen = Some((median, min, pipelined));
+            }
         }
+        pre.set_block(default_block.0, default_block.1).expect("block");
     }
     let (median_us, min_us, pipelined_us) = chosen.expect("the default variant was timed");
 
@@ -824,6 +843,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
         "arch": pre.arch(),
         "case": "8x NV12 1920x1080 -> [8,3,640,640] f16 letterbox",
         "pixels_per_thread": default_px,
+        "block": [default_block.0, default_block.1],
         "variants": variants,
         "kernel_us_median": median_us,
         "kernel_us_min": min_us,

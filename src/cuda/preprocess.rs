@@ -50,8 +50,10 @@ pub const INLINE_FRAMES: usize = 32;
 /// widths take the one-pixel kernel.
 pub const DEFAULT_PIXELS_PER_THREAD: u32 = 4;
 const KERNEL_FILE: &str = "preprocess.cu";
+/// Default thread block: 32 x 8 threads (the kernel is built for at most 256).
 const BLOCK_X: u32 = 32;
 const BLOCK_Y: u32 = 8;
+const MAX_BLOCK_THREADS: u32 = 256;
 /// Output buffers allocated up front.
 pub const INITIAL_POOL: usize = 3;
 /// Output buffers at most (more only while downstream holds many tensors at once).
@@ -304,6 +306,7 @@ pub struct CudaPreprocessor {
     kernel: Kernel,
     kernel_inline: Kernel,
     pixels_per_thread: u32,
+    block: (u32, u32),
     ptx: Arc<Vec<u8>>,
     pool: Arc<Pool>,
     ctx: DeviceContext,
@@ -383,6 +386,7 @@ impl CudaPreprocessor {
             kernel,
             kernel_inline,
             pixels_per_thread,
+            block: (BLOCK_X, BLOCK_Y),
             ptx,
             pool: Arc::new(Pool {
                 free: Mutex::new(free),
@@ -436,6 +440,23 @@ impl CudaPreprocessor {
         self.kernel = Kernel::load(&self.ctx, &self.ptx, name)?;
         self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, name_inline)?;
         self.pixels_per_thread = px;
+        Ok(())
+    }
+
+    /// Threads per block of the launches, `(x, y)`.
+    pub fn block(&self) -> (u32, u32) {
+        self.block
+    }
+
+    /// Sets the thread block of the launches (`x * y` at most 256, `x` a multiple of 32, the
+    /// warp size). The result is the same; the speed differs (the benchmarks compare them).
+    pub fn set_block(&mut self, x: u32, y: u32) -> Result<(), CudaError> {
+        if x == 0 || y == 0 || !x.is_multiple_of(32) || x * y > MAX_BLOCK_THREADS {
+            return Err(CudaError::InvalidInput(format!(
+                "a {x}x{y} thread block: x must be a multiple of 32 and x * y at most {MAX_BLOCK_THREADS}"
+            )));
+        }
+        self.block = (x, y);
         Ok(())
     }
 
@@ -631,15 +652,15 @@ impl CudaPreprocessor {
             (&mut norm as *mut NormParams).cast(),
         ];
         let grid = (
-            self.cfg.width.div_ceil(BLOCK_X * self.pixels_per_thread),
-            self.cfg.height.div_ceil(BLOCK_Y),
+            self.cfg.width.div_ceil(self.block.0 * self.pixels_per_thread),
+            self.cfg.height.div_ceil(self.block.1),
             n.max(1) as u32,
         );
         // SAFETY: the argument list matches the kernel's signature (the frame parameters
         // by device pointer or by value, the output pointer, NormParams by value, same
         // #[repr(C)] layouts); the output holds n rows; the frames' planes are valid per
         // CudaFrame's contract. The kernel only reads the inline parameters.
-        unsafe { kernel.launch(grid, (BLOCK_X, BLOCK_Y, 1), stream, &mut args) }?;
+        unsafe { kernel.launch(grid, (self.block.0, self.block.1, 1), stream, &mut args) }?;
         // SAFETY: the preprocessor's own live stream, same context as the event.
         unsafe { slot.event.record(stream) }?;
         Ok(lease)
