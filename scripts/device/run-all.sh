@@ -216,7 +216,40 @@ fi
 # The YOLO11n/-seg architectures (random weights) are generated here: too large to carry.
 step yolo11_models 60 python3 engines/yolo11.py --out .device-build/engines/models --no-fp16
 infer_bench() {
-  cd .device-build && ./trtvision-infer-bench --model engines/shapes-yolo-seg.toml \
+  cd .device-build
+  # What NVML counts on PCIe with no copy at all (idle, kernel launches, cross-stream waits).
+  ./trtvision-infer-bench --pcie-probe 3 > "$W/pcie-probe.jsonl" || true
+  cat "$W/pcie-probe.jsonl"
+  python3 - "$W/pcie-probe.jsonl" "$RES/$DEV-pcie-probe-$DATE.json" <<'PY' || true
+import json, os, sys
+line = json.loads(open(sys.argv[1]).readline())
+l, x, idle = line["launches"], line["cross_stream"], line["idle"]
+rec = {
+    "device": line.get("device") or "unknown",
+    "date": os.environ.get("TRTV_DATE"),
+    "commit": os.environ.get("TRTV_COMMIT", "unknown"),
+    "commit_dirty": os.environ.get("TRTV_COMMIT_DIRTY") == "1",
+    "what": "pcie-probe",
+    "pipeline": "trtvision-infer-bench --pcie-probe 3: " + line["what"],
+    "cameras": 1, "width": 64, "height": 64, "batch_size": 1,
+    "model": "none (preprocessing kernel launches only)",
+    "backend": "cuda-nvrtc-kernel",
+    "frames": l["count"],
+    "fps_total": l["per_s"], "fps_per_camera": l["per_s"],
+    "latency_ms": None, "cpu_cores": None, "rss_mib": None, "vram_mib": None,
+    "h2d_bytes_per_frame": l["h2d_bytes_per_launch_above_idle"],
+    "d2h_bytes_per_frame": l["d2h_bytes_per_launch_above_idle"],
+    "frame_meaning": "one kernel launch (no copy): NVML bytes above the idle rate per launch",
+    "reference": {"name": "idle (nothing running)", "fps_total": None,
+                  "h2d_bytes_per_s": idle["h2d_bytes_per_s"], "d2h_bytes_per_s": idle["d2h_bytes_per_s"]},
+    "ratio": None,
+    "cross_stream": x,
+    "raw": line,
+}
+open(sys.argv[2], "w").write(json.dumps(rec, indent=1) + "\n")
+print("wrote", sys.argv[2])
+PY
+  ./trtvision-infer-bench --model engines/shapes-yolo-seg.toml \
     --batches 1,2,4,8,16 --warmup 10 --iters 50 --out-dir "$RES" --require-cuda || return 1
   for m in yolo11n-seg yolo11n; do
     [ -f engines/models/$m.onnx ] || continue
@@ -225,7 +258,7 @@ infer_bench() {
   done
 }
 export -f infer_bench
-export RES
+export RES W DEV DATE
 [ -n "${SKIP_INFER:-}" ] || step infer_bench 200 bash -c infer_bench
 sed -n '/--- summary ---/,$p' "$LOGS/infer_bench.log" | cut -c1-200
 

@@ -52,6 +52,10 @@ usage: trtvision-infer-bench [options]
   --file-tag TAG           name the files <device>-infer-batch-<N>-TAG-<date>.json (several models)
   --device-name STR        override the device name (default: nvidia-smi/NVML name, or cpu)
   --require-cuda           exit 3 when the CUDA provider cannot run
+  --pcie-probe S           only measure what NVML counts on PCIe with no copy at all: S seconds idle,
+                           then S seconds of back-to-back kernel launches (one tiny preprocessing
+                           launch each, parameters inside the launch); prints one JSON line with
+                           bytes per second idle and bytes per launch (cargo feature cuda)
 ";
 
 fn die(msg: &str) -> ! {
@@ -76,6 +80,8 @@ struct Opts {
     file_tag: Option<String>,
     device_name: Option<String>,
     require_cuda: bool,
+    /// Seconds of each `--pcie-probe` phase (0 = no probe).
+    pcie_probe_s: u64,
 }
 
 fn parse_args() -> Opts {
@@ -95,6 +101,7 @@ fn parse_args() -> Opts {
         file_tag: None,
         device_name: None,
         require_cuda: false,
+        pcie_probe_s: 0,
     };
     let mut cli = cli::Cli::from_env(die);
     while let Some(a) = cli.next_opt() {
@@ -133,6 +140,7 @@ fn parse_args() -> Opts {
             "--file-tag" => o.file_tag = Some(cli.value(&a)),
             "--device-name" => o.device_name = Some(cli.value(&a)),
             "--require-cuda" => o.require_cuda = true,
+            "--pcie-probe" => o.pcie_probe_s = cli.num(&a),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -434,8 +442,145 @@ struct CudaRun {
     device_input_pass: bool,
 }
 
+/// `--pcie-probe`: NVML's PCIe counters with nothing running, then with kernel launches
+/// only (no copy): how many bytes the driver's own command traffic puts on the bus per
+/// launch, to tell it apart from data in the pipeline measurements.
+#[cfg(feature = "cuda")]
+fn pcie_probe(o: &Opts) -> Result<Value, String> {
+    use gsttrtvision::config::PreprocessConfig;
+    use gsttrtvision::cuda::{CudaFrame, CudaPreprocessor, DeviceBuffer, DeviceContext, Event};
+    use gsttrtvision::tensor::DType;
+    let nvml = gpumon::Nvml::open(o.device_id.max(0) as u32)?;
+    let ctx = DeviceContext::primary(o.device_id).map_err(|e| e.to_string())?;
+    let (w, h) = (64u32, 64u32);
+    let frame_mem = DeviceBuffer::new(&ctx, (w * h * 3 / 2) as usize).map_err(|e| e.to_string())?;
+    frame_mem
+        .copy_from_host(&vec![128u8; (w * h * 3 / 2) as usize])
+        .map_err(|e| e.to_string())?;
+    // SAFETY: both planes lie in the live allocation above (Y 64x64, UV 64x32).
+    let frame = unsafe {
+        CudaFrame::from_raw(
+            gst_video::VideoFormat::Nv12,
+            w,
+            h,
+            &[frame_mem.ptr(), frame_mem.ptr() + (w * h) as u64],
+            &[w as usize, w as usize],
+        )
+    }
+    .map_err(|e| e.to_string())?;
+    let cfg = PreprocessConfig {
+        width: 64,
+        height: 64,
+        dtype: DType::F16,
+        ..Default::default()
+    };
+    let mut pre = CudaPreprocessor::new(&ctx, &cfg, 1).map_err(|e| e.to_string())?;
+    // A second stream for the cross-stream phase: each launch waits on the other stream's
+    // last launch (cuStreamWaitEvent), as the pipeline's elements wait on each other.
+    let mut other = CudaPreprocessor::new(&ctx, &cfg, 1).map_err(|e| e.to_string())?;
+    let (ev_a, ev_b) = (
+        Event::new(&ctx, false).map_err(|e| e.to_string())?,
+        Event::new(&ctx, false).map_err(|e| e.to_string())?,
+    );
+    let transform = [cfg.transform(w, h)];
+    let frames = [frame];
+    let secs = o.pcie_probe_s as f64;
+    let t0 = Instant::now();
+    #[derive(PartialEq)]
+    enum Phase {
+        Idle,
+        Launches,
+        CrossStream,
+    }
+    let mut phase = |what: Phase, pre: &mut CudaPreprocessor| -> Result<(f64, f64, u64, usize), String> {
+        let sampler = gpumon::GpuSampler::start(Some(nvml.clone()), t0, true, 0)
+            .ok_or("NVML sampling did not start")?;
+        let a = t0.elapsed().as_nanos() as u64;
+        let start = Instant::now();
+        let mut launches = 0u64;
+        let err = |e: gsttrtvision::cuda::CudaError| e.to_string();
+        while start.elapsed().as_secs_f64() < secs {
+            match what {
+                Phase::Idle => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Phase::Launches => {
+                    for _ in 0..64 {
+                        drop(pre.run(&frames, &transform).map_err(err)?);
+                        launches += 1;
+                    }
+                    pre.synchronize().map_err(err)?;
+                }
+                Phase::CrossStream => {
+                    for _ in 0..32 {
+                        // SAFETY: live streams of `ctx`, events of `ctx`.
+                        unsafe {
+                            ev_b.wait_on(pre.stream()).map_err(err)?;
+                            drop(pre.run(&frames, &transform).map_err(err)?);
+                            ev_a.record(pre.stream()).map_err(err)?;
+                            ev_a.wait_on(other.stream()).map_err(err)?;
+                            drop(other.run(&frames, &transform).map_err(err)?);
+                            ev_b.record(other.stream()).map_err(err)?;
+                        }
+                        launches += 2;
+                    }
+                    other.synchronize().map_err(err)?;
+                }
+            }
+        }
+        let z = t0.elapsed().as_nanos() as u64;
+        let samples = sampler.finish();
+        let rx = gpumon::integrate(&samples, a, z, |s| s.h2d_bps).unwrap_or(f64::NAN);
+        let tx = gpumon::integrate(&samples, a, z, |s| s.d2h_bps).unwrap_or(f64::NAN);
+        Ok((rx, tx, launches, gpumon::count_in(&samples, a, z, |s| s.h2d_bps)))
+    };
+    let (idle_rx, idle_tx, _, idle_n) = phase(Phase::Idle, &mut pre)?;
+    let (rx, tx, launches, n) = phase(Phase::Launches, &mut pre)?;
+    let (xrx, xtx, xlaunches, xn) = phase(Phase::CrossStream, &mut pre)?;
+    let per = |total: f64, idle: f64, count: u64| (total - idle) / count.max(1) as f64;
+    let per_launch = |total: f64, idle: f64| per(total, idle, launches);
+    Ok(json!({
+        "probe": "pcie",
+        "device": gpumon::gpu_name(Some(&nvml)),
+        "seconds_per_phase": secs,
+        "idle": {"h2d_bytes_per_s": round(idle_rx / secs, 0), "d2h_bytes_per_s": round(idle_tx / secs, 0), "samples": idle_n},
+        "launches": {
+            "count": launches,
+            "per_s": round(launches as f64 / secs, 0),
+            "h2d_bytes_per_s": round(rx / secs, 0),
+            "d2h_bytes_per_s": round(tx / secs, 0),
+            "h2d_bytes_per_launch_above_idle": round(per_launch(rx, idle_rx), 1),
+            "d2h_bytes_per_launch_above_idle": round(per_launch(tx, idle_tx), 1),
+            "samples": n,
+        },
+        "cross_stream": {
+            "launches": xlaunches,
+            "per_s": round(xlaunches as f64 / secs, 0),
+            "h2d_bytes_per_s": round(xrx / secs, 0),
+            "d2h_bytes_per_s": round(xtx / secs, 0),
+            "h2d_bytes_per_launch_above_idle": round(per(xrx, idle_rx, xlaunches), 1),
+            "d2h_bytes_per_launch_above_idle": round(per(xtx, idle_tx, xlaunches), 1),
+            "samples": xn,
+            "what": "the same launches alternating between two streams, each waiting on the other's last launch (cuStreamWaitEvent)",
+        },
+        "what": "each launch: trtpreprocess's kernel on one 64x64 NV12 frame (3 KiB of parameters inside the launch, no copy), an event record; 64 launches then one stream synchronize",
+    }))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn pcie_probe(_o: &Opts) -> Result<Value, String> {
+    Err("this binary was built without the cargo feature `cuda`".into())
+}
+
 fn main() {
     let o = parse_args();
+    if o.pcie_probe_s > 0 {
+        match pcie_probe(&o) {
+            Ok(v) => {
+                println!("{v}");
+                return;
+            }
+            Err(e) => die(&format!("--pcie-probe: {e}")),
+        }
+    }
     let argv: Vec<String> = std::env::args().collect();
     let cmdline = argv.join(" ");
     let t0 = Instant::now();
