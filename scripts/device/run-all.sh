@@ -7,7 +7,10 @@
 # TRTV_BUDGET_S seconds (default 500, the call's limit is 600). At the end $OUT holds:
 #   results.tar.gz  every result JSON (flat)      logs.tar.gz  one log per step
 #   frames.tar.gz   evidence PNGs (640x360)       summary.txt  the table printed last
-# Environment knobs: PIPE_TIMEOUT (s per pipeline), TRTV_DECODER_ARGS (default --nvdec), FRAMES (per camera, default 600), TRTV_BUDGET_S, SKIP="step names",
+# Environment knobs: PIPE_TIMEOUT (s per pipeline), TRTV_DECODER_ARGS (default --nvdec),
+# FRAMES (per camera, default 240), TRTV_BUDGET_S, SKIP="step names" (e.g. "device_cuda
+# device_tiler baseline"), SKIP_INFER, SKIP_PROMPTSEG, SKIP_BENCH, SKIP_LONG (the 20 s
+# unpaced runs), SKIP_MULTI, SKIP_RECORD, SKIP_FRAMES, DRIFT_S (the drift run, own call),
 # TRTV_LOCAL_TEST=1 (dry run on a machine without the bundle: use the system GStreamer).
 set +e
 START=$(date +%s)
