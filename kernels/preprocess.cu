@@ -119,9 +119,8 @@ __device__ __forceinline__ Rows make_rows(const FrameParams& p, int y) {
     return r;
 }
 
-// RGB (0..255 floats, before normalisation) of output column x, rows `r`.
-__device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, int x, float rgb[3]) {
-    const Tap tx = make_tap(source_coord(x, p.pad_x, p.scale_x), p.width);
+// RGB (0..255 floats, before normalisation) at column taps `tx`, rows `r`.
+__device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, const Tap& tx, float rgb[3]) {
     const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
     const float wy0 = r.wy0, wy1 = r.wy1;
     if (p.kind == KIND_PACKED4) {
@@ -224,17 +223,37 @@ __device__ __forceinline__ void store_f32(float* o, size_t idx, const float* v) 
     }
 }
 
+// Columns of one block at most (blockDim.x * PX): the host keeps blocks within it.
+#define MAX_BLOCK_COLUMNS 1024
+
 template <int PX>
 __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __restrict__ out,
                                            const NormParams& n) {
-    const int x = (blockIdx.x * blockDim.x + threadIdx.x) * PX;
-    const int y = blockIdx.y * blockDim.y + threadIdx.y;
     const int f = blockIdx.z;
-    // PX > 1 only for widths that are a multiple of PX: all PX pixels are in the row.
-    if (x >= n.out_w || y >= n.out_h || f >= n.frames) {
-        return;
+    if (f >= n.frames) {
+        return;  // the whole block: before any barrier
     }
     const FrameParams& p = frames[f];
+    // The column taps of the block's columns, computed once per block (they depend on the
+    // column only) instead of once per row: the IEEE division is the costly part.
+    __shared__ int tap_i0[MAX_BLOCK_COLUMNS];
+    __shared__ int tap_i1[MAX_BLOCK_COLUMNS];
+    __shared__ float tap_w1[MAX_BLOCK_COLUMNS];
+    const int col0 = blockIdx.x * blockDim.x * PX;
+    const int cols = blockDim.x * PX;
+    for (int k = threadIdx.y * blockDim.x + threadIdx.x; k < cols; k += blockDim.x * blockDim.y) {
+        const Tap t = make_tap(source_coord(col0 + k, p.pad_x, p.scale_x), p.width);
+        tap_i0[k] = t.i0;
+        tap_i1[k] = t.i1;
+        tap_w1[k] = t.w1;
+    }
+    __syncthreads();
+    const int x = col0 + threadIdx.x * PX;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    // PX > 1 only for widths that are a multiple of PX: all PX pixels are in the row.
+    if (x >= n.out_w || y >= n.out_h) {
+        return;
+    }
     float v[3][PX];
     const bool row_in = y >= p.y0 && y < p.y1;
     if (row_in && x + PX > p.x0 && x < p.x1) {
@@ -243,8 +262,13 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
         for (int k = 0; k < PX; k++) {
             const int xx = x + k;
             if (xx >= p.x0 && xx < p.x1) {
+                const int col = xx - col0;
+                Tap tx;
+                tx.i0 = tap_i0[col];
+                tx.i1 = tap_i1[col];
+                tx.w1 = tap_w1[col];
                 float rgb[3];
-                sample_rgb(p, r, xx, rgb);
+                sample_rgb(p, r, tx, rgb);
 #pragma unroll
                 for (int c = 0; c < 3; c++) {
                     const int s = n.order[c];  // select, not a dynamic index: keeps rgb in registers

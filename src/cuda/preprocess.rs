@@ -54,6 +54,11 @@ const KERNEL_FILE: &str = "preprocess.cu";
 const BLOCK_X: u32 = 32;
 const BLOCK_Y: u32 = 8;
 const MAX_BLOCK_THREADS: u32 = 256;
+/// Output columns of one block at most (threads in x times pixels per thread): the column
+/// taps of a block live in shared memory (`MAX_BLOCK_COLUMNS` in preprocess.cu).
+const MAX_BLOCK_COLUMNS: u32 = 1024;
+// Every pixels-per-thread variant fits the default block.
+const _: () = assert!(BLOCK_X * 8 <= MAX_BLOCK_COLUMNS);
 /// Output buffers allocated up front.
 pub const INITIAL_POOL: usize = 3;
 /// Output buffers at most (more only while downstream holds many tensors at once).
@@ -433,6 +438,12 @@ impl CudaPreprocessor {
                 self.cfg.width
             )));
         }
+        if self.block.0 * px > MAX_BLOCK_COLUMNS {
+            return Err(CudaError::InvalidInput(format!(
+                "{px} pixels per thread with {} threads in x exceed {MAX_BLOCK_COLUMNS} columns per block",
+                self.block.0
+            )));
+        }
         if px == self.pixels_per_thread {
             return Ok(());
         }
@@ -451,9 +462,16 @@ impl CudaPreprocessor {
     /// Sets the thread block of the launches (`x * y` at most 256, `x` a multiple of 32, the
     /// warp size). The result is the same; the speed differs (the benchmarks compare them).
     pub fn set_block(&mut self, x: u32, y: u32) -> Result<(), CudaError> {
-        if x == 0 || y == 0 || !x.is_multiple_of(32) || x * y > MAX_BLOCK_THREADS {
+        if x == 0
+            || y == 0
+            || !x.is_multiple_of(32)
+            || x * y > MAX_BLOCK_THREADS
+            || x * self.pixels_per_thread > MAX_BLOCK_COLUMNS
+        {
             return Err(CudaError::InvalidInput(format!(
-                "a {x}x{y} thread block: x must be a multiple of 32 and x * y at most {MAX_BLOCK_THREADS}"
+                "a {x}x{y} thread block: x must be a multiple of 32, x * y at most {MAX_BLOCK_THREADS} and \
+                 x * {} pixels per thread at most {MAX_BLOCK_COLUMNS}",
+                self.pixels_per_thread
             )));
         }
         self.block = (x, y);
@@ -783,6 +801,7 @@ mod tests {
             );
         }
         assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_FRAMES {INLINE_FRAMES}\n")));
+        assert!(KERNEL_SOURCE.contains(&format!("#define MAX_BLOCK_COLUMNS {MAX_BLOCK_COLUMNS}\n")));
         assert!(640u32.is_multiple_of(DEFAULT_PIXELS_PER_THREAD));
     }
 
