@@ -355,6 +355,7 @@ fn open(
             0
         },
         outputs_on_device: false,
+        exact_arena: false,
     })
     .map_err(|e| e.to_string())
 }
