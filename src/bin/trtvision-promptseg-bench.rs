@@ -10,8 +10,7 @@
 //! * `c`: encoder batch F, then per class the decoder with batch F fed directly by the
 //!   encoder's output tensors, prompts replicated once;
 //! * `seed`: route c as written by hand: prompts rebuilt and uploaded and every decoder
-//!   output (all masks) brought to host memory every round.
-//!
+//!   output (all masks) brought to host memory every round;
 //! * `<route>1` (e.g. `c1`): that route with single-buffered decoder outputs
 //!   (`decoder-buffers=1`: the selection of a decoder call finishes and its outputs are
 //!   released before the next call) instead of two output sets alive at once. Running
@@ -29,7 +28,8 @@
 //! open), steady and peak.
 //!
 //! `results_match`: the detections of each route's first round against those of the
-//! first route run: `equal_bitwise` (scores and boxes by their f32 bits, masks by pixels)
+//! first route run: `equal_bitwise` (scores and boxes by their f32 bits, masks by pixels;
+//! not the masks' GPU addresses, which differ in every engine)
 //! and `within_tolerance` (per frame and class the detections matched greedily by box IoU;
 //! counts equal, nothing unmatched, box IoU >= 0.99, score difference <= 1e-3, mask IoU in
 //! frame pixels >= 0.98 by default), with the worst matched pair. On the CPU the routes are
@@ -38,11 +38,10 @@
 //! kernels (tiling, split-K, convolution and reduction algorithms) per shape, so a row is
 //! summed in another order and an f32 may differ in its last bits, which flips a mask pixel
 //! at the threshold or the order of tied scores. Routes with the same shapes (c, its
-//! single-buffered variant and seed) are expected bit-identical; `repeatable_bitwise` says
-//! whether a route's last timed round equals its first bit for bit, `others` compares each
-//! route with every other one. (Bit equality used to compare the masks' GPU addresses as
-//! well, which differ in every engine: routes with GPU masks never compared equal.) The
-//! exit status is 1 when a route is not within the tolerance.
+//! single-buffered variant and seed, whose masks are selected on the CPU instead of by the
+//! mask kernel) are expected bit-identical; `repeatable_bitwise` says whether a route's
+//! last timed round equals its first bit for bit, `others` compares each route with every
+//! other one. The exit status is 1 when a route is not within the tolerance.
 //!
 //! `--exact-arena` makes ONNX Runtime's CUDA arena grow by exactly what is requested
 //! instead of in doubling steps, so that a VRAM difference shows what a tensor costs.
