@@ -224,6 +224,9 @@ fn parse_args() -> Opts {
     {
         die("--frames, --classes, --rounds, --routes and --frame-size must not be zero or empty");
     }
+    if o.exact_arena && o.backend != BackendKind::OnnxRuntimeCuda {
+        die("--exact-arena applies to the onnxruntime-cuda backend only");
+    }
     for (i, r) in o.routes.iter().enumerate() {
         if o.routes[..i].contains(r) {
             die(&format!("--routes: route {} is named twice", r.name()));
