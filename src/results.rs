@@ -61,6 +61,32 @@ impl FrameMask {
         let i = (fy - self.y) as usize * self.width as usize + (fx - self.x) as usize;
         self.data.get(i).is_some_and(|&v| v >= 128)
     }
+    /// Intersection over union of the set pixels of two masks, in frame pixels; 1 when
+    /// both are empty.
+    pub fn iou(&self, other: &FrameMask) -> f64 {
+        let (x0, y0) = (self.x.min(other.x), self.y.min(other.y));
+        let x1 = (self.x + self.width).max(other.x + other.width);
+        let y1 = (self.y + self.height).max(other.y + other.height);
+        let (mut inter, mut union) = (0u64, 0u64);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let (a, b) = (self.contains(x, y), other.contains(x, y));
+                inter += (a && b) as u64;
+                union += (a || b) as u64;
+            }
+        }
+        if union == 0 {
+            1.0
+        } else {
+            inter as f64 / union as f64
+        }
+    }
+    /// Same rectangle and same bits (the host copy; a device copy holds the same bits by
+    /// construction, its address is not compared).
+    pub fn same_bits(&self, other: &FrameMask) -> bool {
+        (self.x, self.y, self.width, self.height) == (other.x, other.y, other.width, other.height)
+            && self.data == other.data
+    }
 }
 
 /// Where a detection's mask still has to be computed from (set by the parser, consumed

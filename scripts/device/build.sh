@@ -4,7 +4,7 @@
 #   .device-build/libgsttrtvision.so        the plugin, --features cuda (GST_PLUGIN_PATH)
 #   .device-build/trtvision-bench           pipeline benchmark (plugin linked in statically)
 #   .device-build/trtvision-infer-bench     backend benchmark: CPU vs CUDA provider per batch size
-#   .device-build/trtvision-promptseg-bench prompt-segmentation routes a/b/c/seed (SAM3-sized model)
+#   .device-build/trtvision-promptseg-bench prompt-segmentation routes a/b/c/c1/seed (SAM3-sized model)
 #   .device-build/trtvision-launch          gst-launch-1.0 -e that starts file cameras last
 #   .device-build/device_*                  the tests/device_*.rs test binaries (GPU parity and timing)
 #   .device-build/engines/                  model configs, labels, the generated ONNX models and

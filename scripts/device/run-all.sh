@@ -273,14 +273,26 @@ export RES W DEV DATE
 sed -n '/--- summary ---/,$p' "$LOGS/infer_bench.log" | cut -c1-200
 
 # --- 3b. prompt-conditioned segmentation: routes a, b, c and the hand-written seed -----------
+# Routes a, b, c, c with single-buffered decoder outputs (c1) and the seed; results_match
+# in each JSON (bitwise and within tolerance); exit status 1 = beyond the tolerance.
 promptseg_bench() {
   cd .device-build && ./trtvision-promptseg-bench --config engines/promptseg-full.toml \
-    --routes a,b,c,seed --frames 8 --classes 4 --rounds 20 --warmup 3 \
+    --routes a,b,c,c1,seed --frames 8 --classes 4 --rounds 20 --warmup 3 \
     --backend onnxruntime-cuda --out-dir "$RES"
 }
-export -f promptseg_bench
-[ -n "${SKIP_PROMPTSEG:-}" ] || step promptseg_bench 300 bash -c promptseg_bench
-grep -E "^route" "$LOGS/promptseg_bench.log" | cut -c1-200
+# The VRAM cost of double buffering with ONNX Runtime's arena growing by exactly what is
+# requested (route-c[-single-buffer]-exact-arena-*.json, "double_buffering").
+promptseg_arena() {
+  cd .device-build && ./trtvision-promptseg-bench --config engines/promptseg-full.toml \
+    --routes c,c1 --frames 8 --classes 4 --rounds 20 --warmup 3 --exact-arena \
+    --backend onnxruntime-cuda --out-dir "$RES"
+}
+export -f promptseg_bench promptseg_arena
+if [ -z "${SKIP_PROMPTSEG:-}" ]; then
+  step promptseg_bench 300 bash -c promptseg_bench
+  step promptseg_arena 90 bash -c promptseg_arena
+fi
+grep -hE "^(route|match)" "$LOGS/promptseg_bench.log" "$LOGS/promptseg_arena.log" 2>/dev/null | cut -c1-260
 
 # --- 4. eight 1080p30 H.264 files (4:2:0, High) from the synthetic scene ---------------------
 make_files() {

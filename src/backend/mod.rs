@@ -97,6 +97,10 @@ pub struct BackendOptions {
     /// [`TensorStorage::Device`](crate::tensor::TensorStorage) tensors from the backend's
     /// own pooled allocator instead of copying them to the host.
     pub outputs_on_device: bool,
+    /// GPU backends of ONNX Runtime: grow the device memory arena by exactly the size
+    /// requested instead of in doubling steps (ONNX Runtime's default), so that the VRAM
+    /// used shows what the tensors cost. Ignored elsewhere.
+    pub exact_arena: bool,
 }
 
 /// Failure of a backend, always with a sentence a user can act on.

@@ -458,6 +458,16 @@ fn output_on_device(name: &str, value: DynValue) -> Result<Tensor, BackendError>
     })
 }
 
+/// The CUDA execution provider as `opts` ask for it.
+fn cuda_provider(opts: &BackendOptions) -> ep::CUDA {
+    let cuda = ep::CUDA::default().with_device_id(opts.device_id);
+    if opts.exact_arena {
+        cuda.with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested)
+    } else {
+        cuda
+    }
+}
+
 /// Copies one ORT output into a pooled host tensor.
 fn output_to_host(pool: &HostTensorPool, name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
     let (elem, dtype, shape, count, nbytes) = output_layout(name, value)?;
@@ -654,10 +664,7 @@ impl OrtBackend {
             BackendKind::OnnxRuntimeCpu | BackendKind::TensorRt => {}
             BackendKind::OnnxRuntimeCuda => {
                 Self::require_provider::<ep::CUDA>(kind, "CUDA")?;
-                let cuda = ep::CUDA::default()
-                    .with_device_id(opts.device_id)
-                    .build()
-                    .error_on_failure();
+                let cuda = cuda_provider(opts).build().error_on_failure();
                 builder = builder.with_execution_providers([cuda]).map_err(|e| {
                     unavailable(
                         kind,
@@ -721,10 +728,7 @@ impl OrtBackend {
                         trt_max = Some(max);
                     }
                 }
-                let cuda = ep::CUDA::default()
-                    .with_device_id(opts.device_id)
-                    .build()
-                    .error_on_failure();
+                let cuda = cuda_provider(opts).build().error_on_failure();
                 builder = builder
                     .with_execution_providers([trt.build().error_on_failure(), cuda])
                     .map_err(|e| {

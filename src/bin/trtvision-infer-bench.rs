@@ -373,6 +373,7 @@ fn open_with(
             0
         },
         outputs_on_device,
+        exact_arena: false,
     })
     .map_err(|e| e.to_string())
 }

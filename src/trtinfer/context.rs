@@ -47,6 +47,8 @@ pub struct InferSettings {
     pub invalid: Vec<(&'static str, String)>,
     /// Call order of prompt-segmentation configs (ignored by single models).
     pub route: super::promptseg::Route,
+    /// Prompt-segmentation decoder output sets alive at once (1 or 2); `None` = 2.
+    pub decoder_buffers: Option<usize>,
 }
 
 /// What a trtinfer element feeds its model.
@@ -225,6 +227,7 @@ impl InferContext {
             engine_cache_dir: s.engine_cache_dir.clone(),
             threads: s.threads,
             outputs_on_device: device_outputs(kind, parser),
+            exact_arena: false,
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.

@@ -168,8 +168,16 @@ impl ObjectImpl for TrtInfer {
                     .build(),
                 glib::ParamSpecString::builder("route")
                     .nick("Prompt-segmentation route")
-                    .blurb("Call order of prompt-segmentation configs: c = encoder once per batch, then the decoder once per class with all frames (fastest); b = encoder once, decoder per frame with all classes; a = per frame, encoder then decoder with all classes. Results are identical")
+                    .blurb("Call order of prompt-segmentation configs: c = encoder once per batch, then the decoder once per class with all frames (fastest); b = encoder once, decoder per frame with all classes; a = per frame, encoder then decoder with all classes. Results are identical on the CPU; on a GPU each route's batch sizes pick their own kernels, so scores and mask pixels may differ in the last bits")
                     .default_value(Some("c"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("decoder-buffers")
+                    .nick("Decoder output buffers")
+                    .blurb("Prompt-segmentation configs: decoder output sets alive at once. 2 = the selection of one decoder call overlaps the next call (faster, one more output set in memory: batch x queries x mask size); 1 = each selection finishes before the next call")
+                    .minimum(1)
+                    .maximum(2)
+                    .default_value(2)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("d2h-bytes")
@@ -267,6 +275,9 @@ impl ObjectImpl for TrtInfer {
                     }
                 }
             }
+            "decoder-buffers" => {
+                s.decoder_buffers = Some(value.get::<u32>().expect("type checked upstream") as usize)
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -301,6 +312,7 @@ impl ObjectImpl for TrtInfer {
             "min-object-size" => s.objects.min_size.to_value(),
             "max-objects-per-batch" => (s.objects.max_objects as u32).to_value(),
             "route" => s.route.name().to_value(),
+            "decoder-buffers" => (s.decoder_buffers.unwrap_or(2) as u32).to_value(),
             "d2h-bytes" => match self.context.lock().unwrap().as_ref() {
                 Some(Loaded::PromptSeg(p)) => p.engine.totals().d2h_bytes,
                 _ => 0,
@@ -388,10 +400,11 @@ impl BaseTransformImpl for TrtInfer {
             gst::info!(
                 CAT,
                 imp = self,
-                "prompt segmentation '{}': {} classes, route {}, on {}",
+                "prompt segmentation '{}': {} classes, route {}, {} decoder output buffer(s), on {}",
                 p.engine.model,
                 p.engine.config.classes.len(),
                 p.route.name(),
+                p.engine.decoder_buffers(),
                 p.engine.backend_name()
             );
             Loaded::PromptSeg(Box::new(p))

@@ -30,23 +30,7 @@ pub struct Seen {
 }
 
 pub fn mask_iou(a: &FrameMask, b: &FrameMask) -> f64 {
-    let x0 = a.x.min(b.x);
-    let y0 = a.y.min(b.y);
-    let x1 = (a.x + a.width).max(b.x + b.width);
-    let y1 = (a.y + a.height).max(b.y + b.height);
-    let (mut inter, mut union) = (0u64, 0u64);
-    for y in y0..y1 {
-        for x in x0..x1 {
-            let (ia, ib) = (a.contains(x, y), b.contains(x, y));
-            inter += (ia && ib) as u64;
-            union += (ia || ib) as u64;
-        }
-    }
-    if union == 0 {
-        1.0
-    } else {
-        inter as f64 / union as f64
-    }
+    a.iou(b)
 }
 
 /// Runs the pipeline with `model` (a config in engines/) for `frames` frames per camera;

@@ -45,6 +45,8 @@ impl PromptSegContext {
                 threads: s.threads,
                 max_batch: s.max_batch,
                 route: s.route,
+                decoder_buffers: s.decoder_buffers.unwrap_or(2),
+                exact_arena: false,
             },
         )?;
         Ok(Self {

@@ -2,7 +2,9 @@
 //! frames and a decoder run once per class prompt, its feature inputs bound directly to the
 //! encoder's output tensors. Independent of GStreamer, so the benchmark drives it too.
 //!
-//! Routes (the order of the calls; results are identical):
+//! Routes (the order of the calls; results are identical on the CPU, equal within
+//! [`compare::Tolerance`] on a GPU, where each route's batch sizes pick their own kernels:
+//! see [`compare`]):
 //! * `c` (default): encoder with batch F, then per class the decoder with batch F, prompts
 //!   replicated xF once (at open for max-batch) and reused by every batch;
 //! * `b`: encoder with batch F, then per frame the decoder with batch K (classes);
@@ -10,9 +12,12 @@
 //! * `seed`: route c as it was written by hand: every prompt rebuilt and uploaded each
 //!   batch and every decoder output (all masks) taken to host memory (benchmark baseline).
 //!
-//! Decoder outputs are double-buffered: the selection of call k runs on a worker thread
-//! while the decoder computes call k+1.
+//! Decoder outputs are double-buffered by default ([`PromptSegOptions::decoder_buffers`] =
+//! 2): the selection of call k runs on a worker thread while the decoder computes call k+1,
+//! so two output sets are alive at once. With 1 the selection of call k finishes and its
+//! outputs are released before call k+1 starts (one output set less in memory, no overlap).
 
+pub mod compare;
 mod context;
 mod route;
 mod select;
@@ -66,7 +71,7 @@ impl Route {
 }
 
 /// How the two models are opened.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PromptSegOptions {
     /// Backend; `None` = the config's, else onnxruntime-cpu.
     pub kind: Option<BackendKind>,
@@ -80,6 +85,28 @@ pub struct PromptSegOptions {
     /// backend computed them (device memory on GPU backends that support it); routes a and
     /// b repeat their rows per class and take them in host memory.
     pub route: Route,
+    /// Decoder output sets alive at once: 2 (default) overlaps the selection of a decoder
+    /// call with the next call; 1 finishes each selection before the next call.
+    pub decoder_buffers: usize,
+    /// GPU backends: grow the device memory arena by exactly what is requested instead of
+    /// in doubling steps (what a tensor costs then shows in the VRAM used).
+    pub exact_arena: bool,
+}
+
+impl Default for PromptSegOptions {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            device_id: 0,
+            fp16: false,
+            engine_cache_dir: None,
+            threads: 0,
+            max_batch: None,
+            route: Route::default(),
+            decoder_buffers: 2,
+            exact_arena: false,
+        }
+    }
 }
 
 /// A failure with a sentence for the user.
@@ -112,6 +139,9 @@ pub struct RoundStats {
     /// Prompt bytes uploaded.
     pub h2d_prompt_bytes: u64,
     pub detections: u64,
+    /// Bytes of all outputs of the largest decoder call (one output set; double
+    /// buffering keeps two alive).
+    pub decoder_output_bytes: u64,
 }
 
 impl RoundStats {
@@ -121,6 +151,7 @@ impl RoundStats {
         self.d2h_bytes += o.d2h_bytes;
         self.h2d_prompt_bytes += o.h2d_prompt_bytes;
         self.detections += o.detections;
+        self.decoder_output_bytes = self.decoder_output_bytes.max(o.decoder_output_bytes);
     }
 }
 
@@ -146,6 +177,8 @@ pub struct PromptSegEngine {
     /// Tokens per prompt as the decoder takes them (classes with fewer are padded).
     tokens: usize,
     max_batch: usize,
+    /// Decoder output sets alive at once (1 or 2).
+    decoder_buffers: usize,
     /// Route c: per batch size, each class's prompt replicated that many times (made and
     /// uploaded once: at open for max-batch, on the first batch of another size).
     replicated: HashMap<usize, Vec<PromptTensors>>,
@@ -202,6 +235,12 @@ impl PromptSegEngine {
             )));
         }
         let max_batch = o.max_batch.unwrap_or(config.max_batch);
+        if !(1..=2).contains(&o.decoder_buffers) {
+            return Err(config_err(format!(
+                "decoder-buffers must be 1 or 2, got {}",
+                o.decoder_buffers
+            )));
+        }
         let classes = config.classes.len();
         let opts = |path: &std::path::Path, batch: usize, on_device: bool| BackendOptions {
             kind,
@@ -212,6 +251,7 @@ impl PromptSegEngine {
             engine_cache_dir: o.engine_cache_dir.clone(),
             threads: o.threads,
             outputs_on_device: on_device,
+            exact_arena: o.exact_arena,
         };
         // Routes c and seed feed the encoder outputs to the decoder as they are, so they stay
         // where the backend computed them; routes a and b repeat rows of them per class on
@@ -404,6 +444,7 @@ impl PromptSegEngine {
             mask_dtype: mask_spec,
             tokens,
             max_batch,
+            decoder_buffers: o.decoder_buffers,
             model,
             encoder,
             decoder,
@@ -443,6 +484,11 @@ impl PromptSegEngine {
     /// Name of the backend in use.
     pub fn backend_name(&self) -> &'static str {
         self.decoder.name()
+    }
+
+    /// Decoder output sets alive at once (1 or 2).
+    pub fn decoder_buffers(&self) -> usize {
+        self.decoder_buffers
     }
 
     /// Largest batch of frames.

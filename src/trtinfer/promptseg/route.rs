@@ -1,4 +1,5 @@
-//! The calls of one batch in each route, and the double-buffered decoder loop.
+//! The calls of one batch in each route, and the decoder loop (outputs double- or
+//! single-buffered).
 
 use super::{
     config_err, stage_err, PromptSegEngine, PromptSegError, PromptTensors, RoundStats, Route, RowTarget,
@@ -87,31 +88,43 @@ fn all_outputs_to_host(outs: &[Tensor]) -> Result<u64, PromptSegError> {
     Ok(bytes)
 }
 
-/// Runs `calls` decoder calls, selecting the outputs of call k on a worker thread while
-/// the decoder computes call k+1 (two output sets alive at most). Returns the bytes that
-/// crossed (or would cross) device -> host.
+/// What the decoder loop of one batch measured.
+#[derive(Debug, Default)]
+struct Decoded {
+    /// Bytes that crossed (or would cross) device -> host.
+    d2h: u64,
+    /// Bytes of all outputs of the largest call.
+    output_set: u64,
+}
+
+/// Runs `calls` decoder calls. With `buffers` = 2 the outputs of call k are selected on a
+/// worker thread while the decoder computes call k+1 (two output sets alive at most); with
+/// 1 the selection of call k finishes and its outputs are released before call k+1.
+#[allow(clippy::too_many_arguments)]
 fn decode_pipelined(
     decoder: &mut dyn InferenceBackend,
     selector: &Selector,
     transforms: &[LetterboxTransform],
     seed: bool,
+    buffers: usize,
     calls: usize,
     mut next: impl FnMut(usize) -> Result<Call, PromptSegError>,
     mut absorb: impl FnMut(Selected),
-) -> Result<u64, PromptSegError> {
+) -> Result<Decoded, PromptSegError> {
     std::thread::scope(|scope| {
-        let mut d2h = 0u64;
+        let mut done = Decoded::default();
         let mut pending: Option<std::thread::ScopedJoinHandle<'_, Result<Selected, String>>> = None;
-        let mut join = |h: std::thread::ScopedJoinHandle<'_, Result<Selected, String>>, d2h: &mut u64| {
-            let sel = h
-                .join()
-                .map_err(|_| PromptSegError::Select("the selection thread panicked".into()))?
-                .map_err(PromptSegError::Select)?;
+        let mut finish = |sel: Result<Selected, String>, done: &mut Decoded| {
+            let sel = sel.map_err(PromptSegError::Select)?;
             if !seed {
-                *d2h += sel.d2h_bytes;
+                done.d2h += sel.d2h_bytes;
             }
             absorb(sel);
             Ok::<(), PromptSegError>(())
+        };
+        let join = |h: std::thread::ScopedJoinHandle<'_, Result<Selected, String>>| {
+            h.join()
+                .map_err(|_| PromptSegError::Select("the selection thread panicked".into()))
         };
         for k in 0..calls {
             let (inputs, targets) = next(k)?;
@@ -122,18 +135,26 @@ fn decode_pipelined(
             let outs = decoder.infer(&refs).map_err(stage_err("decoder"))?;
             drop(refs);
             drop(inputs);
+            let set: u64 = outs.iter().map(|t| t.len_bytes() as u64).sum();
+            done.output_set = done.output_set.max(set);
             if seed {
-                d2h += all_outputs_to_host(&outs)?;
+                done.d2h += all_outputs_to_host(&outs)?;
+            }
+            if buffers < 2 {
+                let sel = selector.select(&outs, &targets, transforms);
+                drop(outs);
+                finish(sel, &mut done)?;
+                continue;
             }
             if let Some(h) = pending.take() {
-                join(h, &mut d2h)?;
+                finish(join(h)?, &mut done)?;
             }
             pending = Some(scope.spawn(move || selector.select(&outs, &targets, transforms)));
         }
         if let Some(h) = pending.take() {
-            join(h, &mut d2h)?;
+            finish(join(h)?, &mut done)?;
         }
-        Ok(d2h)
+        Ok(done)
     })
 }
 
@@ -218,11 +239,12 @@ impl PromptSegEngine {
             self.config.prompt_features.clone(),
             self.config.prompt_mask.clone(),
         );
-        let d2h = decode_pipelined(
+        let done = decode_pipelined(
             self.decoder.as_mut(),
             &self.selector,
             transforms,
             seed,
+            self.decoder_buffers,
             classes,
             |c| {
                 let targets = (0..frames).map(|f| (f, c));
@@ -231,7 +253,8 @@ impl PromptSegEngine {
             |sel| absorb(per, sel),
         )?;
         self.last.decoder_calls += classes as u64;
-        self.last.d2h_bytes += d2h;
+        self.last.d2h_bytes += done.d2h;
+        self.last.decoder_output_bytes = done.output_set;
         Ok(())
     }
 
@@ -261,15 +284,17 @@ impl PromptSegEngine {
             stacked,
             config,
             input_name,
+            decoder_buffers,
             ..
         } = self;
         let classes = config.classes.len();
         let mut encoder_calls = 0u64;
-        let d2h = decode_pipelined(
+        let done = decode_pipelined(
             decoder.as_mut(),
             selector,
             transforms,
             false,
+            *decoder_buffers,
             frames,
             |f| {
                 let own;
@@ -298,7 +323,8 @@ impl PromptSegEngine {
         )?;
         self.last.encoder_calls += encoder_calls;
         self.last.decoder_calls += frames as u64;
-        self.last.d2h_bytes += d2h;
+        self.last.d2h_bytes += done.d2h;
+        self.last.decoder_output_bytes = done.output_set;
         Ok(())
     }
 }
