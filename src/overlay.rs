@@ -459,7 +459,10 @@ impl OverlayCommands {
         let b = f.bounds;
         self.label = label;
         let count = self.commands.len() - first;
-        let (w, h) = (width.min(i32::MAX as u32) as i32, height.min(i32::MAX as u32) as i32);
+        let (w, h) = (
+            width.min(i32::MAX as u32) as i32,
+            height.min(i32::MAX as u32) as i32,
+        );
         let dense = match layer {
             Some(l) if w > 0 && h > 0 => {
                 self.dense.push(l);
@@ -586,7 +589,12 @@ pub fn execute_dense(px: &mut PixelsMut, layer: &DenseLayer, list: &OverlayComma
     let cell = |x: u32, y: u32| {
         let u = map_coordinate(x as f32 + 0.5, layer.scale_x, layer.pad_x, mw, layer.model_w)?;
         let v = map_coordinate(y as f32 + 0.5, layer.scale_y, layer.pad_y, mh, layer.model_h)?;
-        Some(dense_paint(&list.dense_lut, values[v * mw + u], layer.lo, layer.hi))
+        Some(dense_paint(
+            &list.dense_lut,
+            values[v * mw + u],
+            layer.lo,
+            layer.hi,
+        ))
     };
     let a = layer.alpha.min(255) as u8;
     for y in 0..h {

@@ -79,7 +79,10 @@ pub fn device_row(t: &Tensor, row: usize) -> Result<DeviceDense, CudaError> {
     f16_flag(t)?;
     let rows = t.shape.first().copied().unwrap_or(0);
     let TensorStorage::Device { keepalive, .. } = &t.storage else {
-        return Err(CudaError::InvalidInput(format!("tensor '{}' is in host memory", t.name)));
+        return Err(CudaError::InvalidInput(format!(
+            "tensor '{}' is in host memory",
+            t.name
+        )));
     };
     if row >= rows {
         return Err(CudaError::InvalidInput(format!(
@@ -98,10 +101,9 @@ pub fn device_row(t: &Tensor, row: usize) -> Result<DeviceDense, CudaError> {
 /// Channel 0 of a map whose values are only in device memory, copied into `out` as f32
 /// (after its ready event): for CPU consumers that need the values of one frame.
 pub fn download_channel0(map: &DenseMap, out: &mut Vec<f32>) -> Result<(), CudaError> {
-    let d = map
-        .device
-        .as_ref()
-        .ok_or_else(|| CudaError::InvalidInput(format!("the dense map of '{}' is not on the GPU", map.model)))?;
+    let d = map.device.as_ref().ok_or_else(|| {
+        CudaError::InvalidInput(format!("the dense map of '{}' is not on the GPU", map.model))
+    })?;
     let cells = map.height * map.width;
     let bytes = cells * d.dtype.size();
     let ctx = DeviceContext::primary(super::device_of_pointer(d.ptr)?)?;
@@ -189,10 +191,10 @@ impl DenseSummarizer {
         let f16 = f16_flag(t)?;
         let (c, h, w) = layout;
         let batch = t.shape.first().copied().unwrap_or(0);
-        let row_elems = c
-            .checked_mul(h)
-            .and_then(|v| v.checked_mul(w))
-            .filter(|&v| v.checked_mul(batch).is_some_and(|n| n * t.dtype.size() == t.len_bytes()));
+        let row_elems = c.checked_mul(h).and_then(|v| v.checked_mul(w)).filter(|&v| {
+            v.checked_mul(batch)
+                .is_some_and(|n| n * t.dtype.size() == t.len_bytes())
+        });
         let (Some(row_elems), Ok(hi), Ok(wi)) = (row_elems, i32::try_from(h), i32::try_from(w)) else {
             return Err(CudaError::InvalidInput(format!(
                 "dense output '{}' {:?} is not {batch} rows of {c}x{h}x{w}",

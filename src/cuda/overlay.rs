@@ -392,7 +392,9 @@ fn dense_fits(list: &OverlayCommands, fc: &FrameCommands) -> bool {
     let cells = d.width.max(0) as u64 * d.height.max(0) as u64;
     list.dense_lut.len() >= 256
         && (d.source != crate::overlay::DENSE_HOST
-            || d.values.checked_add(cells).is_some_and(|end| end <= list.dense_values.len() as u64))
+            || d.values
+                .checked_add(cells)
+                .is_some_and(|end| end <= list.dense_values.len() as u64))
 }
 
 impl Drop for CudaOverlay {

@@ -59,7 +59,12 @@ pub(crate) fn f16_flag(t: &Tensor) -> Result<i32, CudaError> {
 }
 
 /// Loads `file`'s kernel `name` in `ctx`.
-pub(crate) fn load(ctx: &DeviceContext, file: &'static str, source: &str, name: &CStr) -> Result<Kernel, CudaError> {
+pub(crate) fn load(
+    ctx: &DeviceContext,
+    file: &'static str,
+    source: &str,
+    name: &CStr,
+) -> Result<Kernel, CudaError> {
     super::probe()?;
     super::nvrtc::require_nvrtc()?;
     let arch = nvrtc_arch(ctx.compute_capability()?)?;

@@ -303,7 +303,11 @@ fn command_list_shapes() {
 /// random model size), with some non-finite values.
 fn random_map(rng: &mut Rng, w: u32, h: u32) -> DenseMap {
     use crate::geometry::LetterboxTransform;
-    let (mw, mh, c) = (1 + rng.below(40) as usize, 1 + rng.below(40) as usize, 1 + rng.below(2) as usize);
+    let (mw, mh, c) = (
+        1 + rng.below(40) as usize,
+        1 + rng.below(40) as usize,
+        1 + rng.below(2) as usize,
+    );
     let values: Vec<f32> = (0..c * mw * mh)
         .map(|_| match rng.below(50) {
             0 => f32::NAN,
@@ -332,7 +336,10 @@ fn dense_layer_draws_the_same_bytes_as_the_canvas() {
     let (mut checked, mut coloured) = (0u64, 0u64);
     for format in crate::video::supported_formats() {
         for (w, h) in [(1, 1), (7, 5), (64, 48), (161, 97)] {
-            for (k, colormap) in [Colormap::Turbo, Colormap::Jet, Colormap::Gray].into_iter().enumerate() {
+            for (k, colormap) in [Colormap::Turbo, Colormap::Jet, Colormap::Gray]
+                .into_iter()
+                .enumerate()
+            {
                 let lut = colormap.lut();
                 let map = random_map(&mut rng, w, h);
                 let range = match k {
@@ -344,7 +351,11 @@ fn dense_layer_draws_the_same_bytes_as_the_canvas() {
                 let dets = random_detections(&mut rng, w, h, 3);
                 list.clear();
                 list.set_dense_lut(&lut);
-                let dense = DenseDraw { map: &map, range, alpha };
+                let dense = DenseDraw {
+                    map: &map,
+                    range,
+                    alpha,
+                };
                 list.add_frame_with_dense(w, h, Some(dense), &dets, &style);
                 let fc = list.frames[0];
                 assert_eq!(fc.dense, 0);
@@ -400,7 +411,11 @@ fn dense_layers_in_the_command_list() {
     let tr = LetterboxTransform::letterbox(64, 48, 16, 16);
     let host = DenseMap::host(
         Arc::from("depth"),
-        crate::tensor::Tensor::from_f32("depth", vec![2, 1, 2, 2], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
+        crate::tensor::Tensor::from_f32(
+            "depth",
+            vec![2, 1, 2, 2],
+            &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        ),
         1,
         (1, 2, 2),
         tr,

@@ -737,7 +737,12 @@ fn dense_outputs_are_checked_and_shared_per_frame() {
         dense::parse_dense(&model, &names, &[flat], &tr),
         Err(ParseError::Shape { .. })
     ));
-    let ints = Tensor::host("depth", DType::I32, vec![2, 8, 8], PooledBytes::detached(vec![0; 512]));
+    let ints = Tensor::host(
+        "depth",
+        DType::I32,
+        vec![2, 8, 8],
+        PooledBytes::detached(vec![0; 512]),
+    );
     assert!(matches!(
         dense::dense_output(&names, std::slice::from_ref(&ints), 2),
         Err(ParseError::DType { .. })

@@ -696,7 +696,11 @@ impl InferContext {
             .run(t, layout, &mut maps, self.download_dense)
             .map_err(|e| e.to_string())?;
         self.d2h_bytes += copied as u64;
-        gst::trace!(CAT, "{} dense maps summarised on the GPU, {copied} bytes to the host", maps.len());
+        gst::trace!(
+            CAT,
+            "{} dense maps summarised on the GPU, {copied} bytes to the host",
+            maps.len()
+        );
         if let Some(host) = host {
             for m in &mut maps {
                 m.tensor = host.clone();

@@ -89,7 +89,9 @@ impl ExtraStyle {
             return None;
         }
         let map = results.dense_for(&self.dense_model)?;
-        let range = self.dense_range.or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))?;
+        let range = self
+            .dense_range
+            .or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))?;
         Some((map, range))
     }
 }
@@ -128,7 +130,9 @@ pub fn draw_results(
 ) {
     if let Some((map, range)) = extra.dense_to_draw(results) {
         scratch.lut(extra.dense_colormap);
-        let OverlayScratch { lut, cols, values, .. } = scratch;
+        let OverlayScratch {
+            lut, cols, values, ..
+        } = scratch;
         if let Some(v) = map.channel(0).or_else(|| host_copy(map, values)) {
             canvas.dense_values(map, v, lut, range, extra.dense_alpha, cols);
         }
