@@ -7,6 +7,7 @@
 #   .device-build/trtvision-promptseg-bench prompt-segmentation routes a/b/c/seed (SAM3-sized model)
 #   .device-build/trtvision-launch          gst-launch-1.0 -e that starts file cameras last
 #   .device-build/device_cuda               the tests/device_cuda.rs test binary
+#   .device-build/device_dense              the tests/device_dense.rs test binary
 #   .device-build/engines/                  model configs, labels, the generated ONNX models and
 #                                           class prompt files (.npy)
 #   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng (not in the GStreamer bundle)
@@ -43,26 +44,34 @@ if [ ! -f engines/models/promptseg-full-decoder.onnx ]; then
 fi
 
 cargo build --release --features cuda --lib --bins
-test_bin=$(cargo test --release --features cuda --test device_cuda --no-run --message-format=json |
-  python3 -c '
+# The device test binaries: path of the test target named $1.
+test_binary() {
+  cargo test --release --features cuda --test "$1" --no-run --message-format=json |
+    python3 -c '
 import json, sys
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "device_cuda":
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
         print(m["executable"])
-' | tail -n1)
-[ -n "$test_bin" ] && [ -x "$test_bin" ] || { echo "build.sh: no device_cuda test binary was built" >&2; exit 1; }
+' "$1" | tail -n1
+}
+test_bin=$(test_binary device_cuda)
+dense_bin=$(test_binary device_dense)
+for b in "$test_bin" "$dense_bin"; do
+  [ -n "$b" ] && [ -x "$b" ] || { echo "build.sh: a device test binary was not built" >&2; exit 1; }
+done
 
 rm -rf "$out"
 mkdir -p "$out/engines/models" "$out/gst-extra/plugins" "$out/gst-extra/lib"
 cp "$test_bin" "$out/device_cuda"
+cp "$dense_bin" "$out/device_dense"
 cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
    "$target/release/trtvision-infer-bench" "$target/release/trtvision-launch" \
    "$target/release/trtvision-promptseg-bench" "$out/"
-strip --strip-debug "$out/device_cuda" "$out/libgsttrtvision.so"
+strip --strip-debug "$out/device_cuda" "$out/device_dense" "$out/libgsttrtvision.so"
 strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch" "$out/trtvision-promptseg-bench"
 cp scripts/device/run-tests.sh scripts/device/run-all.sh "$out/"
 chmod +x "$out"/*.sh

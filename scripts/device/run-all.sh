@@ -114,7 +114,7 @@ env_facts() {
   echo "--- ORT providers"
   python3 -c 'import onnxruntime as o; print(o.__version__, o.get_available_providers())'
   echo "--- ldd (missing libraries)"
-  for b in .device-build/trtvision-bench .device-build/trtvision-infer-bench .device-build/device_cuda .device-build/libgsttrtvision.so; do
+  for b in .device-build/trtvision-bench .device-build/trtvision-infer-bench .device-build/device_cuda .device-build/device_dense .device-build/libgsttrtvision.so; do
     echo "$b: $(ldd "$b" | grep -c 'not found') missing"; ldd "$b" | grep 'not found'
   done
   nproc; free -g | head -2
@@ -128,6 +128,10 @@ grep -E "Plugin Details|nvh264dec|trtmux|CUDAExecutionProvider|missing" "$LOGS/e
 step device_cuda 150 env TRTV_REQUIRE_CUDA=1 .device-build/device_cuda --nocapture --test-threads=1
 DEVICE_CUDA_RC=$?
 grep -E "^test |test result" "$LOGS/device_cuda.log" | tail -12
+# Dense maps on the GPU: colour-map kernel and GPU summary parity, trtoverlay on CUDA
+# memory, the depth chain on the device, the cuda_overlay_dense timing line (log only).
+step device_dense 90 env TRTV_REQUIRE_CUDA=1 .device-build/device_dense --nocapture --test-threads=1
+grep -E "^test |test result" "$LOGS/device_dense.log" | tail -8
 grep '"bench":"cuda_preprocess"' "$LOGS/device_cuda.log" > "$W/kernel.jsonl"
 if [ -s "$W/kernel.jsonl" ]; then
   python3 - "$W/kernel.jsonl" "$RES/$DEV-preprocess-kernel-$DATE.json" "$DEVICE_CUDA_RC" <<'PY'
