@@ -299,6 +299,12 @@ fn command_list_shapes() {
     assert_eq!(list.frames[0].bounds, [5, 5, 8, 8]);
 }
 
+/// Runs `f` on the pixels of `buf`.
+fn on_pixels(info: &VideoInfo, buf: &mut gst::Buffer, f: impl FnOnce(&mut PixelsMut)) {
+    let mut frame = VideoFrameRef::from_buffer_ref_writable(buf.get_mut().unwrap(), info).unwrap();
+    f(&mut PixelsMut::new(&mut frame).unwrap());
+}
+
 /// A random `channels x mh x mw` map of a `w x h` frame (letterboxed or stretched into a
 /// random model size), with some non-finite values.
 fn random_map(rng: &mut Rng, w: u32, h: u32) -> DenseMap {
@@ -375,20 +381,12 @@ fn dense_layer_draws_the_same_bytes_as_the_canvas() {
                 };
                 draw_cpu(true);
                 draw_cpu(false);
-                {
-                    let mut f = VideoFrameRef::from_buffer_ref_writable(b.get_mut().unwrap(), &info).unwrap();
-                    let mut px = PixelsMut::new(&mut f).unwrap();
-                    execute_dense(&mut px, &list.dense[0], &list);
-                    drop(px);
-                    drop(f);
-                    let (mb, mc) = (b.map_readable().unwrap(), original.map_readable().unwrap());
-                    coloured += u64::from(mb.as_slice() != mc.as_slice());
-                    drop((mb, mc));
-                    let mut f = VideoFrameRef::from_buffer_ref_writable(b.get_mut().unwrap(), &info).unwrap();
-                    let mut px = PixelsMut::new(&mut f).unwrap();
-                    let cmds = &list.commands[fc.first as usize..(fc.first + fc.count) as usize];
-                    execute(&mut px, cmds, &list.mask_bytes);
-                }
+                on_pixels(&info, &mut b, |px| execute_dense(px, &list.dense[0], &list));
+                let layered =
+                    b.map_readable().unwrap().as_slice() != original.map_readable().unwrap().as_slice();
+                coloured += u64::from(layered);
+                let cmds = &list.commands[fc.first as usize..(fc.first + fc.count) as usize];
+                on_pixels(&info, &mut b, |px| execute(px, cmds, &list.mask_bytes));
                 let (ma, mb) = (a.map_readable().unwrap(), b.map_readable().unwrap());
                 if let Some(i) = ma.iter().zip(mb.iter()).position(|(x, y)| x != y) {
                     panic!("{format:?} {w}x{h} {colormap:?}: byte {i} differs");

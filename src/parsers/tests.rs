@@ -730,7 +730,7 @@ fn dense_outputs_are_checked_and_shared_per_frame() {
     assert_eq!(m.host_stats(), maps[0].stats());
     // Wrong batch, rank or element type; device tensors are not readable here but their
     // layout is.
-    let err = dense::parse_dense(&model, &names, &[t.clone()], &tr[..1]).unwrap_err();
+    let err = dense::parse_dense(&model, &names, std::slice::from_ref(&t), &tr[..1]).unwrap_err();
     assert!(matches!(err, ParseError::Shape { .. }), "{err}");
     let flat = Tensor::from_f32("depth", vec![128], &vals);
     assert!(matches!(
