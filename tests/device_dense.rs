@@ -186,15 +186,20 @@ fn random_values(rng: &mut Rng, n: usize, f16: bool) -> (Vec<f32>, Vec<u8>) {
         })
         .map(|v| if f16 { half::f16::from_f32(v).to_f32() } else { v })
         .collect();
-    let bytes = if f16 {
+    let bytes = encode(&values, f16);
+    (values, bytes)
+}
+
+/// `values` as f16 or f32 bytes.
+fn encode(values: &[f32], f16: bool) -> Vec<u8> {
+    if f16 {
         values
             .iter()
             .flat_map(|v| half::f16::from_f32(*v).to_ne_bytes())
             .collect()
     } else {
         values.iter().flat_map(|v| v.to_ne_bytes()).collect()
-    };
-    (values, bytes)
+    }
 }
 
 /// Where a test map's values live.
@@ -391,14 +396,7 @@ fn dense_summary_gpu_matches_cpu() {
             if k == layouts.len() - 1 {
                 values[..c * h * w].fill(f32::NAN);
             }
-            let bytes: Vec<u8> = if f16 {
-                values
-                    .iter()
-                    .flat_map(|v| half::f16::from_f32(*v).to_ne_bytes())
-                    .collect()
-            } else {
-                values.iter().flat_map(|v| v.to_ne_bytes()).collect()
-            };
+            let bytes = encode(&values, f16);
             let dtype = if f16 { DType::F16 } else { DType::F32 };
             let t = device_tensor(&ctx, "depth", dtype, vec![b, c, h, w], &bytes);
             let host = Tensor::from_f32("depth", vec![b, c, h, w], &values);
@@ -675,7 +673,10 @@ struct DepthFrame {
     key: (u32, u64),
     on_device: bool,
     host_values: bool,
+    /// What consumers see (the producer's summary, else computed from host values).
     stats: Option<(f32, f32, f32)>,
+    /// Computed on the CPU from the host values, when there are some.
+    host_stats: Option<(f32, f32, f32)>,
 }
 
 /// 3 synthetic cameras → trtmux → trtpreprocess → trtinfer (shapes-depth) → trtoverlay
@@ -735,6 +736,7 @@ fn run_depth_chain(gpu: bool, download: bool, frames: u32) -> (Vec<DepthFrame>, 
                 on_device: map.device.is_some(),
                 host_values: map.values().is_some(),
                 stats: map.stats(),
+                host_stats: map.host_stats(),
             });
         }
     }
@@ -787,14 +789,23 @@ fn gpu_depth_chain_keeps_maps_on_the_device() {
         assert!(!c.on_device && c.host_values, "{:?}", c.key);
         assert!(g.on_device && !g.host_values, "{:?}", g.key);
         assert!(d.on_device && d.host_values, "{:?}", d.key);
-        let (Some((clo, cmean, chi)), Some((glo, gmean, ghi)), Some(ds)) = (c.stats, g.stats, d.stats) else {
+        let (Some((clo, cmean, chi)), Some((glo, gmean, ghi)), Some((dlo, dmean, dhi)), Some(host)) =
+            (c.stats, g.stats, d.stats, d.host_stats)
+        else {
             panic!("{:?}: no summary: {c:?} {g:?} {d:?}", c.key)
         };
         // The synthetic model outputs a few levels (2, 4, ..., 10): GPU preprocessing may
         // flip a few edge pixels, not the extremes, and only slightly the mean.
         assert_eq!((clo, chi), (glo, ghi), "{:?}", c.key);
-        assert_eq!(ds, (glo, gmean, ghi), "{:?}: same GPU run, same summary", d.key);
-        worst = worst.max((cmean - gmean).abs());
+        assert_eq!((dlo, dhi), (glo, ghi), "{:?}", d.key);
+        // The GPU summary of the downloaded run equals the CPU summary of its values.
+        assert_eq!((dlo, dhi), (host.0, host.2), "{:?}", d.key);
+        assert!(
+            (dmean - host.1).abs() <= 1e-5 * host.1.abs().max(1.0),
+            "{:?}",
+            d.key
+        );
+        worst = worst.max((cmean - gmean).abs()).max((cmean - dmean).abs());
     }
     println!("GPU depth chain vs CPU chain: {n} frames, largest mean difference {worst}");
     assert!(worst < 0.05, "{worst}");
