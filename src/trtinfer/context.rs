@@ -128,6 +128,11 @@ fn device_outputs(kind: BackendKind, parser: ParserKind) -> bool {
         && matches!(parser, ParserKind::Yolo | ParserKind::YoloSeg | ParserKind::Dense)
 }
 
+/// Why device outputs cannot be read by a build without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+const NO_CUDA: &str =
+    "the outputs are in GPU memory but this build has no CUDA support (cargo feature 'cuda')";
+
 /// A failure with a sentence for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
@@ -716,7 +721,7 @@ impl InferContext {
         _transforms: &[crate::geometry::LetterboxTransform],
     ) -> Result<Vec<DenseMap>, String> {
         let _ = self.download_dense;
-        Err("the outputs are in GPU memory but this build has no CUDA support (cargo feature 'cuda')".into())
+        Err(NO_CUDA.into())
     }
 
     #[cfg(not(feature = "cuda"))]
@@ -726,7 +731,7 @@ impl InferContext {
         _transforms: &[crate::geometry::LetterboxTransform],
     ) -> Result<(Vec<Vec<Detection>>, Option<MaskTensor>), String> {
         let _ = (&self.candidates, outputs);
-        Err("the outputs are in GPU memory but this build has no CUDA support (cargo feature 'cuda')".into())
+        Err(NO_CUDA.into())
     }
 
     fn mask_tensor(&self, outputs: &[Tensor]) -> Option<MaskTensor> {
