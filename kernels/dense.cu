@@ -51,14 +51,14 @@ trtv_dense_stats(const void* values, int f16, unsigned long long row_elems, int 
     const int tid = threadIdx.x;
     const StatsJob j = jobs[row];
     const unsigned long long base = (unsigned long long)row * row_elems;
-    const long long plane = (long long)h * w;
+    const int plane = h * w;  // checked on the host to fit an int
     float lo = __int_as_float(0x7f800000);   // +inf
     float hi = -__int_as_float(0x7f800000);  // -inf
     unsigned int n = 0;
     double sum = 0.0;
-    for (long long i = tid; i < plane; i += THREADS) {
-        const int v = (int)(i / w);
-        const int u = (int)(i - (long long)v * w);
+    for (int i = tid; i < plane; i += THREADS) {
+        const int v = i / w;
+        const int u = i - v * w;
         const float my = ((float)v + 0.5f) / j.sy;
         if (my < j.y0 || my >= j.y1) {
             continue;

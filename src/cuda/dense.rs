@@ -195,7 +195,10 @@ impl DenseSummarizer {
             v.checked_mul(batch)
                 .is_some_and(|n| n * t.dtype.size() == t.len_bytes())
         });
-        let (Some(row_elems), Ok(hi), Ok(wi)) = (row_elems, i32::try_from(h), i32::try_from(w)) else {
+        let plane = h.checked_mul(w).and_then(|p| i32::try_from(p).ok());
+        let (Some(row_elems), Some(_), Ok(hi), Ok(wi)) =
+            (row_elems, plane, i32::try_from(h), i32::try_from(w))
+        else {
             return Err(CudaError::InvalidInput(format!(
                 "dense output '{}' {:?} is not {batch} rows of {c}x{h}x{w}",
                 t.name, t.shape
