@@ -104,6 +104,13 @@ pub fn download_channel0(map: &DenseMap, out: &mut Vec<f32>) -> Result<(), CudaE
     let d = map.device.as_ref().ok_or_else(|| {
         CudaError::InvalidInput(format!("the dense map of '{}' is not on the GPU", map.model))
     })?;
+    if !matches!(d.dtype, DType::F32 | DType::F16) {
+        return Err(CudaError::InvalidInput(format!(
+            "the dense map of '{}' is {}, not f32 or f16",
+            map.model,
+            d.dtype.name()
+        )));
+    }
     let cells = map.height * map.width;
     let bytes = cells * d.dtype.size();
     let ctx = DeviceContext::primary(super::device_of_pointer(d.ptr)?)?;
