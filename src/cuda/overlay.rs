@@ -270,7 +270,8 @@ impl CudaOverlay {
     /// when there was nothing to draw (nothing queued).
     ///
     /// The frames must stay mapped for writing until [`CudaOverlay::wait`] returns (or
-    /// the event completes); device masks of the list must be valid until then too.
+    /// the event completes); device masks and device dense maps of the list must be valid
+    /// until then too.
     pub fn draw(&mut self, frames: &[CudaFrame], list: &OverlayCommands) -> Result<bool, CudaError> {
         let n = frames.len();
         if n != list.frames.len() || n > MAX_FRAMES {
