@@ -20,6 +20,16 @@
 //   - blend(old, new, a) = (new * a + old * (255 - a) + 127) / 255, integer, as
 //     src/video/writer.rs; colours arrive as RGB and BT.601 YUV converted on the host.
 //
+// A frame may have a dense layer (a depth or heat map, `DenseLayer`), drawn before its
+// commands, with the rules of Canvas::dense (src/draw.rs) and overlay::execute_dense:
+//   - pixel (x, y) shows map cell (u, v), u = floor(((x + 0.5) * scale_x + pad_x) * w /
+//     model_w) evaluated in this order in f32 (the compile options forbid FMA contraction
+//     and use IEEE division, so it rounds as on the CPU), v alike; pixels outside the
+//     map are left alone;
+//   - the cell's channel-0 value picks LUT entry round(clamp((value - lo) / (hi - lo), 0,
+//     1) * 255) (0 for non-finite values or an empty range), blended at the layer's alpha;
+//   - on 4:2:0 frames the chroma of block (cx, cy) takes the entry of pixel (2cx, 2cy).
+//
 // No headers: NVRTC compiles this without the CUDA toolkit's include directory.
 
 #define CMD_RECT 0
@@ -30,6 +40,9 @@
 #define LAYOUT_PACKED 0
 #define LAYOUT_NV12 1
 #define LAYOUT_I420 2
+
+#define DENSE_HOST 0
+#define DENSE_DEVICE 1
 
 #define TILE 32
 #define THREADS 256
@@ -56,7 +69,20 @@ struct FrameTarget {
     int off_r, off_g, off_b;      // packed: byte offset of R, G, B inside a pixel
     int width, height;
     int first, count;             // the frame's commands
-    int bounds[4];                // x0, y0, x1, y1 of all its commands
+    int bounds[4];                // x0, y0, x1, y1 of all its commands (and dense layer)
+    int dense, _pad;              // index of its DenseLayer, or -1
+};
+
+// Must match `DenseLayer` in src/overlay.rs (#[repr(C)], 64 bytes).
+struct DenseLayer {
+    unsigned long long values;    // host: index into the batch's dense values; device: address
+    unsigned int source;          // DENSE_HOST / DENSE_DEVICE
+    unsigned int f16;             // device values are f16
+    int width, height;            // map size
+    float scale_x, scale_y, pad_x, pad_y;  // frame -> model pixels
+    float model_w, model_h;       // model input size
+    float lo, hi;                 // value range of the colour map
+    unsigned int alpha, _pad;     // 0..255
 };
 
 __device__ __forceinline__ unsigned int blend(unsigned int old, unsigned int v, unsigned int a) {
@@ -91,15 +117,83 @@ __device__ __forceinline__ bool covers(const DrawCommand& c, const unsigned char
     return bits[(long long)my * c.a + mx] >= 128;
 }
 
+// Map cell of frame coordinate `c` (pixel centre), or -1 outside the map
+// (results::map_coordinate).
+__device__ __forceinline__ int dense_cell(float c, float scale, float pad, int size, float model) {
+    const float u = (c * scale + pad) * (float)size / model;
+    return (u >= 0.0f && u < (float)size) ? (int)u : -1;
+}
+
+// LUT entry of `value` on [lo, hi] (colormap::lut_index).
+__device__ __forceinline__ int lut_index(float value, float lo, float hi) {
+    if (!isfinite(value)) {
+        return 0;
+    }
+    const float span = hi - lo;
+    float t = span > 0.0f ? (value - lo) / span : 0.0f;
+    t = fminf(fmaxf(t, 0.0f), 1.0f);
+    return (int)roundf(t * 255.0f);
+}
+
+// Channel-0 value of map cell (u, v) of layer `d`.
+__device__ __forceinline__ float dense_value(const DenseLayer& d, const float* __restrict__ host_values,
+                                             int u, int v) {
+    const long long i = (long long)v * d.width + u;
+    if (d.source == DENSE_HOST) {
+        return host_values[d.values + i];
+    }
+    if (d.f16) {
+        const unsigned short h = ((const unsigned short*)d.values)[i];
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+        return f;
+    }
+    return ((const float*)d.values)[i];
+}
+
+// Reads the pixels of the 2x2 block at (px, py) inside the frame and its chroma sample.
+__device__ __forceinline__ void load_block(const FrameTarget& f, int px, int py, int cx, int cy, bool yuv,
+                                           unsigned int (&v)[4][3], unsigned int& u_val,
+                                           unsigned int& v_val) {
+    for (int q = 0; q < 4; ++q) {
+        const int x = px + (q & 1);
+        const int y = py + (q >> 1);
+        if (x >= f.width || y >= f.height) {
+            continue;
+        }
+        if (yuv) {
+            v[q][0] = ((const unsigned char*)f.plane[0])[(long long)y * f.stride[0] + x];
+        } else {
+            const unsigned char* p =
+                (const unsigned char*)f.plane[0] + (long long)y * f.stride[0] + (long long)x * f.bpp;
+            v[q][0] = p[f.off_r];
+            v[q][1] = p[f.off_g];
+            v[q][2] = p[f.off_b];
+        }
+    }
+    if (f.layout == LAYOUT_NV12) {
+        const unsigned char* p = (const unsigned char*)f.plane[1] + (long long)cy * f.stride[1] + 2 * cx;
+        u_val = p[0];
+        v_val = p[1];
+    } else if (f.layout == LAYOUT_I420) {
+        u_val = ((const unsigned char*)f.plane[1])[(long long)cy * f.stride[1] + cx];
+        v_val = ((const unsigned char*)f.plane[2])[(long long)cy * f.stride[2] + cx];
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(THREADS)
 trtv_overlay(const FrameTarget* __restrict__ frames, const DrawCommand* __restrict__ cmds,
-             const unsigned char* __restrict__ atlas, const unsigned char* __restrict__ mask_bytes) {
+             const unsigned char* __restrict__ atlas, const unsigned char* __restrict__ mask_bytes,
+             const DenseLayer* __restrict__ dense, const float* __restrict__ dense_values,
+             const unsigned char* __restrict__ lut) {
     const FrameTarget& f = frames[blockIdx.z];
     const int tx0 = blockIdx.x * TILE;
     const int ty0 = blockIdx.y * TILE;
-    // Uniform per block: tiles without any command return before any barrier.
-    if (f.count <= 0 || tx0 >= f.bounds[2] || ty0 >= f.bounds[3] || tx0 + TILE <= f.bounds[0] ||
-        ty0 + TILE <= f.bounds[1] || tx0 >= f.width + 1 || ty0 >= f.height + 1) {
+    // Uniform per block: tiles without any command or dense layer return before any
+    // barrier.
+    if ((f.count <= 0 && f.dense < 0) || tx0 >= f.bounds[2] || ty0 >= f.bounds[3] ||
+        tx0 + TILE <= f.bounds[0] || ty0 + TILE <= f.bounds[1] || tx0 >= f.width + 1 ||
+        ty0 >= f.height + 1) {
         return;
     }
     __shared__ int list[THREADS];
@@ -122,6 +216,40 @@ trtv_overlay(const FrameTarget* __restrict__ frames, const DrawCommand* __restri
     unsigned int u_val = 0, v_val = 0;
     bool loaded = false;
     bool dirty = false;
+
+    if (f.dense >= 0 && active) {
+        const DenseLayer& d = dense[f.dense];
+        const int u0 = dense_cell((float)px + 0.5f, d.scale_x, d.pad_x, d.width, d.model_w);
+        const int u1 = dense_cell((float)(px + 1) + 0.5f, d.scale_x, d.pad_x, d.width, d.model_w);
+        const int v0 = dense_cell((float)py + 0.5f, d.scale_y, d.pad_y, d.height, d.model_h);
+        const int v1 = dense_cell((float)(py + 1) + 0.5f, d.scale_y, d.pad_y, d.height, d.model_h);
+        if ((u0 >= 0 || u1 >= 0) && (v0 >= 0 || v1 >= 0)) {
+            load_block(f, px, py, cx, cy, yuv, v, u_val, v_val);
+            loaded = true;
+            dirty = true;
+            const unsigned int a = d.alpha > 255u ? 255u : d.alpha;
+            for (int q = 0; q < 4; ++q) {
+                const int u = (q & 1) ? u1 : u0;
+                const int vv = (q >> 1) ? v1 : v0;
+                if (u < 0 || vv < 0 || px + (q & 1) >= f.width || py + (q >> 1) >= f.height) {
+                    continue;
+                }
+                const unsigned char* e = lut + 8 * lut_index(dense_value(d, dense_values, u, vv), d.lo, d.hi);
+                if (yuv) {
+                    v[q][0] = blend(v[q][0], e[4], a);
+                } else {
+                    v[q][0] = blend(v[q][0], e[0], a);
+                    v[q][1] = blend(v[q][1], e[1], a);
+                    v[q][2] = blend(v[q][2], e[2], a);
+                }
+                // The chroma sample takes the colour of the block's top-left pixel.
+                if (yuv && q == 0) {
+                    u_val = blend(u_val, e[5], a);
+                    v_val = blend(v_val, e[6], a);
+                }
+            }
+        }
+    }
 
     const int end = f.first + f.count;
     for (int base = f.first; base < end; base += THREADS) {
@@ -161,30 +289,7 @@ trtv_overlay(const FrameTarget* __restrict__ frames, const DrawCommand* __restri
                 continue;
             }
             if (!loaded) {
-                for (int q = 0; q < 4; ++q) {
-                    const int x = px + (q & 1);
-                    const int y = py + (q >> 1);
-                    if (x >= f.width || y >= f.height) {
-                        continue;
-                    }
-                    if (yuv) {
-                        v[q][0] = ((const unsigned char*)f.plane[0])[(long long)y * f.stride[0] + x];
-                    } else {
-                        const unsigned char* p =
-                            (const unsigned char*)f.plane[0] + (long long)y * f.stride[0] + (long long)x * f.bpp;
-                        v[q][0] = p[f.off_r];
-                        v[q][1] = p[f.off_g];
-                        v[q][2] = p[f.off_b];
-                    }
-                }
-                if (f.layout == LAYOUT_NV12) {
-                    const unsigned char* p = (const unsigned char*)f.plane[1] + (long long)cy * f.stride[1] + 2 * cx;
-                    u_val = p[0];
-                    v_val = p[1];
-                } else if (f.layout == LAYOUT_I420) {
-                    u_val = ((const unsigned char*)f.plane[1])[(long long)cy * f.stride[1] + cx];
-                    v_val = ((const unsigned char*)f.plane[2])[(long long)cy * f.stride[2] + cx];
-                }
+                load_block(f, px, py, cx, cy, yuv, v, u_val, v_val);
                 loaded = true;
             }
             dirty = true;

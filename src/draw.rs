@@ -273,12 +273,27 @@ impl Canvas<'_> {
         &mut self,
         map: &DenseMap,
         lut: &[Paint],
+        range: (f32, f32),
+        alpha: f32,
+        cols: &mut Vec<u32>,
+    ) {
+        if let Some(values) = map.channel(0) {
+            self.dense_values(map, values, lut, range, alpha, cols);
+        }
+    }
+
+    /// [`Canvas::dense`] with channel 0 of `map` given as `values` (`height x width`, e.g.
+    /// copied from GPU memory).
+    pub fn dense_values(
+        &mut self,
+        map: &DenseMap,
+        values: &[f32],
+        lut: &[Paint],
         (lo, hi): (f32, f32),
         alpha: f32,
         cols: &mut Vec<u32>,
     ) {
-        let Some(values) = map.channel(0) else { return };
-        if lut.len() < 256 {
+        if lut.len() < 256 || values.len() < map.width * map.height {
             return;
         }
         let a = alpha_u8(alpha);

@@ -12,11 +12,16 @@
 //! Where the CPU splits one operation into several fills that touch a chroma block more
 //! than once (outline bands, glyph runs), those fills are opaque and of one colour, so
 //! blending once or several times gives the same bytes.
+//!
+//! A dense map (depth, heat map) is not such a set: every pixel takes its own colour. A
+//! frame has at most one, drawn first ([`DenseLayer`], executed on the CPU by
+//! [`execute_dense`]), with the per-pixel rules of [`Canvas::dense`].
 
-use crate::draw::{alpha_u8, class_color, outline_bands, visible_glyphs, Canvas};
+use crate::draw::{alpha_u8, class_color, colormap, outline_bands, visible_glyphs, Canvas};
 use crate::font;
 use crate::geometry::BoxF;
-use crate::results::{Detection, FrameMask};
+use crate::results::{map_coordinate, DenseMap, Detection, FrameMask};
+use crate::tensor::DType;
 use crate::video::{Paint, PixelsMut};
 use std::fmt::Write;
 
@@ -187,16 +192,86 @@ pub struct DrawCommand {
 
 const _: () = assert!(std::mem::size_of::<DrawCommand>() == 56);
 
+/// The dense layer's values are in [`OverlayCommands::dense_values`] (f32), from element
+/// [`DenseLayer::values`].
+pub const DENSE_HOST: u32 = 0;
+/// The dense layer's values are in device memory at address [`DenseLayer::values`].
+pub const DENSE_DEVICE: u32 = 1;
+
+/// A dense map drawn as a colour map under a frame's commands (what [`Canvas::dense`]
+/// does); layout shared with `DenseLayer` in `kernels/overlay.cu`.
+///
+/// Frame pixel `(x, y)` shows map cell `(u, v)` = [`map_coordinate`] of `x + 0.5` and
+/// `y + 0.5`; when both lie in the map, the pixel is blended with LUT entry
+/// [`colormap::lut_index`] of the cell's value on `[lo, hi]`. On 4:2:0 frames the chroma of
+/// block `(cx, cy)` takes the colour of pixel `(2cx, 2cy)`, when that pixel maps into the
+/// map.
+///
+/// [`map_coordinate`]: crate::results::map_coordinate
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DenseLayer {
+    /// `DENSE_HOST`: index of the first value of channel 0 in the batch's dense values;
+    /// `DENSE_DEVICE`: device address of the first value of channel 0.
+    pub values: u64,
+    /// `DENSE_*`.
+    pub source: u32,
+    /// Device values are f16 (1) or f32 (0); host values are f32.
+    pub f16: u32,
+    /// Map width and height.
+    pub width: i32,
+    pub height: i32,
+    /// Frame → model placement ([`LetterboxTransform`](crate::geometry::LetterboxTransform)).
+    pub scale_x: f32,
+    pub scale_y: f32,
+    pub pad_x: f32,
+    pub pad_y: f32,
+    /// Model input width and height (whole numbers, as f32).
+    pub model_w: f32,
+    pub model_h: f32,
+    /// Values mapped onto the first and last LUT entries.
+    pub lo: f32,
+    pub hi: f32,
+    /// Opacity 0..=255.
+    pub alpha: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<DenseLayer>() == 64);
+
+/// What [`OverlayCommands::add_frame_with_dense`] draws under the detections: `map`
+/// coloured over `range` at opacity `alpha` (0..1), with the list's
+/// [`OverlayCommands::set_dense_lut`].
+#[derive(Debug, Clone, Copy)]
+pub struct DenseDraw<'a> {
+    pub map: &'a DenseMap,
+    pub range: (f32, f32),
+    pub alpha: f32,
+}
+
 /// The commands of one frame: `commands[first..first + count]`, all inside `bounds`
-/// (`[x0, y0, x1, y1]`, empty when there are none).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// (`[x0, y0, x1, y1]`, empty when there are none), and its dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameCommands {
     /// Index of the frame's first command.
     pub first: u32,
     /// Number of commands of the frame.
     pub count: u32,
-    /// Union of the commands' bounds, `[x0, y0, x1, y1]`.
+    /// Union of the commands' bounds (the whole frame with a dense layer), `[x0, y0, x1, y1]`.
     pub bounds: [i32; 4],
+    /// Index of the frame's [`DenseLayer`] in [`OverlayCommands::dense`], or -1.
+    pub dense: i32,
+}
+
+impl Default for FrameCommands {
+    fn default() -> Self {
+        Self {
+            first: 0,
+            count: 0,
+            bounds: [0; 4],
+            dense: -1,
+        }
+    }
 }
 
 /// Host-side command list of a batch, reused from batch to batch (cleared, never freed).
@@ -208,9 +283,16 @@ pub struct OverlayCommands {
     pub frames: Vec<FrameCommands>,
     /// Bits of the host masks, packed back to back.
     pub mask_bytes: Vec<u8>,
-    /// CUevents (addresses) recorded after the writes of the device masks referenced by
-    /// the commands: the GPU executor waits on each before drawing.
+    /// CUevents (addresses) recorded after the writes of the device masks and dense maps
+    /// referenced by the list: the GPU executor waits on each before drawing.
     pub device_events: Vec<u64>,
+    /// Dense layers of the frames that have one.
+    pub dense: Vec<DenseLayer>,
+    /// Channel 0 of the host dense maps, back to back.
+    pub dense_values: Vec<f32>,
+    /// The colour map of dense layers: 256 entries of `[r, g, b, 0, y, u, v, 0]`
+    /// ([`OverlayCommands::set_dense_lut`]); empty = dense layers are not drawn.
+    pub dense_lut: Vec<[u8; 8]>,
     label: String,
 }
 
@@ -323,17 +405,48 @@ impl Painter for FrameBuilder<'_> {
 }
 
 impl OverlayCommands {
-    /// Empties the list for a new batch (keeps the memory).
+    /// Empties the list for a new batch (keeps the memory and the colour map).
     pub fn clear(&mut self) {
         self.commands.clear();
         self.frames.clear();
         self.mask_bytes.clear();
         self.device_events.clear();
+        self.dense.clear();
+        self.dense_values.clear();
+    }
+
+    /// The colour map of dense layers (a [`Colormap::lut`](crate::draw::colormap::Colormap::lut));
+    /// fewer than 256 entries draw no dense layer, as [`Canvas::dense`].
+    pub fn set_dense_lut(&mut self, lut: &[Paint]) {
+        self.dense_lut.clear();
+        if lut.len() >= 256 {
+            self.dense_lut.extend(lut[..256].iter().map(|p| {
+                let (c, y) = (p.rgb, p.yuv);
+                [c[0], c[1], c[2], 0, y[0], y[1], y[2], 0]
+            }));
+        }
     }
 
     /// Appends the commands drawing `detections` on a `width x height` frame with
     /// `style`, in [`draw_frame`]'s order.
     pub fn add_frame(&mut self, width: u32, height: u32, detections: &[Detection], style: &OverlayStyle) {
+        self.add_frame_with_dense(width, height, None, detections, style);
+    }
+
+    /// [`OverlayCommands::add_frame`] with a dense map drawn first, under the detections
+    /// (as trtoverlay's CPU drawing): read where it is in device memory
+    /// ([`DenseMap::device`]), else its host values are copied into the list. A map whose
+    /// values are in neither place, or without a colour map set, draws nothing (as on the
+    /// CPU).
+    pub fn add_frame_with_dense(
+        &mut self,
+        width: u32,
+        height: u32,
+        dense: Option<DenseDraw<'_>>,
+        detections: &[Detection],
+        style: &OverlayStyle,
+    ) {
+        let layer = dense.and_then(|d| self.dense_layer(d));
         let first = self.commands.len();
         let mut label = std::mem::take(&mut self.label);
         let mut f = FrameBuilder {
@@ -346,20 +459,81 @@ impl OverlayCommands {
         let b = f.bounds;
         self.label = label;
         let count = self.commands.len() - first;
+        let (w, h) = (
+            width.min(i32::MAX as u32) as i32,
+            height.min(i32::MAX as u32) as i32,
+        );
+        let dense = match layer {
+            Some(l) if w > 0 && h > 0 => {
+                self.dense.push(l);
+                self.dense.len() as i32 - 1
+            }
+            _ => -1,
+        };
         self.frames.push(FrameCommands {
             first: first as u32,
             count: count as u32,
-            bounds: if count == 0 {
+            bounds: if dense >= 0 {
+                // Commands lie inside the chroma grid, the dense layer covers the frame.
+                [0, 0, b[2].max(w as i64) as i32, b[3].max(h as i64) as i32]
+            } else if count == 0 {
                 [0; 4]
             } else {
                 [b[0] as i32, b[1] as i32, b[2] as i32, b[3] as i32]
             },
+            dense,
         });
+    }
+
+    /// The layer of `d`, its host values appended to [`OverlayCommands::dense_values`]
+    /// and its ready event to the device events; `None` when nothing can be drawn.
+    fn dense_layer(&mut self, d: DenseDraw<'_>) -> Option<DenseLayer> {
+        let m = d.map;
+        let t = &m.transform;
+        let (Ok(width), Ok(height)) = (i32::try_from(m.width), i32::try_from(m.height)) else {
+            return None;
+        };
+        if self.dense_lut.len() < 256 || width == 0 || height == 0 || m.channels == 0 {
+            return None;
+        }
+        let mut layer = DenseLayer {
+            width,
+            height,
+            scale_x: t.scale_x,
+            scale_y: t.scale_y,
+            pad_x: t.pad_x,
+            pad_y: t.pad_y,
+            model_w: t.model_w as f32,
+            model_h: t.model_h as f32,
+            lo: d.range.0,
+            hi: d.range.1,
+            alpha: alpha_u8(d.alpha) as u32,
+            ..Default::default()
+        };
+        if let Some(dev) = &m.device {
+            layer.source = DENSE_DEVICE;
+            layer.values = dev.ptr;
+            layer.f16 = match dev.dtype {
+                DType::F32 => 0,
+                DType::F16 => 1,
+                _ => return None,
+            };
+            let events = &self.device_events;
+            if dev.ready_event != 0 && events.last() != Some(&dev.ready_event) {
+                self.device_events.push(dev.ready_event);
+            }
+        } else {
+            let values = m.channel(0)?;
+            layer.source = DENSE_HOST;
+            layer.values = self.dense_values.len() as u64;
+            self.dense_values.extend_from_slice(values);
+        }
+        Some(layer)
     }
 
     /// Whether any frame has something to draw.
     pub fn is_empty(&self) -> bool {
-        self.commands.is_empty()
+        self.commands.is_empty() && self.dense.is_empty()
     }
 }
 
@@ -387,6 +561,57 @@ fn covers(c: &DrawCommand, mask_bytes: &[u8], px: i32, py: i32) -> bool {
             mask_bytes.get(i).is_some_and(|&v| v >= 128)
         }
         _ => false,
+    }
+}
+
+/// LUT entry of `value` on `[lo, hi]`: [`colormap::lut_index`].
+#[inline]
+fn dense_paint(lut: &[[u8; 8]], value: f32, lo: f32, hi: f32) -> Paint {
+    let e = lut[colormap::lut_index(value, lo, hi) as usize];
+    Paint {
+        rgb: [e[0], e[1], e[2]],
+        yuv: [e[4], e[5], e[6]],
+    }
+}
+
+/// Draws the dense layer `layer` of a frame on the CPU with the kernel's rules (see
+/// [`DenseLayer`]); host layers read `list.dense_values`, device layers draw nothing here.
+pub fn execute_dense(px: &mut PixelsMut, layer: &DenseLayer, list: &OverlayCommands) {
+    if layer.source != DENSE_HOST || list.dense_lut.len() < 256 {
+        return;
+    }
+    let (mw, mh) = (layer.width.max(0) as usize, layer.height.max(0) as usize);
+    let start = layer.values as usize;
+    let Some(values) = list.dense_values.get(start..start + mw * mh) else {
+        return;
+    };
+    let (w, h) = (px.width(), px.height());
+    let cell = |x: u32, y: u32| {
+        let u = map_coordinate(x as f32 + 0.5, layer.scale_x, layer.pad_x, mw, layer.model_w)?;
+        let v = map_coordinate(y as f32 + 0.5, layer.scale_y, layer.pad_y, mh, layer.model_h)?;
+        Some(dense_paint(
+            &list.dense_lut,
+            values[v * mw + u],
+            layer.lo,
+            layer.hi,
+        ))
+    };
+    let a = layer.alpha.min(255) as u8;
+    for y in 0..h {
+        for x in 0..w {
+            if let Some(p) = cell(x, y) {
+                px.blend_span(y, x, x + 1, &p, a);
+            }
+        }
+    }
+    if px.layout().is_yuv420() {
+        for cy in 0..h.div_ceil(2) {
+            for cx in 0..w.div_ceil(2) {
+                if let Some(p) = cell(2 * cx, 2 * cy) {
+                    px.blend_chroma_span(cy, cx, cx + 1, &p, a);
+                }
+            }
+        }
     }
 }
 

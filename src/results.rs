@@ -178,11 +178,20 @@ pub struct ObjectResult {
 
 /// One frame's row of a dense model output (parser `dense`), shared with the other frames
 /// of the batch without copying.
+///
+/// On the CPU path the values are in host memory (`tensor`). On the GPU path (a GPU
+/// backend, plugin built with CUDA) they stay where the model wrote them ([`DenseMap::device`])
+/// and `tensor` is the device tensor itself, unless trtinfer's `download-dense` copied
+/// them to the host as well; the summary ([`DenseMap::stats`]) is then computed on the GPU
+/// by the producer ([`DenseMap::summary`]), so JSON export and colour-map ranges work
+/// without the values crossing to the host.
 #[derive(Debug, Clone)]
 pub struct DenseMap {
     /// Model name (trtinfer `model-name`).
     pub model: Arc<str>,
-    /// The whole batch output `[B, C, h, w]` (host, f32); this frame is row `row`.
+    /// The whole batch output `[B, C, h, w]`: host f32 values, or the device tensor when the
+    /// values only live in GPU memory ([`DenseMap::values`] is then `None`). This frame is
+    /// row `row`.
     pub tensor: Tensor,
     pub row: usize,
     /// Channels, height and width of one row.
@@ -192,6 +201,37 @@ pub struct DenseMap {
     /// How the frame was placed into the model input; the map covers the whole input, so
     /// map pixel `(u, v)` is model pixel `(u * model_w / width, v * model_h / height)`.
     pub transform: LetterboxTransform,
+    /// The same row in GPU memory, when the producer left it there.
+    pub device: Option<DeviceDense>,
+    /// Minimum, mean and maximum of channel 0 over the map pixels covering the frame,
+    /// computed by the producer (on the GPU for device maps); `None` = not computed, or no
+    /// finite value.
+    pub summary: Option<(f32, f32, f32)>,
+}
+
+/// One frame's dense values in GPU memory: `channels x height x width` elements,
+/// row-major, starting at `ptr`.
+#[derive(Clone)]
+pub struct DeviceDense {
+    /// Device address of this frame's first value (in the CUDA context of the pipeline).
+    pub ptr: u64,
+    /// Element type: [`DType::F32`](crate::tensor::DType) or `F16`.
+    pub dtype: crate::tensor::DType,
+    /// CUevent (its address) recorded after the work that wrote the values, or 0 when they
+    /// are already complete. Consumers make their stream wait on it before reading.
+    pub ready_event: u64,
+    /// Keeps the device memory (and the event) alive while the map is referenced.
+    pub keepalive: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for DeviceDense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceDense")
+            .field("ptr", &format_args!("{:#x}", self.ptr))
+            .field("dtype", &self.dtype)
+            .field("ready_event", &format_args!("{:#x}", self.ready_event))
+            .finish()
+    }
 }
 
 impl DenseMap {
@@ -213,15 +253,13 @@ impl DenseMap {
     /// Map column holding frame x coordinate `fx` (continuous; pixel `i` spans `[i, i+1)`).
     pub fn map_column(&self, fx: f32) -> Option<usize> {
         let t = &self.transform;
-        let u = (fx * t.scale_x + t.pad_x) * self.width as f32 / t.model_w as f32;
-        (u >= 0.0 && u < self.width as f32).then_some(u as usize)
+        map_coordinate(fx, t.scale_x, t.pad_x, self.width, t.model_w as f32)
     }
 
     /// Map row holding frame y coordinate `fy` (continuous).
     pub fn map_row(&self, fy: f32) -> Option<usize> {
         let t = &self.transform;
-        let v = (fy * t.scale_y + t.pad_y) * self.height as f32 / t.model_h as f32;
-        (v >= 0.0 && v < self.height as f32).then_some(v as usize)
+        map_coordinate(fy, t.scale_y, t.pad_y, self.height, t.model_h as f32)
     }
 
     /// Map pixel (column, row) holding frame point `(fx, fy)`, or `None` where it falls
@@ -230,13 +268,40 @@ impl DenseMap {
         Some((self.map_column(fx)?, self.map_row(fy)?))
     }
 
+    /// A host map of row `row` of `tensor` (`[B, C, h, w]` f32), without device copy or
+    /// precomputed summary.
+    pub fn host(
+        model: Arc<str>,
+        tensor: Tensor,
+        row: usize,
+        (channels, height, width): (usize, usize, usize),
+        transform: LetterboxTransform,
+    ) -> Self {
+        DenseMap {
+            model,
+            tensor,
+            row,
+            channels,
+            height,
+            width,
+            transform,
+            device: None,
+            summary: None,
+        }
+    }
+
     /// Minimum, mean and maximum of the finite values of channel 0 over the map pixels whose
     /// centre lies on the frame (not on the letterbox padding); `None` when there are none.
+    /// The producer's [`DenseMap::summary`] when it computed one, else computed from the
+    /// host values (`None` when they are only in GPU memory).
     pub fn stats(&self) -> Option<(f32, f32, f32)> {
+        self.summary.or_else(|| self.host_stats())
+    }
+
+    /// [`DenseMap::stats`] computed from the host values.
+    pub fn host_stats(&self) -> Option<(f32, f32, f32)> {
         let values = self.channel(0)?;
-        let content = self.transform.content_rect();
-        let sx = self.width as f32 / self.transform.model_w as f32;
-        let sy = self.height as f32 / self.transform.model_h as f32;
+        let (sx, sy, content) = self.content_region();
         let (mut min, mut max, mut sum, mut n) = (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0usize);
         for (v, row) in values.chunks_exact(self.width.max(1)).enumerate() {
             let my = (v as f32 + 0.5) / sy;
@@ -257,11 +322,31 @@ impl DenseMap {
         (n > 0).then(|| (min, (sum / n as f64) as f32, max))
     }
 
+    /// Map pixels per model pixel horizontally and vertically, and the part of the model
+    /// input the frame covers: map pixel `(u, v)` covers the frame when its centre
+    /// `((u + 0.5) / sx, (v + 0.5) / sy)` lies in the rectangle (what [`DenseMap::stats`]
+    /// summarises; the GPU reduction receives the same three values).
+    pub fn content_region(&self) -> (f32, f32, crate::geometry::BoxF) {
+        let sx = self.width as f32 / self.transform.model_w as f32;
+        let sy = self.height as f32 / self.transform.model_h as f32;
+        (sx, sy, self.transform.content_rect())
+    }
+
     /// Value of channel 0 at frame pixel `(fx, fy)` (nearest map pixel).
     pub fn value_at(&self, fx: f32, fy: f32) -> Option<f32> {
         let (u, v) = self.map_pixel(fx, fy)?;
         self.channel(0)?.get(v * self.width + u).copied()
     }
+}
+
+/// Map cell (column or row, of `size`) holding frame coordinate `f` placed into a model
+/// input of `model` pixels by `scale` and `pad`: `(f * scale + pad) * size / model`,
+/// rounded down, in this order of f32 operations (the GPU overlay evaluates the same
+/// expression with the same rounding); `None` outside the map.
+#[inline]
+pub fn map_coordinate(f: f32, scale: f32, pad: f32, size: usize, model: f32) -> Option<usize> {
+    let u = (f * scale + pad) * size as f32 / model;
+    (u >= 0.0 && u < size as f32).then_some(u as usize)
 }
 
 /// Results of one frame.

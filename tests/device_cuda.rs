@@ -1664,7 +1664,7 @@ fn timing_overlay_8x1080p_nv12() {
         "commands_per_batch": list.commands.len(),
         "mask_bytes_per_batch": list.mask_bytes.len(),
         // One host-to-device copy: the frame table, the commands and the host masks.
-        "h2d_bytes_per_batch": 88 * batch + 56 * list.commands.len() + list.mask_bytes.len(),
+        "h2d_bytes_per_batch": 96 * batch + 56 * list.commands.len() + list.mask_bytes.len(),
         "build_us_median": median(&mut build_us),
         "copy_and_kernel_us_median": median(&mut kernel_us),
         "draw_total_us_median": median(&mut total_us),

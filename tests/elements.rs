@@ -341,3 +341,16 @@ fn overlay_device_property() {
     );
     assert_eq!(o.property::<u64>("gpu-frames"), 0);
 }
+
+#[test]
+fn infer_download_dense_property() {
+    common::init();
+    let i = gst::ElementFactory::make("trtinfer").build().unwrap();
+    assert!(
+        !i.property::<bool>("download-dense"),
+        "dense maps stay on the GPU by default"
+    );
+    i.set_property("download-dense", true);
+    assert!(i.property::<bool>("download-dense"));
+    assert_eq!(i.property::<u64>("d2h-bytes"), 0, "nothing copied before start");
+}

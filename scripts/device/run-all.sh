@@ -118,7 +118,7 @@ env_facts() {
   echo "--- ORT providers"
   python3 -c 'import onnxruntime as o; print(o.__version__, o.get_available_providers())'
   echo "--- ldd (missing libraries)"
-  for b in .device-build/trtvision-bench .device-build/trtvision-infer-bench .device-build/device_cuda .device-build/libgsttrtvision.so; do
+  for b in .device-build/trtvision-bench .device-build/trtvision-infer-bench .device-build/device_* .device-build/libgsttrtvision.so; do
     echo "$b: $(ldd "$b" | grep -c 'not found') missing"; ldd "$b" | grep 'not found'
   done
   nproc; free -g | head -2

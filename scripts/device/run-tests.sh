@@ -3,8 +3,10 @@
 # GStreamer), from the repository root, with what scripts/device/build.sh staged:
 #   carry: [".device-build", ".device"]   command: bash .device-build/run-tests.sh [FILTER...]
 # Arguments go to the test binary (test-name filters, --exact, ...).
-# Writes to $OUT (or .device-out/): device_cuda.log, bench.json (the timing line),
-# environment.txt (nvidia-smi, ldd). Exits with the test binary's status.
+# Runs .device-build/device_cuda, then .device-build/device_dense (dense maps on the GPU),
+# with the same arguments. Writes to $OUT (or .device-out/): device_cuda.log,
+# device_dense.log, bench.json (the timing lines), environment.txt (nvidia-smi, ldd).
+# Exits with the first failing test binary's status (0 when both pass).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -36,8 +38,15 @@ export LD_LIBRARY_PATH
   ldd .device-build/device_cuda
 } > "$out/environment.txt" 2>&1
 
-.device-build/device_cuda --nocapture --test-threads=1 "$@" 2>&1 | tee "$out/device_cuda.log"
-rc=${PIPESTATUS[0]}
-grep '^{"bench"' "$out/device_cuda.log" > "$out/bench.json" || true
-echo "device_cuda exited with $rc; logs in $out"
+rc=0
+: > "$out/bench.json"
+for t in device_cuda device_dense; do
+  [ -x ".device-build/$t" ] || { echo "run-tests.sh: .device-build/$t is missing" >&2; [ "$rc" -ne 0 ] || rc=1; continue; }
+  ".device-build/$t" --nocapture --test-threads=1 "$@" 2>&1 | tee "$out/$t.log"
+  trc=${PIPESTATUS[0]}
+  grep '^{"bench"' "$out/$t.log" >> "$out/bench.json" || true
+  echo "$t exited with $trc"
+  [ "$rc" -ne 0 ] || rc=$trc
+done
+echo "logs in $out"
 exit "$rc"

@@ -929,6 +929,27 @@ struct RunResult {
     run_wall_s: f64,
     gpu: Option<GpuRun>,
     soak: Option<SoakRun>,
+    /// Counters of the trtvision elements read at EOS (warm-up included).
+    counters: Vec<(String, Value)>,
+}
+
+/// What the elements counted since start, read at EOS: frames trtoverlay drew on the GPU
+/// and bytes of inference results each trtinfer copied from the GPU (e.g. dense summaries
+/// instead of maps), by element name.
+fn element_counters(p: &gst::Pipeline) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for e in p.iterate_recurse().into_iter().flatten() {
+        let factory = e.factory().map(|f| f.name().to_string()).unwrap_or_default();
+        let (key, property) = match factory.as_str() {
+            "trtoverlay" => ("gpu_frames", "gpu-frames"),
+            "trtinfer" => ("d2h_bytes", "d2h-bytes"),
+            _ => continue,
+        };
+        let name = e.name().trim_start_matches("st_").to_string();
+        out.push((format!("{name}.{key}"), Value::from(e.property::<u64>(property))));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// What a `--duration` run adds: the raw 1 s samples and how often each file looped.
@@ -1060,7 +1081,8 @@ fn measured_run(
         .duration_s
         .filter(|_| soak && o.is_scene())
         .map(Duration::from_secs);
-    if let Err(e) = run_to_eos_then(&p, o.timeout_s, stop_after, || ()) {
+    let mut counters = Vec::new();
+    if let Err(e) = run_to_eos_then(&p, o.timeout_s, stop_after, || counters = element_counters(&p)) {
         eprintln!("trtvision-bench: pipeline failed: {e}\n{desc}");
         std::process::exit(1);
     }
@@ -1158,6 +1180,7 @@ fn measured_run(
         run_wall_s,
         gpu,
         soak,
+        counters,
     };
     (res, stages)
 }
@@ -1881,6 +1904,13 @@ fn main() {
         }
         rec.push(("warmup_frames_per_camera".into(), Value::from(o.warmup)));
         rec.push(("frames_including_warmup".into(), Value::from(r.frames_all)));
+        if !r.counters.is_empty() {
+            // trtoverlay: frames drawn on the GPU; trtinfer: result bytes copied from the GPU.
+            rec.push((
+                "element_counters_including_warmup".into(),
+                json::obj_owned(r.counters.clone()),
+            ));
+        }
         rec.push(("frames_left_sources".into(), Value::from(r.frames_sourced)));
         rec.push(("frames_unmatched".into(), Value::from(r.unmatched)));
         rec.push(("measured_wall_s".into(), Value::from(stats::round(r.wall_s, 3))));

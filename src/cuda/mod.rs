@@ -13,11 +13,14 @@
 //!   with the exact math of [`crate::preprocess`].
 //! - [`CudaOverlay`]: one kernel launch per batch draws the overlay's command list
 //!   ([`crate::overlay`]) in place on device frames, byte-identical to the CPU drawing.
+//! - [`dense::DenseSummarizer`]: the summary of dense outputs left in device memory,
+//!   computed on the GPU (a few bytes per frame to the host instead of the map).
 //!
 //! Nothing here is linked against CUDA: libcuda and libnvrtc are loaded at run time by
 //! cudarc; only libgstcuda-1.0 (part of gst-plugins-bad) is linked.
 
 mod context;
+pub mod dense;
 mod driver;
 pub mod ffi;
 mod frame;

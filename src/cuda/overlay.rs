@@ -7,9 +7,10 @@
 //! and device memory of the same size, 1 MiB, grown only when a batch needs more). Per
 //! batch it writes the per-frame table, the commands and the host masks' bits into the
 //! pinned staging area, queues one host-to-device copy and one launch on its stream, and
-//! records its event; device masks are read where they are, after the stream waits on
-//! their producers' events. Nothing is allocated per batch once the staging area is
-//! large enough.
+//! records its event; device masks and dense maps are read where they are, after the
+//! stream waits on their producers' events (host dense maps travel in the staging area).
+//! The 256-entry colour map of dense layers is uploaded when it changes, not per batch.
+//! Nothing is allocated per batch once the staging area is large enough.
 
 use std::ffi::{c_void, CStr};
 
@@ -19,7 +20,7 @@ use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuf
 use super::frame::{CudaFrame, FrameLayout};
 use super::nvrtc::{compile, nvrtc_arch, require_nvrtc};
 use super::CudaError;
-use crate::overlay::{DrawCommand, OverlayCommands};
+use crate::overlay::{DenseLayer, DrawCommand, FrameCommands, OverlayCommands};
 
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../kernels/overlay.cu");
@@ -32,6 +33,9 @@ const BLOCK: u32 = TILE / 2;
 const INITIAL_STAGING: usize = 1 << 20;
 /// Alignment of the sections of the staging area.
 const SECTION_ALIGN: usize = 256;
+/// Bytes of the dense colour map (256 entries of RGB and YUV, see `DenseLayer` in
+/// overlay.cu).
+const LUT_BYTES: usize = 256 * 8;
 /// Largest batch (the grid's z dimension).
 pub const MAX_FRAMES: usize = 65535;
 
@@ -55,12 +59,14 @@ struct FrameTarget {
     first: i32,
     count: i32,
     bounds: [i32; 4],
+    dense: i32,
+    _pad: i32,
 }
 
-const _: () = assert!(std::mem::size_of::<FrameTarget>() == 88);
+const _: () = assert!(std::mem::size_of::<FrameTarget>() == 96);
 
 impl FrameTarget {
-    fn new(f: &CudaFrame, first: u32, count: u32, bounds: [i32; 4]) -> Self {
+    fn new(f: &CudaFrame, fc: &FrameCommands) -> Self {
         let (layout, bpp, r, g, b) = match f.layout {
             FrameLayout::Packed { bpp, r, g, b } => (LAYOUT_PACKED, bpp, r, g, b),
             FrameLayout::Nv12 => (LAYOUT_NV12, 1, 0, 0, 0),
@@ -77,9 +83,11 @@ impl FrameTarget {
             off_b: b as i32,
             width: f.width as i32,
             height: f.height as i32,
-            first: first as i32,
-            count: count as i32,
-            bounds,
+            first: fc.first as i32,
+            count: fc.count as i32,
+            bounds: fc.bounds,
+            dense: fc.dense,
+            _pad: 0,
         }
     }
 }
@@ -89,12 +97,18 @@ impl FrameTarget {
 /// # Safety
 /// Implementors have no padding bytes and no pointers to host memory.
 unsafe trait Record: Copy {}
-// SAFETY: 88 bytes of integers, no padding (asserted above).
+// SAFETY: 96 bytes of integers, no padding (asserted above).
 unsafe impl Record for FrameTarget {}
 // SAFETY: 56 bytes of integers, no padding (asserted in crate::overlay).
 unsafe impl Record for DrawCommand {}
+// SAFETY: 64 bytes of integers and floats, no padding (asserted in crate::overlay).
+unsafe impl Record for DenseLayer {}
 // SAFETY: bytes.
 unsafe impl Record for u8 {}
+// SAFETY: plain floats.
+unsafe impl Record for f32 {}
+// SAFETY: plain bytes.
+unsafe impl Record for [u8; 8] {}
 
 /// Copies `items` into `dst` at byte `offset` (the caller sized `dst`).
 fn put<T: Record>(dst: &mut [u8], offset: usize, items: &[T]) {
@@ -104,23 +118,30 @@ fn put<T: Record>(dst: &mut [u8], offset: usize, items: &[T]) {
     dst[offset..offset + len].copy_from_slice(src);
 }
 
-/// Byte offsets of the sections of one batch in the staging area, and its total size.
+/// Byte offsets of the sections of one batch in the staging area (frame table first), and
+/// its total size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sections {
     commands: usize,
     masks: usize,
+    dense: usize,
+    dense_values: usize,
     total: usize,
 }
 
 impl Sections {
-    fn new(frames: usize, commands: usize, mask_bytes: usize) -> Self {
-        let commands_at = (frames * std::mem::size_of::<FrameTarget>()).next_multiple_of(SECTION_ALIGN);
-        let masks_at =
-            (commands_at + commands * std::mem::size_of::<DrawCommand>()).next_multiple_of(SECTION_ALIGN);
+    fn new(frames: usize, list: &OverlayCommands) -> Self {
+        let after = |at: usize, bytes: usize| (at + bytes).next_multiple_of(SECTION_ALIGN);
+        let commands = after(0, frames * std::mem::size_of::<FrameTarget>());
+        let masks = after(commands, std::mem::size_of_val(list.commands.as_slice()));
+        let dense = after(masks, list.mask_bytes.len());
+        let dense_values = after(dense, std::mem::size_of_val(list.dense.as_slice()));
         Self {
-            commands: commands_at,
-            masks: masks_at,
-            total: masks_at + mask_bytes,
+            commands,
+            masks,
+            dense,
+            dense_values,
+            total: dense_values + std::mem::size_of_val(list.dense_values.as_slice()),
         }
     }
 }
@@ -151,6 +172,9 @@ pub struct CudaOverlay {
     done: Event,
     staging: Staging,
     atlas: DeviceBuffer,
+    /// The dense colour map on the device, and the host copy it was uploaded from.
+    lut: DeviceBuffer,
+    lut_uploaded: Vec<[u8; 8]>,
     ctx: DeviceContext,
     arch: String,
 }
@@ -193,13 +217,19 @@ impl CudaOverlay {
             done: Event::new(ctx, false)?,
             staging: Staging::new(ctx, INITIAL_STAGING)?,
             atlas,
+            lut: DeviceBuffer::new(ctx, LUT_BYTES)?,
+            lut_uploaded: Vec::new(),
             ctx: ctx.clone(),
             arch,
         };
         // Resolve every driver entry point of the hot path now (cudarc loads symbols
         // lazily and panics on a missing one): one launch over a frame without commands.
-        put(this.staging.host.as_mut_slice(), 0, &[FrameTarget::default()]);
-        this.enqueue(&[], Sections::new(1, 0, 0), (1, 1, 1))?;
+        let idle = FrameTarget {
+            dense: -1,
+            ..Default::default()
+        };
+        put(this.staging.host.as_mut_slice(), 0, &[idle]);
+        this.enqueue(&[], Sections::new(1, &OverlayCommands::default()), (1, 1, 1))?;
         this.wait()?;
         Ok(this)
     }
@@ -240,7 +270,8 @@ impl CudaOverlay {
     /// when there was nothing to draw (nothing queued).
     ///
     /// The frames must stay mapped for writing until [`CudaOverlay::wait`] returns (or
-    /// the event completes); device masks of the list must be valid until then too.
+    /// the event completes); device masks and device dense maps of the list must be valid
+    /// until then too.
     pub fn draw(&mut self, frames: &[CudaFrame], list: &OverlayCommands) -> Result<bool, CudaError> {
         let n = frames.len();
         if n != list.frames.len() || n > MAX_FRAMES {
@@ -249,7 +280,7 @@ impl CudaOverlay {
                 list.frames.len()
             )));
         }
-        if list.commands.is_empty() {
+        if list.is_empty() {
             return Ok(false);
         }
         for (i, (f, fc)) in frames.iter().zip(&list.frames).enumerate() {
@@ -257,27 +288,35 @@ impl CudaOverlay {
             let in_frame = fc.count == 0
                 || (fc.bounds[2] as i64 <= 2 * f.width.div_ceil(2) as i64
                     && fc.bounds[3] as i64 <= 2 * f.height.div_ceil(2) as i64);
-            if end > list.commands.len() || !in_frame {
+            if end > list.commands.len() || !in_frame || !dense_fits(list, fc) {
                 return Err(CudaError::InvalidInput(format!(
                     "the commands of frame {i} do not fit its {}x{} pixels or the list",
                     f.width, f.height
                 )));
             }
         }
-        let sections = Sections::new(n, list.commands.len(), list.mask_bytes.len());
-        // The pinned staging area may still be read by the previous copy.
+        let sections = Sections::new(n, list);
+        // The pinned staging area and the colour map may still be read by the previous
+        // launch.
         self.wait()?;
+        if !list.dense.is_empty() && list.dense_lut != self.lut_uploaded {
+            let bytes: Vec<u8> = list.dense_lut.iter().flatten().copied().collect();
+            self.lut.copy_from_host(&bytes)?;
+            self.lut_uploaded.clone_from(&list.dense_lut);
+        }
         if sections.total > self.staging.len {
             let len = sections.total.next_power_of_two().max(INITIAL_STAGING);
             self.staging = Staging::new(&self.ctx, len)?;
         }
         let host = self.staging.host.as_mut_slice();
         for (i, (f, fc)) in frames.iter().zip(&list.frames).enumerate() {
-            let target = FrameTarget::new(f, fc.first, fc.count, fc.bounds);
+            let target = FrameTarget::new(f, fc);
             put(host, i * std::mem::size_of::<FrameTarget>(), &[target]);
         }
         put(host, sections.commands, &list.commands);
         put(host, sections.masks, &list.mask_bytes);
+        put(host, sections.dense, &list.dense);
+        put(host, sections.dense_values, &list.dense_values);
         let (mut tiles_x, mut tiles_y) = (1, 1);
         for f in frames {
             tiles_x = tiles_x.max((2 * f.width.div_ceil(2)).div_ceil(TILE));
@@ -320,19 +359,43 @@ impl CudaOverlay {
         let mut commands_ptr: u64 = base + sections.commands as u64;
         let mut atlas_ptr: u64 = self.atlas.ptr();
         let mut masks_ptr: u64 = base + sections.masks as u64;
-        let mut args: [*mut c_void; 4] = [
+        let mut dense_ptr: u64 = base + sections.dense as u64;
+        let mut values_ptr: u64 = base + sections.dense_values as u64;
+        let mut lut_ptr: u64 = self.lut.ptr();
+        let mut args: [*mut c_void; 7] = [
             (&mut frames_ptr as *mut u64).cast(),
             (&mut commands_ptr as *mut u64).cast(),
             (&mut atlas_ptr as *mut u64).cast(),
             (&mut masks_ptr as *mut u64).cast(),
+            (&mut dense_ptr as *mut u64).cast(),
+            (&mut values_ptr as *mut u64).cast(),
+            (&mut lut_ptr as *mut u64).cast(),
         ];
-        // SAFETY: the argument list matches the kernel's signature (four device
-        // pointers); the frame table holds grid.2 entries whose commands lie in the
-        // command section; the frames' planes are valid and mapped per `draw`'s contract.
+        // SAFETY: the argument list matches the kernel's signature (seven device
+        // pointers); the frame table holds grid.2 entries whose commands and dense layers
+        // lie in their sections (checked by `draw`), host dense values in theirs; the
+        // frames' planes, device masks and device dense maps are valid per `draw`'s
+        // contract.
         unsafe { self.kernel.launch(grid, (BLOCK, BLOCK, 1), stream, &mut args) }?;
         // SAFETY: the overlay's own live stream, same context as the event.
         unsafe { self.done.record(stream) }
     }
+}
+
+/// Whether the dense layer of `fc` (if any) and its host values lie in `list`.
+fn dense_fits(list: &OverlayCommands, fc: &FrameCommands) -> bool {
+    if fc.dense < 0 {
+        return true;
+    }
+    let Some(d) = list.dense.get(fc.dense as usize) else {
+        return false;
+    };
+    let cells = d.width.max(0) as u64 * d.height.max(0) as u64;
+    list.dense_lut.len() >= 256
+        && (d.source != crate::overlay::DENSE_HOST
+            || d.values
+                .checked_add(cells)
+                .is_some_and(|end| end <= list.dense_values.len() as u64))
 }
 
 impl Drop for CudaOverlay {
@@ -348,11 +411,18 @@ mod tests {
 
     #[test]
     fn sections_are_aligned_and_sized() {
-        let s = Sections::new(3, 10, 7);
-        assert_eq!(s.commands, 512); // 264 bytes of frames, rounded up
+        let mut list = OverlayCommands::default();
+        list.commands = vec![DrawCommand::default(); 10];
+        list.mask_bytes = vec![0; 7];
+        let s = Sections::new(3, &list);
+        assert_eq!(s.commands, 512); // 288 bytes of frames, rounded up
         assert_eq!(s.masks, 1280); // + 560 bytes of commands, rounded up
-        assert_eq!(s.total, s.masks + 7);
-        assert_eq!(Sections::new(1, 0, 0).total, 256);
+        assert_eq!((s.dense, s.dense_values, s.total), (1536, 1536, 1536));
+        list.dense = vec![DenseLayer::default(); 2];
+        list.dense_values = vec![0.0; 5];
+        let s = Sections::new(3, &list);
+        assert_eq!((s.dense, s.dense_values, s.total), (1536, 1792, 1792 + 20));
+        assert_eq!(Sections::new(1, &OverlayCommands::default()).total, 256);
     }
 
     #[test]
@@ -360,7 +430,14 @@ mod tests {
         // SAFETY: never read.
         let f = unsafe { CudaFrame::from_raw(gst_video::VideoFormat::Bgrx, 641, 479, &[0x10000], &[2816]) }
             .unwrap();
-        let t = FrameTarget::new(&f, 5, 9, [1, 2, 3, 4]);
+        let fc = FrameCommands {
+            first: 5,
+            count: 9,
+            bounds: [1, 2, 3, 4],
+            dense: 2,
+        };
+        let t = FrameTarget::new(&f, &fc);
+        assert_eq!(t.dense, 2);
         assert_eq!(
             (t.layout, t.bpp, t.off_r, t.off_g, t.off_b),
             (LAYOUT_PACKED, 4, 2, 1, 0)
@@ -380,12 +457,13 @@ mod tests {
             )
         }
         .unwrap();
-        let t = FrameTarget::new(&f, 0, 1, [0; 4]);
+        let t = FrameTarget::new(&f, &FrameCommands::default());
         assert_eq!((t.layout, t.plane[1], t.stride[1]), (LAYOUT_NV12, 0x9000, 256));
-        let mut bytes = vec![0u8; 88];
+        let mut bytes = vec![0u8; 96];
         put(&mut bytes, 0, &[t]);
         assert_eq!(&bytes[24..28], &256i32.to_ne_bytes());
         assert_eq!(&bytes[36..40], &LAYOUT_NV12.to_ne_bytes());
+        assert_eq!(&bytes[88..92], &(-1i32).to_ne_bytes());
     }
 
     #[test]
@@ -400,6 +478,10 @@ mod tests {
             "#define TILE 32",
             "unsigned long long mask;",
             "int bounds[4];",
+            "int dense, _pad;",
+            "#define DENSE_HOST 0",
+            "#define DENSE_DEVICE 1",
+            "unsigned int alpha, _pad;",
             "trtv_overlay",
         ] {
             assert!(KERNEL_SOURCE.contains(needle), "{needle}");
@@ -410,6 +492,8 @@ mod tests {
             (0, 1, 2, 3)
         );
         assert_eq!(TILE, 32);
+        use crate::overlay::{DENSE_DEVICE, DENSE_HOST};
+        assert_eq!((DENSE_HOST, DENSE_DEVICE), (0, 1));
         assert_eq!(KERNEL_NAME.to_str().ok(), Some("trtv_overlay"));
     }
 

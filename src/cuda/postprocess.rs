@@ -31,7 +31,7 @@ pub const MAX_PROTOS: usize = 256;
 pub use crate::parsers::yolo::YoloCandidate as Candidate;
 
 /// Device address of a device tensor, or an error naming it.
-fn device_ptr(t: &Tensor) -> Result<u64, CudaError> {
+pub(crate) fn device_ptr(t: &Tensor) -> Result<u64, CudaError> {
     match &t.storage {
         TensorStorage::Device { ptr, len, .. } if *len >= t.len_bytes() => Ok(*ptr),
         TensorStorage::Device { len, .. } => Err(CudaError::InvalidInput(format!(
@@ -46,7 +46,7 @@ fn device_ptr(t: &Tensor) -> Result<u64, CudaError> {
     }
 }
 
-fn f16_flag(t: &Tensor) -> Result<i32, CudaError> {
+pub(crate) fn f16_flag(t: &Tensor) -> Result<i32, CudaError> {
     match t.dtype {
         DType::F32 => Ok(0),
         DType::F16 => Ok(1),
@@ -59,7 +59,12 @@ fn f16_flag(t: &Tensor) -> Result<i32, CudaError> {
 }
 
 /// Loads `file`'s kernel `name` in `ctx`.
-fn load(ctx: &DeviceContext, file: &'static str, source: &str, name: &CStr) -> Result<Kernel, CudaError> {
+pub(crate) fn load(
+    ctx: &DeviceContext,
+    file: &'static str,
+    source: &str,
+    name: &CStr,
+) -> Result<Kernel, CudaError> {
     super::probe()?;
     super::nvrtc::require_nvrtc()?;
     let arch = nvrtc_arch(ctx.compute_capability()?)?;

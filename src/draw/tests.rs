@@ -269,15 +269,13 @@ fn dense_map_colours_each_pixel_by_its_map_cell() {
     use crate::tensor::Tensor;
     use std::sync::Arc;
     let (w, h) = (64u32, 48u32);
-    let map = DenseMap {
-        model: Arc::from("depth"),
-        tensor: Tensor::from_f32("depth", vec![1, 1, 2, 2], &[0.0, 10.0, 0.0, 10.0]),
-        row: 0,
-        channels: 1,
-        height: 2,
-        width: 2,
-        transform: LetterboxTransform::letterbox(w, h, 16, 16),
-    };
+    let map = DenseMap::host(
+        Arc::from("depth"),
+        Tensor::from_f32("depth", vec![1, 1, 2, 2], &[0.0, 10.0, 0.0, 10.0]),
+        0,
+        (1, 2, 2),
+        LetterboxTransform::letterbox(w, h, 16, 16),
+    );
     let lut = Colormap::Jet.lut();
     let (lo, hi) = (lut[0], lut[255]);
     for format in [VideoFormat::Rgba, VideoFormat::Nv12] {

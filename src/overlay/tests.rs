@@ -298,3 +298,171 @@ fn command_list_shapes() {
     );
     assert_eq!(list.frames[0].bounds, [5, 5, 8, 8]);
 }
+
+/// Runs `f` on the pixels of `buf`.
+fn on_pixels(info: &VideoInfo, buf: &mut gst::Buffer, f: impl FnOnce(&mut PixelsMut)) {
+    let mut frame = VideoFrameRef::from_buffer_ref_writable(buf.get_mut().unwrap(), info).unwrap();
+    f(&mut PixelsMut::new(&mut frame).unwrap());
+}
+
+/// A random `channels x mh x mw` map of a `w x h` frame (letterboxed or stretched into a
+/// random model size), with some non-finite values.
+fn random_map(rng: &mut Rng, w: u32, h: u32) -> DenseMap {
+    use crate::geometry::LetterboxTransform;
+    let (mw, mh, c) = (
+        1 + rng.below(40) as usize,
+        1 + rng.below(40) as usize,
+        1 + rng.below(2) as usize,
+    );
+    let values: Vec<f32> = (0..c * mw * mh)
+        .map(|_| match rng.below(50) {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            _ => rng.below(2000) as f32 / 100.0 - 5.0,
+        })
+        .collect();
+    let (model_w, model_h) = (8 + rng.below(700) as u32, 8 + rng.below(700) as u32);
+    let transform = if rng.below(2) == 0 {
+        LetterboxTransform::letterbox(w, h, model_w, model_h)
+    } else {
+        LetterboxTransform::stretch(w, h, model_w, model_h)
+    };
+    let tensor = crate::tensor::Tensor::from_f32("depth", vec![1, c, mh, mw], &values);
+    DenseMap::host(Arc::from("depth"), tensor, 0, (c, mh, mw), transform)
+}
+
+/// The dense layer executed with the kernel's rules, then the commands, gives the bytes of
+/// the canvas (dense map, then detections) for every format, odd sizes and ranges.
+#[test]
+fn dense_layer_draws_the_same_bytes_as_the_canvas() {
+    use crate::draw::colormap::Colormap;
+    let mut rng = Rng(0xde45e);
+    let style = OverlayStyle::default();
+    let mut list = OverlayCommands::default();
+    let (mut checked, mut coloured) = (0u64, 0u64);
+    for format in crate::video::supported_formats() {
+        for (w, h) in [(1, 1), (7, 5), (64, 48), (161, 97)] {
+            for (k, colormap) in [Colormap::Turbo, Colormap::Jet, Colormap::Gray]
+                .into_iter()
+                .enumerate()
+            {
+                let lut = colormap.lut();
+                let map = random_map(&mut rng, w, h);
+                let range = match k {
+                    0 => map.stats().map(|(lo, _, hi)| (lo, hi)).unwrap_or((0.0, 1.0)),
+                    1 => (2.5, 7.0),
+                    _ => (3.0, 3.0),
+                };
+                let alpha = [0.5, 1.0, 0.13][k];
+                let dets = random_detections(&mut rng, w, h, 3);
+                list.clear();
+                list.set_dense_lut(&lut);
+                let dense = DenseDraw {
+                    map: &map,
+                    range,
+                    alpha,
+                };
+                list.add_frame_with_dense(w, h, Some(dense), &dets, &style);
+                let fc = list.frames[0];
+                assert_eq!(fc.dense, 0);
+                assert_eq!(&fc.bounds[..2], &[0, 0]);
+                assert!(fc.bounds[2] >= w as i32 && fc.bounds[3] >= h as i32);
+                let (info, mut a) = frame(*format, w, h, 5 + checked);
+                let mut b = a.copy_deep().unwrap();
+                let original = a.copy_deep().unwrap();
+                let mut draw_cpu = |dense: bool| {
+                    let mut f = VideoFrameRef::from_buffer_ref_writable(a.get_mut().unwrap(), &info).unwrap();
+                    let mut canvas = Canvas::new(&mut f).unwrap();
+                    if dense {
+                        canvas.dense(&map, &lut, range, alpha, &mut Vec::new());
+                    } else {
+                        draw_frame(&mut canvas, &dets, &style, &mut String::new());
+                    }
+                };
+                draw_cpu(true);
+                draw_cpu(false);
+                on_pixels(&info, &mut b, |px| execute_dense(px, &list.dense[0], &list));
+                let layered =
+                    b.map_readable().unwrap().as_slice() != original.map_readable().unwrap().as_slice();
+                coloured += u64::from(layered);
+                let cmds = &list.commands[fc.first as usize..(fc.first + fc.count) as usize];
+                on_pixels(&info, &mut b, |px| execute(px, cmds, &list.mask_bytes));
+                let (ma, mb) = (a.map_readable().unwrap(), b.map_readable().unwrap());
+                if let Some(i) = ma.iter().zip(mb.iter()).position(|(x, y)| x != y) {
+                    panic!("{format:?} {w}x{h} {colormap:?}: byte {i} differs");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 8 * 4 * 3);
+    // The maps cover the frames: the colour map changed nearly every frame.
+    assert!(coloured >= checked * 3 / 4, "{coloured} of {checked}");
+}
+
+#[test]
+fn dense_layers_in_the_command_list() {
+    use crate::draw::colormap::Colormap;
+    use crate::geometry::LetterboxTransform;
+    use crate::results::DeviceDense;
+    let style = OverlayStyle::default();
+    let tr = LetterboxTransform::letterbox(64, 48, 16, 16);
+    let host = DenseMap::host(
+        Arc::from("depth"),
+        crate::tensor::Tensor::from_f32(
+            "depth",
+            vec![2, 1, 2, 2],
+            &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        ),
+        1,
+        (1, 2, 2),
+        tr,
+    );
+    let draw = |map| DenseDraw {
+        map,
+        range: (0.0, 7.0),
+        alpha: 0.5,
+    };
+    let mut list = OverlayCommands::default();
+    // No colour map set: nothing to draw.
+    list.add_frame_with_dense(64, 48, Some(draw(&host)), &[], &style);
+    assert_eq!(list.frames[0].dense, -1);
+    assert!(list.is_empty());
+    list.clear();
+    list.set_dense_lut(&Colormap::Turbo.lut());
+    assert_eq!(list.dense_lut.len(), 256);
+    // Host values of the map's row are copied; a device map keeps its address and event;
+    // a map with values nowhere draws nothing.
+    let mut device = host.clone();
+    device.tensor = crate::tensor::Tensor {
+        storage: crate::tensor::TensorStorage::Device {
+            ptr: 0xbeef_0000,
+            len: 32,
+            keepalive: Arc::new(()),
+        },
+        ..device.tensor
+    };
+    let nowhere = device.clone();
+    device.device = Some(DeviceDense {
+        ptr: 0xbeef_0010,
+        dtype: crate::tensor::DType::F16,
+        ready_event: 0x77,
+        keepalive: Arc::new(()),
+    });
+    list.add_frame_with_dense(64, 48, Some(draw(&host)), &[], &style);
+    list.add_frame_with_dense(63, 47, Some(draw(&device)), &[], &style);
+    list.add_frame_with_dense(64, 48, Some(draw(&nowhere)), &[], &style);
+    assert_eq!(list.dense_values, [4.0, 5.0, 6.0, 7.0]);
+    assert_eq!(list.dense.len(), 2);
+    let (h, d) = (list.dense[0], list.dense[1]);
+    assert_eq!((h.source, h.values, h.f16, h.alpha), (DENSE_HOST, 0, 0, 128));
+    assert_eq!((d.source, d.values, d.f16), (DENSE_DEVICE, 0xbeef_0010, 1));
+    assert_eq!((h.width, h.height, h.model_w, h.lo, h.hi), (2, 2, 16.0, 0.0, 7.0));
+    assert_eq!(list.device_events, [0x77]);
+    let dense: Vec<_> = list.frames.iter().map(|f| (f.dense, f.bounds)).collect();
+    assert_eq!(
+        dense,
+        [(0, [0, 0, 64, 48]), (1, [0, 0, 63, 47]), (-1, [0, 0, 0, 0])]
+    );
+    assert!(!list.is_empty());
+}

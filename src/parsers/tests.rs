@@ -701,3 +701,64 @@ fn generated_models_detect_the_red_rectangle() {
         }
     }
 }
+
+#[test]
+fn dense_outputs_are_checked_and_shared_per_frame() {
+    use crate::geometry::LetterboxTransform;
+    let tr = [
+        LetterboxTransform::letterbox(64, 48, 8, 8),
+        LetterboxTransform::letterbox(48, 64, 8, 8),
+    ];
+    let names = TensorNames::default();
+    let model: Arc<str> = Arc::from("depth");
+    let vals: Vec<f32> = (0..2 * 8 * 8).map(|i| i as f32 / 4.0).collect();
+    // [B, h, w] f16: converted to f32 once, one map per frame on its own row.
+    let t = f16_tensor("depth", vec![2, 8, 8], &vals);
+    let maps = dense::parse_dense(&model, &names, std::slice::from_ref(&t), &tr).unwrap();
+    assert_eq!(maps.len(), 2);
+    assert_eq!((maps[1].row, maps[1].channels, maps[1].height), (1, 1, 8));
+    assert_eq!(maps[1].channel(0).unwrap(), &vals[64..]);
+    assert!(maps[1].device.is_none() && maps[1].summary.is_none());
+    // Frame 0 is 64x48 letterboxed into 8x8: rows 1..7 cover it.
+    let (lo, mean, hi) = maps[0].stats().unwrap();
+    assert_eq!((lo, hi), (2.0, 13.75));
+    assert!((mean - 7.875).abs() < 1e-6);
+    // A producer's summary takes precedence over the host computation.
+    let mut m = maps[0].clone();
+    m.summary = Some((1.0, 2.0, 3.0));
+    assert_eq!(m.stats(), Some((1.0, 2.0, 3.0)));
+    assert_eq!(m.host_stats(), maps[0].stats());
+    // Wrong batch, rank or element type; device tensors are not readable here but their
+    // layout is.
+    let err = dense::parse_dense(&model, &names, std::slice::from_ref(&t), &tr[..1]).unwrap_err();
+    assert!(matches!(err, ParseError::Shape { .. }), "{err}");
+    let flat = Tensor::from_f32("depth", vec![128], &vals);
+    assert!(matches!(
+        dense::parse_dense(&model, &names, &[flat], &tr),
+        Err(ParseError::Shape { .. })
+    ));
+    let ints = Tensor::host(
+        "depth",
+        DType::I32,
+        vec![2, 8, 8],
+        PooledBytes::detached(vec![0; 512]),
+    );
+    assert!(matches!(
+        dense::dense_output(&names, std::slice::from_ref(&ints), 2),
+        Err(ParseError::DType { .. })
+    ));
+    let dev = Tensor {
+        storage: TensorStorage::Device {
+            ptr: 0x1000,
+            len: 256,
+            keepalive: Arc::new(()),
+        },
+        ..t
+    };
+    let (found, layout) = dense::dense_output(&names, std::slice::from_ref(&dev), 2).unwrap();
+    assert_eq!((found.name.as_str(), layout), ("depth", (1, 8, 8)));
+    assert!(matches!(
+        dense::parse_dense(&model, &names, &[dev], &tr),
+        Err(ParseError::NotOnHost { .. })
+    ));
+}

@@ -179,7 +179,9 @@ pub fn register_tensor_meta() {
     ONCE.call_once(|| gst::meta::CustomMeta::register(TENSOR_META, &[]));
 }
 
-/// Attaches the frame's raw tensors and dense maps as one [`TENSOR_META`]. A dense map is
+/// Attaches the frame's raw tensors and dense maps with host values as one [`TENSOR_META`]
+/// (maps left in GPU memory are not copied here: trtinfer `download-dense` brings them to
+/// the host). A dense map is
 /// a field `<model>/<tensor>` like a raw tensor (its row, shape `[1, C, h, w]`, f32), whose
 /// structure also has `kind` = "dense" and the placement of the frame in the model input:
 /// `scale-x`, `scale-y`, `pad-x`, `pad-y` (double; model pixel = frame pixel * scale +

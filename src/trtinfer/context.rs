@@ -37,6 +37,8 @@ pub struct InferSettings {
     pub interval: u32,
     pub device_id: i32,
     pub fp16: bool,
+    /// Parser dense with device outputs: also copy the maps to the host.
+    pub download_dense: bool,
     pub engine_cache_dir: Option<PathBuf>,
     pub threads: usize,
     /// What the model runs on: whole frames (default) or crops of detected objects.
@@ -106,6 +108,10 @@ pub struct InferContext {
     /// GPU decoding of device outputs (created at the first batch that needs it).
     #[cfg(feature = "cuda")]
     gpu: Option<crate::cuda::postprocess::YoloDecoder>,
+    /// GPU summaries of dense outputs left on the device (created at the first such batch).
+    #[cfg(feature = "cuda")]
+    dense_gpu: Option<crate::cuda::dense::DenseSummarizer>,
+    download_dense: bool,
     candidates: Vec<crate::parsers::yolo::YoloCandidate>,
     /// Bytes of inference results copied device → host since start.
     pub d2h_bytes: u64,
@@ -113,15 +119,21 @@ pub struct InferContext {
     crops: Option<CropStage>,
 }
 
-/// Whether outputs stay on the device: GPU backends whose parser decodes on the GPU.
+/// Whether outputs stay on the device: GPU backends whose parser decodes on the GPU
+/// (YOLO) or keeps its output there (dense).
 fn device_outputs(kind: BackendKind, parser: ParserKind) -> bool {
     cfg!(feature = "cuda")
         && matches!(
             kind,
             BackendKind::OnnxRuntimeCuda | BackendKind::OnnxRuntimeTensorRt | BackendKind::TensorRt
         )
-        && matches!(parser, ParserKind::Yolo | ParserKind::YoloSeg)
+        && matches!(parser, ParserKind::Yolo | ParserKind::YoloSeg | ParserKind::Dense)
 }
+
+/// Why device outputs cannot be read by a build without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+const NO_CUDA: &str =
+    "the outputs are in GPU memory but this build has no CUDA support (cargo feature 'cuda')";
 
 /// A failure with a sentence for the user.
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +278,9 @@ impl InferContext {
             device_id: s.device_id,
             #[cfg(feature = "cuda")]
             gpu: None,
+            #[cfg(feature = "cuda")]
+            dense_gpu: None,
+            download_dense: s.download_dense,
             candidates: Vec::new(),
             d2h_bytes: 0,
             config,
@@ -508,13 +523,15 @@ impl InferContext {
             parser: parser.name(),
             reason,
         };
-        let dense = if self.parser == ParserKind::Dense {
+        let on_device = outputs.iter().any(|t| t.host_bytes().is_none());
+        let dense = if self.parser != ParserKind::Dense {
+            Vec::new()
+        } else if on_device {
+            self.dense_on_device(&outputs, &transforms).map_err(&parse_err)?
+        } else {
             parsers::dense::parse_dense(&self.model, &self.params.tensor_names, &outputs, &transforms)
                 .map_err(|e| parse_err(e.to_string()))?
-        } else {
-            Vec::new()
         };
-        let on_device = outputs.iter().any(|t| t.host_bytes().is_none());
         let mut device_masks = None;
         let detections = if matches!(self.parser, ParserKind::Raw | ParserKind::Dense) {
             vec![Vec::new(); rows]
@@ -625,8 +642,7 @@ impl InferContext {
         }
         let classes = channels - 4 - p;
         if self.gpu.is_none() {
-            let ctx = crate::cuda::DeviceContext::primary(self.device_id.max(0))
-                .map_err(|e| format!("GPU decoding needs a CUDA context: {e}"))?;
+            let ctx = self.device_context("GPU decoding")?;
             self.gpu = Some(crate::cuda::postprocess::YoloDecoder::new(&ctx).map_err(|e| e.to_string())?);
         }
         let dec = self.gpu.as_mut().expect("created above");
@@ -654,6 +670,63 @@ impl InferContext {
         Ok((dets, masks))
     }
 
+    /// The GPU's primary context of this element's device.
+    #[cfg(feature = "cuda")]
+    fn device_context(&self, what: &str) -> Result<crate::cuda::DeviceContext, String> {
+        crate::cuda::DeviceContext::primary(self.device_id.max(0))
+            .map_err(|e| format!("{what} needs a CUDA context: {e}"))
+    }
+
+    /// A dense output left on the device: each frame's map points at its row there, the
+    /// summaries come from one GPU reduction (32 bytes per frame to the host), and with
+    /// `download-dense` the values are copied to the host too.
+    #[cfg(feature = "cuda")]
+    fn dense_on_device(
+        &mut self,
+        outputs: &[Tensor],
+        transforms: &[crate::geometry::LetterboxTransform],
+    ) -> Result<Vec<DenseMap>, String> {
+        use crate::cuda::dense::{device_row, DenseSummarizer};
+        let (t, layout) = parsers::dense::dense_output(&self.params.tensor_names, outputs, transforms.len())
+            .map_err(|e| e.to_string())?;
+        let mut maps = Vec::with_capacity(transforms.len());
+        for (row, tr) in transforms.iter().enumerate() {
+            let mut map = DenseMap::host(self.model.clone(), t.clone(), row, layout, *tr);
+            map.device = Some(device_row(t, row).map_err(|e| e.to_string())?);
+            maps.push(map);
+        }
+        if self.dense_gpu.is_none() {
+            let ctx = self.device_context("the GPU summary of dense maps")?;
+            self.dense_gpu = Some(DenseSummarizer::new(&ctx).map_err(|e| e.to_string())?);
+        }
+        let gpu = self.dense_gpu.as_mut().expect("created above");
+        let (host, copied) = gpu
+            .run(t, layout, &mut maps, self.download_dense)
+            .map_err(|e| e.to_string())?;
+        self.d2h_bytes += copied as u64;
+        gst::trace!(
+            CAT,
+            "{} dense maps summarised on the GPU, {copied} bytes to the host",
+            maps.len()
+        );
+        if let Some(host) = host {
+            for m in &mut maps {
+                m.tensor = host.clone();
+            }
+        }
+        Ok(maps)
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn dense_on_device(
+        &mut self,
+        _outputs: &[Tensor],
+        _transforms: &[crate::geometry::LetterboxTransform],
+    ) -> Result<Vec<DenseMap>, String> {
+        let _ = self.download_dense;
+        Err(NO_CUDA.into())
+    }
+
     #[cfg(not(feature = "cuda"))]
     fn decode_on_device(
         &mut self,
@@ -661,7 +734,7 @@ impl InferContext {
         _transforms: &[crate::geometry::LetterboxTransform],
     ) -> Result<(Vec<Vec<Detection>>, Option<MaskTensor>), String> {
         let _ = (&self.candidates, outputs);
-        Err("the outputs are in GPU memory but this build has no CUDA support (cargo feature 'cuda')".into())
+        Err(NO_CUDA.into())
     }
 
     fn mask_tensor(&self, outputs: &[Tensor]) -> Option<MaskTensor> {

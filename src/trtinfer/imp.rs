@@ -123,6 +123,12 @@ impl ObjectImpl for TrtInfer {
                     .default_value(false)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("download-dense")
+                    .nick("Download dense maps")
+                    .blurb("Parser dense on a GPU backend: also copy the maps to host memory, for consumers that read the values (trtdemux tensor meta, appsink); when off (default) they stay in GPU memory, trtoverlay draws them there and their summary (min, mean, max, in trtjsonexport) is computed on the GPU, so only a few bytes per frame cross to the host. CPU backends always produce host maps")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("engine-cache-dir")
                     .nick("Engine cache directory")
                     .blurb("Directory where TensorRT engines built from ONNX are cached and reused")
@@ -182,7 +188,7 @@ impl ObjectImpl for TrtInfer {
                     .build(),
                 glib::ParamSpecUInt64::builder("d2h-bytes")
                     .nick("Device-to-host bytes")
-                    .blurb("Prompt-segmentation configs: bytes of decoder outputs copied (or, with host outputs, to be copied) from the GPU since start: boxes, scores and the masks of kept queries")
+                    .blurb("Bytes of inference results copied from the GPU to the host since start, on GPU backends whose outputs stay on the device: YOLO candidates, dense summaries (and maps with download-dense); prompt-segmentation configs: decoder outputs (or, with host outputs, those to be copied): boxes, scores and the masks of kept queries")
                     .read_only()
                     .build(),
                 glib::ParamSpecString::builder("backend-in-use")
@@ -236,6 +242,7 @@ impl ObjectImpl for TrtInfer {
             "interval" => s.interval = value.get().expect("type checked upstream"),
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
             "fp16" => s.fp16 = value.get().expect("type checked upstream"),
+            "download-dense" => s.download_dense = value.get().expect("type checked upstream"),
             "engine-cache-dir" => s.engine_cache_dir = text().map(PathBuf::from),
             "threads" => s.threads = value.get::<u32>().expect("type checked upstream") as usize,
             "operate-on" => {
@@ -297,6 +304,7 @@ impl ObjectImpl for TrtInfer {
             "interval" => s.interval.to_value(),
             "device-id" => s.device_id.to_value(),
             "fp16" => s.fp16.to_value(),
+            "download-dense" => s.download_dense.to_value(),
             "engine-cache-dir" => path(&s.engine_cache_dir).to_value(),
             "threads" => (s.threads as u32).to_value(),
             "operate-on" => s.operate_on.name().to_value(),
@@ -315,7 +323,8 @@ impl ObjectImpl for TrtInfer {
             "decoder-buffers" => (s.decoder_buffers.unwrap_or(2) as u32).to_value(),
             "d2h-bytes" => match self.context.lock().unwrap().as_ref() {
                 Some(Loaded::PromptSeg(p)) => p.engine.totals().d2h_bytes,
-                _ => 0,
+                Some(Loaded::Model(c)) => c.d2h_bytes,
+                None => 0,
             }
             .to_value(),
             "backend-in-use" => self

@@ -7,7 +7,8 @@
 //!   "dense":[{"model":"shapes-depth","shape":[1,320,320],"min":2.0,"mean":9.1,"max":10.0}]}`
 //! `pts` is the frame's own PTS in nanoseconds (null when unset); `bbox` and keypoints are in
 //! frame pixels; `mask`, `secondary` and `dense` are omitted when there are none (`dense`
-//! summarises channel 0 of each dense map over the part that covers the frame).
+//! summarises channel 0 of each dense map over the part that covers the frame; for maps left
+//! in GPU memory trtinfer computed the summary there, so the export needs no map values).
 
 use crate::batch::Batch;
 use crate::results::{DenseSummaryJson, DetectionJson};

@@ -6,7 +6,11 @@
 //! GstCudaMemory of a context the element can use are drawn by [`CudaOverlay`] with one
 //! kernel launch for the whole batch, from the same command list the CPU executor
 //! follows ([`crate::overlay`]), byte-identical to the CPU drawing. Other frames (system
-//! memory, another GPU's context, frames with a dense map to colour) are drawn on the CPU. The element waits for the
+//! memory, another GPU's context) are drawn on the CPU. Dense colour maps are drawn
+//! in the same launch, under the boxes: maps in GPU memory (trtinfer on a GPU backend) are
+//! read where they are, host maps travel with the batch's command list (one copy per
+//! batch). A map only in GPU memory drawn on a system-memory frame is copied to the host
+//! for that frame. The element waits for the
 //! kernel before pushing the batch: GstCudaMemory of GStreamer 1.22 carries no stream
 //! or event, so downstream elements (encoders, `cudadownload`) read it right away on
 //! their own streams.
@@ -17,7 +21,7 @@ use crate::batch::{Batch, FrameSlot};
 use crate::draw::colormap::Colormap;
 use crate::draw::Canvas;
 use crate::overlay::{draw_frame, OverlayStyle};
-use crate::results::FrameResults;
+use crate::results::{DenseMap, FrameResults};
 use crate::video::Paint;
 use gst::glib;
 use gst::prelude::*;
@@ -52,7 +56,7 @@ impl Default for Settings {
     }
 }
 
-/// Dense maps as a colour map (CPU drawing: frames that show one are drawn on the CPU).
+/// Dense maps as a colour map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtraStyle {
     /// Colour map of dense outputs (none = not drawn).
@@ -77,10 +81,18 @@ impl Default for ExtraStyle {
 }
 
 impl ExtraStyle {
-    /// Whether this frame has something only the CPU draws.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    fn needs_cpu(&self, results: &FrameResults) -> bool {
-        self.dense_colormap != Colormap::None && !results.dense.is_empty()
+    /// The dense map of `results` that is drawn and the value range mapped onto the colour
+    /// map (`dense-range`, or the map's own minimum and maximum), or `None` when no map is
+    /// drawn (colour map none, no map of `dense-model`, no finite value).
+    pub fn dense_to_draw<'a>(&self, results: &'a FrameResults) -> Option<(&'a DenseMap, (f32, f32))> {
+        if self.dense_colormap == Colormap::None {
+            return None;
+        }
+        let map = results.dense_for(&self.dense_model)?;
+        let range = self
+            .dense_range
+            .or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))?;
+        Some((map, range))
     }
 }
 
@@ -91,10 +103,24 @@ pub struct OverlayScratch {
     lut: Vec<Paint>,
     lut_of: Option<Colormap>,
     cols: Vec<u32>,
+    /// Channel 0 of a map only in GPU memory, copied for CPU drawing.
+    values: Vec<f32>,
+}
+
+impl OverlayScratch {
+    /// The 256 paints of `colormap` (computed when it changes).
+    pub fn lut(&mut self, colormap: Colormap) -> &[Paint] {
+        if self.lut_of != Some(colormap) {
+            self.lut = colormap.lut();
+            self.lut_of = Some(colormap);
+        }
+        &self.lut
+    }
 }
 
 /// Draws everything attached to one frame: the dense map first (under the rest), then the
-/// detections and their keypoints (CPU implementation).
+/// detections and their keypoints (CPU implementation). A map only in GPU memory is copied
+/// to the host first (plugin built with CUDA; else it is not drawn).
 pub fn draw_results(
     canvas: &mut Canvas,
     results: &FrameResults,
@@ -102,21 +128,30 @@ pub fn draw_results(
     extra: &ExtraStyle,
     scratch: &mut OverlayScratch,
 ) {
-    if extra.dense_colormap != Colormap::None {
-        if let Some(map) = results.dense_for(&extra.dense_model) {
-            if scratch.lut_of != Some(extra.dense_colormap) {
-                scratch.lut = extra.dense_colormap.lut();
-                scratch.lut_of = Some(extra.dense_colormap);
-            }
-            if let Some(range) = extra
-                .dense_range
-                .or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))
-            {
-                canvas.dense(map, &scratch.lut, range, extra.dense_alpha, &mut scratch.cols);
-            }
+    if let Some((map, range)) = extra.dense_to_draw(results) {
+        scratch.lut(extra.dense_colormap);
+        let OverlayScratch {
+            lut, cols, values, ..
+        } = scratch;
+        if let Some(v) = map.channel(0).or_else(|| host_copy(map, values)) {
+            canvas.dense_values(map, v, lut, range, extra.dense_alpha, cols);
         }
     }
     draw_frame(canvas, &results.detections, style, &mut scratch.label);
+}
+
+/// Channel 0 of a map only in GPU memory, copied into `values`; `None` (logged) when the
+/// copy fails or the plugin was built without CUDA.
+fn host_copy<'a>(map: &DenseMap, values: &'a mut Vec<f32>) -> Option<&'a [f32]> {
+    #[cfg(feature = "cuda")]
+    if map.device.is_some() {
+        match crate::cuda::dense::download_channel0(map, values) {
+            Ok(()) => return Some(values.as_slice()),
+            Err(e) => gst::warning!(CAT, "the dense map of '{}' is not drawn: {e}", map.model),
+        }
+    }
+    let _ = (map, values);
+    None
 }
 
 /// Parses a dense value range `lo,hi` (`auto` or empty = `None`).
@@ -179,8 +214,7 @@ impl TrtOverlay {
         extra: &ExtraStyle,
         scratch: &mut OverlayScratch,
     ) -> Result<(), gst::FlowError> {
-        let dense = extra.dense_colormap != Colormap::None && !slot.results.dense.is_empty();
-        if slot.results.detections.is_empty() && !dense {
+        if slot.results.detections.is_empty() && extra.dense_to_draw(&slot.results).is_none() {
             return Ok(());
         }
         let info = slot.info.clone();
@@ -237,6 +271,7 @@ impl TrtOverlay {
         extra: &ExtraStyle,
     ) -> Result<(), gst::FlowError> {
         use crate::cuda;
+        use crate::overlay::DenseDraw;
         let cs = &mut state.cuda;
         if cs.disabled {
             return Ok(());
@@ -245,27 +280,33 @@ impl TrtOverlay {
             return Ok(());
         };
         cs.list.clear();
+        if extra.dense_colormap != Colormap::None {
+            cs.list.set_dense_lut(state.scratch.lut(extra.dense_colormap));
+        }
         for (i, slot) in batch.slots.iter_mut().enumerate() {
-            if slot.results.detections.is_empty() {
+            let dense = extra.dense_to_draw(&slot.results);
+            if slot.results.detections.is_empty() && dense.is_none() {
                 continue;
             }
             if !cuda::is_cuda_buffer(slot.buffer.as_ref()) {
                 gst::trace!(CAT, imp = self, "frame {i} is in system memory: drawn on the CPU");
                 continue;
             }
-            if extra.needs_cpu(&slot.results) {
-                gst::debug!(
-                    CAT,
-                    imp = self,
-                    "frame {i} has a dense map to draw: drawn on the CPU"
-                );
-                continue;
-            }
             let info = slot.info.clone();
             match cuda::map_cuda_frame_mut(slot.buffer.make_mut(), &info) {
                 Ok(m) if m.is_accessible_from(&ctx) => {
-                    cs.list
-                        .add_frame(info.width(), info.height(), &slot.results.detections, style);
+                    let dense = dense.map(|(map, range)| DenseDraw {
+                        map,
+                        range,
+                        alpha: extra.dense_alpha,
+                    });
+                    cs.list.add_frame_with_dense(
+                        info.width(),
+                        info.height(),
+                        dense,
+                        &slot.results.detections,
+                        style,
+                    );
                     cs.frames.push(m.frame());
                     cs.maps.push(m);
                     state.on_gpu[i] = true;
