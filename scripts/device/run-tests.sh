@@ -3,10 +3,10 @@
 # GStreamer), from the repository root, with what scripts/device/build.sh staged:
 #   carry: [".device-build", ".device"]   command: bash .device-build/run-tests.sh [FILTER...]
 # Arguments go to the test binary (test-name filters, --exact, ...).
-# Runs .device-build/device_cuda, then .device-build/device_dense (dense maps on the GPU),
-# with the same arguments. Writes to $OUT (or .device-out/): device_cuda.log,
-# device_dense.log, bench.json (the timing lines), environment.txt (nvidia-smi, ldd).
-# Exits with the first failing test binary's status (0 when both pass).
+# Runs every staged test binary (.device-build/device_*: device_cuda first, then the others
+# such as device_dense and device_tiler) with the same arguments. Writes to $OUT (or
+# .device-out/): one <binary>.log each, bench.json (the timing lines), environment.txt
+# (nvidia-smi, ldd). Exits with the first failing test binary's status (0 when all pass).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -40,7 +40,11 @@ export LD_LIBRARY_PATH
 
 rc=0
 : > "$out/bench.json"
-for t in device_cuda device_dense; do
+tests=device_cuda
+for b in .device-build/device_*; do
+  [ "$(basename "$b")" = device_cuda ] || tests="$tests $(basename "$b")"
+done
+for t in $tests; do
   [ -x ".device-build/$t" ] || { echo "run-tests.sh: .device-build/$t is missing" >&2; [ "$rc" -ne 0 ] || rc=1; continue; }
   ".device-build/$t" --nocapture --test-threads=1 "$@" 2>&1 | tee "$out/$t.log"
   trc=${PIPESTATUS[0]}
