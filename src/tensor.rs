@@ -133,6 +133,17 @@ pub enum TensorStorage {
     },
 }
 
+impl TensorStorage {
+    /// Device memory at `ptr` (`len` bytes) kept alive by `owner`.
+    pub fn device(ptr: u64, len: usize, owner: impl std::any::Any + Send + Sync) -> Self {
+        TensorStorage::Device {
+            ptr,
+            len,
+            keepalive: Arc::new(owner),
+        }
+    }
+}
+
 /// A named, typed, shaped tensor.
 #[derive(Debug, Clone)]
 pub struct Tensor {
@@ -143,6 +154,16 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// A tensor with this one's name, type and shape in `storage` (e.g. its device copy).
+    pub fn with_storage(&self, storage: TensorStorage) -> Tensor {
+        Tensor {
+            name: self.name.clone(),
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            storage,
+        }
+    }
+
     /// A host tensor from raw bytes (length must match shape and dtype).
     pub fn host(name: impl Into<String>, dtype: DType, shape: Vec<usize>, bytes: PooledBytes) -> Self {
         debug_assert_eq!(bytes.as_slice().len(), element_count(&shape) * dtype.size());

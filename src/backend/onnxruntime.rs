@@ -988,16 +988,7 @@ impl InferenceBackend for OrtBackend {
             let ctx = self.upload_ctx.as_ref().expect("set above");
             let buf = crate::cuda::DeviceBuffer::new(ctx, bytes.len().max(1)).map_err(rt)?;
             buf.copy_from_host(bytes).map_err(rt)?;
-            Ok(Tensor {
-                name: t.name.clone(),
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-                storage: TensorStorage::Device {
-                    ptr: buf.ptr(),
-                    len: bytes.len(),
-                    keepalive: std::sync::Arc::new(buf),
-                },
-            })
+            Ok(t.with_storage(TensorStorage::device(buf.ptr(), bytes.len(), buf)))
         }
         #[cfg(not(feature = "cuda"))]
         {

@@ -389,16 +389,7 @@ fn to_device(t: &Tensor, device_id: i32) -> Result<Tensor, String> {
     let bytes = t.host_bytes().ok_or("the input is not in host memory")?;
     let buf = DeviceBuffer::new(&ctx, bytes.len()).map_err(|e| e.to_string())?;
     buf.copy_from_host(bytes).map_err(|e| e.to_string())?;
-    Ok(Tensor {
-        name: t.name.clone(),
-        dtype: t.dtype,
-        shape: t.shape.clone(),
-        storage: TensorStorage::Device {
-            ptr: buf.ptr(),
-            len: buf.len(),
-            keepalive: std::sync::Arc::new(buf),
-        },
-    })
+    Ok(t.with_storage(TensorStorage::device(buf.ptr(), buf.len(), buf)))
 }
 
 /// A host copy of a device tensor (host tensors are cloned).
@@ -412,12 +403,8 @@ fn to_host(t: &Tensor, device_id: i32) -> Result<Tensor, String> {
     let ctx = DeviceContext::primary(device_id).map_err(|e| e.to_string())?;
     let mut bytes = vec![0u8; t.len_bytes()];
     copy_device_to_host(&ctx, *ptr, *len, &mut bytes).map_err(|e| e.to_string())?;
-    Ok(Tensor::host(
-        t.name.clone(),
-        t.dtype,
-        t.shape.clone(),
-        gsttrtvision::tensor::PooledBytes::detached(bytes),
-    ))
+    let bytes = gsttrtvision::tensor::PooledBytes::detached(bytes);
+    Ok(t.with_storage(TensorStorage::Host(std::sync::Arc::new(bytes))))
 }
 
 #[cfg(not(feature = "cuda"))]

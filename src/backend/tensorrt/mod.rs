@@ -825,16 +825,8 @@ impl InferenceBackend for TrtBackend {
         buf.upload_async(bytes, &self.stream).map_err(runtime_error)?;
         // `bytes` must stay readable until the copy is done.
         self.stream.sync().map_err(runtime_error)?;
-        Ok(Tensor {
-            name: t.name.clone(),
-            dtype: t.dtype,
-            shape: t.shape.clone(),
-            storage: TensorStorage::Device {
-                ptr: buf.ptr(),
-                len: bytes.len(),
-                keepalive: Arc::new(hold),
-            },
-        })
+        let ptr = buf.ptr();
+        Ok(t.with_storage(TensorStorage::device(ptr, bytes.len(), hold)))
     }
 
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
