@@ -12,6 +12,7 @@ pub const KERNEL_FILES: &[(&str, &str)] = &[
     ("overlay.cu", super::overlay::KERNEL_SOURCE),
     ("yolo.cu", super::postprocess::YOLO_SOURCE),
     ("maskselect.cu", super::postprocess::MASK_SOURCE),
+    ("tiler.cu", super::tiler::KERNEL_SOURCE),
 ];
 
 /// Compiled PTX per kernel file and architecture, shared by the whole process.
