@@ -347,7 +347,7 @@ impl CudaTiler {
             Some(f) if tw > 0 && th > 0 => TileSource::new(f, tw, th),
             _ => TileSource::default(),
         };
-        let grid = grid_for(out);
+        let grid = launch_grid(out);
         if n <= INLINE_TILES {
             let mut inline = InlineTiles([TileSource::default(); INLINE_TILES]);
             for (p, t) in inline.0.iter_mut().zip(tiles) {
@@ -472,7 +472,7 @@ impl CudaTiler {
 }
 
 /// Blocks of the launch over `out`: each thread writes a 2x2 pixel block.
-fn grid_for(out: &CudaFrame) -> (u32, u32) {
+fn launch_grid(out: &CudaFrame) -> (u32, u32) {
     (
         out.width.div_ceil(2).div_ceil(BLOCK_X).max(1),
         out.height.div_ceil(2).div_ceil(BLOCK_Y).max(1),
@@ -542,7 +542,7 @@ mod tests {
             (m.kind, m.tile_w, m.tile_h, m.stride[1]),
             (OUT_NV12, 160, 239, 768)
         );
-        assert_eq!(grid_for(&out), (11, 30));
+        assert_eq!(launch_grid(&out), (11, 30));
     }
 
     /// Compiles the kernel where NVRTC is installed (no GPU needed); skipped elsewhere.

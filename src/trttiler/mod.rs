@@ -4,6 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+pub mod mosaic;
 
 glib::wrapper! {
     /// Batch to mosaic converter.
