@@ -1,6 +1,8 @@
 //! Shared test set-up: registers the plugin statically and locates the generated models.
 #![allow(dead_code)]
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod groundtruth;
 
 use gst::prelude::*;
