@@ -103,8 +103,8 @@ fn pad_templates_and_caps_queries() {
     // The output offers CUDA memory only in builds with the `cuda` feature.
     let templ = src.pad_template_caps();
     assert_eq!(has_cuda_feature(&templ, 0), cfg!(feature = "cuda"), "{templ}");
-    // Output caps for a system-memory batch: system memory first, CUDA memory after it
-    // only where a GPU can hold the frames.
+    // Output caps (unlinked: for the sink template's batches): CUDA memory only where a
+    // GPU can hold the frames.
     let caps = src.query_caps(None);
     assert!(!caps.is_empty());
     let cuda: Vec<bool> = (0..caps.size()).map(|i| has_cuda_feature(&caps, i)).collect();

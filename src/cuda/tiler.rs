@@ -20,7 +20,7 @@ use std::ffi::{c_void, CStr};
 use cudarc::driver::sys;
 
 use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::frame::{CudaFrame, FrameLayout};
+use super::frame::CudaFrame;
 use super::nvrtc::{compile, nvrtc_arch, require_nvrtc};
 use super::CudaError;
 use crate::geometry::LetterboxTransform;
@@ -40,16 +40,9 @@ pub const MAX_TILES: usize = 64 * 64;
 const BLOCK_X: u32 = 32;
 const BLOCK_Y: u32 = 8;
 
+/// `KIND_NONE` in tiler.cu: a tile without a frame. The other `KIND_*` (sources) and
+/// `OUT_*` (output) values are those of `CudaFrame::kernel_layout`.
 const KIND_NONE: i32 = -1;
-const KIND_PACKED: i32 = 0;
-const KIND_PACKED4: i32 = 1;
-const KIND_NV12: i32 = 2;
-const KIND_I420: i32 = 3;
-
-const OUT_PACKED: i32 = 0;
-const OUT_PACKED4: i32 = 1;
-const OUT_NV12: i32 = 2;
-const OUT_I420: i32 = 3;
 
 /// One tile's source frame and its placement; layout shared with `TileSource` in tiler.cu.
 #[repr(C)]
@@ -136,23 +129,15 @@ impl TileSource {
         let t = LetterboxTransform::letterbox(f.width, f.height, tw, th);
         let (x0, x1) = content_span(t.pad_x, t.scale_x, f.width, tw);
         let (y0, y1) = content_span(t.pad_y, t.scale_y, f.height, th);
-        let (kind, bpp, r, g, b) = match f.layout {
-            FrameLayout::Packed { bpp, r, g, b } => {
-                let aligned = bpp == 4 && f.planes[0].is_multiple_of(4) && f.strides[0].is_multiple_of(4);
-                (if aligned { KIND_PACKED4 } else { KIND_PACKED }, bpp, r, g, b)
-            }
-            FrameLayout::Nv12 => (KIND_NV12, 1, 0, 0, 0),
-            FrameLayout::I420 => (KIND_I420, 1, 0, 0, 0),
-        };
+        let l = f.kernel_layout();
         Self {
             plane: f.planes,
-            // Checked ≤ i32::MAX by CudaFrame::from_raw.
-            stride: f.strides.map(|s| s as i32),
-            kind,
-            bpp: bpp as i32,
-            off_r: r as i32,
-            off_g: g as i32,
-            off_b: b as i32,
+            stride: f.kernel_strides(),
+            kind: l.kind,
+            bpp: l.bpp,
+            off_r: l.r,
+            off_g: l.g,
+            off_b: l.b,
             width: f.width as i32,
             height: f.height as i32,
             scale_x: t.scale_x,
@@ -170,24 +155,17 @@ impl TileSource {
 impl MosaicTarget {
     /// `out` split into `rows x cols` tiles of `out.width / cols x out.height / rows`.
     fn new(out: &CudaFrame, rows: u32, cols: u32) -> Self {
-        let (kind, bpp, r, g, b) = match out.layout {
-            FrameLayout::Packed { bpp, r, g, b } => {
-                let aligned = bpp == 4 && out.planes[0].is_multiple_of(4) && out.strides[0].is_multiple_of(4);
-                (if aligned { OUT_PACKED4 } else { OUT_PACKED }, bpp, r, g, b)
-            }
-            FrameLayout::Nv12 => (OUT_NV12, 1, 0, 0, 0),
-            FrameLayout::I420 => (OUT_I420, 1, 0, 0, 0),
-        };
+        let l = out.kernel_layout();
         Self {
             plane: out.planes,
-            stride: out.strides.map(|s| s as i32),
-            kind,
-            bpp: bpp as i32,
-            off_r: r as i32,
-            off_g: g as i32,
-            off_b: b as i32,
+            stride: out.kernel_strides(),
+            kind: l.kind,
+            bpp: l.bpp,
+            off_r: l.r,
+            off_g: l.g,
+            off_b: l.b,
             // The 4-byte formats keep their alpha or padding byte in the remaining offset.
-            off_a: if bpp == 4 { (6 - r - g - b) as i32 } else { 0 },
+            off_a: if l.bpp == 4 { 6 - l.r - l.g - l.b } else { 0 },
             width: out.width as i32,
             height: out.height as i32,
             tile_w: (out.width / cols.max(1)) as i32,
@@ -490,6 +468,13 @@ impl Drop for CudaTiler {
 mod tests {
     use super::*;
     use gst_video::VideoFormat;
+
+    const KIND_PACKED: i32 = 0;
+    const KIND_PACKED4: i32 = 1;
+    const KIND_I420: i32 = 3;
+    const OUT_PACKED: i32 = 0;
+    const OUT_PACKED4: i32 = 1;
+    const OUT_NV12: i32 = 2;
 
     fn frame(format: VideoFormat, w: u32, h: u32, planes: &[u64], strides: &[usize]) -> CudaFrame {
         // SAFETY: never read.

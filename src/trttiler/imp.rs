@@ -9,16 +9,16 @@
 //!
 //! CUDA path (cargo feature `cuda`, `device=auto`): the output caps offer
 //! `video/x-raw(memory:CUDAMemory)` and system memory, in the order of the input batch's
-//! memory (CUDA batches: CUDA first), and only where a GPU is usable. When the output is
-//! CUDA memory and every tile's frame is GstCudaMemory of a context the element can use,
-//! [`CudaTiler`] writes the whole output frame with one kernel launch, from the last frame
-//! of every tile (the element keeps a reference to it, no copy), byte-identical to the
-//! CPU mosaic. Otherwise the CPU composes; its RGBA mosaic then reaches a CUDA output
-//! frame through one copy and the same kernel (or through GStreamer's own upload of a
-//! system-memory map with `device=cpu` or when the kernel is unavailable). Output frames
-//! come from a GstCudaBufferPool of the element's CUDA context (`gst.cuda.context`, shared
-//! with the pipeline). The element waits for the kernel before pushing: GstCudaMemory of
-//! GStreamer 1.22 carries no stream or event.
+//! memory (CUDA batches: CUDA first), and CUDA memory only where a GPU is usable. When the
+//! batches and the output are CUDA memory and every tile's frame is GstCudaMemory of a
+//! context the element can use, [`CudaTiler`] writes the whole output frame with one
+//! kernel launch, from the last frame of every tile (the element keeps a reference to it,
+//! no copy), byte-identical to the CPU mosaic. Otherwise the CPU composes; its RGBA mosaic
+//! then reaches a CUDA output frame through one copy and the same kernel (or through
+//! GStreamer's own upload of a system-memory map with `device=cpu` or when the kernel is
+//! unavailable). Output frames come from a GstCudaBufferPool of the element's CUDA context
+//! (`gst.cuda.context`, shared with the pipeline). The element waits for the kernel before
+//! pushing: GstCudaMemory of GStreamer 1.22 carries no stream or event.
 //!
 //! [`CudaTiler`]: crate::cuda::CudaTiler
 
@@ -69,6 +69,8 @@ type KeptFrame = (gst::Buffer, gst_video::VideoInfo);
 #[derive(Default)]
 struct State {
     out_info: Option<gst_video::VideoInfo>,
+    /// The batches' frames are GstCudaMemory (batch caps with `memory:CUDAMemory`).
+    in_cuda: bool,
     /// The output frames are GstCudaMemory.
     out_cuda: bool,
     /// The RGBA mosaic composed on the CPU; it holds each tile's last frame.
@@ -89,7 +91,7 @@ impl State {
     /// Whether the GPU may compose the output frames.
     fn gpu_enabled(&self) -> bool {
         #[cfg(feature = "cuda")]
-        return self.out_cuda && !self.cuda.disabled;
+        return self.in_cuda && self.out_cuda && !self.cuda.disabled;
         #[cfg(not(feature = "cuda"))]
         false
     }
@@ -660,7 +662,7 @@ impl BaseTransformImpl for TrtTiler {
         })
     }
 
-    fn set_caps(&self, _incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+    fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(outcaps)
             .map_err(|_| gst::loggable_error!(CAT, "invalid output caps {}", outcaps))?;
         let mut st = self.state.lock().unwrap();
@@ -669,8 +671,9 @@ impl BaseTransformImpl for TrtTiler {
         st.grid = None;
         st.last.clear();
         st.mosaic_stale = false;
+        st.in_cuda = is_cuda_caps(incaps);
         st.out_cuda = is_cuda_caps(outcaps);
-        gst::debug!(CAT, imp = self, "output {outcaps}");
+        gst::debug!(CAT, imp = self, "input {incaps}, output {outcaps}");
         st.out_info = Some(info);
         Ok(())
     }
