@@ -506,6 +506,72 @@ fn tiler_element_on_gst_cuda_memory() {
     }
 }
 
+/// trttiler in real pipelines: camera frames uploaded by `cudaupload` (GStreamer's
+/// nvcodec plugin), the mosaic composed on the GPU into CUDA memory and read back by
+/// `cudadownload`, against the same pipeline in system memory (composed on the CPU).
+#[test]
+fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
+    let Some(_dev) = device() else { return };
+    common::init();
+    if gst::ElementFactory::find("cudaupload").is_none()
+        || gst::ElementFactory::find("cudadownload").is_none()
+    {
+        eprintln!("skipping: GStreamer's nvcodec plugin (cudaupload, cudadownload) is not installed");
+        return;
+    }
+    let cams = [
+        (0, "NV12", 640, 480),
+        (1, "I420", 1280, 720),
+        (2, "RGBA", 320, 240),
+    ];
+    let run = |cuda_memory: bool| -> (Vec<gst::Buffer>, u64) {
+        let out = if cuda_memory {
+            "video/x-raw(memory:CUDAMemory),format=NV12 ! cudadownload ! video/x-raw,format=NV12"
+        } else {
+            "video/x-raw,format=NV12"
+        };
+        let mut desc = format!(
+            "trtmux name=m ! trttiler name=t rows=2 columns=2 width=960 height=540 ! {out} ! appsink name=out sync=false"
+        );
+        for (i, (camera, format, w, h)) in cams.iter().enumerate() {
+            let up = if cuda_memory { " ! cudaupload" } else { "" };
+            desc += &format!(
+                " trtscenesrc camera={camera} num-buffers=4 ! video/x-raw,format={format},width={w},height={h}{up} ! m.sink_{i}"
+            );
+        }
+        let p = common::parse(&desc);
+        let frames = common::collect(&p, "out");
+        let tiler = p.by_name("t").expect("trttiler");
+        if let Err(e) = common::run_to_end(&p, gst::ClockTime::from_seconds(60)) {
+            panic!("{desc}: {e}");
+        }
+        let gpu_frames = tiler.property::<u64>("gpu-frames");
+        let frames = std::mem::take(&mut *frames.lock().expect("frames"));
+        (frames, gpu_frames)
+    };
+    let (gpu, gpu_frames) = run(true);
+    let (cpu, cpu_gpu_frames) = run(false);
+    println!(
+        "trttiler pipeline: {} mosaics from CUDA memory (gpu-frames {gpu_frames}), {} from system memory",
+        gpu.len(),
+        cpu.len()
+    );
+    assert_eq!(gpu.len(), 4);
+    assert_eq!(cpu.len(), 4);
+    assert_eq!(gpu_frames, 12, "every frame composed on the GPU");
+    assert_eq!(cpu_gpu_frames, 0);
+    let info = gst_video::VideoInfo::builder(VideoFormat::Nv12, 960, 540)
+        .build()
+        .expect("info");
+    for (k, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+        let (gp, gs) = read_system_buffer(g.as_ref(), &info);
+        let (cp, cs) = read_system_buffer(c.as_ref(), &info);
+        let (max, count) = compare_planes(VideoFormat::Nv12, 960, 540, (&gp, &gs), (&cp, &cs));
+        println!("trttiler pipeline, mosaic {k}: max difference {max}, {count} bytes differ");
+        assert!(max <= 2, "mosaic {k}: {max}");
+    }
+}
+
 /// Timing: 8 NV12 1920x1080 frames into a 3x3 NV12 1920x1080 mosaic, kernel time with
 /// CUDA events, against the CPU tiler (compose + conversion, one thread); one JSON line.
 #[test]
