@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use common::cuda::{
@@ -18,7 +17,7 @@ use common::cuda::{
 };
 use gst::prelude::*;
 use gst_video::VideoFormat;
-use gsttrtvision::batch::{self, Batch, BatchMeta, FrameSlot, SourceStream, CUDA_MEMORY_FEATURE};
+use gsttrtvision::batch::{self, CUDA_MEMORY_FEATURE};
 use gsttrtvision::cuda::{self, CudaContext, CudaFrame, CudaTiler, DeviceContext, Event, INLINE_TILES};
 use gsttrtvision::trttiler::mosaic::{self, Grid, Scratch};
 use gsttrtvision::video::{FrameReader, PixelsMut};
@@ -276,36 +275,16 @@ fn tile_readers<'a>(grid: &Grid, frames: &[&'a SourceFrame]) -> Vec<Option<Frame
 fn batch_of(frames: &[&SourceFrame], batch_size: usize, cuda_memory: bool) -> gst::Buffer {
     let slots = frames
         .iter()
-        .map(|f| FrameSlot {
-            source: Arc::new(SourceStream {
-                pad_index: f.pad,
-                stream_id: None,
-                caps: gst::Caps::new_empty_simple("video/x-raw"),
-                segment: gst::FormattedSegment::new(),
-            }),
-            frame_number: 0,
-            pts: None,
-            dts: None,
-            duration: None,
-            info: f.info.clone(),
-            buffer: if cuda_memory {
+        .map(|f| {
+            let buffer = if cuda_memory {
                 f.cuda.clone()
             } else {
                 system_buffer(&f.info, &f.planes, &f.strides)
-            },
-            results: Default::default(),
+            };
+            common::frame_slot(f.pad, f.info.clone(), buffer, None)
         })
         .collect();
-    let mut buf = gst::Buffer::new();
-    BatchMeta::add(
-        buf.get_mut().expect("writable"),
-        Batch {
-            slots,
-            batch_size,
-            ..Default::default()
-        },
-    );
-    buf
+    common::batch_buffer(batch_size, slots)
 }
 
 /// One output frame of the element, read back.

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use gst::prelude::*;
-use gsttrtvision::batch::{self, Batch, BatchMeta, FrameSlot, SourceStream, CUDA_MEMORY_FEATURE};
+use gsttrtvision::batch::{self, FrameSlot, CUDA_MEMORY_FEATURE};
 
 fn cuda_on_this_machine() -> bool {
     #[cfg(feature = "cuda")]
@@ -30,34 +28,12 @@ fn slot(pad: u32, w: u32, h: u32, rgb: [u8; 3]) -> FrameSlot {
     for px in bytes.chunks_exact_mut(4) {
         px[..3].copy_from_slice(&rgb);
     }
-    FrameSlot {
-        source: Arc::new(SourceStream {
-            pad_index: pad,
-            stream_id: None,
-            caps: gst::Caps::new_empty_simple("video/x-raw"),
-            segment: gst::FormattedSegment::new(),
-        }),
-        frame_number: 0,
-        pts: None,
-        dts: None,
-        duration: Some(gst::ClockTime::from_mseconds(40)),
+    common::frame_slot(
+        pad,
         info,
-        buffer: gst::Buffer::from_mut_slice(bytes),
-        results: Default::default(),
-    }
-}
-
-fn batch_buffer(batch_size: usize, slots: Vec<FrameSlot>) -> gst::Buffer {
-    let mut buf = gst::Buffer::new();
-    BatchMeta::add(
-        buf.get_mut().expect("writable"),
-        Batch {
-            slots,
-            batch_size,
-            ..Default::default()
-        },
-    );
-    buf
+        gst::Buffer::from_mut_slice(bytes),
+        Some(gst::ClockTime::from_mseconds(40)),
+    )
 }
 
 /// A started harness around `trttiler` with `props`, fed system-memory batches and
@@ -155,7 +131,7 @@ fn cuda_batches_negotiate_and_compose_on_the_cpu_path() {
             .build(),
     );
     let out = h
-        .push_and_pull(batch_buffer(
+        .push_and_pull(common::batch_buffer(
             2,
             vec![slot(0, 32, 32, [200, 10, 20]), slot(1, 32, 32, [5, 6, 7])],
         ))
@@ -182,7 +158,7 @@ fn absent_sources_keep_their_last_frame() {
             ("device", &device),
         ]);
         let out = h
-            .push_and_pull(batch_buffer(
+            .push_and_pull(common::batch_buffer(
                 2,
                 vec![slot(0, 32, 32, [255, 0, 0]), slot(1, 16, 8, [0, 0, 255])],
             ))
@@ -195,13 +171,13 @@ fn absent_sources_keep_their_last_frame() {
         assert_eq!(out.duration(), Some(gst::ClockTime::from_mseconds(40)));
         // Only source 0 in the next batch: source 1 keeps its tile.
         let out = h
-            .push_and_pull(batch_buffer(2, vec![slot(0, 32, 32, [0, 255, 0])]))
+            .push_and_pull(common::batch_buffer(2, vec![slot(0, 32, 32, [0, 255, 0])]))
             .expect("mosaic");
         assert_eq!(rgb(&out, 65, 16, 16), [0, 255, 0], "{device}");
         assert_eq!(rgb(&out, 65, 48, 16), [0, 0, 255], "{device}");
         // Source 3 lands in tile 3 % 2 = 1.
         let out = h
-            .push_and_pull(batch_buffer(2, vec![slot(3, 32, 32, [9, 9, 9])]))
+            .push_and_pull(common::batch_buffer(2, vec![slot(3, 32, 32, [9, 9, 9])]))
             .expect("mosaic");
         assert_eq!(rgb(&out, 65, 16, 16), [0, 255, 0]);
         assert_eq!(rgb(&out, 65, 48, 16), [9, 9, 9]);
@@ -214,13 +190,13 @@ fn a_new_grid_starts_from_black() {
     // rows = columns = 0: the grid follows the batch size.
     let mut h = harness(&[("width", &64u32), ("height", &64u32)]);
     let red = (0..4).map(|i| slot(i, 32, 32, [255, 0, 0])).collect();
-    let out = h.push_and_pull(batch_buffer(4, red)).expect("mosaic");
+    let out = h.push_and_pull(common::batch_buffer(4, red)).expect("mosaic");
     for (x, y) in [(16, 16), (48, 16), (16, 48), (48, 48)] {
         assert_eq!(rgb(&out, 64, x, y), [255, 0, 0]);
     }
     // Batch size 2: a 1x2 grid of 32x64 tiles; the right tile has no frame yet.
     let out = h
-        .push_and_pull(batch_buffer(2, vec![slot(0, 32, 32, [0, 0, 255])]))
+        .push_and_pull(common::batch_buffer(2, vec![slot(0, 32, 32, [0, 0, 255])]))
         .expect("mosaic");
     assert_eq!(rgb(&out, 64, 16, 32), [0, 0, 255]);
     assert_eq!(rgb(&out, 64, 16, 4), [0, 0, 0], "letterbox bar");
