@@ -228,6 +228,32 @@ fn gpu_mosaic_matches_cpu_mosaic() {
         if max > 0 {
             failures.push(format!("{} write_rgba: {max}", case.name));
         }
+        // Composed on the device into host memory (a system-memory output frame).
+        let mut host: Vec<Vec<u8>> = (0..n_planes(format))
+            .map(|p| vec![0xa5u8; out.strides[p] * plane_geometry(format, p, w as usize, h as usize).1])
+            .collect();
+        {
+            let mut slices: Vec<&mut [u8]> = host.iter_mut().map(|p| p.as_mut_slice()).collect();
+            tiler
+                .compose_to_host(
+                    &tiles,
+                    case.rows,
+                    case.cols,
+                    format,
+                    (w, h),
+                    &mut slices,
+                    &out.strides,
+                )
+                .expect("compose_to_host");
+        }
+        let (max, count) = compare_planes(format, w, h, (&host, &out.strides), (&want, &out.strides));
+        println!(
+            "{} (composed into host memory): max difference {max}, {count} bytes differ",
+            case.name
+        );
+        if max > 2 {
+            failures.push(format!("{} compose_to_host: {max}", case.name));
+        }
     }
     assert!(
         failures.is_empty(),
@@ -353,9 +379,10 @@ fn run_element(
     Run { outputs, gpu_frames }
 }
 
-/// trttiler on batches of GstCudaMemory frames: composed on the GPU into CUDA memory
-/// (tiles of absent sources kept), on the CPU into CUDA memory (`device=cpu`, and
-/// system-memory batches), and into system memory; every output equals the CPU mosaic.
+/// trttiler on batches of GstCudaMemory frames: composed on the GPU into CUDA memory and
+/// into system memory (tiles of absent sources kept), on the CPU into CUDA memory
+/// (`device=cpu`, and system-memory batches) and into system memory; every output equals
+/// the CPU mosaic.
 #[test]
 fn tiler_element_on_gst_cuda_memory() {
     let Some(_dev) = device() else { return };
@@ -447,10 +474,17 @@ fn tiler_element_on_gst_cuda_memory() {
             Some(0),
         ),
         (
-            "CUDA batches into system I420",
+            "GPU, CUDA batches into system I420",
             "auto",
             true,
             caps(VideoFormat::I420, false),
+            Some(6),
+        ),
+        (
+            "device=cpu, CUDA batches into system RGB",
+            "cpu",
+            true,
+            caps(VideoFormat::Rgb, false),
             Some(0),
         ),
     ];
@@ -486,8 +520,9 @@ fn tiler_element_on_gst_cuda_memory() {
 }
 
 /// trttiler in real pipelines: camera frames uploaded by `cudaupload` (GStreamer's
-/// nvcodec plugin), the mosaic composed on the GPU into CUDA memory and read back by
-/// `cudadownload`, against the same pipeline in system memory (composed on the CPU).
+/// nvcodec plugin), the mosaic composed on the GPU into CUDA memory (read back by
+/// `cudadownload`) and into system memory, against the same pipeline in system memory
+/// (composed on the CPU).
 #[test]
 fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
     let Some(_dev) = device() else { return };
@@ -503,8 +538,9 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
         (1, "I420", 1280, 720),
         (2, "RGBA", 320, 240),
     ];
-    let run = |cuda_memory: bool| -> (Vec<gst::Buffer>, u64) {
-        let out = if cuda_memory {
+    // (frames in CUDA memory, mosaic in CUDA memory)
+    let run = |cuda_in: bool, cuda_out: bool| -> (Vec<gst::Buffer>, u64) {
+        let out = if cuda_out {
             "video/x-raw(memory:CUDAMemory),format=NV12 ! cudadownload ! video/x-raw,format=NV12"
         } else {
             "video/x-raw,format=NV12"
@@ -513,7 +549,7 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
             "trtmux name=m ! trttiler name=t rows=2 columns=2 width=960 height=540 ! {out} ! appsink name=out sync=false"
         );
         for (i, (camera, format, w, h)) in cams.iter().enumerate() {
-            let up = if cuda_memory { " ! cudaupload" } else { "" };
+            let up = if cuda_in { " ! cudaupload" } else { "" };
             desc += &format!(
                 " trtscenesrc camera={camera} num-buffers=4 ! video/x-raw,format={format},width={w},height={h}{up} ! m.sink_{i}"
             );
@@ -526,28 +562,31 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
         }
         let gpu_frames = tiler.property::<u64>("gpu-frames");
         let frames = std::mem::take(&mut *frames.lock().expect("frames"));
+        println!(
+            "trttiler pipeline {desc}: {} mosaics, gpu-frames {gpu_frames}",
+            frames.len()
+        );
         (frames, gpu_frames)
     };
-    let (gpu, gpu_frames) = run(true);
-    let (cpu, cpu_gpu_frames) = run(false);
-    println!(
-        "trttiler pipeline: {} mosaics from CUDA memory (gpu-frames {gpu_frames}), {} from system memory",
-        gpu.len(),
-        cpu.len()
-    );
-    assert_eq!(gpu.len(), 4);
+    let (cpu, cpu_gpu_frames) = run(false, false);
     assert_eq!(cpu.len(), 4);
-    assert_eq!(gpu_frames, 12, "every frame composed on the GPU");
     assert_eq!(cpu_gpu_frames, 0);
     let info = gst_video::VideoInfo::builder(VideoFormat::Nv12, 960, 540)
         .build()
         .expect("info");
-    for (k, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
-        let (gp, gs) = read_system_buffer(g.as_ref(), &info);
-        let (cp, cs) = read_system_buffer(c.as_ref(), &info);
-        let (max, count) = compare_planes(VideoFormat::Nv12, 960, 540, (&gp, &gs), (&cp, &cs));
-        println!("trttiler pipeline, mosaic {k}: max difference {max}, {count} bytes differ");
-        assert!(max <= 2, "mosaic {k}: {max}");
+    for cuda_out in [true, false] {
+        let (gpu, gpu_frames) = run(true, cuda_out);
+        assert_eq!(gpu.len(), 4);
+        assert_eq!(gpu_frames, 12, "every frame composed on the GPU");
+        for (k, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+            let (gp, gs) = read_system_buffer(g.as_ref(), &info);
+            let (cp, cs) = read_system_buffer(c.as_ref(), &info);
+            let (max, count) = compare_planes(VideoFormat::Nv12, 960, 540, (&gp, &gs), (&cp, &cs));
+            println!(
+                "trttiler pipeline (CUDA output {cuda_out}), mosaic {k}: max difference {max}, {count} bytes differ"
+            );
+            assert!(max <= 2, "CUDA output {cuda_out}, mosaic {k}: {max}");
+        }
     }
 }
 
@@ -583,6 +622,19 @@ fn timing_tiler_8x1080p_nv12() {
         stop.synchronize().expect("sync");
         kernel_us.push(stop.elapsed_ms(&start).expect("elapsed") as f64 * 1e3);
     }
+    // Into host memory (a system-memory output frame): compose, then one download.
+    let mut host: Vec<Vec<u8>> = (0..2)
+        .map(|p| vec![0u8; out.strides[p] * plane_geometry(VideoFormat::Nv12, p, w as usize, h as usize).1])
+        .collect();
+    let mut to_host_us = Vec::new();
+    for _ in 0..50 {
+        let mut slices: Vec<&mut [u8]> = host.iter_mut().map(|p| p.as_mut_slice()).collect();
+        let t0 = Instant::now();
+        tiler
+            .compose_to_host(&tiles, 3, 3, VideoFormat::Nv12, (w, h), &mut slices, &out.strides)
+            .expect("compose_to_host");
+        to_host_us.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -609,6 +661,8 @@ fn timing_tiler_8x1080p_nv12() {
         "case": "8x NV12 1920x1080 into a 3x3 NV12 1920x1080 mosaic",
         "kernel_us_median": median(&mut kernel_us),
         "compose_total_us_median": median(&mut total_us),
+        "compose_to_host_us_median": median(&mut to_host_us),
+        "d2h_bytes_per_batch_to_host": w as usize * h as usize * 3 / 2,
         "launches_per_batch": 1,
         "h2d_bytes_per_batch": 0,
         "cpu_compose_ms_per_batch": cpu_ms,

@@ -14,7 +14,8 @@
 //! - [`CudaOverlay`]: one kernel launch per batch draws the overlay's command list
 //!   ([`crate::overlay`]) in place on device frames, byte-identical to the CPU drawing.
 //! - [`CudaTiler`]: one kernel launch per batch composes device frames into one mosaic
-//!   frame in device memory (`trttiler`), byte-identical to the CPU mosaic.
+//!   frame in device memory, or downloaded once into host memory (`trttiler`),
+//!   byte-identical to the CPU mosaic.
 //!
 //! Nothing here is linked against CUDA: libcuda and libnvrtc are loaded at run time by
 //! cudarc; only libgstcuda-1.0 (part of gst-plugins-bad) is linked.

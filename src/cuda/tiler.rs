@@ -20,7 +20,7 @@ use std::ffi::{c_void, CStr};
 use cudarc::driver::sys;
 
 use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::frame::CudaFrame;
+use super::frame::{CudaFrame, FrameLayout};
 use super::nvrtc::{compile, nvrtc_arch, require_nvrtc};
 use super::CudaError;
 use crate::geometry::LetterboxTransform;
@@ -214,6 +214,8 @@ pub struct CudaTiler {
     table: Option<Table>,
     /// An RGBA image composed on the CPU, on its way into an output frame.
     rgba: Option<DeviceBuffer>,
+    /// The output frame of [`CudaTiler::compose_to_host`], on its way to the host.
+    staging: Option<DeviceBuffer>,
     ctx: DeviceContext,
     arch: String,
 }
@@ -252,6 +254,7 @@ impl CudaTiler {
             done: Event::new(ctx, false)?,
             table: Some(Table::new(ctx, 1)?),
             rgba: None,
+            staging: None,
             ctx: ctx.clone(),
             arch,
         };
@@ -351,6 +354,64 @@ impl CudaTiler {
             *p = source(t);
         }
         super::guard("composing the mosaic", || self.enqueue(&target, grid, None, n))
+    }
+
+    /// Composes like [`CudaTiler::compose`] a `format` frame of `width x height` into
+    /// host memory: `planes` (GStreamer plane order) with `strides`. The mosaic is composed
+    /// in a device frame of the same strides (allocated on first use, grown when needed)
+    /// and copied down plane by plane: one frame crosses PCIe instead of every source
+    /// frame. Returns once `planes` hold the mosaic.
+    #[allow(clippy::too_many_arguments)]
+    pub fn compose_to_host(
+        &mut self,
+        tiles: &[Option<CudaFrame>],
+        rows: u32,
+        columns: u32,
+        format: gst_video::VideoFormat,
+        (width, height): (u32, u32),
+        planes: &mut [&mut [u8]],
+        strides: &[usize],
+    ) -> Result<(), CudaError> {
+        let layout = FrameLayout::of(format).ok_or(CudaError::UnsupportedFormat(format))?;
+        let n = layout.n_planes();
+        if planes.len() < n || strides.len() < n || width == 0 || height == 0 {
+            return Err(CudaError::InvalidInput(format!(
+                "a {format:?} {width}x{height} frame needs {n} planes and strides"
+            )));
+        }
+        // Each device plane at a 256-byte aligned offset, `stride * rows` bytes.
+        let (mut offsets, mut extents, mut total) = ([0usize; 3], [0usize; 3], 0usize);
+        for p in 0..n {
+            let (row, rows) = layout.plane_geometry(p, width as usize, height as usize);
+            extents[p] = (rows - 1) * strides[p] + row;
+            if strides[p] < row || planes[p].len() < extents[p] {
+                return Err(CudaError::InvalidInput(format!(
+                    "plane {p} of a {format:?} {width}x{height} frame: {} bytes with stride {}",
+                    planes[p].len(),
+                    strides[p]
+                )));
+            }
+            offsets[p] = total;
+            total = (total + strides[p] * rows).next_multiple_of(256);
+        }
+        // The staging frame may still be written by the previous launch.
+        self.wait()?;
+        if self.staging.as_ref().is_none_or(|b| b.len() < total) {
+            self.staging = Some(DeviceBuffer::new(&self.ctx, total)?);
+        }
+        let Some(base) = self.staging.as_ref().map(DeviceBuffer::ptr) else {
+            return Err(CudaError::InvalidInput("no staging frame".into()));
+        };
+        let ptrs = offsets.map(|o| base + o as u64);
+        // SAFETY: each plane lies inside the staging buffer (offsets and sizes above),
+        // which lives as long as `self`; launches are awaited before it is replaced.
+        let out = unsafe { CudaFrame::from_raw(format, width, height, &ptrs[..n], &strides[..n]) }?;
+        self.compose(tiles, rows, columns, &out)?;
+        self.wait()?;
+        for p in 0..n {
+            super::copy_device_to_host(&self.ctx, ptrs[p], extents[p], &mut planes[p][..extents[p]])?;
+        }
+        Ok(())
     }
 
     /// Writes a tightly packed `out.width() x out.height()` RGBA image (alpha ignored)

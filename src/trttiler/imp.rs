@@ -10,15 +10,18 @@
 //! CUDA path (cargo feature `cuda`, `device=auto`): the output caps offer
 //! `video/x-raw(memory:CUDAMemory)` and system memory, in the order of the input batch's
 //! memory (CUDA batches: CUDA first), and CUDA memory only where a GPU is usable. When the
-//! batches and the output are CUDA memory and every tile's frame is GstCudaMemory of a
-//! context the element can use, [`CudaTiler`] writes the whole output frame with one
-//! kernel launch, from the last frame of every tile (the element keeps a reference to it,
-//! no copy), byte-identical to the CPU mosaic. Otherwise the CPU composes; its RGBA mosaic
-//! then reaches a CUDA output frame through one copy and the same kernel (or through
-//! GStreamer's own upload of a system-memory map with `device=cpu` or when the kernel is
-//! unavailable). Output frames come from a GstCudaBufferPool of the element's CUDA context
-//! (`gst.cuda.context`, shared with the pipeline). The element waits for the kernel before
-//! pushing: GstCudaMemory of GStreamer 1.22 carries no stream or event.
+//! batches are CUDA memory and every tile's frame is GstCudaMemory of a context the
+//! element can use, [`CudaTiler`] writes the whole output frame with one kernel launch,
+//! from the last frame of every tile (the element keeps a reference to it, no copy),
+//! byte-identical to the CPU mosaic: into the CUDA output frame, or for a system-memory
+//! output into a device frame then downloaded once (one frame crosses PCIe instead of
+//! every source frame). Otherwise the CPU composes (system-memory batches, `device=cpu`,
+//! frames of another context); its RGBA mosaic then reaches a CUDA output frame through
+//! one copy and the same kernel (or, with `device=cpu` or when the kernel is unavailable,
+//! through GStreamer's own upload of a system-memory map). Output frames in CUDA memory
+//! come from a GstCudaBufferPool of the element's CUDA context (`gst.cuda.context`,
+//! shared with the pipeline). The element waits for the kernel before pushing:
+//! GstCudaMemory of GStreamer 1.22 carries no stream or event.
 //!
 //! [`CudaTiler`]: crate::cuda::CudaTiler
 
@@ -91,7 +94,7 @@ impl State {
     /// Whether the GPU may compose the output frames.
     fn gpu_enabled(&self) -> bool {
         #[cfg(feature = "cuda")]
-        return self.in_cuda && self.out_cuda && !self.cuda.disabled;
+        return self.in_cuda && !self.cuda.disabled;
         #[cfg(not(feature = "cuda"))]
         false
     }
@@ -279,8 +282,9 @@ impl TrtTiler {
         }
     }
 
-    /// Composes the whole output frame on the GPU from the kept frames of every tile.
-    /// False (nothing written) when a frame or the output cannot be used on the device.
+    /// Composes the whole output frame on the GPU from the kept frames of every tile (a
+    /// system-memory output frame gets the mosaic with one download). False (nothing
+    /// written) when a frame or the output cannot be used on the device.
     fn compose_cuda(
         &self,
         st: &mut State,
@@ -321,40 +325,62 @@ impl TrtTiler {
                 }
             }
         }
-        let out = self.map_output(outbuf, out_info, &ctx);
-        let tiler = match out {
-            Some(_) => self.tiler(&mut cs.tiler, &mut cs.disabled, &ctx),
-            None => None,
+        let Some(tiler) = self.tiler(&mut cs.tiler, &mut cs.disabled, &ctx) else {
+            cs.frames.clear();
+            cs.maps.clear();
+            return Ok(false);
         };
-        let composed = match (tiler, out.as_ref()) {
-            (Some(tiler), Some(out)) => {
-                match tiler.compose(&cs.frames, grid.rows, grid.columns, &out.frame()) {
-                    Ok(()) => {
-                        if let Err(e) = tiler.wait() {
-                            gst::element_imp_error!(
-                                self,
-                                gst::ResourceError::Failed,
-                                ("Composing the mosaic on the GPU failed"),
-                                ["{}", e]
-                            );
-                            return Err(gst::FlowError::Error);
-                        }
-                        true
+        let (rows, columns) = (grid.rows, grid.columns);
+        let result = if st.out_cuda {
+            self.map_output(outbuf, out_info, &ctx).map(|out| {
+                tiler
+                    .compose(&cs.frames, rows, columns, &out.frame())
+                    .and_then(|()| tiler.wait())
+            })
+        } else {
+            // System-memory output: composed on the device, then one download.
+            use gst_video::prelude::*;
+            match gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, out_info) {
+                Ok(mut frame) => {
+                    let mut strides = [0usize; 4];
+                    for (s, &v) in strides.iter_mut().zip(frame.plane_stride()) {
+                        *s = v.max(0) as usize;
                     }
-                    Err(e) => {
-                        // Nothing was queued, or the launch itself failed: the CPU composes.
-                        gst::warning!(CAT, imp = self, "{e}: composed on the CPU");
-                        let _ = tiler.wait();
-                        false
-                    }
+                    let (format, size) = (frame.format(), (frame.width(), frame.height()));
+                    let [p0, p1, p2, _] = frame.planes_data_mut();
+                    Some(tiler.compose_to_host(
+                        &cs.frames,
+                        rows,
+                        columns,
+                        format,
+                        size,
+                        &mut [p0, p1, p2],
+                        &strides,
+                    ))
                 }
+                Err(_) => None,
             }
-            _ => false,
         };
-        drop(out);
         cs.frames.clear();
         cs.maps.clear();
-        Ok(composed)
+        match result {
+            None => Ok(false),
+            Some(Ok(())) => Ok(true),
+            Some(Err(e)) => {
+                if let Err(fatal) = tiler.wait() {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Failed,
+                        ("Composing the mosaic on the GPU failed"),
+                        ["{}: {}", e, fatal]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                // Nothing was queued, or the launch itself failed: the CPU composes.
+                gst::warning!(CAT, imp = self, "{e}: composed on the CPU");
+                Ok(false)
+            }
+        }
     }
 
     /// Writes the CPU mosaic into a CUDA output frame with one copy and one launch. False
@@ -479,7 +505,7 @@ impl ObjectImpl for TrtTiler {
                     .build(),
                 glib::ParamSpecString::builder("device")
                     .nick("Device")
-                    .blurb("Where the mosaic is composed: auto (on the GPU, one kernel launch per batch, when the frames and the output are CUDA memory and the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU); both give the same pixels")
+                    .blurb("Where the mosaic is composed: auto (on the GPU, one kernel launch per batch, when the frames are CUDA memory and the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU); both give the same pixels")
                     .default_value(Some("auto"))
                     .mutable_ready()
                     .build(),

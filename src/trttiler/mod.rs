@@ -1,5 +1,5 @@
 //! `trttiler`: composes the frames of a batch into one mosaic video frame, on the CPU or,
-//! with frames and output in CUDA memory, on the GPU with one kernel launch per batch
+//! with frames in CUDA memory, on the GPU with one kernel launch per batch
 //! (`cuda::CudaTiler`, feature `cuda`); [`mosaic`] is the CPU composition both
 //! follow. Properties: `rows`, `columns` (0 = from the batch size), `width`, `height`,
 //! `device` (`auto` or `cpu`) and the read-only `gpu-frames` counter. Caps and memory
