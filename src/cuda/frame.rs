@@ -57,6 +57,19 @@ impl FrameLayout {
     }
 }
 
+/// How a kernel addresses a frame's pixels, with the numbering the kernels share
+/// (`KIND_*` / `OUT_*` in the `.cu` files): 0 packed (byte access), 1 packed with 4 bytes
+/// a pixel and a 4-byte aligned plane and stride (word access), 2 NV12, 3 I420; for packed
+/// formats the bytes a pixel and the byte offsets of R, G and B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KernelLayout {
+    pub(crate) kind: i32,
+    pub(crate) bpp: i32,
+    pub(crate) r: i32,
+    pub(crate) g: i32,
+    pub(crate) b: i32,
+}
+
 /// Formats the CUDA preprocessing kernel reads (same set as the CPU path).
 pub const CUDA_FORMATS: &[VideoFormat] = &[
     VideoFormat::Nv12,
@@ -152,6 +165,30 @@ impl CudaFrame {
         self
     }
 
+    /// How a kernel addresses the pixels (see [`KernelLayout`]).
+    pub(crate) fn kernel_layout(&self) -> KernelLayout {
+        let (kind, bpp, r, g, b) = match self.layout {
+            FrameLayout::Packed { bpp, r, g, b } => {
+                let words = bpp == 4 && self.planes[0].is_multiple_of(4) && self.strides[0].is_multiple_of(4);
+                (i32::from(words), bpp, r, g, b)
+            }
+            FrameLayout::Nv12 => (2, 1, 0, 0, 0),
+            FrameLayout::I420 => (3, 1, 0, 0, 0),
+        };
+        KernelLayout {
+            kind,
+            bpp: bpp as i32,
+            r: r as i32,
+            g: g as i32,
+            b: b as i32,
+        }
+    }
+
+    /// Strides as the kernels take them (checked ≤ `i32::MAX` by [`CudaFrame::from_raw`]).
+    pub(crate) fn kernel_strides(&self) -> [i32; 3] {
+        self.strides.map(|s| s as i32)
+    }
+
     /// Video format.
     pub fn format(&self) -> VideoFormat {
         self.format
@@ -204,6 +241,20 @@ mod tests {
             assert!(CudaFrame::from_raw(VideoFormat::Rgb, 2, 2, &[0], &[6]).is_err());
         }
         assert_eq!(FrameLayout::Nv12.plane_geometry(1, 641, 479), (642, 240));
+        // SAFETY: never read.
+        let (bgrx, rgb, i420) = unsafe {
+            (
+                CudaFrame::from_raw(VideoFormat::Bgrx, 4, 4, &[0x1000], &[16]).unwrap(),
+                CudaFrame::from_raw(VideoFormat::Rgb, 4, 4, &[0x1000], &[12]).unwrap(),
+                CudaFrame::from_raw(VideoFormat::I420, 5, 5, &[1, 2, 3], &[5, 3, 3]).unwrap(),
+            )
+        };
+        let l = bgrx.kernel_layout();
+        assert_eq!((l.kind, l.bpp, l.r, l.g, l.b), (1, 4, 2, 1, 0));
+        let l = rgb.kernel_layout();
+        assert_eq!((l.kind, l.bpp, l.r), (0, 3, 0));
+        assert_eq!(i420.kernel_layout().kind, 3);
+        assert_eq!(i420.kernel_strides(), [5, 3, 3]);
         assert_eq!(FrameLayout::I420.plane_geometry(2, 641, 479), (321, 240));
     }
 }

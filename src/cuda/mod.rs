@@ -15,6 +15,9 @@
 //!   ([`crate::overlay`]) in place on device frames, byte-identical to the CPU drawing.
 //! - [`dense::DenseSummarizer`]: the summary of dense outputs left in device memory,
 //!   computed on the GPU (a few bytes per frame to the host instead of the map).
+//! - [`CudaTiler`]: one kernel launch per batch composes device frames into one mosaic
+//!   frame in device memory, or downloaded once into host memory (`trttiler`),
+//!   byte-identical to the CPU mosaic.
 //!
 //! Nothing here is linked against CUDA: libcuda and libnvrtc are loaded at run time by
 //! cudarc; only libgstcuda-1.0 (part of gst-plugins-bad) is linked.
@@ -28,6 +31,7 @@ mod nvrtc;
 mod overlay;
 pub mod postprocess;
 mod preprocess;
+mod tiler;
 
 use std::sync::OnceLock;
 
@@ -45,6 +49,7 @@ pub use overlay::{CudaOverlay, KERNEL_SOURCE as OVERLAY_KERNEL_SOURCE};
 pub use preprocess::{
     device_lease, CudaPreprocessor, DeviceTensorLease, INITIAL_POOL, KERNEL_SOURCE, MAX_BATCH, MAX_POOL,
 };
+pub use tiler::{CudaTiler, INLINE_TILES, KERNEL_SOURCE as TILER_KERNEL_SOURCE, MAX_TILES};
 
 /// Errors of the CUDA path; every message is a sentence.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -13,6 +13,7 @@ pub const KERNEL_FILES: &[(&str, &str)] = &[
     ("yolo.cu", super::postprocess::YOLO_SOURCE),
     ("maskselect.cu", super::postprocess::MASK_SOURCE),
     ("dense.cu", super::dense::DENSE_SOURCE),
+    ("tiler.cu", super::tiler::KERNEL_SOURCE),
 ];
 
 /// Compiled PTX per kernel file and architecture, shared by the whole process.

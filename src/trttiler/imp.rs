@@ -1,16 +1,38 @@
 //! Source `i` (trtmux sink pad number) always lands in tile `i % (rows * columns)`, in
-//! row-major order, scaled to fit its tile with its aspect ratio kept. A source with no
-//! frame in a batch keeps showing its last frame. The mosaic is composed in RGBA and
-//! converted once into the negotiated output format.
+//! row-major order, scaled to fit its tile with its aspect ratio kept (black bars); tiles
+//! without a source and the pixels right of and below the grid are black. A source with no
+//! frame in a batch keeps showing its last frame. When the grid changes (another batch
+//! size), the mosaic starts again from black.
+//!
+//! CPU path: the mosaic is composed in RGBA (only the tiles of the batch's frames are
+//! redrawn) and converted once into the negotiated output format.
+//!
+//! CUDA path (cargo feature `cuda`, `device=auto`): the output caps offer
+//! `video/x-raw(memory:CUDAMemory)` and system memory, in the order of the input batch's
+//! memory (CUDA batches: CUDA first), and CUDA memory only where a GPU is usable. When the
+//! batches are CUDA memory and every tile's frame is GstCudaMemory of a context the
+//! element can use, [`CudaTiler`] writes the whole output frame with one kernel launch,
+//! from the last frame of every tile (the element keeps a reference to it, no copy),
+//! byte-identical to the CPU mosaic: into the CUDA output frame, or for a system-memory
+//! output into a device frame then downloaded once (one frame crosses PCIe instead of
+//! every source frame). Otherwise the CPU composes (system-memory batches, `device=cpu`,
+//! frames of another context); its RGBA mosaic then reaches a CUDA output frame through
+//! one copy and the same kernel (or, with `device=cpu` or when the kernel is unavailable,
+//! through GStreamer's own upload of a system-memory map). Output frames in CUDA memory
+//! come from a GstCudaBufferPool of the element's CUDA context (`gst.cuda.context`,
+//! shared with the pipeline). The element waits for the kernel before pushing:
+//! GstCudaMemory of GStreamer 1.22 carries no stream or event.
+//!
+//! [`CudaTiler`]: crate::cuda::CudaTiler
 
-use crate::batch::{self, BatchMeta};
-use crate::geometry::LetterboxTransform;
-use crate::preprocess::{content_span, source_coord};
-use crate::video::{BilinearTap, FrameReader};
+use super::mosaic::{self, grid_for, Grid};
+use crate::batch::{self, Batch, BatchMeta};
+use crate::video::FrameReader;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -27,6 +49,8 @@ struct Settings {
     columns: u32,
     width: u32,
     height: u32,
+    /// Compose on the GPU when the frames and the output are CUDA memory.
+    use_gpu: bool,
 }
 
 impl Default for Settings {
@@ -36,72 +60,404 @@ impl Default for Settings {
             columns: 0,
             width: 1280,
             height: 720,
+            use_gpu: true,
         }
     }
 }
 
-/// Rows and columns for `n` sources when not set: as square as possible.
-pub fn grid_for(n: u32, rows: u32, columns: u32) -> (u32, u32) {
-    let n = n.max(1);
-    match (rows, columns) {
-        (0, 0) => {
-            let c = (n as f64).sqrt().ceil() as u32;
-            (n.div_ceil(c), c)
-        }
-        (0, c) => (n.div_ceil(c), c),
-        (r, 0) => (r, n.div_ceil(r)),
-        (r, c) => (r, c),
-    }
-}
+/// A frame kept for its tile: the buffer (by reference) and its layout.
+type KeptFrame = (gst::Buffer, gst_video::VideoInfo);
 
+/// What exists between start and stop; every buffer is reused from batch to batch.
 #[derive(Default)]
 struct State {
     out_info: Option<gst_video::VideoInfo>,
+    /// The batches' frames are GstCudaMemory (batch caps with `memory:CUDAMemory`).
+    in_cuda: bool,
+    /// The output frames are GstCudaMemory.
+    out_cuda: bool,
+    /// The RGBA mosaic composed on the CPU; it holds each tile's last frame.
     mosaic: Vec<u8>,
-    xs: Vec<BilinearTap>,
-    row: Vec<[f32; 3]>,
+    scratch: mosaic::Scratch,
+    /// Grid of the last batch.
+    grid: Option<Grid>,
+    /// Per tile, the last frame shown in it, kept while the GPU may compose (it redraws
+    /// the whole frame every batch).
+    last: Vec<Option<KeptFrame>>,
+    /// `mosaic` misses what the GPU composed since the CPU last drew it.
+    mosaic_stale: bool,
+    #[cfg(feature = "cuda")]
+    cuda: CudaState,
+}
+
+impl State {
+    /// Whether the GPU may compose the output frames.
+    fn gpu_enabled(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        return self.in_cuda && !self.cuda.disabled;
+        #[cfg(not(feature = "cuda"))]
+        false
+    }
+
+    fn clear_mosaic(&mut self) {
+        mosaic::clear(&mut self.mosaic);
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[derive(Default)]
+struct CudaState {
+    /// Created on the first batch that needs it.
+    tiler: Option<crate::cuda::CudaTiler>,
+    /// Set when the CUDA path is off (`device=cpu`) or failed once.
+    disabled: bool,
+    maps: Vec<crate::cuda::CudaFrameMap>,
+    frames: Vec<Option<crate::cuda::CudaFrame>>,
 }
 
 #[derive(Default)]
 pub struct TrtTiler {
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    /// Frames of batches composed on the GPU since start.
+    gpu_frames: AtomicU64,
+    /// CUDA context shared with the pipeline through `gst.cuda.context`.
+    #[cfg(feature = "cuda")]
+    cuda_ctx: crate::cuda::ElementCudaContext,
 }
 
-/// Draws `frame` letterboxed into the tile `(tx, ty, tw, th)` of an RGBA mosaic of width `mw`.
-#[allow(clippy::too_many_arguments)]
-fn draw_tile(
-    mosaic: &mut [u8],
-    mw: u32,
-    (tx, ty, tw, th): (u32, u32, u32, u32),
-    frame: &FrameReader,
-    xs: &mut Vec<BilinearTap>,
-    row: &mut Vec<[f32; 3]>,
-) {
-    let t = LetterboxTransform::letterbox(frame.width(), frame.height(), tw, th);
-    let (x0, x1) = content_span(t.pad_x, t.scale_x, frame.width(), tw);
-    let (y0, y1) = content_span(t.pad_y, t.scale_y, frame.height(), th);
-    xs.clear();
-    xs.extend((x0..x1).map(|x| BilinearTap::new(source_coord(x, t.pad_x, t.scale_x), frame.width())));
-    row.resize(xs.len(), [0.0; 3]);
-    for y in 0..th {
-        let line = ((ty + y) * mw + tx) as usize * 4;
-        let out = &mut mosaic[line..line + tw as usize * 4];
-        out.fill(0);
-        for px in out.chunks_exact_mut(4) {
-            px[3] = 255;
-        }
-        if y < y0 || y >= y1 || x0 >= x1 {
-            continue;
-        }
-        let ty_tap = BilinearTap::new(source_coord(y, t.pad_y, t.scale_y), frame.height());
-        frame.sample_row_bilinear(ty_tap, xs, row);
-        for (i, rgb) in row.iter().enumerate() {
-            let o = (x0 as usize + i) * 4;
-            for c in 0..3 {
-                out[o + c] = rgb[c].round().clamp(0.0, 255.0) as u8;
+/// Whether `caps` (first structure) are in CUDA memory.
+fn is_cuda_caps(caps: &gst::CapsRef) -> bool {
+    caps.features(0)
+        .is_some_and(|f| f.contains(batch::CUDA_MEMORY_FEATURE))
+}
+
+/// `caps` in CUDA memory.
+fn with_cuda_memory(mut caps: gst::Caps) -> gst::Caps {
+    caps.make_mut()
+        .set_features_simple(Some(gst::CapsFeatures::new([batch::CUDA_MEMORY_FEATURE])));
+    caps
+}
+
+/// `first` then `second`.
+fn merged(mut first: gst::Caps, second: gst::Caps) -> gst::Caps {
+    first.merge(second);
+    first
+}
+
+impl TrtTiler {
+    /// Composes the batch into the RGBA mosaic on the CPU: the batch's frames, or every
+    /// kept frame when the GPU composed the previous batches.
+    fn compose_cpu(&self, st: &mut State, batch: &Batch, grid: &Grid) {
+        if std::mem::take(&mut st.mosaic_stale) {
+            st.clear_mosaic();
+            let State {
+                mosaic,
+                scratch,
+                last,
+                ..
+            } = st;
+            for (tile, kept) in last.iter().enumerate() {
+                if let Some((buffer, info)) = kept {
+                    self.draw(mosaic, scratch, grid, tile as u32, buffer, info, tile as u32);
+                }
+            }
+        } else {
+            for slot in &batch.slots {
+                let tile = grid.tile_of(slot.pad_index());
+                let (mosaic, scratch) = (&mut st.mosaic, &mut st.scratch);
+                self.draw(
+                    mosaic,
+                    scratch,
+                    grid,
+                    tile,
+                    &slot.buffer,
+                    &slot.info,
+                    slot.pad_index(),
+                );
             }
         }
+    }
+
+    /// Draws one frame of source `source` into `tile` of the RGBA mosaic; a frame that
+    /// cannot be read leaves the tile as it was (with a warning).
+    #[allow(clippy::too_many_arguments)]
+    fn draw(
+        &self,
+        mosaic: &mut [u8],
+        scratch: &mut mosaic::Scratch,
+        grid: &Grid,
+        tile: u32,
+        buffer: &gst::BufferRef,
+        info: &gst_video::VideoInfo,
+        source: u32,
+    ) {
+        let Ok(frame) = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info) else {
+            gst::warning!(CAT, imp = self, "cannot map frame of source {source}");
+            return;
+        };
+        match FrameReader::new(&frame) {
+            Ok(reader) => mosaic::draw_tile(mosaic, grid, tile, &reader, scratch),
+            Err(e) => gst::warning!(CAT, imp = self, "cannot read frame of source {source}: {e}"),
+        }
+    }
+
+    /// Writes the RGBA mosaic into the output frame, in its format and memory.
+    fn write_mosaic(
+        &self,
+        st: &mut State,
+        outbuf: &mut gst::BufferRef,
+        out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::FlowError> {
+        let len = (out_info.width() * out_info.height() * 4) as usize;
+        #[cfg(feature = "cuda")]
+        if st.out_cuda && self.write_mosaic_cuda(st, outbuf, out_info, len)? {
+            return Ok(());
+        }
+        let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, out_info).map_err(|_| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("Could not map the output frame"));
+            gst::FlowError::Error
+        })?;
+        crate::video::write_rgba(&mut out, &st.mosaic[..len]).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Could not write the mosaic: {}", e)
+            );
+            gst::FlowError::Error
+        })
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl TrtTiler {
+    /// The tiler, created on first use; `None` (CPU path) when the CUDA path is off or
+    /// cannot start.
+    fn tiler<'a>(
+        &self,
+        tiler: &'a mut Option<crate::cuda::CudaTiler>,
+        disabled: &mut bool,
+        ctx: &crate::cuda::CudaContext,
+    ) -> Option<&'a mut crate::cuda::CudaTiler> {
+        if *disabled {
+            return None;
+        }
+        if tiler.is_none() {
+            match crate::cuda::CudaTiler::for_gst(ctx) {
+                Ok(t) => {
+                    gst::info!(CAT, imp = self, "CUDA tiler on {}", t.arch());
+                    *tiler = Some(t);
+                }
+                Err(e) => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "CUDA tiler unavailable, CPU path from now on: {e}"
+                    );
+                    *disabled = true;
+                }
+            }
+        }
+        tiler.as_mut()
+    }
+
+    /// Maps the output buffer for writing on the device when it is GstCudaMemory of a
+    /// context `ctx` can use.
+    fn map_output(
+        &self,
+        outbuf: &mut gst::BufferRef,
+        out_info: &gst_video::VideoInfo,
+        ctx: &crate::cuda::CudaContext,
+    ) -> Option<crate::cuda::CudaFrameMap> {
+        match crate::cuda::map_cuda_frame_mut(outbuf, out_info) {
+            Ok(m) if m.is_accessible_from(ctx) => Some(m),
+            Ok(_) => {
+                gst::debug!(CAT, imp = self, "output frame of another CUDA context: CPU path");
+                None
+            }
+            Err(e) => {
+                gst::debug!(CAT, imp = self, "output frame: {e}: CPU path");
+                None
+            }
+        }
+    }
+
+    /// Composes the whole output frame on the GPU from the kept frames of every tile (a
+    /// system-memory output frame gets the mosaic with one download). False (nothing
+    /// written) when a frame or the output cannot be used on the device.
+    fn compose_cuda(
+        &self,
+        st: &mut State,
+        outbuf: &mut gst::BufferRef,
+        out_info: &gst_video::VideoInfo,
+        grid: &Grid,
+    ) -> Result<bool, gst::FlowError> {
+        use crate::cuda;
+        let Some(ctx) = self.cuda_ctx.get() else {
+            return Ok(false);
+        };
+        let cs = &mut st.cuda;
+        cs.frames.clear();
+        cs.maps.clear();
+        for (tile, kept) in st.last.iter().enumerate() {
+            let Some((buffer, info)) = kept else {
+                cs.frames.push(None);
+                continue;
+            };
+            match cuda::map_cuda_frame(buffer.as_ref(), info) {
+                Ok(m) if m.is_accessible_from(&ctx) => {
+                    cs.frames.push(Some(m.frame()));
+                    cs.maps.push(m);
+                }
+                other => {
+                    let why = match other {
+                        Ok(_) => "in another CUDA context".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "frame of tile {tile}: {why}: composed on the CPU"
+                    );
+                    cs.frames.clear();
+                    cs.maps.clear();
+                    return Ok(false);
+                }
+            }
+        }
+        let Some(tiler) = self.tiler(&mut cs.tiler, &mut cs.disabled, &ctx) else {
+            cs.frames.clear();
+            cs.maps.clear();
+            return Ok(false);
+        };
+        let (rows, columns) = (grid.rows, grid.columns);
+        let result = if st.out_cuda {
+            self.map_output(outbuf, out_info, &ctx).map(|out| {
+                tiler
+                    .compose(&cs.frames, rows, columns, &out.frame())
+                    .and_then(|()| tiler.wait())
+            })
+        } else {
+            // System-memory output: composed on the device, then one download.
+            use gst_video::prelude::*;
+            match gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, out_info) {
+                Ok(mut frame) => {
+                    let mut strides = [0usize; 4];
+                    for (s, &v) in strides.iter_mut().zip(frame.plane_stride()) {
+                        *s = v.max(0) as usize;
+                    }
+                    let (format, size) = (frame.format(), (frame.width(), frame.height()));
+                    let [p0, p1, p2, _] = frame.planes_data_mut();
+                    Some(tiler.compose_to_host(
+                        &cs.frames,
+                        rows,
+                        columns,
+                        format,
+                        size,
+                        &mut [p0, p1, p2],
+                        &strides,
+                    ))
+                }
+                Err(_) => None,
+            }
+        };
+        cs.frames.clear();
+        cs.maps.clear();
+        match result {
+            None => Ok(false),
+            Some(Ok(())) => Ok(true),
+            Some(Err(e)) => {
+                if let Err(fatal) = tiler.wait() {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Failed,
+                        ("Composing the mosaic on the GPU failed"),
+                        ["{}: {}", e, fatal]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                // Nothing was queued, or the launch itself failed: the CPU composes.
+                gst::warning!(CAT, imp = self, "{e}: composed on the CPU");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Writes the CPU mosaic into a CUDA output frame with one copy and one launch. False
+    /// when that is not possible (the caller then writes through a system-memory map).
+    fn write_mosaic_cuda(
+        &self,
+        st: &mut State,
+        outbuf: &mut gst::BufferRef,
+        out_info: &gst_video::VideoInfo,
+        len: usize,
+    ) -> Result<bool, gst::FlowError> {
+        let Some(ctx) = self.cuda_ctx.get() else {
+            return Ok(false);
+        };
+        if st.cuda.disabled {
+            return Ok(false);
+        }
+        let Some(out) = self.map_output(outbuf, out_info, &ctx) else {
+            return Ok(false);
+        };
+        let Some(tiler) = self.tiler(&mut st.cuda.tiler, &mut st.cuda.disabled, &ctx) else {
+            return Ok(false);
+        };
+        if let Err(e) = tiler.write_rgba(&st.mosaic[..len], &out.frame()) {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{e}: mosaic uploaded through a system-memory map"
+            );
+            let _ = tiler.wait();
+            return Ok(false);
+        }
+        tiler.wait().map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Failed,
+                ("Writing the mosaic on the GPU failed"),
+                ["{}", e]
+            );
+            gst::FlowError::Error
+        })?;
+        Ok(true)
+    }
+
+    /// An active GstCudaBufferPool of the element's context for `caps`, in `query`.
+    fn decide_cuda_allocation(
+        &self,
+        query: &mut gst::query::Allocation,
+        caps: &gst::Caps,
+    ) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(caps)
+            .map_err(|_| gst::loggable_error!(CAT, "invalid output caps {caps}"))?;
+        let ctx = self.cuda_ctx.get().ok_or_else(|| {
+            gst::loggable_error!(
+                CAT,
+                "CUDA memory output needs a CUDA context, and none could be found or created"
+            )
+        })?;
+        let pool = ctx.buffer_pool().map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
+        let proposed = query.allocation_pools().next();
+        let (min, max) = proposed.as_ref().map_or((0, 0), |&(_, _, min, max)| (min, max));
+        let size = u32::try_from(info.size())
+            .map_err(|_| gst::loggable_error!(CAT, "frame too large: {} bytes", info.size()))?;
+        let mut config = pool.config();
+        config.set_params(Some(caps), size, min, max);
+        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
+        pool.set_config(config)
+            .map_err(|_| gst::loggable_error!(CAT, "the CUDA buffer pool rejected {caps}"))?;
+        // The pool pitches its frames: its own size wins.
+        let size = pool.config().params().map_or(size, |(_, size, _, _)| size);
+        if proposed.is_some() {
+            query.set_nth_allocation_pool(0, Some(&pool), size, min, max);
+        } else {
+            query.add_allocation_pool(Some(&pool), size, min, max);
+        }
+        gst::debug!(CAT, imp = self, "CUDA buffer pool for {caps}");
+        Ok(())
     }
 }
 
@@ -147,6 +503,17 @@ impl ObjectImpl for TrtTiler {
                     .default_value(d.height)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("device")
+                    .nick("Device")
+                    .blurb("Where the mosaic is composed: auto (on the GPU, one kernel launch per batch, when the frames are CUDA memory and the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU); both give the same pixels")
+                    .default_value(Some("auto"))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("gpu-frames")
+                    .nick("Frames composed on the GPU")
+                    .blurb("Frames of the batches composed on the GPU since start (the others were composed on the CPU)")
+                    .read_only()
+                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -154,12 +521,19 @@ impl ObjectImpl for TrtTiler {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
-        let v: u32 = value.get().expect("type checked upstream");
         match pspec.name() {
-            "rows" => s.rows = v,
-            "columns" => s.columns = v,
-            "width" => s.width = v,
-            "height" => s.height = v,
+            "rows" => s.rows = value.get().expect("type checked upstream"),
+            "columns" => s.columns = value.get().expect("type checked upstream"),
+            "width" => s.width = value.get().expect("type checked upstream"),
+            "height" => s.height = value.get().expect("type checked upstream"),
+            "device" => {
+                let text = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+                match text.as_str() {
+                    "auto" | "cuda" | "gpu" => s.use_gpu = true,
+                    "cpu" => s.use_gpu = false,
+                    other => gst::warning!(CAT, imp = self, "ignoring invalid device '{other}'"),
+                }
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -171,6 +545,8 @@ impl ObjectImpl for TrtTiler {
             "columns" => s.columns.to_value(),
             "width" => s.width.to_value(),
             "height" => s.height.to_value(),
+            "device" => if s.use_gpu { "auto" } else { "cpu" }.to_value(),
+            "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -193,24 +569,38 @@ impl ElementImpl for TrtTiler {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            #[cfg(feature = "cuda")]
+            let src = crate::caps::frame_caps_any_memory();
+            #[cfg(not(feature = "cuda"))]
+            let src = crate::caps::frame_caps();
             vec![
                 gst::PadTemplate::new(
                     "sink",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Always,
-                    &batch::batch_caps(),
+                    &batch::batch_caps_any_memory(),
                 )
                 .expect("valid sink template"),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &crate::caps::frame_caps(),
-                )
-                .expect("valid src template"),
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &src)
+                    .expect("valid src template"),
             ]
         });
         T.as_ref()
+    }
+
+    fn set_context(&self, context: &gst::Context) {
+        #[cfg(feature = "cuda")]
+        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
+        self.parent_set_context(context)
+    }
+
+    fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        #[cfg(feature = "cuda")]
+        return self
+            .cuda_ctx
+            .change_state(self.obj().upcast_ref(), *CAT, t, || self.parent_change_state(t));
+        #[cfg(not(feature = "cuda"))]
+        self.parent_change_state(t)
     }
 }
 
@@ -219,27 +609,78 @@ impl BaseTransformImpl for TrtTiler {
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        #[allow(unused_variables)]
+        let use_gpu = self.settings.lock().unwrap().use_gpu;
+        *self.state.lock().unwrap() = State {
+            #[cfg(feature = "cuda")]
+            cuda: CudaState {
+                disabled: !use_gpu,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.gpu_frames.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = State::default();
+        Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+            return true;
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+
     fn transform_caps(
         &self,
         direction: gst::PadDirection,
         caps: &gst::Caps,
         filter: Option<&gst::Caps>,
     ) -> Option<gst::Caps> {
+        // Either memory on the other side, the memory of this side first.
+        let cuda_first = caps.is_empty() || is_cuda_caps(caps);
         let out = if direction == gst::PadDirection::Sink {
             let s = *self.settings.lock().unwrap();
             let framerate = caps
                 .structure(0)
                 .and_then(|st| st.get::<gst::Fraction>("framerate").ok())
                 .unwrap_or(gst::Fraction::new(0, 1));
-            gst_video::VideoCapsBuilder::new()
+            let system = gst_video::VideoCapsBuilder::new()
                 .format_list(crate::caps::FRAME_FORMATS)
                 .width(s.width as i32)
                 .height(s.height as i32)
                 .framerate(framerate)
                 .pixel_aspect_ratio(gst::Fraction::new(1, 1))
-                .build()
+                .build();
+            // CUDA memory output only where a GPU can hold it.
+            #[cfg(feature = "cuda")]
+            let out = if crate::cuda::cuda_available() {
+                let cuda = with_cuda_memory(system.clone());
+                if cuda_first {
+                    merged(cuda, system)
+                } else {
+                    merged(system, cuda)
+                }
+            } else {
+                system
+            };
+            #[cfg(not(feature = "cuda"))]
+            let out = system;
+            out
         } else {
-            batch::batch_caps()
+            let system = batch::batch_caps();
+            let cuda = with_cuda_memory(system.clone());
+            if cuda_first {
+                merged(cuda, system)
+            } else {
+                merged(system, cuda)
+            }
         };
         Some(match filter {
             Some(f) => f.intersect_with_mode(&out, gst::CapsIntersectMode::First),
@@ -247,16 +688,30 @@ impl BaseTransformImpl for TrtTiler {
         })
     }
 
-    fn set_caps(&self, _incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+    fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(outcaps)
             .map_err(|_| gst::loggable_error!(CAT, "invalid output caps {}", outcaps))?;
         let mut st = self.state.lock().unwrap();
         st.mosaic = vec![0; (info.width() * info.height() * 4) as usize];
-        for px in st.mosaic.chunks_exact_mut(4) {
-            px[3] = 255;
-        }
+        st.clear_mosaic();
+        st.grid = None;
+        st.last.clear();
+        st.mosaic_stale = false;
+        st.in_cuda = is_cuda_caps(incaps);
+        st.out_cuda = is_cuda_caps(outcaps);
+        gst::debug!(CAT, imp = self, "input {incaps}, output {outcaps}");
         st.out_info = Some(info);
         Ok(())
+    }
+
+    fn decide_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
+        #[cfg(feature = "cuda")]
+        if let (Some(caps), _) = query.get_owned() {
+            if is_cuda_caps(&caps) {
+                return self.decide_cuda_allocation(query, &caps);
+            }
+        }
+        self.parent_decide_allocation(query)
     }
 
     fn transform_size(
@@ -287,55 +742,45 @@ impl BaseTransformImpl for TrtTiler {
             return Err(gst::FlowError::Error);
         };
         let batch = meta.batch();
-        let (rows, cols) = grid_for(batch.batch_size as u32, s.rows, s.columns);
-        let (mw, mh) = (out_info.width(), out_info.height());
-        let (tw, th) = (mw / cols, mh / rows);
-        for slot in &batch.slots {
-            let tile = slot.pad_index() % (rows * cols);
-            let rect = ((tile % cols) * tw, (tile / cols) * th, tw, th);
-            let Ok(frame) =
-                gst_video::VideoFrameRef::from_buffer_ref_readable(slot.buffer.as_ref(), &slot.info)
-            else {
-                gst::warning!(CAT, imp = self, "cannot map frame of source {}", slot.pad_index());
-                continue;
-            };
-            let Ok(reader) = FrameReader::new(&frame) else {
-                continue;
-            };
-            if tw > 0 && th > 0 {
-                draw_tile(&mut st.mosaic, mw, rect, &reader, &mut st.xs, &mut st.row);
+        let (rows, columns) = grid_for(batch.batch_size as u32, s.rows, s.columns);
+        let grid = Grid {
+            width: out_info.width(),
+            height: out_info.height(),
+            rows,
+            columns,
+        };
+        let tiles = grid.tiles();
+        if st.grid != Some(grid) {
+            st.grid = Some(grid);
+            st.clear_mosaic();
+            st.last.clear();
+            st.last.resize(tiles as usize, None);
+            st.mosaic_stale = false;
+        }
+        let gpu = st.gpu_enabled();
+        if gpu {
+            for slot in &batch.slots {
+                st.last[grid.tile_of(slot.pad_index()) as usize] =
+                    Some((slot.buffer.clone(), slot.info.clone()));
             }
         }
-        let mut out =
-            gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &out_info).map_err(|_| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ("Could not map the output frame"));
-                gst::FlowError::Error
-            })?;
-        crate::video::write_rgba(&mut out, &st.mosaic[..(mw * mh * 4) as usize]).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                ("Could not write the mosaic: {}", e)
-            );
-            gst::FlowError::Error
-        })?;
-        drop(out);
+        #[cfg(feature = "cuda")]
+        let composed = gpu && self.compose_cuda(st, outbuf, &out_info, &grid)?;
+        #[cfg(not(feature = "cuda"))]
+        let composed = false;
+        if composed {
+            self.gpu_frames
+                .fetch_add(batch.slots.len() as u64, Ordering::Relaxed);
+            st.mosaic_stale = true;
+        } else {
+            self.compose_cpu(st, batch, &grid);
+            if !st.gpu_enabled() {
+                st.last.iter_mut().for_each(|k| *k = None);
+            }
+            self.write_mosaic(st, outbuf, &out_info)?;
+        }
         outbuf.set_pts(inbuf.pts());
         outbuf.set_duration(batch.slots.iter().find_map(|s| s.duration));
         Ok(gst::FlowSuccess::Ok)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::grid_for;
-
-    #[test]
-    fn grid_defaults() {
-        assert_eq!(grid_for(8, 0, 0), (3, 3));
-        assert_eq!(grid_for(8, 2, 0), (2, 4));
-        assert_eq!(grid_for(8, 0, 4), (2, 4));
-        assert_eq!(grid_for(4, 0, 0), (2, 2));
-        assert_eq!(grid_for(1, 0, 0), (1, 1));
     }
 }

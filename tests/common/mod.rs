@@ -1,6 +1,8 @@
 //! Shared test set-up: registers the plugin statically and locates the generated models.
 #![allow(dead_code)]
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod groundtruth;
 
 use gst::prelude::*;
@@ -105,4 +107,42 @@ pub fn parse(desc: &str) -> gst::Pipeline {
         .unwrap_or_else(|e| panic!("pipeline '{desc}' does not parse: {e}"))
         .downcast::<gst::Pipeline>()
         .expect("is a pipeline")
+}
+
+/// A batch buffer (payload-less, with its `TrtVisionBatchMeta`) of `slots`.
+pub fn batch_buffer(batch_size: usize, slots: Vec<gsttrtvision::batch::FrameSlot>) -> gst::Buffer {
+    let mut buf = gst::Buffer::new();
+    gsttrtvision::batch::BatchMeta::add(
+        buf.get_mut().expect("new buffers are writable"),
+        gsttrtvision::batch::Batch {
+            slots,
+            batch_size,
+            ..Default::default()
+        },
+    );
+    buf
+}
+
+/// A batch slot of source `pad_index` holding `buffer` (frame number 0, no timestamps).
+pub fn frame_slot(
+    pad_index: u32,
+    info: gst_video::VideoInfo,
+    buffer: gst::Buffer,
+    duration: Option<gst::ClockTime>,
+) -> gsttrtvision::batch::FrameSlot {
+    gsttrtvision::batch::FrameSlot {
+        source: std::sync::Arc::new(gsttrtvision::batch::SourceStream {
+            pad_index,
+            stream_id: None,
+            caps: gst::Caps::new_empty_simple("video/x-raw"),
+            segment: gst::FormattedSegment::new(),
+        }),
+        frame_number: 0,
+        pts: None,
+        dts: None,
+        duration,
+        info,
+        buffer,
+        results: Default::default(),
+    }
 }

@@ -1,0 +1,664 @@
+//! [`CudaTiler`]: a batch of device frames composed into one mosaic frame in device memory,
+//! with one kernel launch.
+//!
+//! At construction it compiles `kernels/tiler.cu` with NVRTC for the device's compute
+//! capability (once per process and architecture), loads it into the context and creates
+//! its own non-blocking stream and event. Per batch it fills one `TileSource` per tile
+//! (plane addresses, strides, format, size and the letterbox placement of the tile's
+//! frame: 96 bytes) and launches the kernel, which writes every pixel of the output frame
+//! (NV12, I420, RGBA, BGRA, RGBx, BGRx, RGB or BGR) in one pass. Grids of up to
+//! [`INLINE_TILES`] tiles pass the tile table inside the launch; larger ones copy it from
+//! pinned memory first (allocated on the first such grid and reused). Nothing waits on the
+//! host: [`CudaTiler::wait`] does, when the caller needs the frame.
+//!
+//! The output is byte-identical to the CPU tiler's (`trttiler`: letterboxed bilinear
+//! sampling of [`crate::video::FrameReader`], rounded to 8 bits, converted with
+//! [`crate::video::write_rgba`]), see the kernel's header.
+
+use std::ffi::{c_void, CStr};
+
+use cudarc::driver::sys;
+
+use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use super::frame::{CudaFrame, FrameLayout};
+use super::nvrtc::{compile, nvrtc_arch, require_nvrtc};
+use super::CudaError;
+use crate::geometry::LetterboxTransform;
+use crate::preprocess::content_span;
+
+/// CUDA C source of the kernel.
+pub const KERNEL_SOURCE: &str = include_str!("../../kernels/tiler.cu");
+const KERNEL_FILE: &str = "tiler.cu";
+const KERNEL_NAME: &CStr = c"trtv_tile";
+const KERNEL_NAME_INLINE: &CStr = c"trtv_tile_inline";
+/// Grids of up to this many tiles pass their tile table inside the kernel launch;
+/// `INLINE_TILES` in tiler.cu.
+pub const INLINE_TILES: usize = 32;
+/// Largest grid (trttiler's `rows` and `columns` go up to 64).
+pub const MAX_TILES: usize = 64 * 64;
+/// Thread block: 32 x 8 threads, each writing a 2x2 pixel block.
+const BLOCK_X: u32 = 32;
+const BLOCK_Y: u32 = 8;
+
+/// `KIND_NONE` in tiler.cu: a tile without a frame. The other `KIND_*` (sources) and
+/// `OUT_*` (output) values are those of `CudaFrame::kernel_layout`.
+const KIND_NONE: i32 = -1;
+
+/// One tile's source frame and its placement; layout shared with `TileSource` in tiler.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TileSource {
+    plane: [u64; 3],
+    stride: [i32; 3],
+    kind: i32,
+    bpp: i32,
+    off_r: i32,
+    off_g: i32,
+    off_b: i32,
+    width: i32,
+    height: i32,
+    scale_x: f32,
+    scale_y: f32,
+    pad_x: f32,
+    pad_y: f32,
+    x0: i32,
+    x1: i32,
+    y0: i32,
+    y1: i32,
+}
+
+/// The output frame and the grid; layout shared with `MosaicTarget` in tiler.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct MosaicTarget {
+    plane: [u64; 3],
+    stride: [i32; 3],
+    kind: i32,
+    bpp: i32,
+    off_r: i32,
+    off_g: i32,
+    off_b: i32,
+    off_a: i32,
+    width: i32,
+    height: i32,
+    tile_w: i32,
+    tile_h: i32,
+    rows: i32,
+    cols: i32,
+    reserved: i32,
+}
+
+/// The tile table of a grid of up to [`INLINE_TILES`] tiles, passed by value;
+/// `InlineTiles` in tiler.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InlineTiles([TileSource; INLINE_TILES]);
+
+const _: () = assert!(std::mem::size_of::<TileSource>() == 96);
+const _: () = assert!(std::mem::size_of::<MosaicTarget>() == 88);
+// With the MosaicTarget within the 4 KiB of kernel parameters.
+const _: () = assert!(std::mem::size_of::<InlineTiles>() == 3072);
+
+impl Default for TileSource {
+    fn default() -> Self {
+        Self {
+            plane: [0; 3],
+            stride: [0; 3],
+            kind: KIND_NONE,
+            bpp: 0,
+            off_r: 0,
+            off_g: 0,
+            off_b: 0,
+            width: 0,
+            height: 0,
+            scale_x: 1.0,
+            scale_y: 1.0,
+            pad_x: 0.0,
+            pad_y: 0.0,
+            x0: 0,
+            x1: 0,
+            y0: 0,
+            y1: 0,
+        }
+    }
+}
+
+impl TileSource {
+    /// Frame `f` letterboxed into a `tw x th` tile, as the CPU tiler places it.
+    fn new(f: &CudaFrame, tw: u32, th: u32) -> Self {
+        let t = LetterboxTransform::letterbox(f.width, f.height, tw, th);
+        let (x0, x1) = content_span(t.pad_x, t.scale_x, f.width, tw);
+        let (y0, y1) = content_span(t.pad_y, t.scale_y, f.height, th);
+        let l = f.kernel_layout();
+        Self {
+            plane: f.planes,
+            stride: f.kernel_strides(),
+            kind: l.kind,
+            bpp: l.bpp,
+            off_r: l.r,
+            off_g: l.g,
+            off_b: l.b,
+            width: f.width as i32,
+            height: f.height as i32,
+            scale_x: t.scale_x,
+            scale_y: t.scale_y,
+            pad_x: t.pad_x,
+            pad_y: t.pad_y,
+            x0: x0 as i32,
+            x1: x1 as i32,
+            y0: y0 as i32,
+            y1: y1 as i32,
+        }
+    }
+}
+
+impl MosaicTarget {
+    /// `out` split into `rows x cols` tiles of `out.width / cols x out.height / rows`.
+    fn new(out: &CudaFrame, rows: u32, cols: u32) -> Self {
+        let l = out.kernel_layout();
+        Self {
+            plane: out.planes,
+            stride: out.kernel_strides(),
+            kind: l.kind,
+            bpp: l.bpp,
+            off_r: l.r,
+            off_g: l.g,
+            off_b: l.b,
+            // The 4-byte formats keep their alpha or padding byte in the remaining offset.
+            off_a: if l.bpp == 4 { 6 - l.r - l.g - l.b } else { 0 },
+            width: out.width as i32,
+            height: out.height as i32,
+            tile_w: (out.width / cols.max(1)) as i32,
+            tile_h: (out.height / rows.max(1)) as i32,
+            rows: rows as i32,
+            cols: cols as i32,
+            reserved: 0,
+        }
+    }
+}
+
+/// Pinned host memory and device memory for the tile table of large grids.
+struct Table {
+    host: PinnedBuffer,
+    device: DeviceBuffer,
+    tiles: usize,
+}
+
+impl Table {
+    fn new(ctx: &DeviceContext, tiles: usize) -> Result<Self, CudaError> {
+        let len = tiles * std::mem::size_of::<TileSource>();
+        Ok(Self {
+            host: PinnedBuffer::new(ctx, len)?,
+            device: DeviceBuffer::new(ctx, len)?,
+            tiles,
+        })
+    }
+
+    fn entries(&mut self) -> &mut [TileSource] {
+        let bytes = self.host.as_mut_slice();
+        // SAFETY: TileSource is plain old data (any bit pattern is valid); align_to_mut
+        // only yields the aligned middle (cuMemHostAlloc returns page-aligned memory).
+        let (_, entries, _) = unsafe { bytes.align_to_mut::<TileSource>() };
+        entries
+    }
+}
+
+/// Batched GPU mosaic composition (see the module docs).
+pub struct CudaTiler {
+    // Field order is drop order: the stream is synchronised in Drop, then the module is
+    // unloaded, then the memory is freed.
+    stream: Stream,
+    kernel: Kernel,
+    kernel_inline: Kernel,
+    done: Event,
+    table: Option<Table>,
+    /// An RGBA image composed on the CPU, on its way into an output frame.
+    rgba: Option<DeviceBuffer>,
+    /// The output frame of [`CudaTiler::compose_to_host`], on its way to the host.
+    staging: Option<DeviceBuffer>,
+    ctx: DeviceContext,
+    arch: String,
+}
+
+impl std::fmt::Debug for CudaTiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaTiler")
+            .field("ctx", &self.ctx)
+            .field("arch", &self.arch)
+            .field("table", &self.table.as_ref().map(|t| t.tiles))
+            .finish()
+    }
+}
+
+impl CudaTiler {
+    /// Compiles and loads the kernel in `ctx`, creates the stream and the event.
+    pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
+        super::probe()?;
+        require_nvrtc()?;
+        super::guard("creating the CUDA tiler", || Self::build(ctx))
+    }
+
+    /// [`CudaTiler::new`] in the CUcontext of a GStreamer CUDA context (the element's,
+    /// from [`super::ensure_element_context`]).
+    pub fn for_gst(ctx: &super::CudaContext) -> Result<Self, CudaError> {
+        Self::new(&ctx.device_context()?)
+    }
+
+    fn build(ctx: &DeviceContext) -> Result<Self, CudaError> {
+        let arch = nvrtc_arch(ctx.compute_capability()?)?;
+        let ptx = compile(KERNEL_SOURCE, KERNEL_FILE, &arch)?;
+        let mut this = Self {
+            stream: Stream::new(ctx)?,
+            kernel: Kernel::load(ctx, &ptx, KERNEL_NAME)?,
+            kernel_inline: Kernel::load(ctx, &ptx, KERNEL_NAME_INLINE)?,
+            done: Event::new(ctx, false)?,
+            table: Some(Table::new(ctx, 1)?),
+            rgba: None,
+            staging: None,
+            ctx: ctx.clone(),
+            arch,
+        };
+        // Resolve every driver entry point of the hot path now (cudarc loads symbols
+        // lazily and panics on a missing one): an empty launch of each entry point and
+        // the table copy, then wait.
+        let empty = MosaicTarget::default();
+        this.enqueue(&empty, (1, 1), None, 1)?;
+        this.enqueue(
+            &empty,
+            (1, 1),
+            Some(&InlineTiles([TileSource::default(); INLINE_TILES])),
+            0,
+        )?;
+        this.wait()?;
+        this.table = None;
+        Ok(this)
+    }
+
+    /// NVRTC target the kernel was compiled for, e.g. `compute_90`.
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// The context everything runs in.
+    pub fn context(&self) -> &DeviceContext {
+        &self.ctx
+    }
+
+    /// The stream the kernel runs on (non-blocking, owned by the tiler).
+    pub fn stream(&self) -> sys::CUstream {
+        self.stream.raw()
+    }
+
+    /// The event recorded after the last launch (for consumers that order their own
+    /// streams after the composition: `cuStreamWaitEvent(stream, event, 0)`).
+    pub fn event(&self) -> sys::CUevent {
+        self.done.raw()
+    }
+
+    /// Blocks until the last launch has written its output frame.
+    pub fn wait(&self) -> Result<(), CudaError> {
+        self.done.synchronize()
+    }
+
+    /// Composes `out` as a grid of `rows x columns` tiles of `out.width() / columns x
+    /// out.height() / rows` pixels: tile `i` (row-major) shows `tiles[i]` letterboxed
+    /// (black bars), `None` a black tile; pixels right of and below the grid are black.
+    /// One launch on [`CudaTiler::stream`] (plus one copy of the tile table for grids of
+    /// more than [`INLINE_TILES`] tiles), then the event; returns without waiting.
+    ///
+    /// The frames and `out` must stay mapped (and `out` writable) until
+    /// [`CudaTiler::wait`] returns or the event completes.
+    pub fn compose(
+        &mut self,
+        tiles: &[Option<CudaFrame>],
+        rows: u32,
+        columns: u32,
+        out: &CudaFrame,
+    ) -> Result<(), CudaError> {
+        let n = (rows as usize) * (columns as usize);
+        if rows == 0 || columns == 0 || n > MAX_TILES || tiles.len() != n {
+            return Err(CudaError::InvalidInput(format!(
+                "a {rows}x{columns} grid (at most {MAX_TILES} tiles) needs one entry per tile, got {}",
+                tiles.len()
+            )));
+        }
+        let target = MosaicTarget::new(out, rows, columns);
+        let (tw, th) = (target.tile_w as u32, target.tile_h as u32);
+        let source = |t: &Option<CudaFrame>| match t {
+            Some(f) if tw > 0 && th > 0 => TileSource::new(f, tw, th),
+            _ => TileSource::default(),
+        };
+        let grid = launch_grid(out);
+        if n <= INLINE_TILES {
+            let mut inline = InlineTiles([TileSource::default(); INLINE_TILES]);
+            for (p, t) in inline.0.iter_mut().zip(tiles) {
+                *p = source(t);
+            }
+            return super::guard("composing the mosaic", || {
+                self.enqueue(&target, grid, Some(&inline), 0)
+            });
+        }
+        // The pinned table may still be read by the previous copy.
+        self.wait()?;
+        if self.table.as_ref().is_none_or(|t| t.tiles < n) {
+            self.table = Some(Table::new(&self.ctx, n)?);
+        }
+        let Some(table) = self.table.as_mut() else {
+            return Err(CudaError::InvalidInput("no tile table".into()));
+        };
+        let entries = table.entries();
+        if entries.len() < n {
+            return Err(CudaError::InvalidInput("pinned tile table is misaligned".into()));
+        }
+        for (p, t) in entries.iter_mut().zip(tiles) {
+            *p = source(t);
+        }
+        super::guard("composing the mosaic", || self.enqueue(&target, grid, None, n))
+    }
+
+    /// Composes like [`CudaTiler::compose`] a `format` frame of `width x height` into
+    /// host memory: `planes` (GStreamer plane order) with `strides`. The mosaic is composed
+    /// in a device frame of the same strides (allocated on first use, grown when needed)
+    /// and copied down plane by plane: one frame crosses PCIe instead of every source
+    /// frame. Returns once `planes` hold the mosaic.
+    #[allow(clippy::too_many_arguments)]
+    pub fn compose_to_host(
+        &mut self,
+        tiles: &[Option<CudaFrame>],
+        rows: u32,
+        columns: u32,
+        format: gst_video::VideoFormat,
+        (width, height): (u32, u32),
+        planes: &mut [&mut [u8]],
+        strides: &[usize],
+    ) -> Result<(), CudaError> {
+        let layout = FrameLayout::of(format).ok_or(CudaError::UnsupportedFormat(format))?;
+        let n = layout.n_planes();
+        if planes.len() < n || strides.len() < n || width == 0 || height == 0 {
+            return Err(CudaError::InvalidInput(format!(
+                "a {format:?} {width}x{height} frame needs {n} planes and strides"
+            )));
+        }
+        // Each device plane at a 256-byte aligned offset, `stride * rows` bytes.
+        let (mut offsets, mut extents, mut total) = ([0usize; 3], [0usize; 3], 0usize);
+        for p in 0..n {
+            let (row, rows) = layout.plane_geometry(p, width as usize, height as usize);
+            extents[p] = (rows - 1) * strides[p] + row;
+            if strides[p] < row || planes[p].len() < extents[p] {
+                return Err(CudaError::InvalidInput(format!(
+                    "plane {p} of a {format:?} {width}x{height} frame: {} bytes with stride {}",
+                    planes[p].len(),
+                    strides[p]
+                )));
+            }
+            offsets[p] = total;
+            total = (total + strides[p] * rows).next_multiple_of(256);
+        }
+        // The staging frame may still be written by the previous launch.
+        self.wait()?;
+        if self.staging.as_ref().is_none_or(|b| b.len() < total) {
+            self.staging = Some(DeviceBuffer::new(&self.ctx, total)?);
+        }
+        let Some(base) = self.staging.as_ref().map(DeviceBuffer::ptr) else {
+            return Err(CudaError::InvalidInput("no staging frame".into()));
+        };
+        let ptrs = offsets.map(|o| base + o as u64);
+        // SAFETY: each plane lies inside the staging buffer (offsets and sizes above),
+        // which lives as long as `self`; launches are awaited before it is replaced.
+        let out = unsafe { CudaFrame::from_raw(format, width, height, &ptrs[..n], &strides[..n]) }?;
+        self.compose(tiles, rows, columns, &out)?;
+        self.wait()?;
+        for p in 0..n {
+            super::copy_device_to_host(&self.ctx, ptrs[p], extents[p], &mut planes[p][..extents[p]])?;
+        }
+        Ok(())
+    }
+
+    /// Writes a tightly packed `out.width() x out.height()` RGBA image (alpha ignored)
+    /// into `out`, converted exactly as [`crate::video::write_rgba`] does: a mosaic
+    /// composed on the CPU on its way into a CUDA output frame. One copy and one launch on
+    /// [`CudaTiler::stream`]; `rgba` may be reused as soon as this returns.
+    pub fn write_rgba(&mut self, rgba: &[u8], out: &CudaFrame) -> Result<(), CudaError> {
+        let (w, h) = (out.width, out.height);
+        let len = w as usize * h as usize * 4;
+        if rgba.len() < len {
+            return Err(CudaError::InvalidInput(format!(
+                "an RGBA image of {} bytes for a {w}x{h} frame",
+                rgba.len()
+            )));
+        }
+        // The device image may still be read by the previous launch.
+        self.wait()?;
+        if self.rgba.as_ref().is_none_or(|b| b.len() < len) {
+            self.rgba = Some(DeviceBuffer::new(&self.ctx, len)?);
+        }
+        let Some(image) = self.rgba.as_ref() else {
+            return Err(CudaError::InvalidInput("no RGBA staging buffer".into()));
+        };
+        // SAFETY: the buffer holds `h` rows of `w * 4` bytes and lives as long as `self`,
+        // whose launches are awaited before it is replaced or freed.
+        let src = unsafe {
+            CudaFrame::from_raw(
+                gst_video::VideoFormat::Rgba,
+                w,
+                h,
+                &[image.ptr()],
+                &[w as usize * 4],
+            )
+        }?;
+        let dst = image.ptr();
+        let stream = self.stream.raw();
+        {
+            let _g = self.ctx.push()?;
+            // SAFETY: `len` bytes fit the device buffer; the source is a live slice of at
+            // least `len` bytes. A copy from pageable memory returns once the source has
+            // been staged, so the slice may be reused afterwards.
+            check(
+                unsafe { sys::cuMemcpyHtoDAsync_v2(dst, rgba.as_ptr().cast(), len, stream) },
+                "cuMemcpyHtoDAsync",
+            )?;
+        }
+        self.compose(&[Some(src)], 1, 1, out)
+    }
+
+    /// Queues the copy of the first `copy` entries of the tile table (when `inline` is
+    /// `None`), the kernel over `grid` and the event.
+    fn enqueue(
+        &self,
+        target: &MosaicTarget,
+        grid: (u32, u32),
+        inline: Option<&InlineTiles>,
+        copy: usize,
+    ) -> Result<(), CudaError> {
+        let stream = self.stream.raw();
+        let _g = self.ctx.push()?;
+        let mut table_ptr: u64 = 0;
+        if inline.is_none() {
+            let Some(table) = self.table.as_ref() else {
+                return Err(CudaError::InvalidInput("no tile table".into()));
+            };
+            // SAFETY: `copy` ≤ table.tiles entries lie in both buffers; the pinned source
+            // is not rewritten before the event recorded below has completed.
+            check(
+                unsafe {
+                    sys::cuMemcpyHtoDAsync_v2(
+                        table.device.ptr(),
+                        table.host.as_ptr(),
+                        copy.min(table.tiles) * std::mem::size_of::<TileSource>(),
+                        stream,
+                    )
+                },
+                "cuMemcpyHtoDAsync",
+            )?;
+            table_ptr = table.device.ptr();
+        }
+        let mut target = *target;
+        // cuLaunchKernel copies the argument values at the call: the inline table need
+        // not outlive it.
+        let (kernel, tiles_arg): (&Kernel, *mut c_void) = match inline {
+            Some(t) => (&self.kernel_inline, (t as *const InlineTiles).cast_mut().cast()),
+            None => (&self.kernel, (&mut table_ptr as *mut u64).cast()),
+        };
+        let mut args: [*mut c_void; 2] = [tiles_arg, (&mut target as *mut MosaicTarget).cast()];
+        // SAFETY: the argument list matches the kernel's signature (the tile table by
+        // device pointer or by value, MosaicTarget by value, same #[repr(C)] layouts); the
+        // table holds rows * cols entries whose planes are valid per CudaFrame's contract,
+        // as are the output planes. The kernel only reads the inline table.
+        unsafe { kernel.launch((grid.0, grid.1, 1), (BLOCK_X, BLOCK_Y, 1), stream, &mut args) }?;
+        // SAFETY: the tiler's own live stream, same context as the event.
+        unsafe { self.done.record(stream) }
+    }
+}
+
+/// Blocks of the launch over `out`: each thread writes a 2x2 pixel block.
+fn launch_grid(out: &CudaFrame) -> (u32, u32) {
+    (
+        out.width.div_ceil(2).div_ceil(BLOCK_X).max(1),
+        out.height.div_ceil(2).div_ceil(BLOCK_Y).max(1),
+    )
+}
+
+impl Drop for CudaTiler {
+    fn drop(&mut self) {
+        // Work in flight must end before the module is unloaded and the memory freed.
+        let _ = self.stream.synchronize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gst_video::VideoFormat;
+
+    const KIND_PACKED: i32 = 0;
+    const KIND_PACKED4: i32 = 1;
+    const KIND_I420: i32 = 3;
+    const OUT_PACKED: i32 = 0;
+    const OUT_PACKED4: i32 = 1;
+    const OUT_NV12: i32 = 2;
+
+    fn frame(format: VideoFormat, w: u32, h: u32, planes: &[u64], strides: &[usize]) -> CudaFrame {
+        // SAFETY: never read.
+        unsafe { CudaFrame::from_raw(format, w, h, planes, strides) }.unwrap()
+    }
+
+    #[test]
+    fn tiles_follow_the_cpu_geometry() {
+        // A 1920x1080 frame into a 640x360 tile fills it; into 640x640 it is letterboxed.
+        let f = frame(VideoFormat::Bgrx, 1920, 1080, &[0x10000], &[7680]);
+        let t = TileSource::new(&f, 640, 360);
+        assert_eq!((t.kind, t.off_r, t.off_b, t.bpp), (KIND_PACKED4, 2, 0, 4));
+        assert_eq!((t.x0, t.x1, t.y0, t.y1), (0, 640, 0, 360));
+        let t = TileSource::new(&f, 640, 640);
+        assert_eq!((t.x0, t.x1, t.y0, t.y1), (0, 640, 140, 500));
+        assert_eq!((t.pad_x, t.pad_y), (0.0, 140.0));
+        let f = frame(VideoFormat::Rgb, 641, 479, &[0x10001], &[1923]);
+        let t = TileSource::new(&f, 320, 240);
+        assert_eq!((t.kind, t.bpp), (KIND_PACKED, 3));
+        let l = LetterboxTransform::letterbox(641, 479, 320, 240);
+        assert_eq!((t.scale_x, t.pad_x, t.pad_y), (l.scale_x, l.pad_x, l.pad_y));
+        let f = frame(
+            VideoFormat::I420,
+            64,
+            48,
+            &[0x1000, 0x2000, 0x3000],
+            &[64, 32, 32],
+        );
+        assert_eq!(TileSource::new(&f, 32, 24).kind, KIND_I420);
+        assert_eq!(TileSource::default().kind, KIND_NONE);
+    }
+
+    #[test]
+    fn targets_follow_the_output() {
+        let out = frame(VideoFormat::Bgrx, 1280, 720, &[0x10000], &[5120]);
+        let m = MosaicTarget::new(&out, 3, 3);
+        assert_eq!(
+            (m.kind, m.off_r, m.off_g, m.off_b, m.off_a),
+            (OUT_PACKED4, 2, 1, 0, 3)
+        );
+        assert_eq!((m.tile_w, m.tile_h, m.rows, m.cols), (426, 240, 3, 3));
+        let out = frame(VideoFormat::Rgba, 1280, 720, &[0x10001], &[5121]);
+        assert_eq!(MosaicTarget::new(&out, 1, 1).kind, OUT_PACKED);
+        let out = frame(VideoFormat::Bgr, 16, 16, &[0x10000], &[48]);
+        let m = MosaicTarget::new(&out, 1, 1);
+        assert_eq!((m.kind, m.bpp, m.off_r, m.off_a), (OUT_PACKED, 3, 2, 0));
+        let out = frame(VideoFormat::Nv12, 641, 479, &[0x1000, 0x9000], &[768, 768]);
+        let m = MosaicTarget::new(&out, 2, 4);
+        assert_eq!(
+            (m.kind, m.tile_w, m.tile_h, m.stride[1]),
+            (OUT_NV12, 160, 239, 768)
+        );
+        assert_eq!(launch_grid(&out), (11, 30));
+    }
+
+    /// Compiles the kernel where NVRTC is installed (no GPU needed); skipped elsewhere.
+    #[test]
+    fn nvrtc_compiles_the_kernel() {
+        // SAFETY: only probes for the library file.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("skipping: NVRTC (libnvrtc.so.13) is not on the library path");
+            return;
+        }
+        let arch = super::super::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
+        assert_eq!(arch, "compute_90");
+        let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
+        let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
+        for name in [KERNEL_NAME, KERNEL_NAME_INLINE] {
+            let entry = format!(".entry {}(", name.to_str().unwrap());
+            assert!(text.contains(&entry), "{entry} missing");
+        }
+        assert!(
+            text.contains(".param .align 8 .b8 trtv_tile_inline_param_0[3072]"),
+            "the inline tile table is one 3072-byte argument"
+        );
+        assert!(!text.contains("fma.rn.f32"), "contraction must be off");
+        assert!(
+            text.contains("div.rn.f32") && !text.contains("div.approx"),
+            "IEEE division expected"
+        );
+        assert!(!text.contains(".local"), "no local memory expected");
+    }
+
+    #[test]
+    fn kernel_source_matches_the_layouts() {
+        for needle in [
+            "#define KIND_NONE -1",
+            "#define KIND_PACKED4 1",
+            "#define KIND_NV12 2",
+            "#define KIND_I420 3",
+            "#define OUT_PACKED4 1",
+            "#define OUT_NV12 2",
+            "#define OUT_I420 3",
+            "unsigned long long plane[3];",
+            "int stride[3];",
+            "int off_a;",
+            "int tile_w, tile_h;",
+        ] {
+            assert!(KERNEL_SOURCE.contains(needle), "{needle}");
+        }
+        assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_TILES {INLINE_TILES}\n")));
+        // The YUV constants are those of the CPU path.
+        use crate::video::color::{F_BU, F_GU, F_GV, F_RV, F_Y, INT_U, INT_V, INT_Y};
+        for k in [F_Y, F_RV, F_GU, F_GV, F_BU] {
+            assert!(KERNEL_SOURCE.contains(&format!("{k}f")), "{k}");
+        }
+        let sign = |v: i32| if v < 0 { '-' } else { '+' };
+        for c in [INT_Y, INT_U, INT_V] {
+            let expr = format!(
+                "{} * r {} {} * g {} {} * b + 128",
+                c[0],
+                sign(c[1]),
+                c[1].abs(),
+                sign(c[2]),
+                c[2].abs()
+            );
+            assert!(KERNEL_SOURCE.contains(&expr), "{expr}");
+        }
+    }
+
+    #[test]
+    fn handles_are_thread_safe() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<CudaTiler>();
+    }
+}
