@@ -7,7 +7,14 @@
 //! `scripts/device/run-tests.sh` there (see that script for what to carry).
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use std::time::Instant;
+
+use common::cuda::{
+    cuda_pool_buffer, device, fill_cuda_buffer, n_planes, plane_geometry, read_cuda_buffer, system_buffer,
+    Rng, TestFrame,
+};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
@@ -20,132 +27,6 @@ use gsttrtvision::cuda::{
 use gsttrtvision::preprocess::{self, Scratch};
 use gsttrtvision::tensor::{DType, Tensor};
 use gsttrtvision::video::FrameReader;
-
-/// The primary context of device 0, or `None` (with a message) when there is no GPU;
-/// with `TRTV_REQUIRE_CUDA=1` (set by scripts/device/run-tests.sh) no GPU is a failure.
-fn device() -> Option<DeviceContext> {
-    match cuda::probe() {
-        Ok(info) => {
-            eprintln!("CUDA device: {info:?}");
-            match DeviceContext::primary(0) {
-                Ok(ctx) => Some(ctx),
-                Err(e) => panic!("the probe found a GPU but its primary context failed: {e}"),
-            }
-        }
-        Err(e) if std::env::var_os("TRTV_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
-            panic!("TRTV_REQUIRE_CUDA=1 but {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping the device test: {e}");
-            None
-        }
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
-fn n_planes(format: VideoFormat) -> usize {
-    match format {
-        VideoFormat::Nv12 => 2,
-        VideoFormat::I420 => 3,
-        _ => 1,
-    }
-}
-
-/// Bytes of pixels in a row of plane `i`, and rows of that plane.
-fn plane_geometry(format: VideoFormat, i: usize, w: usize, h: usize) -> (usize, usize) {
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    match (format, i) {
-        (VideoFormat::Rgb | VideoFormat::Bgr, _) => (w * 3, h),
-        (VideoFormat::Nv12 | VideoFormat::I420, 0) => (w, h),
-        (VideoFormat::Nv12, _) => (cw * 2, ch),
-        (VideoFormat::I420, _) => (cw, ch),
-        _ => (w * 4, h),
-    }
-}
-
-/// A random frame on the host and its copy on the device, with padded strides.
-struct TestFrame {
-    format: VideoFormat,
-    width: u32,
-    height: u32,
-    host: Vec<Vec<u8>>,
-    strides: Vec<usize>,
-    device: Vec<DeviceBuffer>,
-}
-
-impl TestFrame {
-    /// `odd_strides`: strides that are not multiples of 4 (exercises the byte-load path
-    /// of 4-byte formats); otherwise pitched to 256 like GstCudaMemory.
-    fn new(
-        ctx: &DeviceContext,
-        rng: &mut Rng,
-        format: VideoFormat,
-        width: u32,
-        height: u32,
-        odd_strides: bool,
-    ) -> Result<Self, CudaError> {
-        let mut host = Vec::new();
-        let mut strides = Vec::new();
-        let mut device = Vec::new();
-        for i in 0..n_planes(format) {
-            let (row, rows) = plane_geometry(format, i, width as usize, height as usize);
-            let stride = if odd_strides {
-                row + 3 + (rng.next() % 29) as usize
-            } else {
-                row.next_multiple_of(256)
-            };
-            let mut bytes = vec![0u8; stride * rows];
-            rng.fill(&mut bytes);
-            let buf = DeviceBuffer::new(ctx, bytes.len())?;
-            buf.copy_from_host(&bytes)?;
-            host.push(bytes);
-            strides.push(stride);
-            device.push(buf);
-        }
-        Ok(Self {
-            format,
-            width,
-            height,
-            host,
-            strides,
-            device,
-        })
-    }
-
-    fn reader(&self) -> FrameReader<'_> {
-        let planes: Vec<&[u8]> = self.host.iter().map(|p| p.as_slice()).collect();
-        match FrameReader::from_planes(self.format, self.width, self.height, &planes, &self.strides) {
-            Ok(r) => r,
-            Err(e) => panic!("CPU reader for {:?}: {e}", self.format),
-        }
-    }
-
-    fn cuda(&self) -> CudaFrame {
-        let ptrs: Vec<u64> = self.device.iter().map(|b| b.ptr()).collect();
-        // SAFETY: the device buffers hold the planes with these strides and live as long
-        // as `self`, which outlives every tensor of the tests (each is waited for).
-        match unsafe { CudaFrame::from_raw(self.format, self.width, self.height, &ptrs, &self.strides) } {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
 
 fn decode(dtype: DType, bytes: &[u8]) -> Vec<f32> {
     match dtype {
@@ -480,109 +361,6 @@ fn pool_leases_and_errors() {
     let yuy2 = unsafe { CudaFrame::from_raw(VideoFormat::Yuy2, 4, 4, &[256], &[8]) };
     assert!(matches!(yuy2, Err(CudaError::UnsupportedFormat(_))));
     pre.synchronize().expect("sync");
-}
-
-/// GstCudaContext (wrapping the primary context), the context helpers, a
-/// GstCudaBufferPool frame mapped with `map_cuda_frame`, preprocessed on the GPU.
-/// An active GstCudaBufferPool of `info` frames (with GstVideoMeta) in `ctx`, and one
-/// buffer of it.
-fn cuda_pool_buffer(ctx: &CudaContext, info: &gst_video::VideoInfo) -> (gst::BufferPool, gst::Buffer) {
-    let caps = gst_video::VideoCapsBuilder::new()
-        .features([gsttrtvision::batch::CUDA_MEMORY_FEATURE])
-        .format(info.format())
-        .width(info.width() as i32)
-        .height(info.height() as i32)
-        .framerate(gst::Fraction::new(30, 1))
-        .build();
-    let pool = ctx.buffer_pool().expect("pool");
-    let mut config = pool.config();
-    config.set_params(Some(&caps), info.size() as u32, 1, 0);
-    config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
-    pool.set_config(config).expect("pool config");
-    pool.set_active(true).expect("pool active");
-    let buffer = pool.acquire_buffer(None).expect("buffer");
-    (pool, buffer)
-}
-
-/// Fills every plane of a GstCudaMemory `buffer` with random bytes written on the device
-/// through a CUDA map (its real plane addresses and pitches); returns the host copy of
-/// each plane (`stride * rows` bytes) and the strides.
-///
-/// Not through a system-memory map: GStreamer 1.22's GstCudaMemory uploads its staging
-/// copy with the width of the luma row only, and its I420 V plane of an odd height starts
-/// half a pitch into a row (offset = pitch * height / 2), so the right part of V never
-/// reaches the device (or the host) that way — GStreamer's limitation, which our CUDA
-/// paths avoid by never mapping CUDA frames for the CPU.
-fn fill_cuda_buffer(
-    dctx: &DeviceContext,
-    rng: &mut Rng,
-    buffer: &mut gst::Buffer,
-    info: &gst_video::VideoInfo,
-) -> (Vec<Vec<u8>>, Vec<usize>) {
-    let map = cuda::map_cuda_frame_mut(buffer.get_mut().expect("writable buffer"), info)
-        .expect("CUDA map for writing");
-    let f = map.frame();
-    let (mut host, mut strides) = (Vec::new(), Vec::new());
-    for p in 0..f.n_planes() {
-        let (row_bytes, rows) =
-            plane_geometry(info.format(), p, info.width() as usize, info.height() as usize);
-        let stride = f.stride(p);
-        let mut data = vec![0u8; stride * rows];
-        rng.fill(&mut data);
-        for r in 0..rows {
-            let row = &data[r * stride..][..row_bytes];
-            cuda::copy_host_to_device(dctx, row, f.plane(p) + (r * stride) as u64, row_bytes)
-                .expect("upload row");
-        }
-        host.push(data);
-        strides.push(stride);
-    }
-    (host, strides)
-}
-
-/// The planes of a GstCudaMemory `buffer` read on the device through a CUDA map, as
-/// [`fill_cuda_buffer`] returns them.
-fn read_cuda_buffer(
-    dctx: &DeviceContext,
-    buffer: &gst::BufferRef,
-    info: &gst_video::VideoInfo,
-) -> (Vec<Vec<u8>>, Vec<usize>) {
-    let map = cuda::map_cuda_frame(buffer, info).expect("CUDA map for reading");
-    let f = map.frame();
-    let (mut host, mut strides) = (Vec::new(), Vec::new());
-    for p in 0..f.n_planes() {
-        let (row_bytes, rows) =
-            plane_geometry(info.format(), p, info.width() as usize, info.height() as usize);
-        let stride = f.stride(p);
-        let mut data = vec![0u8; stride * rows];
-        for r in 0..rows {
-            let row = &mut data[r * stride..][..row_bytes];
-            copy_device_to_host(dctx, f.plane(p) + (r * stride) as u64, row_bytes, row)
-                .expect("download row");
-        }
-        host.push(data);
-        strides.push(stride);
-    }
-    (host, strides)
-}
-
-/// A system-memory buffer of `info`'s default layout holding `planes` (rows of `strides`).
-fn system_buffer(info: &gst_video::VideoInfo, planes: &[Vec<u8>], strides: &[usize]) -> gst::Buffer {
-    let mut buffer = gst::Buffer::with_size(info.size()).expect("buffer");
-    {
-        let bref = buffer.get_mut().expect("writable");
-        let mut vf = gst_video::VideoFrameRef::from_buffer_ref_writable(bref, info).expect("map");
-        for (p, (src, &ss)) in planes.iter().zip(strides).enumerate() {
-            let ds = vf.plane_stride()[p] as usize;
-            let (row_bytes, rows) =
-                plane_geometry(info.format(), p, info.width() as usize, info.height() as usize);
-            let dst = vf.plane_data_mut(p as u32).expect("plane");
-            for r in 0..rows {
-                dst[r * ds..][..row_bytes].copy_from_slice(&src[r * ss..][..row_bytes]);
-            }
-        }
-    }
-    buffer
 }
 
 #[test]

@@ -7,156 +7,25 @@
 //! [`cuda::probe`] finds no usable GPU, unless `TRTV_REQUIRE_CUDA=1`.
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
+
+use common::cuda::{cuda_pool_buffer, device, plane_geometry, Rng, TestFrame};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gst_video::VideoFormat;
 use gsttrtvision::cuda::dense::{device_row, download_channel0, DenseSummarizer};
-use gsttrtvision::cuda::{self, copy_device_to_host, CudaContext, CudaFrame, DeviceBuffer, DeviceContext};
+use gsttrtvision::cuda::{self, CudaContext, CudaFrame, DeviceBuffer, DeviceContext};
 use gsttrtvision::draw::colormap::Colormap;
 use gsttrtvision::draw::Canvas;
 use gsttrtvision::geometry::{BoxF, LetterboxTransform};
 use gsttrtvision::overlay::{draw_frame, DenseDraw, OverlayCommands, OverlayStyle};
 use gsttrtvision::results::{DenseMap, Detection};
 use gsttrtvision::tensor::{DType, Tensor, TensorStorage};
-use gsttrtvision::video::{Paint, PixelsMut};
-
-/// The primary context of device 0, or `None` (with a message) when there is no GPU;
-/// with `TRTV_REQUIRE_CUDA=1` (set by scripts/device/run-tests.sh) no GPU is a failure.
-fn device() -> Option<DeviceContext> {
-    match cuda::probe() {
-        Ok(info) => {
-            eprintln!("CUDA device: {info:?}");
-            match DeviceContext::primary(0) {
-                Ok(ctx) => Some(ctx),
-                Err(e) => panic!("the probe found a GPU but its primary context failed: {e}"),
-            }
-        }
-        Err(e) if std::env::var_os("TRTV_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
-            panic!("TRTV_REQUIRE_CUDA=1 but {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping the device test: {e}");
-            None
-        }
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
-/// Bytes of pixels in a row of plane `i`, and rows of that plane.
-fn plane_geometry(format: VideoFormat, i: usize, w: usize, h: usize) -> (usize, usize) {
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    match (format, i) {
-        (VideoFormat::Rgb | VideoFormat::Bgr, _) => (w * 3, h),
-        (VideoFormat::Nv12 | VideoFormat::I420, 0) => (w, h),
-        (VideoFormat::Nv12, _) => (cw * 2, ch),
-        (VideoFormat::I420, _) => (cw, ch),
-        _ => (w * 4, h),
-    }
-}
-
-/// A random frame on the host and its copy on the device (strides pitched to 256, or odd).
-struct TestFrame {
-    format: VideoFormat,
-    width: u32,
-    height: u32,
-    host: Vec<Vec<u8>>,
-    strides: Vec<usize>,
-    device: Vec<DeviceBuffer>,
-}
-
-impl TestFrame {
-    fn new(
-        ctx: &DeviceContext,
-        rng: &mut Rng,
-        format: VideoFormat,
-        width: u32,
-        height: u32,
-        odd: bool,
-    ) -> Self {
-        let planes = match format {
-            VideoFormat::Nv12 => 2,
-            VideoFormat::I420 => 3,
-            _ => 1,
-        };
-        let (mut host, mut strides, mut device) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..planes {
-            let (row, rows) = plane_geometry(format, i, width as usize, height as usize);
-            let stride = if odd {
-                row + 3 + rng.below(29) as usize
-            } else {
-                row.next_multiple_of(256)
-            };
-            let mut bytes = vec![0u8; stride * rows];
-            rng.fill(&mut bytes);
-            let buf = DeviceBuffer::new(ctx, bytes.len()).expect("device plane");
-            buf.copy_from_host(&bytes).expect("upload");
-            host.push(bytes);
-            strides.push(stride);
-            device.push(buf);
-        }
-        Self {
-            format,
-            width,
-            height,
-            host,
-            strides,
-            device,
-        }
-    }
-
-    fn cuda(&self) -> CudaFrame {
-        let ptrs: Vec<u64> = self.device.iter().map(|b| b.ptr()).collect();
-        // SAFETY: the device buffers hold the planes with these strides and outlive every
-        // launch of the tests (each is waited for).
-        unsafe { CudaFrame::from_raw(self.format, self.width, self.height, &ptrs, &self.strides) }
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn pixels(&mut self) -> PixelsMut<'_> {
-        let mut it = self.host.iter_mut();
-        let mut next = || it.next().map(|p| p.as_mut_slice()).unwrap_or(&mut []);
-        let planes = [next(), next(), next()];
-        PixelsMut::from_planes(self.format, self.width, self.height, planes, &self.strides)
-            .expect("CPU pixels")
-    }
-
-    /// Largest difference and number of differing bytes between device and host planes.
-    fn compare(&self, ctx: &DeviceContext) -> (u8, usize) {
-        let (mut max, mut count) = (0u8, 0usize);
-        for (dev, host) in self.device.iter().zip(&self.host) {
-            let mut got = vec![0u8; host.len()];
-            copy_device_to_host(ctx, dev.ptr(), dev.len(), &mut got).expect("download");
-            for (a, b) in got.iter().zip(host) {
-                let d = a.abs_diff(*b);
-                max = max.max(d);
-                count += usize::from(d != 0);
-            }
-        }
-        (max, count)
-    }
-}
+use gsttrtvision::video::Paint;
 
 /// A device tensor holding `bytes` (the buffer lives as long as the tensor).
 fn device_tensor(ctx: &DeviceContext, name: &str, dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Tensor {
@@ -313,7 +182,7 @@ fn dense_colormap_gpu_matches_cpu() {
         list.set_dense_lut(&lut);
         let (mut frames, mut keep) = (Vec::new(), Vec::new());
         for (i, &(format, w, h, odd)) in cases.iter().enumerate() {
-            let mut f = TestFrame::new(&ctx, &mut rng, format, w, h, odd);
+            let mut f = TestFrame::new(&ctx, &mut rng, format, w, h, odd).expect("device frame");
             let source = sources[(i + round) % 3];
             let (map, channel0) = test_map(&ctx, &mut rng, w, h, source);
             let range = range_for(i + round, &map, &channel0);
@@ -355,7 +224,7 @@ fn dense_colormap_gpu_matches_cpu() {
     }
     // The colour map changed between rounds: it is uploaded again, and a list with only
     // dense layers is drawn (not "nothing to draw").
-    let mut f = TestFrame::new(&ctx, &mut rng, VideoFormat::Nv12, 64, 48, false);
+    let mut f = TestFrame::new(&ctx, &mut rng, VideoFormat::Nv12, 64, 48, false).expect("device frame");
     let (map, channel0) = test_map(&ctx, &mut rng, 64, 48, Source::DeviceF32);
     let lut = Colormap::Turbo.lut();
     let mut canvas = Canvas::from_pixels(f.pixels());
@@ -466,26 +335,6 @@ fn dense_summary_gpu_matches_cpu() {
         gpu.run(&t, (1, 2, 2), &mut maps, false),
         Err(cuda::CudaError::InvalidInput(_))
     ));
-}
-
-/// An active GstCudaBufferPool of `info` frames (with GstVideoMeta) in `ctx`, and one
-/// buffer of it.
-fn cuda_pool_buffer(ctx: &CudaContext, info: &gst_video::VideoInfo) -> (gst::BufferPool, gst::Buffer) {
-    let caps = gst_video::VideoCapsBuilder::new()
-        .features([gsttrtvision::batch::CUDA_MEMORY_FEATURE])
-        .format(info.format())
-        .width(info.width() as i32)
-        .height(info.height() as i32)
-        .framerate(gst::Fraction::new(30, 1))
-        .build();
-    let pool = ctx.buffer_pool().expect("pool");
-    let mut config = pool.config();
-    config.set_params(Some(&caps), info.size() as u32, 1, 0);
-    config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
-    pool.set_config(config).expect("pool config");
-    pool.set_active(true).expect("pool active");
-    let buffer = pool.acquire_buffer(None).expect("buffer");
-    (pool, buffer)
 }
 
 fn init_gst() {
@@ -819,7 +668,7 @@ fn timing_dense_overlay_3x1080p_nv12() {
     let (w, h, batch) = (1920u32, 1080u32, 3usize);
     let mut rng = Rng(17);
     let mut frames: Vec<TestFrame> = (0..batch)
-        .map(|_| TestFrame::new(&ctx, &mut rng, VideoFormat::Nv12, w, h, false))
+        .map(|_| TestFrame::new(&ctx, &mut rng, VideoFormat::Nv12, w, h, false).expect("device frame"))
         .collect();
     let (values, bytes) = random_values(&mut rng, batch * 320 * 320, false);
     let t = device_tensor(&ctx, "depth", DType::F32, vec![batch, 1, 320, 320], &bytes);

@@ -82,6 +82,14 @@ pub const CUDA_FORMATS: &[VideoFormat] = &[
     VideoFormat::Bgr,
 ];
 
+/// How the kernels read a frame (`KIND_*` in preprocess.cu and tiler.cu): 3 or 4 bytes per
+/// pixel read byte by byte, 4 bytes per pixel read as one word (plane and stride 4-byte
+/// aligned), NV12, I420.
+pub(crate) const KIND_PACKED: i32 = 0;
+pub(crate) const KIND_PACKED4: i32 = 1;
+pub(crate) const KIND_NV12: i32 = 2;
+pub(crate) const KIND_I420: i32 = 3;
+
 /// One frame in device memory: format, size, and per plane its device address and
 /// stride. Optionally owns a reference to the GstBuffer holding the memory, which the
 /// preprocessor keeps until the output tensor is dropped.
@@ -170,10 +178,10 @@ impl CudaFrame {
         let (kind, bpp, r, g, b) = match self.layout {
             FrameLayout::Packed { bpp, r, g, b } => {
                 let words = bpp == 4 && self.planes[0].is_multiple_of(4) && self.strides[0].is_multiple_of(4);
-                (i32::from(words), bpp, r, g, b)
+                (if words { KIND_PACKED4 } else { KIND_PACKED }, bpp, r, g, b)
             }
-            FrameLayout::Nv12 => (2, 1, 0, 0, 0),
-            FrameLayout::I420 => (3, 1, 0, 0, 0),
+            FrameLayout::Nv12 => (KIND_NV12, 1, 0, 0, 0),
+            FrameLayout::I420 => (KIND_I420, 1, 0, 0, 0),
         };
         KernelLayout {
             kind,

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::sys;
 
 use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::frame::{CudaFrame, FrameLayout};
+use super::frame::CudaFrame;
 use super::nvrtc::{compile, nvrtc_arch};
 use super::CudaError;
 use crate::config::{ColorOrder, PreprocessConfig};
@@ -66,32 +66,28 @@ pub const MAX_POOL: usize = 8;
 /// Largest batch (the grid's z dimension).
 pub const MAX_BATCH: usize = 65535;
 
-const KIND_PACKED: i32 = 0;
-const KIND_PACKED4: i32 = 1;
-const KIND_NV12: i32 = 2;
-const KIND_I420: i32 = 3;
-
-/// Per-frame kernel parameters; layout shared with `FrameParams` in preprocess.cu.
+/// Per-frame kernel parameters: a source frame and where it lands in a `out_w x out_h`
+/// output; layout shared with `FrameParams` in preprocess.cu and `TileSource` in tiler.cu.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct FrameParams {
-    plane: [u64; 3],
-    stride: [i32; 3],
-    kind: i32,
-    bpp: i32,
-    off_r: i32,
-    off_g: i32,
-    off_b: i32,
-    width: i32,
-    height: i32,
-    scale_x: f32,
-    scale_y: f32,
-    pad_x: f32,
-    pad_y: f32,
-    x0: i32,
-    x1: i32,
-    y0: i32,
-    y1: i32,
+pub(super) struct FrameParams {
+    pub(super) plane: [u64; 3],
+    pub(super) stride: [i32; 3],
+    pub(super) kind: i32,
+    pub(super) bpp: i32,
+    pub(super) off_r: i32,
+    pub(super) off_g: i32,
+    pub(super) off_b: i32,
+    pub(super) width: i32,
+    pub(super) height: i32,
+    pub(super) scale_x: f32,
+    pub(super) scale_y: f32,
+    pub(super) pad_x: f32,
+    pub(super) pad_y: f32,
+    pub(super) x0: i32,
+    pub(super) x1: i32,
+    pub(super) y0: i32,
+    pub(super) y1: i32,
 }
 
 /// Per-batch kernel parameters (passed by value); layout shared with `NormParams`.
@@ -141,25 +137,22 @@ impl NormParams {
 
 impl FrameParams {
     fn new(f: &CudaFrame, t: &LetterboxTransform, cfg: &PreprocessConfig) -> Self {
-        let (x0, x1) = content_span(t.pad_x, t.scale_x, f.width, cfg.width);
-        let (y0, y1) = content_span(t.pad_y, t.scale_y, f.height, cfg.height);
-        let (kind, bpp, r, g, b) = match f.layout {
-            FrameLayout::Packed { bpp, r, g, b } => {
-                let aligned = bpp == 4 && f.planes[0].is_multiple_of(4) && f.strides[0].is_multiple_of(4);
-                (if aligned { KIND_PACKED4 } else { KIND_PACKED }, bpp, r, g, b)
-            }
-            FrameLayout::Nv12 => (KIND_NV12, 1, 0, 0, 0),
-            FrameLayout::I420 => (KIND_I420, 1, 0, 0, 0),
-        };
+        Self::placed(f, t, cfg.width, cfg.height)
+    }
+
+    /// Frame `f` placed by `t` into an `out_w x out_h` output.
+    pub(super) fn placed(f: &CudaFrame, t: &LetterboxTransform, out_w: u32, out_h: u32) -> Self {
+        let (x0, x1) = content_span(t.pad_x, t.scale_x, f.width, out_w);
+        let (y0, y1) = content_span(t.pad_y, t.scale_y, f.height, out_h);
+        let l = f.kernel_layout();
         Self {
             plane: f.planes,
-            // Checked ≤ i32::MAX by CudaFrame::from_raw.
-            stride: f.strides.map(|s| s as i32),
-            kind,
-            bpp: bpp as i32,
-            off_r: r as i32,
-            off_g: g as i32,
-            off_b: b as i32,
+            stride: f.kernel_strides(),
+            kind: l.kind,
+            bpp: l.bpp,
+            off_r: l.r,
+            off_g: l.g,
+            off_b: l.b,
             width: f.width as i32,
             height: f.height as i32,
             scale_x: t.scale_x,
@@ -706,6 +699,7 @@ impl Drop for CudaPreprocessor {
 mod tests {
     use super::*;
     use crate::config::ResizeMode;
+    use crate::cuda::frame::{KIND_PACKED, KIND_PACKED4};
 
     #[test]
     fn params_follow_the_cpu_geometry() {

@@ -24,7 +24,6 @@ use super::frame::{CudaFrame, FrameLayout};
 use super::nvrtc::{compile, nvrtc_arch, require_nvrtc};
 use super::CudaError;
 use crate::geometry::LetterboxTransform;
-use crate::preprocess::content_span;
 
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../kernels/tiler.cu");
@@ -44,28 +43,9 @@ const BLOCK_Y: u32 = 8;
 /// `OUT_*` (output) values are those of `CudaFrame::kernel_layout`.
 const KIND_NONE: i32 = -1;
 
-/// One tile's source frame and its placement; layout shared with `TileSource` in tiler.cu.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct TileSource {
-    plane: [u64; 3],
-    stride: [i32; 3],
-    kind: i32,
-    bpp: i32,
-    off_r: i32,
-    off_g: i32,
-    off_b: i32,
-    width: i32,
-    height: i32,
-    scale_x: f32,
-    scale_y: f32,
-    pad_x: f32,
-    pad_y: f32,
-    x0: i32,
-    x1: i32,
-    y0: i32,
-    y1: i32,
-}
+/// One tile's source frame and its placement (`TileSource` in tiler.cu, the layout of the
+/// preprocessing kernel's frame parameters).
+type TileSource = super::preprocess::FrameParams;
 
 /// The output frame and the grid; layout shared with `MosaicTarget` in tiler.cu.
 #[repr(C)]
@@ -99,56 +79,25 @@ const _: () = assert!(std::mem::size_of::<MosaicTarget>() == 88);
 // With the MosaicTarget within the 4 KiB of kernel parameters.
 const _: () = assert!(std::mem::size_of::<InlineTiles>() == 3072);
 
-impl Default for TileSource {
-    fn default() -> Self {
+impl TileSource {
+    /// No frame in this tile (black).
+    fn empty() -> Self {
         Self {
-            plane: [0; 3],
-            stride: [0; 3],
             kind: KIND_NONE,
-            bpp: 0,
-            off_r: 0,
-            off_g: 0,
-            off_b: 0,
-            width: 0,
-            height: 0,
             scale_x: 1.0,
             scale_y: 1.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            x0: 0,
-            x1: 0,
-            y0: 0,
-            y1: 0,
+            ..Self::default()
         }
     }
-}
 
-impl TileSource {
     /// Frame `f` letterboxed into a `tw x th` tile, as the CPU tiler places it.
-    fn new(f: &CudaFrame, tw: u32, th: u32) -> Self {
-        let t = LetterboxTransform::letterbox(f.width, f.height, tw, th);
-        let (x0, x1) = content_span(t.pad_x, t.scale_x, f.width, tw);
-        let (y0, y1) = content_span(t.pad_y, t.scale_y, f.height, th);
-        let l = f.kernel_layout();
-        Self {
-            plane: f.planes,
-            stride: f.kernel_strides(),
-            kind: l.kind,
-            bpp: l.bpp,
-            off_r: l.r,
-            off_g: l.g,
-            off_b: l.b,
-            width: f.width as i32,
-            height: f.height as i32,
-            scale_x: t.scale_x,
-            scale_y: t.scale_y,
-            pad_x: t.pad_x,
-            pad_y: t.pad_y,
-            x0: x0 as i32,
-            x1: x1 as i32,
-            y0: y0 as i32,
-            y1: y1 as i32,
-        }
+    fn tile(f: &CudaFrame, tw: u32, th: u32) -> Self {
+        Self::placed(
+            f,
+            &LetterboxTransform::letterbox(f.width, f.height, tw, th),
+            tw,
+            th,
+        )
     }
 }
 
@@ -266,7 +215,7 @@ impl CudaTiler {
         this.enqueue(
             &empty,
             (1, 1),
-            Some(&InlineTiles([TileSource::default(); INLINE_TILES])),
+            Some(&InlineTiles([TileSource::empty(); INLINE_TILES])),
             0,
         )?;
         this.wait()?;
@@ -325,12 +274,12 @@ impl CudaTiler {
         let target = MosaicTarget::new(out, rows, columns);
         let (tw, th) = (target.tile_w as u32, target.tile_h as u32);
         let source = |t: &Option<CudaFrame>| match t {
-            Some(f) if tw > 0 && th > 0 => TileSource::new(f, tw, th),
-            _ => TileSource::default(),
+            Some(f) if tw > 0 && th > 0 => TileSource::tile(f, tw, th),
+            _ => TileSource::empty(),
         };
         let grid = launch_grid(out);
         if n <= INLINE_TILES {
-            let mut inline = InlineTiles([TileSource::default(); INLINE_TILES]);
+            let mut inline = InlineTiles([TileSource::empty(); INLINE_TILES]);
             for (p, t) in inline.0.iter_mut().zip(tiles) {
                 *p = source(t);
             }
@@ -530,9 +479,7 @@ mod tests {
     use super::*;
     use gst_video::VideoFormat;
 
-    const KIND_PACKED: i32 = 0;
-    const KIND_PACKED4: i32 = 1;
-    const KIND_I420: i32 = 3;
+    use crate::cuda::frame::{KIND_I420, KIND_PACKED, KIND_PACKED4};
     const OUT_PACKED: i32 = 0;
     const OUT_PACKED4: i32 = 1;
     const OUT_NV12: i32 = 2;
@@ -546,14 +493,14 @@ mod tests {
     fn tiles_follow_the_cpu_geometry() {
         // A 1920x1080 frame into a 640x360 tile fills it; into 640x640 it is letterboxed.
         let f = frame(VideoFormat::Bgrx, 1920, 1080, &[0x10000], &[7680]);
-        let t = TileSource::new(&f, 640, 360);
+        let t = TileSource::tile(&f, 640, 360);
         assert_eq!((t.kind, t.off_r, t.off_b, t.bpp), (KIND_PACKED4, 2, 0, 4));
         assert_eq!((t.x0, t.x1, t.y0, t.y1), (0, 640, 0, 360));
-        let t = TileSource::new(&f, 640, 640);
+        let t = TileSource::tile(&f, 640, 640);
         assert_eq!((t.x0, t.x1, t.y0, t.y1), (0, 640, 140, 500));
         assert_eq!((t.pad_x, t.pad_y), (0.0, 140.0));
         let f = frame(VideoFormat::Rgb, 641, 479, &[0x10001], &[1923]);
-        let t = TileSource::new(&f, 320, 240);
+        let t = TileSource::tile(&f, 320, 240);
         assert_eq!((t.kind, t.bpp), (KIND_PACKED, 3));
         let l = LetterboxTransform::letterbox(641, 479, 320, 240);
         assert_eq!((t.scale_x, t.pad_x, t.pad_y), (l.scale_x, l.pad_x, l.pad_y));
@@ -564,8 +511,8 @@ mod tests {
             &[0x1000, 0x2000, 0x3000],
             &[64, 32, 32],
         );
-        assert_eq!(TileSource::new(&f, 32, 24).kind, KIND_I420);
-        assert_eq!(TileSource::default().kind, KIND_NONE);
+        assert_eq!(TileSource::tile(&f, 32, 24).kind, KIND_I420);
+        assert_eq!(TileSource::empty().kind, KIND_NONE);
     }
 
     #[test]

@@ -40,6 +40,11 @@ impl Rng {
         self.0
     }
 
+    /// A number below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
     pub fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
             let v = self.next().to_le_bytes();
@@ -136,6 +141,36 @@ impl TestFrame {
             Ok(f) => f,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// The host copy as pixels to draw on with the CPU canvas.
+    pub fn pixels(&mut self) -> gsttrtvision::video::PixelsMut<'_> {
+        let mut it = self.host.iter_mut();
+        let mut next = || it.next().map(|p| p.as_mut_slice()).unwrap_or(&mut []);
+        let planes = [next(), next(), next()];
+        gsttrtvision::video::PixelsMut::from_planes(
+            self.format,
+            self.width,
+            self.height,
+            planes,
+            &self.strides,
+        )
+        .expect("CPU pixels")
+    }
+
+    /// Largest difference and number of differing bytes between device and host planes.
+    pub fn compare(&self, ctx: &DeviceContext) -> (u8, usize) {
+        let (mut max, mut count) = (0u8, 0usize);
+        for (dev, host) in self.device.iter().zip(&self.host) {
+            let mut got = vec![0u8; host.len()];
+            copy_device_to_host(ctx, dev.ptr(), dev.len(), &mut got).expect("download");
+            for (a, b) in got.iter().zip(host) {
+                let d = a.abs_diff(*b);
+                max = max.max(d);
+                count += usize::from(d != 0);
+            }
+        }
+        (max, count)
     }
 
     /// Copies the device planes back into `host`.
