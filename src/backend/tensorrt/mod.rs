@@ -295,9 +295,14 @@ impl BufferSet {
 
 /// The set the next call uses: the first free one from `next` on (round robin), else a new
 /// one when fewer than [`MAX_SETS`] exist (`None` = all held and no room).
+#[cfg(test)]
 fn pick_set(free: &[bool], next: usize) -> Option<Result<usize, ()>> {
-    let n = free.len();
-    if let Some(k) = (0..n).map(|k| (next + k) % n.max(1)).find(|&k| free[k]) {
+    pick_set_by(free.len(), next, |k| free[k])
+}
+
+/// [`pick_set`] over `n` sets whose freedom `is_free` tells (no list built per call).
+fn pick_set_by(n: usize, next: usize, is_free: impl Fn(usize) -> bool) -> Option<Result<usize, ()>> {
+    if let Some(k) = (0..n).map(|k| (next + k) % n.max(1)).find(|&k| is_free(k)) {
         return Some(Ok(k));
     }
     (n < MAX_SETS).then_some(Err(()))
@@ -531,8 +536,7 @@ impl TrtBackend {
     /// The buffer set of the next call (see [`pick_set`]); allocates one when every set
     /// is still held by device tensors downstream.
     fn acquire_set(&mut self) -> Result<usize, BackendError> {
-        let free: Vec<bool> = self.sets.iter().map(BufferSet::is_free).collect();
-        match pick_set(&free, self.next_set) {
+        match pick_set_by(self.sets.len(), self.next_set, |k| self.sets[k].is_free()) {
             Some(Ok(k)) => {
                 self.next_set = (k + 1) % self.sets.len();
                 Ok(k)
