@@ -970,6 +970,10 @@ struct GpuRun {
     h2d_total_mib: Option<f64>,
     d2h_total_mib: Option<f64>,
     pcie_samples_in_window: usize,
+    /// "counters" or "throughput" (gpumon::PcieBytes::source).
+    pcie_source: &'static str,
+    /// Integrated throughput per frame over the same window (cross-check of the counters).
+    sampled_per_frame: Option<(f64, f64)>,
 }
 
 struct RssStats {
@@ -1144,25 +1148,25 @@ fn measured_run(
     let gpu = gpu_samples.map(|gs| {
         let (a, b) = (first, last);
         let per_frame = |v: Option<f64>| v.filter(|_| frames > 0).map(|x| x / frames as f64);
-        let h2d = if o.pcie {
-            gpumon::integrate(&gs, a, b, |s| s.h2d_bps)
-        } else {
-            None
-        };
-        let d2h = if o.pcie {
-            gpumon::integrate(&gs, a, b, |s| s.d2h_bps)
-        } else {
-            None
-        };
+        let pcie = if o.pcie { gpumon::pcie_bytes(&gs, a, b) } else { None };
+        let (h2d, d2h) = (pcie.map(|p| p.h2d), pcie.map(|p| p.d2h));
         GpuRun {
-            method: gpu_method.unwrap_or(""),
+            method: match pcie {
+                Some(p) if p.source == "counters" => gpumon::METHOD_NVML_COUNTERS,
+                _ => gpu_method.unwrap_or(""),
+            },
             vram: gpumon::vram_stats(&gs, a, b),
             vram_samples: gs.iter().filter(|s| s.used_mib.is_some()).count(),
             h2d_per_frame: per_frame(h2d),
             d2h_per_frame: per_frame(d2h),
             h2d_total_mib: h2d.map(|v| v / 1048576.0),
             d2h_total_mib: d2h.map(|v| v / 1048576.0),
-            pcie_samples_in_window: gpumon::count_in(&gs, a, b, |s| s.h2d_bps),
+            pcie_samples_in_window: pcie.map(|p| p.readings).unwrap_or(0),
+            pcie_source: pcie.map(|p| p.source).unwrap_or("none"),
+            sampled_per_frame: pcie
+                .and_then(|p| p.sampled)
+                .filter(|_| frames > 0)
+                .map(|(h, d)| (h / frames as f64, d / frames as f64)),
         }
     });
     let res = RunResult {
@@ -1846,7 +1850,22 @@ fn main() {
                         "samples_in_window",
                         Value::from(g.map(|g| g.pcie_samples_in_window as u64).unwrap_or(0)),
                     ),
+                    ("source", Value::from(g.map(|g| g.pcie_source).unwrap_or("none"))),
                 ]),
+            ));
+            rec.push((
+                "pcie_sampled_per_frame".into(),
+                match g.and_then(|g| g.sampled_per_frame) {
+                    Some((h, d)) => json::obj(vec![
+                        ("h2d", Value::from(h.round())),
+                        ("d2h", Value::from(d.round())),
+                        (
+                            "method",
+                            Value::from("nvmlDeviceGetPcieThroughput 20 ms windows integrated over the same window"),
+                        ),
+                    ]),
+                    None => Value::Null,
+                },
             ));
         }
         if let Some(g) = &r.gpu {
@@ -1880,6 +1899,22 @@ fn main() {
                                 .unwrap_or(Value::Null),
                         ),
                         ("frames", Value::from(rr.frames)),
+                        (
+                            "h2d_bytes_per_frame",
+                            rr.gpu
+                                .as_ref()
+                                .and_then(|g| g.h2d_per_frame)
+                                .map(|v| Value::from(v.round()))
+                                .unwrap_or(Value::Null),
+                        ),
+                        (
+                            "d2h_bytes_per_frame",
+                            rr.gpu
+                                .as_ref()
+                                .and_then(|g| g.d2h_per_frame)
+                                .map(|v| Value::from(v.round()))
+                                .unwrap_or(Value::Null),
+                        ),
                         (
                             "latency_ms_p50",
                             rr.lat_ms

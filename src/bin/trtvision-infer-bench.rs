@@ -516,9 +516,10 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
         }
         let z = t0.elapsed().as_nanos() as u64;
         let samples = sampler.finish();
-        let rx = gpumon::integrate(&samples, a, z, |s| s.h2d_bps).unwrap_or(f64::NAN);
-        let tx = gpumon::integrate(&samples, a, z, |s| s.d2h_bps).unwrap_or(f64::NAN);
-        Ok((rx, tx, launches, gpumon::count_in(&samples, a, z, |s| s.h2d_bps)))
+        let p = gpumon::pcie_bytes(&samples, a, z);
+        let rx = p.map(|p| p.h2d).unwrap_or(f64::NAN);
+        let tx = p.map(|p| p.d2h).unwrap_or(f64::NAN);
+        Ok((rx, tx, launches, p.map(|p| p.readings).unwrap_or(0)))
     };
     let (idle_rx, idle_tx, _, idle_n) = phase(Phase::Idle, &mut pre)?;
     let (rx, tx, launches, n) = phase(Phase::Launches, &mut pre)?;
@@ -695,9 +696,10 @@ fn main() {
             let timing = timing?;
             let (a, z) = timing.window;
             let frames = (n * o.iters) as f64;
-            let h2d = gpumon::integrate(&samples, a, z, |s| s.h2d_bps).map(|v| v / frames);
-            let d2h = gpumon::integrate(&samples, a, z, |s| s.d2h_bps).map(|v| v / frames);
-            let pcie_samples = gpumon::count_in(&samples, a, z, |s| s.h2d_bps);
+            let pcie = gpumon::pcie_bytes(&samples, a, z);
+            let h2d = pcie.map(|p| p.h2d / frames);
+            let d2h = pcie.map(|p| p.d2h / frames);
+            let pcie_samples = pcie.map(|p| p.readings).unwrap_or(0);
             let vs = gpumon::vram_stats(&samples, a, z);
             let vram = json!({
                 "steady": vs.as_ref().map(|v| round(v.steady, 1)),
@@ -739,17 +741,19 @@ fn main() {
                                 for _ in 0..o.warmup {
                                     run_once(bd.as_mut(), &input_name, &dev)?;
                                 }
-                                // At least 3 s of calls: NVML's PCIe counters average over 20 ms
-                                // windows, a short run gives too few of them.
-                                let iters_io = o.iters.max((3000.0 / dt.p(50.0).max(1e-3)).ceil() as usize);
+                                // At least 3 s of calls (by this configuration's own speed): the
+                                // PCIe figures then cover many NVML readings.
+                                let probe = time_calls(bd.as_mut(), &input_name, &dev, 0, 20, t0)?;
+                                let iters_io = o.iters.max((3000.0 / probe.p(50.0).max(1e-3)).ceil() as usize);
                                 let sampler = gpumon::GpuSampler::start(nvml.clone(), t0, nvml.is_some(), 0);
                                 let tio = time_calls(bd.as_mut(), &input_name, &dev, 0, iters_io, t0);
                                 let samples = sampler.map(|s| s.finish()).unwrap_or_default();
                                 let tio = tio?;
                                 let (a, z) = tio.window;
                                 let frames = (n * iters_io) as f64;
-                                let h2d = gpumon::integrate(&samples, a, z, |s| s.h2d_bps).map(|v| v / frames);
-                                let d2h = gpumon::integrate(&samples, a, z, |s| s.d2h_bps).map(|v| v / frames);
+                                let pcie = gpumon::pcie_bytes(&samples, a, z);
+                                let h2d = pcie.map(|p| p.h2d / frames);
+                                let d2h = pcie.map(|p| p.d2h / frames);
                                 let ok = on_device && diff_pass(&vs_cpu, o.tolerance);
                                 eprintln!(
                                     "batch {n:2}: cuda, device input+outputs p50 {:8.3} ms -> {:8.1} frames/s; NVML h2d {:?} d2h {:?} B/frame; vs cpu: {}",
@@ -764,7 +768,9 @@ fn main() {
                                     "parity_vs_cpu": diffs_json(&vs_cpu, o.tolerance),
                                     "h2d_bytes_per_frame_measured": h2d.map(|v| round(v, 0)),
                                     "d2h_bytes_per_frame_measured": d2h.map(|v| round(v, 0)),
-                                    "pcie_samples": gpumon::count_in(&samples, a, z, |s| s.h2d_bps),
+                                    "pcie_samples": pcie.map(|p| p.readings),
+                                    "pcie_source": pcie.map(|p| p.source),
+                                    "pcie_sampled_per_frame": pcie.and_then(|p| p.sampled).map(|(h, d)| json!({"h2d": round(h / frames, 0), "d2h": round(d / frames, 0)})),
                                     "h2d_bytes_per_frame_expected": 0,
                                     "d2h_bytes_per_frame_expected": 0,
                                     "method": "input in cuMemAlloc memory bound through ONNX Runtime I/O binding, outputs bound to CUDA memory (BackendOptions.outputs_on_device): no tensor copy per call; PCIe bytes are NVML's device-wide counters over the timed calls (driver command traffic included)",
@@ -882,8 +888,12 @@ fn main() {
                     ("pcie_samples_in_window", json!(c.pcie_samples)),
                     (
                         "pcie_method",
-                        json!(if nvml.is_some() {
-                            gpumon::METHOD_NVML
+                        json!(if let Some(n) = nvml.as_deref() {
+                            if n.pcie_counters().is_some() {
+                                gpumon::METHOD_NVML_COUNTERS
+                            } else {
+                                gpumon::METHOD_NVML
+                            }
                         } else {
                             "not measured (no NVML): h2d/d2h null; *_expected = input / output tensor bytes per frame"
                         }),

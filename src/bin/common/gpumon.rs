@@ -9,8 +9,13 @@
 //!
 //! PCIe direction, from the GPU's point of view (NVML `nvmlDeviceGetPcieThroughput`, the
 //! source of `nvidia-smi dmon` columns `rxpci`/`txpci`): RX = bytes the GPU received =
-//! host→device (H2D); TX = bytes the GPU sent = device→host (D2H). NVML reports KB/s over a
-//! 20 ms window per call; the sampler calls it back to back and integrates over time.
+//! host→device (H2D); TX = bytes the GPU sent = device→host (D2H).
+//!
+//! Two NVML sources, both sampled: the cumulative PCIe byte counters
+//! (`nvmlDeviceGetFieldValues` fields `NVML_FI_DEV_PCIE_COUNT_RX_BYTES` / `_TX_BYTES`, every
+//! byte counted, no sampling gaps) are the figure when the driver has them; the throughput
+//! (`nvmlDeviceGetPcieThroughput`, KB/s over a 20 ms window per call, integrated over time)
+//! is kept as a cross-check and is the figure on drivers without the counters.
 
 #![allow(dead_code)]
 
@@ -28,6 +33,28 @@ type NvmlDevice = *mut c_void;
 type NvmlGetName = unsafe extern "C" fn(NvmlDevice, *mut c_char, c_uint) -> c_int;
 type NvmlGetMemory = unsafe extern "C" fn(NvmlDevice, *mut NvmlMemory) -> c_int;
 type NvmlGetPcie = unsafe extern "C" fn(NvmlDevice, c_int, *mut c_uint) -> c_int;
+type NvmlGetFields = unsafe extern "C" fn(NvmlDevice, c_int, *mut NvmlFieldValue) -> c_int;
+
+/// NVML's `nvmlFieldValue_t` (40 bytes).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct NvmlFieldValue {
+    field_id: c_uint,
+    scope_id: c_uint,
+    timestamp: i64,
+    latency_usec: i64,
+    value_type: c_uint,
+    nvml_return: c_int,
+    value: u64,
+}
+
+/// `NVML_FI_DEV_PCIE_COUNT_TX_BYTES` / `_RX_BYTES` (nvml.h; "value can be wrapped").
+const NVML_FI_DEV_PCIE_COUNT_TX_BYTES: c_uint = 197;
+const NVML_FI_DEV_PCIE_COUNT_RX_BYTES: c_uint = 198;
+/// `nvmlValueType_t`: NVML_VALUE_TYPE_UNSIGNED_INT (32-bit value in the union).
+const NVML_VALUE_TYPE_UNSIGNED_INT: c_uint = 1;
+/// Raw counter reading: (RX, TX, counter width in bits).
+pub type PcieCounters = (u64, u64, u32);
 
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
@@ -43,6 +70,7 @@ pub struct Nvml {
     get_name: NvmlGetName,
     get_memory: NvmlGetMemory,
     get_pcie: NvmlGetPcie,
+    get_fields: Option<NvmlGetFields>,
 }
 
 // SAFETY: NVML is thread-safe; the device handle is an opaque, immutable pointer.
@@ -104,6 +132,9 @@ impl Nvml {
                 get_pcie: std::mem::transmute::<*mut libc::c_void, NvmlGetPcie>(sym(
                     "nvmlDeviceGetPcieThroughput",
                 )?),
+                get_fields: sym("nvmlDeviceGetFieldValues")
+                    .ok()
+                    .map(|p| std::mem::transmute::<*mut libc::c_void, NvmlGetFields>(p)),
             }))
         }
     }
@@ -138,6 +169,58 @@ impl Nvml {
         // SAFETY: as above.
         let r2 = unsafe { (self.get_pcie)(self.device, NVML_PCIE_UTIL_TX_BYTES, &mut tx) };
         (r1 == 0 && r2 == 0).then_some((rx as f64 * 1024.0, tx as f64 * 1024.0))
+    }
+
+    /// The cumulative PCIe byte counters (RX = H2D, TX = D2H) as NVML holds them (they wrap
+    /// at the returned width), or `None` where the driver/GPU has no such fields.
+    pub fn pcie_counters(&self) -> Option<PcieCounters> {
+        let get = self.get_fields?;
+        let mut f = [
+            NvmlFieldValue {
+                field_id: NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
+                ..Default::default()
+            },
+            NvmlFieldValue {
+                field_id: NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
+                ..Default::default()
+            },
+        ];
+        // SAFETY: an array of two nvmlFieldValue_t with their field ids set, and its length.
+        let r = unsafe { get(self.device, f.len() as c_int, f.as_mut_ptr()) };
+        if r != 0 || f.iter().any(|v| v.nvml_return != 0) {
+            return None;
+        }
+        let narrow = f.iter().any(|v| v.value_type == NVML_VALUE_TYPE_UNSIGNED_INT);
+        let read = |v: &NvmlFieldValue| if narrow { v.value & 0xffff_ffff } else { v.value };
+        Some((read(&f[0]), read(&f[1]), if narrow { 32 } else { 64 }))
+    }
+}
+
+/// Unwraps successive raw counter readings into bytes since the first reading.
+#[derive(Default)]
+pub struct CounterTotals {
+    last: Option<PcieCounters>,
+    h2d: u64,
+    d2h: u64,
+}
+
+impl CounterTotals {
+    /// Adds one reading; returns (H2D, D2H) bytes since the first. A counter of width `w`
+    /// is taken to have wrapped at most once between two readings.
+    pub fn push(&mut self, now: PcieCounters) -> (u64, u64) {
+        if let Some((rx, tx, _)) = self.last {
+            let delta = |a: u64, b: u64| -> u64 {
+                if now.2 >= 64 {
+                    b.wrapping_sub(a)
+                } else {
+                    b.wrapping_sub(a) & ((1u64 << now.2) - 1)
+                }
+            };
+            self.h2d += delta(rx, now.0);
+            self.d2h += delta(tx, now.1);
+        }
+        self.last = Some(now);
+        (self.h2d, self.d2h)
     }
 }
 
@@ -200,13 +283,18 @@ pub fn short_device(name: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Background sampler
 
-/// One sample: ns since the sampler's t0, used MiB, H2D and D2H bytes/s.
-#[derive(Debug, Clone, Copy)]
+/// One sample: ns since the sampler's t0, used MiB, H2D and D2H bytes/s (throughput,
+/// stamped at the middle of its window) and the cumulative H2D/D2H byte counters since the
+/// sampler started (stamped at `t_count_ns`).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
     pub t_ns: u64,
     pub used_mib: Option<f64>,
     pub h2d_bps: Option<f64>,
     pub d2h_bps: Option<f64>,
+    pub t_count_ns: u64,
+    pub h2d_total: Option<u64>,
+    pub d2h_total: Option<u64>,
 }
 
 pub struct GpuSampler {
@@ -217,6 +305,13 @@ pub struct GpuSampler {
     pub method: &'static str,
 }
 
+pub const METHOD_NVML_COUNTERS: &str = "NVML (libnvidia-ml) PCIe byte counters \
+    (nvmlDeviceGetFieldValues NVML_FI_DEV_PCIE_COUNT_RX_BYTES = bytes received by the GPU = \
+    host-to-device, _TX_BYTES = device-to-host; cumulative, unwrapped) read every ~40 ms in a background \
+    thread, interpolated to the first and last measured frame, difference divided by the measured \
+    frames; counts all PCIe traffic of the GPU (every process, driver command buffers, NVDEC \
+    bitstream). Cross-check in pcie_sampled: nvmlDeviceGetPcieThroughput (20 ms windows) integrated \
+    over the same window. Memory: nvmlDeviceGetMemoryInfo used, device-wide, each loop.";
 pub const METHOD_NVML: &str = "NVML (libnvidia-ml) sampled back to back in a background thread: \
     nvmlDeviceGetPcieThroughput RX (bytes received by the GPU = host-to-device) and TX (bytes sent by \
     the GPU = device-to-host), KB/s (x1024) over NVML's 20 ms window per call, integrated over time \
@@ -239,7 +334,14 @@ impl GpuSampler {
             let handle = std::thread::Builder::new()
                 .name("gpu-sampler".into())
                 .spawn(move || {
+                    let mut totals = CounterTotals::default();
                     while !s.load(Ordering::Relaxed) {
+                        let t_count = t0.elapsed().as_nanos() as u64;
+                        let counted = if pcie {
+                            n.pcie_counters().map(|c| totals.push(c))
+                        } else {
+                            None
+                        };
                         let t_mem = t0.elapsed().as_nanos() as u64;
                         let used = n.memory_mib().map(|m| m.0);
                         let (h2d, d2h) = if pcie {
@@ -261,6 +363,9 @@ impl GpuSampler {
                             used_mib: used,
                             h2d_bps: h2d,
                             d2h_bps: d2h,
+                            t_count_ns: t_count,
+                            h2d_total: counted.map(|c| c.0),
+                            d2h_total: counted.map(|c| c.1),
                         });
                         // PCIe calls block ~2 x 20 ms themselves; without them (or when they
                         // fail) sleep so the loop never spins.
@@ -314,6 +419,7 @@ impl GpuSampler {
                     used_mib: get("fb"),
                     h2d_bps: get("rxpci").map(|x| x * 1048576.0),
                     d2h_bps: get("txpci").map(|x| x * 1048576.0),
+                    ..Default::default()
                 });
             }
         });
@@ -373,6 +479,65 @@ pub fn integrate(samples: &[Sample], a: u64, b: u64, rate: impl Fn(&Sample) -> O
         total += (value_at(w[0]) + value_at(w[1])) / 2.0 * (w[1] - w[0]);
     }
     Some(total)
+}
+
+/// A cumulative counter interpolated linearly at `t` (ns), clamped to the first/last
+/// reading outside them; `None` without readings.
+fn counter_at(pts: &[(u64, u64)], t: u64) -> Option<f64> {
+    let (first, last) = (pts.first()?, pts.last()?);
+    if t <= first.0 {
+        return Some(first.1 as f64);
+    }
+    if t >= last.0 {
+        return Some(last.1 as f64);
+    }
+    let i = pts.partition_point(|p| p.0 <= t);
+    let (p0, p1) = (pts[i - 1], pts[i]);
+    let f = (t - p0.0) as f64 / (p1.0 - p0.0).max(1) as f64;
+    Some(p0.1 as f64 + (p1.1 as f64 - p0.1 as f64) * f)
+}
+
+/// PCIe bytes moved in [a, b] (ns): from the byte counters when the window lies inside
+/// their readings, else from the integrated throughput.
+#[derive(Debug, Clone, Copy)]
+pub struct PcieBytes {
+    pub h2d: f64,
+    pub d2h: f64,
+    /// "counters" or "throughput".
+    pub source: &'static str,
+    /// The integrated throughput over the same window (cross-check), when sampled.
+    pub sampled: Option<(f64, f64)>,
+    /// Readings inside the window (counter readings when counted, else throughput samples).
+    pub readings: usize,
+}
+
+pub fn pcie_bytes(samples: &[Sample], a: u64, b: u64) -> Option<PcieBytes> {
+    let sampled = integrate(samples, a, b, |s| s.h2d_bps)
+        .zip(integrate(samples, a, b, |s| s.d2h_bps));
+    let pts = |f: fn(&Sample) -> Option<u64>| -> Vec<(u64, u64)> {
+        samples.iter().filter_map(|s| f(s).map(|v| (s.t_count_ns, v))).collect()
+    };
+    let (rx, tx) = (pts(|s| s.h2d_total), pts(|s| s.d2h_total));
+    let covered = rx.len() >= 2 && rx[0].0 <= a && rx[rx.len() - 1].0 >= b;
+    if covered && b > a {
+        let d = |p: &[(u64, u64)]| counter_at(p, b).zip(counter_at(p, a)).map(|(y, x)| y - x);
+        if let (Some(h2d), Some(d2h)) = (d(&rx), d(&tx)) {
+            return Some(PcieBytes {
+                h2d,
+                d2h,
+                source: "counters",
+                sampled,
+                readings: rx.iter().filter(|p| p.0 >= a && p.0 <= b).count(),
+            });
+        }
+    }
+    sampled.map(|(h2d, d2h)| PcieBytes {
+        h2d,
+        d2h,
+        source: "throughput",
+        sampled,
+        readings: count_in(samples, a, b, |s| s.h2d_bps),
+    })
 }
 
 /// Number of samples of a rate inside [a, b].
@@ -488,5 +653,47 @@ pub fn commit() -> (String, Option<bool>) {
             (s, dirty)
         }
         None => ("unknown".into(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_unwrap_at_their_width() {
+        let mut t = CounterTotals::default();
+        assert_eq!(t.push((u32::MAX as u64 - 10, 5, 32)), (0, 0));
+        // RX wrapped past 2^32: 11 bytes to 0, then 20 more.
+        assert_eq!(t.push((20, 105, 32)), (31, 100));
+        let mut w = CounterTotals::default();
+        w.push((1 << 40, 0, 64));
+        assert_eq!(w.push(((1 << 40) + 7, 3, 64)), (7, 3));
+    }
+
+    fn counted(t_ms: u64, h2d: u64, d2h: u64) -> Sample {
+        Sample {
+            t_ns: t_ms * 1_000_000,
+            t_count_ns: t_ms * 1_000_000,
+            h2d_total: Some(h2d),
+            d2h_total: Some(d2h),
+            h2d_bps: Some(1000.0),
+            d2h_bps: Some(10.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pcie_bytes_prefer_counters_and_interpolate() {
+        let s = [counted(0, 0, 0), counted(100, 1000, 100), counted(200, 3000, 300)];
+        let p = pcie_bytes(&s, 50_000_000, 150_000_000).unwrap();
+        assert_eq!(p.source, "counters");
+        assert!((p.h2d - 1500.0).abs() < 1e-6, "{}", p.h2d);
+        assert!((p.d2h - 150.0).abs() < 1e-6);
+        let (h, _) = p.sampled.unwrap();
+        assert!((h - 100.0).abs() < 1e-6, "1000 B/s over 0.1 s: {h}");
+        // A window outside the readings falls back to the throughput.
+        let q = pcie_bytes(&s, 150_000_000, 300_000_000).unwrap();
+        assert_eq!(q.source, "throughput");
     }
 }
