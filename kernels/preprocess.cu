@@ -43,7 +43,7 @@ struct FrameParams {
     int x0, x1, y0, y1;           // content span in output pixels, [x0, x1) x [y0, y1)
 };
 
-// Must match `NormParams` in src/cuda/preprocess.rs (#[repr(C)], 64 bytes).
+// Must match `NormParams` in src/cuda/preprocess.rs (#[repr(C)], 72 bytes).
 struct NormParams {
     float a[3];      // value = pixel * a + b, per output plane
     float b[3];
@@ -52,6 +52,8 @@ struct NormParams {
     int out_w, out_h;
     int f16;         // 1: write f16, 0: write f32
     int frames;
+    int stage;       // 4:2:0 row staging: bytes per staged row (multiple of 32), 0 = off
+    int stage_pad;
 };
 
 struct Tap {
@@ -119,6 +121,16 @@ __device__ __forceinline__ Rows make_rows(const FrameParams& p, int y) {
     return r;
 }
 
+// video/color.rs: F_Y, F_RV, F_GU, F_GV, F_BU (BT.601 limited range).
+__device__ __forceinline__ void yuv_to_rgb(float yy, float uu, float vv, float rgb[3]) {
+    const float cc = 1.164383f * (yy - 16.0f);
+    const float d = uu - 128.0f;
+    const float e = vv - 128.0f;
+    rgb[0] = clamp255(cc + 1.596027f * e);
+    rgb[1] = clamp255(cc - 0.391762f * d - 0.812968f * e);
+    rgb[2] = clamp255(cc + 2.017232f * d);
+}
+
 // RGB (0..255 floats, before normalisation) at column taps `tx`, rows `r`.
 __device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, const Tap& tx, float rgb[3]) {
     const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
@@ -171,13 +183,7 @@ __device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, 
             vv = lerp2((float)__ldg(v0r + cx0), (float)__ldg(v0r + cx1), (float)__ldg(v1r + cx0),
                        (float)__ldg(v1r + cx1), wx0, wx1, wy0, wy1);
         }
-        // video/color.rs: F_Y, F_RV, F_GU, F_GV, F_BU (BT.601 limited range).
-        const float cc = 1.164383f * (yy - 16.0f);
-        const float d = uu - 128.0f;
-        const float e = vv - 128.0f;
-        rgb[0] = clamp255(cc + 1.596027f * e);
-        rgb[1] = clamp255(cc - 0.391762f * d - 0.812968f * e);
-        rgb[2] = clamp255(cc + 2.017232f * d);
+        yuv_to_rgb(yy, uu, vv, rgb);
     }
 }
 
@@ -223,6 +229,95 @@ __device__ __forceinline__ void store_f32(float* o, size_t idx, const float* v) 
     }
 }
 
+// 4:2:0 row staging. A warp covers 32 * PX consecutive output columns of one output row;
+// the source bytes its pixels read form one short span per source row (two luma rows,
+// two chroma rows). With staging on, the warp first copies those spans into its slice of
+// shared memory with coalesced loads (16 bytes per lane where planes and strides are
+// 16-byte aligned) and the pixels then read their taps there: a handful of wide loads per
+// row instead of a scattered byte load per tap. Warp slice: luma row 0, luma row 1,
+// chroma row 0, chroma row 1, `stage` bytes each (I420: U in the first half of a chroma
+// slot, V in the second). Spans that do not fit fall back to direct loads.
+struct Staged {
+    const unsigned char* y0;
+    const unsigned char* y1;
+    const unsigned char* c0;
+    const unsigned char* c1;
+    int ylo, clo, vofs;
+};
+
+__device__ __forceinline__ void copy_span(unsigned char* dst, const unsigned char* src, int bytes, bool wide,
+                                          int lane) {
+    if (wide) {
+        const uint4* s = (const uint4*)src;
+        uint4* d = (uint4*)dst;
+        for (int v = lane; v < ((bytes + 15) >> 4); v += 32) {
+            d[v] = __ldg(s + v);
+        }
+    } else {
+        for (int b = lane; b < bytes; b += 32) {
+            dst[b] = __ldg(src + b);
+        }
+    }
+}
+
+// Copies the spans of luma columns [lo, hi] of rows `r` into `slice`; false (nothing
+// copied) when a span is longer than the slots. Warp-uniform arguments only.
+__device__ __forceinline__ bool stage_rows(const FrameParams& p, const Rows& r, int lo, int hi, int stage,
+                                           unsigned char* slice, int lane, Staged& st) {
+    const bool nv12 = p.kind == KIND_NV12;
+    const int ylo = lo & ~15;
+    const int ybytes = hi - ylo + 1;
+    const int clo = nv12 ? (2 * (lo >> 1)) & ~15 : (lo >> 1) & ~15;
+    const int cbytes = nv12 ? 2 * (hi >> 1) + 2 - clo : (hi >> 1) + 1 - clo;
+    const int cslot = nv12 ? stage : stage / 2;
+    if (ybytes > stage || cbytes > cslot) {
+        return false;
+    }
+    const int planes = nv12 ? 2 : 3;
+    unsigned long long bits = 0;
+    for (int k = 0; k < planes; k++) {
+        bits |= p.plane[k] | (unsigned long long)p.stride[k];
+    }
+    // Whole 16-byte loads stay inside each row: rows start 16-byte aligned and the row's
+    // stride (a multiple of 16) covers the last loaded block.
+    const bool wide = (bits & 15) == 0;
+    copy_span(slice, r.r0[0] + ylo, ybytes, wide, lane);
+    copy_span(slice + stage, r.r1[0] + ylo, ybytes, wide, lane);
+    copy_span(slice + 2 * stage, r.r0[1] + clo, cbytes, wide, lane);
+    copy_span(slice + 3 * stage, r.r1[1] + clo, cbytes, wide, lane);
+    if (!nv12) {
+        copy_span(slice + 2 * stage + cslot, r.r0[2] + clo, cbytes, wide, lane);
+        copy_span(slice + 3 * stage + cslot, r.r1[2] + clo, cbytes, wide, lane);
+    }
+    __syncwarp();
+    st.y0 = slice - ylo;
+    st.y1 = slice + stage - ylo;
+    st.c0 = slice + 2 * stage - clo;
+    st.c1 = slice + 3 * stage - clo;
+    st.ylo = ylo;
+    st.clo = clo;
+    st.vofs = nv12 ? 1 : cslot;
+    return true;
+}
+
+// sample_rgb for 4:2:0 frames from staged rows (the same arithmetic, taps read from shared
+// memory; st.y0[i] is luma column i of tap row 0).
+__device__ __forceinline__ void sample_staged(bool nv12, const Staged& st, const Tap& tx, float wy0, float wy1,
+                                              float rgb[3]) {
+    const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
+    const float yy = lerp2((float)st.y0[tx.i0], (float)st.y0[tx.i1], (float)st.y1[tx.i0], (float)st.y1[tx.i1],
+                           wx0, wx1, wy0, wy1);
+    const int cx0 = tx.i0 >> 1, cx1 = tx.i1 >> 1;
+    // NV12: U at 2*cx, V at 2*cx + 1; I420: U at cx, V at cx in the slot's second half.
+    const int u0 = nv12 ? 2 * cx0 : cx0, u1 = nv12 ? 2 * cx1 : cx1;
+    const int v = st.vofs;
+    const float uu = lerp2((float)st.c0[u0], (float)st.c0[u1], (float)st.c1[u0], (float)st.c1[u1], wx0, wx1, wy0,
+                           wy1);
+    const float vv = lerp2((float)st.c0[u0 + v], (float)st.c0[u1 + v], (float)st.c1[u0 + v], (float)st.c1[u1 + v],
+                           wx0, wx1, wy0, wy1);
+    yuv_to_rgb(yy, uu, vv, rgb);
+}
+
 // Columns of one block at most (blockDim.x * PX): the host keeps blocks within it.
 #define MAX_BLOCK_COLUMNS 1024
 
@@ -250,25 +345,44 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
     __syncthreads();
     const int x = col0 + threadIdx.x * PX;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
-    // PX > 1 only for widths that are a multiple of PX: all PX pixels are in the row.
-    if (x >= n.out_w || y >= n.out_h) {
+    // blockDim.x is a multiple of 32: the 32 lanes of a warp share y, so this return and
+    // the staging below are warp-uniform.
+    if (y >= n.out_h) {
         return;
     }
     float v[3][PX];
     const bool row_in = y >= p.y0 && y < p.y1;
-    if (row_in && x + PX > p.x0 && x < p.x1) {
+    // The warp's content columns [c_lo, c_hi].
+    const int lane = threadIdx.x & 31;
+    const int wcol0 = col0 + (threadIdx.x & ~31) * PX;
+    const int c_lo = max(wcol0, p.x0);
+    const int c_hi = min(min(wcol0 + 32 * PX, p.x1), n.out_w) - 1;
+    if (row_in && c_lo <= c_hi) {
         const Rows r = make_rows(p, y);
+        Staged st;
+        bool staged = false;
+        if (n.stage > 0 && (p.kind == KIND_NV12 || p.kind == KIND_I420)) {
+            extern __shared__ uint4 stage_smem[];
+            const int warp = (threadIdx.y * blockDim.x + threadIdx.x) >> 5;
+            unsigned char* slice = (unsigned char*)stage_smem + (size_t)warp * 4 * n.stage;
+            staged = stage_rows(p, r, tap_i0[c_lo - col0], tap_i1[c_hi - col0], n.stage, slice, lane, st);
+        }
+        const bool nv12 = p.kind == KIND_NV12;
 #pragma unroll
         for (int k = 0; k < PX; k++) {
             const int xx = x + k;
-            if (xx >= p.x0 && xx < p.x1) {
+            if (xx >= p.x0 && xx < p.x1 && xx < n.out_w) {
                 const int col = xx - col0;
                 Tap tx;
                 tx.i0 = tap_i0[col];
                 tx.i1 = tap_i1[col];
                 tx.w1 = tap_w1[col];
                 float rgb[3];
-                sample_rgb(p, r, tx, rgb);
+                if (staged) {
+                    sample_staged(nv12, st, tx, r.wy0, r.wy1, rgb);
+                } else {
+                    sample_rgb(p, r, tx, rgb);
+                }
 #pragma unroll
                 for (int c = 0; c < 3; c++) {
                     const int s = n.order[c];  // select, not a dynamic index: keeps rgb in registers
@@ -290,6 +404,10 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
                 v[c][k] = n.pad[c];
             }
         }
+    }
+    // PX > 1 only for widths that are a multiple of PX: all PX pixels are in the row.
+    if (x >= n.out_w) {
+        return;
     }
     const size_t plane = (size_t)n.out_w * (size_t)n.out_h;
     const size_t idx = (size_t)f * 3 * plane + (size_t)y * n.out_w + x;

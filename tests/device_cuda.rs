@@ -140,6 +140,10 @@ fn gpu_matches_cpu_for_every_format() {
             // Another thread block too (the result must not depend on it).
             pre.set_block(64, 2).expect("block");
         }
+        if px == 2 {
+            // 4:2:0 taps loaded directly instead of from staged rows (same result).
+            pre.set_staging(false);
+        }
         let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
         let transforms: Vec<_> = frames.iter().map(|f| cfg.transform(f.width, f.height)).collect();
         let t0 = Instant::now();
@@ -562,6 +566,19 @@ fn timing_8x1080p_nv12_to_640_f16() {
         }
         pre.set_block(default_block.0, default_block.1).expect("block");
     }
+    // The default variant without 4:2:0 row staging (direct loads of every tap).
+    pre.set_pixels_per_thread(default_px).expect("variant");
+    for &(bx, by) in &[default_block, (32, 4)] {
+        pre.set_block(bx, by).expect("block");
+        pre.set_staging(false);
+        let (median, min, pipelined) = time(&mut pre);
+        pre.set_staging(true);
+        variants.insert(
+            format!("x{default_px}-block{bx}x{by}-direct-loads"),
+            serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
+        );
+    }
+    pre.set_block(default_block.0, default_block.1).expect("block");
     let (median_us, min_us, pipelined_us) = chosen.expect("the default variant was timed");
 
     // Bytes: each output row in the content reads two source rows (and their chroma
@@ -621,6 +638,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
         "arch": pre.arch(),
         "case": "8x NV12 1920x1080 -> [8,3,640,640] f16 letterbox",
         "pixels_per_thread": default_px,
+        "staging": pre.staging(),
         "block": [default_block.0, default_block.1],
         "variants": variants,
         "kernel_us_median": median_us,

@@ -6,7 +6,9 @@
 #   .device-build/trtvision-infer-bench     backend benchmark: CPU vs CUDA provider per batch size
 #   .device-build/trtvision-promptseg-bench prompt-segmentation routes a/b/c/c1/seed (SAM3-sized model)
 #   .device-build/trtvision-launch          gst-launch-1.0 -e that starts file cameras last
-#   .device-build/device_*                  the tests/device_*.rs test binaries (GPU parity and timing)
+#   .device-tests/device_*                  the tests/device_*.rs test binaries (GPU parity and timing),
+#                                           carried by call 2 and kept in /root/device-tests there
+#                                           (with them .device-build would not fit call 5)
 #   .device-build/engines/                  model configs, labels, the generated ONNX models and
 #                                           class prompt files (.npy)
 #   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng, multifilesink (not in the GStreamer bundle)
@@ -25,7 +27,7 @@ target=${CARGO_TARGET_DIR:-$root/target}
 shared=${SHARED_DIR:-$root/../shared}
 
 exclude="$(git rev-parse --path-format=absolute --git-common-dir)/info/exclude"
-for p in /.device-build/ /.device/ /.ort/; do
+for p in /.device-build/ /.device-tests/ /.device/ /.ort/; do
   grep -qxF "$p" "$exclude" 2>/dev/null || echo "$p" >> "$exclude"
 done
 
@@ -55,13 +57,14 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"].startswith("device_"):
         print(m["target"]["name"], m["executable"])
 ')
-rm -rf "$out"
-mkdir -p "$out/engines/models" "$out/gst-extra/plugins" "$out/gst-extra/lib"
+tests_out="$root/.device-tests"
+rm -rf "$out" "$tests_out"
+mkdir -p "$out/engines/models" "$out/gst-extra/plugins" "$out/gst-extra/lib" "$tests_out"
 for t in $device_tests; do
   bin=$(echo "$test_bins" | awk -v n="$t" '$1 == n {print $2}' | tail -n1)
   [ -n "$bin" ] && [ -x "$bin" ] || { echo "build.sh: no $t test binary was built" >&2; exit 1; }
-  cp "$bin" "$out/$t"
-  strip --strip-debug "$out/$t"
+  cp "$bin" "$tests_out/$t"
+  strip --strip-debug "$tests_out/$t"
 done
 cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
    "$target/release/trtvision-infer-bench" "$target/release/trtvision-launch" \
@@ -108,7 +111,8 @@ if [ ! -f .device/gst-bundle.tar.xz ]; then
 fi
 [ -f .device/gst-env.sh ] || cp "$shared/device/gst-env.sh" .device/
 
-du -sh "$out"/* | sort -h
+du -sh "$out"/* "$tests_out" | sort -h
+
 build_kib=$(du -sk "$out" | cut -f1)
 ort5_kib=$(du -sk .ort/ort5 2>/dev/null | cut -f1 || echo 0)
 tree_kib=$(git ls-files -z | xargs -0 du -ck 2>/dev/null | tail -1 | cut -f1)
@@ -120,6 +124,14 @@ echo
 echo "staged .device-build: $((build_kib / 1024)) MiB; .ort/ort5: $((ort5_kib / 1024)) MiB;" \
   "working tree (tracked + untracked, not ignored): $(((tree_kib + untracked_kib) / 1024)) MiB;" \
   ".device: $((dev_kib / 1024)) MiB; call 5 (with .device as fallback) carries about $((total_kib / 1024)) MiB of the 64 MiB limit"
+tests_kib=$(du -sk "$tests_out" | cut -f1)
+ort2_kib=$(du -sk .ort/ort2 2>/dev/null | cut -f1 || echo 0)
+call2_kib=$((tests_kib + ort2_kib + tree_kib + untracked_kib))
+echo ".device-tests: $((tests_kib / 1024)) MiB; call 2 carries about $((call2_kib / 1024)) MiB of the 64 MiB limit"
+if [ "$call2_kib" -ge $((63 * 1024)) ]; then
+  echo "build.sh: call 2 (.ort/ort2 + .device-tests) would exceed 64 MiB" >&2
+  exit 1
+fi
 if [ $((total_kib - dev_kib)) -ge $((63 * 1024)) ]; then
   echo "build.sh: call 5 would exceed 64 MiB even without .device" >&2
   exit 1
@@ -132,7 +144,8 @@ Device call sequence (device tool `run`, back to back, nothing in between: files
 repository copy survive only while the machine stays warm):
   1. carry [".ort/ort1", ".device"]
      command: source .ort/ort1/ort-gpu-env.sh stash .ort/ort1; source .device/gst-env.sh .device; ls /root/ortparts /root/gst-bundle/gst/bin
-  2. carry [".ort/ort2"]  command: source .ort/ort2/ort-gpu-env.sh stash .ort/ort2; ls /root/ortparts
+  2. carry [".ort/ort2", ".device-tests"]
+     command: source .ort/ort2/ort-gpu-env.sh stash .ort/ort2; mkdir -p /root/device-tests && cp .device-tests/* /root/device-tests/; ls /root/ortparts /root/device-tests
   3. carry [".ort/ort3"]  command: source .ort/ort3/ort-gpu-env.sh stash .ort/ort3; ls /root/ortparts
   4. carry [".ort/ort4"]  command: source .ort/ort4/ort-gpu-env.sh stash .ort/ort4; ls /root/ortparts
   5. carry [".ort/ort5", ".device-build"]   timeout_s 600

@@ -105,6 +105,12 @@ pack() {
 }
 trap pack EXIT
 
+# The GPU test binaries travel apart (scripts/device/build.sh: call 2 keeps them in
+# /root/device-tests); bring them next to the rest.
+if ls /root/device-tests/device_* >/dev/null 2>&1; then
+  cp /root/device-tests/device_* .device-build/
+fi
+
 # --- 1. environment facts ----------------------------------------------------------------
 env_facts() {
   nvidia-smi

@@ -1148,7 +1148,11 @@ fn measured_run(
     let gpu = gpu_samples.map(|gs| {
         let (a, b) = (first, last);
         let per_frame = |v: Option<f64>| v.filter(|_| frames > 0).map(|x| x / frames as f64);
-        let pcie = if o.pcie { gpumon::pcie_bytes(&gs, a, b) } else { None };
+        let pcie = if o.pcie {
+            gpumon::pcie_bytes(&gs, a, b)
+        } else {
+            None
+        };
         let (h2d, d2h) = (pcie.map(|p| p.h2d), pcie.map(|p| p.d2h));
         GpuRun {
             method: match pcie {
@@ -1861,7 +1865,9 @@ fn main() {
                         ("d2h", Value::from(d.round())),
                         (
                             "method",
-                            Value::from("nvmlDeviceGetPcieThroughput 20 ms windows integrated over the same window"),
+                            Value::from(
+                                "nvmlDeviceGetPcieThroughput 20 ms windows integrated over the same window",
+                            ),
                         ),
                     ]),
                     None => Value::Null,

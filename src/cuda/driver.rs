@@ -615,7 +615,24 @@ impl Kernel {
         stream: sys::CUstream,
         args: &mut [*mut c_void],
     ) -> Result<(), CudaError> {
-        // SAFETY: forwarded contract; no dynamic shared memory, no extra options.
+        // SAFETY: forwarded contract, no dynamic shared memory.
+        unsafe { self.launch_shared(grid, block, 0, stream, args) }
+    }
+
+    /// [`Kernel::launch`] with `shared` bytes of dynamic shared memory per block (at most
+    /// 48 KiB minus the kernel's static shared memory).
+    ///
+    /// # Safety
+    /// As [`Kernel::launch`].
+    pub(crate) unsafe fn launch_shared(
+        &self,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared: u32,
+        stream: sys::CUstream,
+        args: &mut [*mut c_void],
+    ) -> Result<(), CudaError> {
+        // SAFETY: forwarded contract; no extra options.
         check(
             unsafe {
                 sys::cuLaunchKernel(
@@ -626,7 +643,7 @@ impl Kernel {
                     block.0,
                     block.1,
                     block.2,
-                    0,
+                    shared,
                     stream,
                     args.as_mut_ptr(),
                     std::ptr::null_mut(),

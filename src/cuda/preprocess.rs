@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::sys;
 
 use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::frame::CudaFrame;
+use super::frame::{CudaFrame, KIND_I420, KIND_NV12};
 use super::nvrtc::{compile, nvrtc_arch};
 use super::CudaError;
 use crate::config::{ColorOrder, PreprocessConfig};
@@ -102,6 +102,10 @@ struct NormParams {
     out_h: i32,
     f16: i32,
     frames: i32,
+    /// 4:2:0 row staging: bytes per staged source row in shared memory (a multiple of
+    /// 32), 0 = direct loads; set per batch by [`stage_bytes`].
+    stage: i32,
+    stage_pad: i32,
 }
 
 /// The parameters of a batch of up to [`INLINE_FRAMES`] frames, passed by value;
@@ -111,9 +115,38 @@ struct NormParams {
 struct InlineFrames([FrameParams; INLINE_FRAMES]);
 
 const _: () = assert!(std::mem::size_of::<FrameParams>() == 96);
-// With the other arguments (8 + 64 bytes) within the 4 KiB of kernel parameters.
+// With the other arguments (8 + 72 bytes) within the 4 KiB of kernel parameters.
 const _: () = assert!(std::mem::size_of::<InlineFrames>() == 3072);
-const _: () = assert!(std::mem::size_of::<NormParams>() == 64);
+const _: () = assert!(std::mem::size_of::<NormParams>() == 72);
+
+/// Dynamic shared memory of one block for 4:2:0 row staging at most (the column taps take
+/// 12 KiB of static shared memory; together within the 48 KiB every device gives).
+const MAX_STAGE_SHARED: u32 = 32 * 1024;
+
+/// Bytes per staged source row for a batch (`stage` in preprocess.cu): each warp stages
+/// the source spans of its `32 * px` output columns (two luma rows, two chroma rows), so a
+/// row slot holds the longest span any 4:2:0 frame of the batch needs, rounded to 32
+/// bytes; 0 (direct loads) without 4:2:0 frames or when the slots of a block would exceed
+/// [`MAX_STAGE_SHARED`] (strong downscaling). The kernel re-checks every span and loads
+/// directly where one does not fit, so this only decides the speed.
+fn stage_bytes(frames: &[FrameParams], px: u32, block: (u32, u32)) -> u32 {
+    let columns = 32.0 * px as f64;
+    let need = frames
+        .iter()
+        .filter(|f| f.kind == KIND_NV12 || f.kind == KIND_I420)
+        .map(|f| (columns / f.scale_x as f64).ceil() + 40.0)
+        .fold(0.0f64, f64::max);
+    if need <= 0.0 || !need.is_finite() {
+        return 0;
+    }
+    let stage = (need as u32).div_ceil(32) * 32;
+    let warps = (block.0 * block.1).div_ceil(32);
+    if warps * 4 * stage > MAX_STAGE_SHARED {
+        0
+    } else {
+        stage
+    }
+}
 
 impl NormParams {
     fn new(cfg: &PreprocessConfig) -> Self {
@@ -131,6 +164,8 @@ impl NormParams {
             out_h: cfg.height as i32,
             f16: i32::from(cfg.dtype == DType::F16),
             frames: 0,
+            stage: 0,
+            stage_pad: 0,
         }
     }
 }
@@ -305,6 +340,8 @@ pub struct CudaPreprocessor {
     kernel_inline: Kernel,
     pixels_per_thread: u32,
     block: (u32, u32),
+    /// 4:2:0 source rows staged in shared memory (see [`stage_bytes`]).
+    staging: bool,
     ptx: Arc<Vec<u8>>,
     pool: Arc<Pool>,
     ctx: DeviceContext,
@@ -385,6 +422,7 @@ impl CudaPreprocessor {
             kernel_inline,
             pixels_per_thread,
             block: (BLOCK_X, BLOCK_Y),
+            staging: true,
             ptx,
             pool: Arc::new(Pool {
                 free: Mutex::new(free),
@@ -402,7 +440,7 @@ impl CudaPreprocessor {
         // lazily and panics on a missing one): an empty launch of each kind, then wait.
         for inline in [None, Some(&InlineFrames([FrameParams::default(); INLINE_FRAMES]))] {
             let slot = this.acquire()?;
-            let lease = this.launch(slot, 0, Vec::new(), inline)?;
+            let lease = this.launch(slot, 0, Vec::new(), inline, 0)?;
             lease.wait()?;
             drop(lease);
         }
@@ -445,6 +483,19 @@ impl CudaPreprocessor {
         self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, name_inline)?;
         self.pixels_per_thread = px;
         Ok(())
+    }
+
+    /// Whether the source rows of NV12/I420 frames are staged in shared memory (on by
+    /// default; see [`stage_bytes`]).
+    pub fn staging(&self) -> bool {
+        self.staging
+    }
+
+    /// Stages NV12/I420 source rows in shared memory (true) or loads every tap from global
+    /// memory (false). The result is the same; the speed differs (the benchmarks compare
+    /// them).
+    pub fn set_staging(&mut self, on: bool) {
+        self.staging = on;
     }
 
     /// Threads per block of the launches, `(x, y)`.
@@ -592,7 +643,15 @@ impl CudaPreprocessor {
             }
         }
         let keep = frames.iter().filter_map(|f| f.keepalive.clone()).collect();
-        let lease = self.launch(slot, n, keep, inline.as_ref())?;
+        let stage = if !self.staging {
+            0
+        } else {
+            match &inline {
+                Some(p) => stage_bytes(&p.0[..n], self.pixels_per_thread, self.block),
+                None => stage_bytes(&slot.params_mut()[..n], self.pixels_per_thread, self.block),
+            }
+        };
+        let lease = self.launch(slot, n, keep, inline.as_ref(), stage)?;
         let len = n * self.out_row_bytes;
         let ptr = lease.ptr;
         Ok(Tensor {
@@ -622,6 +681,7 @@ impl CudaPreprocessor {
         n: usize,
         frames: Vec<gst::Buffer>,
         inline: Option<&InlineFrames>,
+        stage: u32,
     ) -> Result<DeviceTensorLease, CudaError> {
         let lease = DeviceTensorLease {
             ptr: slot.out.ptr(),
@@ -649,8 +709,10 @@ impl CudaPreprocessor {
         let mut out_ptr: u64 = slot.out.ptr();
         let mut norm = NormParams {
             frames: n as i32,
+            stage: stage as i32,
             ..self.norm
         };
+        let shared = (self.block.0 * self.block.1).div_ceil(32) * 4 * stage;
         // cuLaunchKernel copies the argument values at the call: the inline parameters
         // need not outlive it.
         let (kernel, frames_arg): (&Kernel, *mut c_void) = match inline {
@@ -671,7 +733,7 @@ impl CudaPreprocessor {
         // by device pointer or by value, the output pointer, NormParams by value, same
         // #[repr(C)] layouts); the output holds n rows; the frames' planes are valid per
         // CudaFrame's contract. The kernel only reads the inline parameters.
-        unsafe { kernel.launch(grid, (self.block.0, self.block.1, 1), stream, &mut args) }?;
+        unsafe { kernel.launch_shared(grid, (self.block.0, self.block.1, 1), shared, stream, &mut args) }?;
         // SAFETY: the preprocessor's own live stream, same context as the event.
         unsafe { slot.event.record(stream) }?;
         Ok(lease)
@@ -780,6 +842,29 @@ mod tests {
             &ptx,
             &compile(KERNEL_SOURCE, KERNEL_FILE, &arch).unwrap()
         ));
+    }
+
+    #[test]
+    fn staging_slots_follow_the_downscale() {
+        let frame = |kind: i32, scale: f32| FrameParams {
+            kind,
+            scale_x: scale,
+            ..Default::default()
+        };
+        // 1080p into 640: 128 output columns per warp read 384 source columns.
+        let hd = frame(KIND_NV12, 1.0 / 3.0);
+        assert_eq!(stage_bytes(&[hd], 4, (32, 8)), 448);
+        // 4K into 640 (I420 too); the largest frame of the batch decides.
+        let uhd = frame(KIND_I420, 1.0 / 6.0);
+        assert_eq!(stage_bytes(&[hd, uhd], 4, (32, 8)), 832);
+        // 8K into 640 would need 51 KiB per block of 8 warps: direct loads; a block of
+        // 4 warps still fits.
+        let big = frame(KIND_NV12, 1.0 / 12.0);
+        assert_eq!(stage_bytes(&[big], 4, (32, 8)), 0);
+        assert_eq!(stage_bytes(&[big], 4, (32, 4)), 1600);
+        // Packed RGB frames never stage.
+        assert_eq!(stage_bytes(&[frame(KIND_PACKED, 0.5)], 4, (32, 8)), 0);
+        assert_eq!(stage_bytes(&[], 4, (32, 8)), 0);
     }
 
     #[test]

@@ -512,10 +512,12 @@ pub struct PcieBytes {
 }
 
 pub fn pcie_bytes(samples: &[Sample], a: u64, b: u64) -> Option<PcieBytes> {
-    let sampled = integrate(samples, a, b, |s| s.h2d_bps)
-        .zip(integrate(samples, a, b, |s| s.d2h_bps));
+    let sampled = integrate(samples, a, b, |s| s.h2d_bps).zip(integrate(samples, a, b, |s| s.d2h_bps));
     let pts = |f: fn(&Sample) -> Option<u64>| -> Vec<(u64, u64)> {
-        samples.iter().filter_map(|s| f(s).map(|v| (s.t_count_ns, v))).collect()
+        samples
+            .iter()
+            .filter_map(|s| f(s).map(|v| (s.t_count_ns, v)))
+            .collect()
     };
     let (rx, tx) = (pts(|s| s.h2d_total), pts(|s| s.d2h_total));
     let covered = rx.len() >= 2 && rx[0].0 <= a && rx[rx.len() - 1].0 >= b;
