@@ -11,6 +11,8 @@
 # FRAMES (per camera, default 240), TRTV_BUDGET_S, SKIP="step names" (e.g. "device_cuda
 # device_tiler baseline"), SKIP_INFER, SKIP_PROMPTSEG, SKIP_BENCH, SKIP_LONG (the 20 s
 # unpaced runs), SKIP_MULTI, SKIP_RECORD, SKIP_FRAMES, DRIFT_S (the drift run, own call),
+# PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), NCU=1
+# (Nsight Compute profile of the preprocessing kernel),
 # TRTV_LOCAL_TEST=1 (dry run on a machine without the bundle: use the system GStreamer).
 set +e
 START=$(date +%s)
@@ -372,6 +374,46 @@ if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
     bench cascade-8cam 120 100 $COMMON --scenario cascade --backend onnxruntime-cuda --sink demux --reference decode-only
   }
 fi
+
+# --- 5b. optional (PCIE_MATRIX=1): where the PCIe bytes of unpaced GPU inference come from.
+# The same 8 files through pipelines that differ by one element or setting each; the
+# decode-only reference of each run records its own PCIe bytes.
+if (( FILES_OK )) && [ -n "${PCIE_MATRIX:-}" ]; then
+  DET=engines/shapes-yolo.toml
+  bench pcie-matrix-gpuinfer 60 40 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
+  bench pcie-matrix-gpuinfer-fakesink 60 40 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink fakesink
+  bench pcie-matrix-gpuinfer-maskselect 60 40 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer,maskselect --device-masks --sink demux
+  bench pcie-matrix-gpuinfer-overlay 60 40 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer,overlay --sink demux
+  bench pcie-matrix-full 60 40 $COMMON --model $MODEL --backend onnxruntime-cuda --device-masks --sink demux
+  bench pcie-matrix-gpuinfer-paced 60 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --pace realtime
+  bench pcie-matrix-preprocess 60 40 $COMMON --model $MODEL --stages preprocess --sink demux
+  bench pcie-matrix-det-gpuinfer 60 40 $COMMON --model $DET --backend onnxruntime-cuda --stages preprocess,infer --sink demux
+  bench pcie-matrix-det-full 60 40 $COMMON --model $DET --backend onnxruntime-cuda --sink demux
+fi
+
+# --- 5c. optional (NCU=1): Nsight Compute profile of the preprocessing kernel (staged rows
+# and direct loads, 32x8 blocks, 8 x 1080p NV12 -> 640x640 f16) when the device has ncu.
+ncu_preprocess() {
+  local ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  [ -x "$ncu" ] || { echo "no ncu"; return 1; }
+  local t=.device-build/device_cuda k=regex:trtv_preprocess_nchw_x4_inline
+  # Launches of that kernel in timing_8x1080p_nv12_to_640_f16: 1 warm-up at creation, 420
+  # per timed variant (5 block shapes with staging), then the direct-load variants.
+  "$ncu" --set full -k $k --launch-skip 31 --launch-count 1 -o $W/ncu-staged -f \
+    env TRTV_REQUIRE_CUDA=1 $t timing_8x1080p_nv12_to_640_f16 --nocapture --test-threads=1 > $W/ncu-run1.txt 2>&1
+  "$ncu" --set full -k $k --launch-skip 2131 --launch-count 1 -o $W/ncu-direct -f \
+    env TRTV_REQUIRE_CUDA=1 $t timing_8x1080p_nv12_to_640_f16 --nocapture --test-threads=1 > $W/ncu-run2.txt 2>&1
+  tail -5 $W/ncu-run1.txt $W/ncu-run2.txt
+  for v in staged direct; do
+    "$ncu" --import $W/ncu-$v.ncu-rep --page details > $LOGS/ncu-$v-details.txt 2>&1
+    echo "== $v"; grep -E "Duration|DRAM Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|Achieved Occupancy|Registers Per|Compute \(SM\) Throughput|Warp Cycles Per Issued|Issue Slots Busy|Dynamic Shared|Theoretical Occupancy" $LOGS/ncu-$v-details.txt | head -20
+  done
+  cp $W/ncu-*.ncu-rep "$OUT/" 2>/dev/null
+  true
+}
+export -f ncu_preprocess
+export W LOGS OUT
+[ -n "${NCU:-}" ] && step ncu_preprocess 200 bash -c ncu_preprocess
 
 # --- 6. evidence: the recording pipeline (pipelines/nvdec-8cam-record.sh, x264 stand-in for
 # NVENC) on all 8 files, a few downscaled PNG frames of two recordings, and PNG frames of a

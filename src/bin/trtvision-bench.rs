@@ -1068,7 +1068,7 @@ fn measured_run(
         Some(probe_stages(&p, stage_names, rec.t0))
     };
     let sampler = sample_rss.then(|| RssSampler::start(rec.t0, Duration::from_millis(interval_ms)));
-    let gpu_sampler = if sample_rss && o.gpu_sampling() {
+    let gpu_sampler = if o.gpu_sampling() && (sample_rss || o.pcie) {
         let every = if o.pcie { 0 } else { interval_ms };
         let s = gpumon::GpuSampler::start(nvml(), rec.t0, o.pcie, every);
         if s.is_none() {

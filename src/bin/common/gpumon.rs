@@ -303,6 +303,8 @@ pub struct GpuSampler {
     handle: Option<std::thread::JoinHandle<()>>,
     child: Option<std::process::Child>,
     pub method: &'static str,
+    /// For the last counter reading at `finish` (NVML sampling with PCIe only).
+    last_reading: Option<(Arc<Nvml>, Instant, Arc<Mutex<CounterTotals>>)>,
 }
 
 pub const METHOD_NVML_COUNTERS: &str = "NVML (libnvidia-ml) PCIe byte counters \
@@ -330,15 +332,30 @@ impl GpuSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::with_capacity(4096)));
         if let Some(n) = nvml {
-            let (s, v) = (stop.clone(), samples.clone());
+            // A first counter reading before returning: a window that starts right after
+            // `start` lies inside the readings.
+            let totals = Arc::new(Mutex::new(CounterTotals::default()));
+            if pcie {
+                let t_count = t0.elapsed().as_nanos() as u64;
+                if let Some((h2d, d2h)) = n.pcie_counters().map(|c| totals.lock().unwrap().push(c)) {
+                    samples.lock().unwrap().push(Sample {
+                        t_ns: t_count,
+                        t_count_ns: t_count,
+                        h2d_total: Some(h2d),
+                        d2h_total: Some(d2h),
+                        ..Default::default()
+                    });
+                }
+            }
+            let (s, v, tt) = (stop.clone(), samples.clone(), totals.clone());
+            let last_reading = pcie.then(|| (n.clone(), t0, totals.clone()));
             let handle = std::thread::Builder::new()
                 .name("gpu-sampler".into())
                 .spawn(move || {
-                    let mut totals = CounterTotals::default();
                     while !s.load(Ordering::Relaxed) {
                         let t_count = t0.elapsed().as_nanos() as u64;
                         let counted = if pcie {
-                            n.pcie_counters().map(|c| totals.push(c))
+                            n.pcie_counters().map(|c| tt.lock().unwrap().push(c))
                         } else {
                             None
                         };
@@ -381,6 +398,7 @@ impl GpuSampler {
                 handle: Some(handle),
                 child: None,
                 method: METHOD_NVML,
+                last_reading,
             });
         }
         // nvidia-smi dmon fallback.
@@ -429,6 +447,7 @@ impl GpuSampler {
             handle: Some(handle),
             child: Some(child),
             method: METHOD_SMI,
+            last_reading: None,
         })
     }
 
@@ -440,6 +459,20 @@ impl GpuSampler {
         }
         if let Some(h) = self.handle.take() {
             let _ = h.join();
+        }
+        // A last counter reading now: a window that ended right before `finish` lies
+        // inside the readings.
+        if let Some((n, t0, totals)) = self.last_reading.take() {
+            let t_count = t0.elapsed().as_nanos() as u64;
+            if let Some((h2d, d2h)) = n.pcie_counters().map(|c| totals.lock().unwrap().push(c)) {
+                self.samples.lock().unwrap().push(Sample {
+                    t_ns: t_count,
+                    t_count_ns: t_count,
+                    h2d_total: Some(h2d),
+                    d2h_total: Some(d2h),
+                    ..Default::default()
+                });
+            }
         }
         std::mem::take(&mut *self.samples.lock().unwrap())
     }
