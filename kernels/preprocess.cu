@@ -321,7 +321,9 @@ __device__ __forceinline__ void sample_staged(bool nv12, const Staged& st, const
 // Columns of one block at most (blockDim.x * PX): the host keeps blocks within it.
 #define MAX_BLOCK_COLUMNS 1024
 
-template <int PX>
+// STAGE: the entry points with row staging (`_staged_inline`); the others never stage and
+// carry none of its code (fewer registers).
+template <int PX, bool STAGE>
 __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __restrict__ out,
                                            const NormParams& n) {
     const int f = blockIdx.z;
@@ -361,7 +363,7 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
         const Rows r = make_rows(p, y);
         Staged st;
         bool staged = false;
-        if (n.stage > 0 && (p.kind == KIND_NV12 || p.kind == KIND_I420)) {
+        if (STAGE && n.stage > 0 && (p.kind == KIND_NV12 || p.kind == KIND_I420)) {
             extern __shared__ uint4 stage_smem[];
             const int warp = (threadIdx.y * blockDim.x + threadIdx.x) >> 5;
             unsigned char* slice = (unsigned char*)stage_smem + (size_t)warp * 4 * n.stage;
@@ -437,11 +439,15 @@ struct InlineFrames {
 #define TRTV_PREPROCESS_ENTRIES(NAME, PX)                                                              \
     extern "C" __global__ void __launch_bounds__(256)                                                  \
         NAME(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {           \
-        preprocess<PX>(frames, out, n);                                                                \
+        preprocess<PX, false>(frames, out, n);                                                         \
     }                                                                                                  \
     extern "C" __global__ void __launch_bounds__(256)                                                  \
         NAME##_inline(const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) { \
-        preprocess<PX>(frames.f, out, n);                                                              \
+        preprocess<PX, false>(frames.f, out, n);                                                       \
+    }                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(256) NAME##_staged_inline(                            \
+        const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) {           \
+        preprocess<PX, true>(frames.f, out, n);                                                        \
     }
 
 TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw, 1)

@@ -176,6 +176,8 @@ rec = {
     "ratio": round(line["fraction_of_copy_bandwidth"], 4),
     "ratio_meaning": "achieved bytes/s of the kernel (rows touched + written) / measured D2D copy bytes/s",
     "ratio_pipelined": round(line.get("fraction_of_copy_bandwidth_pipelined") or 0, 4),
+    "ratio_same_size_copy": round(line.get("fraction_of_same_size_copy") or 0, 4),
+    "ratio_same_size_copy_meaning": "the kernel's bytes/s / bytes/s of one cuMemcpyDtoDAsync moving as many bytes (read + write), timed the same way (median of 200 single launches between events)",
     "ratio_pipelined_meaning": "the same with the time per batch of 200 batches queued back to back",
     "pixels_per_thread": line.get("pixels_per_thread"),
     "variants_us": line.get("variants"),
@@ -396,12 +398,12 @@ fi
 ncu_preprocess() {
   local ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
   [ -x "$ncu" ] || { echo "no ncu"; return 1; }
-  local t=.device-build/device_cuda k=regex:trtv_preprocess_nchw_x4_inline
-  # Launches of that kernel in timing_8x1080p_nv12_to_640_f16: 1 warm-up at creation, 420
-  # per timed variant (5 block shapes with staging), then the direct-load variants.
-  "$ncu" --set full -k $k --launch-skip 31 --launch-count 1 -o $W/ncu-staged -f \
+  local t=.device-build/device_cuda
+  # In timing_8x1080p_nv12_to_640_f16 each timed variant launches its kernel 420 times
+  # (the direct-load x4 kernel once more at creation); the 31st launch of each, 32x8 blocks.
+  "$ncu" --set full -k regex:nchw_x4_staged_inline --launch-skip 30 --launch-count 1 -o $W/ncu-staged -f \
     env TRTV_REQUIRE_CUDA=1 $t timing_8x1080p_nv12_to_640_f16 --nocapture --test-threads=1 > $W/ncu-run1.txt 2>&1
-  "$ncu" --set full -k $k --launch-skip 2131 --launch-count 1 -o $W/ncu-direct -f \
+  "$ncu" --set full -k regex:nchw_x4_inline --launch-skip 31 --launch-count 1 -o $W/ncu-direct -f \
     env TRTV_REQUIRE_CUDA=1 $t timing_8x1080p_nv12_to_640_f16 --nocapture --test-threads=1 > $W/ncu-run2.txt 2>&1
   tail -5 $W/ncu-run1.txt $W/ncu-run2.txt
   for v in staged direct; do

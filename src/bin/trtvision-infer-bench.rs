@@ -479,7 +479,26 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
         Idle,
         Launches,
         CrossStream,
+        Copies,
+        BlockedWaits,
     }
+    // Long GPU work for the blocked-wait phases: 512 MiB device-to-device copies (~0.35 ms
+    // each on an H100) on the second stream.
+    let big = 512usize << 20;
+    let (big_a, big_b) = (
+        DeviceBuffer::new(&ctx, big).map_err(|e| e.to_string())?,
+        DeviceBuffer::new(&ctx, big).map_err(|e| e.to_string())?,
+    );
+    let copy_on = |stream: cudarc::driver::sys::CUstream| -> Result<(), String> {
+        let _g = ctx.push().map_err(|e| e.to_string())?;
+        // SAFETY: two live allocations of `big` bytes of this context; a live stream of it.
+        let r = unsafe { cudarc::driver::sys::cuMemcpyDtoDAsync_v2(big_b.ptr(), big_a.ptr(), big, stream) };
+        if r == cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+            Ok(())
+        } else {
+            Err(format!("cuMemcpyDtoDAsync: {r:?}"))
+        }
+    };
     let mut phase = |what: Phase, pre: &mut CudaPreprocessor| -> Result<(f64, f64, u64, usize), String> {
         let sampler = gpumon::GpuSampler::start(Some(nvml.clone()), t0, true, 0)
             .ok_or("NVML sampling did not start")?;
@@ -512,6 +531,25 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
                     }
                     other.synchronize().map_err(err)?;
                 }
+                Phase::Copies | Phase::BlockedWaits => {
+                    // The copy on the other stream, then (blocked waits only) this stream
+                    // waits for it on the GPU before its launch: the wait is queued long
+                    // before the copy ends.
+                    for _ in 0..8 {
+                        copy_on(other.stream())?;
+                        if what == Phase::BlockedWaits {
+                            // SAFETY: live streams of `ctx`, an event of `ctx`.
+                            unsafe {
+                                ev_a.record(other.stream()).map_err(err)?;
+                                ev_a.wait_on(pre.stream()).map_err(err)?;
+                            }
+                        }
+                        drop(pre.run(&frames, &transform).map_err(err)?);
+                        launches += 1;
+                    }
+                    other.synchronize().map_err(err)?;
+                    pre.synchronize().map_err(err)?;
+                }
             }
         }
         let z = t0.elapsed().as_nanos() as u64;
@@ -524,6 +562,8 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
     let (idle_rx, idle_tx, _, idle_n) = phase(Phase::Idle, &mut pre)?;
     let (rx, tx, launches, n) = phase(Phase::Launches, &mut pre)?;
     let (xrx, xtx, xlaunches, xn) = phase(Phase::CrossStream, &mut pre)?;
+    let (crx, ctx_bytes, copies, cn) = phase(Phase::Copies, &mut pre)?;
+    let (brx, btx, blocked, bn) = phase(Phase::BlockedWaits, &mut pre)?;
     let per = |total: f64, idle: f64, count: u64| (total - idle) / count.max(1) as f64;
     let per_launch = |total: f64, idle: f64| per(total, idle, launches);
     Ok(json!({
@@ -549,6 +589,22 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
             "d2h_bytes_per_launch_above_idle": round(per(xtx, idle_tx, xlaunches), 1),
             "samples": xn,
             "what": "the same launches alternating between two streams, each waiting on the other's last launch (cuStreamWaitEvent)",
+        },
+        "copies": {
+            "count": copies,
+            "h2d_bytes_per_s": round(crx / secs, 0),
+            "d2h_bytes_per_s": round(ctx_bytes / secs, 0),
+            "samples": cn,
+            "what": "512 MiB device-to-device copies on one stream, each followed by a launch on the other stream without waiting (the control of blocked_waits)",
+        },
+        "blocked_waits": {
+            "count": blocked,
+            "h2d_bytes_per_s": round(brx / secs, 0),
+            "d2h_bytes_per_s": round(btx / secs, 0),
+            "h2d_bytes_per_wait_above_copies": round(per(brx * copies as f64 / blocked.max(1) as f64, crx, copies), 1),
+            "h2d_bytes_per_s_above_copies": round((brx - crx) / secs, 0),
+            "samples": bn,
+            "what": "the same copies and launches, each launch first waiting on the GPU (cuStreamWaitEvent) for the copy before it: the wait is queued ~0.35 ms before it is satisfied",
         },
         "what": "each launch: trtpreprocess's kernel on one 64x64 NV12 frame (3 KiB of parameters inside the launch, no copy), an event record; 64 launches then one stream synchronize",
     }))
