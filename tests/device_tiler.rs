@@ -215,12 +215,13 @@ fn gpu_mosaic_matches_cpu_mosaic() {
         if max > 2 {
             failures.push(format!("{}: {max}", case.name));
         }
-        // The CPU mosaic into a CUDA frame.
+        // The CPU mosaic into a CUDA frame (with strides of its own: `want` keeps those of
+        // `out`).
         let mut out2 = TestFrame::new(&dev, &mut rng, format, w, h, odd).expect("output");
         tiler.write_rgba(&rgba, &out2.cuda()).expect("write_rgba");
         tiler.wait().expect("wait");
         out2.download();
-        let (max, count) = compare_planes(format, w, h, (&out2.host, &out2.strides), (&want, &out2.strides));
+        let (max, count) = compare_planes(format, w, h, (&out2.host, &out2.strides), (&want, &out.strides));
         println!(
             "{} (CPU mosaic written by the kernel): max difference {max}, {count} bytes differ",
             case.name
@@ -321,10 +322,12 @@ struct Output {
     on_device: bool,
 }
 
-/// What one element run produced: the output of every batch and `gpu-frames` at the end.
+/// What one element run produced: the output of every batch, `gpu-frames` and
+/// `cpu-reason` at the end.
 struct Run {
     outputs: Vec<Output>,
     gpu_frames: u64,
+    cpu_reason: Option<String>,
 }
 
 fn run_element(
@@ -335,16 +338,18 @@ fn run_element(
     out_caps: gst::Caps,
     batches: &[Vec<&SourceFrame>],
 ) -> Run {
-    let mut h = gst_check::Harness::new("trttiler");
-    {
-        let e = h.element().expect("element");
-        e.set_property("width", 1280u32);
-        e.set_property("height", 720u32);
-        e.set_property("rows", 2u32);
-        e.set_property("columns", 2u32);
-        e.set_property("device", device);
-        e.set_context(&ctx.to_gst_context());
-    }
+    // Configured before the harness starts it: the context is then the element's own.
+    let mut h = common::harness(
+        "trttiler",
+        &[
+            ("width", &1280u32),
+            ("height", &720u32),
+            ("rows", &2u32),
+            ("columns", &2u32),
+            ("device", &device),
+        ],
+        Some(&ctx.to_gst_context()),
+    );
     let batch_caps = if cuda_batches {
         gst::Caps::builder(batch::BATCH_MEDIA_TYPE)
             .features([CUDA_MEMORY_FEATURE])
@@ -375,8 +380,12 @@ fn run_element(
             on_device,
         });
     }
-    let gpu_frames = h.element().expect("element").property::<u64>("gpu-frames");
-    Run { outputs, gpu_frames }
+    let e = h.element().expect("element");
+    Run {
+        outputs,
+        gpu_frames: e.property::<u64>("gpu-frames"),
+        cpu_reason: e.property::<Option<String>>("cpu-reason"),
+    }
 }
 
 /// trttiler on batches of GstCudaMemory frames: composed on the GPU into CUDA memory and
@@ -386,12 +395,7 @@ fn run_element(
 #[test]
 fn tiler_element_on_gst_cuda_memory() {
     let Some(_dev) = device() else { return };
-    if let Err(e) = gst::init() {
-        panic!("gst::init: {e}");
-    }
-    if let Err(e) = gsttrtvision::plugin_register_static() {
-        panic!("plugin registration: {e}");
-    }
+    common::init();
     let ctx = CudaContext::new_primary(0).expect("GstCudaContext wrapping the primary context");
     let dctx = ctx.device_context().expect("device context");
     let mut rng = Rng(23);
@@ -444,52 +448,61 @@ fn tiler_element_on_gst_cuda_memory() {
             b.build()
         }
     };
+    // (name, device, CUDA batches, output caps, gpu-frames, start of cpu-reason). device=cpu
+    // launches no kernel: CUDA frames are read through GstCudaMemory's system-memory map,
+    // a CUDA output frame is written through it.
     let runs = [
         (
             "GPU, CUDA batches into CUDA NV12",
             "auto",
             true,
             caps(VideoFormat::Nv12, true),
-            Some(6),
+            6,
+            None,
         ),
         (
             "GPU, CUDA batches into CUDA BGRx",
             "auto",
             true,
             caps(VideoFormat::Bgrx, true),
-            Some(6),
+            6,
+            None,
         ),
         (
             "device=cpu, CUDA batches into CUDA NV12",
             "cpu",
             true,
             caps(VideoFormat::Nv12, true),
-            Some(0),
+            0,
+            Some("device=cpu"),
         ),
         (
             "system batches into CUDA RGBA",
             "auto",
             false,
             caps(VideoFormat::Rgba, true),
-            Some(0),
+            0,
+            Some("the batches are in system memory"),
         ),
         (
             "GPU, CUDA batches into system I420",
             "auto",
             true,
             caps(VideoFormat::I420, false),
-            Some(6),
+            6,
+            None,
         ),
         (
             "device=cpu, CUDA batches into system RGB",
             "cpu",
             true,
             caps(VideoFormat::Rgb, false),
-            Some(0),
+            0,
+            Some("device=cpu"),
         ),
     ];
     let mut failures = Vec::new();
-    for (name, device, cuda_batches, out_caps, gpu_frames) in runs {
+    for (name, device, cuda_batches, out_caps, gpu_frames, cpu_reason) in runs {
         let want_cuda = out_caps
             .features(0)
             .is_some_and(|f| f.contains(CUDA_MEMORY_FEATURE));
@@ -504,9 +517,19 @@ fn tiler_element_on_gst_cuda_memory() {
                 failures.push(format!("{name}, batch {k}: {max}"));
             }
         }
-        println!("trttiler {name}: gpu-frames {}", run.gpu_frames);
-        if let Some(g) = gpu_frames {
-            assert_eq!(run.gpu_frames, g, "{name}: gpu-frames");
+        println!(
+            "trttiler {name}: gpu-frames {}, cpu-reason {:?}",
+            run.gpu_frames, run.cpu_reason
+        );
+        assert_eq!(
+            run.gpu_frames, gpu_frames,
+            "{name}: gpu-frames (cpu-reason: {:?})",
+            run.cpu_reason
+        );
+        match (cpu_reason, run.cpu_reason.as_deref()) {
+            (None, None) => {}
+            (Some(want), Some(got)) if got.starts_with(want) => {}
+            (want, got) => panic!("{name}: cpu-reason {got:?}, expected one starting with {want:?}"),
         }
     }
     assert!(
@@ -538,8 +561,9 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
         (1, "I420", 1280, 720),
         (2, "RGBA", 320, 240),
     ];
-    // (frames in CUDA memory, mosaic in CUDA memory)
-    let run = |cuda_in: bool, cuda_out: bool| -> (Vec<gst::Buffer>, u64) {
+    // (frames in CUDA memory, mosaic in CUDA memory): the mosaics, gpu-frames, cpu-reason and
+    // the caps negotiated on trtmux's sink pads and trttiler's sink pad.
+    let run = |cuda_in: bool, cuda_out: bool| -> (Vec<gst::Buffer>, u64, Option<String>, Vec<String>) {
         let out = if cuda_out {
             "video/x-raw(memory:CUDAMemory),format=NV12 ! cudadownload ! video/x-raw,format=NV12"
         } else {
@@ -548,6 +572,8 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
         let mut desc = format!(
             "trtmux name=m ! trttiler name=t rows=2 columns=2 width=960 height=540 ! {out} ! appsink name=out sync=false"
         );
+        // No capsfilter after cudaupload: trtmux itself asks for CUDA memory
+        // (GStreamer 1.22's cudaupload would otherwise pass system memory through).
         for (i, (camera, format, w, h)) in cams.iter().enumerate() {
             let up = if cuda_in { " ! cudaupload" } else { "" };
             desc += &format!(
@@ -557,27 +583,54 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
         let p = common::parse(&desc);
         let frames = common::collect(&p, "out");
         let tiler = p.by_name("t").expect("trttiler");
+        let mux = p.by_name("m").expect("trtmux");
+        let mut pads: Vec<gst::Pad> = (0..cams.len())
+            .map(|i| mux.static_pad(&format!("sink_{i}")).expect("trtmux sink pad"))
+            .collect();
+        pads.push(tiler.static_pad("sink").expect("trttiler sink pad"));
+        let negotiated = record_caps(&pads);
         if let Err(e) = common::run_to_end(&p, gst::ClockTime::from_seconds(60)) {
             panic!("{desc}: {e}");
         }
         let gpu_frames = tiler.property::<u64>("gpu-frames");
+        let reason = tiler.property::<Option<String>>("cpu-reason");
         let frames = std::mem::take(&mut *frames.lock().expect("frames"));
+        let negotiated = std::mem::take(&mut *negotiated.lock().expect("caps"));
         println!(
-            "trttiler pipeline {desc}: {} mosaics, gpu-frames {gpu_frames}",
+            "trttiler pipeline {desc}: {} mosaics, gpu-frames {gpu_frames}, cpu-reason {reason:?}",
             frames.len()
         );
-        (frames, gpu_frames)
+        for c in &negotiated {
+            println!("  negotiated {c}");
+        }
+        (frames, gpu_frames, reason, negotiated)
     };
-    let (cpu, cpu_gpu_frames) = run(false, false);
+    let (cpu, cpu_gpu_frames, reason, _) = run(false, false);
     assert_eq!(cpu.len(), 4);
     assert_eq!(cpu_gpu_frames, 0);
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("the batches are in system memory")),
+        "{reason:?}"
+    );
     let info = gst_video::VideoInfo::builder(VideoFormat::Nv12, 960, 540)
         .build()
         .expect("info");
     for cuda_out in [true, false] {
-        let (gpu, gpu_frames) = run(true, cuda_out);
+        let (gpu, gpu_frames, reason, negotiated) = run(true, cuda_out);
         assert_eq!(gpu.len(), 4);
-        assert_eq!(gpu_frames, 12, "every frame composed on the GPU");
+        for c in &negotiated {
+            assert!(
+                c.contains(CUDA_MEMORY_FEATURE),
+                "CUDA memory expected after cudaupload, negotiated {c}"
+            );
+        }
+        assert_eq!(
+            gpu_frames, 12,
+            "every frame composed on the GPU; trttiler's cpu-reason: {reason:?}; negotiated: {negotiated:#?}"
+        );
+        assert_eq!(reason, None);
         for (k, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
             let (gp, gs) = read_system_buffer(g.as_ref(), &info);
             let (cp, cs) = read_system_buffer(c.as_ref(), &info);
@@ -588,6 +641,30 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
             assert!(max <= 2, "CUDA output {cuda_out}, mosaic {k}: {max}");
         }
     }
+}
+
+/// Records `pad: caps` for every caps event reaching one of `pads`.
+fn record_caps(pads: &[gst::Pad]) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for pad in pads {
+        let (seen, name) = (
+            seen.clone(),
+            format!(
+                "{}:{}",
+                pad.parent().map(|p| p.name()).unwrap_or_default(),
+                pad.name()
+            ),
+        );
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::EventView::Caps(c)) = info.event().map(|e| e.view()) {
+                if let Ok(mut v) = seen.lock() {
+                    v.push(format!("{name}: {}", c.caps()));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    seen
 }
 
 /// Timing: 8 NV12 1920x1080 frames into a 3x3 NV12 1920x1080 mosaic, kernel time with

@@ -246,3 +246,54 @@ fn pads_requested_and_released_while_playing() {
     });
     assert_eq!(*added, (0..added.len() as u64).collect::<Vec<_>>());
 }
+
+/// Sink pads prefer CUDA memory: an upstream element offering both (GStreamer 1.22's
+/// `cudaupload` lists system memory first) is answered CUDA memory first, so it delivers
+/// GstCudaMemory. Once a source has negotiated system memory, system memory comes first,
+/// so that the other sources match it.
+#[test]
+fn sink_pads_prefer_cuda_memory_until_a_source_negotiates_system_memory() {
+    use gsttrtvision::batch::CUDA_MEMORY_FEATURE;
+    common::init();
+    let video = |cuda: bool| {
+        let b = gst_video::VideoCapsBuilder::new()
+            .format(gst_video::VideoFormat::Nv12)
+            .width(64)
+            .height(48)
+            .framerate(gst::Fraction::new(30, 1));
+        if cuda {
+            b.features([CUDA_MEMORY_FEATURE]).build()
+        } else {
+            b.build()
+        }
+    };
+    let cuda_at = |caps: &gst::Caps| -> Vec<bool> {
+        (0..caps.size())
+            .map(|i| caps.features(i).is_some_and(|f| f.contains(CUDA_MEMORY_FEATURE)))
+            .collect()
+    };
+    // What cudaupload offers: system memory (passthrough) first, then CUDA memory.
+    let mut offered = video(false);
+    offered.merge(video(true));
+    let mut h = gst_check::Harness::with_padnames("trtmux", Some("sink_0"), Some("src"));
+    let mux = h.element().expect("trtmux");
+    let sink_0 = mux.static_pad("sink_0").expect("sink_0");
+    let caps = sink_0.query_caps(Some(&offered));
+    assert_eq!(cuda_at(&caps), [true, false], "{caps}");
+    assert!(
+        caps.structure(0).is_some_and(|s| s.get::<i32>("width") == Ok(64)),
+        "{caps}"
+    );
+    assert_eq!(cuda_at(&sink_0.query_caps(None)), [true, false]);
+    // Source 0 negotiates system memory (a CPU decoder): later sources get system memory
+    // first.
+    h.set_src_caps(video(false));
+    let batch = h
+        .push_and_pull(gst::Buffer::with_size(64 * 48 * 3 / 2).expect("frame"))
+        .expect("batch");
+    assert_eq!(slots_of(&batch).len(), 1);
+    let sink_1 = mux.request_pad_simple("sink_%u").expect("sink_1");
+    let caps = sink_1.query_caps(Some(&offered));
+    assert_eq!(cuda_at(&caps), [false, true], "{caps}");
+    mux.release_request_pad(&sink_1);
+}

@@ -39,14 +39,7 @@ fn slot(pad: u32, w: u32, h: u32, rgb: [u8; 3]) -> FrameSlot {
 /// A started harness around `trttiler` with `props`, fed system-memory batches and
 /// producing RGBA.
 fn harness(props: &[(&str, &dyn ToValue)]) -> gst_check::Harness {
-    common::init();
-    let mut h = gst_check::Harness::new("trttiler");
-    {
-        let e = h.element().expect("element");
-        for (k, v) in props {
-            e.set_property_from_value(k, &v.to_value());
-        }
-    }
+    let mut h = common::harness("trttiler", props, None);
     h.set_src_caps(batch::batch_caps());
     h.set_sink_caps(
         gst_video::VideoCapsBuilder::new()
@@ -105,6 +98,7 @@ fn pad_templates_and_caps_queries() {
     assert_ne!(has_cuda_feature(&caps, 0), has_cuda_feature(&caps, 1), "{caps}");
     assert_eq!(e.property::<String>("device"), "auto");
     assert_eq!(e.property::<u64>("gpu-frames"), 0);
+    assert_eq!(e.property::<Option<String>>("cpu-reason"), None, "no batch yet");
     e.set_property("device", "cpu");
     assert_eq!(e.property::<String>("device"), "cpu");
     e.set_property("device", "tpu");
@@ -143,7 +137,27 @@ fn cuda_batches_negotiate_and_compose_on_the_cpu_path() {
     );
     assert_eq!(rgb(&out, 64, 16, 16), [200, 10, 20]);
     assert_eq!(rgb(&out, 64, 48, 16), [5, 6, 7]);
-    assert_eq!(h.element().expect("element").property::<u64>("gpu-frames"), 0);
+    let e = h.element().expect("element");
+    assert_eq!(e.property::<u64>("gpu-frames"), 0);
+    // Why the CPU composed: no CUDA context or build without CUDA here, system-memory
+    // frames on a GPU machine; never the device setting.
+    let reason = e.property::<Option<String>>("cpu-reason").expect("a reason");
+    assert_ne!(reason, "device=cpu");
+    // `device` takes effect at the next batch, also while playing, and composes the
+    // same mosaic: only source 1 in this batch, source 0 keeps its tile.
+    for (device, why) in [("cpu", Some("device=cpu")), ("auto", None)] {
+        e.set_property("device", device);
+        let out = h
+            .push_and_pull(common::batch_buffer(2, vec![slot(1, 32, 32, [1, 2, 3])]))
+            .expect("mosaic");
+        assert_eq!(rgb(&out, 64, 16, 16), [200, 10, 20], "device={device}");
+        assert_eq!(rgb(&out, 64, 48, 16), [1, 2, 3], "device={device}");
+        let got = e.property::<Option<String>>("cpu-reason").expect("a reason");
+        match why {
+            Some(w) => assert_eq!(got, w),
+            None => assert_eq!(got, reason, "device=auto: the first reason again"),
+        }
+    }
 }
 
 #[test]
@@ -181,7 +195,17 @@ fn absent_sources_keep_their_last_frame() {
             .expect("mosaic");
         assert_eq!(rgb(&out, 65, 16, 16), [0, 255, 0]);
         assert_eq!(rgb(&out, 65, 48, 16), [9, 9, 9]);
-        assert_eq!(h.element().expect("element").property::<u64>("gpu-frames"), 0);
+        let e = h.element().expect("element");
+        assert_eq!(e.property::<u64>("gpu-frames"), 0);
+        let reason = e.property::<Option<String>>("cpu-reason").expect("a reason");
+        let want = if device == "cpu" {
+            "device=cpu"
+        } else if cfg!(feature = "cuda") {
+            "the batches are in system memory"
+        } else {
+            "the plugin was built without CUDA support"
+        };
+        assert!(reason.starts_with(want), "{reason}");
     }
 }
 

@@ -110,6 +110,36 @@ impl TrtMux {
         self.pads.lock().unwrap().clone()
     }
 
+    /// What a sink pad accepts, in order of preference: its template intersected with
+    /// `filter` in the template's order, CUDA memory first, so that an upstream element
+    /// offering both memories picks CUDA memory (GStreamer 1.22's `cudaupload` lists
+    /// system memory first: in the filter's order it would pass system memory through).
+    /// Once a source has negotiated system memory, system memory comes first, so that
+    /// the other sources match it (all sources of a batch use the same memory).
+    fn sink_caps(&self, template: &gst::Caps, filter: Option<&gst::CapsRef>) -> gst::Caps {
+        let system_first = self.state.lock().unwrap().cuda == Some(false);
+        let ordered = if system_first {
+            let (mut cuda, mut system) = (gst::Caps::new_empty(), gst::Caps::new_empty());
+            for (s, f) in template.iter_with_features() {
+                let side = if f.contains(batch::CUDA_MEMORY_FEATURE) {
+                    &mut cuda
+                } else {
+                    &mut system
+                };
+                side.make_mut()
+                    .append_structure_full(s.to_owned(), Some(f.to_owned()));
+            }
+            system.merge(cuda);
+            system
+        } else {
+            template.clone()
+        };
+        match filter {
+            Some(f) => ordered.intersect_with_mode(f, gst::CapsIntersectMode::First),
+            None => ordered,
+        }
+    }
+
     fn source_eos_event(pad_index: u32) -> gst::Event {
         gst::event::CustomDownstream::new(
             gst::Structure::builder(batch::SOURCE_EOS_EVENT)
@@ -425,6 +455,16 @@ impl AggregatorImpl for TrtMux {
             }
         }
         self.parent_sink_event(pad, event)
+    }
+
+    fn sink_query(&self, pad: &gst_base::AggregatorPad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Caps(q) = query.view_mut() {
+            let caps = self.sink_caps(&pad.pad_template_caps(), q.filter());
+            gst::log!(CAT, obj = pad, "caps query answered with {caps}");
+            q.set_result(&caps);
+            return true;
+        }
+        self.parent_sink_query(pad, query)
     }
 
     fn update_src_caps(&self, _caps: &gst::Caps) -> Result<gst::Caps, gst::FlowError> {

@@ -23,6 +23,13 @@
 //! shared with the pipeline). The element waits for the kernel before pushing:
 //! GstCudaMemory of GStreamer 1.22 carries no stream or event.
 //!
+//! `device=cpu` launches no kernel at all: CUDA frames are read through GstCudaMemory's
+//! system-memory map (GStreamer downloads them) and a CUDA output frame is written through
+//! it (GStreamer uploads it). `device` is read for every batch, so it may change while
+//! playing; with CUDA batches the last frame of every tile is kept on either path, so the
+//! GPU can take over at any batch. Why a mosaic was composed on the CPU is logged (info
+//! level, when it changes) and readable in the `cpu-reason` property.
+//!
 //! [`CudaTiler`]: crate::cuda::CudaTiler
 
 use super::mosaic::{self, grid_for, Grid};
@@ -49,7 +56,7 @@ struct Settings {
     columns: u32,
     width: u32,
     height: u32,
-    /// Compose on the GPU when the frames and the output are CUDA memory.
+    /// Compose on the GPU when the batches are CUDA memory (`device=auto`).
     use_gpu: bool,
 }
 
@@ -81,22 +88,22 @@ struct State {
     scratch: mosaic::Scratch,
     /// Grid of the last batch.
     grid: Option<Grid>,
-    /// Per tile, the last frame shown in it, kept while the GPU may compose (it redraws
-    /// the whole frame every batch).
+    /// Per tile, the last frame shown in it, kept with CUDA batches (the GPU redraws the
+    /// whole frame every batch, and may take over at any batch).
     last: Vec<Option<KeptFrame>>,
     /// `mosaic` misses what the GPU composed since the CPU last drew it.
     mosaic_stale: bool,
+    /// Why the current batch is composed on the CPU (reused text, no allocation per batch).
+    why: String,
     #[cfg(feature = "cuda")]
     cuda: CudaState,
 }
 
 impl State {
-    /// Whether the GPU may compose the output frames.
-    fn gpu_enabled(&self) -> bool {
-        #[cfg(feature = "cuda")]
-        return self.in_cuda && !self.cuda.disabled;
-        #[cfg(not(feature = "cuda"))]
-        false
+    /// Whether the last frame of every tile is kept: with CUDA batches, which the GPU may
+    /// compose.
+    fn keeps_frames(&self) -> bool {
+        cfg!(feature = "cuda") && self.in_cuda
     }
 
     fn clear_mosaic(&mut self) {
@@ -109,8 +116,8 @@ impl State {
 struct CudaState {
     /// Created on the first batch that needs it.
     tiler: Option<crate::cuda::CudaTiler>,
-    /// Set when the CUDA path is off (`device=cpu`) or failed once.
-    disabled: bool,
+    /// Why the CUDA tiler could not start (then the CPU composes until the next start).
+    failed: Option<String>,
     maps: Vec<crate::cuda::CudaFrameMap>,
     frames: Vec<Option<crate::cuda::CudaFrame>>,
 }
@@ -121,6 +128,9 @@ pub struct TrtTiler {
     state: Mutex<State>,
     /// Frames of batches composed on the GPU since start.
     gpu_frames: AtomicU64,
+    /// Why the last mosaic was composed on the CPU (`None`: on the GPU, or none yet); kept
+    /// after stop for the `cpu-reason` property.
+    cpu_reason: Mutex<Option<String>>,
     /// CUDA context shared with the pipeline through `gst.cuda.context`.
     #[cfg(feature = "cuda")]
     cuda_ctx: crate::cuda::ElementCudaContext,
@@ -145,7 +155,44 @@ fn merged(mut first: gst::Caps, second: gst::Caps) -> gst::Caps {
     first
 }
 
+/// Why GstCudaMemory mapped in `map` cannot be used by the element: its context against
+/// the element's `ctx` (handles and devices), for the `cpu-reason` property and the log.
+#[cfg(feature = "cuda")]
+fn foreign_context(ctx: &crate::cuda::CudaContext, map: &crate::cuda::CudaFrameMap) -> String {
+    let theirs = map.context().map_or("none".to_string(), |c| {
+        format!("CUcontext {:?} of device {}", c.handle(), c.device_id())
+    });
+    format!(
+        "GstCudaMemory of another CUDA context, not peer-accessible ({theirs}; the element's: CUcontext {:?} of device {})",
+        ctx.handle(),
+        ctx.device_id()
+    )
+}
+
+/// Why system-memory batches are composed on the CPU.
+const SYSTEM_BATCHES: &str =
+    "the batches are in system memory (the GPU path needs every trtmux source to deliver \
+     video/x-raw(memory:CUDAMemory))";
+
 impl TrtTiler {
+    /// Records that the current mosaic is composed on the CPU, and why (logged when the
+    /// reason changes).
+    fn composed_on_cpu(&self, why: &str) {
+        let mut reason = self.cpu_reason.lock().unwrap();
+        if reason.as_deref() != Some(why) {
+            gst::info!(CAT, imp = self, "composing on the CPU: {why}");
+            *reason = Some(why.to_owned());
+        }
+    }
+
+    /// Records that the current mosaic is composed on the GPU.
+    fn composed_on_gpu(&self) {
+        let mut reason = self.cpu_reason.lock().unwrap();
+        if reason.take().is_some() {
+            gst::info!(CAT, imp = self, "composing on the GPU");
+        }
+    }
+
     /// Composes the batch into the RGBA mosaic on the CPU: the batch's frames, or every
     /// kept frame when the GPU composed the previous batches.
     fn compose_cpu(&self, st: &mut State, batch: &Batch, grid: &Grid) {
@@ -202,16 +249,18 @@ impl TrtTiler {
         }
     }
 
-    /// Writes the RGBA mosaic into the output frame, in its format and memory.
+    /// Writes the RGBA mosaic into the output frame, in its format and memory (with
+    /// `use_gpu`, a CUDA output frame through one copy and one kernel launch).
     fn write_mosaic(
         &self,
         st: &mut State,
         outbuf: &mut gst::BufferRef,
         out_info: &gst_video::VideoInfo,
+        #[allow(unused_variables)] use_gpu: bool,
     ) -> Result<(), gst::FlowError> {
         let len = (out_info.width() * out_info.height() * 4) as usize;
         #[cfg(feature = "cuda")]
-        if st.out_cuda && self.write_mosaic_cuda(st, outbuf, out_info, len)? {
+        if use_gpu && st.out_cuda && self.write_mosaic_cuda(st, outbuf, out_info, len)? {
             return Ok(());
         }
         let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, out_info).map_err(|_| {
@@ -231,15 +280,15 @@ impl TrtTiler {
 
 #[cfg(feature = "cuda")]
 impl TrtTiler {
-    /// The tiler, created on first use; `None` (CPU path) when the CUDA path is off or
-    /// cannot start.
+    /// The tiler, created on first use; `None` (CPU path) when it cannot start (`failed`
+    /// then says why).
     fn tiler<'a>(
         &self,
         tiler: &'a mut Option<crate::cuda::CudaTiler>,
-        disabled: &mut bool,
+        failed: &mut Option<String>,
         ctx: &crate::cuda::CudaContext,
     ) -> Option<&'a mut crate::cuda::CudaTiler> {
-        if *disabled {
+        if failed.is_some() {
             return None;
         }
         if tiler.is_none() {
@@ -254,7 +303,7 @@ impl TrtTiler {
                         imp = self,
                         "CUDA tiler unavailable, CPU path from now on: {e}"
                     );
-                    *disabled = true;
+                    *failed = Some(format!("the CUDA tiler could not start: {e}"));
                 }
             }
         }
@@ -262,29 +311,32 @@ impl TrtTiler {
     }
 
     /// Maps the output buffer for writing on the device when it is GstCudaMemory of a
-    /// context `ctx` can use.
+    /// context `ctx` can use; otherwise `why` says why not.
     fn map_output(
         &self,
         outbuf: &mut gst::BufferRef,
         out_info: &gst_video::VideoInfo,
         ctx: &crate::cuda::CudaContext,
+        why: &mut String,
     ) -> Option<crate::cuda::CudaFrameMap> {
+        use std::fmt::Write;
+        why.clear();
         match crate::cuda::map_cuda_frame_mut(outbuf, out_info) {
-            Ok(m) if m.is_accessible_from(ctx) => Some(m),
-            Ok(_) => {
-                gst::debug!(CAT, imp = self, "output frame of another CUDA context: CPU path");
-                None
+            Ok(m) if m.is_accessible_from(ctx) => return Some(m),
+            Ok(m) => {
+                let _ = write!(why, "the output frame is {}", foreign_context(ctx, &m));
             }
             Err(e) => {
-                gst::debug!(CAT, imp = self, "output frame: {e}: CPU path");
-                None
+                let _ = write!(why, "the output frame cannot be written on the GPU: {e}");
             }
         }
+        gst::debug!(CAT, imp = self, "{why}: CPU path");
+        None
     }
 
     /// Composes the whole output frame on the GPU from the kept frames of every tile (a
     /// system-memory output frame gets the mosaic with one download). False (nothing
-    /// written) when a frame or the output cannot be used on the device.
+    /// written, `st.why` says why) when a frame or the output cannot be used on the device.
     fn compose_cuda(
         &self,
         st: &mut State,
@@ -293,7 +345,11 @@ impl TrtTiler {
         grid: &Grid,
     ) -> Result<bool, gst::FlowError> {
         use crate::cuda;
+        use std::fmt::Write;
+        st.why.clear();
         let Some(ctx) = self.cuda_ctx.get() else {
+            st.why
+                .push_str("the element has no CUDA context (none was found or could be created)");
             return Ok(false);
         };
         let cs = &mut st.cuda;
@@ -310,29 +366,38 @@ impl TrtTiler {
                     cs.maps.push(m);
                 }
                 other => {
-                    let why = match other {
-                        Ok(_) => "in another CUDA context".to_string(),
-                        Err(e) => e.to_string(),
+                    let _ = match other {
+                        Ok(m) => write!(
+                            st.why,
+                            "the {:?} frame of tile {tile} is {}",
+                            info.format(),
+                            foreign_context(&ctx, &m)
+                        ),
+                        Err(e) => write!(
+                            st.why,
+                            "the {:?} {}x{} frame of tile {tile} cannot be read on the GPU: {e}",
+                            info.format(),
+                            info.width(),
+                            info.height()
+                        ),
                     };
-                    gst::debug!(
-                        CAT,
-                        imp = self,
-                        "frame of tile {tile}: {why}: composed on the CPU"
-                    );
+                    gst::debug!(CAT, imp = self, "{}: composed on the CPU", st.why);
                     cs.frames.clear();
                     cs.maps.clear();
                     return Ok(false);
                 }
             }
         }
-        let Some(tiler) = self.tiler(&mut cs.tiler, &mut cs.disabled, &ctx) else {
+        let Some(tiler) = self.tiler(&mut cs.tiler, &mut cs.failed, &ctx) else {
+            st.why
+                .push_str(cs.failed.as_deref().unwrap_or("the CUDA tiler is unavailable"));
             cs.frames.clear();
             cs.maps.clear();
             return Ok(false);
         };
         let (rows, columns) = (grid.rows, grid.columns);
         let result = if st.out_cuda {
-            self.map_output(outbuf, out_info, &ctx).map(|out| {
+            self.map_output(outbuf, out_info, &ctx, &mut st.why).map(|out| {
                 tiler
                     .compose(&cs.frames, rows, columns, &out.frame())
                     .and_then(|()| tiler.wait())
@@ -358,7 +423,11 @@ impl TrtTiler {
                         &strides,
                     ))
                 }
-                Err(_) => None,
+                Err(_) => {
+                    st.why
+                        .push_str("the system-memory output frame could not be mapped");
+                    None
+                }
             }
         };
         cs.frames.clear();
@@ -378,6 +447,7 @@ impl TrtTiler {
                 }
                 // Nothing was queued, or the launch itself failed: the CPU composes.
                 gst::warning!(CAT, imp = self, "{e}: composed on the CPU");
+                let _ = write!(st.why, "composing on the GPU failed: {e}");
                 Ok(false)
             }
         }
@@ -395,13 +465,13 @@ impl TrtTiler {
         let Some(ctx) = self.cuda_ctx.get() else {
             return Ok(false);
         };
-        if st.cuda.disabled {
+        if st.cuda.failed.is_some() {
             return Ok(false);
         }
-        let Some(out) = self.map_output(outbuf, out_info, &ctx) else {
+        let Some(out) = self.map_output(outbuf, out_info, &ctx, &mut st.why) else {
             return Ok(false);
         };
-        let Some(tiler) = self.tiler(&mut st.cuda.tiler, &mut st.cuda.disabled, &ctx) else {
+        let Some(tiler) = self.tiler(&mut st.cuda.tiler, &mut st.cuda.failed, &ctx) else {
             return Ok(false);
         };
         if let Err(e) = tiler.write_rgba(&st.mosaic[..len], &out.frame()) {
@@ -505,13 +575,18 @@ impl ObjectImpl for TrtTiler {
                     .build(),
                 glib::ParamSpecString::builder("device")
                     .nick("Device")
-                    .blurb("Where the mosaic is composed: auto (on the GPU, one kernel launch per batch, when the frames are CUDA memory and the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU); both give the same pixels")
+                    .blurb("Where the mosaic is composed: auto (on the GPU, one kernel launch per batch, when the batches are CUDA memory and the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU, no kernel launched: CUDA frames are downloaded and a CUDA output frame is uploaded by GStreamer); both give the same pixels; takes effect at the next batch")
                     .default_value(Some("auto"))
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt64::builder("gpu-frames")
                     .nick("Frames composed on the GPU")
                     .blurb("Frames of the batches composed on the GPU since start (the others were composed on the CPU)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("cpu-reason")
+                    .nick("Why the CPU composed")
+                    .blurb("Why the last mosaic was composed on the CPU (e.g. system-memory batches, device=cpu, frames of another CUDA context); NULL when it was composed on the GPU or before the first batch")
                     .read_only()
                     .build(),
             ]
@@ -547,6 +622,7 @@ impl ObjectImpl for TrtTiler {
             "height" => s.height.to_value(),
             "device" => if s.use_gpu { "auto" } else { "cpu" }.to_value(),
             "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
+            "cpu-reason" => self.cpu_reason.lock().unwrap().to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -610,17 +686,9 @@ impl BaseTransformImpl for TrtTiler {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        #[allow(unused_variables)]
-        let use_gpu = self.settings.lock().unwrap().use_gpu;
-        *self.state.lock().unwrap() = State {
-            #[cfg(feature = "cuda")]
-            cuda: CudaState {
-                disabled: !use_gpu,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        *self.state.lock().unwrap() = State::default();
         self.gpu_frames.store(0, Ordering::Relaxed);
+        *self.cpu_reason.lock().unwrap() = None;
         Ok(())
     }
 
@@ -757,27 +825,44 @@ impl BaseTransformImpl for TrtTiler {
             st.last.resize(tiles as usize, None);
             st.mosaic_stale = false;
         }
-        let gpu = st.gpu_enabled();
-        if gpu {
+        let keep = st.keeps_frames();
+        if keep {
             for slot in &batch.slots {
                 st.last[grid.tile_of(slot.pad_index()) as usize] =
                     Some((slot.buffer.clone(), slot.info.clone()));
             }
         }
-        #[cfg(feature = "cuda")]
-        let composed = gpu && self.compose_cuda(st, outbuf, &out_info, &grid)?;
-        #[cfg(not(feature = "cuda"))]
-        let composed = false;
+        let composed = if !s.use_gpu {
+            self.composed_on_cpu("device=cpu");
+            false
+        } else if !keep {
+            self.composed_on_cpu(if cfg!(feature = "cuda") {
+                SYSTEM_BATCHES
+            } else {
+                "the plugin was built without CUDA support"
+            });
+            false
+        } else {
+            #[cfg(feature = "cuda")]
+            let composed = self.compose_cuda(st, outbuf, &out_info, &grid)?;
+            #[cfg(not(feature = "cuda"))]
+            let composed = false;
+            if !composed {
+                self.composed_on_cpu(&st.why);
+            }
+            composed
+        };
         if composed {
+            self.composed_on_gpu();
             self.gpu_frames
                 .fetch_add(batch.slots.len() as u64, Ordering::Relaxed);
             st.mosaic_stale = true;
         } else {
             self.compose_cpu(st, batch, &grid);
-            if !st.gpu_enabled() {
+            if !keep {
                 st.last.iter_mut().for_each(|k| *k = None);
             }
-            self.write_mosaic(st, outbuf, &out_info)?;
+            self.write_mosaic(st, outbuf, &out_info, s.use_gpu)?;
         }
         outbuf.set_pts(inbuf.pts());
         outbuf.set_duration(batch.slots.iter().find_map(|s| s.duration));

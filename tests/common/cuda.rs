@@ -304,7 +304,8 @@ pub fn system_buffer(info: &gst_video::VideoInfo, planes: &[Vec<u8>], strides: &
 }
 
 /// Largest difference and number of differing bytes between two frames given as planes
-/// with strides, over the pixel bytes of each row (padding ignored).
+/// with strides, over the pixel bytes of each row (padding ignored). Each frame's strides
+/// must be those its planes were laid out with (a clear panic otherwise).
 pub fn compare_planes(
     format: VideoFormat,
     width: u32,
@@ -315,6 +316,16 @@ pub fn compare_planes(
     let (mut max, mut count) = (0u8, 0usize);
     for p in 0..n_planes(format) {
         let (row_bytes, rows) = plane_geometry(format, p, width as usize, height as usize);
+        for (side, (planes, strides)) in [("first", a), ("second", b)] {
+            let need = (rows - 1) * strides[p] + row_bytes;
+            assert!(
+                strides[p] >= row_bytes && planes[p].len() >= need,
+                "{format:?} {width}x{height}, plane {p} of the {side} frame: {} bytes with stride {} \
+                 ({need} needed): planes and strides do not belong together",
+                planes[p].len(),
+                strides[p]
+            );
+        }
         for r in 0..rows {
             let ra = &a.0[p][r * a.1[p]..][..row_bytes];
             let rb = &b.0[p][r * b.1[p]..][..row_bytes];

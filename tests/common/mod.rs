@@ -5,6 +5,7 @@
 pub mod cuda;
 pub mod groundtruth;
 
+use gst::glib;
 use gst::prelude::*;
 use std::path::PathBuf;
 use std::sync::Once;
@@ -15,6 +16,28 @@ pub fn init() {
         gst::init().expect("GStreamer initialises");
         gsttrtvision::plugin_register_static().expect("plugin registers");
     });
+}
+
+/// A `gst_check::Harness` around a new `factory` element configured first: `props`, then
+/// `context` (e.g. a `gst.cuda.context`). The harness sets a non-source element to PLAYING
+/// as soon as it wraps it, so properties read on start and contexts taken on NULL→READY
+/// must be on the element before (setting them on `Harness::new`'s element is too late).
+pub fn harness(
+    factory: &str,
+    props: &[(&str, &dyn glib::value::ToValue)],
+    context: Option<&gst::Context>,
+) -> gst_check::Harness {
+    init();
+    let element = gst::ElementFactory::make(factory)
+        .build()
+        .unwrap_or_else(|e| panic!("{factory}: {e}"));
+    for (name, value) in props {
+        element.set_property_from_value(name, &value.to_value());
+    }
+    if let Some(c) = context {
+        element.set_context(c);
+    }
+    gst_check::Harness::with_element(&element, Some("sink"), Some("src"))
 }
 
 /// Directory with the committed model configs (engines/).
