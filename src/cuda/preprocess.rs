@@ -42,7 +42,11 @@ type KernelNames = (&'static CStr, &'static CStr, &'static CStr);
 const KERNEL_NAMES: [(u32, KernelNames); 4] = [
     (
         1,
-        (KERNEL_NAME, c"trtv_preprocess_nchw_inline", c"trtv_preprocess_nchw_staged_inline"),
+        (
+            KERNEL_NAME,
+            c"trtv_preprocess_nchw_inline",
+            c"trtv_preprocess_nchw_staged_inline",
+        ),
     ),
     (
         2,
