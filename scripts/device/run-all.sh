@@ -12,7 +12,8 @@
 # device_tiler baseline"), SKIP_INFER, SKIP_PROMPTSEG, SKIP_BENCH, SKIP_LONG (the 20 s
 # unpaced runs), SKIP_MULTI, SKIP_RECORD, SKIP_FRAMES, DRIFT_S (the drift run, own call),
 # PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), NCU=1
-# (Nsight Compute profile of the preprocessing kernel),
+# (Nsight Compute profile of the preprocessing kernel), PROBE_ONLY=1 (the PCIe probe without
+# the inference runs),
 # TRTV_LOCAL_TEST=1 (dry run on a machine without the bundle: use the system GStreamer).
 set +e
 START=$(date +%s)
@@ -264,11 +265,15 @@ rec = {
                   "h2d_bytes_per_s": idle["h2d_bytes_per_s"], "d2h_bytes_per_s": idle["d2h_bytes_per_s"]},
     "ratio": None,
     "cross_stream": x,
+    "blocked_waits": line.get("blocked_waits"),
+    "copies": line.get("copies"),
     "raw": line,
 }
 open(sys.argv[2], "w").write(json.dumps(rec, indent=1) + "\n")
 print("wrote", sys.argv[2])
 PY
+  # PROBE_ONLY=1: the probe without the inference runs.
+  [ -n "${PROBE_ONLY:-}" ] && return 0
   ./trtvision-infer-bench --model engines/shapes-yolo-seg.toml \
     --batches 1,2,4,8,16 --warmup 10 --iters 50 --out-dir "$RES" --require-cuda || return 1
   for m in yolo11n-seg yolo11n; do
