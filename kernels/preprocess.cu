@@ -88,6 +88,12 @@ __device__ __forceinline__ unsigned short f32_to_f16(float f) {
     return h;
 }
 
+// A byte (0..255, zero-extended) as a float: 2^23 + b built by bits, minus 2^23. Exact, and
+// an integer OR plus a full-rate add instead of the quarter-rate int-to-float conversion.
+__device__ __forceinline__ float u8f(unsigned int b) {
+    return __uint_as_float(0x4B000000u | b) - 8388608.0f;
+}
+
 __device__ __forceinline__ float clamp255(float v) {
     return fminf(fmaxf(v, 0.0f), 255.0f);
 }
@@ -144,8 +150,8 @@ __device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, 
 #pragma unroll
         for (int k = 0; k < 3; k++) {
             const int s = offs[k] * 8;  // little-endian: byte i is bits 8i..8i+7
-            rgb[k] = lerp2((float)((a >> s) & 0xffu), (float)((b >> s) & 0xffu), (float)((c >> s) & 0xffu),
-                           (float)((d >> s) & 0xffu), wx0, wx1, wy0, wy1);
+            rgb[k] = lerp2(u8f((a >> s) & 0xffu), u8f((b >> s) & 0xffu), u8f((c >> s) & 0xffu),
+                           u8f((d >> s) & 0xffu), wx0, wx1, wy0, wy1);
         }
     } else if (p.kind == KIND_PACKED) {
         const unsigned char* r0 = r.r0[0];
@@ -155,33 +161,33 @@ __device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, 
 #pragma unroll
         for (int k = 0; k < 3; k++) {
             const int o = offs[k];
-            rgb[k] = lerp2((float)__ldg(r0 + xa + o), (float)__ldg(r0 + xb + o), (float)__ldg(r1 + xa + o),
-                           (float)__ldg(r1 + xb + o), wx0, wx1, wy0, wy1);
+            rgb[k] = lerp2(u8f(__ldg(r0 + xa + o)), u8f(__ldg(r0 + xb + o)), u8f(__ldg(r1 + xa + o)),
+                           u8f(__ldg(r1 + xb + o)), wx0, wx1, wy0, wy1);
         }
     } else {
         // 4:2:0: interpolate Y, U, V at the same taps, then convert once.
         const unsigned char* y0r = r.r0[0];
         const unsigned char* y1r = r.r1[0];
-        const float yy = lerp2((float)__ldg(y0r + tx.i0), (float)__ldg(y0r + tx.i1), (float)__ldg(y1r + tx.i0),
-                               (float)__ldg(y1r + tx.i1), wx0, wx1, wy0, wy1);
+        const float yy = lerp2(u8f(__ldg(y0r + tx.i0)), u8f(__ldg(y0r + tx.i1)), u8f(__ldg(y1r + tx.i0)),
+                               u8f(__ldg(y1r + tx.i1)), wx0, wx1, wy0, wy1);
         const int cx0 = tx.i0 >> 1, cx1 = tx.i1 >> 1;
         float uu, vv;
         if (p.kind == KIND_NV12) {
             const unsigned char* u0r = r.r0[1];
             const unsigned char* u1r = r.r1[1];
-            uu = lerp2((float)__ldg(u0r + 2 * cx0), (float)__ldg(u0r + 2 * cx1), (float)__ldg(u1r + 2 * cx0),
-                       (float)__ldg(u1r + 2 * cx1), wx0, wx1, wy0, wy1);
-            vv = lerp2((float)__ldg(u0r + 2 * cx0 + 1), (float)__ldg(u0r + 2 * cx1 + 1),
-                       (float)__ldg(u1r + 2 * cx0 + 1), (float)__ldg(u1r + 2 * cx1 + 1), wx0, wx1, wy0, wy1);
+            uu = lerp2(u8f(__ldg(u0r + 2 * cx0)), u8f(__ldg(u0r + 2 * cx1)), u8f(__ldg(u1r + 2 * cx0)),
+                       u8f(__ldg(u1r + 2 * cx1)), wx0, wx1, wy0, wy1);
+            vv = lerp2(u8f(__ldg(u0r + 2 * cx0 + 1)), u8f(__ldg(u0r + 2 * cx1 + 1)),
+                       u8f(__ldg(u1r + 2 * cx0 + 1)), u8f(__ldg(u1r + 2 * cx1 + 1)), wx0, wx1, wy0, wy1);
         } else {
             const unsigned char* u0r = r.r0[1];
             const unsigned char* u1r = r.r1[1];
             const unsigned char* v0r = r.r0[2];
             const unsigned char* v1r = r.r1[2];
-            uu = lerp2((float)__ldg(u0r + cx0), (float)__ldg(u0r + cx1), (float)__ldg(u1r + cx0),
-                       (float)__ldg(u1r + cx1), wx0, wx1, wy0, wy1);
-            vv = lerp2((float)__ldg(v0r + cx0), (float)__ldg(v0r + cx1), (float)__ldg(v1r + cx0),
-                       (float)__ldg(v1r + cx1), wx0, wx1, wy0, wy1);
+            uu = lerp2(u8f(__ldg(u0r + cx0)), u8f(__ldg(u0r + cx1)), u8f(__ldg(u1r + cx0)),
+                       u8f(__ldg(u1r + cx1)), wx0, wx1, wy0, wy1);
+            vv = lerp2(u8f(__ldg(v0r + cx0)), u8f(__ldg(v0r + cx1)), u8f(__ldg(v1r + cx0)),
+                       u8f(__ldg(v1r + cx1)), wx0, wx1, wy0, wy1);
         }
         yuv_to_rgb(yy, uu, vv, rgb);
     }
@@ -305,15 +311,15 @@ __device__ __forceinline__ bool stage_rows(const FrameParams& p, const Rows& r, 
 __device__ __forceinline__ void sample_staged(bool nv12, const Staged& st, const Tap& tx, float wy0, float wy1,
                                               float rgb[3]) {
     const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
-    const float yy = lerp2((float)st.y0[tx.i0], (float)st.y0[tx.i1], (float)st.y1[tx.i0], (float)st.y1[tx.i1],
+    const float yy = lerp2(u8f(st.y0[tx.i0]), u8f(st.y0[tx.i1]), u8f(st.y1[tx.i0]), u8f(st.y1[tx.i1]),
                            wx0, wx1, wy0, wy1);
     const int cx0 = tx.i0 >> 1, cx1 = tx.i1 >> 1;
     // NV12: U at 2*cx, V at 2*cx + 1; I420: U at cx, V at cx in the slot's second half.
     const int u0 = nv12 ? 2 * cx0 : cx0, u1 = nv12 ? 2 * cx1 : cx1;
     const int v = st.vofs;
-    const float uu = lerp2((float)st.c0[u0], (float)st.c0[u1], (float)st.c1[u0], (float)st.c1[u1], wx0, wx1, wy0,
+    const float uu = lerp2(u8f(st.c0[u0]), u8f(st.c0[u1]), u8f(st.c1[u0]), u8f(st.c1[u1]), wx0, wx1, wy0,
                            wy1);
-    const float vv = lerp2((float)st.c0[u0 + v], (float)st.c0[u1 + v], (float)st.c1[u0 + v], (float)st.c1[u1 + v],
+    const float vv = lerp2(u8f(st.c0[u0 + v]), u8f(st.c0[u1 + v]), u8f(st.c1[u0 + v]), u8f(st.c1[u1 + v]),
                            wx0, wx1, wy0, wy1);
     yuv_to_rgb(yy, uu, vv, rgb);
 }
@@ -338,11 +344,14 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
     __shared__ float tap_w1[MAX_BLOCK_COLUMNS];
     const int col0 = blockIdx.x * blockDim.x * PX;
     const int cols = blockDim.x * PX;
+    // Column c of the block sits at (c % PX) * blockDim.x + c / PX: the lanes of a warp
+    // reading pixel k of their PX read consecutive words (no bank conflicts).
     for (int k = threadIdx.y * blockDim.x + threadIdx.x; k < cols; k += blockDim.x * blockDim.y) {
         const Tap t = make_tap(source_coord(col0 + k, p.pad_x, p.scale_x), p.width);
-        tap_i0[k] = t.i0;
-        tap_i1[k] = t.i1;
-        tap_w1[k] = t.w1;
+        const int at = (k % PX) * blockDim.x + k / PX;
+        tap_i0[at] = t.i0;
+        tap_i1[at] = t.i1;
+        tap_w1[at] = t.w1;
     }
     __syncthreads();
     const int x = col0 + threadIdx.x * PX;
@@ -367,20 +376,24 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
             extern __shared__ uint4 stage_smem[];
             const int warp = (threadIdx.y * blockDim.x + threadIdx.x) >> 5;
             unsigned char* slice = (unsigned char*)stage_smem + (size_t)warp * 4 * n.stage;
-            staged = stage_rows(p, r, tap_i0[c_lo - col0], tap_i1[c_hi - col0], n.stage, slice, lane, st);
+            const int lo = c_lo - col0, hi = c_hi - col0;
+            staged = stage_rows(p, r, tap_i0[(lo % PX) * blockDim.x + lo / PX],
+                                tap_i1[(hi % PX) * blockDim.x + hi / PX], n.stage, slice, lane, st);
         }
         const bool nv12 = p.kind == KIND_NV12;
+        // Threads whose PX pixels all lie in the content (most of them) skip the per-pixel
+        // bounds checks.
+        const bool all_in = x >= p.x0 && x + PX <= p.x1 && x + PX <= n.out_w;
 #pragma unroll
         for (int k = 0; k < PX; k++) {
             const int xx = x + k;
-            if (xx >= p.x0 && xx < p.x1 && xx < n.out_w) {
-                const int col = xx - col0;
+            if (all_in || (xx >= p.x0 && xx < p.x1 && xx < n.out_w)) {
                 Tap tx;
-                tx.i0 = tap_i0[col];
-                tx.i1 = tap_i1[col];
-                tx.w1 = tap_w1[col];
+                tx.i0 = tap_i0[k * blockDim.x + threadIdx.x];
+                tx.i1 = tap_i1[k * blockDim.x + threadIdx.x];
+                tx.w1 = tap_w1[k * blockDim.x + threadIdx.x];
                 float rgb[3];
-                if (staged) {
+                if (STAGE && staged) {
                     sample_staged(nv12, st, tx, r.wy0, r.wy1, rgb);
                 } else {
                     sample_rgb(p, r, tx, rgb);

@@ -397,6 +397,11 @@ if (( FILES_OK )) && [ -n "${PCIE_MATRIX:-}" ]; then
   bench pcie-matrix-det-gpuinfer 60 40 $COMMON --model $DET --backend onnxruntime-cuda --stages preprocess,infer --sink demux
   bench pcie-matrix-det-full 60 40 $COMMON --model $DET --backend onnxruntime-cuda --sink demux
 fi
+# PCIE_CTXLOG=1: which CUDA context each element uses in the preprocess+infer pipeline
+# (GStreamer's and our debug lines about contexts, first 300).
+if (( FILES_OK )) && [ -n "${PCIE_CTXLOG:-}" ]; then
+  step pcie-ctxlog 60 bash -c "cd .device-build && GST_DEBUG=cudacontext:6,cudautils:6,cudamemory:4,nvh264dec:4,trtpreprocess:6,trtinfer:6,trtdemux:6 GST_DEBUG_NO_COLOR=1 $B --what pcie-ctxlog ${COMMON/--frames $FRAMES/--frames 60} --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --timeout 40 --out /tmp/ctxlog.json 2>&1 | grep -iE 'context|CUcontext|peer|fallback|device' | head -300"
+fi
 
 # --- 5c. optional (NCU=1): Nsight Compute profile of the preprocessing kernel (staged rows
 # and direct loads, 32x8 blocks, 8 x 1080p NV12 -> 640x640 f16) when the device has ncu.
