@@ -461,6 +461,16 @@ struct InlineFrames {
     extern "C" __global__ void __launch_bounds__(256) NAME##_staged_inline(                            \
         const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) {           \
         preprocess<PX, true>(frames.f, out, n);                                                        \
+    }                                                                                                  \
+    /* The same with fewer registers per thread, for more resident warps (6 or 8 blocks of */       \
+    /* 256 threads per SM): the kernel is bound by instruction issue, not by DRAM. */                  \
+    extern "C" __global__ void __launch_bounds__(256, 6) NAME##_inline_occ6(                           \
+        const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) {           \
+        preprocess<PX, false>(frames.f, out, n);                                                       \
+    }                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(256, 8) NAME##_inline_occ8(                           \
+        const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) {           \
+        preprocess<PX, false>(frames.f, out, n);                                                       \
     }
 
 TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw, 1)

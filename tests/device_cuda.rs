@@ -144,6 +144,10 @@ fn gpu_matches_cpu_for_every_format() {
             // 4:2:0 taps read from rows staged in shared memory (same result).
             pre.set_staging(true);
         }
+        if px == 1 {
+            // The entry point compiled for 8 resident blocks per SM (same result).
+            pre.set_min_blocks_per_sm(8).expect("occupancy variant");
+        }
         let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
         let transforms: Vec<_> = frames.iter().map(|f| cfg.transform(f.width, f.height)).collect();
         let t0 = Instant::now();
@@ -578,6 +582,24 @@ fn timing_8x1080p_nv12_to_640_f16() {
             serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
         );
     }
+    // The default variant compiled for more resident warps (fewer registers per thread).
+    pre.set_block(default_block.0, default_block.1).expect("block");
+    assert!(
+        pre.set_min_blocks_per_sm(5).is_err(),
+        "5 blocks per SM is no variant"
+    );
+    for occ in [6u32, 8] {
+        pre.set_min_blocks_per_sm(occ).expect("occupancy variant");
+        for &(bx, by) in &[default_block, (32, 4)] {
+            pre.set_block(bx, by).expect("block");
+            let (median, min, pipelined) = time(&mut pre);
+            variants.insert(
+                format!("x{default_px}-block{bx}x{by}-occ{occ}"),
+                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
+            );
+        }
+    }
+    pre.set_min_blocks_per_sm(0).expect("default entry point");
     pre.set_block(default_block.0, default_block.1).expect("block");
     let (median_us, min_us, pipelined_us) = chosen.expect("the default variant was timed");
 

@@ -373,6 +373,8 @@ pub struct CudaPreprocessor {
     block: (u32, u32),
     /// 4:2:0 source rows staged in shared memory (see [`stage_bytes`]).
     staging: bool,
+    /// `__launch_bounds__` variant of the inline kernel (0 = default).
+    min_blocks: u32,
     ptx: Arc<Vec<u8>>,
     pool: Arc<Pool>,
     ctx: DeviceContext,
@@ -456,6 +458,7 @@ impl CudaPreprocessor {
             pixels_per_thread,
             block: (BLOCK_X, BLOCK_Y),
             staging: false,
+            min_blocks: 0,
             ptx,
             pool: Arc::new(Pool {
                 free: Mutex::new(free),
@@ -516,6 +519,7 @@ impl CudaPreprocessor {
         self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, name_inline)?;
         self.kernel_staged = Kernel::load(&self.ctx, &self.ptx, name_staged)?;
         self.pixels_per_thread = px;
+        self.min_blocks = 0;
         Ok(())
     }
 
@@ -531,6 +535,34 @@ impl CudaPreprocessor {
     /// them).
     pub fn set_staging(&mut self, on: bool) {
         self.staging = on;
+    }
+
+    /// Resident blocks per SM the inline kernel is compiled for (`__launch_bounds__`): 0 =
+    /// the compiler's choice (default), 6 or 8 = fewer registers per thread for more warps.
+    pub fn min_blocks_per_sm(&self) -> u32 {
+        self.min_blocks
+    }
+
+    /// Switches the inline kernel (batches of up to [`INLINE_FRAMES`]) to the entry point
+    /// compiled for `n` resident blocks of 256 threads per SM (0, 6 or 8). The result is
+    /// the same; the speed differs (the benchmarks compare them). Waits for the work in
+    /// flight first.
+    pub fn set_min_blocks_per_sm(&mut self, n: u32) -> Result<(), CudaError> {
+        let (_, inline, _) = kernel_names(self.pixels_per_thread)?;
+        let name = match n {
+            0 => inline.to_owned(),
+            6 | 8 => std::ffi::CString::new(format!("{}_occ{n}", inline.to_string_lossy()))
+                .map_err(|_| CudaError::InvalidInput("kernel name".into()))?,
+            _ => {
+                return Err(CudaError::InvalidInput(format!(
+                    "{n} resident blocks per SM (supported: 0 = default, 6, 8)"
+                )))
+            }
+        };
+        self.stream.synchronize()?;
+        self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, &name)?;
+        self.min_blocks = n;
+        Ok(())
     }
 
     /// Threads per block of the launches, `(x, y)`.
