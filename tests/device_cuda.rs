@@ -550,7 +550,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
     assert!(pre.set_block(64, 8).is_err(), "at most 256 threads");
     let mut variants = serde_json::Map::new();
     let mut chosen = None;
-    let blocks = [default_block, (64, 4), (128, 2), (32, 4), (64, 2)];
+    let blocks = [default_block, (64, 4), (128, 2), (32, 8), (64, 2)];
     for px in [1u32, 2, 4, 8] {
         pre.set_pixels_per_thread(px).expect("variant");
         for (i, &(bx, by)) in blocks.iter().enumerate() {
@@ -572,7 +572,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
     }
     // The default variant with 4:2:0 row staging (shared memory) instead of direct loads.
     pre.set_pixels_per_thread(default_px).expect("variant");
-    for &(bx, by) in &[default_block, (32, 4)] {
+    for &(bx, by) in &[default_block, (32, 8)] {
         pre.set_block(bx, by).expect("block");
         pre.set_staging(true);
         let (median, min, pipelined) = time(&mut pre);
@@ -590,7 +590,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
     );
     for occ in [6u32, 8] {
         pre.set_min_blocks_per_sm(occ).expect("occupancy variant");
-        for &(bx, by) in &[default_block, (32, 4)] {
+        for &(bx, by) in &[default_block, (32, 8)] {
             pre.set_block(bx, by).expect("block");
             let (median, min, pipelined) = time(&mut pre);
             variants.insert(

@@ -404,13 +404,13 @@ if (( FILES_OK )) && [ -n "${PCIE_CTXLOG:-}" ]; then
 fi
 
 # --- 5c. optional (NCU=1): Nsight Compute profile of the preprocessing kernel (staged rows
-# and direct loads, 32x8 blocks, 8 x 1080p NV12 -> 640x640 f16) when the device has ncu.
+# and direct loads, default blocks, 8 x 1080p NV12 -> 640x640 f16) when the device has ncu.
 ncu_preprocess() {
   local ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
   [ -x "$ncu" ] || { echo "no ncu"; return 1; }
   local t=.device-build/device_cuda
   # In timing_8x1080p_nv12_to_640_f16 each timed variant launches its kernel 420 times
-  # (the direct-load x4 kernel once more at creation); the 31st launch of each, 32x8 blocks.
+  # (the direct-load x4 kernel once more at creation); the 31st launch of each, default block.
   "$ncu" --set full -k regex:nchw_x4_staged_inline --launch-skip 30 --launch-count 1 -o $W/ncu-staged -f \
     env TRTV_REQUIRE_CUDA=1 $t timing_8x1080p_nv12_to_640_f16 --nocapture --test-threads=1 > $W/ncu-run1.txt 2>&1
   "$ncu" --set full -k regex:nchw_x4_inline --launch-skip 31 --launch-count 1 -o $W/ncu-direct -f \
