@@ -176,8 +176,17 @@ impl TrtDemux {
                 }
             }
         };
+        // Batch-level tensors (inputs, model outputs left on the device) are of no use past
+        // this point: release them before the frames go downstream, not after.
+        let crate::batch::Batch {
+            slots,
+            inputs,
+            outputs,
+            ..
+        } = batch;
+        drop((inputs, outputs));
         let mut res = Ok(gst::FlowSuccess::Ok);
-        for slot in batch.slots {
+        for slot in slots {
             res = self.push_slot(slot, attach_roi);
             if res.is_err() {
                 break;
