@@ -1197,22 +1197,6 @@ fn draw_cpu_planes(f: &mut TestFrame, dets: &[Detection], style: &OverlayStyle) 
     draw_frame(&mut Canvas::from_pixels(px), dets, style, &mut String::new());
 }
 
-/// Largest difference and number of differing bytes between the device planes of `f`
-/// and its host planes.
-fn compare_planes(ctx: &DeviceContext, f: &TestFrame) -> (u8, usize) {
-    let (mut max, mut count) = (0u8, 0usize);
-    for (dev, host) in f.device.iter().zip(&f.host) {
-        let mut got = vec![0u8; host.len()];
-        copy_device_to_host(ctx, dev.ptr(), dev.len(), &mut got).expect("download");
-        for (a, b) in got.iter().zip(host) {
-            let d = a.abs_diff(*b);
-            max = max.max(d);
-            count += usize::from(d != 0);
-        }
-    }
-    (max, count)
-}
-
 /// GPU drawing of one batch of mixed formats and sizes (host and device masks) against
 /// the CPU drawing of the same detections: every byte within 2 levels (expected: equal).
 #[test]
@@ -1258,7 +1242,7 @@ fn overlay_gpu_matches_cpu() {
         assert!(overlay.draw(&cuda_frames, &list).expect("draw"));
         overlay.wait().expect("kernel");
         for f in &frames {
-            let (max, count) = compare_planes(&ctx, f);
+            let (max, count) = f.compare(&ctx);
             println!(
                 "overlay {:?} {}x{} line {} scale {}: max difference {max}, {count} bytes differ",
                 f.format, f.width, f.height, style.line_width, style.text_scale
