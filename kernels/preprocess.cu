@@ -53,7 +53,7 @@ struct NormParams {
     int f16;         // 1: write f16, 0: write f32
     int frames;
     int stage;       // 4:2:0 row staging: bytes per staged row (multiple of 32), 0 = off
-    int stage_pad;
+    unsigned int float_bits;  // 0x4B000000 (2^23 as float bits), see byte_f
 };
 
 struct Tap {
@@ -69,7 +69,10 @@ __device__ __forceinline__ Tap make_tap(float coord, int size) {
     const float mx = (float)(size - 1);
     float c = coord != coord ? 0.0f : fminf(fmaxf(coord, 0.0f), mx);
     Tap t;
-    t.i0 = (int)floorf(c);
+    // At c = size - 1 the taps are (size - 2, size - 1) with weight 1 instead of
+    // (size - 1, size - 1) with weight 0: the same value (a * 0 + b * 1 == b), and for
+    // sizes of at least 2 every i1 is i0 + 1, which the NV12 path relies on.
+    t.i0 = min((int)floorf(c), max(size - 2, 0));
     t.i1 = min(t.i0 + 1, size - 1);
     t.w1 = c - (float)t.i0;
     return t;
@@ -123,6 +126,35 @@ __device__ __forceinline__ Rows make_rows(const FrameParams& p, int y) {
             r.r0[k] = pk + (size_t)cy0 * p.stride[k];
             r.r1[k] = pk + (size_t)cy1 * p.stride[k];
         }
+    }
+    // See make_rows_nv12.
+#pragma unroll
+    for (int k = 0; k < 3; k++) {
+        asm("" : "+l"(r.r0[k]));
+        asm("" : "+l"(r.r1[k]));
+    }
+    return r;
+}
+
+// make_rows for the `_nv12` entry points (no format test).
+__device__ __forceinline__ Rows make_rows_nv12(const FrameParams& p, int y) {
+    const Tap ty = make_tap(source_coord(y, p.pad_y, p.scale_y), p.height);
+    Rows r;
+    r.wy1 = ty.w1;
+    r.wy0 = 1.0f - ty.w1;
+    const unsigned char* p0 = (const unsigned char*)p.plane[0];
+    const unsigned char* p1 = (const unsigned char*)p.plane[1];
+    r.r0[0] = p0 + (size_t)ty.i0 * p.stride[0];
+    r.r1[0] = p0 + (size_t)ty.i1 * p.stride[0];
+    r.r0[1] = p1 + (size_t)(ty.i0 >> 1) * p.stride[1];
+    r.r1[1] = p1 + (size_t)(ty.i1 >> 1) * p.stride[1];
+    r.r0[2] = r.r1[2] = p0;
+    // Opaque to the optimiser: each tap address is then row pointer + column (two adds)
+    // instead of base + row * stride + column recomputed at every load.
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        asm("" : "+l"(r.r0[k]));
+        asm("" : "+l"(r.r1[k]));
     }
     return r;
 }
@@ -191,6 +223,39 @@ __device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, 
         }
         yuv_to_rgb(yy, uu, vv, rgb);
     }
+}
+
+// A byte of `w` (selector 0x7650: byte 0, 0x7651: byte 1) as a float, like u8f: one
+// byte permute builds 2^23 + b from w and `bits` = 0x4B000000. `bits` comes from the launch
+// (NormParams::float_bits): as a literal the compiler would move a selector into a
+// register before every permute instead.
+__device__ __forceinline__ float byte_f(unsigned int w, unsigned int sel, unsigned int bits) {
+    return __uint_as_float(__byte_perm(w, bits, sel)) - 8388608.0f;
+}
+
+// sample_rgb for NV12 frames of at least 2x2 pixels whose chroma plane and stride are even
+// (the host checks; `_nv12` entry points): every tap pair is (i0, i0 + 1) (make_tap), so the
+// second luma tap is the next byte, and each chroma tap's U and V come with one 16-bit load.
+// The same arithmetic in the same order as sample_rgb.
+__device__ __forceinline__ void sample_nv12(const Rows& r, const Tap& tx, unsigned int bits, float rgb[3]) {
+    const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
+    // Unsigned offsets: no sign extension in the address arithmetic.
+    const unsigned int i0 = (unsigned int)tx.i0;
+    const unsigned char* y0 = r.r0[0] + i0;
+    const unsigned char* y1 = r.r1[0] + i0;
+    const float yy = lerp2(u8f(__ldg(y0)), u8f(__ldg(y0 + 1)), u8f(__ldg(y1)), u8f(__ldg(y1 + 1)), wx0, wx1,
+                           r.wy0, r.wy1);
+    // Byte offsets of the UV pairs of luma columns i0 and i0 + 1.
+    const unsigned int c0 = i0 & ~1u, c1 = (i0 + 1) & ~1u;
+    const unsigned int a = __ldg((const unsigned short*)(r.r0[1] + c0));
+    const unsigned int b = __ldg((const unsigned short*)(r.r0[1] + c1));
+    const unsigned int c = __ldg((const unsigned short*)(r.r1[1] + c0));
+    const unsigned int d = __ldg((const unsigned short*)(r.r1[1] + c1));
+    const float uu = lerp2(byte_f(a, 0x7650, bits), byte_f(b, 0x7650, bits), byte_f(c, 0x7650, bits), byte_f(d, 0x7650, bits), wx0, wx1,
+                           r.wy0, r.wy1);
+    const float vv = lerp2(byte_f(a, 0x7651, bits), byte_f(b, 0x7651, bits), byte_f(c, 0x7651, bits), byte_f(d, 0x7651, bits), wx0, wx1,
+                           r.wy0, r.wy1);
+    yuv_to_rgb(yy, uu, vv, rgb);
 }
 
 // Stores PX consecutive values of one plane at element `idx` (a multiple of PX when
@@ -328,8 +393,10 @@ __device__ __forceinline__ void sample_staged(bool nv12, const Staged& st, const
 #define MAX_BLOCK_COLUMNS 1024
 
 // STAGE: the entry points with row staging (`_staged_inline`); the others never stage and
-// carry none of its code (fewer registers).
-template <int PX, bool STAGE>
+// carry none of its code (fewer registers). ORDER: -1 reads any format and takes the
+// output plane order from NormParams; 0 (RGB) and 1 (BGR): the `_nv12` entry points, every
+// frame NV12 (sample_nv12's conditions), the order fixed at compile time.
+template <int PX, bool STAGE, int ORDER>
 __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __restrict__ out,
                                            const NormParams& n) {
     const int f = blockIdx.z;
@@ -369,7 +436,7 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
     const int c_lo = max(wcol0, p.x0);
     const int c_hi = min(min(wcol0 + 32 * PX, p.x1), n.out_w) - 1;
     if (row_in && c_lo <= c_hi) {
-        const Rows r = make_rows(p, y);
+        const Rows r = ORDER >= 0 ? make_rows_nv12(p, y) : make_rows(p, y);
         Staged st;
         bool staged = false;
         if (STAGE && n.stage > 0 && (p.kind == KIND_NV12 || p.kind == KIND_I420)) {
@@ -384,30 +451,45 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
         // Threads whose PX pixels all lie in the content (most of them) skip the per-pixel
         // bounds checks.
         const bool all_in = x >= p.x0 && x + PX <= p.x1 && x + PX <= n.out_w;
-#pragma unroll
-        for (int k = 0; k < PX; k++) {
-            const int xx = x + k;
-            if (all_in || (xx >= p.x0 && xx < p.x1 && xx < n.out_w)) {
-                Tap tx;
-                tx.i0 = tap_i0[k * blockDim.x + threadIdx.x];
-                tx.i1 = tap_i1[k * blockDim.x + threadIdx.x];
-                tx.w1 = tap_w1[k * blockDim.x + threadIdx.x];
-                float rgb[3];
-                if (STAGE && staged) {
-                    sample_staged(nv12, st, tx, r.wy0, r.wy1, rgb);
-                } else {
-                    sample_rgb(p, r, tx, rgb);
-                }
-#pragma unroll
-                for (int c = 0; c < 3; c++) {
-                    const int s = n.order[c];  // select, not a dynamic index: keeps rgb in registers
-                    const float px = s == 0 ? rgb[0] : (s == 1 ? rgb[1] : rgb[2]);
-                    v[c][k] = px * n.a[c] + n.b[c];
-                }
+        // Output pixel k of the thread: sampled and normalised into v[.][k].
+        auto pixel = [&](int k) {
+            Tap tx;
+            tx.i0 = tap_i0[k * blockDim.x + threadIdx.x];
+            tx.i1 = tap_i1[k * blockDim.x + threadIdx.x];
+            tx.w1 = tap_w1[k * blockDim.x + threadIdx.x];
+            float rgb[3];
+            if (ORDER >= 0) {
+                sample_nv12(r, tx, n.float_bits, rgb);
+            } else if (STAGE && staged) {
+                sample_staged(nv12, st, tx, r.wy0, r.wy1, rgb);
             } else {
+                sample_rgb(p, r, tx, rgb);
+            }
 #pragma unroll
-                for (int c = 0; c < 3; c++) {
-                    v[c][k] = n.pad[c];
+            for (int c = 0; c < 3; c++) {
+                // A select, not a dynamic index: keeps rgb in registers.
+                const int s = ORDER == 0 ? c : (ORDER == 1 ? 2 - c : n.order[c]);
+                const float px = s == 0 ? rgb[0] : (s == 1 ? rgb[1] : rgb[2]);
+                v[c][k] = px * n.a[c] + n.b[c];
+            }
+        };
+        if (all_in) {
+            // Straight-line code for the PX pixels (no per-pixel branch).
+#pragma unroll
+            for (int k = 0; k < PX; k++) {
+                pixel(k);
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < PX; k++) {
+                const int xx = x + k;
+                if (xx >= p.x0 && xx < p.x1 && xx < n.out_w) {
+                    pixel(k);
+                } else {
+#pragma unroll
+                    for (int c = 0; c < 3; c++) {
+                        v[c][k] = n.pad[c];
+                    }
                 }
             }
         }
@@ -449,29 +531,26 @@ struct InlineFrames {
     FrameParams f[INLINE_FRAMES];
 };
 
+#define TRTV_PREPROCESS_ENTRY(NAME, PX, STAGE, ORDER, BOUNDS)                                        \
+    extern "C" __global__ void __launch_bounds__ BOUNDS NAME(const __grid_constant__ InlineFrames frames, \
+                                                             void* __restrict__ out, NormParams n) {       \
+        preprocess<PX, STAGE, ORDER>(frames.f, out, n);                                                 \
+    }
+
 #define TRTV_PREPROCESS_ENTRIES(NAME, PX)                                                              \
     extern "C" __global__ void __launch_bounds__(256)                                                  \
         NAME(const FrameParams* __restrict__ frames, void* __restrict__ out, NormParams n) {           \
-        preprocess<PX, false>(frames, out, n);                                                         \
+        preprocess<PX, false, -1>(frames, out, n);                                                     \
     }                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(256)                                                  \
-        NAME##_inline(const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) { \
-        preprocess<PX, false>(frames.f, out, n);                                                       \
-    }                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(256) NAME##_staged_inline(                            \
-        const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) {           \
-        preprocess<PX, true>(frames.f, out, n);                                                        \
-    }                                                                                                  \
+    TRTV_PREPROCESS_ENTRY(NAME##_inline, PX, false, -1, (256))                                         \
+    TRTV_PREPROCESS_ENTRY(NAME##_staged_inline, PX, true, -1, (256))                                   \
     /* The same with fewer registers per thread, for more resident warps (6 or 8 blocks of */       \
     /* 256 threads per SM): the kernel is bound by instruction issue, not by DRAM. */                  \
-    extern "C" __global__ void __launch_bounds__(256, 6) NAME##_inline_occ6(                           \
-        const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) {           \
-        preprocess<PX, false>(frames.f, out, n);                                                       \
-    }                                                                                                  \
-    extern "C" __global__ void __launch_bounds__(256, 8) NAME##_inline_occ8(                           \
-        const __grid_constant__ InlineFrames frames, void* __restrict__ out, NormParams n) {           \
-        preprocess<PX, false>(frames.f, out, n);                                                       \
-    }
+    TRTV_PREPROCESS_ENTRY(NAME##_inline_occ6, PX, false, -1, (256, 6))                                 \
+    TRTV_PREPROCESS_ENTRY(NAME##_inline_occ8, PX, false, -1, (256, 8))                                 \
+    /* Batches of NV12 frames only (sample_nv12), RGB or BGR output order. */                         \
+    TRTV_PREPROCESS_ENTRY(NAME##_nv12rgb_inline, PX, false, 0, (256))                                  \
+    TRTV_PREPROCESS_ENTRY(NAME##_nv12bgr_inline, PX, false, 1, (256))
 
 TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw, 1)
 TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw_x2, 2)

@@ -194,6 +194,90 @@ fn gpu_matches_cpu_for_every_format() {
     );
 }
 
+/// Batches of NV12 frames only take the kernel entry point specialised for them
+/// (`CudaPreprocessor::set_nv12_path`): same bytes as the generic entry point, same values as
+/// `preprocess::fill_row`, for every config and pixels-per-thread variant; a batch holding a
+/// frame it cannot take (odd chroma stride) runs the generic one.
+#[test]
+fn nv12_entry_point_matches_generic_and_cpu() {
+    let Some(ctx) = device() else { return };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let sizes = [
+        (1920u32, 1080u32),
+        (641, 479),
+        (1280, 720),
+        (2, 2),
+        (3, 5),
+        (17, 2),
+    ];
+    let frames: Vec<TestFrame> = sizes
+        .iter()
+        .map(|&(w, h)| TestFrame::new(&ctx, &mut rng, VideoFormat::Nv12, w, h, false).expect("upload"))
+        .collect();
+    // Random odd-ish strides: draw until the chroma stride is odd.
+    let odd = (0..64)
+        .map(|_| TestFrame::new(&ctx, &mut rng, VideoFormat::Nv12, 640, 480, true).expect("upload"))
+        .find(|f| f.strides[1] % 2 == 1)
+        .expect("an odd chroma stride");
+    let mut failures = Vec::new();
+    for (name, cfg, px) in configs()
+        .into_iter()
+        .flat_map(|(name, cfg)| [1u32, 2, 4, 8].map(move |px| (name, cfg, px)))
+        .filter(|(_, cfg, px)| cfg.width % px == 0)
+    {
+        let mut pre = CudaPreprocessor::new(&ctx, &cfg, frames.len() + 1).expect("preprocessor");
+        pre.set_pixels_per_thread(px).expect("kernel variant");
+        assert!(pre.nv12_path(), "on by default");
+        let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
+        let transforms: Vec<_> = frames.iter().map(|f| cfg.transform(f.width, f.height)).collect();
+        let fast = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
+        assert!(
+            pre.last_run_nv12(),
+            "{name} x{px}: an NV12 batch takes the NV12 entry point"
+        );
+        pre.set_nv12_path(false);
+        let generic = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
+        assert!(!pre.last_run_nv12());
+        if fast != generic {
+            failures.push(format!("{name} x{px}: NV12 and generic entry points differ"));
+        }
+        let row = 3 * (cfg.width * cfg.height) as usize * cfg.dtype.size();
+        let mut cpu = vec![0u8; row];
+        let mut scratch = Scratch::default();
+        for (k, f) in frames.iter().enumerate() {
+            preprocess::fill_row(&cfg, &f.reader(), &transforms[k], &mut cpu, &mut scratch);
+            let (max, diff) = compare(&cfg, &fast[k * row..(k + 1) * row], &cpu);
+            println!(
+                "{name} x{px} nv12 {}x{}: max abs error {max:e}, {diff} values differ",
+                f.width, f.height
+            );
+            if max > tolerance(cfg.dtype) {
+                failures.push(format!(
+                    "{name} x{px} {}x{}: max abs error {max}",
+                    f.width, f.height
+                ));
+            }
+        }
+        // One frame with an odd chroma stride: the whole batch takes the generic kernel.
+        pre.set_nv12_path(true);
+        let mut mixed = cuda_frames.clone();
+        mixed.push(odd.cuda());
+        let mut mixed_t = transforms.clone();
+        mixed_t.push(cfg.transform(odd.width, odd.height));
+        let out = download(&ctx, &pre.run(&mixed, &mixed_t).expect("run"));
+        assert!(
+            !pre.last_run_nv12(),
+            "{name} x{px}: an odd chroma stride must take the generic kernel"
+        );
+        if out[..fast.len()] != fast[..] {
+            failures.push(format!(
+                "{name} x{px}: the generic kernel differs on a mixed batch"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Object crops (trtinfer operate-on=objects): every crop of every frame is one row of one
 /// launch of the same kernel (the frame repeated, the crop's placement as the row's
 /// transform), against `preprocess::fill_row` with the same placements. Crops inside the
@@ -570,6 +654,18 @@ fn timing_8x1080p_nv12_to_640_f16() {
         }
         pre.set_block(default_block.0, default_block.1).expect("block");
     }
+    // The default variant with the generic entry point instead of the NV12 one.
+    pre.set_pixels_per_thread(default_px).expect("variant");
+    pre.set_nv12_path(false);
+    for &(bx, by) in &[default_block, (32, 8)] {
+        pre.set_block(bx, by).expect("block");
+        let (median, min, pipelined) = time(&mut pre);
+        variants.insert(
+            format!("x{default_px}-block{bx}x{by}-generic"),
+            serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
+        );
+    }
+    pre.set_nv12_path(true);
     // The default variant with 4:2:0 row staging (shared memory) instead of direct loads.
     pre.set_pixels_per_thread(default_px).expect("variant");
     for &(bx, by) in &[default_block, (32, 8)] {
@@ -681,6 +777,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
         "case": "8x NV12 1920x1080 -> [8,3,640,640] f16 letterbox",
         "pixels_per_thread": default_px,
         "staging": pre.staging(),
+        "nv12_entry_point": pre.nv12_path(),
         "block": [default_block.0, default_block.1],
         "variants": variants,
         "kernel_us_median": median_us,

@@ -73,6 +73,13 @@ strip --strip-debug "$out/libgsttrtvision.so"
 strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch" "$out/trtvision-promptseg-bench"
 cp scripts/device/run-tests.sh scripts/device/run-all.sh "$out/"
 chmod +x "$out"/*.sh
+# The CUPTI tracer (scripts/device/cupti/): optional, a failure only loses the trace.
+if bash scripts/device/cupti/build.sh "$out/cupti" >/dev/null; then
+  cp scripts/device/cupti/find-libcupti.sh scripts/device/cupti/summarize.py "$out/cupti/"
+else
+  rm -rf "$out/cupti"
+  echo "build.sh: warning: scripts/device/cupti/build.sh failed: no CUPTI tracer in .device-build/cupti" >&2
+fi
 cp engines/*.toml engines/*.txt "$out/engines/"
 cp engines/models/*.onnx engines/models/*.npy "$out/engines/models/"
 # The YOLO11 models (10+ MB each) are generated there by run-all.sh (engines/yolo11.py).

@@ -11,7 +11,8 @@
 # FRAMES (per camera, default 240), TRTV_BUDGET_S, SKIP="step names" (e.g. "device_cuda
 # device_tiler baseline"), SKIP_INFER, SKIP_PROMPTSEG, SKIP_BENCH, SKIP_LONG (the 20 s
 # unpaced runs), SKIP_MULTI, SKIP_RECORD, SKIP_FRAMES, DRIFT_S (the drift run, own call),
-# PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), NCU=1
+# PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), CUPTI=1
+# (the same pipelines under the CUPTI tracer: API calls, copies, kernels), NCU=1
 # (Nsight Compute profile of the preprocessing kernel), PROBE_ONLY=1 (the PCIe probe without
 # the inference runs),
 # TRTV_LOCAL_TEST=1 (dry run on a machine without the bundle: use the system GStreamer).
@@ -403,20 +404,22 @@ if (( FILES_OK )) && [ -n "${PCIE_CTXLOG:-}" ]; then
   step pcie-ctxlog 60 bash -c "cd .device-build && GST_DEBUG=cudacontext:6,cudautils:6,cudamemory:4,nvh264dec:4,trtpreprocess:6,trtinfer:6,trtdemux:6 GST_DEBUG_NO_COLOR=1 $B --what pcie-ctxlog ${COMMON/--frames $FRAMES/--frames 60} --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --timeout 40 --out /tmp/ctxlog.json 2>&1 | grep -iE 'context|CUcontext|peer|fallback|device' | head -300"
 fi
 
-# --- 5c. optional (NCU=1): Nsight Compute profile of the preprocessing kernel (staged rows
-# and direct loads, default blocks, 8 x 1080p NV12 -> 640x640 f16) when the device has ncu.
+# --- 5c. optional (NCU=1): Nsight Compute profile of the preprocessing kernel (the NV12 entry
+# point and the generic one, default blocks, 8 x 1080p NV12 -> 640x640 f16) when the device
+# has ncu.
 ncu_preprocess() {
   local ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
   [ -x "$ncu" ] || { echo "no ncu"; return 1; }
   local t=.device-build/device_cuda
-  # In timing_8x1080p_nv12_to_640_f16 each timed variant launches its kernel 420 times
-  # (the direct-load x4 kernel once more at creation); the 31st launch of each, default block.
-  "$ncu" --set full -k regex:nchw_x4_staged_inline --launch-skip 30 --launch-count 1 -o $W/ncu-staged -f \
+  # In timing_8x1080p_nv12_to_640_f16 each timed variant launches its kernel 420 times; the
+  # 31st launch of the NV12 entry point (default), and of the generic x4 inline kernel (its
+  # first launch is the empty warm-up at creation, then the "-generic" variants).
+  "$ncu" --set full -k regex:nchw_x4_nv12rgb_inline --launch-skip 30 --launch-count 1 -o $W/ncu-nv12 -f \
     env TRTV_REQUIRE_CUDA=1 $t timing_8x1080p_nv12_to_640_f16 --nocapture --test-threads=1 > $W/ncu-run1.txt 2>&1
   "$ncu" --set full -k regex:nchw_x4_inline --launch-skip 31 --launch-count 1 -o $W/ncu-direct -f \
     env TRTV_REQUIRE_CUDA=1 $t timing_8x1080p_nv12_to_640_f16 --nocapture --test-threads=1 > $W/ncu-run2.txt 2>&1
   tail -5 $W/ncu-run1.txt $W/ncu-run2.txt
-  for v in staged direct; do
+  for v in nv12 direct; do
     "$ncu" --import $W/ncu-$v.ncu-rep --page details > $LOGS/ncu-$v-details.txt 2>&1
     echo "== $v"; grep -E "Duration|DRAM Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|Achieved Occupancy|Registers Per|Compute \(SM\) Throughput|Warp Cycles Per Issued|Issue Slots Busy|Dynamic Shared|Theoretical Occupancy" $LOGS/ncu-$v-details.txt | head -20
   done
@@ -426,6 +429,30 @@ ncu_preprocess() {
 export -f ncu_preprocess
 export W LOGS OUT
 [ -n "${NCU:-}" ] && step ncu_preprocess 200 bash -c ncu_preprocess
+
+# --- 5d. optional (CUPTI=1): CUDA API calls, copies and kernels of unpaced pipelines, counted
+# by the CUPTI injection tracer (scripts/device/cupti/) in every process of the run; the
+# "steady" figures leave out the first TRTV_CUPTI_START_AFTER_S seconds. 12 s per pipeline
+# (files loop) next to NVML's PCIe bytes of the same run; fps are lowered by the tracer.
+cupti_run() {  # NAME ARGS...: one traced trtvision-bench run, then its summary
+  local name=$1; shift
+  mkdir -p "$LOGS/cupti-$name"
+  step "cupti-$name" 170 env CUDA_INJECTION64_PATH="$root/.device-build/cupti/trtv_cupti.so" \
+    TRTV_CUPTI_LIB="$CUPTI_LIB" TRTV_CUPTI_OUT="$LOGS/cupti-$name/cupti-%p.json" TRTV_CUPTI_START_AFTER_S=4 \
+    bash -c "cd .device-build && $B --what cupti-$name $* --duration 12 --drift-warmup 4 --timeout 135 --out $RES/$DEV-cupti-$name-$DATE.json"
+  python3 .device-build/cupti/summarize.py "$LOGS/cupti-$name" > "$LOGS/cupti-$name-summary.txt" 2>&1
+  head -80 "$LOGS/cupti-$name-summary.txt" | tee -a "$SUMMARY"
+}
+if (( FILES_OK )) && [ -n "${CUPTI:-}" ]; then
+  if [ -f .device-build/cupti/trtv_cupti.so ] && CUPTI_LIB=$(bash .device-build/cupti/find-libcupti.sh); then
+    note "CUPTI: $CUPTI_LIB"
+    cupti_run gpuinfer $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux
+    cupti_run gpuinfer-overlay $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer,overlay --sink demux
+    cupti_run full $COMMON --model $MODEL --backend onnxruntime-cuda --device-masks --sink demux
+  else
+    note "CUPTI: no tracer in .device-build/cupti or no libcupti on this machine: traces skipped"
+  fi
+fi
 
 # --- 6. evidence: the recording pipeline (pipelines/nvdec-8cam-record.sh, x264 stand-in for
 # NVENC) on all 8 files, a few downscaled PNG frames of two recordings, and PNG frames of a

@@ -136,7 +136,8 @@ struct NormParams {
     /// 4:2:0 row staging: bytes per staged source row in shared memory (a multiple of
     /// 32), 0 = direct loads; set per batch by [`stage_bytes`].
     stage: i32,
-    stage_pad: i32,
+    /// 0x4B00_0000 (2^23 as f32 bits): `byte_f` in preprocess.cu takes it from the launch.
+    float_bits: u32,
 }
 
 /// The parameters of a batch of up to [`INLINE_FRAMES`] frames, passed by value;
@@ -179,6 +180,29 @@ fn stage_bytes(frames: &[FrameParams], px: u32, block: (u32, u32)) -> u32 {
     }
 }
 
+/// Whether frame `p` can take the `_nv12` entry points (`sample_nv12` in preprocess.cu):
+/// NV12 of at least 2x2 pixels (every tap pair is then (i, i + 1)) whose chroma plane
+/// starts at an even address with an even stride (16-bit UV loads).
+fn nv12_fast(p: &FrameParams) -> bool {
+    p.kind == KIND_NV12
+        && p.width >= 2
+        && p.height >= 2
+        && p.stride[1] > 0
+        && p.stride[1] % 2 == 0
+        && p.plane[1].is_multiple_of(2)
+}
+
+/// The `_nv12` entry point of the `px` kernels for output order `color`.
+fn nv12_kernel_name(px: u32, color: ColorOrder) -> Result<std::ffi::CString, CudaError> {
+    let (base, _, _) = kernel_names(px)?;
+    let order = match color {
+        ColorOrder::Rgb => "rgb",
+        ColorOrder::Bgr => "bgr",
+    };
+    std::ffi::CString::new(format!("{}_nv12{order}_inline", base.to_string_lossy()))
+        .map_err(|_| CudaError::InvalidInput("kernel name".into()))
+}
+
 impl NormParams {
     fn new(cfg: &PreprocessConfig) -> Self {
         let affine = cfg.affine();
@@ -196,7 +220,7 @@ impl NormParams {
             f16: i32::from(cfg.dtype == DType::F16),
             frames: 0,
             stage: 0,
-            stage_pad: 0,
+            float_bits: 0x4B00_0000,
         }
     }
 }
@@ -370,6 +394,12 @@ pub struct CudaPreprocessor {
     kernel: Kernel,
     kernel_inline: Kernel,
     kernel_staged: Kernel,
+    /// Batches of NV12 frames only ([`nv12_fast`]), the configured output order.
+    kernel_nv12: Kernel,
+    /// Whether such batches take `kernel_nv12` (default) or the generic kernel.
+    nv12_path: bool,
+    /// Whether the last batch ran `kernel_nv12`.
+    last_nv12: bool,
     pixels_per_thread: u32,
     block: (u32, u32),
     /// 4:2:0 source rows staged in shared memory (see [`stage_bytes`]).
@@ -440,6 +470,7 @@ impl CudaPreprocessor {
         let kernel = Kernel::load(ctx, &ptx, name)?;
         let kernel_inline = Kernel::load(ctx, &ptx, name_inline)?;
         let kernel_staged = Kernel::load(ctx, &ptx, name_staged)?;
+        let kernel_nv12 = Kernel::load(ctx, &ptx, &nv12_kernel_name(pixels_per_thread, cfg.color)?)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
         let out_len = out_row_bytes.checked_mul(max_batch).ok_or_else(|| {
@@ -456,6 +487,9 @@ impl CudaPreprocessor {
             kernel,
             kernel_inline,
             kernel_staged,
+            kernel_nv12,
+            nv12_path: true,
+            last_nv12: false,
             pixels_per_thread,
             block: (BLOCK_X, BLOCK_Y),
             staging: false,
@@ -477,7 +511,7 @@ impl CudaPreprocessor {
         // lazily and panics on a missing one): an empty launch of each kind, then wait.
         for inline in [None, Some(&InlineFrames([FrameParams::default(); INLINE_FRAMES]))] {
             let slot = this.acquire()?;
-            let lease = this.launch(slot, 0, Vec::new(), inline, 0)?;
+            let lease = this.launch(slot, 0, Vec::new(), inline, 0, false)?;
             lease.wait()?;
             drop(lease);
         }
@@ -519,6 +553,7 @@ impl CudaPreprocessor {
         self.kernel = Kernel::load(&self.ctx, &self.ptx, name)?;
         self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, name_inline)?;
         self.kernel_staged = Kernel::load(&self.ctx, &self.ptx, name_staged)?;
+        self.kernel_nv12 = Kernel::load(&self.ctx, &self.ptx, &nv12_kernel_name(px, self.cfg.color)?)?;
         self.pixels_per_thread = px;
         self.min_blocks = 0;
         Ok(())
@@ -536,6 +571,26 @@ impl CudaPreprocessor {
     /// them).
     pub fn set_staging(&mut self, on: bool) {
         self.staging = on;
+    }
+
+    /// Whether batches of NV12 frames take the NV12 entry point (default; see
+    /// [`CudaPreprocessor::set_nv12_path`]).
+    pub fn nv12_path(&self) -> bool {
+        self.nv12_path
+    }
+
+    /// Lets batches whose frames are all NV12 (at least 2x2 pixels, even chroma plane
+    /// address and stride) of at most [`INLINE_FRAMES`] frames take the kernel entry point
+    /// specialised for them (true, the default: two thirds of the generic kernel's
+    /// instructions per pixel on the H100) or always the generic one (false). The result
+    /// is the same; the speed differs. Not used with row staging or an occupancy variant.
+    pub fn set_nv12_path(&mut self, on: bool) {
+        self.nv12_path = on;
+    }
+
+    /// Whether the last [`CudaPreprocessor::run`] took the NV12 entry point.
+    pub fn last_run_nv12(&self) -> bool {
+        self.last_nv12
     }
 
     /// Resident blocks per SM the inline kernel is compiled for (`__launch_bounds__`): 0 =
@@ -719,7 +774,12 @@ impl CudaPreprocessor {
                 None => stage_bytes(&slot.params_mut()[..n], self.pixels_per_thread, self.block),
             }
         };
-        let lease = self.launch(slot, n, keep, inline.as_ref(), stage)?;
+        let nv12 = self.nv12_path
+            && stage == 0
+            && self.min_blocks == 0
+            && inline.as_ref().is_some_and(|p| p.0[..n].iter().all(nv12_fast));
+        let lease = self.launch(slot, n, keep, inline.as_ref(), stage, nv12)?;
+        self.last_nv12 = nv12;
         let len = n * self.out_row_bytes;
         let ptr = lease.ptr;
         Ok(Tensor {
@@ -750,6 +810,7 @@ impl CudaPreprocessor {
         frames: Vec<gst::Buffer>,
         inline: Option<&InlineFrames>,
         stage: u32,
+        nv12: bool,
     ) -> Result<DeviceTensorLease, CudaError> {
         let lease = DeviceTensorLease {
             ptr: slot.out.ptr(),
@@ -785,6 +846,7 @@ impl CudaPreprocessor {
         // need not outlive it.
         let (kernel, frames_arg): (&Kernel, *mut c_void) = match inline {
             Some(p) if stage > 0 => (&self.kernel_staged, (p as *const InlineFrames).cast_mut().cast()),
+            Some(p) if nv12 => (&self.kernel_nv12, (p as *const InlineFrames).cast_mut().cast()),
             Some(p) => (&self.kernel_inline, (p as *const InlineFrames).cast_mut().cast()),
             None => (&self.kernel, (&mut frames_ptr as *mut u64).cast()),
         };
@@ -865,6 +927,66 @@ mod tests {
         assert_eq!((p.kind, p.x0, p.x1, p.y0, p.y1), (KIND_PACKED, 0, 640, 0, 640));
     }
 
+    #[test]
+    fn nv12_entry_point_conditions() {
+        let cfg = PreprocessConfig::default();
+        let params = |format, w, h, planes: &[u64], strides: &[usize]| {
+            // SAFETY: never read.
+            let f = unsafe { CudaFrame::from_raw(format, w, h, planes, strides) }.unwrap();
+            FrameParams::new(&f, &cfg.transform(w, h), &cfg)
+        };
+        let nv12 = gst_video::VideoFormat::Nv12;
+        assert!(nv12_fast(&params(
+            nv12,
+            1920,
+            1080,
+            &[0x10000, 0x20000],
+            &[2048, 2048]
+        )));
+        assert!(nv12_fast(&params(nv12, 2, 2, &[0x10000, 0x20000], &[2, 2])));
+        // Odd chroma stride or address: 16-bit UV loads would be misaligned.
+        assert!(!nv12_fast(&params(
+            nv12,
+            641,
+            479,
+            &[0x10000, 0x20000],
+            &[643, 643]
+        )));
+        assert!(!nv12_fast(&params(
+            nv12,
+            640,
+            480,
+            &[0x10000, 0x20001],
+            &[640, 640]
+        )));
+        // One column or row: its taps are (0, 0), not (i, i + 1).
+        assert!(!nv12_fast(&params(nv12, 1, 480, &[0x10000, 0x20000], &[64, 64])));
+        assert!(!nv12_fast(&params(
+            nv12,
+            640,
+            1,
+            &[0x10000, 0x20000],
+            &[640, 640]
+        )));
+        assert!(!nv12_fast(&params(
+            gst_video::VideoFormat::I420,
+            640,
+            480,
+            &[0x10000, 0x20000, 0x30000],
+            &[640, 320, 320]
+        )));
+        assert_eq!(
+            nv12_kernel_name(4, ColorOrder::Bgr).unwrap().to_str().unwrap(),
+            "trtv_preprocess_nchw_x4_nv12bgr_inline"
+        );
+        assert_eq!(
+            nv12_kernel_name(1, ColorOrder::Rgb).unwrap().to_str().unwrap(),
+            "trtv_preprocess_nchw_nv12rgb_inline"
+        );
+        assert!(nv12_kernel_name(3, ColorOrder::Rgb).is_err());
+        assert_eq!(NormParams::new(&cfg).float_bits, 8_388_608f32.to_bits());
+    }
+
     /// Compiles the kernel where NVRTC is installed (no GPU needed); skipped elsewhere.
     #[test]
     fn nvrtc_compiles_the_kernel() {
@@ -877,9 +999,16 @@ mod tests {
         assert_eq!(arch, "compute_90");
         let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
         let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
-        for (_, (name, inline, staged)) in KERNEL_NAMES {
+        for (px, (name, inline, staged)) in KERNEL_NAMES {
             for n in [name, inline, staged] {
                 let entry = format!(".entry {}(", n.to_str().unwrap());
+                assert!(text.contains(&entry), "{entry} missing");
+            }
+            for color in [ColorOrder::Rgb, ColorOrder::Bgr] {
+                let entry = format!(
+                    ".entry {}(",
+                    nv12_kernel_name(px, color).unwrap().to_str().unwrap()
+                );
                 assert!(text.contains(&entry), "{entry} missing");
             }
         }
