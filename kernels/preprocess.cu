@@ -237,6 +237,10 @@ __device__ __forceinline__ float byte_f(unsigned int w, unsigned int sel, unsign
 // (the host checks; `_nv12` entry points): every tap pair is (i0, i0 + 1) (make_tap), so the
 // second luma tap is the next byte, and each chroma tap's U and V come with one 16-bit load.
 // The same arithmetic in the same order as sample_rgb.
+// SAME_CROW: both luma tap rows lie in the same chroma row (the first is even): the
+// bottom chroma taps equal the top ones, so they are neither loaded nor interpolated again
+// (the same values, so the same result).
+template <bool SAME_CROW>
 __device__ __forceinline__ void sample_nv12(const Rows& r, const Tap& tx, unsigned int bits, float rgb[3]) {
     const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
     // Unsigned offsets: no sign extension in the address arithmetic.
@@ -249,13 +253,17 @@ __device__ __forceinline__ void sample_nv12(const Rows& r, const Tap& tx, unsign
     const unsigned int c0 = i0 & ~1u, c1 = (i0 + 1) & ~1u;
     const unsigned int a = __ldg((const unsigned short*)(r.r0[1] + c0));
     const unsigned int b = __ldg((const unsigned short*)(r.r0[1] + c1));
-    const unsigned int c = __ldg((const unsigned short*)(r.r1[1] + c0));
-    const unsigned int d = __ldg((const unsigned short*)(r.r1[1] + c1));
-    const float uu = lerp2(byte_f(a, 0x7650, bits), byte_f(b, 0x7650, bits), byte_f(c, 0x7650, bits), byte_f(d, 0x7650, bits), wx0, wx1,
-                           r.wy0, r.wy1);
-    const float vv = lerp2(byte_f(a, 0x7651, bits), byte_f(b, 0x7651, bits), byte_f(c, 0x7651, bits), byte_f(d, 0x7651, bits), wx0, wx1,
-                           r.wy0, r.wy1);
-    yuv_to_rgb(yy, uu, vv, rgb);
+    // lerp2's two row sums, U and V.
+    const float ut = byte_f(a, 0x7650, bits) * wx0 + byte_f(b, 0x7650, bits) * wx1;
+    const float vt = byte_f(a, 0x7651, bits) * wx0 + byte_f(b, 0x7651, bits) * wx1;
+    float ub = ut, vb = vt;
+    if (!SAME_CROW) {
+        const unsigned int c = __ldg((const unsigned short*)(r.r1[1] + c0));
+        const unsigned int d = __ldg((const unsigned short*)(r.r1[1] + c1));
+        ub = byte_f(c, 0x7650, bits) * wx0 + byte_f(d, 0x7650, bits) * wx1;
+        vb = byte_f(c, 0x7651, bits) * wx0 + byte_f(d, 0x7651, bits) * wx1;
+    }
+    yuv_to_rgb(yy, ut * r.wy0 + ub * r.wy1, vt * r.wy0 + vb * r.wy1, rgb);
 }
 
 // Stores PX consecutive values of one plane at element `idx` (a multiple of PX when
@@ -452,14 +460,19 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
         // bounds checks.
         const bool all_in = x >= p.x0 && x + PX <= p.x1 && x + PX <= n.out_w;
         // Output pixel k of the thread: sampled and normalised into v[.][k].
-        auto pixel = [&](int k) {
+        // same_crow: a constant at every call (the branch below folds away once inlined).
+        auto pixel = [&](bool same_crow, int k) {
             Tap tx;
             tx.i0 = tap_i0[k * blockDim.x + threadIdx.x];
             tx.i1 = tap_i1[k * blockDim.x + threadIdx.x];
             tx.w1 = tap_w1[k * blockDim.x + threadIdx.x];
             float rgb[3];
             if (ORDER >= 0) {
-                sample_nv12(r, tx, n.float_bits, rgb);
+                if (same_crow) {
+                    sample_nv12<true>(r, tx, n.float_bits, rgb);
+                } else {
+                    sample_nv12<false>(r, tx, n.float_bits, rgb);
+                }
             } else if (STAGE && staged) {
                 sample_staged(nv12, st, tx, r.wy0, r.wy1, rgb);
             } else {
@@ -473,18 +486,23 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
                 v[c][k] = px * n.a[c] + n.b[c];
             }
         };
-        if (all_in) {
-            // Straight-line code for the PX pixels (no per-pixel branch).
+        if (all_in && ORDER >= 0 && r.r0[1] == r.r1[1]) {
+            // Straight-line code for the PX pixels (no per-pixel branch); one chroma row.
 #pragma unroll
             for (int k = 0; k < PX; k++) {
-                pixel(k);
+                pixel(true, k);
+            }
+        } else if (all_in) {
+#pragma unroll
+            for (int k = 0; k < PX; k++) {
+                pixel(false, k);
             }
         } else {
 #pragma unroll
             for (int k = 0; k < PX; k++) {
                 const int xx = x + k;
                 if (xx >= p.x0 && xx < p.x1 && xx < n.out_w) {
-                    pixel(k);
+                    pixel(false, k);
                 } else {
 #pragma unroll
                     for (int c = 0; c < 3; c++) {

@@ -1384,6 +1384,7 @@ fn overlay_element_on_gst_cuda_memory() {
     let mut slots = Vec::new();
     let mut expected = Vec::new();
     let mut pools = Vec::new();
+    let mut originals = Vec::new();
     let cases = [
         (VideoFormat::Nv12, 1920u32, 1080u32, true),
         (VideoFormat::Rgba, 641, 479, true),
@@ -1411,6 +1412,7 @@ fn overlay_element_on_gst_cuda_memory() {
             (system_buffer(&info, &planes, &strides), planes, strides)
         };
         assert_eq!(cuda::is_cuda_buffer(&buffer), cuda_mem);
+        originals.push((planes.clone(), strides.clone()));
         let dets = overlay_detections(&mut rng, w, h, 16);
         // CPU reference on a system-memory copy of the same pixels.
         let mut reference = system_buffer(&info, &planes, &strides);
@@ -1435,12 +1437,44 @@ fn overlay_element_on_gst_cuda_memory() {
             },
         });
     }
+    // A batch input made by the preprocessor from the CUDA frames, as trtpreprocess does:
+    // its lease holds the frames too. The overlay must still draw in place (no copy of
+    // the frames), and only after the preprocessing kernel has read them.
+    let cfg = PreprocessConfig {
+        dtype: DType::F16,
+        ..PreprocessConfig::default()
+    };
+    let rows: Vec<usize> = (0..slots.len())
+        .filter(|&i| cuda::is_cuda_buffer(&slots[i].buffer))
+        .collect();
+    let maps: Vec<_> = rows
+        .iter()
+        .map(|&i| cuda::map_cuda_frame(slots[i].buffer.as_ref(), &slots[i].info).expect("map"))
+        .collect();
+    let in_frames: Vec<CudaFrame> = maps.iter().map(|m| m.frame()).collect();
+    let planes_before: Vec<u64> = in_frames.iter().map(|f| f.plane(0)).collect();
+    drop(maps);
+    let transforms: Vec<_> = in_frames
+        .iter()
+        .map(|f| cfg.transform(f.width(), f.height()))
+        .collect();
+    let mut pre = CudaPreprocessor::new(&dctx, &cfg, rows.len()).expect("preprocessor");
+    let tensor = pre.run(&in_frames, &transforms).expect("preprocess");
+    drop(in_frames);
+    let lease = cuda::device_lease(&tensor).expect("a lease");
+    assert_eq!(lease.held_frames(), rows.len());
     let mut batch_buf = gst::Buffer::new();
     gsttrtvision::batch::BatchMeta::add(
         batch_buf.get_mut().expect("writable"),
         gsttrtvision::batch::Batch {
             slots,
             batch_size: cases.len(),
+            inputs: vec![gsttrtvision::batch::BatchTensor {
+                model: "overlay-test".into(),
+                tensor,
+                slots: rows.clone(),
+                transforms: transforms.clone(),
+            }],
             ..Default::default()
         },
     );
@@ -1455,6 +1489,43 @@ fn overlay_element_on_gst_cuda_memory() {
     let element = h.element().expect("element");
     let meta = out.meta::<gsttrtvision::batch::BatchMeta>().expect("batch meta");
     let mut failures = Vec::new();
+    {
+        let batch = meta.batch();
+        let input = &batch.inputs[0];
+        let lease = cuda::device_lease(&input.tensor).expect("a lease");
+        assert_eq!(
+            lease.held_frames(),
+            0,
+            "the overlay took the frames from the batch input"
+        );
+        for (k, &i) in rows.iter().enumerate() {
+            let slot = &batch.slots[i];
+            let m = cuda::map_cuda_frame(slot.buffer.as_ref(), &slot.info).expect("map");
+            if m.frame().plane(0) != planes_before[k] {
+                failures.push(format!("frame {i} was copied before drawing (new device memory)"));
+            }
+        }
+        // The tensor holds the frames as they were before drawing: the preprocessing kernel
+        // read them before the overlay wrote.
+        let gpu = download(&dctx, &input.tensor);
+        let row = 3 * (cfg.width * cfg.height) as usize * cfg.dtype.size();
+        let mut cpu = vec![0u8; row];
+        let mut scratch = Scratch::default();
+        for (k, &i) in rows.iter().enumerate() {
+            let (planes, strides) = &originals[i];
+            let info = &batch.slots[i].info;
+            let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
+            let reader = FrameReader::from_planes(info.format(), info.width(), info.height(), &refs, strides)
+                .expect("reader");
+            preprocess::fill_row(&cfg, &reader, &transforms[k], &mut cpu, &mut scratch);
+            let (max, _) = compare(&cfg, &gpu[k * row..(k + 1) * row], &cpu);
+            if max > tolerance(cfg.dtype) {
+                failures.push(format!(
+                    "input tensor row {k} (frame {i}) differs from the undrawn frame: {max}"
+                ));
+            }
+        }
+    }
     for (slot, (reference, info)) in meta.batch().slots.iter().zip(&expected) {
         let on_device = cuda::is_cuda_buffer(&slot.buffer);
         let got = if on_device {

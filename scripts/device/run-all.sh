@@ -434,6 +434,8 @@ export W LOGS OUT
 # by the CUPTI injection tracer (scripts/device/cupti/) in every process of the run; the
 # "steady" figures leave out the first TRTV_CUPTI_START_AFTER_S seconds. 12 s per pipeline
 # (files loop) next to NVML's PCIe bytes of the same run; fps are lowered by the tracer.
+# CUPTI_RUNS picks the pipelines (default "gpuinfer gpuinfer-overlay full"; also
+# gpuinfer-fakesink, mux: decode and trtmux only).
 cupti_run() {  # NAME ARGS...: one traced trtvision-bench run, then its summary
   local name=$1; shift
   mkdir -p "$LOGS/cupti-$name"
@@ -446,9 +448,15 @@ cupti_run() {  # NAME ARGS...: one traced trtvision-bench run, then its summary
 if (( FILES_OK )) && [ -n "${CUPTI:-}" ]; then
   if [ -f .device-build/cupti/trtv_cupti.so ] && CUPTI_LIB=$(bash .device-build/cupti/find-libcupti.sh); then
     note "CUPTI: $CUPTI_LIB"
-    cupti_run gpuinfer $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux
-    cupti_run gpuinfer-overlay $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer,overlay --sink demux
-    cupti_run full $COMMON --model $MODEL --backend onnxruntime-cuda --device-masks --sink demux
+    for c in ${CUPTI_RUNS:-gpuinfer gpuinfer-overlay full}; do
+      case $c in
+        gpuinfer) cupti_run gpuinfer $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux ;;
+        gpuinfer-fakesink) cupti_run gpuinfer-fakesink $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink fakesink ;;
+        gpuinfer-overlay) cupti_run gpuinfer-overlay $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer,overlay --sink demux ;;
+        full) cupti_run full $COMMON --model $MODEL --backend onnxruntime-cuda --device-masks --sink demux ;;
+        mux) cupti_run mux $COMMON --stages none --sink fakesink ;;
+      esac
+    done
   else
     note "CUPTI: no tracer in .device-build/cupti or no libcupti on this machine: traces skipped"
   fi

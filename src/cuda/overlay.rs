@@ -265,6 +265,12 @@ impl CudaOverlay {
         self.done.synchronize()
     }
 
+    /// Blocks until everything queued on [`CudaOverlay::stream`] is done (also waits queued
+    /// there by others).
+    pub fn synchronize(&self) -> Result<(), CudaError> {
+        self.stream.synchronize()
+    }
+
     /// Draws `list` on `frames` (frame `i` gets `list.frames[i]`): one copy and one
     /// launch on [`CudaOverlay::stream`], then the event; returns without waiting. False
     /// when there was nothing to draw (nothing queued).

@@ -298,7 +298,9 @@ pub struct DeviceTensorLease {
     pool: Arc<Pool>,
     ptr: u64,
     len: usize,
-    frames: Vec<gst::Buffer>,
+    /// The source frames, until the kernel has read them (see
+    /// [`DeviceTensorLease::release_frames_after`]).
+    frames: Mutex<Vec<gst::Buffer>>,
 }
 
 impl std::fmt::Debug for DeviceTensorLease {
@@ -306,7 +308,7 @@ impl std::fmt::Debug for DeviceTensorLease {
         f.debug_struct("DeviceTensorLease")
             .field("ptr", &format_args!("{:#x}", self.ptr))
             .field("len", &self.len)
-            .field("frames", &self.frames.len())
+            .field("frames", &self.frames.lock().map_or(0, |f| f.len()))
             .finish()
     }
 }
@@ -359,6 +361,36 @@ impl DeviceTensorLease {
         // SAFETY: forwarded contract.
         unsafe { self.slot()?.event.wait_on(stream) }
     }
+
+    /// Hands the source frames back before the tensor is released: `stream` waits on the
+    /// GPU until the kernel has read them, then the lease drops its references, so that an
+    /// element holding the same frames can write into them without a copy (a buffer
+    /// referenced twice is not writable: `make_mut` would copy every frame). The host does
+    /// not block. Returns how many frame references were dropped.
+    ///
+    /// # Safety
+    /// `stream` must be a live CUstream of a context that can use the lease's event, and
+    /// the caller must hold the frames (their buffers) until its own work on `stream` is
+    /// complete: a decoder may recycle a frame's memory once its last reference is gone.
+    pub unsafe fn release_frames_after(&self, stream: sys::CUstream) -> Result<usize, CudaError> {
+        let mut frames = self
+            .frames
+            .lock()
+            .map_err(|_| CudaError::InvalidInput("device tensor lease poisoned".into()))?;
+        if frames.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.slot()?.event.wait_on(stream) }?;
+        let n = frames.len();
+        frames.clear();
+        Ok(n)
+    }
+
+    /// Source frames the lease still holds.
+    pub fn held_frames(&self) -> usize {
+        self.frames.lock().map_or(0, |f| f.len())
+    }
 }
 
 impl Drop for DeviceTensorLease {
@@ -369,7 +401,9 @@ impl Drop for DeviceTensorLease {
             if !matches!(slot.event.is_complete(), Ok(true)) {
                 let _ = slot.event.synchronize();
             }
-            self.frames.clear();
+            if let Ok(mut frames) = self.frames.lock() {
+                frames.clear();
+            }
             if let Ok(mut free) = self.pool.free.lock() {
                 free.push(slot);
             }
@@ -817,7 +851,7 @@ impl CudaPreprocessor {
             len: n * self.out_row_bytes,
             slot: Some(slot),
             pool: self.pool.clone(),
-            frames,
+            frames: Mutex::new(frames),
         };
         let slot = lease.slot()?;
         let stream = self.stream.raw();

@@ -283,6 +283,31 @@ impl TrtOverlay {
         if extra.dense_colormap != Colormap::None {
             cs.list.set_dense_lut(state.scratch.lut(extra.dense_colormap));
         }
+        // Frames read by trtpreprocess's kernel are also held by its tensor until the batch
+        // input is released (trtdemux): twice referenced, `make_mut` would copy each frame
+        // (an allocation and a synchronous copy per frame). The overlay's stream waits for
+        // that kernel instead and the tensor lets go of the frames; the slots hold them until
+        // the overlay's own work is done (it waits before pushing the batch, and synchronises
+        // its stream on every other way out below).
+        let drawable = batch.slots.iter().any(|slot| {
+            (!slot.results.detections.is_empty() || extra.dense_to_draw(&slot.results).is_some())
+                && cuda::is_cuda_buffer(slot.buffer.as_ref())
+        });
+        let mut released = 0;
+        if drawable {
+            if let Err(e) = self.ensure_overlay(cs, &ctx) {
+                return self.finish_cuda(cs, &mut state.on_gpu, Err(e), 0);
+            }
+            if let Some(overlay) = cs.overlay.as_ref() {
+                for lease in batch.inputs.iter().filter_map(|t| cuda::device_lease(&t.tensor)) {
+                    // SAFETY: the overlay's live stream; the slots keep the frames (see above).
+                    match unsafe { lease.release_frames_after(overlay.stream()) } {
+                        Ok(n) => released += n,
+                        Err(e) => gst::debug!(CAT, imp = self, "frames stay with the batch input: {e}"),
+                    }
+                }
+            }
+        }
         for (i, slot) in batch.slots.iter_mut().enumerate() {
             let dense = extra.dense_to_draw(&slot.results);
             if slot.results.detections.is_empty() && dense.is_none() {
@@ -316,16 +341,42 @@ impl TrtOverlay {
             }
         }
         let result = self.launch(cs, &ctx);
+        self.finish_cuda(cs, &mut state.on_gpu, result, released)
+    }
+
+    /// Ends [`TrtOverlay::draw_cuda`]: unmaps the frames and turns `result` into the flow
+    /// result. When the batch input let go of `released` frames and no completed launch was
+    /// waited for, the overlay's stream is synchronised first (its waits on trtpreprocess's
+    /// kernels must be over before the frames go downstream).
+    fn finish_cuda(
+        &self,
+        cs: &mut CudaState,
+        on_gpu: &mut [bool],
+        result: Result<bool, Launch>,
+        released: usize,
+    ) -> Result<(), gst::FlowError> {
         let drawn = cs.frames.len() as u64;
         cs.frames.clear();
         cs.maps.clear();
+        if released > 0 && !matches!(result, Ok(true)) {
+            if let Some(Err(e)) = cs.overlay.as_ref().map(|o| o.synchronize()) {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Failed,
+                    ("Waiting for the GPU failed"),
+                    ["{}", e]
+                );
+                return Err(gst::FlowError::Error);
+            }
+        }
+        let result = result.map(|_| ());
         match result {
             Ok(()) => {
                 self.gpu_frames.fetch_add(drawn, Ordering::Relaxed);
                 Ok(())
             }
             Err(Launch::Fallback) => {
-                state.on_gpu.iter_mut().for_each(|g| *g = false);
+                on_gpu.iter_mut().for_each(|g| *g = false);
                 Ok(())
             }
             Err(Launch::Failed(e)) => {
@@ -340,10 +391,8 @@ impl TrtOverlay {
         }
     }
 
-    fn launch(&self, cs: &mut CudaState, ctx: &crate::cuda::CudaContext) -> Result<(), Launch> {
-        if cs.frames.is_empty() {
-            return Ok(());
-        }
+    /// Creates the CUDA overlay on first use; on failure the element stays on the CPU.
+    fn ensure_overlay(&self, cs: &mut CudaState, ctx: &crate::cuda::CudaContext) -> Result<(), Launch> {
         if cs.overlay.is_none() {
             match crate::cuda::CudaOverlay::for_gst(ctx) {
                 Ok(o) => {
@@ -361,12 +410,22 @@ impl TrtOverlay {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Draws the mapped frames with one launch and waits for it: true when a launch was
+    /// waited for, false when there was nothing to draw.
+    fn launch(&self, cs: &mut CudaState, ctx: &crate::cuda::CudaContext) -> Result<bool, Launch> {
+        if cs.frames.is_empty() {
+            return Ok(false);
+        }
+        self.ensure_overlay(cs, ctx)?;
         let Some(overlay) = cs.overlay.as_mut() else {
             return Err(Launch::Fallback);
         };
         match overlay.draw(&cs.frames, &cs.list) {
-            Ok(false) => Ok(()),
-            Ok(true) => overlay.wait().map_err(Launch::Failed),
+            Ok(false) => Ok(false),
+            Ok(true) => overlay.wait().map(|()| true).map_err(Launch::Failed),
             Err(e) => {
                 // Nothing was queued, or the launch itself failed: the CPU draws.
                 gst::warning!(CAT, imp = self, "{e}: drawn on the CPU");
