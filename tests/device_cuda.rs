@@ -235,10 +235,14 @@ fn nv12_entry_point_matches_generic_and_cpu() {
             pre.last_run_nv12(),
             "{name} x{px}: an NV12 batch takes the NV12 entry point"
         );
+        // The NV12 entry point with all 32 inline parameter slots (batches above 8 frames).
+        pre.set_small_params(false);
+        let fast_large = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
+        pre.set_small_params(true);
         pre.set_nv12_path(false);
         let generic = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
         assert!(!pre.last_run_nv12());
-        if fast != generic {
+        if fast != generic || fast_large != generic {
             failures.push(format!("{name} x{px}: NV12 and generic entry points differ"));
         }
         let row = 3 * (cfg.width * cfg.height) as usize * cfg.dtype.size();
@@ -666,6 +670,17 @@ fn timing_8x1080p_nv12_to_640_f16() {
         );
     }
     pre.set_nv12_path(true);
+    // The NV12 entry point taking all 32 inline parameter slots (3072 bytes) instead of 8.
+    pre.set_small_params(false);
+    for &(bx, by) in &[default_block, (32, 8)] {
+        pre.set_block(bx, by).expect("block");
+        let (median, min, pipelined) = time(&mut pre);
+        variants.insert(
+            format!("x{default_px}-block{bx}x{by}-params3072"),
+            serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
+        );
+    }
+    pre.set_small_params(true);
     // The default variant with 4:2:0 row staging (shared memory) instead of direct loads.
     pre.set_pixels_per_thread(default_px).expect("variant");
     for &(bx, by) in &[default_block, (32, 8)] {
@@ -778,6 +793,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
         "pixels_per_thread": default_px,
         "staging": pre.staging(),
         "nv12_entry_point": pre.nv12_path(),
+        "small_params": pre.small_params(),
         "block": [default_block.0, default_block.1],
         "variants": variants,
         "kernel_us_median": median_us,

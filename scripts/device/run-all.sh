@@ -10,7 +10,7 @@
 # Environment knobs: PIPE_TIMEOUT (s per pipeline), TRTV_DECODER_ARGS (default --nvdec),
 # FRAMES (per camera, default 240), TRTV_BUDGET_S, SKIP="step names" (e.g. "device_cuda
 # device_tiler baseline"), SKIP_INFER, SKIP_PROMPTSEG, SKIP_BENCH, SKIP_LONG (the 20 s
-# unpaced runs), SKIP_MULTI, SKIP_RECORD, SKIP_FRAMES, DRIFT_S (the drift run, own call),
+# unpaced runs; LONG_REPEAT=N runs them N times), SKIP_MULTI, SKIP_RECORD, SKIP_FRAMES, DRIFT_S (the drift run, own call),
 # PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), CUPTI=1
 # (the same pipelines under the CUPTI tracer: API calls, copies, kernels), NCU=1
 # (Nsight Compute profile of the preprocessing kernel), PROBE_ONLY=1 (the PCIe probe without
@@ -267,6 +267,7 @@ rec = {
     "ratio": None,
     "cross_stream": x,
     "blocked_waits": line.get("blocked_waits"),
+    "host_funcs": line.get("host_funcs"),
     "copies": line.get("copies"),
     "raw": line,
 }
@@ -371,10 +372,13 @@ if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
   bench 8cam-nvdec-realtime 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime --device-masks
   # The same unpaced runs for 20 s (files loop): PCIe bytes per frame over ~40 000 frames
   # instead of the ~2 s above (NVML averages 20 ms windows; SKIP_LONG=1 leaves them out).
-  [ -n "${SKIP_LONG:-}" ] || {
-    bench 8cam-nvdec-gpuinfer-20s 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5
-    bench 8cam-nvdec-full-20s 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5
-  }
+  # LONG_REPEAT=N runs each N times (results -20s, -20s-r2, ...): NVML's bytes per frame
+  # vary by tens of percent between runs of the same pipeline.
+  [ -n "${SKIP_LONG:-}" ] || for r in $(seq 1 "${LONG_REPEAT:-1}"); do
+    sfx=$([ "$r" = 1 ] && echo "" || echo "-r$r")
+    bench 8cam-nvdec-gpuinfer-20s$sfx 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5
+    bench 8cam-nvdec-full-20s$sfx 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5
+  done
   # Several models on one stream set: detector on 3 cameras + depth on camera 0; detector
   # then landmarks on every detected object of 8 cameras (crops on the GPU from CUDA frames).
   [ -n "${SKIP_MULTI:-}" ] || {

@@ -481,6 +481,12 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
         CrossStream,
         Copies,
         BlockedWaits,
+        HostFuncs,
+    }
+    // A host function that takes 300 us (a busy callback thread): the stream behind it
+    // waits for the host, as ONNX Runtime's stream does once per run (cuLaunchHostFunc).
+    extern "C" fn slow_host_fn(_: *mut std::ffi::c_void) {
+        std::thread::sleep(std::time::Duration::from_micros(300));
     }
     // Long GPU work for the blocked-wait phases: 512 MiB device-to-device copies (~0.35 ms
     // each on an H100) on the second stream.
@@ -531,6 +537,27 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
                     }
                     other.synchronize().map_err(err)?;
                 }
+                Phase::HostFuncs => {
+                    for _ in 0..8 {
+                        {
+                            let _g = ctx.push().map_err(err)?;
+                            // SAFETY: a live stream of `ctx`; the function takes no data.
+                            let r = unsafe {
+                                cudarc::driver::sys::cuLaunchHostFunc(
+                                    pre.stream(),
+                                    Some(slow_host_fn),
+                                    std::ptr::null_mut(),
+                                )
+                            };
+                            if r != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+                                return Err(format!("cuLaunchHostFunc: {r:?}"));
+                            }
+                        }
+                        drop(pre.run(&frames, &transform).map_err(err)?);
+                        launches += 1;
+                    }
+                    pre.synchronize().map_err(err)?;
+                }
                 Phase::Copies | Phase::BlockedWaits => {
                     // The copy on the other stream, then (blocked waits only) this stream
                     // waits for it on the GPU before its launch: the wait is queued long
@@ -564,6 +591,7 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
     let (xrx, xtx, xlaunches, xn) = phase(Phase::CrossStream, &mut pre)?;
     let (crx, ctx_bytes, copies, cn) = phase(Phase::Copies, &mut pre)?;
     let (brx, btx, blocked, bn) = phase(Phase::BlockedWaits, &mut pre)?;
+    let (hrx, htx, hostfns, hn) = phase(Phase::HostFuncs, &mut pre)?;
     let per = |total: f64, idle: f64, count: u64| (total - idle) / count.max(1) as f64;
     let per_launch = |total: f64, idle: f64| per(total, idle, launches);
     Ok(json!({
@@ -605,6 +633,15 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
             "h2d_bytes_per_s_above_copies": round((brx - crx) / secs, 0),
             "samples": bn,
             "what": "the same copies and launches, each launch first waiting on the GPU (cuStreamWaitEvent) for the copy before it: the wait is queued ~0.35 ms before it is satisfied",
+        },
+        "host_funcs": {
+            "count": hostfns,
+            "h2d_bytes_per_s": round(hrx / secs, 0),
+            "d2h_bytes_per_s": round(htx / secs, 0),
+            "h2d_bytes_per_host_func_above_idle": round(per(hrx, idle_rx, hostfns), 1),
+            "d2h_bytes_per_host_func_above_idle": round(per(htx, idle_tx, hostfns), 1),
+            "samples": hn,
+            "what": "cuLaunchHostFunc of a 300 us host function, then a launch behind it on the same stream (the stream waits ~0.3 ms for the host each time), 8 then a synchronize",
         },
         "what": "each launch: trtpreprocess's kernel on one 64x64 NV12 frame (3 KiB of parameters inside the launch, no copy), an event record; 64 launches then one stream synchronize",
     }))

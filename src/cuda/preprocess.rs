@@ -192,14 +192,21 @@ fn nv12_fast(p: &FrameParams) -> bool {
         && p.plane[1].is_multiple_of(2)
 }
 
-/// The `_nv12` entry point of the `px` kernels for output order `color`.
-fn nv12_kernel_name(px: u32, color: ColorOrder) -> Result<std::ffi::CString, CudaError> {
+/// Batches of up to this many NV12 frames pass only the first `INLINE_FRAMES_SMALL`
+/// parameters of [`InlineFrames`] with the launch (`_inline8` entry points, 768 bytes instead
+/// of 3072); `INLINE_FRAMES_SMALL` in preprocess.cu.
+pub const INLINE_FRAMES_SMALL: usize = 8;
+
+/// The `_nv12` entry point of the `px` kernels for output order `color` (`small`: the one
+/// taking [`INLINE_FRAMES_SMALL`] parameters).
+fn nv12_kernel_name(px: u32, color: ColorOrder, small: bool) -> Result<std::ffi::CString, CudaError> {
     let (base, _, _) = kernel_names(px)?;
     let order = match color {
         ColorOrder::Rgb => "rgb",
         ColorOrder::Bgr => "bgr",
     };
-    std::ffi::CString::new(format!("{}_nv12{order}_inline", base.to_string_lossy()))
+    let suffix = if small { "8" } else { "" };
+    std::ffi::CString::new(format!("{}_nv12{order}_inline{suffix}", base.to_string_lossy()))
         .map_err(|_| CudaError::InvalidInput("kernel name".into()))
 }
 
@@ -430,6 +437,10 @@ pub struct CudaPreprocessor {
     kernel_staged: Kernel,
     /// Batches of NV12 frames only ([`nv12_fast`]), the configured output order.
     kernel_nv12: Kernel,
+    /// The same for batches of up to [`INLINE_FRAMES_SMALL`] frames (fewer parameter bytes).
+    kernel_nv12_small: Kernel,
+    /// Whether such batches take `kernel_nv12_small` (default).
+    small_params: bool,
     /// Whether such batches take `kernel_nv12` (default) or the generic kernel.
     nv12_path: bool,
     /// Whether the last batch ran `kernel_nv12`.
@@ -504,7 +515,9 @@ impl CudaPreprocessor {
         let kernel = Kernel::load(ctx, &ptx, name)?;
         let kernel_inline = Kernel::load(ctx, &ptx, name_inline)?;
         let kernel_staged = Kernel::load(ctx, &ptx, name_staged)?;
-        let kernel_nv12 = Kernel::load(ctx, &ptx, &nv12_kernel_name(pixels_per_thread, cfg.color)?)?;
+        let kernel_nv12 = Kernel::load(ctx, &ptx, &nv12_kernel_name(pixels_per_thread, cfg.color, false)?)?;
+        let kernel_nv12_small =
+            Kernel::load(ctx, &ptx, &nv12_kernel_name(pixels_per_thread, cfg.color, true)?)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
         let out_len = out_row_bytes.checked_mul(max_batch).ok_or_else(|| {
@@ -522,6 +535,8 @@ impl CudaPreprocessor {
             kernel_inline,
             kernel_staged,
             kernel_nv12,
+            kernel_nv12_small,
+            small_params: true,
             nv12_path: true,
             last_nv12: false,
             pixels_per_thread,
@@ -587,7 +602,13 @@ impl CudaPreprocessor {
         self.kernel = Kernel::load(&self.ctx, &self.ptx, name)?;
         self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, name_inline)?;
         self.kernel_staged = Kernel::load(&self.ctx, &self.ptx, name_staged)?;
-        self.kernel_nv12 = Kernel::load(&self.ctx, &self.ptx, &nv12_kernel_name(px, self.cfg.color)?)?;
+        self.kernel_nv12 = Kernel::load(
+            &self.ctx,
+            &self.ptx,
+            &nv12_kernel_name(px, self.cfg.color, false)?,
+        )?;
+        self.kernel_nv12_small =
+            Kernel::load(&self.ctx, &self.ptx, &nv12_kernel_name(px, self.cfg.color, true)?)?;
         self.pixels_per_thread = px;
         self.min_blocks = 0;
         Ok(())
@@ -620,6 +641,18 @@ impl CudaPreprocessor {
     /// is the same; the speed differs. Not used with row staging or an occupancy variant.
     pub fn set_nv12_path(&mut self, on: bool) {
         self.nv12_path = on;
+    }
+
+    /// Whether NV12 batches of up to [`INLINE_FRAMES_SMALL`] frames pass only that many
+    /// frame parameters with the launch (default) instead of [`INLINE_FRAMES`].
+    pub fn small_params(&self) -> bool {
+        self.small_params
+    }
+
+    /// Switches the parameter size of small NV12 batches (see
+    /// [`CudaPreprocessor::small_params`]). The result is the same; the speed differs.
+    pub fn set_small_params(&mut self, on: bool) {
+        self.small_params = on;
     }
 
     /// Whether the last [`CudaPreprocessor::run`] took the NV12 entry point.
@@ -880,6 +913,12 @@ impl CudaPreprocessor {
         // need not outlive it.
         let (kernel, frames_arg): (&Kernel, *mut c_void) = match inline {
             Some(p) if stage > 0 => (&self.kernel_staged, (p as *const InlineFrames).cast_mut().cast()),
+            // The small entry point reads the first INLINE_FRAMES_SMALL parameters of the same
+            // buffer (cuLaunchKernel copies the kernel's parameter size from the pointer).
+            Some(p) if nv12 && self.small_params && n <= INLINE_FRAMES_SMALL => (
+                &self.kernel_nv12_small,
+                (p as *const InlineFrames).cast_mut().cast(),
+            ),
             Some(p) if nv12 => (&self.kernel_nv12, (p as *const InlineFrames).cast_mut().cast()),
             Some(p) => (&self.kernel_inline, (p as *const InlineFrames).cast_mut().cast()),
             None => (&self.kernel, (&mut frames_ptr as *mut u64).cast()),
@@ -1010,14 +1049,20 @@ mod tests {
             &[640, 320, 320]
         )));
         assert_eq!(
-            nv12_kernel_name(4, ColorOrder::Bgr).unwrap().to_str().unwrap(),
+            nv12_kernel_name(4, ColorOrder::Bgr, false)
+                .unwrap()
+                .to_str()
+                .unwrap(),
             "trtv_preprocess_nchw_x4_nv12bgr_inline"
         );
         assert_eq!(
-            nv12_kernel_name(1, ColorOrder::Rgb).unwrap().to_str().unwrap(),
-            "trtv_preprocess_nchw_nv12rgb_inline"
+            nv12_kernel_name(1, ColorOrder::Rgb, true)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "trtv_preprocess_nchw_nv12rgb_inline8"
         );
-        assert!(nv12_kernel_name(3, ColorOrder::Rgb).is_err());
+        assert!(nv12_kernel_name(3, ColorOrder::Rgb, false).is_err());
         assert_eq!(NormParams::new(&cfg).float_bits, 8_388_608f32.to_bits());
     }
 
@@ -1038,10 +1083,13 @@ mod tests {
                 let entry = format!(".entry {}(", n.to_str().unwrap());
                 assert!(text.contains(&entry), "{entry} missing");
             }
-            for color in [ColorOrder::Rgb, ColorOrder::Bgr] {
+            for (color, small) in [ColorOrder::Rgb, ColorOrder::Bgr]
+                .into_iter()
+                .flat_map(|c| [(c, false), (c, true)])
+            {
                 let entry = format!(
                     ".entry {}(",
-                    nv12_kernel_name(px, color).unwrap().to_str().unwrap()
+                    nv12_kernel_name(px, color, small).unwrap().to_str().unwrap()
                 );
                 assert!(text.contains(&entry), "{entry} missing");
             }
@@ -1112,6 +1160,7 @@ mod tests {
             );
         }
         assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_FRAMES {INLINE_FRAMES}\n")));
+        assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_FRAMES_SMALL {INLINE_FRAMES_SMALL}\n")));
         assert!(KERNEL_SOURCE.contains(&format!("#define MAX_BLOCK_COLUMNS {MAX_BLOCK_COLUMNS}\n")));
         assert!(640u32.is_multiple_of(DEFAULT_PIXELS_PER_THREAD));
     }
