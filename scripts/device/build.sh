@@ -75,7 +75,7 @@ cp scripts/device/run-tests.sh scripts/device/run-all.sh "$out/"
 chmod +x "$out"/*.sh
 # The CUPTI tracer (scripts/device/cupti/): optional, a failure only loses the trace.
 if bash scripts/device/cupti/build.sh "$out/cupti" >/dev/null; then
-  cp scripts/device/cupti/find-libcupti.sh scripts/device/cupti/summarize.py "$out/cupti/"
+  cp scripts/device/cupti/find-libcupti.sh scripts/device/cupti/summarize.py scripts/device/cupti/merge_copies.py "$out/cupti/"
 else
   rm -rf "$out/cupti"
   echo "build.sh: warning: scripts/device/cupti/build.sh failed: no CUPTI tracer in .device-build/cupti" >&2

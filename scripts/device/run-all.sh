@@ -448,6 +448,9 @@ cupti_run() {  # NAME ARGS...: one traced trtvision-bench run, then its summary
     bash -c "cd .device-build && $B --what cupti-$name $* --duration 12 --drift-warmup 4 --timeout 135 --out $RES/$DEV-cupti-$name-$DATE.json"
   python3 .device-build/cupti/summarize.py "$LOGS/cupti-$name" > "$LOGS/cupti-$name-summary.txt" 2>&1
   head -80 "$LOGS/cupti-$name-summary.txt" | tee -a "$SUMMARY"
+  # The explicit copies (what crossed PCIe as data, by any cuMemcpy of any library in the
+  # process) per frame, next to NVML's device-wide bytes in the same record.
+  python3 .device-build/cupti/merge_copies.py "$LOGS/cupti-$name" "$RES/$DEV-cupti-$name-$DATE.json" || true
 }
 if (( FILES_OK )) && [ -n "${CUPTI:-}" ]; then
   if [ -f .device-build/cupti/trtv_cupti.so ] && CUPTI_LIB=$(bash .device-build/cupti/find-libcupti.sh); then

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Adds the explicit copies counted by the CUPTI tracer to a trtvision-bench record.
+
+Usage: merge_copies.py TRACE_DIR RECORD.json
+TRACE_DIR holds the tracer's JSON summaries (one per process) of the run that wrote
+RECORD.json. The record gains `cupti_explicit_copies`: bytes of explicit copies (any
+cuMemcpy of any library in the process: what crossed PCIe as data) per frame in the
+steady phase, next to NVML's device-wide bytes of the same run.
+"""
+import glob, json, sys
+path = sys.argv[2]
+rec = json.load(open(path))
+fps = rec.get("fps_total") or 0.0
+tot = {"HtoD": 0, "DtoH": 0, "DtoD": 0}
+counts = {"HtoD": 0, "DtoH": 0, "DtoD": 0}
+steady_s, kernels = 0.0, 0
+for f in glob.glob(sys.argv[1] + "/*.json"):
+    d = json.load(open(f))
+    st = d.get("phases", {}).get("steady")
+    if not st or (d.get("steady_s") or 0) <= 0:
+        continue
+    steady_s = max(steady_s, d["steady_s"])
+    for m in st.get("memcpy", []):
+        if m.get("copy") in tot:
+            tot[m["copy"]] += m.get("bytes", 0)
+            counts[m["copy"]] += m.get("count", 0)
+    k = st.get("kernels")
+    kernels += k if isinstance(k, int) else (k or {}).get("count", 0)
+frames = fps * steady_s
+if frames > 0:
+    rec["cupti_explicit_copies"] = {
+        "what": "CUPTI activity records of the steady phase (after the first 4 s) of every process: bytes of explicit copies per frame; frames = fps_total x steady seconds (an estimate)",
+        "steady_s": steady_s,
+        "frames_estimate": round(frames),
+        "htod_bytes_per_frame": round(tot["HtoD"] / frames, 1),
+        "dtoh_bytes_per_frame": round(tot["DtoH"] / frames, 1),
+        "dtod_bytes_per_frame": round(tot["DtoD"] / frames, 1),
+        "copies_per_frame": {k: round(v / frames, 3) for k, v in counts.items()},
+        "kernel_launches_per_frame": round(kernels / frames, 2),
+    }
+    json.dump(rec, open(path, "w"), indent=1)
+    print("explicit copies per frame:", rec["cupti_explicit_copies"])
