@@ -954,6 +954,8 @@ fn element_counters(p: &gst::Pipeline) -> Vec<(String, Value)> {
 
 /// What a `--duration` run adds: the raw 1 s samples and how often each file looped.
 struct SoakRun {
+    /// End of the last measured frame: drift fits stop there.
+    end_ns: u64,
     rss_mib: Vec<(u64, f64)>,
     vram_mib: Vec<(u64, f64)>,
     file_passes: Vec<u64>,
@@ -1137,6 +1139,7 @@ fn measured_run(
         None
     };
     let soak = soak.then(|| SoakRun {
+        end_ns: last,
         rss_mib: samples.iter().map(|s| (s.0, s.1 as f64 / 1024.0)).collect(),
         vram_mib: gpu_samples
             .iter()
@@ -1200,11 +1203,11 @@ fn soak_keys(o: &Opts, sk: &SoakRun, rec: &mut Vec<(String, Value)>) {
     let warmup_s = o.drift_warmup_s.unwrap_or(duration / 5);
     let warmup_ns = warmup_s * 1_000_000_000;
     let method = format!(
-        "least-squares slope of the 1 s samples taken after the first {warmup_s} s of the run (MiB per minute)"
+        "least-squares slope of the 1 s samples taken after the first {warmup_s} s of the run, up to the last measured frame (MiB per minute)"
     );
     let mut summary = Vec::new();
     for (key, samples) in [("rss_mib", &sk.rss_mib), ("vram_mib", &sk.vram_mib)] {
-        let Some(d) = soak::drift_after(samples, warmup_ns) else {
+        let Some(d) = soak::drift_between(samples, warmup_ns, sk.end_ns) else {
             continue;
         };
         if let Some((_, Value::Object(m))) = rec.iter_mut().find(|(k, _)| k == key) {

@@ -137,8 +137,8 @@ pub fn loop_until(decoder: &gst::Element, deadline: Instant, passes: Arc<AtomicU
     Ok(())
 }
 
-/// Least-squares slope (per minute) and summary of `(t_ns, value)` samples taken after
-/// `warmup_ns`.
+/// Least-squares slope (per minute) and summary of `(t_ns, value)` samples taken between
+/// `warmup_ns` and `end_ns`.
 pub struct Drift {
     pub per_min: f64,
     pub samples: usize,
@@ -149,8 +149,14 @@ pub struct Drift {
     pub median: f64,
 }
 
-pub fn drift_after(samples: &[(u64, f64)], warmup_ns: u64) -> Option<Drift> {
-    let after: Vec<(u64, f64)> = samples.iter().copied().filter(|s| s.0 >= warmup_ns).collect();
+/// [`Drift`] of the samples in `[warmup_ns, end_ns]`: samples after the last measured frame
+/// (the pipeline draining and releasing memory at EOS) would bend the slope.
+pub fn drift_between(samples: &[(u64, f64)], warmup_ns: u64, end_ns: u64) -> Option<Drift> {
+    let after: Vec<(u64, f64)> = samples
+        .iter()
+        .copied()
+        .filter(|s| s.0 >= warmup_ns && s.0 <= end_ns)
+        .collect();
     if after.len() < 2 {
         return None;
     }
@@ -185,4 +191,29 @@ pub fn series(samples: &[(u64, f64)], every_ns: u64) -> (Vec<f64>, Vec<f64>) {
         }
     }
     (t, v)
+}
+
+#[cfg(test)]
+mod drift_tests {
+    use super::drift_between;
+
+    #[test]
+    fn drift_ignores_samples_outside_the_window() {
+        // Flat at 2000 MiB for 20 s, then memory released at EOS.
+        let mut s: Vec<(u64, f64)> = (0..=20).map(|i| (i * 1_000_000_000, 2000.0)).collect();
+        s.push((20_500_000_000, 1048.0));
+        s.push((21_000_000_000, 483.0));
+        let d = drift_between(&s, 5_000_000_000, 20_000_000_000).unwrap();
+        assert_eq!(d.samples, 16);
+        assert_eq!(d.per_min, 0.0);
+        assert_eq!((d.first, d.last, d.min), (2000.0, 2000.0, 2000.0));
+        // With the tail the slope turns strongly negative: what the window prevents.
+        let all = drift_between(&s, 5_000_000_000, u64::MAX).unwrap();
+        assert!(all.per_min < -100.0, "{}", all.per_min);
+        // A real leak of 1 MiB per second is found.
+        let leak: Vec<(u64, f64)> = (0..=60).map(|i| (i * 1_000_000_000, 100.0 + i as f64)).collect();
+        let d = drift_between(&leak, 10_000_000_000, 60_000_000_000).unwrap();
+        assert!((d.per_min - 60.0).abs() < 1e-9, "{}", d.per_min);
+        assert!(drift_between(&leak, 70_000_000_000, u64::MAX).is_none());
+    }
 }
