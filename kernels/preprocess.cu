@@ -109,6 +109,8 @@ struct Rows {
     float wy0, wy1;
 };
 
+// NV12_ONLY: the `_nv12` entry points (every frame NV12: no format test).
+template <bool NV12_ONLY>
 __device__ __forceinline__ Rows make_rows(const FrameParams& p, int y) {
     const Tap ty = make_tap(source_coord(y, p.pad_y, p.scale_y), p.height);
     Rows r;
@@ -118,41 +120,19 @@ __device__ __forceinline__ Rows make_rows(const FrameParams& p, int y) {
     r.r0[0] = p0 + (size_t)ty.i0 * p.stride[0];
     r.r1[0] = p0 + (size_t)ty.i1 * p.stride[0];
     r.r0[1] = r.r1[1] = r.r0[2] = r.r1[2] = p0;
-    if (p.kind == KIND_NV12 || p.kind == KIND_I420) {
+    if (NV12_ONLY || p.kind == KIND_NV12 || p.kind == KIND_I420) {
         const int cy0 = ty.i0 >> 1, cy1 = ty.i1 >> 1;
-        const int planes = p.kind == KIND_NV12 ? 2 : 3;
+        const int planes = NV12_ONLY || p.kind == KIND_NV12 ? 2 : 3;
         for (int k = 1; k < planes; k++) {
             const unsigned char* pk = (const unsigned char*)p.plane[k];
             r.r0[k] = pk + (size_t)cy0 * p.stride[k];
             r.r1[k] = pk + (size_t)cy1 * p.stride[k];
         }
     }
-    // See make_rows_nv12.
-#pragma unroll
-    for (int k = 0; k < 3; k++) {
-        asm("" : "+l"(r.r0[k]));
-        asm("" : "+l"(r.r1[k]));
-    }
-    return r;
-}
-
-// make_rows for the `_nv12` entry points (no format test).
-__device__ __forceinline__ Rows make_rows_nv12(const FrameParams& p, int y) {
-    const Tap ty = make_tap(source_coord(y, p.pad_y, p.scale_y), p.height);
-    Rows r;
-    r.wy1 = ty.w1;
-    r.wy0 = 1.0f - ty.w1;
-    const unsigned char* p0 = (const unsigned char*)p.plane[0];
-    const unsigned char* p1 = (const unsigned char*)p.plane[1];
-    r.r0[0] = p0 + (size_t)ty.i0 * p.stride[0];
-    r.r1[0] = p0 + (size_t)ty.i1 * p.stride[0];
-    r.r0[1] = p1 + (size_t)(ty.i0 >> 1) * p.stride[1];
-    r.r1[1] = p1 + (size_t)(ty.i1 >> 1) * p.stride[1];
-    r.r0[2] = r.r1[2] = p0;
     // Opaque to the optimiser: each tap address is then row pointer + column (two adds)
     // instead of base + row * stride + column recomputed at every load.
 #pragma unroll
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         asm("" : "+l"(r.r0[k]));
         asm("" : "+l"(r.r1[k]));
     }
@@ -444,7 +424,7 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
     const int c_lo = max(wcol0, p.x0);
     const int c_hi = min(min(wcol0 + 32 * PX, p.x1), n.out_w) - 1;
     if (row_in && c_lo <= c_hi) {
-        const Rows r = ORDER >= 0 ? make_rows_nv12(p, y) : make_rows(p, y);
+        const Rows r = make_rows<(ORDER >= 0)>(p, y);
         Staged st;
         bool staged = false;
         if (STAGE && n.stage > 0 && (p.kind == KIND_NV12 || p.kind == KIND_I420)) {

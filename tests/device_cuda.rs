@@ -658,57 +658,40 @@ fn timing_8x1080p_nv12_to_640_f16() {
         }
         pre.set_block(default_block.0, default_block.1).expect("block");
     }
-    // The default variant with the generic entry point instead of the NV12 one.
+    // The default pixels per thread with one setting changed, timed with the default block
+    // and 32 x 8: variant "x<px>-block<x>x<y>-<suffix>".
     pre.set_pixels_per_thread(default_px).expect("variant");
+    let mut timed = |pre: &mut CudaPreprocessor, suffix: &str| {
+        for &(bx, by) in &[default_block, (32, 8)] {
+            pre.set_block(bx, by).expect("block");
+            let (median, min, pipelined) = time(pre);
+            variants.insert(
+                format!("x{default_px}-block{bx}x{by}-{suffix}"),
+                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
+            );
+        }
+        pre.set_block(default_block.0, default_block.1).expect("block");
+    };
+    // The generic entry point instead of the NV12 one.
     pre.set_nv12_path(false);
-    for &(bx, by) in &[default_block, (32, 8)] {
-        pre.set_block(bx, by).expect("block");
-        let (median, min, pipelined) = time(&mut pre);
-        variants.insert(
-            format!("x{default_px}-block{bx}x{by}-generic"),
-            serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
-        );
-    }
+    timed(&mut pre, "generic");
     pre.set_nv12_path(true);
     // The NV12 entry point taking all 32 inline parameter slots (3072 bytes) instead of 8.
     pre.set_small_params(false);
-    for &(bx, by) in &[default_block, (32, 8)] {
-        pre.set_block(bx, by).expect("block");
-        let (median, min, pipelined) = time(&mut pre);
-        variants.insert(
-            format!("x{default_px}-block{bx}x{by}-params3072"),
-            serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
-        );
-    }
+    timed(&mut pre, "params3072");
     pre.set_small_params(true);
-    // The default variant with 4:2:0 row staging (shared memory) instead of direct loads.
-    pre.set_pixels_per_thread(default_px).expect("variant");
-    for &(bx, by) in &[default_block, (32, 8)] {
-        pre.set_block(bx, by).expect("block");
-        pre.set_staging(true);
-        let (median, min, pipelined) = time(&mut pre);
-        pre.set_staging(false);
-        variants.insert(
-            format!("x{default_px}-block{bx}x{by}-staged"),
-            serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
-        );
-    }
-    // The default variant compiled for more resident warps (fewer registers per thread).
-    pre.set_block(default_block.0, default_block.1).expect("block");
+    // 4:2:0 row staging (shared memory) instead of direct loads.
+    pre.set_staging(true);
+    timed(&mut pre, "staged");
+    pre.set_staging(false);
+    // Compiled for more resident warps (fewer registers per thread).
     assert!(
         pre.set_min_blocks_per_sm(5).is_err(),
         "5 blocks per SM is no variant"
     );
     for occ in [6u32, 8] {
         pre.set_min_blocks_per_sm(occ).expect("occupancy variant");
-        for &(bx, by) in &[default_block, (32, 8)] {
-            pre.set_block(bx, by).expect("block");
-            let (median, min, pipelined) = time(&mut pre);
-            variants.insert(
-                format!("x{default_px}-block{bx}x{by}-occ{occ}"),
-                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
-            );
-        }
+        timed(&mut pre, &format!("occ{occ}"));
     }
     pre.set_min_blocks_per_sm(0).expect("default entry point");
     pre.set_block(default_block.0, default_block.1).expect("block");
