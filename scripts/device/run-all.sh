@@ -12,7 +12,8 @@
 # device_tiler baseline"), SKIP_INFER, SKIP_PROMPTSEG, SKIP_BENCH, SKIP_LONG (the 20 s
 # unpaced runs; LONG_REPEAT=N runs them N times), SKIP_MULTI, SKIP_RECORD, SKIP_FRAMES, DRIFT_S (the drift run, own call),
 # PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), CUPTI=1
-# (the same pipelines under the CUPTI tracer: API calls, copies, kernels), NCU=1
+# (the same pipelines under the CUPTI tracer: API calls, copies, kernels), PACE_SWEEP="2 4 8"
+# (preprocess+infer paced at N x real time), NCU=1
 # (Nsight Compute profile of the preprocessing kernel), PROBE_ONLY=1 (the PCIe probe without
 # the inference runs),
 # TRTV_LOCAL_TEST=1 (dry run on a machine without the bundle: use the system GStreamer).
@@ -401,6 +402,14 @@ if (( FILES_OK )) && [ -n "${PCIE_MATRIX:-}" ]; then
   bench pcie-matrix-preprocess 60 40 $COMMON --model $MODEL --stages preprocess --sink demux
   bench pcie-matrix-det-gpuinfer 60 40 $COMMON --model $DET --backend onnxruntime-cuda --stages preprocess,infer --sink demux
   bench pcie-matrix-det-full 60 40 $COMMON --model $DET --backend onnxruntime-cuda --sink demux
+fi
+# PACE_SWEEP="2 4 8 16" (whole numbers): the preprocess+infer pipeline paced at N times 30 fps
+# per camera (`--pace Nx`): NVML's bytes per frame against the frame rate (paced real time
+# they stay near the decoder's own; unpaced they do not).
+if (( FILES_OK )) && [ -n "${PACE_SWEEP:-}" ]; then
+  for r in $PACE_SWEEP; do
+    bench pace-gpuinfer-${r}x 70 $(( FRAMES / (30 * r) + 40 )) $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --pace ${r}x
+  done
 fi
 # PCIE_CTXLOG=1: which CUDA context each element uses in the preprocess+infer pipeline
 # (GStreamer's and our debug lines about contexts, first 300).

@@ -70,7 +70,8 @@ usage: trtvision-bench [options]
   --decoder NAME           software decoder for --source files without --nvdec (default avdec_h264)
   --nvdec-memory cuda|auto caps after nvh264dec: cuda = force video/x-raw(memory:CUDAMemory) (default),
                            auto = let negotiation decide
-  --pace realtime|none     files: 'realtime' paces each decoded stream to its timestamps
+  --pace realtime|none|Nx  files: 'realtime' paces each decoded stream to its timestamps, 'Nx'
+                           (e.g. 4x, 0.5x) at N times that rate (timestamps divided by N)
                            (identity sync=true after the decoder, like a live camera; sinks stay sync=false)
   --encode x264|none       after trtdemux, per camera: queue ! [cudadownload !] videoconvert !
                            x264enc speed-preset=ultrafast ! fakesink (sink=demux only)
@@ -136,6 +137,8 @@ struct Opts {
     timeout_s: u64,
     nvdec_cuda_caps: bool,
     pace: bool,
+    /// Rate of `--pace` relative to the files' timestamps (1 = real time).
+    pace_rate: f64,
     encode: Option<String>,
     pcie: bool,
     /// trtmaskselect download-masks=false: masks stay on the GPU (drawn there).
@@ -204,6 +207,7 @@ fn parse_args() -> Opts {
         timeout_s: 600,
         nvdec_cuda_caps: true,
         pace: false,
+        pace_rate: 1.0,
         encode: None,
         pcie: false,
         device_masks: false,
@@ -278,10 +282,16 @@ fn parse_args() -> Opts {
                 }
             }
             "--pace" => {
-                o.pace = match cli.value(&a).as_str() {
-                    "realtime" => true,
-                    "none" => false,
-                    s => die(&format!("--pace: unknown '{s}'")),
+                let v = cli.value(&a);
+                (o.pace, o.pace_rate) = match v.as_str() {
+                    "realtime" => (true, 1.0),
+                    "none" => (false, 1.0),
+                    s => match s.strip_suffix('x').and_then(|n| n.parse::<f64>().ok()) {
+                        Some(r) if r.is_finite() && r > 0.0 => (true, r),
+                        _ => die(&format!(
+                            "--pace: '{s}' is not realtime, none or a positive rate such as 4x"
+                        )),
+                    },
                 }
             }
             "--encode" => {
@@ -756,6 +766,43 @@ fn source_desc(o: &Opts, i: u32, frames: u64) -> String {
     }
 }
 
+/// `--pace Nx`: divides the timestamps of the buffers entering the pacing `identity` (pad
+/// `sink`) and of their segment by `rate`, so that it releases them at `rate` times the
+/// files' frame rate (running times stay consistent with the segment).
+fn pace_at_rate(sink: &gst::Pad, rate: f64) {
+    let scale = move |t: gst::ClockTime| gst::ClockTime::from_nseconds((t.nseconds() as f64 / rate) as u64);
+    sink.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            match &mut info.data {
+                Some(gst::PadProbeData::Buffer(buf)) => {
+                    let b = buf.make_mut();
+                    b.set_pts(b.pts().map(scale));
+                    b.set_dts(b.dts().map(scale));
+                    b.set_duration(b.duration().map(scale));
+                }
+                Some(gst::PadProbeData::Event(ev)) => {
+                    if let gst::EventView::Segment(e) = ev.view() {
+                        if let Ok(seg) = e.segment().clone().downcast::<gst::ClockTime>() {
+                            let mut s = seg.clone();
+                            s.set_start(seg.start().map(scale));
+                            s.set_stop(seg.stop().map(scale));
+                            s.set_time(seg.time().map(scale));
+                            s.set_position(seg.position().map(scale));
+                            s.set_base(seg.base().map(scale));
+                            s.set_duration(seg.duration().map(scale));
+                            let mut new = gst::event::Segment::builder(&s).seqnum(ev.seqnum()).build();
+                            std::mem::swap(ev, &mut new);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
 fn stage_desc(o: &Opts, stage: &str) -> String {
     let cfg = o
         .model
@@ -1046,6 +1093,9 @@ fn measured_run(
     }
     for i in 0..o.cameras {
         let src = p.by_name(&format!("src{i}")).expect("source exists");
+        if o.pace && o.pace_rate != 1.0 {
+            pace_at_rate(&src.static_pad("sink").unwrap(), o.pace_rate);
+        }
         probe_source(&src.static_pad("src").unwrap(), i, &rec);
     }
     match end {
@@ -1886,7 +1936,15 @@ fn main() {
             soak_keys(&o, sk, &mut rec);
         }
         rec.push(("frames_in_cuda_memory".into(), Value::from(o.frames_cuda())));
-        rec.push(("paced_realtime".into(), Value::from(o.pace)));
+        rec.push(("paced_realtime".into(), Value::from(o.pace && o.pace_rate == 1.0)));
+        rec.push((
+            "pace_rate".into(),
+            if o.pace {
+                Value::from(o.pace_rate)
+            } else {
+                Value::Null
+            },
+        ));
         rec.push((
             "encode".into(),
             o.encode
