@@ -543,7 +543,7 @@ struct Recorder {
     starts: Mutex<HashMap<(u32, u64), (u64, bool)>>,
     /// Per-camera count of buffers seen at the source (frame index for files).
     counts: Mutex<Vec<u64>>,
-    latencies_ns: Mutex<Vec<u64>>,
+    latencies_ns: Mutex<soak::Latencies>,
     first_start: AtomicU64,
     last_end: AtomicU64,
     measured_end: AtomicU64,
@@ -559,14 +559,19 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn new(cameras: u32, warmup: u64, expected: u64, use_offset: bool) -> Arc<Self> {
+    /// `soak`: keep latencies in a fixed-size histogram ([`soak::Latencies`]).
+    fn new(cameras: u32, warmup: u64, expected: u64, use_offset: bool, soak: bool) -> Arc<Self> {
         Arc::new(Self {
             t0: Instant::now(),
             warmup,
             expected,
             starts: Mutex::new(HashMap::with_capacity(4096)),
             counts: Mutex::new(vec![0; cameras as usize]),
-            latencies_ns: Mutex::new(Vec::with_capacity(expected as usize)),
+            latencies_ns: Mutex::new(if soak {
+                soak::Latencies::histogram()
+            } else {
+                soak::Latencies::exact(expected as usize)
+            }),
             first_start: AtomicU64::new(u64::MAX),
             last_end: AtomicU64::new(0),
             measured_end: AtomicU64::new(0),
@@ -970,6 +975,8 @@ struct RunResult {
     fps_total: f64,
     lat_ms: Option<(f64, f64, f64)>,
     lat_mean_ms: Option<f64>,
+    /// How the latency percentiles were computed ([`soak::Latencies::method`]).
+    lat_method: &'static str,
     cpu_cores: Option<f64>,
     cpu_window: &'static str,
     rss: Option<RssStats>,
@@ -1087,7 +1094,7 @@ fn measured_run(
     } else {
         0
     };
-    let mut rec = Recorder::new(o.cameras, o.warmup, expected, o.is_scene());
+    let mut rec = Recorder::new(o.cameras, o.warmup, expected, o.is_scene(), soak);
     if o.encode.is_some() && desc.contains("x264enc") {
         Arc::get_mut(&mut rec).expect("not shared yet").by_sequence = true;
     }
@@ -1158,21 +1165,12 @@ fn measured_run(
     } else {
         0.0
     };
-    let mut lat: Vec<f64> = rec
-        .latencies_ns
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|&n| n as f64 / 1e6)
-        .collect();
-    let lat_ms = (!lat.is_empty()).then(|| {
-        (
-            stats::percentile(&mut lat, 50.0),
-            stats::percentile(&mut lat, 95.0),
-            stats::percentile(&mut lat, 99.0),
-        )
-    });
-    let lat_mean_ms = (!lat.is_empty()).then(|| lat.iter().sum::<f64>() / lat.len() as f64);
+    let (lat_summary, lat_method) = {
+        let l = rec.latencies_ns.lock().unwrap();
+        (l.summary_ms(), l.method())
+    };
+    let lat_ms = lat_summary.map(|(p50, p95, p99, _)| (p50, p95, p99));
+    let lat_mean_ms = lat_summary.map(|(.., mean)| mean);
     let cpu_start = *rec.cpu_start.lock().unwrap();
     let cpu_end = *rec.cpu_end.lock().unwrap();
     let (cpu_cores, cpu_window) = match (cpu_start, cpu_end) {
@@ -1235,6 +1233,7 @@ fn measured_run(
         fps_total: if wall_s > 0.0 { frames as f64 / wall_s } else { 0.0 },
         lat_ms,
         lat_mean_ms,
+        lat_method,
         cpu_cores,
         cpu_window,
         rss,
@@ -1830,6 +1829,7 @@ fn main() {
             ("fps_total".into(), Value::from(stats::round(r.fps_total, 2))),
             ("fps_per_camera".into(), Value::from(stats::round(fps_cam, 2))),
             ("latency_ms".into(), lat),
+            ("latency_method".into(), Value::from(r.lat_method)),
             (
                 "cpu_cores".into(),
                 r.cpu_cores
