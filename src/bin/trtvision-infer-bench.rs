@@ -643,7 +643,7 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
             "samples": hn,
             "what": "cuLaunchHostFunc of a 300 us host function, then a launch behind it on the same stream (the stream waits ~0.3 ms for the host each time), 8 then a synchronize",
         },
-        "what": "each launch: trtpreprocess's kernel on one 64x64 NV12 frame (3 KiB of parameters inside the launch, no copy), an event record; 64 launches then one stream synchronize",
+        "what": "each launch: trtpreprocess's kernel on one 64x64 NV12 frame (its NV12 entry point for batches of up to 8: 768 bytes of parameters inside the launch, no copy; 3 KiB before commit 460adc1), an event record; 64 launches then one stream synchronize",
     }))
 }
 
