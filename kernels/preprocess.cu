@@ -23,7 +23,8 @@
 // division, so every f32 operation rounds like the CPU code: results are bit-identical up
 // to the f32 -> f16 conversion, which is round-to-nearest-even on both sides.
 //
-// No headers: NVRTC compiles this without the CUDA toolkit's include directory.
+// No CUDA toolkit headers: NVRTC compiles this without the toolkit's include directory;
+// the one include, common.cuh, is put in place by the host (src/cuda/nvrtc.rs).
 
 #define KIND_PACKED 0   // 3 or 4 bytes per pixel, byte loads
 #define KIND_PACKED4 1  // 4 bytes per pixel, plane and stride 4-byte aligned: word loads
@@ -56,14 +57,7 @@ struct NormParams {
     unsigned int float_bits;  // 0x4B000000 (2^23 as float bits), see byte_f
 };
 
-struct Tap {
-    int i0, i1;
-    float w1;
-};
-
-__device__ __forceinline__ float source_coord(int i, float pad, float scale) {
-    return ((float)i + 0.5f - pad) / scale - 0.5f;
-}
+#include "common.cuh"
 
 __device__ __forceinline__ Tap make_tap(float coord, int size) {
     const float mx = (float)(size - 1);
@@ -78,13 +72,6 @@ __device__ __forceinline__ Tap make_tap(float coord, int size) {
     return t;
 }
 
-__device__ __forceinline__ float lerp2(float a, float b, float c, float d, float wx0, float wx1, float wy0,
-                                       float wy1) {
-    const float top = a * wx0 + b * wx1;
-    const float bottom = c * wx0 + d * wx1;
-    return top * wy0 + bottom * wy1;
-}
-
 __device__ __forceinline__ unsigned short f32_to_f16(float f) {
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
@@ -95,10 +82,6 @@ __device__ __forceinline__ unsigned short f32_to_f16(float f) {
 // an integer OR plus a full-rate add instead of the quarter-rate int-to-float conversion.
 __device__ __forceinline__ float u8f(unsigned int b) {
     return __uint_as_float(0x4B000000u | b) - 8388608.0f;
-}
-
-__device__ __forceinline__ float clamp255(float v) {
-    return fminf(fmaxf(v, 0.0f), 255.0f);
 }
 
 // Source rows of one output row: the two taps' rows of every plane (chroma rows for
@@ -137,16 +120,6 @@ __device__ __forceinline__ Rows make_rows(const FrameParams& p, int y) {
         asm("" : "+l"(r.r1[k]));
     }
     return r;
-}
-
-// video/color.rs: F_Y, F_RV, F_GU, F_GV, F_BU (BT.601 limited range).
-__device__ __forceinline__ void yuv_to_rgb(float yy, float uu, float vv, float rgb[3]) {
-    const float cc = 1.164383f * (yy - 16.0f);
-    const float d = uu - 128.0f;
-    const float e = vv - 128.0f;
-    rgb[0] = clamp255(cc + 1.596027f * e);
-    rgb[1] = clamp255(cc - 0.391762f * d - 0.812968f * e);
-    rgb[2] = clamp255(cc + 2.017232f * d);
 }
 
 // RGB (0..255 floats, before normalisation) at column taps `tx`, rows `r`.

@@ -27,7 +27,8 @@
 // reproduces that image exactly: the host uses this to convert a mosaic composed on the
 // CPU into a CUDA output frame.
 //
-// No headers: NVRTC compiles this without the CUDA toolkit's include directory.
+// No CUDA toolkit headers: NVRTC compiles this without the toolkit's include directory;
+// the one include, common.cuh, is put in place by the host (src/cuda/nvrtc.rs).
 
 #define KIND_NONE -1    // no frame: background
 #define KIND_PACKED 0   // 3 or 4 bytes per pixel, byte loads
@@ -67,14 +68,7 @@ struct MosaicTarget {
     int reserved;
 };
 
-__device__ __forceinline__ float source_coord(int i, float pad, float scale) {
-    return ((float)i + 0.5f - pad) / scale - 0.5f;
-}
-
-struct Tap {
-    int i0, i1;
-    float w1;
-};
+#include "common.cuh"
 
 __device__ __forceinline__ Tap make_tap(float coord, int size) {
     const float mx = (float)(size - 1);
@@ -84,17 +78,6 @@ __device__ __forceinline__ Tap make_tap(float coord, int size) {
     t.i1 = min(t.i0 + 1, size - 1);
     t.w1 = c - (float)t.i0;
     return t;
-}
-
-__device__ __forceinline__ float lerp2(float a, float b, float c, float d, float wx0, float wx1, float wy0,
-                                       float wy1) {
-    const float top = a * wx0 + b * wx1;
-    const float bottom = c * wx0 + d * wx1;
-    return top * wy0 + bottom * wy1;
-}
-
-__device__ __forceinline__ float clamp255(float v) {
-    return fminf(fmaxf(v, 0.0f), 255.0f);
 }
 
 __device__ __forceinline__ unsigned int load_u8(unsigned long long base, size_t offset) {
@@ -153,13 +136,7 @@ __device__ __forceinline__ void sample_rgb(const TileSource& p, int x, int y, fl
             vv = lerp2((float)load_u8(v, v0 + cx0), (float)load_u8(v, v0 + cx1), (float)load_u8(v, v1 + cx0),
                        (float)load_u8(v, v1 + cx1), wx0, wx1, wy0, wy1);
         }
-        // video/color.rs: F_Y, F_RV, F_GU, F_GV, F_BU (BT.601 limited range).
-        const float cc = 1.164383f * (yy - 16.0f);
-        const float d = uu - 128.0f;
-        const float e = vv - 128.0f;
-        rgb[0] = clamp255(cc + 1.596027f * e);
-        rgb[1] = clamp255(cc - 0.391762f * d - 0.812968f * e);
-        rgb[2] = clamp255(cc + 2.017232f * d);
+        yuv_to_rgb(yy, uu, vv, rgb);
     }
 }
 

@@ -43,14 +43,15 @@ def tools(cache):
     return lib, bin_
 
 
-def compile_cubin(lib_dir, source, arch):
+def compile_cubin(lib_dir, source, arch, include_dir):
     # libnvrtc loads libnvrtc-builtins from the same directory through the loader path.
     ctypes.CDLL(os.path.join(lib_dir, "libnvrtc-builtins.so.13.0"), mode=ctypes.RTLD_GLOBAL)
     nvrtc = ctypes.CDLL(os.path.join(lib_dir, "libnvrtc.so.13"))
     prog = ctypes.c_void_p()
     if nvrtc.nvrtcCreateProgram(ctypes.byref(prog), source, b"kernel.cu", 0, None, None) != 0:
         sys.exit("nvrtcCreateProgram failed")
-    opts = [f"--gpu-architecture={arch}".encode(), b"--fmad=false"]
+    # Kernel files include kernels/common.cuh, read here from the file's directory.
+    opts = [f"--gpu-architecture={arch}".encode(), b"--fmad=false", f"--include-path={include_dir}".encode()]
     arr = (ctypes.c_char_p * len(opts))(*opts)
     rc = nvrtc.nvrtcCompileProgram(prog, len(opts), arr)
     n = ctypes.c_size_t()
@@ -81,7 +82,7 @@ def main():
     ap.add_argument("--sass-out", help="write the whole disassembly here")
     a = ap.parse_args()
     lib, bin_ = tools(os.environ.get("TRTV_SASS_CACHE", os.path.expanduser("~/.cache/trtv-sass")))
-    cubin = compile_cubin(lib, open(a.file, "rb").read(), a.arch)
+    cubin = compile_cubin(lib, open(a.file, "rb").read(), a.arch, os.path.dirname(os.path.abspath(a.file)))
     path = "/tmp/trtv-sass-%d.cubin" % os.getpid()
     open(path, "wb").write(cubin)
     env = dict(os.environ, PATH=bin_ + os.pathsep + os.environ.get("PATH", ""))

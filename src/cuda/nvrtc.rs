@@ -16,6 +16,20 @@ pub const KERNEL_FILES: &[(&str, &str)] = &[
     ("tiler.cu", super::tiler::KERNEL_SOURCE),
 ];
 
+/// `kernels/common.cuh`: helpers shared by kernel files that `#include "common.cuh"`.
+pub const COMMON_HEADER: &str = include_str!("../../kernels/common.cuh");
+const COMMON_INCLUDE: &str = "#include \"common.cuh\"";
+
+/// `source` with common.cuh's text in place of its include line: NVRTC compiles from
+/// memory here, without a file system to find the header on.
+pub(crate) fn expand_includes(source: &str) -> std::borrow::Cow<'_, str> {
+    if source.contains(COMMON_INCLUDE) {
+        std::borrow::Cow::Owned(source.replacen(COMMON_INCLUDE, COMMON_HEADER, 1))
+    } else {
+        std::borrow::Cow::Borrowed(source)
+    }
+}
+
 /// Compiled PTX per kernel file and architecture, shared by the whole process.
 type PtxCache = Vec<((String, String), Arc<Vec<u8>>)>;
 static PTX_CACHE: Mutex<PtxCache> = Mutex::new(Vec::new());
@@ -85,7 +99,7 @@ pub(crate) fn compile(source: &str, file: &str, arch: &str) -> Result<Arc<Vec<u8
         name: Some(file.into()),
         ..Default::default()
     };
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(source, opts).map_err(|e| match e {
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(expand_includes(source), opts).map_err(|e| match e {
         cudarc::nvrtc::CompileError::CompileError { nvrtc, options, log } => CudaError::Nvrtc(format!(
             "compiling kernels/{file} with {options:?} failed ({nvrtc:?}): {}",
             log.to_string_lossy()
@@ -134,6 +148,17 @@ mod tests {
             let text = std::fs::read_to_string(dir.join(name)).unwrap();
             assert_eq!(&text, source, "{name} is not the embedded source");
         }
+        let header = std::fs::read_to_string(dir.join("common.cuh")).unwrap();
+        assert_eq!(header, COMMON_HEADER, "common.cuh is not the embedded header");
+        for name in ["preprocess.cu", "tiler.cu"] {
+            let (_, source) = KERNEL_FILES.iter().find(|(n, _)| *n == name).unwrap();
+            let expanded = expand_includes(source);
+            assert!(
+                expanded.contains("void yuv_to_rgb(") && !expanded.contains(COMMON_INCLUDE),
+                "{name}: common.cuh is put in place"
+            );
+        }
+        assert!(matches!(expand_includes("int x;"), std::borrow::Cow::Borrowed(_)));
         if require_nvrtc().is_err() {
             eprintln!("skipping the NVRTC compilation: libnvrtc.so.13 is not on the library path");
             return;

@@ -1190,8 +1190,10 @@ mod tests {
         }
         // The YUV constants are those of the CPU path.
         use crate::video::color::{F_BU, F_GU, F_GV, F_RV, F_Y};
+        // (common.cuh, as NVRTC compiles the file.)
+        let compiled = super::super::nvrtc::expand_includes(KERNEL_SOURCE);
         for k in [F_Y, F_RV, F_GU, F_GV, F_BU] {
-            assert!(KERNEL_SOURCE.contains(&format!("{k}f")), "{k}");
+            assert!(compiled.contains(&format!("{k}f")), "{k}");
         }
         assert_eq!(KERNEL_NAME.to_str().ok(), Some("trtv_preprocess_nchw"));
     }

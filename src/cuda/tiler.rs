@@ -586,8 +586,10 @@ mod tests {
         assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_TILES {INLINE_TILES}\n")));
         // The YUV constants are those of the CPU path.
         use crate::video::color::{F_BU, F_GU, F_GV, F_RV, F_Y, INT_U, INT_V, INT_Y};
+        // (common.cuh, as NVRTC compiles the file.)
+        let compiled = super::super::nvrtc::expand_includes(KERNEL_SOURCE);
         for k in [F_Y, F_RV, F_GU, F_GV, F_BU] {
-            assert!(KERNEL_SOURCE.contains(&format!("{k}f")), "{k}");
+            assert!(compiled.contains(&format!("{k}f")), "{k}");
         }
         let sign = |v: i32| if v < 0 { '-' } else { '+' };
         for c in [INT_Y, INT_U, INT_V] {
