@@ -149,6 +149,36 @@ pub struct Batch {
     pub models: Vec<Arc<str>>,
 }
 
+/// Lets the batch inputs made by trtpreprocess on the GPU drop their references to the
+/// slots' frames once `stream` has waited (on the GPU) for the kernels that read them: an
+/// element that draws into the frames then finds them writable instead of copying each one
+/// ([`crate::cuda::DeviceTensorLease::release_frames_after`]). Returns how many references
+/// were dropped, and the first error (those inputs keep their frames).
+///
+/// # Safety
+/// `stream` must be a live CUstream, and the caller must keep the slots' frames until its
+/// own work on `stream` is complete.
+#[cfg(feature = "cuda")]
+pub unsafe fn release_frames_after(
+    inputs: &[BatchTensor],
+    stream: cudarc::driver::sys::CUstream,
+) -> (usize, Result<(), crate::cuda::CudaError>) {
+    let mut released = 0;
+    let mut result = Ok(());
+    for lease in inputs.iter().filter_map(|t| crate::cuda::device_lease(&t.tensor)) {
+        // SAFETY: forwarded contract.
+        match unsafe { lease.release_frames_after(stream) } {
+            Ok(n) => released += n,
+            Err(e) => {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+    }
+    (released, result)
+}
+
 impl Batch {
     /// The input tensor prepared for `model`, if any.
     pub fn input_for(&self, model: &str) -> Option<&BatchTensor> {

@@ -285,29 +285,11 @@ impl TrtOverlay {
         }
         // Frames read by trtpreprocess's kernel are also held by its tensor until the batch
         // input is released (trtdemux): twice referenced, `make_mut` would copy each frame
-        // (an allocation and a synchronous copy per frame). The overlay's stream waits for
-        // that kernel instead and the tensor lets go of the frames; the slots hold them until
-        // the overlay's own work is done (it waits before pushing the batch, and synchronises
-        // its stream on every other way out below).
-        let drawable = batch.slots.iter().any(|slot| {
-            (!slot.results.detections.is_empty() || extra.dense_to_draw(&slot.results).is_some())
-                && cuda::is_cuda_buffer(slot.buffer.as_ref())
-        });
-        let mut released = 0;
-        if drawable {
-            if let Err(e) = self.ensure_overlay(cs, &ctx) {
-                return self.finish_cuda(cs, &mut state.on_gpu, Err(e), 0);
-            }
-            if let Some(overlay) = cs.overlay.as_ref() {
-                for lease in batch.inputs.iter().filter_map(|t| cuda::device_lease(&t.tensor)) {
-                    // SAFETY: the overlay's live stream; the slots keep the frames (see above).
-                    match unsafe { lease.release_frames_after(overlay.stream()) } {
-                        Ok(n) => released += n,
-                        Err(e) => gst::debug!(CAT, imp = self, "frames stay with the batch input: {e}"),
-                    }
-                }
-            }
-        }
+        // (an allocation and a synchronous copy per frame). Before the first frame is mapped
+        // for drawing, the overlay's stream waits for that kernel instead and the tensor lets
+        // go of the frames; the slots hold them until the overlay's own work is done (it
+        // waits before pushing the batch, and synchronises its stream on every other way out).
+        let mut released = None;
         for (i, slot) in batch.slots.iter_mut().enumerate() {
             let dense = extra.dense_to_draw(&slot.results);
             if slot.results.detections.is_empty() && dense.is_none() {
@@ -316,6 +298,21 @@ impl TrtOverlay {
             if !cuda::is_cuda_buffer(slot.buffer.as_ref()) {
                 gst::trace!(CAT, imp = self, "frame {i} is in system memory: drawn on the CPU");
                 continue;
+            }
+            if released.is_none() {
+                if let Err(e) = self.ensure_overlay(cs, &ctx) {
+                    return self.finish_cuda(cs, &mut state.on_gpu, Err(e), 0);
+                }
+                let stream = cs.overlay.as_ref().map(|o| o.stream());
+                // SAFETY: the overlay's live stream; the slots keep the frames (see above).
+                let (n, res) = match stream {
+                    Some(s) => unsafe { crate::batch::release_frames_after(&batch.inputs, s) },
+                    None => (0, Ok(())),
+                };
+                if let Err(e) = res {
+                    gst::debug!(CAT, imp = self, "frames stay with the batch input: {e}");
+                }
+                released = Some(n);
             }
             let info = slot.info.clone();
             match cuda::map_cuda_frame_mut(slot.buffer.make_mut(), &info) {
@@ -341,7 +338,7 @@ impl TrtOverlay {
             }
         }
         let result = self.launch(cs, &ctx);
-        self.finish_cuda(cs, &mut state.on_gpu, result, released)
+        self.finish_cuda(cs, &mut state.on_gpu, result, released.unwrap_or(0))
     }
 
     /// Ends [`TrtOverlay::draw_cuda`]: unmaps the frames and turns `result` into the flow
