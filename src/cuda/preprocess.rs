@@ -426,24 +426,46 @@ pub fn device_lease(tensor: &Tensor) -> Option<&DeviceTensorLease> {
     }
 }
 
+/// The kernel entry points of one pixels-per-thread variant (preprocess.cu).
+struct EntryPoints {
+    /// Frame parameters in device memory (batches above [`INLINE_FRAMES`]).
+    device: Kernel,
+    /// Parameters inside the launch (`_inline`, or its `_occ6`/`_occ8` variant).
+    inline: Kernel,
+    /// Inside the launch, 4:2:0 rows staged in shared memory.
+    staged: Kernel,
+    /// Batches of NV12 frames only ([`nv12_fast`]), the configured output order.
+    nv12: Kernel,
+    /// The same for batches of up to [`INLINE_FRAMES_SMALL`] frames (fewer parameter bytes).
+    nv12_small: Kernel,
+}
+
+impl EntryPoints {
+    fn load(ctx: &DeviceContext, ptx: &[u8], px: u32, color: ColorOrder) -> Result<Self, CudaError> {
+        let (name, name_inline, name_staged) = kernel_names(px)?;
+        Ok(Self {
+            device: Kernel::load(ctx, ptx, name)?,
+            inline: Kernel::load(ctx, ptx, name_inline)?,
+            staged: Kernel::load(ctx, ptx, name_staged)?,
+            nv12: Kernel::load(ctx, ptx, &nv12_kernel_name(px, color, false)?)?,
+            nv12_small: Kernel::load(ctx, ptx, &nv12_kernel_name(px, color, true)?)?,
+        })
+    }
+}
+
 /// Batched GPU preprocessing: device frames → NCHW f32/f16 tensor in device memory, with
 /// exactly the math of [`crate::preprocess::fill_row`] (see the module docs).
 pub struct CudaPreprocessor {
     // Field order is drop order: the stream is synchronised in Drop, then the kernel's
     // module is unloaded, then the pool (freed once the last lease is gone).
     stream: Stream,
-    kernel: Kernel,
-    kernel_inline: Kernel,
-    kernel_staged: Kernel,
-    /// Batches of NV12 frames only ([`nv12_fast`]), the configured output order.
-    kernel_nv12: Kernel,
-    /// The same for batches of up to [`INLINE_FRAMES_SMALL`] frames (fewer parameter bytes).
-    kernel_nv12_small: Kernel,
-    /// Whether such batches take `kernel_nv12_small` (default).
+    /// The entry points of the current pixels per thread.
+    entries: EntryPoints,
+    /// Whether NV12 batches of up to [`INLINE_FRAMES_SMALL`] take `entries.nv12_small`.
     small_params: bool,
-    /// Whether such batches take `kernel_nv12` (default) or the generic kernel.
+    /// Whether NV12 batches ([`nv12_fast`]) take `entries.nv12` (default) or the generic one.
     nv12_path: bool,
-    /// Whether the last batch ran `kernel_nv12`.
+    /// Whether the last batch ran an NV12 entry point.
     last_nv12: bool,
     pixels_per_thread: u32,
     block: (u32, u32),
@@ -511,13 +533,7 @@ impl CudaPreprocessor {
         } else {
             1
         };
-        let (name, name_inline, name_staged) = kernel_names(pixels_per_thread)?;
-        let kernel = Kernel::load(ctx, &ptx, name)?;
-        let kernel_inline = Kernel::load(ctx, &ptx, name_inline)?;
-        let kernel_staged = Kernel::load(ctx, &ptx, name_staged)?;
-        let kernel_nv12 = Kernel::load(ctx, &ptx, &nv12_kernel_name(pixels_per_thread, cfg.color, false)?)?;
-        let kernel_nv12_small =
-            Kernel::load(ctx, &ptx, &nv12_kernel_name(pixels_per_thread, cfg.color, true)?)?;
+        let entries = EntryPoints::load(ctx, &ptx, pixels_per_thread, cfg.color)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
         let out_len = out_row_bytes.checked_mul(max_batch).ok_or_else(|| {
@@ -531,11 +547,7 @@ impl CudaPreprocessor {
         }
         let mut this = Self {
             stream,
-            kernel,
-            kernel_inline,
-            kernel_staged,
-            kernel_nv12,
-            kernel_nv12_small,
+            entries,
             small_params: true,
             nv12_path: true,
             last_nv12: false,
@@ -582,7 +594,7 @@ impl CudaPreprocessor {
     /// width must be a multiple of it). The result is the same; the speed differs (the
     /// benchmarks compare them). Waits for the work in flight first.
     pub fn set_pixels_per_thread(&mut self, px: u32) -> Result<(), CudaError> {
-        let (name, name_inline, name_staged) = kernel_names(px)?;
+        kernel_names(px)?;
         if !self.cfg.width.is_multiple_of(px) {
             return Err(CudaError::InvalidInput(format!(
                 "{px} pixels per thread need an input width that is a multiple of {px}, not {}",
@@ -599,16 +611,7 @@ impl CudaPreprocessor {
             return Ok(());
         }
         self.stream.synchronize()?;
-        self.kernel = Kernel::load(&self.ctx, &self.ptx, name)?;
-        self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, name_inline)?;
-        self.kernel_staged = Kernel::load(&self.ctx, &self.ptx, name_staged)?;
-        self.kernel_nv12 = Kernel::load(
-            &self.ctx,
-            &self.ptx,
-            &nv12_kernel_name(px, self.cfg.color, false)?,
-        )?;
-        self.kernel_nv12_small =
-            Kernel::load(&self.ctx, &self.ptx, &nv12_kernel_name(px, self.cfg.color, true)?)?;
+        self.entries = EntryPoints::load(&self.ctx, &self.ptx, px, self.cfg.color)?;
         self.pixels_per_thread = px;
         self.min_blocks = 0;
         Ok(())
@@ -683,7 +686,7 @@ impl CudaPreprocessor {
             }
         };
         self.stream.synchronize()?;
-        self.kernel_inline = Kernel::load(&self.ctx, &self.ptx, &name)?;
+        self.entries.inline = Kernel::load(&self.ctx, &self.ptx, &name)?;
         self.min_blocks = n;
         Ok(())
     }
@@ -912,16 +915,16 @@ impl CudaPreprocessor {
         // cuLaunchKernel copies the argument values at the call: the inline parameters
         // need not outlive it.
         let (kernel, frames_arg): (&Kernel, *mut c_void) = match inline {
-            Some(p) if stage > 0 => (&self.kernel_staged, (p as *const InlineFrames).cast_mut().cast()),
+            Some(p) if stage > 0 => (&self.entries.staged, (p as *const InlineFrames).cast_mut().cast()),
             // The small entry point reads the first INLINE_FRAMES_SMALL parameters of the same
             // buffer (cuLaunchKernel copies the kernel's parameter size from the pointer).
             Some(p) if nv12 && self.small_params && n <= INLINE_FRAMES_SMALL => (
-                &self.kernel_nv12_small,
+                &self.entries.nv12_small,
                 (p as *const InlineFrames).cast_mut().cast(),
             ),
-            Some(p) if nv12 => (&self.kernel_nv12, (p as *const InlineFrames).cast_mut().cast()),
-            Some(p) => (&self.kernel_inline, (p as *const InlineFrames).cast_mut().cast()),
-            None => (&self.kernel, (&mut frames_ptr as *mut u64).cast()),
+            Some(p) if nv12 => (&self.entries.nv12, (p as *const InlineFrames).cast_mut().cast()),
+            Some(p) => (&self.entries.inline, (p as *const InlineFrames).cast_mut().cast()),
+            None => (&self.entries.device, (&mut frames_ptr as *mut u64).cast()),
         };
         let mut args: [*mut c_void; 3] = [
             frames_arg,
