@@ -160,16 +160,12 @@ pub fn drift_between(samples: &[(u64, f64)], warmup_ns: u64, end_ns: u64) -> Opt
     if after.len() < 2 {
         return None;
     }
-    let n = after.len() as f64;
     let xs: Vec<f64> = after.iter().map(|s| s.0 as f64 / 60e9).collect();
-    let mx = xs.iter().sum::<f64>() / n;
-    let my = after.iter().map(|s| s.1).sum::<f64>() / n;
-    let sxy: f64 = xs.iter().zip(&after).map(|(x, s)| (x - mx) * (s.1 - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
     let mut v: Vec<f64> = after.iter().map(|s| s.1).collect();
+    let per_min = crate::stats::slope(&xs, &v);
     v.sort_by(f64::total_cmp);
     Some(Drift {
-        per_min: if sxx == 0.0 { 0.0 } else { sxy / sxx },
+        per_min,
         samples: after.len(),
         first: after[0].1,
         last: after[after.len() - 1].1,
@@ -302,11 +298,7 @@ impl Latencies {
             Latencies::Exact(v) => {
                 let mut s: Vec<f64> = v.iter().map(|&n| n as f64 / 1e6).collect();
                 s.sort_by(f64::total_cmp);
-                let pct = |p: f64| {
-                    let r = p / 100.0 * (s.len() - 1) as f64;
-                    let (lo, hi) = (r.floor() as usize, r.ceil() as usize);
-                    s[lo] + (s[hi] - s[lo]) * (r - lo as f64)
-                };
+                let pct = |p: f64| crate::procstats::percentile(&s, p);
                 let mean = s.iter().sum::<f64>() / s.len() as f64;
                 Some((pct(50.0), pct(95.0), pct(99.0), mean))
             }
