@@ -593,31 +593,40 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
     let (brx, btx, blocked, bn) = phase(Phase::BlockedWaits, &mut pre)?;
     let (hrx, htx, hostfns, hn) = phase(Phase::HostFuncs, &mut pre)?;
     let per = |total: f64, idle: f64, count: u64| (total - idle) / count.max(1) as f64;
-    let per_launch = |total: f64, idle: f64| per(total, idle, launches);
+    // A phase's bytes per second, and per `unit` (launch, host function) above the idle rate.
+    let rates = |rx: f64, tx: f64, count: u64, unit: &str, extra: Value| -> Value {
+        let mut m = match extra {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        m.insert("h2d_bytes_per_s".into(), json!(round(rx / secs, 0)));
+        m.insert("d2h_bytes_per_s".into(), json!(round(tx / secs, 0)));
+        m.insert(
+            format!("h2d_bytes_per_{unit}_above_idle"),
+            json!(round(per(rx, idle_rx, count), 1)),
+        );
+        m.insert(
+            format!("d2h_bytes_per_{unit}_above_idle"),
+            json!(round(per(tx, idle_tx, count), 1)),
+        );
+        Value::Object(m)
+    };
     Ok(json!({
         "probe": "pcie",
         "device": gpumon::gpu_name(Some(&nvml)),
         "seconds_per_phase": secs,
         "idle": {"h2d_bytes_per_s": round(idle_rx / secs, 0), "d2h_bytes_per_s": round(idle_tx / secs, 0), "samples": idle_n},
-        "launches": {
+        "launches": rates(rx, tx, launches, "launch", json!({
             "count": launches,
             "per_s": round(launches as f64 / secs, 0),
-            "h2d_bytes_per_s": round(rx / secs, 0),
-            "d2h_bytes_per_s": round(tx / secs, 0),
-            "h2d_bytes_per_launch_above_idle": round(per_launch(rx, idle_rx), 1),
-            "d2h_bytes_per_launch_above_idle": round(per_launch(tx, idle_tx), 1),
             "samples": n,
-        },
-        "cross_stream": {
+        })),
+        "cross_stream": rates(xrx, xtx, xlaunches, "launch", json!({
             "launches": xlaunches,
             "per_s": round(xlaunches as f64 / secs, 0),
-            "h2d_bytes_per_s": round(xrx / secs, 0),
-            "d2h_bytes_per_s": round(xtx / secs, 0),
-            "h2d_bytes_per_launch_above_idle": round(per(xrx, idle_rx, xlaunches), 1),
-            "d2h_bytes_per_launch_above_idle": round(per(xtx, idle_tx, xlaunches), 1),
             "samples": xn,
             "what": "the same launches alternating between two streams, each waiting on the other's last launch (cuStreamWaitEvent)",
-        },
+        })),
         "copies": {
             "count": copies,
             "h2d_bytes_per_s": round(crx / secs, 0),
@@ -634,15 +643,11 @@ fn pcie_probe(o: &Opts) -> Result<Value, String> {
             "samples": bn,
             "what": "the same copies and launches, each launch first waiting on the GPU (cuStreamWaitEvent) for the copy before it: the wait is queued ~0.35 ms before it is satisfied",
         },
-        "host_funcs": {
+        "host_funcs": rates(hrx, htx, hostfns, "host_func", json!({
             "count": hostfns,
-            "h2d_bytes_per_s": round(hrx / secs, 0),
-            "d2h_bytes_per_s": round(htx / secs, 0),
-            "h2d_bytes_per_host_func_above_idle": round(per(hrx, idle_rx, hostfns), 1),
-            "d2h_bytes_per_host_func_above_idle": round(per(htx, idle_tx, hostfns), 1),
             "samples": hn,
             "what": "cuLaunchHostFunc of a 300 us host function, then a launch behind it on the same stream (the stream waits ~0.3 ms for the host each time), 8 then a synchronize",
-        },
+        })),
         "what": "each launch: trtpreprocess's kernel on one 64x64 NV12 frame (its NV12 entry point for batches of up to 8: 768 bytes of parameters inside the launch, no copy; 3 KiB before commit 460adc1), an event record; 64 launches then one stream synchronize",
     }))
 }
