@@ -1074,9 +1074,12 @@ fn engines_dir() -> std::path::PathBuf {
     "engines".into()
 }
 
-/// Runs 4 synthetic cameras through trtmux → trtpreprocess → trtinfer → trtmaskselect and
-/// returns per (camera, frame) the detections (class, box, confidence, mask).
-fn run_chain(gpu: bool, frames: u32) -> Vec<((u32, u64), Vec<gsttrtvision::results::Detection>)> {
+type ChainResults = Vec<((u32, u64), Vec<gsttrtvision::results::Detection>)>;
+
+/// Runs `cameras` synthetic cameras through trtmux (batch-size 4) → trtpreprocess →
+/// trtinfer (with `infer_props`) → trtmaskselect and returns per (camera, frame) the
+/// detections (class, box, confidence, mask).
+fn run_chain(gpu: bool, frames: u32, cameras: u32, infer_props: &str) -> ChainResults {
     let model = engines_dir().join("shapes-yolo-seg.toml");
     let (upload, backend) = if gpu {
         (
@@ -1087,11 +1090,11 @@ fn run_chain(gpu: bool, frames: u32) -> Vec<((u32, u64), Vec<gsttrtvision::resul
         ("", "onnxruntime-cpu")
     };
     let mut desc = format!(
-        "trtmux name=m batch-size=4 ! trtpreprocess config-file={m} ! trtinfer model={m} backend={backend} \
+        "trtmux name=m batch-size=4 ! trtpreprocess config-file={m} ! trtinfer name=infer model={m} backend={backend} {infer_props} \
          ! trtmaskselect threshold=0.3 ! appsink name=out sync=false ",
         m = model.display()
     );
-    for i in 0..4 {
+    for i in 0..cameras {
         desc += &format!(
             "trtscenesrc camera={i} num-buffers={frames} ! video/x-raw,format=NV12,width=640,height=480 ! {upload}m.sink_{i} "
         );
@@ -1130,38 +1133,24 @@ fn run_chain(gpu: bool, frames: u32) -> Vec<((u32, u64), Vec<gsttrtvision::resul
         }
     }
     let err = bus.pop_filtered(&[gst::MessageType::Error]);
+    let warning = bus.pop_filtered(&[gst::MessageType::Warning]);
     pipeline.set_state(gst::State::Null).unwrap();
     if let Some(gst::MessageView::Error(e)) = err.as_ref().map(|m| m.view()) {
         panic!("{backend}: {} ({:?})", e.error(), e.debug());
+    }
+    if let Some(gst::MessageView::Warning(w)) = warning.as_ref().map(|m| m.view()) {
+        panic!("{backend} {infer_props}: warning {}", w.error());
     }
     results.sort_by_key(|r| r.0);
     results
 }
 
-/// The whole GPU chain (CUDA frames, GPU preprocessing, ONNX Runtime CUDA provider with
-/// outputs left on the device, GPU YOLO decoding and mask selection) gives the CPU chain's
-/// detections: same classes, boxes within 1 px, masks with IoU ≥ 0.98.
-#[test]
-fn gpu_chain_matches_cpu_chain() {
-    if device().is_none() {
-        return;
-    }
-    gst::init().unwrap();
-    let _ = gsttrtvision::plugin_register_static();
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        if std::env::var_os("TRTV_REQUIRE_CUDA").is_some_and(|v| v == "1") {
-            panic!("TRTV_REQUIRE_CUDA=1 but ORT_DYLIB_PATH (ONNX Runtime with the CUDA provider) is not set");
-        }
-        eprintln!("skipping: ORT_DYLIB_PATH is not set");
-        return;
-    }
-    let frames = 12;
-    let cpu = run_chain(false, frames);
-    let gpu = run_chain(true, frames);
-    assert_eq!(cpu.len(), 4 * frames as usize);
+/// Same classes, boxes within 1 px, confidences within 1e-3, masks with IoU ≥ 0.98;
+/// returns (detections, masks, worst IoU).
+fn assert_same_detections(cpu: &ChainResults, gpu: &ChainResults) -> (usize, usize, f64) {
     assert_eq!(gpu.len(), cpu.len());
     let (mut dets, mut masks, mut worst) = (0usize, 0usize, 1.0f64);
-    for ((kc, c), (kg, g)) in cpu.iter().zip(&gpu) {
+    for ((kc, c), (kg, g)) in cpu.iter().zip(gpu) {
         assert_eq!(kc, kg);
         assert_eq!(c.len(), g.len(), "{kc:?}: {c:?} vs {g:?}");
         for (a, b) in c.iter().zip(g) {
@@ -1200,9 +1189,70 @@ fn gpu_chain_matches_cpu_chain() {
             }
         }
     }
-    eprintln!("GPU chain vs CPU chain: {dets} detections, {masks} masks, worst mask IoU {worst:.4}");
     assert!(dets > 0 && masks > 0);
     assert!(worst >= 0.98, "mask IoU {worst}");
+    (dets, masks, worst)
+}
+
+/// Whether ONNX Runtime with the CUDA provider is at hand (`ORT_DYLIB_PATH`).
+fn have_ort_cuda() -> bool {
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        return true;
+    }
+    if std::env::var_os("TRTV_REQUIRE_CUDA").is_some_and(|v| v == "1") {
+        panic!("TRTV_REQUIRE_CUDA=1 but ORT_DYLIB_PATH (ONNX Runtime with the CUDA provider) is not set");
+    }
+    eprintln!("skipping: ORT_DYLIB_PATH is not set");
+    false
+}
+
+/// The whole GPU chain (CUDA frames, GPU preprocessing, ONNX Runtime CUDA provider with
+/// outputs left on the device, GPU YOLO decoding and mask selection) gives the CPU chain's
+/// detections: same classes, boxes within 1 px, masks with IoU ≥ 0.98.
+#[test]
+fn gpu_chain_matches_cpu_chain() {
+    if device().is_none() {
+        return;
+    }
+    gst::init().unwrap();
+    let _ = gsttrtvision::plugin_register_static();
+    if !have_ort_cuda() {
+        return;
+    }
+    let frames = 12;
+    let cpu = run_chain(false, frames, 4, "");
+    let gpu = run_chain(true, frames, 4, "");
+    assert_eq!(cpu.len(), 4 * frames as usize);
+    let (dets, masks, worst) = assert_same_detections(&cpu, &gpu);
+    eprintln!("GPU chain vs CPU chain: {dets} detections, {masks} masks, worst mask IoU {worst:.4}");
+}
+
+/// The GPU chain with a fixed batch and CUDA graphs (trtinfer cuda-graph=true) gives the
+/// CPU chain's detections: with full batches (4 cameras, batch-size 4) and with batches
+/// of 3 padded to 4 (3 cameras); and the same with fixed-batch=true alone. No warning may
+/// be posted (a graph that cannot be captured warns).
+#[test]
+fn gpu_chain_with_cuda_graphs_matches_cpu_chain() {
+    if device().is_none() {
+        return;
+    }
+    gst::init().unwrap();
+    let _ = gsttrtvision::plugin_register_static();
+    if !have_ort_cuda() {
+        return;
+    }
+    let frames = 12;
+    for cameras in [4, 3] {
+        let cpu = run_chain(false, frames, cameras, "");
+        assert_eq!(cpu.len(), (cameras * frames) as usize);
+        for props in ["cuda-graph=true max-batch=4", "fixed-batch=true max-batch=4"] {
+            let gpu = run_chain(true, frames, cameras, props);
+            let (dets, masks, worst) = assert_same_detections(&cpu, &gpu);
+            eprintln!(
+                "GPU chain ({props}, {cameras} cameras) vs CPU chain: {dets} detections, {masks} masks, worst mask IoU {worst:.4}"
+            );
+        }
+    }
 }
 
 // --- Overlay ---------------------------------------------------------------------------

@@ -15,7 +15,9 @@
 # (the same pipelines under the CUPTI tracer: API calls, copies, kernels), PACE_SWEEP="2 4 8"
 # (preprocess+infer paced at N x real time), NCU=1
 # (Nsight Compute profile of the preprocessing kernel), PROBE_ONLY=1 (the PCIe probe without
-# the inference runs),
+# the inference runs), GRAPH_RUNS=1 (trtinfer fixed-batch / cuda-graph runs; GRAPH_ONLY=1
+# leaves out the plain runs of section 5), INFER_VARIANTS (trtvision-infer-bench
+# --io-variants, default plain,fixed,graph), INFER_BATCHES (default 1,2,4,8,16),
 # TRTV_LOCAL_TEST=1 (dry run on a machine without the bundle: use the system GStreamer).
 set +e
 START=$(date +%s)
@@ -277,16 +279,17 @@ print("wrote", sys.argv[2])
 PY
   # PROBE_ONLY=1: the probe without the inference runs.
   [ -n "${PROBE_ONLY:-}" ] && return 0
-  ./trtvision-infer-bench --model engines/shapes-yolo-seg.toml \
-    --batches 1,2,4,8,16 --warmup 10 --iters 50 --out-dir "$RES" --require-cuda || return 1
+  local v="--io-variants ${INFER_VARIANTS:-plain,fixed,graph}" nb=${INFER_BATCHES:-1,2,4,8,16}
+  ./trtvision-infer-bench --model engines/shapes-yolo-seg.toml $v \
+    --batches $nb --warmup 10 --iters 50 --out-dir "$RES" --require-cuda || return 1
   for m in yolo11n-seg yolo11n; do
     [ -f engines/models/$m.onnx ] || continue
-    ./trtvision-infer-bench --model engines/$m.toml --batches 1,2,4,8,16 --warmup 5 --iters 20 \
+    ./trtvision-infer-bench --model engines/$m.toml --batches $nb --warmup 5 --iters 20 $v \
       --cpu-iters 2 --out-dir "$RES" --file-tag $m --require-cuda || return 1
   done
 }
 export -f infer_bench
-export RES W DEV DATE
+export RES W DEV DATE INFER_VARIANTS INFER_BATCHES
 [ -n "${SKIP_INFER:-}" ] || step infer_bench 200 bash -c infer_bench
 sed -n '/--- summary ---/,$p' "$LOGS/infer_bench.log" | cut -c1-200
 
@@ -365,7 +368,7 @@ bench() {
   [ -f "$file" ] || note "[$what] no result file"
   return $rc
 }
-if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
+if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ] && [ -z "${GRAPH_ONLY:-}" ]; then
   bench 8cam-nvdec-full 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only --device-masks
   bench 8cam-nvdec-full-hostmasks 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only
   bench 8cam-nvdec-gpuinfer 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only
@@ -385,6 +388,23 @@ if (( FILES_OK )) && [ -z "${SKIP_BENCH:-}" ]; then
   [ -n "${SKIP_MULTI:-}" ] || {
     bench multimodel-3cam 120 100 ${COMMON/--cameras 8/--cameras 3} --scenario multimodel --backend onnxruntime-cuda --sink demux --reference decode-only
     bench cascade-8cam 120 100 $COMMON --scenario cascade --backend onnxruntime-cuda --sink demux --reference decode-only
+  }
+fi
+
+# --- 5a. GRAPH_RUNS=1: trtinfer with its batch fixed at 8 (fixed-batch) and with CUDA graphs
+# (cuda-graph, which fixes the batch too): the preprocess+infer and full pipelines, 600
+# frames per camera and 20 s, and paced in real time. GRAPH_ONLY=1 skips section 5's runs.
+if (( FILES_OK )) && [ -n "${GRAPH_RUNS:-}" ]; then
+  G="--infer-props cuda-graph=true,max-batch=8"
+  F="--infer-props fixed-batch=true,max-batch=8"
+  bench 8cam-nvdec-gpuinfer-graph 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only $G
+  bench 8cam-nvdec-full-graph 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only --device-masks $G
+  bench 8cam-nvdec-gpuinfer-fixed 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only $F
+  bench 8cam-nvdec-full-fixed 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only --device-masks $F
+  bench 8cam-nvdec-realtime-graph 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime --device-masks $G
+  [ -n "${SKIP_LONG:-}" ] || {
+    bench 8cam-nvdec-gpuinfer-20s-graph 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5 $G
+    bench 8cam-nvdec-full-20s-graph 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5 $G
   }
 fi
 

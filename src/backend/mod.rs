@@ -101,6 +101,14 @@ pub struct BackendOptions {
     /// requested instead of in doubling steps (ONNX Runtime's default), so that the VRAM
     /// used shows what the tensors cost. Ignored elsewhere.
     pub exact_arena: bool,
+    /// ONNX Runtime: fix the model's batch dimension at `max_batch` when the model is
+    /// loaded, so that shape computations become constants; smaller batches are padded to
+    /// `max_batch` rows (computed, then dropped from the outputs).
+    pub fixed_batch: bool,
+    /// GPU backends: capture inference into CUDA graphs and replay them, one launch per
+    /// batch instead of one per layer. ONNX Runtime (CUDA provider): implies `fixed_batch`,
+    /// one graph per (input address, output buffer set); TensorRT: per (buffer set, shapes).
+    pub cuda_graph: bool,
 }
 
 /// Failure of a backend, always with a sentence a user can act on.
@@ -150,6 +158,11 @@ pub trait InferenceBackend: Send {
     /// inputs such as prompts): device memory for GPU backends, the tensor itself otherwise.
     fn upload(&mut self, t: &Tensor) -> Result<Tensor, BackendError> {
         Ok(t.clone())
+    }
+    /// Something the user asked for that the backend could not do and worked around (e.g.
+    /// a CUDA graph that could not be captured), once; the element posts it as a warning.
+    fn take_warning(&mut self) -> Option<String> {
+        None
     }
 }
 

@@ -31,7 +31,11 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Shape, TensorElementType, TensorRef, TensorRefMut, ValueType};
 
 use super::{BackendError, BackendKind, BackendOptions, InferenceBackend, InputRef, TensorSpec};
-use crate::tensor::{DType, HostTensorPool, Tensor, TensorStorage};
+use crate::tensor::{DType, HostTensorPool, PooledBytes, Tensor, TensorStorage};
+
+mod fixed_batch;
+#[cfg(feature = "cuda")]
+mod graphs;
 
 /// Environment variable naming the ONNX Runtime shared library explicitly.
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -67,6 +71,28 @@ pub struct OrtBackend {
     /// Device buffers made by [`InferenceBackend::upload`], owned by the tensors handed out.
     #[cfg(feature = "cuda")]
     upload_ctx: Option<crate::cuda::DeviceContext>,
+    /// The batch dimension fixed at load (see [`fixed_batch`]).
+    fixed: Option<Fixed>,
+    /// What was asked for and could not be done, for the element to report once.
+    warning: Option<String>,
+}
+
+/// The inputs of one run in the model's order with their byte lengths, and the batch.
+type CheckedInputs<'t> = (Vec<(&'t Tensor, usize)>, usize);
+
+/// State of a session whose batch dimension was fixed at load.
+struct Fixed {
+    plan: fixed_batch::BatchPlan,
+    /// Per output: its first dimension is the batch (rows dropped after a padded run).
+    batch_outputs: Vec<bool>,
+    /// Zero-padded host inputs.
+    host: HostTensorPool,
+    /// Staging buffers for device inputs without room for the padding rows.
+    #[cfg(feature = "cuda")]
+    staging: Option<graphs::Staging>,
+    /// Output sets and graph ids when runs are captured into CUDA graphs.
+    #[cfg(feature = "cuda")]
+    graphs: Option<graphs::GraphRuns>,
 }
 
 impl std::fmt::Debug for OrtBackend {
@@ -468,9 +494,23 @@ fn cuda_provider(opts: &BackendOptions) -> ep::CUDA {
     }
 }
 
-/// Copies one ORT output into a pooled host tensor.
-fn output_to_host(pool: &HostTensorPool, name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
-    let (elem, dtype, shape, count, nbytes) = output_layout(name, value)?;
+/// Copies one ORT output into a pooled host tensor; `rows`: only the first rows (of a
+/// padded run).
+fn output_to_host(
+    pool: &HostTensorPool,
+    name: &str,
+    value: &DynValue,
+    rows: Option<usize>,
+) -> Result<Tensor, BackendError> {
+    let (elem, dtype, mut shape, count, mut nbytes) = output_layout(name, value)?;
+    let mut keep = count;
+    if let (Some(r), Some(&b)) = (rows, shape.first()) {
+        if r < b {
+            keep = count / b * r;
+            nbytes = nbytes / b * r;
+            shape[0] = r;
+        }
+    }
     let dims = crate::parsers::fmt_shape(&shape);
     let rt = |e: ort::Error| BackendError::Runtime(format!("reading output '{name}': {e}"));
     let mut bytes = pool.acquire(nbytes);
@@ -485,7 +525,7 @@ fn output_to_host(pool: &HostTensorPool, name: &str, value: &DynValue) -> Result
                 )));
             }
             let size = dtype.size();
-            for (dst, v) in out.chunks_exact_mut(size).zip(data.iter()) {
+            for (dst, v) in out.chunks_exact_mut(size).zip(data.iter().take(keep)) {
                 let conv = $conv;
                 dst.copy_from_slice(&conv(*v));
             }
@@ -655,36 +695,74 @@ impl OrtBackend {
         Ok((inputs, outputs))
     }
 
-    fn open_in(env: &Environment, opts: &BackendOptions) -> Result<Self, BackendError> {
+    /// A CPU session of the model with graph optimisations off: how the model declares its
+    /// inputs and outputs, without loading it on a GPU.
+    fn probe(env: &Environment, opts: &BackendOptions) -> Result<Session, BackendError> {
+        let probe = Self::base_builder(env, opts)?
+            .with_optimization_level(GraphOptimizationLevel::Disable)
+            .unwrap_or_else(|e| e.recover());
+        Self::commit(
+            probe,
+            &BackendOptions {
+                kind: BackendKind::OnnxRuntimeCpu,
+                ..opts.clone()
+            },
+        )
+    }
+
+    /// The inputs of `session` with their dimension names.
+    fn declared_inputs(session: &Session) -> Vec<fixed_batch::DeclaredInput> {
+        session
+            .inputs()
+            .iter()
+            .map(|o| {
+                let (dims, symbols) = match o.dtype() {
+                    ValueType::Tensor {
+                        shape,
+                        dimension_symbols,
+                        ..
+                    } => (shape.to_vec(), dimension_symbols.to_vec()),
+                    _ => (Vec::new(), Vec::new()),
+                };
+                fixed_batch::DeclaredInput {
+                    name: o.name().to_string(),
+                    dims,
+                    symbols,
+                }
+            })
+            .collect()
+    }
+
+    /// Registers the execution provider of `opts.kind` on `builder` (`cuda_graph`: the CUDA
+    /// provider captures graphs). Returns the TensorRT profile's batch limit, if one was set.
+    fn with_provider(
+        env: &Environment,
+        opts: &BackendOptions,
+        builder: SessionBuilder,
+        cuda_graph: bool,
+    ) -> Result<(SessionBuilder, Option<usize>), BackendError> {
         let kind = opts.kind;
         let path = opts.model_path.display().to_string();
-        let mut builder = Self::base_builder(env, opts)?;
-        let mut trt_max = None;
         match kind {
-            BackendKind::OnnxRuntimeCpu | BackendKind::TensorRt => {}
+            BackendKind::OnnxRuntimeCpu | BackendKind::TensorRt => Ok((builder, None)),
             BackendKind::OnnxRuntimeCuda => {
                 Self::require_provider::<ep::CUDA>(kind, "CUDA")?;
-                let cuda = cuda_provider(opts).build().error_on_failure();
-                builder = builder.with_execution_providers([cuda]).map_err(|e| {
+                let cuda = cuda_provider(opts)
+                    .with_cuda_graph(cuda_graph)
+                    .build()
+                    .error_on_failure();
+                let builder = builder.with_execution_providers([cuda]).map_err(|e| {
                     unavailable(
                         kind,
                         format!("the CUDA execution provider cannot be registered: {e}"),
                     )
                 })?;
+                Ok((builder, None))
             }
             BackendKind::OnnxRuntimeTensorRt => {
                 Self::require_provider::<ep::TensorRT>(kind, "TensorRT")?;
-                // Probe the input layout with a light CPU session to build the profiles.
-                let probe = Self::base_builder(env, opts)?
-                    .with_optimization_level(GraphOptimizationLevel::Disable)
-                    .unwrap_or_else(|e| e.recover());
-                let probe = Self::commit(
-                    probe,
-                    &BackendOptions {
-                        kind: BackendKind::OnnxRuntimeCpu,
-                        ..opts.clone()
-                    },
-                )?;
+                // The input layout from a light CPU session, to build the profiles.
+                let probe = Self::probe(env, opts)?;
                 let (probe_inputs, _) = Self::specs(&probe, &path)?;
                 drop(probe);
                 let max = opts.max_batch.max(1);
@@ -710,6 +788,7 @@ impl OrtBackend {
                         .with_timing_cache(true)
                         .with_timing_cache_path(dir_s);
                 }
+                let mut trt_max = None;
                 let dyn_batch = probe_inputs.iter().any(|s| s.shape.first() == Some(&None));
                 if dyn_batch {
                     if let (Some(min), Some(maxs)) =
@@ -729,7 +808,7 @@ impl OrtBackend {
                     }
                 }
                 let cuda = cuda_provider(opts).build().error_on_failure();
-                builder = builder
+                let builder = builder
                     .with_execution_providers([trt.build().error_on_failure(), cuda])
                     .map_err(|e| {
                         unavailable(
@@ -737,12 +816,98 @@ impl OrtBackend {
                             format!("the TensorRT execution provider cannot be registered: {e}"),
                         )
                     })?;
+                Ok((builder, trt_max))
             }
         }
-        let session = Self::commit(builder, opts)?;
-        let (inputs, outputs) = Self::specs(&session, &path)?;
+    }
+
+    /// How the batch is fixed when `opts` ask for it (ONNX Runtime CPU and CUDA providers;
+    /// the TensorRT provider has its profile), with the model's declared (dynamic) specs;
+    /// `Err` = why it cannot be, for a warning.
+    #[allow(clippy::type_complexity)]
+    fn fixed_plan(
+        env: &Environment,
+        opts: &BackendOptions,
+    ) -> Result<Option<(fixed_batch::BatchPlan, Vec<TensorSpec>, Vec<TensorSpec>)>, BackendError> {
+        let wanted = opts.fixed_batch || (opts.cuda_graph && opts.kind == BackendKind::OnnxRuntimeCuda);
+        if !wanted
+            || !matches!(
+                opts.kind,
+                BackendKind::OnnxRuntimeCpu | BackendKind::OnnxRuntimeCuda
+            )
+        {
+            return Ok(None);
+        }
+        let path = opts.model_path.display().to_string();
+        let probe = Self::probe(env, opts)?;
+        let declared = Self::declared_inputs(&probe);
+        let (inputs, outputs) = Self::specs(&probe, &path)?;
+        drop(probe);
+        match fixed_batch::plan(&declared, opts.max_batch) {
+            Ok(plan) => Ok(Some((plan, inputs, outputs))),
+            Err(why) => Err(BackendError::ShapeMismatch(why)),
+        }
+    }
+
+    fn open_in(env: &Environment, opts: &BackendOptions) -> Result<Self, BackendError> {
+        let kind = opts.kind;
+        let path = opts.model_path.display().to_string();
+        let mut warning = None;
+        let plan =
+            match Self::fixed_plan(env, opts) {
+                Ok(p) => p,
+                Err(BackendError::ShapeMismatch(why)) => {
+                    warning =
+                        Some(format!(
+                    "the batch of model {path} cannot be fixed ({why}): it runs with dynamic shapes{}",
+                    if opts.cuda_graph { " and without CUDA graphs" } else { "" }
+                ));
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+        let want_graph = opts.cuda_graph
+            && kind == BackendKind::OnnxRuntimeCuda
+            && opts.outputs_on_device
+            && plan.is_some();
+        #[cfg(not(feature = "cuda"))]
+        let want_graph = {
+            if want_graph {
+                warning = Some("CUDA graphs need the plugin's cuda feature: running without".into());
+            }
+            false
+        };
+        let build = |graph: bool| -> Result<(Session, Option<usize>), BackendError> {
+            let mut builder = Self::base_builder(env, opts)?;
+            if let Some(symbol) = plan.as_ref().and_then(|(p, _, _)| p.symbol.as_deref()) {
+                builder = builder
+                    .with_dimension_override(symbol, opts.max_batch.max(1) as i64)
+                    .map_err(|e| {
+                        BackendError::Runtime(format!("cannot fix dimension '{symbol}' of {path}: {e}"))
+                    })?;
+            }
+            let (builder, trt_max) = Self::with_provider(env, opts, builder, graph)?;
+            Ok((Self::commit(builder, opts)?, trt_max))
+        };
+        let (session, trt_max, graph) = match build(want_graph) {
+            Ok((s, m)) => (s, m, want_graph),
+            Err(e) if want_graph => {
+                warning = Some(format!(
+                    "ONNX Runtime cannot capture model {path} into CUDA graphs ({e}): running without"
+                ));
+                let (s, m) = build(false)?;
+                (s, m, false)
+            }
+            Err(e) => return Err(e),
+        };
+        let (inputs, outputs) = match &plan {
+            // The model's own specs: the batch stays dynamic for callers (smaller batches
+            // are padded).
+            Some((_, i, o)) => (i.clone(), o.clone()),
+            None => Self::specs(&session, &path)?,
+        };
         let fixed_batch = inputs.first().and_then(|s| s.shape.first().copied().flatten());
-        let max_batch = fixed_batch.or(trt_max);
+        let max_batch = plan.as_ref().map(|(p, _, _)| p.batch).or(fixed_batch).or(trt_max);
         let binding = if opts.outputs_on_device && kind != BackendKind::OnnxRuntimeCpu {
             let mut b = session
                 .create_binding()
@@ -761,7 +926,17 @@ impl OrtBackend {
         } else {
             None
         };
-        Ok(Self {
+        let fixed = plan.map(|(plan, _, _)| Fixed {
+            batch_outputs: fixed_batch::batch_outputs(&outputs, &plan),
+            plan,
+            host: HostTensorPool::new(),
+            #[cfg(feature = "cuda")]
+            staging: None,
+            #[cfg(feature = "cuda")]
+            graphs: None,
+        });
+        #[allow(unused_mut)]
+        let mut backend = Self {
             session,
             kind,
             inputs,
@@ -773,7 +948,15 @@ impl OrtBackend {
             binding,
             #[cfg(feature = "cuda")]
             upload_ctx: None,
-        })
+            fixed,
+            warning,
+        };
+        #[cfg(feature = "cuda")]
+        if graph {
+            backend.start_graphs()?;
+        }
+        let _ = graph;
+        Ok(backend)
     }
 
     fn require_provider<E: ExecutionProvider>(kind: BackendKind, what: &str) -> Result<(), BackendError> {
@@ -795,7 +978,10 @@ impl OrtBackend {
         &self.model_path
     }
 
-    fn run(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
+    /// The given tensors in the order of the model's inputs, checked against the specs,
+    /// with their byte lengths, and the batch (rows of the inputs whose first dimension is
+    /// dynamic; 1 when none is).
+    fn check_inputs<'t>(&self, inputs: &[InputRef<'t>]) -> Result<CheckedInputs<'t>, BackendError> {
         if inputs.len() != self.inputs.len() {
             let want: Vec<&str> = self.inputs.iter().map(|s| s.name.as_str()).collect();
             return Err(BackendError::ShapeMismatch(format!(
@@ -805,7 +991,7 @@ impl OrtBackend {
                 inputs.len()
             )));
         }
-        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
+        let mut checked = Vec::with_capacity(inputs.len());
         let mut batch: Option<usize> = None;
         for spec in &self.inputs {
             let input = inputs.iter().find(|i| i.name == spec.name).ok_or_else(|| {
@@ -826,59 +1012,141 @@ impl OrtBackend {
                     return Err(BackendError::BatchTooLarge { got: b, max });
                 }
             }
-            if let Some(prev) = batch {
-                if prev != b && spec.shape.first() == Some(&None) {
+            if spec.shape.first() == Some(&None) {
+                if let Some(prev) = batch.filter(|&p| p != b) {
                     return Err(BackendError::ShapeMismatch(format!(
                         "input '{}' has batch {b} but another input has batch {prev}",
                         spec.name
                     )));
                 }
+                batch = Some(b);
             }
-            batch = Some(b);
             let nbytes = checked_count(&t.shape)
                 .and_then(|c| c.checked_mul(t.dtype.size()))
                 .ok_or_else(|| {
                     BackendError::ShapeMismatch(format!("input '{}' shape overflows", spec.name))
                 })?;
-            let value = match &t.storage {
-                TensorStorage::Host(bytes) => {
-                    let bytes = bytes.as_slice();
-                    if bytes.len() != nbytes {
-                        return Err(BackendError::ShapeMismatch(format!(
-                            "input '{}' holds {} bytes but {} needs {nbytes}",
-                            spec.name,
-                            bytes.len(),
-                            describe_shape(t.dtype, &t.shape)
-                        )));
-                    }
-                    host_value(t.dtype, &t.shape, bytes).map_err(|e| {
-                        BackendError::Runtime(format!("cannot wrap input '{}': {e}", spec.name))
-                    })?
+            match &t.storage {
+                TensorStorage::Host(bytes) if bytes.as_slice().len() != nbytes => {
+                    return Err(BackendError::ShapeMismatch(format!(
+                        "input '{}' holds {} bytes but {} needs {nbytes}",
+                        spec.name,
+                        bytes.as_slice().len(),
+                        describe_shape(t.dtype, &t.shape)
+                    )));
                 }
-                TensorStorage::Device { ptr, len, .. } => {
-                    if self.kind == BackendKind::OnnxRuntimeCpu {
-                        return Err(BackendError::Runtime(format!(
-                            "input '{}' is in GPU memory but the backend is onnxruntime-cpu; device inputs \
-                             require the onnxruntime-cuda or onnxruntime-tensorrt backend",
-                            spec.name
-                        )));
-                    }
-                    if *len < nbytes || *ptr == 0 {
-                        return Err(BackendError::ShapeMismatch(format!(
-                            "device input '{}' holds {len} bytes but {} needs {nbytes}",
-                            spec.name,
-                            describe_shape(t.dtype, &t.shape)
-                        )));
-                    }
-                    // SAFETY: the tensor (and its keepalive) outlives this call; the length
-                    // was checked above.
-                    unsafe { device_value(t.dtype, &t.shape, *ptr, self.device_id) }.map_err(|e| {
-                        BackendError::Runtime(format!("cannot wrap device input '{}': {e}", spec.name))
-                    })?
+                TensorStorage::Host(_) => {}
+                TensorStorage::Device { .. } if self.kind == BackendKind::OnnxRuntimeCpu => {
+                    return Err(BackendError::Runtime(format!(
+                        "input '{}' is in GPU memory but the backend is onnxruntime-cpu; device inputs \
+                         require the onnxruntime-cuda or onnxruntime-tensorrt backend",
+                        spec.name
+                    )));
                 }
+                TensorStorage::Device { ptr, len, .. } if *len < nbytes || *ptr == 0 => {
+                    return Err(BackendError::ShapeMismatch(format!(
+                        "device input '{}' holds {len} bytes but {} needs {nbytes}",
+                        spec.name,
+                        describe_shape(t.dtype, &t.shape)
+                    )));
+                }
+                TensorStorage::Device { .. } => {}
+            }
+            checked.push((t, nbytes));
+        }
+        Ok((checked, batch.unwrap_or(1)))
+    }
+
+    fn run(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
+        let (checked, rows) = self.check_inputs(inputs)?;
+        // With a fixed batch, smaller batches are padded and the outputs cut back to `rows`.
+        let fixed_batch = self.fixed.as_ref().map(|f| f.plan.batch);
+        let keep = fixed_batch.filter(|&b| rows < b).map(|_| rows);
+        // Padded host inputs (they must outlive the values that borrow them) and the
+        // address each device input is read from.
+        let mut padded: Vec<Option<PooledBytes>> = Vec::with_capacity(checked.len());
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(checked.len());
+        let mut device_ptrs: Vec<u64> = Vec::with_capacity(checked.len());
+        for (i, (t, nbytes)) in checked.iter().enumerate() {
+            let name = &self.inputs[i].name;
+            let pad_to = match (&self.fixed, keep) {
+                (Some(f), Some(_)) if f.plan.batch_inputs[i] => Some(f.plan.batch),
+                _ => None,
             };
+            let Some(batch) = pad_to else {
+                padded.push(None);
+                shapes.push(t.shape.clone());
+                if let TensorStorage::Device { ptr, .. } = &t.storage {
+                    device_ptrs.push(*ptr);
+                }
+                continue;
+            };
+            let full = fixed_batch::row_bytes(&t.shape, batch, t.dtype.size()).ok_or_else(|| {
+                BackendError::ShapeMismatch(format!("input '{name}' shape overflows at batch {batch}"))
+            })?;
+            shapes.push(fixed_batch::with_rows(&t.shape, batch));
+            match &t.storage {
+                TensorStorage::Host(bytes) => {
+                    let fixed = self.fixed.as_ref().expect("pad_to comes from it");
+                    let mut out = fixed.host.acquire(full);
+                    fixed_batch::pad_host(bytes.as_slice(), out.as_mut_slice());
+                    padded.push(Some(out));
+                }
+                TensorStorage::Device { ptr, .. } => {
+                    padded.push(None);
+                    device_ptrs.push(self.padded_device_input(i, t, *ptr, *nbytes, full)?);
+                }
+            }
+        }
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(checked.len());
+        let mut next_ptr = device_ptrs.iter();
+        for (i, (t, _)) in checked.iter().enumerate() {
+            let spec = &self.inputs[i];
+            let shape = &shapes[i];
+            let value = match (&t.storage, &padded[i]) {
+                (TensorStorage::Host(_), Some(p)) => host_value(t.dtype, shape, p.as_slice()),
+                (TensorStorage::Host(bytes), None) => host_value(t.dtype, shape, bytes.as_slice()),
+                (TensorStorage::Device { .. }, _) => {
+                    let ptr = *next_ptr.next().expect("one address per device input");
+                    // SAFETY: the tensor (and its keepalive) outlives this call; the length
+                    // (or the room behind it, or the staging buffer) was checked above.
+                    unsafe { device_value(t.dtype, shape, ptr, self.device_id) }
+                }
+            }
+            .map_err(|e| BackendError::Runtime(format!("cannot wrap input '{}': {e}", spec.name)))?;
             values.push((Cow::Borrowed(spec.name.as_str()), value));
         }
+        let all_device = device_ptrs.len() == checked.len();
+        // While graphs may be replayed, every run writes into the output sets: an output in
+        // ONNX Runtime's arena could share memory with a captured graph's intermediates.
+        #[cfg(feature = "cuda")]
+        if self
+            .fixed
+            .as_ref()
+            .is_some_and(|f| f.graphs.as_ref().is_some_and(|g| g.enabled))
+        {
+            let (Some(binding), Some(fixed)) = (self.binding.as_mut(), self.fixed.as_mut()) else {
+                return Err(BackendError::Runtime("CUDA graphs without an I/O binding".into()));
+            };
+            let run = GraphRun {
+                session: &mut self.session,
+                binding,
+                fixed,
+                device_id: self.device_id,
+            };
+            // Host inputs are copied in by ONNX Runtime before the run: never inside a graph.
+            let graph_inputs = all_device.then_some(device_ptrs.as_slice());
+            let (result, failed) = run.run(&values, graph_inputs, keep)?;
+            if let Some(why) = failed {
+                self.warning = Some(format!(
+                    "a CUDA graph of model {} could not be captured or replayed ({why}): running without graphs",
+                    self.model_path
+                ));
+            }
+            return Ok(result);
+        }
+        let _ = all_device;
+        let kept: Vec<Option<usize>> = (0..self.outputs.len()).map(|i| self.rows_kept(i, keep)).collect();
         if let Some(binding) = self.binding.as_mut() {
             // Outputs are bound afresh every run: after a run the binding holds that run's
             // output values and would write the next results into them (still in use
@@ -893,23 +1161,7 @@ impl OrtBackend {
                         BackendError::Runtime(format!("cannot bind output '{}' to CUDA memory: {e}", o.name))
                     })?;
             }
-            binding.clear_inputs();
-            for (name, value) in &values {
-                // Bound through the C API: `IoBinding::bind_input` copies values that borrow
-                // their memory (ours do: the preprocessed tensor), which is the copy this
-                // binding exists to avoid. `values` outlives the run below.
-                let cname = std::ffi::CString::new(name.as_bytes())
-                    .map_err(|_| BackendError::Runtime(format!("input name '{name}' holds a NUL byte")))?;
-                // SAFETY: live binding and value pointers, NUL-terminated name.
-                let status = unsafe {
-                    (ort::api().BindInput)(
-                        ort::AsPointer::ptr_mut(binding),
-                        cname.as_ptr(),
-                        ort::AsPointer::ptr(&**value),
-                    )
-                };
-                api_ok(status).map_err(|()| BackendError::Runtime(format!("cannot bind input '{name}'")))?;
-            }
+            bind_inputs(binding, &values)?;
             gst::trace!(CAT, "run with I/O binding, {} inputs", values.len());
             let mut outputs = self
                 .session
@@ -917,11 +1169,15 @@ impl OrtBackend {
                 .map_err(|e| BackendError::Runtime(e.message().to_string()))?;
             gst::trace!(CAT, "run with I/O binding done");
             let mut result = Vec::with_capacity(self.outputs.len());
-            for spec in &self.outputs {
+            for (i, spec) in self.outputs.iter().enumerate() {
                 let value = outputs.remove(&spec.name).ok_or_else(|| {
                     BackendError::Runtime(format!("ONNX Runtime returned no output '{}'", spec.name))
                 })?;
-                result.push(output_on_device(&spec.name, value)?);
+                let t = output_on_device(&spec.name, value)?;
+                result.push(match kept[i] {
+                    Some(r) => keep_device_rows(t, r),
+                    None => t,
+                });
             }
             drop(outputs);
             // Inputs may be pooled buffers reused for the next batch: do not keep them bound.
@@ -933,13 +1189,318 @@ impl OrtBackend {
             .run(values)
             .map_err(|e| BackendError::Runtime(e.message().to_string()))?;
         let mut result = Vec::with_capacity(self.outputs.len());
-        for spec in &self.outputs {
+        for (i, spec) in self.outputs.iter().enumerate() {
             let value = outputs.get(&spec.name).ok_or_else(|| {
                 BackendError::Runtime(format!("ONNX Runtime returned no output '{}'", spec.name))
             })?;
-            result.push(output_to_host(&self.pool, &spec.name, value)?);
+            result.push(output_to_host(&self.pool, &spec.name, value, kept[i])?);
         }
         Ok(result)
+    }
+
+    /// Rows of output `i` to keep after a padded run (`keep`), when its first dimension is
+    /// the batch.
+    fn rows_kept(&self, i: usize, keep: Option<usize>) -> Option<usize> {
+        let f = self.fixed.as_ref()?;
+        keep.filter(|_| f.batch_outputs.get(i).copied().unwrap_or(false))
+    }
+
+    /// Address of device input `i` padded to `full` bytes: the tensor's own when the buffer
+    /// behind it has room, else a staging copy (the rest zero).
+    fn padded_device_input(
+        &mut self,
+        i: usize,
+        t: &Tensor,
+        ptr: u64,
+        nbytes: usize,
+        full: usize,
+    ) -> Result<u64, BackendError> {
+        #[cfg(feature = "cuda")]
+        {
+            if crate::cuda::device_lease(t).is_some_and(|l| l.capacity() >= full) {
+                return Ok(ptr);
+            }
+            let device_id = self.device_id;
+            let fixed = self.fixed.as_mut().expect("only called with a fixed batch");
+            if fixed.staging.is_none() {
+                let ctx = crate::cuda::DeviceContext::primary(device_id)
+                    .map_err(|e| BackendError::Runtime(format!("padding input '{}': {e}", t.name)))?;
+                fixed.staging = Some(
+                    graphs::Staging::new(&ctx, self.inputs.len())
+                        .map_err(|e| BackendError::Runtime(format!("padding input '{}': {e}", t.name)))?,
+                );
+            }
+            let staging = fixed.staging.as_mut().expect("made above");
+            // SAFETY: the input was checked to hold `nbytes` bytes and its producer has
+            // finished writing it (the caller's contract for device inputs).
+            unsafe { staging.fill(i, full, ptr, nbytes) }
+                .map_err(|e| BackendError::Runtime(format!("padding input '{}': {e}", t.name)))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (i, ptr, nbytes, full);
+            Err(BackendError::Runtime(format!(
+                "device input '{}' has fewer rows than the fixed batch and this build has no CUDA support to pad it",
+                t.name
+            )))
+        }
+    }
+
+    /// Staging zeros for every input at the fixed batch and one run on them without a
+    /// graph (warm-up: ONNX Runtime sizes its workspace, and the outputs' shapes at the
+    /// fixed batch become known); later runs capture and replay graphs.
+    #[cfg(feature = "cuda")]
+    fn start_graphs(&mut self) -> Result<(), BackendError> {
+        let rt = |e: String| BackendError::Runtime(format!("preparing CUDA graphs: {e}"));
+        let ctx = crate::cuda::DeviceContext::primary(self.device_id).map_err(|e| rt(e.to_string()))?;
+        let batch = self
+            .fixed
+            .as_ref()
+            .map(|f| f.plan.batch)
+            .ok_or_else(|| rt("no fixed batch".into()))?;
+        let mut staging = graphs::Staging::new(&ctx, self.inputs.len()).map_err(|e| rt(e.to_string()))?;
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.inputs.len());
+        for (i, spec) in self.inputs.iter().enumerate() {
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(d, v)| v.unwrap_or(if d == 0 { batch } else { 1 }))
+                .collect();
+            let bytes = checked_count(&shape)
+                .and_then(|c| c.checked_mul(spec.dtype.size()))
+                .ok_or_else(|| rt(format!("input '{}' shape overflows", spec.name)))?;
+            // SAFETY: no source (zeros only).
+            let ptr = unsafe { staging.fill(i, bytes, 0, 0) }.map_err(|e| rt(e.to_string()))?;
+            // SAFETY: the staging buffer holds `bytes` and lives until the run is done.
+            let value = unsafe { device_value(spec.dtype, &shape, ptr, self.device_id) }
+                .map_err(|e| rt(format!("input '{}': {e}", spec.name)))?;
+            values.push((Cow::Borrowed(spec.name.as_str()), value));
+        }
+        let binding = self.binding.as_mut().ok_or_else(|| rt("no I/O binding".into()))?;
+        binding.clear_outputs();
+        let info = cuda_memory_info(self.device_id).map_err(|e| rt(e.to_string()))?;
+        for o in &self.outputs {
+            binding
+                .bind_output_to_device(o.name.as_str(), &info)
+                .map_err(|e| rt(format!("output '{}': {e}", o.name)))?;
+        }
+        bind_inputs(binding, &values)?;
+        let mut options = ort::session::RunOptions::new().map_err(|e| rt(e.to_string()))?;
+        options
+            .set("gpu_graph_id", graphs::NO_GRAPH.to_string())
+            .map_err(|e| rt(e.to_string()))?;
+        let mut outputs = self
+            .session
+            .run_binding_with_options(binding, &options)
+            .map_err(|e| rt(format!("warm-up run: {}", e.message())))?;
+        let mut layouts = Vec::with_capacity(self.outputs.len());
+        for spec in &self.outputs {
+            let value = outputs
+                .remove(&spec.name)
+                .ok_or_else(|| rt(format!("no output '{}'", spec.name)))?;
+            let (elem, dtype, shape, _, bytes) = output_layout(&spec.name, &value)?;
+            if native_elem(dtype) != elem {
+                return Err(rt(format!(
+                    "output '{}' is {elem:?}, which is converted on the host",
+                    spec.name
+                )));
+            }
+            layouts.push(graphs::OutputLayout {
+                name: spec.name.clone(),
+                dtype,
+                shape,
+                bytes,
+            });
+        }
+        drop(outputs);
+        binding.clear_inputs();
+        binding.clear_outputs();
+        drop(values);
+        let fixed = self.fixed.as_mut().expect("checked above");
+        fixed.staging = Some(staging);
+        fixed.graphs = Some(graphs::GraphRuns::new(&ctx, layouts));
+        gst::info!(CAT, "{}: CUDA graphs on, batch fixed at {batch}", self.model_path);
+        Ok(())
+    }
+}
+
+/// One run into a kept output set, captured into (or replayed from) the CUDA graph of its
+/// (input addresses, set) pair.
+#[cfg(feature = "cuda")]
+struct GraphRun<'a> {
+    session: &'a mut Session,
+    binding: &'a mut ort::session::IoBinding,
+    fixed: &'a mut Fixed,
+    device_id: i32,
+}
+
+#[cfg(feature = "cuda")]
+impl GraphRun<'_> {
+    /// The outputs (device tensors in the set, cut to `keep` rows after padding);
+    /// `device_ptrs`: the input addresses when every input is in device memory (else the
+    /// run goes without a graph). A graph run that fails turns graphs off and runs again
+    /// without one: then the reason comes with the outputs, for a warning.
+    fn run(
+        self,
+        values: &[(Cow<'_, str>, SessionInputValue<'_>)],
+        device_ptrs: Option<&[u64]>,
+        keep: Option<usize>,
+    ) -> Result<(Vec<Tensor>, Option<String>), BackendError> {
+        let rt = |e: String| BackendError::Runtime(format!("CUDA graph run: {e}"));
+        let graphs = self
+            .fixed
+            .graphs
+            .as_mut()
+            .ok_or_else(|| rt("graphs are off".into()))?;
+        let lease = graphs.acquire_set().map_err(|e| rt(e.to_string()))?;
+        let (id, new) = match device_ptrs {
+            Some(ptrs) => graphs.graph_id(ptrs, lease.pooled),
+            None => (graphs::NO_GRAPH, false),
+        };
+        self.binding.clear_outputs();
+        let mut bound = Vec::with_capacity(graphs.layouts().len());
+        for (i, l) in graphs.layouts().iter().enumerate() {
+            // SAFETY: the set's buffer holds `l.bytes` and outlives the run (`lease`).
+            let value = unsafe { device_value(l.dtype, &l.shape, lease.set.ptr(i), self.device_id) }
+                .map_err(|e| rt(format!("output '{}': {e}", l.name)))?;
+            bind_raw(self.binding, &l.name, &value, false)?;
+            bound.push(value);
+        }
+        bind_inputs(self.binding, values)?;
+        if new {
+            gst::debug!(
+                CAT,
+                "CUDA graph {id} for inputs {:x?} and output set {:?} ({} graphs, {} output sets)",
+                device_ptrs.unwrap_or_default(),
+                lease.pooled,
+                graphs.graphs(),
+                graphs.sets()
+            );
+        }
+        let options = graphs.run_options(id).map_err(|e| rt(e.to_string()))?;
+        let first = self
+            .session
+            .run_binding_with_options(self.binding, options)
+            .map(drop)
+            .map_err(|e| e.message().to_string());
+        let mut failed = None;
+        if let Err(why) = first {
+            if id == graphs::NO_GRAPH {
+                return Err(BackendError::Runtime(why));
+            }
+            graphs.enabled = false;
+            gst::warning!(CAT, "CUDA graph {id} failed ({why}): graphs off");
+            let options = graphs
+                .run_options(graphs::NO_GRAPH)
+                .map_err(|e| rt(e.to_string()))?;
+            self.session
+                .run_binding_with_options(self.binding, options)
+                .map(drop)
+                .map_err(|e| {
+                    BackendError::Runtime(format!("{} (after a failed CUDA graph run: {why})", e.message()))
+                })?;
+            failed = Some(why);
+        }
+        self.binding.clear_inputs();
+        self.binding.clear_outputs();
+        drop(bound);
+        let mut result = Vec::with_capacity(graphs.layouts().len());
+        for (i, l) in graphs.layouts().iter().enumerate() {
+            let rows = keep.filter(|_| self.fixed.batch_outputs.get(i).copied().unwrap_or(false));
+            let shape = rows.map_or_else(|| l.shape.clone(), |r| fixed_batch::with_rows(&l.shape, r));
+            let len = rows.map_or(Some(l.bytes), |r| {
+                fixed_batch::row_bytes(&l.shape, r, l.dtype.size())
+            });
+            result.push(Tensor {
+                name: l.name.clone(),
+                dtype: l.dtype,
+                shape,
+                storage: TensorStorage::Device {
+                    ptr: lease.set.ptr(i),
+                    len: len.unwrap_or(l.bytes),
+                    keepalive: lease.set.clone(),
+                },
+            });
+        }
+        Ok((result, failed))
+    }
+}
+
+/// The ONNX Runtime element type our `dtype` stands for without conversion.
+#[cfg(feature = "cuda")]
+fn native_elem(dtype: DType) -> TensorElementType {
+    match dtype {
+        DType::F32 => TensorElementType::Float32,
+        DType::F16 => TensorElementType::Float16,
+        DType::U8 => TensorElementType::Uint8,
+        DType::I32 => TensorElementType::Int32,
+        DType::I64 => TensorElementType::Int64,
+    }
+}
+
+/// Binds `value` as input (`input` true) or output `name` through the C API:
+/// `IoBinding::bind_input` copies values that borrow their memory (ours do: the
+/// preprocessed tensor, the output sets), which is the copy binding exists to avoid.
+fn bind_raw(
+    binding: &mut ort::session::IoBinding,
+    name: &str,
+    value: &SessionInputValue<'_>,
+    input: bool,
+) -> Result<(), BackendError> {
+    let cname = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| BackendError::Runtime(format!("tensor name '{name}' holds a NUL byte")))?;
+    let api = ort::api();
+    let f = if input { api.BindInput } else { api.BindOutput };
+    // SAFETY: live binding and value pointers, NUL-terminated name; the caller keeps the
+    // value alive until the binding is cleared.
+    let status = unsafe {
+        f(
+            ort::AsPointer::ptr_mut(binding),
+            cname.as_ptr(),
+            ort::AsPointer::ptr(&**value),
+        )
+    };
+    api_ok(status).map_err(|()| {
+        BackendError::Runtime(format!(
+            "cannot bind {} '{name}'",
+            if input { "input" } else { "output" }
+        ))
+    })
+}
+
+/// Replaces the bound inputs of `binding` with `values`.
+fn bind_inputs(
+    binding: &mut ort::session::IoBinding,
+    values: &[(Cow<'_, str>, SessionInputValue<'_>)],
+) -> Result<(), BackendError> {
+    binding.clear_inputs();
+    for (name, value) in values {
+        bind_raw(binding, name, value, true)?;
+    }
+    Ok(())
+}
+
+/// A device tensor cut to its first `rows` rows (same address).
+fn keep_device_rows(t: Tensor, rows: usize) -> Tensor {
+    let Tensor {
+        name,
+        dtype,
+        shape,
+        storage,
+    } = t;
+    let len = fixed_batch::row_bytes(&shape, rows, dtype.size());
+    let storage = match (storage, len) {
+        (TensorStorage::Device { ptr, keepalive, .. }, Some(len)) => {
+            TensorStorage::Device { ptr, len, keepalive }
+        }
+        (other, _) => other,
+    };
+    Tensor {
+        name,
+        dtype,
+        shape: fixed_batch::with_rows(&shape, rows),
+        storage,
     }
 }
 
@@ -965,6 +1526,10 @@ impl InferenceBackend for OrtBackend {
             || self.run(inputs),
             |msg| BackendError::Runtime(format!("ONNX Runtime panicked: {msg}")),
         )
+    }
+
+    fn take_warning(&mut self) -> Option<String> {
+        self.warning.take()
     }
 
     fn outputs_on_device(&self) -> bool {
@@ -1221,6 +1786,93 @@ mod tests {
     }
 
     #[test]
+    fn fixed_batch_pads_smaller_batches_and_cuts_the_outputs() {
+        if !have_ort() {
+            return;
+        }
+        let p = temp_file("add-fixed.onnx", ADD_MODEL);
+        let mut b = OrtBackend::open(&BackendOptions {
+            max_batch: 4,
+            fixed_batch: true,
+            ..cpu_opts(p)
+        })
+        .unwrap();
+        assert_eq!(b.take_warning(), None);
+        // Callers still see the model's dynamic batch, limited to the fixed one.
+        assert_eq!(b.inputs()[0].describe(), "x f32 [dyn, 3]");
+        assert_eq!(b.outputs()[0].describe(), "y f32 [dyn, 3]");
+        assert_eq!(b.max_batch(), Some(4));
+        for batch in [1usize, 3, 4] {
+            let vals: Vec<f32> = (0..batch * 3).map(|i| i as f32 * 0.5).collect();
+            let x = f32_tensor("x", vec![batch, 3], &vals);
+            let out = b
+                .infer(&[InputRef {
+                    name: "x",
+                    tensor: &x,
+                }])
+                .unwrap();
+            assert_eq!(out[0].shape, vec![batch, 3]);
+            let y = out[0].to_f32().unwrap();
+            assert_eq!(y.len(), batch * 3);
+            for (i, v) in y.iter().enumerate() {
+                assert_eq!(*v, i as f32 * 0.5 + [1.0, 2.0, 3.0][i % 3]);
+            }
+            // An output without the batch dimension describes the run as it happened: the
+            // session saw the fixed batch.
+            let s: Vec<i64> = out[1]
+                .host_bytes()
+                .unwrap()
+                .chunks_exact(8)
+                .map(|c| i64::from_ne_bytes(c.try_into().unwrap()))
+                .collect();
+            assert_eq!(s, vec![4, 3]);
+        }
+        let x = f32_tensor("x", vec![5, 3], &[0.0; 15]);
+        let err = b
+            .infer(&[InputRef {
+                name: "x",
+                tensor: &x,
+            }])
+            .unwrap_err();
+        assert!(
+            matches!(err, BackendError::BatchTooLarge { got: 5, max: 4 }),
+            "{err}"
+        );
+        // The same results as the dynamic session.
+        let mut dynamic = OrtBackend::open(&cpu_opts(temp_file("add-dyn.onnx", ADD_MODEL))).unwrap();
+        let x = f32_tensor("x", vec![2, 3], &[1.5, -2.0, 0.25, 7.0, 8.0, -9.5]);
+        let a = b
+            .infer(&[InputRef {
+                name: "x",
+                tensor: &x,
+            }])
+            .unwrap();
+        let d = dynamic
+            .infer(&[InputRef {
+                name: "x",
+                tensor: &x,
+            }])
+            .unwrap();
+        assert_eq!(a[0].to_f32().unwrap(), d[0].to_f32().unwrap());
+    }
+
+    #[test]
+    fn cuda_graph_without_a_gpu_is_reported_not_fatal_on_cpu() {
+        if !have_ort() {
+            return;
+        }
+        // cuda_graph is a GPU option: the CPU provider ignores it (no fixed batch unless asked).
+        let p = temp_file("add-graph.onnx", ADD_MODEL);
+        let mut b = OrtBackend::open(&BackendOptions {
+            cuda_graph: true,
+            ..cpu_opts(p)
+        })
+        .unwrap();
+        assert_eq!(b.max_batch(), None);
+        assert_eq!(b.take_warning(), None);
+    }
+
+    #[test]
     fn misaligned_input_is_copied() {
         if !have_ort() {
             return;
@@ -1242,7 +1894,7 @@ mod tests {
         let v = host_value(DType::F32, &[1, 3], misaligned).unwrap();
         assert!(matches!(v, SessionInputValue::Owned(_)));
         let outputs = b.session.run(vec![(Cow::Borrowed("x"), v)]).unwrap();
-        let y = output_to_host(&b.pool, "y", outputs.get("y").unwrap()).unwrap();
+        let y = output_to_host(&b.pool, "y", outputs.get("y").unwrap(), None).unwrap();
         assert_eq!(y.to_f32().unwrap(), vec![6.0, 8.0, 10.0]);
         drop(outputs);
         // Aligned bytes are borrowed, not copied.

@@ -70,6 +70,8 @@ usage: trtvision-bench [options]
   --decoder NAME           software decoder for --source files without --nvdec (default avdec_h264)
   --nvdec-memory cuda|auto caps after nvh264dec: cuda = force video/x-raw(memory:CUDAMemory) (default),
                            auto = let negotiation decide
+  --infer-props STR        extra properties of the main trtinfer, separated by spaces or commas,
+                           e.g. cuda-graph=true,max-batch=8
   --pace realtime|none|Nx  files: 'realtime' paces each decoded stream to its timestamps, 'Nx'
                            (e.g. 4x, 0.5x) at N times that rate (timestamps divided by N)
                            (identity sync=true after the decoder, like a live camera; sinks stay sync=false)
@@ -139,6 +141,8 @@ struct Opts {
     pace: bool,
     /// Rate of `--pace` relative to the files' timestamps (1 = real time).
     pace_rate: f64,
+    /// Extra properties of the main trtinfer (`--infer-props`).
+    infer_props: String,
     encode: Option<String>,
     pcie: bool,
     /// trtmaskselect download-masks=false: masks stay on the GPU (drawn there).
@@ -208,6 +212,7 @@ fn parse_args() -> Opts {
         nvdec_cuda_caps: true,
         pace: false,
         pace_rate: 1.0,
+        infer_props: String::new(),
         encode: None,
         pcie: false,
         device_masks: false,
@@ -281,6 +286,8 @@ fn parse_args() -> Opts {
                     s => die(&format!("--nvdec-memory: unknown '{s}'")),
                 }
             }
+            // Commas separate properties too (the value then needs no quoting in scripts).
+            "--infer-props" => o.infer_props = cli.value(&a).replace(',', " "),
             "--pace" => {
                 let v = cli.value(&a);
                 (o.pace, o.pace_rate) = match v.as_str() {
@@ -816,7 +823,10 @@ fn stage_desc(o: &Opts, stage: &str) -> String {
         .unwrap_or_default();
     match stage {
         "preprocess" => format!("trtpreprocess name=st_preprocess config-file=\"{cfg}\""),
-        "infer" => format!("trtinfer name=st_infer model=\"{cfg}\" backend={}", o.backend),
+        "infer" => format!(
+            "trtinfer name=st_infer model=\"{cfg}\" backend={} {}",
+            o.backend, o.infer_props
+        ),
         "depth-preprocess" => format!(
             "trtpreprocess name=st_depth-preprocess config-file=\"{}\" sources={}",
             o.depth_model.display(),
@@ -912,6 +922,9 @@ fn parse(desc: &str) -> gst::Pipeline {
 }
 
 /// Runs to EOS; returns an error message on error or timeout.
+/// Warnings elements posted during runs, taken into the next record written.
+static ELEMENT_WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn run_to_eos(p: &gst::Pipeline, timeout_s: u64) -> Result<(), String> {
     run_to_eos_then(p, timeout_s, None, || ())
 }
@@ -935,15 +948,37 @@ fn run_to_eos_then(
             _ => "state change failed".into(),
         });
     }
-    let types = [gst::MessageType::Eos, gst::MessageType::Error];
+    let types = [
+        gst::MessageType::Eos,
+        gst::MessageType::Error,
+        gst::MessageType::Warning,
+    ];
+    // The next EOS or error before `deadline`; warnings on the way are kept for the record.
+    let next = |deadline: Instant| loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = bus.timed_pop_filtered(gst::ClockTime::from_nseconds(left.as_nanos() as u64), &types)?;
+        if let gst::MessageView::Warning(w) = m.view() {
+            let text = format!(
+                "{}: {}",
+                w.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                w.error()
+            );
+            eprintln!("warning: {text}");
+            if let Ok(mut all) = ELEMENT_WARNINGS.lock() {
+                all.push(text);
+            }
+            continue;
+        }
+        return Some(m);
+    };
     let mut msg = None;
     if let Some(d) = stop_after {
-        msg = bus.timed_pop_filtered(gst::ClockTime::from_nseconds(d.as_nanos() as u64), &types);
+        msg = next(Instant::now() + d);
         if msg.is_none() {
             p.send_event(gst::event::Eos::new());
         }
     }
-    let msg = msg.or_else(|| bus.timed_pop_filtered(gst::ClockTime::from_seconds(timeout_s), &types));
+    let msg = msg.or_else(|| next(Instant::now() + Duration::from_secs(timeout_s)));
     let res = match msg {
         None => Err(format!("timed out after {timeout_s} s")),
         Some(m) => match m.view() {
@@ -1937,6 +1972,16 @@ fn main() {
         }
         rec.push(("frames_in_cuda_memory".into(), Value::from(o.frames_cuda())));
         rec.push(("paced_realtime".into(), Value::from(o.pace && o.pace_rate == 1.0)));
+        rec.push(("infer_props".into(), Value::from(o.infer_props.as_str())));
+        rec.push((
+            "element_warnings".into(),
+            Value::from(
+                ELEMENT_WARNINGS
+                    .lock()
+                    .map(|mut w| std::mem::take(&mut *w))
+                    .unwrap_or_default(),
+            ),
+        ));
         rec.push((
             "pace_rate".into(),
             if o.pace {

@@ -44,6 +44,8 @@ usage: trtvision-infer-bench [options]
   --cpu-iters I            timed calls of the CPU reference (default: --iters)
   --backends LIST          onnxruntime-cpu,onnxruntime-cuda (default both; cpu is always run as reference)
   --no-device-input        skip the device-input run (cargo feature cuda)
+  --io-variants LIST       device input+outputs runs: plain (dynamic batch), fixed (fixed-batch), graph
+                           (fixed-batch + cuda-graph); comma list (default plain,fixed,graph)
   --tolerance T            largest relative L2 error CUDA vs CPU (default 1e-3)
   --threads T              CPU provider intra-op threads (default 0 = ONNX Runtime's choice)
   --seed S                 input seed (default 12345)
@@ -71,6 +73,7 @@ struct Opts {
     cpu_iters: Option<usize>,
     cuda: bool,
     device_input: bool,
+    io_variants: Vec<IoVariant>,
     tolerance: f64,
     threads: usize,
     seed: u64,
@@ -93,6 +96,7 @@ fn parse_args() -> Opts {
         cpu_iters: None,
         cuda: true,
         device_input: true,
+        io_variants: vec![IoVariant::Plain, IoVariant::Fixed, IoVariant::Graph],
         tolerance: 1e-3,
         threads: 0,
         seed: 12345,
@@ -132,6 +136,17 @@ fn parse_args() -> Opts {
                 }
             }
             "--no-device-input" => o.device_input = false,
+            "--io-variants" => {
+                let s = cli.value(&a);
+                o.io_variants = s
+                    .split(',')
+                    .map(|v| {
+                        IoVariant::parse(v).unwrap_or_else(|| {
+                            die(&format!("--io-variants: '{v}' is not plain, fixed or graph"))
+                        })
+                    })
+                    .collect();
+            }
             "--tolerance" => o.tolerance = cli.num(&a),
             "--threads" => o.threads = cli.num(&a),
             "--seed" => o.seed = cli.num(&a),
@@ -350,7 +365,38 @@ fn open(
     kind: BackendKind,
     max_batch: usize,
 ) -> Result<Box<dyn InferenceBackend>, String> {
-    open_with(o, cfg, kind, max_batch, false)
+    open_with(o, cfg, kind, max_batch, false, IoVariant::Plain)
+}
+
+/// How the device-input, device-output run loads the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IoVariant {
+    /// Dynamic batch (as loaded by default).
+    Plain,
+    /// Batch dimension fixed at the batch size (`fixed-batch`).
+    Fixed,
+    /// Fixed batch and CUDA graphs (`cuda-graph`).
+    Graph,
+}
+
+impl IoVariant {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "plain" => Some(Self::Plain),
+            "fixed" => Some(Self::Fixed),
+            "graph" => Some(Self::Graph),
+            _ => None,
+        }
+    }
+
+    /// Key of the variant's object in the record.
+    fn key(self) -> &'static str {
+        match self {
+            Self::Plain => "device_io",
+            Self::Fixed => "device_io_fixed_batch",
+            Self::Graph => "device_io_cuda_graph",
+        }
+    }
 }
 
 fn open_with(
@@ -359,6 +405,7 @@ fn open_with(
     kind: BackendKind,
     max_batch: usize,
     outputs_on_device: bool,
+    variant: IoVariant,
 ) -> Result<Box<dyn InferenceBackend>, String> {
     backend::open(&BackendOptions {
         kind,
@@ -374,6 +421,8 @@ fn open_with(
         },
         outputs_on_device,
         exact_arena: false,
+        fixed_batch: variant != IoVariant::Plain,
+        cuda_graph: variant == IoVariant::Graph,
     })
     .map_err(|e| e.to_string())
 }
@@ -828,8 +877,11 @@ fn main() {
                             let mut pass = diff_pass(&vs_host, o.tolerance) && diff_pass(&vs_cpu, o.tolerance);
                             // Input and outputs on the device: no copy at all per call; what
                             // NVML still counts on PCIe is the driver's and ONNX Runtime's own.
-                            let device_io = (|| -> Result<Value, String> {
-                                let mut bd = open_with(&o, &cfg, BackendKind::OnnxRuntimeCuda, max_n, true)?;
+                            let device_io = |variant: IoVariant| -> Result<Value, String> {
+                                // A fixed batch is fixed at this batch size (not padded).
+                                let max = if variant == IoVariant::Plain { max_n } else { n };
+                                let mut bd = open_with(&o, &cfg, BackendKind::OnnxRuntimeCuda, max, true, variant)?;
+                                let warning = bd.take_warning();
                                 let dio = run_once(bd.as_mut(), &input_name, &dev)?;
                                 let on_device = dio.iter().all(|t| t.host_bytes().is_none());
                                 let host: Vec<Tensor> =
@@ -852,13 +904,18 @@ fn main() {
                                 let pcie = gpumon::pcie_bytes(&samples, a, z);
                                 let h2d = pcie.map(|p| p.h2d / frames);
                                 let d2h = pcie.map(|p| p.d2h / frames);
+                                let warning = warning.or_else(|| bd.take_warning());
                                 let ok = on_device && diff_pass(&vs_cpu, o.tolerance);
                                 eprintln!(
-                                    "batch {n:2}: cuda, device input+outputs p50 {:8.3} ms -> {:8.1} frames/s; NVML h2d {:?} d2h {:?} B/frame; vs cpu: {}",
-                                    tio.p(50.0), tio.fps(n), h2d.map(|v| v.round()), d2h.map(|v| v.round()), diff_line(&vs_cpu)
+                                    "batch {n:2}: cuda, device input+outputs ({variant:?}) p50 {:8.3} ms -> {:8.1} frames/s; NVML h2d {:?} d2h {:?} B/frame; vs cpu: {}{}",
+                                    tio.p(50.0), tio.fps(n), h2d.map(|v| v.round()), d2h.map(|v| v.round()), diff_line(&vs_cpu),
+                                    warning.as_deref().map(|w| format!("; warning: {w}")).unwrap_or_default()
                                 );
                                 Ok(json!({
                                     "pass": ok,
+                                    "fixed_batch": variant != IoVariant::Plain,
+                                    "cuda_graph": variant == IoVariant::Graph,
+                                    "backend_warning": warning,
                                     "outputs_on_device": on_device,
                                     "fps_total": round(tio.fps(n), 2),
                                     "latency_ms": tio.latency_json(),
@@ -871,19 +928,23 @@ fn main() {
                                     "pcie_sampled_per_frame": pcie.and_then(|p| p.sampled).map(|(h, d)| json!({"h2d": round(h / frames, 0), "d2h": round(d / frames, 0)})),
                                     "h2d_bytes_per_frame_expected": 0,
                                     "d2h_bytes_per_frame_expected": 0,
-                                    "method": "input in cuMemAlloc memory bound through ONNX Runtime I/O binding, outputs bound to CUDA memory (BackendOptions.outputs_on_device): no tensor copy per call; PCIe bytes are NVML's device-wide counters over the timed calls (driver command traffic included)",
+                                    "method": "input in cuMemAlloc memory bound through ONNX Runtime I/O binding, outputs bound to CUDA memory (BackendOptions.outputs_on_device): no tensor copy per call; PCIe bytes are NVML's device-wide counters over the timed calls (driver command traffic included). fixed_batch: the batch dimension fixed at this batch size when the model loads; cuda_graph: runs captured into and replayed from CUDA graphs",
                                 }))
-                            })();
-                            let device_io = match device_io {
-                                Ok(v) => {
-                                    pass &= v["pass"].as_bool().unwrap_or(false);
-                                    v
-                                }
-                                Err(e) => {
-                                    pass = false;
-                                    json!({"error": e})
-                                }
                             };
+                            let mut io = serde_json::Map::new();
+                            for &variant in &o.io_variants {
+                                let v = match device_io(variant) {
+                                    Ok(v) => {
+                                        pass &= v["pass"].as_bool().unwrap_or(false);
+                                        v
+                                    }
+                                    Err(e) => {
+                                        pass = false;
+                                        json!({"error": e})
+                                    }
+                                };
+                                io.insert(variant.key().to_string(), v);
+                            }
                             eprintln!(
                                 "batch {n:2}: cuda, device input p50 {:8.3} ms p95 {:8.3} ms -> {:8.1} frames/s; vs host input: {}",
                                 dt.p(50.0), dt.p(95.0), dt.fps(n), diff_line(&vs_host)
@@ -899,7 +960,8 @@ fn main() {
                                     "parity_vs_cpu": diffs_json(&vs_cpu, o.tolerance),
                                     "h2d_bytes_per_frame_expected": 0,
                                     "method": "input copied once into cuMemAlloc memory of the primary context (DeviceBuffer), passed as TensorStorage::Device to OrtBackend (CUDA-located ORT value, no host copy); outputs still copied to host",
-                                    "device_io": device_io,
+                                    "device_io": io.remove("device_io").unwrap_or(Value::Null),
+                                    "device_io_variants": Value::Object(io),
                                 }),
                                 pass,
                             ))

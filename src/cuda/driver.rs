@@ -306,6 +306,38 @@ impl DeviceBuffer {
     pub fn copy_to_host(&self, dst: &mut [u8]) -> Result<(), CudaError> {
         copy_device_to_host(&self.ctx, self.ptr, self.len, dst)
     }
+
+    /// Copies `len` bytes from device address `src` to the start of the buffer and sets
+    /// the rest of it to zero, on `stream`; returns once done.
+    ///
+    /// # Safety
+    /// `src` must be `len` readable bytes of device memory of this buffer's context, not
+    /// written by pending work on other streams.
+    pub unsafe fn fill_from_device(&self, src: u64, len: usize, stream: &Stream) -> Result<(), CudaError> {
+        if len > self.len {
+            return Err(CudaError::InvalidInput(format!(
+                "copy of {len} bytes into a device buffer of {}",
+                self.len
+            )));
+        }
+        let _g = self.ctx.push()?;
+        // SAFETY: both ranges checked (the source by the caller); valid stream.
+        unsafe {
+            if len > 0 {
+                check(
+                    sys::cuMemcpyDtoDAsync_v2(self.ptr, src, len, stream.raw()),
+                    "cuMemcpyDtoDAsync",
+                )?;
+            }
+            if len < self.len {
+                check(
+                    sys::cuMemsetD8Async(self.ptr + len as u64, 0, self.len - len, stream.raw()),
+                    "cuMemsetD8Async",
+                )?;
+            }
+        }
+        stream.synchronize()
+    }
 }
 
 impl Drop for DeviceBuffer {

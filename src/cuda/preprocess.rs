@@ -342,6 +342,13 @@ impl DeviceTensorLease {
         self.len == 0
     }
 
+    /// Bytes of the buffer behind the tensor: room for the preprocessor's largest batch.
+    /// A consumer that runs a fixed batch reads the rows past [`Self::len`] as padding
+    /// (they hold earlier batches' rows or uninitialised values).
+    pub fn capacity(&self) -> usize {
+        self.slot.as_ref().map_or(self.len, |s| s.out.len())
+    }
+
     /// The CUevent recorded after the kernel that wrote the tensor (for consumers that
     /// manage streams themselves: `cuStreamWaitEvent(their_stream, event, 0)`).
     pub fn event(&self) -> sys::CUevent {

@@ -37,6 +37,10 @@ pub struct InferSettings {
     pub interval: u32,
     pub device_id: i32,
     pub fp16: bool,
+    /// ONNX Runtime: fix the batch dimension at the largest batch when the model loads.
+    pub fixed_batch: bool,
+    /// GPU backends: capture inference into CUDA graphs and replay them.
+    pub cuda_graph: bool,
     /// Parser dense with device outputs: also copy the maps to the host.
     pub download_dense: bool,
     pub engine_cache_dir: Option<PathBuf>,
@@ -240,6 +244,8 @@ impl InferContext {
             threads: s.threads,
             outputs_on_device: device_outputs(kind, parser),
             exact_arena: false,
+            fixed_batch: s.fixed_batch,
+            cuda_graph: s.cuda_graph,
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.
@@ -469,6 +475,12 @@ impl InferContext {
             stage.gpu.ctx = ctx;
             stage.gpu.disabled = !enabled;
         }
+    }
+
+    /// What the backend could not do as asked and worked around (see
+    /// [`InferenceBackend::take_warning`]), once.
+    pub fn take_backend_warning(&mut self) -> Option<String> {
+        self.backend.take_warning()
     }
 
     /// Why object crops gave up the GPU, once, after a CUDA failure (the element logs it).

@@ -123,6 +123,18 @@ impl ObjectImpl for TrtInfer {
                     .default_value(false)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("fixed-batch")
+                    .nick("Fixed batch")
+                    .blurb("ONNX Runtime: fix the model's batch dimension at the largest batch when it loads, so that its shape computations become constants (fewer kernels and no small host copies per batch); smaller batches are padded, the padding rows are computed and dropped. Needs a model whose batch dimension has a name")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("cuda-graph")
+                    .nick("CUDA graphs")
+                    .blurb("GPU backends: capture inference into CUDA graphs and replay them, one launch per batch instead of one per layer. ONNX Runtime CUDA provider: implies fixed-batch and takes GPU input tensors (trtpreprocess on CUDA memory); one graph per input buffer and output buffer set. TensorRT: one graph per buffer set and shapes. If a graph cannot be captured the element warns and runs without")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("download-dense")
                     .nick("Download dense maps")
                     .blurb("Parser dense on a GPU backend: also copy the maps to host memory, for consumers that read the values (trtdemux tensor meta, appsink); when off (default) they stay in GPU memory, trtoverlay draws them there and their summary (min, mean, max, in trtjsonexport) is computed on the GPU, so only a few bytes per frame cross to the host. CPU backends always produce host maps")
@@ -242,6 +254,8 @@ impl ObjectImpl for TrtInfer {
             "interval" => s.interval = value.get().expect("type checked upstream"),
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
             "fp16" => s.fp16 = value.get().expect("type checked upstream"),
+            "fixed-batch" => s.fixed_batch = value.get().expect("type checked upstream"),
+            "cuda-graph" => s.cuda_graph = value.get().expect("type checked upstream"),
             "download-dense" => s.download_dense = value.get().expect("type checked upstream"),
             "engine-cache-dir" => s.engine_cache_dir = text().map(PathBuf::from),
             "threads" => s.threads = value.get::<u32>().expect("type checked upstream") as usize,
@@ -304,6 +318,8 @@ impl ObjectImpl for TrtInfer {
             "interval" => s.interval.to_value(),
             "device-id" => s.device_id.to_value(),
             "fp16" => s.fp16.to_value(),
+            "fixed-batch" => s.fixed_batch.to_value(),
+            "cuda-graph" => s.cuda_graph.to_value(),
             "download-dense" => s.download_dense.to_value(),
             "engine-cache-dir" => path(&s.engine_cache_dir).to_value(),
             "threads" => (s.threads as u32).to_value(),
@@ -459,6 +475,9 @@ impl BaseTransformImpl for TrtInfer {
         let result = match guard.as_mut().ok_or(gst::FlowError::Flushing)? {
             Loaded::Model(ctx) => {
                 let r = ctx.process(meta.batch_mut()).map_err(|e| e.to_string());
+                if let Some(why) = ctx.take_backend_warning() {
+                    gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{}", why]);
+                }
                 #[cfg(feature = "cuda")]
                 if let Some(why) = ctx.take_gpu_crops_failure() {
                     gst::warning!(CAT, imp = self, "{why}: object crops on the CPU from now on");

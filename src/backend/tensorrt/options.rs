@@ -10,7 +10,7 @@
 //! | `precision`               | `fp32`, `fp16`, `int8`          | `fp16` if `fp16` is set, else `fp32` |
 //! | `workspace-mb`            | MiB for `kWORKSPACE`, 0 = TensorRT default | 0            |
 //! | `int8-calibration-cache`  | path of a calibration cache (TensorRT 10) | none          |
-//! | `cuda-graph`              | `true`/`false`                  | `false`                 |
+//! | `cuda-graph`              | `true`/`false`                  | trtinfer's `cuda-graph` |
 //! | `warmup`                  | warm-up runs at open            | 1                       |
 //! | `rebuild`                 | `true`: ignore a cached engine  | `false`                 |
 //!
@@ -97,7 +97,8 @@ impl Default for TrtOptions {
 }
 
 impl TrtOptions {
-    /// Defaults derived from the shared options (`fp16` selects [`Precision::Fp16`]).
+    /// Defaults derived from the shared options (`fp16` selects [`Precision::Fp16`],
+    /// `cuda_graph` turns graphs on).
     pub fn from_backend_options(opts: &BackendOptions) -> Self {
         TrtOptions {
             precision: if opts.fp16 {
@@ -105,6 +106,7 @@ impl TrtOptions {
             } else {
                 Precision::Fp32
             },
+            cuda_graph: opts.cuda_graph,
             ..TrtOptions::default()
         }
     }
@@ -187,6 +189,13 @@ mod tests {
         assert_eq!(o.warmup_runs, 1);
         assert!(!o.cuda_graph);
         assert_eq!(TrtOptions::resolve(&b, None).unwrap(), o);
+        b.cuda_graph = true;
+        assert!(TrtOptions::from_backend_options(&b).cuda_graph);
+        assert!(
+            !TrtOptions::resolve(&b, Some("cuda-graph=false"))
+                .unwrap()
+                .cuda_graph
+        );
     }
 
     #[test]

@@ -252,6 +252,8 @@ impl PromptSegEngine {
             threads: o.threads,
             outputs_on_device: on_device,
             exact_arena: o.exact_arena,
+            fixed_batch: false,
+            cuda_graph: false,
         };
         // Routes c and seed feed the encoder outputs to the decoder as they are, so they stay
         // where the backend computed them; routes a and b repeat rows of them per class on
