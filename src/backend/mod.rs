@@ -106,8 +106,10 @@ pub struct BackendOptions {
     /// `max_batch` rows (computed, then dropped from the outputs).
     pub fixed_batch: bool,
     /// GPU backends: capture inference into CUDA graphs and replay them, one launch per
-    /// batch instead of one per layer. ONNX Runtime (CUDA provider): implies `fixed_batch`,
-    /// one graph per (input address, output buffer set); TensorRT: per (buffer set, shapes).
+    /// batch instead of one per layer. ONNX Runtime (CUDA provider): implies `fixed_batch`;
+    /// graphs captured when the model loads, one per output buffer set, reading input
+    /// buffers of their own that each run fills with a device-to-device copy. TensorRT:
+    /// one graph per (buffer set, input shapes).
     pub cuda_graph: bool,
 }
 

@@ -75,6 +75,9 @@ pub struct OrtBackend {
     fixed: Option<Fixed>,
     /// What was asked for and could not be done, for the element to report once.
     warning: Option<String>,
+    /// The thread every call runs on when CUDA graphs are on (see [`graphs`]).
+    #[cfg(feature = "cuda")]
+    worker: Option<std::sync::Arc<graphs::Worker>>,
 }
 
 /// The inputs of one run in the model's order with their byte lengths, and the batch.
@@ -733,13 +736,14 @@ impl OrtBackend {
             .collect()
     }
 
-    /// Registers the execution provider of `opts.kind` on `builder` (`cuda_graph`: the CUDA
-    /// provider captures graphs). Returns the TensorRT profile's batch limit, if one was set.
+    /// Registers the execution provider of `opts.kind` on `builder`. Returns the TensorRT
+    /// profile's batch limit, if one was set.
+    /// `graph_stream`: capture graphs, on this stream (CUDA provider).
     fn with_provider(
         env: &Environment,
         opts: &BackendOptions,
         builder: SessionBuilder,
-        cuda_graph: bool,
+        graph_stream: Option<u64>,
     ) -> Result<(SessionBuilder, Option<usize>), BackendError> {
         let kind = opts.kind;
         let path = opts.model_path.display().to_string();
@@ -747,10 +751,14 @@ impl OrtBackend {
             BackendKind::OnnxRuntimeCpu | BackendKind::TensorRt => Ok((builder, None)),
             BackendKind::OnnxRuntimeCuda => {
                 Self::require_provider::<ep::CUDA>(kind, "CUDA")?;
-                let cuda = cuda_provider(opts)
-                    .with_cuda_graph(cuda_graph)
-                    .build()
-                    .error_on_failure();
+                let mut cuda = cuda_provider(opts);
+                if let Some(stream) = graph_stream {
+                    // SAFETY: the stream outlives the session (the backend owns both and
+                    // drops the session first).
+                    cuda =
+                        unsafe { cuda.with_compute_stream(stream as usize as *mut ()) }.with_cuda_graph(true);
+                }
+                let cuda = cuda.build().error_on_failure();
                 let builder = builder.with_execution_providers([cuda]).map_err(|e| {
                     unavailable(
                         kind,
@@ -870,14 +878,7 @@ impl OrtBackend {
             && kind == BackendKind::OnnxRuntimeCuda
             && opts.outputs_on_device
             && plan.is_some();
-        #[cfg(not(feature = "cuda"))]
-        let want_graph = {
-            if want_graph {
-                warning = Some("CUDA graphs need the plugin's cuda feature: running without".into());
-            }
-            false
-        };
-        let build = |graph: bool| -> Result<(Session, Option<usize>), BackendError> {
+        let build = |stream: Option<u64>| -> Result<(Session, Option<usize>), BackendError> {
             let mut builder = Self::base_builder(env, opts)?;
             if let Some(symbol) = plan.as_ref().and_then(|(p, _, _)| p.symbol.as_deref()) {
                 builder = builder
@@ -886,20 +887,38 @@ impl OrtBackend {
                         BackendError::Runtime(format!("cannot fix dimension '{symbol}' of {path}: {e}"))
                     })?;
             }
-            let (builder, trt_max) = Self::with_provider(env, opts, builder, graph)?;
+            let (builder, trt_max) = Self::with_provider(env, opts, builder, stream)?;
             Ok((Self::commit(builder, opts)?, trt_max))
         };
-        let (session, trt_max, graph) = match build(want_graph) {
-            Ok((s, m)) => (s, m, want_graph),
-            Err(e) if want_graph => {
-                warning = Some(format!(
-                    "ONNX Runtime cannot capture model {path} into CUDA graphs ({e}): running without"
-                ));
-                let (s, m) = build(false)?;
-                (s, m, false)
+        #[cfg(feature = "cuda")]
+        if want_graph {
+            match Self::open_with_graphs(opts, &build, plan.clone(), warning.take()) {
+                Ok(backend) => return Ok(backend),
+                Err(e) => {
+                    warning = Some(format!(
+                        "model {path} cannot run from CUDA graphs ({e}): running without"
+                    ))
+                }
             }
-            Err(e) => return Err(e),
-        };
+        }
+        #[cfg(not(feature = "cuda"))]
+        if want_graph {
+            warning = Some("CUDA graphs need the plugin's cuda feature: running without".into());
+        }
+        let (session, trt_max) = build(None)?;
+        Self::assemble(opts, session, trt_max, plan, warning)
+    }
+
+    /// The backend around a committed `session`.
+    fn assemble(
+        opts: &BackendOptions,
+        session: Session,
+        trt_max: Option<usize>,
+        plan: Option<(fixed_batch::BatchPlan, Vec<TensorSpec>, Vec<TensorSpec>)>,
+        warning: Option<String>,
+    ) -> Result<Self, BackendError> {
+        let kind = opts.kind;
+        let path = opts.model_path.display().to_string();
         let (inputs, outputs) = match &plan {
             // The model's own specs: the batch stays dynamic for callers (smaller batches
             // are padded).
@@ -935,8 +954,7 @@ impl OrtBackend {
             #[cfg(feature = "cuda")]
             graphs: None,
         });
-        #[allow(unused_mut)]
-        let mut backend = Self {
+        Ok(Self {
             session,
             kind,
             inputs,
@@ -950,12 +968,31 @@ impl OrtBackend {
             upload_ctx: None,
             fixed,
             warning,
-        };
-        #[cfg(feature = "cuda")]
-        if graph {
-            backend.start_graphs()?;
-        }
-        let _ = graph;
+            #[cfg(feature = "cuda")]
+            worker: None,
+        })
+    }
+
+    /// A CUDA-provider session on a stream of its own, its graphs captured now (see
+    /// [`graphs`]), every later call made on the worker thread that captured them.
+    #[cfg(feature = "cuda")]
+    #[allow(clippy::type_complexity)]
+    fn open_with_graphs(
+        opts: &BackendOptions,
+        build: &dyn Fn(Option<u64>) -> Result<(Session, Option<usize>), BackendError>,
+        plan: Option<(fixed_batch::BatchPlan, Vec<TensorSpec>, Vec<TensorSpec>)>,
+        warning: Option<String>,
+    ) -> Result<Self, String> {
+        let ctx = crate::cuda::DeviceContext::primary(opts.device_id).map_err(|e| e.to_string())?;
+        let stream = crate::cuda::Stream::new(&ctx).map_err(|e| e.to_string())?;
+        let (session, trt_max) = build(Some(stream.raw() as usize as u64)).map_err(|e| e.to_string())?;
+        let mut backend = Self::assemble(opts, session, trt_max, plan, warning).map_err(|e| e.to_string())?;
+        let worker = std::sync::Arc::new(graphs::Worker::new()?);
+        let started = worker
+            .call(|| backend.start_graphs(&ctx, stream))
+            .ok_or("the inference thread failed while capturing")?;
+        started?;
+        backend.worker = Some(worker);
         Ok(backend)
     }
 
@@ -1062,6 +1099,12 @@ impl OrtBackend {
         // With a fixed batch, smaller batches are padded and the outputs cut back to `rows`.
         let fixed_batch = self.fixed.as_ref().map(|f| f.plan.batch);
         let keep = fixed_batch.filter(|&b| rows < b).map(|_| rows);
+        // A graph session runs every batch through its output sets (a run in ONNX Runtime's
+        // own buffers could capture a graph now, from the streaming thread).
+        #[cfg(feature = "cuda")]
+        if self.worker.is_some() {
+            return self.run_graph(&checked, keep);
+        }
         // Padded host inputs (they must outlive the values that borrow them) and the
         // address each device input is read from.
         let mut padded: Vec<Option<PooledBytes>> = Vec::with_capacity(checked.len());
@@ -1116,36 +1159,6 @@ impl OrtBackend {
             .map_err(|e| BackendError::Runtime(format!("cannot wrap input '{}': {e}", spec.name)))?;
             values.push((Cow::Borrowed(spec.name.as_str()), value));
         }
-        let all_device = device_ptrs.len() == checked.len();
-        // While graphs may be replayed, every run writes into the output sets: an output in
-        // ONNX Runtime's arena could share memory with a captured graph's intermediates.
-        #[cfg(feature = "cuda")]
-        if self
-            .fixed
-            .as_ref()
-            .is_some_and(|f| f.graphs.as_ref().is_some_and(|g| g.enabled))
-        {
-            let (Some(binding), Some(fixed)) = (self.binding.as_mut(), self.fixed.as_mut()) else {
-                return Err(BackendError::Runtime("CUDA graphs without an I/O binding".into()));
-            };
-            let run = GraphRun {
-                session: &mut self.session,
-                binding,
-                fixed,
-                device_id: self.device_id,
-            };
-            // Host inputs are copied in by ONNX Runtime before the run: never inside a graph.
-            let graph_inputs = all_device.then_some(device_ptrs.as_slice());
-            let (result, failed) = run.run(&values, graph_inputs, keep)?;
-            if let Some(why) = failed {
-                self.warning = Some(format!(
-                    "a CUDA graph of model {} could not be captured or replayed ({why}): running without graphs",
-                    self.model_path
-                ));
-            }
-            return Ok(result);
-        }
-        let _ = all_device;
         let kept: Vec<Option<usize>> = (0..self.outputs.len()).map(|i| self.rows_kept(i, keep)).collect();
         if let Some(binding) = self.binding.as_mut() {
             // Outputs are bound afresh every run: after a run the binding holds that run's
@@ -1246,65 +1259,98 @@ impl OrtBackend {
         }
     }
 
-    /// Staging zeros for every input at the fixed batch and one run on them without a
-    /// graph (warm-up: ONNX Runtime sizes its workspace, and the outputs' shapes at the
-    /// fixed batch become known); later runs capture and replay graphs.
+    /// Binds the staging inputs of `graphs` (at the fixed batch) and the buffers of `set`
+    /// (all outputs; `None`: ONNX Runtime allocates them) to `binding`. The returned values
+    /// must stay alive until the binding is cleared.
     #[cfg(feature = "cuda")]
-    fn start_graphs(&mut self) -> Result<(), BackendError> {
-        let rt = |e: String| BackendError::Runtime(format!("preparing CUDA graphs: {e}"));
-        let ctx = crate::cuda::DeviceContext::primary(self.device_id).map_err(|e| rt(e.to_string()))?;
+    fn bind_graph_io(
+        &mut self,
+        graphs: &graphs::GraphRuns,
+        set: Option<&graphs::OutputSet>,
+    ) -> Result<Vec<SessionInputValue<'static>>, BackendError> {
+        let rt = |e: String| BackendError::Runtime(format!("binding the graph buffers: {e}"));
+        let batch = self.fixed.as_ref().map_or(1, |f| f.plan.batch);
+        let binding = self.binding.as_mut().ok_or_else(|| rt("no I/O binding".into()))?;
+        binding.clear_outputs();
+        let mut values = Vec::with_capacity(self.inputs.len() + self.outputs.len());
+        match set {
+            Some(set) => {
+                for (i, l) in graphs.layouts().iter().enumerate() {
+                    // SAFETY: the set's buffer holds `l.bytes`; the caller keeps the set
+                    // alive until the binding is cleared.
+                    let v = unsafe { device_value(l.dtype, &l.shape, set.ptr(i), self.device_id) }
+                        .map_err(|e| rt(format!("output '{}': {e}", l.name)))?;
+                    bind_raw(binding, &l.name, &v, false)?;
+                    values.push(v);
+                }
+            }
+            None => {
+                let info = cuda_memory_info(self.device_id).map_err(|e| rt(e.to_string()))?;
+                for o in &self.outputs {
+                    binding
+                        .bind_output_to_device(o.name.as_str(), &info)
+                        .map_err(|e| rt(format!("output '{}': {e}", o.name)))?;
+                }
+            }
+        }
+        binding.clear_inputs();
+        for (i, spec) in self.inputs.iter().enumerate() {
+            let shape = full_shape(spec, batch);
+            // SAFETY: the staging buffer holds the input at the fixed batch and lives as
+            // long as `graphs`.
+            let v = unsafe { device_value(spec.dtype, &shape, graphs.input_ptr(i), self.device_id) }
+                .map_err(|e| rt(format!("input '{}': {e}", spec.name)))?;
+            bind_raw(binding, &spec.name, &v, true)?;
+            values.push(v);
+        }
+        Ok(values)
+    }
+
+    /// Captures the graphs (see [`graphs`]): zeroed staging inputs at the fixed batch, one
+    /// run without a graph (ONNX Runtime sizes its workspace; the outputs' shapes at the
+    /// fixed batch become known), then each output set's graph, captured by its first run.
+    /// Runs on the worker thread that makes every later call.
+    #[cfg(feature = "cuda")]
+    fn start_graphs(
+        &mut self,
+        ctx: &crate::cuda::DeviceContext,
+        stream: crate::cuda::Stream,
+    ) -> Result<(), String> {
         let batch = self
             .fixed
             .as_ref()
             .map(|f| f.plan.batch)
-            .ok_or_else(|| rt("no fixed batch".into()))?;
-        let mut staging = graphs::Staging::new(&ctx, self.inputs.len()).map_err(|e| rt(e.to_string()))?;
-        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.inputs.len());
-        for (i, spec) in self.inputs.iter().enumerate() {
-            let shape: Vec<usize> = spec
-                .shape
-                .iter()
-                .enumerate()
-                .map(|(d, v)| v.unwrap_or(if d == 0 { batch } else { 1 }))
-                .collect();
-            let bytes = checked_count(&shape)
+            .ok_or("no fixed batch")?;
+        let mut inputs = Vec::with_capacity(self.inputs.len());
+        for spec in &self.inputs {
+            let bytes = checked_count(&full_shape(spec, batch))
                 .and_then(|c| c.checked_mul(spec.dtype.size()))
-                .ok_or_else(|| rt(format!("input '{}' shape overflows", spec.name)))?;
+                .ok_or_else(|| format!("input '{}' shape overflows", spec.name))?;
+            let buf = crate::cuda::DeviceBuffer::new(ctx, bytes).map_err(|e| e.to_string())?;
             // SAFETY: no source (zeros only).
-            let ptr = unsafe { staging.fill(i, bytes, 0, 0) }.map_err(|e| rt(e.to_string()))?;
-            // SAFETY: the staging buffer holds `bytes` and lives until the run is done.
-            let value = unsafe { device_value(spec.dtype, &shape, ptr, self.device_id) }
-                .map_err(|e| rt(format!("input '{}': {e}", spec.name)))?;
-            values.push((Cow::Borrowed(spec.name.as_str()), value));
+            unsafe { buf.fill_from_device(0, 0, &stream) }.map_err(|e| e.to_string())?;
+            inputs.push(buf);
         }
-        let binding = self.binding.as_mut().ok_or_else(|| rt("no I/O binding".into()))?;
-        binding.clear_outputs();
-        let info = cuda_memory_info(self.device_id).map_err(|e| rt(e.to_string()))?;
-        for o in &self.outputs {
-            binding
-                .bind_output_to_device(o.name.as_str(), &info)
-                .map_err(|e| rt(format!("output '{}': {e}", o.name)))?;
-        }
-        bind_inputs(binding, &values)?;
-        let mut options = ort::session::RunOptions::new().map_err(|e| rt(e.to_string()))?;
-        options
-            .set("gpu_graph_id", graphs::NO_GRAPH.to_string())
-            .map_err(|e| rt(e.to_string()))?;
+        // Warm-up: the output layouts, from buffers ONNX Runtime allocates.
+        let mut graphs = graphs::GraphRuns::new(ctx, stream, inputs)?;
+        let bound = self.bind_graph_io(&graphs, None).map_err(|e| e.to_string())?;
+        let binding = self.binding.as_mut().ok_or("no I/O binding")?;
         let mut outputs = self
             .session
-            .run_binding_with_options(binding, &options)
-            .map_err(|e| rt(format!("warm-up run: {}", e.message())))?;
+            .run_binding_with_options(binding, graphs.no_graph())
+            .map_err(|e| format!("warm-up run: {}", e.message()))?;
         let mut layouts = Vec::with_capacity(self.outputs.len());
         for spec in &self.outputs {
             let value = outputs
                 .remove(&spec.name)
-                .ok_or_else(|| rt(format!("no output '{}'", spec.name)))?;
-            let (elem, dtype, shape, _, bytes) = output_layout(&spec.name, &value)?;
+                .ok_or_else(|| format!("no output '{}'", spec.name))?;
+            let (elem, dtype, shape, _, bytes) =
+                output_layout(&spec.name, &value).map_err(|e| e.to_string())?;
             if native_elem(dtype) != elem {
-                return Err(rt(format!(
+                return Err(format!(
                     "output '{}' is {elem:?}, which is converted on the host",
                     spec.name
-                )));
+                ));
             }
             layouts.push(graphs::OutputLayout {
                 name: spec.name.clone(),
@@ -1316,98 +1362,127 @@ impl OrtBackend {
         drop(outputs);
         binding.clear_inputs();
         binding.clear_outputs();
-        drop(values);
-        let fixed = self.fixed.as_mut().expect("checked above");
-        fixed.staging = Some(staging);
-        fixed.graphs = Some(graphs::GraphRuns::new(&ctx, layouts));
-        gst::info!(CAT, "{}: CUDA graphs on, batch fixed at {batch}", self.model_path);
+        drop(bound);
+        graphs.make_sets(layouts)?;
+        // One graph per set. ONNX Runtime runs an id without a graph until it has seen
+        // enough regular runs (two, in the versions we know), captures on the next and
+        // replays from then on: three runs each capture every graph here, not later.
+        let sets: Vec<_> = graphs.captured_sets().collect();
+        for (k, set) in sets.iter().enumerate() {
+            let bound = self
+                .bind_graph_io(&graphs, Some(set))
+                .map_err(|e| e.to_string())?;
+            let binding = self.binding.as_mut().ok_or("no I/O binding")?;
+            for _ in 0..3 {
+                let run = self
+                    .session
+                    .run_binding_with_options(binding, graphs.options(k as i32 + 1))
+                    .map(drop)
+                    .map_err(|e| e.message().to_string());
+                if let Err(why) = run {
+                    let open = graphs.end_broken_capture();
+                    return Err(format!(
+                        "capturing graph {}: {why}{}",
+                        k + 1,
+                        if open { " (capture ended)" } else { "" }
+                    ));
+                }
+            }
+            binding.clear_inputs();
+            binding.clear_outputs();
+            drop(bound);
+        }
+        drop(sets);
+        let fixed = self.fixed.as_mut().ok_or("no fixed batch")?;
+        fixed.graphs = Some(graphs);
+        gst::info!(
+            CAT,
+            "{}: batch fixed at {batch}, {} CUDA graphs captured",
+            self.model_path,
+            graphs::GRAPH_SETS
+        );
         Ok(())
     }
-}
 
-/// One run into a kept output set, captured into (or replayed from) the CUDA graph of its
-/// (input addresses, set) pair.
-#[cfg(feature = "cuda")]
-struct GraphRun<'a> {
-    session: &'a mut Session,
-    binding: &'a mut ort::session::IoBinding,
-    fixed: &'a mut Fixed,
-    device_id: i32,
-}
-
-#[cfg(feature = "cuda")]
-impl GraphRun<'_> {
-    /// The outputs (device tensors in the set, cut to `keep` rows after padding);
-    /// `device_ptrs`: the input addresses when every input is in device memory (else the
-    /// run goes without a graph). A graph run that fails turns graphs off and runs again
-    /// without one: then the reason comes with the outputs, for a warning.
-    fn run(
-        self,
-        values: &[(Cow<'_, str>, SessionInputValue<'_>)],
-        device_ptrs: Option<&[u64]>,
+    /// One batch through the graphs: the inputs copied into the staging buffers on the
+    /// session's stream, then the graph of a free output set replayed (with every set in
+    /// use, or graphs off after a failure: a run without a graph into a set of its own).
+    #[cfg(feature = "cuda")]
+    fn run_graph(
+        &mut self,
+        checked: &[(&Tensor, usize)],
         keep: Option<usize>,
-    ) -> Result<(Vec<Tensor>, Option<String>), BackendError> {
-        let rt = |e: String| BackendError::Runtime(format!("CUDA graph run: {e}"));
-        let graphs = self
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let mut graphs = self
             .fixed
-            .graphs
             .as_mut()
-            .ok_or_else(|| rt("graphs are off".into()))?;
+            .and_then(|f| f.graphs.take())
+            .ok_or_else(|| BackendError::Runtime("CUDA graphs are not set up".into()))?;
+        let result = self.run_graph_with(&mut graphs, checked, keep);
+        if let Some(f) = self.fixed.as_mut() {
+            f.graphs = Some(graphs);
+        }
+        result
+    }
+
+    #[cfg(feature = "cuda")]
+    fn run_graph_with(
+        &mut self,
+        graphs: &mut graphs::GraphRuns,
+        checked: &[(&Tensor, usize)],
+        keep: Option<usize>,
+    ) -> Result<Vec<Tensor>, BackendError> {
+        let rt = |e: String| BackendError::Runtime(format!("CUDA graph run: {e}"));
+        for (i, (t, nbytes)) in checked.iter().enumerate() {
+            let (src, device) = match &t.storage {
+                TensorStorage::Host(b) => (b.as_slice().as_ptr() as usize as u64, false),
+                TensorStorage::Device { ptr, .. } => (*ptr, true),
+            };
+            // SAFETY: the tensor holds `nbytes` bytes (checked) written by its producer, and
+            // outlives the run, whose end synchronises the stream.
+            unsafe { graphs.stage_input(i, src, *nbytes, device) }
+                .map_err(|e| rt(format!("input '{}': {e}", t.name)))?;
+        }
         let lease = graphs.acquire_set().map_err(|e| rt(e.to_string()))?;
-        let (id, new) = match device_ptrs {
-            Some(ptrs) => graphs.graph_id(ptrs, lease.pooled),
-            None => (graphs::NO_GRAPH, false),
-        };
-        self.binding.clear_outputs();
-        let mut bound = Vec::with_capacity(graphs.layouts().len());
-        for (i, l) in graphs.layouts().iter().enumerate() {
-            // SAFETY: the set's buffer holds `l.bytes` and outlives the run (`lease`).
-            let value = unsafe { device_value(l.dtype, &l.shape, lease.set.ptr(i), self.device_id) }
-                .map_err(|e| rt(format!("output '{}': {e}", l.name)))?;
-            bind_raw(self.binding, &l.name, &value, false)?;
-            bound.push(value);
-        }
-        bind_inputs(self.binding, values)?;
-        if new {
-            gst::debug!(
-                CAT,
-                "CUDA graph {id} for inputs {:x?} and output set {:?} ({} graphs, {} output sets)",
-                device_ptrs.unwrap_or_default(),
-                lease.pooled,
-                graphs.graphs(),
-                graphs.sets()
-            );
-        }
-        let options = graphs.run_options(id).map_err(|e| rt(e.to_string()))?;
+        let bound = self.bind_graph_io(graphs, Some(&lease.set))?;
+        let binding = self.binding.as_mut().ok_or_else(|| rt("no I/O binding".into()))?;
+        let mut failed = None;
         let first = self
             .session
-            .run_binding_with_options(self.binding, options)
+            .run_binding_with_options(binding, graphs.options(lease.graph))
             .map(drop)
             .map_err(|e| e.message().to_string());
-        let mut failed = None;
         if let Err(why) = first {
-            if id == graphs::NO_GRAPH {
+            if lease.graph == graphs::NO_GRAPH {
                 return Err(BackendError::Runtime(why));
             }
+            graphs.end_broken_capture();
             graphs.enabled = false;
-            gst::warning!(CAT, "CUDA graph {id} failed ({why}): graphs off");
-            let options = graphs
-                .run_options(graphs::NO_GRAPH)
-                .map_err(|e| rt(e.to_string()))?;
+            gst::warning!(CAT, "CUDA graph {} failed ({why}): graphs off", lease.graph);
             self.session
-                .run_binding_with_options(self.binding, options)
-                .map(drop)
+                .run_binding_with_options(binding, graphs.no_graph())
                 .map_err(|e| {
                     BackendError::Runtime(format!("{} (after a failed CUDA graph run: {why})", e.message()))
                 })?;
             failed = Some(why);
         }
-        self.binding.clear_inputs();
-        self.binding.clear_outputs();
+        binding.clear_inputs();
+        binding.clear_outputs();
         drop(bound);
+        if let Some(why) = failed {
+            self.warning = Some(format!(
+                "a CUDA graph of model {} failed ({why}): running without graphs",
+                self.model_path
+            ));
+        }
+        let batch_outputs = self
+            .fixed
+            .as_ref()
+            .map(|f| f.batch_outputs.as_slice())
+            .unwrap_or_default();
         let mut result = Vec::with_capacity(graphs.layouts().len());
         for (i, l) in graphs.layouts().iter().enumerate() {
-            let rows = keep.filter(|_| self.fixed.batch_outputs.get(i).copied().unwrap_or(false));
+            let rows = keep.filter(|_| batch_outputs.get(i).copied().unwrap_or(false));
             let shape = rows.map_or_else(|| l.shape.clone(), |r| fixed_batch::with_rows(&l.shape, r));
             let len = rows.map_or(Some(l.bytes), |r| {
                 fixed_batch::row_bytes(&l.shape, r, l.dtype.size())
@@ -1423,8 +1498,14 @@ impl GraphRun<'_> {
                 },
             });
         }
-        Ok((result, failed))
+        Ok(result)
     }
+}
+
+/// `spec`'s shape with the dynamic (batch) dimension at `batch`.
+#[cfg(feature = "cuda")]
+fn full_shape(spec: &TensorSpec, batch: usize) -> Vec<usize> {
+    spec.shape.iter().map(|d| d.unwrap_or(batch)).collect()
 }
 
 /// The ONNX Runtime element type our `dtype` stands for without conversion.
@@ -1522,6 +1603,15 @@ impl InferenceBackend for OrtBackend {
     }
 
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
+        // With CUDA graphs, every call is made on the thread that captured them.
+        #[cfg(feature = "cuda")]
+        if let Some(worker) = self.worker.clone() {
+            return worker.call(|| self.run(inputs)).unwrap_or_else(|| {
+                Err(BackendError::Runtime(
+                    "ONNX Runtime panicked on the inference thread".into(),
+                ))
+            });
+        }
         guarded(
             || self.run(inputs),
             |msg| BackendError::Runtime(format!("ONNX Runtime panicked: {msg}")),

@@ -307,6 +307,50 @@ impl DeviceBuffer {
         copy_device_to_host(&self.ctx, self.ptr, self.len, dst)
     }
 
+    /// Queues on `stream` the copy of `len` bytes at `src` (device memory when `device`,
+    /// else host memory) to the start of the buffer; does not wait.
+    ///
+    /// # Safety
+    /// `src` must be `len` readable bytes (of this buffer's context when `device`) that
+    /// stay unchanged until `stream` has run the copy.
+    pub unsafe fn copy_on(
+        &self,
+        src: u64,
+        len: usize,
+        device: bool,
+        stream: &Stream,
+    ) -> Result<(), CudaError> {
+        if len > self.len {
+            return Err(CudaError::InvalidInput(format!(
+                "copy of {len} bytes into a device buffer of {}",
+                self.len
+            )));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let _g = self.ctx.push()?;
+        // SAFETY: destination range checked, source by the caller; valid stream.
+        unsafe {
+            if device {
+                check(
+                    sys::cuMemcpyDtoDAsync_v2(self.ptr, src, len, stream.raw()),
+                    "cuMemcpyDtoDAsync",
+                )
+            } else {
+                check(
+                    sys::cuMemcpyHtoDAsync_v2(
+                        self.ptr,
+                        src as usize as *const std::ffi::c_void,
+                        len,
+                        stream.raw(),
+                    ),
+                    "cuMemcpyHtoDAsync",
+                )
+            }
+        }
+    }
+
     /// Copies `len` bytes from device address `src` to the start of the buffer and sets
     /// the rest of it to zero, on `stream`; returns once done.
     ///
@@ -469,6 +513,31 @@ impl Stream {
     /// The raw CUstream.
     pub fn raw(&self) -> sys::CUstream {
         self.raw
+    }
+
+    /// Ends a graph capture left open on the stream and drops what it captured; returns
+    /// whether one was open.
+    pub fn end_capture(&self) -> bool {
+        let Ok(_g) = self.ctx.push() else {
+            return false;
+        };
+        let mut status = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+        // SAFETY: valid stream, out-pointer to a local.
+        if unsafe { sys::cuStreamIsCapturing(self.raw, &mut status) } != sys::CUresult::CUDA_SUCCESS
+            || status == sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE
+        {
+            return false;
+        }
+        let mut graph: sys::CUgraph = std::ptr::null_mut();
+        // SAFETY: ends the stream's capture (an invalidated one returns an error and no
+        // graph); a graph returned is ours to destroy.
+        unsafe {
+            sys::cuStreamEndCapture(self.raw, &mut graph);
+            if !graph.is_null() {
+                sys::cuGraphDestroy(graph);
+            }
+        }
+        true
     }
 
     /// Waits until all work queued on the stream is done.

@@ -131,7 +131,7 @@ impl ObjectImpl for TrtInfer {
                     .build(),
                 glib::ParamSpecBoolean::builder("cuda-graph")
                     .nick("CUDA graphs")
-                    .blurb("GPU backends: capture inference into CUDA graphs and replay them, one launch per batch instead of one per layer. ONNX Runtime CUDA provider: implies fixed-batch and takes GPU input tensors (trtpreprocess on CUDA memory); one graph per input buffer and output buffer set. TensorRT: one graph per buffer set and shapes. If a graph cannot be captured the element warns and runs without")
+                    .blurb("GPU backends: capture inference into CUDA graphs and replay them, one launch per batch instead of one per layer. ONNX Runtime CUDA provider: implies fixed-batch (set max-batch to trtmux's batch-size); the graphs are captured when the model loads, before data flows (CUDA forbids other threads some calls while a graph is captured), one per output buffer set (4), and each batch's input tensor is copied into the graphs' input buffer on the GPU. TensorRT: one graph per buffer set and shapes. If graphs cannot be captured or replayed the element warns and runs without")
                     .default_value(false)
                     .mutable_ready()
                     .build(),

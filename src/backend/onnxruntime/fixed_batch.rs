@@ -11,12 +11,8 @@
 //! host input is copied into a zero-padded buffer. The padding rows are computed and
 //! dropped: the outputs whose first dimension is the batch come back with the real rows.
 //!
-//! **CUDA graphs** (`BackendOptions::cuda_graph`, CUDA provider, device inputs, outputs on
-//! the device): each (input addresses, output buffer set) pair gets a graph id. ONNX
-//! Runtime captures the first run under an id and replays the graph for the next ones: one
-//! launch per batch instead of one per layer. A graph reads and writes the addresses it was
-//! captured with, so the outputs are written into buffer sets owned here; a set is reused
-//! once every tensor handed out from it is gone.
+//! **CUDA graphs** (`BackendOptions::cuda_graph`, CUDA provider, outputs on the device):
+//! see the `graphs` module beside this one (cargo feature `cuda`).
 
 use crate::backend::TensorSpec;
 

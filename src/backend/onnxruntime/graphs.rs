@@ -1,8 +1,17 @@
 //! Device side of fixed-batch runs: staging buffers for inputs that cannot be read past
-//! their rows, and the output buffer sets and graph ids of CUDA-graph runs (see
+//! their rows, and the CUDA graphs of a session captured at start (see
 //! [`super::fixed_batch`]).
+//!
+//! ONNX Runtime captures a graph on a stream in CUDA's global capture mode: while it
+//! captures, any other thread of the process that makes a call CUDA deems unsafe during a
+//! capture (allocations, synchronous copies, the legacy stream) fails, and so does the
+//! capture. So the graphs are captured when the session is opened, before the pipeline
+//! moves data, one per output set, all reading the same staging input buffers; a run copies
+//! its inputs into those buffers (a device-to-device copy on the session's stream) and
+//! replays the graph of a free output set. ONNX Runtime keeps the graphs of each thread
+//! apart, so every call into a graph session is made on one worker thread ([`Worker`]).
 
-use std::collections::HashMap;
+use std::sync::mpsc;
 use std::sync::Arc;
 
 use ort::session::RunOptions;
@@ -10,11 +19,9 @@ use ort::session::RunOptions;
 use crate::cuda::{CudaError, DeviceBuffer, DeviceContext, Stream};
 use crate::tensor::DType;
 
-/// Distinct (input addresses, output set) graphs captured before new pairs run without one.
-pub const MAX_GRAPHS: usize = 32;
-/// Output buffer sets allocated before a run whose sets are all in use gets a set of its
-/// own (not kept; run without a graph).
-pub const MAX_OUTPUT_SETS: usize = 8;
+/// Output buffer sets with a captured graph each. A run that finds all of them in use
+/// writes into a set of its own (allocated for it) without a graph.
+pub const GRAPH_SETS: usize = 4;
 
 /// Graph id that makes ONNX Runtime run without capturing or replaying a graph.
 pub const NO_GRAPH: i32 = -1;
@@ -36,7 +43,7 @@ pub struct OutputSet {
 }
 
 impl OutputSet {
-    fn new(ctx: &DeviceContext, layouts: &[OutputLayout]) -> Result<Self, CudaError> {
+    pub fn new(ctx: &DeviceContext, layouts: &[OutputLayout]) -> Result<Self, CudaError> {
         let buffers = layouts
             .iter()
             .map(|l| DeviceBuffer::new(ctx, l.bytes))
@@ -51,7 +58,7 @@ impl OutputSet {
 }
 
 /// Staging buffers (one per model input, made when first needed) and the stream that
-/// fills them.
+/// fills them, for padded runs without graphs.
 pub struct Staging {
     ctx: DeviceContext,
     stream: Stream,
@@ -68,8 +75,7 @@ impl Staging {
     }
 
     /// Input `i`'s staging buffer of `bytes` holding the `len` bytes at device address
-    /// `src` followed by zeros (`src` = 0: zeros only); returns its address. The copy is
-    /// complete on return.
+    /// `src` followed by zeros; returns its address. The copy is complete on return.
     ///
     /// # Safety
     /// `src` must be `len` readable bytes of device memory of this context, not being
@@ -83,41 +89,71 @@ impl Staging {
             *slot = Some(DeviceBuffer::new(&self.ctx, bytes)?);
         }
         let buf = slot.as_ref().expect("made above");
-        let len = if src == 0 { 0 } else { len };
         // SAFETY: forwarded contract; the length is checked against the buffer.
         unsafe { buf.fill_from_device(src, len, &self.stream) }?;
         Ok(buf.ptr())
     }
 }
 
-/// Output sets and graph ids of a CUDA-graph session.
+/// The graphs of a session: its stream, the staging inputs every graph reads, and the
+/// output sets they write.
 pub struct GraphRuns {
     ctx: DeviceContext,
+    /// The session's compute stream (ONNX Runtime's `user_compute_stream`).
+    stream: Stream,
+    /// Per model input: the buffer at the fixed batch the graphs read.
+    inputs: Vec<DeviceBuffer>,
     layouts: Vec<OutputLayout>,
+    /// Set `k` is written by graph `k + 1`.
     sets: Vec<Arc<OutputSet>>,
-    ids: HashMap<(Vec<u64>, usize), i32>,
-    options: HashMap<i32, RunOptions>,
-    /// Cleared when a capture failed: every later run goes without a graph.
+    options: Vec<RunOptions>,
+    no_graph: RunOptions,
+    /// Cleared when a graph failed: later runs go without one.
     pub enabled: bool,
 }
 
-/// The output set a run writes into: `pooled` is its index among the kept sets, `None`
-/// for a set of its own (all kept sets were in use).
+/// The output set a run writes into and the graph id of the run.
 pub struct SetLease {
     pub set: Arc<OutputSet>,
-    pub pooled: Option<usize>,
+    pub graph: i32,
 }
 
 impl GraphRuns {
-    pub fn new(ctx: &DeviceContext, layouts: Vec<OutputLayout>) -> Self {
-        Self {
+    /// The state of a session whose compute stream is `stream`, reading `inputs`; no
+    /// output sets yet ([`Self::make_sets`]).
+    pub fn new(ctx: &DeviceContext, stream: Stream, inputs: Vec<DeviceBuffer>) -> Result<Self, String> {
+        let mut no_graph = RunOptions::new().map_err(|e| e.to_string())?;
+        no_graph
+            .set("gpu_graph_id", NO_GRAPH.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
             ctx: ctx.clone(),
-            layouts,
+            stream,
+            inputs,
+            layouts: Vec::new(),
             sets: Vec::new(),
-            ids: HashMap::new(),
-            options: HashMap::new(),
+            options: Vec::new(),
+            no_graph,
             enabled: true,
+        })
+    }
+
+    /// [`GRAPH_SETS`] output sets laid out as `layouts`, and the run options of their
+    /// graphs.
+    pub fn make_sets(&mut self, layouts: Vec<OutputLayout>) -> Result<(), String> {
+        self.layouts = layouts;
+        self.sets.clear();
+        self.options.clear();
+        for k in 0..GRAPH_SETS {
+            self.sets.push(Arc::new(
+                OutputSet::new(&self.ctx, &self.layouts).map_err(|e| e.to_string())?,
+            ));
+            let mut o = RunOptions::new().map_err(|e| e.to_string())?;
+            o.set("gpu_graph_id", (k + 1).to_string())
+                .map_err(|e| e.to_string())?;
+            self.options.push(o);
         }
+        Ok(())
     }
 
     /// The outputs at the fixed batch.
@@ -125,63 +161,117 @@ impl GraphRuns {
         &self.layouts
     }
 
-    /// Graphs captured or being captured.
-    pub fn graphs(&self) -> usize {
-        self.ids.len()
+    /// Address of input `i`'s staging buffer.
+    pub fn input_ptr(&self, i: usize) -> u64 {
+        self.inputs[i].ptr()
     }
 
-    /// Output sets kept.
-    pub fn sets(&self) -> usize {
-        self.sets.len()
+    /// The sets with a graph each (set `k`: graph `k + 1`), for the captures at start.
+    pub fn captured_sets(&self) -> impl Iterator<Item = Arc<OutputSet>> + '_ {
+        self.sets.iter().cloned()
     }
 
-    /// A kept set none of whose tensors is alive any more, a new kept set while fewer than
-    /// [`MAX_OUTPUT_SETS`] exist, else a set for this run only.
-    pub fn acquire_set(&mut self) -> Result<SetLease, CudaError> {
-        if let Some(i) = self.sets.iter().position(|s| Arc::strong_count(s) == 1) {
+    /// Run options without a graph.
+    pub fn no_graph(&self) -> &RunOptions {
+        &self.no_graph
+    }
+
+    /// Run options of `graph` ([`NO_GRAPH`] or a set's).
+    pub fn options(&self, graph: i32) -> &RunOptions {
+        match usize::try_from(graph - 1).ok().and_then(|k| self.options.get(k)) {
+            Some(o) => o,
+            None => &self.no_graph,
+        }
+    }
+
+    /// A set none of whose tensors is alive any more, with its graph (while graphs are on);
+    /// else a set for this run only, without a graph.
+    pub fn acquire_set(&self) -> Result<SetLease, CudaError> {
+        if let Some(k) = self.sets.iter().position(|s| Arc::strong_count(s) == 1) {
             return Ok(SetLease {
-                set: self.sets[i].clone(),
-                pooled: Some(i),
+                set: self.sets[k].clone(),
+                graph: if self.enabled { k as i32 + 1 } else { NO_GRAPH },
             });
         }
-        let set = Arc::new(OutputSet::new(&self.ctx, &self.layouts)?);
-        if self.sets.len() < MAX_OUTPUT_SETS {
-            self.sets.push(set.clone());
-            return Ok(SetLease {
-                set,
-                pooled: Some(self.sets.len() - 1),
-            });
-        }
-        Ok(SetLease { set, pooled: None })
+        Ok(SetLease {
+            set: Arc::new(OutputSet::new(&self.ctx, &self.layouts)?),
+            graph: NO_GRAPH,
+        })
     }
 
-    /// The graph id of a run reading `inputs` and writing set `pooled`: the id captured for
-    /// this pair before, a new one while fewer than [`MAX_GRAPHS`] exist, else [`NO_GRAPH`].
-    /// The flag says whether the id is new (this run captures it).
-    pub fn graph_id(&mut self, inputs: &[u64], pooled: Option<usize>) -> (i32, bool) {
-        let Some(set) = pooled.filter(|_| self.enabled) else {
-            return (NO_GRAPH, false);
-        };
-        let key = (inputs.to_vec(), set);
-        if let Some(&id) = self.ids.get(&key) {
-            return (id, false);
-        }
-        if self.ids.len() >= MAX_GRAPHS {
-            return (NO_GRAPH, false);
-        }
-        // Ids start at 1: 0 is what ONNX Runtime uses for runs that name none.
-        let id = self.ids.len() as i32 + 1;
-        self.ids.insert(key, id);
-        (id, true)
+    /// Queues on the session's stream the copy of `len` bytes at `src` (device memory when
+    /// `device`, else host memory) into input `i`'s staging buffer; the run that follows on
+    /// the same stream reads them.
+    ///
+    /// # Safety
+    /// `src` must be `len` readable bytes that stay unchanged until the stream has run the
+    /// copy (the run's end synchronises it).
+    pub unsafe fn stage_input(&self, i: usize, src: u64, len: usize, device: bool) -> Result<(), CudaError> {
+        let dst = self
+            .inputs
+            .get(i)
+            .ok_or_else(|| CudaError::InvalidInput(format!("no model input {i}")))?;
+        // SAFETY: forwarded contract; the destination is checked by the callee.
+        unsafe { dst.copy_on(src, len, device, &self.stream) }
     }
 
-    /// Run options naming graph `id` (made once per id).
-    pub fn run_options(&mut self, id: i32) -> ort::Result<&RunOptions> {
-        if let std::collections::hash_map::Entry::Vacant(e) = self.options.entry(id) {
-            let mut o = RunOptions::new()?;
-            o.set("gpu_graph_id", id.to_string())?;
-            e.insert(o);
+    /// Ends a capture a failed run left open on the session's stream (ONNX Runtime stops
+    /// at the first error without ending it), so that later runs can use the stream.
+    /// Returns whether one was open.
+    pub fn end_broken_capture(&self) -> bool {
+        self.stream.end_capture()
+    }
+}
+
+/// One thread making every call into a session whose graphs ONNX Runtime keeps per
+/// thread. A call blocks its caller until it has run.
+pub struct Worker {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+impl Worker {
+    pub fn new() -> Result<Self, String> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("trtv-ort-graphs".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+        Ok(Self {
+            jobs: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `f` on the worker thread and returns its result; `None` when it panicked or
+    /// the worker is gone.
+    pub fn call<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Option<R> {
+        let (tx, rx) = mpsc::sync_channel::<std::thread::Result<R>>(1);
+        let job: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r);
+        });
+        // SAFETY: the job borrows from this frame (through `f`); this call does not return
+        // before the job has run to its end (the reply below is sent as its last act, or
+        // the job is dropped unrun when the channel is closed, which also ends `recv`), so
+        // nothing it borrows is used after the borrow ends.
+        let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + '_>, Job>(job) };
+        self.jobs.as_ref()?.send(job).ok()?;
+        rx.recv().ok()?.ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-        Ok(self.options.get(&id).expect("inserted above"))
     }
 }
