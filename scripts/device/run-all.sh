@@ -397,15 +397,18 @@ fi
 if (( FILES_OK )) && [ -n "${GRAPH_RUNS:-}" ]; then
   G="--infer-props cuda-graph=true,max-batch=8"
   F="--infer-props fixed-batch=true,max-batch=8"
+  [ -n "${GRAPH_SHORT_SKIP:-}" ] || {
   bench 8cam-nvdec-gpuinfer-graph 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only $G
   bench 8cam-nvdec-full-graph 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only --device-masks $G
   bench 8cam-nvdec-gpuinfer-fixed 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --reference decode-only $F
   bench 8cam-nvdec-full-fixed 120 100 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --reference decode-only --device-masks $F
   bench 8cam-nvdec-realtime-graph 120 $(( FRAMES / 30 + 30 )) $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --pace realtime --device-masks $G
-  [ -n "${SKIP_LONG:-}" ] || {
-    bench 8cam-nvdec-gpuinfer-20s-graph 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5 $G
-    bench 8cam-nvdec-full-20s-graph 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5 $G
   }
+  [ -n "${SKIP_LONG:-}" ] || for r in $(seq 1 "${LONG_REPEAT:-1}"); do
+    sfx=$([ "$r" = 1 ] && echo "" || echo "-r$r")
+    bench 8cam-nvdec-gpuinfer-20s-graph$sfx 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5 $G
+    bench 8cam-nvdec-full-20s-graph$sfx 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5 $G
+  done
 fi
 
 # --- 5b. optional (PCIE_MATRIX=1): where the PCIe bytes of unpaced GPU inference come from.
@@ -424,11 +427,12 @@ if (( FILES_OK )) && [ -n "${PCIE_MATRIX:-}" ]; then
   bench pcie-matrix-det-full 60 40 $COMMON --model $DET --backend onnxruntime-cuda --sink demux
 fi
 # PACE_SWEEP="2 4 8 16" (whole numbers): the preprocess+infer pipeline paced at N times 30 fps
+# (PACE_PROPS=cuda-graph=true,max-batch=8: with those trtinfer properties, results pace-gpuinfer-graph-Nx)
 # per camera (`--pace Nx`): NVML's bytes per frame against the frame rate (paced real time
 # they stay near the decoder's own; unpaced they do not).
 if (( FILES_OK )) && [ -n "${PACE_SWEEP:-}" ]; then
   for r in $PACE_SWEEP; do
-    bench pace-gpuinfer-${r}x 70 $(( FRAMES / (30 * r) + 40 )) $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --pace ${r}x
+    bench pace-gpuinfer${PACE_PROPS:+-graph}-${r}x 70 $(( FRAMES / (30 * r) + 40 )) $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --pace ${r}x ${PACE_PROPS:+--infer-props $PACE_PROPS}
   done
 fi
 # PCIE_CTXLOG=1: which CUDA context each element uses in the preprocess+infer pipeline
@@ -467,7 +471,7 @@ export W LOGS OUT
 # by the CUPTI injection tracer (scripts/device/cupti/) in every process of the run; the
 # "steady" figures leave out the first TRTV_CUPTI_START_AFTER_S seconds. 12 s per pipeline
 # (files loop) next to NVML's PCIe bytes of the same run; fps are lowered by the tracer.
-# CUPTI_RUNS picks the pipelines (default "gpuinfer gpuinfer-overlay full"; also
+# CUPTI_RUNS picks the pipelines (default "gpuinfer gpuinfer-overlay full"; also gpuinfer-graph, full-graph,
 # gpuinfer-fakesink, mux: decode and trtmux only).
 cupti_run() {  # NAME ARGS...: one traced trtvision-bench run, then its summary
   local name=$1; shift
@@ -491,6 +495,8 @@ if (( FILES_OK )) && [ -n "${CUPTI:-}" ]; then
         gpuinfer-overlay) cupti_run gpuinfer-overlay $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer,overlay --sink demux ;;
         full) cupti_run full $COMMON --model $MODEL --backend onnxruntime-cuda --device-masks --sink demux ;;
         mux) cupti_run mux $COMMON --stages none --sink fakesink ;;
+        gpuinfer-graph) cupti_run gpuinfer-graph $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --infer-props cuda-graph=true,max-batch=8 ;;
+        full-graph) cupti_run full-graph $COMMON --model $MODEL --backend onnxruntime-cuda --device-masks --sink demux --infer-props cuda-graph=true,max-batch=8 ;;
       esac
     done
   else
@@ -543,10 +549,11 @@ fi
 # --- 7b. VRAM/RSS drift: the full pipeline paced in real time for DRIFT_S seconds ----------
 # (a call of its own: DRIFT_S=520 TRTV_BUDGET_S=590 with every other step skipped). File
 # cameras loop; RSS and VRAM are sampled every second and fitted after a warm-up.
+# DRIFT_PROPS=cuda-graph=true,max-batch=8: with those trtinfer properties (8cam-nvdec-drift-graph).
 if (( FILES_OK )) && [ -n "${DRIFT_S:-}" ]; then
-  bench 8cam-nvdec-drift $(( DRIFT_S + 60 )) $(( DRIFT_S + 50 )) $COMMON --model $MODEL \
+  bench 8cam-nvdec-drift${DRIFT_PROPS:+-graph} $(( DRIFT_S + 60 )) $(( DRIFT_S + 50 )) $COMMON --model $MODEL \
     --backend onnxruntime-cuda --sink demux --pace realtime --device-masks --duration "$DRIFT_S" \
-    --drift-warmup 60
+    --drift-warmup 60 ${DRIFT_PROPS:+--infer-props $DRIFT_PROPS}
 fi
 
 # --- 8. seed-style baseline comparison and the sweeps (scripts/device/bench-baseline.sh) ---
