@@ -1194,8 +1194,14 @@ fn assert_same_detections(cpu: &ChainResults, gpu: &ChainResults) -> (usize, usi
     (dets, masks, worst)
 }
 
-/// Whether ONNX Runtime with the CUDA provider is at hand (`ORT_DYLIB_PATH`).
-fn have_ort_cuda() -> bool {
+/// Whether a GPU and ONNX Runtime with the CUDA provider (`ORT_DYLIB_PATH`) are at hand;
+/// initialises GStreamer and registers the plugin when they are.
+fn chain_can_run() -> bool {
+    if device().is_none() {
+        return false;
+    }
+    gst::init().unwrap();
+    let _ = gsttrtvision::plugin_register_static();
     if std::env::var_os("ORT_DYLIB_PATH").is_some() {
         return true;
     }
@@ -1211,12 +1217,7 @@ fn have_ort_cuda() -> bool {
 /// detections: same classes, boxes within 1 px, masks with IoU ≥ 0.98.
 #[test]
 fn gpu_chain_matches_cpu_chain() {
-    if device().is_none() {
-        return;
-    }
-    gst::init().unwrap();
-    let _ = gsttrtvision::plugin_register_static();
-    if !have_ort_cuda() {
+    if !chain_can_run() {
         return;
     }
     let frames = 12;
@@ -1233,12 +1234,7 @@ fn gpu_chain_matches_cpu_chain() {
 /// be posted (a graph that cannot be captured warns).
 #[test]
 fn gpu_chain_with_cuda_graphs_matches_cpu_chain() {
-    if device().is_none() {
-        return;
-    }
-    gst::init().unwrap();
-    let _ = gsttrtvision::plugin_register_static();
-    if !have_ort_cuda() {
+    if !chain_can_run() {
         return;
     }
     let frames = 12;

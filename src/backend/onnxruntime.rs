@@ -878,6 +878,16 @@ impl OrtBackend {
             && kind == BackendKind::OnnxRuntimeCuda
             && opts.outputs_on_device
             && plan.is_some();
+        if opts.cuda_graph && kind != BackendKind::OnnxRuntimeCuda {
+            warning = Some(format!(
+                "cuda-graph applies to the onnxruntime-cuda and tensorrt backends: {} runs without",
+                kind.name()
+            ));
+        } else if opts.cuda_graph && !opts.outputs_on_device {
+            warning = Some(format!(
+                "CUDA graphs write the outputs of model {path} into GPU buffers, which this model's parser does not read: running without"
+            ));
+        }
         let build = |stream: Option<u64>| -> Result<(Session, Option<usize>), BackendError> {
             let mut builder = Self::base_builder(env, opts)?;
             if let Some(symbol) = plan.as_ref().and_then(|(p, _, _)| p.symbol.as_deref()) {
@@ -1709,6 +1719,20 @@ mod tests {
         }
     }
 
+    /// One inference of the single-input test models (input `x`).
+    fn infer_x(b: &mut OrtBackend, x: &Tensor) -> Result<Vec<Tensor>, BackendError> {
+        b.infer(&[InputRef { name: "x", tensor: x }])
+    }
+
+    /// The values of a host i64 tensor.
+    fn i64_values(t: &Tensor) -> Vec<i64> {
+        t.host_bytes()
+            .unwrap()
+            .chunks_exact(8)
+            .map(|c| i64::from_ne_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
     #[test]
     fn missing_file_is_unreadable() {
         let err = OrtBackend::open(&cpu_opts("/nonexistent/dir/model.onnx".into())).unwrap_err();
@@ -1851,12 +1875,7 @@ mod tests {
         for batch in [1usize, 4] {
             let vals: Vec<f32> = (0..batch * 3).map(|i| i as f32).collect();
             let x = f32_tensor("x", vec![batch, 3], &vals);
-            let out = b
-                .infer(&[InputRef {
-                    name: "x",
-                    tensor: &x,
-                }])
-                .unwrap();
+            let out = infer_x(&mut b, &x).unwrap();
             assert_eq!(out.len(), 2);
             assert_eq!(out[0].name, "y");
             assert_eq!(out[0].shape, vec![batch, 3]);
@@ -1865,12 +1884,7 @@ mod tests {
                 assert_eq!(*v, i as f32 + [1.0, 2.0, 3.0][i % 3]);
             }
             assert_eq!(out[1].dtype, DType::I64);
-            let s: Vec<i64> = out[1]
-                .host_bytes()
-                .unwrap()
-                .chunks_exact(8)
-                .map(|c| i64::from_ne_bytes(c.try_into().unwrap()))
-                .collect();
+            let s = i64_values(&out[1]);
             assert_eq!(s, vec![batch as i64, 3]);
         }
     }
@@ -1895,12 +1909,7 @@ mod tests {
         for batch in [1usize, 3, 4] {
             let vals: Vec<f32> = (0..batch * 3).map(|i| i as f32 * 0.5).collect();
             let x = f32_tensor("x", vec![batch, 3], &vals);
-            let out = b
-                .infer(&[InputRef {
-                    name: "x",
-                    tensor: &x,
-                }])
-                .unwrap();
+            let out = infer_x(&mut b, &x).unwrap();
             assert_eq!(out[0].shape, vec![batch, 3]);
             let y = out[0].to_f32().unwrap();
             assert_eq!(y.len(), batch * 3);
@@ -1909,21 +1918,11 @@ mod tests {
             }
             // An output without the batch dimension describes the run as it happened: the
             // session saw the fixed batch.
-            let s: Vec<i64> = out[1]
-                .host_bytes()
-                .unwrap()
-                .chunks_exact(8)
-                .map(|c| i64::from_ne_bytes(c.try_into().unwrap()))
-                .collect();
+            let s = i64_values(&out[1]);
             assert_eq!(s, vec![4, 3]);
         }
         let x = f32_tensor("x", vec![5, 3], &[0.0; 15]);
-        let err = b
-            .infer(&[InputRef {
-                name: "x",
-                tensor: &x,
-            }])
-            .unwrap_err();
+        let err = infer_x(&mut b, &x).unwrap_err();
         assert!(
             matches!(err, BackendError::BatchTooLarge { got: 5, max: 4 }),
             "{err}"
@@ -1931,27 +1930,17 @@ mod tests {
         // The same results as the dynamic session.
         let mut dynamic = OrtBackend::open(&cpu_opts(temp_file("add-dyn.onnx", ADD_MODEL))).unwrap();
         let x = f32_tensor("x", vec![2, 3], &[1.5, -2.0, 0.25, 7.0, 8.0, -9.5]);
-        let a = b
-            .infer(&[InputRef {
-                name: "x",
-                tensor: &x,
-            }])
-            .unwrap();
-        let d = dynamic
-            .infer(&[InputRef {
-                name: "x",
-                tensor: &x,
-            }])
-            .unwrap();
+        let a = infer_x(&mut b, &x).unwrap();
+        let d = infer_x(&mut dynamic, &x).unwrap();
         assert_eq!(a[0].to_f32().unwrap(), d[0].to_f32().unwrap());
     }
 
     #[test]
-    fn cuda_graph_without_a_gpu_is_reported_not_fatal_on_cpu() {
+    fn cuda_graph_on_the_cpu_provider_warns_and_runs() {
         if !have_ort() {
             return;
         }
-        // cuda_graph is a GPU option: the CPU provider ignores it (no fixed batch unless asked).
+        // cuda_graph is a GPU option: the CPU provider runs as usual and says so once.
         let p = temp_file("add-graph.onnx", ADD_MODEL);
         let mut b = OrtBackend::open(&BackendOptions {
             cuda_graph: true,
@@ -1959,7 +1948,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(b.max_batch(), None);
+        let w = b.take_warning().expect("a warning");
+        assert!(w.contains("onnxruntime-cpu runs without"), "{w}");
         assert_eq!(b.take_warning(), None);
+        let x = f32_tensor("x", vec![2, 3], &[0.0; 6]);
+        assert_eq!(infer_x(&mut b, &x).unwrap()[0].shape, vec![2, 3]);
     }
 
     #[test]
