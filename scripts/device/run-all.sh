@@ -411,6 +411,18 @@ if (( FILES_OK )) && [ -n "${GRAPH_RUNS:-}" ]; then
   done
 fi
 
+# SYNC_COMPARE=1: the 20 s gpuinfer and full runs with CUDA graphs once more with host
+# threads sleeping while they wait for the GPU in the primary context
+# (GST_TRTVISION_CUDA_SYNC=blocking; results -blocking), next to the graph runs above.
+if (( FILES_OK )) && [ -n "${SYNC_COMPARE:-}" ]; then
+  G="--infer-props cuda-graph=true,max-batch=8"
+  export GST_TRTVISION_CUDA_SYNC=blocking
+  bench 8cam-nvdec-gpuinfer-20s-graph-blocking 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5 $G
+  bench 8cam-nvdec-full-20s-graph-blocking 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5 $G
+  bench 8cam-nvdec-gpuinfer-20s-blocking 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5
+  unset GST_TRTVISION_CUDA_SYNC
+fi
+
 # --- 5b. optional (PCIE_MATRIX=1): where the PCIe bytes of unpaced GPU inference come from.
 # The same 8 files through pipelines that differ by one element or setting each; the
 # decode-only reference of each run records its own PCIe bytes.

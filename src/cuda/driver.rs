@@ -99,14 +99,50 @@ impl std::fmt::Debug for DeviceContext {
     }
 }
 
+/// Environment variable choosing how host threads wait for the GPU in the primary context
+/// (the one ONNX Runtime and TensorRT use): `spin`, `yield` or `blocking` (CUDA's
+/// scheduling flags: a waiting thread spins, yields its core, or sleeps until the GPU
+/// signals); unset or `auto`: CUDA's choice. Applied when the plugin first takes the
+/// device's primary context.
+pub const SYNC_ENV: &str = "GST_TRTVISION_CUDA_SYNC";
+
+/// CUDA's `CU_CTX_SCHED_*` flag for a [`SYNC_ENV`] value.
+pub fn sync_flags(value: &str) -> Result<u32, CudaError> {
+    Ok(match value.trim().to_ascii_lowercase().as_str() {
+        "" | "auto" => sys::CUctx_flags::CU_CTX_SCHED_AUTO as u32,
+        "spin" => sys::CUctx_flags::CU_CTX_SCHED_SPIN as u32,
+        "yield" => sys::CUctx_flags::CU_CTX_SCHED_YIELD as u32,
+        "blocking" => sys::CUctx_flags::CU_CTX_SCHED_BLOCKING_SYNC as u32,
+        other => {
+            return Err(CudaError::InvalidInput(format!(
+                "{SYNC_ENV}={other} is not one of auto, spin, yield, blocking"
+            )))
+        }
+    })
+}
+
 impl DeviceContext {
     /// The primary context of device `ordinal` (the one the CUDA runtime, TensorRT and
-    /// ONNX Runtime use), retained until the last clone is dropped.
+    /// ONNX Runtime use), retained until the last clone is dropped. The first call for a
+    /// device sets its scheduling flags from [`SYNC_ENV`] when that is set.
     pub fn primary(ordinal: i32) -> Result<Self, CudaError> {
         super::probe()?;
         let mut device: sys::CUdevice = 0;
         // SAFETY: out-pointer to a local; cuInit was done by the probe.
         check(unsafe { sys::cuDeviceGet(&mut device, ordinal) }, "cuDeviceGet")?;
+        if let Some(value) = std::env::var_os(SYNC_ENV) {
+            static APPLIED: std::sync::Mutex<Vec<sys::CUdevice>> = std::sync::Mutex::new(Vec::new());
+            let mut applied = APPLIED.lock().unwrap_or_else(|p| p.into_inner());
+            if !applied.contains(&device) {
+                let flags = sync_flags(&value.to_string_lossy())?;
+                // SAFETY: valid device; only the scheduling flags are set.
+                check(
+                    unsafe { sys::cuDevicePrimaryCtxSetFlags_v2(device, flags) },
+                    "cuDevicePrimaryCtxSetFlags",
+                )?;
+                applied.push(device);
+            }
+        }
         let mut raw: sys::CUcontext = std::ptr::null_mut();
         // SAFETY: out-pointer to a local; released in CtxInner::drop.
         check(
@@ -780,4 +816,20 @@ pub fn device_of_pointer(ptr: u64) -> Result<i32, CudaError> {
         "cuPointerGetAttribute",
     )?;
     Ok(ordinal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_flags_parse() {
+        assert_eq!(sync_flags("auto").unwrap(), 0);
+        assert_eq!(sync_flags("").unwrap(), 0);
+        assert_eq!(sync_flags("spin").unwrap(), 1);
+        assert_eq!(sync_flags(" Yield").unwrap(), 2);
+        assert_eq!(sync_flags("blocking").unwrap(), 4);
+        let e = sync_flags("sleepy").unwrap_err().to_string();
+        assert!(e.contains("GST_TRTVISION_CUDA_SYNC=sleepy"), "{e}");
+    }
 }

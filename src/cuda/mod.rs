@@ -40,8 +40,8 @@ pub use context::{
     map_cuda_frame_mut, CudaContext, CudaFrameMap, ElementCudaContext,
 };
 pub use driver::{
-    copy_device_to_host, copy_host_to_device, device_of_pointer, ContextGuard, DeviceBuffer, DeviceContext,
-    Event, Stream,
+    copy_device_to_host, copy_host_to_device, device_of_pointer, sync_flags, ContextGuard, DeviceBuffer,
+    DeviceContext, Event, Stream, SYNC_ENV,
 };
 pub use frame::{CudaFrame, CUDA_FORMATS};
 pub use nvrtc::KERNEL_FILES;
