@@ -420,6 +420,7 @@ if (( FILES_OK )) && [ -n "${SYNC_COMPARE:-}" ]; then
   bench 8cam-nvdec-gpuinfer-20s-graph-blocking 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5 $G
   bench 8cam-nvdec-full-20s-graph-blocking 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5 $G
   bench 8cam-nvdec-gpuinfer-20s-blocking 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5
+  bench 8cam-nvdec-full-20s-blocking 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5
   unset GST_TRTVISION_CUDA_SYNC
 fi
 
