@@ -170,3 +170,30 @@ fn batches_cannot_be_linked_into_video_elements() {
         "videotestsrc ! trtpreprocess must not link"
     );
 }
+
+/// A setting the chosen backend cannot honour is a warning on the bus (a sentence naming
+/// it), and the pipeline still runs to the end.
+#[test]
+fn cuda_graph_on_the_cpu_backend_warns_and_runs() {
+    common::init();
+    let cfg = common::cfg("shapes-yolo.toml");
+    let p = common::parse(&infer_chain(&format!(
+        "model={cfg} backend=onnxruntime-cpu cuda-graph=true"
+    )));
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let bus = p.bus().unwrap();
+    bus.enable_sync_message_emission();
+    let seen = warnings.clone();
+    bus.connect_sync_message(Some("warning"), move |_, msg| {
+        if let gst::MessageView::Warning(w) = msg.view() {
+            seen.lock().unwrap().push(w.error().to_string());
+        }
+    });
+    common::run_to_end(&p, gst::ClockTime::from_seconds(60)).expect("the pipeline runs");
+    let warnings = warnings.lock().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("cuda-graph applies to the onnxruntime-cuda and tensorrt backends"),
+        "{warnings:?}"
+    );
+}

@@ -476,7 +476,7 @@ impl BaseTransformImpl for TrtInfer {
             Loaded::Model(ctx) => {
                 let r = ctx.process(meta.batch_mut()).map_err(|e| e.to_string());
                 if let Some(why) = ctx.take_backend_warning() {
-                    gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{}", why]);
+                    gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", why));
                 }
                 #[cfg(feature = "cuda")]
                 if let Some(why) = ctx.take_gpu_crops_failure() {
