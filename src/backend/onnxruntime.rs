@@ -16,7 +16,9 @@
 //! Device inputs ([`TensorStorage::Device`]) are handed over as CUDA-located values over
 //! the raw device pointer (CUDA and TensorRT providers only); the producer must have
 //! finished writing them (stream synchronised) before [`InferenceBackend::infer`] is
-//! called. Outputs are always returned as host tensors.
+//! called. Outputs are host tensors, or device tensors with `outputs_on_device` (GPU
+//! providers). `fixed_batch` and `cuda_graph` load the model with a fixed batch and replay
+//! it from CUDA graphs (see the `fixed_batch` and `graphs` modules).
 
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -93,7 +95,7 @@ struct Fixed {
     /// Staging buffers for device inputs without room for the padding rows.
     #[cfg(feature = "cuda")]
     staging: Option<graphs::Staging>,
-    /// Output sets and graph ids when runs are captured into CUDA graphs.
+    /// The captured CUDA graphs, their stream, input buffers and output sets.
     #[cfg(feature = "cuda")]
     graphs: Option<graphs::GraphRuns>,
 }
