@@ -92,6 +92,8 @@ struct Fixed {
     batch_outputs: Vec<bool>,
     /// Zero-padded host inputs.
     host: HostTensorPool,
+    /// How full the batches are, for the one warning about padding.
+    fill: fixed_batch::BatchFill,
     /// Staging buffers for device inputs without room for the padding rows.
     #[cfg(feature = "cuda")]
     staging: Option<graphs::Staging>,
@@ -961,6 +963,7 @@ impl OrtBackend {
             batch_outputs: fixed_batch::batch_outputs(&outputs, &plan),
             plan,
             host: HostTensorPool::new(),
+            fill: fixed_batch::BatchFill::default(),
             #[cfg(feature = "cuda")]
             staging: None,
             #[cfg(feature = "cuda")]
@@ -1111,6 +1114,14 @@ impl OrtBackend {
         // With a fixed batch, smaller batches are padded and the outputs cut back to `rows`.
         let fixed_batch = self.fixed.as_ref().map(|f| f.plan.batch);
         let keep = fixed_batch.filter(|&b| rows < b).map(|_| rows);
+        if let Some(f) = self.fixed.as_mut() {
+            if let Some(mean) = f.fill.record(rows, f.plan.batch) {
+                self.warning = Some(format!(
+                    "batches of model {} hold {mean:.1} rows on average but its batch is fixed at {}: the padding rows are computed too (set max-batch to trtmux's batch-size)",
+                    self.model_path, f.plan.batch
+                ));
+            }
+        }
         // A graph session runs every batch through its output sets (a run in ONNX Runtime's
         // own buffers could capture a graph now, from the streaming thread).
         #[cfg(feature = "cuda")]
@@ -1935,6 +1946,33 @@ mod tests {
         let a = infer_x(&mut b, &x).unwrap();
         let d = infer_x(&mut dynamic, &x).unwrap();
         assert_eq!(a[0].to_f32().unwrap(), d[0].to_f32().unwrap());
+    }
+
+    #[test]
+    fn mostly_padded_batches_warn_once() {
+        if !have_ort() {
+            return;
+        }
+        let p = temp_file("add-padded.onnx", ADD_MODEL);
+        let mut b = OrtBackend::open(&BackendOptions {
+            max_batch: 4,
+            fixed_batch: true,
+            ..cpu_opts(p)
+        })
+        .unwrap();
+        let x = f32_tensor("x", vec![1, 3], &[0.0; 3]);
+        for _ in 0..fixed_batch::FILL_WINDOW {
+            infer_x(&mut b, &x).unwrap();
+        }
+        let w = b.take_warning().expect("a warning");
+        assert!(
+            w.contains("1.0 rows on average but its batch is fixed at 4"),
+            "{w}"
+        );
+        for _ in 0..2 * fixed_batch::FILL_WINDOW {
+            infer_x(&mut b, &x).unwrap();
+        }
+        assert_eq!(b.take_warning(), None);
     }
 
     #[test]

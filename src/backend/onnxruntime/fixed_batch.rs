@@ -110,6 +110,33 @@ pub fn batch_outputs(outputs: &[TensorSpec], plan: &BatchPlan) -> Vec<bool> {
         .collect()
 }
 
+/// Batches looked at before deciding whether padding wastes too much.
+pub const FILL_WINDOW: u64 = 64;
+
+/// How full the batches of a fixed-batch session are: after [`FILL_WINDOW`] batches, once,
+/// whether they held less than three quarters of the fixed batch on average (the rest was
+/// padding, computed for nothing).
+#[derive(Debug, Default)]
+pub struct BatchFill {
+    batches: u64,
+    rows: u64,
+}
+
+impl BatchFill {
+    /// Counts a batch of `rows` at fixed batch `batch`; returns the mean rows per batch the
+    /// one time the window closes with batches mostly padded.
+    pub fn record(&mut self, rows: usize, batch: usize) -> Option<f64> {
+        if self.batches >= FILL_WINDOW {
+            return None;
+        }
+        self.batches += 1;
+        self.rows += rows as u64;
+        let full = self.batches * batch as u64;
+        (self.batches == FILL_WINDOW && 4 * self.rows < 3 * full)
+            .then(|| self.rows as f64 / self.batches as f64)
+    }
+}
+
 /// `shape` with its first dimension replaced by `rows`.
 pub fn with_rows(shape: &[usize], rows: usize) -> Vec<usize> {
     let mut s = shape.to_vec();
@@ -199,6 +226,21 @@ mod tests {
         assert_eq!(batch_outputs(&outs, &p), vec![true, false]);
         let fixed = plan(&[input("x", &[8, 3], &["", ""])], 8).unwrap();
         assert_eq!(batch_outputs(&outs, &fixed), vec![false, false]);
+    }
+
+    #[test]
+    fn padding_is_reported_once_when_batches_are_mostly_empty() {
+        let mut f = BatchFill::default();
+        for _ in 0..FILL_WINDOW - 1 {
+            assert_eq!(f.record(5, 8), None);
+        }
+        assert_eq!(f.record(5, 8), Some(5.0));
+        assert_eq!(f.record(5, 8), None);
+        // Full enough (7 of 8 on average, the last batch short): nothing to say.
+        let mut f = BatchFill::default();
+        for i in 0..FILL_WINDOW {
+            assert_eq!(f.record(if i % 2 == 0 { 8 } else { 6 }, 8), None);
+        }
     }
 
     #[test]
