@@ -999,14 +999,19 @@ impl OrtBackend {
         warning: Option<String>,
     ) -> Result<Self, String> {
         let ctx = crate::cuda::DeviceContext::primary(opts.device_id).map_err(|e| e.to_string())?;
-        let stream = crate::cuda::Stream::new(&ctx).map_err(|e| e.to_string())?;
+        // Shared with the graphs; this clone outlives the session on every way out.
+        let stream = std::sync::Arc::new(crate::cuda::Stream::new(&ctx).map_err(|e| e.to_string())?);
         let (session, trt_max) = build(Some(stream.raw() as usize as u64)).map_err(|e| e.to_string())?;
         let mut backend = Self::assemble(opts, session, trt_max, plan, warning).map_err(|e| e.to_string())?;
         let worker = std::sync::Arc::new(graphs::Worker::new()?);
         let started = worker
-            .call(|| backend.start_graphs(&ctx, stream))
-            .ok_or("the inference thread failed while capturing")?;
-        started?;
+            .call(|| backend.start_graphs(&ctx, stream.clone()))
+            .unwrap_or_else(|| Err("the inference thread failed while capturing".into()));
+        if let Err(e) = started {
+            drop(backend);
+            drop(stream);
+            return Err(e);
+        }
         backend.worker = Some(worker);
         Ok(backend)
     }
@@ -1337,7 +1342,7 @@ impl OrtBackend {
     fn start_graphs(
         &mut self,
         ctx: &crate::cuda::DeviceContext,
-        stream: crate::cuda::Stream,
+        stream: std::sync::Arc<crate::cuda::Stream>,
     ) -> Result<(), String> {
         let batch = self
             .fixed

@@ -100,7 +100,7 @@ impl Staging {
 pub struct GraphRuns {
     ctx: DeviceContext,
     /// The session's compute stream (ONNX Runtime's `user_compute_stream`).
-    stream: Stream,
+    stream: Arc<Stream>,
     /// Per model input: the buffer at the fixed batch the graphs read.
     inputs: Vec<DeviceBuffer>,
     layouts: Vec<OutputLayout>,
@@ -121,7 +121,7 @@ pub struct SetLease {
 impl GraphRuns {
     /// The state of a session whose compute stream is `stream`, reading `inputs`; no
     /// output sets yet ([`Self::make_sets`]).
-    pub fn new(ctx: &DeviceContext, stream: Stream, inputs: Vec<DeviceBuffer>) -> Result<Self, String> {
+    pub fn new(ctx: &DeviceContext, stream: Arc<Stream>, inputs: Vec<DeviceBuffer>) -> Result<Self, String> {
         let mut no_graph = RunOptions::new().map_err(|e| e.to_string())?;
         no_graph
             .set("gpu_graph_id", NO_GRAPH.to_string())
