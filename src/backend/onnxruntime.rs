@@ -841,7 +841,8 @@ impl OrtBackend {
         env: &Environment,
         opts: &BackendOptions,
     ) -> Result<Option<(fixed_batch::BatchPlan, Vec<TensorSpec>, Vec<TensorSpec>)>, BackendError> {
-        let wanted = opts.fixed_batch || (opts.cuda_graph && opts.kind == BackendKind::OnnxRuntimeCuda);
+        let wanted = opts.fixed_batch
+            || (opts.cuda_graph && opts.kind == BackendKind::OnnxRuntimeCuda && opts.outputs_on_device);
         if !wanted
             || !matches!(
                 opts.kind,
