@@ -394,27 +394,15 @@ impl DeviceBuffer {
     /// `src` must be `len` readable bytes of device memory of this buffer's context, not
     /// written by pending work on other streams.
     pub unsafe fn fill_from_device(&self, src: u64, len: usize, stream: &Stream) -> Result<(), CudaError> {
-        if len > self.len {
-            return Err(CudaError::InvalidInput(format!(
-                "copy of {len} bytes into a device buffer of {}",
-                self.len
-            )));
-        }
-        let _g = self.ctx.push()?;
-        // SAFETY: both ranges checked (the source by the caller); valid stream.
-        unsafe {
-            if len > 0 {
-                check(
-                    sys::cuMemcpyDtoDAsync_v2(self.ptr, src, len, stream.raw()),
-                    "cuMemcpyDtoDAsync",
-                )?;
-            }
-            if len < self.len {
-                check(
-                    sys::cuMemsetD8Async(self.ptr + len as u64, 0, self.len - len, stream.raw()),
-                    "cuMemsetD8Async",
-                )?;
-            }
+        // SAFETY: forwarded contract; the length is checked by the callee.
+        unsafe { self.copy_on(src, len, true, stream) }?;
+        if len < self.len {
+            let _g = self.ctx.push()?;
+            // SAFETY: the range lies in the buffer (len <= self.len checked above); valid stream.
+            check(
+                unsafe { sys::cuMemsetD8Async(self.ptr + len as u64, 0, self.len - len, stream.raw()) },
+                "cuMemsetD8Async",
+            )?;
         }
         stream.synchronize()
     }
