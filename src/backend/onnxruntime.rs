@@ -946,16 +946,10 @@ impl OrtBackend {
             let mut b = session
                 .create_binding()
                 .map_err(|e| unavailable(kind, format!("cannot create an I/O binding: {e}")))?;
-            let info = cuda_memory_info(opts.device_id)
-                .map_err(|e| unavailable(kind, format!("no CUDA memory info: {e}")))?;
-            for o in &outputs {
-                b.bind_output_to_device(o.name.as_str(), &info).map_err(|e| {
-                    unavailable(
-                        kind,
-                        format!("cannot bind output '{}' to CUDA memory: {e}", o.name),
-                    )
-                })?;
-            }
+            bind_outputs_to_device(&mut b, &outputs, opts.device_id).map_err(|e| match e {
+                BackendError::Runtime(why) => unavailable(kind, why),
+                other => other,
+            })?;
             Some(b)
         } else {
             None
@@ -1193,16 +1187,7 @@ impl OrtBackend {
             // Outputs are bound afresh every run: after a run the binding holds that run's
             // output values and would write the next results into them (still in use
             // downstream, and of the wrong shape when the batch size changes).
-            binding.clear_outputs();
-            let info = cuda_memory_info(self.device_id)
-                .map_err(|e| BackendError::Runtime(format!("no CUDA memory info: {e}")))?;
-            for o in &self.outputs {
-                binding
-                    .bind_output_to_device(o.name.as_str(), &info)
-                    .map_err(|e| {
-                        BackendError::Runtime(format!("cannot bind output '{}' to CUDA memory: {e}", o.name))
-                    })?;
-            }
+            bind_outputs_to_device(binding, &self.outputs, self.device_id)?;
             bind_inputs(binding, &values)?;
             gst::trace!(CAT, "run with I/O binding, {} inputs", values.len());
             let mut outputs = self
@@ -1288,57 +1273,10 @@ impl OrtBackend {
         }
     }
 
-    /// Binds the staging inputs of `graphs` (at the fixed batch) and the buffers of `set`
-    /// (all outputs; `None`: ONNX Runtime allocates them) to `binding`. The returned values
-    /// must stay alive until the binding is cleared.
-    #[cfg(feature = "cuda")]
-    fn bind_graph_io(
-        &mut self,
-        graphs: &graphs::GraphRuns,
-        set: Option<&graphs::OutputSet>,
-    ) -> Result<Vec<SessionInputValue<'static>>, BackendError> {
-        let rt = |e: String| BackendError::Runtime(format!("binding the graph buffers: {e}"));
-        let batch = self.fixed.as_ref().map_or(1, |f| f.plan.batch);
-        let binding = self.binding.as_mut().ok_or_else(|| rt("no I/O binding".into()))?;
-        binding.clear_outputs();
-        let mut values = Vec::with_capacity(self.inputs.len() + self.outputs.len());
-        match set {
-            Some(set) => {
-                for (i, l) in graphs.layouts().iter().enumerate() {
-                    // SAFETY: the set's buffer holds `l.bytes`; the caller keeps the set
-                    // alive until the binding is cleared.
-                    let v = unsafe { device_value(l.dtype, &l.shape, set.ptr(i), self.device_id) }
-                        .map_err(|e| rt(format!("output '{}': {e}", l.name)))?;
-                    bind_raw(binding, &l.name, &v, false)?;
-                    values.push(v);
-                }
-            }
-            None => {
-                let info = cuda_memory_info(self.device_id).map_err(|e| rt(e.to_string()))?;
-                for o in &self.outputs {
-                    binding
-                        .bind_output_to_device(o.name.as_str(), &info)
-                        .map_err(|e| rt(format!("output '{}': {e}", o.name)))?;
-                }
-            }
-        }
-        binding.clear_inputs();
-        for (i, spec) in self.inputs.iter().enumerate() {
-            let shape = full_shape(spec, batch);
-            // SAFETY: the staging buffer holds the input at the fixed batch and lives as
-            // long as `graphs`.
-            let v = unsafe { device_value(spec.dtype, &shape, graphs.input_ptr(i), self.device_id) }
-                .map_err(|e| rt(format!("input '{}': {e}", spec.name)))?;
-            bind_raw(binding, &spec.name, &v, true)?;
-            values.push(v);
-        }
-        Ok(values)
-    }
-
     /// Captures the graphs (see [`graphs`]): zeroed staging inputs at the fixed batch, one
     /// run without a graph (ONNX Runtime sizes its workspace; the outputs' shapes at the
-    /// fixed batch become known), then each output set's graph, captured by its first run.
-    /// Runs on the worker thread that makes every later call.
+    /// fixed batch become known), then each output set's graph, on a binding of its own
+    /// that stays as it is. Runs on the worker thread that makes every later call.
     #[cfg(feature = "cuda")]
     fn start_graphs(
         &mut self,
@@ -1360,13 +1298,15 @@ impl OrtBackend {
             unsafe { buf.fill_from_device(0, 0, &stream) }.map_err(|e| e.to_string())?;
             inputs.push(buf);
         }
-        // Warm-up: the output layouts, from buffers ONNX Runtime allocates.
         let mut graphs = graphs::GraphRuns::new(ctx, stream, inputs)?;
-        let bound = self.bind_graph_io(&graphs, None).map_err(|e| e.to_string())?;
-        let binding = self.binding.as_mut().ok_or("no I/O binding")?;
+        // Warm-up: the output layouts, from buffers ONNX Runtime allocates.
+        let mut warm = self.session.create_binding().map_err(|e| e.to_string())?;
+        let bound = self
+            .bind_graph_io(&mut warm, &graphs, None)
+            .map_err(|e| e.to_string())?;
         let mut outputs = self
             .session
-            .run_binding_with_options(binding, graphs.no_graph())
+            .run_binding_with_options(&warm, graphs.no_graph())
             .map_err(|e| format!("warm-up run: {}", e.message()))?;
         let mut layouts = Vec::with_capacity(self.outputs.len());
         for spec in &self.outputs {
@@ -1389,23 +1329,23 @@ impl OrtBackend {
             });
         }
         drop(outputs);
-        binding.clear_inputs();
-        binding.clear_outputs();
+        drop(warm);
         drop(bound);
         graphs.make_sets(layouts)?;
         // One graph per set. ONNX Runtime runs an id without a graph until it has seen
         // enough regular runs (two, in the versions we know), captures on the next and
         // replays from then on: three runs each capture every graph here, not later.
         let sets: Vec<_> = graphs.captured_sets().collect();
+        let mut bindings = Vec::with_capacity(sets.len());
         for (k, set) in sets.iter().enumerate() {
+            let mut binding = self.session.create_binding().map_err(|e| e.to_string())?;
             let bound = self
-                .bind_graph_io(&graphs, Some(set))
+                .bind_graph_io(&mut binding, &graphs, Some(set))
                 .map_err(|e| e.to_string())?;
-            let binding = self.binding.as_mut().ok_or("no I/O binding")?;
             for _ in 0..3 {
                 let run = self
                     .session
-                    .run_binding_with_options(binding, graphs.options(k as i32 + 1))
+                    .run_binding_with_options(&binding, graphs.options(k as i32 + 1))
                     .map(drop)
                     .map_err(|e| e.message().to_string());
                 if let Err(why) = run {
@@ -1417,11 +1357,10 @@ impl OrtBackend {
                     ));
                 }
             }
-            binding.clear_inputs();
-            binding.clear_outputs();
-            drop(bound);
+            bindings.push(graphs::SetBinding::new(binding, bound));
         }
         drop(sets);
+        graphs.set_bindings(bindings);
         let fixed = self.fixed.as_mut().ok_or("no fixed batch")?;
         fixed.graphs = Some(graphs);
         gst::info!(
@@ -1433,9 +1372,50 @@ impl OrtBackend {
         Ok(())
     }
 
+    /// Binds the staging inputs of `graphs` (at the fixed batch) and the buffers of `set`
+    /// (all outputs; `None`: ONNX Runtime allocates them) to `binding`. The returned values
+    /// must stay alive as long as the binding holds them.
+    #[cfg(feature = "cuda")]
+    fn bind_graph_io(
+        &self,
+        binding: &mut ort::session::IoBinding,
+        graphs: &graphs::GraphRuns,
+        set: Option<&graphs::OutputSet>,
+    ) -> Result<Vec<SessionInputValue<'static>>, BackendError> {
+        let rt = |e: String| BackendError::Runtime(format!("binding the graph buffers: {e}"));
+        let batch = self.fixed.as_ref().map_or(1, |f| f.plan.batch);
+        let mut values = Vec::with_capacity(self.inputs.len() + self.outputs.len());
+        match set {
+            Some(set) => {
+                binding.clear_outputs();
+                for (i, l) in graphs.layouts().iter().enumerate() {
+                    // SAFETY: the set's buffer holds `l.bytes`; the caller keeps the set
+                    // alive as long as the binding holds it.
+                    let v = unsafe { device_value(l.dtype, &l.shape, set.ptr(i), self.device_id) }
+                        .map_err(|e| rt(format!("output '{}': {e}", l.name)))?;
+                    bind_raw(binding, &l.name, &v, false)?;
+                    values.push(v);
+                }
+            }
+            None => bind_outputs_to_device(binding, &self.outputs, self.device_id)?,
+        }
+        binding.clear_inputs();
+        for (i, spec) in self.inputs.iter().enumerate() {
+            let shape = full_shape(spec, batch);
+            // SAFETY: the staging buffer holds the input at the fixed batch and lives as
+            // long as `graphs`.
+            let v = unsafe { device_value(spec.dtype, &shape, graphs.input_ptr(i), self.device_id) }
+                .map_err(|e| rt(format!("input '{}': {e}", spec.name)))?;
+            bind_raw(binding, &spec.name, &v, true)?;
+            values.push(v);
+        }
+        Ok(values)
+    }
+
     /// One batch through the graphs: the inputs copied into the staging buffers on the
-    /// session's stream, then the graph of a free output set replayed (with every set in
-    /// use, or graphs off after a failure: a run without a graph into a set of its own).
+    /// session's stream, then the graph of a free output set replayed on that set's own
+    /// binding (with every set in use, or graphs off after a failure: a run without a graph
+    /// into a set of its own).
     #[cfg(feature = "cuda")]
     fn run_graph(
         &mut self,
@@ -1473,8 +1453,21 @@ impl OrtBackend {
                 .map_err(|e| rt(format!("input '{}': {e}", t.name)))?;
         }
         let lease = graphs.acquire_set().map_err(|e| rt(e.to_string()))?;
-        let bound = self.bind_graph_io(graphs, Some(&lease.set))?;
-        let binding = self.binding.as_mut().ok_or_else(|| rt("no I/O binding".into()))?;
+        // A kept set runs on its own binding, bound once at start; a set made for this run
+        // (all kept ones in use) on a binding made for it too.
+        let transient = match lease.index {
+            Some(_) => None,
+            None => {
+                let mut b = self.session.create_binding().map_err(|e| rt(e.to_string()))?;
+                let bound = self.bind_graph_io(&mut b, graphs, Some(&lease.set))?;
+                Some((b, bound))
+            }
+        };
+        let binding = match (&transient, lease.index) {
+            (Some((b, _)), _) => b,
+            (None, Some(k)) => graphs.binding(k),
+            (None, None) => unreachable!("a set of its own has a binding made above"),
+        };
         let mut failed = None;
         let first = self
             .session
@@ -1486,7 +1479,6 @@ impl OrtBackend {
                 return Err(BackendError::Runtime(why));
             }
             graphs.end_broken_capture();
-            graphs.enabled = false;
             gst::warning!(CAT, "CUDA graph {} failed ({why}): graphs off", lease.graph);
             self.session
                 .run_binding_with_options(binding, graphs.no_graph())
@@ -1495,36 +1487,35 @@ impl OrtBackend {
                 })?;
             failed = Some(why);
         }
-        binding.clear_inputs();
-        binding.clear_outputs();
-        drop(bound);
+        if failed.is_some() {
+            graphs.enabled = false;
+        }
+        // The binding goes before the values it holds.
+        if let Some((b, bound)) = transient {
+            drop(b);
+            drop(bound);
+        }
         if let Some(why) = failed {
             self.warning = Some(format!(
                 "a CUDA graph of model {} failed ({why}): running without graphs",
                 self.model_path
             ));
         }
-        let batch_outputs = self
-            .fixed
-            .as_ref()
-            .map(|f| f.batch_outputs.as_slice())
-            .unwrap_or_default();
         let mut result = Vec::with_capacity(graphs.layouts().len());
         for (i, l) in graphs.layouts().iter().enumerate() {
-            let rows = keep.filter(|_| batch_outputs.get(i).copied().unwrap_or(false));
-            let shape = rows.map_or_else(|| l.shape.clone(), |r| fixed_batch::with_rows(&l.shape, r));
-            let len = rows.map_or(Some(l.bytes), |r| {
-                fixed_batch::row_bytes(&l.shape, r, l.dtype.size())
-            });
-            result.push(Tensor {
+            let t = Tensor {
                 name: l.name.clone(),
                 dtype: l.dtype,
-                shape,
+                shape: l.shape.clone(),
                 storage: TensorStorage::Device {
                     ptr: lease.set.ptr(i),
-                    len: len.unwrap_or(l.bytes),
+                    len: l.bytes,
                     keepalive: lease.set.clone(),
                 },
+            };
+            result.push(match self.rows_kept(i, keep) {
+                Some(r) => keep_device_rows(t, r),
+                None => t,
             });
         }
         Ok(result)
@@ -1577,6 +1568,26 @@ fn bind_raw(
             if input { "input" } else { "output" }
         ))
     })
+}
+
+/// Binds every output in `outputs` to CUDA memory of `device_id` that ONNX Runtime
+/// allocates at each run.
+fn bind_outputs_to_device(
+    binding: &mut ort::session::IoBinding,
+    outputs: &[TensorSpec],
+    device_id: i32,
+) -> Result<(), BackendError> {
+    binding.clear_outputs();
+    let info = cuda_memory_info(device_id)
+        .map_err(|e| BackendError::Runtime(format!("no CUDA memory info: {e}")))?;
+    for o in outputs {
+        binding
+            .bind_output_to_device(o.name.as_str(), &info)
+            .map_err(|e| {
+                BackendError::Runtime(format!("cannot bind output '{}' to CUDA memory: {e}", o.name))
+            })?;
+    }
+    Ok(())
 }
 
 /// Replaces the bound inputs of `binding` with `values`.

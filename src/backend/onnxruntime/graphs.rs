@@ -14,7 +14,7 @@
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use ort::session::RunOptions;
+use ort::session::{IoBinding, RunOptions, SessionInputValue};
 
 use crate::cuda::{CudaError, DeviceBuffer, DeviceContext, Stream};
 use crate::tensor::DType;
@@ -107,15 +107,35 @@ pub struct GraphRuns {
     /// Set `k` is written by graph `k + 1`.
     sets: Vec<Arc<OutputSet>>,
     options: Vec<RunOptions>,
+    /// Per kept set: the binding its graph was captured with (staging inputs, the set's
+    /// outputs), left as it is.
+    bindings: Vec<SetBinding>,
     no_graph: RunOptions,
     /// Cleared when a graph failed: later runs go without one.
     pub enabled: bool,
 }
 
-/// The output set a run writes into and the graph id of the run.
+/// The output set a run writes into, its index among the kept sets (`None`: made for this
+/// run) and the graph id of the run.
 pub struct SetLease {
     pub set: Arc<OutputSet>,
+    pub index: Option<usize>,
     pub graph: i32,
+}
+
+/// A binding and the values it holds (fields drop in order: the binding first).
+pub struct SetBinding {
+    binding: IoBinding,
+    _bound: Vec<SessionInputValue<'static>>,
+}
+
+impl SetBinding {
+    pub fn new(binding: IoBinding, bound: Vec<SessionInputValue<'static>>) -> Self {
+        Self {
+            binding,
+            _bound: bound,
+        }
+    }
 }
 
 impl GraphRuns {
@@ -133,6 +153,7 @@ impl GraphRuns {
             layouts: Vec::new(),
             sets: Vec::new(),
             options: Vec::new(),
+            bindings: Vec::new(),
             no_graph,
             enabled: true,
         })
@@ -171,6 +192,16 @@ impl GraphRuns {
         self.sets.iter().cloned()
     }
 
+    /// The bindings of the kept sets, in set order (made when their graphs are captured).
+    pub fn set_bindings(&mut self, bindings: Vec<SetBinding>) {
+        self.bindings = bindings;
+    }
+
+    /// The binding of kept set `k`.
+    pub fn binding(&self, k: usize) -> &IoBinding {
+        &self.bindings[k].binding
+    }
+
     /// Run options without a graph.
     pub fn no_graph(&self) -> &RunOptions {
         &self.no_graph
@@ -190,11 +221,13 @@ impl GraphRuns {
         if let Some(k) = self.sets.iter().position(|s| Arc::strong_count(s) == 1) {
             return Ok(SetLease {
                 set: self.sets[k].clone(),
+                index: Some(k),
                 graph: if self.enabled { k as i32 + 1 } else { NO_GRAPH },
             });
         }
         Ok(SetLease {
             set: Arc::new(OutputSet::new(&self.ctx, &self.layouts)?),
+            index: None,
             graph: NO_GRAPH,
         })
     }
