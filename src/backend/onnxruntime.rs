@@ -63,7 +63,7 @@ pub struct OrtBackend {
     /// Largest accepted batch: the fixed batch dimension of the model, or the TensorRT
     /// profile maximum; `None` when unlimited.
     max_batch: Option<usize>,
-    /// Host buffers for the outputs, recycled across batches.
+    /// Host buffers for the outputs (and zero-padded inputs), recycled across batches.
     pool: HostTensorPool,
     model_path: String,
     device_id: i32,
@@ -90,8 +90,6 @@ struct Fixed {
     plan: fixed_batch::BatchPlan,
     /// Per output: its first dimension is the batch (rows dropped after a padded run).
     batch_outputs: Vec<bool>,
-    /// Zero-padded host inputs.
-    host: HostTensorPool,
     /// How full the batches are, for the one warning about padding.
     fill: fixed_batch::BatchFill,
     /// Staging buffers for device inputs without room for the padding rows.
@@ -957,7 +955,6 @@ impl OrtBackend {
         let fixed = plan.map(|(plan, _, _)| Fixed {
             batch_outputs: fixed_batch::batch_outputs(&outputs, &plan),
             plan,
-            host: HostTensorPool::new(),
             fill: fixed_batch::BatchFill::default(),
             #[cfg(feature = "cuda")]
             staging: None,
@@ -1153,8 +1150,7 @@ impl OrtBackend {
             shapes.push(fixed_batch::with_rows(&t.shape, batch));
             match &t.storage {
                 TensorStorage::Host(bytes) => {
-                    let fixed = self.fixed.as_ref().expect("pad_to comes from it");
-                    let mut out = fixed.host.acquire(full);
+                    let mut out = self.pool.acquire(full);
                     fixed_batch::pad_host(bytes.as_slice(), out.as_mut_slice());
                     padded.push(Some(out));
                 }
@@ -1749,6 +1745,16 @@ mod tests {
         }
     }
 
+    /// The add model on the CPU provider with its batch fixed at 4.
+    fn fixed_add_model(file: &str) -> OrtBackend {
+        OrtBackend::open(&BackendOptions {
+            max_batch: 4,
+            fixed_batch: true,
+            ..cpu_opts(temp_file(file, ADD_MODEL))
+        })
+        .unwrap()
+    }
+
     /// One inference of the single-input test models (input `x`).
     fn infer_x(b: &mut OrtBackend, x: &Tensor) -> Result<Vec<Tensor>, BackendError> {
         b.infer(&[InputRef { name: "x", tensor: x }])
@@ -1924,13 +1930,7 @@ mod tests {
         if !have_ort() {
             return;
         }
-        let p = temp_file("add-fixed.onnx", ADD_MODEL);
-        let mut b = OrtBackend::open(&BackendOptions {
-            max_batch: 4,
-            fixed_batch: true,
-            ..cpu_opts(p)
-        })
-        .unwrap();
+        let mut b = fixed_add_model("add-fixed.onnx");
         assert_eq!(b.take_warning(), None);
         // Callers still see the model's dynamic batch, limited to the fixed one.
         assert_eq!(b.inputs()[0].describe(), "x f32 [dyn, 3]");
@@ -1970,13 +1970,7 @@ mod tests {
         if !have_ort() {
             return;
         }
-        let p = temp_file("add-padded.onnx", ADD_MODEL);
-        let mut b = OrtBackend::open(&BackendOptions {
-            max_batch: 4,
-            fixed_batch: true,
-            ..cpu_opts(p)
-        })
-        .unwrap();
+        let mut b = fixed_add_model("add-padded.onnx");
         let x = f32_tensor("x", vec![1, 3], &[0.0; 3]);
         for _ in 0..fixed_batch::FILL_WINDOW {
             infer_x(&mut b, &x).unwrap();
