@@ -239,6 +239,22 @@ fn nv12_entry_point_matches_generic_and_cpu() {
         pre.set_small_params(false);
         let fast_large = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
         pre.set_small_params(true);
+        // Two and four output rows per thread (both parameter sizes): the same bytes.
+        for rows in [2u32, 4] {
+            pre.set_rows_per_thread(rows).expect("rows variant");
+            for small in [true, false] {
+                pre.set_small_params(small);
+                let out = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
+                assert!(pre.last_run_nv12());
+                if out != fast {
+                    failures.push(format!(
+                        "{name} x{px}: {rows} rows per thread (small parameters: {small}) differ"
+                    ));
+                }
+            }
+            pre.set_small_params(true);
+        }
+        pre.set_rows_per_thread(1).expect("one row per thread");
         pre.set_nv12_path(false);
         let generic = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
         assert!(!pre.last_run_nv12());
@@ -577,6 +593,85 @@ fn gst_cuda_memory_frames() {
     ));
 }
 
+/// Holds a stream until the host opens it: `cuStreamWaitValue32` on a word of mapped pinned
+/// memory. Work queued behind a closed gate starts only once everything is queued, so
+/// events around it time the GPU's work without the host's time to submit it (the
+/// method of nvbench's blocking kernel).
+struct Gate {
+    host: *mut u32,
+    dev: cudarc::driver::sys::CUdeviceptr,
+    ctx: DeviceContext,
+    next: u32,
+}
+
+impl Gate {
+    /// None where the device cannot wait on memory values.
+    fn new(ctx: &DeviceContext) -> Option<Self> {
+        use cudarc::driver::sys;
+        let _g = ctx.push().ok()?;
+        let mut p: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: out-pointer to a local, context current.
+        let r = unsafe {
+            sys::cuMemHostAlloc(
+                &mut p,
+                4,
+                sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE,
+            )
+        };
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return None;
+        }
+        // SAFETY: a 4-byte pinned allocation.
+        unsafe { std::ptr::write_volatile(p.cast::<u32>(), 0) };
+        let mut dev = 0;
+        // SAFETY: `p` was allocated with CU_MEMHOSTALLOC_DEVICEMAP.
+        let r = unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dev, p, 0) };
+        let gate = Self {
+            host: p.cast(),
+            dev,
+            ctx: ctx.clone(),
+            next: 0,
+        };
+        (r == sys::CUresult::CUDA_SUCCESS).then_some(gate)
+    }
+
+    /// Closes the gate on `stream` (its later work waits); false where unsupported.
+    fn close(&mut self, stream: cudarc::driver::sys::CUstream) -> bool {
+        use cudarc::driver::sys;
+        self.next += 1;
+        let Ok(_g) = self.ctx.push() else { return false };
+        // SAFETY: a live mapped word; the stream belongs to this context.
+        let r = unsafe {
+            sys::cuStreamWaitValue32_v2(
+                stream,
+                self.dev,
+                self.next,
+                sys::CUstreamWaitValue_flags::CU_STREAM_WAIT_VALUE_GEQ as u32,
+            )
+        };
+        r == sys::CUresult::CUDA_SUCCESS
+    }
+
+    /// Lets the stream go on.
+    fn open(&self) {
+        // SAFETY: a live pinned word, read by the device.
+        unsafe { std::ptr::write_volatile(self.host, self.next) };
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+        if let Ok(_g) = self.ctx.push() {
+            // SAFETY: nothing waits on the word any more once the contexts' work is done.
+            unsafe {
+                cudarc::driver::sys::cuCtxSynchronize();
+                cudarc::driver::sys::cuMemFreeHost(self.host.cast());
+            }
+        }
+    }
+}
+
 /// Timing: a batch of 8 1080p NV12 frames into a 640x640 f16 letterbox tensor, kernel
 /// time with CUDA events, against the device-to-device copy bandwidth; one JSON line.
 #[test]
@@ -601,9 +696,33 @@ fn timing_8x1080p_nv12_to_640_f16() {
     );
     let start = Event::new(&ctx, true).expect("event");
     let stop = Event::new(&ctx, true).expect("event");
-    // (median, min) of 200 single launches timed with events, and the time per batch of
-    // 200 batches queued back to back (two tensors alive at a time), in microseconds.
-    let time = |pre: &mut CudaPreprocessor| -> (f64, f64, f64) {
+    let gate = std::cell::RefCell::new(Gate::new(&ctx));
+    // Median of 200 single launches queued behind a closed gate, timed with events (the
+    // kernel's time on the GPU, without the host's submission); None where unsupported.
+    let queued = |stream: cudarc::driver::sys::CUstream, run: &mut dyn FnMut()| -> Option<f64> {
+        let mut gate = gate.borrow_mut();
+        let g = gate.as_mut()?;
+        let mut times = Vec::new();
+        for i in 0..220 {
+            if !g.close(stream) {
+                return None;
+            }
+            unsafe { start.record(stream) }.expect("record");
+            run();
+            unsafe { stop.record(stream) }.expect("record");
+            g.open();
+            stop.synchronize().expect("sync");
+            if i >= 20 {
+                times.push(stop.elapsed_ms(&start).expect("elapsed") as f64 * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Some(times[times.len() / 2])
+    };
+    // (median, min) of 200 single launches timed with events, the time per batch of 200
+    // batches queued back to back (two tensors alive at a time), in microseconds, and the
+    // median queued behind a gate (`queued`).
+    let time = |pre: &mut CudaPreprocessor| -> (f64, f64, f64, Option<f64>) {
         for _ in 0..20 {
             drop(pre.run(&cuda_frames, &transforms).expect("warm-up"));
         }
@@ -628,7 +747,11 @@ fn timing_8x1080p_nv12_to_640_f16() {
         stop.synchronize().expect("sync");
         let pipelined_us = stop.elapsed_ms(&start).expect("elapsed") as f64 * 1e3 / 200.0;
         times.sort_by(f64::total_cmp);
-        (times[times.len() / 2], times[0], pipelined_us)
+        let stream = pre.stream();
+        let q = queued(stream, &mut || {
+            drop(pre.run(&cuda_frames, &transforms).expect("run"))
+        });
+        (times[times.len() / 2], times[0], pipelined_us, q)
     };
     let default_block = pre.block();
     assert!(
@@ -647,13 +770,13 @@ fn timing_8x1080p_nv12_to_640_f16() {
                 continue;
             }
             pre.set_block(bx, by).expect("block");
-            let (median, min, pipelined) = time(&mut pre);
+            let (median, min, pipelined, q) = time(&mut pre);
             variants.insert(
                 format!("x{px}-block{bx}x{by}"),
-                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
+                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined, "kernel_us_median_queued": q}),
             );
             if px == default_px && (bx, by) == default_block {
-                chosen = Some((median, min, pipelined));
+                chosen = Some((median, min, pipelined, q));
             }
         }
         pre.set_block(default_block.0, default_block.1).expect("block");
@@ -664,10 +787,10 @@ fn timing_8x1080p_nv12_to_640_f16() {
     let mut timed = |pre: &mut CudaPreprocessor, suffix: &str| {
         for &(bx, by) in &[default_block, (32, 8)] {
             pre.set_block(bx, by).expect("block");
-            let (median, min, pipelined) = time(pre);
+            let (median, min, pipelined, q) = time(pre);
             variants.insert(
                 format!("x{default_px}-block{bx}x{by}-{suffix}"),
-                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined}),
+                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined, "kernel_us_median_queued": q}),
             );
         }
         pre.set_block(default_block.0, default_block.1).expect("block");
@@ -694,8 +817,34 @@ fn timing_8x1080p_nv12_to_640_f16() {
         timed(&mut pre, &format!("occ{occ}"));
     }
     pre.set_min_blocks_per_sm(0).expect("default entry point");
+    // Several output rows per thread (NV12 entry points), also with 2 and 8 pixels.
+    let default_rows = pre.rows_per_thread();
+    assert!(
+        pre.set_rows_per_thread(3).is_err(),
+        "3 rows per thread is refused"
+    );
+    for rows in [1u32, 2, 4] {
+        if rows == default_rows {
+            continue;
+        }
+        pre.set_rows_per_thread(rows).expect("rows variant");
+        timed(&mut pre, &format!("rows{rows}"));
+    }
+    for px in [2u32, 8] {
+        pre.set_pixels_per_thread(px).expect("variant");
+        for rows in [2u32, 4] {
+            pre.set_rows_per_thread(rows).expect("rows variant");
+            let (median, min, pipelined, q) = time(&mut pre);
+            variants.insert(
+                format!("x{px}-block{}x{}-rows{rows}", default_block.0, default_block.1),
+                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined, "kernel_us_median_queued": q}),
+            );
+        }
+    }
+    pre.set_pixels_per_thread(default_px).expect("variant");
+    pre.set_rows_per_thread(default_rows).expect("default rows");
     pre.set_block(default_block.0, default_block.1).expect("block");
-    let (median_us, min_us, pipelined_us) = chosen.expect("the default variant was timed");
+    let (median_us, min_us, pipelined_us, queued_us) = chosen.expect("the default variant was timed");
 
     // Bytes: each output row in the content reads two source rows (and their chroma
     // rows); count the distinct rows touched, at full row width.
@@ -754,6 +903,15 @@ fn timing_8x1080p_nv12_to_640_f16() {
     same_us.sort_by(f64::total_cmp);
     let same_copy_us = same_us[same_us.len() / 2];
     let same_copy_gbps = 2.0 * same as f64 / (same_copy_us * 1e-6) / 1e9;
+    // The same copy queued behind the gate, like the kernel's queued timing.
+    let same_copy_queued_us = queued(stream.raw(), &mut || {
+        let _g = ctx.push().expect("push");
+        // SAFETY: `same` bytes lie inside both 1 GiB allocations.
+        let r = unsafe { cudarc::driver::sys::cuMemcpyDtoDAsync_v2(b.ptr(), a.ptr(), same, stream.raw()) };
+        assert_eq!(r, cudarc::driver::sys::CUresult::CUDA_SUCCESS);
+    });
+    let moved = (touched + written) as f64;
+    let queued_gbps = queued_us.map(|us| moved / (us * 1e-6) / 1e9);
 
     // CPU reference on this machine's cores, for comparison.
     let readers: Vec<FrameReader> = frames.iter().map(TestFrame::reader).collect();
@@ -793,6 +951,14 @@ fn timing_8x1080p_nv12_to_640_f16() {
         "fraction_of_copy_bandwidth": achieved_gbps / copy_gbps,
         "fraction_of_copy_bandwidth_pipelined":
             (touched + written) as f64 / (pipelined_us * 1e-6) / 1e9 / copy_gbps,
+        "rows_per_thread": default_rows,
+        "kernel_us_median_queued": queued_us,
+        "achieved_gbps_queued": queued_gbps,
+        "fraction_of_copy_bandwidth_queued": queued_gbps.map(|g| g / copy_gbps),
+        "dtod_copy_same_bytes_us_median_queued": same_copy_queued_us,
+        "fraction_of_same_size_copy_queued": queued_gbps
+            .zip(same_copy_queued_us)
+            .map(|(g, us)| g / (moved / (us * 1e-6) / 1e9)),
         "cpu_fill_batch_ms": cpu_ms,
         "cpu_threads": 1,
     });
