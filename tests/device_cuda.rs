@@ -699,7 +699,11 @@ fn timing_8x1080p_nv12_to_640_f16() {
     let gate = std::cell::RefCell::new(Gate::new(&ctx));
     // Median of 200 single launches queued behind a closed gate, timed with events (the
     // kernel's time on the GPU, without the host's submission); None where unsupported.
-    let queued = |stream: cudarc::driver::sys::CUstream, run: &mut dyn FnMut()| -> Option<f64> {
+    // `run` queues the work and returns what must outlive it (dropped once the gate is
+    // open: a preprocessor tensor waits for its kernel when dropped).
+    let queued = |stream: cudarc::driver::sys::CUstream,
+                  run: &mut dyn FnMut() -> Box<dyn std::any::Any>|
+     -> Option<f64> {
         let mut gate = gate.borrow_mut();
         let g = gate.as_mut()?;
         let mut times = Vec::new();
@@ -708,10 +712,11 @@ fn timing_8x1080p_nv12_to_640_f16() {
                 return None;
             }
             unsafe { start.record(stream) }.expect("record");
-            run();
+            let keep = run();
             unsafe { stop.record(stream) }.expect("record");
             g.open();
             stop.synchronize().expect("sync");
+            drop(keep);
             if i >= 20 {
                 times.push(stop.elapsed_ms(&start).expect("elapsed") as f64 * 1e3);
             }
@@ -749,7 +754,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
         times.sort_by(f64::total_cmp);
         let stream = pre.stream();
         let q = queued(stream, &mut || {
-            drop(pre.run(&cuda_frames, &transforms).expect("run"))
+            Box::new(pre.run(&cuda_frames, &transforms).expect("run"))
         });
         (times[times.len() / 2], times[0], pipelined_us, q)
     };
@@ -909,6 +914,7 @@ fn timing_8x1080p_nv12_to_640_f16() {
         // SAFETY: `same` bytes lie inside both 1 GiB allocations.
         let r = unsafe { cudarc::driver::sys::cuMemcpyDtoDAsync_v2(b.ptr(), a.ptr(), same, stream.raw()) };
         assert_eq!(r, cudarc::driver::sys::CUresult::CUDA_SUCCESS);
+        Box::new(())
     });
     let moved = (touched + written) as f64;
     let queued_gbps = queued_us.map(|us| moved / (us * 1e-6) / 1e9);
