@@ -1,9 +1,8 @@
 // Batched preprocessing kernel of trtpreprocess's CUDA path (src/cuda/preprocess.rs).
 //
-// One launch per batch: grid (ceil(W/(bx*PX)), ceil(H/(by*ROWS)), frames) for a block of
-// bx x by threads, one thread per PX horizontally adjacent output pixels of one frame in
-// each of ROWS output rows, writing the three planes of those pixels into the NCHW tensor
-// (f32 or f16). ROWS is 1 except for the NV12 entry points (TRTV_NV12_ROWS below). PX = 1 (`trtv_preprocess_nchw`, any width)
+// One launch per batch: grid (ceil(W/(32*PX)), ceil(H/8), frames), one thread per PX
+// horizontally adjacent output pixels of one frame, writing the three planes of those
+// pixels into the NCHW tensor (f32 or f16). PX = 1 (`trtv_preprocess_nchw`, any width)
 // or 2/4/8 (`trtv_preprocess_nchw_x2/_x4/_x8`, output width a multiple of PX): the wide
 // variants share the row taps and row pointers of a thread's pixels and store each plane
 // with one vector store (PX f16 or f32 values).
@@ -354,13 +353,42 @@ __device__ __forceinline__ void sample_staged(bool nv12, const Staged& st, const
 // Columns of one block at most (blockDim.x * PX): the host keeps blocks within it.
 #define MAX_BLOCK_COLUMNS 1024
 
-// One output row `y` of the thread's PX pixels (columns x .. x + PX - 1) of frame `p`,
-// written into the tensor. `taps_*`: the block's column taps (shared memory, see
-// `preprocess`). Every thread of a warp has the same y (warp-uniform staging).
+// STAGE: the entry points with row staging (`_staged_inline`); the others never stage and
+// carry none of its code (fewer registers). ORDER: -1 reads any format and takes the
+// output plane order from NormParams; 0 (RGB) and 1 (BGR): the `_nv12` entry points, every
+// frame NV12 (sample_nv12's conditions), the order fixed at compile time.
 template <int PX, bool STAGE, int ORDER>
-__device__ __forceinline__ void preprocess_row(const FrameParams& p, void* __restrict__ out,
-                                               const NormParams& n, const int* tap_i0, const int* tap_i1,
-                                               const float* tap_w1, int f, int col0, int x, int y) {
+__device__ __forceinline__ void preprocess(const FrameParams* frames, void* __restrict__ out,
+                                           const NormParams& n) {
+    const int f = blockIdx.z;
+    if (f >= n.frames) {
+        return;  // the whole block: before any barrier
+    }
+    const FrameParams& p = frames[f];
+    // The column taps of the block's columns, computed once per block (they depend on the
+    // column only) instead of once per row: the IEEE division is the costly part.
+    __shared__ int tap_i0[MAX_BLOCK_COLUMNS];
+    __shared__ int tap_i1[MAX_BLOCK_COLUMNS];
+    __shared__ float tap_w1[MAX_BLOCK_COLUMNS];
+    const int col0 = blockIdx.x * blockDim.x * PX;
+    const int cols = blockDim.x * PX;
+    // Column c of the block sits at (c % PX) * blockDim.x + c / PX: the lanes of a warp
+    // reading pixel k of their PX read consecutive words (no bank conflicts).
+    for (int k = threadIdx.y * blockDim.x + threadIdx.x; k < cols; k += blockDim.x * blockDim.y) {
+        const Tap t = make_tap(source_coord(col0 + k, p.pad_x, p.scale_x), p.width);
+        const int at = (k % PX) * blockDim.x + k / PX;
+        tap_i0[at] = t.i0;
+        tap_i1[at] = t.i1;
+        tap_w1[at] = t.w1;
+    }
+    __syncthreads();
+    const int x = col0 + threadIdx.x * PX;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    // blockDim.x is a multiple of 32: the 32 lanes of a warp share y, so this return and
+    // the staging below are warp-uniform.
+    if (y >= n.out_h) {
+        return;
+    }
     float v[3][PX];
     const bool row_in = y >= p.y0 && y < p.y1;
     // The warp's content columns [c_lo, c_hi].
@@ -464,54 +492,6 @@ __device__ __forceinline__ void preprocess_row(const FrameParams& p, void* __res
     }
 }
 
-// Columns of one block at most (blockDim.x * PX): the host keeps blocks within it.
-#define MAX_BLOCK_COLUMNS 1024
-
-// STAGE: the entry points with row staging (`_staged_inline`); the others never stage and
-// carry none of its code (fewer registers). ORDER: -1 reads any format and takes the
-// output plane order from NormParams; 0 (RGB) and 1 (BGR): the `_nv12` entry points, every
-// frame NV12 (sample_nv12's conditions), the order fixed at compile time. ROWS: output rows
-// per thread (TRTV_NV12_ROWS for the NV12 entry points): a block covers ROWS * blockDim.y rows, row
-// k * blockDim.y + threadIdx.y of its span in iteration k, so the block's column taps are
-// computed once for ROWS times as many pixels and the grid is ROWS times smaller.
-template <int PX, bool STAGE, int ORDER, int ROWS = 1>
-__device__ __forceinline__ void preprocess(const FrameParams* frames, void* __restrict__ out,
-                                           const NormParams& n) {
-    const int f = blockIdx.z;
-    if (f >= n.frames) {
-        return;  // the whole block: before any barrier
-    }
-    const FrameParams& p = frames[f];
-    // The column taps of the block's columns, computed once per block (they depend on the
-    // column only) instead of once per row: the IEEE division is the costly part.
-    __shared__ int tap_i0[MAX_BLOCK_COLUMNS];
-    __shared__ int tap_i1[MAX_BLOCK_COLUMNS];
-    __shared__ float tap_w1[MAX_BLOCK_COLUMNS];
-    const int col0 = blockIdx.x * blockDim.x * PX;
-    const int cols = blockDim.x * PX;
-    // Column c of the block sits at (c % PX) * blockDim.x + c / PX: the lanes of a warp
-    // reading pixel k of their PX read consecutive words (no bank conflicts).
-    for (int k = threadIdx.y * blockDim.x + threadIdx.x; k < cols; k += blockDim.x * blockDim.y) {
-        const Tap t = make_tap(source_coord(col0 + k, p.pad_x, p.scale_x), p.width);
-        const int at = (k % PX) * blockDim.x + k / PX;
-        tap_i0[at] = t.i0;
-        tap_i1[at] = t.i1;
-        tap_w1[at] = t.w1;
-    }
-    __syncthreads();
-    const int x = col0 + threadIdx.x * PX;
-    // blockDim.x is a multiple of 32: the 32 lanes of a warp share y, so the end test and
-    // the staging in preprocess_row are warp-uniform.
-#pragma unroll
-    for (int k = 0; k < ROWS; k++) {
-        const int y = (blockIdx.y * ROWS + k) * blockDim.y + threadIdx.y;
-        if (y >= n.out_h) {
-            return;
-        }
-        preprocess_row<PX, STAGE, ORDER>(p, out, n, tap_i0, tap_i1, tap_w1, f, col0, x, y);
-    }
-}
-
 // Up to INLINE_FRAMES frames, the parameters travel inside the launch itself (a
 // __grid_constant__ kernel argument, read through the constant cache): no copy before the
 // kernel. Larger batches read them from device memory (copied from pinned memory first).
@@ -529,21 +509,13 @@ struct InlineFramesSmall {
     FrameParams f[INLINE_FRAMES_SMALL];
 };
 
-#define TRTV_PREPROCESS_ENTRY_R(NAME, PX, STAGE, ORDER, BOUNDS, FRAMES, ROWS)                          \
+#define TRTV_PREPROCESS_ENTRY_T(NAME, PX, STAGE, ORDER, BOUNDS, FRAMES)                                 \
     extern "C" __global__ void __launch_bounds__ BOUNDS NAME(const __grid_constant__ FRAMES frames,     \
                                                              void* __restrict__ out, NormParams n) {       \
-        preprocess<PX, STAGE, ORDER, ROWS>(frames.f, out, n);                                           \
+        preprocess<PX, STAGE, ORDER>(frames.f, out, n);                                                 \
     }
-#define TRTV_PREPROCESS_ENTRY_T(NAME, PX, STAGE, ORDER, BOUNDS, FRAMES) \
-    TRTV_PREPROCESS_ENTRY_R(NAME, PX, STAGE, ORDER, BOUNDS, FRAMES, 1)
 #define TRTV_PREPROCESS_ENTRY(NAME, PX, STAGE, ORDER, BOUNDS) \
     TRTV_PREPROCESS_ENTRY_T(NAME, PX, STAGE, ORDER, BOUNDS, InlineFrames)
-// Output rows per thread of the NV12 entry points: 1 unless the host compiles the source
-// with -DTRTV_NV12_ROWS=2 or 4 (CudaPreprocessor::set_rows_per_thread; one more NVRTC
-// compilation, only when asked for).
-#ifndef TRTV_NV12_ROWS
-#define TRTV_NV12_ROWS 1
-#endif
 
 #define TRTV_PREPROCESS_ENTRIES(NAME, PX)                                                              \
     extern "C" __global__ void __launch_bounds__(256)                                                  \
@@ -557,10 +529,10 @@ struct InlineFramesSmall {
     TRTV_PREPROCESS_ENTRY(NAME##_inline_occ6, PX, false, -1, (256, 6))                                 \
     TRTV_PREPROCESS_ENTRY(NAME##_inline_occ8, PX, false, -1, (256, 8))                                 \
     /* Batches of NV12 frames only (sample_nv12), RGB or BGR output order. */                         \
-    TRTV_PREPROCESS_ENTRY_R(NAME##_nv12rgb_inline, PX, false, 0, (256), InlineFrames, TRTV_NV12_ROWS)  \
-    TRTV_PREPROCESS_ENTRY_R(NAME##_nv12bgr_inline, PX, false, 1, (256), InlineFrames, TRTV_NV12_ROWS)  \
-    TRTV_PREPROCESS_ENTRY_R(NAME##_nv12rgb_inline8, PX, false, 0, (256), InlineFramesSmall, TRTV_NV12_ROWS) \
-    TRTV_PREPROCESS_ENTRY_R(NAME##_nv12bgr_inline8, PX, false, 1, (256), InlineFramesSmall, TRTV_NV12_ROWS)
+    TRTV_PREPROCESS_ENTRY(NAME##_nv12rgb_inline, PX, false, 0, (256))                                  \
+    TRTV_PREPROCESS_ENTRY(NAME##_nv12bgr_inline, PX, false, 1, (256))                                  \
+    TRTV_PREPROCESS_ENTRY_T(NAME##_nv12rgb_inline8, PX, false, 0, (256), InlineFramesSmall)            \
+    TRTV_PREPROCESS_ENTRY_T(NAME##_nv12bgr_inline8, PX, false, 1, (256), InlineFramesSmall)
 
 TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw, 1)
 TRTV_PREPROCESS_ENTRIES(trtv_preprocess_nchw_x2, 2)

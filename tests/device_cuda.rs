@@ -239,22 +239,6 @@ fn nv12_entry_point_matches_generic_and_cpu() {
         pre.set_small_params(false);
         let fast_large = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
         pre.set_small_params(true);
-        // Two and four output rows per thread (both parameter sizes): the same bytes.
-        for rows in [2u32, 4] {
-            pre.set_rows_per_thread(rows).expect("rows variant");
-            for small in [true, false] {
-                pre.set_small_params(small);
-                let out = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
-                assert!(pre.last_run_nv12());
-                if out != fast {
-                    failures.push(format!(
-                        "{name} x{px}: {rows} rows per thread (small parameters: {small}) differ"
-                    ));
-                }
-            }
-            pre.set_small_params(true);
-        }
-        pre.set_rows_per_thread(1).expect("one row per thread");
         pre.set_nv12_path(false);
         let generic = download(&ctx, &pre.run(&cuda_frames, &transforms).expect("run"));
         assert!(!pre.last_run_nv12());
@@ -822,32 +806,6 @@ fn timing_8x1080p_nv12_to_640_f16() {
         timed(&mut pre, &format!("occ{occ}"));
     }
     pre.set_min_blocks_per_sm(0).expect("default entry point");
-    // Several output rows per thread (NV12 entry points), also with 2 and 8 pixels.
-    let default_rows = pre.rows_per_thread();
-    assert!(
-        pre.set_rows_per_thread(3).is_err(),
-        "3 rows per thread is refused"
-    );
-    for rows in [1u32, 2, 4] {
-        if rows == default_rows {
-            continue;
-        }
-        pre.set_rows_per_thread(rows).expect("rows variant");
-        timed(&mut pre, &format!("rows{rows}"));
-    }
-    for px in [2u32, 8] {
-        pre.set_pixels_per_thread(px).expect("variant");
-        for rows in [2u32, 4] {
-            pre.set_rows_per_thread(rows).expect("rows variant");
-            let (median, min, pipelined, q) = time(&mut pre);
-            variants.insert(
-                format!("x{px}-block{}x{}-rows{rows}", default_block.0, default_block.1),
-                serde_json::json!({"kernel_us_median": median, "kernel_us_min": min, "pipelined_us_per_batch": pipelined, "kernel_us_median_queued": q}),
-            );
-        }
-    }
-    pre.set_pixels_per_thread(default_px).expect("variant");
-    pre.set_rows_per_thread(default_rows).expect("default rows");
     pre.set_block(default_block.0, default_block.1).expect("block");
     let (median_us, min_us, pipelined_us, queued_us) = chosen.expect("the default variant was timed");
 
@@ -957,7 +915,6 @@ fn timing_8x1080p_nv12_to_640_f16() {
         "fraction_of_copy_bandwidth": achieved_gbps / copy_gbps,
         "fraction_of_copy_bandwidth_pipelined":
             (touched + written) as f64 / (pipelined_us * 1e-6) / 1e9 / copy_gbps,
-        "rows_per_thread": default_rows,
         "kernel_us_median_queued": queued_us,
         "achieved_gbps_queued": queued_gbps,
         "fraction_of_copy_bandwidth_queued": queued_gbps.map(|g| g / copy_gbps),

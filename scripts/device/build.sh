@@ -12,7 +12,7 @@
 #   .device-build/engines/                  model configs, labels, the generated ONNX models and
 #                                           class prompt files (.npy)
 #   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng, multifilesink (not in the GStreamer bundle)
-#   .device-build/run-all.sh, run-tests.sh  the device-side scripts
+#   .device-build/run-all.sh, run-tests.sh  the device-side scripts (and gpu-load.py, LOAD_TEST=1)
 #   .device-build/gst-env.sh                re-exports the GStreamer bundle unpacked by call 1
 #   .device-build/COMMIT                    "<sha> <dirty 0|1>" (the GPU machine has no git)
 # and makes sure .device/ holds the GStreamer bundle (shared/device/make-gst-bundle.sh).
@@ -71,7 +71,7 @@ cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
    "$target/release/trtvision-promptseg-bench" "$out/"
 strip --strip-debug "$out/libgsttrtvision.so"
 strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch" "$out/trtvision-promptseg-bench"
-cp scripts/device/run-tests.sh scripts/device/run-all.sh "$out/"
+cp scripts/device/run-tests.sh scripts/device/run-all.sh scripts/device/gpu-load.py "$out/"
 chmod +x "$out"/*.sh
 # The CUPTI tracer (scripts/device/cupti/): optional, a failure only loses the trace.
 if bash scripts/device/cupti/build.sh "$out/cupti" >/dev/null; then

@@ -13,7 +13,8 @@
 # unpaced runs; LONG_REPEAT=N runs them N times), SKIP_MULTI, SKIP_RECORD, SKIP_FRAMES, DRIFT_S (the drift run, own call),
 # PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), CUPTI=1
 # (the same pipelines under the CUPTI tracer: API calls, copies, kernels), PACE_SWEEP="2 4 8"
-# (preprocess+infer paced at N x real time), NCU=1
+# (preprocess+infer paced at N x real time; PACE_REF=1 adds the paced decode-only reference),
+# LOAD_TEST=1 (LOAD_PACE=8: paced pipelines with and without unrelated GPU load), NCU=1
 # (Nsight Compute profile of the preprocessing kernel), PROBE_ONLY=1 (the PCIe probe without
 # the inference runs), GRAPH_RUNS=1 (trtinfer fixed-batch / cuda-graph runs; GRAPH_ONLY=1
 # leaves out the plain runs of section 5), INFER_VARIANTS (trtvision-infer-bench
@@ -191,7 +192,6 @@ rec = {
     "ratio_same_size_copy_queued": round(line.get("fraction_of_same_size_copy_queued") or 0, 4),
     "kernel_us_median_queued": line.get("kernel_us_median_queued"),
     "dtod_copy_same_bytes_us_median_queued": line.get("dtod_copy_same_bytes_us_median_queued"),
-    "rows_per_thread": line.get("rows_per_thread"),
     "ratio_pipelined": round(line.get("fraction_of_copy_bandwidth_pipelined") or 0, 4),
     "ratio_same_size_copy": round(line.get("fraction_of_same_size_copy") or 0, 4),
     "ratio_same_size_copy_meaning": "the kernel's bytes/s / bytes/s of one cuMemcpyDtoDAsync moving as many bytes (read + write), timed the same way (median of 200 single launches between events)",
@@ -460,6 +460,28 @@ if (( FILES_OK )) && [ -n "${PACE_SWEEP:-}" ]; then
   for r in $PACE_SWEEP; do
     bench pace-gpuinfer${PACE_PROPS:+-graph}-${r}x $(( 70 + (PACE_REF ? 1 : 0) * FRAMES / (30 * r) )) $(( (PACE_REF ? 2 : 1) * FRAMES / (30 * r) + 40 )) $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --pace ${r}x ${PACE_PROPS:+--infer-props $PACE_PROPS} ${PACE_REF:+--reference decode-only}
   done
+fi
+# LOAD_TEST=1: does unrelated GPU work change NVML's bytes per frame of the same pipeline?
+# gpu-load.py (PyTorch FP16 matrix products in a process of its own, a few hundred launches
+# per second) first alone (its own bytes per second: pcie-load-alone), then next to the
+# noinfer and gpuinfer-with-graphs pipelines paced at LOAD_PACE (default 8) x 30 fps per
+# camera, each also without the load, each with its paced decode-only reference (which then
+# runs under the load too). Results pcie-load-<pipeline>-<N>x-{quiet,loaded}.
+load_bench() {  # NAME ARGS...: the run quiet, then with gpu-load.py running beside it
+  local name=$1; shift
+  bench "$name-quiet" 90 60 "$@"
+  python3 .device-build/gpu-load.py --seconds 70 > "$LOGS/$name-load.log" 2>&1 &
+  local lp=$!
+  sleep 3
+  bench "$name-loaded" 90 60 "$@"
+  kill "$lp" 2>/dev/null; wait "$lp" 2>/dev/null
+}
+if (( FILES_OK )) && [ -n "${LOAD_TEST:-}" ]; then
+  R=${LOAD_PACE:-8}
+  G="--infer-props cuda-graph=true,max-batch=8"
+  step pcie-load-alone 60 python3 .device-build/gpu-load.py --seconds 10 --out "$RES/$DEV-pcie-load-alone-$DATE.json"
+  load_bench pcie-load-noinfer-${R}x $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --pace ${R}x --reference decode-only
+  load_bench pcie-load-gpuinfer-graph-${R}x $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --pace ${R}x --reference decode-only $G
 fi
 # PCIE_CTXLOG=1: which CUDA context each element uses in the preprocess+infer pipeline
 # (GStreamer's and our debug lines about contexts, first 300).

@@ -30,8 +30,8 @@ pub(crate) fn expand_includes(source: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Compiled PTX per kernel file, architecture and definitions, shared by the whole process.
-type PtxCache = Vec<((String, String, String), Arc<Vec<u8>>)>;
+/// Compiled PTX per kernel file and architecture, shared by the whole process.
+type PtxCache = Vec<((String, String), Arc<Vec<u8>>)>;
 static PTX_CACHE: Mutex<PtxCache> = Mutex::new(Vec::new());
 
 /// The `compute_XX` architecture NVRTC should target for compute capability `cc`: the
@@ -82,18 +82,7 @@ pub(crate) fn require_nvrtc() -> Result<(), CudaError> {
 /// Compiles kernel file `file` (`source`) for `arch` (cached); returns the
 /// NUL-terminated PTX.
 pub(crate) fn compile(source: &str, file: &str, arch: &str) -> Result<Arc<Vec<u8>>, CudaError> {
-    compile_with(source, file, arch, &[])
-}
-
-/// [`compile`] with preprocessor definitions (`-D<name>=<value>`), cached per set.
-pub(crate) fn compile_with(
-    source: &str,
-    file: &str,
-    arch: &str,
-    defines: &[(&str, String)],
-) -> Result<Arc<Vec<u8>>, CudaError> {
-    let defines: Vec<String> = defines.iter().map(|(k, v)| format!("-D{k}={v}")).collect();
-    let key = (file.to_string(), arch.to_string(), defines.join(" "));
+    let key = (file.to_string(), arch.to_string());
     if let Ok(cache) = PTX_CACHE.lock() {
         if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(ptx.clone());
@@ -106,9 +95,7 @@ pub(crate) fn compile_with(
         prec_div: Some(true),
         prec_sqrt: Some(true),
         ftz: Some(false),
-        options: std::iter::once(format!("--gpu-architecture={arch}"))
-            .chain(defines)
-            .collect(),
+        options: vec![format!("--gpu-architecture={arch}")],
         name: Some(file.into()),
         ..Default::default()
     };

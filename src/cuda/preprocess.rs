@@ -25,7 +25,7 @@ use cudarc::driver::sys;
 
 use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
 use super::frame::{CudaFrame, KIND_I420, KIND_NV12};
-use super::nvrtc::{compile, compile_with, nvrtc_arch};
+use super::nvrtc::{compile, nvrtc_arch};
 use super::CudaError;
 use crate::config::{ColorOrder, PreprocessConfig};
 use crate::geometry::LetterboxTransform;
@@ -79,9 +79,6 @@ pub const INLINE_FRAMES: usize = 32;
 /// Output pixels per thread when the input width allows it (a multiple of it); other
 /// widths take the one-pixel kernel.
 pub const DEFAULT_PIXELS_PER_THREAD: u32 = 4;
-/// Output rows per thread of the NV12 entry points (see
-/// [`CudaPreprocessor::set_rows_per_thread`]).
-pub const DEFAULT_ROWS_PER_THREAD: u32 = 1;
 const KERNEL_FILE: &str = "preprocess.cu";
 /// Default thread block: 32 x 4 threads (on the H100 23.4-23.9 us per batch of 8 x 1080p NV12
 /// into 640x640 f16 against 24.1-24.5 us with 32 x 8; the kernel is built for at most 256).
@@ -200,10 +197,6 @@ fn nv12_fast(p: &FrameParams) -> bool {
 /// of 3072); `INLINE_FRAMES_SMALL` in preprocess.cu.
 pub const INLINE_FRAMES_SMALL: usize = 8;
 
-/// Output rows per thread the NV12 entry points can be compiled for (`TRTV_NV12_ROWS` in
-/// preprocess.cu).
-pub const ROWS_PER_THREAD: [u32; 3] = [1, 2, 4];
-
 /// The `_nv12` entry point of the `px` kernels for output order `color` (`small`: the one
 /// taking [`INLINE_FRAMES_SMALL`] parameters).
 fn nv12_kernel_name(px: u32, color: ColorOrder, small: bool) -> Result<std::ffi::CString, CudaError> {
@@ -212,26 +205,9 @@ fn nv12_kernel_name(px: u32, color: ColorOrder, small: bool) -> Result<std::ffi:
         ColorOrder::Rgb => "rgb",
         ColorOrder::Bgr => "bgr",
     };
-    let small = if small { "8" } else { "" };
-    std::ffi::CString::new(format!("{}_nv12{order}_inline{small}", base.to_string_lossy()))
+    let suffix = if small { "8" } else { "" };
+    std::ffi::CString::new(format!("{}_nv12{order}_inline{suffix}", base.to_string_lossy()))
         .map_err(|_| CudaError::InvalidInput("kernel name".into()))
-}
-
-/// The kernel's PTX with its NV12 entry points writing `rows` output rows per thread (the
-/// default build for 1, a compilation of its own for 2 or 4).
-fn nv12_ptx(main: &Arc<Vec<u8>>, arch: &str, rows: u32) -> Result<Arc<Vec<u8>>, CudaError> {
-    match rows {
-        1 => Ok(main.clone()),
-        r if ROWS_PER_THREAD.contains(&r) => compile_with(
-            KERNEL_SOURCE,
-            KERNEL_FILE,
-            arch,
-            &[("TRTV_NV12_ROWS", r.to_string())],
-        ),
-        r => Err(CudaError::InvalidInput(format!(
-            "{r} rows per thread (supported: {ROWS_PER_THREAD:?})"
-        ))),
-    }
 }
 
 impl NormParams {
@@ -472,21 +448,14 @@ struct EntryPoints {
 }
 
 impl EntryPoints {
-    /// `nv12_ptx`: the PTX of the NV12 entry points (see [`nv12_ptx`]).
-    fn load(
-        ctx: &DeviceContext,
-        ptx: &[u8],
-        nv12_ptx: &[u8],
-        px: u32,
-        color: ColorOrder,
-    ) -> Result<Self, CudaError> {
+    fn load(ctx: &DeviceContext, ptx: &[u8], px: u32, color: ColorOrder) -> Result<Self, CudaError> {
         let (name, name_inline, name_staged) = kernel_names(px)?;
         Ok(Self {
             device: Kernel::load(ctx, ptx, name)?,
             inline: Kernel::load(ctx, ptx, name_inline)?,
             staged: Kernel::load(ctx, ptx, name_staged)?,
-            nv12: Kernel::load(ctx, nv12_ptx, &nv12_kernel_name(px, color, false)?)?,
-            nv12_small: Kernel::load(ctx, nv12_ptx, &nv12_kernel_name(px, color, true)?)?,
+            nv12: Kernel::load(ctx, ptx, &nv12_kernel_name(px, color, false)?)?,
+            nv12_small: Kernel::load(ctx, ptx, &nv12_kernel_name(px, color, true)?)?,
         })
     }
 }
@@ -506,16 +475,12 @@ pub struct CudaPreprocessor {
     /// Whether the last batch ran an NV12 entry point.
     last_nv12: bool,
     pixels_per_thread: u32,
-    /// Output rows per thread of the NV12 entry points ([`ROWS_PER_THREAD`]).
-    rows_per_thread: u32,
     block: (u32, u32),
     /// 4:2:0 source rows staged in shared memory (see [`stage_bytes`]).
     staging: bool,
     /// `__launch_bounds__` variant of the inline kernel (0 = default).
     min_blocks: u32,
     ptx: Arc<Vec<u8>>,
-    /// The PTX of the NV12 entry points (`ptx` itself for one row per thread).
-    ptx_nv12: Arc<Vec<u8>>,
     pool: Arc<Pool>,
     ctx: DeviceContext,
     cfg: PreprocessConfig,
@@ -575,8 +540,7 @@ impl CudaPreprocessor {
         } else {
             1
         };
-        let ptx_nv12 = nv12_ptx(&ptx, &arch, DEFAULT_ROWS_PER_THREAD)?;
-        let entries = EntryPoints::load(ctx, &ptx, &ptx_nv12, pixels_per_thread, cfg.color)?;
+        let entries = EntryPoints::load(ctx, &ptx, pixels_per_thread, cfg.color)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
         let out_len = out_row_bytes.checked_mul(max_batch).ok_or_else(|| {
@@ -595,12 +559,10 @@ impl CudaPreprocessor {
             nv12_path: true,
             last_nv12: false,
             pixels_per_thread,
-            rows_per_thread: DEFAULT_ROWS_PER_THREAD,
             block: (BLOCK_X, BLOCK_Y),
             staging: false,
             min_blocks: 0,
             ptx,
-            ptx_nv12,
             pool: Arc::new(Pool {
                 free: Mutex::new(free),
             }),
@@ -656,37 +618,8 @@ impl CudaPreprocessor {
             return Ok(());
         }
         self.stream.synchronize()?;
-        self.entries = EntryPoints::load(&self.ctx, &self.ptx, &self.ptx_nv12, px, self.cfg.color)?;
+        self.entries = EntryPoints::load(&self.ctx, &self.ptx, px, self.cfg.color)?;
         self.pixels_per_thread = px;
-        self.min_blocks = 0;
-        Ok(())
-    }
-
-    /// Output rows per thread of the NV12 entry points (see
-    /// [`CudaPreprocessor::set_rows_per_thread`]).
-    pub fn rows_per_thread(&self) -> u32 {
-        self.rows_per_thread
-    }
-
-    /// Lets each thread of the NV12 entry points write `rows` output rows (1, 2 or 4): the
-    /// block's column taps then serve `rows` times as many pixels and the grid is `rows`
-    /// times smaller. The result is the same; the speed differs (the benchmarks compare
-    /// them). Waits for the work in flight first.
-    pub fn set_rows_per_thread(&mut self, rows: u32) -> Result<(), CudaError> {
-        if rows == self.rows_per_thread {
-            return Ok(());
-        }
-        let ptx_nv12 = nv12_ptx(&self.ptx, &self.arch, rows)?;
-        self.stream.synchronize()?;
-        self.entries = EntryPoints::load(
-            &self.ctx,
-            &self.ptx,
-            &ptx_nv12,
-            self.pixels_per_thread,
-            self.cfg.color,
-        )?;
-        self.ptx_nv12 = ptx_nv12;
-        self.rows_per_thread = rows;
         self.min_blocks = 0;
         Ok(())
     }
@@ -1005,11 +938,9 @@ impl CudaPreprocessor {
             (&mut out_ptr as *mut u64).cast(),
             (&mut norm as *mut NormParams).cast(),
         ];
-        // Only the NV12 entry points write several rows per thread.
-        let rows = if nv12 { self.rows_per_thread } else { 1 };
         let grid = (
             self.cfg.width.div_ceil(self.block.0 * self.pixels_per_thread),
-            self.cfg.height.div_ceil(self.block.1 * rows),
+            self.cfg.height.div_ceil(self.block.1),
             n.max(1) as u32,
         );
         // SAFETY: the argument list matches the kernel's signature (the frame parameters
@@ -1142,9 +1073,6 @@ mod tests {
             "trtv_preprocess_nchw_nv12rgb_inline8"
         );
         assert!(nv12_kernel_name(3, ColorOrder::Rgb, false).is_err());
-        let ptx = Arc::new(vec![0u8]);
-        assert!(Arc::ptr_eq(&nv12_ptx(&ptx, "compute_90", 1).unwrap(), &ptx));
-        assert!(nv12_ptx(&ptx, "compute_90", 3).is_err());
         assert_eq!(NormParams::new(&cfg).float_bits, 8_388_608f32.to_bits());
     }
 
@@ -1175,18 +1103,6 @@ mod tests {
                 );
                 assert!(text.contains(&entry), "{entry} missing");
             }
-        }
-        // The NV12 entry points built for 2 and 4 rows per thread: the same names, another
-        // program, no local memory either.
-        for rows in [2, 4] {
-            let other = super::super::guard("nvrtc", || nv12_ptx(&ptx, &arch, rows)).unwrap();
-            assert!(!Arc::ptr_eq(&other, &ptx));
-            let t = String::from_utf8_lossy(&other[..other.len() - 1]);
-            assert!(t.contains(".entry trtv_preprocess_nchw_x4_nv12rgb_inline8("));
-            assert!(
-                !t.contains(".local"),
-                "{rows} rows per thread: no local memory expected"
-            );
         }
         assert!(
             text.contains(".param .align 8 .b8 trtv_preprocess_nchw_x4_inline_param_0[3072]"),
