@@ -8,12 +8,13 @@ _TX_BYTES, the counters trtvision-bench reads) as JSON: run alone, that is the l
 share of the bytes; run next to a pipeline, the pipeline's record shows what the load did
 to the pipeline's bytes per frame.
 
-Usage: gpu-load.py --seconds S [--size N] [--out FILE]
+Usage: gpu-load.py --seconds S [--size N] [--what NAME] [--out FILE]
 """
 
 import argparse
 import ctypes
 import json
+import os
 import sys
 import time
 
@@ -83,11 +84,49 @@ class Totals:
         self.last = now
 
 
+def record(a, device, products, dt, h2d, d2h):
+    """The run in the format of shared/bench-schema.md: a "frame" is one matrix product."""
+    per = (lambda v: None if v is None else round(v / (products / dt), 1))
+    return {
+        "device": device,
+        "date": os.environ.get("TRTV_DATE") or time.strftime("%Y-%m-%d", time.gmtime()),
+        "commit": os.environ.get("TRTV_COMMIT", "unknown"),
+        "commit_dirty": os.environ.get("TRTV_COMMIT_DIRTY") == "1",
+        "what": a.what,
+        "pipeline": "scripts/device/gpu-load.py " + " ".join(sys.argv[1:])
+        + f": torch.matmul of two {a.size}x{a.size} FP16 matrices, 8 queued then one synchronize, for {a.seconds} s",
+        "cameras": 0,
+        "width": None,
+        "height": None,
+        "batch_size": None,
+        "model": "none",
+        "backend": "none",
+        "frames": products,
+        "frame_meaning": f"one {a.size}x{a.size} FP16 matrix product",
+        "fps_total": round(products / dt, 1),
+        "fps_per_camera": None,
+        "latency_ms": None,
+        "cpu_cores": None,
+        "rss_mib": None,
+        "vram_mib": None,
+        "h2d_bytes_per_frame": per(h2d),
+        "d2h_bytes_per_frame": per(d2h),
+        "h2d_bytes_per_s": None if h2d is None else round(h2d, 1),
+        "d2h_bytes_per_s": None if d2h is None else round(d2h, 1),
+        "pcie_method": "NVML_FI_DEV_PCIE_COUNT_RX_BYTES / _TX_BYTES read after every 8 products, over the run",
+        "seconds": round(dt, 3),
+        "tflops": round(products * 2 * a.size**3 / dt / 1e12, 1),
+        "reference": None,
+        "ratio": None,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--size", type=int, default=8192)
     ap.add_argument("--out")
+    ap.add_argument("--what", default="pcie-load-alone")
     a = ap.parse_args()
     import torch
 
@@ -114,19 +153,10 @@ def main():
         products += 8
         totals.push(nvml.counters())
     dt = time.monotonic() - t0
-    rec = {
-        "what": "gpu-load",
-        "device": torch.cuda.get_device_name(0),
-        "matmul": f"{a.size}x{a.size} fp16",
-        "seconds": round(dt, 3),
-        "products_per_s": round(products / dt, 1),
-        "tflops": round(products * 2 * a.size**3 / dt / 1e12, 1),
-        "h2d_bytes_per_s": None,
-        "d2h_bytes_per_s": None,
-    }
+    h2d = d2h = None
     if first is not None:
-        rec["h2d_bytes_per_s"] = round(totals.h2d / dt, 1)
-        rec["d2h_bytes_per_s"] = round(totals.d2h / dt, 1)
+        h2d, d2h = totals.h2d / dt, totals.d2h / dt
+    rec = record(a, torch.cuda.get_device_name(0), products, dt, h2d, d2h)
     text = json.dumps(rec, indent=1)
     print(text)
     if a.out:

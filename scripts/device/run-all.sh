@@ -14,7 +14,8 @@
 # PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), CUPTI=1
 # (the same pipelines under the CUPTI tracer: API calls, copies, kernels), PACE_SWEEP="2 4 8"
 # (preprocess+infer paced at N x real time; PACE_REF=1 adds the paced decode-only reference),
-# LOAD_TEST=1 (LOAD_PACE=8: paced pipelines with and without unrelated GPU load), NCU=1
+# LOAD_TEST=1 (LOAD_PACE=8, LOAD_SYNC="default blocking": paced pipelines with and without
+# unrelated GPU load), UNPACED_SYNC="default blocking ..." (+UNPACED_FULL=1), NCU=1
 # (Nsight Compute profile of the preprocessing kernel), PROBE_ONLY=1 (the PCIe probe without
 # the inference runs), GRAPH_RUNS=1 (trtinfer fixed-batch / cuda-graph runs; GRAPH_ONLY=1
 # leaves out the plain runs of section 5), INFER_VARIANTS (trtvision-infer-bench
@@ -479,9 +480,29 @@ load_bench() {  # NAME ARGS...: the run quiet, then with gpu-load.py running bes
 if (( FILES_OK )) && [ -n "${LOAD_TEST:-}" ]; then
   R=${LOAD_PACE:-8}
   G="--infer-props cuda-graph=true,max-batch=8"
-  step pcie-load-alone 60 python3 .device-build/gpu-load.py --seconds 10 --out "$RES/$DEV-pcie-load-alone-$DATE.json"
-  load_bench pcie-load-noinfer-${R}x $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --pace ${R}x --reference decode-only
-  load_bench pcie-load-gpuinfer-graph-${R}x $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --pace ${R}x --reference decode-only $G
+  step pcie-load-alone 60 python3 .device-build/gpu-load.py --seconds 10 --what pcie-load-alone --out "$RES/$DEV-pcie-load-alone-$DATE.json"
+  # LOAD_SYNC="default blocking": each pair once per GST_TRTVISION_CUDA_SYNC setting
+  # (results -<setting> after the first).
+  for sync in ${LOAD_SYNC:-default}; do
+    sfx=""
+    if [ "$sync" != default ]; then export GST_TRTVISION_CUDA_SYNC=$sync; sfx="-$sync"; fi
+    load_bench pcie-load-noinfer-${R}x$sfx $COMMON --model $MODEL --stages preprocess,maskselect,overlay --sink demux --pace ${R}x --reference decode-only
+    load_bench pcie-load-gpuinfer-graph-${R}x$sfx $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --pace ${R}x --reference decode-only $G
+    unset GST_TRTVISION_CUDA_SYNC
+  done
+fi
+# UNPACED_SYNC="default blocking default blocking": the unpaced 20 s gpuinfer and full runs with
+# CUDA graphs, alternating GST_TRTVISION_CUDA_SYNC settings (results -sync-<setting>-<i>).
+if (( FILES_OK )) && [ -n "${UNPACED_SYNC:-}" ]; then
+  G="--infer-props cuda-graph=true,max-batch=8"
+  i=0
+  for sync in $UNPACED_SYNC; do
+    i=$(( i + 1 ))
+    [ "$sync" != default ] && export GST_TRTVISION_CUDA_SYNC=$sync
+    bench 8cam-nvdec-gpuinfer-20s-graph-sync-$sync-$i 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --stages preprocess,infer --sink demux --duration 20 --drift-warmup 5 $G
+    [ -n "${UNPACED_FULL:-}" ] && bench 8cam-nvdec-full-20s-graph-sync-$sync-$i 100 90 $COMMON --model $MODEL --backend onnxruntime-cuda --sink demux --device-masks --duration 20 --drift-warmup 5 $G
+    unset GST_TRTVISION_CUDA_SYNC
+  done
 fi
 # PCIE_CTXLOG=1: which CUDA context each element uses in the preprocess+infer pipeline
 # (GStreamer's and our debug lines about contexts, first 300).
