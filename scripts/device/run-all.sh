@@ -14,8 +14,8 @@
 # PCIE_MATRIX=1 (pipelines that differ by one element: where PCIe bytes come from), CUPTI=1
 # (the same pipelines under the CUPTI tracer: API calls, copies, kernels), PACE_SWEEP="2 4 8"
 # (preprocess+infer paced at N x real time; PACE_REF=1 adds the paced decode-only reference),
-# LOAD_TEST=1 (LOAD_PACE=8, LOAD_SYNC="default blocking": paced pipelines with and without
-# unrelated GPU load), UNPACED_SYNC="default blocking ..." (+UNPACED_FULL=1), NCU=1
+# LOAD_TEST=1 (LOAD_PACE=8, LOAD_SYNC="default spin": paced pipelines with and without
+# unrelated GPU load), UNPACED_SYNC="default spin ..." (+UNPACED_FULL=1), NCU=1
 # (Nsight Compute profile of the preprocessing kernel), PROBE_ONLY=1 (the PCIe probe without
 # the inference runs), GRAPH_RUNS=1 (trtinfer fixed-batch / cuda-graph runs; GRAPH_ONLY=1
 # leaves out the plain runs of section 5), INFER_VARIANTS (trtvision-infer-bench
@@ -481,8 +481,8 @@ if (( FILES_OK )) && [ -n "${LOAD_TEST:-}" ]; then
   R=${LOAD_PACE:-8}
   G="--infer-props cuda-graph=true,max-batch=8"
   step pcie-load-alone 60 python3 .device-build/gpu-load.py --seconds 10 --what pcie-load-alone --out "$RES/$DEV-pcie-load-alone-$DATE.json"
-  # LOAD_SYNC="default blocking": each pair once per GST_TRTVISION_CUDA_SYNC setting
-  # (results -<setting> after the first).
+  # LOAD_SYNC="default spin": each pair once per GST_TRTVISION_CUDA_SYNC setting ("default":
+  # unset, the plugin's default; results -<setting> for the others).
   for sync in ${LOAD_SYNC:-default}; do
     sfx=""
     if [ "$sync" != default ]; then export GST_TRTVISION_CUDA_SYNC=$sync; sfx="-$sync"; fi
@@ -491,8 +491,9 @@ if (( FILES_OK )) && [ -n "${LOAD_TEST:-}" ]; then
     unset GST_TRTVISION_CUDA_SYNC
   done
 fi
-# UNPACED_SYNC="default blocking default blocking": the unpaced 20 s gpuinfer and full runs with
-# CUDA graphs, alternating GST_TRTVISION_CUDA_SYNC settings (results -sync-<setting>-<i>).
+# UNPACED_SYNC="default spin default spin": the unpaced 20 s gpuinfer (and with UNPACED_FULL=1
+# full) runs with CUDA graphs, alternating GST_TRTVISION_CUDA_SYNC settings ("default": unset;
+# results -sync-<setting>-<i>).
 if (( FILES_OK )) && [ -n "${UNPACED_SYNC:-}" ]; then
   G="--infer-props cuda-graph=true,max-batch=8"
   i=0

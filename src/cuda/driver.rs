@@ -100,11 +100,17 @@ impl std::fmt::Debug for DeviceContext {
 }
 
 /// Environment variable choosing how host threads wait for the GPU in the primary context
-/// (the one ONNX Runtime and TensorRT use): `spin`, `yield` or `blocking` (CUDA's
-/// scheduling flags: a waiting thread spins, yields its core, or sleeps until the GPU
-/// signals); unset or `auto`: CUDA's choice. Applied when the plugin first takes the
-/// device's primary context.
+/// (the one ONNX Runtime and TensorRT use, and the pipeline's when a trtvision element
+/// creates it): `spin`, `yield` or `blocking` (CUDA's scheduling flags: a waiting thread
+/// spins, yields its core, or sleeps until the GPU signals), `auto`: CUDA's choice. Applied
+/// when the plugin first takes the device's primary context. Unset: [`DEFAULT_SYNC`].
 pub const SYNC_ENV: &str = "GST_TRTVISION_CUDA_SYNC";
+
+/// The scheduling when [`SYNC_ENV`] is unset: `blocking`, set only while the primary context
+/// is not active yet (an application that activated it first keeps its own choice). On the
+/// H100, 8 cameras unpaced with CUDA graphs: 1.2 instead of 2.5 CPU cores, 15-20 KB less PCIe
+/// traffic per frame, 2-4 % fewer frames per second than CUDA's choice (spinning there).
+pub const DEFAULT_SYNC: &str = "blocking";
 
 /// CUDA's `CU_CTX_SCHED_*` flag for a [`SYNC_ENV`] value.
 pub fn sync_flags(value: &str) -> Result<u32, CudaError> {
@@ -130,16 +136,33 @@ impl DeviceContext {
         let mut device: sys::CUdevice = 0;
         // SAFETY: out-pointer to a local; cuInit was done by the probe.
         check(unsafe { sys::cuDeviceGet(&mut device, ordinal) }, "cuDeviceGet")?;
-        if let Some(value) = std::env::var_os(SYNC_ENV) {
+        {
             static APPLIED: std::sync::Mutex<Vec<sys::CUdevice>> = std::sync::Mutex::new(Vec::new());
             let mut applied = APPLIED.lock().unwrap_or_else(|p| p.into_inner());
             if !applied.contains(&device) {
-                let flags = sync_flags(&value.to_string_lossy())?;
-                // SAFETY: valid device; only the scheduling flags are set.
-                check(
-                    unsafe { sys::cuDevicePrimaryCtxSetFlags_v2(device, flags) },
-                    "cuDevicePrimaryCtxSetFlags",
-                )?;
+                match std::env::var_os(SYNC_ENV) {
+                    Some(value) => {
+                        let flags = sync_flags(&value.to_string_lossy())?;
+                        // SAFETY: valid device; only the scheduling flags are set.
+                        check(
+                            unsafe { sys::cuDevicePrimaryCtxSetFlags_v2(device, flags) },
+                            "cuDevicePrimaryCtxSetFlags",
+                        )?;
+                    }
+                    None => {
+                        let (mut flags, mut active) = (0u32, 0i32);
+                        // SAFETY: out-pointers to locals, valid device.
+                        let state =
+                            unsafe { sys::cuDevicePrimaryCtxGetState(device, &mut flags, &mut active) };
+                        if state == sys::CUresult::CUDA_SUCCESS && active == 0 {
+                            // A preference, not a requirement: a refusal leaves CUDA's choice.
+                            // SAFETY: as above.
+                            let _ = unsafe {
+                                sys::cuDevicePrimaryCtxSetFlags_v2(device, sync_flags(DEFAULT_SYNC)?)
+                            };
+                        }
+                    }
+                }
                 applied.push(device);
             }
         }
@@ -817,6 +840,7 @@ mod tests {
         assert_eq!(sync_flags("spin").unwrap(), 1);
         assert_eq!(sync_flags(" Yield").unwrap(), 2);
         assert_eq!(sync_flags("blocking").unwrap(), 4);
+        assert_eq!(sync_flags(DEFAULT_SYNC).unwrap(), 4, "the default is blocking");
         let e = sync_flags("sleepy").unwrap_err().to_string();
         assert!(e.contains("GST_TRTVISION_CUDA_SYNC=sleepy"), "{e}");
     }

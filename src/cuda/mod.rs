@@ -41,7 +41,7 @@ pub use context::{
 };
 pub use driver::{
     copy_device_to_host, copy_host_to_device, device_of_pointer, sync_flags, ContextGuard, DeviceBuffer,
-    DeviceContext, Event, Stream, SYNC_ENV,
+    DeviceContext, Event, Stream, DEFAULT_SYNC, SYNC_ENV,
 };
 pub use frame::{CudaFrame, CUDA_FORMATS};
 pub use nvrtc::KERNEL_FILES;
