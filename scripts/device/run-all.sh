@@ -619,6 +619,12 @@ fi
 # --- 7b. VRAM/RSS drift: the full pipeline paced in real time for DRIFT_S seconds ----------
 # (a call of its own: DRIFT_S=520 TRTV_BUDGET_S=590 with every other step skipped). File
 # cameras loop; RSS and VRAM are sampled every second and fitted after a warm-up.
+# Longer than one call (10 minutes: DRIFT_S=660), as done for -s14f: call 5 copies
+# .device-build and .ort/ort5 to /root/dr and starts this script there in a process session
+# of its own, which outlives the call (OUT=/root/drift-out FRAMES=300 DRIFT_S=660
+# TRTV_BUDGET_S=790 SKIP_...=1 setsid nohup bash .device-build/run-all.sh > /root/drift.log
+# 2>&1 < /dev/null &), then sleeps 575 s; call 6, right after, waits for
+# /root/drift-out/summary.txt and copies /root/drift-out/* to $OUT.
 # DRIFT_PROPS=cuda-graph=true,max-batch=8: with those trtinfer properties (8cam-nvdec-drift-graph).
 if (( FILES_OK )) && [ -n "${DRIFT_S:-}" ]; then
   bench 8cam-nvdec-drift${DRIFT_PROPS:+-graph} $(( DRIFT_S + 60 )) $(( DRIFT_S + 50 )) $COMMON --model $MODEL \
