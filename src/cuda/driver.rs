@@ -108,8 +108,9 @@ pub const SYNC_ENV: &str = "GST_TRTVISION_CUDA_SYNC";
 
 /// The scheduling when [`SYNC_ENV`] is unset: `blocking`, set only while the primary context
 /// is not active yet (an application that activated it first keeps its own choice). On the
-/// H100, 8 cameras unpaced with CUDA graphs: 1.2 instead of 2.5 CPU cores, 15-20 KB less PCIe
-/// traffic per frame, 2-4 % fewer frames per second than CUDA's choice (spinning there).
+/// H100, 8 cameras unpaced with CUDA graphs: 1.1-1.3 instead of 2.2-2.6 CPU cores and 3-7 %
+/// fewer frames per second than CUDA's choice (spinning there); PCIe bytes per frame within
+/// their run-to-run scatter.
 pub const DEFAULT_SYNC: &str = "blocking";
 
 /// CUDA's `CU_CTX_SCHED_*` flag for a [`SYNC_ENV`] value.
