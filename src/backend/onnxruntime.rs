@@ -507,15 +507,15 @@ fn output_to_host(
     value: &DynValue,
     rows: Option<usize>,
 ) -> Result<Tensor, BackendError> {
-    let (elem, dtype, mut shape, count, mut nbytes) = output_layout(name, value)?;
-    let mut keep = count;
-    if let (Some(r), Some(&b)) = (rows, shape.first()) {
-        if r < b {
-            keep = count / b * r;
-            nbytes = nbytes / b * r;
-            shape[0] = r;
-        }
-    }
+    let (elem, dtype, shape, count, nbytes) = output_layout(name, value)?;
+    // A padded run: the first `rows` rows only (the copy below stops at the end of `out`).
+    let (shape, nbytes) = match rows.filter(|&r| shape.first().is_some_and(|&b| r < b)) {
+        Some(r) => (
+            fixed_batch::with_rows(&shape, r),
+            fixed_batch::row_bytes(&shape, r, dtype.size()).unwrap_or(nbytes),
+        ),
+        None => (shape, nbytes),
+    };
     let dims = crate::parsers::fmt_shape(&shape);
     let rt = |e: ort::Error| BackendError::Runtime(format!("reading output '{name}': {e}"));
     let mut bytes = pool.acquire(nbytes);
@@ -530,7 +530,7 @@ fn output_to_host(
                 )));
             }
             let size = dtype.size();
-            for (dst, v) in out.chunks_exact_mut(size).zip(data.iter().take(keep)) {
+            for (dst, v) in out.chunks_exact_mut(size).zip(data.iter()) {
                 let conv = $conv;
                 dst.copy_from_slice(&conv(*v));
             }
@@ -1128,7 +1128,7 @@ impl OrtBackend {
         // Padded host inputs (they must outlive the values that borrow them) and the
         // address each device input is read from.
         let mut padded: Vec<Option<PooledBytes>> = Vec::with_capacity(checked.len());
-        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(checked.len());
+        let mut shapes: Vec<Cow<'_, [usize]>> = Vec::with_capacity(checked.len());
         let mut device_ptrs: Vec<u64> = Vec::with_capacity(checked.len());
         for (i, (t, nbytes)) in checked.iter().enumerate() {
             let name = &self.inputs[i].name;
@@ -1138,7 +1138,7 @@ impl OrtBackend {
             };
             let Some(batch) = pad_to else {
                 padded.push(None);
-                shapes.push(t.shape.clone());
+                shapes.push(Cow::Borrowed(&t.shape));
                 if let TensorStorage::Device { ptr, .. } = &t.storage {
                     device_ptrs.push(*ptr);
                 }
@@ -1147,7 +1147,7 @@ impl OrtBackend {
             let full = fixed_batch::row_bytes(&t.shape, batch, t.dtype.size()).ok_or_else(|| {
                 BackendError::ShapeMismatch(format!("input '{name}' shape overflows at batch {batch}"))
             })?;
-            shapes.push(fixed_batch::with_rows(&t.shape, batch));
+            shapes.push(Cow::Owned(fixed_batch::with_rows(&t.shape, batch)));
             match &t.storage {
                 TensorStorage::Host(bytes) => {
                     let mut out = self.pool.acquire(full);
