@@ -25,6 +25,7 @@ pub mod parsers;
 pub mod preprocess;
 pub mod results;
 pub mod scene;
+pub mod serve;
 pub mod tensor;
 pub mod tracking;
 pub mod transform;

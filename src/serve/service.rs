@@ -1,0 +1,774 @@
+//! The service's pipeline and the cameras added to and removed from it while it plays.
+//!
+//! ```text
+//! camera-<id> ─┐
+//! camera-<id> ─┼─ trtmux ─ (trtpreprocess ─ trtinfer)… ─ [trttracker] ─ trtmaskselect
+//!          …  ─┘   ─ [trtoverlay] ─ [trtjsonexport] ─ tee ─ queue ─ trtdemux ─ branch-<n>…
+//!                                                         └ queue ─ trttiler ─ encoder ─ mp4
+//! ```
+//!
+//! Adding a camera requests trtmux pad `sink_<n>`, adds the source and brings it to the
+//! pipeline's state; the first frame of source `n` out of trtdemux creates `src_<n>`, which
+//! gets a branch (`queue ! fakesink`, or `queue ! encoder ! mp4mux ! filesink` when the
+//! camera is recorded). Removing one stops its source (nothing more enters trtmux),
+//! releases the trtmux pad (trtmux batches what was queued and then ends the source, so
+//! trtdemux sends EOS on `src_<n>`), and once the EOS has gone through the branch
+//! (recording finalised) removes the branch. The other cameras are never paused.
+
+use super::camera::{redact_credentials, CameraUri};
+use super::config::{validate_camera_id, EncoderChoice, ServeConfig};
+use super::http::{AddCamera, ApiError, CameraControl, CameraInfo, RecordRequest};
+use super::metrics::{CameraSeries, Metrics};
+use super::stats::CameraStats;
+use crate::batch::BatchMeta;
+use gst::prelude::*;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a removal waits for the camera's branch to finish (recording finalised).
+const BRANCH_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A camera of the running pipeline.
+pub struct Camera {
+    pub id: String,
+    /// URI without credentials.
+    pub uri: String,
+    pub kind: CameraUri,
+    pub pad_index: u32,
+    pub record: bool,
+    source: gst::Element,
+    mux_pad: gst::Pad,
+    stats: Mutex<CameraStats>,
+    series: CameraSeries,
+}
+
+impl Camera {
+    fn info(&self) -> CameraInfo {
+        let mut s = self.stats.lock().unwrap();
+        let fps = s.fps(Instant::now());
+        self.series.fps.set(fps);
+        let ms = |q| s.latency_quantile(q).map(|v| (v * 1e6).round() / 1e3);
+        CameraInfo {
+            id: self.id.clone(),
+            uri: self.uri.clone(),
+            state: s.state.clone(),
+            fps: (fps * 100.0).round() / 100.0,
+            latency_p50_ms: ms(0.5),
+            latency_p99_ms: ms(0.99),
+            frames: s.frames,
+            gaps: s.gaps,
+            reconnects: s.reconnects,
+            source: self.pad_index,
+            record: self.record,
+        }
+    }
+}
+
+/// Per-camera output after trtdemux.
+struct Branch {
+    bin: gst::Bin,
+    demux_pad: gst::Pad,
+}
+
+#[derive(Default)]
+struct Branches {
+    by_index: HashMap<u32, Branch>,
+}
+
+/// The pipeline and its cameras.
+pub struct Service {
+    pipeline: gst::Pipeline,
+    mux: gst::Element,
+    config: ServeConfig,
+    metrics: Arc<Metrics>,
+    cameras: Mutex<BTreeMap<String, Arc<Camera>>>,
+    /// Cameras by trtmux pad, including removed ones whose last frames are still on the way.
+    by_index: Mutex<HashMap<u32, Arc<Camera>>>,
+    branches: Mutex<Branches>,
+    branch_gone: Condvar,
+    /// Serialises additions and removals.
+    changes: Mutex<()>,
+    next_index: AtomicU32,
+    stopping: AtomicBool,
+    /// Warnings already printed (bounded).
+    reported: Mutex<std::collections::HashSet<String>>,
+    started: Instant,
+}
+
+fn make(factory: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| format!("the GStreamer element {factory} is not installed"))
+}
+
+fn encoder_chain(choice: EncoderChoice, bitrate: u32) -> Result<Vec<gst::Element>, String> {
+    let nv = gst::ElementFactory::find("nvh264enc").is_some();
+    let use_nv = match choice {
+        EncoderChoice::Auto => nv,
+        EncoderChoice::Nvh264 => true,
+        EncoderChoice::X264 => false,
+    };
+    let mut chain = Vec::new();
+    if use_nv {
+        let enc = make("nvh264enc")?;
+        enc.set_property("bitrate", bitrate);
+        chain.push(enc);
+    } else {
+        // CUDA frames (NVDEC cameras) reach the CPU encoder through one download.
+        if gst::ElementFactory::find("cudadownload").is_some() {
+            chain.push(make("cudadownload")?);
+        }
+        chain.push(make("videoconvert")?);
+        let enc = make("x264enc")?;
+        enc.set_property("bitrate", bitrate);
+        enc.set_property_from_str("speed-preset", "ultrafast");
+        enc.set_property_from_str("tune", "zerolatency");
+        chain.push(enc);
+    }
+    chain.push(make("h264parse")?);
+    chain.push(make("mp4mux")?);
+    Ok(chain)
+}
+
+fn file_sink(location: &std::path::Path) -> Result<gst::Element, String> {
+    let sink = make("filesink")?;
+    sink.set_property("location", location.display().to_string());
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    Ok(sink)
+}
+
+fn link_chain(bin: &gst::Bin, chain: &[gst::Element]) -> Result<(), String> {
+    bin.add_many(chain).map_err(|e| e.to_string())?;
+    gst::Element::link_many(chain).map_err(|e| format!("cannot link the output chain: {e}"))
+}
+
+impl Service {
+    /// Builds the pipeline with the config's cameras (not started).
+    pub fn new(config: ServeConfig) -> Result<Arc<Self>, String> {
+        let pipeline = gst::Pipeline::with_name("trtvision-serve");
+        let mux = make("trtmux")?;
+        mux.set_property("batch-size", config.batch.batch_size);
+        mux.set_property("batched-push-timeout", config.batch.batched_push_timeout);
+        let metrics = Arc::new(Metrics::new());
+
+        // Pad numbers of the configured cameras, for the models' `sources`.
+        let indices: HashMap<&str, u32> = config
+            .cameras
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i as u32))
+            .collect();
+        let mut chain = vec![mux.clone()];
+        for m in &config.models {
+            let pre = make("trtpreprocess")?;
+            let path = m.config.display().to_string();
+            pre.set_property("config-file", &path);
+            if let Some(cams) = &m.cameras {
+                let list: Vec<String> = cams
+                    .iter()
+                    .filter_map(|c| indices.get(c.as_str()))
+                    .map(u32::to_string)
+                    .collect();
+                pre.set_property("sources", list.join(","));
+            }
+            let infer = make("trtinfer")?;
+            infer.set_property("model", &path);
+            let name = crate::config::ModelConfig::from_file(&m.config)
+                .map_err(|e| format!("model {path}: {e}"))?
+                .name
+                .clone();
+            Self::time_inference(&infer, metrics.model(&name));
+            chain.extend([pre, infer]);
+        }
+        if config.tracker.enabled {
+            chain.push(make("trttracker")?);
+        }
+        chain.push(make("trtmaskselect")?);
+        let out = &config.output;
+        if out.mosaic.is_some() || out.recordings.is_some() {
+            chain.push(make("trtoverlay")?);
+        }
+        if let Some(json) = &out.json {
+            let export = make("trtjsonexport")?;
+            export.set_property("location", json.display().to_string());
+            chain.push(export);
+        }
+        let demux = make("trtdemux")?;
+        let demux_queue = make("queue")?;
+        link_chain(pipeline.upcast_ref(), &chain)?;
+        pipeline
+            .add_many([&demux_queue, &demux])
+            .map_err(|e| e.to_string())?;
+        demux_queue.link(&demux).map_err(|e| e.to_string())?;
+        let last = chain.last().expect("chain has trtmux").clone();
+        if let Some(mosaic) = &out.mosaic {
+            if let Some(dir) = mosaic.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let tee = make("tee")?;
+            let queue = make("queue")?;
+            let tiler = make("trttiler")?;
+            tiler.set_property("width", out.mosaic_width.unwrap_or(1280));
+            tiler.set_property("height", out.mosaic_height.unwrap_or(720));
+            tiler.set_property("columns", out.mosaic_columns.unwrap_or(0));
+            tiler.set_property("rows", out.mosaic_rows.unwrap_or(0));
+            let mut mchain = vec![queue, tiler];
+            mchain.extend(encoder_chain(out.encoder, out.bitrate.unwrap_or(4000))?);
+            mchain.push(file_sink(mosaic)?);
+            pipeline.add(&tee).map_err(|e| e.to_string())?;
+            last.link(&tee).map_err(|e| e.to_string())?;
+            tee.link(&demux_queue).map_err(|e| e.to_string())?;
+            link_chain(pipeline.upcast_ref(), &mchain)?;
+            tee.link(&mchain[0]).map_err(|e| e.to_string())?;
+        } else {
+            last.link(&demux_queue).map_err(|e| e.to_string())?;
+        }
+        if let Some(dir) = &out.recordings {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        Self::measure_batches(&mux, &metrics);
+
+        let service = Arc::new(Self {
+            pipeline,
+            mux,
+            config,
+            metrics,
+            cameras: Mutex::new(BTreeMap::new()),
+            by_index: Mutex::new(HashMap::new()),
+            branches: Mutex::new(Branches::default()),
+            branch_gone: Condvar::new(),
+            changes: Mutex::new(()),
+            next_index: AtomicU32::new(0),
+            stopping: AtomicBool::new(false),
+            reported: Mutex::new(Default::default()),
+            started: Instant::now(),
+        });
+        let weak = Arc::downgrade(&service);
+        demux.connect_pad_added(move |_, pad| {
+            if let Some(s) = weak.upgrade() {
+                if let Err(e) = s.attach_branch(pad) {
+                    gst::element_error!(
+                        s.pipeline,
+                        gst::CoreError::Pad,
+                        ("Cannot attach the output of {}: {e}", pad.name())
+                    );
+                }
+            }
+        });
+        for c in service.config.cameras.clone() {
+            service.add_camera(c).map_err(|e| e.message)?;
+        }
+        Ok(service)
+    }
+
+    /// The pipeline (for its bus and state).
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.pipeline
+    }
+
+    /// Whether the service is shutting down (branches then stay until the pipeline stops).
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether `text` is reported for the first time (at most 256 distinct texts are kept).
+    pub fn first_report(&self, text: &str) -> bool {
+        let mut seen = self.reported.lock().unwrap();
+        if seen.contains(text) {
+            return false;
+        }
+        if seen.len() < 256 {
+            seen.insert(text.to_owned());
+        }
+        true
+    }
+
+    /// Whether a shutdown began.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn time_inference(infer: &gst::Element, histogram: prometheus_client::metrics::histogram::Histogram) {
+        let entered = Arc::new(Mutex::new(VecDeque::<Instant>::new()));
+        let (sink, src) = (infer.static_pad("sink"), infer.static_pad("src"));
+        let (Some(sink), Some(src)) = (sink, src) else {
+            return;
+        };
+        let e = entered.clone();
+        sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let mut q = e.lock().unwrap();
+            if q.len() >= 64 {
+                q.pop_front();
+            }
+            q.push_back(Instant::now());
+            gst::PadProbeReturn::Ok
+        });
+        src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if let Some(t) = entered.lock().unwrap().pop_front() {
+                histogram.observe(t.elapsed().as_secs_f64());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    fn measure_batches(mux: &gst::Element, metrics: &Metrics) {
+        let Some(src) = mux.static_pad("src") else { return };
+        let fill = metrics.batch_fill.clone();
+        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(meta) = info.buffer().and_then(|b| b.meta::<BatchMeta>()) {
+                let b = meta.batch();
+                if b.batch_size > 0 {
+                    fill.observe(b.slots.len() as f64 / b.batch_size as f64);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    fn running_time(&self) -> Option<gst::ClockTime> {
+        let clock = self.pipeline.clock()?;
+        clock.time().checked_sub(self.pipeline.base_time()?)
+    }
+
+    fn add_locked(&self, req: AddCamera) -> Result<Arc<Camera>, ApiError> {
+        validate_camera_id(&req.id).map_err(|m| ApiError::new(400, m))?;
+        let kind = CameraUri::parse(&req.uri).map_err(|m| ApiError::new(400, m))?;
+        if req.record && self.config.output.recordings.is_none() {
+            return Err(ApiError::new(
+                400,
+                "recording needs a recordings directory in the [output] section of the config",
+            ));
+        }
+        if self.cameras.lock().unwrap().contains_key(&req.id) {
+            return Err(ApiError::new(
+                409,
+                format!("camera \"{}\" already exists", req.id),
+            ));
+        }
+        let source = kind.make_source(&req.id).map_err(|m| ApiError::new(400, m))?;
+        self.configure_event_recording(&source);
+        let index = self.next_index.fetch_add(1, Ordering::SeqCst);
+        let fail = |m: String| ApiError::new(500, m);
+        self.pipeline.add(&source).map_err(|e| fail(e.to_string()))?;
+        let undo = |m: String| {
+            let _ = self.pipeline.remove(&source);
+            fail(m)
+        };
+        let Some(mux_pad) = self.mux.request_pad_simple(&format!("sink_{index}")) else {
+            return Err(undo("trtmux refused a new sink pad".into()));
+        };
+        let Some(src_pad) = source.static_pad("src") else {
+            self.mux.release_request_pad(&mux_pad);
+            return Err(undo("the camera source has no src pad".into()));
+        };
+        let playing = self.pipeline.current_state() == gst::State::Playing;
+        if kind.starts_at_zero() && playing {
+            // The scene camera's timestamps start at zero: its clock time and running time
+            // are shifted to now, so that it is paced from now instead of catching up.
+            if let (Some(now), Some(base)) = (self.running_time(), self.pipeline.base_time()) {
+                source.set_base_time(base + now);
+                src_pad.set_offset(now.nseconds() as i64);
+            }
+        }
+        let camera = Arc::new(Camera {
+            uri: redact_credentials(&req.uri),
+            series: self.metrics.camera(&req.id),
+            id: req.id,
+            kind,
+            pad_index: index,
+            record: req.record,
+            source: source.clone(),
+            mux_pad: mux_pad.clone(),
+            stats: Mutex::new(CameraStats::default()),
+        });
+        let weak = Arc::downgrade(&camera);
+        mux_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let (Some(c), Some(b)) = (weak.upgrade(), info.buffer()) {
+                c.stats
+                    .lock()
+                    .unwrap()
+                    .frame_in(b.pts().map(|t| t.nseconds()), Instant::now());
+            }
+            gst::PadProbeReturn::Ok
+        });
+        if let Err(e) = src_pad.link(&mux_pad) {
+            self.mux.release_request_pad(&mux_pad);
+            return Err(undo(format!("cannot link the camera to trtmux: {e:?}")));
+        }
+        self.by_index.lock().unwrap().insert(index, camera.clone());
+        self.cameras
+            .lock()
+            .unwrap()
+            .insert(camera.id.clone(), camera.clone());
+        self.metrics
+            .cameras
+            .set(self.cameras.lock().unwrap().len() as i64);
+        if self.pipeline.current_state() > gst::State::Null && source.sync_state_with_parent().is_err() {
+            let _ = self.remove_locked(&camera.id);
+            return Err(fail(format!("camera \"{}\" could not start", camera.id)));
+        }
+        gst::info!(
+            gst::CAT_DEFAULT,
+            "camera {} ({}) on trtmux sink_{index}",
+            camera.id,
+            camera.uri
+        );
+        Ok(camera)
+    }
+
+    /// trtcamsrc keeps its compressed stream for event recording when an events directory
+    /// is configured.
+    fn configure_event_recording(&self, source: &gst::Element) {
+        let out = &self.config.output;
+        let Some(dir) = out.events.as_ref().or(out.recordings.as_ref()) else {
+            return;
+        };
+        if source.find_property("record-dir").is_some() {
+            source.set_property_from_str("record-dir", &dir.display().to_string());
+        }
+        if source.find_property("record-buffer").is_some() {
+            let seconds = out.event_buffer.unwrap_or(10);
+            source.set_property_from_str("record-buffer", &seconds.to_string());
+        }
+    }
+
+    fn remove_locked(&self, id: &str) -> Result<(), ApiError> {
+        let camera = self
+            .cameras
+            .lock()
+            .unwrap()
+            .remove(id)
+            .ok_or_else(|| ApiError::new(404, format!("there is no camera \"{id}\"")))?;
+        self.metrics
+            .cameras
+            .set(self.cameras.lock().unwrap().len() as i64);
+        let source = &camera.source;
+        if let Some(src_pad) = source.static_pad("src") {
+            // Nothing of this camera enters trtmux any more; what is queued there is batched.
+            src_pad.add_probe(gst::PadProbeType::DATA_DOWNSTREAM, |_, _| {
+                gst::PadProbeReturn::Drop
+            });
+            let _ = source.set_state(gst::State::Null);
+            let _ = src_pad.unlink(&camera.mux_pad);
+        } else {
+            let _ = source.set_state(gst::State::Null);
+        }
+        let _ = self.pipeline.remove(source);
+        self.mux.release_request_pad(&camera.mux_pad);
+        self.metrics.remove_camera(id);
+        // Wait until trtdemux ended the camera's output and its branch is gone (the
+        // recording is then complete).
+        let index = camera.pad_index;
+        let deadline = Instant::now() + BRANCH_DRAIN_TIMEOUT;
+        let mut branches = self.branches.lock().unwrap();
+        while branches.by_index.contains_key(&index) && !self.stopping.load(Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                gst::warning!(
+                    gst::CAT_DEFAULT,
+                    "camera {id}: its output did not end within {BRANCH_DRAIN_TIMEOUT:?}"
+                );
+                break;
+            }
+            branches = self.branch_gone.wait_timeout(branches, left).unwrap().0;
+        }
+        let has_branch = branches.by_index.contains_key(&index);
+        drop(branches);
+        if !has_branch {
+            self.by_index.lock().unwrap().remove(&index);
+        }
+        gst::info!(gst::CAT_DEFAULT, "camera {id} removed");
+        Ok(())
+    }
+
+    /// Links trtdemux's new `src_<n>` to a branch and counts the camera's frames on it.
+    fn attach_branch(self: &Arc<Self>, pad: &gst::Pad) -> Result<(), String> {
+        let index: u32 = pad
+            .name()
+            .strip_prefix("src_")
+            .and_then(|n| n.parse().ok())
+            .ok_or("unexpected pad name")?;
+        let camera = self.by_index.lock().unwrap().get(&index).cloned();
+        let bin = gst::Bin::with_name(&format!("branch-{index}"));
+        let mut chain = vec![make("queue")?];
+        let recording = match (&camera, &self.config.output.recordings) {
+            (Some(c), Some(dir)) if c.record => {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                Some(dir.join(format!("{}-{secs}.mp4", c.id)))
+            }
+            _ => None,
+        };
+        match &recording {
+            Some(path) => {
+                chain.extend(encoder_chain(
+                    self.config.output.encoder,
+                    self.config.output.bitrate.unwrap_or(4000),
+                )?);
+                chain.push(file_sink(path)?);
+            }
+            None => {
+                let sink = make("fakesink")?;
+                sink.set_property("sync", false);
+                sink.set_property("async", false);
+                chain.push(sink);
+            }
+        }
+        link_chain(&bin, &chain)?;
+        let target = chain[0].static_pad("sink").ok_or("queue has no sink pad")?;
+        let ghost = gst::GhostPad::with_target(&target).map_err(|e| e.to_string())?;
+        bin.add_pad(&ghost).map_err(|e| e.to_string())?;
+        let sink_pad = chain
+            .last()
+            .and_then(|s| s.static_pad("sink"))
+            .ok_or("sink has no pad")?;
+        let weak = Arc::downgrade(self);
+        sink_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if info.event().is_some_and(|e| e.type_() == gst::EventType::Eos) {
+                if let Some(s) = weak.upgrade() {
+                    s.branch_ended(index);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+        if let Some(c) = &camera {
+            Self::count_frames(pad, c);
+        }
+        self.pipeline.add(&bin).map_err(|e| e.to_string())?;
+        bin.sync_state_with_parent().map_err(|e| e.to_string())?;
+        pad.link(&ghost).map_err(|e| format!("{e:?}"))?;
+        self.branches.lock().unwrap().by_index.insert(
+            index,
+            Branch {
+                bin,
+                demux_pad: pad.clone(),
+            },
+        );
+        if let Some(p) = recording {
+            gst::info!(gst::CAT_DEFAULT, "recording source {index} into {}", p.display());
+        }
+        Ok(())
+    }
+
+    fn count_frames(pad: &gst::Pad, camera: &Arc<Camera>) {
+        let weak = Arc::downgrade(camera);
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                let Some(c) = weak.upgrade() else {
+                    return gst::PadProbeReturn::Remove;
+                };
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => {
+                        let latency = c.stats.lock().unwrap().frame_out(
+                            b.pts().map(|t| t.nseconds()),
+                            b.duration().map(|t| t.nseconds()),
+                            b.flags().contains(gst::BufferFlags::DISCONT),
+                            Instant::now(),
+                        );
+                        c.series.frames.inc();
+                        if let Some(l) = latency {
+                            c.series.latency.observe(l.as_secs_f64());
+                        }
+                    }
+                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Gap => {
+                        c.stats.lock().unwrap().gap();
+                        c.series.gaps.inc();
+                    }
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+
+    /// The EOS of source `index` went through its branch: remove the branch (from another
+    /// thread, the branch's own streaming thread is the caller).
+    fn branch_ended(self: &Arc<Self>, index: u32) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("remove-branch-{index}"))
+            .spawn(move || {
+                let Some(s) = weak.upgrade() else { return };
+                let branch = s.branches.lock().unwrap().by_index.remove(&index);
+                if let Some(b) = branch {
+                    let _ = b.bin.set_state(gst::State::Null);
+                    if let Some(ghost) = b.bin.static_pad("sink") {
+                        let _ = b.demux_pad.unlink(&ghost);
+                    }
+                    let _ = s.pipeline.remove(&b.bin);
+                }
+                s.by_index.lock().unwrap().remove(&index);
+                s.branch_gone.notify_all();
+            });
+        if let Err(e) = spawned {
+            gst::error!(
+                gst::CAT_DEFAULT,
+                "cannot remove the branch of source {index}: {e}"
+            );
+        }
+    }
+
+    /// The camera whose source posted `msg`, if any.
+    pub fn camera_of_message(&self, msg: &gst::Message) -> Option<Arc<Camera>> {
+        let mut obj = msg.src()?.clone();
+        loop {
+            let parent = obj.parent()?;
+            if parent == *self.pipeline.upcast_ref::<gst::Object>() {
+                break;
+            }
+            obj = parent;
+        }
+        self.by_index
+            .lock()
+            .unwrap()
+            .values()
+            .find(|c| c.source.upcast_ref::<gst::Object>() == &obj)
+            .cloned()
+    }
+
+    /// Takes a `trtcamsrc-status` message into the camera's state and reconnect count.
+    pub fn camera_status(&self, s: &gst::StructureRef) {
+        let Ok(id) = s.get::<String>("camera-id") else {
+            return;
+        };
+        let Some(camera) = self.cameras.lock().unwrap().get(&id).cloned() else {
+            return;
+        };
+        let mut stats = camera.stats.lock().unwrap();
+        if let Ok(state) = s.get::<String>("state") {
+            if !state.starts_with("recording") {
+                stats.state = state;
+            }
+        }
+        stats.reason = s.get::<String>("reason").ok();
+        let reconnects = s
+            .get::<u32>("reconnects")
+            .map(u64::from)
+            .or_else(|_| s.get::<u64>("reconnects"))
+            .or_else(|_| s.get::<i32>("reconnects").map(|v| v.max(0) as u64))
+            .ok();
+        if let Some(r) = reconnects.filter(|r| *r > stats.reconnects) {
+            camera.series.reconnects.inc_by(r - stats.reconnects);
+            stats.reconnects = r;
+        }
+    }
+
+    /// A camera's source failed on its own: it leaves the pipeline, the others go on.
+    pub fn camera_failed(self: &Arc<Self>, camera: &Arc<Camera>, error: &str) {
+        eprintln!("camera {} failed and is removed: {error}", camera.id);
+        {
+            let mut s = camera.stats.lock().unwrap();
+            s.state = "failed".into();
+            s.reason = Some(error.to_owned());
+        }
+        let (weak, id) = (Arc::downgrade(self), camera.id.clone());
+        let _ = std::thread::Builder::new()
+            .name("remove-camera".into())
+            .spawn(move || {
+                if let Some(s) = weak.upgrade() {
+                    let _guard = s.changes.lock().unwrap();
+                    let _ = s.remove_locked(&id);
+                }
+            });
+    }
+
+    /// Paths created by the service's outputs, for the startup message.
+    pub fn outputs(&self) -> Vec<PathBuf> {
+        let o = &self.config.output;
+        [&o.json, &o.mosaic, &o.recordings]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+impl CameraControl for Arc<Service> {
+    fn health(&self) -> Result<serde_json::Value, ApiError> {
+        let (_, state, _) = self.pipeline.state(gst::ClockTime::ZERO);
+        let body = serde_json::json!({
+            "status": if state == gst::State::Playing { "ok" } else { "starting" },
+            "pipeline": format!("{state:?}").to_lowercase(),
+            "cameras": self.cameras.lock().unwrap().len(),
+            "uptime_s": self.started.elapsed().as_secs(),
+        });
+        if state == gst::State::Playing {
+            Ok(body)
+        } else {
+            Err(ApiError::new(
+                503,
+                format!("the pipeline is {state:?}, not playing"),
+            ))
+        }
+    }
+
+    fn cameras(&self) -> Vec<CameraInfo> {
+        let list: Vec<_> = self.cameras.lock().unwrap().values().cloned().collect();
+        list.iter().map(|c| c.info()).collect()
+    }
+
+    fn add_camera(&self, req: AddCamera) -> Result<CameraInfo, ApiError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(ApiError::new(503, "the service is shutting down"));
+        }
+        let _guard = self.changes.lock().unwrap();
+        self.add_locked(req).map(|c| c.info())
+    }
+
+    fn remove_camera(&self, id: &str) -> Result<(), ApiError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(ApiError::new(503, "the service is shutting down"));
+        }
+        let _guard = self.changes.lock().unwrap();
+        self.remove_locked(id)
+    }
+
+    fn record(&self, id: &str, req: RecordRequest) -> Result<String, ApiError> {
+        let camera = self
+            .cameras
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::new(404, format!("there is no camera \"{id}\"")))?;
+        if camera.source.factory().is_none_or(|f| f.name() != "trtcamsrc") {
+            return Err(ApiError::new(
+                409,
+                format!("camera \"{id}\" is a synthetic scene:// camera: event recording needs a trtcamsrc camera (rtsp, http or file)"),
+            ));
+        }
+        let out = &self.config.output;
+        if out.events.is_none() && out.recordings.is_none() {
+            return Err(ApiError::new(
+                409,
+                "event recording is off: set events (or recordings) in the [output] section",
+            ));
+        }
+        let file = camera
+            .source
+            .emit_by_name::<String>("record", &[&req.before, &req.after]);
+        if file.is_empty() {
+            return Err(ApiError::new(503, format!("camera \"{id}\" could not start a recording (no keyframe buffered yet, or one is running)")));
+        }
+        Ok(file)
+    }
+
+    fn metrics(&self) -> String {
+        let cams: Vec<_> = self.cameras.lock().unwrap().values().cloned().collect();
+        for c in cams {
+            // fps is a gauge over a window: bring it up to date for the scrape.
+            let _ = c.info();
+        }
+        self.metrics.encode()
+    }
+}

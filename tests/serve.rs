@@ -1,0 +1,393 @@
+//! `trtvision-serve` as users run it: a child process with synthetic `scene://` cameras and
+//! the shapes-yolo model, driven through its HTTP API on 127.0.0.1.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FRAME_NS: u64 = 100_000_000; // 10 frames/s
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Serve {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trtvision-serve"))
+            .arg(config)
+            .args(["--http", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("trtvision-serve starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let base = loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(at) = line.find("http://") {
+                        break line[at..].trim().to_owned();
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("trtvision-serve did not announce its HTTP address: {e}");
+                }
+            }
+        };
+        Self { child, base }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let req = ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(30));
+        let res = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        match res {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    fn cameras(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self.call("GET", "/cameras", None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("GET /cameras is JSON")
+    }
+
+    fn frames(&self) -> std::collections::BTreeMap<String, u64> {
+        self.cameras()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_owned(),
+                    c["frames"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, mut ok: impl FnMut(&Self) -> bool) {
+        let end = Instant::now() + timeout;
+        while !ok(self) {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// RSS (kB), threads and open file descriptors of the service process.
+    fn resources(&self) -> (u64, u64, u64) {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("proc fd")
+            .count() as u64;
+        (field("VmRSS:"), field("Threads:"), fds)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("trtvision-serve did not end within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let mut text = String::new();
+    for i in 0..4 {
+        text += &format!(
+            "[[camera]]\nid = \"cam{i}\"\nuri = \"scene://{i}?width=160&height=120&framerate=10\"\nrecord = {}\n",
+            i == 0
+        );
+    }
+    text += &format!(
+        "[[model]]\nconfig = \"{}\"\n[tracker]\nenabled = true\n[output]\nrecordings = \"rec\"\njson = \"detections.jsonl\"\nmosaic = \"mosaic.mp4\"\nmosaic-width = 320\nmosaic-height = 240\nencoder = \"x264\"\n",
+        common::cfg("shapes-yolo.toml")
+    );
+    let path = dir.join("serve.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Decodes an MP4 file to the end; returns the number of video frames.
+fn decode_mp4(path: &Path) -> usize {
+    common::init();
+    let pipeline = common::parse(&format!(
+        "filesrc location={} ! qtdemux ! h264parse ! decodebin ! videoconvert ! appsink name=sink sync=false",
+        path.display()
+    ));
+    let frames = common::collect(&pipeline, "sink");
+    if let Err(e) = common::run_to_end(&pipeline, gst::ClockTime::from_seconds(60)) {
+        panic!("{} does not decode: {e}", path.display());
+    }
+    let n = frames.lock().unwrap().len();
+    n
+}
+
+/// Per source of the JSON lines: (frame number, pts) in order.
+fn frames_by_source(jsonl: &Path) -> std::collections::BTreeMap<u64, Vec<(u64, u64)>> {
+    let mut out = std::collections::BTreeMap::<u64, Vec<(u64, u64)>>::new();
+    for line in std::fs::read_to_string(jsonl).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        out.entry(v["source"].as_u64().unwrap())
+            .or_default()
+            .push((v["frame"].as_u64().unwrap(), v["pts"].as_u64().unwrap()));
+    }
+    out
+}
+
+#[test]
+fn serve_api_runtime_cameras_metrics_and_clean_shutdown() {
+    let dir = common::temp_path("serve", "run");
+    let config = write_config(&dir);
+    let serve = Serve::start(&config);
+
+    serve.wait_for("GET /health 200", Duration::from_secs(60), |s| {
+        s.call("GET", "/health", None).0 == 200
+    });
+    let cams = serve.cameras();
+    assert_eq!(cams.len(), 4, "{cams:?}");
+    assert_eq!(cams[0]["uri"], "scene://0?width=160&height=120&framerate=10");
+    serve.wait_for("frames from every camera", Duration::from_secs(60), |s| {
+        s.frames().values().all(|f| *f >= 3)
+    });
+
+    // Errors: duplicate id, bad JSON, bad URI, unknown camera, event recording of a scene camera.
+    assert_eq!(
+        serve
+            .call("POST", "/cameras", Some(r#"{"id":"cam1","uri":"scene://9"}"#))
+            .0,
+        409
+    );
+    assert_eq!(serve.call("POST", "/cameras", Some("{oops")).0, 400);
+    assert_eq!(
+        serve
+            .call("POST", "/cameras", Some(r#"{"id":"x","uri":"gopher://a"}"#))
+            .0,
+        400
+    );
+    assert_eq!(serve.call("DELETE", "/cameras/nope", None).0, 404);
+    assert_eq!(
+        serve
+            .call("POST", "/cameras/cam1/record", Some(r#"{"before":1,"after":1}"#))
+            .0,
+        409
+    );
+
+    // Add a recorded camera, let it run, remove it.
+    let (status, body) = serve.call(
+        "POST",
+        "/cameras",
+        Some(r#"{"id":"extra","uri":"scene://7?width=160&height=120&framerate=10","record":true}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    serve.wait_for("frames of the added camera", Duration::from_secs(60), |s| {
+        s.frames().get("extra").is_some_and(|f| *f >= 5)
+    });
+    let before = serve.frames();
+    let (status, body) = serve.call("DELETE", "/cameras/extra", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serve.cameras().len(), 4);
+    serve.wait_for("the other cameras to go on", Duration::from_secs(60), |s| {
+        let now = s.frames();
+        (0..4).all(|i| now[&format!("cam{i}")] >= before[&format!("cam{i}")] + 3)
+    });
+
+    // Metrics parse as Prometheus text and hold the per-camera series.
+    let (status, text) = serve.call("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse");
+    let frames_cam0 = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "trtvision_camera_frames_total" && s.labels.get("camera") == Some("cam0"))
+        .expect("frames of cam0");
+    // prometheus-parse reads the OpenMetrics `_total` sample of a counter as untyped.
+    let value = match frames_cam0.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("frames of cam0 is {other:?}"),
+    };
+    assert!(value >= 3.0, "{frames_cam0:?}");
+    for series in [
+        "trtvision_camera_latency_seconds_count",
+        "trtvision_inference_seconds_count",
+        "trtvision_batch_fill_ratio_count",
+        "trtvision_camera_fps",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == series),
+            "{series} missing in\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("camera=\"extra\""),
+        "a removed camera's series stay:\n{text}"
+    );
+
+    // 100 add/remove cycles: resources stay flat.
+    let cycle = |i: usize| {
+        let id = format!("c{i}");
+        let uri = format!("scene://{}?width=64&height=48&framerate=10", 10 + i % 5);
+        let (status, body) = serve.call(
+            "POST",
+            "/cameras",
+            Some(&format!(r#"{{"id":"{id}","uri":"{uri}"}}"#)),
+        );
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = serve.call("DELETE", &format!("/cameras/{id}"), None);
+        assert_eq!(status, 200, "{body}");
+    };
+    let started = Instant::now();
+    for i in 0..20 {
+        cycle(i);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss0, threads0, fds0) = serve.resources();
+    for i in 20..100 {
+        cycle(i);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss1, threads1, fds1) = serve.resources();
+    println!(
+        "100 add/remove cycles in {:.1} s; after 20 -> after 100: RSS {rss0} -> {rss1} kB, threads {threads0} -> {threads1}, fds {fds0} -> {fds1}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(threads1 <= threads0 + 6, "threads grew {threads0} -> {threads1}");
+    assert!(fds1 <= fds0 + 8, "file descriptors grew {fds0} -> {fds1}");
+    assert!(rss1 <= rss0 + 24 * 1024, "RSS grew {rss0} -> {rss1} kB");
+    assert_eq!(serve.cameras().len(), 4);
+
+    let status = serve.terminate();
+    assert!(status.success(), "trtvision-serve exited with {status}");
+
+    // No frame of the four cameras was lost: frame numbers and timestamps are contiguous.
+    let seen = frames_by_source(&dir.join("detections.jsonl"));
+    for source in 0..4u64 {
+        let frames = &seen[&source];
+        assert!(frames.len() > 10, "source {source}: {} frames", frames.len());
+        for (k, w) in frames.windows(2).enumerate() {
+            assert_eq!(
+                w[1].0,
+                w[0].0 + 1,
+                "source {source}: frame {} follows {} (entry {k})",
+                w[1].0,
+                w[0].0
+            );
+            let step = w[1].1 - w[0].1;
+            assert!(
+                step.abs_diff(FRAME_NS) < 2_000_000,
+                "source {source}: timestamp step {step} ns after frame {}",
+                w[0].0
+            );
+        }
+        assert_eq!(frames[0].0, 0);
+    }
+    // The mosaic and both recordings (cam0 until the end, extra until its removal) play.
+    assert!(decode_mp4(&dir.join("mosaic.mp4")) > 10);
+    let recordings: Vec<_> = std::fs::read_dir(dir.join("rec"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for prefix in ["cam0-", "extra-"] {
+        let file = recordings
+            .iter()
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} recording in {recordings:?}"));
+        assert!(decode_mp4(file) >= 5, "{}", file.display());
+    }
+}
+
+#[test]
+fn bad_config_is_refused_with_a_sentence() {
+    let dir = common::temp_path("serve", "bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[camera]]\nid = \"a\"\nuri = \"scene://0\"\n[[camera]]\nid = \"a\"\nuri = \"scene://1\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trtvision-serve"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("camera id \"a\" appears twice"), "{err}");
+}
+
+/// Network cameras go through trtcamsrc: credentials never show, a camera that does not
+/// answer does not disturb the others and can be removed.
+#[test]
+fn trtcamsrc_camera_hides_credentials_and_leaves_the_others_alone() {
+    common::init();
+    if gst::ElementFactory::find("trtcamsrc").is_none() {
+        println!("SKIPPED: the trtcamsrc element is not part of this build");
+        return;
+    }
+    let dir = common::temp_path("serve", "camsrc");
+    let config = write_config(&dir);
+    let serve = Serve::start(&config);
+    serve.wait_for("frames from every camera", Duration::from_secs(60), |s| {
+        s.frames().values().all(|f| *f >= 2)
+    });
+    // Nothing listens on port 9 of 127.0.0.1.
+    let (status, body) = serve.call(
+        "POST",
+        "/cameras",
+        Some(r#"{"id":"net","uri":"rtsp://admin:secret@127.0.0.1:9/stream"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let before = serve.frames();
+    std::thread::sleep(Duration::from_secs(3));
+    let cams = serve.cameras();
+    let net = cams.iter().find(|c| c["id"] == "net").expect("net camera listed");
+    assert_eq!(net["uri"], "rtsp://127.0.0.1:9/stream");
+    assert!(!serve.call("GET", "/metrics", None).1.contains("secret"));
+    let now = serve.frames();
+    assert!(
+        (0..4).all(|i| now[&format!("cam{i}")] > before[&format!("cam{i}")]),
+        "{before:?} -> {now:?}"
+    );
+    assert_eq!(serve.call("DELETE", "/cameras/net", None).0, 200);
+    assert!(serve.terminate().success());
+}
