@@ -13,12 +13,12 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # 1. Debian packages: GStreamer 1.22+ with development files, the plugins the demo and the
-#    tests use (videotestsrc, x264enc, mp4mux, appsrc/appsink), pkg-config, a C compiler,
-#    python venv.
+#    tests use (videotestsrc, x264enc, mp4mux, appsrc/appsink, an H.264 decoder to read
+#    recordings back), pkg-config, a C compiler, python venv.
 PKGS=(pkg-config build-essential git curl ca-certificates python3 python3-venv python3-pip
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
       gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-      gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
+      gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
