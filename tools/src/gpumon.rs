@@ -1,6 +1,4 @@
-//! GPU monitoring shared by the benchmark binaries (included with `#[path]`; it is not a
-//! module of the library and not a binary target: cargo only builds `src/bin/*.rs` and
-//! `src/bin/*/main.rs`).
+//! GPU monitoring shared by the benchmark binaries.
 //!
 //! - NVML (`libnvidia-ml.so.1`, loaded at run time with dlopen; present wherever the NVIDIA
 //!   driver is): device name, device-wide used memory, PCIe RX/TX throughput.
@@ -16,8 +14,6 @@
 //! byte counted, no sampling gaps) are the figure when the driver has them; the throughput
 //! (`nvmlDeviceGetPcieThroughput`, KB/s over a 20 ms window per call, integrated over time)
 //! is kept as a cross-check and is the figure on drivers without the counters.
-
-#![allow(dead_code)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::io::BufRead;

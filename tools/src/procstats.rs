@@ -1,6 +1,5 @@
 //! Process facts shared by the benchmark binaries: CPU time, memory, CPU model, percentiles
 //! and deterministic pseudo-random inputs.
-#![allow(dead_code)] // each benchmark binary uses a part
 
 use gsttrtvision::tensor::{DType, PooledBytes, Tensor};
 

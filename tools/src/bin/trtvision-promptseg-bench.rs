@@ -46,12 +46,9 @@
 //! `--exact-arena` makes ONNX Runtime's CUDA arena grow by exactly what is requested
 //! instead of in doubling steps, so that a VRAM difference shows what a tensor costs.
 
-#[path = "common/cli.rs"]
-mod cli;
-#[path = "common/gpumon.rs"]
-mod gpumon;
-#[path = "common/procstats.rs"]
-mod procstats;
+use trtvision_tools::cli;
+use trtvision_tools::gpumon;
+use trtvision_tools::procstats;
 
 use std::path::PathBuf;
 use std::time::Instant;
