@@ -7,6 +7,10 @@
 //! - `TRTVISION_ORIGIN`: `$TRTVISION_ORIGIN` at build time (a packager's URL), else a
 //!   sentence saying the plugin was built from a source tree (the project has no public URL).
 //!
+//! The commit and its date are read when this script runs (first build, or a change of
+//! build.rs or of the variables above); a new commit alone does not rebuild the plugin, so a
+//! clean build (CI, packages, scripts/device/build.sh) is what carries exact values.
+//!
 //! With cargo feature `tensorrt` it compiles the C++ shim in `shim/tensorrt/` (the native
 //! TensorRT backend) with the `cc` crate. The shim is compiled against NVIDIA's TensorRT
 //! headers only; libnvinfer, libnvonnxparser and libcuda are `dlopen`ed at run time, so
@@ -67,16 +71,6 @@ fn release_date() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|d| d.len() == 10);
     if let Some(d) = git_date {
-        // A new commit changes the date: rebuild when HEAD moves.
-        if let Ok(head) = std::process::Command::new("git")
-            .args(["rev-parse", "--git-path", "HEAD"])
-            .output()
-        {
-            let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
-            if !head.is_empty() {
-                println!("cargo:rerun-if-changed={head}");
-            }
-        }
         return d;
     }
     let now = std::time::SystemTime::now()
