@@ -1,7 +1,7 @@
 //! GPU monitoring shared by the benchmark binaries.
 //!
-//! - NVML (`libnvidia-ml.so.1`, loaded at run time with dlopen; present wherever the NVIDIA
-//!   driver is): device name, device-wide used memory, PCIe RX/TX throughput.
+//! - NVML (`libnvidia-ml.so.1` through the `nvml-wrapper` crate, loaded at run time; present
+//!   wherever the NVIDIA driver is): device name, device-wide used memory, PCIe RX/TX throughput.
 //! - Fallback without NVML: `nvidia-smi` (`--query-gpu=...` and `dmon -s tm`).
 //! - Neither: every GPU number is `None` (null in the JSON), never a failure.
 //!
@@ -15,180 +15,101 @@
 //! (`nvmlDeviceGetPcieThroughput`, KB/s over a 20 ms window per call, integrated over time)
 //! is kept as a cross-check and is the figure on drivers without the counters.
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
-// NVML through dlopen
+// NVML (nvml-wrapper: libnvidia-ml is loaded at run time)
 
-type NvmlDevice = *mut c_void;
-
-type NvmlGetName = unsafe extern "C" fn(NvmlDevice, *mut c_char, c_uint) -> c_int;
-type NvmlGetMemory = unsafe extern "C" fn(NvmlDevice, *mut NvmlMemory) -> c_int;
-type NvmlGetPcie = unsafe extern "C" fn(NvmlDevice, c_int, *mut c_uint) -> c_int;
-type NvmlGetFields = unsafe extern "C" fn(NvmlDevice, c_int, *mut NvmlFieldValue) -> c_int;
-
-/// NVML's `nvmlFieldValue_t` (40 bytes).
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct NvmlFieldValue {
-    field_id: c_uint,
-    scope_id: c_uint,
-    timestamp: i64,
-    latency_usec: i64,
-    value_type: c_uint,
-    nvml_return: c_int,
-    value: u64,
-}
+use nvml_wrapper::enum_wrappers::device::PcieUtilCounter;
+use nvml_wrapper::enums::device::SampleValue;
+use nvml_wrapper::structs::device::FieldId;
 
 /// `NVML_FI_DEV_PCIE_COUNT_TX_BYTES` / `_RX_BYTES` (nvml.h; "value can be wrapped").
-const NVML_FI_DEV_PCIE_COUNT_TX_BYTES: c_uint = 197;
-const NVML_FI_DEV_PCIE_COUNT_RX_BYTES: c_uint = 198;
-/// `nvmlValueType_t`: NVML_VALUE_TYPE_UNSIGNED_INT (32-bit value in the union).
-const NVML_VALUE_TYPE_UNSIGNED_INT: c_uint = 1;
+const NVML_FI_DEV_PCIE_COUNT_TX_BYTES: u32 = 197;
+const NVML_FI_DEV_PCIE_COUNT_RX_BYTES: u32 = 198;
 /// Raw counter reading: (RX, TX, counter width in bits).
 pub type PcieCounters = (u64, u64, u32);
 
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct NvmlMemory {
-    total: u64,
-    free: u64,
-    used: u64,
-}
-
-/// The few NVML entry points we need, from `libnvidia-ml.so.1`.
+/// NVML opened for one GPU.
 pub struct Nvml {
-    device: NvmlDevice,
-    get_name: NvmlGetName,
-    get_memory: NvmlGetMemory,
-    get_pcie: NvmlGetPcie,
-    get_fields: Option<NvmlGetFields>,
+    nvml: nvml_wrapper::Nvml,
+    index: u32,
 }
-
-// SAFETY: NVML is thread-safe; the device handle is an opaque, immutable pointer.
-unsafe impl Send for Nvml {}
-// SAFETY: as above.
-unsafe impl Sync for Nvml {}
-
-const NVML_PCIE_UTIL_TX_BYTES: c_int = 0;
-const NVML_PCIE_UTIL_RX_BYTES: c_int = 1;
 
 impl Nvml {
     /// NVML for GPU `index`, or the reason it is not there.
     pub fn open(index: u32) -> Result<Arc<Nvml>, String> {
-        // SAFETY: dlopen/dlsym with NUL-terminated names; the library stays loaded for the
-        // life of the process (never dlclosed); symbol types are NVML's documented C ABI.
-        unsafe {
-            let mut handle = std::ptr::null_mut();
-            for name in ["libnvidia-ml.so.1", "libnvidia-ml.so"] {
-                let c = CString::new(name).unwrap();
-                handle = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-                if !handle.is_null() {
-                    break;
+        // The driver installs libnvidia-ml.so.1; the unversioned name only comes with
+        // development packages.
+        let mut why = String::new();
+        for lib in ["libnvidia-ml.so.1", "libnvidia-ml.so"] {
+            match nvml_wrapper::Nvml::builder()
+                .lib_path(std::ffi::OsStr::new(lib))
+                .init()
+            {
+                Ok(nvml) => {
+                    nvml.device_by_index(index)
+                        .map_err(|e| format!("NVML has no GPU {index}: {e}"))?;
+                    return Ok(Arc::new(Nvml { nvml, index }));
                 }
-            }
-            if handle.is_null() {
-                return Err("libnvidia-ml.so.1 (NVML, part of the NVIDIA driver) cannot be loaded".into());
-            }
-            let sym = |name: &str| -> Result<*mut c_void, String> {
-                let c = CString::new(name).unwrap();
-                let p = libc::dlsym(handle, c.as_ptr());
-                if p.is_null() {
-                    Err(format!("NVML has no symbol {name}"))
-                } else {
-                    Ok(p)
+                Err(nvml_wrapper::error::NvmlError::LibloadingError(_)) => {
+                    why = "libnvidia-ml.so.1 (NVML, part of the NVIDIA driver) cannot be loaded".into();
                 }
-            };
-            let init: unsafe extern "C" fn() -> c_int = std::mem::transmute(sym("nvmlInit_v2")?);
-            let by_index: unsafe extern "C" fn(c_uint, *mut NvmlDevice) -> c_int =
-                std::mem::transmute(sym("nvmlDeviceGetHandleByIndex_v2")?);
-            let r = init();
-            if r != 0 {
-                return Err(format!(
-                    "nvmlInit_v2 failed (nvmlReturn {r}): no usable NVIDIA driver/GPU"
-                ));
+                Err(e) => return Err(format!("NVML does not start ({e}): no usable NVIDIA driver/GPU")),
             }
-            let mut device: NvmlDevice = std::ptr::null_mut();
-            let r = by_index(index, &mut device);
-            if r != 0 {
-                return Err(format!(
-                    "nvmlDeviceGetHandleByIndex_v2({index}) failed (nvmlReturn {r})"
-                ));
-            }
-            Ok(Arc::new(Nvml {
-                device,
-                get_name: std::mem::transmute::<*mut libc::c_void, NvmlGetName>(sym("nvmlDeviceGetName")?),
-                get_memory: std::mem::transmute::<*mut libc::c_void, NvmlGetMemory>(sym(
-                    "nvmlDeviceGetMemoryInfo",
-                )?),
-                get_pcie: std::mem::transmute::<*mut libc::c_void, NvmlGetPcie>(sym(
-                    "nvmlDeviceGetPcieThroughput",
-                )?),
-                get_fields: sym("nvmlDeviceGetFieldValues")
-                    .ok()
-                    .map(|p| std::mem::transmute::<*mut libc::c_void, NvmlGetFields>(p)),
-            }))
         }
+        Err(why)
+    }
+
+    fn device(&self) -> Option<nvml_wrapper::Device<'_>> {
+        self.nvml.device_by_index(self.index).ok()
     }
 
     pub fn name(&self) -> Option<String> {
-        let mut buf = [0 as c_char; 256];
-        // SAFETY: buffer and its length.
-        let r = unsafe { (self.get_name)(self.device, buf.as_mut_ptr(), buf.len() as c_uint) };
-        (r == 0).then(|| {
-            // SAFETY: NVML wrote a NUL-terminated string into buf.
-            unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-                .to_string_lossy()
-                .trim()
-                .to_string()
-        })
+        self.device()?.name().ok().map(|n| n.trim().to_string())
     }
 
-    /// (used, total) device memory in MiB, device-wide (all processes).
+    /// (used, total) device memory in MiB, device-wide (all processes). Used = total − free,
+    /// as `nvmlMemory_t` (v1) counts it: memory the driver reserves is included.
     pub fn memory_mib(&self) -> Option<(f64, f64)> {
-        let mut m = NvmlMemory::default();
-        // SAFETY: out-pointer to a local of NVML's nvmlMemory_t (v1) layout.
-        let r = unsafe { (self.get_memory)(self.device, &mut m) };
-        (r == 0).then(|| (m.used as f64 / 1048576.0, m.total as f64 / 1048576.0))
+        let m = self.device()?.memory_info().ok()?;
+        let used = m.total.saturating_sub(m.free);
+        Some((used as f64 / 1048576.0, m.total as f64 / 1048576.0))
     }
 
     /// (rx = H2D, tx = D2H) PCIe throughput in bytes/s over NVML's 20 ms window. Blocks
     /// about 2 × 20 ms.
     pub fn pcie_bytes_per_s(&self) -> Option<(f64, f64)> {
-        let (mut rx, mut tx) = (0 as c_uint, 0 as c_uint);
-        // SAFETY: out-pointers to locals.
-        let r1 = unsafe { (self.get_pcie)(self.device, NVML_PCIE_UTIL_RX_BYTES, &mut rx) };
-        // SAFETY: as above.
-        let r2 = unsafe { (self.get_pcie)(self.device, NVML_PCIE_UTIL_TX_BYTES, &mut tx) };
-        (r1 == 0 && r2 == 0).then_some((rx as f64 * 1024.0, tx as f64 * 1024.0))
+        let d = self.device()?;
+        let rx = d.pcie_throughput(PcieUtilCounter::Receive).ok()?;
+        let tx = d.pcie_throughput(PcieUtilCounter::Send).ok()?;
+        Some((rx as f64 * 1024.0, tx as f64 * 1024.0))
     }
 
     /// The cumulative PCIe byte counters (RX = H2D, TX = D2H) as NVML holds them (they wrap
     /// at the returned width), or `None` where the driver/GPU has no such fields.
     pub fn pcie_counters(&self) -> Option<PcieCounters> {
-        let get = self.get_fields?;
-        let mut f = [
-            NvmlFieldValue {
-                field_id: NVML_FI_DEV_PCIE_COUNT_RX_BYTES,
-                ..Default::default()
-            },
-            NvmlFieldValue {
-                field_id: NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
-                ..Default::default()
-            },
+        let fields = [
+            FieldId(NVML_FI_DEV_PCIE_COUNT_RX_BYTES),
+            FieldId(NVML_FI_DEV_PCIE_COUNT_TX_BYTES),
         ];
-        // SAFETY: an array of two nvmlFieldValue_t with their field ids set, and its length.
-        let r = unsafe { get(self.device, f.len() as c_int, f.as_mut_ptr()) };
-        if r != 0 || f.iter().any(|v| v.nvml_return != 0) {
-            return None;
+        let values = self.device()?.field_values_for(&fields).ok()?;
+        let mut read = Vec::with_capacity(2);
+        for v in values {
+            read.push(v.ok()?.value.ok()?);
         }
-        let narrow = f.iter().any(|v| v.value_type == NVML_VALUE_TYPE_UNSIGNED_INT);
-        let read = |v: &NvmlFieldValue| if narrow { v.value & 0xffff_ffff } else { v.value };
-        Some((read(&f[0]), read(&f[1]), if narrow { 32 } else { 64 }))
+        let narrow = read.iter().any(|v| matches!(v, SampleValue::U32(_)));
+        let raw = |v: &SampleValue| match *v {
+            SampleValue::U32(x) => x as u64,
+            SampleValue::U64(x) => x,
+            SampleValue::I64(x) => x as u64,
+            SampleValue::F64(x) => x as u64,
+        };
+        let (rx, tx) = (raw(read.first()?), raw(read.get(1)?));
+        Some((rx, tx, if narrow { 32 } else { 64 }))
     }
 }
 
@@ -690,6 +611,28 @@ pub fn commit() -> (String, Option<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nvml_reads_the_device_or_says_why() {
+        match Nvml::open(0) {
+            Ok(nvml) => {
+                let name = nvml.name().expect("an opened GPU has a name");
+                let (used, total) = nvml.memory_mib().expect("an opened GPU reports its memory");
+                assert!(
+                    !name.is_empty() && used > 0.0 && total >= used,
+                    "{name}: {used} of {total} MiB"
+                );
+                eprintln!(
+                    "NVML: {name}, {used:.0} of {total:.0} MiB used, PCIe counters {:?}",
+                    nvml.pcie_counters()
+                );
+            }
+            Err(why) => {
+                assert!(!why.is_empty());
+                eprintln!("SKIPPED nvml_reads_the_device_or_says_why: no NVML here: {why}");
+            }
+        }
+    }
 
     #[test]
     fn counters_unwrap_at_their_width() {
