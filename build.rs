@@ -1,6 +1,15 @@
 //! Build script.
 //!
-//! Always: sets `COMMIT_ID` (short git hash, or `unknown`) and `BUILD_REL_DATE`.
+//! Always: sets `COMMIT_ID` (short git hash, or `unknown`), `BUILD_REL_DATE` and
+//! `TRTVISION_ORIGIN` for the plugin's registration (`gst-inspect-1.0 trtvision`):
+//! - `BUILD_REL_DATE` (YYYY-MM-DD): `SOURCE_DATE_EPOCH` when set (reproducible builds), else
+//!   the date of the commit built (`git log -1 --format=%cs`), else the day of the build;
+//! - `TRTVISION_ORIGIN`: `$TRTVISION_ORIGIN` at build time (a packager's URL), else a
+//!   sentence saying the plugin was built from a source tree (the project has no public URL).
+//!
+//! The commit and its date are read when this script runs (first build, or a change of
+//! build.rs or of the variables above); a new commit alone does not rebuild the plugin, so a
+//! clean build (CI, packages, scripts/device/build.sh) is what carries exact values.
 //!
 //! With cargo feature `tensorrt` it compiles the C++ shim in `shim/tensorrt/` (the native
 //! TensorRT backend) with the `cc` crate. The shim is compiled against NVIDIA's TensorRT
@@ -32,11 +41,57 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=COMMIT_ID={commit}");
-    println!("cargo:rustc-env=BUILD_REL_DATE=2026-11-23");
+    println!("cargo:rustc-env=BUILD_REL_DATE={}", release_date());
+    println!("cargo:rerun-if-env-changed=TRTVISION_ORIGIN");
+    let origin = env::var("TRTVISION_ORIGIN")
+        .ok()
+        .filter(|o| !o.trim().is_empty())
+        .unwrap_or_else(|| "built from a gst-trtvision source tree".into());
+    println!("cargo:rustc-env=TRTVISION_ORIGIN={origin}");
 
     if env::var_os("CARGO_FEATURE_TENSORRT").is_some() {
         build_tensorrt_shim();
     }
+}
+
+/// The release date of what is built, YYYY-MM-DD (see the file's comment for the order).
+fn release_date() -> String {
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    if let Some(secs) = env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+    {
+        return civil_date(secs);
+    }
+    let git_date = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%cs"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|d| d.len() == 10);
+    if let Some(d) = git_date {
+        return d;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    civil_date(now)
+}
+
+/// Seconds since the Unix epoch as a UTC date, YYYY-MM-DD (Howard Hinnant's days-to-civil).
+fn civil_date(secs: i64) -> String {
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 const SHIM_DIR: &str = "shim/tensorrt";

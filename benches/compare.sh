@@ -57,7 +57,7 @@ mkdir -p "$OUTDIR"
 
 [ -f scripts/env.sh ] && [ -z "${TRTV_LOCAL_TEST:-}${BENCH:-}" ] && . scripts/env.sh
 if [ -z "${BENCH:-}" ]; then
-  cargo build --release --bin trtvision-bench >&2
+  cargo build --release -p trtvision-tools --bin trtvision-bench >&2
   BENCH=target/release/trtvision-bench
 fi
 PY=$(bench_python "$root")

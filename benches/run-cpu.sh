@@ -19,7 +19,7 @@ OUT=bench/results
 mkdir -p "$OUT"
 # Optional: ONNX Runtime from the repository's .venv (otherwise found in site-packages).
 [ -f scripts/env.sh ] && . scripts/env.sh
-cargo build --release --bin trtvision-bench
+cargo build --release -p trtvision-tools --bin trtvision-bench
 BENCH=target/release/trtvision-bench
 MODEL=engines/shapes-yolo-seg.toml
 

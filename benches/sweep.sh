@@ -58,7 +58,7 @@ RUNS=$(mktemp -d /tmp/trtv-sweep.XXXXXX)
 
 [ -f scripts/env.sh ] && [ -z "${TRTV_LOCAL_TEST:-}${BENCH:-}" ] && . scripts/env.sh
 if [ -z "${BENCH:-}" ]; then
-  cargo build --release --bin trtvision-bench >&2 || exit 1
+  cargo build --release -p trtvision-tools --bin trtvision-bench >&2 || exit 1
   BENCH=target/release/trtvision-bench
 fi
 if (( GPU )); then

@@ -39,7 +39,7 @@ done
 echo "inference backend: $BACKEND" >&2
 # trtvision-launch (built with the plugin) is gst-launch-1.0 -e that starts the file readers
 # and demuxers last: under gst-launch-1.0 a demuxer can push before the decoder after it is
-# started, and that camera then never delivers a frame (README, "Known issue").
+# started, and that camera then never delivers a frame (docs/troubleshooting.md, "File cameras stall at start").
 LAUNCH="$(command -v trtvision-launch || true)"
 for cand in target/release/trtvision-launch .device-build/trtvision-launch; do
     [ -z "$LAUNCH" ] && [ -x "$cand" ] && LAUNCH="$cand"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Reads the results trtdemux attaches to each frame, from Python (PyGObject).
 
-    . scripts/env.sh && /usr/bin/python3 pipelines/read-roi-meta.py
+    . scripts/env.sh && python3 pipelines/read-roi-meta.py
 
-Needs python3-gi and gir1.2-gst-plugins-base-1.0 (Debian/Ubuntu packages). Each ROI meta's
+Needs python3-gi and gir1.2-gst-plugins-base-1.0 (Debian/Ubuntu packages; scripts/setup.sh
+installs them and makes .venv see them). Each ROI meta's
 id is the index of the detection in its frame, so ids 0, 1, 2, ... are looked up until
 one is missing.
 """

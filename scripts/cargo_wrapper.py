@@ -16,7 +16,8 @@ def main(argv):
     cmd = [cargo, "test" if run_tests else "build", "--manifest-path", os.path.join(src, "Cargo.toml")]
     cmd += cargo_args
     if not run_tests:
-        cmd += ["--lib"]
+        # The plugin crate only (the workspace's default members also hold tools/).
+        cmd += ["--package", "gst-plugin-trtvision", "--lib"]
     res = subprocess.run(cmd, env=env)
     if res.returncode != 0 or run_tests:
         return res.returncode

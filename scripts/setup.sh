@@ -14,8 +14,10 @@ SUDO=""
 
 # 1. Debian packages: GStreamer 1.22+ with development files, the plugins the demo and the
 #    tests use (videotestsrc, x264enc, mp4mux, appsrc/appsink, an H.264 decoder to read
-#    recordings back), pkg-config, a C compiler, python venv.
+#    recordings back), pkg-config, a C compiler, python venv, and PyGObject with
+#    GStreamer's introspection data (the Python examples).
 PKGS=(pkg-config build-essential git curl ca-certificates python3 python3-venv python3-pip
+      python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
       gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
       gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
@@ -42,9 +44,16 @@ fi
 
 # 3. Python environment with ONNX Runtime (its shared library is what the plugin loads)
 #    and the model generator's needs, in .venv (PEP 668 keeps system pip read-only).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, onnx, numpy" 2>/dev/null; then
-    say "creating .venv with onnxruntime, onnx and numpy"
-    python3 -m venv .venv
+#    scripts/env.sh puts .venv/bin first on PATH, so the venv is made from the system's
+#    Python with --system-site-packages: its python3 also sees Debian's PyGObject (gi), which
+#    pip cannot install without a compiler toolchain for it. A .venv from before (no gi) is
+#    made again.
+sys_python=/usr/bin/python3
+[ -x "$sys_python" ] || sys_python=python3
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, onnx, numpy, gi" 2>/dev/null; then
+    say "creating .venv (system site packages) with onnxruntime, onnx and numpy"
+    rm -rf .venv
+    "$sys_python" -m venv --system-site-packages .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -r engines/requirements.txt
 fi

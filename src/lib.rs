@@ -63,6 +63,6 @@ gst::plugin_define!(
     "MPL",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    env!("TRTVISION_ORIGIN"),
     env!("BUILD_REL_DATE")
 );

@@ -44,9 +44,10 @@ if [ ! -f engines/models/promptseg-full-decoder.onnx ]; then
   python3 engines/generate_promptseg_models.py --out engines/models
 fi
 
-cargo build --release --features cuda --lib --bins
+# The plugin (with trtvision-launch) and the measurement programs of tools/.
+cargo build --release --workspace --features cuda --lib --bins
 device_tests=$(cd tests && ls device_*.rs | sed 's/\.rs$//')
-test_bins=$(cargo test --release --features cuda $(printf -- '--test %s ' $device_tests) --no-run \
+test_bins=$(cargo test --release -p gst-plugin-trtvision --features cuda $(printf -- '--test %s ' $device_tests) --no-run \
   --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:

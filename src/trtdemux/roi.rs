@@ -1,5 +1,5 @@
 //! How per-frame results are written as `GstVideoRegionOfInterestMeta` (documented in
-//! README.md, "Metadata").
+//! docs/metadata.md).
 //!
 //! One ROI meta per detection: `roi_type` = label, rectangle = box in frame pixels
 //! (rounded outwards, clamped), `id` = index of the detection in the frame (0, 1, …, so
