@@ -25,6 +25,8 @@ pub mod parsers;
 pub mod preprocess;
 pub mod results;
 pub mod scene;
+#[doc(hidden)]
+pub mod skip;
 pub mod tensor;
 pub mod tracking;
 pub mod transform;
