@@ -58,6 +58,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, onnx,
     .venv/bin/python -m pip install -q -r engines/requirements.txt
 fi
 
+# 3b. NVRTC from PyPI's nvidia-cuda-nvrtc wheel: the CUDA kernels compile with it on any
+#     machine (no GPU, no CUDA toolkit); .ci/run puts its library directory on
+#     LD_LIBRARY_PATH for the kernel-compile tests (`scripts/nvrtc-libdir.sh` finds it).
+if [ -z "$(scripts/nvrtc-libdir.sh)" ]; then
+    say "installing NVRTC (nvidia-cuda-nvrtc) into .venv"
+    .venv/bin/python -m pip install -q "nvidia-cuda-nvrtc>=13,<14"
+fi
+
 # 4. Test models (generated, never downloaded) and their self-check: the synthetic "shapes"
 #    models and the YOLO11n / YOLO11n-seg architectures with random weights (benchmarks and
 #    the real-architecture tests; about 10 s and 33 MB together).

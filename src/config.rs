@@ -43,6 +43,7 @@ pub mod promptseg;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use gst::glib;
 use serde::Deserialize;
 
 use crate::backend::BackendKind;
@@ -101,12 +102,21 @@ pub enum ConfigError {
 }
 
 /// How a frame is fitted into the model input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[enum_type(name = "GstTrtResize")]
 pub enum ResizeMode {
     /// Keep the aspect ratio, centre, pad the rest with `pad_value` (default).
     #[default]
+    #[enum_value(
+        name = "Keep the aspect ratio, centre the frame and pad the rest with pad-value",
+        nick = "letterbox"
+    )]
     Letterbox,
     /// Scale each axis independently to fill the input.
+    #[enum_value(
+        name = "Scale each axis on its own so that the frame fills the input",
+        nick = "stretch"
+    )]
     Stretch,
 }
 
@@ -129,13 +139,62 @@ impl ResizeMode {
 }
 
 /// Channel order of the model input planes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[enum_type(name = "GstTrtColorOrder")]
 pub enum ColorOrder {
     /// Plane 0 = red (default).
     #[default]
+    #[enum_value(name = "Planes in red, green, blue order", nick = "rgb")]
     Rgb,
     /// Plane 0 = blue.
+    #[enum_value(name = "Planes in blue, green, red order", nick = "bgr")]
     Bgr,
+}
+
+/// Element type of a prepared model input tensor (the floating-point subset of
+/// [`DType`] that preprocessing writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[enum_type(name = "GstTrtInputDType")]
+pub enum InputDType {
+    /// 32-bit floats (default).
+    #[default]
+    #[enum_value(name = "32-bit floating point", nick = "f32")]
+    F32,
+    /// 16-bit floats.
+    #[enum_value(name = "16-bit floating point (half precision)", nick = "f16")]
+    F16,
+}
+
+impl InputDType {
+    /// The tensor element type.
+    pub const fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+        }
+    }
+
+    /// The input type of a tensor element type, if preprocessing can write it.
+    pub const fn from_dtype(d: DType) -> Option<Self> {
+        match d {
+            DType::F32 => Some(Self::F32),
+            DType::F16 => Some(Self::F16),
+            _ => None,
+        }
+    }
+}
+
+/// The nicks of a GEnum type, as "a, b or c", for messages listing accepted values.
+pub fn enum_nicks<E: glib::prelude::StaticType>() -> String {
+    let Some(class) = glib::EnumClass::with_type(E::static_type()) else {
+        return String::new();
+    };
+    let nicks: Vec<&str> = class.values().iter().map(|v| v.nick()).collect();
+    match nicks.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 impl ColorOrder {
@@ -571,27 +630,33 @@ pub(crate) fn parse_input(
     let height = size("height", i.height)?;
     let dtype = match i.dtype {
         None => DType::F32,
-        Some(d) => match DType::parse(&d) {
-            Some(t @ (DType::F32 | DType::F16)) => t,
-            _ => {
-                return Err(invalid(format!(
-                    "unknown [input] dtype '{d}': expected f32 or f16"
-                )))
-            }
-        },
+        Some(d) => DType::parse(&d)
+            .and_then(InputDType::from_dtype)
+            .map(InputDType::dtype)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown [input] dtype '{d}': expected {}",
+                    enum_nicks::<InputDType>()
+                ))
+            })?,
     };
     let resize = match i.resize {
         None => ResizeMode::Letterbox,
         Some(r) => ResizeMode::parse(&r).ok_or_else(|| {
             invalid(format!(
-                "unknown [input] resize '{r}': expected letterbox or stretch"
+                "unknown [input] resize '{r}': expected {}",
+                enum_nicks::<ResizeMode>()
             ))
         })?,
     };
     let color = match i.color {
         None => ColorOrder::Rgb,
-        Some(c) => ColorOrder::parse(&c)
-            .ok_or_else(|| invalid(format!("unknown [input] color '{c}': expected rgb or bgr")))?,
+        Some(c) => ColorOrder::parse(&c).ok_or_else(|| {
+            invalid(format!(
+                "unknown [input] color '{c}': expected {}",
+                enum_nicks::<ColorOrder>()
+            ))
+        })?,
     };
     let pad_value = int_in(origin, "[input] pad-value", i.pad_value, 114, 0, 255)?;
     let scale = match i.scale {
@@ -1219,8 +1284,7 @@ parser = "detr"
             ("shapes-detr.toml", ParserKind::Detr),
         ] {
             let path = dir.join(file);
-            if !path.is_file() {
-                eprintln!("skipping: no {}", path.display());
+            if !crate::skip::have_model(&path) {
                 continue;
             }
             match ModelConfig::from_file(&path) {
@@ -1230,9 +1294,10 @@ parser = "detr"
                     assert_eq!(c.input_name.as_deref(), Some("images"));
                     assert_eq!((c.preprocess.width, c.preprocess.height), (640, 640));
                 }
-                Err(ConfigError::MissingFile { .. }) => {
-                    eprintln!("skipping {file}: run engines/generate_models.py")
-                }
+                Err(ConfigError::MissingFile { path, .. }) => crate::skip::skip(
+                    crate::skip::REQUIRE_ORT,
+                    &format!("{file}: {path} is missing (run engines/generate_models.py)"),
+                ),
                 Err(e) => panic!("{e}"),
             }
         }

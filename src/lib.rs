@@ -26,6 +26,8 @@ pub mod preprocess;
 pub mod results;
 pub mod scene;
 pub mod serve;
+#[doc(hidden)]
+pub mod skip;
 pub mod tensor;
 pub mod tracking;
 pub mod transform;

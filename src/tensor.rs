@@ -64,6 +64,10 @@ pub struct PooledBytes {
     home: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
 }
 
+/// Most idle buffers a [`HostTensorPool`] keeps: buffers returned beyond it are freed, so a
+/// long queue that held many tensors once does not pin their memory after it drains.
+pub const MAX_IDLE_HOST_BUFFERS: usize = 8;
+
 impl PooledBytes {
     /// A buffer that belongs to no pool (tests, one-off tensors).
     pub fn detached(bytes: Vec<u8>) -> Self {
@@ -81,14 +85,18 @@ impl Drop for PooledBytes {
     fn drop(&mut self) {
         if let Some(home) = self.home.take() {
             if let Ok(mut free) = home.lock() {
-                free.push(std::mem::take(&mut self.bytes));
+                if free.len() < MAX_IDLE_HOST_BUFFERS {
+                    free.push(std::mem::take(&mut self.bytes));
+                }
             }
         }
     }
 }
 
 /// Pool of host buffers of one size class. Buffers are allocated on first use and then
-/// reused: after warm-up a pipeline allocates no tensor memory per batch.
+/// reused: after warm-up a pipeline allocates no tensor memory per batch. At most
+/// [`MAX_IDLE_HOST_BUFFERS`] wait for reuse, and when no idle buffer is large enough for a
+/// request (the shapes grew) the idle ones are released instead of kept.
 #[derive(Debug, Clone, Default)]
 pub struct HostTensorPool {
     free: Arc<Mutex<Vec<Vec<u8>>>>,
@@ -102,8 +110,22 @@ impl HostTensorPool {
     /// A buffer of exactly `len` bytes; its content is unspecified.
     pub fn acquire(&self, len: usize) -> PooledBytes {
         let recycled = self.free.lock().ok().and_then(|mut f| {
-            let pos = f.iter().position(|b| b.capacity() >= len)?;
-            Some(f.swap_remove(pos))
+            // The smallest idle buffer that holds `len` (several sizes may share a pool).
+            let best = f
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
+            match best {
+                Some(i) => Some(f.swap_remove(i)),
+                None => {
+                    // Nothing idle is large enough: the shapes grew, and the smaller idle
+                    // buffers are of older shapes; free them.
+                    f.clear();
+                    None
+                }
+            }
         });
         let mut bytes = recycled.unwrap_or_default();
         bytes.resize(len, 0);
@@ -162,6 +184,47 @@ impl Tensor {
             shape: self.shape.clone(),
             storage,
         }
+    }
+
+    /// Rows `range` of dimension 0: a view of the same device memory, or a copy of the
+    /// host bytes into a buffer of `pool`. `None` when the range is outside the tensor.
+    pub fn rows(&self, range: std::ops::Range<usize>, pool: &HostTensorPool) -> Option<Tensor> {
+        let total = *self.shape.first()?;
+        if range.start >= range.end || range.end > total {
+            return None;
+        }
+        let row_len = element_count(&self.shape[1..]) * self.dtype.size();
+        let (offset, len) = (range.start * row_len, range.len() * row_len);
+        let storage = match &self.storage {
+            TensorStorage::Host(bytes) => {
+                let src = bytes.as_slice().get(offset..offset + len)?;
+                let mut copy = pool.acquire(len);
+                copy.as_mut_slice().copy_from_slice(src);
+                TensorStorage::Host(Arc::new(copy))
+            }
+            TensorStorage::Device {
+                ptr,
+                len: total_len,
+                keepalive,
+            } => {
+                if offset + len > *total_len {
+                    return None;
+                }
+                TensorStorage::Device {
+                    ptr: ptr + offset as u64,
+                    len,
+                    keepalive: keepalive.clone(),
+                }
+            }
+        };
+        let mut shape = self.shape.clone();
+        shape[0] = range.len();
+        Some(self.with_storage(storage).with_shape(shape))
+    }
+
+    fn with_shape(mut self, shape: Vec<usize>) -> Tensor {
+        self.shape = shape;
+        self
     }
 
     /// A host tensor from raw bytes (length must match shape and dtype).
@@ -240,6 +303,42 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_buffers_are_capped_and_outgrown_ones_released() {
+        let pool = HostTensorPool::new();
+        let held: Vec<PooledBytes> = (0..3 * MAX_IDLE_HOST_BUFFERS).map(|_| pool.acquire(64)).collect();
+        assert_eq!(pool.idle(), 0);
+        drop(held);
+        assert_eq!(pool.idle(), MAX_IDLE_HOST_BUFFERS, "the rest is freed");
+        // The shape grew: the small idle buffers go, one new buffer serves.
+        let big = pool.acquire(4096);
+        assert_eq!(pool.idle(), 0);
+        drop(big);
+        assert_eq!(pool.idle(), 1);
+        // A smaller shape reuses the big buffer.
+        let small = pool.acquire(16);
+        assert_eq!(small.as_slice().len(), 16);
+        assert_eq!(pool.idle(), 0);
+    }
+
+    #[test]
+    fn rows_view_device_memory_and_copy_host_memory() {
+        let values: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let t = Tensor::from_f32("x", vec![4, 2, 3], &values);
+        let pool = HostTensorPool::new();
+        let mid = t.rows(1..3, &pool).expect("rows 1..3");
+        assert_eq!(mid.shape, vec![2, 2, 3]);
+        assert_eq!(mid.as_f32().unwrap(), &values[6..18]);
+        assert!(t.rows(3..5, &pool).is_none(), "past the end");
+        assert!(t.rows(2..2, &pool).is_none(), "empty");
+        let dev = t.with_storage(TensorStorage::device(0x1000, 96, ()));
+        let last = dev.rows(3..4, &pool).expect("row 3");
+        match last.storage {
+            TensorStorage::Device { ptr, len, .. } => assert_eq!((ptr, len), (0x1000 + 72, 24)),
+            TensorStorage::Host(_) => panic!("a device view"),
+        }
+    }
 
     #[test]
     fn pool_reuses_buffers() {

@@ -84,17 +84,6 @@ fn model_outputs_do_not_match_parser() {
 }
 
 #[test]
-fn batch_larger_than_the_model_allows() {
-    let desc = format!(
-        "trtmux name=m ! trtpreprocess config-file={cfg} ! trtinfer model={cfg} max-batch=2 ! fakesink {src}",
-        cfg = common::cfg("shapes-yolo.toml"),
-        src = scene_sources(4, 2)
-    );
-    let e = expect_error(&desc);
-    assert!(e.contains("batch of 4 exceeds"), "{e}");
-}
-
-#[test]
 fn inference_without_preprocessing() {
     let desc = format!(
         "trtmux name=m ! trtinfer model={} ! fakesink {}",

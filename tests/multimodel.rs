@@ -463,10 +463,6 @@ fn bad_configurations_are_clear_errors() {
             "need the landmarks parser",
         ),
         (
-            format!("{} ! trtinfer model={lm} operate-on=crops", detector()),
-            "operate-on must be frames or objects",
-        ),
-        (
             format!(
                 "{} ! trtinfer model={lm} operate-on=objects operate-on-classes=red",
                 detector()

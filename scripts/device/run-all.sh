@@ -144,14 +144,14 @@ step env 60 bash -c env_facts
 grep -E "Plugin Details|nvh264dec|trtmux|CUDAExecutionProvider|missing" "$LOGS/env.log" | head -12
 
 # --- 2. CUDA device tests (parity + preprocess kernel timing) ------------------------------
-step device_cuda 150 env TRTV_REQUIRE_CUDA=1 GST_DEBUG=trtoverlay:5 .device-build/device_cuda --nocapture --test-threads=1
+step device_cuda 150 env TRTV_REQUIRE_CUDA=1 GST_DEBUG=trtoverlay:5 .device-build/device_cuda --include-ignored --nocapture --test-threads=1
 DEVICE_CUDA_RC=$?
 grep -E "^test |test result" "$LOGS/device_cuda.log" | tail -12
 # The other GPU test binaries (tests/device_*.rs), each a step of its own.
 for t in .device-build/device_*; do
   n=$(basename "$t")
   [ "$n" = device_cuda ] && continue
-  step "$n" 120 env TRTV_REQUIRE_CUDA=1 "$t" --nocapture --test-threads=1
+  step "$n" 120 env TRTV_REQUIRE_CUDA=1 "$t" --include-ignored --nocapture --test-threads=1
   grep -E "^test |test result" "$LOGS/$n.log" | tail -12
 done
 grep '"bench":"cuda_preprocess"' "$LOGS/device_cuda.log" > "$W/kernel.jsonl"

@@ -46,7 +46,7 @@ for b in .device-build/device_*; do
 done
 for t in $tests; do
   [ -x ".device-build/$t" ] || { echo "run-tests.sh: .device-build/$t is missing" >&2; [ "$rc" -ne 0 ] || rc=1; continue; }
-  ".device-build/$t" --nocapture --test-threads=1 "$@" 2>&1 | tee "$out/$t.log"
+  ".device-build/$t" --include-ignored --nocapture --test-threads=1 "$@" 2>&1 | tee "$out/$t.log"
   trc=${PIPESTATUS[0]}
   grep '^{"bench"' "$out/$t.log" >> "$out/bench.json" || true
   echo "$t exited with $trc"

@@ -6,6 +6,7 @@
 //! config before the first frame.
 
 use crate::tensor::{DType, Tensor};
+use gst::glib;
 
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
@@ -73,6 +74,60 @@ impl BackendKind {
             Self::OnnxRuntimeCuda => "onnxruntime-cuda",
             Self::OnnxRuntimeTensorRt => "onnxruntime-tensorrt",
             Self::TensorRt => "tensorrt",
+        }
+    }
+}
+
+/// The `backend` property of trtinfer: a backend, or the model config's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstTrtBackend")]
+pub enum BackendChoice {
+    /// The model config's backend, else ONNX Runtime on the CPU (default).
+    #[default]
+    #[enum_value(
+        name = "The backend named by the model config, else ONNX Runtime on the CPU",
+        nick = "config"
+    )]
+    Config,
+    #[enum_value(
+        name = "ONNX Runtime with its CPU execution provider",
+        nick = "onnxruntime-cpu"
+    )]
+    OnnxRuntimeCpu,
+    #[enum_value(
+        name = "ONNX Runtime with its CUDA execution provider",
+        nick = "onnxruntime-cuda"
+    )]
+    OnnxRuntimeCuda,
+    #[enum_value(
+        name = "ONNX Runtime with its TensorRT execution provider",
+        nick = "onnxruntime-tensorrt"
+    )]
+    OnnxRuntimeTensorRt,
+    #[enum_value(name = "TensorRT running a serialized engine", nick = "tensorrt")]
+    TensorRt,
+}
+
+impl BackendChoice {
+    /// The chosen backend; `None` = the model config's.
+    pub const fn kind(self) -> Option<BackendKind> {
+        match self {
+            Self::Config => None,
+            Self::OnnxRuntimeCpu => Some(BackendKind::OnnxRuntimeCpu),
+            Self::OnnxRuntimeCuda => Some(BackendKind::OnnxRuntimeCuda),
+            Self::OnnxRuntimeTensorRt => Some(BackendKind::OnnxRuntimeTensorRt),
+            Self::TensorRt => Some(BackendKind::TensorRt),
+        }
+    }
+
+    /// The property value of a chosen backend (`None` = the model config's).
+    pub const fn from_kind(kind: Option<BackendKind>) -> Self {
+        match kind {
+            None => Self::Config,
+            Some(BackendKind::OnnxRuntimeCpu) => Self::OnnxRuntimeCpu,
+            Some(BackendKind::OnnxRuntimeCuda) => Self::OnnxRuntimeCuda,
+            Some(BackendKind::OnnxRuntimeTensorRt) => Self::OnnxRuntimeTensorRt,
+            Some(BackendKind::TensorRt) => Self::TensorRt,
         }
     }
 }

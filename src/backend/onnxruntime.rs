@@ -1736,13 +1736,7 @@ mod tests {
 
     /// Whether ONNX Runtime can be found here; tests that need it skip otherwise.
     fn have_ort() -> bool {
-        match resolve_library_path() {
-            Ok(_) => true,
-            Err(e) => {
-                eprintln!("skipping: {e}");
-                false
-            }
-        }
+        crate::skip::have_ort()
     }
 
     /// The add model on the CPU provider with its batch fixed at 4.
@@ -2192,7 +2186,7 @@ mod tests {
         }
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("engines/models");
         let Ok(rd) = std::fs::read_dir(&dir) else {
-            eprintln!("skipping: no {}", dir.display());
+            crate::skip::skip(crate::skip::REQUIRE_ORT, &format!("no {}", dir.display()));
             return;
         };
         let mut models: Vec<PathBuf> = rd
@@ -2202,9 +2196,9 @@ mod tests {
             .collect();
         models.sort();
         if models.is_empty() {
-            eprintln!(
-                "skipping: no .onnx in {} (run engines/generate_models.py)",
-                dir.display()
+            crate::skip::skip(
+                crate::skip::REQUIRE_ORT,
+                &format!("no .onnx in {} (run engines/generate_models.py)", dir.display()),
             );
         }
         for m in models {

@@ -397,6 +397,8 @@ fn map_with_flags(
     }
     let format = info.format();
     let layout = super::frame::FrameLayout::of(format).ok_or(CudaError::UnsupportedFormat(format))?;
+    // SAFETY: is_cuda_buffer checked that every memory is GstCudaMemory.
+    unsafe { super::memsync::sync_buffer(buffer) };
     let mut frame = MaybeUninit::<gst_video::ffi::GstVideoFrame>::zeroed();
     let flags = access | ffi::GST_MAP_CUDA;
     // SAFETY: valid info and buffer; `frame` is an out-parameter. gst_video_frame_map

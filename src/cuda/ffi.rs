@@ -2,9 +2,11 @@
 //! that the CUDA path uses, transcribed from `/usr/include/gstreamer-1.0/gst/cuda/`.
 //!
 //! No Rust bindings exist for this library. Version notes for 1.22: there is no
-//! `GstCudaStream` / `gst_cuda_memory_get_stream` (both arrived in 1.24); memory written by
-//! nvcodec elements is complete when they push it (they synchronise their stream), so a
-//! mapped CUDA frame can be read on any stream of the same context.
+//! `GstCudaStream` / `gst_cuda_memory_get_stream` / `gst_cuda_memory_sync` (they arrived in
+//! 1.24); memory written by nvcodec elements is complete when they push it (they
+//! synchronise their stream). From 1.24 on, producers may push memory still being written
+//! on their stream: `super::memsync` looks `gst_cuda_memory_sync` up at run time and calls
+//! it before a frame is mapped for our kernels.
 //!
 //! The CUDA driver types (`CUcontext`, ...) are those of `cudarc::driver::sys`.
 

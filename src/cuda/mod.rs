@@ -27,6 +27,7 @@ pub mod dense;
 mod driver;
 pub mod ffi;
 mod frame;
+mod memsync;
 mod nvrtc;
 mod overlay;
 pub mod postprocess;

@@ -160,7 +160,10 @@ mod tests {
         }
         assert!(matches!(expand_includes("int x;"), std::borrow::Cow::Borrowed(_)));
         if require_nvrtc().is_err() {
-            eprintln!("skipping the NVRTC compilation: libnvrtc.so.13 is not on the library path");
+            crate::skip::skip(
+                crate::skip::REQUIRE_NVRTC,
+                "NVRTC (libnvrtc.so.13) is not on the library path",
+            );
             return;
         }
         let arch = crate::cuda::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();

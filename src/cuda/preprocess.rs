@@ -1081,7 +1081,10 @@ mod tests {
     fn nvrtc_compiles_the_kernel() {
         // SAFETY: only probes for the library file.
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            eprintln!("skipping: NVRTC (libnvrtc.so.13) is not on the library path");
+            crate::skip::skip(
+                crate::skip::REQUIRE_NVRTC,
+                "NVRTC (libnvrtc.so.13) is not on the library path",
+            );
             return;
         }
         let arch = super::super::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();

@@ -2,19 +2,25 @@
 //! 256 colours, prepared once per map as [`Paint`]s so drawing converts no colour per pixel.
 
 use crate::video::Paint;
+use gst::glib;
 
 /// How dense values are coloured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstTrtColormap")]
 pub enum Colormap {
     /// Dense maps are not drawn (default).
     #[default]
+    #[enum_value(name = "Dense maps are not drawn", nick = "none")]
     None,
     /// Google's Turbo (dark blue → cyan → green → yellow → red → dark red), its published
     /// polynomial approximation.
+    #[enum_value(name = "Turbo: dark blue, cyan, green, yellow, red, dark red", nick = "turbo")]
     Turbo,
     /// The classic Jet (blue → cyan → yellow → red).
+    #[enum_value(name = "Jet: blue, cyan, yellow, red", nick = "jet")]
     Jet,
     /// Black → white.
+    #[enum_value(name = "Gray: black to white", nick = "gray")]
     Gray,
 }
 

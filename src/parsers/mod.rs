@@ -15,6 +15,7 @@ pub mod landmarks;
 pub mod nms;
 pub mod yolo;
 
+use gst::glib;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -81,6 +82,62 @@ impl ParserKind {
             Self::Raw => "raw",
             Self::Dense => "dense",
             Self::Landmarks => "landmarks",
+        }
+    }
+}
+
+/// The `parser` property of trtinfer: a parser, or the model config's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstTrtParser")]
+pub enum ParserChoice {
+    /// The model config's parser (default).
+    #[default]
+    #[enum_value(name = "The parser named by the model config", nick = "config")]
+    Config,
+    #[enum_value(name = "YOLOv8/YOLO11 detection", nick = "yolo")]
+    Yolo,
+    #[enum_value(
+        name = "YOLOv8/YOLO11 segmentation (boxes and mask prototypes)",
+        nick = "yolo-seg"
+    )]
+    YoloSeg,
+    #[enum_value(name = "DETR-style boxes and logits, optional masks", nick = "detr")]
+    Detr,
+    #[enum_value(name = "No decoding: the raw output tensors are attached", nick = "raw")]
+    Raw,
+    #[enum_value(
+        name = "Dense per-pixel maps (depth, heat maps, class scores)",
+        nick = "dense"
+    )]
+    Dense,
+    #[enum_value(name = "Keypoints and attributes of object crops", nick = "landmarks")]
+    Landmarks,
+}
+
+impl ParserChoice {
+    /// The chosen parser; `None` = the model config's.
+    pub const fn kind(self) -> Option<ParserKind> {
+        match self {
+            Self::Config => None,
+            Self::Yolo => Some(ParserKind::Yolo),
+            Self::YoloSeg => Some(ParserKind::YoloSeg),
+            Self::Detr => Some(ParserKind::Detr),
+            Self::Raw => Some(ParserKind::Raw),
+            Self::Dense => Some(ParserKind::Dense),
+            Self::Landmarks => Some(ParserKind::Landmarks),
+        }
+    }
+
+    /// The property value of a chosen parser (`None` = the model config's).
+    pub const fn from_kind(kind: Option<ParserKind>) -> Self {
+        match kind {
+            None => Self::Config,
+            Some(ParserKind::Yolo) => Self::Yolo,
+            Some(ParserKind::YoloSeg) => Self::YoloSeg,
+            Some(ParserKind::Detr) => Self::Detr,
+            Some(ParserKind::Raw) => Self::Raw,
+            Some(ParserKind::Dense) => Self::Dense,
+            Some(ParserKind::Landmarks) => Self::Landmarks,
         }
     }
 }

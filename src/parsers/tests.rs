@@ -637,8 +637,7 @@ fn generated_models_detect_the_red_rectangle() {
     use crate::backend::onnxruntime::OrtBackend;
     use crate::backend::{BackendOptions, InferenceBackend, InputRef};
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("engines/models");
-    if crate::backend::onnxruntime::resolve_library_path().is_err() {
-        eprintln!("skipping: ONNX Runtime not installed");
+    if !crate::skip::have_ort() {
         return;
     }
     // Frame 1280x720, red rect (200,100)-(400,300) -> model: /2, +140 on y.
@@ -666,8 +665,7 @@ fn generated_models_detect_the_red_rectangle() {
         ("shapes-detr.onnx", ParserKind::Detr),
     ] {
         let path = dir.join(file);
-        if !path.is_file() {
-            eprintln!("skipping {file}: run engines/generate_models.py");
+        if !crate::skip::have_model(&path) {
             continue;
         }
         let mut b = OrtBackend::open(&BackendOptions {

@@ -7,6 +7,7 @@ use crate::config::{ModelConfig, ModelFile};
 use crate::parsers::{self, ParseParams, ParseScratch, ParserKind};
 use crate::results::{DenseMap, Detection};
 use crate::tensor::{PooledBytes, Tensor};
+use gst::glib;
 
 pub use super::objects::{CropStage, ObjectFilter};
 use crate::video::FrameReader;
@@ -58,12 +59,21 @@ pub struct InferSettings {
 }
 
 /// What a trtinfer element feeds its model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstTrtOperateOn")]
 pub enum OperateOn {
     /// The batch tensor trtpreprocess made for this model (default).
     #[default]
+    #[enum_value(
+        name = "The tensor trtpreprocess prepared for this model-name",
+        nick = "frames"
+    )]
     Frames,
     /// Crops of detections already in the batch (secondary inference).
+    #[enum_value(
+        name = "Crops of the detections already in the batch, taken from the original frames",
+        nick = "objects"
+    )]
     Objects,
 }
 
@@ -91,8 +101,9 @@ struct Reuse {
     detections: HashMap<u32, Vec<Detection>>,
     /// Dense maps of the last inference, per source.
     dense: HashMap<u32, DenseMap>,
-    /// Mask tensors of the last inference and the source of each of their rows.
-    masks: Option<(MaskTensor, Vec<u32>, Vec<crate::geometry::LetterboxTransform>)>,
+    /// Mask tensors of the last inference (one per chunk of `max-batch` rows) and the
+    /// source of each of their rows.
+    masks: Vec<(MaskTensor, Vec<u32>, Vec<crate::geometry::LetterboxTransform>)>,
 }
 
 /// A loaded model ready to run batches.
@@ -117,6 +128,8 @@ pub struct InferContext {
     dense_gpu: Option<crate::cuda::dense::DenseSummarizer>,
     download_dense: bool,
     candidates: Vec<crate::parsers::yolo::YoloCandidate>,
+    /// Host copies of the rows of a chunk when a batch is larger than `max-batch`.
+    chunk_pool: crate::tensor::HostTensorPool,
     /// Bytes of inference results copied device → host since start.
     pub d2h_bytes: u64,
     /// Object mode (`operate-on=objects`).
@@ -288,6 +301,7 @@ impl InferContext {
             dense_gpu: None,
             download_dense: s.download_dense,
             candidates: Vec::new(),
+            chunk_pool: Default::default(),
             d2h_bytes: 0,
             config,
         })
@@ -397,10 +411,8 @@ impl InferContext {
                 })?),
             });
         }
-        let chunk = self.config.max_batch.max(1);
         let mut results = Vec::with_capacity(n);
-        for start in (0..n).step_by(chunk) {
-            let range = start..(start + chunk).min(n);
+        for range in chunks(n, self.config.max_batch) {
             let Some(tensor) = stage.fill(&self.input_name, &readers, range.clone()) else {
                 continue;
             };
@@ -442,8 +454,7 @@ impl InferContext {
         let n = frames.len();
         let chunk = self.config.max_batch.max(1);
         let mut results = Vec::with_capacity(n);
-        for start in (0..n).step_by(chunk) {
-            let range = start..(start + chunk).min(n);
+        for range in chunks(n, chunk) {
             let tensor = stage
                 .gpu
                 .run(
@@ -494,13 +505,6 @@ impl InferContext {
             return Err(InferError::NoInput(self.model.to_string()));
         };
         let rows = input.tensor.shape.first().copied().unwrap_or(0);
-        if rows > self.config.max_batch {
-            return Err(backend::BackendError::BatchTooLarge {
-                got: rows,
-                max: self.config.max_batch,
-            }
-            .into());
-        }
         // A tensor written by the CUDA preprocessing is ready once its event fired: the one
         // host wait per batch.
         #[cfg(feature = "cuda")]
@@ -515,20 +519,66 @@ impl InferContext {
                 self.model
             )));
         }
-        gst::trace!(
-            CAT,
-            "batch {}: {} rows into {}",
-            batch.batch_number,
-            rows,
-            self.backend.name()
+        let (tensor, slots, transforms) = (
+            input.tensor.clone(),
+            input.slots.clone(),
+            input.transforms.clone(),
         );
+        if slots.len() != rows || transforms.len() != rows {
+            return Err(InferError::Config(format!(
+                "the input tensor of model '{}' has {rows} rows for {} slots and {} transforms",
+                self.model,
+                slots.len(),
+                transforms.len()
+            )));
+        }
+        self.reuse.detections.clear();
+        self.reuse.dense.clear();
+        self.reuse.masks.clear();
+        // Batches larger than max-batch run in chunks of at most max-batch rows, as object
+        // crops do.
+        for range in chunks(rows, self.config.max_batch) {
+            let part = if range.len() == rows {
+                tensor.clone()
+            } else {
+                tensor.rows(range.clone(), &self.chunk_pool).ok_or_else(|| {
+                    InferError::Config(format!(
+                        "rows {range:?} of the input tensor of model '{}' are out of its shape {:?}",
+                        self.model, tensor.shape
+                    ))
+                })?
+            };
+            gst::trace!(
+                CAT,
+                "batch {}: rows {range:?} of {rows} into {}",
+                batch.batch_number,
+                self.backend.name()
+            );
+            self.infer_rows(
+                batch,
+                &part,
+                slots[range.clone()].to_vec(),
+                transforms[range].to_vec(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Infers one chunk of the batch tensor (row `i` belongs to slot `slots[i]`) and attaches
+    /// its results.
+    fn infer_rows(
+        &mut self,
+        batch: &mut Batch,
+        tensor: &Tensor,
+        slots: Vec<usize>,
+        transforms: Vec<crate::geometry::LetterboxTransform>,
+    ) -> Result<(), InferError> {
+        let rows = slots.len();
         let outputs = self.backend.infer(&[InputRef {
             name: &self.input_name,
-            tensor: &input.tensor,
+            tensor,
         }])?;
         gst::trace!(CAT, "batch {}: inference done", batch.batch_number);
-        let slots = input.slots.clone();
-        let transforms = input.transforms.clone();
         let (model, parser) = (self.model.clone(), self.parser);
         let parse_err = move |reason: String| InferError::Parse {
             model: model.to_string(),
@@ -562,8 +612,6 @@ impl InferContext {
             .map_err(|e| parse_err(e.to_string()))?
         };
 
-        self.reuse.detections.clear();
-        self.reuse.dense.clear();
         for (row, dets) in detections.into_iter().enumerate() {
             let Some(&slot_idx) = slots.get(row) else { continue };
             let slot = &mut batch.slots[slot_idx];
@@ -591,11 +639,10 @@ impl InferContext {
         } else {
             self.mask_tensor(&outputs)
         };
-        self.reuse.masks = None;
         if let Some(masks) = masks {
             if self.interval > 0 {
                 let pads = slots.iter().map(|&i| batch.slots[i].pad_index()).collect();
-                self.reuse.masks = Some((masks.clone(), pads, transforms.clone()));
+                self.reuse.masks.push((masks.clone(), pads, transforms.clone()));
             }
             batch.outputs.push(BatchOutputs {
                 model: self.model.clone(),
@@ -773,7 +820,7 @@ impl InferContext {
                 slot.results.dense.push(map.clone());
             }
         }
-        if let Some((masks, pads, transforms)) = &self.reuse.masks {
+        for (masks, pads, transforms) in &self.reuse.masks {
             let slots = pads
                 .iter()
                 .map(|p| batch.slots.iter().position(|s| s.pad_index() == *p))
@@ -786,6 +833,14 @@ impl InferContext {
             });
         }
     }
+}
+
+/// Consecutive row ranges covering `0..rows`, each of at most `max` rows (at least one).
+fn chunks(rows: usize, max: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let max = max.max(1);
+    (0..rows)
+        .step_by(max)
+        .map(move |start| start..(start + max).min(rows))
 }
 
 /// Row `row` of a host tensor (dimension 0), copied.
@@ -804,4 +859,18 @@ fn tensor_row(t: &Tensor, row: usize) -> Option<Tensor> {
         shape,
         PooledBytes::detached(bytes[row * len..(row + 1) * len].to_vec()),
     ))
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::chunks;
+
+    #[test]
+    fn chunks_cover_the_rows_in_max_sized_ranges() {
+        assert_eq!(chunks(24, 16).collect::<Vec<_>>(), vec![0..16, 16..24]);
+        assert_eq!(chunks(16, 16).collect::<Vec<_>>(), vec![0..16]);
+        assert_eq!(chunks(3, 1).collect::<Vec<_>>(), vec![0..1, 1..2, 2..3]);
+        assert_eq!(chunks(2, 0).collect::<Vec<_>>(), vec![0..1, 1..2], "max 0 is 1");
+        assert_eq!(chunks(0, 4).count(), 0);
+    }
 }

@@ -2,13 +2,14 @@
 
 use super::context::{InferContext, InferSettings, OperateOn};
 use super::promptseg::{PromptSegContext, Route};
-use crate::backend::BackendKind;
-use crate::parsers::ParserKind;
+use crate::backend::BackendChoice;
+use crate::parsers::ParserChoice;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -32,12 +33,32 @@ impl Loaded {
             Loaded::PromptSeg(p) => p.engine.backend_name(),
         }
     }
+
+    fn d2h_bytes(&self) -> u64 {
+        match self {
+            Loaded::PromptSeg(p) => p.engine.totals().d2h_bytes,
+            Loaded::Model(c) => c.d2h_bytes,
+        }
+    }
+}
+
+/// Statistics readable at any time, also while a batch is inferred (the context lock is
+/// held for the whole inference; these are not behind it).
+#[derive(Default)]
+struct Stats {
+    /// Bytes of results copied from the GPU to the host since start.
+    d2h_bytes: AtomicU64,
+    /// Backend running the model, set once started.
+    backend_in_use: Mutex<Option<&'static str>>,
 }
 
 #[derive(Default)]
 pub struct TrtInfer {
     settings: Mutex<InferSettings>,
+    /// Held for the whole inference of a batch: never taken by property getters, and no
+    /// message is posted while it is held.
     context: Mutex<Option<Loaded>>,
+    stats: Stats,
     /// CUDA context shared with the pipeline (object crops of CUDA frames run on the GPU).
     #[cfg(feature = "cuda")]
     cuda_ctx: crate::cuda::ElementCudaContext,
@@ -69,14 +90,14 @@ impl ObjectImpl for TrtInfer {
                     .blurb("Text file with one class label per line; default: the config's labels")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("parser")
+                glib::ParamSpecEnum::builder_with_default("parser", ParserChoice::Config)
                     .nick("Output parser")
-                    .blurb("How outputs are decoded: yolo, yolo-seg, detr or raw; default: the config's parser")
+                    .blurb("How outputs are decoded; config (default) = the model config's parser")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("backend")
+                glib::ParamSpecEnum::builder_with_default("backend", BackendChoice::Config)
                     .nick("Backend")
-                    .blurb("Inference backend: onnxruntime-cpu, onnxruntime-cuda, onnxruntime-tensorrt or tensorrt; default: the config's backend, else onnxruntime-cpu")
+                    .blurb("Inference backend; config (default) = the model config's backend, else onnxruntime-cpu")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecFloat::builder("conf-threshold")
@@ -97,7 +118,7 @@ impl ObjectImpl for TrtInfer {
                     .build(),
                 glib::ParamSpecUInt::builder("max-batch")
                     .nick("Maximum batch")
-                    .blurb("Largest batch the model is run with; larger batches are an error (0 = the config's max-batch, default 16)")
+                    .blurb("Largest batch the model is run with; larger batches run in chunks of at most this many frames (0 = the config's max-batch, default 16)")
                     .maximum(1024)
                     .default_value(0)
                     .mutable_ready()
@@ -153,10 +174,9 @@ impl ObjectImpl for TrtInfer {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("operate-on")
+                glib::ParamSpecEnum::builder_with_default("operate-on", OperateOn::Frames)
                     .nick("Operate on")
                     .blurb("What the model runs on: frames (the tensor trtpreprocess prepared for this model-name) or objects (crops of detections already in the batch, taken from the original frames, resized and normalised per the model config's [input]; needs parser landmarks)")
-                    .default_value(Some("frames"))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("operate-on-model")
@@ -184,10 +204,9 @@ impl ObjectImpl for TrtInfer {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("route")
+                glib::ParamSpecEnum::builder_with_default("route", Route::C)
                     .nick("Prompt-segmentation route")
-                    .blurb("Call order of prompt-segmentation configs: c = encoder once per batch, then the decoder once per class with all frames (fastest); b = encoder once, decoder per frame with all classes; a = per frame, encoder then decoder with all classes. Results are identical on the CPU; on a GPU each route's batch sizes pick their own kernels, so scores and mask pixels may differ in the last bits")
-                    .default_value(Some("c"))
+                    .blurb("Call order of prompt-segmentation configs: c = encoder once per batch, then the decoder once per class with all frames (fastest); b = encoder once, decoder per frame with all classes; a = per frame, encoder then decoder with all classes; seed = route c with every decoder output copied to the host (benchmark baseline). Results are identical on the CPU; on a GPU each route's batch sizes pick their own kernels, so scores and mask pixels may differ in the last bits")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("decoder-buffers")
@@ -227,23 +246,12 @@ impl ObjectImpl for TrtInfer {
             "model" => s.model = text().map(PathBuf::from),
             "model-name" => s.model_name = text(),
             "labels" => s.labels = text().map(PathBuf::from),
-            "parser" => {
-                s.parser = text().and_then(|t| {
-                    let p = ParserKind::parse(&t);
-                    if p.is_none() {
-                        gst::warning!(CAT, imp = self, "unknown parser '{t}'");
-                    }
-                    p
-                })
-            }
+            "parser" => s.parser = value.get::<ParserChoice>().expect("type checked upstream").kind(),
             "backend" => {
-                s.backend = text().and_then(|t| {
-                    let b = BackendKind::parse(&t);
-                    if b.is_none() {
-                        gst::warning!(CAT, imp = self, "unknown backend '{t}'");
-                    }
-                    b
-                })
+                s.backend = value
+                    .get::<BackendChoice>()
+                    .expect("type checked upstream")
+                    .kind()
             }
             "conf-threshold" => s.conf_threshold = positive(value.get().expect("type checked upstream")),
             "nms-iou" => s.nms_iou = positive(value.get().expect("type checked upstream")),
@@ -259,17 +267,7 @@ impl ObjectImpl for TrtInfer {
             "download-dense" => s.download_dense = value.get().expect("type checked upstream"),
             "engine-cache-dir" => s.engine_cache_dir = text().map(PathBuf::from),
             "threads" => s.threads = value.get::<u32>().expect("type checked upstream") as usize,
-            "operate-on" => {
-                let t = text().unwrap_or_else(|| "frames".into());
-                s.invalid.retain(|(k, _)| *k != "operate-on");
-                match OperateOn::parse(&t) {
-                    Some(o) => s.operate_on = o,
-                    None => s.invalid.push((
-                        "operate-on",
-                        format!("operate-on must be frames or objects, got '{t}'"),
-                    )),
-                }
-            }
+            "operate-on" => s.operate_on = value.get().expect("type checked upstream"),
             "operate-on-model" => s.objects.model = text(),
             "operate-on-classes" => {
                 let t = text().unwrap_or_default();
@@ -286,16 +284,7 @@ impl ObjectImpl for TrtInfer {
             "max-objects-per-batch" => {
                 s.objects.max_objects = value.get::<u32>().expect("type checked upstream") as usize
             }
-            "route" => {
-                s.route = match text().as_deref().map(Route::parse) {
-                    None => Route::C,
-                    Some(Some(r @ (Route::A | Route::B | Route::C))) => r,
-                    Some(_) => {
-                        gst::warning!(CAT, imp = self, "unknown route (expected a, b or c); using c");
-                        Route::C
-                    }
-                }
-            }
+            "route" => s.route = value.get().expect("type checked upstream"),
             "decoder-buffers" => {
                 s.decoder_buffers = Some(value.get::<u32>().expect("type checked upstream") as usize)
             }
@@ -310,8 +299,8 @@ impl ObjectImpl for TrtInfer {
             "model" => path(&s.model).to_value(),
             "model-name" => s.model_name.to_value(),
             "labels" => path(&s.labels).to_value(),
-            "parser" => s.parser.map(|p| p.name()).to_value(),
-            "backend" => s.backend.map(|b| b.name()).to_value(),
+            "parser" => ParserChoice::from_kind(s.parser).to_value(),
+            "backend" => BackendChoice::from_kind(s.backend).to_value(),
             "conf-threshold" => s.conf_threshold.unwrap_or(-1.0).to_value(),
             "nms-iou" => s.nms_iou.unwrap_or(-1.0).to_value(),
             "max-batch" => (s.max_batch.unwrap_or(0) as u32).to_value(),
@@ -323,7 +312,7 @@ impl ObjectImpl for TrtInfer {
             "download-dense" => s.download_dense.to_value(),
             "engine-cache-dir" => path(&s.engine_cache_dir).to_value(),
             "threads" => (s.threads as u32).to_value(),
-            "operate-on" => s.operate_on.name().to_value(),
+            "operate-on" => s.operate_on.to_value(),
             "operate-on-model" => s.objects.model.to_value(),
             "operate-on-classes" => s
                 .objects
@@ -335,21 +324,10 @@ impl ObjectImpl for TrtInfer {
                 .to_value(),
             "min-object-size" => s.objects.min_size.to_value(),
             "max-objects-per-batch" => (s.objects.max_objects as u32).to_value(),
-            "route" => s.route.name().to_value(),
+            "route" => s.route.to_value(),
             "decoder-buffers" => (s.decoder_buffers.unwrap_or(2) as u32).to_value(),
-            "d2h-bytes" => match self.context.lock().unwrap().as_ref() {
-                Some(Loaded::PromptSeg(p)) => p.engine.totals().d2h_bytes,
-                Some(Loaded::Model(c)) => c.d2h_bytes,
-                None => 0,
-            }
-            .to_value(),
-            "backend-in-use" => self
-                .context
-                .lock()
-                .unwrap()
-                .as_ref()
-                .map(|c| c.backend_name())
-                .to_value(),
+            "d2h-bytes" => self.stats.d2h_bytes.load(Ordering::Relaxed).to_value(),
+            "backend-in-use" => self.stats.backend_in_use.lock().unwrap().to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -452,6 +430,8 @@ impl BaseTransformImpl for TrtInfer {
             };
             Loaded::Model(Box::new(ctx))
         };
+        self.stats.d2h_bytes.store(0, Ordering::Relaxed);
+        *self.stats.backend_in_use.lock().unwrap() = Some(loaded.backend_name());
         *self.context.lock().unwrap() = Some(loaded);
         Ok(())
     }
@@ -466,18 +446,21 @@ impl BaseTransformImpl for TrtInfer {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.context.lock().unwrap() = None;
+        *self.stats.backend_in_use.lock().unwrap() = None;
         Ok(())
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
+        // Messages are collected under the context lock and posted once it is dropped: a
+        // sync bus handler may read this element's properties.
+        let mut warning = None;
         let mut guard = self.context.lock().unwrap();
-        let result = match guard.as_mut().ok_or(gst::FlowError::Flushing)? {
+        let loaded = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let result = match loaded {
             Loaded::Model(ctx) => {
                 let r = ctx.process(meta.batch_mut()).map_err(|e| e.to_string());
-                if let Some(why) = ctx.take_backend_warning() {
-                    gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", why));
-                }
+                warning = ctx.take_backend_warning();
                 #[cfg(feature = "cuda")]
                 if let Some(why) = ctx.take_gpu_crops_failure() {
                     gst::warning!(CAT, imp = self, "{why}: object crops on the CPU from now on");
@@ -502,6 +485,11 @@ impl BaseTransformImpl for TrtInfer {
                 r
             }
         };
+        self.stats.d2h_bytes.store(loaded.d2h_bytes(), Ordering::Relaxed);
+        drop(guard);
+        if let Some(why) = warning {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", why));
+        }
         if let Err(e) = result {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
             return Err(gst::FlowError::Error);

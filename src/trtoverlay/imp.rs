@@ -495,10 +495,9 @@ impl ObjectImpl for TrtOverlay {
                     .default_value(d.text_scale)
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecString::builder("dense-colormap")
+                glib::ParamSpecEnum::builder_with_default("dense-colormap", e.dense_colormap)
                     .nick("Dense colour map")
                     .blurb("Colour map for dense model outputs (parser dense, e.g. depth): none (not drawn), turbo, jet or gray; drawn under boxes and masks, mapped back through the letterbox onto the frame")
-                    .default_value(Some(e.dense_colormap.name()))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecFloat::builder("dense-alpha")
@@ -539,10 +538,9 @@ impl ObjectImpl for TrtOverlay {
                     .blurb("Frames drawn on the GPU since start (the others, e.g. in system memory, were drawn on the CPU)")
                     .read_only()
                     .build(),
-                glib::ParamSpecString::builder("device")
+                glib::ParamSpecEnum::builder_with_default("device", crate::transform::Device::Auto)
                     .nick("Device")
                     .blurb("Where frames are drawn: auto (on the GPU, one kernel launch per batch, for frames in CUDA memory when the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU); both give the same pixels")
-                    .default_value(Some("auto"))
                     .mutable_ready()
                     .build(),
             ]
@@ -562,18 +560,7 @@ impl ObjectImpl for TrtOverlay {
             "draw-labels" => s.draw_labels = value.get().expect("type checked upstream"),
             "draw-masks" => s.draw_masks = value.get().expect("type checked upstream"),
             "text-scale" => s.text_scale = value.get().expect("type checked upstream"),
-            "dense-colormap" => {
-                let t = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
-                match Colormap::parse(&t) {
-                    Some(c) => x.dense_colormap = c,
-                    None => gst::warning!(
-                        CAT,
-                        imp = self,
-                        "unknown dense-colormap '{t}' (none, turbo, jet, gray): kept {}",
-                        x.dense_colormap.name()
-                    ),
-                }
-            }
+            "dense-colormap" => x.dense_colormap = value.get().expect("type checked upstream"),
             "dense-alpha" => x.dense_alpha = value.get().expect("type checked upstream"),
             "dense-model" => {
                 x.dense_model = std::sync::Arc::from(
@@ -595,12 +582,10 @@ impl ObjectImpl for TrtOverlay {
             "draw-keypoints" => s.draw_keypoints = value.get().expect("type checked upstream"),
             "keypoint-radius" => s.keypoint_radius = value.get().expect("type checked upstream"),
             "device" => {
-                let text = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
-                match text.as_str() {
-                    "auto" | "cuda" | "gpu" => settings.use_gpu = true,
-                    "cpu" => settings.use_gpu = false,
-                    other => gst::warning!(CAT, imp = self, "ignoring invalid device '{other}'"),
-                }
+                settings.use_gpu = value
+                    .get::<crate::transform::Device>()
+                    .expect("type checked upstream")
+                    .allows_gpu()
             }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
@@ -616,7 +601,7 @@ impl ObjectImpl for TrtOverlay {
             "draw-labels" => s.draw_labels.to_value(),
             "draw-masks" => s.draw_masks.to_value(),
             "text-scale" => s.text_scale.to_value(),
-            "dense-colormap" => x.dense_colormap.name().to_value(),
+            "dense-colormap" => x.dense_colormap.to_value(),
             "dense-alpha" => x.dense_alpha.to_value(),
             "dense-model" => x.dense_model.to_value(),
             "dense-range" => match x.dense_range {
@@ -626,7 +611,7 @@ impl ObjectImpl for TrtOverlay {
             .to_value(),
             "draw-keypoints" => s.draw_keypoints.to_value(),
             "keypoint-radius" => s.keypoint_radius.to_value(),
-            "device" => if settings.use_gpu { "auto" } else { "cpu" }.to_value(),
+            "device" => crate::transform::Device::from_gpu(settings.use_gpu).to_value(),
             "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }

@@ -2,9 +2,10 @@
 //! mapping, the tensor pool, and the batch tensor with per-row transforms.
 
 use crate::batch::{Batch, BatchTensor};
-use crate::config::{ColorOrder, ModelConfig, PreprocessConfig, ResizeMode};
+use crate::config::{ColorOrder, InputDType, ModelConfig, PreprocessConfig, ResizeMode};
 use crate::preprocess::{self, Scratch};
-use crate::tensor::{DType, HostTensorPool, Tensor};
+use crate::tensor::{HostTensorPool, Tensor};
+use crate::transform::Device;
 use crate::video::FrameReader;
 use gst::glib;
 use gst::prelude::*;
@@ -280,16 +281,14 @@ impl ObjectImpl for TrtPreprocess {
                     .default_value(d.height)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("dtype")
+                glib::ParamSpecEnum::builder_with_default("dtype", InputDType::F32)
                     .nick("Tensor type")
-                    .blurb("Element type of the tensor: f32 or f16")
-                    .default_value(Some("f32"))
+                    .blurb("Element type of the tensor")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("resize")
+                glib::ParamSpecEnum::builder_with_default("resize", ResizeMode::Letterbox)
                     .nick("Resize mode")
-                    .blurb("letterbox (keep aspect ratio, pad the rest) or stretch (fill the input)")
-                    .default_value(Some("letterbox"))
+                    .blurb("How a frame is fitted into the model input")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("pad-value")
@@ -299,10 +298,9 @@ impl ObjectImpl for TrtPreprocess {
                     .default_value(d.pad_value as u32)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("color-order")
+                glib::ParamSpecEnum::builder_with_default("color-order", ColorOrder::Rgb)
                     .nick("Colour order")
-                    .blurb("Plane order of the tensor: rgb or bgr")
-                    .default_value(Some("rgb"))
+                    .blurb("Plane order of the tensor")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecFloat::builder("scale")
@@ -325,10 +323,9 @@ impl ObjectImpl for TrtPreprocess {
                     .default_value(Some("1,1,1"))
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("device")
+                glib::ParamSpecEnum::builder_with_default("device", Device::Auto)
                     .nick("Device")
                     .blurb("Where the tensor is prepared: auto (on the GPU, in device memory, when the frames are CUDA memory and the plugin was built with CUDA; else on the CPU) or cpu (always a host tensor, e.g. for a CPU inference backend)")
-                    .default_value(Some("auto"))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("sources")
@@ -354,19 +351,10 @@ impl ObjectImpl for TrtPreprocess {
             "input-name" => s.input_name = text(),
             "width" => s.pre.width = value.get().expect("type checked upstream"),
             "height" => s.pre.height = value.get().expect("type checked upstream"),
-            "dtype" => match DType::parse(&text()) {
-                Some(d @ (DType::F32 | DType::F16)) => s.pre.dtype = d,
-                _ => invalid("dtype", text()),
-            },
-            "resize" => match ResizeMode::parse(&text()) {
-                Some(r) => s.pre.resize = r,
-                None => invalid("resize mode", text()),
-            },
+            "dtype" => s.pre.dtype = value.get::<InputDType>().expect("type checked upstream").dtype(),
+            "resize" => s.pre.resize = value.get().expect("type checked upstream"),
             "pad-value" => s.pre.pad_value = value.get::<u32>().expect("type checked upstream") as u8,
-            "color-order" => match ColorOrder::parse(&text()) {
-                Some(c) => s.pre.color = c,
-                None => invalid("colour order", text()),
-            },
+            "color-order" => s.pre.color = value.get().expect("type checked upstream"),
             "scale" => s.pre.scale = value.get().expect("type checked upstream"),
             "mean" => match parse_floats(&text()) {
                 Some(v) => s.pre.mean = v,
@@ -376,11 +364,7 @@ impl ObjectImpl for TrtPreprocess {
                 Some(v) => s.pre.std = v,
                 None => invalid("std", text()),
             },
-            "device" => match text().as_str() {
-                "auto" | "cuda" | "gpu" => s.use_gpu = true,
-                "cpu" => s.use_gpu = false,
-                other => invalid("device", other.to_string()),
-            },
+            "device" => s.use_gpu = value.get::<Device>().expect("type checked upstream").allows_gpu(),
             "sources" => match parse_sources(&text()) {
                 Some(v) => s.sources = v,
                 None => invalid("source list", text()),
@@ -397,14 +381,14 @@ impl ObjectImpl for TrtPreprocess {
             "input-name" => s.input_name.to_value(),
             "width" => s.pre.width.to_value(),
             "height" => s.pre.height.to_value(),
-            "dtype" => s.pre.dtype.name().to_value(),
-            "resize" => s.pre.resize.name().to_value(),
+            "dtype" => InputDType::from_dtype(s.pre.dtype).unwrap_or_default().to_value(),
+            "resize" => s.pre.resize.to_value(),
             "pad-value" => (s.pre.pad_value as u32).to_value(),
-            "color-order" => s.pre.color.name().to_value(),
+            "color-order" => s.pre.color.to_value(),
             "scale" => s.pre.scale.to_value(),
             "mean" => format_floats(&s.pre.mean).to_value(),
             "std" => format_floats(&s.pre.std).to_value(),
-            "device" => if s.use_gpu { "auto" } else { "cpu" }.to_value(),
+            "device" => Device::from_gpu(s.use_gpu).to_value(),
             "sources" => s
                 .sources
                 .iter()

@@ -573,10 +573,9 @@ impl ObjectImpl for TrtTiler {
                     .default_value(d.height)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("device")
+                glib::ParamSpecEnum::builder_with_default("device", crate::transform::Device::Auto)
                     .nick("Device")
                     .blurb("Where the mosaic is composed: auto (on the GPU, one kernel launch per batch, when the batches are CUDA memory and the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU, no kernel launched: CUDA frames are downloaded and a CUDA output frame is uploaded by GStreamer); both give the same pixels; takes effect at the next batch")
-                    .default_value(Some("auto"))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt64::builder("gpu-frames")
@@ -602,12 +601,10 @@ impl ObjectImpl for TrtTiler {
             "width" => s.width = value.get().expect("type checked upstream"),
             "height" => s.height = value.get().expect("type checked upstream"),
             "device" => {
-                let text = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
-                match text.as_str() {
-                    "auto" | "cuda" | "gpu" => s.use_gpu = true,
-                    "cpu" => s.use_gpu = false,
-                    other => gst::warning!(CAT, imp = self, "ignoring invalid device '{other}'"),
-                }
+                s.use_gpu = value
+                    .get::<crate::transform::Device>()
+                    .expect("type checked upstream")
+                    .allows_gpu()
             }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
@@ -620,7 +617,7 @@ impl ObjectImpl for TrtTiler {
             "columns" => s.columns.to_value(),
             "width" => s.width.to_value(),
             "height" => s.height.to_value(),
-            "device" => if s.use_gpu { "auto" } else { "cpu" }.to_value(),
+            "device" => crate::transform::Device::from_gpu(s.use_gpu).to_value(),
             "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
             "cpu-reason" => self.cpu_reason.lock().unwrap().to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),

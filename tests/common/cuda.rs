@@ -1,4 +1,4 @@
-//! Helpers of the device tests (feature `cuda`): the GPU or a skip, random frames on the
+//! Helpers of the device tests (feature `cuda`): the GPU, random frames on the
 //! host with their device copies, GstCudaMemory frames written and read on the device.
 
 use gst_video::prelude::*;
@@ -8,24 +8,19 @@ use gsttrtvision::cuda::{
 };
 use gsttrtvision::video::FrameReader;
 
-/// The primary context of device 0, or `None` (with a message) when there is no GPU;
-/// with `TRTV_REQUIRE_CUDA=1` (set by scripts/device/run-tests.sh) no GPU is a failure.
-pub fn device() -> Option<DeviceContext> {
+/// The primary context of device 0. The device tests are `#[ignore]`d (they run with
+/// `--include-ignored`, as scripts/device/run-tests.sh does): once asked for, no GPU is a
+/// failure.
+pub fn device() -> DeviceContext {
     match cuda::probe() {
         Ok(info) => {
             eprintln!("CUDA device: {info:?}");
             match DeviceContext::primary(0) {
-                Ok(ctx) => Some(ctx),
+                Ok(ctx) => ctx,
                 Err(e) => panic!("the probe found a GPU but its primary context failed: {e}"),
             }
         }
-        Err(e) if std::env::var_os("TRTV_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
-            panic!("TRTV_REQUIRE_CUDA=1 but {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping the device test: {e}");
-            None
-        }
+        Err(e) => panic!("this device test needs a CUDA GPU: {e}"),
     }
 }
 

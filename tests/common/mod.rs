@@ -32,12 +32,31 @@ pub fn harness(
         .build()
         .unwrap_or_else(|e| panic!("{factory}: {e}"));
     for (name, value) in props {
-        element.set_property_from_value(name, &value.to_value());
+        set_property_value(&element, name, &value.to_value());
     }
     if let Some(c) = context {
         element.set_context(c);
     }
     gst_check::Harness::with_element(&element, Some("sink"), Some("src"))
+}
+
+/// Sets `name` from `value`; a string given for an enumerated property is its nick, as in
+/// gst-launch descriptions.
+pub fn set_property_value(element: &gst::Element, name: &str, value: &glib::Value) {
+    let is_enum = element
+        .find_property(name)
+        .is_some_and(|p| p.value_type().is_a(glib::Type::ENUM));
+    match value.get::<&str>() {
+        Ok(nick) if is_enum => element.set_property_from_str(name, nick),
+        _ => element.set_property_from_value(name, value),
+    }
+}
+
+/// The nick of the value of the enumerated property `name` (e.g. "auto").
+pub fn enum_nick(element: &impl IsA<glib::Object>, name: &str) -> String {
+    let value = element.property_value(name);
+    let (_, v) = glib::EnumValue::from_value(&value).unwrap_or_else(|| panic!("{name} is not an enum"));
+    v.nick().to_string()
 }
 
 /// Directory with the committed model configs (engines/).

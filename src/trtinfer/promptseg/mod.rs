@@ -25,6 +25,7 @@ mod select;
 pub use context::PromptSegContext;
 pub use select::{OutputIndex, RowTarget, Selected, Selector};
 
+use gst::glib;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,17 +36,31 @@ use crate::config::ModelFile;
 use crate::tensor::{DType, HostTensorPool, PooledBytes, Tensor};
 
 /// Order of the encoder and decoder calls of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, glib::Enum)]
+#[enum_type(name = "GstTrtRoute")]
 pub enum Route {
     /// Per frame: encoder batch 1, decoder batch K classes.
+    #[enum_value(name = "Per frame, the encoder then the decoder with all classes", nick = "a")]
     A,
     /// Encoder batch F, then per frame the decoder with batch K classes.
+    #[enum_value(
+        name = "The encoder once, then the decoder per frame with all classes",
+        nick = "b"
+    )]
     B,
     /// Encoder batch F, then per class the decoder with batch F (default).
     #[default]
+    #[enum_value(
+        name = "The encoder once, then the decoder per class with all frames",
+        nick = "c"
+    )]
     C,
     /// Route C with prompts uploaded and all decoder outputs taken to the host every
     /// batch (the hand-written baseline, for benchmarks).
+    #[enum_value(
+        name = "Route c with prompts uploaded and every decoder output copied to the host each batch (benchmark baseline)",
+        nick = "seed"
+    )]
     Seed,
 }
 
