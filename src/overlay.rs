@@ -22,6 +22,7 @@ use crate::font;
 use crate::geometry::BoxF;
 use crate::results::{map_coordinate, DenseMap, Detection, FrameMask};
 use crate::tensor::DType;
+use crate::video::color::YuvMatrix;
 use crate::video::{Paint, PixelsMut};
 use std::fmt::Write;
 
@@ -566,11 +567,12 @@ fn covers(c: &DrawCommand, mask_bytes: &[u8], px: i32, py: i32) -> bool {
 
 /// LUT entry of `value` on `[lo, hi]`: [`colormap::lut_index`].
 #[inline]
-fn dense_paint(lut: &[[u8; 8]], value: f32, lo: f32, hi: f32) -> Paint {
+fn dense_paint(lut: &[[u8; 8]], value: f32, lo: f32, hi: f32, space: (YuvMatrix, bool)) -> Paint {
     let e = lut[colormap::lut_index(value, lo, hi) as usize];
     Paint {
         rgb: [e[0], e[1], e[2]],
         yuv: [e[4], e[5], e[6]],
+        space,
     }
 }
 
@@ -586,6 +588,7 @@ pub fn execute_dense(px: &mut PixelsMut, layer: &DenseLayer, list: &OverlayComma
         return;
     };
     let (w, h) = (px.width(), px.height());
+    let space = px.colors().space();
     let cell = |x: u32, y: u32| {
         let u = map_coordinate(x as f32 + 0.5, layer.scale_x, layer.pad_x, mw, layer.model_w)?;
         let v = map_coordinate(y as f32 + 0.5, layer.scale_y, layer.pad_y, mh, layer.model_h)?;
@@ -594,6 +597,7 @@ pub fn execute_dense(px: &mut PixelsMut, layer: &DenseLayer, list: &OverlayComma
             values[v * mw + u],
             layer.lo,
             layer.hi,
+            space,
         ))
     };
     let a = layer.alpha.min(255) as u8;
@@ -621,10 +625,13 @@ pub fn execute_dense(px: &mut PixelsMut, layer: &DenseLayer, list: &OverlayComma
 pub fn execute(px: &mut PixelsMut, commands: &[DrawCommand], mask_bytes: &[u8]) {
     let (w, h) = (px.width() as i32, px.height() as i32);
     let yuv420 = px.layout().is_yuv420();
+    let space = px.colors().space();
     for c in commands {
+        // The command list holds each colour converted for this frame already.
         let paint = Paint {
             rgb: [c.rgb[0], c.rgb[1], c.rgb[2]],
             yuv: [c.yuv[0], c.yuv[1], c.yuv[2]],
+            space,
         };
         let alpha = c.alpha.min(255) as u8;
         for y in c.y0.max(0)..c.y1.min(h) {

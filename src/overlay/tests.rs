@@ -229,7 +229,10 @@ fn command_list_shapes() {
     assert_eq!((g.kind, g.ox, g.oy, g.a), (CMD_GLYPH, 10, 24, 2));
     assert_eq!(g.b as usize, font::glyph_index('c'));
     assert_eq!(&g.rgb[..3], &[255, 255, 255]);
-    assert_eq!(&g.yuv[..3], &crate::video::color::rgb_to_yuv([255, 255, 255]));
+    assert_eq!(
+        &g.yuv[..3],
+        &crate::video::color::YuvCoefficients::BT601_LIMITED.rgb_to_yuv([255, 255, 255])
+    );
     // Masks: host bits are packed; device masks keep their address; masks fully off the
     // frame and short data are skipped.
     list.clear();
