@@ -21,10 +21,11 @@ use gst_video::prelude::*;
 use gst_video::VideoFormat;
 use gsttrtvision::config::{ColorOrder, PreprocessConfig, ResizeMode};
 use gsttrtvision::cuda::{
-    self, copy_device_to_host, device_lease, CudaContext, CudaError, CudaFrame, CudaPreprocessor,
-    DeviceBuffer, DeviceContext, Event, Stream, CUDA_FORMATS,
+    self, copy_device_to_host, device_lease, CudaContext, CudaError, CudaFrame, DeviceBuffer, DeviceContext,
+    Event, Stream, CUDA_FORMATS,
 };
-use gsttrtvision::preprocess::{self, Scratch};
+use gsttrtvision::ops::preprocess::cuda::CudaPreprocessor;
+use gsttrtvision::ops::preprocess::{self, Scratch};
 use gsttrtvision::tensor::{DType, Tensor};
 use gsttrtvision::video::FrameReader;
 
@@ -992,9 +993,12 @@ fn yolo_seg_outputs(
 #[test]
 fn gpu_postprocess_matches_cpu() {
     use gsttrtvision::batch::MaskTensor;
-    use gsttrtvision::cuda::postprocess::{MaskPlanes, MaskRequest, MaskSelector, YoloDecoder};
     use gsttrtvision::geometry::LetterboxTransform;
-    use gsttrtvision::parsers::{self, yolo, ParseParams, ParseScratch, ParserKind};
+    use gsttrtvision::ops::{
+        maskselect::cuda::{MaskPlanes, MaskRequest, MaskSelector},
+        yolo::{self, cuda::YoloDecoder},
+    };
+    use gsttrtvision::parsers::{self, ParseParams, ParseScratch, ParserKind};
     let Some(ctx) = device() else { return };
     let (b, classes, np, anchors, (ph, pw)) = (4, 3, 8, 2100, (40, 40));
     let (out0, protos) = yolo_seg_outputs(b, classes, np, anchors, (ph, pw), 7);
@@ -1061,7 +1065,7 @@ fn gpu_postprocess_matches_cpu() {
                     (dg.class_id, dg.query, dg.bbox, dg.confidence)
                 );
                 let tr = &transforms[row];
-                let cpu_mask = gsttrtvision::masks::frame_mask(
+                let cpu_mask = gsttrtvision::ops::maskselect::frame_mask(
                     dc,
                     &MaskTensor::Prototypes(host1.clone()),
                     &values,
@@ -1382,9 +1386,9 @@ fn gpu_chain_with_cuda_graphs_matches_cpu_chain() {
 
 // --- Overlay ---------------------------------------------------------------------------
 
-use gsttrtvision::draw::Canvas;
 use gsttrtvision::geometry::BoxF;
-use gsttrtvision::overlay::{draw_frame, OverlayCommands, OverlayStyle};
+use gsttrtvision::ops::overlay::draw::Canvas;
+use gsttrtvision::ops::overlay::{draw_frame, OverlayCommands, OverlayStyle};
 use gsttrtvision::results::{Detection, DeviceMask, FrameMask};
 use gsttrtvision::video::PixelsMut;
 use std::sync::Arc;
@@ -1473,7 +1477,7 @@ fn draw_cpu_planes(f: &mut TestFrame, dets: &[Detection], style: &OverlayStyle) 
 #[test]
 fn overlay_gpu_matches_cpu() {
     let Some(ctx) = device() else { return };
-    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
     let mut rng = Rng(7);
     let style = OverlayStyle::default();
     let cases = [
@@ -1780,7 +1784,7 @@ fn timing_overlay_8x1080p_nv12() {
         .collect();
     let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
     let style = OverlayStyle::default();
-    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
     let mut list = OverlayCommands::default();
     let build = |list: &mut OverlayCommands| {
         list.clear();

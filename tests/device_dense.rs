@@ -17,12 +17,12 @@ use common::cuda::{cuda_pool_buffer, device, plane_geometry, Rng, TestFrame};
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gst_video::VideoFormat;
-use gsttrtvision::cuda::dense::{device_row, download_channel0, DenseSummarizer};
 use gsttrtvision::cuda::{self, CudaContext, CudaFrame, DeviceBuffer, DeviceContext};
-use gsttrtvision::draw::colormap::Colormap;
-use gsttrtvision::draw::Canvas;
 use gsttrtvision::geometry::{BoxF, LetterboxTransform};
-use gsttrtvision::overlay::{draw_frame, DenseDraw, OverlayCommands, OverlayStyle};
+use gsttrtvision::ops::dense::cuda::{device_row, download_channel0, DenseSummarizer};
+use gsttrtvision::ops::overlay::draw::colormap::Colormap;
+use gsttrtvision::ops::overlay::draw::Canvas;
+use gsttrtvision::ops::overlay::{draw_frame, DenseDraw, OverlayCommands, OverlayStyle};
 use gsttrtvision::results::{DenseMap, Detection};
 use gsttrtvision::tensor::{DType, Tensor, TensorStorage};
 use gsttrtvision::video::Paint;
@@ -155,7 +155,7 @@ fn range_for(k: usize, map: &DenseMap, channel0: &[f32]) -> (f32, f32) {
 #[test]
 fn dense_colormap_gpu_matches_cpu() {
     let Some(ctx) = device() else { return };
-    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
     let mut rng = Rng(0xd3a5e);
     let style = OverlayStyle::default();
     let cases = [
@@ -689,7 +689,7 @@ fn timing_dense_overlay_3x1080p_nv12() {
     let style = OverlayStyle::default();
     let lut = Colormap::Turbo.lut();
     let range = (-5.0, 15.0);
-    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
     let mut list = OverlayCommands::default();
     let build = |list: &mut OverlayCommands| {
         list.clear();

@@ -6,7 +6,7 @@ mod common;
 use gst::glib;
 use gst::prelude::*;
 use gst_video::prelude::*;
-use gsttrtvision::draw::class_color;
+use gsttrtvision::ops::overlay::draw::class_color;
 use gsttrtvision::scene;
 
 /// One RGBA camera through the chain with the given overlay settings; returns the output

@@ -338,7 +338,7 @@ fn random_map(rng: &mut Rng, w: u32, h: u32) -> DenseMap {
 /// the canvas (dense map, then detections) for every format, odd sizes and ranges.
 #[test]
 fn dense_layer_draws_the_same_bytes_as_the_canvas() {
-    use crate::draw::colormap::Colormap;
+    use crate::ops::overlay::draw::colormap::Colormap;
     let mut rng = Rng(0xde45e);
     let style = OverlayStyle::default();
     let mut list = OverlayCommands::default();
@@ -405,8 +405,8 @@ fn dense_layer_draws_the_same_bytes_as_the_canvas() {
 
 #[test]
 fn dense_layers_in_the_command_list() {
-    use crate::draw::colormap::Colormap;
     use crate::geometry::LetterboxTransform;
+    use crate::ops::overlay::draw::colormap::Colormap;
     use crate::results::DeviceDense;
     let style = OverlayStyle::default();
     let tr = LetterboxTransform::letterbox(64, 48, 16, 16);

@@ -12,8 +12,8 @@
 
 pub mod colormap;
 
-use crate::font;
 use crate::geometry::BoxF;
+use crate::ops::overlay::font;
 use crate::results::{DenseMap, FrameMask};
 use crate::video::{Paint, PixelsMut, VideoError};
 use gst_video::VideoFrameRef;

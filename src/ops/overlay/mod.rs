@@ -17,9 +17,13 @@
 //! frame has at most one, drawn first ([`DenseLayer`], executed on the CPU by
 //! [`execute_dense`]), with the per-pixel rules of [`Canvas::dense`].
 
-use crate::draw::{alpha_u8, class_color, colormap, outline_bands, visible_glyphs, Canvas};
-use crate::font;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod draw;
+pub mod font;
+
 use crate::geometry::BoxF;
+use crate::ops::overlay::draw::{alpha_u8, class_color, colormap, outline_bands, visible_glyphs, Canvas};
 use crate::results::{map_coordinate, DenseMap, Detection, FrameMask};
 use crate::tensor::DType;
 use crate::video::color::YuvMatrix;
@@ -130,7 +134,9 @@ fn paint(p: &mut impl Painter, detections: &[Detection], style: &OverlayStyle, l
     if style.draw_keypoints {
         for d in detections {
             for (k, kp) in d.secondary.iter().flat_map(|r| r.keypoints.iter().enumerate()) {
-                if let Some(squares) = crate::draw::point_squares(kp.x, kp.y, style.keypoint_radius) {
+                if let Some(squares) =
+                    crate::ops::overlay::draw::point_squares(kp.x, kp.y, style.keypoint_radius)
+                {
                     let colors = [[0, 0, 0], class_color(k as u32 + 5)];
                     for ([x0, y0, x1, y1], c) in squares.into_iter().zip(colors) {
                         p.fill(x0, y0, x1, y1, c);
@@ -416,7 +422,7 @@ impl OverlayCommands {
         self.dense_values.clear();
     }
 
-    /// The colour map of dense layers (a [`Colormap::lut`](crate::draw::colormap::Colormap::lut));
+    /// The colour map of dense layers (a [`Colormap::lut`](crate::ops::overlay::draw::colormap::Colormap::lut));
     /// fewer than 256 entries draw no dense layer, as [`Canvas::dense`].
     pub fn set_dense_lut(&mut self, lut: &[Paint]) {
         self.dense_lut.clear();

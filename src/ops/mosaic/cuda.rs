@@ -19,14 +19,14 @@ use std::ffi::{c_void, CStr};
 
 use cudarc::driver::sys;
 
-use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::frame::{CudaFrame, FrameLayout};
-use super::nvrtc::{compile, nvrtc_arch, require_nvrtc};
-use super::CudaError;
+use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::frame::{CudaFrame, FrameLayout};
+use crate::cuda::nvrtc::{compile, nvrtc_arch, require_nvrtc};
+use crate::cuda::CudaError;
 use crate::geometry::LetterboxTransform;
 
 /// CUDA C source of the kernel.
-pub const KERNEL_SOURCE: &str = include_str!("../../kernels/tiler.cu");
+pub const KERNEL_SOURCE: &str = include_str!("../../../kernels/tiler.cu");
 const KERNEL_FILE: &str = "tiler.cu";
 const KERNEL_NAME: &CStr = c"trtv_tile";
 const KERNEL_NAME_INLINE: &CStr = c"trtv_tile_inline";
@@ -45,7 +45,7 @@ const KIND_NONE: i32 = -1;
 
 /// One tile's source frame and its placement (`TileSource` in tiler.cu, the layout of the
 /// preprocessing kernel's frame parameters).
-type TileSource = super::preprocess::FrameParams;
+type TileSource = crate::ops::preprocess::cuda::FrameParams;
 
 /// The output frame and the grid; layout shared with `MosaicTarget` in tiler.cu.
 #[repr(C)]
@@ -182,14 +182,14 @@ impl std::fmt::Debug for CudaTiler {
 impl CudaTiler {
     /// Compiles and loads the kernel in `ctx`, creates the stream and the event.
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        super::probe()?;
+        crate::cuda::probe()?;
         require_nvrtc()?;
-        super::guard("creating the CUDA tiler", || Self::build(ctx))
+        crate::cuda::guard("creating the CUDA tiler", || Self::build(ctx))
     }
 
     /// [`CudaTiler::new`] in the CUcontext of a GStreamer CUDA context (the element's,
     /// from [`super::ensure_element_context`]).
-    pub fn for_gst(ctx: &super::CudaContext) -> Result<Self, CudaError> {
+    pub fn for_gst(ctx: &crate::cuda::CudaContext) -> Result<Self, CudaError> {
         Self::new(&ctx.device_context()?)
     }
 
@@ -283,7 +283,7 @@ impl CudaTiler {
             for (p, t) in inline.0.iter_mut().zip(tiles) {
                 *p = source(t);
             }
-            return super::guard("composing the mosaic", || {
+            return crate::cuda::guard("composing the mosaic", || {
                 self.enqueue(&target, grid, Some(&inline), 0)
             });
         }
@@ -302,7 +302,7 @@ impl CudaTiler {
         for (p, t) in entries.iter_mut().zip(tiles) {
             *p = source(t);
         }
-        super::guard("composing the mosaic", || self.enqueue(&target, grid, None, n))
+        crate::cuda::guard("composing the mosaic", || self.enqueue(&target, grid, None, n))
     }
 
     /// Composes like [`CudaTiler::compose`] a `format` frame of `width x height` into
@@ -358,7 +358,7 @@ impl CudaTiler {
         self.compose(tiles, rows, columns, &out)?;
         self.wait()?;
         for p in 0..n {
-            super::copy_device_to_host(&self.ctx, ptrs[p], extents[p], &mut planes[p][..extents[p]])?;
+            crate::cuda::copy_device_to_host(&self.ctx, ptrs[p], extents[p], &mut planes[p][..extents[p]])?;
         }
         Ok(())
     }
@@ -546,9 +546,9 @@ mod tests {
             eprintln!("skipping: NVRTC (libnvrtc.so.13) is not on the library path");
             return;
         }
-        let arch = super::super::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
+        let arch = crate::cuda::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
         assert_eq!(arch, "compute_90");
-        let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
+        let ptx = crate::cuda::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
         let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
         for name in [KERNEL_NAME, KERNEL_NAME_INLINE] {
             let entry = format!(".entry {}(", name.to_str().unwrap());
@@ -587,7 +587,7 @@ mod tests {
         // The YUV constants are those of the CPU path.
         use crate::video::color::{F_BU, F_GU, F_GV, F_RV, F_Y, INT_U, INT_V, INT_Y};
         // (common.cuh, as NVRTC compiles the file.)
-        let compiled = super::super::nvrtc::expand_includes(KERNEL_SOURCE);
+        let compiled = crate::cuda::nvrtc::expand_includes(KERNEL_SOURCE);
         for k in [F_Y, F_RV, F_GU, F_GV, F_BU] {
             assert!(compiled.contains(&format!("{k}f")), "{k}");
         }

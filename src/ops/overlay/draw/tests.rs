@@ -274,8 +274,8 @@ fn palette_is_distinct() {
 /// and in NV12 (luma per pixel, chroma per block), alpha 1.
 #[test]
 fn dense_map_colours_each_pixel_by_its_map_cell() {
-    use crate::draw::colormap::Colormap;
     use crate::geometry::LetterboxTransform;
+    use crate::ops::overlay::draw::colormap::Colormap;
     use crate::results::DenseMap;
     use crate::tensor::Tensor;
     use std::sync::Arc;
