@@ -9,6 +9,7 @@
 
 mod common;
 
+use gsttrtvision::video::color::YuvCoefficients;
 use std::time::Instant;
 
 use common::cuda::{
@@ -555,6 +556,7 @@ fn gst_cuda_memory_frames() {
     for (k, (host, strides, info)) in frames.iter().enumerate() {
         let planes: Vec<&[u8]> = host.iter().map(|p| p.as_slice()).collect();
         let reader = FrameReader::from_planes(info.format(), info.width(), info.height(), &planes, strides)
+            .map(|r| r.with_colors(YuvCoefficients::for_info(info)))
             .expect("reader");
         preprocess::fill_row(&cfg, &reader, &transforms[k], &mut cpu, &mut Scratch::default());
         let (max, diff) = compare(&cfg, &gpu[k * row..(k + 1) * row], &cpu);
@@ -1508,7 +1510,7 @@ fn overlay_gpu_matches_cpu() {
             let mut f = TestFrame::new(&ctx, &mut rng, format, w, h, odd).expect("upload");
             let dets = overlay_detections(&mut rng, w, h, 24);
             let gpu_dets = with_device_masks(&ctx, &dets);
-            list.add_frame(w, h, &gpu_dets, &style);
+            list.add_frame(w, h, &YuvCoefficients::size_default(h), &gpu_dets, &style);
             draw_cpu_planes(&mut f, &dets, &style);
             keep.push(gpu_dets);
             frames.push(f);
@@ -1533,7 +1535,7 @@ fn overlay_gpu_matches_cpu() {
         Err(CudaError::InvalidInput(_))
     ));
     let mut list = OverlayCommands::default();
-    list.add_frame(16, 16, &[], &style);
+    list.add_frame(16, 16, &YuvCoefficients::size_default(16), &[], &style);
     assert!(!overlay.draw(&[f.cuda()], &list).expect("nothing to draw"));
 }
 
@@ -1694,6 +1696,7 @@ fn overlay_element_on_gst_cuda_memory() {
             let info = &batch.slots[i].info;
             let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
             let reader = FrameReader::from_planes(info.format(), info.width(), info.height(), &refs, strides)
+                .map(|r| r.with_colors(YuvCoefficients::for_info(info)))
                 .expect("reader");
             preprocess::fill_row(&cfg, &reader, &transforms[k], &mut cpu, &mut scratch);
             let (max, _) = compare(&cfg, &gpu[k * row..(k + 1) * row], &cpu);
@@ -1789,7 +1792,7 @@ fn timing_overlay_8x1080p_nv12() {
     let build = |list: &mut OverlayCommands| {
         list.clear();
         for d in &dets {
-            list.add_frame(w, h, d, &style);
+            list.add_frame(w, h, &YuvCoefficients::size_default(h), d, &style);
         }
     };
     for _ in 0..20 {

@@ -9,6 +9,7 @@
 
 mod common;
 
+use gsttrtvision::video::color::YuvCoefficients;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -199,7 +200,7 @@ fn dense_colormap_gpu_matches_cpu() {
                 range,
                 alpha,
             });
-            list.add_frame_with_dense(w, h, dense, &dets, &style);
+            list.add_frame_with_dense(w, h, &YuvCoefficients::size_default(h), dense, &dets, &style);
             assert_eq!(list.frames[i].dense >= 0, with_dense, "{format:?} {w}x{h}");
             keep.push((map, source, range));
             frames.push(f);
@@ -236,7 +237,14 @@ fn dense_colormap_gpu_matches_cpu() {
         range: (0.0, 10.0),
         alpha: 1.0,
     };
-    list.add_frame_with_dense(64, 48, Some(dense), &[], &style);
+    list.add_frame_with_dense(
+        64,
+        48,
+        &YuvCoefficients::size_default(48),
+        Some(dense),
+        &[],
+        &style,
+    );
     assert!(list.commands.is_empty() && !list.is_empty());
     assert!(overlay.draw(&[f.cuda()], &list).expect("draw"));
     overlay.wait().expect("kernel");
@@ -700,7 +708,7 @@ fn timing_dense_overlay_3x1080p_nv12() {
                 range,
                 alpha: 0.5,
             };
-            list.add_frame_with_dense(w, h, Some(dense), d, &style);
+            list.add_frame_with_dense(w, h, &YuvCoefficients::size_default(h), Some(dense), d, &style);
         }
     };
     for _ in 0..20 {

@@ -288,6 +288,7 @@ impl SourceFrame {
             &self.strides,
         )
         .expect("reader")
+        .with_colors(gsttrtvision::video::color::YuvCoefficients::for_info(&self.info))
     }
 }
 

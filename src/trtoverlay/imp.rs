@@ -325,6 +325,7 @@ impl TrtOverlay {
                     cs.list.add_frame_with_dense(
                         info.width(),
                         info.height(),
+                        &crate::video::color::YuvCoefficients::for_info(&info),
                         dense,
                         &slot.results.detections,
                         style,

@@ -167,6 +167,12 @@ impl YuvCoefficients {
         }
     }
 
+    /// What caps without colorimetry mean for a frame of `height` lines: GStreamer's
+    /// default matrix for that size, limited range.
+    pub fn size_default(height: u32) -> Self {
+        Self::new(YuvMatrix::default_for_height(height), false)
+    }
+
     /// The coefficients of a stream: its caps' matrix and range, GStreamer's default for
     /// the frame size where the caps leave them unknown (and for matrices no camera uses,
     /// such as RGB or SMPTE 240M, which are read as the size's default).

@@ -7,7 +7,7 @@
 //! 4:2:0 chroma is taken from the sample of the 2x2 block holding the pixel
 //! (`(x/2, y/2)`, nearest / replicated), which is what [`super::write_rgba`] produces.
 
-use super::color::{YuvCoefficients, YuvMatrix};
+use super::color::YuvCoefficients;
 use super::layout::{check_plane, chroma_size, Layout};
 use super::VideoError;
 use gst_video::prelude::*;
@@ -208,7 +208,7 @@ impl<'a> FrameReader<'a> {
             width,
             height,
             planes,
-            colors: YuvCoefficients::new(YuvMatrix::default_for_height(height), false),
+            colors: YuvCoefficients::size_default(height),
         })
     }
 

@@ -105,7 +105,7 @@ impl<'a> PixelsMut<'a> {
             layout,
             planes,
             strides: st,
-            colors: YuvCoefficients::new(YuvMatrix::default_for_height(height), false),
+            colors: YuvCoefficients::size_default(height),
         })
     }
 

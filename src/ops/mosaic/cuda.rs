@@ -5,7 +5,7 @@
 //! capability (once per process and architecture), loads it into the context and creates
 //! its own non-blocking stream and event. Per batch it fills one `TileSource` per tile
 //! (plane addresses, strides, format, size and the letterbox placement of the tile's
-//! frame: 96 bytes) and launches the kernel, which writes every pixel of the output frame
+//! frame: 120 bytes) and launches the kernel, which writes every pixel of the output frame
 //! (NV12, I420, RGBA, BGRA, RGBx, BGRx, RGB or BGR) in one pass. Grids of up to
 //! [`INLINE_TILES`] tiles pass the tile table inside the launch; larger ones copy it from
 //! pinned memory first (allocated on the first such grid and reused). Nothing waits on the
@@ -65,6 +65,10 @@ struct MosaicTarget {
     tile_h: i32,
     rows: i32,
     cols: i32,
+    /// RGB → YUV of the output (4:2:0): luma offset, then the integer Y, U and V
+    /// coefficients ([`crate::video::color::YuvCoefficients`]).
+    y_offset: i32,
+    int_yuv: [i32; 9],
     reserved: i32,
 }
 
@@ -74,10 +78,10 @@ struct MosaicTarget {
 #[derive(Clone, Copy)]
 struct InlineTiles([TileSource; INLINE_TILES]);
 
-const _: () = assert!(std::mem::size_of::<TileSource>() == 96);
-const _: () = assert!(std::mem::size_of::<MosaicTarget>() == 88);
+const _: () = assert!(std::mem::size_of::<TileSource>() == 120);
+const _: () = assert!(std::mem::size_of::<MosaicTarget>() == 128);
 // With the MosaicTarget within the 4 KiB of kernel parameters.
-const _: () = assert!(std::mem::size_of::<InlineTiles>() == 3072);
+const _: () = assert!(std::mem::size_of::<InlineTiles>() == 3840);
 
 impl TileSource {
     /// No frame in this tile (black).
@@ -121,6 +125,14 @@ impl MosaicTarget {
             tile_h: (out.height / rows.max(1)) as i32,
             rows: rows as i32,
             cols: cols as i32,
+            y_offset: out.colors.y_offset,
+            int_yuv: {
+                let c = &out.colors;
+                [
+                    c.int_y[0], c.int_y[1], c.int_y[2], c.int_u[0], c.int_u[1], c.int_u[2], c.int_v[0],
+                    c.int_v[1], c.int_v[2],
+                ]
+            },
             reserved: 0,
         }
     }
@@ -555,8 +567,8 @@ mod tests {
             assert!(text.contains(&entry), "{entry} missing");
         }
         assert!(
-            text.contains(".param .align 8 .b8 trtv_tile_inline_param_0[3072]"),
-            "the inline tile table is one 3072-byte argument"
+            text.contains(".param .align 8 .b8 trtv_tile_inline_param_0[3840]"),
+            "the inline tile table is one 3840-byte argument"
         );
         assert!(!text.contains("fma.rn.f32"), "contraction must be off");
         assert!(
@@ -584,25 +596,11 @@ mod tests {
             assert!(KERNEL_SOURCE.contains(needle), "{needle}");
         }
         assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_TILES {INLINE_TILES}\n")));
-        // The YUV constants are those of the CPU path.
-        use crate::video::color::{F_BU, F_GU, F_GV, F_RV, F_Y, INT_U, INT_V, INT_Y};
-        // (common.cuh, as NVRTC compiles the file.)
+        // YUV converts with each frame's and the output's coefficients (no constants).
         let compiled = crate::cuda::nvrtc::expand_includes(KERNEL_SOURCE);
-        for k in [F_Y, F_RV, F_GU, F_GV, F_BU] {
-            assert!(compiled.contains(&format!("{k}f")), "{k}");
-        }
-        let sign = |v: i32| if v < 0 { '-' } else { '+' };
-        for c in [INT_Y, INT_U, INT_V] {
-            let expr = format!(
-                "{} * r {} {} * g {} {} * b + 128",
-                c[0],
-                sign(c[1]),
-                c[1].abs(),
-                sign(c[2]),
-                c[2].abs()
-            );
-            assert!(KERNEL_SOURCE.contains(&expr), "{expr}");
-        }
+        assert!(compiled.contains("yuv_to_rgb(yy, uu, vv, p.yuv, rgb);"));
+        assert!(KERNEL_SOURCE.contains("m.yuv[0] * r + m.yuv[1] * g + m.yuv[2] * b + 128"));
+        assert!(!compiled.contains("1.164383f") && !KERNEL_SOURCE.contains("66 * r"));
     }
 
     #[test]

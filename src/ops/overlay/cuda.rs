@@ -33,9 +33,10 @@ const BLOCK: u32 = TILE / 2;
 const INITIAL_STAGING: usize = 1 << 20;
 /// Alignment of the sections of the staging area.
 const SECTION_ALIGN: usize = 256;
-/// Bytes of the dense colour map (256 entries of RGB and YUV, see `DenseLayer` in
-/// overlay.cu).
-const LUT_BYTES: usize = 256 * 8;
+/// Bytes of the dense colour map: 256 entries of RGB and YUV for each of the six colour
+/// spaces a batch's frames can have (BT.601, BT.709, BT.2020 in limited and full range;
+/// see `DenseLayer` in overlay.cu).
+const LUT_BYTES: usize = 6 * 256 * 8;
 /// Largest batch (the grid's z dimension).
 pub const MAX_FRAMES: usize = 65535;
 
@@ -401,7 +402,8 @@ fn dense_fits(list: &OverlayCommands, fc: &FrameCommands) -> bool {
         return false;
     };
     let cells = d.width.max(0) as u64 * d.height.max(0) as u64;
-    list.dense_lut.len() >= 256
+    list.dense_lut.len() >= 256 * (d.lut as usize + 1)
+        && list.dense_lut.len() * 8 <= LUT_BYTES
         && (d.source != crate::ops::overlay::DENSE_HOST
             || d.values
                 .checked_add(cells)

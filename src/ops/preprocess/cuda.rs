@@ -119,6 +119,8 @@ pub(crate) struct FrameParams {
     pub(crate) x1: i32,
     pub(crate) y0: i32,
     pub(crate) y1: i32,
+    /// YUV → RGB of the frame: luma offset, fy, frv, fgu, fgv, fbu ([`CudaFrame::kernel_colors`]).
+    pub(crate) yuv: [f32; 6],
 }
 
 /// Per-batch kernel parameters (passed by value); layout shared with `NormParams`.
@@ -146,9 +148,9 @@ struct NormParams {
 #[derive(Clone, Copy)]
 struct InlineFrames([FrameParams; INLINE_FRAMES]);
 
-const _: () = assert!(std::mem::size_of::<FrameParams>() == 96);
+const _: () = assert!(std::mem::size_of::<FrameParams>() == 120);
 // With the other arguments (8 + 72 bytes) within the 4 KiB of kernel parameters.
-const _: () = assert!(std::mem::size_of::<InlineFrames>() == 3072);
+const _: () = assert!(std::mem::size_of::<InlineFrames>() == 3840);
 const _: () = assert!(std::mem::size_of::<NormParams>() == 72);
 
 /// Dynamic shared memory of one block for 4:2:0 row staging at most (the column taps take
@@ -193,8 +195,8 @@ fn nv12_fast(p: &FrameParams) -> bool {
 }
 
 /// Batches of up to this many NV12 frames pass only the first `INLINE_FRAMES_SMALL`
-/// parameters of [`InlineFrames`] with the launch (`_inline8` entry points, 768 bytes instead
-/// of 3072); `INLINE_FRAMES_SMALL` in preprocess.cu.
+/// parameters of [`InlineFrames`] with the launch (`_inline8` entry points, 960 bytes instead
+/// of 3840); `INLINE_FRAMES_SMALL` in preprocess.cu.
 pub const INLINE_FRAMES_SMALL: usize = 8;
 
 /// The `_nv12` entry point of the `px` kernels for output order `color` (`small`: the one
@@ -260,6 +262,7 @@ impl FrameParams {
             x1: x1 as i32,
             y0: y0 as i32,
             y1: y1 as i32,
+            yuv: f.kernel_colors(),
         }
     }
 }
@@ -1105,8 +1108,8 @@ mod tests {
             }
         }
         assert!(
-            text.contains(".param .align 8 .b8 trtv_preprocess_nchw_x4_inline_param_0[3072]"),
-            "inline parameters are one 3072-byte argument"
+            text.contains(".param .align 8 .b8 trtv_preprocess_nchw_x4_inline_param_0[3840]"),
+            "inline parameters are one 3840-byte argument"
         );
         assert!(
             text.contains("st.global.v4.u32"),
@@ -1198,13 +1201,10 @@ mod tests {
         ] {
             assert!(KERNEL_SOURCE.contains(needle), "{needle}");
         }
-        // The YUV constants are those of the CPU path.
-        use crate::video::color::{F_BU, F_GU, F_GV, F_RV, F_Y};
-        // (common.cuh, as NVRTC compiles the file.)
+        // YUV converts with each frame's coefficients (the CPU's formula, no constants).
         let compiled = crate::cuda::nvrtc::expand_includes(KERNEL_SOURCE);
-        for k in [F_Y, F_RV, F_GU, F_GV, F_BU] {
-            assert!(compiled.contains(&format!("{k}f")), "{k}");
-        }
+        assert!(compiled.contains("const float cc = k[1] * (yy - k[0]);"));
+        assert!(!compiled.contains("1.164383f"), "no fixed BT.601 constant");
         assert_eq!(KERNEL_NAME.to_str().ok(), Some("trtv_preprocess_nchw"));
     }
 }
