@@ -30,12 +30,13 @@ __device__ __forceinline__ float clamp255(float v) {
     return fminf(fmaxf(v, 0.0f), 255.0f);
 }
 
-// video/color.rs: F_Y, F_RV, F_GU, F_GV, F_BU (BT.601 limited range).
-__device__ __forceinline__ void yuv_to_rgb(float yy, float uu, float vv, float rgb[3]) {
-    const float cc = 1.164383f * (yy - 16.0f);
+// video/color.rs YuvCoefficients::yuv_to_rgb_f32 with one frame's coefficients
+// `k` = [luma offset, fy, frv, fgu, fgv, fbu] (the stream's matrix and range).
+__device__ __forceinline__ void yuv_to_rgb(float yy, float uu, float vv, const float* k, float rgb[3]) {
+    const float cc = k[1] * (yy - k[0]);
     const float d = uu - 128.0f;
     const float e = vv - 128.0f;
-    rgb[0] = clamp255(cc + 1.596027f * e);
-    rgb[1] = clamp255(cc - 0.391762f * d - 0.812968f * e);
-    rgb[2] = clamp255(cc + 2.017232f * d);
+    rgb[0] = clamp255(cc + k[2] * e);
+    rgb[1] = clamp255(cc - k[3] * d - k[4] * e);
+    rgb[2] = clamp255(cc + k[5] * d);
 }

@@ -18,7 +18,8 @@
 //   - on 4:2:0 frames the chroma sample of a 2x2 block is blended once when any of its
 //     four pixels is covered;
 //   - blend(old, new, a) = (new * a + old * (255 - a) + 127) / 255, integer, as
-//     src/video/writer.rs; colours arrive as RGB and BT.601 YUV converted on the host.
+//     src/video/writer.rs; colours arrive as RGB and as YUV converted on the host with
+//     each frame's matrix and range (video/color.rs).
 //
 // A frame may have a dense layer (a depth or heat map, `DenseLayer`), drawn before its
 // commands, with the rules of Canvas::dense (src/draw.rs) and overlay::execute_dense:
@@ -73,7 +74,7 @@ struct FrameTarget {
     int dense, _pad;              // index of its DenseLayer, or -1
 };
 
-// Must match `DenseLayer` in src/overlay.rs (#[repr(C)], 64 bytes).
+// Must match `DenseLayer` in src/ops/overlay/mod.rs (#[repr(C)], 64 bytes).
 struct DenseLayer {
     unsigned long long values;    // host: index into the batch's dense values; device: address
     unsigned int source;          // DENSE_HOST / DENSE_DEVICE
@@ -82,7 +83,8 @@ struct DenseLayer {
     float scale_x, scale_y, pad_x, pad_y;  // frame -> model pixels
     float model_w, model_h;       // model input size
     float lo, hi;                 // value range of the colour map
-    unsigned int alpha, _pad;     // 0..255
+    unsigned int alpha;           // 0..255
+    unsigned int lut;             // 256-entry block of the LUT in the frame's colour space
 };
 
 __device__ __forceinline__ unsigned int blend(unsigned int old, unsigned int v, unsigned int a) {
@@ -234,7 +236,8 @@ trtv_overlay(const FrameTarget* __restrict__ frames, const DrawCommand* __restri
                 if (u < 0 || vv < 0 || px + (q & 1) >= f.width || py + (q >> 1) >= f.height) {
                     continue;
                 }
-                const unsigned char* e = lut + 8 * lut_index(dense_value(d, dense_values, u, vv), d.lo, d.hi);
+                const unsigned char* e =
+                    lut + 8 * (256 * (size_t)d.lut + lut_index(dense_value(d, dense_values, u, vv), d.lo, d.hi));
                 if (yuv) {
                     v[q][0] = blend(v[q][0], e[4], a);
                 } else {

@@ -1,4 +1,4 @@
-// Batched preprocessing kernel of trtpreprocess's CUDA path (src/cuda/preprocess.rs).
+// Batched preprocessing kernel of trtpreprocess's CUDA path (src/ops/preprocess/cuda.rs).
 //
 // One launch per batch: grid (ceil(W/(32*PX)), ceil(H/8), frames), one thread per PX
 // horizontally adjacent output pixels of one frame, writing the three planes of those
@@ -10,14 +10,14 @@
 // are one `FrameParams`, inside the launch's arguments for up to 32 frames (`_inline`
 // entry points), else in device memory (copied from pinned host memory once per batch).
 //
-// The math is exactly src/preprocess.rs + src/video/reader.rs + src/video/color.rs:
+// The math is exactly src/ops/preprocess/ + src/video/reader.rs + src/video/color.rs:
 //   - output pixel (x, y) is inside the content iff x0 <= x < x1 and y0 <= y < y1
 //     (spans computed on the host by preprocess::content_span), otherwise the pad value;
 //   - source coordinate (i + 0.5 - pad) / scale - 0.5, clamped to [0, size - 1],
 //     taps i0 = floor(c), i1 = min(i0 + 1, size - 1), w1 = c - i0;
 //   - packed RGB: bilinear on R, G, B as (a*wx0 + b*wx1)*wy0 + (c*wx0 + d*wx1)*wy1;
 //   - 4:2:0: same bilinear on Y, U, V (chroma of each tap's 2x2 block), then the float
-//     BT.601 limited-range formula, clamped to [0, 255];
+//     formula with the frame's own matrix and range (FrameParams::yuv), clamped to [0, 255];
 //   - value = rgb[order[c]] * a[c] + b[c].
 // The host compiles this with --fmad=false (no contraction into FMA, like Rust) and IEEE
 // division, so every f32 operation rounds like the CPU code: results are bit-identical up
@@ -31,7 +31,7 @@
 #define KIND_NV12 2
 #define KIND_I420 3
 
-// Must match `FrameParams` in src/cuda/preprocess.rs (#[repr(C)], 96 bytes).
+// Must match `FrameParams` in src/ops/preprocess/cuda.rs (#[repr(C)], 120 bytes).
 struct FrameParams {
     unsigned long long plane[3];  // device addresses of the planes (GStreamer order)
     int stride[3];                // bytes per row of each plane
@@ -42,9 +42,10 @@ struct FrameParams {
     float scale_x, scale_y;       // LetterboxTransform
     float pad_x, pad_y;
     int x0, x1, y0, y1;           // content span in output pixels, [x0, x1) x [y0, y1)
+    float yuv[6];                 // YUV -> RGB: luma offset, fy, frv, fgu, fgv, fbu
 };
 
-// Must match `NormParams` in src/cuda/preprocess.rs (#[repr(C)], 72 bytes).
+// Must match `NormParams` in src/ops/preprocess/cuda.rs (#[repr(C)], 72 bytes).
 struct NormParams {
     float a[3];      // value = pixel * a + b, per output plane
     float b[3];
@@ -174,7 +175,7 @@ __device__ __forceinline__ void sample_rgb(const FrameParams& p, const Rows& r, 
             vv = lerp2(u8f(__ldg(v0r + cx0)), u8f(__ldg(v0r + cx1)), u8f(__ldg(v1r + cx0)),
                        u8f(__ldg(v1r + cx1)), wx0, wx1, wy0, wy1);
         }
-        yuv_to_rgb(yy, uu, vv, rgb);
+        yuv_to_rgb(yy, uu, vv, p.yuv, rgb);
     }
 }
 
@@ -194,7 +195,8 @@ __device__ __forceinline__ float byte_f(unsigned int w, unsigned int sel, unsign
 // bottom chroma taps equal the top ones, so they are neither loaded nor interpolated again
 // (the same values, so the same result).
 template <bool SAME_CROW>
-__device__ __forceinline__ void sample_nv12(const Rows& r, const Tap& tx, unsigned int bits, float rgb[3]) {
+__device__ __forceinline__ void sample_nv12(const Rows& r, const Tap& tx, unsigned int bits, const float* yc,
+                                            float rgb[3]) {
     const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
     // Unsigned offsets: no sign extension in the address arithmetic.
     const unsigned int i0 = (unsigned int)tx.i0;
@@ -216,7 +218,7 @@ __device__ __forceinline__ void sample_nv12(const Rows& r, const Tap& tx, unsign
         ub = byte_f(c, 0x7650, bits) * wx0 + byte_f(d, 0x7650, bits) * wx1;
         vb = byte_f(c, 0x7651, bits) * wx0 + byte_f(d, 0x7651, bits) * wx1;
     }
-    yuv_to_rgb(yy, ut * r.wy0 + ub * r.wy1, vt * r.wy0 + vb * r.wy1, rgb);
+    yuv_to_rgb(yy, ut * r.wy0 + ub * r.wy1, vt * r.wy0 + vb * r.wy1, yc, rgb);
 }
 
 // Stores PX consecutive values of one plane at element `idx` (a multiple of PX when
@@ -335,7 +337,7 @@ __device__ __forceinline__ bool stage_rows(const FrameParams& p, const Rows& r, 
 // sample_rgb for 4:2:0 frames from staged rows (the same arithmetic, taps read from shared
 // memory; st.y0[i] is luma column i of tap row 0).
 __device__ __forceinline__ void sample_staged(bool nv12, const Staged& st, const Tap& tx, float wy0, float wy1,
-                                              float rgb[3]) {
+                                              const float* yc, float rgb[3]) {
     const float wx1 = tx.w1, wx0 = 1.0f - tx.w1;
     const float yy = lerp2(u8f(st.y0[tx.i0]), u8f(st.y0[tx.i1]), u8f(st.y1[tx.i0]), u8f(st.y1[tx.i1]),
                            wx0, wx1, wy0, wy1);
@@ -347,7 +349,7 @@ __device__ __forceinline__ void sample_staged(bool nv12, const Staged& st, const
                            wy1);
     const float vv = lerp2(u8f(st.c0[u0 + v]), u8f(st.c0[u1 + v]), u8f(st.c1[u0 + v]), u8f(st.c1[u1 + v]),
                            wx0, wx1, wy0, wy1);
-    yuv_to_rgb(yy, uu, vv, rgb);
+    yuv_to_rgb(yy, uu, vv, yc, rgb);
 }
 
 // Columns of one block at most (blockDim.x * PX): the host keeps blocks within it.
@@ -409,6 +411,12 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
                                 tap_i1[(hi % PX) * blockDim.x + hi / PX], n.stage, slice, lane, st);
         }
         const bool nv12 = p.kind == KIND_NV12;
+        // The frame's YUV -> RGB coefficients, in registers for all of the thread's pixels.
+        float yc[6];
+#pragma unroll
+        for (int k = 0; k < 6; k++) {
+            yc[k] = p.yuv[k];
+        }
         // Threads whose PX pixels all lie in the content (most of them) skip the per-pixel
         // bounds checks.
         const bool all_in = x >= p.x0 && x + PX <= p.x1 && x + PX <= n.out_w;
@@ -422,12 +430,12 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
             float rgb[3];
             if (ORDER >= 0) {
                 if (same_crow) {
-                    sample_nv12<true>(r, tx, n.float_bits, rgb);
+                    sample_nv12<true>(r, tx, n.float_bits, yc, rgb);
                 } else {
-                    sample_nv12<false>(r, tx, n.float_bits, rgb);
+                    sample_nv12<false>(r, tx, n.float_bits, yc, rgb);
                 }
             } else if (STAGE && staged) {
-                sample_staged(nv12, st, tx, r.wy0, r.wy1, rgb);
+                sample_staged(nv12, st, tx, r.wy0, r.wy1, yc, rgb);
             } else {
                 sample_rgb(p, r, tx, rgb);
             }
@@ -497,7 +505,7 @@ __device__ __forceinline__ void preprocess(const FrameParams* frames, void* __re
 // kernel. Larger batches read them from device memory (copied from pinned memory first).
 #define INLINE_FRAMES 32
 
-// Must match `InlineFrames` in src/cuda/preprocess.rs (3072 bytes).
+// Must match `InlineFrames` in src/ops/preprocess/cuda.rs (3840 bytes).
 struct InlineFrames {
     FrameParams f[INLINE_FRAMES];
 };

@@ -1,4 +1,4 @@
-// Mosaic kernel of trttiler's CUDA path (src/cuda/tiler.rs).
+// Mosaic kernel of trttiler's CUDA path (src/ops/mosaic/cuda.rs).
 //
 // One launch per batch writes the whole output frame: grid (ceil(W/64), ceil(H/16)), one
 // thread per 2x2 output pixel block (block of 32x8 threads). For each pixel the thread
@@ -14,12 +14,13 @@
 //     at source coordinate (i + 0.5 - pad) / scale - 0.5 clamped to [0, size - 1], taps
 //     i0 = floor(c), i1 = min(i0 + 1, size - 1), w1 = c - i0;
 //     packed: (a*wx0 + b*wx1)*wy0 + (c*wx0 + d*wx1)*wy1 on R, G, B; 4:2:0: the same on
-//     Y, U, V (chroma of each tap's 2x2 block), then the float BT.601 limited-range
-//     formula, clamped to [0, 255]; then rounded half away from zero to 8 bits;
+//     Y, U, V (chroma of each tap's 2x2 block), then the float formula with the frame's
+//     own matrix and range, clamped to [0, 255]; then rounded half away from zero to 8 bits;
 //   - everything else (letterbox bars, tiles without a frame, the remainder) is black;
 //   - output: packed formats take R, G, B and 255 in the fourth byte; NV12/I420 take
-//     Y = ((66 R + 129 G + 25 B + 128) >> 8) + 16 per pixel and, per 2x2 block, U and V
-//     of the rounded mean R, G, B of the block's pixels inside the frame (video/color.rs).
+//     Y = ((yr R + yg G + yb B + 128) >> 8) + Yo per pixel and, per 2x2 block, U and V
+//     of the rounded mean R, G, B of the block's pixels inside the frame, with the output's
+//     integer coefficients (video/color.rs; BT.601 limited: 66 129 25, offset 16).
 // The host compiles this with --fmad=false and IEEE division, so every f32 operation
 // rounds like the CPU code: the output is byte-identical.
 //
@@ -41,7 +42,7 @@
 #define OUT_NV12 2
 #define OUT_I420 3
 
-// Must match `TileSource` in src/cuda/tiler.rs (#[repr(C)], 96 bytes).
+// Must match `TileSource` in src/ops/mosaic/cuda.rs (#[repr(C)], 120 bytes).
 struct TileSource {
     unsigned long long plane[3];  // device addresses of the planes (GStreamer order)
     int stride[3];                // bytes per row of each plane
@@ -52,9 +53,10 @@ struct TileSource {
     float scale_x, scale_y;       // LetterboxTransform of the frame into its tile
     float pad_x, pad_y;
     int x0, x1, y0, y1;           // content span in tile pixels, [x0, x1) x [y0, y1)
+    float yuv[6];                 // YUV -> RGB: luma offset, fy, frv, fgu, fgv, fbu
 };
 
-// Must match `MosaicTarget` in src/cuda/tiler.rs (#[repr(C)], 88 bytes).
+// Must match `MosaicTarget` in src/ops/mosaic/cuda.rs (#[repr(C)], 128 bytes).
 struct MosaicTarget {
     unsigned long long plane[3];  // output planes (GStreamer order)
     int stride[3];
@@ -65,6 +67,8 @@ struct MosaicTarget {
     int width, height;            // output size in pixels
     int tile_w, tile_h;           // tile size in pixels (0: no tile, all background)
     int rows, cols;               // grid; the tile table holds rows * cols entries
+    int y_offset;                 // RGB -> YUV of a 4:2:0 output: luma offset,
+    int yuv[9];                   // integer Y, U, V coefficients (r, g, b each)
     int reserved;
 };
 
@@ -136,7 +140,7 @@ __device__ __forceinline__ void sample_rgb(const TileSource& p, int x, int y, fl
             vv = lerp2((float)load_u8(v, v0 + cx0), (float)load_u8(v, v0 + cx1), (float)load_u8(v, v1 + cx0),
                        (float)load_u8(v, v1 + cx1), wx0, wx1, wy0, wy1);
         }
-        yuv_to_rgb(yy, uu, vv, rgb);
+        yuv_to_rgb(yy, uu, vv, p.yuv, rgb);
     }
 }
 
@@ -165,9 +169,13 @@ __device__ __forceinline__ void mosaic_rgb(const TileSource* tiles, const Mosaic
     }
 }
 
-// video/color.rs INT_Y.
-__device__ __forceinline__ unsigned char rgb_to_y(int r, int g, int b) {
-    return (unsigned char)(((66 * r + 129 * g + 25 * b + 128) >> 8) + 16);
+__device__ __forceinline__ unsigned char clamp_u8(int v) {
+    return (unsigned char)min(max(v, 0), 255);
+}
+
+// video/color.rs YuvCoefficients::rgb_to_y with the output's coefficients.
+__device__ __forceinline__ unsigned char rgb_to_y(const MosaicTarget& m, int r, int g, int b) {
+    return clamp_u8(((m.yuv[0] * r + m.yuv[1] * g + m.yuv[2] * b + 128) >> 8) + m.y_offset);
 }
 
 __device__ __forceinline__ void write_pixel(const MosaicTarget& m, int x, int y, const int rgb[3]) {
@@ -185,17 +193,18 @@ __device__ __forceinline__ void write_pixel(const MosaicTarget& m, int x, int y,
             px[m.off_a] = 255;
         }
     } else {
-        row[x] = rgb_to_y(rgb[0], rgb[1], rgb[2]);
+        row[x] = rgb_to_y(m, rgb[0], rgb[1], rgb[2]);
     }
 }
 
-// video/color.rs rgb_sum_to_uv: mean of `n` pixels rounded, then INT_U / INT_V.
+// video/color.rs rgb_sum_to_uv: mean of `n` pixels rounded, then the output's U and V
+// coefficients.
 __device__ __forceinline__ void write_chroma(const MosaicTarget& m, int cx, int cy, unsigned int sr,
                                              unsigned int sg, unsigned int sb, unsigned int n) {
     const unsigned int half = n / 2;
     const int r = (int)((sr + half) / n), g = (int)((sg + half) / n), b = (int)((sb + half) / n);
-    const unsigned char u = (unsigned char)(((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128);
-    const unsigned char v = (unsigned char)(((112 * r - 94 * g - 18 * b + 128) >> 8) + 128);
+    const unsigned char u = clamp_u8(((m.yuv[3] * r + m.yuv[4] * g + m.yuv[5] * b + 128) >> 8) + 128);
+    const unsigned char v = clamp_u8(((m.yuv[6] * r + m.yuv[7] * g + m.yuv[8] * b + 128) >> 8) + 128);
     if (m.kind == OUT_NV12) {
         unsigned char* px = (unsigned char*)m.plane[1] + (size_t)cy * m.stride[1] + 2 * (size_t)cx;
         px[0] = u;
@@ -240,7 +249,7 @@ __device__ __forceinline__ void tile_block(const TileSource* tiles, const Mosaic
 // kernel. Larger grids read it from device memory (copied from pinned memory first).
 #define INLINE_TILES 32
 
-// Must match `InlineTiles` in src/cuda/tiler.rs (3072 bytes).
+// Must match `InlineTiles` in src/ops/mosaic/cuda.rs (3840 bytes).
 struct InlineTiles {
     TileSource t[INLINE_TILES];
 };

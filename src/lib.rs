@@ -15,14 +15,10 @@ pub mod caps;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
-pub mod draw;
-pub mod font;
 pub mod geometry;
 pub mod launch;
-pub mod masks;
-pub mod overlay;
+pub mod ops;
 pub mod parsers;
-pub mod preprocess;
 pub mod results;
 pub mod scene;
 pub mod serve;

@@ -10,6 +10,7 @@
 
 mod common;
 
+use gsttrtvision::video::color::YuvCoefficients;
 use std::time::Instant;
 
 use common::cuda::{
@@ -22,10 +23,11 @@ use gst_video::prelude::*;
 use gst_video::VideoFormat;
 use gsttrtvision::config::{ColorOrder, PreprocessConfig, ResizeMode};
 use gsttrtvision::cuda::{
-    self, copy_device_to_host, device_lease, CudaContext, CudaError, CudaFrame, CudaPreprocessor,
-    DeviceBuffer, DeviceContext, Event, Stream, CUDA_FORMATS,
+    self, copy_device_to_host, device_lease, CudaContext, CudaError, CudaFrame, DeviceBuffer, DeviceContext,
+    Event, Stream, CUDA_FORMATS,
 };
-use gsttrtvision::preprocess::{self, Scratch};
+use gsttrtvision::ops::preprocess::cuda::CudaPreprocessor;
+use gsttrtvision::ops::preprocess::{self, Scratch};
 use gsttrtvision::tensor::{DType, Tensor};
 use gsttrtvision::video::FrameReader;
 
@@ -560,6 +562,7 @@ fn gst_cuda_memory_frames() {
     for (k, (host, strides, info)) in frames.iter().enumerate() {
         let planes: Vec<&[u8]> = host.iter().map(|p| p.as_slice()).collect();
         let reader = FrameReader::from_planes(info.format(), info.width(), info.height(), &planes, strides)
+            .map(|r| r.with_colors(YuvCoefficients::for_info(info)))
             .expect("reader");
         preprocess::fill_row(&cfg, &reader, &transforms[k], &mut cpu, &mut Scratch::default());
         let (max, diff) = compare(&cfg, &gpu[k * row..(k + 1) * row], &cpu);
@@ -1000,9 +1003,12 @@ fn yolo_seg_outputs(
 #[ignore = "needs a CUDA GPU: run with --include-ignored, as scripts/device/run-tests.sh does"]
 fn gpu_postprocess_matches_cpu() {
     use gsttrtvision::batch::MaskTensor;
-    use gsttrtvision::cuda::postprocess::{MaskPlanes, MaskRequest, MaskSelector, YoloDecoder};
     use gsttrtvision::geometry::LetterboxTransform;
-    use gsttrtvision::parsers::{self, yolo, ParseParams, ParseScratch, ParserKind};
+    use gsttrtvision::ops::{
+        maskselect::cuda::{MaskPlanes, MaskRequest, MaskSelector},
+        yolo::{self, cuda::YoloDecoder},
+    };
+    use gsttrtvision::parsers::{self, ParseParams, ParseScratch, ParserKind};
     let ctx = device();
     let (b, classes, np, anchors, (ph, pw)) = (4, 3, 8, 2100, (40, 40));
     let (out0, protos) = yolo_seg_outputs(b, classes, np, anchors, (ph, pw), 7);
@@ -1069,7 +1075,7 @@ fn gpu_postprocess_matches_cpu() {
                     (dg.class_id, dg.query, dg.bbox, dg.confidence)
                 );
                 let tr = &transforms[row];
-                let cpu_mask = gsttrtvision::masks::frame_mask(
+                let cpu_mask = gsttrtvision::ops::maskselect::frame_mask(
                     dc,
                     &MaskTensor::Prototypes(host1.clone()),
                     &values,
@@ -1382,9 +1388,9 @@ fn gpu_chain_with_cuda_graphs_matches_cpu_chain() {
 
 // --- Overlay ---------------------------------------------------------------------------
 
-use gsttrtvision::draw::Canvas;
 use gsttrtvision::geometry::BoxF;
-use gsttrtvision::overlay::{draw_frame, OverlayCommands, OverlayStyle};
+use gsttrtvision::ops::overlay::draw::Canvas;
+use gsttrtvision::ops::overlay::{draw_frame, OverlayCommands, OverlayStyle};
 use gsttrtvision::results::{Detection, DeviceMask, FrameMask};
 use gsttrtvision::video::PixelsMut;
 use std::sync::Arc;
@@ -1474,7 +1480,7 @@ fn draw_cpu_planes(f: &mut TestFrame, dets: &[Detection], style: &OverlayStyle) 
 #[ignore = "needs a CUDA GPU: run with --include-ignored, as scripts/device/run-tests.sh does"]
 fn overlay_gpu_matches_cpu() {
     let ctx = device();
-    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
     let mut rng = Rng(7);
     let style = OverlayStyle::default();
     let cases = [
@@ -1505,7 +1511,7 @@ fn overlay_gpu_matches_cpu() {
             let mut f = TestFrame::new(&ctx, &mut rng, format, w, h, odd).expect("upload");
             let dets = overlay_detections(&mut rng, w, h, 24);
             let gpu_dets = with_device_masks(&ctx, &dets);
-            list.add_frame(w, h, &gpu_dets, &style);
+            list.add_frame(w, h, &YuvCoefficients::size_default(h), &gpu_dets, &style);
             draw_cpu_planes(&mut f, &dets, &style);
             keep.push(gpu_dets);
             frames.push(f);
@@ -1530,7 +1536,7 @@ fn overlay_gpu_matches_cpu() {
         Err(CudaError::InvalidInput(_))
     ));
     let mut list = OverlayCommands::default();
-    list.add_frame(16, 16, &[], &style);
+    list.add_frame(16, 16, &YuvCoefficients::size_default(16), &[], &style);
     assert!(!overlay.draw(&[f.cuda()], &list).expect("nothing to draw"));
 }
 
@@ -1692,6 +1698,7 @@ fn overlay_element_on_gst_cuda_memory() {
             let info = &batch.slots[i].info;
             let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
             let reader = FrameReader::from_planes(info.format(), info.width(), info.height(), &refs, strides)
+                .map(|r| r.with_colors(YuvCoefficients::for_info(info)))
                 .expect("reader");
             preprocess::fill_row(&cfg, &reader, &transforms[k], &mut cpu, &mut scratch);
             let (max, _) = compare(&cfg, &gpu[k * row..(k + 1) * row], &cpu);
@@ -1783,12 +1790,12 @@ fn timing_overlay_8x1080p_nv12() {
         .collect();
     let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
     let style = OverlayStyle::default();
-    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
     let mut list = OverlayCommands::default();
     let build = |list: &mut OverlayCommands| {
         list.clear();
         for d in &dets {
-            list.add_frame(w, h, d, &style);
+            list.add_frame(w, h, &YuvCoefficients::size_default(h), d, &style);
         }
     };
     for _ in 0..20 {

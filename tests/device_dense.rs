@@ -10,6 +10,7 @@
 
 mod common;
 
+use gsttrtvision::video::color::YuvCoefficients;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,12 +19,12 @@ use common::cuda::{cuda_pool_buffer, device, plane_geometry, Rng, TestFrame};
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gst_video::VideoFormat;
-use gsttrtvision::cuda::dense::{device_row, download_channel0, DenseSummarizer};
 use gsttrtvision::cuda::{self, CudaContext, CudaFrame, DeviceBuffer, DeviceContext};
-use gsttrtvision::draw::colormap::Colormap;
-use gsttrtvision::draw::Canvas;
 use gsttrtvision::geometry::{BoxF, LetterboxTransform};
-use gsttrtvision::overlay::{draw_frame, DenseDraw, OverlayCommands, OverlayStyle};
+use gsttrtvision::ops::dense::cuda::{device_row, download_channel0, DenseSummarizer};
+use gsttrtvision::ops::overlay::draw::colormap::Colormap;
+use gsttrtvision::ops::overlay::draw::Canvas;
+use gsttrtvision::ops::overlay::{draw_frame, DenseDraw, OverlayCommands, OverlayStyle};
 use gsttrtvision::results::{DenseMap, Detection};
 use gsttrtvision::tensor::{DType, Tensor, TensorStorage};
 use gsttrtvision::video::Paint;
@@ -157,7 +158,7 @@ fn range_for(k: usize, map: &DenseMap, channel0: &[f32]) -> (f32, f32) {
 #[ignore = "needs a CUDA GPU: run with --include-ignored, as scripts/device/run-tests.sh does"]
 fn dense_colormap_gpu_matches_cpu() {
     let ctx = device();
-    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
     let mut rng = Rng(0xd3a5e);
     let style = OverlayStyle::default();
     let cases = [
@@ -201,7 +202,7 @@ fn dense_colormap_gpu_matches_cpu() {
                 range,
                 alpha,
             });
-            list.add_frame_with_dense(w, h, dense, &dets, &style);
+            list.add_frame_with_dense(w, h, &YuvCoefficients::size_default(h), dense, &dets, &style);
             assert_eq!(list.frames[i].dense >= 0, with_dense, "{format:?} {w}x{h}");
             keep.push((map, source, range));
             frames.push(f);
@@ -238,7 +239,14 @@ fn dense_colormap_gpu_matches_cpu() {
         range: (0.0, 10.0),
         alpha: 1.0,
     };
-    list.add_frame_with_dense(64, 48, Some(dense), &[], &style);
+    list.add_frame_with_dense(
+        64,
+        48,
+        &YuvCoefficients::size_default(48),
+        Some(dense),
+        &[],
+        &style,
+    );
     assert!(list.commands.is_empty() && !list.is_empty());
     assert!(overlay.draw(&[f.cuda()], &list).expect("draw"));
     overlay.wait().expect("kernel");
@@ -690,7 +698,7 @@ fn timing_dense_overlay_3x1080p_nv12() {
     let style = OverlayStyle::default();
     let lut = Colormap::Turbo.lut();
     let range = (-5.0, 15.0);
-    let mut overlay = cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
     let mut list = OverlayCommands::default();
     let build = |list: &mut OverlayCommands| {
         list.clear();
@@ -701,7 +709,7 @@ fn timing_dense_overlay_3x1080p_nv12() {
                 range,
                 alpha: 0.5,
             };
-            list.add_frame_with_dense(w, h, Some(dense), d, &style);
+            list.add_frame_with_dense(w, h, &YuvCoefficients::size_default(h), Some(dense), d, &style);
         }
     };
     for _ in 0..20 {

@@ -19,8 +19,9 @@ use common::cuda::{
 use gst::prelude::*;
 use gst_video::VideoFormat;
 use gsttrtvision::batch::{self, CUDA_MEMORY_FEATURE};
-use gsttrtvision::cuda::{self, CudaContext, CudaFrame, CudaTiler, DeviceContext, Event, INLINE_TILES};
-use gsttrtvision::trttiler::mosaic::{self, Grid, Scratch};
+use gsttrtvision::cuda::{self, CudaContext, CudaFrame, DeviceContext, Event};
+use gsttrtvision::ops::mosaic::cuda::{CudaTiler, INLINE_TILES};
+use gsttrtvision::ops::mosaic::{self, Grid, Scratch};
 use gsttrtvision::video::{FrameReader, PixelsMut};
 
 /// The CPU tiler's RGBA mosaic of `tiles` (tile `i` shows `tiles[i]`).
@@ -289,6 +290,7 @@ impl SourceFrame {
             &self.strides,
         )
         .expect("reader")
+        .with_colors(gsttrtvision::video::color::YuvCoefficients::for_info(&self.info))
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 use gst::glib;
 use gst::prelude::*;
 use gst_video::prelude::*;
-use gsttrtvision::draw::class_color;
+use gsttrtvision::ops::overlay::draw::class_color;
 use gsttrtvision::scene;
 
 /// One RGBA camera through the chain with the given overlay settings; returns the output
@@ -162,7 +162,7 @@ fn overlay_on_nv12_changes_luma_on_outlines() {
         d.get::<f64>("y0").unwrap().round() as usize,
         d.get::<f64>("x1").unwrap().round() as usize,
     );
-    let want = gsttrtvision::video::color::rgb_to_yuv(class_color(class))[0];
+    let want = gsttrtvision::video::color::YuvCoefficients::BT601_LIMITED.rgb_to_yuv(class_color(class))[0];
     let got = y_plane[y0 * stride + (x0 + x1) / 2];
     assert!((got as i32 - want as i32).abs() <= 2, "luma {got} vs {want}");
 }

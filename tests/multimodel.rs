@@ -6,7 +6,7 @@ mod common;
 
 use gst::prelude::*;
 use gst_video::prelude::*;
-use gsttrtvision::draw::colormap::{lut_index, Colormap};
+use gsttrtvision::ops::overlay::draw::colormap::{lut_index, Colormap};
 use gsttrtvision::results::{FrameMask, ObjectResult};
 use gsttrtvision::scene;
 use gsttrtvision::trtdemux::roi;

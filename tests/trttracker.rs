@@ -8,8 +8,8 @@
 mod common;
 
 use gst::prelude::*;
-use gsttrtvision::draw::{class_color, Canvas};
 use gsttrtvision::geometry::BoxF;
+use gsttrtvision::ops::overlay::draw::{class_color, Canvas};
 use gsttrtvision::scene;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -68,7 +68,7 @@ fn redraw(
             if roi.object_id >= 0 {
                 text += &format!(" #{}", roi.object_id + id_shift);
             }
-            let h = (gsttrtvision::font::GLYPH_H * 2) as f32;
+            let h = (gsttrtvision::ops::overlay::font::GLYPH_H * 2) as f32;
             let y = if roi.bbox.y0 >= h {
                 roi.bbox.y0 - h
             } else {
@@ -139,7 +139,8 @@ fn run(tracker_props: &str) -> (Vec<Seen>, u32) {
                     let id_visible = rois.iter().any(|(r, label, conf)| {
                         let full = format!("{label} {:.0}% #{}", conf * 100.0, r.object_id);
                         r.object_id >= 0
-                            && r.bbox.x0.max(0.0) as u32 + gsttrtvision::font::text_width(&full, 2)
+                            && r.bbox.x0.max(0.0) as u32
+                                + gsttrtvision::ops::overlay::font::text_width(&full, 2)
                                 <= info.width()
                     });
                     let redraw_changes = (redraw(&buf, &info, &rois, 0), redraw(&buf, &info, &rois, 1));

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use gsttrtvision::batch::MaskTensor;
 use gsttrtvision::geometry::LetterboxTransform;
-use gsttrtvision::masks::{self, MaskSelection};
+use gsttrtvision::ops::maskselect::{self, MaskSelection};
 use gsttrtvision::parsers::{self, ParseParams, ParserKind, TensorNames};
 use gsttrtvision::results::MaskSource;
 use gsttrtvision::tensor::{DType, PooledBytes, Tensor, TensorStorage};
@@ -467,7 +467,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let mut budget = MASK_BUDGET;
     let mut selected = Vec::new();
     for (fi, dets) in frames.iter().enumerate() {
-        masks::select(dets, &sel, &mut selected);
+        maskselect::select(dets, &sel, &mut selected);
         let mut prev = None;
         for &i in &selected {
             assert!(i < dets.len());
@@ -497,7 +497,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
                 continue;
             }
             budget -= cost;
-            if let Some(m) = masks::frame_mask(d, &masks_t, values, row, &tr, sel.mask_threshold) {
+            if let Some(m) = maskselect::frame_mask(d, &masks_t, values, row, &tr, sel.mask_threshold) {
                 assert_eq!(m.data.len(), m.width as usize * m.height as usize);
                 assert!(m.width > 0 && m.height > 0);
                 assert!(m.x as u64 + m.width as u64 <= tr.frame_w as u64);

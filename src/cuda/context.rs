@@ -439,6 +439,7 @@ fn map_with_flags(
             height: info.height(),
             planes: [0; 3],
             strides: [0; 3],
+            colors: crate::video::color::YuvCoefficients::for_info(info),
             keepalive: None,
         },
     };

@@ -1,5 +1,6 @@
 //! [`CudaFrame`]: where the pixels of one frame lie in device memory.
 
+use crate::video::color::YuvCoefficients;
 use gst_video::VideoFormat;
 
 use super::CudaError;
@@ -101,6 +102,8 @@ pub struct CudaFrame {
     pub(crate) height: u32,
     pub(crate) planes: [u64; 3],
     pub(crate) strides: [usize; 3],
+    /// How its YUV converts to RGB (the stream's colorimetry).
+    pub(crate) colors: YuvCoefficients,
     pub(crate) keepalive: Option<gst::Buffer>,
 }
 
@@ -162,8 +165,23 @@ impl CudaFrame {
             height,
             planes: p,
             strides: s,
+            colors: YuvCoefficients::size_default(height),
             keepalive: None,
         })
+    }
+
+    /// The same frame converting its YUV with `colors` (by default GStreamer's default for
+    /// the frame size in limited range, what caps without colorimetry mean).
+    pub fn with_colors(mut self, colors: YuvCoefficients) -> Self {
+        self.colors = colors;
+        self
+    }
+
+    /// The kernels' float YUV → RGB parameters of this frame: `[luma offset, fy, frv, fgu,
+    /// fgv, fbu]` ([`crate::video::color`]).
+    pub(crate) fn kernel_colors(&self) -> [f32; 6] {
+        let k = &self.colors.f_inv;
+        [self.colors.y_offset as f32, k[0], k[1], k[2], k[3], k[4]]
     }
 
     /// The same frame, also keeping `buffer` alive for as long as the preprocessor needs

@@ -10,9 +10,9 @@
 //!   frame, as a [`CudaFrame`].
 //! - [`CudaPreprocessor`]: one kernel launch per batch turns device frames (NV12, I420,
 //!   RGB, BGR, RGBA, BGRA, RGBx, BGRx) into the NCHW f32/f16 model input in device memory,
-//!   with the exact math of [`crate::preprocess`].
+//!   with the exact math of [`crate::ops::preprocess`].
 //! - [`CudaOverlay`]: one kernel launch per batch draws the overlay's command list
-//!   ([`crate::overlay`]) in place on device frames, byte-identical to the CPU drawing.
+//!   ([`crate::ops::overlay`]) in place on device frames, byte-identical to the CPU drawing.
 //! - [`dense::DenseSummarizer`]: the summary of dense outputs left in device memory,
 //!   computed on the GPU (a few bytes per frame to the host instead of the map).
 //! - [`CudaTiler`]: one kernel launch per batch composes device frames into one mosaic
@@ -23,19 +23,15 @@
 //! cudarc; only libgstcuda-1.0 (part of gst-plugins-bad) is linked.
 
 mod context;
-pub mod dense;
-mod driver;
+pub(crate) mod driver;
 pub mod ffi;
-mod frame;
+pub(crate) mod frame;
 mod memsync;
-mod nvrtc;
-mod overlay;
-pub mod postprocess;
-mod preprocess;
-mod tiler;
+pub(crate) mod nvrtc;
 
 use std::sync::OnceLock;
 
+pub use crate::ops::preprocess::cuda::{device_lease, DeviceTensorLease, INITIAL_POOL, MAX_POOL};
 pub use context::{
     ensure_element_context, handle_context_query, handle_set_context, is_cuda_buffer, map_cuda_frame,
     map_cuda_frame_mut, CudaContext, CudaFrameMap, ElementCudaContext,
@@ -46,11 +42,6 @@ pub use driver::{
 };
 pub use frame::{CudaFrame, CUDA_FORMATS};
 pub use nvrtc::KERNEL_FILES;
-pub use overlay::{CudaOverlay, KERNEL_SOURCE as OVERLAY_KERNEL_SOURCE};
-pub use preprocess::{
-    device_lease, CudaPreprocessor, DeviceTensorLease, INITIAL_POOL, KERNEL_SOURCE, MAX_BATCH, MAX_POOL,
-};
-pub use tiler::{CudaTiler, INLINE_TILES, KERNEL_SOURCE as TILER_KERNEL_SOURCE, MAX_TILES};
 
 /// Errors of the CUDA path; every message is a sentence.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -8,12 +8,12 @@ use super::CudaError;
 
 /// Every kernel file of the crate: name under `kernels/` and its source.
 pub const KERNEL_FILES: &[(&str, &str)] = &[
-    ("preprocess.cu", super::preprocess::KERNEL_SOURCE),
-    ("overlay.cu", super::overlay::KERNEL_SOURCE),
-    ("yolo.cu", super::postprocess::YOLO_SOURCE),
-    ("maskselect.cu", super::postprocess::MASK_SOURCE),
-    ("dense.cu", super::dense::DENSE_SOURCE),
-    ("tiler.cu", super::tiler::KERNEL_SOURCE),
+    ("preprocess.cu", crate::ops::preprocess::cuda::KERNEL_SOURCE),
+    ("overlay.cu", crate::ops::overlay::cuda::KERNEL_SOURCE),
+    ("yolo.cu", crate::ops::yolo::cuda::YOLO_SOURCE),
+    ("maskselect.cu", crate::ops::maskselect::cuda::MASK_SOURCE),
+    ("dense.cu", crate::ops::dense::cuda::DENSE_SOURCE),
+    ("tiler.cu", crate::ops::mosaic::cuda::KERNEL_SOURCE),
 ];
 
 /// `kernels/common.cuh`: helpers shared by kernel files that `#include "common.cuh"`.

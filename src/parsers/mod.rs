@@ -13,13 +13,13 @@ pub mod dense;
 pub mod detr;
 pub mod landmarks;
 pub mod nms;
-pub mod yolo;
 
 use gst::glib;
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::geometry::{BoxF, LetterboxTransform};
+use crate::ops::yolo;
 use crate::results::{Detection, MaskSource};
 use crate::tensor::{DType, Tensor};
 
@@ -321,8 +321,8 @@ pub enum ParseError {
 /// Scratch buffers reused across batches (one per parsing thread).
 #[derive(Debug, Default)]
 pub struct ParseScratch {
-    best_score: Vec<f32>,
-    best_class: Vec<u32>,
+    pub(crate) best_score: Vec<f32>,
+    pub(crate) best_class: Vec<u32>,
     cands: Vec<Candidate>,
     frame_boxes: Vec<BoxF>,
     anchors: Vec<u32>,

@@ -122,12 +122,12 @@ pub struct InferContext {
     device_id: i32,
     /// GPU decoding of device outputs (created at the first batch that needs it).
     #[cfg(feature = "cuda")]
-    gpu: Option<crate::cuda::postprocess::YoloDecoder>,
+    gpu: Option<crate::ops::yolo::cuda::YoloDecoder>,
     /// GPU summaries of dense outputs left on the device (created at the first such batch).
     #[cfg(feature = "cuda")]
-    dense_gpu: Option<crate::cuda::dense::DenseSummarizer>,
+    dense_gpu: Option<crate::ops::dense::cuda::DenseSummarizer>,
     download_dense: bool,
-    candidates: Vec<crate::parsers::yolo::YoloCandidate>,
+    candidates: Vec<crate::ops::yolo::YoloCandidate>,
     /// Host copies of the rows of a chunk when a batch is larger than `max-batch`.
     chunk_pool: crate::tensor::HostTensorPool,
     /// Bytes of inference results copied device → host since start.
@@ -702,7 +702,7 @@ impl InferContext {
         let classes = channels - 4 - p;
         if self.gpu.is_none() {
             let ctx = self.device_context("GPU decoding")?;
-            self.gpu = Some(crate::cuda::postprocess::YoloDecoder::new(&ctx).map_err(|e| e.to_string())?);
+            self.gpu = Some(crate::ops::yolo::cuda::YoloDecoder::new(&ctx).map_err(|e| e.to_string())?);
         }
         let dec = self.gpu.as_mut().expect("created above");
         let copied = dec
@@ -714,7 +714,7 @@ impl InferContext {
             self.candidates.len()
         );
         self.d2h_bytes += copied as u64;
-        let dets = crate::parsers::yolo::finish_candidates(
+        let dets = crate::ops::yolo::finish_candidates(
             &mut self.scratch,
             &self.params,
             &self.candidates,
@@ -745,7 +745,7 @@ impl InferContext {
         outputs: &[Tensor],
         transforms: &[crate::geometry::LetterboxTransform],
     ) -> Result<Vec<DenseMap>, String> {
-        use crate::cuda::dense::{device_row, DenseSummarizer};
+        use crate::ops::dense::cuda::{device_row, DenseSummarizer};
         let (t, layout) = parsers::dense::dense_output(&self.params.tensor_names, outputs, transforms.len())
             .map_err(|e| e.to_string())?;
         let mut maps = Vec::with_capacity(transforms.len());

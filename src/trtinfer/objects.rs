@@ -4,12 +4,12 @@
 //!
 //! A crop is an ordinary preprocessing row whose placement is
 //! [`LetterboxTransform::crop`]: the same bilinear sampling, colour conversion and
-//! normalisation as trtpreprocess ([`crate::preprocess::fill_row`]), and the same
+//! normalisation as trtpreprocess ([`crate::ops::preprocess::fill_row`]), and the same
 //! transform maps the model's crop coordinates back to frame pixels.
 
 use crate::config::{PreprocessConfig, ResizeMode};
 use crate::geometry::LetterboxTransform;
-use crate::preprocess::{self, Scratch};
+use crate::ops::preprocess::{self, Scratch};
 use crate::results::Detection;
 use crate::tensor::{HostTensorPool, PooledBytes, Tensor};
 use crate::video::FrameReader;
@@ -76,7 +76,7 @@ pub struct CropStage {
 #[derive(Debug, Default)]
 pub struct GpuCrops {
     pub ctx: Option<crate::cuda::CudaContext>,
-    pre: Option<crate::cuda::CudaPreprocessor>,
+    pre: Option<crate::ops::preprocess::cuda::CudaPreprocessor>,
     pub disabled: bool,
     /// Why the GPU path was turned off after a failure (for the element's log).
     pub failure: Option<String>,
@@ -134,7 +134,7 @@ impl GpuCrops {
             let Some(ctx) = &self.ctx else {
                 return fail(self, "no CUDA context".into());
             };
-            match crate::cuda::CudaPreprocessor::for_gst(ctx, pre, max_batch) {
+            match crate::ops::preprocess::cuda::CudaPreprocessor::for_gst(ctx, pre, max_batch) {
                 Ok(mut p) => {
                     p.set_tensor_name(name);
                     self.pre = Some(p);

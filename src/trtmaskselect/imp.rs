@@ -4,7 +4,7 @@
 //! released from the batch: nothing else of them travels further.
 
 use crate::batch::{BatchOutputs, MaskTensor};
-use crate::masks::{self, MaskSelection};
+use crate::ops::maskselect::{self, MaskSelection};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -30,7 +30,7 @@ pub struct TrtMaskSelect {
     download: std::sync::atomic::AtomicBool,
     /// Mask kernel for model outputs that stayed on the GPU (created on first use).
     #[cfg(feature = "cuda")]
-    gpu: Mutex<Option<crate::cuda::postprocess::MaskSelector>>,
+    gpu: Mutex<Option<crate::ops::maskselect::cuda::MaskSelector>>,
 }
 
 impl TrtMaskSelect {
@@ -44,7 +44,7 @@ impl TrtMaskSelect {
         sel: &MaskSelection,
         selected: &mut Vec<usize>,
     ) -> Result<(u64, u64), gst::FlowError> {
-        use crate::cuda::postprocess::{MaskPlanes, MaskRequest, MaskSelector};
+        use crate::ops::maskselect::cuda::{MaskPlanes, MaskRequest, MaskSelector};
         use crate::results::{DeviceMask, FrameMask, MaskSource};
         let fail = |what: String| {
             gst::element_imp_error!(
@@ -74,7 +74,7 @@ impl TrtMaskSelect {
                     continue;
                 };
                 let dets = &slot.results.detections;
-                masks::select(dets, sel, selected);
+                maskselect::select(dets, sel, selected);
                 for &i in selected.iter() {
                     let d = &dets[i];
                     if d.model != out.model || d.mask_source != Some(MaskSource::OutputColumn) {
@@ -204,13 +204,19 @@ impl TrtMaskSelect {
                     continue;
                 };
                 let dets = &mut slot.results.detections;
-                masks::select(dets, &sel, &mut selected);
+                maskselect::select(dets, &sel, &mut selected);
                 for &i in selected.iter() {
                     if dets[i].model != out.model {
                         continue;
                     }
-                    dets[i].mask =
-                        masks::frame_mask(&dets[i], &out.masks, values, row, transform, sel.mask_threshold);
+                    dets[i].mask = maskselect::frame_mask(
+                        &dets[i],
+                        &out.masks,
+                        values,
+                        row,
+                        transform,
+                        sel.mask_threshold,
+                    );
                     if let Some(m) = &dets[i].mask {
                         kept += m.data.len() as u64;
                     }

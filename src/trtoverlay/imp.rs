@@ -5,7 +5,7 @@
 //! CUDA path (cargo feature `cuda`, `device=auto`): the frames of a batch that are
 //! GstCudaMemory of a context the element can use are drawn by [`CudaOverlay`] with one
 //! kernel launch for the whole batch, from the same command list the CPU executor
-//! follows ([`crate::overlay`]), byte-identical to the CPU drawing. Other frames (system
+//! follows ([`crate::ops::overlay`]), byte-identical to the CPU drawing. Other frames (system
 //! memory, another GPU's context) are drawn on the CPU. Dense colour maps are drawn
 //! in the same launch, under the boxes: maps in GPU memory (trtinfer on a GPU backend) are
 //! read where they are, host maps travel with the batch's command list (one copy per
@@ -15,12 +15,12 @@
 //! or event, so downstream elements (encoders, `cudadownload`) read it right away on
 //! their own streams.
 //!
-//! [`CudaOverlay`]: crate::cuda::CudaOverlay
+//! [`CudaOverlay`]: crate::ops::overlay::cuda::CudaOverlay
 
 use crate::batch::{Batch, FrameSlot};
-use crate::draw::colormap::Colormap;
-use crate::draw::Canvas;
-use crate::overlay::{draw_frame, OverlayStyle};
+use crate::ops::overlay::draw::colormap::Colormap;
+use crate::ops::overlay::draw::Canvas;
+use crate::ops::overlay::{draw_frame, OverlayStyle};
 use crate::results::{DenseMap, FrameResults};
 use crate::video::Paint;
 use gst::glib;
@@ -145,7 +145,7 @@ pub fn draw_results(
 fn host_copy<'a>(map: &DenseMap, values: &'a mut Vec<f32>) -> Option<&'a [f32]> {
     #[cfg(feature = "cuda")]
     if map.device.is_some() {
-        match crate::cuda::dense::download_channel0(map, values) {
+        match crate::ops::dense::cuda::download_channel0(map, values) {
             Ok(()) => return Some(values.as_slice()),
             Err(e) => gst::warning!(CAT, "the dense map of '{}' is not drawn: {e}", map.model),
         }
@@ -187,10 +187,10 @@ struct State {
 #[derive(Default)]
 struct CudaState {
     /// Created on the first batch with CUDA frames to draw on.
-    overlay: Option<crate::cuda::CudaOverlay>,
+    overlay: Option<crate::ops::overlay::cuda::CudaOverlay>,
     /// Set when the CUDA path is off (`device=cpu`) or failed once.
     disabled: bool,
-    list: crate::overlay::OverlayCommands,
+    list: crate::ops::overlay::OverlayCommands,
     maps: Vec<crate::cuda::CudaFrameMap>,
     frames: Vec<crate::cuda::CudaFrame>,
 }
@@ -271,7 +271,7 @@ impl TrtOverlay {
         extra: &ExtraStyle,
     ) -> Result<(), gst::FlowError> {
         use crate::cuda;
-        use crate::overlay::DenseDraw;
+        use crate::ops::overlay::DenseDraw;
         let cs = &mut state.cuda;
         if cs.disabled {
             return Ok(());
@@ -325,6 +325,7 @@ impl TrtOverlay {
                     cs.list.add_frame_with_dense(
                         info.width(),
                         info.height(),
+                        &crate::video::color::YuvCoefficients::for_info(&info),
                         dense,
                         &slot.results.detections,
                         style,
@@ -391,7 +392,7 @@ impl TrtOverlay {
     /// Creates the CUDA overlay on first use; on failure the element stays on the CPU.
     fn ensure_overlay(&self, cs: &mut CudaState, ctx: &crate::cuda::CudaContext) -> Result<(), Launch> {
         if cs.overlay.is_none() {
-            match crate::cuda::CudaOverlay::for_gst(ctx) {
+            match crate::ops::overlay::cuda::CudaOverlay::for_gst(ctx) {
                 Ok(o) => {
                     gst::info!(CAT, imp = self, "CUDA overlay on {}", o.arch());
                     cs.overlay = Some(o);

@@ -3,8 +3,8 @@
 
 use crate::batch::{Batch, BatchTensor};
 use crate::config::{ColorOrder, InputDType, ModelConfig, PreprocessConfig, ResizeMode};
-use crate::preprocess::{self, Scratch};
-use crate::tensor::{HostTensorPool, Tensor};
+use crate::ops::preprocess::{self, Scratch};
+use crate::tensor::{DType, HostTensorPool, Tensor};
 use crate::transform::Device;
 use crate::video::FrameReader;
 use gst::glib;
@@ -57,7 +57,7 @@ struct State {
     scratch: Vec<Scratch>,
     /// The CUDA preprocessor, created on the first batch of CUDA frames.
     #[cfg(feature = "cuda")]
-    gpu: Option<crate::cuda::CudaPreprocessor>,
+    gpu: Option<crate::ops::preprocess::cuda::CudaPreprocessor>,
     /// Set when the CUDA path is off (`device=cpu`) or failed once: the CPU path is used.
     #[cfg(feature = "cuda")]
     gpu_disabled: bool,
@@ -204,7 +204,11 @@ impl TrtPreprocess {
             }
         }
         if state.gpu.as_ref().is_none_or(|g| g.max_batch() < rows.len()) {
-            match cuda::CudaPreprocessor::for_gst(&ctx, &state.pre, batch.batch_size.max(rows.len())) {
+            match crate::ops::preprocess::cuda::CudaPreprocessor::for_gst(
+                &ctx,
+                &state.pre,
+                batch.batch_size.max(rows.len()),
+            ) {
                 Ok(mut g) => {
                     g.set_tensor_name(state.input_name.clone());
                     gst::info!(CAT, imp = self, "CUDA preprocessing on {}", g.arch());

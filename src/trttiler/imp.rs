@@ -30,10 +30,10 @@
 //! GPU can take over at any batch. Why a mosaic was composed on the CPU is logged (info
 //! level, when it changes) and readable in the `cpu-reason` property.
 //!
-//! [`CudaTiler`]: crate::cuda::CudaTiler
+//! [`CudaTiler`]: crate::ops::mosaic::cuda::CudaTiler
 
-use super::mosaic::{self, grid_for, Grid};
 use crate::batch::{self, Batch, BatchMeta};
+use crate::ops::mosaic::{self, grid_for, Grid};
 use crate::video::FrameReader;
 use gst::glib;
 use gst::prelude::*;
@@ -115,7 +115,7 @@ impl State {
 #[derive(Default)]
 struct CudaState {
     /// Created on the first batch that needs it.
-    tiler: Option<crate::cuda::CudaTiler>,
+    tiler: Option<crate::ops::mosaic::cuda::CudaTiler>,
     /// Why the CUDA tiler could not start (then the CPU composes until the next start).
     failed: Option<String>,
     maps: Vec<crate::cuda::CudaFrameMap>,
@@ -284,15 +284,15 @@ impl TrtTiler {
     /// then says why).
     fn tiler<'a>(
         &self,
-        tiler: &'a mut Option<crate::cuda::CudaTiler>,
+        tiler: &'a mut Option<crate::ops::mosaic::cuda::CudaTiler>,
         failed: &mut Option<String>,
         ctx: &crate::cuda::CudaContext,
-    ) -> Option<&'a mut crate::cuda::CudaTiler> {
+    ) -> Option<&'a mut crate::ops::mosaic::cuda::CudaTiler> {
         if failed.is_some() {
             return None;
         }
         if tiler.is_none() {
-            match crate::cuda::CudaTiler::for_gst(ctx) {
+            match crate::ops::mosaic::cuda::CudaTiler::for_gst(ctx) {
                 Ok(t) => {
                     gst::info!(CAT, imp = self, "CUDA tiler on {}", t.arch());
                     *tiler = Some(t);

@@ -1,6 +1,6 @@
 //! `trttiler`: composes the frames of a batch into one mosaic video frame, on the CPU or,
 //! with frames in CUDA memory, on the GPU with one kernel launch per batch
-//! (`cuda::CudaTiler`, feature `cuda`); [`mosaic`] is the CPU composition both
+//! (`cuda::CudaTiler`, feature `cuda`); [`crate::ops::mosaic`] is the CPU composition both
 //! follow. Properties: `rows`, `columns` (0 = from the batch size), `width`, `height`,
 //! `device` (`auto` or `cpu`) and the read-only `gpu-frames` counter. Caps and memory
 //! rules: see the element's implementation docs.
@@ -9,7 +9,6 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
-pub mod mosaic;
 
 glib::wrapper! {
     /// Batch to mosaic converter.

@@ -7,7 +7,7 @@
 //! - [`FrameReader`]: RGB at a pixel, whole rows, and bilinear row sampling (the
 //!   preprocessing hot path; the format is matched once per row, not per pixel).
 //! - [`write_rgba`]: convert a tightly packed RGBA image into a mapped frame.
-//! - [`PixelsMut`]: span/block blending used by the CPU overlay ([`crate::draw`]).
+//! - [`PixelsMut`]: span/block blending used by the CPU overlay ([`crate::ops::overlay::draw`]).
 
 pub mod color;
 mod layout;

@@ -7,7 +7,7 @@
 //! 4:2:0 chroma is taken from the sample of the 2x2 block holding the pixel
 //! (`(x/2, y/2)`, nearest / replicated), which is what [`super::write_rgba`] produces.
 
-use super::color::{yuv_to_rgb, yuv_to_rgb_f32};
+use super::color::YuvCoefficients;
 use super::layout::{check_plane, chroma_size, Layout};
 use super::VideoError;
 use gst_video::prelude::*;
@@ -19,6 +19,7 @@ pub struct FrameReader<'a> {
     width: u32,
     height: u32,
     planes: Planes<'a>,
+    colors: YuvCoefficients,
 }
 
 /// One axis of a bilinear sample: the two neighbouring source indices and the weight of
@@ -130,30 +131,35 @@ impl Source for I420<'_> {
 
 impl<'a> FrameReader<'a> {
     /// Reader over a mapped frame reference (e.g. from `VideoFrameRef::from_buffer_ref_readable`).
+    /// YUV frames convert with the frame's own colorimetry.
     pub fn new(frame: &'a VideoFrameRef<&gst::BufferRef>) -> Result<Self, VideoError> {
         let planes = frame.planes_data();
-        Self::from_planes(
+        Ok(Self::from_planes(
             frame.format(),
             frame.width(),
             frame.height(),
             &planes[..frame.n_planes() as usize],
             &strides(frame.plane_stride()),
-        )
+        )?
+        .with_colors(YuvCoefficients::for_info(frame.info())))
     }
 
     /// Reader over an owned mapped frame.
     pub fn from_frame<T>(frame: &'a VideoFrame<T>) -> Result<Self, VideoError> {
         let planes = frame.planes_data();
-        Self::from_planes(
+        Ok(Self::from_planes(
             frame.format(),
             frame.width(),
             frame.height(),
             &planes[..frame.n_planes() as usize],
             &strides(frame.plane_stride()),
-        )
+        )?
+        .with_colors(YuvCoefficients::for_info(frame.info())))
     }
 
     /// Reader over raw planes (in GStreamer plane order) with their strides in bytes.
+    /// YUV converts with GStreamer's default for the frame size in limited range (what
+    /// caps without colorimetry mean); [`Self::with_colors`] sets another.
     pub fn from_planes(
         format: VideoFormat,
         width: u32,
@@ -202,7 +208,18 @@ impl<'a> FrameReader<'a> {
             width,
             height,
             planes,
+            colors: YuvCoefficients::size_default(height),
         })
+    }
+
+    /// The same reader converting YUV with `colors`.
+    pub fn with_colors(self, colors: YuvCoefficients) -> Self {
+        Self { colors, ..self }
+    }
+
+    /// The coefficients YUV is converted with.
+    pub fn colors(&self) -> &YuvCoefficients {
+        &self.colors
     }
 
     /// Frame width in pixels.
@@ -222,8 +239,8 @@ impl<'a> FrameReader<'a> {
         let (x, y) = (x as usize, y as usize);
         match self.planes {
             Planes::Packed(p) => p.fetch(x, y),
-            Planes::Nv12(p) => to_rgb::<Nv12>(p.fetch(x, y)),
-            Planes::I420(p) => to_rgb::<I420>(p.fetch(x, y)),
+            Planes::Nv12(p) => to_rgb::<Nv12>(p.fetch(x, y), &self.colors),
+            Planes::I420(p) => to_rgb::<I420>(p.fetch(x, y), &self.colors),
         }
     }
 
@@ -232,9 +249,9 @@ impl<'a> FrameReader<'a> {
         assert!(y < self.height, "row outside frame");
         let n = out.len().min(self.width as usize);
         match self.planes {
-            Planes::Packed(p) => row_u8(p, y as usize, &mut out[..n]),
-            Planes::Nv12(p) => row_u8(p, y as usize, &mut out[..n]),
-            Planes::I420(p) => row_u8(p, y as usize, &mut out[..n]),
+            Planes::Packed(p) => row_u8(p, y as usize, &self.colors, &mut out[..n]),
+            Planes::Nv12(p) => row_u8(p, y as usize, &self.colors, &mut out[..n]),
+            Planes::I420(p) => row_u8(p, y as usize, &self.colors, &mut out[..n]),
         }
     }
 
@@ -243,13 +260,13 @@ impl<'a> FrameReader<'a> {
     ///
     /// Packed formats interpolate RGB. 4:2:0 formats interpolate Y, U, V at the same
     /// four taps (chroma of each tap's 2x2 block) and convert once with the float
-    /// formula of [`super::color`]; this equals interpolating the RGB image except
+    /// formula of [`super::color`] and the reader's coefficients; this equals interpolating the RGB image except
     /// where a channel clips. Taps must lie inside the frame (use [`BilinearTap::new`]).
     pub fn sample_row_bilinear(&self, ty: BilinearTap, xs: &[BilinearTap], out: &mut [[f32; 3]]) {
         match self.planes {
-            Planes::Packed(p) => row_bilinear(p, ty, xs, out),
-            Planes::Nv12(p) => row_bilinear(p, ty, xs, out),
-            Planes::I420(p) => row_bilinear(p, ty, xs, out),
+            Planes::Packed(p) => row_bilinear(p, ty, xs, &self.colors, out),
+            Planes::Nv12(p) => row_bilinear(p, ty, xs, &self.colors, out),
+            Planes::I420(p) => row_bilinear(p, ty, xs, &self.colors, out),
         }
     }
 }
@@ -263,21 +280,27 @@ fn strides(s: &[i32]) -> [usize; 4] {
 }
 
 #[inline(always)]
-fn to_rgb<S: Source>(c: [u8; 3]) -> [u8; 3] {
+fn to_rgb<S: Source>(c: [u8; 3], colors: &YuvCoefficients) -> [u8; 3] {
     if S::YUV {
-        yuv_to_rgb(c[0], c[1], c[2])
+        colors.yuv_to_rgb(c[0], c[1], c[2])
     } else {
         c
     }
 }
 
-fn row_u8<S: Source>(src: S, y: usize, out: &mut [[u8; 3]]) {
+fn row_u8<S: Source>(src: S, y: usize, colors: &YuvCoefficients, out: &mut [[u8; 3]]) {
     for (x, o) in out.iter_mut().enumerate() {
-        *o = to_rgb::<S>(src.fetch(x, y));
+        *o = to_rgb::<S>(src.fetch(x, y), colors);
     }
 }
 
-fn row_bilinear<S: Source>(src: S, ty: BilinearTap, xs: &[BilinearTap], out: &mut [[f32; 3]]) {
+fn row_bilinear<S: Source>(
+    src: S,
+    ty: BilinearTap,
+    xs: &[BilinearTap],
+    colors: &YuvCoefficients,
+    out: &mut [[f32; 3]],
+) {
     let (y0, y1) = (ty.i0 as usize, ty.i1 as usize);
     let wy1 = ty.w1;
     let wy0 = 1.0 - wy1;
@@ -298,7 +321,7 @@ fn row_bilinear<S: Source>(src: S, ty: BilinearTap, xs: &[BilinearTap], out: &mu
             v[k] = top * wy0 + bottom * wy1;
         }
         *o = if S::YUV {
-            yuv_to_rgb_f32(v[0], v[1], v[2])
+            colors.yuv_to_rgb_f32(v[0], v[1], v[2])
         } else {
             v
         };

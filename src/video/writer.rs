@@ -1,32 +1,51 @@
 //! Writing into any supported frame: whole-image RGBA conversion and span blending.
 //!
-//! 4:2:0 chroma rule: when converting an image, each chroma sample is the BT.601
-//! conversion of the mean RGB of the in-frame pixels of its 2x2 block (1, 2 or 4 pixels
+//! 4:2:0 chroma rule: when converting an image, each chroma sample is the conversion (with
+//! the frame's colour matrix and range, [`super::color`]) of the mean RGB of the in-frame pixels of its 2x2 block (1, 2 or 4 pixels
 //! at odd edges). When blending, callers say which chroma blocks they touch
 //! ([`PixelsMut::blend_chroma_span`]) so each sample is blended exactly once per
 //! operation.
 
-use super::color::{rgb_sum_to_uv, rgb_to_y, rgb_to_yuv};
+use super::color::{YuvCoefficients, YuvMatrix};
 use super::layout::{check_plane, chroma_size, Layout};
 use super::VideoError;
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrameRef};
 
-/// A colour prepared for every layout: RGB plus its BT.601 YUV, converted once.
+/// A colour prepared for drawing: RGB plus its YUV in one colour space, converted once.
+/// Drawn into a frame of another colour space, it is converted again for that frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paint {
     /// Colour in RGB.
     pub rgb: [u8; 3],
-    /// The same colour in BT.601 limited-range `[Y, U, V]`.
+    /// The same colour as `[Y, U, V]` in `space`.
     pub yuv: [u8; 3],
+    /// Matrix and full range (`true`) of `yuv`.
+    pub space: (YuvMatrix, bool),
 }
 
 impl Paint {
-    /// Prepares `rgb` for drawing.
+    /// Prepares `rgb` for frames in BT.601 limited range.
     pub fn new(rgb: [u8; 3]) -> Self {
+        Self::for_colors(rgb, &YuvCoefficients::BT601_LIMITED)
+    }
+
+    /// Prepares `rgb` for frames converted with `colors`.
+    pub fn for_colors(rgb: [u8; 3], colors: &YuvCoefficients) -> Self {
         Self {
             rgb,
-            yuv: rgb_to_yuv(rgb),
+            yuv: colors.rgb_to_yuv(rgb),
+            space: colors.space(),
+        }
+    }
+
+    /// `[Y, U, V]` of this colour in a frame converted with `colors`.
+    #[inline]
+    pub fn yuv_in(&self, colors: &YuvCoefficients) -> [u8; 3] {
+        if self.space == colors.space() {
+            self.yuv
+        } else {
+            colors.rgb_to_yuv(self.rgb)
         }
     }
 }
@@ -39,20 +58,25 @@ pub struct PixelsMut<'a> {
     layout: Layout,
     planes: [&'a mut [u8]; 3],
     strides: [usize; 3],
+    colors: YuvCoefficients,
 }
 
 impl<'a> PixelsMut<'a> {
-    /// Writable access to a mapped frame reference.
+    /// Writable access to a mapped frame reference; YUV is written with the frame's own
+    /// colorimetry.
     pub fn new(frame: &'a mut VideoFrameRef<&mut gst::BufferRef>) -> Result<Self, VideoError> {
         let (format, width, height) = (frame.format(), frame.width(), frame.height());
+        let colors = YuvCoefficients::for_info(frame.info());
         let s = frame.plane_stride();
         let strides: Vec<usize> = s.iter().map(|&v| v.max(0) as usize).collect();
         let [p0, p1, p2, _] = frame.planes_data_mut();
-        Self::from_planes(format, width, height, [p0, p1, p2], &strides)
+        Ok(Self::from_planes(format, width, height, [p0, p1, p2], &strides)?.with_colors(colors))
     }
 
     /// Writable access to raw planes (GStreamer plane order; unused planes may be empty)
-    /// with their strides in bytes.
+    /// with their strides in bytes. YUV is written with GStreamer's default for the frame
+    /// size in limited range (what caps without colorimetry mean); [`Self::with_colors`]
+    /// sets another.
     pub fn from_planes(
         format: VideoFormat,
         width: u32,
@@ -81,7 +105,18 @@ impl<'a> PixelsMut<'a> {
             layout,
             planes,
             strides: st,
+            colors: YuvCoefficients::size_default(height),
         })
+    }
+
+    /// The same access writing YUV with `colors`.
+    pub fn with_colors(self, colors: YuvCoefficients) -> Self {
+        Self { colors, ..self }
+    }
+
+    /// The coefficients YUV is written with.
+    pub fn colors(&self) -> &YuvCoefficients {
+        &self.colors
     }
 
     /// Frame width in pixels.
@@ -128,7 +163,7 @@ impl<'a> PixelsMut<'a> {
                 for y in 0..h {
                     let dst = &mut self.planes[0][y * self.strides[0]..][..w];
                     for (d, s) in dst.iter_mut().zip(src_row(y).chunks_exact(4)) {
-                        *d = rgb_to_y(s[0], s[1], s[2]);
+                        *d = self.colors.rgb_to_y(s[0], s[1], s[2]);
                     }
                 }
                 let (cw, ch) = chroma_size(self.width, self.height);
@@ -148,7 +183,7 @@ impl<'a> PixelsMut<'a> {
                                 }
                             }
                         }
-                        let (u, v) = rgb_sum_to_uv(sr, sg, sb, n);
+                        let (u, v) = self.colors.rgb_sum_to_uv(sr, sg, sb, n);
                         self.set_chroma(cx, cy, u, v);
                     }
                 }
@@ -196,9 +231,10 @@ impl<'a> PixelsMut<'a> {
                 }
             }
             Layout::Nv12 | Layout::I420 => {
+                let luma = paint.yuv_in(&self.colors)[0];
                 let row = &mut self.planes[0][y * self.strides[0]..][..x1];
                 for px in &mut row[x0..] {
-                    *px = blend(*px, paint.yuv[0], alpha);
+                    *px = blend(*px, luma, alpha);
                 }
             }
         }
@@ -212,7 +248,7 @@ impl<'a> PixelsMut<'a> {
         if cy >= ch || cx0 >= cx1 {
             return;
         }
-        let (u, v) = (paint.yuv[1], paint.yuv[2]);
+        let [_, u, v] = paint.yuv_in(&self.colors);
         match self.layout {
             Layout::Nv12 => {
                 let row = &mut self.planes[1][cy * self.strides[1]..][..cx1 * 2];

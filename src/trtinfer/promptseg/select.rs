@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::batch::MaskTensor;
 use crate::config::promptseg::BoxFormat;
 use crate::geometry::{BoxF, LetterboxTransform};
-use crate::masks;
+use crate::ops::maskselect;
 use crate::results::{Detection, MaskSource};
 use crate::tensor::Tensor;
 
@@ -50,7 +50,7 @@ pub struct Selector {
     pub top_k: usize,
     /// Mask kernel for decoder outputs kept in device memory (created on first use).
     #[cfg(feature = "cuda")]
-    pub gpu: Arc<std::sync::Mutex<Option<crate::cuda::postprocess::MaskSelector>>>,
+    pub gpu: Arc<std::sync::Mutex<Option<crate::ops::maskselect::cuda::MaskSelector>>>,
 }
 
 /// Detections of one decoder call.
@@ -275,7 +275,8 @@ impl Selector {
                 };
                 match &host_masks {
                     Some(v) => {
-                        det.mask = masks::frame_mask(&det, &dense, v, t.row, transform, self.mask_threshold);
+                        det.mask =
+                            maskselect::frame_mask(&det, &dense, v, t.row, transform, self.mask_threshold);
                         out.d2h_bytes += mask_bytes;
                         det.mask_source = None;
                     }
@@ -300,7 +301,7 @@ impl Selector {
         pending: &[(usize, usize, usize, LetterboxTransform)],
         out: &mut Selected,
     ) -> Result<(), String> {
-        use crate::cuda::postprocess::{MaskPlanes, MaskRequest, MaskSelector};
+        use crate::ops::maskselect::cuda::{MaskPlanes, MaskRequest, MaskSelector};
         let mut requests = Vec::with_capacity(pending.len());
         for &(r, d, row, transform) in pending {
             let det = &out.rows[r].2[d];

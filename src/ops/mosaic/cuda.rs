@@ -5,7 +5,7 @@
 //! capability (once per process and architecture), loads it into the context and creates
 //! its own non-blocking stream and event. Per batch it fills one `TileSource` per tile
 //! (plane addresses, strides, format, size and the letterbox placement of the tile's
-//! frame: 96 bytes) and launches the kernel, which writes every pixel of the output frame
+//! frame: 120 bytes) and launches the kernel, which writes every pixel of the output frame
 //! (NV12, I420, RGBA, BGRA, RGBx, BGRx, RGB or BGR) in one pass. Grids of up to
 //! [`INLINE_TILES`] tiles pass the tile table inside the launch; larger ones copy it from
 //! pinned memory first (allocated on the first such grid and reused). Nothing waits on the
@@ -19,14 +19,14 @@ use std::ffi::{c_void, CStr};
 
 use cudarc::driver::sys;
 
-use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::frame::{CudaFrame, FrameLayout};
-use super::nvrtc::{compile, nvrtc_arch, require_nvrtc};
-use super::CudaError;
+use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::frame::{CudaFrame, FrameLayout};
+use crate::cuda::nvrtc::{compile, nvrtc_arch, require_nvrtc};
+use crate::cuda::CudaError;
 use crate::geometry::LetterboxTransform;
 
 /// CUDA C source of the kernel.
-pub const KERNEL_SOURCE: &str = include_str!("../../kernels/tiler.cu");
+pub const KERNEL_SOURCE: &str = include_str!("../../../kernels/tiler.cu");
 const KERNEL_FILE: &str = "tiler.cu";
 const KERNEL_NAME: &CStr = c"trtv_tile";
 const KERNEL_NAME_INLINE: &CStr = c"trtv_tile_inline";
@@ -45,7 +45,7 @@ const KIND_NONE: i32 = -1;
 
 /// One tile's source frame and its placement (`TileSource` in tiler.cu, the layout of the
 /// preprocessing kernel's frame parameters).
-type TileSource = super::preprocess::FrameParams;
+type TileSource = crate::ops::preprocess::cuda::FrameParams;
 
 /// The output frame and the grid; layout shared with `MosaicTarget` in tiler.cu.
 #[repr(C)]
@@ -65,6 +65,10 @@ struct MosaicTarget {
     tile_h: i32,
     rows: i32,
     cols: i32,
+    /// RGB → YUV of the output (4:2:0): luma offset, then the integer Y, U and V
+    /// coefficients ([`crate::video::color::YuvCoefficients`]).
+    y_offset: i32,
+    int_yuv: [i32; 9],
     reserved: i32,
 }
 
@@ -74,10 +78,10 @@ struct MosaicTarget {
 #[derive(Clone, Copy)]
 struct InlineTiles([TileSource; INLINE_TILES]);
 
-const _: () = assert!(std::mem::size_of::<TileSource>() == 96);
-const _: () = assert!(std::mem::size_of::<MosaicTarget>() == 88);
+const _: () = assert!(std::mem::size_of::<TileSource>() == 120);
+const _: () = assert!(std::mem::size_of::<MosaicTarget>() == 128);
 // With the MosaicTarget within the 4 KiB of kernel parameters.
-const _: () = assert!(std::mem::size_of::<InlineTiles>() == 3072);
+const _: () = assert!(std::mem::size_of::<InlineTiles>() == 3840);
 
 impl TileSource {
     /// No frame in this tile (black).
@@ -121,6 +125,14 @@ impl MosaicTarget {
             tile_h: (out.height / rows.max(1)) as i32,
             rows: rows as i32,
             cols: cols as i32,
+            y_offset: out.colors.y_offset,
+            int_yuv: {
+                let c = &out.colors;
+                [
+                    c.int_y[0], c.int_y[1], c.int_y[2], c.int_u[0], c.int_u[1], c.int_u[2], c.int_v[0],
+                    c.int_v[1], c.int_v[2],
+                ]
+            },
             reserved: 0,
         }
     }
@@ -182,14 +194,14 @@ impl std::fmt::Debug for CudaTiler {
 impl CudaTiler {
     /// Compiles and loads the kernel in `ctx`, creates the stream and the event.
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        super::probe()?;
+        crate::cuda::probe()?;
         require_nvrtc()?;
-        super::guard("creating the CUDA tiler", || Self::build(ctx))
+        crate::cuda::guard("creating the CUDA tiler", || Self::build(ctx))
     }
 
     /// [`CudaTiler::new`] in the CUcontext of a GStreamer CUDA context (the element's,
     /// from [`super::ensure_element_context`]).
-    pub fn for_gst(ctx: &super::CudaContext) -> Result<Self, CudaError> {
+    pub fn for_gst(ctx: &crate::cuda::CudaContext) -> Result<Self, CudaError> {
         Self::new(&ctx.device_context()?)
     }
 
@@ -283,7 +295,7 @@ impl CudaTiler {
             for (p, t) in inline.0.iter_mut().zip(tiles) {
                 *p = source(t);
             }
-            return super::guard("composing the mosaic", || {
+            return crate::cuda::guard("composing the mosaic", || {
                 self.enqueue(&target, grid, Some(&inline), 0)
             });
         }
@@ -302,7 +314,7 @@ impl CudaTiler {
         for (p, t) in entries.iter_mut().zip(tiles) {
             *p = source(t);
         }
-        super::guard("composing the mosaic", || self.enqueue(&target, grid, None, n))
+        crate::cuda::guard("composing the mosaic", || self.enqueue(&target, grid, None, n))
     }
 
     /// Composes like [`CudaTiler::compose`] a `format` frame of `width x height` into
@@ -358,7 +370,7 @@ impl CudaTiler {
         self.compose(tiles, rows, columns, &out)?;
         self.wait()?;
         for p in 0..n {
-            super::copy_device_to_host(&self.ctx, ptrs[p], extents[p], &mut planes[p][..extents[p]])?;
+            crate::cuda::copy_device_to_host(&self.ctx, ptrs[p], extents[p], &mut planes[p][..extents[p]])?;
         }
         Ok(())
     }
@@ -549,17 +561,17 @@ mod tests {
             );
             return;
         }
-        let arch = super::super::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
+        let arch = crate::cuda::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
         assert_eq!(arch, "compute_90");
-        let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
+        let ptx = crate::cuda::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
         let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
         for name in [KERNEL_NAME, KERNEL_NAME_INLINE] {
             let entry = format!(".entry {}(", name.to_str().unwrap());
             assert!(text.contains(&entry), "{entry} missing");
         }
         assert!(
-            text.contains(".param .align 8 .b8 trtv_tile_inline_param_0[3072]"),
-            "the inline tile table is one 3072-byte argument"
+            text.contains(".param .align 8 .b8 trtv_tile_inline_param_0[3840]"),
+            "the inline tile table is one 3840-byte argument"
         );
         assert!(!text.contains("fma.rn.f32"), "contraction must be off");
         assert!(
@@ -587,25 +599,11 @@ mod tests {
             assert!(KERNEL_SOURCE.contains(needle), "{needle}");
         }
         assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_TILES {INLINE_TILES}\n")));
-        // The YUV constants are those of the CPU path.
-        use crate::video::color::{F_BU, F_GU, F_GV, F_RV, F_Y, INT_U, INT_V, INT_Y};
-        // (common.cuh, as NVRTC compiles the file.)
-        let compiled = super::super::nvrtc::expand_includes(KERNEL_SOURCE);
-        for k in [F_Y, F_RV, F_GU, F_GV, F_BU] {
-            assert!(compiled.contains(&format!("{k}f")), "{k}");
-        }
-        let sign = |v: i32| if v < 0 { '-' } else { '+' };
-        for c in [INT_Y, INT_U, INT_V] {
-            let expr = format!(
-                "{} * r {} {} * g {} {} * b + 128",
-                c[0],
-                sign(c[1]),
-                c[1].abs(),
-                sign(c[2]),
-                c[2].abs()
-            );
-            assert!(KERNEL_SOURCE.contains(&expr), "{expr}");
-        }
+        // YUV converts with each frame's and the output's coefficients (no constants).
+        let compiled = crate::cuda::nvrtc::expand_includes(KERNEL_SOURCE);
+        assert!(compiled.contains("yuv_to_rgb(yy, uu, vv, p.yuv, rgb);"));
+        assert!(KERNEL_SOURCE.contains("m.yuv[0] * r + m.yuv[1] * g + m.yuv[2] * b + 128"));
+        assert!(!compiled.contains("1.164383f") && !KERNEL_SOURCE.contains("66 * r"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::results::DeviceMask;
+use crate::video::color::YuvCoefficients;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
 use std::sync::Arc;
 
@@ -153,7 +154,7 @@ fn commands_draw_the_same_bytes_as_the_canvas() {
                     .map(|k| {
                         let n = 2 + 5 * k;
                         let dets = random_detections(&mut rng, w, h, n);
-                        list.add_frame(w, h, &dets, style);
+                        list.add_frame(w, h, &YuvCoefficients::size_default(h), &dets, style);
                         dets
                     })
                     .collect();
@@ -185,7 +186,7 @@ fn scene_frames_match_and_bounds_hold_every_command() {
             let dets = crate::scene::scene_detections(2, frame_no, w, h);
             assert!(!dets.is_empty());
             list.clear();
-            list.add_frame(w, h, &dets, &style);
+            list.add_frame(w, h, &YuvCoefficients::size_default(h), &dets, &style);
             let fc = list.frames[0];
             assert!(fc.count > 0);
             for c in &list.commands {
@@ -210,12 +211,18 @@ fn command_list_shapes() {
     let mut list = OverlayCommands::default();
     let style = OverlayStyle::default();
     // Nothing to draw: an empty frame entry.
-    list.add_frame(100, 100, &[], &style);
+    list.add_frame(100, 100, &YuvCoefficients::size_default(100), &[], &style);
     assert_eq!(list.frames[0], FrameCommands::default());
     assert!(list.is_empty());
     // A box fully inside: 4 bands, a label background and one glyph per visible char.
     let d = detection(1, BoxF::new(10.0, 40.0, 60.0, 90.0), None, -1);
-    list.add_frame(100, 100, std::slice::from_ref(&d), &style);
+    list.add_frame(
+        100,
+        100,
+        &YuvCoefficients::size_default(100),
+        std::slice::from_ref(&d),
+        &style,
+    );
     let f = list.frames[1];
     let cmds = &list.commands[f.first as usize..];
     assert_eq!(f.count as usize, cmds.len());
@@ -229,7 +236,10 @@ fn command_list_shapes() {
     assert_eq!((g.kind, g.ox, g.oy, g.a), (CMD_GLYPH, 10, 24, 2));
     assert_eq!(g.b as usize, font::glyph_index('c'));
     assert_eq!(&g.rgb[..3], &[255, 255, 255]);
-    assert_eq!(&g.yuv[..3], &crate::video::color::rgb_to_yuv([255, 255, 255]));
+    assert_eq!(
+        &g.yuv[..3],
+        &crate::video::color::YuvCoefficients::BT601_LIMITED.rgb_to_yuv([255, 255, 255])
+    );
     // Masks: host bits are packed; device masks keep their address; masks fully off the
     // frame and short data are skipped.
     list.clear();
@@ -267,7 +277,7 @@ fn command_list_shapes() {
         .into_iter()
         .map(|m| detection(0, BoxF::new(0.0, 0.0, 1.0, 1.0), Some(m), -1))
         .collect();
-    list.add_frame(100, 100, &dets, &style);
+    list.add_frame(100, 100, &YuvCoefficients::size_default(100), &dets, &style);
     let kinds: Vec<_> = list.commands.iter().map(|c| (c.kind, c.mask)).collect();
     assert_eq!(
         kinds,
@@ -293,6 +303,7 @@ fn command_list_shapes() {
     list.add_frame(
         7,
         7,
+        &YuvCoefficients::size_default(7),
         &[detection(0, BoxF::new(0.0, 0.0, 1.0, 1.0), Some(edge), -1)],
         &style,
     );
@@ -335,7 +346,7 @@ fn random_map(rng: &mut Rng, w: u32, h: u32) -> DenseMap {
 /// the canvas (dense map, then detections) for every format, odd sizes and ranges.
 #[test]
 fn dense_layer_draws_the_same_bytes_as_the_canvas() {
-    use crate::draw::colormap::Colormap;
+    use crate::ops::overlay::draw::colormap::Colormap;
     let mut rng = Rng(0xde45e);
     let style = OverlayStyle::default();
     let mut list = OverlayCommands::default();
@@ -362,7 +373,14 @@ fn dense_layer_draws_the_same_bytes_as_the_canvas() {
                     range,
                     alpha,
                 };
-                list.add_frame_with_dense(w, h, Some(dense), &dets, &style);
+                list.add_frame_with_dense(
+                    w,
+                    h,
+                    &YuvCoefficients::size_default(h),
+                    Some(dense),
+                    &dets,
+                    &style,
+                );
                 let fc = list.frames[0];
                 assert_eq!(fc.dense, 0);
                 assert_eq!(&fc.bounds[..2], &[0, 0]);
@@ -402,8 +420,8 @@ fn dense_layer_draws_the_same_bytes_as_the_canvas() {
 
 #[test]
 fn dense_layers_in_the_command_list() {
-    use crate::draw::colormap::Colormap;
     use crate::geometry::LetterboxTransform;
+    use crate::ops::overlay::draw::colormap::Colormap;
     use crate::results::DeviceDense;
     let style = OverlayStyle::default();
     let tr = LetterboxTransform::letterbox(64, 48, 16, 16);
@@ -425,7 +443,14 @@ fn dense_layers_in_the_command_list() {
     };
     let mut list = OverlayCommands::default();
     // No colour map set: nothing to draw.
-    list.add_frame_with_dense(64, 48, Some(draw(&host)), &[], &style);
+    list.add_frame_with_dense(
+        64,
+        48,
+        &YuvCoefficients::size_default(48),
+        Some(draw(&host)),
+        &[],
+        &style,
+    );
     assert_eq!(list.frames[0].dense, -1);
     assert!(list.is_empty());
     list.clear();
@@ -449,9 +474,30 @@ fn dense_layers_in_the_command_list() {
         ready_event: 0x77,
         keepalive: Arc::new(()),
     });
-    list.add_frame_with_dense(64, 48, Some(draw(&host)), &[], &style);
-    list.add_frame_with_dense(63, 47, Some(draw(&device)), &[], &style);
-    list.add_frame_with_dense(64, 48, Some(draw(&nowhere)), &[], &style);
+    list.add_frame_with_dense(
+        64,
+        48,
+        &YuvCoefficients::size_default(48),
+        Some(draw(&host)),
+        &[],
+        &style,
+    );
+    list.add_frame_with_dense(
+        63,
+        47,
+        &YuvCoefficients::size_default(47),
+        Some(draw(&device)),
+        &[],
+        &style,
+    );
+    list.add_frame_with_dense(
+        64,
+        48,
+        &YuvCoefficients::size_default(48),
+        Some(draw(&nowhere)),
+        &[],
+        &style,
+    );
     assert_eq!(list.dense_values, [4.0, 5.0, 6.0, 7.0]);
     assert_eq!(list.dense.len(), 2);
     let (h, d) = (list.dense[0], list.dense[1]);

@@ -6,6 +6,9 @@
 //! clamped to the frame, if its centre lies inside the frame's content rectangle, and is
 //! the padding value otherwise. The CUDA kernel computes exactly the same.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
 use crate::config::{ColorOrder, PreprocessConfig};
 use crate::geometry::LetterboxTransform;
 use crate::tensor::DType;

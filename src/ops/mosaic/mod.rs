@@ -2,8 +2,11 @@
 //! its tile. The CUDA kernel (`kernels/tiler.cu`) reproduces it byte for byte; the device
 //! tests compare the two through these functions.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
 use crate::geometry::LetterboxTransform;
-use crate::preprocess::{content_span, source_coord};
+use crate::ops::preprocess::{content_span, source_coord};
 use crate::video::{BilinearTap, FrameReader};
 
 /// Rows and columns for `n` sources when not set (0): as square as possible.

@@ -17,11 +17,16 @@
 //! frame has at most one, drawn first ([`DenseLayer`], executed on the CPU by
 //! [`execute_dense`]), with the per-pixel rules of [`Canvas::dense`].
 
-use crate::draw::{alpha_u8, class_color, colormap, outline_bands, visible_glyphs, Canvas};
-use crate::font;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod draw;
+pub mod font;
+
 use crate::geometry::BoxF;
+use crate::ops::overlay::draw::{alpha_u8, class_color, colormap, outline_bands, visible_glyphs, Canvas};
 use crate::results::{map_coordinate, DenseMap, Detection, FrameMask};
 use crate::tensor::DType;
+use crate::video::color::{YuvCoefficients, YuvMatrix};
 use crate::video::{Paint, PixelsMut};
 use std::fmt::Write;
 
@@ -129,7 +134,9 @@ fn paint(p: &mut impl Painter, detections: &[Detection], style: &OverlayStyle, l
     if style.draw_keypoints {
         for d in detections {
             for (k, kp) in d.secondary.iter().flat_map(|r| r.keypoints.iter().enumerate()) {
-                if let Some(squares) = crate::draw::point_squares(kp.x, kp.y, style.keypoint_radius) {
+                if let Some(squares) =
+                    crate::ops::overlay::draw::point_squares(kp.x, kp.y, style.keypoint_radius)
+                {
                     let colors = [[0, 0, 0], class_color(k as u32 + 5)];
                     for ([x0, y0, x1, y1], c) in squares.into_iter().zip(colors) {
                         p.fill(x0, y0, x1, y1, c);
@@ -184,7 +191,7 @@ pub struct DrawCommand {
     pub b: i32,
     /// Colour as `[r, g, b, 0]`.
     pub rgb: [u8; 4],
-    /// The same colour in BT.601 limited range as `[y, u, v, 0]`.
+    /// The same colour in the frame's YUV (its matrix and range) as `[y, u, v, 0]`.
     pub yuv: [u8; 4],
     /// Mask: byte offset into the batch's mask bytes, or device address.
     pub mask: u64,
@@ -234,7 +241,9 @@ pub struct DenseLayer {
     pub hi: f32,
     /// Opacity 0..=255.
     pub alpha: u32,
-    pub _pad: u32,
+    /// Which 256-entry block of [`OverlayCommands::dense_lut`] colours this frame (one
+    /// block per colour space of the batch's frames).
+    pub lut: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<DenseLayer>() == 64);
@@ -290,14 +299,19 @@ pub struct OverlayCommands {
     pub dense: Vec<DenseLayer>,
     /// Channel 0 of the host dense maps, back to back.
     pub dense_values: Vec<f32>,
-    /// The colour map of dense layers: 256 entries of `[r, g, b, 0, y, u, v, 0]`
-    /// ([`OverlayCommands::set_dense_lut`]); empty = dense layers are not drawn.
+    /// The colour map of dense layers: blocks of 256 entries of `[r, g, b, 0, y, u, v, 0]`,
+    /// one block per colour space of the batch's frames ([`DenseLayer::lut`]); empty =
+    /// dense layers are not drawn ([`OverlayCommands::set_dense_lut`]).
     pub dense_lut: Vec<[u8; 8]>,
+    /// The colour map's RGB (256 entries, empty without one) and the colour space of each
+    /// block of `dense_lut`.
+    dense_rgb: Vec<[u8; 3]>,
+    dense_spaces: Vec<(YuvMatrix, bool)>,
     label: String,
 }
 
-fn command(kind: u32, color: [u8; 3], alpha: u32) -> DrawCommand {
-    let p = Paint::new(color);
+fn command(kind: u32, color: [u8; 3], alpha: u32, colors: &YuvCoefficients) -> DrawCommand {
+    let p = Paint::for_colors(color, colors);
     DrawCommand {
         kind,
         alpha,
@@ -313,6 +327,7 @@ struct FrameBuilder<'a> {
     w: i64,
     h: i64,
     bounds: [i64; 4],
+    colors: YuvCoefficients,
 }
 
 impl FrameBuilder<'_> {
@@ -334,7 +349,8 @@ impl FrameBuilder<'_> {
 
     fn rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, color: [u8; 3], alpha: u32) {
         let (w, h) = (self.w, self.h);
-        self.push(command(CMD_RECT, color, alpha), x0, y0, x1, y1, w, h);
+        let c = command(CMD_RECT, color, alpha, &self.colors);
+        self.push(c, x0, y0, x1, y1, w, h);
     }
 }
 
@@ -366,7 +382,7 @@ impl Painter for FrameBuilder<'_> {
             if font::atlas()[index].iter().all(|&r| r == 0) {
                 continue;
             }
-            let mut c = command(CMD_GLYPH, color, 255);
+            let mut c = command(CMD_GLYPH, color, 255, &self.colors);
             // The cell intersects the frame, so its corner fits an i32.
             (c.ox, c.oy, c.a, c.b) = (gx as i32, y as i32, s as i32, index as i32);
             self.push(c, gx, y, gx + 8 * s, y + cell_h, w, h);
@@ -384,7 +400,7 @@ impl Painter for FrameBuilder<'_> {
         if x >= gw || y >= gh {
             return;
         }
-        let mut c = command(CMD_MASK_HOST, color, alpha_u8(alpha) as u32);
+        let mut c = command(CMD_MASK_HOST, color, alpha_u8(alpha) as u32, &self.colors);
         (c.ox, c.oy, c.a, c.b) = (x as i32, y as i32, mw as i32, mh as i32);
         let n = (mw * mh) as usize;
         if let Some(d) = &m.device {
@@ -415,22 +431,45 @@ impl OverlayCommands {
         self.dense_values.clear();
     }
 
-    /// The colour map of dense layers (a [`Colormap::lut`](crate::draw::colormap::Colormap::lut));
+    /// The colour map of dense layers (a [`Colormap::lut`](crate::ops::overlay::draw::colormap::Colormap::lut));
     /// fewer than 256 entries draw no dense layer, as [`Canvas::dense`].
     pub fn set_dense_lut(&mut self, lut: &[Paint]) {
         self.dense_lut.clear();
+        self.dense_spaces.clear();
+        self.dense_rgb.clear();
         if lut.len() >= 256 {
-            self.dense_lut.extend(lut[..256].iter().map(|p| {
-                let (c, y) = (p.rgb, p.yuv);
-                [c[0], c[1], c[2], 0, y[0], y[1], y[2], 0]
-            }));
+            self.dense_rgb.extend(lut[..256].iter().map(|p| p.rgb));
         }
+    }
+
+    /// The block of `dense_lut` holding the colour map in `colors`' space, added on first use.
+    fn dense_lut_block(&mut self, colors: &YuvCoefficients) -> Option<u32> {
+        if self.dense_rgb.len() < 256 {
+            return None;
+        }
+        let space = colors.space();
+        if let Some(i) = self.dense_spaces.iter().position(|&s| s == space) {
+            return Some(i as u32);
+        }
+        self.dense_spaces.push(space);
+        self.dense_lut.extend(self.dense_rgb.iter().map(|&c| {
+            let y = colors.rgb_to_yuv(c);
+            [c[0], c[1], c[2], 0, y[0], y[1], y[2], 0]
+        }));
+        Some(self.dense_spaces.len() as u32 - 1)
     }
 
     /// Appends the commands drawing `detections` on a `width x height` frame with
     /// `style`, in [`draw_frame`]'s order.
-    pub fn add_frame(&mut self, width: u32, height: u32, detections: &[Detection], style: &OverlayStyle) {
-        self.add_frame_with_dense(width, height, None, detections, style);
+    pub fn add_frame(
+        &mut self,
+        width: u32,
+        height: u32,
+        colors: &YuvCoefficients,
+        detections: &[Detection],
+        style: &OverlayStyle,
+    ) {
+        self.add_frame_with_dense(width, height, colors, None, detections, style);
     }
 
     /// [`OverlayCommands::add_frame`] with a dense map drawn first, under the detections
@@ -442,11 +481,12 @@ impl OverlayCommands {
         &mut self,
         width: u32,
         height: u32,
+        colors: &YuvCoefficients,
         dense: Option<DenseDraw<'_>>,
         detections: &[Detection],
         style: &OverlayStyle,
     ) {
-        let layer = dense.and_then(|d| self.dense_layer(d));
+        let layer = dense.and_then(|d| self.dense_layer(d, colors));
         let first = self.commands.len();
         let mut label = std::mem::take(&mut self.label);
         let mut f = FrameBuilder {
@@ -454,6 +494,7 @@ impl OverlayCommands {
             w: width as i64,
             h: height as i64,
             bounds: [i64::MAX, i64::MAX, i64::MIN, i64::MIN],
+            colors: *colors,
         };
         paint(&mut f, detections, style, &mut label);
         let b = f.bounds;
@@ -487,15 +528,16 @@ impl OverlayCommands {
 
     /// The layer of `d`, its host values appended to [`OverlayCommands::dense_values`]
     /// and its ready event to the device events; `None` when nothing can be drawn.
-    fn dense_layer(&mut self, d: DenseDraw<'_>) -> Option<DenseLayer> {
+    fn dense_layer(&mut self, d: DenseDraw<'_>, colors: &YuvCoefficients) -> Option<DenseLayer> {
         let m = d.map;
         let t = &m.transform;
         let (Ok(width), Ok(height)) = (i32::try_from(m.width), i32::try_from(m.height)) else {
             return None;
         };
-        if self.dense_lut.len() < 256 || width == 0 || height == 0 || m.channels == 0 {
+        if self.dense_rgb.len() < 256 || width == 0 || height == 0 || m.channels == 0 {
             return None;
         }
+        let lut = self.dense_lut_block(colors)?;
         let mut layer = DenseLayer {
             width,
             height,
@@ -508,6 +550,7 @@ impl OverlayCommands {
             lo: d.range.0,
             hi: d.range.1,
             alpha: alpha_u8(d.alpha) as u32,
+            lut,
             ..Default::default()
         };
         if let Some(dev) = &m.device {
@@ -566,18 +609,20 @@ fn covers(c: &DrawCommand, mask_bytes: &[u8], px: i32, py: i32) -> bool {
 
 /// LUT entry of `value` on `[lo, hi]`: [`colormap::lut_index`].
 #[inline]
-fn dense_paint(lut: &[[u8; 8]], value: f32, lo: f32, hi: f32) -> Paint {
+fn dense_paint(lut: &[[u8; 8]], value: f32, lo: f32, hi: f32, space: (YuvMatrix, bool)) -> Paint {
     let e = lut[colormap::lut_index(value, lo, hi) as usize];
     Paint {
         rgb: [e[0], e[1], e[2]],
         yuv: [e[4], e[5], e[6]],
+        space,
     }
 }
 
 /// Draws the dense layer `layer` of a frame on the CPU with the kernel's rules (see
 /// [`DenseLayer`]); host layers read `list.dense_values`, device layers draw nothing here.
 pub fn execute_dense(px: &mut PixelsMut, layer: &DenseLayer, list: &OverlayCommands) {
-    if layer.source != DENSE_HOST || list.dense_lut.len() < 256 {
+    let lut_start = layer.lut as usize * 256;
+    if layer.source != DENSE_HOST || list.dense_lut.len() < lut_start + 256 {
         return;
     }
     let (mw, mh) = (layer.width.max(0) as usize, layer.height.max(0) as usize);
@@ -586,14 +631,16 @@ pub fn execute_dense(px: &mut PixelsMut, layer: &DenseLayer, list: &OverlayComma
         return;
     };
     let (w, h) = (px.width(), px.height());
+    let space = px.colors().space();
     let cell = |x: u32, y: u32| {
         let u = map_coordinate(x as f32 + 0.5, layer.scale_x, layer.pad_x, mw, layer.model_w)?;
         let v = map_coordinate(y as f32 + 0.5, layer.scale_y, layer.pad_y, mh, layer.model_h)?;
         Some(dense_paint(
-            &list.dense_lut,
+            &list.dense_lut[lut_start..lut_start + 256],
             values[v * mw + u],
             layer.lo,
             layer.hi,
+            space,
         ))
     };
     let a = layer.alpha.min(255) as u8;
@@ -621,10 +668,13 @@ pub fn execute_dense(px: &mut PixelsMut, layer: &DenseLayer, list: &OverlayComma
 pub fn execute(px: &mut PixelsMut, commands: &[DrawCommand], mask_bytes: &[u8]) {
     let (w, h) = (px.width() as i32, px.height() as i32);
     let yuv420 = px.layout().is_yuv420();
+    let space = px.colors().space();
     for c in commands {
+        // The command list holds each colour converted for this frame already.
         let paint = Paint {
             rgb: [c.rgb[0], c.rgb[1], c.rgb[2]],
             yuv: [c.yuv[0], c.yuv[1], c.yuv[2]],
+            space,
         };
         let alpha = c.alpha.min(255) as u8;
         for y in c.y0.max(0)..c.y1.min(h) {

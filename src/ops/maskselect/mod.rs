@@ -2,6 +2,9 @@
 //! detections keep a mask, and how a model-space mask is cropped and resized to its box in
 //! frame pixels.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
 use crate::batch::MaskTensor;
 use crate::geometry::LetterboxTransform;
 use crate::results::{Detection, FrameMask, MaskSource};

@@ -2,8 +2,8 @@
 //!
 //! Everything is clipped to the frame: boxes partly or fully outside, huge or NaN
 //! coordinates and 1x1 frames are fine. Colours are RGB; for NV12/I420 a colour is
-//! converted to BT.601 YUV once per call ([`Paint`]) and blended in YUV, which equals
-//! blending in RGB up to rounding.
+//! converted to the frame's YUV (its matrix and range) once per call ([`Paint`]) and
+//! blended in YUV, which equals blending in RGB up to rounding.
 //!
 //! 4:2:0 chroma rule: an operation writes luma for exactly the pixels it covers and
 //! chroma for every 2x2 block that contains at least one covered pixel, each block
@@ -12,8 +12,8 @@
 
 pub mod colormap;
 
-use crate::font;
 use crate::geometry::BoxF;
+use crate::ops::overlay::font;
 use crate::results::{DenseMap, FrameMask};
 use crate::video::{Paint, PixelsMut, VideoError};
 use gst_video::VideoFrameRef;
@@ -149,6 +149,11 @@ impl<'a> Canvas<'a> {
         Self { px }
     }
 
+    /// `color` prepared for this frame's colour space (no conversion per span).
+    fn paint(&self, color: [u8; 3]) -> Paint {
+        Paint::for_colors(color, self.px.colors())
+    }
+
     fn fill(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, paint: &Paint, alpha: u8) {
         if let Some(r) = Rect::clip(x0, y0, x1, y1, self.px.width(), self.px.height()) {
             self.px.blend_rect(r.x0, r.y0, r.x1, r.y1, paint, alpha);
@@ -158,7 +163,7 @@ impl<'a> Canvas<'a> {
     /// Outline of `rect` (frame pixels, rounded), `line_width` pixels drawn inwards,
     /// opaque `color`. Line width 0 draws nothing.
     pub fn rect_outline(&mut self, rect: &BoxF, color: [u8; 3], line_width: u32) {
-        let p = Paint::new(color);
+        let p = self.paint(color);
         for [x0, y0, x1, y1] in outline_bands(rect, line_width).into_iter().flatten() {
             self.fill(x0, y0, x1, y1, &p, 255);
         }
@@ -167,7 +172,7 @@ impl<'a> Canvas<'a> {
     /// Fills `rect` (frame pixels, rounded) with `color` at `alpha` in `[0, 1]`.
     pub fn fill_rect_blend(&mut self, rect: &BoxF, color: [u8; 3], alpha: f32) {
         let (x0, y0, x1, y1) = round_box(rect);
-        self.fill(x0, y0, x1, y1, &Paint::new(color), alpha_u8(alpha));
+        self.fill(x0, y0, x1, y1, &self.paint(color), alpha_u8(alpha));
     }
 
     /// Draws `text` with its top-left corner at `(x, y)` (may be negative) in the
@@ -187,9 +192,9 @@ impl<'a> Canvas<'a> {
         let cell_h = font::GLYPH_H as i64 * s;
         if let Some(bg) = background {
             let w = font::text_width(text, scale.max(1)) as i64;
-            self.fill(x, y, x + w, y + cell_h, &Paint::new(bg), 255);
+            self.fill(x, y, x + w, y + cell_h, &self.paint(bg), 255);
         }
-        let p = Paint::new(color);
+        let p = self.paint(color);
         let (fw, fh) = (self.px.width() as i64, self.px.height() as i64);
         for (gx, c) in visible_glyphs(x, y, text, s, fw, fh) {
             for (row, bits) in font::glyph(c).iter().enumerate() {
@@ -214,7 +219,7 @@ impl<'a> Canvas<'a> {
 
     /// Blends `color` at `alpha` in `[0, 1]` over the pixels where `mask` is ≥ 128.
     pub fn mask(&mut self, mask: &FrameMask, color: [u8; 3], alpha: f32) {
-        let p = Paint::new(color);
+        let p = self.paint(color);
         let a = alpha_u8(alpha);
         let (mw, mh) = (mask.width as usize, mask.height as usize);
         if mw == 0 || mh == 0 || mask.data.len() < mw * mh {
@@ -351,16 +356,16 @@ impl Canvas<'_> {
                 border[1],
                 border[2],
                 border[3],
-                &Paint::new([0, 0, 0]),
+                &self.paint([0, 0, 0]),
                 255,
             );
-            self.fill(inner[0], inner[1], inner[2], inner[3], &Paint::new(color), 255);
+            self.fill(inner[0], inner[1], inner[2], inner[3], &self.paint(color), 255);
         }
     }
 
     /// Fills `[x0, x1) x [y0, y1)` (clipped to the frame) with opaque `color`.
     pub fn fill_opaque(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, color: [u8; 3]) {
-        self.fill(x0, y0, x1, y1, &Paint::new(color), 255);
+        self.fill(x0, y0, x1, y1, &self.paint(color), 255);
     }
 }
 

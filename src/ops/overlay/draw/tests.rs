@@ -1,7 +1,7 @@
 //! Draw on RGBA / NV12 / I420 / BGRx frames, read back, check pixels.
 
 use super::*;
-use crate::video::{color::rgb_to_yuv, write_rgba, FrameReader};
+use crate::video::{color::YuvCoefficients, write_rgba, FrameReader};
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoInfo};
 
@@ -104,7 +104,10 @@ fn nv12_outline_luma_is_exact_and_chroma_follows_blocks() {
     let mut f = TestFrame::new(VideoFormat::Nv12, 32, 32);
     // A 1-pixel line at x = 5 touches chroma block column 2 (pixels 4 and 5).
     f.draw(|fr| draw_rect_outline(fr, &BoxF::new(5.0, 5.0, 20.0, 20.0), RED, 1).unwrap());
-    let (red, grey) = (rgb_to_yuv(RED), rgb_to_yuv(GREY));
+    let (red, grey) = (
+        YuvCoefficients::BT601_LIMITED.rgb_to_yuv(RED),
+        YuvCoefficients::BT601_LIMITED.rgb_to_yuv(GREY),
+    );
     assert_eq!(f.nv12_yuv(5, 10)[0], red[0]);
     assert_eq!(
         f.nv12_yuv(4, 10)[0],
@@ -128,7 +131,11 @@ fn fill_blend_matches_expected_within_two_levels() {
 
     let mut f = TestFrame::new(VideoFormat::Nv12, 16, 16);
     f.draw(|fr| fill_rect_blend(fr, &BoxF::new(2.0, 2.0, 8.0, 8.0), RED, 0.25).unwrap());
-    let want = expected_blend(rgb_to_yuv(RED), rgb_to_yuv(GREY), 0.25);
+    let want = expected_blend(
+        YuvCoefficients::BT601_LIMITED.rgb_to_yuv(RED),
+        YuvCoefficients::BT601_LIMITED.rgb_to_yuv(GREY),
+        0.25,
+    );
     assert!(near(f.nv12_yuv(4, 4), want, 2));
 }
 
@@ -205,13 +212,17 @@ fn mask_blend_rgba_and_nv12() {
 
     let mut f = TestFrame::new(VideoFormat::Nv12, 32, 32);
     f.draw(|fr| blend_mask(fr, &m, color, 0.6).unwrap());
-    let want = expected_blend(rgb_to_yuv(color), rgb_to_yuv(GREY), 0.6);
+    let want = expected_blend(
+        YuvCoefficients::BT601_LIMITED.rgb_to_yuv(color),
+        YuvCoefficients::BT601_LIMITED.rgb_to_yuv(GREY),
+        0.6,
+    );
     assert!(
         near(f.nv12_yuv(16, 16), want, 2),
         "{:?} vs {want:?}",
         f.nv12_yuv(16, 16)
     );
-    assert_eq!(f.nv12_yuv(8, 8), rgb_to_yuv(GREY));
+    assert_eq!(f.nv12_yuv(8, 8), YuvCoefficients::BT601_LIMITED.rgb_to_yuv(GREY));
     assert!(near(f.rgb(16, 16), expected_blend(color, GREY, 0.6), 4));
 }
 
@@ -263,8 +274,8 @@ fn palette_is_distinct() {
 /// and in NV12 (luma per pixel, chroma per block), alpha 1.
 #[test]
 fn dense_map_colours_each_pixel_by_its_map_cell() {
-    use crate::draw::colormap::Colormap;
     use crate::geometry::LetterboxTransform;
+    use crate::ops::overlay::draw::colormap::Colormap;
     use crate::results::DenseMap;
     use crate::tensor::Tensor;
     use std::sync::Arc;

@@ -23,17 +23,17 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys;
 
-use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::frame::{CudaFrame, KIND_I420, KIND_NV12};
-use super::nvrtc::{compile, nvrtc_arch};
-use super::CudaError;
 use crate::config::{ColorOrder, PreprocessConfig};
+use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::frame::{CudaFrame, KIND_I420, KIND_NV12};
+use crate::cuda::nvrtc::{compile, nvrtc_arch};
+use crate::cuda::CudaError;
 use crate::geometry::LetterboxTransform;
-use crate::preprocess::content_span;
+use crate::ops::preprocess::content_span;
 use crate::tensor::{DType, Tensor, TensorStorage};
 
 /// CUDA C source of the kernel.
-pub const KERNEL_SOURCE: &str = include_str!("../../kernels/preprocess.cu");
+pub const KERNEL_SOURCE: &str = include_str!("../../../kernels/preprocess.cu");
 const KERNEL_NAME: &CStr = c"trtv_preprocess_nchw";
 /// Entry points by output pixels per thread (`PX` in preprocess.cu): parameters in device
 /// memory, inside the launch (`_inline`, batches of up to [`INLINE_FRAMES`]), and inside
@@ -101,24 +101,26 @@ pub const MAX_BATCH: usize = 65535;
 /// output; layout shared with `FrameParams` in preprocess.cu and `TileSource` in tiler.cu.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(super) struct FrameParams {
-    pub(super) plane: [u64; 3],
-    pub(super) stride: [i32; 3],
-    pub(super) kind: i32,
-    pub(super) bpp: i32,
-    pub(super) off_r: i32,
-    pub(super) off_g: i32,
-    pub(super) off_b: i32,
-    pub(super) width: i32,
-    pub(super) height: i32,
-    pub(super) scale_x: f32,
-    pub(super) scale_y: f32,
-    pub(super) pad_x: f32,
-    pub(super) pad_y: f32,
-    pub(super) x0: i32,
-    pub(super) x1: i32,
-    pub(super) y0: i32,
-    pub(super) y1: i32,
+pub(crate) struct FrameParams {
+    pub(crate) plane: [u64; 3],
+    pub(crate) stride: [i32; 3],
+    pub(crate) kind: i32,
+    pub(crate) bpp: i32,
+    pub(crate) off_r: i32,
+    pub(crate) off_g: i32,
+    pub(crate) off_b: i32,
+    pub(crate) width: i32,
+    pub(crate) height: i32,
+    pub(crate) scale_x: f32,
+    pub(crate) scale_y: f32,
+    pub(crate) pad_x: f32,
+    pub(crate) pad_y: f32,
+    pub(crate) x0: i32,
+    pub(crate) x1: i32,
+    pub(crate) y0: i32,
+    pub(crate) y1: i32,
+    /// YUV → RGB of the frame: luma offset, fy, frv, fgu, fgv, fbu ([`CudaFrame::kernel_colors`]).
+    pub(crate) yuv: [f32; 6],
 }
 
 /// Per-batch kernel parameters (passed by value); layout shared with `NormParams`.
@@ -146,9 +148,9 @@ struct NormParams {
 #[derive(Clone, Copy)]
 struct InlineFrames([FrameParams; INLINE_FRAMES]);
 
-const _: () = assert!(std::mem::size_of::<FrameParams>() == 96);
+const _: () = assert!(std::mem::size_of::<FrameParams>() == 120);
 // With the other arguments (8 + 72 bytes) within the 4 KiB of kernel parameters.
-const _: () = assert!(std::mem::size_of::<InlineFrames>() == 3072);
+const _: () = assert!(std::mem::size_of::<InlineFrames>() == 3840);
 const _: () = assert!(std::mem::size_of::<NormParams>() == 72);
 
 /// Dynamic shared memory of one block for 4:2:0 row staging at most (the column taps take
@@ -193,8 +195,8 @@ fn nv12_fast(p: &FrameParams) -> bool {
 }
 
 /// Batches of up to this many NV12 frames pass only the first `INLINE_FRAMES_SMALL`
-/// parameters of [`InlineFrames`] with the launch (`_inline8` entry points, 768 bytes instead
-/// of 3072); `INLINE_FRAMES_SMALL` in preprocess.cu.
+/// parameters of [`InlineFrames`] with the launch (`_inline8` entry points, 960 bytes instead
+/// of 3840); `INLINE_FRAMES_SMALL` in preprocess.cu.
 pub const INLINE_FRAMES_SMALL: usize = 8;
 
 /// The `_nv12` entry point of the `px` kernels for output order `color` (`small`: the one
@@ -238,7 +240,7 @@ impl FrameParams {
     }
 
     /// Frame `f` placed by `t` into an `out_w x out_h` output.
-    pub(super) fn placed(f: &CudaFrame, t: &LetterboxTransform, out_w: u32, out_h: u32) -> Self {
+    pub(crate) fn placed(f: &CudaFrame, t: &LetterboxTransform, out_w: u32, out_h: u32) -> Self {
         let (x0, x1) = content_span(t.pad_x, t.scale_x, f.width, out_w);
         let (y0, y1) = content_span(t.pad_y, t.scale_y, f.height, out_h);
         let l = f.kernel_layout();
@@ -260,6 +262,7 @@ impl FrameParams {
             x1: x1 as i32,
             y0: y0 as i32,
             y1: y1 as i32,
+            yuv: f.kernel_colors(),
         }
     }
 }
@@ -461,7 +464,7 @@ impl EntryPoints {
 }
 
 /// Batched GPU preprocessing: device frames → NCHW f32/f16 tensor in device memory, with
-/// exactly the math of [`crate::preprocess::fill_row`] (see the module docs).
+/// exactly the math of [`crate::ops::preprocess::fill_row`] (see the module docs).
 pub struct CudaPreprocessor {
     // Field order is drop order: the stream is synchronised in Drop, then the kernel's
     // module is unloaded, then the pool (freed once the last lease is gone).
@@ -515,9 +518,9 @@ impl CudaPreprocessor {
                 "max batch must be between 1 and {MAX_BATCH}, got {max_batch}"
             )));
         }
-        super::probe()?;
-        super::nvrtc::require_nvrtc()?;
-        super::guard("creating the CUDA preprocessor", || {
+        crate::cuda::probe()?;
+        crate::cuda::nvrtc::require_nvrtc()?;
+        crate::cuda::guard("creating the CUDA preprocessor", || {
             Self::build(ctx, cfg, max_batch)
         })
     }
@@ -525,7 +528,7 @@ impl CudaPreprocessor {
     /// [`CudaPreprocessor::new`] in the CUcontext of a GStreamer CUDA context (the
     /// element's, from [`super::ensure_element_context`]).
     pub fn for_gst(
-        ctx: &super::CudaContext,
+        ctx: &crate::cuda::CudaContext,
         cfg: &PreprocessConfig,
         max_batch: usize,
     ) -> Result<Self, CudaError> {
@@ -1087,9 +1090,9 @@ mod tests {
             );
             return;
         }
-        let arch = super::super::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
+        let arch = crate::cuda::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
         assert_eq!(arch, "compute_90");
-        let ptx = super::super::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
+        let ptx = crate::cuda::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
         let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
         for (px, (name, inline, staged)) in KERNEL_NAMES {
             for n in [name, inline, staged] {
@@ -1108,8 +1111,8 @@ mod tests {
             }
         }
         assert!(
-            text.contains(".param .align 8 .b8 trtv_preprocess_nchw_x4_inline_param_0[3072]"),
-            "inline parameters are one 3072-byte argument"
+            text.contains(".param .align 8 .b8 trtv_preprocess_nchw_x4_inline_param_0[3840]"),
+            "inline parameters are one 3840-byte argument"
         );
         assert!(
             text.contains("st.global.v4.u32"),
@@ -1201,13 +1204,10 @@ mod tests {
         ] {
             assert!(KERNEL_SOURCE.contains(needle), "{needle}");
         }
-        // The YUV constants are those of the CPU path.
-        use crate::video::color::{F_BU, F_GU, F_GV, F_RV, F_Y};
-        // (common.cuh, as NVRTC compiles the file.)
-        let compiled = super::super::nvrtc::expand_includes(KERNEL_SOURCE);
-        for k in [F_Y, F_RV, F_GU, F_GV, F_BU] {
-            assert!(compiled.contains(&format!("{k}f")), "{k}");
-        }
+        // YUV converts with each frame's coefficients (the CPU's formula, no constants).
+        let compiled = crate::cuda::nvrtc::expand_includes(KERNEL_SOURCE);
+        assert!(compiled.contains("const float cc = k[1] * (yy - k[0]);"));
+        assert!(!compiled.contains("1.164383f"), "no fixed BT.601 constant");
         assert_eq!(KERNEL_NAME.to_str().ok(), Some("trtv_preprocess_nchw"));
     }
 }

@@ -5,11 +5,14 @@
 //! sigmoid-activated by the export), and for segmentation the last `P` rows are the mask
 //! coefficients that combine the prototypes `output1 [B, P, h, w]`.
 
-use super::{
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+use crate::geometry::LetterboxTransform;
+use crate::parsers::{
     f32_values, find_output, finish_frame, model_box, shape_err, to_frame_box, ParseError, ParseParams,
     ParseScratch, ParserKind,
 };
-use crate::geometry::LetterboxTransform;
 use crate::results::{Detection, MaskSource};
 use crate::tensor::Tensor;
 
@@ -56,7 +59,7 @@ pub(crate) fn parse_yolo(
             parser,
         )?;
         if std::ptr::eq(protos, out0) {
-            return Err(super::missing(outputs, names.protos_name(), parser));
+            return Err(crate::parsers::missing(outputs, names.protos_name(), parser));
         }
         match protos.shape.as_slice() {
             &[pb, p, _, _] if pb == batch && p > 0 => p,

@@ -1,277 +1,25 @@
-//! Post-processing kernels on device outputs: YOLO candidate compaction (so only the
-//! candidates above the confidence threshold cross to the host, not the whole output
-//! tensor) and batched mask selection (only the masks of kept detections are computed,
-//! in frame pixels inside their boxes).
+//! Batched mask selection on the GPU: only the masks of kept detections are computed, in
+//! frame pixels inside their boxes.
 //!
-//! Both follow the CPU code exactly (src/parsers/yolo.rs, src/masks.rs); the host side of
-//! each runs the rest of the CPU logic (NMS, selection) on what the kernels return. One
-//! launch and one event wait per batch; every buffer is allocated at start or grown when a
-//! batch needs more, never per frame.
+//! It follows the CPU code exactly ([`super`]); the host side runs the rest of the CPU
+//! logic (selection) on what the kernel returns. One launch and one event wait per batch;
+//! every buffer is allocated at start or grown when a batch needs more, never per frame.
 
 use std::ffi::{c_void, CStr};
 use std::sync::Arc;
 
 use cudarc::driver::sys;
 
-use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::nvrtc::{compile, nvrtc_arch};
-use super::CudaError;
+use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::CudaError;
 use crate::geometry::LetterboxTransform;
-use crate::tensor::{DType, Tensor, TensorStorage};
+use crate::ops::yolo::cuda::{device_ptr, f16_flag, load};
+use crate::tensor::Tensor;
 
-pub const YOLO_SOURCE: &str = include_str!("../../kernels/yolo.cu");
-pub const MASK_SOURCE: &str = include_str!("../../kernels/maskselect.cu");
-const YOLO_KERNEL: &CStr = c"trtv_yolo_candidates";
+pub const MASK_SOURCE: &str = include_str!("../../../kernels/maskselect.cu");
 const MASK_KERNEL: &CStr = c"trtv_mask_select";
-/// Bytes of one candidate record and of the header before the records.
-const RECORD: usize = 32;
 /// Most prototypes the mask kernel combines (its shared-memory table).
 pub const MAX_PROTOS: usize = 256;
-
-pub use crate::parsers::yolo::YoloCandidate as Candidate;
-
-/// Device address of a device tensor, or an error naming it.
-pub(crate) fn device_ptr(t: &Tensor) -> Result<u64, CudaError> {
-    match &t.storage {
-        TensorStorage::Device { ptr, len, .. } if *len >= t.len_bytes() => Ok(*ptr),
-        TensorStorage::Device { len, .. } => Err(CudaError::InvalidInput(format!(
-            "device tensor '{}' holds {len} bytes, its shape needs {}",
-            t.name,
-            t.len_bytes()
-        ))),
-        TensorStorage::Host(_) => Err(CudaError::InvalidInput(format!(
-            "tensor '{}' is in host memory",
-            t.name
-        ))),
-    }
-}
-
-pub(crate) fn f16_flag(t: &Tensor) -> Result<i32, CudaError> {
-    match t.dtype {
-        DType::F32 => Ok(0),
-        DType::F16 => Ok(1),
-        other => Err(CudaError::InvalidInput(format!(
-            "tensor '{}' is {}, only f32 and f16 outputs are decoded on the GPU",
-            t.name,
-            other.name()
-        ))),
-    }
-}
-
-/// Loads `file`'s kernel `name` in `ctx`.
-pub(crate) fn load(
-    ctx: &DeviceContext,
-    file: &'static str,
-    source: &str,
-    name: &CStr,
-) -> Result<Kernel, CudaError> {
-    super::probe()?;
-    super::nvrtc::require_nvrtc()?;
-    let arch = nvrtc_arch(ctx.compute_capability()?)?;
-    let ptx = compile(source, file, &arch)?;
-    Kernel::load(ctx, &ptx, name)
-}
-
-/// YOLO candidate compaction on device outputs.
-pub struct YoloDecoder {
-    // Drop order: the stream is synchronised in Drop before the buffers go.
-    stream: Stream,
-    kernel: Kernel,
-    ctx: DeviceContext,
-    event: Event,
-    dev: Option<DeviceBuffer>,
-    host: Option<PinnedBuffer>,
-    capacity: usize,
-    /// Records brought back with the header on the last batch (the next guess).
-    last: usize,
-}
-
-impl std::fmt::Debug for YoloDecoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("YoloDecoder")
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
-    }
-}
-
-impl YoloDecoder {
-    /// Compiles and loads the kernel in `ctx` (the context the outputs live in).
-    pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        super::guard("creating the YOLO decoder", || {
-            Ok(Self {
-                kernel: load(ctx, "yolo.cu", YOLO_SOURCE, YOLO_KERNEL)?,
-                stream: Stream::new(ctx)?,
-                event: Event::new(ctx, false)?,
-                ctx: ctx.clone(),
-                dev: None,
-                host: None,
-                capacity: 0,
-                last: 256,
-            })
-        })
-    }
-
-    fn ensure(&mut self, capacity: usize) -> Result<(), CudaError> {
-        if capacity > self.capacity || self.dev.is_none() {
-            let bytes = RECORD + capacity * RECORD;
-            self.dev = Some(DeviceBuffer::new(&self.ctx, bytes)?);
-            self.host = Some(PinnedBuffer::new(&self.ctx, bytes)?);
-            self.capacity = capacity;
-        }
-        Ok(())
-    }
-
-    /// Candidates of every frame of `out0` (`[B, channels, anchors]` on the device) whose
-    /// best score among the first `classes` class rows is ≥ `conf`, sorted by (frame,
-    /// anchor) into `out`. Returns the bytes copied to the host.
-    pub fn decode(
-        &mut self,
-        out0: &Tensor,
-        classes: usize,
-        conf: f32,
-        out: &mut Vec<Candidate>,
-    ) -> Result<usize, CudaError> {
-        out.clear();
-        let &[batch, channels, anchors] = out0.shape.as_slice() else {
-            return Err(CudaError::InvalidInput(format!(
-                "YOLO output '{}' must be [batch, channels, anchors], it is {:?}",
-                out0.name, out0.shape
-            )));
-        };
-        if classes == 0 || 4 + classes > channels {
-            return Err(CudaError::InvalidInput(format!(
-                "YOLO output '{}' has {channels} channels, too few for {classes} classes",
-                out0.name
-            )));
-        }
-        let (Ok(b), Ok(ch), Ok(n), Ok(c)) = (
-            i32::try_from(batch),
-            i32::try_from(channels),
-            i32::try_from(anchors),
-            i32::try_from(classes),
-        ) else {
-            return Err(CudaError::InvalidInput(format!(
-                "YOLO output '{}' is too large",
-                out0.name
-            )));
-        };
-        if batch == 0 || anchors == 0 {
-            return Ok(0);
-        }
-        let src = device_ptr(out0)?;
-        let f16 = f16_flag(out0)?;
-        let capacity = batch
-            .checked_mul(anchors)
-            .filter(|&c| c <= u32::MAX as usize)
-            .ok_or_else(|| {
-                CudaError::InvalidInput(format!("YOLO output '{}' has too many anchors", out0.name))
-            })?;
-        self.ensure(capacity)?;
-        let dev = self.dev.as_ref().expect("ensured").ptr();
-        let stream = self.stream.raw();
-        let guess = self.last.clamp(64, self.capacity);
-        let first_copy = RECORD + guess * RECORD;
-        {
-            let _g = self.ctx.push()?;
-            // SAFETY: the header lies in the device buffer.
-            check(
-                unsafe { sys::cuMemsetD32Async(dev, 0, 1, stream) },
-                "cuMemsetD32Async",
-            )?;
-            let mut src_ptr = src;
-            let mut f16_arg = f16;
-            let (mut ch_arg, mut n_arg, mut c_arg) = (ch, n, c);
-            let mut conf_arg = conf;
-            let mut header = dev;
-            let mut cap = self.capacity as u32;
-            let mut args: [*mut c_void; 8] = [
-                (&mut src_ptr as *mut u64).cast(),
-                (&mut f16_arg as *mut i32).cast(),
-                (&mut ch_arg as *mut i32).cast(),
-                (&mut n_arg as *mut i32).cast(),
-                (&mut c_arg as *mut i32).cast(),
-                (&mut conf_arg as *mut f32).cast(),
-                (&mut header as *mut u64).cast(),
-                (&mut cap as *mut u32).cast(),
-            ];
-            // SAFETY: arguments match the kernel signature; the output holds `capacity`
-            // records after the header; the source tensor was checked to hold B*C*N values.
-            unsafe {
-                self.kernel.launch(
-                    ((anchors as u32).div_ceil(256), b as u32, 1),
-                    (256, 1, 1),
-                    stream,
-                    &mut args,
-                )
-            }?;
-            let host = self.host.as_mut().expect("ensured");
-            // SAFETY: both buffers hold at least `first_copy` bytes.
-            check(
-                unsafe {
-                    sys::cuMemcpyDtoHAsync_v2(
-                        host.as_mut_slice().as_mut_ptr().cast(),
-                        dev,
-                        first_copy,
-                        stream,
-                    )
-                },
-                "cuMemcpyDtoHAsync",
-            )?;
-            // SAFETY: this decoder's live stream.
-            unsafe { self.event.record(stream) }?;
-        }
-        self.event.synchronize()?;
-        let host = self.host.as_mut().expect("ensured");
-        gst::trace!(gst::CAT_DEFAULT, "YOLO candidates: kernel and copy done");
-        let count = u32::from_ne_bytes(host.as_mut_slice()[0..4].try_into().expect("4 bytes")) as usize;
-        let count = count.min(self.capacity);
-        let mut copied = first_copy;
-        if count > guess {
-            let rest = (count - guess) * RECORD;
-            let off = first_copy;
-            let _g = self.ctx.push()?;
-            // SAFETY: the range lies inside both buffers (count ≤ capacity).
-            check(
-                unsafe {
-                    sys::cuMemcpyDtoHAsync_v2(
-                        host.as_mut_slice()[off..].as_mut_ptr().cast(),
-                        dev + off as u64,
-                        rest,
-                        stream,
-                    )
-                },
-                "cuMemcpyDtoHAsync",
-            )?;
-            self.stream.synchronize()?;
-            copied += rest;
-        }
-        let bytes = &host.as_mut_slice()[RECORD..RECORD + count * RECORD];
-        out.extend(bytes.chunks_exact(RECORD).map(|r| {
-            let f = |i: usize| f32::from_ne_bytes(r[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
-            let u = |i: usize| u32::from_ne_bytes(r[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
-            Candidate {
-                cx: f(0),
-                cy: f(1),
-                w: f(2),
-                h: f(3),
-                score: f(4),
-                class_id: u(5),
-                anchor: u(6),
-                frame: u(7),
-            }
-        }));
-        out.sort_unstable_by_key(|c| (c.frame, c.anchor));
-        // Next guess: a little above this batch's count, so one copy usually suffices.
-        self.last = count + count / 4 + 16;
-        Ok(copied)
-    }
-}
-
-impl Drop for YoloDecoder {
-    fn drop(&mut self) {
-        let _ = self.stream.synchronize();
-    }
-}
 
 /// One mask to compute, laid out as the kernel's `MaskJob`.
 #[repr(C)]
@@ -472,7 +220,7 @@ pub struct MaskBatch<'a> {
 
 impl MaskSelector {
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        super::guard("creating the mask selector", || {
+        crate::cuda::guard("creating the mask selector", || {
             Ok(Self {
                 kernel: load(ctx, "maskselect.cu", MASK_SOURCE, MASK_KERNEL)?,
                 stream: Stream::new(ctx)?,
@@ -616,11 +364,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layouts_match_the_kernels() {
-        assert_eq!(std::mem::size_of::<Candidate>(), RECORD);
+    fn layouts_match_the_kernel() {
         assert_eq!(std::mem::size_of::<MaskJob>(), 24 + 14 * 4 + 8 * 4);
         assert!(MASK_SOURCE.contains(&format!("#define MAX_PROTOS {MAX_PROTOS}")));
-        assert!(YOLO_SOURCE.contains("#define REC_WORDS 8"));
         for field in [
             "int mode, planes_f16, coeffs_f16, count;",
             "int mh, _pad0;",

@@ -1,4 +1,4 @@
-//! [`CudaOverlay`]: draws a batch's overlay command list ([`crate::overlay`]) in place on
+//! [`CudaOverlay`]: draws a batch's overlay command list ([`crate::ops::overlay`]) in place on
 //! device frames, with one kernel launch.
 //!
 //! At construction it compiles `kernels/overlay.cu` with NVRTC (once per process and
@@ -16,14 +16,14 @@ use std::ffi::{c_void, CStr};
 
 use cudarc::driver::sys;
 
-use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::frame::{CudaFrame, FrameLayout};
-use super::nvrtc::{compile, nvrtc_arch, require_nvrtc};
-use super::CudaError;
-use crate::overlay::{DenseLayer, DrawCommand, FrameCommands, OverlayCommands};
+use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::frame::{CudaFrame, FrameLayout};
+use crate::cuda::nvrtc::{compile, nvrtc_arch, require_nvrtc};
+use crate::cuda::CudaError;
+use crate::ops::overlay::{DenseLayer, DrawCommand, FrameCommands, OverlayCommands};
 
 /// CUDA C source of the kernel.
-pub const KERNEL_SOURCE: &str = include_str!("../../kernels/overlay.cu");
+pub const KERNEL_SOURCE: &str = include_str!("../../../kernels/overlay.cu");
 const KERNEL_NAME: &CStr = c"trtv_overlay";
 const KERNEL_FILE: &str = "overlay.cu";
 /// Pixels per tile side (a block of 16x16 threads, each owning a 2x2 pixel block).
@@ -33,9 +33,10 @@ const BLOCK: u32 = TILE / 2;
 const INITIAL_STAGING: usize = 1 << 20;
 /// Alignment of the sections of the staging area.
 const SECTION_ALIGN: usize = 256;
-/// Bytes of the dense colour map (256 entries of RGB and YUV, see `DenseLayer` in
-/// overlay.cu).
-const LUT_BYTES: usize = 256 * 8;
+/// Bytes of the dense colour map: 256 entries of RGB and YUV for each of the six colour
+/// spaces a batch's frames can have (BT.601, BT.709, BT.2020 in limited and full range;
+/// see `DenseLayer` in overlay.cu).
+const LUT_BYTES: usize = 6 * 256 * 8;
 /// Largest batch (the grid's z dimension).
 pub const MAX_FRAMES: usize = 65535;
 
@@ -99,9 +100,9 @@ impl FrameTarget {
 unsafe trait Record: Copy {}
 // SAFETY: 96 bytes of integers, no padding (asserted above).
 unsafe impl Record for FrameTarget {}
-// SAFETY: 56 bytes of integers, no padding (asserted in crate::overlay).
+// SAFETY: 56 bytes of integers, no padding (asserted in crate::ops::overlay).
 unsafe impl Record for DrawCommand {}
-// SAFETY: 64 bytes of integers and floats, no padding (asserted in crate::overlay).
+// SAFETY: 64 bytes of integers and floats, no padding (asserted in crate::ops::overlay).
 unsafe impl Record for DenseLayer {}
 // SAFETY: bytes.
 unsafe impl Record for u8 {}
@@ -193,14 +194,14 @@ impl CudaOverlay {
     /// Compiles and loads the kernel in `ctx`, creates the stream and event, uploads the
     /// glyph atlas and allocates the staging area.
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        super::probe()?;
+        crate::cuda::probe()?;
         require_nvrtc()?;
-        super::guard("creating the CUDA overlay", || Self::build(ctx))
+        crate::cuda::guard("creating the CUDA overlay", || Self::build(ctx))
     }
 
     /// [`CudaOverlay::new`] in the CUcontext of a GStreamer CUDA context (the element's,
     /// from [`super::ensure_element_context`]).
-    pub fn for_gst(ctx: &super::CudaContext) -> Result<Self, CudaError> {
+    pub fn for_gst(ctx: &crate::cuda::CudaContext) -> Result<Self, CudaError> {
         Self::new(&ctx.device_context()?)
     }
 
@@ -208,7 +209,11 @@ impl CudaOverlay {
         let arch = nvrtc_arch(ctx.compute_capability()?)?;
         let ptx = compile(KERNEL_SOURCE, KERNEL_FILE, &arch)?;
         let kernel = Kernel::load(ctx, &ptx, KERNEL_NAME)?;
-        let glyphs: Vec<u8> = crate::font::atlas().iter().flatten().copied().collect();
+        let glyphs: Vec<u8> = crate::ops::overlay::font::atlas()
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
         let atlas = DeviceBuffer::new(ctx, glyphs.len())?;
         atlas.copy_from_host(&glyphs)?;
         let mut this = Self {
@@ -328,7 +333,7 @@ impl CudaOverlay {
             tiles_x = tiles_x.max((2 * f.width.div_ceil(2)).div_ceil(TILE));
             tiles_y = tiles_y.max((2 * f.height.div_ceil(2)).div_ceil(TILE));
         }
-        super::guard("drawing the overlay", || {
+        crate::cuda::guard("drawing the overlay", || {
             self.enqueue(&list.device_events, sections, (tiles_x, tiles_y, n as u32))
         })?;
         Ok(true)
@@ -397,8 +402,9 @@ fn dense_fits(list: &OverlayCommands, fc: &FrameCommands) -> bool {
         return false;
     };
     let cells = d.width.max(0) as u64 * d.height.max(0) as u64;
-    list.dense_lut.len() >= 256
-        && (d.source != crate::overlay::DENSE_HOST
+    list.dense_lut.len() >= 256 * (d.lut as usize + 1)
+        && list.dense_lut.len() * 8 <= LUT_BYTES
+        && (d.source != crate::ops::overlay::DENSE_HOST
             || d.values
                 .checked_add(cells)
                 .is_some_and(|end| end <= list.dense_values.len() as u64))
@@ -492,13 +498,13 @@ mod tests {
         ] {
             assert!(KERNEL_SOURCE.contains(needle), "{needle}");
         }
-        use crate::overlay::{CMD_GLYPH, CMD_MASK_DEVICE, CMD_MASK_HOST, CMD_RECT};
+        use crate::ops::overlay::{CMD_GLYPH, CMD_MASK_DEVICE, CMD_MASK_HOST, CMD_RECT};
         assert_eq!(
             (CMD_RECT, CMD_GLYPH, CMD_MASK_HOST, CMD_MASK_DEVICE),
             (0, 1, 2, 3)
         );
         assert_eq!(TILE, 32);
-        use crate::overlay::{DENSE_DEVICE, DENSE_HOST};
+        use crate::ops::overlay::{DENSE_DEVICE, DENSE_HOST};
         assert_eq!((DENSE_HOST, DENSE_DEVICE), (0, 1));
         assert_eq!(KERNEL_NAME.to_str().ok(), Some("trtv_overlay"));
     }

@@ -11,14 +11,14 @@ use std::ffi::{c_void, CStr};
 
 use cudarc::driver::sys;
 
-use super::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use super::postprocess::{device_ptr, f16_flag, load};
-use super::CudaError;
+use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::CudaError;
+use crate::ops::yolo::cuda::{device_ptr, f16_flag, load};
 use crate::results::{DenseMap, DeviceDense};
 use crate::tensor::{DType, HostTensorPool, Tensor, TensorStorage};
 
 /// CUDA C source of the summary kernel.
-pub const DENSE_SOURCE: &str = include_str!("../../kernels/dense.cu");
+pub const DENSE_SOURCE: &str = include_str!("../../../kernels/dense.cu");
 const STATS_KERNEL: &CStr = c"trtv_dense_stats";
 /// Threads of a block (one block per frame).
 const THREADS: u32 = 256;
@@ -113,7 +113,7 @@ pub fn download_channel0(map: &DenseMap, out: &mut Vec<f32>) -> Result<(), CudaE
     }
     let cells = map.height * map.width;
     let bytes = cells * d.dtype.size();
-    let ctx = DeviceContext::primary(super::device_of_pointer(d.ptr)?)?;
+    let ctx = DeviceContext::primary(crate::cuda::device_of_pointer(d.ptr)?)?;
     if d.ready_event != 0 {
         let _g = ctx.push()?;
         // SAFETY: the producer keeps the event alive with the map (`keepalive`).
@@ -126,7 +126,7 @@ pub fn download_channel0(map: &DenseMap, out: &mut Vec<f32>) -> Result<(), CudaE
     out.resize(cells, 0.0);
     // SAFETY: the f32 buffer viewed as its `4 * cells` bytes (any bit pattern is an f32).
     let raw = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), cells * 4) };
-    super::copy_device_to_host(&ctx, d.ptr, bytes, &mut raw[..bytes])?;
+    crate::cuda::copy_device_to_host(&ctx, d.ptr, bytes, &mut raw[..bytes])?;
     if d.dtype == DType::F16 {
         // Widen in place from the end: value i (bytes 2i..2i+2) becomes bytes 4i..4i+4,
         // which only overwrites values already widened.
@@ -167,7 +167,7 @@ impl std::fmt::Debug for DenseSummarizer {
 impl DenseSummarizer {
     /// Compiles and loads the kernel in `ctx` (the context the outputs live in).
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        super::guard("creating the dense summarizer", || {
+        crate::cuda::guard("creating the dense summarizer", || {
             Ok(Self {
                 kernel: load(ctx, "dense.cu", DENSE_SOURCE, STATS_KERNEL)?,
                 stream: Stream::new(ctx)?,
