@@ -19,6 +19,7 @@ pub mod draw;
 pub mod font;
 pub mod geometry;
 pub mod launch;
+pub mod live;
 pub mod masks;
 pub mod overlay;
 pub mod parsers;
@@ -28,6 +29,7 @@ pub mod scene;
 pub mod tensor;
 pub mod tracking;
 pub mod transform;
+pub mod trtcamsrc;
 pub mod trtdemux;
 pub mod trtinfer;
 pub mod trtjsonexport;
@@ -42,6 +44,7 @@ pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trtmux::register(plugin)?;
+    trtcamsrc::register(plugin)?;
     trtdemux::register(plugin)?;
     trtmaskselect::register(plugin)?;
     trtjsonexport::register(plugin)?;
