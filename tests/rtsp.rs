@@ -102,14 +102,23 @@ struct Out {
 type Outs = Arc<Mutex<Vec<Vec<Out>>>>;
 type Statuses = Arc<Mutex<Vec<(String, String, String)>>>;
 
+/// The RTSP tests encode and decode several live streams each: one at a time, so that on
+/// a small CI machine they do not starve each other's jitter buffers.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `n` trtcamsrc (uris) → trtmux → trtdemux → queue → appsink out{i}. Sinks of a live
 /// multi-camera pipeline are `async=false`: a camera that never delivers would otherwise
 /// keep its sink from prerolling, and the pipeline in PAUSED.
-fn pipeline(uris: &[String], extra: &str) -> (gst::Pipeline, Outs, Statuses) {
+fn pipeline(uris: &[String], extra: &str, extra_last: &str) -> (gst::Pipeline, Outs, Statuses) {
     let mut desc = "trtmux name=m batched-push-timeout=40000 ! trtdemux name=d".to_string();
     for (i, uri) in uris.iter().enumerate() {
+        let extra = if i + 1 == uris.len() { extra_last } else { extra };
         desc += &format!(
-            " trtcamsrc name=cam{i} camera-id=cam{i} uri={uri} latency=100 {extra} ! m.sink_{i} \
+            " trtcamsrc name=cam{i} camera-id=cam{i} uri={uri} latency=300 {extra} ! m.sink_{i} \
              d.src_{i} ! queue ! appsink name=out{i} sync=false async=false"
         );
     }
@@ -192,6 +201,7 @@ fn states_of(statuses: &Statuses, cam: &str) -> Vec<String> {
 /// Camera 0 of `n` is stopped for `down` and comes back at 320x240: returns the time
 /// from its return to its first frame out of trtdemux and the frames the others lost.
 fn restart_run(n: usize, down: Duration, strict: bool) -> (Duration, usize) {
+    let _serial = serial();
     common::init();
     // One main context (thread) per server, as separate cameras would be: stopping one
     // must not hold up the others' interleaved RTP.
@@ -208,7 +218,8 @@ fn restart_run(n: usize, down: Duration, strict: bool) -> (Duration, usize) {
     let uris: Vec<String> = cams.iter().map(|(_, c)| c.uri()).collect();
     let (p, outs, statuses) = pipeline(
         &uris,
-        "stall-timeout=1000 reconnect-interval=200 max-reconnect-interval=400 protocols=tcp",
+        "stall-timeout=3000 reconnect-interval=200 max-reconnect-interval=400 protocols=tcp",
+        "stall-timeout=3000 reconnect-interval=200 max-reconnect-interval=400 protocols=tcp",
     );
     p.set_state(gst::State::Playing).unwrap();
     let wait = |secs: u64, what: &str, cond: &dyn Fn() -> bool| {
@@ -303,6 +314,7 @@ fn silent_server() -> u16 {
 /// Runs one healthy RTSP camera and one bad `uri` for a few seconds: the bad one ends as
 /// `failed` after 2 reconnect attempts without an ERROR, the healthy one loses nothing.
 fn bad_camera_fails_alone(bad_uri: String) {
+    let _serial = serial();
     common::init();
     let ctx = server_context();
     let port = free_port();
@@ -310,6 +322,7 @@ fn bad_camera_fails_alone(bad_uri: String) {
     let good = on_ctx(&ctx, move || Camera::start(&c2, port, 160, 120));
     let (p, outs, statuses) = pipeline(
         &[good.uri(), bad_uri],
+        "stall-timeout=3000",
         "stall-timeout=600 reconnect-interval=100 max-reconnect-interval=200 reconnect-attempts=2",
     );
     p.set_state(gst::State::Playing).unwrap();
@@ -381,10 +394,12 @@ fn garbage_instead_of_h264_fails_without_an_error() {
 #[test]
 fn credentials_never_reach_messages() {
     within(60, "credentials", || {
+        let _serial = serial();
         common::init();
         let uri = format!("rtsp://admin:hunter2@127.0.0.1:{}/cam", silent_server());
         let (p, _outs, statuses) = pipeline(
             &[uri],
+            "",
             "stall-timeout=300 reconnect-interval=50 reconnect-attempts=0 user-pw=s3cret",
         );
         p.set_state(gst::State::Playing).unwrap();
@@ -440,7 +455,7 @@ fn bench_rtsp_reconnect() {
             "date": "2026-12-07",
             "commit": commit,
             "what": what,
-            "pipeline": "8 x trtcamsrc uri=rtsp://127.0.0.1:PORT/cam protocols=tcp latency=100 stall-timeout=1000 reconnect-interval=200 max-reconnect-interval=400 ! trtmux batched-push-timeout=40000 ! trtdemux ! 8 x (queue ! appsink sync=false)",
+            "pipeline": "8 x trtcamsrc uri=rtsp://127.0.0.1:PORT/cam protocols=tcp latency=300 stall-timeout=3000 reconnect-interval=200 max-reconnect-interval=400 ! trtmux batched-push-timeout=40000 ! trtdemux ! 8 x (queue ! appsink sync=false)",
             "command": "cargo test --release --test rtsp -- --ignored bench_rtsp_reconnect",
             "cameras": 8, "width": 160, "height": 120, "batch_size": 8,
             "model": "none", "backend": "none",
