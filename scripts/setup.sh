@@ -20,7 +20,8 @@ PKGS=(pkg-config build-essential git curl ca-certificates python3 python3-venv p
       python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
       gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-      gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+      gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+      gstreamer1.0-libav libgstrtspserver-1.0-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,7 @@ pub mod config;
 pub mod cuda;
 pub mod geometry;
 pub mod launch;
+pub mod live;
 pub mod ops;
 pub mod parsers;
 pub mod results;
@@ -27,6 +28,7 @@ pub mod skip;
 pub mod tensor;
 pub mod tracking;
 pub mod transform;
+pub mod trtcamsrc;
 pub mod trtdemux;
 pub mod trtinfer;
 pub mod trtjsonexport;
@@ -41,6 +43,7 @@ pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trtmux::register(plugin)?;
+    trtcamsrc::register(plugin)?;
     trtdemux::register(plugin)?;
     trtmaskselect::register(plugin)?;
     trtjsonexport::register(plugin)?;

@@ -15,19 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Runs `f` on its own thread and fails if it has not returned after `secs` seconds (the
-/// stuck thread is left behind; the test binary exits at the end anyway).
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("{what}: did not finish within {secs} s (hang)"),
-    }
-}
+use common::within;
 
 /// trtmux → trtpreprocess → trtinfer with `model` (a file in engines/), then `tail`.
 fn infer_chain(model: &str, infer_props: &str, tail: &str) -> String {
@@ -91,28 +79,17 @@ type Frames = Arc<Mutex<Vec<Vec<Frame>>>>;
 fn record_sinks(p: &gst::Pipeline, n: u32) -> Frames {
     let frames: Frames = Arc::new(Mutex::new(vec![Vec::new(); n as usize]));
     for i in 0..n {
-        let sink = p
-            .by_name(&format!("out{i}"))
-            .unwrap_or_else(|| panic!("appsink out{i} exists"))
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
         let frames = frames.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let buf = sample.buffer().expect("sample has a buffer");
-                    let info = gst_video::VideoInfo::from_caps(sample.caps().expect("caps")).unwrap();
-                    frames.lock().unwrap()[i as usize].push(Frame {
-                        offset: buf.offset(),
-                        width: info.width(),
-                        height: info.height(),
-                        rois: rois_of(buf),
-                    });
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        common::on_sample(p, &format!("out{i}"), move |sample| {
+            let buf = sample.buffer().expect("sample has a buffer");
+            let info = gst_video::VideoInfo::from_caps(sample.caps().expect("caps")).unwrap();
+            frames.lock().unwrap()[i as usize].push(Frame {
+                offset: buf.offset(),
+                width: info.width(),
+                height: info.height(),
+                rois: rois_of(buf),
+            });
+        });
     }
     frames
 }

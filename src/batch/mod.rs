@@ -27,6 +27,47 @@ pub const CUDA_MEMORY_FEATURE: &str = "memory:CUDAMemory";
 /// Name of the custom downstream event trtmux sends after the last batch of a source that
 /// reached EOS or whose pad was released; trtdemux ends that source's pad on it.
 pub const SOURCE_EOS_EVENT: &str = "trtvision/source-eos";
+/// Name of the custom downstream event trtmux sends in place of a frame that a source did
+/// not deliver (a GAP event or an empty GAP buffer upstream): fields `source` (u32),
+/// `timestamp` and `duration` (u64 nanoseconds in the source's own segment, absent when
+/// unknown). trtdemux turns it into a GAP event on that source's pad.
+pub const SOURCE_GAP_EVENT: &str = "trtvision/source-gap";
+
+/// Whether `buffer` stands for a lost frame instead of carrying one: GStreamer's gap
+/// buffers (GstAggregator queues a GAP event as an empty buffer flagged GAP) and empty
+/// buffers, which cannot be mapped as a frame.
+pub fn is_gap_buffer(buffer: &gst::BufferRef) -> bool {
+    buffer.flags().contains(gst::BufferFlags::GAP) || buffer.size() == 0
+}
+
+/// The custom downstream event announcing a lost frame of source `source`.
+pub fn source_gap_event(
+    source: u32,
+    timestamp: Option<gst::ClockTime>,
+    duration: Option<gst::ClockTime>,
+) -> gst::Event {
+    let mut s = gst::Structure::builder(SOURCE_GAP_EVENT).field("source", source);
+    if let Some(t) = timestamp {
+        s = s.field("timestamp", t.nseconds());
+    }
+    if let Some(d) = duration {
+        s = s.field("duration", d.nseconds());
+    }
+    gst::event::CustomDownstream::new(s.build())
+}
+
+/// Source, timestamp and duration of a [`SOURCE_GAP_EVENT`] structure.
+pub fn parse_source_gap(
+    s: &gst::StructureRef,
+) -> Option<(u32, Option<gst::ClockTime>, Option<gst::ClockTime>)> {
+    if s.name() != SOURCE_GAP_EVENT {
+        return None;
+    }
+    let source = s.get::<u32>("source").ok()?;
+    let t = s.get::<u64>("timestamp").ok().map(gst::ClockTime::from_nseconds);
+    let d = s.get::<u64>("duration").ok().map(gst::ClockTime::from_nseconds);
+    Some((source, t, d))
+}
 
 /// Caps of batches on system memory.
 pub fn batch_caps() -> gst::Caps {

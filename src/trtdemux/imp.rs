@@ -5,6 +5,13 @@
 //! adds the results. Per source it recreates the sticky events (stream-start, caps,
 //! segment) recorded by trtmux, and ends a source's pad when trtmux announces that source
 //! ended.
+//!
+//! A frame a source lost (trtmux's `trtvision/source-gap` event) becomes a GAP event on
+//! that source's pad, so that each source keeps its own timeline. After a flush every pad
+//! gets its segment again before its next frame (FLUSH_STOP clears the sticky segment
+//! downstream). A seek that several branches send upstream (every sink of the pipeline
+//! sends the application's seek) goes upstream once: later copies with the same seqnum
+//! get the first one's answer.
 
 use crate::batch::{self, BatchMeta, FrameSlot, SourceStream};
 use gst::glib;
@@ -27,6 +34,8 @@ struct SrcStream {
     pad: gst::Pad,
     /// Source description whose events were last pushed on `pad`.
     announced: Option<Arc<SourceStream>>,
+    /// A flush cleared the pad's segment: send it again before the next frame or gap.
+    need_segment: bool,
     ended: bool,
 }
 
@@ -34,6 +43,8 @@ struct SrcStream {
 struct State {
     streams: BTreeMap<u32, SrcStream>,
     combiner: gst_base::UniqueFlowCombiner,
+    /// Seqnum and result of the last seek sent upstream.
+    last_seek: Option<(gst::Seqnum, bool)>,
 }
 
 pub struct TrtDemux {
@@ -54,6 +65,9 @@ impl TrtDemux {
             .query_function(|pad, parent, query| {
                 TrtDemux::catch_panic_pad_function(parent, || false, |d| d.src_query(pad, query))
             })
+            .event_function(|pad, parent, event| {
+                TrtDemux::catch_panic_pad_function(parent, || false, |d| d.src_event(pad, event))
+            })
             .build();
         if let Err(e) = pad.set_active(true) {
             gst::warning!(CAT, imp = self, "cannot activate src_{idx}: {e}");
@@ -64,6 +78,7 @@ impl TrtDemux {
             SrcStream {
                 pad: pad.clone(),
                 announced: None,
+                need_segment: false,
                 ended: false,
             },
         );
@@ -85,7 +100,44 @@ impl TrtDemux {
         }
     }
 
-    /// Pushes stream-start, caps and segment when the slot's source description changed.
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        if let gst::EventView::Seek(_) = event.view() {
+            let seqnum = event.seqnum();
+            {
+                let mut state = self.state.lock().unwrap();
+                if let Some((last, res)) = state.last_seek {
+                    if last == seqnum {
+                        gst::debug!(CAT, obj = pad, "seek {seqnum:?} already sent upstream");
+                        return res;
+                    }
+                }
+                // Recorded before forwarding: a flushing seek comes back through this
+                // element (FLUSH_START/STOP) while the first branch's copy is handled.
+                state.last_seek = Some((seqnum, true));
+            }
+            let res = self.sinkpad.push_event(event);
+            if let Some(last) = self.state.lock().unwrap().last_seek.as_mut() {
+                if last.0 == seqnum {
+                    last.1 = res;
+                }
+            }
+            return res;
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// Sends the sticky events of `idx` again when a flush cleared them.
+    fn take_need_segment(&self, idx: u32) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .streams
+            .get_mut(&idx)
+            .is_some_and(|s| std::mem::take(&mut s.need_segment))
+    }
+
+    /// Pushes stream-start, caps and segment when the slot's source description changed
+    /// (the segment also after a flush).
     fn announce(
         &self,
         pad: &gst::Pad,
@@ -93,7 +145,12 @@ impl TrtDemux {
         source: &Arc<SourceStream>,
     ) {
         let prev = announced.as_ref();
-        if prev.is_some_and(|p| Arc::ptr_eq(p, source)) {
+        if self.take_need_segment(source.pad_index) {
+            pad.push_event(gst::event::Segment::new(&source.segment));
+            if prev.is_some_and(|p| Arc::ptr_eq(p, source)) {
+                return;
+            }
+        } else if prev.is_some_and(|p| Arc::ptr_eq(p, source)) {
             return;
         }
         let stream_changed = prev.is_none_or(|p| p.stream_id != source.stream_id);
@@ -195,6 +252,36 @@ impl TrtDemux {
         res
     }
 
+    /// A GAP event on the pad of source `idx` where trtmux received no frame. Before the
+    /// source's first frame its pad has no caps and no segment yet: nothing to announce.
+    fn gap_source(&self, idx: u32, timestamp: Option<gst::ClockTime>, duration: Option<gst::ClockTime>) {
+        let (pad, source, need_segment) = {
+            let mut state = self.state.lock().unwrap();
+            match state.streams.get_mut(&idx) {
+                Some(s) if !s.ended => (
+                    s.pad.clone(),
+                    s.announced.clone(),
+                    std::mem::take(&mut s.need_segment),
+                ),
+                _ => {
+                    gst::debug!(CAT, imp = self, "gap of source {idx} before its first frame");
+                    return;
+                }
+            }
+        };
+        let Some(ts) = timestamp else {
+            gst::debug!(CAT, imp = self, "gap of source {idx} without a timestamp");
+            return;
+        };
+        if need_segment {
+            if let Some(source) = source {
+                pad.push_event(gst::event::Segment::new(&source.segment));
+            }
+        }
+        gst::log!(CAT, obj = pad, "gap at {ts} for {}", duration.display());
+        pad.push_event(gst::event::Gap::builder(ts).duration(duration).build());
+    }
+
     fn end_source(&self, idx: u32) {
         let pad = {
             let mut state = self.state.lock().unwrap();
@@ -222,6 +309,10 @@ impl TrtDemux {
                     }
                     return true;
                 }
+                if let Some((idx, ts, dur)) = e.structure().and_then(batch::parse_source_gap) {
+                    self.gap_source(idx, ts, dur);
+                    return true;
+                }
                 self.forward_to_all(event)
             }
             EventView::Caps(_) => true,
@@ -238,6 +329,7 @@ impl TrtDemux {
                 state.combiner.reset();
                 for s in state.streams.values_mut() {
                     s.ended = false;
+                    s.need_segment = true;
                 }
                 drop(state);
                 self.forward_to_all(event)

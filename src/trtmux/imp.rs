@@ -7,6 +7,12 @@
 //! when the earliest queued frame is `batched-push-timeout` older than the pipeline clock
 //! allows (the aggregator's timeout); a stalled source then simply has no slot in that
 //! batch. Frames are never dropped, duplicated or reordered within a source.
+//!
+//! A frame a source lost (a GAP event, which the base class queues as an empty buffer
+//! flagged GAP) never takes a slot: trtmux sends a `trtvision/source-gap` event downstream
+//! instead, before the batch, and takes that source's next queued frame if there is one.
+//! Flushing drops every queued frame (also those of released pads) and the per-source
+//! state that belongs to the old position.
 
 use crate::batch::{self, Batch, BatchMeta, FrameSlot, SourceStream};
 use gst::glib;
@@ -346,6 +352,9 @@ impl ElementImpl for TrtMux {
             let mut kept = 0;
             if let (Some(info), Some(source)) = (ps.info.clone(), ps.source(idx)) {
                 while let Some(buf) = apad.pop_buffer() {
+                    if batch::is_gap_buffer(&buf) {
+                        continue;
+                    }
                     state
                         .orphans
                         .push_back((source.clone(), info.clone(), ps.frames, buf));
@@ -386,6 +395,26 @@ impl AggregatorImpl for TrtMux {
         state.batches = 0;
         state.cuda = None;
         Ok(())
+    }
+
+    fn flush(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // The base class already dropped what the sink pads held; frames of released pads
+        // and the per-source descriptions belong to the old position as well.
+        let mut state = self.state.lock().unwrap();
+        let dropped = state.orphans.len();
+        state.orphans.clear();
+        state.released.clear();
+        for ps in state.pads.values_mut() {
+            ps.source = None;
+            ps.eos_announced = false;
+        }
+        drop(state);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "flushed, {dropped} frames of released pads dropped"
+        );
+        self.parent_flush()
     }
 
     fn sink_event(&self, pad: &gst_base::AggregatorPad, event: gst::Event) -> bool {
@@ -515,6 +544,7 @@ impl AggregatorImpl for TrtMux {
         };
 
         let mut slots = Vec::with_capacity(batch_size);
+        let mut gaps = Vec::new();
         while slots.len() < batch_size {
             let Some((source, info, n, buf)) = state.orphans.pop_front() else {
                 break;
@@ -528,8 +558,14 @@ impl AggregatorImpl for TrtMux {
                 break;
             }
             let (idx, pad) = &pads[(start + k) % pads.len()];
-            if let Some(buf) = pad.pop_buffer() {
+            while let Some(buf) = pad.pop_buffer() {
+                if batch::is_gap_buffer(&buf) {
+                    gst::log!(CAT, obj = pad, "gap at {}", buf.pts().display());
+                    gaps.push(batch::source_gap_event(*idx, buf.pts(), buf.duration()));
+                    continue;
+                }
                 slots.push(self.make_slot(&mut state, *idx, buf)?);
+                break;
             }
         }
 
@@ -553,6 +589,9 @@ impl AggregatorImpl for TrtMux {
 
         if slots.is_empty() {
             drop(state);
+            for gap in gaps {
+                self.obj().src_pad().push_event(gap);
+            }
             for idx in ended {
                 self.obj().src_pad().push_event(Self::source_eos_event(idx));
             }
@@ -566,6 +605,9 @@ impl AggregatorImpl for TrtMux {
         let batch_number = state.batches;
         state.batches += 1;
         drop(state);
+        for gap in gaps {
+            self.obj().src_pad().push_event(gap);
+        }
 
         let running_times = slots
             .iter()

@@ -144,6 +144,38 @@ pub fn collect(pipeline: &gst::Pipeline, name: &str) -> std::sync::Arc<std::sync
     out
 }
 
+/// Runs `f` on its own thread and fails if it has not returned after `secs` seconds (the
+/// stuck thread is left behind; the test binary exits at the end anyway).
+pub fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("{what}: did not finish within {secs} s (hang)"),
+    }
+}
+
+/// Calls `f` with every sample reaching the appsink named `name` in `pipeline`.
+pub fn on_sample(pipeline: &gst::Pipeline, name: &str, mut f: impl FnMut(&gst::Sample) + Send + 'static) {
+    let sink = pipeline
+        .by_name(name)
+        .unwrap_or_else(|| panic!("appsink {name} exists"))
+        .downcast::<gst_app::AppSink>()
+        .expect("is an appsink");
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                f(&sample);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
 pub fn parse(desc: &str) -> gst::Pipeline {
     gst::parse::launch(desc)
         .unwrap_or_else(|e| panic!("pipeline '{desc}' does not parse: {e}"))

@@ -1,0 +1,483 @@
+//! trtcamsrc against real RTSP servers on 127.0.0.1 (gst-rtsp-server in this process, one
+//! server per camera so that one camera can be stopped and restarted): a camera restarted
+//! at another resolution resumes while the others lose no frame, a camera that accepts the
+//! connection and never answers ends as `failed` (never an ERROR), garbage instead of
+//! H.264 likewise.
+
+mod common;
+
+use common::within;
+use gst::prelude::*;
+use gst_rtsp_server::prelude::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One RTSP camera: `rtsp://127.0.0.1:PORT/cam`, H.264 of a live test pattern.
+struct Camera {
+    server: gst_rtsp_server::RTSPServer,
+    source: Option<glib::SourceId>,
+    ctx: glib::MainContext,
+    port: u16,
+}
+
+use gst::glib;
+
+impl Camera {
+    fn start(ctx: &glib::MainContext, port: u16, width: u32, height: u32) -> Self {
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&port.to_string());
+        let factory = gst_rtsp_server::RTSPMediaFactory::new();
+        factory.set_launch(&format!(
+            "( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate=30/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300 ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        ));
+        factory.set_shared(true);
+        server.mount_points().unwrap().add_factory("/cam", factory);
+        let source = server.attach(Some(ctx)).expect("the RTSP server listens");
+        Self {
+            server,
+            source: Some(source),
+            ctx: ctx.clone(),
+            port,
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+
+    /// Stops listening and drops every client (the camera goes away).
+    fn stop(&mut self) {
+        if let Some(s) = self.source.take() {
+            // Attached to our own context: destroy it there (SourceId::remove looks in the
+            // default context).
+            if let Some(src) = self.ctx.find_source_by_id(&s) {
+                src.destroy();
+            }
+        }
+        self.server
+            .client_filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));
+    }
+}
+
+/// A main context for the servers, iterated on its own thread.
+fn server_context() -> glib::MainContext {
+    let ctx = glib::MainContext::new();
+    let c = ctx.clone();
+    std::thread::spawn(move || {
+        let l = glib::MainLoop::new(Some(&c), false);
+        c.with_thread_default(|| l.run()).unwrap();
+    });
+    ctx
+}
+
+/// Runs `f` on the servers' context thread and waits for it.
+fn on_ctx<T: Send + 'static>(ctx: &glib::MainContext, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctx.invoke(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("server context answers")
+}
+
+#[derive(Debug, Clone)]
+struct Out {
+    pts: gst::ClockTime,
+    width: u32,
+    discont: bool,
+    at: Instant,
+}
+
+type Outs = Arc<Mutex<Vec<Vec<Out>>>>;
+type Statuses = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// The RTSP tests encode and decode several live streams each: one at a time, so that on
+/// a small CI machine they do not starve each other's jitter buffers.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `n` trtcamsrc (uris) → trtmux → trtdemux → queue → appsink out{i}. Sinks of a live
+/// multi-camera pipeline are `async=false`: a camera that never delivers would otherwise
+/// keep its sink from prerolling, and the pipeline in PAUSED.
+fn pipeline(uris: &[String], extra: &str, extra_last: &str) -> (gst::Pipeline, Outs, Statuses) {
+    let mut desc = "trtmux name=m batched-push-timeout=40000 ! trtdemux name=d".to_string();
+    for (i, uri) in uris.iter().enumerate() {
+        let extra = if i + 1 == uris.len() { extra_last } else { extra };
+        desc += &format!(
+            " trtcamsrc name=cam{i} camera-id=cam{i} uri={uri} latency=300 {extra} ! m.sink_{i} \
+             d.src_{i} ! queue ! appsink name=out{i} sync=false async=false"
+        );
+    }
+    let p = common::parse(&desc);
+    let outs: Outs = Arc::new(Mutex::new(vec![Vec::new(); uris.len()]));
+    for i in 0..uris.len() {
+        let o = outs.clone();
+        common::on_sample(&p, &format!("out{i}"), move |s| {
+            let b = s.buffer().unwrap();
+            let info = gst_video::VideoInfo::from_caps(s.caps().unwrap()).unwrap();
+            o.lock().unwrap()[i].push(Out {
+                pts: b.pts().unwrap(),
+                width: info.width(),
+                discont: b.flags().contains(gst::BufferFlags::DISCONT),
+                at: Instant::now(),
+            });
+        });
+    }
+    let statuses: Statuses = Arc::new(Mutex::new(Vec::new()));
+    let st = statuses.clone();
+    p.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Element(e) = msg.view() {
+            if let Some(s) = e.structure().filter(|s| s.name() == "trtcamsrc-status") {
+                st.lock().unwrap().push((
+                    s.get::<String>("camera-id").unwrap(),
+                    s.get::<String>("state").unwrap(),
+                    s.get::<String>("reason").unwrap(),
+                ));
+            }
+        }
+        gst::BusSyncReply::Pass
+    });
+    (p, outs, statuses)
+}
+
+fn no_error(p: &gst::Pipeline) {
+    if let Some(msg) = p.bus().unwrap().pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(e) = msg.view() {
+            panic!("pipeline error: {} {:?}", e.error(), e.debug());
+        }
+    }
+}
+
+/// Frames of a healthy camera from `from` on (the fault window): contiguous (no frame
+/// missing: consecutive timestamps one frame period apart, within jitter) and none DISCONT.
+/// Returns the number of holes; panics with the first one when `strict`.
+fn frames_lost(cam: usize, frames: &[Out], from: Instant, strict: bool) -> usize {
+    let window: Vec<&Out> = frames.iter().filter(|f| f.at >= from).collect();
+    assert!(
+        window.len() > 30,
+        "camera {cam}: only {} frames in the fault window",
+        window.len()
+    );
+    let period = gst::ClockTime::from_mseconds(33);
+    let mut lost = 0;
+    for w in window.windows(2) {
+        let d = w[1].pts.saturating_sub(w[0].pts);
+        if d >= gst::ClockTime::from_mseconds(55) || w[1].discont {
+            assert!(
+                !strict,
+                "camera {cam}: a frame is missing between {} and {}",
+                w[0].pts, w[1].pts
+            );
+            lost += (d.nseconds() / period.nseconds()).saturating_sub(1).max(1) as usize;
+        }
+    }
+    lost
+}
+
+fn states_of(statuses: &Statuses, cam: &str) -> Vec<String> {
+    statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(c, ..)| c == cam)
+        .map(|(_, s, _)| s.clone())
+        .collect()
+}
+
+/// Camera 0 of `n` is stopped for `down` and comes back at 320x240: returns the time
+/// from its return to its first frame out of trtdemux and the frames the others lost.
+fn restart_run(n: usize, down: Duration, strict: bool) -> (Duration, usize) {
+    let _serial = serial();
+    common::init();
+    // One main context (thread) per server, as separate cameras would be: stopping one
+    // must not hold up the others' interleaved RTP.
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let mut cams: Vec<(glib::MainContext, Camera)> = ports
+        .iter()
+        .map(|&p| {
+            let ctx = server_context();
+            let c2 = ctx.clone();
+            let cam = on_ctx(&ctx, move || Camera::start(&c2, p, 160, 120));
+            (ctx, cam)
+        })
+        .collect();
+    let uris: Vec<String> = cams.iter().map(|(_, c)| c.uri()).collect();
+    let (p, outs, statuses) = pipeline(
+        &uris,
+        "stall-timeout=3000 reconnect-interval=200 max-reconnect-interval=400 protocols=tcp",
+        "stall-timeout=3000 reconnect-interval=200 max-reconnect-interval=400 protocols=tcp",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let wait = |secs: u64, what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait(20, "every camera streams", &|| {
+        outs.lock().unwrap().iter().all(|o| o.len() > 15)
+    });
+    let fault_at = Instant::now();
+    let (ctx0, mut first) = cams.remove(0);
+    on_ctx(&ctx0, move || {
+        first.stop();
+        drop(first);
+    });
+    let stopped_at = outs.lock().unwrap()[0].len();
+    std::thread::sleep(down);
+    let c2 = ctx0.clone();
+    let port = ports[0];
+    let returned = on_ctx(&ctx0, move || Camera::start(&c2, port, 320, 240));
+    let back = Instant::now();
+    wait(20, "camera 0 resumes", &|| {
+        outs.lock().unwrap()[0]
+            .iter()
+            .skip(stopped_at)
+            .any(|f| f.width == 320)
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    no_error(&p);
+    p.set_state(gst::State::Null).unwrap();
+    on_ctx(&ctx0, move || drop(returned));
+    for (ctx, cam) in cams {
+        on_ctx(&ctx, move || drop(cam));
+    }
+    let outs = outs.lock().unwrap();
+    let resumed = outs[0].iter().find(|f| f.width == 320).unwrap();
+    let to_first = resumed.at.saturating_duration_since(back);
+    // Camera 0: monotonic output, a DISCONT where it came back, the new size from then on.
+    assert!(
+        outs[0].windows(2).all(|w| w[1].pts > w[0].pts),
+        "camera 0 timestamps go backwards"
+    );
+    assert!(resumed.discont, "the first frame after the reconnect is DISCONT");
+    let states = states_of(&statuses, "cam0");
+    assert!(
+        states.contains(&"reconnecting".to_string()),
+        "cam0 states: {states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| *s == "streaming").count(),
+        2,
+        "cam0 states: {states:?}"
+    );
+    let mut lost = 0;
+    for (cam, frames) in outs.iter().enumerate().skip(1) {
+        lost += frames_lost(cam, frames, fault_at, strict);
+        assert_eq!(
+            states_of(&statuses, &format!("cam{cam}")),
+            ["connecting", "streaming"]
+        );
+    }
+    (to_first, lost)
+}
+
+#[test]
+fn camera_restarted_at_another_resolution_resumes_others_lose_nothing() {
+    within(120, "camera restart", || {
+        let (to_first, lost) = restart_run(8, Duration::from_secs(5), true);
+        assert_eq!(lost, 0);
+        // Reconnect attempts every 200-400 ms: the camera is back within a second or two
+        // of its server (RTSP handshake and the first keyframe included).
+        assert!(to_first < Duration::from_secs(3), "took {to_first:?}");
+    });
+}
+
+/// A server that accepts TCP connections and never answers; returns its port.
+fn silent_server() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming() {
+            held.push(c);
+        }
+    });
+    port
+}
+
+/// Runs one healthy RTSP camera and one bad `uri` for a few seconds: the bad one ends as
+/// `failed` after 2 reconnect attempts without an ERROR, the healthy one loses nothing.
+fn bad_camera_fails_alone(bad_uri: String) {
+    let _serial = serial();
+    common::init();
+    let ctx = server_context();
+    let port = free_port();
+    let c2 = ctx.clone();
+    let good = on_ctx(&ctx, move || Camera::start(&c2, port, 160, 120));
+    let (p, outs, statuses) = pipeline(
+        &[good.uri(), bad_uri],
+        "stall-timeout=3000",
+        "stall-timeout=600 reconnect-interval=100 max-reconnect-interval=200 reconnect-attempts=2",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    while !states_of(&statuses, "cam1").contains(&"failed".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "cam1 never failed: {:?}",
+            statuses.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The healthy camera keeps running for a while after the failure (at least 3 s in all).
+    std::thread::sleep(
+        Duration::from_millis(1500).max(Duration::from_secs(3).saturating_sub(started.elapsed())),
+    );
+    no_error(&p);
+    p.set_state(gst::State::Null).unwrap();
+    on_ctx(&ctx, move || drop(good));
+    let states = states_of(&statuses, "cam1");
+    assert_eq!(
+        states,
+        [
+            "connecting",
+            "reconnecting",
+            "connecting",
+            "reconnecting",
+            "connecting",
+            "failed"
+        ],
+        "{:?}",
+        statuses.lock().unwrap()
+    );
+    assert!(outs.lock().unwrap()[1].is_empty());
+    frames_lost(
+        0,
+        &outs.lock().unwrap()[0],
+        started + Duration::from_secs(1),
+        true,
+    );
+}
+
+#[test]
+fn camera_that_never_answers_fails_without_an_error() {
+    within(60, "silent camera", || {
+        bad_camera_fails_alone(format!("rtsp://admin:hunter2@127.0.0.1:{}/cam", silent_server()));
+    });
+}
+
+#[test]
+fn garbage_instead_of_h264_fails_without_an_error() {
+    within(60, "garbage camera", || {
+        let path = common::temp_path("rtsp", "garbage.h264");
+        let mut x = 0x1234_5678u32;
+        let bytes: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 24) as u8
+            })
+            .collect();
+        std::fs::write(&path, bytes).unwrap();
+        bad_camera_fails_alone(format!("file://{}", path.display()));
+    });
+}
+
+#[test]
+fn credentials_never_reach_messages() {
+    within(60, "credentials", || {
+        let _serial = serial();
+        common::init();
+        let uri = format!("rtsp://admin:hunter2@127.0.0.1:{}/cam", silent_server());
+        let (p, _outs, statuses) = pipeline(
+            &[uri],
+            "",
+            "stall-timeout=300 reconnect-interval=50 reconnect-attempts=0 user-pw=s3cret",
+        );
+        p.set_state(gst::State::Playing).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !states_of(&statuses, "cam0").contains(&"failed".to_string()) {
+            assert!(Instant::now() < deadline, "never failed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p.set_state(gst::State::Null).unwrap();
+        for (_, _, reason) in statuses.lock().unwrap().iter() {
+            assert!(
+                !reason.contains("hunter2") && !reason.contains("admin") && !reason.contains("s3cret"),
+                "{reason}"
+            );
+        }
+        let cam = p.by_name("cam0").unwrap();
+        assert!(cam.property::<Option<String>>("user-pw").is_none());
+    });
+}
+
+/// Benchmark records (bench-schema, `what: rtsp-*`): time from a camera's return to its
+/// first frame out of trtdemux, and frames lost on the 7 healthy cameras meanwhile.
+#[test]
+#[ignore = "benchmark: writes bench/results/cpu-rtsp-*.json; run with --ignored"]
+fn bench_rtsp_reconnect() {
+    let runs: Vec<(Duration, usize)> = (0..3)
+        .map(|_| restart_run(8, Duration::from_secs(5), false))
+        .collect();
+    let ms: Vec<f64> = runs.iter().map(|r| r.0.as_secs_f64() * 1000.0).collect();
+    let lost: usize = runs.iter().map(|r| r.1).sum();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let record = |what: &str, extra: serde_json::Value| {
+        let mut v = serde_json::json!({
+            "device": format!("cpu: {cpu} x{cores}"),
+            "date": "2026-12-07",
+            "commit": commit,
+            "what": what,
+            "pipeline": "8 x trtcamsrc uri=rtsp://127.0.0.1:PORT/cam protocols=tcp latency=300 stall-timeout=3000 reconnect-interval=200 max-reconnect-interval=400 ! trtmux batched-push-timeout=40000 ! trtdemux ! 8 x (queue ! appsink sync=false)",
+            "command": "cargo test --release --test rtsp -- --ignored bench_rtsp_reconnect",
+            "cameras": 8, "width": 160, "height": 120, "batch_size": 8,
+            "model": "none", "backend": "none",
+            "content": "gst-rtsp-server on 127.0.0.1: videotestsrc is-live 30 fps ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300 ! rtph264pay",
+            "faults": ["camera 0 server stopped 5 s, restarted at 320x240"],
+            "runs": runs.len(),
+            "recovery_s": ms.iter().map(|m| m / 1000.0).collect::<Vec<_>>(),
+            "frames_lost_healthy": lost,
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        let path = dir.join(format!("cpu-{what}-20261207.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+        println!("{}: {}", path.display(), v);
+    };
+    record(
+        "rtsp-recovery",
+        serde_json::json!({"target": "recovery_s <= reconnect-interval + 1 s (1.2 s)"}),
+    );
+    record(
+        "rtsp-healthy-loss",
+        serde_json::json!({"target": "frames_lost_healthy = 0"}),
+    );
+}
