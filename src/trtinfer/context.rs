@@ -55,6 +55,9 @@ pub struct InferSettings {
     pub route: super::promptseg::Route,
     /// Prompt-segmentation decoder output sets alive at once (1 or 2); `None` = 2.
     pub decoder_buffers: Option<usize>,
+    /// Inference sessions working on alternate batches (0 and 1: one, run in the
+    /// streaming thread).
+    pub sessions: usize,
 }
 
 /// What a trtinfer element feeds its model.
