@@ -423,6 +423,7 @@ fn open_with(
         exact_arena: false,
         fixed_batch: variant != IoVariant::Plain,
         cuda_graph: variant == IoVariant::Graph,
+        cuda_provider: Default::default(),
     })
     .map_err(|e| e.to_string())
 }

@@ -58,6 +58,8 @@ pub struct InferSettings {
     /// Inference sessions working on alternate batches (0 and 1: one, run in the
     /// streaming thread).
     pub sessions: usize,
+    /// ONNX Runtime CUDA provider options.
+    pub cuda_provider: backend::CudaProviderOptions,
 }
 
 /// What a trtinfer element feeds its model.
@@ -249,6 +251,7 @@ impl InferContext {
             exact_arena: false,
             fixed_batch: s.fixed_batch,
             cuda_graph: s.cuda_graph,
+            cuda_provider: s.cuda_provider,
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.

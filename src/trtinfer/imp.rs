@@ -210,6 +210,27 @@ impl ObjectImpl for TrtInfer {
                     .default_value(1)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("prefer-nhwc")
+                    .nick("Prefer NHWC")
+                    .blurb("ONNX Runtime CUDA provider: run convolutions in NHWC layout (prefer_nhwc), faster on tensor cores above all for FP16 models. Ignored by other backends")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cudnn-conv-algo-search")
+                    .nick("cuDNN convolution algorithm search")
+                    .blurb("ONNX Runtime CUDA provider (cudnn_conv_algo_search): exhaustive (benchmark every algorithm once per shape, ONNX Runtime's default), heuristic or default; empty = ONNX Runtime's default. Ignored by other backends")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cudnn-conv-use-max-workspace")
+                    .nick("cuDNN maximum workspace")
+                    .blurb("ONNX Runtime CUDA provider (cudnn_conv_use_max_workspace): true lets cuDNN take the workspace its fastest algorithm wants, false limits it; empty = ONNX Runtime's default (true). Ignored by other backends")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("use-tf32")
+                    .nick("TF32")
+                    .blurb("ONNX Runtime CUDA provider (use_tf32): true allows TF32 tensor-core math in FP32 models, false forces full FP32; empty = ONNX Runtime's default (true). Ignored by other backends")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("d2h-bytes")
                     .nick("Device-to-host bytes")
                     .blurb("Bytes of inference results copied from the GPU to the host since start, on GPU backends whose outputs stay on the device: YOLO candidates, dense summaries (and maps with download-dense); prompt-segmentation configs: decoder outputs (or, with host outputs, those to be copied): boxes, scores and the masks of kept queries")
@@ -312,6 +333,41 @@ impl ObjectImpl for TrtInfer {
                 s.decoder_buffers = Some(value.get::<u32>().expect("type checked upstream") as usize)
             }
             "sessions" => s.sessions = value.get::<u32>().expect("type checked upstream") as usize,
+            "prefer-nhwc" => s.cuda_provider.prefer_nhwc = value.get().expect("type checked upstream"),
+            "cudnn-conv-algo-search" => {
+                s.invalid.retain(|(k, _)| *k != "cudnn-conv-algo-search");
+                s.cuda_provider.conv_algo_search = None;
+                if let Some(t) = text() {
+                    match crate::backend::ConvAlgoSearch::parse(&t) {
+                        Some(v) => s.cuda_provider.conv_algo_search = Some(v),
+                        None => s.invalid.push((
+                            "cudnn-conv-algo-search",
+                            format!(
+                                "cudnn-conv-algo-search '{t}' is not one of exhaustive, heuristic, default"
+                            ),
+                        )),
+                    }
+                }
+            }
+            name @ ("cudnn-conv-use-max-workspace" | "use-tf32") => {
+                let name: &'static str = if name == "use-tf32" {
+                    "use-tf32"
+                } else {
+                    "cudnn-conv-use-max-workspace"
+                };
+                s.invalid.retain(|(k, _)| *k != name);
+                let parsed = match text().map(|t| t.to_ascii_lowercase()) {
+                    None => Ok(None),
+                    Some(t) if matches!(t.as_str(), "true" | "1" | "yes") => Ok(Some(true)),
+                    Some(t) if matches!(t.as_str(), "false" | "0" | "no") => Ok(Some(false)),
+                    Some(t) => Err(format!("{name} '{t}' is not true or false")),
+                };
+                match parsed {
+                    Ok(v) if name == "use-tf32" => s.cuda_provider.tf32 = v,
+                    Ok(v) => s.cuda_provider.conv_max_workspace = v,
+                    Err(why) => s.invalid.push((name, why)),
+                }
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -351,6 +407,14 @@ impl ObjectImpl for TrtInfer {
             "route" => s.route.name().to_value(),
             "decoder-buffers" => (s.decoder_buffers.unwrap_or(2) as u32).to_value(),
             "sessions" => (s.sessions.max(1) as u32).to_value(),
+            "prefer-nhwc" => s.cuda_provider.prefer_nhwc.to_value(),
+            "cudnn-conv-algo-search" => s.cuda_provider.conv_algo_search.map(|v| v.name()).to_value(),
+            "cudnn-conv-use-max-workspace" => s
+                .cuda_provider
+                .conv_max_workspace
+                .map(|v| v.to_string())
+                .to_value(),
+            "use-tf32" => s.cuda_provider.tf32.map(|v| v.to_string()).to_value(),
             "d2h-bytes" => match self.context.lock().unwrap().as_ref() {
                 Some(Loaded::PromptSeg(p)) => p.engine.totals().d2h_bytes,
                 Some(Loaded::Model(c)) => c.d2h_bytes,

@@ -4,7 +4,24 @@ use super::*;
 
 /// The CUDA execution provider as `opts` ask for it.
 pub(super) fn cuda_provider(opts: &BackendOptions) -> ep::CUDA {
-    let cuda = ep::CUDA::default().with_device_id(opts.device_id);
+    let mut cuda = ep::CUDA::default().with_device_id(opts.device_id);
+    let c = &opts.cuda_provider;
+    if c.prefer_nhwc {
+        cuda = cuda.with_prefer_nhwc(true);
+    }
+    if let Some(search) = c.conv_algo_search {
+        cuda = cuda.with_conv_algorithm_search(match search {
+            super::super::ConvAlgoSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+            super::super::ConvAlgoSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+            super::super::ConvAlgoSearch::Default => ep::cuda::ConvAlgorithmSearch::Default,
+        });
+    }
+    if let Some(ws) = c.conv_max_workspace {
+        cuda = cuda.with_conv_max_workspace(ws);
+    }
+    if let Some(tf32) = c.tf32 {
+        cuda = cuda.with_tf32(tf32);
+    }
     if opts.exact_arena {
         cuda.with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested)
     } else {
