@@ -177,3 +177,19 @@ fn settings_several_sessions_cannot_honour_are_refused() {
     let e = start_error("sessions=2 operate-on=objects", "shapes-yolo.toml");
     assert!(e.contains("operate-on=objects"), "{e}");
 }
+
+#[test]
+fn invalid_cuda_provider_options_are_refused() {
+    let e = start_error("cudnn-conv-algo-search=fast", "shapes-yolo.toml");
+    assert!(
+        e.contains("cudnn-conv-algo-search 'fast' is not one of exhaustive, heuristic, default"),
+        "{e}"
+    );
+    let e = start_error("use-tf32=maybe", "shapes-yolo.toml");
+    assert!(e.contains("use-tf32 'maybe' is not true or false"), "{e}");
+    let e = start_error("cudnn-conv-use-max-workspace=2", "shapes-yolo.toml");
+    assert!(
+        e.contains("cudnn-conv-use-max-workspace '2' is not true or false"),
+        "{e}"
+    );
+}
