@@ -10,6 +10,7 @@
 //! rendering, the masks and the boxes all come from the same spans, so the ground truth
 //! agrees with the pixels exactly.
 
+pub mod camera;
 mod motion;
 mod raster;
 

@@ -166,6 +166,52 @@ pub struct BackendOptions {
     /// buffers of their own that each run fills with a device-to-device copy. TensorRT:
     /// one graph per (buffer set, input shapes).
     pub cuda_graph: bool,
+    /// ONNX Runtime CUDA provider tuning (ignored by other backends).
+    pub cuda_provider: CudaProviderOptions,
+}
+
+/// cuDNN convolution algorithm search of the ONNX Runtime CUDA provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvAlgoSearch {
+    /// Benchmark every algorithm once per shape (ONNX Runtime's default; slowest start).
+    #[default]
+    Exhaustive,
+    /// cuDNN's heuristics, no benchmarking.
+    Heuristic,
+    /// The default algorithm, no search.
+    Default,
+}
+
+impl ConvAlgoSearch {
+    /// Parses `exhaustive`, `heuristic` or `default`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "exhaustive" => Some(Self::Exhaustive),
+            "heuristic" => Some(Self::Heuristic),
+            "default" => Some(Self::Default),
+            _ => None,
+        }
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Exhaustive => "exhaustive",
+            Self::Heuristic => "heuristic",
+            Self::Default => "default",
+        }
+    }
+}
+
+/// Options of ONNX Runtime's CUDA execution provider; `None` leaves ONNX Runtime's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CudaProviderOptions {
+    /// Run convolutions in NHWC layout (tensor-core friendly, above all in FP16).
+    pub prefer_nhwc: bool,
+    /// How cuDNN picks convolution algorithms.
+    pub conv_algo_search: Option<ConvAlgoSearch>,
+    /// Let cuDNN use as much workspace as the fastest algorithm wants.
+    pub conv_max_workspace: Option<bool>,
+    /// TF32 tensor-core math for FP32 models.
+    pub tf32: Option<bool>,
 }
 
 /// Failure of a backend, always with a sentence a user can act on.

@@ -754,6 +754,14 @@ impl CameraControl for Arc<Service> {
                 "event recording is off: set events (or recordings) in the [output] section",
             ));
         }
+        // trtcamsrc keeps no compressed history yet (issue: event recording): without its
+        // `record` action signal the request is refused instead of emitted into nothing.
+        if gst::glib::subclass::signal::SignalId::lookup("record", camera.source.type_()).is_none() {
+            return Err(ApiError::new(
+                501,
+                format!("camera \"{id}\": event recording is not available (trtcamsrc has no record action in this build)"),
+            ));
+        }
         let file = camera
             .source
             .emit_by_name::<String>("record", &[&req.before, &req.after]);

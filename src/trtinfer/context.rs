@@ -56,6 +56,11 @@ pub struct InferSettings {
     pub route: super::promptseg::Route,
     /// Prompt-segmentation decoder output sets alive at once (1 or 2); `None` = 2.
     pub decoder_buffers: Option<usize>,
+    /// Inference sessions working on alternate batches (0 and 1: one, run in the
+    /// streaming thread).
+    pub sessions: usize,
+    /// ONNX Runtime CUDA provider options.
+    pub cuda_provider: backend::CudaProviderOptions,
 }
 
 /// What a trtinfer element feeds its model.
@@ -259,6 +264,7 @@ impl InferContext {
             exact_arena: false,
             fixed_batch: s.fixed_batch,
             cuda_graph: s.cuda_graph,
+            cuda_provider: s.cuda_provider,
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.

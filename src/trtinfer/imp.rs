@@ -1,6 +1,7 @@
 //! Element glue of trtinfer: properties, start/stop of the inference context, errors.
 
 use super::context::{InferContext, InferSettings, OperateOn};
+use super::inflight::{Inferred, Sessions};
 use super::promptseg::{PromptSegContext, Route};
 use crate::backend::BackendChoice;
 use crate::parsers::ParserChoice;
@@ -24,6 +25,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 enum Loaded {
     Model(Box<InferContext>),
     PromptSeg(Box<PromptSegContext>),
+    /// `sessions` > 1: contexts of one model on alternate batches.
+    Sessions(Box<Sessions>),
 }
 
 impl Loaded {
@@ -31,6 +34,7 @@ impl Loaded {
         match self {
             Loaded::Model(c) => c.backend_name(),
             Loaded::PromptSeg(p) => p.engine.backend_name(),
+            Loaded::Sessions(s) => s.with_first(|c| c.backend_name()).unwrap_or("none"),
         }
     }
 
@@ -38,6 +42,7 @@ impl Loaded {
         match self {
             Loaded::PromptSeg(p) => p.engine.totals().d2h_bytes,
             Loaded::Model(c) => c.d2h_bytes,
+            Loaded::Sessions(s) => s.d2h_bytes(),
         }
     }
 }
@@ -217,6 +222,35 @@ impl ObjectImpl for TrtInfer {
                     .default_value(2)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("sessions")
+                    .nick("Inference sessions")
+                    .blurb("Model instances (backend sessions) working on alternate batches, each with its own CUDA stream, output buffers and CUDA graphs: batch k+1 is submitted before the results of batch k are back, batches leave in order with up to this many in flight. On a GPU this keeps it busy between the small kernels of one session. Whole-frame models only (not operate-on=objects, prompt-segmentation configs or interval > 0). 1 = inference in the streaming thread")
+                    .minimum(1)
+                    .maximum(16)
+                    .default_value(1)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("prefer-nhwc")
+                    .nick("Prefer NHWC")
+                    .blurb("ONNX Runtime CUDA provider: run convolutions in NHWC layout (prefer_nhwc), faster on tensor cores above all for FP16 models. Ignored by other backends")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cudnn-conv-algo-search")
+                    .nick("cuDNN convolution algorithm search")
+                    .blurb("ONNX Runtime CUDA provider (cudnn_conv_algo_search): exhaustive (benchmark every algorithm once per shape, ONNX Runtime's default), heuristic or default; empty = ONNX Runtime's default. Ignored by other backends")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cudnn-conv-use-max-workspace")
+                    .nick("cuDNN maximum workspace")
+                    .blurb("ONNX Runtime CUDA provider (cudnn_conv_use_max_workspace): true lets cuDNN take the workspace its fastest algorithm wants, false limits it; empty = ONNX Runtime's default (true). Ignored by other backends")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("use-tf32")
+                    .nick("TF32")
+                    .blurb("ONNX Runtime CUDA provider (use_tf32): true allows TF32 tensor-core math in FP32 models, false forces full FP32; empty = ONNX Runtime's default (true). Ignored by other backends")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("d2h-bytes")
                     .nick("Device-to-host bytes")
                     .blurb("Bytes of inference results copied from the GPU to the host since start, on GPU backends whose outputs stay on the device: YOLO candidates, dense summaries (and maps with download-dense); prompt-segmentation configs: decoder outputs (or, with host outputs, those to be copied): boxes, scores and the masks of kept queries")
@@ -288,6 +322,42 @@ impl ObjectImpl for TrtInfer {
             "decoder-buffers" => {
                 s.decoder_buffers = Some(value.get::<u32>().expect("type checked upstream") as usize)
             }
+            "sessions" => s.sessions = value.get::<u32>().expect("type checked upstream") as usize,
+            "prefer-nhwc" => s.cuda_provider.prefer_nhwc = value.get().expect("type checked upstream"),
+            "cudnn-conv-algo-search" => {
+                s.invalid.retain(|(k, _)| *k != "cudnn-conv-algo-search");
+                s.cuda_provider.conv_algo_search = None;
+                if let Some(t) = text() {
+                    match crate::backend::ConvAlgoSearch::parse(&t) {
+                        Some(v) => s.cuda_provider.conv_algo_search = Some(v),
+                        None => s.invalid.push((
+                            "cudnn-conv-algo-search",
+                            format!(
+                                "cudnn-conv-algo-search '{t}' is not one of exhaustive, heuristic, default"
+                            ),
+                        )),
+                    }
+                }
+            }
+            name @ ("cudnn-conv-use-max-workspace" | "use-tf32") => {
+                let name: &'static str = if name == "use-tf32" {
+                    "use-tf32"
+                } else {
+                    "cudnn-conv-use-max-workspace"
+                };
+                s.invalid.retain(|(k, _)| *k != name);
+                let parsed = match text().map(|t| t.to_ascii_lowercase()) {
+                    None => Ok(None),
+                    Some(t) if matches!(t.as_str(), "true" | "1" | "yes") => Ok(Some(true)),
+                    Some(t) if matches!(t.as_str(), "false" | "0" | "no") => Ok(Some(false)),
+                    Some(t) => Err(format!("{name} '{t}' is not true or false")),
+                };
+                match parsed {
+                    Ok(v) if name == "use-tf32" => s.cuda_provider.tf32 = v,
+                    Ok(v) => s.cuda_provider.conv_max_workspace = v,
+                    Err(why) => s.invalid.push((name, why)),
+                }
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -326,6 +396,15 @@ impl ObjectImpl for TrtInfer {
             "max-objects-per-batch" => (s.objects.max_objects as u32).to_value(),
             "route" => s.route.to_value(),
             "decoder-buffers" => (s.decoder_buffers.unwrap_or(2) as u32).to_value(),
+            "sessions" => (s.sessions.max(1) as u32).to_value(),
+            "prefer-nhwc" => s.cuda_provider.prefer_nhwc.to_value(),
+            "cudnn-conv-algo-search" => s.cuda_provider.conv_algo_search.map(|v| v.name()).to_value(),
+            "cudnn-conv-use-max-workspace" => s
+                .cuda_provider
+                .conv_max_workspace
+                .map(|v| v.to_string())
+                .to_value(),
+            "use-tf32" => s.cuda_provider.tf32.map(|v| v.to_string()).to_value(),
             "d2h-bytes" => self.stats.d2h_bytes.load(Ordering::Relaxed).to_value(),
             "backend-in-use" => self.stats.backend_in_use.lock().unwrap().to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
@@ -373,6 +452,79 @@ impl ElementImpl for TrtInfer {
     }
 }
 
+impl TrtInfer {
+    /// Opens `settings.sessions` contexts of the model and starts their threads.
+    fn open_sessions(&self, settings: &InferSettings) -> Result<Loaded, String> {
+        let n = settings.sessions;
+        Sessions::check(settings, n)?;
+        let mut contexts = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ctx = InferContext::open(settings).map_err(|e| e.to_string())?;
+            #[cfg(feature = "cuda")]
+            let ctx = {
+                let mut ctx = ctx;
+                ctx.set_cuda_context(self.cuda_ctx.get(), true);
+                ctx
+            };
+            contexts.push(ctx);
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "model '{}' ({}) on {}, parser {:?}, {n} sessions on alternate batches",
+            contexts[0].model,
+            contexts[0].config.model_path().display(),
+            contexts[0].backend_name(),
+            contexts[0].parser
+        );
+        let sessions = Sessions::start(contexts)
+            .map_err(|e| format!("cannot start the inference session threads: {e}"))?;
+        Ok(Loaded::Sessions(Box::new(sessions)))
+    }
+
+    /// A batch back from a session: its warning posted, its error an element error.
+    fn finish(&self, done: Inferred) -> Result<gst::Buffer, gst::FlowError> {
+        self.stats.d2h_bytes.fetch_add(done.d2h_bytes, Ordering::Relaxed);
+        if let Some(why) = done.warning {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", why));
+        }
+        match done.result {
+            Ok(()) => Ok(done.buffer),
+            Err(e) => {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    fn lost(&self, e: super::inflight::SessionLost) -> gst::FlowError {
+        gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
+        gst::FlowError::Error
+    }
+
+    /// Pushes every batch still in flight downstream, oldest first (EOS, serialized events
+    /// and drain queries must not overtake them); `push` false drops them (flush).
+    fn drain_sessions(&self, push: bool) -> Result<(), gst::FlowError> {
+        loop {
+            let next = {
+                let mut guard = self.context.lock().unwrap();
+                let Some(Loaded::Sessions(s)) = guard.as_mut() else {
+                    return Ok(());
+                };
+                match s.ready.take() {
+                    Some(r) => Some(r),
+                    None => s.flight().wait_oldest().map_err(|e| self.lost(e))?,
+                }
+            };
+            let Some(done) = next else { return Ok(()) };
+            if push {
+                let buf = self.finish(done)?;
+                gst_base::prelude::BaseTransformExtManual::src_pad(&*self.obj()).push(buf)?;
+            }
+        }
+    }
+}
+
 impl BaseTransformImpl for TrtInfer {
     const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
@@ -391,6 +543,12 @@ impl BaseTransformImpl for TrtInfer {
             .model
             .as_deref()
             .is_some_and(crate::config::promptseg::is_promptseg_file);
+        if promptseg && settings.sessions > 1 {
+            return Err(load_err(&format!(
+                "sessions={} applies to single models, not prompt-segmentation configs; set sessions=1",
+                settings.sessions
+            )));
+        }
         let loaded = if promptseg {
             if settings.parser.is_some() || settings.labels.is_some() || settings.nms_iou.is_some() {
                 gst::warning!(
@@ -411,6 +569,8 @@ impl BaseTransformImpl for TrtInfer {
                 p.engine.backend_name()
             );
             Loaded::PromptSeg(Box::new(p))
+        } else if settings.sessions > 1 {
+            self.open_sessions(&settings).map_err(|e| load_err(&e))?
         } else {
             let ctx = InferContext::open(&settings).map_err(|e| load_err(&e))?;
             gst::info!(
@@ -436,7 +596,69 @@ impl BaseTransformImpl for TrtInfer {
         Ok(())
     }
 
+    fn submit_input_buffer(
+        &self,
+        is_discont: bool,
+        inbuf: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = self.context.lock().unwrap();
+        let Some(Loaded::Sessions(s)) = guard.as_mut() else {
+            drop(guard);
+            return self.parent_submit_input_buffer(is_discont, inbuf);
+        };
+        // All sessions busy: the oldest result is waited for here and output next.
+        if let Some(done) = s.flight().submit(inbuf).map_err(|e| self.lost(e))? {
+            s.ready = Some(done);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn generate_output(
+        &self,
+    ) -> Result<gst_base::subclass::base_transform::GenerateOutputSuccess, gst::FlowError> {
+        use gst_base::subclass::base_transform::GenerateOutputSuccess;
+        let mut guard = self.context.lock().unwrap();
+        let Some(Loaded::Sessions(s)) = guard.as_mut() else {
+            drop(guard);
+            return self.parent_generate_output();
+        };
+        let done = match s.ready.take() {
+            Some(d) => Some(d),
+            None => s.flight().try_oldest().map_err(|e| self.lost(e))?,
+        };
+        drop(guard);
+        match done {
+            Some(d) => self.finish(d).map(GenerateOutputSuccess::Buffer),
+            None => Ok(GenerateOutputSuccess::NoOutput),
+        }
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        let sessions = matches!(self.context.lock().unwrap().as_ref(), Some(Loaded::Sessions(_)));
+        if sessions && event.is_serialized() {
+            let flush = event.type_() == gst::EventType::FlushStop;
+            if let Err(e) = self.drain_sessions(!flush) {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "batches in flight not pushed before {:?}: {e:?}",
+                    event.type_()
+                );
+            }
+        }
+        self.parent_sink_event(event)
+    }
+
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Sink && query.type_() == gst::QueryType::Drain {
+            if let Err(e) = self.drain_sessions(true) {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "batches in flight not pushed before the drain query: {e:?}"
+                );
+            }
+        }
         #[cfg(feature = "cuda")]
         if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
             return true;
@@ -466,6 +688,9 @@ impl BaseTransformImpl for TrtInfer {
                     gst::warning!(CAT, imp = self, "{why}: object crops on the CPU from now on");
                 }
                 r
+            }
+            Loaded::Sessions(_) => {
+                Err("batches of several sessions take the submit/generate path, not transform_ip".to_string())
             }
             Loaded::PromptSeg(p) => {
                 let r = p.process(meta.batch_mut()).map_err(|e| e.to_string());

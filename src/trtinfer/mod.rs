@@ -6,6 +6,7 @@ use gst::prelude::*;
 
 mod context;
 mod imp;
+pub mod inflight;
 mod objects;
 pub mod promptseg;
 

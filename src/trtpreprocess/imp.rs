@@ -4,7 +4,7 @@
 use crate::batch::{Batch, BatchTensor};
 use crate::config::{ColorOrder, InputDType, ModelConfig, PreprocessConfig, ResizeMode};
 use crate::ops::preprocess::{self, Scratch};
-use crate::tensor::{DType, HostTensorPool, Tensor};
+use crate::tensor::{HostTensorPool, Tensor};
 use crate::transform::Device;
 use crate::video::FrameReader;
 use gst::glib;

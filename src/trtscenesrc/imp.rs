@@ -25,10 +25,27 @@ const DEFAULT_FORMAT: gst_video::VideoFormat = gst_video::VideoFormat::Rgba;
 const DEFAULT_CAMERA: u32 = 0;
 const DEFAULT_IS_LIVE: bool = false;
 
+/// What trtscenesrc draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstTrtSceneSrcPattern")]
+pub enum Pattern {
+    /// Flat coloured shapes whose boxes and masks are known exactly (tests).
+    #[default]
+    #[enum_value(name = "Flat coloured shapes with exact ground truth", nick = "shapes")]
+    Shapes,
+    /// Camera-like content: textured background, textured moving objects, sensor noise.
+    #[enum_value(
+        name = "Camera-like: textured background, moving textured objects, illumination change, sensor noise",
+        nick = "camera"
+    )]
+    Camera,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     camera: u32,
     is_live: bool,
+    pattern: Pattern,
 }
 
 impl Default for Settings {
@@ -36,6 +53,7 @@ impl Default for Settings {
         Self {
             camera: DEFAULT_CAMERA,
             is_live: DEFAULT_IS_LIVE,
+            pattern: Pattern::Shapes,
         }
     }
 }
@@ -50,6 +68,8 @@ struct State {
     next_frame: u64,
     /// Seek received before caps, turned into a frame index once the framerate is known.
     pending_seek: Option<gst::ClockTime>,
+    /// Textures of pattern=camera for the current camera and size (made at the first frame).
+    camera_scene: Option<scene::camera::CameraScene>,
 }
 
 /// Element implementation.
@@ -138,6 +158,16 @@ impl ObjectImpl for SceneSrc {
                     .default_value(DEFAULT_CAMERA)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder::<Pattern>("pattern")
+                    .nick("Pattern")
+                    .blurb(
+                        "shapes: flat coloured shapes with exact ground truth (tests); camera: \
+                         camera-like content for decoder and capacity benchmarks (textured \
+                         background with slow illumination change, textured moving objects of \
+                         different sizes and speeds, sensor noise), deterministic per camera",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("is-live")
                     .nick("Is live")
                     .blurb(
@@ -159,6 +189,7 @@ impl ObjectImpl for SceneSrc {
                 gst::info!(CAT, imp = self, "camera {camera}");
                 lock(&self.settings).camera = camera;
             }
+            "pattern" => lock(&self.settings).pattern = value.get().unwrap_or_default(),
             "is-live" => {
                 let live = value.get().unwrap_or(DEFAULT_IS_LIVE);
                 lock(&self.settings).is_live = live;
@@ -173,6 +204,7 @@ impl ObjectImpl for SceneSrc {
         match pspec.name() {
             "camera" => s.camera.to_value(),
             "is-live" => s.is_live.to_value(),
+            "pattern" => s.pattern.to_value(),
             // GObject only asks for properties we installed.
             _ => glib::Value::from_type(pspec.value_type()),
         }
@@ -389,12 +421,13 @@ impl PushSrcImpl for SceneSrc {
     }
 
     fn fill(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let camera = self.settings().camera;
+        let Settings { camera, pattern, .. } = self.settings();
         let mut state = lock(&self.state);
         let State {
             info,
             scratch,
             next_frame,
+            camera_scene,
             ..
         } = &mut *state;
         let Some(info) = info.as_ref() else {
@@ -402,7 +435,18 @@ impl PushSrcImpl for SceneSrc {
             return Err(gst::FlowError::NotNegotiated);
         };
         let frame = *next_frame;
-        scene::render_rgba(camera, frame, info.width(), info.height(), scratch);
+        match pattern {
+            Pattern::Shapes => scene::render_rgba(camera, frame, info.width(), info.height(), scratch),
+            Pattern::Camera => {
+                let size = (info.width(), info.height());
+                let textures = match camera_scene.take() {
+                    Some(c) if c.size() == size && c.camera() == camera => c,
+                    _ => scene::camera::CameraScene::new(camera, size.0, size.1),
+                };
+                textures.render_rgba(frame, scratch);
+                *camera_scene = Some(textures);
+            }
+        }
         {
             let mut vframe =
                 gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, info).map_err(|_| {

@@ -269,6 +269,7 @@ impl PromptSegEngine {
             exact_arena: o.exact_arena,
             fixed_batch: false,
             cuda_graph: false,
+            cuda_provider: Default::default(),
         };
         // Routes c and seed feed the encoder outputs to the decoder as they are, so they stay
         // where the backend computed them; routes a and b repeat rows of them per class on

@@ -244,6 +244,7 @@ pub(crate) fn open_with(
         exact_arena: false,
         fixed_batch: variant != IoVariant::Plain,
         cuda_graph: variant == IoVariant::Graph,
+        cuda_provider: Default::default(),
     })
     .map_err(|e| e.to_string())
 }

@@ -8,7 +8,8 @@ use super::*;
 #[cfg(feature = "cuda")]
 pub(crate) fn pcie_probe(o: &Opts) -> Result<Value, String> {
     use gsttrtvision::config::PreprocessConfig;
-    use gsttrtvision::cuda::{CudaFrame, CudaPreprocessor, DeviceBuffer, DeviceContext, Event};
+    use gsttrtvision::cuda::{CudaFrame, DeviceBuffer, DeviceContext, Event};
+    use gsttrtvision::ops::preprocess::cuda::CudaPreprocessor;
     use gsttrtvision::tensor::DType;
     let nvml = gpumon::Nvml::open(o.device_id.max(0) as u32)?;
     let ctx = DeviceContext::primary(o.device_id).map_err(|e| e.to_string())?;

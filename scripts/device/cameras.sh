@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Cameras per GPU: camera-like content made on the GPU machine, then N file cameras paced in
+# real time through nvh264dec -> trtmux -> trtpreprocess -> trtinfer -> trtmaskselect ->
+# trtoverlay -> trtdemux, with the decode-only ceiling of the same files as `reference`.
+#
+# Runs on the GPU machine from the repository copy's root, after scripts/device/build.sh
+# staged .device-build and calls 1-4 stashed the ONNX Runtime GPU parts (same sequence as
+# run-all.sh: carry [".ort/ort5", ".device-build"]):
+#   bash .device-build/cameras.sh CAMERAS MODEL PRECISION SESSIONS DURATION [BATCH] [PROPS]
+# e.g.  bash .device-build/cameras.sh 120 yolo11n-seg fp16 2 600 16 cuda-graph=true,prefer-nhwc=true
+#   MODEL      yolo11n-seg | yolo11n (engines/<MODEL>.toml)
+#   PRECISION  fp32 (models/<MODEL>.onnx) | fp16 (models/<MODEL>-fp16.onnx, FP32 input + Cast)
+#   SESSIONS   trtinfer sessions=N (alternate batches on their own streams)
+#   BATCH      trtmux batch-size and trtinfer max-batch (default 16)
+#   PROPS      further trtinfer properties, comma separated
+# Environment: DISTINCT (distinct content files, default 16; camera i plays file i % DISTINCT),
+# CONTENT_S (seconds per file, default 20; files loop for DURATION), OUT (default .device-out).
+# Writes $OUT/h100-cameras-<MODEL>-<PRECISION>-<date>-<CAMERAS>cam-s<SESSIONS>-b<BATCH>.json
+# (bench-schema record + cameras_realtime, fps_per_camera_min, duration_s).
+set -euo pipefail
+cams=${1:?usage: cameras.sh CAMERAS MODEL PRECISION SESSIONS DURATION [BATCH] [PROPS]}
+model=${2:?model}; prec=${3:?precision}; sessions=${4:?sessions}; dur=${5:?duration}
+batch=${6:-16}; props=${7:-}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # .device-build
+root=$(cd "$here/.." && pwd)
+cd "$root"
+OUT=${OUT:-$root/.device-out}
+mkdir -p "$OUT"
+source .ort/ort5/ort-gpu-env.sh unpack .ort/ort5
+if [ -x /root/gst-bundle/gst/bin/gst-launch-1.0 ]; then
+  source "$here/gst-env.sh" "$here"
+else
+  source "$here/gst-env.sh" .device
+fi
+export XDG_RUNTIME_DIR=/tmp
+export GST_PLUGIN_PATH=$here${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}
+
+# Content: DISTINCT files rendered and encoded here (16 cores), the other cameras link to them.
+content=/tmp/trtv-camera-content
+distinct=${DISTINCT:-16}
+(( distinct > cams )) && distinct=$cams
+if [ ! -s "$content/cam$((distinct - 1)).mp4" ]; then
+  bash "$here/make-camera-content.sh" "$content" "$distinct" "${CONTENT_S:-20}"
+fi
+for i in $(seq "$distinct" $((cams - 1))); do
+  ln -sf "cam$((i % distinct)).mp4" "$content/cam$i.mp4"
+done
+
+# The YOLO11 models are generated here (engines/yolo11.py, FP32 and FP16), as run-all.sh does.
+if [ ! -s "$here/engines/models/$model-fp16.onnx" ] || [ ! -s "$here/engines/models/$model.onnx" ]; then
+  python3 engines/yolo11.py --out "$here/engines/models"
+fi
+cfg=$here/engines/$model.toml
+case $prec in
+  fp32) ;;
+  fp16)
+    sed "s#models/$model.onnx#models/$model-fp16.onnx#" "$cfg" > "$here/engines/$model-fp16.toml"
+    cfg=$here/engines/$model-fp16.toml ;;
+  *) echo "precision must be fp32 or fp16, got '$prec'" >&2; exit 2 ;;
+esac
+
+date_tag=$(date -u +%Y%m%d)
+out=$OUT/h100-cameras-$model-$prec-$date_tag-${cams}cam-s$sessions-b$batch.json
+infer="max-batch=$batch,sessions=$sessions${props:+,$props}"
+cd "$here"
+./trtvision-bench --what "cameras-$model-$prec" --cameras "$cams" --source files "$content" --nvdec \
+  --width 1920 --height 1080 --format NV12 --batch-size "$batch" --model "$cfg" \
+  --backend onnxruntime-cuda --infer-props "$infer" --sink demux --device-masks \
+  --pace realtime --duration "$dur" --reference decode-only --timeout $((dur + 240)) --out "$out"
+python3 - "$out" "$dur" <<'PY'
+import json, sys
+path, dur = sys.argv[1], float(sys.argv[2])
+r = json.load(open(path))
+fps = r.get("fps_per_camera")
+lat = (r.get("latency_ms") or {}).get("p99")
+ok = fps is not None and fps >= 29.5 and lat is not None and lat <= 150
+r["duration_s"] = dur
+# trtvision-bench reports the mean per camera; the minimum is not measured per camera yet.
+r["fps_per_camera_min"] = None
+r["cameras_realtime"] = r["cameras"] if ok else 0
+json.dump(r, open(path, "w"), indent=2)
+print(f"{r['cameras']} cameras: {fps} fps/camera (mean), p99 {lat} ms -> real time: {ok}")
+PY
