@@ -9,8 +9,10 @@
 
 use gst::glib;
 
+pub mod analytics;
 pub mod backend;
 pub mod batch;
+pub mod broker;
 pub mod caps;
 pub mod config;
 #[cfg(feature = "cuda")]
@@ -20,6 +22,7 @@ pub mod font;
 pub mod geometry;
 pub mod launch;
 pub mod masks;
+pub mod messages;
 pub mod overlay;
 pub mod parsers;
 pub mod preprocess;
@@ -28,10 +31,12 @@ pub mod scene;
 pub mod tensor;
 pub mod tracking;
 pub mod transform;
+pub mod trtanalytics;
 pub mod trtdemux;
 pub mod trtinfer;
 pub mod trtjsonexport;
 pub mod trtmaskselect;
+pub mod trtmsgbroker;
 pub mod trtmux;
 pub mod trtoverlay;
 pub mod trtpreprocess;
@@ -51,6 +56,8 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trtoverlay::register(plugin)?;
     trttiler::register(plugin)?;
     trttracker::register(plugin)?;
+    trtanalytics::register(plugin)?;
+    trtmsgbroker::register(plugin)?;
     Ok(())
 }
 
