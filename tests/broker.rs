@@ -661,7 +661,7 @@ fn bench_brokers() {
     .unwrap_or_default()
     .trim()
     .to_string();
-    let (n, paced_rate, paced_s, replay_n) = (30_000u64, 2_000u64, 3u64, 10_000u64);
+    let (n, paced_rate, paced_s, replay_n) = (10_000u64, 1_000u64, 3u64, 5_000u64);
     for (kind, name, target) in [
         (Kind::Mqtt, "mqtt", "bench"),
         (Kind::Redis, "redis", "bench"),
