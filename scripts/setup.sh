@@ -14,14 +14,17 @@ SUDO=""
 
 # 1. Debian packages: GStreamer 1.22+ with development files, the plugins the demo and the
 #    tests use (videotestsrc, x264enc, mp4mux, appsrc/appsink, an H.264 decoder to read
-#    recordings back), pkg-config, a C compiler, python venv, and PyGObject with
-#    GStreamer's introspection data (the Python examples).
+#    recordings back), pkg-config, a C compiler, python venv, PyGObject with GStreamer's
+#    introspection data (the Python examples), the RTSP server library (the live-camera
+#    tests) and the message brokers the trtmsgbroker tests start on loopback ports
+#    (mosquitto, redis-server, nats-server; their services are not needed).
 PKGS=(pkg-config build-essential git curl ca-certificates python3 python3-venv python3-pip
       python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
       gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
       gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-      gstreamer1.0-libav libgstrtspserver-1.0-dev)
+      gstreamer1.0-libav libgstrtspserver-1.0-dev
+      mosquitto mosquitto-clients redis-server redis-tools nats-server)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

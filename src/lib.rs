@@ -9,8 +9,10 @@
 
 use gst::glib;
 
+pub mod analytics;
 pub mod backend;
 pub mod batch;
+pub mod broker;
 pub mod caps;
 pub mod config;
 #[cfg(feature = "cuda")]
@@ -18,6 +20,7 @@ pub mod cuda;
 pub mod geometry;
 pub mod launch;
 pub mod live;
+pub mod messages;
 pub mod ops;
 pub mod parsers;
 pub mod results;
@@ -28,11 +31,13 @@ pub mod skip;
 pub mod tensor;
 pub mod tracking;
 pub mod transform;
+pub mod trtanalytics;
 pub mod trtcamsrc;
 pub mod trtdemux;
 pub mod trtinfer;
 pub mod trtjsonexport;
 pub mod trtmaskselect;
+pub mod trtmsgbroker;
 pub mod trtmux;
 pub mod trtoverlay;
 pub mod trtpreprocess;
@@ -53,6 +58,8 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trtoverlay::register(plugin)?;
     trttiler::register(plugin)?;
     trttracker::register(plugin)?;
+    trtanalytics::register(plugin)?;
+    trtmsgbroker::register(plugin)?;
     Ok(())
 }
 

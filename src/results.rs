@@ -358,6 +358,8 @@ pub struct FrameResults {
     pub tensors: Vec<(Arc<str>, crate::tensor::Tensor)>,
     /// Dense maps of models whose parser is `dense`, one per model.
     pub dense: Vec<DenseMap>,
+    /// Zone counts and events of trtanalytics, when it ran on the frame.
+    pub analytics: Option<Arc<crate::analytics::FrameAnalytics>>,
 }
 
 impl FrameResults {

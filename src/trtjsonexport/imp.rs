@@ -4,9 +4,11 @@
 //!   "bbox":[x,y,w,h],"object_id":-1,"mask":{"x":..,"y":..,"width":..,"height":..,"area":..},
 //!   "secondary":[{"model":"shapes-landmarks","keypoints":[{"name":"centroid","x":..,"y":..,
 //!   "score":1.0}],"attribute":{"class_id":0,"label":"red","score":1.0}}]}],
-//!   "dense":[{"model":"shapes-depth","shape":[1,320,320],"min":2.0,"mean":9.1,"max":10.0}]}`
+//!   "dense":[{"model":"shapes-depth","shape":[1,320,320],"min":2.0,"mean":9.1,"max":10.0}],
+//!   "analytics":{"zones":[{"zone":"door","label":"red","class_id":0,"count":1}],
+//!   "events":[{"type":"zone_entry","zone":"door","object":{"track_id":3,"label":"red","class_id":0}}]}}`
 //! `pts` is the frame's own PTS in nanoseconds (null when unset); `bbox` and keypoints are in
-//! frame pixels; `mask`, `secondary` and `dense` are omitted when there are none (`dense`
+//! frame pixels; `mask`, `secondary`, `dense` and `analytics` (trtanalytics) are omitted when there are none (`dense`
 //! summarises channel 0 of each dense map over the part that covers the frame; for maps left
 //! in GPU memory trtinfer computed the summary there, so the export needs no map values).
 
@@ -39,6 +41,15 @@ struct FrameJson<'a> {
     detections: Vec<DetectionJson<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dense: Vec<DenseSummaryJson<'a>>,
+    /// Zone counts and events of trtanalytics (schema: docs/schema, `zones` and `event`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analytics: Option<AnalyticsJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct AnalyticsJson<'a> {
+    zones: &'a [crate::messages::ZoneCount],
+    events: &'a [crate::messages::Event],
 }
 
 /// Writes the JSON lines of one batch to `out`.
@@ -58,6 +69,10 @@ pub fn write_batch(out: &mut impl Write, batch: &Batch) -> std::io::Result<()> {
                 .iter()
                 .filter_map(DenseSummaryJson::of)
                 .collect(),
+            analytics: slot.results.analytics.as_ref().map(|a| AnalyticsJson {
+                zones: &a.zones,
+                events: &a.events,
+            }),
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;

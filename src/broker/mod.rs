@@ -1,0 +1,569 @@
+//! Delivery of encoded messages to a broker without ever blocking the producer on the
+//! network.
+//!
+//! [`Sender::push`] (called on the streaming thread) puts a message into a bounded
+//! in-memory queue; a sender thread drains it in batches and publishes them with
+//! acknowledgement (MQTT QoS 1 PUBACK, Redis XADD reply, JetStream publish ack). While the
+//! broker is down or slower than the producer, the queue fills and further messages are
+//! appended to the on-disk [`Spool`]; once anything is spooled, new messages go behind it, so
+//! order is kept: in flight, then queue, then spool (replayed when the queue is empty).
+//! Only a full spool (or none configured) drops messages, counted in [`Counters::dropped`].
+//! Delivery is at least once: a batch whose acknowledgement did not come is sent again,
+//! and consumers deduplicate by key.
+
+mod destination;
+mod mqtt;
+mod nats;
+mod redis;
+mod spool;
+
+pub use destination::{redact_str, Destination, MqttVersion, Protocol};
+pub use spool::Spool;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// One message to deliver.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: String,
+    pub payload: Vec<u8>,
+    /// When it was handed to the sender (latency measurement).
+    pub enqueued: Instant,
+}
+
+impl Record {
+    pub fn new(key: String, payload: Vec<u8>) -> Self {
+        Record {
+            key,
+            payload,
+            enqueued: Instant::now(),
+        }
+    }
+}
+
+/// Connection settings besides the URI.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM file with the CA certificates that sign the broker's certificate (turns TLS on).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate and key for brokers that require client authentication.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username.as_ref().map(|_| "***"))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+/// Everything the sender needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub destination: Destination,
+    pub credentials: Credentials,
+    /// MQTT client id / NATS connection name.
+    pub client_id: String,
+    /// Messages held in memory before the spool takes them.
+    pub queue_size: usize,
+    /// Spool directory and file name; `None`: no spool (a full queue drops).
+    pub spool: Option<(PathBuf, String)>,
+    pub spool_max_bytes: u64,
+    /// Messages per publish round trip.
+    pub batch: usize,
+    /// Limit of one connection attempt and of waiting for one batch's acknowledgements.
+    pub timeout: Duration,
+    /// Keep up to this many frame->broker latencies (0: none), for measurements.
+    pub latency_samples: usize,
+}
+
+impl Config {
+    pub fn new(destination: Destination) -> Self {
+        Config {
+            destination,
+            credentials: Credentials::default(),
+            client_id: "trtvision".into(),
+            queue_size: 1024,
+            spool: None,
+            spool_max_bytes: 256 << 20,
+            batch: 64,
+            timeout: Duration::from_secs(2),
+            latency_samples: 0,
+        }
+    }
+
+    fn username(&self) -> Option<&str> {
+        self.credentials
+            .username
+            .as_deref()
+            .or(self.destination.username.as_deref())
+    }
+
+    fn password(&self) -> Option<&str> {
+        self.credentials
+            .password
+            .as_deref()
+            .or(self.destination.password.as_deref())
+    }
+
+    fn tls(&self) -> bool {
+        self.destination.tls || self.credentials.tls_ca_file.is_some()
+    }
+}
+
+/// Delivery counters (all monotonic).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages acknowledged by the broker (replayed ones included).
+    pub sent: AtomicU64,
+    /// Messages written to the spool.
+    pub spooled: AtomicU64,
+    /// Spooled messages acknowledged by the broker.
+    pub replayed: AtomicU64,
+    /// Messages lost: spool full or missing.
+    pub dropped: AtomicU64,
+}
+
+impl Counters {
+    pub fn get(&self) -> (u64, u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.spooled.load(Ordering::Relaxed),
+            self.replayed.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What the sender tells its owner (the element posts them as element messages).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Connected,
+    /// Connection lost or refused, with the reason.
+    Disconnected(String),
+    /// Messages dropped so far (posted at most once a second).
+    Dropped(u64),
+    /// The spool could not be read or written.
+    SpoolError(String),
+}
+
+/// A connected broker client.
+pub trait Publisher: Send {
+    /// Publishes `records` in order; `Ok` once the broker acknowledged every one.
+    fn publish(&mut self, records: &[Record]) -> Result<(), String>;
+}
+
+/// Connects to the configured broker.
+pub fn connect(config: &Config) -> Result<Box<dyn Publisher>, String> {
+    install_crypto_provider();
+    match config.destination.protocol {
+        Protocol::Mqtt => Ok(Box::new(mqtt::Mqtt::connect(config)?)),
+        Protocol::Redis => Ok(Box::new(redis::Redis::connect(config)?)),
+        Protocol::Nats => Ok(Box::new(nats::Nats::connect(config)?)),
+    }
+}
+
+/// rustls with *ring* (aws-lc-rs would need CMake and NASM to build); rustls deprecates the
+/// ring provider only for lacking post-quantum key exchange, which brokers do not offer yet.
+#[allow(deprecated)]
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // Another part of the process may have installed one already; either is fine.
+    ONCE.call_once(|| drop(rustls::crypto::ring::default_provider().install_default()));
+}
+
+/// Reads a PEM file named by a property, with a sentence on failure.
+fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("could not read the {what} '{}': {e}", path.display()))
+}
+
+type Notify = Arc<dyn Fn(Notice) + Send + Sync>;
+/// Makes a publisher ([`connect`], or a stand-in in tests).
+pub type Connector = Arc<dyn Fn(&Config) -> Result<Box<dyn Publisher>, String> + Send + Sync>;
+
+struct Shared {
+    queue: VecDeque<Record>,
+    spool: Option<Spool>,
+    /// The sender thread holds no message (queue and spool may still hold some).
+    idle: bool,
+    stop: bool,
+    last_drop_notice: Option<Instant>,
+}
+
+struct Inner {
+    state: Mutex<Shared>,
+    cond: Condvar,
+    counters: Counters,
+    latencies: Mutex<Vec<Duration>>,
+    config: Config,
+    notify: Notify,
+    connector: Connector,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The delivery machinery of one element: queue, spool and sender thread.
+pub struct Sender {
+    inner: Arc<Inner>,
+    thread: Option<std::thread::JoinHandle<Vec<Record>>>,
+}
+
+impl Sender {
+    /// Opens the spool (replaying what an earlier run left there) and starts the sender
+    /// thread. `notify` is called from the sender thread and from [`Sender::push`].
+    pub fn start(config: Config, notify: impl Fn(Notice) + Send + Sync + 'static) -> Result<Self, String> {
+        Self::start_with(config, Arc::new(connect), notify)
+    }
+
+    /// [`Sender::start`] with another way to make publishers.
+    pub fn start_with(
+        config: Config,
+        connector: Connector,
+        notify: impl Fn(Notice) + Send + Sync + 'static,
+    ) -> Result<Self, String> {
+        let spool = match &config.spool {
+            Some((dir, name)) => Some(
+                Spool::open(dir, name, config.spool_max_bytes)
+                    .map_err(|e| format!("could not open the spool in '{}': {e}", dir.display()))?,
+            ),
+            None => None,
+        };
+        let inner = Arc::new(Inner {
+            state: Mutex::new(Shared {
+                queue: VecDeque::with_capacity(config.queue_size),
+                spool,
+                idle: true,
+                stop: false,
+                last_drop_notice: None,
+            }),
+            cond: Condvar::new(),
+            counters: Counters::default(),
+            latencies: Mutex::new(Vec::new()),
+            config,
+            notify: Arc::new(notify),
+            connector,
+        });
+        let thread_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("trtmsgbroker".into())
+            .spawn(move || run(&thread_inner))
+            .map_err(|e| format!("could not start the sender thread: {e}"))?;
+        Ok(Sender {
+            inner,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a message over; never waits for the network (at most a local disk append).
+    pub fn push(&self, key: String, payload: Vec<u8>) {
+        let inner = &self.inner;
+        let mut s = inner.lock();
+        let spooling = s.spool.as_ref().is_some_and(|sp| !sp.is_empty());
+        if !spooling && s.queue.len() < inner.config.queue_size {
+            s.queue.push_back(Record::new(key, payload));
+            drop(s);
+            inner.cond.notify_all();
+            return;
+        }
+        let mut error = None;
+        let kept = match s.spool.as_mut() {
+            Some(sp) => match sp.append(&key, &payload) {
+                Ok(kept) => kept,
+                Err(e) => {
+                    error = Some(format!(
+                        "could not write to the spool '{}': {e}",
+                        sp.path().display()
+                    ));
+                    false
+                }
+            },
+            None => false,
+        };
+        let mut notice = None;
+        if kept {
+            inner.counters.spooled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let dropped = inner.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = Instant::now();
+            if s.last_drop_notice
+                .is_none_or(|t| now - t >= Duration::from_secs(1))
+            {
+                s.last_drop_notice = Some(now);
+                notice = Some(Notice::Dropped(dropped));
+            }
+        }
+        drop(s);
+        inner.cond.notify_all();
+        if let Some(e) = error {
+            (inner.notify)(Notice::SpoolError(e));
+        }
+        if let Some(n) = notice {
+            (inner.notify)(n);
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Messages waiting: in memory (queue) and in the spool.
+    pub fn pending(&self) -> (usize, usize) {
+        let s = self.inner.lock();
+        (s.queue.len(), s.spool.as_ref().map_or(0, |sp| sp.records()))
+    }
+
+    /// Frame->broker latencies recorded so far (with `latency_samples`), emptied.
+    pub fn take_latencies(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.inner.latencies.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits until every message was acknowledged, at most `timeout`; whether it was.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.inner.lock();
+        loop {
+            let empty = s.queue.is_empty() && s.idle && s.spool.as_ref().is_none_or(|sp| sp.is_empty());
+            let now = Instant::now();
+            if empty || now >= deadline {
+                return empty;
+            }
+            s = self
+                .inner
+                .cond
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops the sender thread (within the connection/ack timeout). What was not sent goes
+    /// to the spool in order, or is dropped (counted) without one. Returns how many
+    /// messages were left unsent, and the final counters (sent, spooled, replayed, dropped).
+    pub fn stop(mut self) -> (usize, (u64, u64, u64, u64)) {
+        let unsent = self.shutdown();
+        (unsent, self.inner.counters.get())
+    }
+
+    fn shutdown(&mut self) -> usize {
+        let Some(thread) = self.thread.take() else {
+            return 0;
+        };
+        self.inner.lock().stop = true;
+        self.inner.cond.notify_all();
+        let inflight = thread.join().unwrap_or_default();
+        let mut s = self.inner.lock();
+        let mut left: Vec<Record> = inflight;
+        left.extend(s.queue.drain(..));
+        let unsent = left.len() + s.spool.as_ref().map_or(0, |sp| sp.records());
+        match s.spool.as_mut() {
+            Some(sp) => {
+                let n = left.len() as u64;
+                match sp.prepend(&left).and_then(|_| sp.sync()) {
+                    Ok(()) => {
+                        self.inner.counters.spooled.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.inner.counters.dropped.fetch_add(n, Ordering::Relaxed);
+                        let msg = format!("could not write to the spool '{}': {e}", sp.path().display());
+                        drop(s);
+                        (self.inner.notify)(Notice::SpoolError(msg));
+                    }
+                }
+            }
+            None => {
+                let n = left.len() as u64;
+                if n > 0 {
+                    let dropped = self.inner.counters.dropped.fetch_add(n, Ordering::Relaxed) + n;
+                    drop(s);
+                    (self.inner.notify)(Notice::Dropped(dropped));
+                }
+            }
+        }
+        unsent
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What the sender thread holds between attempts.
+struct InFlight {
+    records: Vec<Record>,
+    /// `Some(bytes)` when the records are the head of the spool (still stored there).
+    from_spool: Option<u64>,
+}
+
+/// The sender thread; returns the in-memory messages it still held when stopped.
+fn run(inner: &Inner) -> Vec<Record> {
+    let config = &inner.config;
+    let mut publisher: Option<Box<dyn Publisher>> = None;
+    let mut connected: Option<bool> = None;
+    let mut backoff = Duration::from_millis(100);
+    let mut work: Option<InFlight> = None;
+    loop {
+        // 1. Something to send: the queue first (older), then the spool.
+        if work.is_none() {
+            let mut s = inner.lock();
+            loop {
+                if s.stop {
+                    s.idle = true;
+                    return Vec::new();
+                }
+                if !s.queue.is_empty() {
+                    let n = s.queue.len().min(config.batch);
+                    work = Some(InFlight {
+                        records: s.queue.drain(..n).collect(),
+                        from_spool: None,
+                    });
+                    break;
+                }
+                if let Some(sp) = s.spool.as_ref().filter(|sp| !sp.is_empty()) {
+                    match sp.peek(config.batch) {
+                        Ok((records, bytes)) => {
+                            work = Some(InFlight {
+                                records,
+                                from_spool: Some(bytes),
+                            });
+                            break;
+                        }
+                        Err(e) => {
+                            let msg = format!("could not read the spool '{}': {e}", sp.path().display());
+                            drop(s);
+                            (inner.notify)(Notice::SpoolError(msg));
+                            s = inner.lock();
+                            s = inner
+                                .cond
+                                .wait_timeout(s, Duration::from_secs(1))
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                            continue;
+                        }
+                    }
+                }
+                s.idle = true;
+                inner.cond.notify_all();
+                s = inner
+                    .cond
+                    .wait_timeout(s, Duration::from_millis(200))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            s.idle = false;
+        }
+        let Some(w) = work.as_mut() else { continue };
+
+        // 2. A connection.
+        if publisher.is_none() {
+            match (inner.connector)(config) {
+                Ok(p) => {
+                    publisher = Some(p);
+                    backoff = Duration::from_millis(100);
+                    if connected != Some(true) {
+                        connected = Some(true);
+                        (inner.notify)(Notice::Connected);
+                    }
+                }
+                Err(e) => {
+                    if connected != Some(false) {
+                        connected = Some(false);
+                        (inner.notify)(Notice::Disconnected(e));
+                    }
+                    if wait_or_stop(inner, backoff) {
+                        return take_memory(work);
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+
+        // 3. Publish and wait for the acknowledgements.
+        let Some(p) = publisher.as_mut() else { continue };
+        match p.publish(&w.records) {
+            Ok(()) => {
+                let n = w.records.len() as u64;
+                inner.counters.sent.fetch_add(n, Ordering::Relaxed);
+                if config.latency_samples > 0 {
+                    let now = Instant::now();
+                    let mut l = inner.latencies.lock().unwrap_or_else(|e| e.into_inner());
+                    for r in &w.records {
+                        if l.len() < config.latency_samples && w.from_spool.is_none() {
+                            l.push(now - r.enqueued);
+                        }
+                    }
+                }
+                if let Some(bytes) = w.from_spool {
+                    let mut s = inner.lock();
+                    if let Some(sp) = s.spool.as_mut() {
+                        if let Err(e) = sp.consume(w.records.len(), bytes) {
+                            let msg = format!("could not update the spool '{}': {e}", sp.path().display());
+                            drop(s);
+                            (inner.notify)(Notice::SpoolError(msg));
+                        }
+                    }
+                    inner.counters.replayed.fetch_add(n, Ordering::Relaxed);
+                }
+                work = None;
+            }
+            Err(e) => {
+                publisher = None;
+                if connected != Some(false) {
+                    connected = Some(false);
+                    (inner.notify)(Notice::Disconnected(e));
+                }
+                if wait_or_stop(inner, backoff) {
+                    return take_memory(work);
+                }
+            }
+        }
+    }
+}
+
+/// The in-memory records of `work` (spooled ones stay in the spool).
+fn take_memory(work: Option<InFlight>) -> Vec<Record> {
+    match work {
+        Some(InFlight {
+            records,
+            from_spool: None,
+        }) => records,
+        _ => Vec::new(),
+    }
+}
+
+/// Waits `d` unless asked to stop; whether it was.
+fn wait_or_stop(inner: &Inner, d: Duration) -> bool {
+    let deadline = Instant::now() + d;
+    let mut s = inner.lock();
+    while !s.stop {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        s = inner
+            .cond
+            .wait_timeout(s, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;

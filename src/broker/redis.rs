@@ -1,0 +1,87 @@
+//! Redis Streams publisher (redis crate): one pipelined `XADD <stream> * key <key>
+//! payload <json>` per message; the replies are the acknowledgement.
+
+use super::{read_pem, Config, Publisher, Record};
+
+pub struct Redis {
+    con: redis::Connection,
+    stream: String,
+}
+
+impl Redis {
+    pub fn connect(config: &Config) -> Result<Self, String> {
+        let d = &config.destination;
+        let addr = if config.tls() {
+            redis::ConnectionAddr::TcpTls {
+                host: d.host.clone(),
+                port: d.port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            redis::ConnectionAddr::Tcp(d.host.clone(), d.port)
+        };
+        let info = redis::ConnectionInfo {
+            addr,
+            redis: redis::RedisConnectionInfo {
+                username: config.username().map(str::to_string),
+                password: config.password().map(str::to_string),
+                ..Default::default()
+            },
+        };
+        let client = match &config.credentials.tls_ca_file {
+            Some(ca) if config.tls() => {
+                let client_tls = match (
+                    &config.credentials.tls_cert_file,
+                    &config.credentials.tls_key_file,
+                ) {
+                    (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+                        client_cert: read_pem(c, "TLS client certificate")?,
+                        client_key: read_pem(k, "TLS client key")?,
+                    }),
+                    _ => None,
+                };
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls,
+                        root_cert: Some(read_pem(ca, "TLS CA file")?),
+                    },
+                )
+            }
+            _ => redis::Client::open(info),
+        }
+        .map_err(|e| format!("invalid Redis settings: {e}"))?;
+        let mut con = client
+            .get_connection_with_timeout(config.timeout)
+            .map_err(|e| format!("could not connect to Redis: {e}"))?;
+        con.set_read_timeout(Some(config.timeout))
+            .and_then(|_| con.set_write_timeout(Some(config.timeout)))
+            .map_err(|e| format!("could not configure the Redis connection: {e}"))?;
+        redis::cmd("PING")
+            .query::<String>(&mut con)
+            .map_err(|e| format!("Redis does not answer: {e}"))?;
+        Ok(Redis {
+            con,
+            stream: d.target.clone(),
+        })
+    }
+}
+
+impl Publisher for Redis {
+    fn publish(&mut self, records: &[Record]) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        for r in records {
+            pipe.cmd("XADD")
+                .arg(&self.stream)
+                .arg("*")
+                .arg("key")
+                .arg(&r.key)
+                .arg("payload")
+                .arg(&r.payload[..]);
+        }
+        pipe.query::<Vec<String>>(&mut self.con)
+            .map(|_| ())
+            .map_err(|e| format!("Redis XADD failed: {e}"))
+    }
+}

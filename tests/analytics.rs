@@ -1,0 +1,308 @@
+//! `trtanalytics` against the synthetic scene's exact trajectories: per-frame zone counts
+//! (by mask area fraction, and by box anchor point without masks), zone entries/exits and
+//! directed line crossings equal what the ground truth says, computed here independently
+//! (pixel counting and coordinate comparisons, not the element's polygon code). Also: a
+//! line rule without track ids is an error naming trttracker, and a bad reload keeps the
+//! previous configuration with a warning.
+
+mod common;
+
+use gst::prelude::*;
+use gsttrtvision::messages::{Direction, Event};
+use gsttrtvision::scene;
+use std::collections::{BTreeMap, BTreeSet};
+
+const W: u32 = 320;
+const H: u32 = 240;
+const CAMS: u32 = 4;
+const FRAMES: u64 = 900;
+
+fn config() -> String {
+    let mut s = String::from("min-mask-fraction = 0.5\nanchor = \"bottom-centre\"\n");
+    for c in 0..CAMS {
+        s += &format!(
+            "[[camera]]\nid = {c}\n\
+             [[camera.zone]]\nname = \"left\"\npolygon = [[0, 0], [{hw}, 0], [{hw}, {H}], [0, {H}]]\n\
+             [[camera.line]]\nname = \"vertical\"\nfrom = [{hw}, 0]\nto = [{hw}, {H}]\n\
+             [[camera.line]]\nname = \"horizontal\"\nfrom = [0, {hh}]\nto = [{W}, {hh}]\n",
+            hw = W / 2,
+            hh = H / 2
+        );
+    }
+    s
+}
+
+fn info() -> gst_video::VideoInfo {
+    gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgba, W, H)
+        .fps(gst::Fraction::new(30, 1))
+        .build()
+        .unwrap()
+}
+
+/// Ground-truth detections of a frame, tracked (id = class: one object per class and
+/// camera), with or without their exact masks.
+fn detections(camera: u32, frame: u64, masks: bool) -> Vec<gsttrtvision::results::Detection> {
+    scene::scene_detections(camera, frame, W, H)
+        .into_iter()
+        .map(|mut d| {
+            d.object_id = d.class_id as i64;
+            if !masks {
+                d.mask = None;
+            }
+            d
+        })
+        .collect()
+}
+
+/// Runs every frame of every camera through trtanalytics; per (camera, frame) its results.
+fn run(masks: bool) -> BTreeMap<(u32, u64), gsttrtvision::analytics::FrameAnalytics> {
+    let path = common::temp_path("analytics-gt", "zones.toml");
+    std::fs::write(&path, config()).unwrap();
+    let mut h = common::harness(
+        "trtanalytics",
+        &[("config-file", &path.display().to_string())],
+        None,
+    );
+    h.set_src_caps(gsttrtvision::batch::batch_caps());
+    let mut out = BTreeMap::new();
+    for f in 0..FRAMES {
+        let slots = (0..CAMS)
+            .map(|c| {
+                let mut s = common::frame_slot(c, info(), gst::Buffer::new(), None);
+                s.frame_number = f;
+                s.pts = Some(gst::ClockTime::from_nseconds(f * 1_000_000_000 / 30));
+                s.results.detections = detections(c, f, masks);
+                s
+            })
+            .collect();
+        let b = h
+            .push_and_pull(common::batch_buffer(CAMS as usize, slots))
+            .expect("batch passes");
+        let meta = b.meta::<gsttrtvision::batch::BatchMeta>().unwrap();
+        for s in &meta.batch().slots {
+            let a = s.results.analytics.as_ref().expect("analytics attached");
+            out.insert((s.pad_index(), s.frame_number), (**a).clone());
+        }
+    }
+    out
+}
+
+/// Whether a ground-truth object is in the left half: by its exact mask pixels (pixel
+/// centre x + 0.5 < W / 2, at least half of them) or by its box's bottom-centre point
+/// (left and top edges inside, right and bottom outside).
+fn in_left(o: &scene::SceneObject, masks: bool) -> bool {
+    if masks {
+        let m = scene::object_mask(o, W, H);
+        let (mut inside, mut area) = (0u64, 0u64);
+        for (i, &v) in m.data.iter().enumerate() {
+            if v >= 128 {
+                area += 1;
+                inside += ((m.x + (i as u32 % m.width)) < W / 2) as u64;
+            }
+        }
+        2 * inside >= area
+    } else {
+        let (ax, ay) = ((o.bbox.x0 + o.bbox.x1) / 2.0, o.bbox.y1);
+        ax >= 0.0 && ax < (W / 2) as f32 && ay >= 0.0 && ay < H as f32
+    }
+}
+
+fn check(masks: bool) {
+    let got = run(masks);
+    let (mut crossings, mut entries, mut counted) = (0, 0, 0);
+    for c in 0..CAMS {
+        // Last anchor of each class (track) and whether it was in the zone.
+        let mut last: BTreeMap<u32, (f32, f32)> = BTreeMap::new();
+        let mut inside: BTreeSet<u32> = BTreeSet::new();
+        for f in 0..FRAMES {
+            let objs = scene::scene_objects(c, f, W, H);
+            let a = &got[&(c, f)];
+            // Zone counts per class.
+            let mut want: BTreeMap<u32, u32> = BTreeMap::new();
+            let mut now_inside = BTreeSet::new();
+            for o in &objs {
+                if in_left(o, masks) {
+                    *want.entry(o.class_id).or_default() += 1;
+                    now_inside.insert(o.class_id);
+                }
+            }
+            let have: BTreeMap<u32, u32> = a
+                .zones
+                .iter()
+                .filter(|z| z.zone == "left")
+                .map(|z| (z.class_id, z.count))
+                .collect();
+            assert_eq!(have, want, "camera {c} frame {f}: zone counts");
+            counted += want.values().sum::<u32>();
+            // Entries and exits.
+            let want_entries: BTreeSet<u32> = now_inside.difference(&inside).copied().collect();
+            let want_exits: BTreeSet<u32> = inside.difference(&now_inside).copied().collect();
+            let have_entries: BTreeSet<u32> = a
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::ZoneEntry { object, .. } => Some(object.class_id),
+                    _ => None,
+                })
+                .collect();
+            let have_exits: BTreeSet<u32> = a
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::ZoneExit { object, .. } => Some(object.class_id),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                (have_entries, have_exits),
+                (want_entries.clone(), want_exits),
+                "camera {c} frame {f}: entries/exits"
+            );
+            entries += want_entries.len();
+            inside = now_inside;
+            // Line crossings of the bottom-centre anchor since the track's last frame.
+            let mut want_x: BTreeSet<(String, u32, Direction)> = BTreeSet::new();
+            for o in &objs {
+                let p = ((o.bbox.x0 + o.bbox.x1) / 2.0, o.bbox.y1);
+                if let Some(q) = last.insert(o.class_id, p) {
+                    let (hw, hh) = ((W / 2) as f32, (H / 2) as f32);
+                    // Vertical line pointing down: its right-hand side is x <= W/2.
+                    if (q.0 > hw) != (p.0 > hw) {
+                        let dir = if p.0 <= hw {
+                            Direction::Forward
+                        } else {
+                            Direction::Backward
+                        };
+                        want_x.insert(("vertical".into(), o.class_id, dir));
+                    }
+                    // Horizontal line pointing right: its right-hand side is y >= H/2.
+                    if (q.1 >= hh) != (p.1 >= hh) {
+                        let dir = if p.1 >= hh {
+                            Direction::Forward
+                        } else {
+                            Direction::Backward
+                        };
+                        want_x.insert(("horizontal".into(), o.class_id, dir));
+                    }
+                }
+            }
+            let have_x: BTreeSet<(String, u32, Direction)> = a
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::LineCrossing {
+                        line,
+                        object,
+                        direction,
+                    } => Some((line.clone(), object.class_id, *direction)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(have_x, want_x, "camera {c} frame {f}: line crossings");
+            crossings += want_x.len();
+        }
+    }
+    eprintln!(
+        "masks={masks}: {counted} zone memberships, {entries} entries, {crossings} line crossings checked"
+    );
+    assert!(
+        crossings >= 8 && entries >= 8 && counted > 1000,
+        "the scene exercises the rules"
+    );
+}
+
+#[test]
+fn zone_counts_and_line_crossings_match_ground_truth_by_mask() {
+    common::init();
+    check(true);
+}
+
+#[test]
+fn zone_counts_and_line_crossings_match_ground_truth_by_box_point() {
+    common::init();
+    check(false);
+}
+
+#[test]
+fn line_rule_without_tracker_is_an_error_naming_trttracker() {
+    common::init();
+    let path = common::temp_path("analytics-notrack", "zones.toml");
+    std::fs::write(&path, config()).unwrap();
+    let p = common::parse(&format!(
+        "appsrc name=src caps=application/x-trtvision-batch format=time ! trtanalytics config-file={} ! fakesink",
+        path.display()
+    ));
+    let src = p.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let mut s = common::frame_slot(0, info(), gst::Buffer::new(), None);
+    s.results.detections = scene::scene_detections(0, 0, W, H);
+    let _ = src.push_buffer(common::batch_buffer(1, vec![s]));
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .expect("an error");
+    p.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = e.error().to_string();
+    assert!(text.contains("trttracker") && text.contains("vertical"), "{text}");
+}
+
+#[test]
+fn bad_reload_keeps_the_previous_config_with_a_warning() {
+    common::init();
+    let path = common::temp_path("analytics-reload", "zones.toml");
+    std::fs::write(&path, config()).unwrap();
+    let bad = common::temp_path("analytics-reload", "bad.toml");
+    std::fs::write(
+        &bad,
+        "[[camera]]\nid = 0\n[[camera.zone]]\nname = \"z\"\npolygon = [[0, 0], [1, 1]]\n",
+    )
+    .unwrap();
+    let p = common::parse(&format!(
+        "appsrc name=src caps=application/x-trtvision-batch format=time ! trtanalytics name=a config-file={} ! appsink name=out sync=false",
+        path.display()
+    ));
+    let out = common::collect(&p, "out");
+    let src = p.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    p.by_name("a")
+        .unwrap()
+        .set_property("config-file", bad.display().to_string());
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Warning])
+        .expect("a warning");
+    if let gst::MessageView::Warning(w) = msg.view() {
+        let text = w.error().to_string();
+        assert!(text.contains("bad.toml") && text.contains("at least 3"), "{text}");
+    }
+    // The old zones still count.
+    let mut s = common::frame_slot(0, info(), gst::Buffer::new(), None);
+    s.results.detections = detections(0, 0, true);
+    src.push_buffer(common::batch_buffer(1, vec![s])).unwrap();
+    src.end_of_stream().unwrap();
+    p.bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Eos])
+        .expect("EOS");
+    p.set_state(gst::State::Null).unwrap();
+    let bufs = out.lock().unwrap();
+    let a = bufs[0]
+        .meta::<gsttrtvision::batch::BatchMeta>()
+        .unwrap()
+        .batch()
+        .slots[0]
+        .results
+        .analytics
+        .clone()
+        .unwrap();
+    let want = scene::scene_objects(0, 0, W, H)
+        .iter()
+        .filter(|o| in_left(o, true))
+        .count() as u32;
+    assert_eq!(a.zones.iter().map(|z| z.count).sum::<u32>(), want);
+}

@@ -1,0 +1,751 @@
+//! `trtmsgbroker` against real brokers started by the tests on free loopback ports
+//! (Debian's mosquitto, redis-server and nats-server; `scripts/setup.sh` installs them).
+//! A missing broker binary fails the test in CI (`CI=true`) and is reported as skipped
+//! (on stderr) elsewhere.
+//!
+//! - every message of a 4-camera run (detections, masks, track ids, zone counts, events)
+//!   reaches MQTT, Redis and NATS JetStream and validates against the JSON Schema;
+//! - the broker killed for 10 s mid-run and restarted: after deduplication by key exactly
+//!   one message per frame, and the live pipeline's frame rate unchanged meanwhile;
+//! - a spool too small: drops counted, pipeline still running to the end.
+
+mod common;
+
+use gst::prelude::*;
+use std::collections::{BTreeMap, HashSet};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Mqtt,
+    Redis,
+    Nats,
+}
+
+/// A broker process on a loopback port, killed on drop.
+struct Server {
+    kind: Kind,
+    port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl Server {
+    /// Starts a broker, or `None` (skip) when its binary is missing outside CI.
+    fn start(kind: Kind, tag: &str) -> Option<Server> {
+        let name = match kind {
+            Kind::Mqtt => "mosquitto",
+            Kind::Redis => "redis-server",
+            Kind::Nats => "nats-server",
+        };
+        let Some(bin) = find_binary(name) else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{name} is not installed: scripts/setup.sh installs it");
+            }
+            eprintln!("SKIPPED: {name} is not installed (scripts/setup.sh installs it)");
+            return None;
+        };
+        let dir = common::temp_path(&format!("broker-{tag}"), name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("broker dir");
+        let mut s = Server {
+            kind,
+            port: free_port(),
+            dir,
+            bin,
+            child: None,
+        };
+        s.spawn();
+        Some(s)
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let mut cmd = Command::new(&self.bin);
+        match self.kind {
+            Kind::Mqtt => {
+                let conf = self.dir.join("mosquitto.conf");
+                std::fs::write(
+                    &conf,
+                    format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+                )
+                .expect("mosquitto config");
+                cmd.arg("-c").arg(conf);
+            }
+            Kind::Redis => {
+                // Append-only file fsynced on every write: a killed server keeps every
+                // acknowledged XADD.
+                cmd.args([
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                ])
+                .args(["--appendfsync", "always", "--dir"])
+                .arg(&self.dir);
+            }
+            Kind::Nats => {
+                cmd.args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
+                    .arg(&self.dir);
+            }
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.bin.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{:?} broker did not start on port {}",
+                self.kind,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.kind == Kind::Nats {
+            // JetStream is ready shortly after the port.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn uri(&self, target: &str) -> String {
+        let scheme = match self.kind {
+            Kind::Mqtt => "mqtt",
+            Kind::Redis => "redis",
+            Kind::Nats => "nats",
+        };
+        format!("{scheme}://127.0.0.1:{}/{target}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// MQTT subscriber collecting every payload of `topic` (QoS 1).
+struct MqttSubscriber {
+    got: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl MqttSubscriber {
+    fn start(port: u16, topic: &str) -> Self {
+        let mut o = rumqttc::MqttOptions::new(format!("test-sub-{}", std::process::id()), "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(64 << 20, 64 << 20);
+        let (client, mut conn) = rumqttc::Client::new(o, 100);
+        client
+            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+            .expect("subscribe");
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _keep = client;
+            for ev in conn.iter() {
+                match ev {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        let _ = tx.send(());
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        g.lock().unwrap().push(p.payload.to_vec())
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+        MqttSubscriber { got }
+    }
+}
+
+/// Every entry of a Redis stream: (key, payload).
+fn redis_stream(port: u16, stream: &str) -> Vec<(String, Vec<u8>)> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("redis client");
+    let mut con = client.get_connection().expect("redis connection");
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .expect("XRANGE");
+    reply
+        .ids
+        .iter()
+        .map(|e| {
+            let key: String = e.get("key").expect("key field");
+            let payload: Vec<u8> = e.get("payload").expect("payload field");
+            (key, payload)
+        })
+        .collect()
+}
+
+/// Every message of a JetStream stream, in order.
+fn nats_stream(port: u16, stream: &str) -> Vec<Vec<u8>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+            .await
+            .expect("nats connect");
+        let js = async_nats::jetstream::new(client);
+        let mut s = js.get_stream(stream).await.expect("stream exists");
+        let n = s.info().await.expect("stream info").state.messages;
+        let mut out = Vec::new();
+        for seq in 1..=n {
+            let m = s.get_raw_message(seq).await.expect("stream message");
+            out.push(m.payload.to_vec());
+        }
+        out
+    })
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(gsttrtvision::messages::SCHEMA).expect("schema is JSON");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
+/// Parses and validates every payload; returns them.
+fn validate_all(payloads: &[Vec<u8>]) -> Vec<serde_json::Value> {
+    let v = validator();
+    payloads
+        .iter()
+        .map(|p| {
+            let j: serde_json::Value = serde_json::from_slice(p).expect("payload is JSON");
+            if let Err(e) = v.validate(&j) {
+                panic!("message does not match the schema: {e}\n{j}");
+            }
+            j
+        })
+        .collect()
+}
+
+const CAMS: u32 = 4;
+const FRAMES: u64 = 24;
+
+const ANALYTICS: &str = r#"
+[[camera]]
+id = 0
+[[camera.zone]]
+name = "left"
+polygon = [[0, 0], [80, 0], [80, 120], [0, 120]]
+occupancy-threshold = 1
+[[camera.line]]
+name = "middle"
+from = [80, 0]
+to = [80, 120]
+[[camera]]
+id = 1
+[[camera.zone]]
+name = "top"
+polygon = [[0, 0], [160, 0], [160, 60], [0, 60]]
+"#;
+
+/// 4 cameras -> YOLO-seg -> masks -> tracker -> analytics -> trtmsgbroker (as fast as it goes).
+fn run_four_cameras(uri: &str, tag: &str) -> gst::Element {
+    common::init();
+    let cfg = common::cfg("shapes-yolo-seg.toml");
+    let analytics = common::temp_path(tag, "analytics.toml");
+    std::fs::write(&analytics, ANALYTICS).unwrap();
+    let mut desc = format!(
+        "trtmux name=m batch-size={CAMS} ! trtpreprocess config-file={cfg} ! trtinfer model={cfg} ! trtmaskselect \
+         ! trttracker ! trtanalytics config-file={} ! trtmsgbroker name=b uri={uri} pipeline-id=test",
+        analytics.display()
+    );
+    for i in 0..CAMS {
+        desc += &format!(
+            " trtscenesrc camera={i} num-buffers={FRAMES} ! video/x-raw,format=RGBA,width=160,height=120,framerate=30/1 ! m.sink_{i}"
+        );
+    }
+    let p = common::parse(&desc);
+    common::run_to_end(&p, gst::ClockTime::from_seconds(120)).expect("pipeline runs to EOS");
+    p.by_name("b").unwrap()
+}
+
+/// One frame message per frame of every camera, unique keys; events present.
+fn check_four_cameras(msgs: &[serde_json::Value]) {
+    let frames: HashSet<(u64, u64)> = msgs
+        .iter()
+        .filter(|m| m["kind"] == "frame")
+        .map(|m| (m["camera"].as_u64().unwrap(), m["frame"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        frames.len() as u64,
+        CAMS as u64 * FRAMES,
+        "one frame message per frame"
+    );
+    let keys: HashSet<&str> = msgs.iter().map(|m| m["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), msgs.len(), "keys are unique");
+    let dets: usize = msgs
+        .iter()
+        .filter_map(|m| m["detections"].as_array())
+        .map(|d| d.len())
+        .sum();
+    assert!(
+        dets as u64 >= 2 * CAMS as u64 * FRAMES,
+        "detections present ({dets})"
+    );
+    assert!(msgs
+        .iter()
+        .any(|m| m["detections"][0]["mask"]["area"].as_u64().is_some_and(|a| a > 0)));
+    assert!(msgs.iter().any(|m| m["detections"][0]["track_id"].is_u64()));
+    assert!(msgs
+        .iter()
+        .any(|m| m["zones"].as_array().is_some_and(|z| !z.is_empty())));
+    assert!(
+        msgs.iter().any(|m| m["event"]["type"] == "zone_entry"),
+        "zone events present"
+    );
+}
+
+#[test]
+fn mqtt_four_cameras_every_message_valid() {
+    let Some(server) = Server::start(Kind::Mqtt, "mqtt4") else {
+        return;
+    };
+    let sub = MqttSubscriber::start(server.port, "trtvision/test");
+    let b = run_four_cameras(&server.uri("trtvision/test"), "mqtt4");
+    assert_eq!(b.property::<u64>("dropped"), 0);
+    let sent = b.property::<u64>("sent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (sub.got.lock().unwrap().len() as u64) < sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = sub.got.lock().unwrap().clone();
+    assert_eq!(got.len() as u64, sent, "the subscriber received every message");
+    check_four_cameras(&validate_all(&got));
+}
+
+#[test]
+fn mqtt5_delivers() {
+    let Some(server) = Server::start(Kind::Mqtt, "mqtt5") else {
+        return;
+    };
+    let sub = MqttSubscriber::start(server.port, "v5");
+    common::init();
+    let p = common::parse(&format!(
+        "trtscenesrc num-buffers=20 ! video/x-raw,width=64,height=48,framerate=30/1 ! trtmsgbroker name=b uri={}?version=5",
+        server.uri("v5")
+    ));
+    common::run_to_end(&p, gst::ClockTime::from_seconds(60)).expect("runs");
+    assert_eq!(p.by_name("b").unwrap().property::<u64>("sent"), 20);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sub.got.lock().unwrap().len() < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let msgs = validate_all(&sub.got.lock().unwrap());
+    let frames: Vec<u64> = msgs.iter().map(|m| m["frame"].as_u64().unwrap()).collect();
+    assert_eq!(
+        frames,
+        (0..20).collect::<Vec<_>>(),
+        "video input: one message per frame, in order"
+    );
+}
+
+#[test]
+fn redis_four_cameras_every_message_valid() {
+    let Some(server) = Server::start(Kind::Redis, "redis4") else {
+        return;
+    };
+    let b = run_four_cameras(&server.uri("trtvision"), "redis4");
+    let entries = redis_stream(server.port, "trtvision");
+    assert_eq!(entries.len() as u64, b.property::<u64>("sent"));
+    let payloads: Vec<Vec<u8>> = entries.iter().map(|(_, p)| p.clone()).collect();
+    let msgs = validate_all(&payloads);
+    for ((key, _), m) in entries.iter().zip(&msgs) {
+        assert_eq!(
+            m["key"].as_str().unwrap(),
+            key,
+            "stream field 'key' is the message key"
+        );
+    }
+    check_four_cameras(&msgs);
+}
+
+#[test]
+fn nats_four_cameras_every_message_valid() {
+    let Some(server) = Server::start(Kind::Nats, "nats4") else {
+        return;
+    };
+    let b = run_four_cameras(&server.uri("trtvision.results"), "nats4");
+    let payloads = nats_stream(server.port, "TRTVISION_RESULTS");
+    assert_eq!(payloads.len() as u64, b.property::<u64>("sent"));
+    check_four_cameras(&validate_all(&payloads));
+}
+
+/// Live 4-camera run with frame messages; `outage` kills the broker for that long from
+/// `kill_at` on. Returns the element and the wall-clock arrival times of batches.
+fn live_run(
+    server: &mut Server,
+    spool: &Path,
+    spool_max: u64,
+    seconds: u64,
+    outage: Option<(Duration, Duration)>,
+) -> (gst::Element, Vec<(Instant, usize)>) {
+    common::init();
+    let frames = seconds * 30;
+    let mut desc = format!(
+        "trtmux name=m batch-size={CAMS} ! trtmsgbroker name=b uri={} pipeline-id=live message-kind=frame \
+         spool-dir={} spool-max-bytes={spool_max} queue-size=64 timeout=500",
+        server.uri("live"),
+        spool.display()
+    );
+    for i in 0..CAMS {
+        desc += &format!(
+            " trtscenesrc camera={i} is-live=true num-buffers={frames} ! video/x-raw,format=RGBA,width=64,height=48,framerate=30/1 ! m.sink_{i}"
+        );
+    }
+    let p = common::parse(&desc);
+    let b = p.by_name("b").unwrap();
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let a = arrivals.clone();
+    b.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buf) = info.buffer() {
+                let n = buf
+                    .meta::<gsttrtvision::batch::BatchMeta>()
+                    .map_or(0, |m| m.batch().slots.len());
+                a.lock().unwrap().push((Instant::now(), n));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let start = Instant::now();
+    let handle = {
+        let p = p.clone();
+        std::thread::spawn(move || common::run_to_end(&p, gst::ClockTime::from_seconds(seconds + 60)))
+    };
+    if let Some((at, len)) = outage {
+        std::thread::sleep(at.saturating_sub(start.elapsed()));
+        server.kill();
+        std::thread::sleep(len);
+        server.spawn();
+    }
+    handle.join().unwrap().expect("pipeline runs to EOS");
+    let arrivals = arrivals.lock().unwrap().clone();
+    (b, arrivals)
+}
+
+/// The element's counters: sent, spooled, replayed, dropped.
+fn counters(b: &gst::Element) -> (u64, u64, u64, u64) {
+    let c = |n: &str| b.property::<u64>(n);
+    (c("sent"), c("spooled"), c("replayed"), c("dropped"))
+}
+
+/// Frames per second that reached the sink within `[from, to)` after the first arrival.
+fn rate(arrivals: &[(Instant, usize)], from: Duration, to: Duration) -> f64 {
+    let t0 = arrivals[0].0;
+    let n: usize = arrivals
+        .iter()
+        .filter(|(t, _)| (from..to).contains(&(*t - t0)))
+        .map(|(_, n)| n)
+        .sum();
+    n as f64 / (to - from).as_secs_f64()
+}
+
+#[test]
+fn redis_outage_of_10s_loses_nothing_and_never_slows_the_pipeline() {
+    let Some(mut server) = Server::start(Kind::Redis, "outage") else {
+        return;
+    };
+    let spool = common::temp_path("outage", "spool");
+    let _ = std::fs::remove_dir_all(&spool);
+    let seconds = 16;
+    let (b, arrivals) = live_run(
+        &mut server,
+        &spool,
+        64 << 20,
+        seconds,
+        Some((Duration::from_secs(3), Duration::from_secs(10))),
+    );
+    let (sent, spooled, replayed, dropped) = counters(&b);
+    eprintln!("outage: sent {sent}, spooled {spooled}, replayed {replayed}, dropped {dropped}");
+    assert_eq!(dropped, 0);
+    assert!(
+        spooled > 0 && replayed == spooled,
+        "the outage went through the spool"
+    );
+    // Frame rate of the live sources while the broker was down, against before it.
+    let before = rate(&arrivals, Duration::from_millis(500), Duration::from_millis(2500));
+    let during = rate(
+        &arrivals,
+        Duration::from_millis(4000),
+        Duration::from_millis(12000),
+    );
+    eprintln!("frames/s reaching trtmsgbroker: before {before:.1}, during the outage {during:.1}");
+    assert!(
+        during >= 0.95 * before && during >= 0.9 * 30.0 * CAMS as f64,
+        "before {before}, during {during}"
+    );
+    // After deduplication by key: exactly one message per frame.
+    let entries = redis_stream(server.port, "live");
+    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, _) in &entries {
+        *by_key.entry(k.clone()).or_default() += 1;
+    }
+    let frames = seconds * 30;
+    assert_eq!(
+        by_key.len() as u64,
+        CAMS as u64 * frames,
+        "one message per frame after deduplication"
+    );
+    for c in 0..CAMS {
+        for f in 0..frames {
+            assert!(
+                by_key.contains_key(&format!("live/{c}/{f}/frame/0")),
+                "camera {c} frame {f} missing"
+            );
+        }
+    }
+    validate_all(&entries.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>());
+}
+
+#[test]
+fn small_spool_drops_are_counted_and_the_pipeline_keeps_running() {
+    let Some(mut server) = Server::start(Kind::Mqtt, "small") else {
+        return;
+    };
+    let spool = common::temp_path("small", "spool");
+    let _ = std::fs::remove_dir_all(&spool);
+    let seconds = 4;
+    // Down the whole run after the first second; a 16 KiB spool holds ~40 messages.
+    let (b, arrivals) = live_run(
+        &mut server,
+        &spool,
+        16 << 10,
+        seconds,
+        Some((Duration::from_secs(1), Duration::from_secs(seconds + 2))),
+    );
+    let (sent, spooled, _, dropped) = counters(&b);
+    eprintln!("small spool: sent {sent}, spooled {spooled}, dropped {dropped}");
+    let frames: usize = arrivals.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        frames as u64,
+        CAMS as u64 * seconds * 30,
+        "every frame went through the pipeline"
+    );
+    assert!(dropped > 0, "drops are counted");
+    assert!(spooled > 0);
+    assert!(
+        sent + spooled + dropped >= frames as u64,
+        "every message accounted for"
+    );
+}
+
+#[test]
+fn bad_uris_are_clear_errors() {
+    common::init();
+    for (uri, needle) in [
+        ("kafka://127.0.0.1:9092/t", "kafka:// is not supported"),
+        ("mqtt://127.0.0.1:1883", "MQTT topic"),
+        ("ftp://h/x", "unknown broker scheme"),
+    ] {
+        let p = common::parse(&format!("trtscenesrc num-buffers=1 ! trtmsgbroker uri={uri}"));
+        let e = common::run_to_end(&p, gst::ClockTime::from_seconds(10)).unwrap_err();
+        assert!(e.contains(needle), "{uri}: {e}");
+    }
+    let p =
+        common::parse("trtscenesrc num-buffers=1 ! trtmsgbroker uri=mqtt://alice:s3cret@127.0.0.1:1/t?qos=1");
+    let e = common::run_to_end(&p, gst::ClockTime::from_seconds(10)).unwrap_err();
+    assert!(!e.contains("s3cret"), "credentials never appear: {e}");
+}
+
+/// Process CPU seconds (user + system) of this process.
+fn self_cpu_s() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// CPU seconds of process `pid` (user + system), from /proc.
+fn pid_cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command name: state is field 0, utime 11, stime 12.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// A frame message of 4 detections with masks, as a 4-camera YOLO-seg pipeline sends.
+fn sample_payload(frame: u64) -> (String, Vec<u8>) {
+    let dets = gsttrtvision::scene::scene_detections(0, frame, 640, 480);
+    let at = gsttrtvision::messages::FrameRef {
+        camera: 0,
+        frame,
+        pts_ns: Some(frame * 33_333_333),
+        running_time_ns: Some(frame * 33_333_333),
+    };
+    let m = gsttrtvision::messages::frame_messages(
+        "bench",
+        gsttrtvision::messages::MessageKind::Frame,
+        &at,
+        (640, 480),
+        &dets,
+        &[],
+        &[],
+    );
+    let e = gsttrtvision::messages::encode(&m[0]);
+    (e.key, e.payload)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[test]
+#[ignore = "measurement: writes bench/results/cpu-broker-<broker>-20261207.json"]
+fn bench_brokers() {
+    use gsttrtvision::broker::{Config, Destination, Sender};
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let device = format!(
+        "cpu: {cpu_model} x{}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let commit = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default()
+    .trim()
+    .to_string();
+    let (n, paced_rate, paced_s, replay_n) = (10_000u64, 1_000u64, 3u64, 5_000u64);
+    for (kind, name, target) in [
+        (Kind::Mqtt, "mqtt", "bench"),
+        (Kind::Redis, "redis", "bench"),
+        (Kind::Nats, "nats", "bench.frames"),
+    ] {
+        let mut server = Server::start(kind, &format!("bench-{name}")).expect("broker installed");
+        let uri = server.uri(target);
+        let make = |spool: Option<(PathBuf, String)>, queue: usize| {
+            let mut c = Config::new(Destination::parse(&uri).unwrap());
+            c.queue_size = queue;
+            c.spool = spool;
+            c.latency_samples = 1 << 20;
+            Sender::start(c, |_| {}).expect("sender starts")
+        };
+        let payload_bytes = sample_payload(0).1.len();
+        // 1. Sustained rate: everything queued at once, time until all acknowledged.
+        let s = make(None, n as usize);
+        assert!(s.flush(Duration::from_secs(10)));
+        let msgs: Vec<_> = (0..n).map(sample_payload).collect();
+        let pid = server.child.as_ref().unwrap().id();
+        let (c0, b0, t0) = (self_cpu_s(), pid_cpu_s(pid), Instant::now());
+        for (k, p) in msgs {
+            s.push(k, p);
+        }
+        assert!(s.flush(Duration::from_secs(300)), "{name}: all acknowledged");
+        let wall = t0.elapsed().as_secs_f64();
+        let (client_cpu, broker_cpu) = (self_cpu_s() - c0, pid_cpu_s(pid) - b0);
+        let rate = n as f64 / wall;
+        s.take_latencies();
+        // 2. Latency frame -> broker acknowledgement at a steady rate.
+        let t1 = Instant::now();
+        for i in 0..paced_rate * paced_s {
+            let due = Duration::from_secs_f64(i as f64 / paced_rate as f64);
+            if let Some(w) = due.checked_sub(t1.elapsed()) {
+                std::thread::sleep(w);
+            }
+            let (k, p) = sample_payload(n + i);
+            s.push(k, p);
+        }
+        assert!(s.flush(Duration::from_secs(60)));
+        let mut lat: Vec<f64> = s.take_latencies().iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        lat.sort_by(f64::total_cmp);
+        drop(s);
+        // 3. Spool replay: broker down while messages are spooled, then back.
+        server.kill();
+        let dir = common::temp_path(&format!("bench-{name}"), "spool");
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = make(Some((dir, "bench".into())), 64);
+        for i in 0..replay_n {
+            let (k, p) = sample_payload(i);
+            s.push(k, p);
+        }
+        let spooled = s.counters().get().1;
+        let t2 = Instant::now();
+        server.spawn();
+        assert!(s.flush(Duration::from_secs(300)), "{name}: spool replayed");
+        let replay_wall = t2.elapsed().as_secs_f64();
+        let replayed = s.counters().get().2;
+        let replay_rate = replayed as f64 / replay_wall;
+        drop(s);
+        let record = serde_json::json!({
+            "device": device,
+            "date": "2026-12-07",
+            "commit": commit,
+            "what": format!("broker-{name}"),
+            "pipeline": format!("cargo test --release --test broker -- --ignored bench_brokers ({uri}, gsttrtvision::broker::Sender, batch 64)"),
+            "cameras": null, "width": 640, "height": 480, "batch_size": 64,
+            "model": "none", "backend": "none",
+            "frames": n,
+            "payload_bytes": payload_bytes,
+            "messages_per_s": rate,
+            "cpu_cores": client_cpu / wall,
+            "cpu_cores_per_1000_msgs_per_s": client_cpu / wall / (rate / 1000.0),
+            "broker_cpu_cores_per_1000_msgs_per_s": broker_cpu / wall / (rate / 1000.0),
+            "latency_ms": {"p50": percentile(&lat, 0.5), "p95": percentile(&lat, 0.95), "p99": percentile(&lat, 0.99)},
+            "latency_rate_msgs_per_s": paced_rate,
+            "latency_samples": lat.len(),
+            "spool_replay": {"messages": replayed, "spooled": spooled, "seconds": replay_wall, "messages_per_s": replay_rate},
+            "note": "latency: push (the frame's message handed to trtmsgbroker's queue) to the broker's acknowledgement; \
+                     cpu_cores: this process only; the machine is shared, so rates are lower bounds",
+        });
+        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("bench/results/cpu-broker-{name}-20261207.json"));
+        std::fs::write(&out, serde_json::to_string_pretty(&record).unwrap() + "\n").unwrap();
+        eprintln!("{}", serde_json::to_string_pretty(&record).unwrap());
+    }
+}
