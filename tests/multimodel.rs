@@ -4,7 +4,6 @@
 
 mod common;
 
-use gst::prelude::*;
 use gst_video::prelude::*;
 use gsttrtvision::draw::colormap::{lut_index, Colormap};
 use gsttrtvision::results::{FrameMask, ObjectResult};
