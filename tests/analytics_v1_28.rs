@@ -49,8 +49,11 @@ fn from_roi(b: &gst::BufferRef) -> Vec<analytics::AnalyticsObject> {
                 label: d.get::<String>("label").unwrap(),
                 confidence: d.get::<f64>("confidence").unwrap() as f32,
                 rect: (x as i32, y as i32, w as i32, h as i32),
-                track: (object_id >= 0)
-                    .then(|| (object_id as u64, gst::ClockTime::ZERO, gst::ClockTime::ZERO)),
+                track: (object_id >= 0).then_some((
+                    object_id as u64,
+                    gst::ClockTime::ZERO,
+                    gst::ClockTime::ZERO,
+                )),
                 classes: roi::read_secondary(r)
                     .into_iter()
                     .filter_map(|s| s.attribute.map(|a| (a.label.to_string(), a.score)))

@@ -86,8 +86,8 @@ pub fn attach(
         .map(|d| 1 + usize::from(d.object_id >= 0) + usize::from(d.mask.is_some()) + d.secondary.len())
         .sum();
     let data_bytes: usize = entries * 64;
-    let mut params = gst_analytics::AnalyticsRelationMetaInitParams::new(entries.max(1), data_bytes.max(256));
-    let mut meta = AnalyticsRelationMeta::add_full(buffer, &mut params);
+    let params = gst_analytics::AnalyticsRelationMetaInitParams::new(entries.max(1), data_bytes.max(256));
+    let mut meta = AnalyticsRelationMeta::add_full(buffer, &params);
     for d in detections {
         let (x, y, w, h) = d.bbox.to_pixel_rect(frame_w, frame_h);
         let od_id = meta
@@ -344,11 +344,7 @@ mod tests {
         );
         assert_eq!(objs[1].label, "circle");
         assert_eq!(
-            (
-                objs[1].track.clone(),
-                objs[1].classes.len(),
-                objs[1].mask.is_none()
-            ),
+            (objs[1].track, objs[1].classes.len(), objs[1].mask.is_none()),
             (None, 0, true)
         );
         assert!(read(&gst::Buffer::new()).is_empty());
