@@ -4,13 +4,11 @@
 
 mod common;
 
-use gst::prelude::*;
 use gst_video::prelude::*;
 use gsttrtvision::ops::overlay::draw::colormap::{lut_index, Colormap};
 use gsttrtvision::results::{FrameMask, ObjectResult};
 use gsttrtvision::scene;
 use gsttrtvision::trtdemux::roi;
-use std::sync::{Arc, Mutex};
 
 /// Depth the synthetic depth model gives each class, and the background
 /// (engines/generate_models.py).
@@ -19,54 +17,13 @@ const DEPTH_BACKGROUND: f32 = 10.0;
 /// Side of the landmark model's crops.
 const CROP: f32 = 64.0;
 
-/// One output frame: camera, frame number, caps' video info, the buffer.
-struct Out {
-    camera: u32,
-    info: gst_video::VideoInfo,
-    buffer: gst::Buffer,
-}
+/// One output frame: camera, caps' video info, the buffer.
+type Out = common::Demuxed;
 
 /// Runs `chain` (the part between trtmux and trtdemux) on `cameras` = (format, w, h) for
 /// `frames` frames; returns every demuxed frame, or the error message.
 fn run(chain: &str, cameras: &[(&str, u32, u32)], frames: u32) -> Result<Vec<Out>, String> {
-    common::init();
-    let mut desc = format!(
-        "trtmux name=m batch-size={} ! {chain} ! trtdemux name=d",
-        cameras.len()
-    );
-    for (i, (fmt, w, h)) in cameras.iter().enumerate() {
-        desc += &format!(
-            " trtscenesrc camera={i} num-buffers={frames} ! video/x-raw,format={fmt},width={w},height={h},framerate=30/1 ! m.sink_{i} \
-              d.src_{i} ! queue ! appsink name=out{i} sync=false"
-        );
-    }
-    let p = common::parse(&desc);
-    let outs = Arc::new(Mutex::new(Vec::new()));
-    for i in 0..cameras.len() {
-        let sink = p
-            .by_name(&format!("out{i}"))
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        let outs = outs.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-                    outs.lock().unwrap().push(Out {
-                        camera: i as u32,
-                        info,
-                        buffer: sample.buffer_owned().unwrap(),
-                    });
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    }
-    common::run_to_end(&p, gst::ClockTime::from_seconds(180))?;
-    let v = std::mem::take(&mut *outs.lock().unwrap());
-    Ok(v)
+    common::run_demuxed(chain, "", "", cameras, frames)
 }
 
 fn cfg(name: &str) -> String {

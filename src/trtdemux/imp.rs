@@ -29,6 +29,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_ATTACH_ROI: bool = true;
+#[cfg(feature = "v1_28")]
+const DEFAULT_META: super::TrtDemuxMeta = super::TrtDemuxMeta::Both;
 
 struct SrcStream {
     pad: gst::Pad,
@@ -37,6 +39,9 @@ struct SrcStream {
     /// A flush cleared the pad's segment: send it again before the next frame or gap.
     need_segment: bool,
     ended: bool,
+    /// Track first/last-seen times for the stream's GstAnalytics tracking entries.
+    #[cfg(feature = "v1_28")]
+    tracks: super::analytics::TrackTimes,
 }
 
 #[derive(Default)]
@@ -50,6 +55,8 @@ struct State {
 pub struct TrtDemux {
     sinkpad: gst::Pad,
     attach_roi: Mutex<bool>,
+    #[cfg(feature = "v1_28")]
+    meta: Mutex<super::TrtDemuxMeta>,
     state: Mutex<State>,
 }
 
@@ -80,6 +87,8 @@ impl TrtDemux {
                 announced: None,
                 need_segment: false,
                 ended: false,
+                #[cfg(feature = "v1_28")]
+                tracks: Default::default(),
             },
         );
         pad
@@ -200,16 +209,46 @@ impl TrtDemux {
             }
         }
 
+        #[cfg(feature = "v1_28")]
+        let pad_index = slot.pad_index();
         let FrameSlot {
             mut buffer,
             results,
             info,
             ..
         } = slot;
+        #[cfg(not(feature = "v1_28"))]
         if attach_roi && !results.is_empty() {
             let b = buffer.make_mut();
             super::roi::attach(b, &results.detections, info.width(), info.height());
             super::roi::attach_tensors(b, &results.tensors, &results.dense);
+        }
+        #[cfg(feature = "v1_28")]
+        if attach_roi && !results.is_empty() {
+            let which = *self.meta.lock().unwrap();
+            let b = buffer.make_mut();
+            if which.roi() {
+                super::roi::attach(b, &results.detections, info.width(), info.height());
+                super::roi::attach_tensors(b, &results.tensors, &results.dense);
+            }
+            if which.analytics() && !results.detections.is_empty() {
+                let mut state = self.state.lock().unwrap();
+                if let Some(s) = state.streams.get_mut(&pad_index) {
+                    if let Err(e) = super::analytics::attach(
+                        b,
+                        &results.detections,
+                        info.width(),
+                        info.height(),
+                        &mut s.tracks,
+                    ) {
+                        gst::warning!(
+                            CAT,
+                            imp = self,
+                            "source {pad_index}: GstAnalytics metadata incomplete: {e}"
+                        );
+                    }
+                }
+            }
         }
         let res = pad.push(buffer);
         let mut state = self.state.lock().unwrap();
@@ -382,6 +421,8 @@ impl ObjectSubclass for TrtDemux {
         Self {
             sinkpad,
             attach_roi: Mutex::new(DEFAULT_ATTACH_ROI),
+            #[cfg(feature = "v1_28")]
+            meta: Mutex::new(DEFAULT_META),
             state: Mutex::new(State::default()),
         }
     }
@@ -395,12 +436,20 @@ impl ObjectImpl for TrtDemux {
 
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![glib::ParamSpecBoolean::builder("attach-roi-meta")
-                .nick("Attach ROI meta")
-                .blurb("Attach one GstVideoRegionOfInterestMeta per detection (with detection and mask parameters), and raw model tensors as a TrtVisionTensorMeta, to each output frame")
-                .default_value(DEFAULT_ATTACH_ROI)
-                .mutable_playing()
-                .build()]
+            vec![
+                glib::ParamSpecBoolean::builder("attach-roi-meta")
+                    .nick("Attach ROI meta")
+                    .blurb("Attach one GstVideoRegionOfInterestMeta per detection (with detection and mask parameters), and raw model tensors as a TrtVisionTensorMeta, to each output frame")
+                    .default_value(DEFAULT_ATTACH_ROI)
+                    .mutable_playing()
+                    .build(),
+                #[cfg(feature = "v1_28")]
+                glib::ParamSpecEnum::builder_with_default("meta", DEFAULT_META)
+                    .nick("Result metadata")
+                    .blurb("Which result metadata to attach when attach-roi-meta is on: ROI metas, one GstAnalyticsRelationMeta per frame (object detection, tracking, classification and segmentation entries), or both")
+                    .mutable_playing()
+                    .build(),
+            ]
         });
         PROPS.as_ref()
     }
@@ -410,6 +459,8 @@ impl ObjectImpl for TrtDemux {
             "attach-roi-meta" => {
                 *self.attach_roi.lock().unwrap() = value.get().expect("type checked upstream")
             }
+            #[cfg(feature = "v1_28")]
+            "meta" => *self.meta.lock().unwrap() = value.get().expect("type checked upstream"),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -417,6 +468,8 @@ impl ObjectImpl for TrtDemux {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "attach-roi-meta" => self.attach_roi.lock().unwrap().to_value(),
+            #[cfg(feature = "v1_28")]
+            "meta" => self.meta.lock().unwrap().to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }

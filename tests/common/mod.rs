@@ -220,3 +220,60 @@ pub fn frame_slot(
         results: Default::default(),
     }
 }
+
+/// One frame out of trtdemux: camera index, its caps' video info, the buffer.
+pub struct Demuxed {
+    pub camera: u32,
+    pub info: gst_video::VideoInfo,
+    pub buffer: gst::Buffer,
+}
+
+/// `cameras` = (format, width, height) of trtscenesrc cameras → trtmux → `chain` → trtdemux
+/// with `demux` properties → per camera `tail` (elements ending in `!`, or empty) → appsink,
+/// `frames` frames each. Every frame that came out, or the pipeline's error message.
+pub fn run_demuxed(
+    chain: &str,
+    demux: &str,
+    tail: &str,
+    cameras: &[(&str, u32, u32)],
+    frames: u32,
+) -> Result<Vec<Demuxed>, String> {
+    init();
+    let mut desc = format!(
+        "trtmux name=m batch-size={} ! {chain} ! trtdemux name=d {demux}",
+        cameras.len()
+    );
+    for (i, (fmt, w, h)) in cameras.iter().enumerate() {
+        desc += &format!(
+            " trtscenesrc camera={i} num-buffers={frames} ! video/x-raw,format={fmt},width={w},height={h},framerate=30/1 ! m.sink_{i} \
+              d.src_{i} ! queue ! {tail} appsink name=out{i} sync=false"
+        );
+    }
+    let p = parse(&desc);
+    let outs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for i in 0..cameras.len() {
+        let sink = p
+            .by_name(&format!("out{i}"))
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        let outs = outs.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+                    outs.lock().unwrap().push(Demuxed {
+                        camera: i as u32,
+                        info,
+                        buffer: sample.buffer_owned().unwrap(),
+                    });
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    run_to_end(&p, gst::ClockTime::from_seconds(180))?;
+    let v = std::mem::take(&mut *outs.lock().unwrap());
+    Ok(v)
+}
