@@ -22,14 +22,15 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 ROOT="${TRTVISION_GST128_ROOT:-/var/cache/trtvision/gst-1.28-root}"
 SUITE=sid
 # Packages inside the root: GStreamer 1.28 with development files (analytics and CUDA
-# libraries come with libgstreamer-plugins-bad1.0-dev), the plugins the tests use, a C
-# toolchain and pkg-config for the -sys crates, python3 with GObject introspection for
-# reading GstAnalytics from Python.
+# libraries come with libgstreamer-plugins-bad1.0-dev), the plugins, RTSP server library and
+# message brokers the tests use, a C toolchain and pkg-config for the -sys crates, python3
+# with GObject introspection for reading GstAnalytics from Python.
 PKGS=(ca-certificates pkg-config gcc g++ libc6-dev make python3 python3-gi python3-gst-1.0
       gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
       gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-      gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
+      gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+      libgstrtspserver-1.0-dev mosquitto redis-server nats-server)
 # The stamp records the package list: changing the list makes `ensure` install again.
 STAMP="$ROOT/.trtvision-complete"
 WANT_STAMP="suite=$SUITE packages=${PKGS[*]}"
