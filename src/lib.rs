@@ -18,6 +18,7 @@ pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod geometry;
+pub mod gpu_element;
 pub mod launch;
 pub mod live;
 pub mod messages;

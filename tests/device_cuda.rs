@@ -26,7 +26,7 @@ use gsttrtvision::cuda::{
     self, copy_device_to_host, device_lease, CudaContext, CudaError, CudaFrame, DeviceBuffer, DeviceContext,
     Event, Stream, CUDA_FORMATS,
 };
-use gsttrtvision::ops::preprocess::cuda::CudaPreprocessor;
+use gsttrtvision::ops::preprocess::cuda::{CudaPreprocessor, INITIAL_POOL, MAX_POOL};
 use gsttrtvision::ops::preprocess::{self, Scratch};
 use gsttrtvision::tensor::{DType, Tensor};
 use gsttrtvision::video::FrameReader;
@@ -403,14 +403,14 @@ fn pool_leases_and_errors() {
     let t = cfg.transform(100, 60);
     let mut pre = CudaPreprocessor::new(&ctx, &cfg, 2).expect("preprocessor");
     pre.set_tensor_name("x");
-    assert_eq!(pre.pool_size(), cuda::INITIAL_POOL);
+    assert_eq!(pre.pool_size(), INITIAL_POOL);
 
     // Held tensors make the pool grow up to MAX_POOL, then runs fail cleanly.
     let mut held = Vec::new();
-    for _ in 0..cuda::MAX_POOL {
+    for _ in 0..MAX_POOL {
         held.push(pre.run(std::slice::from_ref(&frame), &[t]).expect("run"));
     }
-    assert_eq!(pre.pool_size(), cuda::MAX_POOL);
+    assert_eq!(pre.pool_size(), MAX_POOL);
     let ptrs: Vec<u64> = held
         .iter()
         .map(|t| device_lease(t).map_or(0, |l| l.ptr()))

@@ -126,7 +126,7 @@ impl CudaContext {
         unsafe { from_glib_full(ffi::gst_context_new_cuda_context(self.to_glib_none().0)) }
     }
 
-    /// The driver-level view of this context for [`super::CudaPreprocessor`].
+    /// The driver-level view of this context, for the kernel runners.
     pub fn device_context(&self) -> Result<DeviceContext, CudaError> {
         DeviceContext::from_gst(self)
     }
@@ -248,8 +248,10 @@ pub fn ensure_element_context(
 
 /// The CUDA context of one element and the GstContext handling every CUDA-capable
 /// trtvision element does: take offered contexts ([`ElementCudaContext::set_context`]),
-/// find or create one on NULL→READY and drop it on READY→NULL
-/// ([`ElementCudaContext::change_state`]), answer queries ([`ElementCudaContext::query`]).
+/// find or create one on NULL→READY ([`ElementCudaContext::before_change_state`]) and drop
+/// it on READY→NULL ([`ElementCudaContext::after_change_state`]), answer queries
+/// ([`ElementCudaContext::query`]). Elements use it through
+/// [`crate::gpu_element::CudaContextElement`].
 #[derive(Debug, Default)]
 pub struct ElementCudaContext {
     slot: Mutex<Option<CudaContext>>,
@@ -266,24 +268,6 @@ impl ElementCudaContext {
         if let Ok(mut slot) = self.slot.lock() {
             handle_set_context(element, context, -1, &mut slot);
         }
-    }
-
-    /// Wraps the element's `change_state` (`parent` chains up): on NULL→READY finds or
-    /// creates the context ([`ensure_element_context`]; without a usable GPU, or when that
-    /// fails with a warning in `cat`, the element works on the CPU), on READY→NULL drops it.
-    pub fn change_state<T>(
-        &self,
-        element: &gst::Element,
-        cat: gst::DebugCategory,
-        transition: gst::StateChange,
-        parent: impl FnOnce() -> T,
-    ) -> T {
-        if let Err(e) = self.before_change_state(element, transition) {
-            gst::warning!(cat, obj = element, "CPU path only: {e}");
-        }
-        let result = parent();
-        self.after_change_state(transition);
-        result
     }
 
     /// Before the element's parent `change_state`: finds or creates the context on

@@ -8,6 +8,12 @@
 //!
 //! Call [`super::probe`] (or [`super::cuda_available`]) before anything else here: cudarc's
 //! dynamic loader panics when libcuda is absent, and the probe is the one place that checks.
+//!
+//! Why not cudarc's safe types (`CudaContext`, `CudaStream`, `CudaEvent`, `CudaModule`,
+//! `CudaSlice`): they all hang off an `Arc<cudarc::driver::CudaContext>`, which can only
+//! retain a device's primary context, while the elements must work in the CUcontext of the
+//! pipeline's `GstCudaContext` (possibly not a primary one). Each type below says what else
+//! it needs.
 
 use std::ffi::{c_void, CStr};
 use std::marker::PhantomData;
@@ -83,7 +89,8 @@ impl Drop for CtxInner {
     }
 }
 
-/// A CUDA context the CUDA path works in (cheap to clone, reference counted).
+/// A CUDA context the CUDA path works in (cheap to clone, reference counted). Not
+/// `cudarc::driver::CudaContext`: that one cannot wrap a GStreamer-owned CUcontext.
 #[derive(Clone)]
 pub struct DeviceContext {
     inner: Arc<CtxInner>,
@@ -303,7 +310,9 @@ impl Drop for ContextGuard<'_> {
     }
 }
 
-/// Device memory (`cuMemAlloc`, 256-byte aligned), freed on drop.
+/// Device memory (`cuMemAlloc`, 256-byte aligned), freed on drop. Not `CudaSlice`: its
+/// per-access event tracking would add work to every launch, and its address is shared
+/// with ONNX Runtime, TensorRT and GStreamer, which cudarc cannot track.
 pub struct DeviceBuffer {
     ptr: sys::CUdeviceptr,
     len: usize,
@@ -484,7 +493,8 @@ pub fn copy_host_to_device(
     )
 }
 
-/// Page-locked host memory (`cuMemHostAlloc`), freed on drop.
+/// Page-locked host memory (`cuMemHostAlloc`), freed on drop. cudarc's `PinnedHostSlice`
+/// needs a cudarc context (see the module docs).
 pub(crate) struct PinnedBuffer {
     ptr: *mut c_void,
     len: usize,
@@ -531,7 +541,8 @@ impl Drop for PinnedBuffer {
     }
 }
 
-/// A non-blocking CUDA stream, destroyed on drop.
+/// A non-blocking CUDA stream, destroyed on drop. Not `CudaStream`: it needs a cudarc
+/// context, and backends are handed the raw CUstream.
 pub struct Stream {
     raw: sys::CUstream,
     ctx: DeviceContext,
@@ -608,7 +619,8 @@ impl Drop for Stream {
     }
 }
 
-/// A CUDA event, destroyed on drop.
+/// A CUDA event, destroyed on drop. Not `CudaEvent`: it is recorded on and waited on by
+/// streams of other libraries (raw CUstreams), which cudarc's event does not take.
 pub struct Event {
     raw: sys::CUevent,
     ctx: DeviceContext,
@@ -706,7 +718,8 @@ impl Drop for Event {
     }
 }
 
-/// A loaded module with one kernel function.
+/// A loaded module with one kernel function. Not `CudaModule`/`CudaFunction`: they need a
+/// cudarc context (see the module docs).
 pub(crate) struct Kernel {
     module: sys::CUmodule,
     function: sys::CUfunction,

@@ -1,5 +1,5 @@
-//! The CUDA path (cargo feature `cuda`): GStreamer CUDA memory interop and the batched
-//! preprocessing kernel.
+//! CUDA itself (cargo feature `cuda`): driver, contexts, streams and events, GStreamer
+//! CUDA memory interop, NVRTC and the kernel-module loader, device output pools.
 //!
 //! - [`probe`] / [`cuda_available`]: is there a usable NVIDIA driver and GPU? Never
 //!   panics; call it before anything else here (cudarc loads libcuda lazily and panics
@@ -8,16 +8,14 @@
 //!   [`handle_context_query`]: the pipeline-wide `GstCudaContext` (libgstcuda-1.0).
 //! - [`map_cuda_frame`]: device address and stride of each plane of a GstCudaMemory
 //!   frame, as a [`CudaFrame`].
-//! - [`CudaPreprocessor`]: one kernel launch per batch turns device frames (NV12, I420,
-//!   RGB, BGR, RGBA, BGRA, RGBx, BGRx) into the NCHW f32/f16 model input in device memory,
-//!   with the exact math of [`crate::ops::preprocess`].
-//! - [`CudaOverlay`]: one kernel launch per batch draws the overlay's command list
-//!   ([`crate::ops::overlay`]) in place on device frames, byte-identical to the CPU drawing.
-//! - [`dense::DenseSummarizer`]: the summary of dense outputs left in device memory,
-//!   computed on the GPU (a few bytes per frame to the host instead of the map).
-//! - [`CudaTiler`]: one kernel launch per batch composes device frames into one mosaic
-//!   frame in device memory, or downloaded once into host memory (`trttiler`),
-//!   byte-identical to the CPU mosaic.
+//! - [`DeviceTensorLease`]: a device tensor of a bounded output pool with the event of
+//!   the work that wrote it ([`device_lease`] finds it in a [`crate::tensor::Tensor`]).
+//! - [`KernelSource`] and the kernel-module loader (probe, NVRTC compile for the device's
+//!   architecture, load) that every kernel runner under [`crate::ops`] uses.
+//!
+//! The operations themselves (preprocessing, overlay, mosaic, YOLO decoding, mask
+//! selection, dense summary) live in [`crate::ops`], each with its CUDA runner; nothing
+//! here depends on them.
 //!
 //! Nothing here is linked against CUDA: libcuda and libnvrtc are loaded at run time by
 //! cudarc; only libgstcuda-1.0 (part of gst-plugins-bad) is linked.
@@ -27,11 +25,12 @@ pub(crate) mod driver;
 pub mod ffi;
 pub(crate) mod frame;
 mod memsync;
+pub(crate) mod module;
 pub(crate) mod nvrtc;
+pub(crate) mod pool;
 
 use std::sync::OnceLock;
 
-pub use crate::ops::preprocess::cuda::{device_lease, DeviceTensorLease, INITIAL_POOL, MAX_POOL};
 pub use context::{
     ensure_element_context, handle_context_query, handle_set_context, is_cuda_buffer, map_cuda_frame,
     map_cuda_frame_mut, CudaContext, CudaFrameMap, ElementCudaContext,
@@ -41,7 +40,8 @@ pub use driver::{
     DeviceContext, Event, Stream, DEFAULT_SYNC, SYNC_ENV,
 };
 pub use frame::{CudaFrame, CUDA_FORMATS};
-pub use nvrtc::KERNEL_FILES;
+pub use module::KernelSource;
+pub use pool::{device_lease, DeviceTensorLease};
 
 /// Errors of the CUDA path; every message is a sentence.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -92,7 +92,7 @@ pub struct DeviceInfo {
     pub name: String,
     /// Compute capability of device 0.
     pub compute_capability: (i32, i32),
-    /// Whether NVRTC (needed by [`CudaPreprocessor`]) can be loaded.
+    /// Whether NVRTC (needed by every kernel runner) can be loaded.
     pub nvrtc: bool,
 }
 

@@ -4,6 +4,10 @@
 //! GstCudaMemory interop, NVRTC), never the reverse. Kernel sources are under `kernels/`.
 
 pub mod dense;
+#[cfg(feature = "cuda")]
+pub(crate) mod device_tensor;
+#[cfg(feature = "cuda")]
+pub mod kernels;
 pub mod maskselect;
 pub mod mosaic;
 pub mod overlay;

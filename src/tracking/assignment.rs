@@ -1,7 +1,6 @@
-//! Minimum-cost assignment of tracks to detections (Hungarian method, shortest augmenting
-//! paths with potentials, O(n²·m)), with gating: pairs marked forbidden are never
-//! reported as matches. All working memory lives in [`Assignment`] and is reused from one
-//! call to the next, so the steady state allocates nothing.
+//! Minimum-cost assignment of tracks to detections (Kuhn–Munkres, `pathfinding`), with
+//! gating: pairs marked forbidden are never reported as matches. The cost matrix and the
+//! result live in [`Assignment`] and are reused from one call to the next.
 
 /// Cost of a forbidden pair (class mismatch, IoU below the threshold).
 pub const FORBIDDEN: f64 = f64::INFINITY;
@@ -12,14 +11,13 @@ pub struct Assignment {
     rows: usize,
     cols: usize,
     cost: Vec<f64>,
-    u: Vec<f64>,
-    v: Vec<f64>,
-    p: Vec<usize>,
-    way: Vec<usize>,
-    minv: Vec<f64>,
-    used: Vec<bool>,
     matches: Vec<(usize, usize)>,
 }
+
+/// Integer weight of the largest cost the solver sees (a forbidden pair): costs are scaled
+/// to integers (Kuhn–Munkres needs exact arithmetic) with this much resolution, and sums of
+/// a few thousand such weights stay far from `i64::MAX`.
+const WEIGHT_RANGE: f64 = (1u64 << 40) as f64;
 
 impl Assignment {
     /// Starts a `rows × cols` problem with every pair forbidden.
@@ -63,96 +61,20 @@ impl Assignment {
         } else {
             (self.rows, self.cols)
         };
-        let (rows, cols) = (self.rows, self.cols);
-        let cost = &self.cost;
-        let at = |i: usize, j: usize| {
+        let (cols, cost) = (self.cols, &self.cost);
+        let scale = WEIGHT_RANGE / big;
+        let weights = pathfinding::matrix::Matrix::from_fn(n, m, |(i, j)| {
             let c = if transposed {
                 cost[j * cols + i]
             } else {
                 cost[i * cols + j]
             };
-            if c.is_finite() {
-                c
-            } else {
-                big
-            }
-        };
-        debug_assert_eq!(cost.len(), rows * cols);
-        for vec in [&mut self.u, &mut self.v, &mut self.minv] {
-            vec.clear();
-        }
-        self.u.resize(n + 1, 0.0);
-        self.v.resize(m + 1, 0.0);
-        self.minv.resize(m + 1, 0.0);
-        self.p.clear();
-        self.p.resize(m + 1, 0);
-        self.way.clear();
-        self.way.resize(m + 1, 0);
-        self.used.clear();
-        self.used.resize(m + 1, false);
-        let (u, v, p, way, minv, used) = (
-            &mut self.u,
-            &mut self.v,
-            &mut self.p,
-            &mut self.way,
-            &mut self.minv,
-            &mut self.used,
-        );
-        for i in 1..=n {
-            p[0] = i;
-            let mut j0 = 0usize;
-            minv.fill(f64::INFINITY);
-            used.fill(false);
-            loop {
-                used[j0] = true;
-                let i0 = p[j0];
-                let mut delta = f64::INFINITY;
-                let mut j1 = 0usize;
-                for j in 1..=m {
-                    if !used[j] {
-                        let cur = at(i0 - 1, j - 1) - u[i0] - v[j];
-                        if cur < minv[j] {
-                            minv[j] = cur;
-                            way[j] = j0;
-                        }
-                        if minv[j] < delta {
-                            delta = minv[j];
-                            j1 = j;
-                        }
-                    }
-                }
-                if j1 == 0 {
-                    // Cannot happen with finite costs and n ≤ m; bail out rather than loop.
-                    break;
-                }
-                for j in 0..=m {
-                    if used[j] {
-                        u[p[j]] += delta;
-                        v[j] -= delta;
-                    } else {
-                        minv[j] -= delta;
-                    }
-                }
-                j0 = j1;
-                if p[j0] == 0 {
-                    break;
-                }
-            }
-            while j0 != 0 {
-                let j1 = way[j0];
-                p[j0] = p[j1];
-                j0 = j1;
-            }
-        }
-        for (j, &i) in p.iter().enumerate().skip(1) {
-            if i == 0 {
-                continue;
-            }
-            let (row, col) = if transposed {
-                (j - 1, i - 1)
-            } else {
-                (i - 1, j - 1)
-            };
+            let c = if c.is_finite() { c } else { big };
+            (c * scale).round() as i64
+        });
+        let (_, assigned) = pathfinding::kuhn_munkres::kuhn_munkres_min(&weights);
+        for (i, &j) in assigned.iter().enumerate() {
+            let (row, col) = if transposed { (j, i) } else { (i, j) };
             if cost[row * cols + col].is_finite() {
                 self.matches.push((row, col));
             }

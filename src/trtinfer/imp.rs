@@ -4,6 +4,7 @@ use super::context::{InferContext, InferSettings, OperateOn};
 use super::inflight::{Inferred, Sessions};
 use super::promptseg::{PromptSegContext, Route};
 use crate::backend::BackendChoice;
+use crate::gpu_element::CudaContextElement;
 use crate::parsers::ParserChoice;
 use gst::glib;
 use gst::prelude::*;
@@ -65,8 +66,7 @@ pub struct TrtInfer {
     context: Mutex<Option<Loaded>>,
     stats: Stats,
     /// CUDA context shared with the pipeline (object crops of CUDA frames run on the GPU).
-    #[cfg(feature = "cuda")]
-    cuda_ctx: crate::cuda::ElementCudaContext,
+    cuda_ctx: crate::gpu_element::ElementCudaContext,
 }
 
 #[glib::object_subclass]
@@ -433,22 +433,30 @@ impl ElementImpl for TrtInfer {
     }
 
     fn set_context(&self, context: &gst::Context) {
-        #[cfg(feature = "cuda")]
-        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
-        self.parent_set_context(context)
+        self.cuda_set_context(context)
     }
 
     fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        #[cfg(feature = "cuda")]
-        if self.settings.lock().unwrap().operate_on == OperateOn::Objects {
-            if let Err(e) = self.cuda_ctx.before_change_state(self.obj().upcast_ref(), t) {
-                gst::warning!(CAT, imp = self, "object crops on the CPU only: {e}");
-            }
-        }
-        let r = self.parent_change_state(t);
-        #[cfg(feature = "cuda")]
-        self.cuda_ctx.after_change_state(t);
-        r
+        self.cuda_change_state(t)
+    }
+}
+
+impl CudaContextElement for TrtInfer {
+    fn cuda_context(&self) -> &crate::gpu_element::ElementCudaContext {
+        &self.cuda_ctx
+    }
+
+    fn debug_category(&self) -> gst::DebugCategory {
+        *CAT
+    }
+
+    /// Only object crops run on the GPU: frame-mode inference needs no context.
+    fn wants_cuda(&self) -> bool {
+        self.settings.lock().unwrap().operate_on == OperateOn::Objects
+    }
+
+    fn cpu_fallback_note(&self) -> &'static str {
+        "object crops on the CPU only"
     }
 }
 
@@ -659,8 +667,7 @@ impl BaseTransformImpl for TrtInfer {
                 );
             }
         }
-        #[cfg(feature = "cuda")]
-        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+        if self.cuda_query(query) {
             return true;
         }
         BaseTransformImplExt::parent_query(self, direction, query)

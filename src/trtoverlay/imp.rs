@@ -18,6 +18,7 @@
 //! [`CudaOverlay`]: crate::ops::overlay::cuda::CudaOverlay
 
 use crate::batch::{Batch, FrameSlot};
+use crate::gpu_element::CudaContextElement;
 use crate::ops::overlay::draw::colormap::Colormap;
 use crate::ops::overlay::draw::Canvas;
 use crate::ops::overlay::{draw_frame, OverlayStyle};
@@ -202,8 +203,7 @@ pub struct TrtOverlay {
     /// Frames drawn on the GPU since start.
     gpu_frames: AtomicU64,
     /// CUDA context shared with the pipeline through `gst.cuda.context`.
-    #[cfg(feature = "cuda")]
-    cuda_ctx: crate::cuda::ElementCudaContext,
+    cuda_ctx: crate::gpu_element::ElementCudaContext,
 }
 
 impl TrtOverlay {
@@ -640,18 +640,21 @@ impl ElementImpl for TrtOverlay {
     }
 
     fn set_context(&self, context: &gst::Context) {
-        #[cfg(feature = "cuda")]
-        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
-        self.parent_set_context(context)
+        self.cuda_set_context(context)
     }
 
     fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        #[cfg(feature = "cuda")]
-        return self
-            .cuda_ctx
-            .change_state(self.obj().upcast_ref(), *CAT, t, || self.parent_change_state(t));
-        #[cfg(not(feature = "cuda"))]
-        self.parent_change_state(t)
+        self.cuda_change_state(t)
+    }
+}
+
+impl CudaContextElement for TrtOverlay {
+    fn cuda_context(&self) -> &crate::gpu_element::ElementCudaContext {
+        &self.cuda_ctx
+    }
+
+    fn debug_category(&self) -> gst::DebugCategory {
+        *CAT
     }
 }
 
@@ -681,8 +684,7 @@ impl BaseTransformImpl for TrtOverlay {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
-        #[cfg(feature = "cuda")]
-        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+        if self.cuda_query(query) {
             return true;
         }
         BaseTransformImplExt::parent_query(self, direction, query)

@@ -3,6 +3,7 @@
 
 use crate::batch::{Batch, BatchTensor};
 use crate::config::{ColorOrder, InputDType, ModelConfig, PreprocessConfig, ResizeMode};
+use crate::gpu_element::CudaContextElement;
 use crate::ops::preprocess::{self, Scratch};
 use crate::tensor::{HostTensorPool, Tensor};
 use crate::transform::Device;
@@ -68,8 +69,7 @@ pub struct TrtPreprocess {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     /// CUDA context shared with the pipeline through `gst.cuda.context`.
-    #[cfg(feature = "cuda")]
-    cuda_ctx: crate::cuda::ElementCudaContext,
+    cuda_ctx: crate::gpu_element::ElementCudaContext,
 }
 
 fn parse_floats(s: &str) -> Option<[f32; 3]> {
@@ -426,18 +426,21 @@ impl ElementImpl for TrtPreprocess {
     }
 
     fn set_context(&self, context: &gst::Context) {
-        #[cfg(feature = "cuda")]
-        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
-        self.parent_set_context(context)
+        self.cuda_set_context(context)
     }
 
     fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        #[cfg(feature = "cuda")]
-        return self
-            .cuda_ctx
-            .change_state(self.obj().upcast_ref(), *CAT, t, || self.parent_change_state(t));
-        #[cfg(not(feature = "cuda"))]
-        self.parent_change_state(t)
+        self.cuda_change_state(t)
+    }
+}
+
+impl CudaContextElement for TrtPreprocess {
+    fn cuda_context(&self) -> &crate::gpu_element::ElementCudaContext {
+        &self.cuda_ctx
+    }
+
+    fn debug_category(&self) -> gst::DebugCategory {
+        *CAT
     }
 }
 
@@ -508,8 +511,7 @@ impl BaseTransformImpl for TrtPreprocess {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
-        #[cfg(feature = "cuda")]
-        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+        if self.cuda_query(query) {
             return true;
         }
         BaseTransformImplExt::parent_query(self, direction, query)

@@ -33,6 +33,7 @@
 //! [`CudaTiler`]: crate::ops::mosaic::cuda::CudaTiler
 
 use crate::batch::{self, Batch, BatchMeta};
+use crate::gpu_element::CudaContextElement;
 use crate::ops::mosaic::{self, grid_for, Grid};
 use crate::video::FrameReader;
 use gst::glib;
@@ -132,8 +133,7 @@ pub struct TrtTiler {
     /// after stop for the `cpu-reason` property.
     cpu_reason: Mutex<Option<String>>,
     /// CUDA context shared with the pipeline through `gst.cuda.context`.
-    #[cfg(feature = "cuda")]
-    cuda_ctx: crate::cuda::ElementCudaContext,
+    cuda_ctx: crate::gpu_element::ElementCudaContext,
 }
 
 /// Whether `caps` (first structure) are in CUDA memory.
@@ -662,18 +662,21 @@ impl ElementImpl for TrtTiler {
     }
 
     fn set_context(&self, context: &gst::Context) {
-        #[cfg(feature = "cuda")]
-        self.cuda_ctx.set_context(self.obj().upcast_ref(), context);
-        self.parent_set_context(context)
+        self.cuda_set_context(context)
     }
 
     fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        #[cfg(feature = "cuda")]
-        return self
-            .cuda_ctx
-            .change_state(self.obj().upcast_ref(), *CAT, t, || self.parent_change_state(t));
-        #[cfg(not(feature = "cuda"))]
-        self.parent_change_state(t)
+        self.cuda_change_state(t)
+    }
+}
+
+impl CudaContextElement for TrtTiler {
+    fn cuda_context(&self) -> &crate::gpu_element::ElementCudaContext {
+        &self.cuda_ctx
+    }
+
+    fn debug_category(&self) -> gst::DebugCategory {
+        *CAT
     }
 }
 
@@ -695,8 +698,7 @@ impl BaseTransformImpl for TrtTiler {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
-        #[cfg(feature = "cuda")]
-        if self.cuda_ctx.query(self.obj().upcast_ref(), query) {
+        if self.cuda_query(query) {
             return true;
         }
         BaseTransformImplExt::parent_query(self, direction, query)

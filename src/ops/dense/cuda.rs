@@ -12,13 +12,20 @@ use std::ffi::{c_void, CStr};
 use cudarc::driver::sys;
 
 use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::module::load_kernel;
 use crate::cuda::CudaError;
-use crate::ops::yolo::cuda::{device_ptr, f16_flag, load};
+use crate::cuda::KernelSource;
+use crate::ops::device_tensor::{device_ptr, f16_flag};
 use crate::results::{DenseMap, DeviceDense};
 use crate::tensor::{DType, HostTensorPool, Tensor, TensorStorage};
 
 /// CUDA C source of the summary kernel.
 pub const DENSE_SOURCE: &str = include_str!("../../../kernels/dense.cu");
+/// The kernel file, for the loader and the NVRTC compile test.
+pub const KERNEL: KernelSource = KernelSource {
+    file: "dense.cu",
+    source: DENSE_SOURCE,
+};
 const STATS_KERNEL: &CStr = c"trtv_dense_stats";
 /// Threads of a block (one block per frame).
 const THREADS: u32 = 256;
@@ -169,7 +176,7 @@ impl DenseSummarizer {
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
         crate::cuda::guard("creating the dense summarizer", || {
             Ok(Self {
-                kernel: load(ctx, "dense.cu", DENSE_SOURCE, STATS_KERNEL)?,
+                kernel: load_kernel(ctx, &KERNEL, STATS_KERNEL)?,
                 stream: Stream::new(ctx)?,
                 event: Event::new(ctx, false)?,
                 ctx: ctx.clone(),

@@ -11,12 +11,19 @@ use std::sync::Arc;
 use cudarc::driver::sys;
 
 use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::module::load_kernel;
 use crate::cuda::CudaError;
+use crate::cuda::KernelSource;
 use crate::geometry::LetterboxTransform;
-use crate::ops::yolo::cuda::{device_ptr, f16_flag, load};
+use crate::ops::device_tensor::{device_ptr, f16_flag};
 use crate::tensor::Tensor;
 
 pub const MASK_SOURCE: &str = include_str!("../../../kernels/maskselect.cu");
+/// The kernel file, for the loader and the NVRTC compile test.
+pub const KERNEL: KernelSource = KernelSource {
+    file: "maskselect.cu",
+    source: MASK_SOURCE,
+};
 const MASK_KERNEL: &CStr = c"trtv_mask_select";
 /// Most prototypes the mask kernel combines (its shared-memory table).
 pub const MAX_PROTOS: usize = 256;
@@ -222,7 +229,7 @@ impl MaskSelector {
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
         crate::cuda::guard("creating the mask selector", || {
             Ok(Self {
-                kernel: load(ctx, "maskselect.cu", MASK_SOURCE, MASK_KERNEL)?,
+                kernel: load_kernel(ctx, &KERNEL, MASK_KERNEL)?,
                 stream: Stream::new(ctx)?,
                 event: Event::new(ctx, false)?,
                 ctx: ctx.clone(),

@@ -21,13 +21,21 @@ use cudarc::driver::sys;
 
 use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
 use crate::cuda::frame::{CudaFrame, FrameLayout};
-use crate::cuda::nvrtc::{compile, nvrtc_arch, require_nvrtc};
+use crate::cuda::module::KernelModule;
+use crate::cuda::nvrtc::require_nvrtc;
 use crate::cuda::CudaError;
+use crate::cuda::KernelSource;
 use crate::geometry::LetterboxTransform;
 
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../../kernels/tiler.cu");
 const KERNEL_FILE: &str = "tiler.cu";
+
+/// The kernel file, for the loader and the NVRTC compile test.
+pub const KERNEL: KernelSource = KernelSource {
+    file: KERNEL_FILE,
+    source: KERNEL_SOURCE,
+};
 const KERNEL_NAME: &CStr = c"trtv_tile";
 const KERNEL_NAME_INLINE: &CStr = c"trtv_tile_inline";
 /// Grids of up to this many tiles pass their tile table inside the kernel launch;
@@ -206,12 +214,12 @@ impl CudaTiler {
     }
 
     fn build(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        let arch = nvrtc_arch(ctx.compute_capability()?)?;
-        let ptx = compile(KERNEL_SOURCE, KERNEL_FILE, &arch)?;
+        let module = KernelModule::compile(ctx, &KERNEL)?;
+        let arch = module.arch().to_string();
         let mut this = Self {
             stream: Stream::new(ctx)?,
-            kernel: Kernel::load(ctx, &ptx, KERNEL_NAME)?,
-            kernel_inline: Kernel::load(ctx, &ptx, KERNEL_NAME_INLINE)?,
+            kernel: module.kernel(KERNEL_NAME)?,
+            kernel_inline: module.kernel(KERNEL_NAME_INLINE)?,
             done: Event::new(ctx, false)?,
             table: Some(Table::new(ctx, 1)?),
             rgba: None,
@@ -492,6 +500,7 @@ mod tests {
     use gst_video::VideoFormat;
 
     use crate::cuda::frame::{KIND_I420, KIND_PACKED, KIND_PACKED4};
+    use crate::cuda::nvrtc::{compile, nvrtc_arch};
     const OUT_PACKED: i32 = 0;
     const OUT_PACKED4: i32 = 1;
     const OUT_NV12: i32 = 2;

@@ -18,14 +18,22 @@ use cudarc::driver::sys;
 
 use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
 use crate::cuda::frame::{CudaFrame, FrameLayout};
-use crate::cuda::nvrtc::{compile, nvrtc_arch, require_nvrtc};
+use crate::cuda::module::KernelModule;
+use crate::cuda::nvrtc::require_nvrtc;
 use crate::cuda::CudaError;
+use crate::cuda::KernelSource;
 use crate::ops::overlay::{DenseLayer, DrawCommand, FrameCommands, OverlayCommands};
 
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../../kernels/overlay.cu");
 const KERNEL_NAME: &CStr = c"trtv_overlay";
 const KERNEL_FILE: &str = "overlay.cu";
+
+/// The kernel file, for the loader and the NVRTC compile test.
+pub const KERNEL: KernelSource = KernelSource {
+    file: KERNEL_FILE,
+    source: KERNEL_SOURCE,
+};
 /// Pixels per tile side (a block of 16x16 threads, each owning a 2x2 pixel block).
 const TILE: u32 = 32;
 const BLOCK: u32 = TILE / 2;
@@ -206,9 +214,9 @@ impl CudaOverlay {
     }
 
     fn build(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        let arch = nvrtc_arch(ctx.compute_capability()?)?;
-        let ptx = compile(KERNEL_SOURCE, KERNEL_FILE, &arch)?;
-        let kernel = Kernel::load(ctx, &ptx, KERNEL_NAME)?;
+        let module = KernelModule::compile(ctx, &KERNEL)?;
+        let kernel = module.kernel(KERNEL_NAME)?;
+        let arch = module.arch().to_string();
         let glyphs: Vec<u8> = crate::ops::overlay::font::atlas()
             .iter()
             .flatten()

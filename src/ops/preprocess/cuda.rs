@@ -19,15 +19,17 @@
 //! the buffer is then reused for a later batch.
 
 use std::ffi::{c_void, CStr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cudarc::driver::sys;
 
 use crate::config::{ColorOrder, PreprocessConfig};
-use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::driver::{check, DeviceContext, Kernel, Stream};
 use crate::cuda::frame::{CudaFrame, KIND_I420, KIND_NV12};
-use crate::cuda::nvrtc::{compile, nvrtc_arch};
+use crate::cuda::module::KernelModule;
+use crate::cuda::pool::{Slot, TensorPool};
 use crate::cuda::CudaError;
+use crate::cuda::{DeviceTensorLease, KernelSource};
 use crate::geometry::LetterboxTransform;
 use crate::ops::preprocess::content_span;
 use crate::tensor::{DType, Tensor, TensorStorage};
@@ -80,6 +82,12 @@ pub const INLINE_FRAMES: usize = 32;
 /// widths take the one-pixel kernel.
 pub const DEFAULT_PIXELS_PER_THREAD: u32 = 4;
 const KERNEL_FILE: &str = "preprocess.cu";
+
+/// The kernel file, for the loader and the NVRTC compile test.
+pub const KERNEL: KernelSource = KernelSource {
+    file: KERNEL_FILE,
+    source: KERNEL_SOURCE,
+};
 /// Default thread block: 32 x 4 threads (on the H100 23.4-23.9 us per batch of 8 x 1080p NV12
 /// into 640x640 f16 against 24.1-24.5 us with 32 x 8; the kernel is built for at most 256).
 const BLOCK_X: u32 = 32;
@@ -267,173 +275,13 @@ impl FrameParams {
     }
 }
 
-/// One output buffer with everything a batch in flight needs.
-struct Slot {
-    out: DeviceBuffer,
-    /// Recorded after the kernel that wrote `out`.
-    event: Event,
-    params_host: PinnedBuffer,
-    params_dev: DeviceBuffer,
-}
-
-impl Slot {
-    fn new(ctx: &DeviceContext, out_len: usize, max_batch: usize) -> Result<Self, CudaError> {
-        let plen = max_batch * std::mem::size_of::<FrameParams>();
-        Ok(Self {
-            out: DeviceBuffer::new(ctx, out_len)?,
-            event: Event::new(ctx, false)?,
-            params_host: PinnedBuffer::new(ctx, plen)?,
-            params_dev: DeviceBuffer::new(ctx, plen)?,
-        })
-    }
-
-    fn params_mut(&mut self) -> &mut [FrameParams] {
-        let bytes = self.params_host.as_mut_slice();
-        // SAFETY: FrameParams is plain old data (any bit pattern is valid); align_to_mut
-        // only yields the aligned middle (cuMemHostAlloc returns page-aligned memory).
-        let (_, params, _) = unsafe { bytes.align_to_mut::<FrameParams>() };
-        params
-    }
-}
-
-struct Pool {
-    free: Mutex<Vec<Slot>>,
-}
-
-/// Keepalive of a device tensor made by [`CudaPreprocessor::run`]: owns the output
-/// buffer until dropped (then it goes back to the pool), keeps the source frames alive,
-/// and exposes the event recorded after the kernel.
-pub struct DeviceTensorLease {
-    slot: Option<Slot>,
-    pool: Arc<Pool>,
-    ptr: u64,
-    len: usize,
-    /// The source frames, until the kernel has read them (see
-    /// [`DeviceTensorLease::release_frames_after`]).
-    frames: Mutex<Vec<gst::Buffer>>,
-}
-
-impl std::fmt::Debug for DeviceTensorLease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceTensorLease")
-            .field("ptr", &format_args!("{:#x}", self.ptr))
-            .field("len", &self.len)
-            .field("frames", &self.frames.lock().map_or(0, |f| f.len()))
-            .finish()
-    }
-}
-
-impl DeviceTensorLease {
-    fn slot(&self) -> Result<&Slot, CudaError> {
-        self.slot
-            .as_ref()
-            .ok_or_else(|| CudaError::InvalidInput("device tensor lease already released".into()))
-    }
-
-    /// Device address of the tensor (256-byte aligned).
-    pub fn ptr(&self) -> u64 {
-        self.ptr
-    }
-
-    /// Tensor size in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the tensor is empty (never, for tensors of `run`).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes of the buffer behind the tensor: room for the preprocessor's largest batch.
-    /// A consumer that runs a fixed batch reads the rows past [`Self::len`] as padding
-    /// (they hold earlier batches' rows or uninitialised values).
-    pub fn capacity(&self) -> usize {
-        self.slot.as_ref().map_or(self.len, |s| s.out.len())
-    }
-
-    /// The CUevent recorded after the kernel that wrote the tensor (for consumers that
-    /// manage streams themselves: `cuStreamWaitEvent(their_stream, event, 0)`).
-    pub fn event(&self) -> sys::CUevent {
-        self.slot.as_ref().map_or(std::ptr::null_mut(), |s| s.event.raw())
-    }
-
-    /// Blocks the calling thread until the tensor is written.
-    pub fn wait(&self) -> Result<(), CudaError> {
-        self.slot()?.event.synchronize()
-    }
-
-    /// Whether the tensor is written (never blocks).
-    pub fn is_ready(&self) -> Result<bool, CudaError> {
-        self.slot()?.event.is_complete()
-    }
-
-    /// Makes `stream` wait on the GPU until the tensor is written; the host does not
-    /// block. The stream's work may then read the tensor if its context can access the
-    /// preprocessor's (the same context, normally the device's primary context).
-    ///
-    /// # Safety
-    /// `stream` must be a live CUstream.
-    pub unsafe fn wait_on_stream(&self, stream: sys::CUstream) -> Result<(), CudaError> {
-        // SAFETY: forwarded contract.
-        unsafe { self.slot()?.event.wait_on(stream) }
-    }
-
-    /// Hands the source frames back before the tensor is released: `stream` waits on the
-    /// GPU until the kernel has read them, then the lease drops its references, so that an
-    /// element holding the same frames can write into them without a copy (a buffer
-    /// referenced twice is not writable: `make_mut` would copy every frame). The host does
-    /// not block. Returns how many frame references were dropped.
-    ///
-    /// # Safety
-    /// `stream` must be a live CUstream of a context that can use the lease's event, and
-    /// the caller must hold the frames (their buffers) until its own work on `stream` is
-    /// complete: a decoder may recycle a frame's memory once its last reference is gone.
-    pub unsafe fn release_frames_after(&self, stream: sys::CUstream) -> Result<usize, CudaError> {
-        let mut frames = self
-            .frames
-            .lock()
-            .map_err(|_| CudaError::InvalidInput("device tensor lease poisoned".into()))?;
-        if frames.is_empty() {
-            return Ok(0);
-        }
-        // SAFETY: forwarded contract.
-        unsafe { self.slot()?.event.wait_on(stream) }?;
-        let n = frames.len();
-        frames.clear();
-        Ok(n)
-    }
-
-    /// Source frames the lease still holds.
-    pub fn held_frames(&self) -> usize {
-        self.frames.lock().map_or(0, |f| f.len())
-    }
-}
-
-impl Drop for DeviceTensorLease {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            // The source frames may be recycled once released: never before the kernel
-            // has read them (normally long done; only a dropped, never-awaited batch waits).
-            if !matches!(slot.event.is_complete(), Ok(true)) {
-                let _ = slot.event.synchronize();
-            }
-            if let Ok(mut frames) = self.frames.lock() {
-                frames.clear();
-            }
-            if let Ok(mut free) = self.pool.free.lock() {
-                free.push(slot);
-            }
-        }
-    }
-}
-
-/// The lease of a device tensor made by [`CudaPreprocessor::run`], if `tensor` is one.
-pub fn device_lease(tensor: &Tensor) -> Option<&DeviceTensorLease> {
-    match &tensor.storage {
-        TensorStorage::Device { keepalive, .. } => (**keepalive).downcast_ref::<DeviceTensorLease>(),
-        TensorStorage::Host(_) => None,
-    }
+/// The frame parameters in `slot`'s pinned buffer.
+fn frame_params(slot: &mut Slot) -> &mut [FrameParams] {
+    let bytes = slot.params_host.as_mut_slice();
+    // SAFETY: FrameParams is plain old data (any bit pattern is valid); align_to_mut
+    // only yields the aligned middle (cuMemHostAlloc returns page-aligned memory).
+    let (_, params, _) = unsafe { bytes.align_to_mut::<FrameParams>() };
+    params
 }
 
 /// The kernel entry points of one pixels-per-thread variant (preprocess.cu).
@@ -451,14 +299,14 @@ struct EntryPoints {
 }
 
 impl EntryPoints {
-    fn load(ctx: &DeviceContext, ptx: &[u8], px: u32, color: ColorOrder) -> Result<Self, CudaError> {
+    fn load(module: &KernelModule, px: u32, color: ColorOrder) -> Result<Self, CudaError> {
         let (name, name_inline, name_staged) = kernel_names(px)?;
         Ok(Self {
-            device: Kernel::load(ctx, ptx, name)?,
-            inline: Kernel::load(ctx, ptx, name_inline)?,
-            staged: Kernel::load(ctx, ptx, name_staged)?,
-            nv12: Kernel::load(ctx, ptx, &nv12_kernel_name(px, color, false)?)?,
-            nv12_small: Kernel::load(ctx, ptx, &nv12_kernel_name(px, color, true)?)?,
+            device: module.kernel(name)?,
+            inline: module.kernel(name_inline)?,
+            staged: module.kernel(name_staged)?,
+            nv12: module.kernel(&nv12_kernel_name(px, color, false)?)?,
+            nv12_small: module.kernel(&nv12_kernel_name(px, color, true)?)?,
         })
     }
 }
@@ -483,8 +331,8 @@ pub struct CudaPreprocessor {
     staging: bool,
     /// `__launch_bounds__` variant of the inline kernel (0 = default).
     min_blocks: u32,
-    ptx: Arc<Vec<u8>>,
-    pool: Arc<Pool>,
+    module: KernelModule,
+    pool: Arc<TensorPool>,
     ctx: DeviceContext,
     cfg: PreprocessConfig,
     max_batch: usize,
@@ -536,14 +384,13 @@ impl CudaPreprocessor {
     }
 
     fn build(ctx: &DeviceContext, cfg: &PreprocessConfig, max_batch: usize) -> Result<Self, CudaError> {
-        let arch = nvrtc_arch(ctx.compute_capability()?)?;
-        let ptx = compile(KERNEL_SOURCE, KERNEL_FILE, &arch)?;
+        let module = KernelModule::compile(ctx, &KERNEL)?;
         let pixels_per_thread = if cfg.width.is_multiple_of(DEFAULT_PIXELS_PER_THREAD) {
             DEFAULT_PIXELS_PER_THREAD
         } else {
             1
         };
-        let entries = EntryPoints::load(ctx, &ptx, pixels_per_thread, cfg.color)?;
+        let entries = EntryPoints::load(&module, pixels_per_thread, cfg.color)?;
         let stream = Stream::new(ctx)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
         let out_len = out_row_bytes.checked_mul(max_batch).ok_or_else(|| {
@@ -553,7 +400,11 @@ impl CudaPreprocessor {
         })?;
         let mut free = Vec::with_capacity(MAX_POOL);
         for _ in 0..INITIAL_POOL {
-            free.push(Slot::new(ctx, out_len, max_batch)?);
+            free.push(Slot::new(
+                ctx,
+                out_len,
+                max_batch * std::mem::size_of::<FrameParams>(),
+            )?);
         }
         let mut this = Self {
             stream,
@@ -565,16 +416,14 @@ impl CudaPreprocessor {
             block: (BLOCK_X, BLOCK_Y),
             staging: false,
             min_blocks: 0,
-            ptx,
-            pool: Arc::new(Pool {
-                free: Mutex::new(free),
-            }),
+            arch: module.arch().to_string(),
+            module,
+            pool: Arc::new(TensorPool::new(free)),
             ctx: ctx.clone(),
             cfg: *cfg,
             max_batch,
             out_row_bytes,
             norm: NormParams::new(cfg),
-            arch,
             tensor_name: "images".into(),
             slots: INITIAL_POOL,
         };
@@ -621,7 +470,7 @@ impl CudaPreprocessor {
             return Ok(());
         }
         self.stream.synchronize()?;
-        self.entries = EntryPoints::load(&self.ctx, &self.ptx, px, self.cfg.color)?;
+        self.entries = EntryPoints::load(&self.module, px, self.cfg.color)?;
         self.pixels_per_thread = px;
         self.min_blocks = 0;
         Ok(())
@@ -696,7 +545,7 @@ impl CudaPreprocessor {
             }
         };
         self.stream.synchronize()?;
-        self.entries.inline = Kernel::load(&self.ctx, &self.ptx, &name)?;
+        self.entries.inline = self.module.kernel(&name)?;
         self.min_blocks = n;
         Ok(())
     }
@@ -762,14 +611,17 @@ impl CudaPreprocessor {
     }
 
     fn acquire(&mut self) -> Result<Slot, CudaError> {
-        let recycled = self.pool.free.lock().ok().and_then(|mut f| f.pop());
-        if let Some(slot) = recycled {
+        if let Some(slot) = self.pool.take() {
             return Ok(slot);
         }
         if self.slots >= MAX_POOL {
             return Err(CudaError::PoolExhausted(MAX_POOL));
         }
-        let slot = Slot::new(&self.ctx, self.out_row_bytes * self.max_batch, self.max_batch)?;
+        let slot = Slot::new(
+            &self.ctx,
+            self.out_row_bytes * self.max_batch,
+            self.max_batch * std::mem::size_of::<FrameParams>(),
+        )?;
         self.slots += 1;
         Ok(slot)
     }
@@ -835,13 +687,13 @@ impl CudaPreprocessor {
                 self.release(slot);
                 return Err(e);
             }
-            if slot.params_mut().len() < n {
+            if frame_params(&mut slot).len() < n {
                 self.release(slot);
                 return Err(CudaError::InvalidInput(
                     "pinned parameter buffer is misaligned".into(),
                 ));
             }
-            for ((p, f), t) in slot.params_mut().iter_mut().zip(frames).zip(transforms) {
+            for ((p, f), t) in frame_params(&mut slot).iter_mut().zip(frames).zip(transforms) {
                 *p = FrameParams::new(f, t, &cfg);
             }
         }
@@ -851,7 +703,7 @@ impl CudaPreprocessor {
         } else {
             match &inline {
                 Some(p) => stage_bytes(&p.0[..n], self.pixels_per_thread, self.block),
-                None => stage_bytes(&slot.params_mut()[..n], self.pixels_per_thread, self.block),
+                None => stage_bytes(&frame_params(&mut slot)[..n], self.pixels_per_thread, self.block),
             }
         };
         let nv12 = self.nv12_path
@@ -861,7 +713,7 @@ impl CudaPreprocessor {
         let lease = self.launch(slot, n, keep, inline.as_ref(), stage, nv12)?;
         self.last_nv12 = nv12;
         let len = n * self.out_row_bytes;
-        let ptr = lease.ptr;
+        let ptr = lease.ptr();
         Ok(Tensor {
             name: self.tensor_name.clone(),
             dtype: self.cfg.dtype,
@@ -875,9 +727,7 @@ impl CudaPreprocessor {
     }
 
     fn release(&self, slot: Slot) {
-        if let Ok(mut free) = self.pool.free.lock() {
-            free.push(slot);
-        }
+        self.pool.put(slot);
     }
 
     /// Queues the kernel and the event for `n` frames whose parameters are `inline`
@@ -892,13 +742,7 @@ impl CudaPreprocessor {
         stage: u32,
         nv12: bool,
     ) -> Result<DeviceTensorLease, CudaError> {
-        let lease = DeviceTensorLease {
-            ptr: slot.out.ptr(),
-            len: n * self.out_row_bytes,
-            slot: Some(slot),
-            pool: self.pool.clone(),
-            frames: Mutex::new(frames),
-        };
+        let lease = DeviceTensorLease::new(slot, self.pool.clone(), n * self.out_row_bytes, frames);
         let slot = lease.slot()?;
         let stream = self.stream.raw();
         let _g = self.ctx.push()?;
@@ -979,6 +823,7 @@ mod tests {
     use super::*;
     use crate::config::ResizeMode;
     use crate::cuda::frame::{KIND_PACKED, KIND_PACKED4};
+    use crate::cuda::nvrtc::{compile, nvrtc_arch};
 
     #[test]
     fn params_follow_the_cpu_geometry() {

@@ -10,58 +10,23 @@ use std::ffi::{c_void, CStr};
 use cudarc::driver::sys;
 
 use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use crate::cuda::nvrtc::{compile, nvrtc_arch};
+use crate::cuda::module::load_kernel;
 use crate::cuda::CudaError;
-use crate::tensor::{DType, Tensor, TensorStorage};
+use crate::cuda::KernelSource;
+use crate::ops::device_tensor::{device_ptr, f16_flag};
+use crate::tensor::Tensor;
 
 pub const YOLO_SOURCE: &str = include_str!("../../../kernels/yolo.cu");
+/// The kernel file, for the loader and the NVRTC compile test.
+pub const KERNEL: KernelSource = KernelSource {
+    file: "yolo.cu",
+    source: YOLO_SOURCE,
+};
 const YOLO_KERNEL: &CStr = c"trtv_yolo_candidates";
 /// Bytes of one candidate record and of the header before the records.
 const RECORD: usize = 32;
 
 pub use crate::ops::yolo::YoloCandidate as Candidate;
-
-/// Device address of a device tensor, or an error naming it.
-pub(crate) fn device_ptr(t: &Tensor) -> Result<u64, CudaError> {
-    match &t.storage {
-        TensorStorage::Device { ptr, len, .. } if *len >= t.len_bytes() => Ok(*ptr),
-        TensorStorage::Device { len, .. } => Err(CudaError::InvalidInput(format!(
-            "device tensor '{}' holds {len} bytes, its shape needs {}",
-            t.name,
-            t.len_bytes()
-        ))),
-        TensorStorage::Host(_) => Err(CudaError::InvalidInput(format!(
-            "tensor '{}' is in host memory",
-            t.name
-        ))),
-    }
-}
-
-pub(crate) fn f16_flag(t: &Tensor) -> Result<i32, CudaError> {
-    match t.dtype {
-        DType::F32 => Ok(0),
-        DType::F16 => Ok(1),
-        other => Err(CudaError::InvalidInput(format!(
-            "tensor '{}' is {}, only f32 and f16 outputs are decoded on the GPU",
-            t.name,
-            other.name()
-        ))),
-    }
-}
-
-/// Loads `file`'s kernel `name` in `ctx`.
-pub(crate) fn load(
-    ctx: &DeviceContext,
-    file: &'static str,
-    source: &str,
-    name: &CStr,
-) -> Result<Kernel, CudaError> {
-    crate::cuda::probe()?;
-    crate::cuda::nvrtc::require_nvrtc()?;
-    let arch = nvrtc_arch(ctx.compute_capability()?)?;
-    let ptx = compile(source, file, &arch)?;
-    Kernel::load(ctx, &ptx, name)
-}
 
 /// YOLO candidate compaction on device outputs.
 pub struct YoloDecoder {
@@ -90,7 +55,7 @@ impl YoloDecoder {
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
         crate::cuda::guard("creating the YOLO decoder", || {
             Ok(Self {
-                kernel: load(ctx, "yolo.cu", YOLO_SOURCE, YOLO_KERNEL)?,
+                kernel: load_kernel(ctx, &KERNEL, YOLO_KERNEL)?,
                 stream: Stream::new(ctx)?,
                 event: Event::new(ctx, false)?,
                 ctx: ctx.clone(),
