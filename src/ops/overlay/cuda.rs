@@ -431,9 +431,11 @@ mod tests {
 
     #[test]
     fn sections_are_aligned_and_sized() {
-        let mut list = OverlayCommands::default();
-        list.commands = vec![DrawCommand::default(); 10];
-        list.mask_bytes = vec![0; 7];
+        let mut list = OverlayCommands {
+            commands: vec![DrawCommand::default(); 10],
+            mask_bytes: vec![0; 7],
+            ..Default::default()
+        };
         let s = Sections::new(3, &list);
         assert_eq!(s.commands, 512); // 288 bytes of frames, rounded up
         assert_eq!(s.masks, 1280); // + 560 bytes of commands, rounded up

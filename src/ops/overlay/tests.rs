@@ -455,7 +455,8 @@ fn dense_layers_in_the_command_list() {
     assert!(list.is_empty());
     list.clear();
     list.set_dense_lut(&Colormap::Turbo.lut());
-    assert_eq!(list.dense_lut.len(), 256);
+    // The map's YUV is made per colour space when a frame of that space needs it.
+    assert!(list.dense_lut.is_empty());
     // Host values of the map's row are copied; a device map keeps its address and event;
     // a map with values nowhere draws nothing.
     let mut device = host.clone();
@@ -505,7 +506,22 @@ fn dense_layers_in_the_command_list() {
     assert_eq!((d.source, d.values, d.f16), (DENSE_DEVICE, 0xbeef_0010, 1));
     assert_eq!((h.width, h.height, h.model_w, h.lo, h.hi), (2, 2, 16.0, 0.0, 7.0));
     assert_eq!(list.device_events, [0x77]);
-    let dense: Vec<_> = list.frames.iter().map(|f| (f.dense, f.bounds)).collect();
+    // Both frames are BT.601 limited (SD): one block of the colour map.
+    assert_eq!(list.dense_lut.len(), 256);
+    assert_eq!((h.lut, d.lut), (0, 0));
+    let turbo = Colormap::Turbo.lut();
+    let e = list.dense_lut[200];
+    assert_eq!([e[0], e[1], e[2]], turbo[200].rgb);
+    assert_eq!([e[4], e[5], e[6]], turbo[200].yuv);
+    // A BT.709 frame gets a block of its own, converted with its matrix.
+    let hd = YuvCoefficients::size_default(720);
+    list.add_frame_with_dense(1280, 720, &hd, Some(draw(&host)), &[], &style);
+    assert_eq!(list.dense_lut.len(), 512);
+    assert_eq!(list.dense.last().unwrap().lut, 1);
+    let e = list.dense_lut[256 + 200];
+    assert_eq!([e[4], e[5], e[6]], hd.rgb_to_yuv(turbo[200].rgb));
+    assert_ne!(hd.rgb_to_yuv(turbo[200].rgb), turbo[200].yuv);
+    let dense: Vec<_> = list.frames.iter().take(3).map(|f| (f.dense, f.bounds)).collect();
     assert_eq!(
         dense,
         [(0, [0, 0, 64, 48]), (1, [0, 0, 63, 47]), (-1, [0, 0, 0, 0])]
