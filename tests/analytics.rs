@@ -56,7 +56,16 @@ fn detections(camera: u32, frame: u64, masks: bool) -> Vec<gsttrtvision::results
 
 /// Runs every frame of every camera through trtanalytics; per (camera, frame) its results.
 fn run(masks: bool) -> BTreeMap<(u32, u64), gsttrtvision::analytics::FrameAnalytics> {
-    let path = common::temp_path("analytics-gt", "zones.toml");
+    // One file per mode: the two ground-truth tests run in parallel, and trtanalytics
+    // reloads a config file whose modification time changes.
+    let path = common::temp_path(
+        "analytics-gt",
+        if masks {
+            "zones-masks.toml"
+        } else {
+            "zones-boxes.toml"
+        },
+    );
     std::fs::write(&path, config()).unwrap();
     let mut h = common::harness(
         "trtanalytics",

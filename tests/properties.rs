@@ -62,6 +62,20 @@ const FREE_TEXT: &[(&str, &str)] = &[
     ("trtoverlay", "dense-model"),
     ("trtoverlay", "dense-range"),
     ("trttiler", "cpu-reason"),
+    ("trtcamsrc", "uri"),
+    ("trtcamsrc", "camera-id"),
+    ("trtcamsrc", "record-dir"),
+    ("trtcamsrc", "user-id"),
+    ("trtcamsrc", "user-pw"),
+    ("trtmsgbroker", "uri"),
+    ("trtmsgbroker", "pipeline-id"),
+    ("trtmsgbroker", "spool-dir"),
+    ("trtmsgbroker", "username"),
+    ("trtmsgbroker", "password"),
+    ("trtmsgbroker", "tls-ca-file"),
+    ("trtmsgbroker", "tls-cert-file"),
+    ("trtmsgbroker", "tls-key-file"),
+    ("trtanalytics", "config-file"),
 ];
 
 fn nicks(pspec: &glib::ParamSpec) -> Option<Vec<String>> {

@@ -97,19 +97,22 @@ impl Analytics {
         self.rules = rules_of(new);
     }
 
-    /// Analyses one frame of `camera` at `time_ns` (running time; dwell times).
+    /// Analyses one frame of `camera` at `time_ns` (running time; dwell times). `tracked`:
+    /// a tracker ran on the frame (its untracked objects are tracks not confirmed yet, which
+    /// lines skip); without one, a line rule with objects to follow is an error.
     pub fn process(
         &mut self,
         camera: u32,
         time_ns: u64,
         detections: &[Detection],
+        tracked: bool,
     ) -> Result<FrameAnalytics, NeedsTracker> {
         let Some(rules) = self.rules.get(&camera) else {
             return Ok(FrameAnalytics::default());
         };
         let cam = &**rules;
         let (anchor, fraction) = (self.config.anchor, self.config.min_mask_fraction);
-        if let Some(line) = cam.lines.iter().find(|l| {
+        if let Some(line) = cam.lines.iter().filter(|_| !tracked).find(|l| {
             detections
                 .iter()
                 .any(|d| d.object_id < 0 && config::accepts(&l.classes, &d.label))

@@ -56,7 +56,7 @@ fn entry_dwell_occupancy_exit_and_crossing() {
     let mut a = Analytics::new(Config::parse(CONFIG).unwrap());
     let s = 1_000_000_000u64;
     let f0 = a
-        .process(0, 0, &[det(1, 10.0, 20.0), det(2, 20.0, 30.0)])
+        .process(0, 0, &[det(1, 10.0, 20.0), det(2, 20.0, 30.0)], true)
         .unwrap();
     assert_eq!(f0.zones.len(), 1);
     assert_eq!(f0.zones[0].count, 2);
@@ -71,7 +71,7 @@ fn entry_dwell_occupancy_exit_and_crossing() {
         }
     ));
     let f1 = a
-        .process(0, s, &[det(1, 10.0, 20.0), det(2, 20.0, 30.0)])
+        .process(0, s, &[det(1, 10.0, 20.0), det(2, 20.0, 30.0)], true)
         .unwrap();
     assert_eq!(
         f1.events
@@ -83,7 +83,7 @@ fn entry_dwell_occupancy_exit_and_crossing() {
     // Track 2 moves right across the line: exit, occupancy below, forward? The line points
     // down, so its right-hand side on screen is the left: moving right is backward.
     let f2 = a
-        .process(0, 2 * s, &[det(1, 10.0, 20.0), det(2, 60.0, 70.0)])
+        .process(0, 2 * s, &[det(1, 10.0, 20.0), det(2, 60.0, 70.0)], true)
         .unwrap();
     assert!(f2
         .events
@@ -102,7 +102,7 @@ fn entry_dwell_occupancy_exit_and_crossing() {
         .iter()
         .any(|e| matches!(e, Event::LineCrossing { direction: crate::messages::Direction::Backward, object, .. } if object.track_id == 2)));
     let f3 = a
-        .process(0, 3 * s, &[det(1, 10.0, 20.0), det(2, 10.0, 20.0)])
+        .process(0, 3 * s, &[det(1, 10.0, 20.0), det(2, 10.0, 20.0)], true)
         .unwrap();
     assert!(f3.events.iter().any(|e| matches!(
         e,
@@ -116,10 +116,15 @@ fn entry_dwell_occupancy_exit_and_crossing() {
 #[test]
 fn lines_need_tracks() {
     let mut a = Analytics::new(Config::parse(CONFIG).unwrap());
-    let e = a.process(0, 0, &[det(-1, 10.0, 20.0)]).unwrap_err();
+    let e = a.process(0, 0, &[det(-1, 10.0, 20.0)], false).unwrap_err();
+    // Behind a tracker, an unconfirmed track is skipped, not an error.
+    assert!(a.process(0, 0, &[det(-1, 10.0, 20.0)], true).is_ok());
     assert!(e.to_string().contains("trttracker"), "{e}");
     assert!(
-        a.process(1, 0, &[det(-1, 10.0, 20.0)]).unwrap().events.is_empty(),
+        a.process(1, 0, &[det(-1, 10.0, 20.0)], true)
+            .unwrap()
+            .events
+            .is_empty(),
         "unconfigured camera"
     );
 }

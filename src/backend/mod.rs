@@ -201,6 +201,86 @@ impl ConvAlgoSearch {
     }
 }
 
+/// A CUDA provider setting left to ONNX Runtime or forced either way (trtinfer properties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstTrtProviderSwitch")]
+pub enum ProviderSwitch {
+    /// ONNX Runtime's own default.
+    #[default]
+    #[enum_value(name = "ONNX Runtime's default", nick = "default")]
+    Default,
+    /// Forced on.
+    #[enum_value(name = "On", nick = "true")]
+    On,
+    /// Forced off.
+    #[enum_value(name = "Off", nick = "false")]
+    Off,
+}
+
+impl ProviderSwitch {
+    /// The setting to pass, `None` for ONNX Runtime's default.
+    pub const fn get(self) -> Option<bool> {
+        match self {
+            Self::Default => None,
+            Self::On => Some(true),
+            Self::Off => Some(false),
+        }
+    }
+
+    /// The switch of a setting.
+    pub const fn of(v: Option<bool>) -> Self {
+        match v {
+            None => Self::Default,
+            Some(true) => Self::On,
+            Some(false) => Self::Off,
+        }
+    }
+}
+
+/// trtinfer's `cudnn-conv-algo-search`: ONNX Runtime's default or one [`ConvAlgoSearch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstTrtConvAlgoSearch")]
+pub enum ConvAlgoChoice {
+    /// ONNX Runtime's own default (exhaustive).
+    #[default]
+    #[enum_value(name = "ONNX Runtime's default (exhaustive)", nick = "onnxruntime")]
+    OnnxRuntime,
+    /// Benchmark every algorithm once per shape.
+    #[enum_value(
+        name = "Benchmark every algorithm once per shape (slowest start)",
+        nick = "exhaustive"
+    )]
+    Exhaustive,
+    /// cuDNN's heuristics.
+    #[enum_value(name = "cuDNN's heuristics, no benchmarking", nick = "heuristic")]
+    Heuristic,
+    /// The default algorithm.
+    #[enum_value(name = "cuDNN's default algorithm, no search", nick = "default")]
+    Default,
+}
+
+impl ConvAlgoChoice {
+    /// The search to ask for, `None` for ONNX Runtime's default.
+    pub const fn get(self) -> Option<ConvAlgoSearch> {
+        match self {
+            Self::OnnxRuntime => None,
+            Self::Exhaustive => Some(ConvAlgoSearch::Exhaustive),
+            Self::Heuristic => Some(ConvAlgoSearch::Heuristic),
+            Self::Default => Some(ConvAlgoSearch::Default),
+        }
+    }
+
+    /// The choice of a setting.
+    pub const fn of(v: Option<ConvAlgoSearch>) -> Self {
+        match v {
+            None => Self::OnnxRuntime,
+            Some(ConvAlgoSearch::Exhaustive) => Self::Exhaustive,
+            Some(ConvAlgoSearch::Heuristic) => Self::Heuristic,
+            Some(ConvAlgoSearch::Default) => Self::Default,
+        }
+    }
+}
+
 /// Options of ONNX Runtime's CUDA execution provider; `None` leaves ONNX Runtime's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CudaProviderOptions {

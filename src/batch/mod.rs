@@ -188,6 +188,9 @@ pub struct Batch {
     /// Models whose trtinfer element has processed this batch, in pipeline order (a
     /// secondary model checks that the model whose detections it uses ran before it).
     pub models: Vec<Arc<str>>,
+    /// trttracker processed this batch: detections without a track id are tracks not
+    /// confirmed yet, not a missing tracker.
+    pub tracked: bool,
 }
 
 /// Lets the batch inputs made by trtpreprocess on the GPU drop their references to the

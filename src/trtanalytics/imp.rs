@@ -186,14 +186,16 @@ impl BaseTransformImpl for TrtAnalytics {
                 self.reload(state, path);
             }
         }
-        for slot in &mut meta.batch_mut().slots {
+        let batch = meta.batch_mut();
+        let tracked = batch.tracked;
+        for slot in &mut batch.slots {
             let time_ns = slot
                 .pts
                 .and_then(|pts| slot.source.segment.to_running_time(pts))
                 .map_or(0, |t| t.nseconds());
             match state
                 .analytics
-                .process(slot.pad_index(), time_ns, &slot.results.detections)
+                .process(slot.pad_index(), time_ns, &slot.results.detections, tracked)
             {
                 Ok(a) => {
                     gst::trace!(

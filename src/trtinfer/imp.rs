@@ -236,19 +236,19 @@ impl ObjectImpl for TrtInfer {
                     .default_value(false)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("cudnn-conv-algo-search")
+                glib::ParamSpecEnum::builder_with_default("cudnn-conv-algo-search", crate::backend::ConvAlgoChoice::OnnxRuntime)
                     .nick("cuDNN convolution algorithm search")
-                    .blurb("ONNX Runtime CUDA provider (cudnn_conv_algo_search): exhaustive (benchmark every algorithm once per shape, ONNX Runtime's default), heuristic or default; empty = ONNX Runtime's default. Ignored by other backends")
+                    .blurb("ONNX Runtime CUDA provider (cudnn_conv_algo_search): exhaustive (benchmark every algorithm once per shape), heuristic or default; onnxruntime = ONNX Runtime's default (exhaustive). Ignored by other backends")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("cudnn-conv-use-max-workspace")
+                glib::ParamSpecEnum::builder_with_default("cudnn-conv-use-max-workspace", crate::backend::ProviderSwitch::Default)
                     .nick("cuDNN maximum workspace")
-                    .blurb("ONNX Runtime CUDA provider (cudnn_conv_use_max_workspace): true lets cuDNN take the workspace its fastest algorithm wants, false limits it; empty = ONNX Runtime's default (true). Ignored by other backends")
+                    .blurb("ONNX Runtime CUDA provider (cudnn_conv_use_max_workspace): true lets cuDNN take the workspace its fastest algorithm wants, false limits it; default = ONNX Runtime's default (true). Ignored by other backends")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("use-tf32")
+                glib::ParamSpecEnum::builder_with_default("use-tf32", crate::backend::ProviderSwitch::Default)
                     .nick("TF32")
-                    .blurb("ONNX Runtime CUDA provider (use_tf32): true allows TF32 tensor-core math in FP32 models, false forces full FP32; empty = ONNX Runtime's default (true). Ignored by other backends")
+                    .blurb("ONNX Runtime CUDA provider (use_tf32): true allows TF32 tensor-core math in FP32 models, false forces full FP32; default = ONNX Runtime's default (true). Ignored by other backends")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("d2h-bytes")
@@ -325,38 +325,16 @@ impl ObjectImpl for TrtInfer {
             "sessions" => s.sessions = value.get::<u32>().expect("type checked upstream") as usize,
             "prefer-nhwc" => s.cuda_provider.prefer_nhwc = value.get().expect("type checked upstream"),
             "cudnn-conv-algo-search" => {
-                s.invalid.retain(|(k, _)| *k != "cudnn-conv-algo-search");
-                s.cuda_provider.conv_algo_search = None;
-                if let Some(t) = text() {
-                    match crate::backend::ConvAlgoSearch::parse(&t) {
-                        Some(v) => s.cuda_provider.conv_algo_search = Some(v),
-                        None => s.invalid.push((
-                            "cudnn-conv-algo-search",
-                            format!(
-                                "cudnn-conv-algo-search '{t}' is not one of exhaustive, heuristic, default"
-                            ),
-                        )),
-                    }
-                }
+                let v: crate::backend::ConvAlgoChoice = value.get().expect("type checked upstream");
+                s.cuda_provider.conv_algo_search = v.get();
             }
-            name @ ("cudnn-conv-use-max-workspace" | "use-tf32") => {
-                let name: &'static str = if name == "use-tf32" {
-                    "use-tf32"
-                } else {
-                    "cudnn-conv-use-max-workspace"
-                };
-                s.invalid.retain(|(k, _)| *k != name);
-                let parsed = match text().map(|t| t.to_ascii_lowercase()) {
-                    None => Ok(None),
-                    Some(t) if matches!(t.as_str(), "true" | "1" | "yes") => Ok(Some(true)),
-                    Some(t) if matches!(t.as_str(), "false" | "0" | "no") => Ok(Some(false)),
-                    Some(t) => Err(format!("{name} '{t}' is not true or false")),
-                };
-                match parsed {
-                    Ok(v) if name == "use-tf32" => s.cuda_provider.tf32 = v,
-                    Ok(v) => s.cuda_provider.conv_max_workspace = v,
-                    Err(why) => s.invalid.push((name, why)),
-                }
+            "cudnn-conv-use-max-workspace" => {
+                let v: crate::backend::ProviderSwitch = value.get().expect("type checked upstream");
+                s.cuda_provider.conv_max_workspace = v.get();
+            }
+            "use-tf32" => {
+                let v: crate::backend::ProviderSwitch = value.get().expect("type checked upstream");
+                s.cuda_provider.tf32 = v.get();
             }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
@@ -398,13 +376,13 @@ impl ObjectImpl for TrtInfer {
             "decoder-buffers" => (s.decoder_buffers.unwrap_or(2) as u32).to_value(),
             "sessions" => (s.sessions.max(1) as u32).to_value(),
             "prefer-nhwc" => s.cuda_provider.prefer_nhwc.to_value(),
-            "cudnn-conv-algo-search" => s.cuda_provider.conv_algo_search.map(|v| v.name()).to_value(),
-            "cudnn-conv-use-max-workspace" => s
-                .cuda_provider
-                .conv_max_workspace
-                .map(|v| v.to_string())
-                .to_value(),
-            "use-tf32" => s.cuda_provider.tf32.map(|v| v.to_string()).to_value(),
+            "cudnn-conv-algo-search" => {
+                crate::backend::ConvAlgoChoice::of(s.cuda_provider.conv_algo_search).to_value()
+            }
+            "cudnn-conv-use-max-workspace" => {
+                crate::backend::ProviderSwitch::of(s.cuda_provider.conv_max_workspace).to_value()
+            }
+            "use-tf32" => crate::backend::ProviderSwitch::of(s.cuda_provider.tf32).to_value(),
             "d2h-bytes" => self.stats.d2h_bytes.load(Ordering::Relaxed).to_value(),
             "backend-in-use" => self.stats.backend_in_use.lock().unwrap().to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),

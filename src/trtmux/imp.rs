@@ -635,6 +635,7 @@ impl AggregatorImpl for TrtMux {
                     inputs: Vec::new(),
                     outputs: Vec::new(),
                     models: Vec::new(),
+                    tracked: false,
                 },
             );
         }

@@ -43,6 +43,7 @@ impl TrtTracker {
         for slot in &mut batch.slots {
             tracker.update(slot.pad_index(), slot.frame_number, &mut slot.results.detections);
         }
+        batch.tracked = true;
         let tracks = tracker.confirmed_tracks();
         self.store_track_count(tracks);
         gst::log!(
