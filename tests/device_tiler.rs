@@ -581,8 +581,15 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
         // (GStreamer 1.22's cudaupload would otherwise pass system memory through).
         for (i, (camera, format, w, h)) in cams.iter().enumerate() {
             let up = if cuda_in { " ! cudaupload" } else { "" };
+            // One colorimetry in both runs: caps through cudaupload and without it may
+            // otherwise settle on different ones (each run converts by its own caps).
+            let colorimetry = if *format == "RGBA" {
+                ""
+            } else {
+                ",colorimetry=bt601"
+            };
             desc += &format!(
-                " trtscenesrc camera={camera} num-buffers=4 ! video/x-raw,format={format},width={w},height={h}{up} ! m.sink_{i}"
+                " trtscenesrc camera={camera} num-buffers=4 ! video/x-raw,format={format},width={w},height={h}{colorimetry}{up} ! m.sink_{i}"
             );
         }
         let p = common::parse(&desc);

@@ -279,10 +279,11 @@ fn restart_run(n: usize, down: Duration, strict: bool) -> (Duration, usize) {
     let mut lost = 0;
     for (cam, frames) in outs.iter().enumerate().skip(1) {
         lost += frames_lost(cam, frames, fault_at, strict);
-        assert_eq!(
-            states_of(&statuses, &format!("cam{cam}")),
-            ["connecting", "streaming"]
-        );
+        // Once streaming, a healthy camera never changes state while camera 0 fails (a
+        // slow start on a loaded machine may reconnect before its first frame).
+        let states = states_of(&statuses, &format!("cam{cam}"));
+        let after_start: Vec<_> = states.iter().skip_while(|s| *s != "streaming").collect();
+        assert_eq!(after_start, ["streaming"], "cam{cam} states: {states:?}");
     }
     (to_first, lost)
 }

@@ -186,7 +186,7 @@ fn invalid_cuda_provider_options_are_refused() {
     for bad in [
         "cudnn-conv-algo-search=fast",
         "use-tf32=maybe",
-        "cudnn-conv-use-max-workspace=2",
+        "cudnn-conv-use-max-workspace=always",
     ] {
         let line = format!("trtscenesrc num-buffers=1 ! trtmux ! trtinfer model={c} {bad} ! fakesink");
         assert!(gst::parse::launch(&line).is_err(), "{bad} was accepted");
