@@ -64,7 +64,6 @@ const FREE_TEXT: &[(&str, &str)] = &[
     ("trttiler", "cpu-reason"),
     ("trtcamsrc", "uri"),
     ("trtcamsrc", "camera-id"),
-    ("trtcamsrc", "record-dir"),
     ("trtcamsrc", "user-id"),
     ("trtcamsrc", "user-pw"),
     ("trtmsgbroker", "uri"),

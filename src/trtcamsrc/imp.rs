@@ -35,7 +35,6 @@ const DEFAULT_STALL_MS: u32 = 5000;
 const DEFAULT_RECONNECT_MS: u32 = 1000;
 const DEFAULT_MAX_RECONNECT_MS: u32 = 30000;
 const DEFAULT_ATTEMPTS: i32 = -1;
-const DEFAULT_RECORD_BUFFER_S: u32 = 0;
 /// Frames the output queue holds before dropping the oldest (downstream slower than the
 /// camera): a live camera never waits for its consumer.
 const OUTPUT_QUEUE_FRAMES: u64 = 30;
@@ -53,8 +52,6 @@ struct Settings {
     attempts: i32,
     user_id: Option<String>,
     user_pw: Option<String>,
-    record_buffer_s: u32,
-    record_dir: Option<String>,
 }
 
 impl Default for Settings {
@@ -71,8 +68,6 @@ impl Default for Settings {
             attempts: DEFAULT_ATTEMPTS,
             user_id: None,
             user_pw: None,
-            record_buffer_s: DEFAULT_RECORD_BUFFER_S,
-            record_dir: None,
         }
     }
 }
@@ -622,7 +617,7 @@ impl ObjectImpl for TrtCamSrc {
                     .build(),
                 glib::ParamSpecString::builder("camera-id")
                     .nick("Camera id")
-                    .blurb("Name of the camera in status messages and recordings")
+                    .blurb("Name of the camera in status messages")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("latency")
@@ -677,18 +672,6 @@ impl ObjectImpl for TrtCamSrc {
                     .blurb("RTSP password (never logged)")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("record-buffer")
-                    .nick("Record buffer")
-                    .blurb("Seconds of compressed stream kept for event recordings (0 = recording off)")
-                    .maximum(600)
-                    .default_value(DEFAULT_RECORD_BUFFER_S)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("record-dir")
-                    .nick("Record directory")
-                    .blurb("Directory for event recordings")
-                    .mutable_ready()
-                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -713,8 +696,6 @@ impl ObjectImpl for TrtCamSrc {
             "reconnect-attempts" => s.attempts = value.get().expect("type checked upstream"),
             "user-id" => s.user_id = value.get().expect("type checked upstream"),
             "user-pw" => s.user_pw = value.get().expect("type checked upstream"),
-            "record-buffer" => s.record_buffer_s = value.get().expect("type checked upstream"),
-            "record-dir" => s.record_dir = value.get().expect("type checked upstream"),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -733,8 +714,6 @@ impl ObjectImpl for TrtCamSrc {
             "reconnect-attempts" => s.attempts.to_value(),
             // Write-only in effect: reading a secret back gives nothing.
             "user-id" | "user-pw" => None::<String>.to_value(),
-            "record-buffer" => s.record_buffer_s.to_value(),
-            "record-dir" => s.record_dir.to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
