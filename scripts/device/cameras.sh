@@ -5,7 +5,7 @@
 #
 # Runs on the GPU machine from the repository copy's root, after scripts/device/build.sh
 # staged .device-build and calls 1-4 stashed the ONNX Runtime GPU parts (same sequence as
-# run-all.sh: carry [".ort/ort5", ".device-build"]):
+# run-all.sh: carry [".ort/ort5"], start with `cp -r /root/devbuild/.device-build .`):
 #   bash .device-build/cameras.sh CAMERAS MODEL PRECISION SESSIONS DURATION [BATCH] [PROPS]
 # e.g.  bash .device-build/cameras.sh 120 yolo11n-seg fp16 2 600 16 cuda-graph=true,prefer-nhwc=true
 #   MODEL      yolo11n-seg | yolo11n (engines/<MODEL>.toml)

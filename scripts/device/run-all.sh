@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All GPU measurements in one device call (call 5, after the four ORT "stash" calls; see
 # scripts/device/build.sh, which stages this script as .device-build/run-all.sh):
-#   carry: [".ort/ort5", ".device-build"]   command: bash .device-build/run-all.sh
+#   carry: [".ort/ort5"]   command: cp -r /root/devbuild/.device-build . && bash .device-build/run-all.sh
 # Runs from the repository copy's root. Every step has its own timeout, logs to
 # $OUT/logs (packed), and never stops the next step; the whole run keeps inside
 # TRTV_BUDGET_S seconds (default 500, the call's limit is 600). At the end $OUT holds:
