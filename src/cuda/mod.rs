@@ -11,7 +11,8 @@
 //! - [`DeviceTensorLease`]: a device tensor of a bounded output pool with the event of
 //!   the work that wrote it ([`device_lease`] finds it in a [`crate::tensor::Tensor`]).
 //! - [`KernelSource`] and the kernel-module loader (probe, NVRTC compile for the device's
-//!   architecture, load) that every kernel runner under [`crate::ops`] uses.
+//!   architecture, load), and [`KernelRunner`] (loaded entry points, stream, completion
+//!   event, queued copies and launches) that every kernel runner under [`crate::ops`] uses.
 //!
 //! The operations themselves (preprocessing, overlay, mosaic, YOLO decoding, mask
 //! selection, dense summary) live in [`crate::ops`], each with its CUDA runner; nothing
@@ -24,10 +25,13 @@ mod context;
 pub(crate) mod driver;
 pub mod ffi;
 pub(crate) mod frame;
+mod memory;
 mod memsync;
 pub(crate) mod module;
 pub(crate) mod nvrtc;
 pub(crate) mod pool;
+pub(crate) mod runner;
+mod stream;
 
 use std::sync::OnceLock;
 
@@ -42,6 +46,7 @@ pub use driver::{
 pub use frame::{CudaFrame, CUDA_FORMATS};
 pub use module::KernelSource;
 pub use pool::{device_lease, DeviceTensorLease};
+pub use runner::KernelRunner;
 
 /// Errors of the CUDA path; every message is a sentence.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -392,7 +392,10 @@ impl TrtOverlay {
     /// Creates the CUDA overlay on first use; on failure the element stays on the CPU.
     fn ensure_overlay(&self, cs: &mut CudaState, ctx: &crate::cuda::CudaContext) -> Result<(), Launch> {
         if cs.overlay.is_none() {
-            match crate::ops::overlay::cuda::CudaOverlay::for_gst(ctx) {
+            match ctx
+                .device_context()
+                .and_then(|d| crate::ops::overlay::cuda::CudaOverlay::new(&d))
+            {
                 Ok(o) => {
                     gst::info!(CAT, imp = self, "CUDA overlay on {}", o.arch());
                     cs.overlay = Some(o);

@@ -11,10 +11,10 @@ use std::ffi::{c_void, CStr};
 
 use cudarc::driver::sys;
 
-use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use crate::cuda::module::load_kernel;
+use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, PinnedBuffer};
+use crate::cuda::runner::arg;
 use crate::cuda::CudaError;
-use crate::cuda::KernelSource;
+use crate::cuda::{KernelRunner, KernelSource};
 use crate::ops::device_tensor::{device_ptr, f16_flag};
 use crate::results::{DenseMap, DeviceDense};
 use crate::tensor::{DType, HostTensorPool, Tensor, TensorStorage};
@@ -147,11 +147,8 @@ pub fn download_channel0(map: &DenseMap, out: &mut Vec<f32>) -> Result<(), CudaE
 
 /// GPU summaries (and optional download) of dense outputs in device memory.
 pub struct DenseSummarizer {
-    // Drop order: the stream is synchronised in Drop before the buffers go.
-    stream: Stream,
-    kernel: Kernel,
-    ctx: DeviceContext,
-    event: Event,
+    // Drop order: the runner waits for its stream before the buffers go.
+    runner: KernelRunner,
     /// Jobs then records, on the host and on the device, for `rows` frames.
     host: Option<PinnedBuffer>,
     dev: Option<DeviceBuffer>,
@@ -174,19 +171,14 @@ impl std::fmt::Debug for DenseSummarizer {
 impl DenseSummarizer {
     /// Compiles and loads the kernel in `ctx` (the context the outputs live in).
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        crate::cuda::guard("creating the dense summarizer", || {
-            Ok(Self {
-                kernel: load_kernel(ctx, &KERNEL, STATS_KERNEL)?,
-                stream: Stream::new(ctx)?,
-                event: Event::new(ctx, false)?,
-                ctx: ctx.clone(),
-                host: None,
-                dev: None,
-                rows: 0,
-                values: None,
-                values_len: 0,
-                pool: HostTensorPool::new(),
-            })
+        Ok(Self {
+            runner: KernelRunner::new("creating the dense summarizer", ctx, &KERNEL, &[STATS_KERNEL])?,
+            host: None,
+            dev: None,
+            rows: 0,
+            values: None,
+            values_len: 0,
+            pool: HostTensorPool::new(),
         })
     }
 
@@ -227,15 +219,16 @@ impl DenseSummarizer {
             )));
         }
         let n = maps.len();
+        let ctx = self.runner.context();
         if n > self.rows || self.host.is_none() {
             let rows = n.next_power_of_two().max(16);
-            self.host = Some(PinnedBuffer::new(&self.ctx, rows * (JOB + RECORD))?);
-            self.dev = Some(DeviceBuffer::new(&self.ctx, rows * (JOB + RECORD))?);
+            self.host = Some(PinnedBuffer::new(ctx, rows * (JOB + RECORD))?);
+            self.dev = Some(DeviceBuffer::new(ctx, rows * (JOB + RECORD))?);
             self.rows = rows;
         }
         let values_bytes = t.len_bytes();
         if download && values_bytes > self.values_len {
-            self.values = Some(PinnedBuffer::new(&self.ctx, values_bytes)?);
+            self.values = Some(PinnedBuffer::new(ctx, values_bytes)?);
             self.values_len = values_bytes;
         }
         let records_at = self.rows * JOB;
@@ -249,16 +242,12 @@ impl DenseSummarizer {
             }
         }
         let dev = self.dev.as_ref().expect("allocated above").ptr();
-        let stream = self.stream.raw();
         let mut copied = n * RECORD;
         {
-            let _g = self.ctx.push()?;
+            let q = self.runner.queue()?;
             // SAFETY: `n` jobs lie in both buffers; the pinned source is not rewritten
             // before the event below completed (waited on in this call).
-            check(
-                unsafe { sys::cuMemcpyHtoDAsync_v2(dev, host.as_ptr(), n * JOB, stream) },
-                "cuMemcpyHtoDAsync",
-            )?;
+            unsafe { q.copy_to_device(dev, host.as_ptr(), n * JOB) }?;
             let mut values_arg = src;
             let mut f16_arg = f16;
             let mut row_arg = row_elems as u64;
@@ -266,55 +255,38 @@ impl DenseSummarizer {
             let mut jobs_arg = dev;
             let mut out_arg = dev + records_at as u64;
             let mut args: [*mut c_void; 7] = [
-                (&mut values_arg as *mut u64).cast(),
-                (&mut f16_arg as *mut i32).cast(),
-                (&mut row_arg as *mut u64).cast(),
-                (&mut h_arg as *mut i32).cast(),
-                (&mut w_arg as *mut i32).cast(),
-                (&mut jobs_arg as *mut u64).cast(),
-                (&mut out_arg as *mut u64).cast(),
+                arg(&mut values_arg),
+                arg(&mut f16_arg),
+                arg(&mut row_arg),
+                arg(&mut h_arg),
+                arg(&mut w_arg),
+                arg(&mut jobs_arg),
+                arg(&mut out_arg),
             ];
             if n > 0 {
-                // SAFETY: arguments match the kernel's signature; the tensor holds `batch`
-                // rows of `row_elems` values (checked above) and every launched row is below
-                // `batch`; jobs and records of `n` rows lie in the device buffer.
-                unsafe {
-                    self.kernel
-                        .launch((n as u32, 1, 1), (THREADS, 1, 1), stream, &mut args)
-                }?;
+                // SAFETY: arguments match the kernel's signature (u64, i32, u64, i32, i32,
+                // u64, u64); the tensor holds `batch` rows of `row_elems` values (checked
+                // above) and every launched row is below `batch`; jobs and records of `n`
+                // rows lie in the device buffer.
+                unsafe { q.launch(0, (n as u32, 1, 1), (THREADS, 1, 1), &mut args) }?;
                 // SAFETY: `n` records lie in both buffers.
-                check(
-                    unsafe {
-                        sys::cuMemcpyDtoHAsync_v2(
-                            host.as_mut_slice()[records_at..].as_mut_ptr().cast(),
-                            dev + records_at as u64,
-                            n * RECORD,
-                            stream,
-                        )
-                    },
-                    "cuMemcpyDtoHAsync",
-                )?;
+                unsafe {
+                    q.copy_to_host(
+                        host.as_mut_slice()[records_at..].as_mut_ptr().cast(),
+                        dev + records_at as u64,
+                        n * RECORD,
+                    )
+                }?;
             }
             if download && values_bytes > 0 {
                 let values = self.values.as_mut().expect("allocated above");
                 // SAFETY: the tensor and the pinned buffer hold `values_bytes` bytes.
-                check(
-                    unsafe {
-                        sys::cuMemcpyDtoHAsync_v2(
-                            values.as_mut_slice().as_mut_ptr().cast(),
-                            src,
-                            values_bytes,
-                            stream,
-                        )
-                    },
-                    "cuMemcpyDtoHAsync",
-                )?;
+                unsafe { q.copy_to_host(values.as_mut_slice().as_mut_ptr().cast(), src, values_bytes) }?;
                 copied += values_bytes;
             }
-            // SAFETY: this summarizer's live stream.
-            unsafe { self.event.record(stream) }?;
+            q.record()?;
         }
-        self.event.synchronize()?;
+        self.runner.wait()?;
         let records = &host.as_mut_slice()[records_at..records_at + n * RECORD];
         for (m, r) in maps.iter_mut().zip(records.chunks_exact(RECORD)) {
             m.summary = StatsRecord::from_bytes(r).summary();
@@ -336,12 +308,6 @@ impl DenseSummarizer {
             None
         };
         Ok((downloaded, copied))
-    }
-}
-
-impl Drop for DenseSummarizer {
-    fn drop(&mut self) {
-        let _ = self.stream.synchronize();
     }
 }
 

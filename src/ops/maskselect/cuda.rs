@@ -8,12 +8,10 @@
 use std::ffi::{c_void, CStr};
 use std::sync::Arc;
 
-use cudarc::driver::sys;
-
-use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use crate::cuda::module::load_kernel;
+use crate::cuda::driver::{DeviceBuffer, DeviceContext, PinnedBuffer};
+use crate::cuda::runner::arg;
 use crate::cuda::CudaError;
-use crate::cuda::KernelSource;
+use crate::cuda::{KernelRunner, KernelSource};
 use crate::geometry::LetterboxTransform;
 use crate::ops::device_tensor::{device_ptr, f16_flag};
 use crate::tensor::Tensor;
@@ -194,10 +192,8 @@ pub type MaskArena = Arc<DeviceBuffer>;
 
 /// Batched mask computation on the GPU.
 pub struct MaskSelector {
-    stream: Stream,
-    kernel: Kernel,
-    ctx: DeviceContext,
-    event: Event,
+    // Drop order: the runner waits for its stream before the buffers go.
+    runner: KernelRunner,
     jobs_host: Option<PinnedBuffer>,
     jobs_dev: Option<DeviceBuffer>,
     job_capacity: usize,
@@ -227,20 +223,15 @@ pub struct MaskBatch<'a> {
 
 impl MaskSelector {
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        crate::cuda::guard("creating the mask selector", || {
-            Ok(Self {
-                kernel: load_kernel(ctx, &KERNEL, MASK_KERNEL)?,
-                stream: Stream::new(ctx)?,
-                event: Event::new(ctx, false)?,
-                ctx: ctx.clone(),
-                jobs_host: None,
-                jobs_dev: None,
-                job_capacity: 0,
-                arenas: Vec::new(),
-                out_host: None,
-                out_capacity: 0,
-                jobs: Vec::new(),
-            })
+        Ok(Self {
+            runner: KernelRunner::new("creating the mask selector", ctx, &KERNEL, &[MASK_KERNEL])?,
+            jobs_host: None,
+            jobs_dev: None,
+            job_capacity: 0,
+            arenas: Vec::new(),
+            out_host: None,
+            out_capacity: 0,
+            jobs: Vec::new(),
         })
     }
 
@@ -255,7 +246,7 @@ impl MaskSelector {
         }
         // Drop idle arenas that are too small, then add one with headroom.
         self.arenas.retain(|a| Arc::strong_count(a) > 1);
-        let a = Arc::new(DeviceBuffer::new(&self.ctx, len + len / 2 + 4096)?);
+        let a = Arc::new(DeviceBuffer::new(self.runner.context(), len + len / 2 + 4096)?);
         self.arenas.push(a.clone());
         Ok(a)
     }
@@ -294,13 +285,13 @@ impl MaskSelector {
         if n > self.job_capacity {
             let cap = n.next_power_of_two().max(64);
             let bytes = cap * std::mem::size_of::<MaskJob>();
-            self.jobs_host = Some(PinnedBuffer::new(&self.ctx, bytes)?);
-            self.jobs_dev = Some(DeviceBuffer::new(&self.ctx, bytes)?);
+            self.jobs_host = Some(PinnedBuffer::new(self.runner.context(), bytes)?);
+            self.jobs_dev = Some(DeviceBuffer::new(self.runner.context(), bytes)?);
             self.job_capacity = cap;
         }
         if download && total > self.out_capacity {
             let cap = total + total / 2 + 4096;
-            self.out_host = Some(PinnedBuffer::new(&self.ctx, cap)?);
+            self.out_host = Some(PinnedBuffer::new(self.runner.context(), cap)?);
             self.out_capacity = cap;
         }
         let jobs_host = self.jobs_host.as_mut().expect("allocated above");
@@ -308,17 +299,13 @@ impl MaskSelector {
         let src = unsafe { std::slice::from_raw_parts(self.jobs.as_ptr().cast::<u8>(), job_bytes) };
         jobs_host.as_mut_slice()[..job_bytes].copy_from_slice(src);
         let jobs_dev = self.jobs_dev.as_ref().expect("allocated above").ptr();
-        let stream = self.stream.raw();
         {
-            let _g = self.ctx.push()?;
+            let q = self.runner.queue()?;
             // SAFETY: both buffers hold at least job_bytes; the pinned source is not
             // rewritten before the event below completed (waited on in this call).
-            check(
-                unsafe { sys::cuMemcpyHtoDAsync_v2(jobs_dev, jobs_host.as_ptr(), job_bytes, stream) },
-                "cuMemcpyHtoDAsync",
-            )?;
+            unsafe { q.copy_to_device(jobs_dev, jobs_host.as_ptr(), job_bytes) }?;
             let mut jobs_arg = jobs_dev;
-            let mut args: [*mut c_void; 1] = [(&mut jobs_arg as *mut u64).cast()];
+            let mut args: [*mut c_void; 1] = [arg(&mut jobs_arg)];
             let widest = self
                 .jobs
                 .iter()
@@ -328,41 +315,21 @@ impl MaskSelector {
             let blocks_x = widest.div_ceil(256).clamp(1, 64);
             // SAFETY: one pointer argument to `n` jobs whose device pointers were checked
             // against their tensors; outputs lie in the arena at disjoint offsets.
-            unsafe {
-                self.kernel
-                    .launch((blocks_x, n as u32, 1), (256, 1, 1), stream, &mut args)
-            }?;
+            unsafe { q.launch(0, (blocks_x, n as u32, 1), (256, 1, 1), &mut args) }?;
             if download && total > 0 {
                 let out_host = self.out_host.as_mut().expect("allocated above");
                 // SAFETY: `total` bytes fit both the arena and the pinned buffer.
-                check(
-                    unsafe {
-                        sys::cuMemcpyDtoHAsync_v2(
-                            out_host.as_mut_slice().as_mut_ptr().cast(),
-                            arena.ptr(),
-                            total,
-                            stream,
-                        )
-                    },
-                    "cuMemcpyDtoHAsync",
-                )?;
+                unsafe { q.copy_to_host(out_host.as_mut_slice().as_mut_ptr().cast(), arena.ptr(), total) }?;
             }
-            // SAFETY: this selector's live stream.
-            unsafe { self.event.record(stream) }?;
+            q.record()?;
         }
-        self.event.synchronize()?;
+        self.runner.wait()?;
         let host: &[u8] = if download && total > 0 {
             &self.out_host.as_mut().expect("allocated above").as_mut_slice()[..total]
         } else {
             &[]
         };
         Ok(MaskBatch { host, offsets, arena })
-    }
-}
-
-impl Drop for MaskSelector {
-    fn drop(&mut self) {
-        let _ = self.stream.synchronize();
     }
 }
 

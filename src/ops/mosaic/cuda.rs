@@ -9,7 +9,7 @@
 //! (NV12, I420, RGBA, BGRA, RGBx, BGRx, RGB or BGR) in one pass. Grids of up to
 //! [`INLINE_TILES`] tiles pass the tile table inside the launch; larger ones copy it from
 //! pinned memory first (allocated on the first such grid and reused). Nothing waits on the
-//! host: [`CudaTiler::wait`] does, when the caller needs the frame.
+//! host: [`KernelRunner::wait`] does, when the caller needs the frame.
 //!
 //! The output is byte-identical to the CPU tiler's (`trttiler`: letterboxed bilinear
 //! sampling of [`crate::video::FrameReader`], rounded to 8 bits, converted with
@@ -17,14 +17,11 @@
 
 use std::ffi::{c_void, CStr};
 
-use cudarc::driver::sys;
-
-use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::driver::{DeviceBuffer, DeviceContext, PinnedBuffer};
 use crate::cuda::frame::{CudaFrame, FrameLayout};
-use crate::cuda::module::KernelModule;
-use crate::cuda::nvrtc::require_nvrtc;
+use crate::cuda::runner::arg;
 use crate::cuda::CudaError;
-use crate::cuda::KernelSource;
+use crate::cuda::{KernelRunner, KernelSource};
 use crate::geometry::LetterboxTransform;
 
 /// CUDA C source of the kernel.
@@ -38,6 +35,9 @@ pub const KERNEL: KernelSource = KernelSource {
 };
 const KERNEL_NAME: &CStr = c"trtv_tile";
 const KERNEL_NAME_INLINE: &CStr = c"trtv_tile_inline";
+/// Indices of the two entry points in the runner.
+const TABLE: usize = 0;
+const INLINE: usize = 1;
 /// Grids of up to this many tiles pass their tile table inside the kernel launch;
 /// `INLINE_TILES` in tiler.cu.
 pub const INLINE_TILES: usize = 32;
@@ -172,60 +172,50 @@ impl Table {
     }
 }
 
-/// Batched GPU mosaic composition (see the module docs).
+/// Batched GPU mosaic composition (see the module docs). Its [`KernelRunner`] (stream,
+/// event, `wait`, `arch`) is reached through `Deref`.
 pub struct CudaTiler {
-    // Field order is drop order: the stream is synchronised in Drop, then the module is
-    // unloaded, then the memory is freed.
-    stream: Stream,
-    kernel: Kernel,
-    kernel_inline: Kernel,
-    done: Event,
+    // Field order is drop order: the runner waits for its stream and unloads the module,
+    // then the memory is freed.
+    runner: KernelRunner,
     table: Option<Table>,
     /// An RGBA image composed on the CPU, on its way into an output frame.
     rgba: Option<DeviceBuffer>,
     /// The output frame of [`CudaTiler::compose_to_host`], on its way to the host.
     staging: Option<DeviceBuffer>,
-    ctx: DeviceContext,
-    arch: String,
 }
 
 impl std::fmt::Debug for CudaTiler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaTiler")
-            .field("ctx", &self.ctx)
-            .field("arch", &self.arch)
+            .field("runner", &self.runner)
             .field("table", &self.table.as_ref().map(|t| t.tiles))
             .finish()
+    }
+}
+
+impl std::ops::Deref for CudaTiler {
+    type Target = KernelRunner;
+
+    fn deref(&self) -> &KernelRunner {
+        &self.runner
     }
 }
 
 impl CudaTiler {
     /// Compiles and loads the kernel in `ctx`, creates the stream and the event.
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        crate::cuda::probe()?;
-        require_nvrtc()?;
-        crate::cuda::guard("creating the CUDA tiler", || Self::build(ctx))
+        const WHAT: &str = "creating the CUDA tiler";
+        let runner = KernelRunner::new(WHAT, ctx, &KERNEL, &[KERNEL_NAME, KERNEL_NAME_INLINE])?;
+        crate::cuda::guard(WHAT, || Self::warm_up(runner))
     }
 
-    /// [`CudaTiler::new`] in the CUcontext of a GStreamer CUDA context (the element's,
-    /// from [`super::ensure_element_context`]).
-    pub fn for_gst(ctx: &crate::cuda::CudaContext) -> Result<Self, CudaError> {
-        Self::new(&ctx.device_context()?)
-    }
-
-    fn build(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        let module = KernelModule::compile(ctx, &KERNEL)?;
-        let arch = module.arch().to_string();
+    fn warm_up(runner: KernelRunner) -> Result<Self, CudaError> {
         let mut this = Self {
-            stream: Stream::new(ctx)?,
-            kernel: module.kernel(KERNEL_NAME)?,
-            kernel_inline: module.kernel(KERNEL_NAME_INLINE)?,
-            done: Event::new(ctx, false)?,
-            table: Some(Table::new(ctx, 1)?),
+            table: Some(Table::new(runner.context(), 1)?),
+            runner,
             rgba: None,
             staging: None,
-            ctx: ctx.clone(),
-            arch,
         };
         // Resolve every driver entry point of the hot path now (cudarc loads symbols
         // lazily and panics on a missing one): an empty launch of each entry point and
@@ -243,40 +233,14 @@ impl CudaTiler {
         Ok(this)
     }
 
-    /// NVRTC target the kernel was compiled for, e.g. `compute_90`.
-    pub fn arch(&self) -> &str {
-        &self.arch
-    }
-
-    /// The context everything runs in.
-    pub fn context(&self) -> &DeviceContext {
-        &self.ctx
-    }
-
-    /// The stream the kernel runs on (non-blocking, owned by the tiler).
-    pub fn stream(&self) -> sys::CUstream {
-        self.stream.raw()
-    }
-
-    /// The event recorded after the last launch (for consumers that order their own
-    /// streams after the composition: `cuStreamWaitEvent(stream, event, 0)`).
-    pub fn event(&self) -> sys::CUevent {
-        self.done.raw()
-    }
-
-    /// Blocks until the last launch has written its output frame.
-    pub fn wait(&self) -> Result<(), CudaError> {
-        self.done.synchronize()
-    }
-
     /// Composes `out` as a grid of `rows x columns` tiles of `out.width() / columns x
     /// out.height() / rows` pixels: tile `i` (row-major) shows `tiles[i]` letterboxed
     /// (black bars), `None` a black tile; pixels right of and below the grid are black.
-    /// One launch on [`CudaTiler::stream`] (plus one copy of the tile table for grids of
+    /// One launch on [`KernelRunner::stream`] (plus one copy of the tile table for grids of
     /// more than [`INLINE_TILES`] tiles), then the event; returns without waiting.
     ///
     /// The frames and `out` must stay mapped (and `out` writable) until
-    /// [`CudaTiler::wait`] returns or the event completes.
+    /// [`KernelRunner::wait`] returns or the event completes.
     pub fn compose(
         &mut self,
         tiles: &[Option<CudaFrame>],
@@ -310,7 +274,7 @@ impl CudaTiler {
         // The pinned table may still be read by the previous copy.
         self.wait()?;
         if self.table.as_ref().is_none_or(|t| t.tiles < n) {
-            self.table = Some(Table::new(&self.ctx, n)?);
+            self.table = Some(Table::new(self.runner.context(), n)?);
         }
         let Some(table) = self.table.as_mut() else {
             return Err(CudaError::InvalidInput("no tile table".into()));
@@ -366,7 +330,7 @@ impl CudaTiler {
         // The staging frame may still be written by the previous launch.
         self.wait()?;
         if self.staging.as_ref().is_none_or(|b| b.len() < total) {
-            self.staging = Some(DeviceBuffer::new(&self.ctx, total)?);
+            self.staging = Some(DeviceBuffer::new(self.runner.context(), total)?);
         }
         let Some(base) = self.staging.as_ref().map(DeviceBuffer::ptr) else {
             return Err(CudaError::InvalidInput("no staging frame".into()));
@@ -378,7 +342,12 @@ impl CudaTiler {
         self.compose(tiles, rows, columns, &out)?;
         self.wait()?;
         for p in 0..n {
-            crate::cuda::copy_device_to_host(&self.ctx, ptrs[p], extents[p], &mut planes[p][..extents[p]])?;
+            crate::cuda::copy_device_to_host(
+                self.runner.context(),
+                ptrs[p],
+                extents[p],
+                &mut planes[p][..extents[p]],
+            )?;
         }
         Ok(())
     }
@@ -386,7 +355,7 @@ impl CudaTiler {
     /// Writes a tightly packed `out.width() x out.height()` RGBA image (alpha ignored)
     /// into `out`, converted exactly as [`crate::video::write_rgba`] does: a mosaic
     /// composed on the CPU on its way into a CUDA output frame. One copy and one launch on
-    /// [`CudaTiler::stream`]; `rgba` may be reused as soon as this returns.
+    /// [`KernelRunner::stream`]; `rgba` may be reused as soon as this returns.
     pub fn write_rgba(&mut self, rgba: &[u8], out: &CudaFrame) -> Result<(), CudaError> {
         let (w, h) = (out.width, out.height);
         let len = w as usize * h as usize * 4;
@@ -399,7 +368,7 @@ impl CudaTiler {
         // The device image may still be read by the previous launch.
         self.wait()?;
         if self.rgba.as_ref().is_none_or(|b| b.len() < len) {
-            self.rgba = Some(DeviceBuffer::new(&self.ctx, len)?);
+            self.rgba = Some(DeviceBuffer::new(self.runner.context(), len)?);
         }
         let Some(image) = self.rgba.as_ref() else {
             return Err(CudaError::InvalidInput("no RGBA staging buffer".into()));
@@ -416,16 +385,12 @@ impl CudaTiler {
             )
         }?;
         let dst = image.ptr();
-        let stream = self.stream.raw();
         {
-            let _g = self.ctx.push()?;
+            let q = self.runner.queue()?;
             // SAFETY: `len` bytes fit the device buffer; the source is a live slice of at
             // least `len` bytes. A copy from pageable memory returns once the source has
             // been staged, so the slice may be reused afterwards.
-            check(
-                unsafe { sys::cuMemcpyHtoDAsync_v2(dst, rgba.as_ptr().cast(), len, stream) },
-                "cuMemcpyHtoDAsync",
-            )?;
+            unsafe { q.copy_to_device(dst, rgba.as_ptr().cast(), len) }?;
         }
         self.compose(&[Some(src)], 1, 1, out)
     }
@@ -439,8 +404,7 @@ impl CudaTiler {
         inline: Option<&InlineTiles>,
         copy: usize,
     ) -> Result<(), CudaError> {
-        let stream = self.stream.raw();
-        let _g = self.ctx.push()?;
+        let q = self.runner.queue()?;
         let mut table_ptr: u64 = 0;
         if inline.is_none() {
             let Some(table) = self.table.as_ref() else {
@@ -448,34 +412,29 @@ impl CudaTiler {
             };
             // SAFETY: `copy` ≤ table.tiles entries lie in both buffers; the pinned source
             // is not rewritten before the event recorded below has completed.
-            check(
-                unsafe {
-                    sys::cuMemcpyHtoDAsync_v2(
-                        table.device.ptr(),
-                        table.host.as_ptr(),
-                        copy.min(table.tiles) * std::mem::size_of::<TileSource>(),
-                        stream,
-                    )
-                },
-                "cuMemcpyHtoDAsync",
-            )?;
+            unsafe {
+                q.copy_to_device(
+                    table.device.ptr(),
+                    table.host.as_ptr(),
+                    copy.min(table.tiles) * std::mem::size_of::<TileSource>(),
+                )
+            }?;
             table_ptr = table.device.ptr();
         }
         let mut target = *target;
         // cuLaunchKernel copies the argument values at the call: the inline table need
         // not outlive it.
-        let (kernel, tiles_arg): (&Kernel, *mut c_void) = match inline {
-            Some(t) => (&self.kernel_inline, (t as *const InlineTiles).cast_mut().cast()),
-            None => (&self.kernel, (&mut table_ptr as *mut u64).cast()),
+        let (kernel, tiles_arg): (usize, *mut c_void) = match inline {
+            Some(t) => (INLINE, (t as *const InlineTiles).cast_mut().cast()),
+            None => (TABLE, arg(&mut table_ptr)),
         };
-        let mut args: [*mut c_void; 2] = [tiles_arg, (&mut target as *mut MosaicTarget).cast()];
+        let mut args: [*mut c_void; 2] = [tiles_arg, arg(&mut target)];
         // SAFETY: the argument list matches the kernel's signature (the tile table by
         // device pointer or by value, MosaicTarget by value, same #[repr(C)] layouts); the
         // table holds rows * cols entries whose planes are valid per CudaFrame's contract,
         // as are the output planes. The kernel only reads the inline table.
-        unsafe { kernel.launch((grid.0, grid.1, 1), (BLOCK_X, BLOCK_Y, 1), stream, &mut args) }?;
-        // SAFETY: the tiler's own live stream, same context as the event.
-        unsafe { self.done.record(stream) }
+        unsafe { q.launch(kernel, (grid.0, grid.1, 1), (BLOCK_X, BLOCK_Y, 1), &mut args) }?;
+        q.record()
     }
 }
 
@@ -485,13 +444,6 @@ fn launch_grid(out: &CudaFrame) -> (u32, u32) {
         out.width.div_ceil(2).div_ceil(BLOCK_X).max(1),
         out.height.div_ceil(2).div_ceil(BLOCK_Y).max(1),
     )
-}
-
-impl Drop for CudaTiler {
-    fn drop(&mut self) {
-        // Work in flight must end before the module is unloaded and the memory freed.
-        let _ = self.stream.synchronize();
-    }
 }
 
 #[cfg(test)]

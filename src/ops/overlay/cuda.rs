@@ -16,12 +16,11 @@ use std::ffi::{c_void, CStr};
 
 use cudarc::driver::sys;
 
-use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
+use crate::cuda::driver::{DeviceBuffer, DeviceContext, PinnedBuffer};
 use crate::cuda::frame::{CudaFrame, FrameLayout};
-use crate::cuda::module::KernelModule;
-use crate::cuda::nvrtc::require_nvrtc;
+use crate::cuda::runner::arg;
 use crate::cuda::CudaError;
-use crate::cuda::KernelSource;
+use crate::cuda::{KernelRunner, KernelSource};
 use crate::ops::overlay::{DenseLayer, DrawCommand, FrameCommands, OverlayCommands};
 
 /// CUDA C source of the kernel.
@@ -172,29 +171,33 @@ impl Staging {
     }
 }
 
-/// Batched GPU overlay drawing (see the module docs).
+/// Batched GPU overlay drawing (see the module docs). Its [`KernelRunner`] (stream,
+/// event, `wait`, `synchronize`, `arch`) is reached through `Deref`.
 pub struct CudaOverlay {
-    // Field order is drop order: the stream is synchronised in Drop, then the module is
-    // unloaded, then the memory is freed.
-    stream: Stream,
-    kernel: Kernel,
-    done: Event,
+    // Field order is drop order: the runner waits for its stream and unloads the module,
+    // then the memory is freed.
+    runner: KernelRunner,
     staging: Staging,
     atlas: DeviceBuffer,
     /// The dense colour map on the device, and the host copy it was uploaded from.
     lut: DeviceBuffer,
     lut_uploaded: Vec<[u8; 8]>,
-    ctx: DeviceContext,
-    arch: String,
 }
 
 impl std::fmt::Debug for CudaOverlay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaOverlay")
-            .field("ctx", &self.ctx)
-            .field("arch", &self.arch)
+            .field("runner", &self.runner)
             .field("staging", &self.staging.len)
             .finish()
+    }
+}
+
+impl std::ops::Deref for CudaOverlay {
+    type Target = KernelRunner;
+
+    fn deref(&self) -> &KernelRunner {
+        &self.runner
     }
 }
 
@@ -202,21 +205,13 @@ impl CudaOverlay {
     /// Compiles and loads the kernel in `ctx`, creates the stream and event, uploads the
     /// glyph atlas and allocates the staging area.
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        crate::cuda::probe()?;
-        require_nvrtc()?;
-        crate::cuda::guard("creating the CUDA overlay", || Self::build(ctx))
+        const WHAT: &str = "creating the CUDA overlay";
+        let runner = KernelRunner::new(WHAT, ctx, &KERNEL, &[KERNEL_NAME])?;
+        crate::cuda::guard(WHAT, || Self::warm_up(runner))
     }
 
-    /// [`CudaOverlay::new`] in the CUcontext of a GStreamer CUDA context (the element's,
-    /// from [`super::ensure_element_context`]).
-    pub fn for_gst(ctx: &crate::cuda::CudaContext) -> Result<Self, CudaError> {
-        Self::new(&ctx.device_context()?)
-    }
-
-    fn build(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        let module = KernelModule::compile(ctx, &KERNEL)?;
-        let kernel = module.kernel(KERNEL_NAME)?;
-        let arch = module.arch().to_string();
+    fn warm_up(runner: KernelRunner) -> Result<Self, CudaError> {
+        let ctx = runner.context();
         let glyphs: Vec<u8> = crate::ops::overlay::font::atlas()
             .iter()
             .flatten()
@@ -225,15 +220,11 @@ impl CudaOverlay {
         let atlas = DeviceBuffer::new(ctx, glyphs.len())?;
         atlas.copy_from_host(&glyphs)?;
         let mut this = Self {
-            stream: Stream::new(ctx)?,
-            kernel,
-            done: Event::new(ctx, false)?,
             staging: Staging::new(ctx, INITIAL_STAGING)?,
             atlas,
             lut: DeviceBuffer::new(ctx, LUT_BYTES)?,
             lut_uploaded: Vec::new(),
-            ctx: ctx.clone(),
-            arch,
+            runner,
         };
         // Resolve every driver entry point of the hot path now (cudarc loads symbols
         // lazily and panics on a missing one): one launch over a frame without commands.
@@ -247,48 +238,16 @@ impl CudaOverlay {
         Ok(this)
     }
 
-    /// NVRTC target the kernel was compiled for, e.g. `compute_90`.
-    pub fn arch(&self) -> &str {
-        &self.arch
-    }
-
-    /// The context everything runs in.
-    pub fn context(&self) -> &DeviceContext {
-        &self.ctx
-    }
-
-    /// The stream the kernel runs on (non-blocking, owned by the overlay).
-    pub fn stream(&self) -> sys::CUstream {
-        self.stream.raw()
-    }
-
-    /// The event recorded after the last launch (for consumers that order their own
-    /// streams after the drawing: `cuStreamWaitEvent(stream, event, 0)`).
-    pub fn event(&self) -> sys::CUevent {
-        self.done.raw()
-    }
-
     /// Bytes of the staging area (grows to the largest batch seen).
     pub fn staging_size(&self) -> usize {
         self.staging.len
     }
 
-    /// Blocks until the last launch has drawn everything.
-    pub fn wait(&self) -> Result<(), CudaError> {
-        self.done.synchronize()
-    }
-
-    /// Blocks until everything queued on [`CudaOverlay::stream`] is done (also waits queued
-    /// there by others).
-    pub fn synchronize(&self) -> Result<(), CudaError> {
-        self.stream.synchronize()
-    }
-
     /// Draws `list` on `frames` (frame `i` gets `list.frames[i]`): one copy and one
-    /// launch on [`CudaOverlay::stream`], then the event; returns without waiting. False
+    /// launch on [`KernelRunner::stream`], then the event; returns without waiting. False
     /// when there was nothing to draw (nothing queued).
     ///
-    /// The frames must stay mapped for writing until [`CudaOverlay::wait`] returns (or
+    /// The frames must stay mapped for writing until [`KernelRunner::wait`] returns (or
     /// the event completes); device masks and device dense maps of the list must be valid
     /// until then too.
     pub fn draw(&mut self, frames: &[CudaFrame], list: &OverlayCommands) -> Result<bool, CudaError> {
@@ -325,7 +284,7 @@ impl CudaOverlay {
         }
         if sections.total > self.staging.len {
             let len = sections.total.next_power_of_two().max(INITIAL_STAGING);
-            self.staging = Staging::new(&self.ctx, len)?;
+            self.staging = Staging::new(self.runner.context(), len)?;
         }
         let host = self.staging.host.as_mut_slice();
         for (i, (f, fc)) in frames.iter().zip(&list.frames).enumerate() {
@@ -350,29 +309,21 @@ impl CudaOverlay {
     /// Queues the waits on `events`, the copy of the first `sections.total` staging bytes,
     /// the kernel over `grid` and the event.
     fn enqueue(&self, events: &[u64], sections: Sections, grid: (u32, u32, u32)) -> Result<(), CudaError> {
-        let stream = self.stream.raw();
-        let _g = self.ctx.push()?;
+        let q = self.runner.queue()?;
         for &e in events {
             // SAFETY: the producer of each device mask keeps its event alive with the
-            // mask (DeviceMask::keepalive); our stream is live.
-            check(
-                unsafe { sys::cuStreamWaitEvent(stream, e as sys::CUevent, 0) },
-                "cuStreamWaitEvent",
-            )?;
+            // mask (DeviceMask::keepalive).
+            unsafe { q.wait_for(e as sys::CUevent) }?;
         }
         // SAFETY: both ranges lie in the staging buffers (total ≤ len); the pinned source
         // is not rewritten before the event recorded below has completed.
-        check(
-            unsafe {
-                sys::cuMemcpyHtoDAsync_v2(
-                    self.staging.device.ptr(),
-                    self.staging.host.as_ptr(),
-                    sections.total,
-                    stream,
-                )
-            },
-            "cuMemcpyHtoDAsync",
-        )?;
+        unsafe {
+            q.copy_to_device(
+                self.staging.device.ptr(),
+                self.staging.host.as_ptr(),
+                sections.total,
+            )
+        }?;
         let base = self.staging.device.ptr();
         let mut frames_ptr: u64 = base;
         let mut commands_ptr: u64 = base + sections.commands as u64;
@@ -382,22 +333,21 @@ impl CudaOverlay {
         let mut values_ptr: u64 = base + sections.dense_values as u64;
         let mut lut_ptr: u64 = self.lut.ptr();
         let mut args: [*mut c_void; 7] = [
-            (&mut frames_ptr as *mut u64).cast(),
-            (&mut commands_ptr as *mut u64).cast(),
-            (&mut atlas_ptr as *mut u64).cast(),
-            (&mut masks_ptr as *mut u64).cast(),
-            (&mut dense_ptr as *mut u64).cast(),
-            (&mut values_ptr as *mut u64).cast(),
-            (&mut lut_ptr as *mut u64).cast(),
+            arg(&mut frames_ptr),
+            arg(&mut commands_ptr),
+            arg(&mut atlas_ptr),
+            arg(&mut masks_ptr),
+            arg(&mut dense_ptr),
+            arg(&mut values_ptr),
+            arg(&mut lut_ptr),
         ];
         // SAFETY: the argument list matches the kernel's signature (seven device
         // pointers); the frame table holds grid.2 entries whose commands and dense layers
         // lie in their sections (checked by `draw`), host dense values in theirs; the
         // frames' planes, device masks and device dense maps are valid per `draw`'s
         // contract.
-        unsafe { self.kernel.launch(grid, (BLOCK, BLOCK, 1), stream, &mut args) }?;
-        // SAFETY: the overlay's own live stream, same context as the event.
-        unsafe { self.done.record(stream) }
+        unsafe { q.launch(0, grid, (BLOCK, BLOCK, 1), &mut args) }?;
+        q.record()
     }
 }
 
@@ -416,13 +366,6 @@ fn dense_fits(list: &OverlayCommands, fc: &FrameCommands) -> bool {
             || d.values
                 .checked_add(cells)
                 .is_some_and(|end| end <= list.dense_values.len() as u64))
-}
-
-impl Drop for CudaOverlay {
-    fn drop(&mut self) {
-        // Work in flight must end before the module is unloaded and the memory freed.
-        let _ = self.stream.synchronize();
-    }
 }
 
 #[cfg(test)]

@@ -7,12 +7,10 @@
 
 use std::ffi::{c_void, CStr};
 
-use cudarc::driver::sys;
-
-use crate::cuda::driver::{check, DeviceBuffer, DeviceContext, Event, Kernel, PinnedBuffer, Stream};
-use crate::cuda::module::load_kernel;
+use crate::cuda::driver::{DeviceBuffer, DeviceContext, PinnedBuffer};
+use crate::cuda::runner::arg;
 use crate::cuda::CudaError;
-use crate::cuda::KernelSource;
+use crate::cuda::{KernelRunner, KernelSource};
 use crate::ops::device_tensor::{device_ptr, f16_flag};
 use crate::tensor::Tensor;
 
@@ -30,11 +28,8 @@ pub use crate::ops::yolo::YoloCandidate as Candidate;
 
 /// YOLO candidate compaction on device outputs.
 pub struct YoloDecoder {
-    // Drop order: the stream is synchronised in Drop before the buffers go.
-    stream: Stream,
-    kernel: Kernel,
-    ctx: DeviceContext,
-    event: Event,
+    // Drop order: the runner waits for its stream before the buffers go.
+    runner: KernelRunner,
     dev: Option<DeviceBuffer>,
     host: Option<PinnedBuffer>,
     capacity: usize,
@@ -53,25 +48,20 @@ impl std::fmt::Debug for YoloDecoder {
 impl YoloDecoder {
     /// Compiles and loads the kernel in `ctx` (the context the outputs live in).
     pub fn new(ctx: &DeviceContext) -> Result<Self, CudaError> {
-        crate::cuda::guard("creating the YOLO decoder", || {
-            Ok(Self {
-                kernel: load_kernel(ctx, &KERNEL, YOLO_KERNEL)?,
-                stream: Stream::new(ctx)?,
-                event: Event::new(ctx, false)?,
-                ctx: ctx.clone(),
-                dev: None,
-                host: None,
-                capacity: 0,
-                last: 256,
-            })
+        Ok(Self {
+            runner: KernelRunner::new("creating the YOLO decoder", ctx, &KERNEL, &[YOLO_KERNEL])?,
+            dev: None,
+            host: None,
+            capacity: 0,
+            last: 256,
         })
     }
 
     fn ensure(&mut self, capacity: usize) -> Result<(), CudaError> {
         if capacity > self.capacity || self.dev.is_none() {
             let bytes = RECORD + capacity * RECORD;
-            self.dev = Some(DeviceBuffer::new(&self.ctx, bytes)?);
-            self.host = Some(PinnedBuffer::new(&self.ctx, bytes)?);
+            self.dev = Some(DeviceBuffer::new(self.runner.context(), bytes)?);
+            self.host = Some(PinnedBuffer::new(self.runner.context(), bytes)?);
             self.capacity = capacity;
         }
         Ok(())
@@ -124,16 +114,12 @@ impl YoloDecoder {
             })?;
         self.ensure(capacity)?;
         let dev = self.dev.as_ref().expect("ensured").ptr();
-        let stream = self.stream.raw();
         let guess = self.last.clamp(64, self.capacity);
         let first_copy = RECORD + guess * RECORD;
         {
-            let _g = self.ctx.push()?;
+            let q = self.runner.queue()?;
             // SAFETY: the header lies in the device buffer.
-            check(
-                unsafe { sys::cuMemsetD32Async(dev, 0, 1, stream) },
-                "cuMemsetD32Async",
-            )?;
+            unsafe { q.memset_d32(dev, 0, 1) }?;
             let mut src_ptr = src;
             let mut f16_arg = f16;
             let (mut ch_arg, mut n_arg, mut c_arg) = (ch, n, c);
@@ -141,42 +127,32 @@ impl YoloDecoder {
             let mut header = dev;
             let mut cap = self.capacity as u32;
             let mut args: [*mut c_void; 8] = [
-                (&mut src_ptr as *mut u64).cast(),
-                (&mut f16_arg as *mut i32).cast(),
-                (&mut ch_arg as *mut i32).cast(),
-                (&mut n_arg as *mut i32).cast(),
-                (&mut c_arg as *mut i32).cast(),
-                (&mut conf_arg as *mut f32).cast(),
-                (&mut header as *mut u64).cast(),
-                (&mut cap as *mut u32).cast(),
+                arg(&mut src_ptr),
+                arg(&mut f16_arg),
+                arg(&mut ch_arg),
+                arg(&mut n_arg),
+                arg(&mut c_arg),
+                arg(&mut conf_arg),
+                arg(&mut header),
+                arg(&mut cap),
             ];
-            // SAFETY: arguments match the kernel signature; the output holds `capacity`
-            // records after the header; the source tensor was checked to hold B*C*N values.
+            // SAFETY: arguments match the kernel signature (u64, i32, i32, i32, i32, f32,
+            // u64, u32); the output holds `capacity` records after the header; the source
+            // tensor was checked to hold B*C*N values.
             unsafe {
-                self.kernel.launch(
+                q.launch(
+                    0,
                     ((anchors as u32).div_ceil(256), b as u32, 1),
                     (256, 1, 1),
-                    stream,
                     &mut args,
                 )
             }?;
             let host = self.host.as_mut().expect("ensured");
             // SAFETY: both buffers hold at least `first_copy` bytes.
-            check(
-                unsafe {
-                    sys::cuMemcpyDtoHAsync_v2(
-                        host.as_mut_slice().as_mut_ptr().cast(),
-                        dev,
-                        first_copy,
-                        stream,
-                    )
-                },
-                "cuMemcpyDtoHAsync",
-            )?;
-            // SAFETY: this decoder's live stream.
-            unsafe { self.event.record(stream) }?;
+            unsafe { q.copy_to_host(host.as_mut_slice().as_mut_ptr().cast(), dev, first_copy) }?;
+            q.record()?;
         }
-        self.event.synchronize()?;
+        self.runner.wait()?;
         let host = self.host.as_mut().expect("ensured");
         gst::trace!(gst::CAT_DEFAULT, "YOLO candidates: kernel and copy done");
         let count = u32::from_ne_bytes(host.as_mut_slice()[0..4].try_into().expect("4 bytes")) as usize;
@@ -185,20 +161,16 @@ impl YoloDecoder {
         if count > guess {
             let rest = (count - guess) * RECORD;
             let off = first_copy;
-            let _g = self.ctx.push()?;
+            let q = self.runner.queue()?;
             // SAFETY: the range lies inside both buffers (count ≤ capacity).
-            check(
-                unsafe {
-                    sys::cuMemcpyDtoHAsync_v2(
-                        host.as_mut_slice()[off..].as_mut_ptr().cast(),
-                        dev + off as u64,
-                        rest,
-                        stream,
-                    )
-                },
-                "cuMemcpyDtoHAsync",
-            )?;
-            self.stream.synchronize()?;
+            unsafe {
+                q.copy_to_host(
+                    host.as_mut_slice()[off..].as_mut_ptr().cast(),
+                    dev + off as u64,
+                    rest,
+                )
+            }?;
+            self.runner.synchronize()?;
             copied += rest;
         }
         let bytes = &host.as_mut_slice()[RECORD..RECORD + count * RECORD];
@@ -220,12 +192,6 @@ impl YoloDecoder {
         // Next guess: a little above this batch's count, so one copy usually suffices.
         self.last = count + count / 4 + 16;
         Ok(copied)
-    }
-}
-
-impl Drop for YoloDecoder {
-    fn drop(&mut self) {
-        let _ = self.stream.synchronize();
     }
 }
 
