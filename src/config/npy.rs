@@ -1,7 +1,10 @@
-//! Reader of NumPy `.npy` files (format versions 1, 2 and 3), enough for prompt feature
-//! files: little-endian or byte-sized numbers, C order, converted to f32.
+//! Reader of NumPy `.npy` files (format versions 1, 2 and 3, read by the `npyz` crate) for
+//! prompt feature files: floats, integers or booleans in C order, converted to f32, with
+//! the size limits and the sentences of the configuration errors.
 
 use std::path::Path;
+
+use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar};
 
 /// A numeric array read from a `.npy` file, as f32 values in C order.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,91 +28,68 @@ pub fn read(path: &Path) -> Result<NpyArray, String> {
     parse(&std::fs::read(path).map_err(|e| e.to_string())?)
 }
 
-/// Parses the bytes of a `.npy` file.
+/// Parses the bytes of a `.npy` file (header and element reading by `npyz`; the checks and
+/// sentences are ours).
 pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
-    const MAGIC: &[u8] = b"\x93NUMPY";
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+    if !bytes.starts_with(b"\x93NUMPY") {
         return Err("it is not a NumPy .npy file (no \\x93NUMPY magic); write it with numpy.save".into());
     }
-    let (header_len, start): (usize, usize) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(format!("unsupported .npy format version {v}")),
-    };
-    let header = bytes
-        .get(start..start.saturating_add(header_len))
-        .ok_or("the .npy header is truncated")?;
-    let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
-    let descr = dict_value(header, "descr").ok_or("the .npy header has no 'descr'")?;
-    let quote = descr.chars().next().filter(|c| *c == '\'' || *c == '"');
-    let descr = quote
-        .and_then(|q| descr[1..].split(q).next())
-        .ok_or("the .npy 'descr' is not a string")?;
-    if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
+    let mut data = bytes;
+    let header =
+        NpyHeader::from_reader(&mut data).map_err(|e| format!("the .npy header cannot be read ({e})"))?;
+    if header.order() == Order::Fortran {
         return Err("Fortran-ordered arrays are not supported: save a C-ordered array".into());
     }
-    let shape_text = dict_value(header, "shape").ok_or("the .npy header has no 'shape'")?;
-    let inner = shape_text
-        .strip_prefix('(')
-        .and_then(|s| s.split(')').next())
-        .ok_or("the .npy shape is not a tuple")?;
-    let shape = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| format!("bad .npy dimension '{s}'"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let shape = header
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<Vec<_>>>()
+        .ok_or("the .npy shape is too large")?;
     let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("the .npy shape is too large")?;
-    let data = &bytes[start + header_len..];
-    let (size, convert): (usize, fn(&[u8]) -> f32) = match descr {
-        "<f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        "<f8" => (8, |b| {
-            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-        }),
-        "<f2" => (2, |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
-        "|b1" | "|u1" => (1, |b| b[0] as f32),
-        "|i1" => (1, |b| b[0] as i8 as f32),
-        "<i4" => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
-        "<i8" => (8, |b| {
-            i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-        }),
-        other => {
-            return Err(format!(
-                "element type '{other}' is not supported (use float32: numpy.save(path, a.astype('float32')))"
-            ))
-        }
+    let dtype = header.dtype();
+    let unsupported = |descr: &str| {
+        format!(
+            "element type '{descr}' is not supported (use float32: numpy.save(path, a.astype('float32')))"
+        )
+    };
+    let DType::Plain(ty) = &dtype else {
+        return Err(unsupported(&dtype.descr()));
+    };
+    let descr = ty.to_string();
+    type Read = fn(NpyFile<&[u8]>) -> std::io::Result<Vec<f32>>;
+    let (size, read): (usize, Read) = match (ty.type_char(), ty.num_bytes()) {
+        (TypeChar::Float, Some(4)) => (4, |f| f.into_vec::<f32>()),
+        (TypeChar::Float, Some(8)) => (8, |f| widened(f, |v: f64| v as f32)),
+        (TypeChar::Float, Some(2)) => (2, |f| widened(f, |v: half::f16| v.to_f32())),
+        (TypeChar::Bool, Some(1)) => (1, |f| widened(f, |v: bool| u8::from(v) as f32)),
+        (TypeChar::Uint, Some(1)) => (1, |f| widened(f, |v: u8| v as f32)),
+        (TypeChar::Int, Some(1)) => (1, |f| widened(f, |v: i8| v as f32)),
+        (TypeChar::Int, Some(4)) => (4, |f| widened(f, |v: i32| v as f32)),
+        (TypeChar::Int, Some(8)) => (8, |f| widened(f, |v: i64| v as f32)),
+        _ => return Err(unsupported(&descr)),
     };
     let need = count.checked_mul(size).ok_or("the .npy shape is too large")?;
     if data.len() != need {
         return Err(format!(
-            "the .npy data holds {} bytes, its shape {:?} of '{descr}' needs {need}",
-            data.len(),
-            shape
+            "the .npy data holds {} bytes, its shape {shape:?} of '{descr}' needs {need}",
+            data.len()
         ));
     }
-    let values: Vec<f32> = data.chunks_exact(size).map(convert).collect();
+    let values = read(NpyFile::with_header(header, data))
+        .map_err(|e| format!("the .npy data cannot be read ({e})"))?;
     if values.iter().any(|v| !v.is_finite()) {
         return Err("it holds NaN or infinite values".into());
     }
     Ok(NpyArray { shape, values })
 }
 
-/// Text after `'key':` in a Python dict literal, up to the end of the header.
-fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let pos = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
-    let rest = &header[pos + key.len() + 2..];
-    Some(rest.trim_start().strip_prefix(':')?.trim_start())
+/// The elements of `file` read as `T` and converted with `f`.
+fn widened<T: npyz::Deserialize>(file: NpyFile<&[u8]>, f: impl Fn(T) -> f32) -> std::io::Result<Vec<f32>> {
+    Ok(file.into_vec::<T>()?.into_iter().map(f).collect())
 }
 
 /// Bytes of a version 1 `.npy` file holding `values` as little-endian f32 (tests, tools).
