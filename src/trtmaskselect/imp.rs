@@ -3,8 +3,8 @@
 //! mask, computed at frame resolution inside their box. The model's mask tensors are then
 //! released from the batch: nothing else of them travels further.
 
-use crate::batch::{BatchOutputs, MaskTensor};
-use crate::ops::maskselect::{self, MaskSelection};
+use crate::ops::maskselect::batch::{BatchMaskSelect, MaskBatchStats};
+use crate::ops::maskselect::MaskSelection;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -24,208 +24,29 @@ pub struct TrtMaskSelect {
     settings: Mutex<(MaskSelection, bool)>,
     bytes_produced: AtomicU64,
     bytes_kept: AtomicU64,
-    selected: Mutex<Vec<usize>>,
     /// Copy masks computed on the GPU to host memory (metadata); off: they stay in device
     /// memory for trtoverlay's GPU path only.
     download: std::sync::atomic::AtomicBool,
-    /// Mask kernel for model outputs that stayed on the GPU (created on first use).
-    #[cfg(feature = "cuda")]
-    gpu: Mutex<Option<crate::ops::maskselect::cuda::MaskSelector>>,
+    /// The operation (CPU or GPU path per model output, chosen inside).
+    op: Mutex<BatchMaskSelect>,
 }
 
 impl TrtMaskSelect {
-    /// Masks of outputs that stayed on the GPU: one kernel launch for every kept detection
-    /// of the batch; only the kept masks come to the host. Returns (produced, kept) bytes.
-    #[cfg(feature = "cuda")]
-    fn process_device(
-        &self,
-        batch: &mut crate::batch::Batch,
-        outputs: &[BatchOutputs],
-        sel: &MaskSelection,
-        selected: &mut Vec<usize>,
-    ) -> Result<(u64, u64), gst::FlowError> {
-        use crate::ops::maskselect::cuda::{MaskPlanes, MaskRequest, MaskSelector};
-        use crate::results::{DeviceMask, FrameMask, MaskSource};
-        let fail = |what: String| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("Masks could not be computed on the GPU: {}", what)
-            );
-            gst::FlowError::Error
-        };
-        let download = self.download.load(Ordering::Relaxed);
-        let mut produced = 0u64;
-        let mut requests = Vec::new();
-        let mut targets = Vec::new();
-        for out in outputs {
-            let MaskTensor::DevicePrototypes {
-                protos,
-                coefficients,
-                first,
-            } = &out.masks
-            else {
-                continue;
-            };
-            produced += protos.len_bytes() as u64;
-            for (slot_idx, slot) in batch.slots.iter().enumerate() {
-                let Some(row) = out.row_of(slot_idx) else { continue };
-                let Some(transform) = out.transforms.get(row) else {
-                    continue;
-                };
-                let dets = &slot.results.detections;
-                maskselect::select(dets, sel, selected);
-                for &i in selected.iter() {
-                    let d = &dets[i];
-                    if d.model != out.model || d.mask_source != Some(MaskSource::OutputColumn) {
-                        continue;
-                    }
-                    let rect = d.bbox.to_pixel_rect(transform.frame_w, transform.frame_h);
-                    if rect.2 == 0 || rect.3 == 0 {
-                        continue;
-                    }
-                    requests.push(MaskRequest {
-                        planes: MaskPlanes::Prototypes {
-                            protos,
-                            coefficients,
-                            first: *first,
-                            anchor: d.query as usize,
-                        },
-                        row,
-                        rect,
-                        transform: *transform,
-                        mask_threshold: sel.mask_threshold,
-                    });
-                    targets.push((slot_idx, i, rect));
-                }
-            }
-        }
-        let mut kept = 0u64;
-        if !requests.is_empty() {
-            let mut gpu = self.gpu.lock().unwrap();
-            if gpu.is_none() {
-                let ptr = match &requests[0].planes {
-                    MaskPlanes::Prototypes { protos, .. } => protos,
-                    MaskPlanes::Dense { masks, .. } => masks,
-                };
-                let ptr = match &ptr.storage {
-                    crate::tensor::TensorStorage::Device { ptr, .. } => *ptr,
-                    crate::tensor::TensorStorage::Host(_) => 0,
-                };
-                let ctx = crate::cuda::device_of_pointer(ptr)
-                    .and_then(crate::cuda::DeviceContext::primary)
-                    .map_err(|e| fail(e.to_string()))?;
-                *gpu = Some(MaskSelector::new(&ctx).map_err(|e| fail(e.to_string()))?);
-            }
-            let selector = gpu.as_mut().expect("created above");
-            let mut offsets = Vec::with_capacity(requests.len() + 1);
-            let masks = selector
-                .run(&requests, download, &mut offsets)
-                .map_err(|e| fail(e.to_string()))?;
-            for (k, &(slot_idx, i, (x, y, width, height))) in targets.iter().enumerate() {
-                let range = masks.offsets[k]..masks.offsets[k + 1];
-                let data = if download {
-                    masks.host[range.clone()].to_vec()
-                } else {
-                    Vec::new()
-                };
-                kept += range.len() as u64;
-                let device = DeviceMask {
-                    ptr: masks.arena.ptr() + range.start as u64,
-                    // Complete: the selector waited for its kernel.
-                    ready_event: 0,
-                    keepalive: masks.arena.clone(),
-                };
-                batch.slots[slot_idx].results.detections[i].mask = Some(FrameMask {
-                    x,
-                    y,
-                    width,
-                    height,
-                    data,
-                    device: Some(device),
-                });
-            }
-        }
-        for slot in batch.slots.iter_mut() {
-            for d in slot.results.detections.iter_mut() {
-                if outputs.iter().any(|o| o.model == d.model) {
-                    d.mask_source = None;
-                }
-            }
-        }
-        Ok((produced, kept))
-    }
-
-    #[cfg(not(feature = "cuda"))]
-    fn process_device(
-        &self,
-        _batch: &mut crate::batch::Batch,
-        _outputs: &[BatchOutputs],
-        _sel: &MaskSelection,
-        _selected: &mut Vec<usize>,
-    ) -> Result<(u64, u64), gst::FlowError> {
-        gst::element_imp_error!(
-            self,
-            gst::StreamError::Failed,
-            ("Masks are in GPU memory but this build has no CUDA support (cargo feature 'cuda')")
-        );
-        Err(gst::FlowError::Error)
-    }
-
     fn process(&self, batch: &mut crate::batch::Batch) -> Result<(), gst::FlowError> {
         let (sel, post) = *self.settings.lock().unwrap();
-        let mut selected = self.selected.lock().unwrap();
-        let outputs: Vec<BatchOutputs> = std::mem::take(&mut batch.outputs);
-        let (mut produced, mut kept) = (0u64, 0u64);
-        let (device, outputs): (Vec<BatchOutputs>, Vec<BatchOutputs>) = outputs
-            .into_iter()
-            .partition(|o| matches!(o.masks, MaskTensor::DevicePrototypes { .. }));
-        if !device.is_empty() {
-            let (p, k) = self.process_device(batch, &device, &sel, &mut selected)?;
-            produced += p;
-            kept += k;
+        let download = self.download.load(Ordering::Relaxed);
+        let stats = self.op.lock().unwrap().run(batch, &sel, download).map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", e));
+            gst::FlowError::Error
+        })?;
+        for model in &stats.unreadable {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "mask tensor of {model} is not a host float tensor"
+            );
         }
-        for out in &outputs {
-            produced += out.masks.tensor().len_bytes() as u64;
-            let tensor = out.masks.tensor();
-            let Some(values) = tensor.f32_values() else {
-                gst::warning!(
-                    CAT,
-                    imp = self,
-                    "mask tensor of {} is not a host float tensor",
-                    out.model
-                );
-                continue;
-            };
-            let values = &*values;
-            for (slot_idx, slot) in batch.slots.iter_mut().enumerate() {
-                let Some(row) = out.row_of(slot_idx) else { continue };
-                let Some(transform) = out.transforms.get(row) else {
-                    continue;
-                };
-                let dets = &mut slot.results.detections;
-                maskselect::select(dets, &sel, &mut selected);
-                for &i in selected.iter() {
-                    if dets[i].model != out.model {
-                        continue;
-                    }
-                    dets[i].mask = maskselect::frame_mask(
-                        &dets[i],
-                        &out.masks,
-                        values,
-                        row,
-                        transform,
-                        sel.mask_threshold,
-                    );
-                    if let Some(m) = &dets[i].mask {
-                        kept += m.data.len() as u64;
-                    }
-                }
-                for d in dets.iter_mut().filter(|d| d.model == out.model) {
-                    d.mask_source = None;
-                }
-            }
-        }
+        let MaskBatchStats { produced, kept, .. } = stats;
         let total_produced = self.bytes_produced.fetch_add(produced, Ordering::Relaxed) + produced;
         let total_kept = self.bytes_kept.fetch_add(kept, Ordering::Relaxed) + kept;
         gst::log!(
@@ -256,10 +77,8 @@ impl Default for TrtMaskSelect {
             settings: Mutex::default(),
             bytes_produced: AtomicU64::default(),
             bytes_kept: AtomicU64::default(),
-            selected: Mutex::default(),
             download: std::sync::atomic::AtomicBool::new(true),
-            #[cfg(feature = "cuda")]
-            gpu: Mutex::default(),
+            op: Mutex::default(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Mask selection shared by the CPU path and the GPU kernels' host side: which
 //! detections keep a mask, and how a model-space mask is cropped and resized to its box in
-//! frame pixels.
+//! frame pixels. [`batch::BatchMaskSelect`] is the operation on a batch that trtmaskselect
+//! calls (it picks the CPU or the GPU path per model output).
 
+pub mod batch;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
