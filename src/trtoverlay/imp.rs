@@ -2,42 +2,19 @@
 //! buffer is writable without a copy unless something upstream (a tee) still shares it,
 //! in which case `make_mut` copies it as GStreamer's rules require.
 //!
-//! CUDA path (cargo feature `cuda`, `device=auto`): the frames of a batch that are
-//! GstCudaMemory of a context the element can use are drawn by [`CudaOverlay`] with one
-//! kernel launch for the whole batch, from the same command list the CPU executor
-//! follows ([`crate::ops::overlay`]), byte-identical to the CPU drawing. Other frames (system
-//! memory, another GPU's context) are drawn on the CPU. Dense colour maps are drawn
-//! in the same launch, under the boxes: maps in GPU memory (trtinfer on a GPU backend) are
-//! read where they are, host maps travel with the batch's command list (one copy per
-//! batch). A map only in GPU memory drawn on a system-memory frame is copied to the host
-//! for that frame. The element waits for the
-//! kernel before pushing the batch: GstCudaMemory of GStreamer 1.22 carries no stream
-//! or event, so downstream elements (encoders, `cudadownload`) read it right away on
-//! their own streams.
-//!
-//! [`CudaOverlay`]: crate::ops::overlay::cuda::CudaOverlay
+//! The drawing itself is [`BatchOverlay`] (CPU or CUDA path per frame, chosen inside the
+//! operation); the element holds it between start and stop, passes it the batch, its
+//! settings and its CUDA context, and turns its errors into error messages.
 
-use crate::batch::{Batch, FrameSlot};
 use crate::gpu_element::CudaContextElement;
-use crate::ops::overlay::draw::colormap::Colormap;
-use crate::ops::overlay::draw::Canvas;
-use crate::ops::overlay::{draw_frame, OverlayStyle};
-use crate::results::{DenseMap, FrameResults};
-use crate::video::Paint;
+use crate::ops::overlay::batch::{parse_range, BatchOverlay, ExtraStyle, OverlayError, CAT};
+use crate::ops::overlay::OverlayStyle;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
-
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "trtoverlay",
-        gst::DebugColorFlags::empty(),
-        Some("trtvision overlay"),
-    )
-});
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -57,149 +34,11 @@ impl Default for Settings {
     }
 }
 
-/// Dense maps as a colour map.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExtraStyle {
-    /// Colour map of dense outputs (none = not drawn).
-    pub dense_colormap: Colormap,
-    /// Opacity of the dense colour map.
-    pub dense_alpha: f32,
-    /// Model whose dense map is drawn (empty = the first one of the frame).
-    pub dense_model: std::sync::Arc<str>,
-    /// Value range mapped onto the colour map; `None` = each map's own min and max.
-    pub dense_range: Option<(f32, f32)>,
-}
-
-impl Default for ExtraStyle {
-    fn default() -> Self {
-        Self {
-            dense_colormap: Colormap::None,
-            dense_alpha: 0.5,
-            dense_model: std::sync::Arc::from(""),
-            dense_range: None,
-        }
-    }
-}
-
-impl ExtraStyle {
-    /// The dense map of `results` that is drawn and the value range mapped onto the colour
-    /// map (`dense-range`, or the map's own minimum and maximum), or `None` when no map is
-    /// drawn (colour map none, no map of `dense-model`, no finite value).
-    pub fn dense_to_draw<'a>(&self, results: &'a FrameResults) -> Option<(&'a DenseMap, (f32, f32))> {
-        if self.dense_colormap == Colormap::None {
-            return None;
-        }
-        let map = results.dense_for(&self.dense_model)?;
-        let range = self
-            .dense_range
-            .or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))?;
-        Some((map, range))
-    }
-}
-
-/// Reusable drawing state: the colour map's 256 paints and scratch.
-#[derive(Debug, Default)]
-pub struct OverlayScratch {
-    pub label: String,
-    lut: Vec<Paint>,
-    lut_of: Option<Colormap>,
-    cols: Vec<u32>,
-    /// Channel 0 of a map only in GPU memory, copied for CPU drawing.
-    values: Vec<f32>,
-}
-
-impl OverlayScratch {
-    /// The 256 paints of `colormap` (computed when it changes).
-    pub fn lut(&mut self, colormap: Colormap) -> &[Paint] {
-        if self.lut_of != Some(colormap) {
-            self.lut = colormap.lut();
-            self.lut_of = Some(colormap);
-        }
-        &self.lut
-    }
-}
-
-/// Draws everything attached to one frame: the dense map first (under the rest), then the
-/// detections and their keypoints (CPU implementation). A map only in GPU memory is copied
-/// to the host first (plugin built with CUDA; else it is not drawn).
-pub fn draw_results(
-    canvas: &mut Canvas,
-    results: &FrameResults,
-    style: &OverlayStyle,
-    extra: &ExtraStyle,
-    scratch: &mut OverlayScratch,
-) {
-    if let Some((map, range)) = extra.dense_to_draw(results) {
-        scratch.lut(extra.dense_colormap);
-        let OverlayScratch {
-            lut, cols, values, ..
-        } = scratch;
-        if let Some(v) = map.channel(0).or_else(|| host_copy(map, values)) {
-            canvas.dense_values(map, v, lut, range, extra.dense_alpha, cols);
-        }
-    }
-    draw_frame(canvas, &results.detections, style, &mut scratch.label);
-}
-
-/// Channel 0 of a map only in GPU memory, copied into `values`; `None` (logged) when the
-/// copy fails or the plugin was built without CUDA.
-fn host_copy<'a>(map: &DenseMap, values: &'a mut Vec<f32>) -> Option<&'a [f32]> {
-    #[cfg(feature = "cuda")]
-    if map.device.is_some() {
-        match crate::ops::dense::cuda::download_channel0(map, values) {
-            Ok(()) => return Some(values.as_slice()),
-            Err(e) => gst::warning!(CAT, "the dense map of '{}' is not drawn: {e}", map.model),
-        }
-    }
-    let _ = (map, values);
-    None
-}
-
-/// Parses a dense value range `lo,hi` (`auto` or empty = `None`).
-pub fn parse_range(s: &str) -> Result<Option<(f32, f32)>, String> {
-    let t = s.trim();
-    if t.is_empty() || t.eq_ignore_ascii_case("auto") {
-        return Ok(None);
-    }
-    let v: Vec<f32> = t
-        .split(',')
-        .map(|p| p.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("'{s}' is not 'auto' or two numbers 'lo,hi'"))?;
-    match v.as_slice() {
-        [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok(Some((*lo, *hi))),
-        _ => Err(format!(
-            "'{s}' is not 'auto' or two finite numbers 'lo,hi' with lo < hi"
-        )),
-    }
-}
-
-/// What exists between start and stop; every buffer is reused from batch to batch.
-#[derive(Default)]
-struct State {
-    scratch: OverlayScratch,
-    /// Slots already drawn on the GPU in the current batch.
-    on_gpu: Vec<bool>,
-    #[cfg(feature = "cuda")]
-    cuda: CudaState,
-}
-
-#[cfg(feature = "cuda")]
-#[derive(Default)]
-struct CudaState {
-    /// Created on the first batch with CUDA frames to draw on.
-    overlay: Option<crate::ops::overlay::cuda::CudaOverlay>,
-    /// Set when the CUDA path is off (`device=cpu`) or failed once.
-    disabled: bool,
-    list: crate::ops::overlay::OverlayCommands,
-    maps: Vec<crate::cuda::CudaFrameMap>,
-    frames: Vec<crate::cuda::CudaFrame>,
-}
-
 #[derive(Default)]
 pub struct TrtOverlay {
     settings: Mutex<Settings>,
-    state: Mutex<Option<State>>,
+    /// The drawing operation, between start and stop.
+    state: Mutex<Option<BatchOverlay>>,
     /// Frames drawn on the GPU since start.
     gpu_frames: AtomicU64,
     /// CUDA context shared with the pipeline through `gst.cuda.context`.
@@ -207,242 +46,24 @@ pub struct TrtOverlay {
 }
 
 impl TrtOverlay {
-    fn draw_slot(
-        &self,
-        slot: &mut FrameSlot,
-        style: &OverlayStyle,
-        extra: &ExtraStyle,
-        scratch: &mut OverlayScratch,
-    ) -> Result<(), gst::FlowError> {
-        if slot.results.detections.is_empty() && extra.dense_to_draw(&slot.results).is_none() {
-            return Ok(());
-        }
-        let info = slot.info.clone();
-        let buffer = slot.buffer.make_mut();
-        let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info).map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("Could not map a frame for drawing")
-            );
-            gst::FlowError::Error
-        })?;
-        let mut canvas = Canvas::new(&mut frame).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                ("Cannot draw on this frame: {}", e)
-            );
-            gst::FlowError::NotNegotiated
-        })?;
-        draw_results(&mut canvas, &slot.results, style, extra, scratch);
-        Ok(())
-    }
-
-    fn draw_batch(
-        &self,
-        state: &mut State,
-        batch: &mut Batch,
-        style: &OverlayStyle,
-        extra: &ExtraStyle,
-    ) -> Result<(), gst::FlowError> {
-        state.on_gpu.clear();
-        state.on_gpu.resize(batch.slots.len(), false);
-        #[cfg(feature = "cuda")]
-        self.draw_cuda(state, batch, style, extra)?;
-        for (slot, on_gpu) in batch.slots.iter_mut().zip(&state.on_gpu) {
-            if !on_gpu {
-                self.draw_slot(slot, style, extra, &mut state.scratch)?;
+    /// Posts the error message of `e` and returns the flow result it stands for.
+    fn post_error(&self, e: OverlayError) -> gst::FlowError {
+        match e {
+            OverlayError::Map => {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", e));
+                gst::FlowError::Error
             }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(feature = "cuda")]
-impl TrtOverlay {
-    /// Draws the slots in CUDA memory of the element's context with one launch and marks
-    /// them in `state.on_gpu`; the others are left to the CPU.
-    fn draw_cuda(
-        &self,
-        state: &mut State,
-        batch: &mut Batch,
-        style: &OverlayStyle,
-        extra: &ExtraStyle,
-    ) -> Result<(), gst::FlowError> {
-        use crate::cuda;
-        use crate::ops::overlay::DenseDraw;
-        let cs = &mut state.cuda;
-        if cs.disabled {
-            return Ok(());
-        }
-        let Some(ctx) = self.cuda_ctx.get() else {
-            return Ok(());
-        };
-        cs.list.clear();
-        if extra.dense_colormap != Colormap::None {
-            cs.list.set_dense_lut(state.scratch.lut(extra.dense_colormap));
-        }
-        // Frames read by trtpreprocess's kernel are also held by its tensor until the batch
-        // input is released (trtdemux): twice referenced, `make_mut` would copy each frame
-        // (an allocation and a synchronous copy per frame). Before the first frame is mapped
-        // for drawing, the overlay's stream waits for that kernel instead and the tensor lets
-        // go of the frames; the slots hold them until the overlay's own work is done (it
-        // waits before pushing the batch, and synchronises its stream on every other way out).
-        let mut released = None;
-        for (i, slot) in batch.slots.iter_mut().enumerate() {
-            let dense = extra.dense_to_draw(&slot.results);
-            if slot.results.detections.is_empty() && dense.is_none() {
-                continue;
+            OverlayError::Format(_) => {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+                gst::FlowError::NotNegotiated
             }
-            if !cuda::is_cuda_buffer(slot.buffer.as_ref()) {
-                gst::trace!(CAT, imp = self, "frame {i} is in system memory: drawn on the CPU");
-                continue;
-            }
-            if released.is_none() {
-                if let Err(e) = self.ensure_overlay(cs, &ctx) {
-                    return self.finish_cuda(cs, &mut state.on_gpu, Err(e), 0);
-                }
-                let stream = cs.overlay.as_ref().map(|o| o.stream());
-                // SAFETY: the overlay's live stream; the slots keep the frames (see above).
-                let (n, res) = match stream {
-                    Some(s) => unsafe { crate::batch::release_frames_after(&batch.inputs, s) },
-                    None => (0, Ok(())),
-                };
-                if let Err(e) = res {
-                    gst::debug!(CAT, imp = self, "frames stay with the batch input: {e}");
-                }
-                released = Some(n);
-            }
-            let info = slot.info.clone();
-            match cuda::map_cuda_frame_mut(slot.buffer.make_mut(), &info) {
-                Ok(m) if m.is_accessible_from(&ctx) => {
-                    let dense = dense.map(|(map, range)| DenseDraw {
-                        map,
-                        range,
-                        alpha: extra.dense_alpha,
-                    });
-                    cs.list.add_frame_with_dense(
-                        info.width(),
-                        info.height(),
-                        &crate::video::color::YuvCoefficients::for_info(&info),
-                        dense,
-                        &slot.results.detections,
-                        style,
-                    );
-                    cs.frames.push(m.frame());
-                    cs.maps.push(m);
-                    state.on_gpu[i] = true;
-                }
-                Ok(_) => gst::debug!(CAT, imp = self, "frame of another CUDA context: drawn on the CPU"),
-                Err(e) => gst::warning!(CAT, imp = self, "{e}: drawn on the CPU"),
-            }
-        }
-        let result = self.launch(cs, &ctx);
-        self.finish_cuda(cs, &mut state.on_gpu, result, released.unwrap_or(0))
-    }
-
-    /// Ends [`TrtOverlay::draw_cuda`]: unmaps the frames and turns `result` into the flow
-    /// result. When the batch input let go of `released` frames and no completed launch was
-    /// waited for, the overlay's stream is synchronised first (its waits on trtpreprocess's
-    /// kernels must be over before the frames go downstream).
-    fn finish_cuda(
-        &self,
-        cs: &mut CudaState,
-        on_gpu: &mut [bool],
-        result: Result<bool, Launch>,
-        released: usize,
-    ) -> Result<(), gst::FlowError> {
-        let drawn = cs.frames.len() as u64;
-        cs.frames.clear();
-        cs.maps.clear();
-        if released > 0 && !matches!(result, Ok(true)) {
-            if let Some(Err(e)) = cs.overlay.as_ref().map(|o| o.synchronize()) {
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Failed,
-                    ("Waiting for the GPU failed"),
-                    ["{}", e]
-                );
-                return Err(gst::FlowError::Error);
-            }
-        }
-        let result = result.map(|_| ());
-        match result {
-            Ok(()) => {
-                self.gpu_frames.fetch_add(drawn, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(Launch::Fallback) => {
-                on_gpu.iter_mut().for_each(|g| *g = false);
-                Ok(())
-            }
-            Err(Launch::Failed(e)) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Failed,
-                    ("Drawing the overlay on the GPU failed"),
-                    ["{}", e]
-                );
-                Err(gst::FlowError::Error)
+            #[cfg(feature = "cuda")]
+            OverlayError::GpuWait(ref cause) | OverlayError::GpuDraw(ref cause) => {
+                gst::element_imp_error!(self, gst::ResourceError::Failed, ("{}", e), ["{}", cause]);
+                gst::FlowError::Error
             }
         }
     }
-
-    /// Creates the CUDA overlay on first use; on failure the element stays on the CPU.
-    fn ensure_overlay(&self, cs: &mut CudaState, ctx: &crate::cuda::CudaContext) -> Result<(), Launch> {
-        if cs.overlay.is_none() {
-            match ctx
-                .device_context()
-                .and_then(|d| crate::ops::overlay::cuda::CudaOverlay::new(&d))
-            {
-                Ok(o) => {
-                    gst::info!(CAT, imp = self, "CUDA overlay on {}", o.arch());
-                    cs.overlay = Some(o);
-                }
-                Err(e) => {
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "CUDA overlay unavailable, CPU path from now on: {e}"
-                    );
-                    cs.disabled = true;
-                    return Err(Launch::Fallback);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Draws the mapped frames with one launch and waits for it: true when a launch was
-    /// waited for, false when there was nothing to draw.
-    fn launch(&self, cs: &mut CudaState, ctx: &crate::cuda::CudaContext) -> Result<bool, Launch> {
-        if cs.frames.is_empty() {
-            return Ok(false);
-        }
-        self.ensure_overlay(cs, ctx)?;
-        let Some(overlay) = cs.overlay.as_mut() else {
-            return Err(Launch::Fallback);
-        };
-        match overlay.draw(&cs.frames, &cs.list) {
-            Ok(false) => Ok(false),
-            Ok(true) => overlay.wait().map(|()| true).map_err(Launch::Failed),
-            Err(e) => {
-                // Nothing was queued, or the launch itself failed: the CPU draws.
-                gst::warning!(CAT, imp = self, "{e}: drawn on the CPU");
-                overlay.wait().map_err(Launch::Failed)?;
-                Err(Launch::Fallback)
-            }
-        }
-    }
-}
-
-#[cfg(feature = "cuda")]
-enum Launch {
-    /// Draw these frames on the CPU.
-    Fallback,
-    /// The kernel ran and failed: the frames may be half drawn.
-    Failed(crate::cuda::CudaError),
 }
 
 #[glib::object_subclass]
@@ -667,16 +288,8 @@ impl BaseTransformImpl for TrtOverlay {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        #[allow(unused_variables)]
         let use_gpu = self.settings.lock().unwrap().use_gpu;
-        *self.state.lock().unwrap() = Some(State {
-            #[cfg(feature = "cuda")]
-            cuda: CudaState {
-                disabled: !use_gpu,
-                ..Default::default()
-            },
-            ..Default::default()
-        });
+        *self.state.lock().unwrap() = Some(BatchOverlay::new(use_gpu));
         self.gpu_frames.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -700,8 +313,17 @@ impl BaseTransformImpl for TrtOverlay {
         };
         let mut meta = crate::transform::batch_meta(self.obj().upcast_ref(), buf)?;
         let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        self.draw_batch(state, meta.batch_mut(), &style, &extra)?;
+        let op = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let drawn = op
+            .draw(
+                self.obj().upcast_ref(),
+                &self.cuda_ctx,
+                meta.batch_mut(),
+                &style,
+                &extra,
+            )
+            .map_err(|e| self.post_error(e))?;
+        self.gpu_frames.fetch_add(drawn, Ordering::Relaxed);
         gst::trace!(CAT, imp = self, "drew batch");
         Ok(gst::FlowSuccess::Ok)
     }
