@@ -17,8 +17,10 @@ SUDO=""
 #    recordings back), pkg-config, a C compiler, python venv, PyGObject with GStreamer's
 #    introspection data (the Python examples), the RTSP server library (the live-camera
 #    tests) and the message brokers the trtmsgbroker tests start on loopback ports
-#    (mosquitto, redis-server, nats-server; their services are not needed).
+#    (mosquitto, redis-server, nats-server; their services are not needed); meson and ninja
+#    for the meson build (scripts/meson-check.sh).
 PKGS=(pkg-config build-essential git curl ca-certificates python3 python3-venv python3-pip
+      meson ninja-build
       python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
       gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
