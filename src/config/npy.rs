@@ -132,5 +132,18 @@ mod tests {
         assert!(parse(&bad).unwrap_err().contains("not supported"));
         let one = parse(&encode_f32(&[3], &[0.0, 1.0, 1.0])).unwrap();
         assert_eq!(one.shape, vec![3]);
+        // Big-endian floats (numpy's '>f4') read to the same values.
+        let mut big = encode_f32(&[2], &[1.5, -2.0]);
+        let at = big.windows(3).position(|w| w == b"<f4").unwrap();
+        big[at] = b'>';
+        let data = big.len() - 8;
+        for v in big[data..].chunks_exact_mut(4) {
+            v.reverse();
+        }
+        assert_eq!(parse(&big).unwrap().values, vec![1.5, -2.0]);
+        let mut nan = encode_f32(&[1], &[f32::NAN]);
+        assert!(parse(&nan).unwrap_err().contains("NaN"));
+        nan[6] = 9;
+        assert!(parse(&nan).unwrap_err().contains("header"), "{:?}", parse(&nan));
     }
 }
