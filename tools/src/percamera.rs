@@ -177,12 +177,12 @@ impl Summary {
             .iter()
             .map(|w| {
                 json::obj(vec![
-                    ("t_s".into(), r2(w.t_s)),
-                    ("fps_per_camera_min".into(), r2(w.fps_per_camera_min)),
-                    ("fps_per_camera_p5".into(), r2(w.fps_per_camera_p5)),
-                    ("fps_per_camera_mean".into(), r2(w.fps_per_camera_mean)),
-                    ("latency_ms_p50".into(), r2(w.latency_ms_p50)),
-                    ("latency_ms_p99".into(), r2(w.latency_ms_p99)),
+                    ("t_s", r2(w.t_s)),
+                    ("fps_per_camera_min", r2(w.fps_per_camera_min)),
+                    ("fps_per_camera_p5", r2(w.fps_per_camera_p5)),
+                    ("fps_per_camera_mean", r2(w.fps_per_camera_mean)),
+                    ("latency_ms_p50", r2(w.latency_ms_p50)),
+                    ("latency_ms_p99", r2(w.latency_ms_p99)),
                 ])
             })
             .collect::<Vec<_>>();
@@ -202,42 +202,42 @@ impl Summary {
             .map(r2)
             .unwrap_or(Value::Null);
         vec![
-            ("fps_per_camera_min".into(), r2(self.fps_min())),
-            ("fps_per_camera_p5".into(), r2(self.fps_p5())),
+            ("fps_per_camera_min".to_string(), r2(self.fps_min())),
+            ("fps_per_camera_p5".to_string(), r2(self.fps_p5())),
             (
-                "latency_drift_ms_per_min".into(),
+                "latency_drift_ms_per_min".to_string(),
                 self.latency_drift_ms_per_min().map(r2).unwrap_or(Value::Null),
             ),
             (
-                "per_camera".into(),
+                "per_camera".to_string(),
                 json::obj(vec![
                     (
-                        "method".into(),
+                        "method",
                         Value::from(
                             "every measured frame's end time and latency per camera; fps = frames / measured window; windows of window_s seconds from the first measured frame's end (whole windows only); latency_ms_p99 = each camera's own p99",
                         ),
                     ),
-                    ("window_s".into(), r2(self.window_s)),
+                    ("window_s", r2(self.window_s)),
                     (
-                        "fps".into(),
+                        "fps",
                         json::obj(vec![
-                            ("min".into(), r2(pct(&f, 0.0))),
-                            ("p5".into(), r2(pct(&f, 5.0))),
-                            ("p50".into(), r2(pct(&f, 50.0))),
-                            ("max".into(), r2(pct(&f, 100.0))),
+                            ("min", r2(pct(&f, 0.0))),
+                            ("p5", r2(pct(&f, 5.0))),
+                            ("p50", r2(pct(&f, 50.0))),
+                            ("max", r2(pct(&f, 100.0))),
                         ]),
                     ),
                     (
-                        "latency_ms_p99".into(),
+                        "latency_ms_p99",
                         json::obj(vec![
-                            ("min".into(), r2(pct(&l, 0.0))),
-                            ("p50".into(), r2(pct(&l, 50.0))),
-                            ("max".into(), r2(pct(&l, 100.0))),
+                            ("min", r2(pct(&l, 0.0))),
+                            ("p50", r2(pct(&l, 50.0))),
+                            ("max", r2(pct(&l, 100.0))),
                         ]),
                     ),
-                    ("worst_window_fps_per_camera_min".into(), worst_window(|w| w.fps_per_camera_min)),
-                    ("worst_window_latency_ms_p99".into(), highest_p99),
-                    ("windows".into(), Value::Array(windows)),
+                    ("worst_window_fps_per_camera_min", worst_window(|w| w.fps_per_camera_min)),
+                    ("worst_window_latency_ms_p99", highest_p99),
+                    ("windows", Value::Array(windows)),
                 ]),
             ),
         ]
