@@ -18,6 +18,8 @@
 # and makes sure .device/ holds the GStreamer bundle (shared/device/make-gst-bundle.sh).
 #
 # Usage, from anywhere in the checkout:  scripts/device/build.sh
+# NO_DEVICE_TESTS=1 leaves the device test binaries out (benchmark-only calls: a faster
+# build and a smaller call 2).
 # It prints the device call sequence at the end.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -47,7 +49,9 @@ fi
 # The plugin (with trtvision-launch) and the measurement programs of tools/.
 cargo build --release --workspace --features cuda --lib --bins
 device_tests=$(cd tests && ls device_*.rs | sed 's/\.rs$//')
-test_bins=$(cargo test --release -p gst-plugin-trtvision --features cuda $(printf -- '--test %s ' $device_tests) --no-run \
+[ -z "${NO_DEVICE_TESTS:-}" ] || device_tests=""
+test_bins=
+[ -z "$device_tests" ] || test_bins=$(cargo test --release -p gst-plugin-trtvision --features cuda $(printf -- '--test %s ' $device_tests) --no-run \
   --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -72,7 +76,7 @@ cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
    "$target/release/trtvision-promptseg-bench" "$out/"
 strip --strip-debug "$out/libgsttrtvision.so"
 strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch" "$out/trtvision-promptseg-bench"
-cp scripts/device/run-tests.sh scripts/device/run-all.sh scripts/device/gpu-load.py scripts/device/cameras.sh scripts/make-camera-content.sh "$out/"
+cp scripts/device/run-tests.sh scripts/device/run-all.sh scripts/device/gpu-load.py scripts/device/cameras.sh scripts/device/cameras-sweep.sh scripts/make-camera-content.sh "$out/"
 chmod +x "$out"/*.sh
 # The CUPTI tracer (scripts/device/cupti/): optional, a failure only loses the trace.
 if bash scripts/device/cupti/build.sh "$out/cupti" >/dev/null; then

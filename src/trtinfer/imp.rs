@@ -56,6 +56,46 @@ struct Stats {
     d2h_bytes: AtomicU64,
     /// Backend running the model, set once started.
     backend_in_use: Mutex<Option<&'static str>>,
+    /// Batches inferred since start.
+    batches: AtomicU64,
+    /// Time spent inferring them (in the sessions' threads with `sessions` > 1), ns.
+    infer_ns: AtomicU64,
+    /// Time the streaming thread waited for a session's result (all sessions busy, or
+    /// draining before an event), ns.
+    wait_ns: AtomicU64,
+}
+
+impl Stats {
+    fn reset(&self) {
+        for a in [&self.d2h_bytes, &self.batches, &self.infer_ns, &self.wait_ns] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn inferred(&self, ns: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.infer_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn waited(&self, since: std::time::Instant) {
+        self.wait_ns
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn structure(&self) -> gst::Structure {
+        let (n, infer, wait) = (
+            self.batches.load(Ordering::Relaxed),
+            self.infer_ns.load(Ordering::Relaxed),
+            self.wait_ns.load(Ordering::Relaxed),
+        );
+        gst::Structure::builder("trtinfer-stats")
+            .field("batches", n)
+            .field("infer-ns", infer)
+            .field("wait-ns", wait)
+            .field("mean-infer-ns", infer.checked_div(n).unwrap_or(0))
+            .field("mean-wait-ns", wait.checked_div(n).unwrap_or(0))
+            .build()
+    }
 }
 
 #[derive(Default)]
@@ -256,6 +296,11 @@ impl ObjectImpl for TrtInfer {
                     .blurb("Bytes of inference results copied from the GPU to the host since start, on GPU backends whose outputs stay on the device: YOLO candidates, dense summaries (and maps with download-dense); prompt-segmentation configs: decoder outputs (or, with host outputs, those to be copied): boxes, scores and the masks of kept queries")
                     .read_only()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Batches inferred since start (batches), the time spent inferring them (infer-ns, mean-infer-ns: per batch, in the session threads when sessions > 1, so sessions overlap) and the time the streaming thread waited for results (wait-ns, mean-wait-ns: all sessions busy or batches drained before an event; near zero when the element is not the slowest stage)")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecString::builder("backend-in-use")
                     .nick("Backend in use")
                     .blurb("Backend actually running the model (set once started)")
@@ -384,6 +429,7 @@ impl ObjectImpl for TrtInfer {
             }
             "use-tf32" => crate::backend::ProviderSwitch::of(s.cuda_provider.tf32).to_value(),
             "d2h-bytes" => self.stats.d2h_bytes.load(Ordering::Relaxed).to_value(),
+            "stats" => self.stats.structure().to_value(),
             "backend-in-use" => self.stats.backend_in_use.lock().unwrap().to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
@@ -471,6 +517,7 @@ impl TrtInfer {
     /// A batch back from a session: its warning posted, its error an element error.
     fn finish(&self, done: Inferred) -> Result<gst::Buffer, gst::FlowError> {
         self.stats.d2h_bytes.fetch_add(done.d2h_bytes, Ordering::Relaxed);
+        self.stats.inferred(done.run_ns);
         if let Some(why) = done.warning {
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", why));
         }
@@ -499,7 +546,12 @@ impl TrtInfer {
                 };
                 match s.ready.take() {
                     Some(r) => Some(r),
-                    None => s.flight().wait_oldest().map_err(|e| self.lost(e))?,
+                    None => {
+                        let since = std::time::Instant::now();
+                        let r = s.flight().wait_oldest().map_err(|e| self.lost(e))?;
+                        self.stats.waited(since);
+                        r
+                    }
                 }
             };
             let Some(done) = next else { return Ok(()) };
@@ -576,7 +628,7 @@ impl BaseTransformImpl for TrtInfer {
             };
             Loaded::Model(Box::new(ctx))
         };
-        self.stats.d2h_bytes.store(0, Ordering::Relaxed);
+        self.stats.reset();
         *self.stats.backend_in_use.lock().unwrap() = Some(loaded.backend_name());
         *self.context.lock().unwrap() = Some(loaded);
         Ok(())
@@ -593,9 +645,11 @@ impl BaseTransformImpl for TrtInfer {
             return self.parent_submit_input_buffer(is_discont, inbuf);
         };
         // All sessions busy: the oldest result is waited for here and output next.
+        let since = std::time::Instant::now();
         if let Some(done) = s.flight().submit(inbuf).map_err(|e| self.lost(e))? {
             s.ready = Some(done);
         }
+        self.stats.waited(since);
         Ok(gst::FlowSuccess::Ok)
     }
 
@@ -666,7 +720,9 @@ impl BaseTransformImpl for TrtInfer {
         let loaded = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let result = match loaded {
             Loaded::Model(ctx) => {
+                let since = std::time::Instant::now();
                 let r = ctx.process(meta.batch_mut()).map_err(|e| e.to_string());
+                self.stats.inferred(since.elapsed().as_nanos() as u64);
                 warning = ctx.take_backend_warning();
                 #[cfg(feature = "cuda")]
                 if let Some(why) = ctx.take_gpu_crops_failure() {

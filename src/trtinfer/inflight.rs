@@ -157,6 +157,8 @@ pub struct Inferred {
     pub warning: Option<String>,
     /// Bytes this batch copied from the device to the host.
     pub d2h_bytes: u64,
+    /// Time the session took for this batch, ns.
+    pub run_ns: u64,
 }
 
 /// `n` inference contexts of one model working on alternate batches (trtinfer `sessions`).
@@ -224,6 +226,7 @@ impl Sessions {
 fn run_one(ctx: &Mutex<InferContext>, mut buffer: gst::Buffer) -> Inferred {
     let mut ctx = ctx.lock().unwrap_or_else(|e| e.into_inner());
     let d2h_before = ctx.d2h_bytes;
+    let began = std::time::Instant::now();
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         match buffer.make_mut().meta_mut::<BatchMeta>() {
             Some(mut meta) => ctx.process(meta.batch_mut()).map_err(|e| e.to_string()),
@@ -233,7 +236,9 @@ fn run_one(ctx: &Mutex<InferContext>, mut buffer: gst::Buffer) -> Inferred {
         }
     }));
     let result = ran.unwrap_or_else(|_| Err("the inference session panicked".into()));
+    let run_ns = began.elapsed().as_nanos() as u64;
     Inferred {
+        run_ns,
         buffer,
         result,
         warning: ctx.take_backend_warning(),

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod gpumon;
 pub mod json;
+pub mod percamera;
 pub mod procstats;
 pub mod soak;
 pub mod stats;

@@ -111,13 +111,18 @@ pub fn batch_outputs(outputs: &[TensorSpec], plan: &BatchPlan) -> Vec<bool> {
 }
 
 /// Batches looked at before deciding whether padding wastes too much.
-pub const FILL_WINDOW: u64 = 64;
+pub const FILL_WINDOW: u64 = 256;
+/// Batches left out first: while the sources of a pipeline start (one camera after the
+/// other, a file being opened), batches are partial for a moment that says nothing about
+/// the steady state.
+pub const FILL_STARTUP: u64 = 256;
 
-/// How full the batches of a fixed-batch session are: after [`FILL_WINDOW`] batches, once,
-/// whether they held less than three quarters of the fixed batch on average (the rest was
-/// padding, computed for nothing).
+/// How full the batches of a fixed-batch session are: once, after [`FILL_STARTUP`]
+/// batches left out and [`FILL_WINDOW`] counted, whether they held less than three
+/// quarters of the fixed batch on average (the rest was padding, computed for nothing).
 #[derive(Debug, Default)]
 pub struct BatchFill {
+    seen: u64,
     batches: u64,
     rows: u64,
 }
@@ -126,7 +131,8 @@ impl BatchFill {
     /// Counts a batch of `rows` at fixed batch `batch`; returns the mean rows per batch the
     /// one time the window closes with batches mostly padded.
     pub fn record(&mut self, rows: usize, batch: usize) -> Option<f64> {
-        if self.batches >= FILL_WINDOW {
+        self.seen = self.seen.saturating_add(1);
+        if self.seen <= FILL_STARTUP || self.batches >= FILL_WINDOW {
             return None;
         }
         self.batches += 1;
@@ -231,13 +237,21 @@ mod tests {
     #[test]
     fn padding_is_reported_once_when_batches_are_mostly_empty() {
         let mut f = BatchFill::default();
+        // Start-up batches (sources still joining) are not judged, however empty.
+        for _ in 0..FILL_STARTUP {
+            assert_eq!(f.record(1, 8), None);
+        }
         for _ in 0..FILL_WINDOW - 1 {
             assert_eq!(f.record(5, 8), None);
         }
         assert_eq!(f.record(5, 8), Some(5.0));
         assert_eq!(f.record(5, 8), None);
-        // Full enough (7 of 8 on average, the last batch short): nothing to say.
+        // Full enough (7 of 8 on average, the last batch short): nothing to say, also
+        // after nearly empty start-up batches.
         let mut f = BatchFill::default();
+        for _ in 0..FILL_STARTUP {
+            assert_eq!(f.record(1, 8), None);
+        }
         for i in 0..FILL_WINDOW {
             assert_eq!(f.record(if i % 2 == 0 { 8 } else { 6 }, 8), None);
         }

@@ -271,7 +271,7 @@ fn mostly_padded_batches_warn_once() {
     }
     let mut b = fixed_add_model("add-padded.onnx");
     let x = f32_tensor("x", vec![1, 3], &[0.0; 3]);
-    for _ in 0..fixed_batch::FILL_WINDOW {
+    for _ in 0..fixed_batch::FILL_STARTUP + fixed_batch::FILL_WINDOW {
         infer_x(&mut b, &x).unwrap();
     }
     let w = b.take_warning().expect("a warning");

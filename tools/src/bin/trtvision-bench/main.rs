@@ -280,6 +280,13 @@ fn main() {
                     .unwrap_or(Value::Null),
             ),
         ]);
+        match &r.per_camera {
+            Some(pc) => rec.extend(pc.record_keys()),
+            None => rec.extend([
+                ("fps_per_camera_min".to_string(), Value::Null),
+                ("fps_per_camera_p5".to_string(), Value::Null),
+            ]),
+        }
         if o.pcie {
             let g = r.gpu.as_ref();
             rec.push((

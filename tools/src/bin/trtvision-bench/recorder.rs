@@ -25,6 +25,8 @@ pub(crate) struct Recorder {
     /// x264enc adds its min-pts of 1000 h); frames are never dropped or reordered.
     pub(crate) by_sequence: bool,
     pub(crate) end_counts: Mutex<Vec<u64>>,
+    /// Every measured frame's end time and latency, per camera.
+    pub(crate) per_camera: Mutex<trtvision_tools::percamera::PerCamera>,
 }
 
 impl Recorder {
@@ -51,6 +53,7 @@ impl Recorder {
             use_offset,
             by_sequence: false,
             end_counts: Mutex::new(vec![0; cameras as usize]),
+            per_camera: Mutex::new(trtvision_tools::percamera::PerCamera::new(cameras as usize)),
         })
     }
 
@@ -106,6 +109,10 @@ impl Recorder {
         match start {
             Some((t, true)) => {
                 self.latencies_ns.lock().unwrap().push(now.saturating_sub(t));
+                self.per_camera
+                    .lock()
+                    .unwrap()
+                    .push(camera as usize, now, now.saturating_sub(t));
                 self.last_end.fetch_max(now, Ordering::Relaxed);
                 let n = self.measured_end.fetch_add(1, Ordering::Relaxed) + 1;
                 if n == self.expected {

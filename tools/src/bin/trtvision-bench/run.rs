@@ -23,22 +23,60 @@ pub(crate) struct RunResult {
     pub(crate) soak: Option<SoakRun>,
     /// Counters of the trtvision elements read at EOS (warm-up included).
     pub(crate) counters: Vec<(String, Value)>,
+    /// Per-camera rates and latencies, whole run and per [`PER_CAMERA_WINDOW_S`] window.
+    pub(crate) per_camera: Option<trtvision_tools::percamera::Summary>,
 }
 
-/// What the elements counted since start, read at EOS: frames trtoverlay drew on the GPU
-/// and bytes of inference results each trtinfer copied from the GPU (e.g. dense summaries
-/// instead of maps), by element name.
+/// Length of the windows of the per-camera summary (drift over a long run).
+pub(crate) const PER_CAMERA_WINDOW_S: f64 = 10.0;
+
+/// What the elements counted since start, read at EOS: frames trtoverlay drew on the GPU,
+/// bytes of inference results each trtinfer copied from the GPU (e.g. dense summaries
+/// instead of maps), and the batch statistics of trtmux and trtinfer, by element name.
 pub(crate) fn element_counters(p: &gst::Pipeline) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for e in p.iterate_recurse().into_iter().flatten() {
         let factory = e.factory().map(|f| f.name().to_string()).unwrap_or_default();
-        let (key, property) = match factory.as_str() {
-            "trtoverlay" => ("gpu_frames", "gpu-frames"),
-            "trtinfer" => ("d2h_bytes", "d2h-bytes"),
-            _ => continue,
-        };
         let name = e.name().trim_start_matches("st_").to_string();
-        out.push((format!("{name}.{key}"), Value::from(e.property::<u64>(property))));
+        // Batches and time per batch: how long trtmux took to make one, trtinfer to infer
+        // one and trtinfer's streaming thread to wait for a session's result.
+        let batch_stats = |fields: &[(&str, &str)]| {
+            let st = e.property::<Option<gst::Structure>>("stats");
+            fields
+                .iter()
+                .filter_map(|(key, field)| {
+                    let v = st.as_ref()?.get::<u64>(*field).ok()?;
+                    let v = if key.ends_with("_ms") {
+                        Value::from(stats::round(v as f64 / 1e6, 3))
+                    } else {
+                        Value::from(v)
+                    };
+                    Some((format!("{name}.{key}"), v))
+                })
+                .collect::<Vec<_>>()
+        };
+        match factory.as_str() {
+            "trtoverlay" => out.push((
+                format!("{name}.gpu_frames"),
+                Value::from(e.property::<u64>("gpu-frames")),
+            )),
+            "trtinfer" => {
+                out.push((
+                    format!("{name}.d2h_bytes"),
+                    Value::from(e.property::<u64>("d2h-bytes")),
+                ));
+                out.extend(batch_stats(&[
+                    ("batches", "batches"),
+                    ("mean_infer_ms", "mean-infer-ns"),
+                    ("mean_wait_ms", "mean-wait-ns"),
+                ]));
+            }
+            "trtmux" => out.extend(batch_stats(&[
+                ("batches", "batches"),
+                ("mean_make_ms", "mean-ns"),
+            ])),
+            _ => continue,
+        }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -279,6 +317,11 @@ pub(crate) fn measured_run(
         gpu,
         soak,
         counters,
+        per_camera: rec
+            .per_camera
+            .lock()
+            .unwrap()
+            .summary(first, last, PER_CAMERA_WINDOW_S),
     };
     (res, stages)
 }
