@@ -261,14 +261,7 @@ fn rtsp_soak() {
     let mut rss: Vec<f64> = steady.iter().map(|s| s.1).collect();
     rss.sort_by(f64::total_cmp);
     let frames: u64 = t.frames.iter().sum();
-    let reconnects: Vec<usize> = (0..CAMERAS)
-        .map(|i| {
-            rtspcam::states_of(&statuses, &format!("cam{i}"))
-                .iter()
-                .filter(|s| *s == "reconnecting")
-                .count()
-        })
-        .collect();
+    let reconnects = rtspcam::reconnects(&statuses, CAMERAS);
     let mut recovery = t.recovery_s.clone();
     recovery.sort_by(f64::total_cmp);
     let pct = |v: &[f64], q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied();

@@ -203,26 +203,29 @@ fn lossy_udpsink(sink: &gst::Element, faults: Arc<Faults>, seed: u32) {
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
         move |_, info| match &mut info.data {
             Some(gst::PadProbeData::Buffer(b)) => {
+                // Handled: the probe consumes the packet (with Drop, GStreamer 1.22 would
+                // unref the data a second time, which the Rust binding already took).
                 if drop_rtp(&faults, &rng, b) {
-                    gst::PadProbeReturn::Drop
+                    gst::PadProbeReturn::Handled
                 } else {
                     gst::PadProbeReturn::Ok
                 }
             }
             Some(gst::PadProbeData::BufferList(list)) => {
-                let kept: Vec<gst::Buffer> = list
-                    .iter_owned()
-                    .filter(|b| !drop_rtp(&faults, &rng, b))
+                let dropped: Vec<usize> = list
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| drop_rtp(&faults, &rng, b))
+                    .map(|(i, _)| i)
                     .collect();
-                if kept.len() < list.len() {
-                    let mut l = gst::BufferList::new_sized(kept.len());
-                    {
-                        let l = l.get_mut().unwrap();
-                        for b in kept {
-                            l.add(b);
-                        }
+                if dropped.len() == list.len() {
+                    return gst::PadProbeReturn::Handled;
+                }
+                if !dropped.is_empty() {
+                    let l = list.make_mut();
+                    for i in dropped.into_iter().rev() {
+                        l.remove(i..=i);
                     }
-                    *list = l;
                 }
                 gst::PadProbeReturn::Ok
             }
@@ -537,6 +540,18 @@ pub fn states_of(statuses: &Statuses, cam: &str) -> Vec<String> {
         .iter()
         .filter(|(c, ..)| c == cam)
         .map(|(_, s, _)| s.clone())
+        .collect()
+}
+
+/// `reconnecting` states of cameras cam0 .. cam{n-1}.
+pub fn reconnects(statuses: &Statuses, n: usize) -> Vec<usize> {
+    (0..n)
+        .map(|i| {
+            states_of(statuses, &format!("cam{i}"))
+                .iter()
+                .filter(|s| *s == "reconnecting")
+                .count()
+        })
         .collect()
 }
 
