@@ -276,17 +276,38 @@ fn serve_api_runtime_cameras_metrics_and_clean_shutdown() {
         let (status, body) = serve.call("DELETE", &format!("/cameras/{id}"), None);
         assert_eq!(status, 200, "{body}");
     };
+    // Pads of trtmux and trtdemux, from GET /health.
+    let pads = |s: &Serve| -> (u64, u64) {
+        let (status, body) = s.call("GET", "/health", None);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("health is JSON");
+        let n = |k: &str| {
+            v["pads"][k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no pads.{k} in {body}"))
+        };
+        (n("trtmux_sink"), n("trtdemux_src"))
+    };
     let started = Instant::now();
     for i in 0..20 {
         cycle(i);
     }
     std::thread::sleep(Duration::from_secs(2));
+    serve.wait_for(
+        "4 trtmux and 4 trtdemux pads after 20 cycles",
+        Duration::from_secs(10),
+        |s| pads(s) == (4, 4),
+    );
     let (rss0, threads0, fds0) = serve.resources();
     for i in 20..100 {
         cycle(i);
     }
     std::thread::sleep(Duration::from_secs(2));
     let (rss1, threads1, fds1) = serve.resources();
+    // The removed cameras' pads are gone from trtmux and trtdemux: one each per camera left.
+    serve.wait_for("4 trtmux and 4 trtdemux pads", Duration::from_secs(10), |s| {
+        pads(s) == (4, 4)
+    });
     println!(
         "100 add/remove cycles in {:.1} s; after 20 -> after 100: RSS {rss0} -> {rss1} kB, threads {threads0} -> {threads1}, fds {fds0} -> {fds1}",
         started.elapsed().as_secs_f64()
