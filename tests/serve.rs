@@ -236,6 +236,12 @@ fn serve_api_runtime_cameras_metrics_and_clean_shutdown() {
     assert_eq!(status, 200);
     let scrape =
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse");
+    // GPU memory series exactly where NVML can read a GPU (none on a CPU machine).
+    let gpus = gsttrtvision::serve::gpu::GpuMemory::open().map_or(0, |g| g.sample().len());
+    let gpu_series = |name: &str| scrape.samples.iter().filter(|s| s.metric == name).count();
+    assert_eq!(gpu_series("trtvision_gpu_memory_total_bytes"), gpus, "{text}");
+    assert_eq!(gpu_series("trtvision_gpu_memory_used_bytes"), gpus, "{text}");
+    assert!(gpu_series("trtvision_gpu_process_memory_bytes") <= gpus, "{text}");
     let frames_cam0 = scrape
         .samples
         .iter()
