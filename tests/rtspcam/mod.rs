@@ -295,11 +295,12 @@ impl Camera {
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
         let clip = match &content {
             Content::Pattern(Format { width, height, fps }) => {
-                // 300 kbit/s at 160x120, 30 frames/s; a keyframe every half second.
+                // 300 kbit/s at 160x120, 30 frames/s; a keyframe every half second; 4:2:0
+                // (NVDEC does not decode x264's 4:4:4).
                 let bitrate = (width * height * fps / 1920).max(100);
                 let gop = (fps / 2).max(1);
                 factory.set_launch(&format!(
-                    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 \
+                    "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
                      ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={bitrate} \
                      ! video/x-h264,stream-format=byte-stream,alignment=au ! identity name=garble \
                      ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
