@@ -96,6 +96,9 @@ impl Track {
     }
 }
 
+/// One resource sample: seconds since the start, RSS (MiB), threads, file descriptors.
+type Sample = (f64, f64, u64, u64);
+
 /// Least-squares slope of y over x.
 fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
@@ -157,8 +160,8 @@ fn rtsp_soak() {
         t.start = Some(start);
     }
     let cpu0 = rtspcam::cpu_seconds();
-    let mut samples: Vec<(f64, f64, u64, u64)> = Vec::new();
-    let sample = |samples: &mut Vec<(f64, f64, u64, u64)>| {
+    let mut samples: Vec<Sample> = Vec::new();
+    let sample = |samples: &mut Vec<Sample>| {
         let (rss, threads, fds) = rtspcam::resources();
         let t = start.elapsed().as_secs_f64();
         println!("soak t={t:.0}s rss={rss:.1}MiB threads={threads} fds={fds}");
@@ -247,10 +250,9 @@ fn rtsp_soak() {
     drop(served);
 
     let t = track.lock().unwrap();
-    let steady: Vec<&(f64, f64, u64, u64)> =
-        samples.iter().filter(|s| s.0 >= WARM_UP.as_secs_f64()).collect();
+    let steady: Vec<&Sample> = samples.iter().filter(|s| s.0 >= WARM_UP.as_secs_f64()).collect();
     let rss_points: Vec<(f64, f64)> = steady.iter().map(|s| (s.0 / 60.0, s.1)).collect();
-    let delta = |f: &dyn Fn(&(f64, f64, u64, u64)) -> u64| -> serde_json::Value {
+    let delta = |f: &dyn Fn(&Sample) -> u64| -> serde_json::Value {
         let v: Vec<u64> = steady.iter().map(|s| f(s)).collect();
         serde_json::json!({
             "first": v.first(), "last": v.last(),
