@@ -287,6 +287,8 @@ fn rtsp_soak() {
         "rss_mib": {
             "steady": pct(&rss, 0.5), "peak": rss.last(),
             "drift_mib_per_min": slope(&rss_points),
+            // Whether the growth levels off: the slope over the second half of the run.
+            "drift_mib_per_min_second_half": slope(&rss_points[rss_points.len() / 2..]),
             "warm_up_s": WARM_UP.as_secs(),
         },
         "vram_mib": null, "h2d_bytes_per_frame": null, "d2h_bytes_per_frame": null,
