@@ -274,7 +274,7 @@ fn rtsp_soak() {
         "commit": commit,
         "what": "rtsp-soak",
         "pipeline": format!("8 x trtcamsrc uri=rtsp://127.0.0.1:PORT/cam latency=300 {props} ! trtmux batched-push-timeout=40000 ! trtdemux ! 8 x (queue ! appsink sync=false)"),
-        "command": format!("TRTVISION_SOAK_S={} cargo test --release --test rtsp_soak -- --ignored --nocapture", duration.as_secs()),
+        "command": format!("{}TRTVISION_SOAK_S={} cargo test --release --test rtsp_soak -- --ignored --nocapture", std::env::var("MALLOC_ARENA_MAX").map(|v| format!("MALLOC_ARENA_MAX={v} ")).unwrap_or_default(), duration.as_secs()),
         "cameras": CAMERAS, "width": FORMATS[0].width, "height": FORMATS[0].height, "batch_size": CAMERAS,
         "model": "none", "backend": "none",
         "content": format!("gst-rtsp-server on 127.0.0.1, one server per camera: videotestsrc is-live pattern=ball {FPS} fps ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} ! rtph264pay (RTP over RTSP/TCP); resolution faults alternate 320x240 and 160x120", FPS / 2, 320 * 240 * FPS / 1920),
