@@ -370,3 +370,123 @@ fn twenty_flushing_seek_loops_through_the_full_chain() {
         assert!(seeks.len() >= loops, "{} seeks went upstream", seeks.len());
     });
 }
+
+/// What trtdemux sent on one source's pad.
+#[derive(Debug, Default)]
+struct Ended {
+    frames: u64,
+    /// Frames seen before the EOS (None: no EOS yet).
+    eos_after: Option<u64>,
+    removed: bool,
+}
+
+/// Sources added and released while the pipeline plays (an application's request/release of
+/// trtmux pads, as trtvision-serve does): each released source's frames already in trtmux
+/// come out first, then its EOS, then trtdemux removes its pad (`pad-removed`); after the
+/// cycles only the permanent source's pads are left.
+#[test]
+fn released_sources_lose_their_trtdemux_pads() {
+    within(180, "add/remove cycles", || {
+        common::init();
+        let caps = "video/x-raw,format=NV12,width=64,height=48,framerate=30/1";
+        let p = common::parse(&format!(
+            "videotestsrc is-live=true ! {caps} ! m.sink_0 trtmux name=m batched-push-timeout=20000 ! trtdemux name=d"
+        ));
+        let (m, d) = (p.by_name("m").unwrap(), p.by_name("d").unwrap());
+        let ended: Arc<Mutex<std::collections::HashMap<String, Ended>>> = Arc::default();
+        let (e, weak) = (ended.clone(), p.downgrade());
+        d.connect_pad_added(move |_, pad| {
+            let Some(p) = weak.upgrade() else { return };
+            let sink = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("async", false)
+                .build()
+                .unwrap();
+            p.add(&sink).unwrap();
+            sink.sync_state_with_parent().unwrap();
+            pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+            let (e, name) = (e.clone(), pad.name().to_string());
+            e.lock().unwrap().entry(name.clone()).or_default();
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    let mut e = e.lock().unwrap();
+                    let s = e.entry(name.clone()).or_default();
+                    match &info.data {
+                        Some(gst::PadProbeData::Buffer(_)) => s.frames += 1,
+                        Some(gst::PadProbeData::Event(ev)) if ev.type_() == gst::EventType::Eos => {
+                            s.eos_after = Some(s.frames)
+                        }
+                        _ => {}
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        });
+        let e = ended.clone();
+        d.connect_pad_removed(move |_, pad| {
+            e.lock()
+                .unwrap()
+                .entry(pad.name().to_string())
+                .or_default()
+                .removed = true;
+        });
+        p.set_state(gst::State::Playing).unwrap();
+        let wait = |what: &str, cond: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !cond() {
+                assert!(Instant::now() < deadline, "{what}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        for cycle in 0..40 {
+            let src = gst::parse::bin_from_description(
+                &format!("videotestsrc is-live=true ! capsfilter caps={caps}"),
+                true,
+            )
+            .unwrap();
+            p.add(&src).unwrap();
+            let mux_pad = m.request_pad_simple("sink_%u").unwrap();
+            let name = mux_pad.name().replace("sink_", "src_");
+            let entered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let en = entered.clone();
+            mux_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                en.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                gst::PadProbeReturn::Ok
+            });
+            let src_pad = src.static_pad("src").unwrap();
+            src_pad.link(&mux_pad).unwrap();
+            src.sync_state_with_parent().unwrap();
+            wait(&format!("cycle {cycle}: frames on {name}"), &|| {
+                ended.lock().unwrap().get(&name).is_some_and(|s| s.frames >= 3)
+            });
+            // Release as an application removing a camera does: nothing more enters trtmux.
+            src_pad.add_probe(gst::PadProbeType::DATA_DOWNSTREAM, |_, _| {
+                gst::PadProbeReturn::Handled
+            });
+            src.set_state(gst::State::Null).unwrap();
+            src_pad.unlink(&mux_pad).unwrap();
+            p.remove(&src).unwrap();
+            m.release_request_pad(&mux_pad);
+            wait(&format!("cycle {cycle}: {name} removed"), &|| {
+                ended.lock().unwrap().get(&name).is_some_and(|s| s.removed)
+            });
+            let e = ended.lock().unwrap();
+            let s = &e[&name];
+            let entered = entered.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(
+                s.frames, entered,
+                "cycle {cycle}: {name} lost frames queued in trtmux"
+            );
+            assert_eq!(
+                s.eos_after,
+                Some(entered),
+                "cycle {cycle}: {name}: EOS not after its last frame"
+            );
+        }
+        let src_pads: Vec<String> = d.src_pads().iter().map(|p| p.name().to_string()).collect();
+        assert_eq!(src_pads, ["src_0"], "trtdemux keeps pads of removed sources");
+        assert_eq!(m.num_sink_pads(), 1);
+        p.set_state(gst::State::Null).unwrap();
+    });
+}

@@ -236,6 +236,12 @@ fn serve_api_runtime_cameras_metrics_and_clean_shutdown() {
     assert_eq!(status, 200);
     let scrape =
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse");
+    // GPU memory series exactly where NVML can read a GPU (none on a CPU machine).
+    let gpus = gsttrtvision::serve::gpu::GpuMemory::open().map_or(0, |g| g.sample().len());
+    let gpu_series = |name: &str| scrape.samples.iter().filter(|s| s.metric == name).count();
+    assert_eq!(gpu_series("trtvision_gpu_memory_total_bytes"), gpus, "{text}");
+    assert_eq!(gpu_series("trtvision_gpu_memory_used_bytes"), gpus, "{text}");
+    assert!(gpu_series("trtvision_gpu_process_memory_bytes") <= gpus, "{text}");
     let frames_cam0 = scrape
         .samples
         .iter()
@@ -276,17 +282,38 @@ fn serve_api_runtime_cameras_metrics_and_clean_shutdown() {
         let (status, body) = serve.call("DELETE", &format!("/cameras/{id}"), None);
         assert_eq!(status, 200, "{body}");
     };
+    // Pads of trtmux and trtdemux, from GET /health.
+    let pads = |s: &Serve| -> (u64, u64) {
+        let (status, body) = s.call("GET", "/health", None);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("health is JSON");
+        let n = |k: &str| {
+            v["pads"][k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no pads.{k} in {body}"))
+        };
+        (n("trtmux_sink"), n("trtdemux_src"))
+    };
     let started = Instant::now();
     for i in 0..20 {
         cycle(i);
     }
     std::thread::sleep(Duration::from_secs(2));
+    serve.wait_for(
+        "4 trtmux and 4 trtdemux pads after 20 cycles",
+        Duration::from_secs(10),
+        |s| pads(s) == (4, 4),
+    );
     let (rss0, threads0, fds0) = serve.resources();
     for i in 20..100 {
         cycle(i);
     }
     std::thread::sleep(Duration::from_secs(2));
     let (rss1, threads1, fds1) = serve.resources();
+    // The removed cameras' pads are gone from trtmux and trtdemux: one each per camera left.
+    serve.wait_for("4 trtmux and 4 trtdemux pads", Duration::from_secs(10), |s| {
+        pads(s) == (4, 4)
+    });
     println!(
         "100 add/remove cycles in {:.1} s; after 20 -> after 100: RSS {rss0} -> {rss1} kB, threads {threads0} -> {threads1}, fds {fds0} -> {fds1}",
         started.elapsed().as_secs_f64()

@@ -13,6 +13,7 @@
 #                                           class prompt files (.npy)
 #   .device-build/gst-extra/{plugins,lib}/  pngenc + libpng, multifilesink (not in the GStreamer bundle)
 #   .device-build/run-all.sh, run-tests.sh  the device-side scripts (and gpu-load.py, LOAD_TEST=1)
+#   .device-build/rtsp-cameras.sh           N RTSP cameras served and received there (device_rtsp)
 #   .device-build/gst-env.sh                re-exports the GStreamer bundle unpacked by call 1
 #   .device-build/COMMIT                    "<sha> <dirty 0|1>" (the GPU machine has no git)
 # and makes sure .device/ holds the GStreamer bundle (shared/device/make-gst-bundle.sh).
@@ -76,7 +77,8 @@ cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
    "$target/release/trtvision-promptseg-bench" "$out/"
 strip --strip-debug "$out/libgsttrtvision.so"
 strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch" "$out/trtvision-promptseg-bench"
-cp scripts/device/run-tests.sh scripts/device/run-all.sh scripts/device/gpu-load.py scripts/device/cameras.sh scripts/device/cameras-sweep.sh scripts/make-camera-content.sh "$out/"
+cp scripts/device/run-tests.sh scripts/device/run-all.sh scripts/device/gpu-load.py scripts/device/cameras.sh \
+   scripts/device/cameras-sweep.sh scripts/device/rtsp-cameras.sh scripts/make-camera-content.sh "$out/"
 chmod +x "$out"/*.sh
 # The CUPTI tracer (scripts/device/cupti/): optional, a failure only loses the trace.
 if bash scripts/device/cupti/build.sh "$out/cupti" >/dev/null; then
@@ -109,6 +111,11 @@ fi
 # libgstcheck (the device test binary links gst-check; the bundle does not carry it).
 cp -L /usr/lib/x86_64-linux-gnu/libgstcheck-1.0.so.0 "$out/gst-extra/lib/" 2>/dev/null ||
   echo "build.sh: libgstcheck-1.0.so.0 not found: the device test binary will not start there" >&2
+
+# libgstrtspserver (device_rtsp serves its RTSP cameras in-process; the bundle has the
+# client side: rtspsrc and the RTP/SDP/RTSP libraries).
+cp -L /usr/lib/x86_64-linux-gnu/libgstrtspserver-1.0.so.0 "$out/gst-extra/lib/" 2>/dev/null ||
+  echo "build.sh: libgstrtspserver-1.0.so.0 not found: device_rtsp will not start there" >&2
 
 # gst-env.sh: skips the untar when /root/gst-bundle is already there (call 1 unpacked it).
 cp "$shared/device/gst-env.sh" "$out/gst-env.sh"

@@ -25,7 +25,9 @@ pub const BATCH_MEDIA_TYPE: &str = "application/x-trtvision-batch";
 /// Caps feature of batches whose frames live in GstCudaMemory.
 pub const CUDA_MEMORY_FEATURE: &str = "memory:CUDAMemory";
 /// Name of the custom downstream event trtmux sends after the last batch of a source that
-/// reached EOS or whose pad was released; trtdemux ends that source's pad on it.
+/// reached EOS or whose pad was released: fields `source` (u32) and `removed` (bool, true
+/// for a released pad). trtdemux ends that source's pad on it, and removes the pad when the
+/// source was removed.
 pub const SOURCE_EOS_EVENT: &str = "trtvision/source-eos";
 /// Name of the custom downstream event trtmux sends in place of a frame that a source did
 /// not deliver (a GAP event or an empty GAP buffer upstream): fields `source` (u32),

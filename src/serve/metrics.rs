@@ -14,6 +14,13 @@ pub struct CameraLabel {
     pub camera: String,
 }
 
+/// Label of the per-GPU series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuLabel {
+    pub gpu: String,
+    pub name: String,
+}
+
 /// Label of the per-model series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabel {
@@ -42,7 +49,14 @@ pub struct Metrics {
     pub inference: HistogramFamily<ModelLabel>,
     pub batch_fill: Histogram,
     pub cameras: Gauge,
-    pub gpu_memory_used: Option<Gauge>,
+    gpu: Option<GpuSeries>,
+}
+
+/// GPU memory series, registered when NVML is there.
+struct GpuSeries {
+    used: Family<GpuLabel, Gauge>,
+    total: Family<GpuLabel, Gauge>,
+    process: Family<GpuLabel, Gauge>,
 }
 
 /// The series of one camera, kept by its probes.
@@ -119,7 +133,57 @@ impl Metrics {
             inference,
             batch_fill,
             cameras,
-            gpu_memory_used: None,
+            gpu: None,
+        }
+    }
+
+    /// Registers the GPU memory series (once NVML has been found).
+    pub fn enable_gpu(&mut self) {
+        if self.gpu.is_some() {
+            return;
+        }
+        let series = GpuSeries {
+            used: Family::default(),
+            total: Family::default(),
+            process: Family::default(),
+        };
+        self.registry.register(
+            "gpu_memory_used_bytes",
+            "Device memory in use on the GPU by all processes (NVML: total - free)",
+            series.used.clone(),
+        );
+        self.registry.register(
+            "gpu_memory_total_bytes",
+            "Device memory of the GPU (NVML)",
+            series.total.clone(),
+        );
+        self.registry.register(
+            "gpu_process_memory_bytes",
+            "Device memory this process holds on the GPU (NVML; absent where NVML does not list the process)",
+            series.process.clone(),
+        );
+        self.gpu = Some(series);
+    }
+
+    /// Brings the GPU memory series up to date with `samples`.
+    pub fn set_gpus(&self, samples: &[super::gpu::GpuSample]) {
+        let Some(g) = &self.gpu else { return };
+        for s in samples {
+            let l = GpuLabel {
+                gpu: s.index.to_string(),
+                name: s.name.clone(),
+            };
+            let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+            g.used.get_or_create(&l).set(bytes(s.used_bytes));
+            g.total.get_or_create(&l).set(bytes(s.total_bytes));
+            match s.process_bytes {
+                Some(b) => {
+                    g.process.get_or_create(&l).set(bytes(b));
+                }
+                None => {
+                    g.process.remove(&l);
+                }
+            }
         }
     }
 
@@ -196,5 +260,38 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
         m.remove_camera("door");
         assert!(!m.encode().contains("door"));
+        assert!(!text.contains("gpu"), "no GPU series without NVML: {text}");
+    }
+
+    #[test]
+    fn gpu_memory_series_from_a_sample() {
+        let mut m = Metrics::new();
+        let sample = |process_bytes| super::super::gpu::GpuSample {
+            index: 0,
+            name: "NVIDIA H100 80GB HBM3".into(),
+            used_bytes: 3 << 30,
+            total_bytes: 85_520_809_984,
+            process_bytes,
+        };
+        // Without enable_gpu (no NVML) samples are ignored.
+        m.set_gpus(&[sample(Some(1 << 30))]);
+        assert!(!m.encode().contains("gpu"));
+        m.enable_gpu();
+        m.set_gpus(&[sample(Some(1 << 30))]);
+        let text = m.encode();
+        let label = "{gpu=\"0\",name=\"NVIDIA H100 80GB HBM3\"}";
+        for line in [
+            format!("trtvision_gpu_memory_used_bytes{label} 3221225472"),
+            format!("trtvision_gpu_memory_total_bytes{label} 85520809984"),
+            format!("trtvision_gpu_process_memory_bytes{label} 1073741824"),
+            "# TYPE trtvision_gpu_memory_used_bytes gauge".to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        // The process's share unknown on the next scrape: its series goes, it is not 0.
+        m.set_gpus(&[sample(None)]);
+        let text = m.encode();
+        assert!(!text.contains("trtvision_gpu_process_memory_bytes{"), "{text}");
+        assert!(text.contains("trtvision_gpu_memory_used_bytes{"), "{text}");
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod camera;
 pub mod config;
+pub mod gpu;
 pub mod http;
 pub mod metrics;
 pub mod service;

@@ -17,6 +17,7 @@
 
 use super::camera::{redact_credentials, CameraUri};
 use super::config::{validate_camera_id, EncoderChoice, ServeConfig};
+use super::gpu::GpuMemory;
 use super::http::{AddCamera, ApiError, CameraControl, CameraInfo, RecordRequest};
 use super::metrics::{CameraSeries, Metrics};
 use super::stats::CameraStats;
@@ -82,8 +83,11 @@ struct Branches {
 pub struct Service {
     pipeline: gst::Pipeline,
     mux: gst::Element,
+    demux: gst::Element,
     config: ServeConfig,
     metrics: Arc<Metrics>,
+    /// NVML, when there is a driver to read GPU memory from.
+    gpu: Option<GpuMemory>,
     cameras: Mutex<BTreeMap<String, Arc<Camera>>>,
     /// Cameras by trtmux pad, including removed ones whose last frames are still on the way.
     by_index: Mutex<HashMap<u32, Arc<Camera>>>,
@@ -153,7 +157,18 @@ impl Service {
         let mux = make("trtmux")?;
         mux.set_property("batch-size", config.batch.batch_size);
         mux.set_property("batched-push-timeout", config.batch.batched_push_timeout);
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        let gpu = match GpuMemory::open() {
+            Ok(g) => {
+                metrics.enable_gpu();
+                Some(g)
+            }
+            Err(why) => {
+                eprintln!("trtvision-serve: no GPU memory in /metrics: {why}");
+                None
+            }
+        };
+        let metrics = Arc::new(metrics);
 
         // Pad numbers of the configured cameras, for the models' `sources`.
         let indices: HashMap<&str, u32> = config
@@ -235,8 +250,10 @@ impl Service {
         let service = Arc::new(Self {
             pipeline,
             mux,
+            demux: demux.clone(),
             config,
             metrics,
+            gpu,
             cameras: Mutex::new(BTreeMap::new()),
             by_index: Mutex::new(HashMap::new()),
             branches: Mutex::new(Branches::default()),
@@ -449,8 +466,10 @@ impl Service {
         let source = &camera.source;
         if let Some(src_pad) = source.static_pad("src") {
             // Nothing of this camera enters trtmux any more; what is queued there is batched.
+            // Handled: the probe consumes the data (with Drop, GStreamer 1.22 unrefs the
+            // data the Rust binding already released: a CRITICAL per buffer).
             src_pad.add_probe(gst::PadProbeType::DATA_DOWNSTREAM, |_, _| {
-                gst::PadProbeReturn::Drop
+                gst::PadProbeReturn::Handled
             });
             let _ = source.set_state(gst::State::Null);
             let _ = src_pad.unlink(&camera.mux_pad);
@@ -701,6 +720,12 @@ impl CameraControl for Arc<Service> {
             "pipeline": format!("{state:?}").to_lowercase(),
             "cameras": self.cameras.lock().unwrap().len(),
             "uptime_s": self.started.elapsed().as_secs(),
+            // Per-camera pads: one trtmux sink pad per camera, one trtdemux src pad per
+            // camera that delivered a frame; removed cameras leave none behind.
+            "pads": {
+                "trtmux_sink": self.mux.num_sink_pads(),
+                "trtdemux_src": self.demux.num_src_pads(),
+            },
         });
         if state == gst::State::Playing {
             Ok(body)
@@ -776,6 +801,9 @@ impl CameraControl for Arc<Service> {
         for c in cams {
             // fps is a gauge over a window: bring it up to date for the scrape.
             let _ = c.info();
+        }
+        if let Some(g) = &self.gpu {
+            self.metrics.set_gpus(&g.sample());
         }
         self.metrics.encode()
     }

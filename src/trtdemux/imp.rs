@@ -4,7 +4,9 @@
 //! reference), so timestamps, offsets and the source's own metas are intact; trtdemux only
 //! adds the results. Per source it recreates the sticky events (stream-start, caps,
 //! segment) recorded by trtmux, and ends a source's pad when trtmux announces that source
-//! ended.
+//! ended (`trtvision/source-eos`). When the source was removed (its trtmux pad released),
+//! the pad is removed after its EOS, from the streaming thread, in order with the frames
+//! before it: an application that adds and removes cameras does not accumulate pads.
 //!
 //! A frame a source lost (trtmux's `trtvision/source-gap` event) becomes a GAP event on
 //! that source's pad, so that each source keeps its own timeline. After a flush every pad
@@ -338,6 +340,29 @@ impl TrtDemux {
         }
     }
 
+    /// Removes the (ended) pad of source `idx`, whose trtmux pad was released.
+    fn remove_source(&self, idx: u32) {
+        let stream = {
+            let mut state = self.state.lock().unwrap();
+            let stream = state.streams.remove(&idx);
+            if let Some(s) = &stream {
+                state.combiner.remove_pad(&s.pad);
+            }
+            stream
+        };
+        let Some(stream) = stream else { return };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "source {idx} removed, removing {}",
+            stream.pad.name()
+        );
+        let _ = stream.pad.set_active(false);
+        if let Err(e) = self.obj().remove_pad(&stream.pad) {
+            gst::warning!(CAT, imp = self, "cannot remove {}: {e}", stream.pad.name());
+        }
+    }
+
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         use gst::EventView;
         match event.view() {
@@ -345,6 +370,9 @@ impl TrtDemux {
                 if let Some(s) = e.structure().filter(|s| s.name() == batch::SOURCE_EOS_EVENT) {
                     if let Ok(idx) = s.get::<u32>("source") {
                         self.end_source(idx);
+                        if s.get::<bool>("removed").unwrap_or(false) {
+                            self.remove_source(idx);
+                        }
                     }
                     return true;
                 }

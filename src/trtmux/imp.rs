@@ -13,6 +13,11 @@
 //! instead, before the batch, and takes that source's next queued frame if there is one.
 //! Flushing drops every queued frame (also those of released pads) and the per-source
 //! state that belongs to the old position.
+//!
+//! A source ends downstream with a `trtvision/source-eos` event after its last batched
+//! frame: `removed` false when it reached EOS, true when its pad was released (also after an
+//! EOS already announced), so that trtdemux removes that source's pad instead of keeping
+//! an ended one per camera that ever came and went.
 
 use crate::batch::{self, Batch, BatchMeta, FrameSlot, SourceStream};
 use gst::glib;
@@ -82,7 +87,7 @@ struct State {
     pads: BTreeMap<u32, PadState>,
     /// Frames of released pads still to be batched, with their source.
     orphans: std::collections::VecDeque<(Arc<SourceStream>, gst_video::VideoInfo, u64, gst::Buffer)>,
-    /// Released pads whose end still has to be announced downstream.
+    /// Released pads whose removal still has to be announced downstream.
     released: Vec<u32>,
     next_pad: u32,
     batches: u64,
@@ -146,10 +151,12 @@ impl TrtMux {
         }
     }
 
-    fn source_eos_event(pad_index: u32) -> gst::Event {
+    /// The end of source `pad_index`; `removed` when its pad was released.
+    fn source_eos_event((pad_index, removed): (u32, bool)) -> gst::Event {
         gst::event::CustomDownstream::new(
             gst::Structure::builder(batch::SOURCE_EOS_EVENT)
                 .field("source", pad_index)
+                .field("removed", removed)
                 .build(),
         )
     }
@@ -362,9 +369,8 @@ impl ElementImpl for TrtMux {
                     kept += 1;
                 }
             }
-            if !ps.eos_announced {
-                state.released.push(idx);
-            }
+            // Announced also when the source's EOS was: downstream then removes its pad.
+            state.released.push(idx);
             gst::info!(
                 CAT,
                 imp = self,
@@ -403,7 +409,8 @@ impl AggregatorImpl for TrtMux {
         let mut state = self.state.lock().unwrap();
         let dropped = state.orphans.len();
         state.orphans.clear();
-        state.released.clear();
+        // Released pads are still announced (their queued frames are gone): downstream
+        // removes their pads.
         for ps in state.pads.values_mut() {
             ps.source = None;
             ps.eos_announced = false;
@@ -572,16 +579,17 @@ impl AggregatorImpl for TrtMux {
         // Sources whose last frame is now batched (or that were released) end downstream
         // after this batch.
         let released = std::mem::take(&mut state.released);
-        let (mut ended, waiting): (Vec<u32>, Vec<u32>) = released
+        let (removed, waiting): (Vec<u32>, Vec<u32>) = released
             .into_iter()
             .partition(|idx| !state.orphans.iter().any(|(s, ..)| s.pad_index == *idx));
         state.released = waiting;
+        let mut ended: Vec<(u32, bool)> = removed.into_iter().map(|idx| (idx, true)).collect();
         for (idx, pad) in &pads {
             if pad.is_eos() && !pad.has_buffer() {
                 let ps = state.pads.entry(*idx).or_default();
                 if !ps.eos_announced {
                     ps.eos_announced = true;
-                    ended.push(*idx);
+                    ended.push((*idx, false));
                 }
             }
         }
@@ -592,8 +600,8 @@ impl AggregatorImpl for TrtMux {
             for gap in gaps {
                 self.obj().src_pad().push_event(gap);
             }
-            for idx in ended {
-                self.obj().src_pad().push_event(Self::source_eos_event(idx));
+            for end in ended {
+                self.obj().src_pad().push_event(Self::source_eos_event(end));
             }
             if all_eos {
                 gst::debug!(CAT, imp = self, "all sources ended");
@@ -660,8 +668,8 @@ impl AggregatorImpl for TrtMux {
                 );
             }
         }
-        for idx in ended {
-            self.obj().src_pad().push_event(Self::source_eos_event(idx));
+        for end in ended {
+            self.obj().src_pad().push_event(Self::source_eos_event(end));
         }
         res
     }
