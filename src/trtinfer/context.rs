@@ -61,6 +61,12 @@ pub struct InferSettings {
     pub sessions: usize,
     /// ONNX Runtime CUDA provider options.
     pub cuda_provider: backend::CudaProviderOptions,
+    /// Native TensorRT: output buffer sets held downstream at most (0: the backend's 8).
+    pub output_pool_size: usize,
+    /// Longest wait for an output buffer set, ms (0: the backend's 1000).
+    pub pool_timeout_ms: u32,
+    /// The element, named by the backend's log lines.
+    pub log_target: backend::LogTarget,
 }
 
 /// What a trtinfer element feeds its model.
@@ -265,6 +271,10 @@ impl InferContext {
             fixed_batch: s.fixed_batch,
             cuda_graph: s.cuda_graph,
             cuda_provider: s.cuda_provider,
+            output_pool_size: s.output_pool_size,
+            pool_timeout: (s.pool_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(s.pool_timeout_ms.into())),
+            log_target: s.log_target.clone(),
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.

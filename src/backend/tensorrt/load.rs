@@ -125,8 +125,10 @@ pub(super) fn load_or_build(
                     .and_then(|plan| runtime.deserialize(&plan).map_err(|e| e.message))
                 {
                     Ok(engine) => {
-                        gst::info!(
+                        crate::backend_log!(
+                            info,
                             CAT,
+                            opts.log_target,
                             "using cached engine {} (key {})",
                             path.display(),
                             key.canonical()
@@ -134,8 +136,10 @@ pub(super) fn load_or_build(
                         return Ok(engine);
                     }
                     Err(e) => {
-                        gst::warning!(
+                        crate::backend_log!(
+                            warning,
                             CAT,
+                            opts.log_target,
                             "cached engine {} (key {}) cannot be loaded, rebuilding it: {}",
                             path.display(),
                             key.canonical(),
@@ -146,9 +150,16 @@ pub(super) fn load_or_build(
                 }
             }
         }
-        Some(_) => gst::info!(CAT, "rebuild requested: ignoring any cached engine"),
-        None => gst::info!(
+        Some(_) => crate::backend_log!(
+            info,
             CAT,
+            opts.log_target,
+            "rebuild requested: ignoring any cached engine"
+        ),
+        None => crate::backend_log!(
+            info,
+            CAT,
+            opts.log_target,
             "no engine cache directory: the engine is built on every start"
         ),
     }
@@ -167,8 +178,10 @@ pub(super) fn load_or_build(
         calib_cache: calib.as_deref().map_or(std::ptr::null(), |c| c.as_ptr().cast()),
         calib_cache_len: calib.as_deref().map_or(0, <[u8]>::len),
     };
-    gst::info!(
+    crate::backend_log!(
+        info,
         CAT,
+        opts.log_target,
         "building a TensorRT engine from {} ({}, max batch {}); this can take minutes",
         model.display(),
         trt.precision.name(),
@@ -194,8 +207,10 @@ pub(super) fn load_or_build(
     if let Some(cache) = &cache {
         if !timing_out.as_slice().is_empty() {
             if let Err(e) = cache.write_timing_cache(&key, timing_out.as_slice()) {
-                gst::warning!(
+                crate::backend_log!(
+                    warning,
                     CAT,
+                    opts.log_target,
                     "cannot write the timing cache in {}: {}",
                     cache.dir().display(),
                     e
@@ -203,8 +218,22 @@ pub(super) fn load_or_build(
             }
         }
         match cache.store(model, &key, plan.as_slice()) {
-            Ok(p) => gst::info!(CAT, "cached engine {} (key {})", p.display(), key.canonical()),
-            Err(e) => gst::warning!(CAT, "cannot store the engine in {}: {}", cache.dir().display(), e),
+            Ok(p) => crate::backend_log!(
+                info,
+                CAT,
+                opts.log_target,
+                "cached engine {} (key {})",
+                p.display(),
+                key.canonical()
+            ),
+            Err(e) => crate::backend_log!(
+                warning,
+                CAT,
+                opts.log_target,
+                "cannot store the engine in {}: {}",
+                cache.dir().display(),
+                e
+            ),
         }
     }
     runtime.deserialize(plan.as_slice()).map_err(|e| {

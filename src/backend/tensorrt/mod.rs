@@ -37,9 +37,11 @@
 //!   the set (keepalive): a set still held downstream is skipped, and another set is
 //!   allocated when all are held (at most [`MAX_SETS`]; beyond that the call fails).
 //!
-//! Device output (and pinned) buffers are allocated at open for the max batch, in two sets
-//! used alternately, so the buffers a batch is read back from are never the ones the next
-//! batch is written to. Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at
+//! Device output (and pinned) buffers are allocated at open for the max batch, in two sets,
+//! so the buffers a batch is read back from are never the ones the next batch is written
+//! to; while downstream holds device outputs more sets are made, up to
+//! `BackendOptions::output_pool_size` (default [`MAX_SETS`]), then a call waits (bounded by
+//! `BackendOptions::pool_timeout`) for a set to come back ([`BoundedPool`]). Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at
 //! open. [`InferenceBackend::upload`] copies constant inputs (prompts) to the device once.
 //!
 //! Device inputs ([`TensorStorage::Device`]) must hold complete data when `infer` is called
@@ -64,6 +66,7 @@ pub use cache::{CacheKey, CacheLookup, CacheMeta, EngineCache};
 pub use options::{Precision, TrtOptions, OPTIONS_ENV};
 
 use crate::backend::{BackendError, BackendOptions, InferenceBackend, InputRef, TensorSpec};
+use crate::tensor::pool::{BoundedPool, Taken};
 use crate::tensor::{HostTensorPool, Tensor, TensorStorage};
 
 use cuda::{DeviceBuffer, Event, GraphExec, PinnedBuffer, Stream};
@@ -87,8 +90,12 @@ const DEVICE_ALIGN: u64 = 256;
 /// Distinct (buffer set, input shapes) CUDA graphs kept before the set is cleared.
 const MAX_GRAPHS: usize = 64;
 
-/// Buffer sets at most: two at open, more only while downstream holds device outputs.
+/// Buffer sets at most by default (`BackendOptions::output_pool_size` 0): two at open,
+/// more only while downstream holds device outputs; past the bound a call waits for one to
+/// come back.
 pub const MAX_SETS: usize = 8;
+/// How long a call waits by default for a buffer set held downstream to come back.
+pub const DEFAULT_SET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn unavailable(reason: impl Into<String>) -> BackendError {
     BackendError::Unavailable {
@@ -101,6 +108,29 @@ fn runtime_error(e: ShimError) -> BackendError {
     BackendError::Runtime(e.message)
 }
 
+thread_local! {
+    /// The element whose backend call runs on this thread: TensorRT's logger is global,
+    /// its messages during a call name the element of that call.
+    static LOG_FOR: std::cell::RefCell<crate::backend::LogTarget> = Default::default();
+}
+
+/// While alive, TensorRT's messages on this thread name `target`'s element.
+struct LogScope(crate::backend::LogTarget);
+
+impl LogScope {
+    fn enter(target: &crate::backend::LogTarget) -> Self {
+        let previous = LOG_FOR.with(|t| t.replace(target.clone()));
+        LogScope(previous)
+    }
+}
+
+impl Drop for LogScope {
+    fn drop(&mut self) {
+        let previous = std::mem::take(&mut self.0);
+        LOG_FOR.with(|t| t.replace(previous));
+    }
+}
+
 /// Receives TensorRT's log messages (called from TensorRT threads too).
 extern "C" fn log_from_tensorrt(severity: i32, msg: *const c_char) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -109,11 +139,12 @@ extern "C" fn log_from_tensorrt(severity: i32, msg: *const c_char) {
         }
         // SAFETY: TensorRT passes a NUL-terminated message valid for this call.
         let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
+        let target = LOG_FOR.with(|t| t.borrow().clone());
         match severity {
-            0 | 1 => gst::error!(CAT, "TensorRT: {}", text),
-            2 => gst::warning!(CAT, "TensorRT: {}", text),
-            3 => gst::debug!(CAT, "TensorRT: {}", text),
-            _ => gst::trace!(CAT, "TensorRT: {}", text),
+            0 | 1 => crate::backend_log!(error, CAT, target, "TensorRT: {}", text),
+            2 => crate::backend_log!(warning, CAT, target, "TensorRT: {}", text),
+            3 => crate::backend_log!(debug, CAT, target, "TensorRT: {}", text),
+            _ => crate::backend_log!(trace, CAT, target, "TensorRT: {}", text),
         }
     }));
 }
@@ -288,26 +319,20 @@ impl BufferSet {
         }
         Ok(set)
     }
-
-    /// Whether no device tensor handed out still points at this set's outputs.
-    fn is_free(&self) -> bool {
-        Arc::strong_count(&self.outputs) == 1
-    }
 }
 
-/// The set the next call uses: the first free one from `next` on (round robin), else a new
-/// one when fewer than [`MAX_SETS`] exist (`None` = all held and no room).
-#[cfg(test)]
-fn pick_set(free: &[bool], next: usize) -> Option<Result<usize, ()>> {
-    pick_set_by(free.len(), next, |k| free[k])
+/// A buffer set in use: by the call that runs on it, then by the device output tensors it
+/// hands out (their keepalive). The set goes back to the pool when the last one drops.
+struct SetLease {
+    index: usize,
+    _outputs: Arc<DeviceHold>,
+    pool: Arc<BoundedPool<usize>>,
 }
 
-/// [`pick_set`] over `n` sets whose freedom `is_free` tells (no list built per call).
-fn pick_set_by(n: usize, next: usize, is_free: impl Fn(usize) -> bool) -> Option<Result<usize, ()>> {
-    if let Some(k) = (0..n).map(|k| (next + k) % n.max(1)).find(|&k| is_free(k)) {
-        return Some(Ok(k));
+impl Drop for SetLease {
+    fn drop(&mut self) {
+        self.pool.put(self.index);
     }
-    (n < MAX_SETS).then_some(Err(()))
 }
 
 /// Native TensorRT inference backend. See the [module documentation](self).
@@ -325,7 +350,10 @@ pub struct TrtBackend {
     output_specs: Vec<TensorSpec>,
     layout: BatchLayout,
     max_batch: usize,
-    next_set: usize,
+    /// Indices into `sets` free for the next call; at most the bound out at once.
+    free_sets: Arc<BoundedPool<usize>>,
+    set_timeout: Option<std::time::Duration>,
+    log_target: crate::backend::LogTarget,
     bound_shapes: Vec<Vec<i64>>,
     cuda_graph: bool,
     output_pools: Vec<HostTensorPool>,
@@ -351,6 +379,7 @@ impl TrtBackend {
 
     /// Opens `opts.model_path` with explicit TensorRT options.
     pub fn open_with(opts: &BackendOptions, trt: &TrtOptions) -> Result<TrtBackend, BackendError> {
+        let _log = LogScope::enter(&opts.log_target);
         let lib_version = load_libraries()?;
         let model = opts.model_path.as_path();
         std::fs::metadata(model).map_err(|e| BackendError::ModelUnreadable {
@@ -367,15 +396,19 @@ impl TrtBackend {
         // SAFETY: plain getter.
         let header_version = unsafe { ffi::trts_header_version() };
         if lib_version < header_version {
-            gst::warning!(
+            crate::backend_log!(
+                warning,
                 CAT,
+                opts.log_target,
                 "libnvinfer {} is older than the TensorRT {} headers this plugin was built with",
                 trt_version,
                 ffi::version_string(header_version)
             );
         }
-        gst::info!(
+        crate::backend_log!(
+            info,
             CAT,
+            opts.log_target,
             "TensorRT {} on CUDA device {} ({}, sm_{}{}), model {}",
             trt_version,
             opts.device_id,
@@ -452,8 +485,13 @@ impl TrtBackend {
 
         let stream = Stream::new().map_err(runtime_error)?;
         let host_outputs = !opts.outputs_on_device;
-        let mut sets = Vec::with_capacity(MAX_SETS);
-        for _ in 0..2 {
+        let set_limit = if opts.output_pool_size == 0 {
+            MAX_SETS
+        } else {
+            opts.output_pool_size
+        };
+        let mut sets = Vec::with_capacity(set_limit);
+        for _ in 0..set_limit.min(2) {
             sets.push(
                 BufferSet::new(&input_bytes, &output_bytes, host_outputs, &runtime, &stream)
                     .map_err(runtime_error)?,
@@ -475,8 +513,10 @@ impl TrtBackend {
             .map_err(|e| BackendError::Runtime(format!("warm-up inference failed: {e}")))?;
 
         let describe = |v: &[IoTensor]| v.iter().map(|t| t.spec.describe()).collect::<Vec<_>>().join("; ");
-        gst::info!(
+        crate::backend_log!(
+            info,
             CAT,
+            opts.log_target,
             "engine ready: inputs [{}], outputs [{}] on the {}, batch {} (engine max {}, {}), cuda graphs {}",
             describe(&inputs),
             describe(&outputs),
@@ -491,6 +531,11 @@ impl TrtBackend {
             if trt.cuda_graph { "on" } else { "off" }
         );
 
+        let free_sets = Arc::new(BoundedPool::with_idle(
+            (0..sets.len()).rev().collect(),
+            Some(set_limit),
+            set_limit,
+        ));
         Ok(TrtBackend {
             graphs: HashMap::new(),
             sets,
@@ -504,7 +549,9 @@ impl TrtBackend {
             outputs,
             layout,
             max_batch,
-            next_set: 0,
+            free_sets,
+            set_timeout: Some(opts.pool_timeout.unwrap_or(DEFAULT_SET_TIMEOUT)),
+            log_target: opts.log_target.clone(),
             bound_shapes,
             cuda_graph: trt.cuda_graph,
             outputs_on_device: !host_outputs,
@@ -513,15 +560,12 @@ impl TrtBackend {
         })
     }
 
-    /// The buffer set of the next call (see [`pick_set`]); allocates one when every set
-    /// is still held by device tensors downstream.
-    fn acquire_set(&mut self) -> Result<usize, BackendError> {
-        match pick_set_by(self.sets.len(), self.next_set, |k| self.sets[k].is_free()) {
-            Some(Ok(k)) => {
-                self.next_set = (k + 1) % self.sets.len();
-                Ok(k)
-            }
-            Some(Err(())) => {
+    /// The buffer set of the next call: a free one, else a new one while fewer than the
+    /// bound exist, else waits (bounded) for one held downstream to come back.
+    fn acquire_set(&mut self) -> Result<SetLease, BackendError> {
+        let index = match self.free_sets.take(self.set_timeout, Vec::pop) {
+            Ok(Taken::Idle(k)) => k,
+            Ok(Taken::New) => {
                 let set = BufferSet::new(
                     &self.input_bytes,
                     &self.output_bytes,
@@ -529,21 +573,32 @@ impl TrtBackend {
                     &self.runtime,
                     &self.stream,
                 )
-                .map_err(runtime_error)?;
+                .map_err(|e| {
+                    self.free_sets.forget(false);
+                    runtime_error(e)
+                })?;
                 self.sets.push(set);
-                gst::debug!(
+                crate::backend_log!(
+                    debug,
                     CAT,
+                    self.log_target,
                     "{} buffer sets (device outputs held downstream)",
                     self.sets.len()
                 );
-                self.next_set = 0;
-                Ok(self.sets.len() - 1)
+                self.sets.len() - 1
             }
-            None => Err(BackendError::Runtime(format!(
-                "all {MAX_SETS} output buffer sets are still held downstream (device output tensors \
-                 not released): downstream keeps too many batches"
-            ))),
-        }
+            Err(e) => {
+                return Err(BackendError::Runtime(format!(
+                    "{e}: every output buffer set of TensorRT is held by device output tensors \
+                     downstream (raise output-pool-size or keep fewer batches in queues)"
+                )))
+            }
+        };
+        Ok(SetLease {
+            index,
+            _outputs: self.sets[index].outputs.clone(),
+            pool: self.free_sets.clone(),
+        })
     }
 
     /// Runs the bound work: replays a captured CUDA graph when enabled, else `enqueueV3`.
@@ -567,7 +622,13 @@ impl TrtBackend {
                 self.graphs.insert(graph_key, graph);
             }
             Ok(Err(e)) | Err(e) => {
-                gst::warning!(CAT, "CUDA graph capture failed, running without graphs: {}", e);
+                crate::backend_log!(
+                    warning,
+                    CAT,
+                    self.log_target,
+                    "CUDA graph capture failed, running without graphs: {}",
+                    e
+                );
                 self.cuda_graph = false;
                 self.graphs.clear();
             }
@@ -616,6 +677,7 @@ impl InferenceBackend for TrtBackend {
     }
 
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
+        let _log = LogScope::enter(&self.log_target);
         let (batch, tensors) = io::match_inputs(&self.inputs, inputs, self.max_batch)?;
         self.runtime.make_current().map_err(runtime_error)?;
         let run_batch = if self.layout.dynamic {
@@ -623,7 +685,8 @@ impl InferenceBackend for TrtBackend {
         } else {
             self.layout.engine_max
         };
-        let set_idx = self.acquire_set()?;
+        let lease = self.acquire_set()?;
+        let set_idx = lease.index;
 
         // Inputs: real shapes, zero-copy device pointers or one upload into the pooled buffer.
         let mut graph_key = vec![set_idx as i64];
@@ -694,6 +757,9 @@ impl InferenceBackend for TrtBackend {
         set.done.record(&self.stream).map_err(runtime_error)?;
         set.done.sync().map_err(runtime_error)?;
 
+        // Device outputs keep the set until their last clone drops; host outputs are copied
+        // out below and the set is free again when this call returns.
+        let keepalive: Arc<dyn std::any::Any + Send + Sync> = Arc::new(lease);
         let mut result = Vec::with_capacity(self.outputs.len());
         for (j, (t, (shape, bytes))) in self.outputs.iter().zip(out_shapes).enumerate() {
             let mut shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
@@ -711,7 +777,7 @@ impl InferenceBackend for TrtBackend {
                     storage: TensorStorage::Device {
                         ptr: set.outputs.buffers[j].ptr(),
                         len,
-                        keepalive: set.outputs.clone(),
+                        keepalive: keepalive.clone(),
                     },
                 });
             } else {

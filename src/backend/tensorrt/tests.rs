@@ -53,20 +53,6 @@ fn missing_library_is_unavailable() {
 }
 
 #[test]
-fn buffer_sets_are_reused_round_robin_and_grow_when_held() {
-    // All free: round robin from `next`.
-    assert_eq!(pick_set(&[true, true], 0), Some(Ok(0)));
-    assert_eq!(pick_set(&[true, true], 1), Some(Ok(1)));
-    // The next set is still held downstream: the other one.
-    assert_eq!(pick_set(&[true, false], 1), Some(Ok(0)));
-    assert_eq!(pick_set(&[false, false, true], 0), Some(Ok(2)));
-    // All held: grow while below the limit, then refuse.
-    assert_eq!(pick_set(&[false, false], 0), Some(Err(())));
-    assert_eq!(pick_set(&[false; MAX_SETS], 3), None);
-    assert_eq!(pick_set(&[], 0), Some(Err(())));
-}
-
-#[test]
 fn shim_reports_header_version() {
     // SAFETY: plain getter.
     let v = unsafe { ffi::trts_header_version() };

@@ -27,7 +27,7 @@ use crate::config::{ColorOrder, PreprocessConfig};
 use crate::cuda::driver::{check, DeviceContext, Kernel, Stream};
 use crate::cuda::frame::{CudaFrame, KIND_I420, KIND_NV12};
 use crate::cuda::module::KernelModule;
-use crate::cuda::pool::{Slot, TensorPool};
+use crate::cuda::pool::{PoolSlot, Slot, TensorPool};
 use crate::cuda::CudaError;
 use crate::cuda::{DeviceTensorLease, KernelSource};
 use crate::geometry::LetterboxTransform;
@@ -66,8 +66,12 @@ const MAX_BLOCK_COLUMNS: u32 = 1024;
 const _: () = assert!(BLOCK_X * 8 <= MAX_BLOCK_COLUMNS);
 /// Output buffers allocated up front.
 pub const INITIAL_POOL: usize = 3;
-/// Output buffers at most (more only while downstream holds many tensors at once).
+/// Output buffers at most by default (more only while downstream holds many tensors at
+/// once); [`CudaPreprocessor::configure_pool`] changes it.
 pub const MAX_POOL: usize = 8;
+/// How long [`CudaPreprocessor::run`] waits by default for a tensor to come back when all
+/// are held downstream.
+pub const DEFAULT_POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Largest batch (the grid's z dimension).
 pub const MAX_BATCH: usize = 65535;
 
@@ -344,7 +348,7 @@ impl CudaPreprocessor {
             min_blocks: 0,
             arch: module.arch().to_string(),
             module,
-            pool: Arc::new(TensorPool::new(free)),
+            pool: Arc::new(TensorPool::new(free, MAX_POOL, Some(DEFAULT_POOL_TIMEOUT))),
             ctx: ctx.clone(),
             cfg: *cfg,
             max_batch,
@@ -525,10 +529,27 @@ impl CudaPreprocessor {
         &self.arch
     }
 
-    /// Output buffers allocated so far (grows from [`INITIAL_POOL`] to at most
-    /// [`MAX_POOL`] while downstream keeps many tensors alive).
+    /// Output buffers allocated so far (grows from [`INITIAL_POOL`] to at most the pool's
+    /// bound, [`MAX_POOL`] by default, while downstream keeps many tensors alive).
     pub fn pool_size(&self) -> usize {
         self.slots
+    }
+
+    /// At most `limit` output tensors out at once; [`CudaPreprocessor::run`] waits up to
+    /// `timeout` (`None`: until one comes back or the pool flushes) when all are held.
+    pub fn configure_pool(&self, limit: usize, timeout: Option<std::time::Duration>) {
+        self.pool.configure(limit, timeout);
+    }
+
+    /// Flushing and timing of the output pool's wait (for the element's flushes and
+    /// state changes).
+    pub fn pool_control(&self) -> Arc<dyn crate::tensor::pool::PoolControl> {
+        self.pool.clone()
+    }
+
+    /// Counters of the output pool (tensors out, most at once, waits).
+    pub fn pool_stats(&self) -> crate::tensor::pool::PoolStats {
+        self.pool.wait().stats()
     }
 
     /// Waits until all queued work of the preprocessor is done.
@@ -536,20 +557,22 @@ impl CudaPreprocessor {
         self.stream.synchronize()
     }
 
+    /// A free output buffer; when all are held downstream, waits (bounded) for one to
+    /// come back (never allocates past the pool's bound).
     fn acquire(&mut self) -> Result<Slot, CudaError> {
-        if let Some(slot) = self.pool.take() {
-            return Ok(slot);
+        match self.pool.take()? {
+            PoolSlot::Idle(slot) => Ok(slot),
+            PoolSlot::New => {
+                let slot = Slot::new(
+                    &self.ctx,
+                    self.out_row_bytes * self.max_batch,
+                    self.max_batch * std::mem::size_of::<FrameParams>(),
+                )
+                .inspect_err(|_| self.pool.forget())?;
+                self.slots += 1;
+                Ok(slot)
+            }
         }
-        if self.slots >= MAX_POOL {
-            return Err(CudaError::PoolExhausted(MAX_POOL));
-        }
-        let slot = Slot::new(
-            &self.ctx,
-            self.out_row_bytes * self.max_batch,
-            self.max_batch * std::mem::size_of::<FrameParams>(),
-        )?;
-        self.slots += 1;
-        Ok(slot)
     }
 
     /// Preprocesses one batch: frame `i` with placement `transforms[i]` (normally
