@@ -4,7 +4,7 @@
 //! path, always available) or in device memory (the CUDA path). Host storage comes from a
 //! [`HostTensorPool`] so that the hot path reuses buffers instead of allocating per batch.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Element type of a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -57,11 +57,15 @@ pub fn element_count(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+pub mod pool;
+
+use pool::{BoundedPool, PoolWaitError, Taken};
+
 /// A recycled host byte buffer: returns to its pool when dropped.
 #[derive(Debug)]
 pub struct PooledBytes {
     bytes: Vec<u8>,
-    home: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
+    home: Option<Arc<BoundedPool<Vec<u8>>>>,
 }
 
 /// Most idle buffers a [`HostTensorPool`] keeps: buffers returned beyond it are freed, so a
@@ -84,11 +88,7 @@ impl PooledBytes {
 impl Drop for PooledBytes {
     fn drop(&mut self) {
         if let Some(home) = self.home.take() {
-            if let Ok(mut free) = home.lock() {
-                if free.len() < MAX_IDLE_HOST_BUFFERS {
-                    free.push(std::mem::take(&mut self.bytes));
-                }
-            }
+            home.put(std::mem::take(&mut self.bytes));
         }
     }
 }
@@ -97,47 +97,86 @@ impl Drop for PooledBytes {
 /// reused: after warm-up a pipeline allocates no tensor memory per batch. At most
 /// [`MAX_IDLE_HOST_BUFFERS`] wait for reuse, and when no idle buffer is large enough for a
 /// request (the shapes grew) the idle ones are released instead of kept.
-#[derive(Debug, Clone, Default)]
+///
+/// A bounded pool ([`HostTensorPool::bounded`]) hands out at most `limit` buffers at once:
+/// [`HostTensorPool::try_acquire`] waits for one to come back (see [`pool::BoundedPool`]).
+#[derive(Debug, Clone)]
 pub struct HostTensorPool {
-    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    free: Arc<BoundedPool<Vec<u8>>>,
+    timeout: Option<std::time::Duration>,
+}
+
+impl Default for HostTensorPool {
+    fn default() -> Self {
+        Self {
+            free: Arc::new(BoundedPool::new(None, MAX_IDLE_HOST_BUFFERS)),
+            timeout: None,
+        }
+    }
+}
+
+/// The smallest idle buffer that holds `len` (several sizes may share a pool); when none
+/// does, the shapes grew and the smaller idle buffers are of older shapes: they are freed.
+fn best_fit(idle: &mut Vec<Vec<u8>>, len: usize) -> Option<Vec<u8>> {
+    let best = idle
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.capacity() >= len)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i);
+    match best {
+        Some(i) => Some(idle.swap_remove(i)),
+        None => {
+            idle.clear();
+            None
+        }
+    }
 }
 
 impl HostTensorPool {
+    /// A pool without a bound: `acquire` never waits.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A buffer of exactly `len` bytes; its content is unspecified.
-    pub fn acquire(&self, len: usize) -> PooledBytes {
-        let recycled = self.free.lock().ok().and_then(|mut f| {
-            // The smallest idle buffer that holds `len` (several sizes may share a pool).
-            let best = f
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.capacity() >= len)
-                .min_by_key(|(_, b)| b.capacity())
-                .map(|(i, _)| i);
-            match best {
-                Some(i) => Some(f.swap_remove(i)),
-                None => {
-                    // Nothing idle is large enough: the shapes grew, and the smaller idle
-                    // buffers are of older shapes; free them.
-                    f.clear();
-                    None
-                }
-            }
-        });
-        let mut bytes = recycled.unwrap_or_default();
+    /// A pool of at most `limit` buffers out at once; `try_acquire` waits up to `timeout`
+    /// (`None`: until a buffer comes back or the pool flushes) when all are out.
+    pub fn bounded(limit: usize, timeout: Option<std::time::Duration>) -> Self {
+        Self {
+            free: Arc::new(BoundedPool::new(Some(limit), MAX_IDLE_HOST_BUFFERS.max(limit))),
+            timeout,
+        }
+    }
+
+    /// The wait behind this pool (flushing, timing, counters).
+    pub fn control(&self) -> Arc<BoundedPool<Vec<u8>>> {
+        self.free.clone()
+    }
+
+    /// A buffer of exactly `len` bytes; its content is unspecified. Waits while a bounded
+    /// pool has all its buffers out (see [`HostTensorPool::bounded`]).
+    pub fn try_acquire(&self, len: usize) -> Result<PooledBytes, PoolWaitError> {
+        let mut bytes = match self.free.take(self.timeout, |idle| best_fit(idle, len))? {
+            Taken::Idle(b) => b,
+            Taken::New => Vec::new(),
+        };
         bytes.resize(len, 0);
-        PooledBytes {
+        Ok(PooledBytes {
             bytes,
             home: Some(self.free.clone()),
-        }
+        })
+    }
+
+    /// A buffer of exactly `len` bytes from a pool without a bound (never waits). On a
+    /// bounded pool that times out or flushes, a buffer outside the pool.
+    pub fn acquire(&self, len: usize) -> PooledBytes {
+        self.try_acquire(len)
+            .unwrap_or_else(|_| PooledBytes::detached(vec![0; len]))
     }
 
     /// Buffers currently waiting for reuse.
     pub fn idle(&self) -> usize {
-        self.free.lock().map(|f| f.len()).unwrap_or(0)
+        self.free.idle()
     }
 }
 
@@ -338,6 +377,28 @@ mod tests {
             TensorStorage::Device { ptr, len, .. } => assert_eq!((ptr, len), (0x1000 + 72, 24)),
             TensorStorage::Host(_) => panic!("a device view"),
         }
+    }
+
+    #[test]
+    fn bounded_pool_waits_for_a_buffer_and_never_makes_more() {
+        use std::time::{Duration, Instant};
+        let pool = HostTensorPool::bounded(2, Some(Duration::from_secs(10)));
+        let a = pool.try_acquire(64).expect("first");
+        let b = pool.try_acquire(64).expect("second");
+        let p2 = pool.clone();
+        let waiter = std::thread::spawn(move || p2.try_acquire(64).map(|x| x.as_slice().len()));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "a third buffer waits");
+        drop(a);
+        assert_eq!(waiter.join().expect("no panic"), Ok(64));
+        let stats = pool.control().stats();
+        assert_eq!((stats.peak, stats.created, stats.waits), (2, 2, 1));
+        let start = Instant::now();
+        let short = HostTensorPool::bounded(1, Some(Duration::from_millis(50)));
+        let _held = short.try_acquire(8).expect("one");
+        assert!(short.try_acquire(8).is_err(), "times out");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(b);
     }
 
     #[test]

@@ -405,7 +405,9 @@ fn pool_leases_and_errors() {
     pre.set_tensor_name("x");
     assert_eq!(pre.pool_size(), INITIAL_POOL);
 
-    // Held tensors make the pool grow up to MAX_POOL, then runs fail cleanly.
+    // Held tensors make the pool grow up to MAX_POOL, then runs wait (bounded) and fail
+    // cleanly when none comes back.
+    pre.configure_pool(MAX_POOL, Some(std::time::Duration::from_millis(100)));
     let mut held = Vec::new();
     for _ in 0..MAX_POOL {
         held.push(pre.run(std::slice::from_ref(&frame), &[t]).expect("run"));
@@ -418,7 +420,9 @@ fn pool_leases_and_errors() {
     assert!(ptrs.iter().all(|p| p % 256 == 0), "{ptrs:x?}");
     assert!(matches!(
         pre.run(std::slice::from_ref(&frame), &[t]),
-        Err(CudaError::PoolExhausted(_))
+        Err(CudaError::PoolWait(
+            gsttrtvision::tensor::pool::PoolWaitError::Timeout { limit: MAX_POOL, .. }
+        ))
     ));
     // A clone of a tensor keeps its buffer; dropping the last one recycles it.
     let first = held.remove(0);
@@ -1217,6 +1221,21 @@ fn engines_dir() -> std::path::PathBuf {
     "engines".into()
 }
 
+/// Plays the pipeline `desc` whose appsink is named `out`.
+fn play_to_appsink(desc: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    let pipeline = gst::parse::launch(desc)
+        .unwrap_or_else(|e| panic!("{desc}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, sink)
+}
+
 type ChainResults = Vec<((u32, u64), Vec<gsttrtvision::results::Detection>)>;
 
 /// Runs `cameras` synthetic cameras through trtmux (batch-size 4) → trtpreprocess →
@@ -1242,16 +1261,7 @@ fn run_chain(gpu: bool, frames: u32, cameras: u32, infer_props: &str) -> ChainRe
             "trtscenesrc camera={i} num-buffers={frames} ! video/x-raw,format=NV12,width=640,height=480 ! {upload}m.sink_{i} "
         );
     }
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap_or_else(|e| panic!("{desc}: {e}"))
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let (pipeline, sink) = play_to_appsink(&desc);
     let bus = pipeline.bus().unwrap();
     let mut results = Vec::new();
     loop {
@@ -1852,4 +1862,93 @@ fn timing_overlay_8x1080p_nv12() {
     });
     println!("{line}");
     assert!(median(&mut kernel_us) > 0.0);
+}
+
+/// Tensors of trtpreprocess (model input 64x48 f32, 2 cameras of 160x120 NV12, BT.601) in
+/// frame order, downloaded when they live on the device; with `gpu` the frames go through
+/// cudaupload. Nothing is pulled until the pool has had `pool_size` tensors out for a
+/// while, so a small pool makes the element wait. Returns the tensors and the element's
+/// statistics (gpu-batches, cpu-batches, pool-peak, pool-waits).
+fn preprocess_held(gpu: bool, pool_size: u32, frames: u32) -> (Vec<Vec<u8>>, [u64; 4]) {
+    let _dev = device();
+    gst::init().unwrap();
+    let _ = gsttrtvision::plugin_register_static();
+    let upload = if gpu {
+        "cudaupload ! video/x-raw(memory:CUDAMemory) ! "
+    } else {
+        ""
+    };
+    let mut desc = format!(
+        "trtmux name=m batch-size=2 ! trtpreprocess name=pre width=64 height=48 dtype=f32 \
+         pool-size={pool_size} pool-timeout=0 \
+         ! queue max-size-buffers=32 max-size-bytes=0 max-size-time=0 ! appsink name=out sync=false "
+    );
+    for i in 0..2 {
+        desc += &format!(
+            "trtscenesrc camera={i} num-buffers={frames} \
+             ! video/x-raw,format=NV12,width=160,height=120,framerate=30/1,colorimetry=bt601 ! {upload}m.sink_{i} "
+        );
+    }
+    let (pipeline, sink) = play_to_appsink(&desc);
+    let pre = pipeline.by_name("pre").unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while pre.property::<u32>("pool-peak") < pool_size.min(frames) {
+        assert!(
+            Instant::now() < deadline,
+            "the pool never had {pool_size} tensors out"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ctx = device();
+    let mut tensors = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        let buf = sample.buffer().unwrap();
+        let meta = buf.meta::<gsttrtvision::batch::BatchMeta>().expect("batch meta");
+        let t = &meta.batch().inputs[0].tensor;
+        tensors.push(match t.host_bytes() {
+            Some(b) => b.to_vec(),
+            None => download(&ctx, t),
+        });
+    }
+    let err = pipeline.bus().unwrap().pop_filtered(&[gst::MessageType::Error]);
+    let stats = [
+        pre.property::<u64>("gpu-batches"),
+        pre.property::<u64>("cpu-batches"),
+        pre.property::<u32>("pool-peak") as u64,
+        pre.property::<u64>("pool-waits"),
+    ];
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(err.is_none(), "{err:?}");
+    assert!(sink.is_eos(), "the stream ended");
+    (tensors, stats)
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored, as scripts/device/run-tests.sh does"]
+fn device_pool_waits_instead_of_cpu_fallback() {
+    const FRAMES: u32 = 24;
+    let (cpu, cpu_stats) = preprocess_held(false, 64, FRAMES);
+    assert_eq!(cpu_stats[1], FRAMES as u64, "the reference ran on the CPU");
+    // pool-size 2 behind a 32-buffer queue: the third batch must wait for a device tensor.
+    let (gpu, [gpu_batches, cpu_batches, peak, waits]) = preprocess_held(true, 2, FRAMES);
+    println!("pool-size 2: gpu-batches {gpu_batches}, cpu-batches {cpu_batches}, pool-peak {peak}, pool-waits {waits}");
+    assert_eq!(cpu_batches, 0, "no batch fell back to the CPU path");
+    assert_eq!(gpu_batches, FRAMES as u64);
+    assert_eq!(peak, 2, "never more than pool-size device tensors out");
+    assert!(waits >= 1, "the element waited for a tensor");
+    assert_eq!(gpu.len(), cpu.len(), "no batch lost");
+    let cfg = PreprocessConfig {
+        width: 64,
+        height: 48,
+        dtype: DType::F32,
+        ..Default::default()
+    };
+    for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+        let (max, _) = compare(&cfg, g, c);
+        assert!(
+            max <= tolerance(DType::F32),
+            "batch {i}: GPU differs from CPU by {max}"
+        );
+    }
 }

@@ -168,6 +168,54 @@ pub struct BackendOptions {
     pub cuda_graph: bool,
     /// ONNX Runtime CUDA provider tuning (ignored by other backends).
     pub cuda_provider: CudaProviderOptions,
+    /// Native TensorRT: output buffer sets out at once at most (0 = the backend's
+    /// default); when downstream holds every one, [`InferenceBackend::infer`] waits up to
+    /// `pool_timeout` for one to come back, then fails.
+    pub output_pool_size: usize,
+    /// Longest wait for an output buffer set (`None`: the backend's default, 1 s).
+    pub pool_timeout: Option<std::time::Duration>,
+    /// The element the backend works for: its log lines name it (`obj =`), so that with
+    /// several models in one pipeline `GST_DEBUG` tells which one logged.
+    pub log_target: LogTarget,
+}
+
+/// A weak reference to the element a backend logs for (none: the lines name no object).
+#[derive(Clone, Default)]
+pub struct LogTarget(Option<glib::WeakRef<gst::Element>>);
+
+impl std::fmt::Debug for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.get() {
+            Some(e) => write!(f, "LogTarget({})", gst::prelude::GstObjectExt::name(&e)),
+            None => f.write_str("LogTarget(none)"),
+        }
+    }
+}
+
+impl LogTarget {
+    /// Log lines for `element` (held weakly: a backend never keeps its element alive).
+    pub fn new(element: &impl glib::prelude::IsA<gst::Element>) -> Self {
+        use glib::prelude::*;
+        Self(Some(element.upcast_ref::<gst::Element>().downgrade()))
+    }
+
+    /// The element, while it exists.
+    pub fn get(&self) -> Option<gst::Element> {
+        self.0.as_ref().and_then(|w| w.upgrade())
+    }
+}
+
+/// `gst::<level>!(cat, obj = element, ...)` for the element of a [`LogTarget`], or without an
+/// object when it has none.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! backend_log {
+    ($level:ident, $cat:expr, $target:expr, $($args:tt)*) => {
+        match $target.get() {
+            Some(element) => gst::$level!($cat, obj = &element, $($args)*),
+            None => gst::$level!($cat, $($args)*),
+        }
+    };
 }
 
 /// cuDNN convolution algorithm search of the ONNX Runtime CUDA provider.

@@ -81,9 +81,10 @@ pub enum CudaError {
     /// Arguments that cannot work (sizes, counts).
     #[error("invalid input to the CUDA preprocessor: {0}")]
     InvalidInput(String),
-    /// Every output buffer is still held downstream.
-    #[error("all {0} CUDA output tensors are still in use downstream")]
-    PoolExhausted(usize),
+    /// Every output buffer stayed held downstream for the pool's timeout, or the pool is
+    /// flushing.
+    #[error("{0}")]
+    PoolWait(crate::tensor::pool::PoolWaitError),
 }
 
 /// What [`probe`] found.

@@ -4,11 +4,13 @@
 //! pool when dropped.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use cudarc::driver::sys;
 
 use super::driver::{DeviceBuffer, DeviceContext, Event, PinnedBuffer};
 use super::CudaError;
+use crate::tensor::pool::{BoundedPool, PoolControl, Taken};
 use crate::tensor::{Tensor, TensorStorage};
 
 /// One output buffer with everything a batch in flight needs.
@@ -34,29 +36,76 @@ impl Slot {
     }
 }
 
-/// The free output buffers of one producer; leases put theirs back when dropped.
+/// The output buffers of one producer, at most `limit` out at once: [`TensorPool::take`]
+/// waits (bounded) for a lease to come back when all are out; leases put theirs back when
+/// dropped. The wait is [`BoundedPool`]'s (tested without a GPU).
 pub(crate) struct TensorPool {
-    free: Mutex<Vec<Slot>>,
+    slots: BoundedPool<Slot>,
+    timeout: Mutex<Option<Duration>>,
+}
+
+/// What [`TensorPool::take`] hands out.
+pub(crate) enum PoolSlot {
+    /// A buffer made before.
+    Idle(Slot),
+    /// None idle, room for one more: the caller makes it ([`TensorPool::forget`] if that fails).
+    New,
 }
 
 impl TensorPool {
-    /// A pool holding `free`.
-    pub(crate) fn new(free: Vec<Slot>) -> Self {
+    /// A pool holding `free`, handing out at most `limit` buffers, waiting up to `timeout`
+    /// (`None`: until one comes back or the pool flushes) when all are out.
+    pub(crate) fn new(free: Vec<Slot>, limit: usize, timeout: Option<Duration>) -> Self {
+        let limit = limit.max(1);
         Self {
-            free: Mutex::new(free),
+            slots: BoundedPool::with_idle(free, Some(limit), limit),
+            timeout: Mutex::new(timeout),
         }
     }
 
-    /// A free buffer, if any.
-    pub(crate) fn take(&self) -> Option<Slot> {
-        self.free.lock().ok().and_then(|mut f| f.pop())
+    /// A free buffer, or room for a new one, waiting while all are out.
+    pub(crate) fn take(&self) -> Result<PoolSlot, CudaError> {
+        let timeout = self.timeout.lock().map_or(None, |t| *t);
+        match self.slots.take(timeout, Vec::pop) {
+            Ok(Taken::Idle(s)) => Ok(PoolSlot::Idle(s)),
+            Ok(Taken::New) => Ok(PoolSlot::New),
+            Err(e) => Err(CudaError::PoolWait(e)),
+        }
     }
 
-    /// Returns `slot` to the pool.
+    /// A new buffer could not be made after [`PoolSlot::New`].
+    pub(crate) fn forget(&self) {
+        self.slots.forget(false);
+    }
+
+    /// Returns `slot` to the pool (wakes one waiter).
     pub(crate) fn put(&self, slot: Slot) {
-        if let Ok(mut free) = self.free.lock() {
-            free.push(slot);
+        self.slots.put(slot);
+    }
+
+    /// Changes the bound and the timeout (buffers already made stay).
+    pub(crate) fn configure(&self, limit: usize, timeout: Option<Duration>) {
+        self.slots.set_limit(Some(limit.max(1)));
+        if let Ok(mut t) = self.timeout.lock() {
+            *t = timeout;
         }
+    }
+
+    /// The wait's controls and counters.
+    pub(crate) fn wait(&self) -> &BoundedPool<Slot> {
+        &self.slots
+    }
+}
+
+impl PoolControl for TensorPool {
+    fn set_flushing(&self, on: bool) {
+        self.slots.set_flushing(on)
+    }
+    fn set_timing(&self, on: bool) {
+        self.slots.set_timing(on)
+    }
+    fn stats(&self) -> crate::tensor::pool::PoolStats {
+        self.slots.stats()
     }
 }
 

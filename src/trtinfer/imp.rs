@@ -270,6 +270,22 @@ impl ObjectImpl for TrtInfer {
                     .default_value(1)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("output-pool-size")
+                    .nick("Output pool size")
+                    .blurb("backend=tensorrt with outputs on the GPU: output buffer sets (batches of device outputs) held downstream at most; when all are held, the next batch waits for one to come back (back-pressure, up to pool-timeout) instead of allocating more. Ignored by other backends")
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(8)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("pool-timeout")
+                    .nick("Pool timeout")
+                    .blurb("backend=tensorrt: milliseconds a batch waits for an output buffer set held downstream before the element posts an error")
+                    .minimum(1)
+                    .maximum(3_600_000)
+                    .default_value(1000)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("prefer-nhwc")
                     .nick("Prefer NHWC")
                     .blurb("ONNX Runtime CUDA provider: run convolutions in NHWC layout (prefer_nhwc), faster on tensor cores above all for FP16 models. Ignored by other backends")
@@ -368,6 +384,10 @@ impl ObjectImpl for TrtInfer {
                 s.decoder_buffers = Some(value.get::<u32>().expect("type checked upstream") as usize)
             }
             "sessions" => s.sessions = value.get::<u32>().expect("type checked upstream") as usize,
+            "output-pool-size" => {
+                s.output_pool_size = value.get::<u32>().expect("type checked upstream") as usize
+            }
+            "pool-timeout" => s.pool_timeout_ms = value.get().expect("type checked upstream"),
             "prefer-nhwc" => s.cuda_provider.prefer_nhwc = value.get().expect("type checked upstream"),
             "cudnn-conv-algo-search" => {
                 let v: crate::backend::ConvAlgoChoice = value.get().expect("type checked upstream");
@@ -420,6 +440,18 @@ impl ObjectImpl for TrtInfer {
             "route" => s.route.to_value(),
             "decoder-buffers" => (s.decoder_buffers.unwrap_or(2) as u32).to_value(),
             "sessions" => (s.sessions.max(1) as u32).to_value(),
+            "output-pool-size" => (if s.output_pool_size == 0 {
+                8
+            } else {
+                s.output_pool_size as u32
+            })
+            .to_value(),
+            "pool-timeout" => (if s.pool_timeout_ms == 0 {
+                1000
+            } else {
+                s.pool_timeout_ms
+            })
+            .to_value(),
             "prefer-nhwc" => s.cuda_provider.prefer_nhwc.to_value(),
             "cudnn-conv-algo-search" => {
                 crate::backend::ConvAlgoChoice::of(s.cuda_provider.conv_algo_search).to_value()
@@ -569,7 +601,8 @@ impl BaseTransformImpl for TrtInfer {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
+        let mut settings = self.settings.lock().unwrap().clone();
+        settings.log_target = crate::backend::LogTarget::new(&*self.obj());
         let load_err = |e: &dyn std::fmt::Display| {
             gst::error_msg!(
                 gst::LibraryError::Init,

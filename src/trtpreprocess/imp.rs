@@ -5,6 +5,7 @@ use crate::batch::{Batch, BatchTensor};
 use crate::config::{ColorOrder, InputDType, ModelConfig, PreprocessConfig, ResizeMode};
 use crate::gpu_element::CudaContextElement;
 use crate::ops::preprocess::{self, Scratch};
+use crate::tensor::pool::{PoolSet, PoolWaitError};
 use crate::tensor::{HostTensorPool, Tensor};
 use crate::transform::Device;
 use crate::video::FrameReader;
@@ -12,7 +13,9 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -23,6 +26,12 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_MODEL_NAME: &str = "model";
+/// Tensors out at once by default (`pool-size`).
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+/// Most tensors out at once that `pool-size` accepts.
+pub const MAX_POOL_SIZE: u32 = 64;
+/// How long a batch waits by default for a tensor to come back (`pool-timeout`, ms).
+pub const DEFAULT_POOL_TIMEOUT_MS: u32 = 1000;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -33,6 +42,16 @@ struct Settings {
     sources: Vec<u32>,
     /// Prepare the tensor on the GPU when the frames are CUDA memory.
     use_gpu: bool,
+    /// Tensors out at once at most.
+    pool_size: u32,
+    /// Longest wait for a tensor to come back, ms (0: no limit).
+    pool_timeout_ms: u32,
+}
+
+impl Settings {
+    fn pool_timeout(&self) -> Option<Duration> {
+        (self.pool_timeout_ms > 0).then(|| Duration::from_millis(self.pool_timeout_ms.into()))
+    }
 }
 
 impl Default for Settings {
@@ -44,6 +63,8 @@ impl Default for Settings {
             pre: PreprocessConfig::default(),
             sources: Vec::new(),
             use_gpu: true,
+            pool_size: DEFAULT_POOL_SIZE,
+            pool_timeout_ms: DEFAULT_POOL_TIMEOUT_MS,
         }
     }
 }
@@ -54,6 +75,11 @@ struct State {
     input_name: String,
     pre: PreprocessConfig,
     sources: Vec<u32>,
+    /// The CUDA pool's bound and timeout (the host pool has its own copy).
+    #[cfg(feature = "cuda")]
+    pool_size: usize,
+    #[cfg(feature = "cuda")]
+    pool_timeout: Option<Duration>,
     pool: HostTensorPool,
     scratch: Vec<Scratch>,
     /// The CUDA preprocessor, created on the first batch of CUDA frames.
@@ -70,6 +96,11 @@ pub struct TrtPreprocess {
     state: Mutex<Option<State>>,
     /// CUDA context shared with the pipeline through `gst.cuda.context`.
     cuda_ctx: crate::gpu_element::ElementCudaContext,
+    /// The tensor pools (host and device): flushes and state changes wake their waiters.
+    pools: PoolSet,
+    /// Batches prepared on the GPU / on the CPU.
+    gpu_batches: AtomicU64,
+    cpu_batches: AtomicU64,
 }
 
 fn parse_floats(s: &str) -> Option<[f32; 3]> {
@@ -98,6 +129,27 @@ pub fn parse_sources(s: &str) -> Option<Vec<u32>> {
 }
 
 impl TrtPreprocess {
+    /// A pool wait that ended without a tensor: flushing ends the batch quietly, a
+    /// timeout is an element error naming the pool's size and who holds the tensors.
+    fn pool_failed(&self, e: PoolWaitError) -> gst::FlowError {
+        match e {
+            PoolWaitError::Flushing => gst::FlowError::Flushing,
+            PoolWaitError::Timeout { limit, waited } => {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Busy,
+                    (
+                        "All {} tensors of the pool (pool-size={}) were still held downstream after {} ms (pool-timeout): elements after trtpreprocess keep batches without releasing them (a queue longer than pool-size, a stalled sink or encoder). Raise pool-size, shorten the queue, or set pool-timeout=0 to wait without a limit.",
+                        limit,
+                        limit,
+                        waited.as_millis()
+                    )
+                );
+                gst::FlowError::Error
+            }
+        }
+    }
+
     fn run(&self, state: &mut State, batch: &mut Batch) -> Result<(), gst::FlowError> {
         let rows: Vec<usize> = batch
             .slots
@@ -112,15 +164,20 @@ impl TrtPreprocess {
         }
         let pre = state.pre;
         #[cfg(feature = "cuda")]
-        if let Some((tensor, transforms)) = self.run_cuda(state, batch, &rows) {
+        if let Some((tensor, transforms)) = self.run_cuda(state, batch, &rows)? {
             batch.inputs.push(BatchTensor {
                 model: state.model.clone(),
                 tensor,
                 slots: rows,
                 transforms,
             });
+            self.gpu_batches.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
+        let shape = vec![rows.len(), 3, pre.height as usize, pre.width as usize];
+        let len = shape.iter().product::<usize>() * pre.dtype.size();
+        // Waits (bounded) while downstream holds pool-size tensors.
+        let mut bytes = state.pool.try_acquire(len).map_err(|e| self.pool_failed(e))?;
         let mut frames = Vec::with_capacity(rows.len());
         for &i in &rows {
             let slot = &batch.slots[i];
@@ -150,9 +207,6 @@ impl TrtPreprocess {
             .iter()
             .map(|r| pre.transform(r.width(), r.height()))
             .collect();
-        let shape = vec![rows.len(), 3, pre.height as usize, pre.width as usize];
-        let len = shape.iter().product::<usize>() * pre.dtype.size();
-        let mut bytes = state.pool.acquire(len);
         preprocess::fill_batch(
             &pre,
             &readers,
@@ -168,6 +222,7 @@ impl TrtPreprocess {
             slots: rows,
             transforms,
         });
+        self.cpu_batches.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -175,18 +230,23 @@ impl TrtPreprocess {
 #[cfg(feature = "cuda")]
 impl TrtPreprocess {
     /// One kernel launch for the whole batch when every frame is CUDA memory of the shared
-    /// context; `None` sends the batch to the CPU path.
+    /// context; `None` sends the batch to the CPU path (frames in system memory or of
+    /// another context, CUDA unavailable). When downstream holds every device tensor it
+    /// waits for one (bounded), never taking the CPU path for that.
+    #[allow(clippy::type_complexity)]
     fn run_cuda(
         &self,
         state: &mut State,
         batch: &Batch,
         rows: &[usize],
-    ) -> Option<(Tensor, Vec<crate::geometry::LetterboxTransform>)> {
+    ) -> Result<Option<(Tensor, Vec<crate::geometry::LetterboxTransform>)>, gst::FlowError> {
         use crate::cuda::{self, CudaError};
         if state.gpu_disabled {
-            return None;
+            return Ok(None);
         }
-        let ctx = self.cuda_ctx.get()?;
+        let Some(ctx) = self.cuda_ctx.get() else {
+            return Ok(None);
+        };
         let mut maps = Vec::with_capacity(rows.len());
         for &i in rows {
             let s = &batch.slots[i];
@@ -194,12 +254,12 @@ impl TrtPreprocess {
                 Ok(m) if m.is_accessible_from(&ctx) => maps.push(m),
                 Ok(_) => {
                     gst::debug!(CAT, imp = self, "frame of another CUDA context: CPU path");
-                    return None;
+                    return Ok(None);
                 }
-                Err(CudaError::NotCudaMemory) => return None,
+                Err(CudaError::NotCudaMemory) => return Ok(None),
                 Err(e) => {
                     gst::warning!(CAT, imp = self, "{e}: CPU path");
-                    return None;
+                    return Ok(None);
                 }
             }
         }
@@ -211,6 +271,8 @@ impl TrtPreprocess {
             ) {
                 Ok(mut g) => {
                     g.set_tensor_name(state.input_name.clone());
+                    g.configure_pool(state.pool_size, state.pool_timeout);
+                    self.pools.add(g.pool_control());
                     gst::info!(CAT, imp = self, "CUDA preprocessing on {}", g.arch());
                     state.gpu = Some(g);
                 }
@@ -221,7 +283,7 @@ impl TrtPreprocess {
                         "CUDA preprocessing unavailable, CPU path from now on: {e}"
                     );
                     state.gpu_disabled = true;
-                    return None;
+                    return Ok(None);
                 }
             }
         }
@@ -230,11 +292,15 @@ impl TrtPreprocess {
             .iter()
             .map(|f| state.pre.transform(f.width(), f.height()))
             .collect();
-        match state.gpu.as_mut()?.run(&frames, &transforms) {
-            Ok(t) => Some((t, transforms)),
+        let Some(gpu) = state.gpu.as_mut() else {
+            return Ok(None);
+        };
+        match gpu.run(&frames, &transforms) {
+            Ok(t) => Ok(Some((t, transforms))),
+            Err(CudaError::PoolWait(e)) => Err(self.pool_failed(e)),
             Err(e) => {
                 gst::warning!(CAT, imp = self, "{e}: CPU path");
-                None
+                Ok(None)
             }
         }
     }
@@ -338,6 +404,41 @@ impl ObjectImpl for TrtPreprocess {
                     .default_value(Some(""))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("pool-size")
+                    .nick("Pool size")
+                    .blurb("Tensors (batches) held downstream at most, host or device: when all are held, the next batch waits for one to come back (back-pressure) instead of allocating more")
+                    .minimum(1)
+                    .maximum(MAX_POOL_SIZE)
+                    .default_value(DEFAULT_POOL_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("pool-timeout")
+                    .nick("Pool timeout")
+                    .blurb("Milliseconds a batch waits for a tensor to come back while the pipeline is PLAYING before the element posts an error; 0 = wait without a limit (a flush or stop still ends the wait)")
+                    .maximum(3_600_000)
+                    .default_value(DEFAULT_POOL_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("gpu-batches")
+                    .nick("GPU batches")
+                    .blurb("Batches prepared on the GPU (CUDA path) since start")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("cpu-batches")
+                    .nick("CPU batches")
+                    .blurb("Batches prepared on the CPU since start (frames in system memory, device=cpu, or the CUDA path unavailable)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt::builder("pool-peak")
+                    .nick("Pool peak")
+                    .blurb("Most tensors of one pool held downstream at once since start (never more than pool-size)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("pool-waits")
+                    .nick("Pool waits")
+                    .blurb("Batches that waited for a tensor to come back since start")
+                    .read_only()
+                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -373,11 +474,21 @@ impl ObjectImpl for TrtPreprocess {
                 Some(v) => s.sources = v,
                 None => invalid("source list", text()),
             },
+            "pool-size" => s.pool_size = value.get().expect("type checked upstream"),
+            "pool-timeout" => s.pool_timeout_ms = value.get().expect("type checked upstream"),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        // Statistics: never behind the state lock (a batch may be waiting for a tensor).
+        match pspec.name() {
+            "gpu-batches" => return self.gpu_batches.load(Ordering::Relaxed).to_value(),
+            "cpu-batches" => return self.cpu_batches.load(Ordering::Relaxed).to_value(),
+            "pool-peak" => return (self.pools.stats().peak as u32).to_value(),
+            "pool-waits" => return self.pools.stats().waits.to_value(),
+            _ => {}
+        }
         let s = self.settings.lock().unwrap();
         match pspec.name() {
             "config-file" => s.config_file.to_value(),
@@ -400,6 +511,8 @@ impl ObjectImpl for TrtPreprocess {
                 .collect::<Vec<_>>()
                 .join(",")
                 .to_value(),
+            "pool-size" => s.pool_size.to_value(),
+            "pool-timeout" => s.pool_timeout_ms.to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -430,6 +543,19 @@ impl ElementImpl for TrtPreprocess {
     }
 
     fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        match t {
+            // A batch waiting for a tensor must not block the stop.
+            gst::StateChange::PausedToReady => self.pools.set_flushing(true),
+            gst::StateChange::ReadyToPaused => {
+                self.pools.set_flushing(false);
+                self.pools.set_timing(false);
+            }
+            // Waits count towards pool-timeout only while PLAYING (a paused sink holds
+            // buffers on purpose).
+            gst::StateChange::PausedToPlaying => self.pools.set_timing(true),
+            gst::StateChange::PlayingToPaused => self.pools.set_timing(false),
+            _ => {}
+        }
         self.cuda_change_state(t)
     }
 }
@@ -490,12 +616,22 @@ impl BaseTransformImpl for TrtPreprocess {
             s.pre.height,
             s.pre.dtype.name()
         );
+        let pool_size = s.pool_size as usize;
+        let pool_timeout = s.pool_timeout();
+        let pool = HostTensorPool::bounded(pool_size, pool_timeout);
+        self.pools.add(pool.control());
+        self.gpu_batches.store(0, Ordering::Relaxed);
+        self.cpu_batches.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = Some(State {
             model: Arc::from(s.model_name.as_str()),
             input_name: s.input_name,
             pre: s.pre,
             sources: s.sources,
-            pool: HostTensorPool::new(),
+            #[cfg(feature = "cuda")]
+            pool_size,
+            #[cfg(feature = "cuda")]
+            pool_timeout,
+            pool,
             scratch: (0..threads).map(|_| Scratch::default()).collect(),
             #[cfg(feature = "cuda")]
             gpu: None,
@@ -508,6 +644,16 @@ impl BaseTransformImpl for TrtPreprocess {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
         Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        // Flushes reach a batch waiting for a tensor (it holds the stream lock).
+        match event.view() {
+            gst::EventView::FlushStart(_) => self.pools.set_flushing(true),
+            gst::EventView::FlushStop(_) => self.pools.set_flushing(false),
+            _ => {}
+        }
+        self.parent_sink_event(event)
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {

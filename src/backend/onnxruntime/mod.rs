@@ -69,6 +69,9 @@ pub struct OrtBackend {
     /// Host buffers for the outputs (and zero-padded inputs), recycled across batches.
     pool: HostTensorPool,
     model_path: String,
+    /// The element whose log lines these are (read by the CUDA paths' lines).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    log_target: crate::backend::LogTarget,
     device_id: i32,
     /// I/O binding that leaves every output in CUDA memory (ONNX Runtime's device arena,
     /// reused across runs), when the outputs were asked for on the device.

@@ -338,8 +338,10 @@ impl OrtBackend {
         graphs.set_bindings(bindings);
         let fixed = self.fixed.as_mut().ok_or("no fixed batch")?;
         fixed.graphs = Some(graphs);
-        gst::info!(
+        crate::backend_log!(
+            info,
             CAT,
+            self.log_target,
             "{}: batch fixed at {batch}, {} CUDA graphs captured",
             self.model_path,
             graphs::GRAPH_SETS
@@ -454,7 +456,13 @@ impl OrtBackend {
                 return Err(BackendError::Runtime(why));
             }
             graphs.end_broken_capture();
-            gst::warning!(CAT, "CUDA graph {} failed ({why}): graphs off", lease.graph);
+            crate::backend_log!(
+                warning,
+                CAT,
+                self.log_target,
+                "CUDA graph {} failed ({why}): graphs off",
+                lease.graph
+            );
             self.session
                 .run_binding_with_options(binding, graphs.no_graph())
                 .map_err(|e| {

@@ -437,6 +437,17 @@ impl OrtBackend {
             #[cfg(feature = "cuda")]
             graphs: None,
         });
+        let describe = |v: &[TensorSpec]| v.iter().map(|t| t.describe()).collect::<Vec<_>>().join("; ");
+        crate::backend_log!(
+            info,
+            CAT,
+            opts.log_target,
+            "{}: model {} loaded, inputs [{}], outputs [{}]",
+            kind.name(),
+            path,
+            describe(&inputs),
+            describe(&outputs)
+        );
         Ok(Self {
             session,
             kind,
@@ -445,6 +456,7 @@ impl OrtBackend {
             max_batch,
             pool: HostTensorPool::new(),
             model_path: path,
+            log_target: opts.log_target.clone(),
             device_id: opts.device_id,
             binding,
             #[cfg(feature = "cuda")]

@@ -37,9 +37,11 @@
 //!   the set (keepalive): a set still held downstream is skipped, and another set is
 //!   allocated when all are held (at most [`MAX_SETS`]; beyond that the call fails).
 //!
-//! Device output (and pinned) buffers are allocated at open for the max batch, in two sets
-//! used alternately, so the buffers a batch is read back from are never the ones the next
-//! batch is written to. Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at
+//! Device output (and pinned) buffers are allocated at open for the max batch, in two sets,
+//! so the buffers a batch is read back from are never the ones the next batch is written
+//! to; while downstream holds device outputs more sets are made, up to
+//! `BackendOptions::output_pool_size` (default [`MAX_SETS`]), then a call waits (bounded by
+//! `BackendOptions::pool_timeout`) for a set to come back ([`BoundedPool`]). Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at
 //! open. [`InferenceBackend::upload`] copies constant inputs (prompts) to the device once.
 //!
 //! Device inputs ([`TensorStorage::Device`]) must hold complete data when `infer` is called
@@ -51,6 +53,7 @@ mod cache;
 mod cuda;
 mod ffi;
 mod io;
+mod load;
 pub mod options;
 mod sha256;
 
@@ -63,11 +66,13 @@ pub use cache::{CacheKey, CacheLookup, CacheMeta, EngineCache};
 pub use options::{Precision, TrtOptions, OPTIONS_ENV};
 
 use crate::backend::{BackendError, BackendOptions, InferenceBackend, InputRef, TensorSpec};
+use crate::tensor::pool::{BoundedPool, Taken};
 use crate::tensor::{HostTensorPool, Tensor, TensorStorage};
 
 use cuda::{DeviceBuffer, Event, GraphExec, PinnedBuffer, Stream};
 use ffi::{check, ShimError, Status};
 use io::{BatchLayout, IoTensor};
+use load::{discover_io, load_engine_file, load_or_build, model_kind, ModelKind};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -85,8 +90,12 @@ const DEVICE_ALIGN: u64 = 256;
 /// Distinct (buffer set, input shapes) CUDA graphs kept before the set is cleared.
 const MAX_GRAPHS: usize = 64;
 
-/// Buffer sets at most: two at open, more only while downstream holds device outputs.
+/// Buffer sets at most by default (`BackendOptions::output_pool_size` 0): two at open,
+/// more only while downstream holds device outputs; past the bound a call waits for one to
+/// come back.
 pub const MAX_SETS: usize = 8;
+/// How long a call waits by default for a buffer set held downstream to come back.
+pub const DEFAULT_SET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn unavailable(reason: impl Into<String>) -> BackendError {
     BackendError::Unavailable {
@@ -99,6 +108,29 @@ fn runtime_error(e: ShimError) -> BackendError {
     BackendError::Runtime(e.message)
 }
 
+thread_local! {
+    /// The element whose backend call runs on this thread: TensorRT's logger is global,
+    /// its messages during a call name the element of that call.
+    static LOG_FOR: std::cell::RefCell<crate::backend::LogTarget> = Default::default();
+}
+
+/// While alive, TensorRT's messages on this thread name `target`'s element.
+struct LogScope(crate::backend::LogTarget);
+
+impl LogScope {
+    fn enter(target: &crate::backend::LogTarget) -> Self {
+        let previous = LOG_FOR.with(|t| t.replace(target.clone()));
+        LogScope(previous)
+    }
+}
+
+impl Drop for LogScope {
+    fn drop(&mut self) {
+        let previous = std::mem::take(&mut self.0);
+        LOG_FOR.with(|t| t.replace(previous));
+    }
+}
+
 /// Receives TensorRT's log messages (called from TensorRT threads too).
 extern "C" fn log_from_tensorrt(severity: i32, msg: *const c_char) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -107,11 +139,12 @@ extern "C" fn log_from_tensorrt(severity: i32, msg: *const c_char) {
         }
         // SAFETY: TensorRT passes a NUL-terminated message valid for this call.
         let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
+        let target = LOG_FOR.with(|t| t.borrow().clone());
         match severity {
-            0 | 1 => gst::error!(CAT, "TensorRT: {}", text),
-            2 => gst::warning!(CAT, "TensorRT: {}", text),
-            3 => gst::debug!(CAT, "TensorRT: {}", text),
-            _ => gst::trace!(CAT, "TensorRT: {}", text),
+            0 | 1 => crate::backend_log!(error, CAT, target, "TensorRT: {}", text),
+            2 => crate::backend_log!(warning, CAT, target, "TensorRT: {}", text),
+            3 => crate::backend_log!(debug, CAT, target, "TensorRT: {}", text),
+            _ => crate::backend_log!(trace, CAT, target, "TensorRT: {}", text),
         }
     }));
 }
@@ -286,47 +319,19 @@ impl BufferSet {
         }
         Ok(set)
     }
-
-    /// Whether no device tensor handed out still points at this set's outputs.
-    fn is_free(&self) -> bool {
-        Arc::strong_count(&self.outputs) == 1
-    }
 }
 
-/// The set the next call uses: the first free one from `next` on (round robin), else a new
-/// one when fewer than [`MAX_SETS`] exist (`None` = all held and no room).
-#[cfg(test)]
-fn pick_set(free: &[bool], next: usize) -> Option<Result<usize, ()>> {
-    pick_set_by(free.len(), next, |k| free[k])
+/// A buffer set in use: by the call that runs on it, then by the device output tensors it
+/// hands out (their keepalive). The set goes back to the pool when the last one drops.
+struct SetLease {
+    index: usize,
+    _outputs: Arc<DeviceHold>,
+    pool: Arc<BoundedPool<usize>>,
 }
 
-/// [`pick_set`] over `n` sets whose freedom `is_free` tells (no list built per call).
-fn pick_set_by(n: usize, next: usize, is_free: impl Fn(usize) -> bool) -> Option<Result<usize, ()>> {
-    if let Some(k) = (0..n).map(|k| (next + k) % n.max(1)).find(|&k| is_free(k)) {
-        return Some(Ok(k));
-    }
-    (n < MAX_SETS).then_some(Err(()))
-}
-
-enum ModelKind {
-    Onnx,
-    Engine,
-}
-
-fn model_kind(path: &Path) -> Result<ModelKind, BackendError> {
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "onnx" => Ok(ModelKind::Onnx),
-        "engine" | "plan" | "trt" => Ok(ModelKind::Engine),
-        _ => Err(BackendError::ModelInvalid {
-            path: path.display().to_string(),
-            reason: "the tensorrt backend takes an ONNX model (.onnx) or a serialized TensorRT engine \
-                     (.engine, .plan, .trt)"
-                .into(),
-        }),
+impl Drop for SetLease {
+    fn drop(&mut self) {
+        self.pool.put(self.index);
     }
 }
 
@@ -345,7 +350,10 @@ pub struct TrtBackend {
     output_specs: Vec<TensorSpec>,
     layout: BatchLayout,
     max_batch: usize,
-    next_set: usize,
+    /// Indices into `sets` free for the next call; at most the bound out at once.
+    free_sets: Arc<BoundedPool<usize>>,
+    set_timeout: Option<std::time::Duration>,
+    log_target: crate::backend::LogTarget,
     bound_shapes: Vec<Vec<i64>>,
     cuda_graph: bool,
     output_pools: Vec<HostTensorPool>,
@@ -371,6 +379,7 @@ impl TrtBackend {
 
     /// Opens `opts.model_path` with explicit TensorRT options.
     pub fn open_with(opts: &BackendOptions, trt: &TrtOptions) -> Result<TrtBackend, BackendError> {
+        let _log = LogScope::enter(&opts.log_target);
         let lib_version = load_libraries()?;
         let model = opts.model_path.as_path();
         std::fs::metadata(model).map_err(|e| BackendError::ModelUnreadable {
@@ -387,15 +396,19 @@ impl TrtBackend {
         // SAFETY: plain getter.
         let header_version = unsafe { ffi::trts_header_version() };
         if lib_version < header_version {
-            gst::warning!(
+            crate::backend_log!(
+                warning,
                 CAT,
+                opts.log_target,
                 "libnvinfer {} is older than the TensorRT {} headers this plugin was built with",
                 trt_version,
                 ffi::version_string(header_version)
             );
         }
-        gst::info!(
+        crate::backend_log!(
+            info,
             CAT,
+            opts.log_target,
             "TensorRT {} on CUDA device {} ({}, sm_{}{}), model {}",
             trt_version,
             opts.device_id,
@@ -472,8 +485,13 @@ impl TrtBackend {
 
         let stream = Stream::new().map_err(runtime_error)?;
         let host_outputs = !opts.outputs_on_device;
-        let mut sets = Vec::with_capacity(MAX_SETS);
-        for _ in 0..2 {
+        let set_limit = if opts.output_pool_size == 0 {
+            MAX_SETS
+        } else {
+            opts.output_pool_size
+        };
+        let mut sets = Vec::with_capacity(set_limit);
+        for _ in 0..set_limit.min(2) {
             sets.push(
                 BufferSet::new(&input_bytes, &output_bytes, host_outputs, &runtime, &stream)
                     .map_err(runtime_error)?,
@@ -495,8 +513,10 @@ impl TrtBackend {
             .map_err(|e| BackendError::Runtime(format!("warm-up inference failed: {e}")))?;
 
         let describe = |v: &[IoTensor]| v.iter().map(|t| t.spec.describe()).collect::<Vec<_>>().join("; ");
-        gst::info!(
+        crate::backend_log!(
+            info,
             CAT,
+            opts.log_target,
             "engine ready: inputs [{}], outputs [{}] on the {}, batch {} (engine max {}, {}), cuda graphs {}",
             describe(&inputs),
             describe(&outputs),
@@ -511,6 +531,11 @@ impl TrtBackend {
             if trt.cuda_graph { "on" } else { "off" }
         );
 
+        let free_sets = Arc::new(BoundedPool::with_idle(
+            (0..sets.len()).rev().collect(),
+            Some(set_limit),
+            set_limit,
+        ));
         Ok(TrtBackend {
             graphs: HashMap::new(),
             sets,
@@ -524,7 +549,9 @@ impl TrtBackend {
             outputs,
             layout,
             max_batch,
-            next_set: 0,
+            free_sets,
+            set_timeout: Some(opts.pool_timeout.unwrap_or(DEFAULT_SET_TIMEOUT)),
+            log_target: opts.log_target.clone(),
             bound_shapes,
             cuda_graph: trt.cuda_graph,
             outputs_on_device: !host_outputs,
@@ -533,15 +560,12 @@ impl TrtBackend {
         })
     }
 
-    /// The buffer set of the next call (see [`pick_set`]); allocates one when every set
-    /// is still held by device tensors downstream.
-    fn acquire_set(&mut self) -> Result<usize, BackendError> {
-        match pick_set_by(self.sets.len(), self.next_set, |k| self.sets[k].is_free()) {
-            Some(Ok(k)) => {
-                self.next_set = (k + 1) % self.sets.len();
-                Ok(k)
-            }
-            Some(Err(())) => {
+    /// The buffer set of the next call: a free one, else a new one while fewer than the
+    /// bound exist, else waits (bounded) for one held downstream to come back.
+    fn acquire_set(&mut self) -> Result<SetLease, BackendError> {
+        let index = match self.free_sets.take(self.set_timeout, Vec::pop) {
+            Ok(Taken::Idle(k)) => k,
+            Ok(Taken::New) => {
                 let set = BufferSet::new(
                     &self.input_bytes,
                     &self.output_bytes,
@@ -549,21 +573,32 @@ impl TrtBackend {
                     &self.runtime,
                     &self.stream,
                 )
-                .map_err(runtime_error)?;
+                .map_err(|e| {
+                    self.free_sets.forget(false);
+                    runtime_error(e)
+                })?;
                 self.sets.push(set);
-                gst::debug!(
+                crate::backend_log!(
+                    debug,
                     CAT,
+                    self.log_target,
                     "{} buffer sets (device outputs held downstream)",
                     self.sets.len()
                 );
-                self.next_set = 0;
-                Ok(self.sets.len() - 1)
+                self.sets.len() - 1
             }
-            None => Err(BackendError::Runtime(format!(
-                "all {MAX_SETS} output buffer sets are still held downstream (device output tensors \
-                 not released): downstream keeps too many batches"
-            ))),
-        }
+            Err(e) => {
+                return Err(BackendError::Runtime(format!(
+                    "{e}: every output buffer set of TensorRT is held by device output tensors \
+                     downstream (raise output-pool-size or keep fewer batches in queues)"
+                )))
+            }
+        };
+        Ok(SetLease {
+            index,
+            _outputs: self.sets[index].outputs.clone(),
+            pool: self.free_sets.clone(),
+        })
     }
 
     /// Runs the bound work: replays a captured CUDA graph when enabled, else `enqueueV3`.
@@ -587,7 +622,13 @@ impl TrtBackend {
                 self.graphs.insert(graph_key, graph);
             }
             Ok(Err(e)) | Err(e) => {
-                gst::warning!(CAT, "CUDA graph capture failed, running without graphs: {}", e);
+                crate::backend_log!(
+                    warning,
+                    CAT,
+                    self.log_target,
+                    "CUDA graph capture failed, running without graphs: {}",
+                    e
+                );
                 self.cuda_graph = false;
                 self.graphs.clear();
             }
@@ -598,204 +639,6 @@ impl TrtBackend {
 
 fn byte_len(shape: &[i64], t: &IoTensor) -> usize {
     shape.iter().map(|&d| d.max(0) as usize).product::<usize>() * t.spec.dtype.size()
-}
-
-fn discover_io(engine: &Engine) -> Result<(Vec<IoTensor>, Vec<IoTensor>), String> {
-    // SAFETY: valid engine.
-    let n = unsafe { ffi::trts_engine_num_io(engine.0) };
-    let mut inputs = Vec::new();
-    let mut outputs = Vec::new();
-    for i in 0..n {
-        let mut info = ffi::IoInfo::default();
-        // SAFETY: valid engine; out-pointer to a local.
-        check(unsafe { ffi::trts_engine_io_info(engine.0, i, &mut info) }).map_err(|e| e.message)?;
-        // SAFETY: the name is owned by the engine and NUL-terminated.
-        let name = unsafe { CStr::from_ptr(info.name) }
-            .to_string_lossy()
-            .into_owned();
-        if info.on_host != 0 {
-            return Err(format!(
-                "tensor '{name}' is a shape tensor that TensorRT keeps in host memory; such models are not \
-                 supported"
-            ));
-        }
-        let nb = info.nb_dims.clamp(0, ffi::MAX_DIMS as i32) as usize;
-        let t = IoTensor::new(
-            &name,
-            info.dtype,
-            info.linear != 0,
-            &info.dims[..nb],
-            &info.min_dims[..nb],
-            &info.max_dims[..nb],
-        )?;
-        if info.is_input != 0 {
-            inputs.push(t);
-        } else {
-            outputs.push(t);
-        }
-    }
-    Ok((inputs, outputs))
-}
-
-/// Deserializes a user-provided engine file.
-fn load_engine_file(
-    runtime: &Runtime,
-    model: &Path,
-    gpu: &GpuInfo,
-    trt_version: &str,
-) -> Result<Engine, BackendError> {
-    let plan = std::fs::read(model).map_err(|e| BackendError::ModelUnreadable {
-        path: model.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    runtime.deserialize(&plan).map_err(|e| match e.status {
-        Status::Deserialize => BackendError::ModelInvalid {
-            path: model.display().to_string(),
-            reason: format!(
-                "TensorRT {trt_version} on {} (sm_{}{}) cannot load this engine: {}. A serialized engine only runs \
-                 on the GPU model and TensorRT version that built it: rebuild it on this machine, or give the \
-                 ONNX model and an engine cache directory so the plugin builds and caches a matching engine (cache \
-                 key: model hash, GPU, compute capability, TensorRT version, precision, max batch)",
-                gpu.name, gpu.cc.0, gpu.cc.1, e.message
-            ),
-        },
-        _ => runtime_error(e),
-    })
-}
-
-/// Loads the cached engine for an ONNX model, or builds (and caches) one.
-fn load_or_build(
-    runtime: &Runtime,
-    opts: &BackendOptions,
-    trt: &TrtOptions,
-    gpu: &GpuInfo,
-    trt_version: &str,
-) -> Result<Engine, BackendError> {
-    let model = opts.model_path.as_path();
-    let unreadable = |path: &Path, e: std::io::Error| BackendError::ModelUnreadable {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let model_sha256 = cache::hash_file(model).map_err(|e| unreadable(model, e))?;
-    let calib = match (&trt.int8_calibration_cache, trt.precision) {
-        (Some(p), Precision::Int8) => Some(std::fs::read(p).map_err(|e| unreadable(p, e))?),
-        _ => None,
-    };
-    let key = CacheKey {
-        model_sha256,
-        gpu_name: gpu.name.clone(),
-        compute_capability: gpu.cc,
-        tensorrt_version: trt_version.to_string(),
-        precision: trt.precision,
-        max_batch: opts.max_batch.max(1),
-        workspace_bytes: trt.workspace_bytes,
-        calibration_sha256: calib.as_deref().map(sha256::sha256_hex),
-    };
-    let cache = opts.engine_cache_dir.as_ref().map(EngineCache::new);
-    match &cache {
-        Some(cache) if !trt.rebuild => {
-            if let CacheLookup::Hit(path) = cache.lookup(model, &key) {
-                match std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|plan| runtime.deserialize(&plan).map_err(|e| e.message))
-                {
-                    Ok(engine) => {
-                        gst::info!(
-                            CAT,
-                            "using cached engine {} (key {})",
-                            path.display(),
-                            key.canonical()
-                        );
-                        return Ok(engine);
-                    }
-                    Err(e) => {
-                        gst::warning!(
-                            CAT,
-                            "cached engine {} (key {}) cannot be loaded, rebuilding it: {}",
-                            path.display(),
-                            key.canonical(),
-                            e
-                        );
-                        EngineCache::evict(&path);
-                    }
-                }
-            }
-        }
-        Some(_) => gst::info!(CAT, "rebuild requested: ignoring any cached engine"),
-        None => gst::info!(
-            CAT,
-            "no engine cache directory: the engine is built on every start"
-        ),
-    }
-
-    // SAFETY: plain loader call.
-    check(unsafe { ffi::trts_load_onnx_parser() }).map_err(|e| unavailable(e.message))?;
-    let timing = cache.as_ref().and_then(|c| c.read_timing_cache(&key));
-    let cpath = path_cstring(model)?;
-    let params = ffi::BuildParams {
-        onnx_path: cpath.as_ptr(),
-        precision: trt.precision.to_ffi(),
-        max_batch: key.max_batch as i64,
-        workspace_bytes: trt.workspace_bytes,
-        timing_cache: timing.as_deref().map_or(std::ptr::null(), |t| t.as_ptr().cast()),
-        timing_cache_len: timing.as_deref().map_or(0, <[u8]>::len),
-        calib_cache: calib.as_deref().map_or(std::ptr::null(), |c| c.as_ptr().cast()),
-        calib_cache_len: calib.as_deref().map_or(0, <[u8]>::len),
-    };
-    gst::info!(
-        CAT,
-        "building a TensorRT engine from {} ({}, max batch {}); this can take minutes",
-        model.display(),
-        trt.precision.name(),
-        key.max_batch
-    );
-    let (mut plan_raw, mut timing_raw) = (std::ptr::null_mut(), std::ptr::null_mut());
-    // SAFETY: params and the strings/byte ranges it points to outlive the call; out-pointers
-    // are locals whose blobs are owned right after.
-    let built = check(unsafe { ffi::trts_build_onnx(runtime.0, &params, &mut plan_raw, &mut timing_raw) });
-    let plan = ffi::Blob::from_raw(plan_raw);
-    let timing_out = ffi::Blob::from_raw(timing_raw);
-    built.map_err(|e| {
-        let path = model.display().to_string();
-        match e.status {
-            Status::Unavailable => unavailable(e.message),
-            Status::InvalidModel | Status::Shape | Status::Precision => BackendError::ModelInvalid {
-                path,
-                reason: e.message,
-            },
-            Status::Deserialize | Status::Runtime => BackendError::Runtime(e.message),
-        }
-    })?;
-    if let Some(cache) = &cache {
-        if !timing_out.as_slice().is_empty() {
-            if let Err(e) = cache.write_timing_cache(&key, timing_out.as_slice()) {
-                gst::warning!(
-                    CAT,
-                    "cannot write the timing cache in {}: {}",
-                    cache.dir().display(),
-                    e
-                );
-            }
-        }
-        match cache.store(model, &key, plan.as_slice()) {
-            Ok(p) => gst::info!(CAT, "cached engine {} (key {})", p.display(), key.canonical()),
-            Err(e) => gst::warning!(CAT, "cannot store the engine in {}: {}", cache.dir().display(), e),
-        }
-    }
-    runtime.deserialize(plan.as_slice()).map_err(|e| {
-        BackendError::Runtime(format!(
-            "TensorRT cannot load the engine it just built: {}",
-            e.message
-        ))
-    })
-}
-
-fn path_cstring(path: &Path) -> Result<CString, BackendError> {
-    use std::os::unix::ffi::OsStrExt;
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| BackendError::ModelUnreadable {
-        path: path.display().to_string(),
-        reason: "the path contains a NUL byte".into(),
-    })
 }
 
 impl InferenceBackend for TrtBackend {
@@ -834,6 +677,7 @@ impl InferenceBackend for TrtBackend {
     }
 
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
+        let _log = LogScope::enter(&self.log_target);
         let (batch, tensors) = io::match_inputs(&self.inputs, inputs, self.max_batch)?;
         self.runtime.make_current().map_err(runtime_error)?;
         let run_batch = if self.layout.dynamic {
@@ -841,7 +685,8 @@ impl InferenceBackend for TrtBackend {
         } else {
             self.layout.engine_max
         };
-        let set_idx = self.acquire_set()?;
+        let lease = self.acquire_set()?;
+        let set_idx = lease.index;
 
         // Inputs: real shapes, zero-copy device pointers or one upload into the pooled buffer.
         let mut graph_key = vec![set_idx as i64];
@@ -912,6 +757,9 @@ impl InferenceBackend for TrtBackend {
         set.done.record(&self.stream).map_err(runtime_error)?;
         set.done.sync().map_err(runtime_error)?;
 
+        // Device outputs keep the set until their last clone drops; host outputs are copied
+        // out below and the set is free again when this call returns.
+        let keepalive: Arc<dyn std::any::Any + Send + Sync> = Arc::new(lease);
         let mut result = Vec::with_capacity(self.outputs.len());
         for (j, (t, (shape, bytes))) in self.outputs.iter().zip(out_shapes).enumerate() {
             let mut shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
@@ -929,7 +777,7 @@ impl InferenceBackend for TrtBackend {
                     storage: TensorStorage::Device {
                         ptr: set.outputs.buffers[j].ptr(),
                         len,
-                        keepalive: set.outputs.clone(),
+                        keepalive: keepalive.clone(),
                     },
                 });
             } else {
@@ -952,115 +800,4 @@ impl Drop for TrtBackend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn libnvinfer_present() -> bool {
-        ["libnvinfer.so.11", "libnvinfer.so.10", "libnvinfer.so"]
-            .iter()
-            .any(|name| {
-                let c = CString::new(*name).unwrap();
-                // SAFETY: dlopen with a valid C string; the handle is closed right away.
-                unsafe {
-                    let h = libc::dlopen(c.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
-                    if !h.is_null() {
-                        libc::dlclose(h);
-                    }
-                    !h.is_null()
-                }
-            })
-    }
-
-    #[test]
-    fn missing_library_is_unavailable() {
-        if libnvinfer_present() {
-            eprintln!("libnvinfer is installed: skipping the missing-library test");
-            return;
-        }
-        let dir = std::env::temp_dir().join(format!("trtvision-trt-open-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let model = dir.join("model.onnx");
-        std::fs::write(&model, b"not really onnx").unwrap();
-        let opts = BackendOptions {
-            kind: crate::backend::BackendKind::TensorRt,
-            model_path: model,
-            max_batch: 4,
-            engine_cache_dir: Some(dir.join("cache")),
-            ..BackendOptions::default()
-        };
-        for _ in 0..2 {
-            // Twice: a failed load must not poison the next attempt.
-            match TrtBackend::open(&opts) {
-                Err(BackendError::Unavailable { backend, reason }) => {
-                    assert_eq!(backend, "tensorrt");
-                    assert!(reason.contains("libnvinfer.so."), "{reason}");
-                    assert!(reason.contains("LD_LIBRARY_PATH"), "{reason}");
-                }
-                Err(other) => panic!("expected Unavailable, got {other}"),
-                Ok(_) => panic!("opened without libnvinfer"),
-            }
-        }
-        assert!(
-            !dir.join("cache").exists(),
-            "nothing written when TensorRT is missing"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn buffer_sets_are_reused_round_robin_and_grow_when_held() {
-        // All free: round robin from `next`.
-        assert_eq!(pick_set(&[true, true], 0), Some(Ok(0)));
-        assert_eq!(pick_set(&[true, true], 1), Some(Ok(1)));
-        // The next set is still held downstream: the other one.
-        assert_eq!(pick_set(&[true, false], 1), Some(Ok(0)));
-        assert_eq!(pick_set(&[false, false, true], 0), Some(Ok(2)));
-        // All held: grow while below the limit, then refuse.
-        assert_eq!(pick_set(&[false, false], 0), Some(Err(())));
-        assert_eq!(pick_set(&[false; MAX_SETS], 3), None);
-        assert_eq!(pick_set(&[], 0), Some(Err(())));
-    }
-
-    #[test]
-    fn shim_reports_header_version() {
-        // SAFETY: plain getter.
-        let v = unsafe { ffi::trts_header_version() };
-        assert!(v >= 100000, "TensorRT headers older than 10: {v}");
-        assert_eq!(ffi::version_string(101601), "10.16.1");
-        assert_eq!(ffi::version_string(110100), "11.1.0");
-    }
-
-    #[test]
-    fn shim_calls_fail_cleanly_before_load() {
-        if libnvinfer_present() {
-            return; // another test may have loaded the driver
-        }
-        // CUDA calls before a successful load return an error status, never crash.
-        let mut p = 0u64;
-        // SAFETY: out-pointer to a local.
-        let err = check(unsafe { ffi::trts_cuda_malloc(&mut p, 16) }).unwrap_err();
-        assert_eq!(err.status, Status::Unavailable);
-        assert!(err.message.contains("not loaded"), "{}", err.message);
-        assert!(device_info(0).is_err());
-    }
-
-    #[test]
-    fn model_kinds() {
-        assert!(matches!(
-            model_kind(Path::new("a/yolo.ONNX")),
-            Ok(ModelKind::Onnx)
-        ));
-        assert!(matches!(
-            model_kind(Path::new("yolo.plan")),
-            Ok(ModelKind::Engine)
-        ));
-        assert!(matches!(
-            model_kind(Path::new("yolo.engine")),
-            Ok(ModelKind::Engine)
-        ));
-        assert!(matches!(
-            model_kind(Path::new("yolo.pt")),
-            Err(BackendError::ModelInvalid { .. })
-        ));
-    }
-}
+mod tests;

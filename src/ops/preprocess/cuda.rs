@@ -18,7 +18,7 @@
 //! finish reading before dropping the tensor (e.g. synchronise their stream first), since
 //! the buffer is then reused for a later batch.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::sync::Arc;
 
 use cudarc::driver::sys;
@@ -27,54 +27,20 @@ use crate::config::{ColorOrder, PreprocessConfig};
 use crate::cuda::driver::{check, DeviceContext, Kernel, Stream};
 use crate::cuda::frame::{CudaFrame, KIND_I420, KIND_NV12};
 use crate::cuda::module::KernelModule;
-use crate::cuda::pool::{Slot, TensorPool};
+use crate::cuda::pool::{PoolSlot, Slot, TensorPool};
 use crate::cuda::CudaError;
 use crate::cuda::{DeviceTensorLease, KernelSource};
 use crate::geometry::LetterboxTransform;
 use crate::ops::preprocess::content_span;
 use crate::tensor::{DType, Tensor, TensorStorage};
+use entry::{kernel_names, EntryPoints};
+#[cfg(test)]
+use entry::{nv12_kernel_name, KERNEL_NAME, KERNEL_NAMES};
+
+mod entry;
 
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../../kernels/preprocess.cu");
-const KERNEL_NAME: &CStr = c"trtv_preprocess_nchw";
-/// Entry points by output pixels per thread (`PX` in preprocess.cu): parameters in device
-/// memory, inside the launch (`_inline`, batches of up to [`INLINE_FRAMES`]), and inside
-/// the launch with 4:2:0 row staging (`_staged_inline`).
-type KernelNames = (&'static CStr, &'static CStr, &'static CStr);
-const KERNEL_NAMES: [(u32, KernelNames); 4] = [
-    (
-        1,
-        (
-            KERNEL_NAME,
-            c"trtv_preprocess_nchw_inline",
-            c"trtv_preprocess_nchw_staged_inline",
-        ),
-    ),
-    (
-        2,
-        (
-            c"trtv_preprocess_nchw_x2",
-            c"trtv_preprocess_nchw_x2_inline",
-            c"trtv_preprocess_nchw_x2_staged_inline",
-        ),
-    ),
-    (
-        4,
-        (
-            c"trtv_preprocess_nchw_x4",
-            c"trtv_preprocess_nchw_x4_inline",
-            c"trtv_preprocess_nchw_x4_staged_inline",
-        ),
-    ),
-    (
-        8,
-        (
-            c"trtv_preprocess_nchw_x8",
-            c"trtv_preprocess_nchw_x8_inline",
-            c"trtv_preprocess_nchw_x8_staged_inline",
-        ),
-    ),
-];
 /// Batches of up to this many frames pass their parameters inside the kernel launch (no
 /// copy before the kernel); `INLINE_FRAMES` in preprocess.cu.
 pub const INLINE_FRAMES: usize = 32;
@@ -100,8 +66,12 @@ const MAX_BLOCK_COLUMNS: u32 = 1024;
 const _: () = assert!(BLOCK_X * 8 <= MAX_BLOCK_COLUMNS);
 /// Output buffers allocated up front.
 pub const INITIAL_POOL: usize = 3;
-/// Output buffers at most (more only while downstream holds many tensors at once).
+/// Output buffers at most by default (more only while downstream holds many tensors at
+/// once); [`CudaPreprocessor::configure_pool`] changes it.
 pub const MAX_POOL: usize = 8;
+/// How long [`CudaPreprocessor::run`] waits by default for a tensor to come back when all
+/// are held downstream.
+pub const DEFAULT_POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Largest batch (the grid's z dimension).
 pub const MAX_BATCH: usize = 65535;
 
@@ -207,19 +177,6 @@ fn nv12_fast(p: &FrameParams) -> bool {
 /// of 3840); `INLINE_FRAMES_SMALL` in preprocess.cu.
 pub const INLINE_FRAMES_SMALL: usize = 8;
 
-/// The `_nv12` entry point of the `px` kernels for output order `color` (`small`: the one
-/// taking [`INLINE_FRAMES_SMALL`] parameters).
-fn nv12_kernel_name(px: u32, color: ColorOrder, small: bool) -> Result<std::ffi::CString, CudaError> {
-    let (base, _, _) = kernel_names(px)?;
-    let order = match color {
-        ColorOrder::Rgb => "rgb",
-        ColorOrder::Bgr => "bgr",
-    };
-    let suffix = if small { "8" } else { "" };
-    std::ffi::CString::new(format!("{}_nv12{order}_inline{suffix}", base.to_string_lossy()))
-        .map_err(|_| CudaError::InvalidInput("kernel name".into()))
-}
-
 impl NormParams {
     fn new(cfg: &PreprocessConfig) -> Self {
         let affine = cfg.affine();
@@ -282,33 +239,6 @@ fn frame_params(slot: &mut Slot) -> &mut [FrameParams] {
     // only yields the aligned middle (cuMemHostAlloc returns page-aligned memory).
     let (_, params, _) = unsafe { bytes.align_to_mut::<FrameParams>() };
     params
-}
-
-/// The kernel entry points of one pixels-per-thread variant (preprocess.cu).
-struct EntryPoints {
-    /// Frame parameters in device memory (batches above [`INLINE_FRAMES`]).
-    device: Kernel,
-    /// Parameters inside the launch (`_inline`, or its `_occ6`/`_occ8` variant).
-    inline: Kernel,
-    /// Inside the launch, 4:2:0 rows staged in shared memory.
-    staged: Kernel,
-    /// Batches of NV12 frames only ([`nv12_fast`]), the configured output order.
-    nv12: Kernel,
-    /// The same for batches of up to [`INLINE_FRAMES_SMALL`] frames (fewer parameter bytes).
-    nv12_small: Kernel,
-}
-
-impl EntryPoints {
-    fn load(module: &KernelModule, px: u32, color: ColorOrder) -> Result<Self, CudaError> {
-        let (name, name_inline, name_staged) = kernel_names(px)?;
-        Ok(Self {
-            device: module.kernel(name)?,
-            inline: module.kernel(name_inline)?,
-            staged: module.kernel(name_staged)?,
-            nv12: module.kernel(&nv12_kernel_name(px, color, false)?)?,
-            nv12_small: module.kernel(&nv12_kernel_name(px, color, true)?)?,
-        })
-    }
 }
 
 /// Batched GPU preprocessing: device frames → NCHW f32/f16 tensor in device memory, with
@@ -418,7 +348,7 @@ impl CudaPreprocessor {
             min_blocks: 0,
             arch: module.arch().to_string(),
             module,
-            pool: Arc::new(TensorPool::new(free)),
+            pool: Arc::new(TensorPool::new(free, MAX_POOL, Some(DEFAULT_POOL_TIMEOUT))),
             ctx: ctx.clone(),
             cfg: *cfg,
             max_batch,
@@ -599,10 +529,27 @@ impl CudaPreprocessor {
         &self.arch
     }
 
-    /// Output buffers allocated so far (grows from [`INITIAL_POOL`] to at most
-    /// [`MAX_POOL`] while downstream keeps many tensors alive).
+    /// Output buffers allocated so far (grows from [`INITIAL_POOL`] to at most the pool's
+    /// bound, [`MAX_POOL`] by default, while downstream keeps many tensors alive).
     pub fn pool_size(&self) -> usize {
         self.slots
+    }
+
+    /// At most `limit` output tensors out at once; [`CudaPreprocessor::run`] waits up to
+    /// `timeout` (`None`: until one comes back or the pool flushes) when all are held.
+    pub fn configure_pool(&self, limit: usize, timeout: Option<std::time::Duration>) {
+        self.pool.configure(limit, timeout);
+    }
+
+    /// Flushing and timing of the output pool's wait (for the element's flushes and
+    /// state changes).
+    pub fn pool_control(&self) -> Arc<dyn crate::tensor::pool::PoolControl> {
+        self.pool.clone()
+    }
+
+    /// Counters of the output pool (tensors out, most at once, waits).
+    pub fn pool_stats(&self) -> crate::tensor::pool::PoolStats {
+        self.pool.wait().stats()
     }
 
     /// Waits until all queued work of the preprocessor is done.
@@ -610,20 +557,22 @@ impl CudaPreprocessor {
         self.stream.synchronize()
     }
 
+    /// A free output buffer; when all are held downstream, waits (bounded) for one to
+    /// come back (never allocates past the pool's bound).
     fn acquire(&mut self) -> Result<Slot, CudaError> {
-        if let Some(slot) = self.pool.take() {
-            return Ok(slot);
+        match self.pool.take()? {
+            PoolSlot::Idle(slot) => Ok(slot),
+            PoolSlot::New => {
+                let slot = Slot::new(
+                    &self.ctx,
+                    self.out_row_bytes * self.max_batch,
+                    self.max_batch * std::mem::size_of::<FrameParams>(),
+                )
+                .inspect_err(|_| self.pool.forget())?;
+                self.slots += 1;
+                Ok(slot)
+            }
         }
-        if self.slots >= MAX_POOL {
-            return Err(CudaError::PoolExhausted(MAX_POOL));
-        }
-        let slot = Slot::new(
-            &self.ctx,
-            self.out_row_bytes * self.max_batch,
-            self.max_batch * std::mem::size_of::<FrameParams>(),
-        )?;
-        self.slots += 1;
-        Ok(slot)
     }
 
     /// Preprocesses one batch: frame `i` with placement `transforms[i]` (normally
@@ -801,16 +750,6 @@ impl CudaPreprocessor {
     }
 }
 
-/// The kernel entry points writing `px` output pixels per thread (parameters in device
-/// memory, parameters inline).
-fn kernel_names(px: u32) -> Result<KernelNames, CudaError> {
-    KERNEL_NAMES
-        .iter()
-        .find(|(n, _)| *n == px)
-        .map(|(_, names)| *names)
-        .ok_or_else(|| CudaError::InvalidInput(format!("{px} pixels per thread (supported: 1, 2, 4, 8)")))
-}
-
 impl Drop for CudaPreprocessor {
     fn drop(&mut self) {
         // Work in flight must end before the module is unloaded.
@@ -819,240 +758,4 @@ impl Drop for CudaPreprocessor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::ResizeMode;
-    use crate::cuda::frame::{KIND_PACKED, KIND_PACKED4};
-    use crate::cuda::nvrtc::{compile, nvrtc_arch};
-
-    #[test]
-    fn params_follow_the_cpu_geometry() {
-        let cfg = PreprocessConfig {
-            dtype: DType::F16,
-            color: ColorOrder::Bgr,
-            mean: [0.5, 0.25, 0.0],
-            std: [2.0, 1.0, 0.5],
-            ..Default::default()
-        };
-        let n = NormParams::new(&cfg);
-        assert_eq!((n.order, n.f16, n.out_w, n.out_h), ([2, 1, 0], 1, 640, 640));
-        for c in 0..3 {
-            let want = (114.0 * cfg.scale - cfg.mean[c]) / cfg.std[c];
-            assert!((n.pad[c] - want).abs() < 1e-6);
-        }
-        // SAFETY: never read.
-        let f = unsafe { CudaFrame::from_raw(gst_video::VideoFormat::Bgrx, 1920, 1080, &[0x10000], &[7680]) }
-            .unwrap();
-        let t = cfg.transform(1920, 1080);
-        let p = FrameParams::new(&f, &t, &cfg);
-        assert_eq!((p.kind, p.off_r, p.off_b, p.bpp), (KIND_PACKED4, 2, 0, 4));
-        assert_eq!((p.x0, p.x1, p.y0, p.y1), (0, 640, 140, 500));
-        // SAFETY: never read.
-        let f = unsafe { CudaFrame::from_raw(gst_video::VideoFormat::Rgb, 641, 479, &[0x10001], &[1923]) }
-            .unwrap();
-        let s = PreprocessConfig {
-            resize: ResizeMode::Stretch,
-            ..cfg
-        };
-        let p = FrameParams::new(&f, &s.transform(641, 479), &s);
-        assert_eq!((p.kind, p.x0, p.x1, p.y0, p.y1), (KIND_PACKED, 0, 640, 0, 640));
-    }
-
-    #[test]
-    fn nv12_entry_point_conditions() {
-        let cfg = PreprocessConfig::default();
-        let params = |format, w, h, planes: &[u64], strides: &[usize]| {
-            // SAFETY: never read.
-            let f = unsafe { CudaFrame::from_raw(format, w, h, planes, strides) }.unwrap();
-            FrameParams::new(&f, &cfg.transform(w, h), &cfg)
-        };
-        let nv12 = gst_video::VideoFormat::Nv12;
-        assert!(nv12_fast(&params(
-            nv12,
-            1920,
-            1080,
-            &[0x10000, 0x20000],
-            &[2048, 2048]
-        )));
-        assert!(nv12_fast(&params(nv12, 2, 2, &[0x10000, 0x20000], &[2, 2])));
-        // Odd chroma stride or address: 16-bit UV loads would be misaligned.
-        assert!(!nv12_fast(&params(
-            nv12,
-            641,
-            479,
-            &[0x10000, 0x20000],
-            &[643, 643]
-        )));
-        assert!(!nv12_fast(&params(
-            nv12,
-            640,
-            480,
-            &[0x10000, 0x20001],
-            &[640, 640]
-        )));
-        // One column or row: its taps are (0, 0), not (i, i + 1).
-        assert!(!nv12_fast(&params(nv12, 1, 480, &[0x10000, 0x20000], &[64, 64])));
-        assert!(!nv12_fast(&params(
-            nv12,
-            640,
-            1,
-            &[0x10000, 0x20000],
-            &[640, 640]
-        )));
-        assert!(!nv12_fast(&params(
-            gst_video::VideoFormat::I420,
-            640,
-            480,
-            &[0x10000, 0x20000, 0x30000],
-            &[640, 320, 320]
-        )));
-        assert_eq!(
-            nv12_kernel_name(4, ColorOrder::Bgr, false)
-                .unwrap()
-                .to_str()
-                .unwrap(),
-            "trtv_preprocess_nchw_x4_nv12bgr_inline"
-        );
-        assert_eq!(
-            nv12_kernel_name(1, ColorOrder::Rgb, true)
-                .unwrap()
-                .to_str()
-                .unwrap(),
-            "trtv_preprocess_nchw_nv12rgb_inline8"
-        );
-        assert!(nv12_kernel_name(3, ColorOrder::Rgb, false).is_err());
-        assert_eq!(NormParams::new(&cfg).float_bits, 8_388_608f32.to_bits());
-    }
-
-    /// Compiles the kernel where NVRTC is installed (no GPU needed); skipped elsewhere.
-    #[test]
-    fn nvrtc_compiles_the_kernel() {
-        // SAFETY: only probes for the library file.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            crate::skip::skip(
-                crate::skip::REQUIRE_NVRTC,
-                "NVRTC (libnvrtc.so.13) is not on the library path",
-            );
-            return;
-        }
-        let arch = crate::cuda::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
-        assert_eq!(arch, "compute_90");
-        let ptx = crate::cuda::guard("nvrtc", || compile(KERNEL_SOURCE, KERNEL_FILE, &arch)).unwrap();
-        let text = String::from_utf8_lossy(&ptx[..ptx.len() - 1]);
-        for (px, (name, inline, staged)) in KERNEL_NAMES {
-            for n in [name, inline, staged] {
-                let entry = format!(".entry {}(", n.to_str().unwrap());
-                assert!(text.contains(&entry), "{entry} missing");
-            }
-            for (color, small) in [ColorOrder::Rgb, ColorOrder::Bgr]
-                .into_iter()
-                .flat_map(|c| [(c, false), (c, true)])
-            {
-                let entry = format!(
-                    ".entry {}(",
-                    nv12_kernel_name(px, color, small).unwrap().to_str().unwrap()
-                );
-                assert!(text.contains(&entry), "{entry} missing");
-            }
-        }
-        assert!(
-            text.contains(".param .align 8 .b8 trtv_preprocess_nchw_x4_inline_param_0[3840]"),
-            "inline parameters are one 3840-byte argument"
-        );
-        assert!(
-            text.contains("st.global.v4.u32"),
-            "the x8 f16 store is one 16-byte store"
-        );
-        assert!(
-            text.contains("st.global.v2.u32"),
-            "the x4 f16 store is one 8-byte store"
-        );
-        assert!(
-            text.contains("st.global.v4.f32"),
-            "f32 stores of 4 pixels are one 16-byte store"
-        );
-        assert!(!text.contains("fma.rn.f32"), "contraction must be off");
-        assert!(
-            text.contains("div.rn.f32") && !text.contains("div.approx"),
-            "IEEE division expected"
-        );
-        assert!(text.contains("cvt.rn.f16.f32"));
-        assert!(!text.contains(".local"), "no local memory expected");
-        // Cached.
-        assert!(Arc::ptr_eq(
-            &ptx,
-            &compile(KERNEL_SOURCE, KERNEL_FILE, &arch).unwrap()
-        ));
-    }
-
-    #[test]
-    fn staging_slots_follow_the_downscale() {
-        let frame = |kind: i32, scale: f32| FrameParams {
-            kind,
-            scale_x: scale,
-            ..Default::default()
-        };
-        // 1080p into 640: 128 output columns per warp read 384 source columns.
-        let hd = frame(KIND_NV12, 1.0 / 3.0);
-        assert_eq!(stage_bytes(&[hd], 4, (32, 8)), 448);
-        // 4K into 640 (I420 too); the largest frame of the batch decides.
-        let uhd = frame(KIND_I420, 1.0 / 6.0);
-        assert_eq!(stage_bytes(&[hd, uhd], 4, (32, 8)), 832);
-        // 8K into 640 would need 51 KiB per block of 8 warps: direct loads; a block of
-        // 4 warps still fits.
-        let big = frame(KIND_NV12, 1.0 / 12.0);
-        assert_eq!(stage_bytes(&[big], 4, (32, 8)), 0);
-        assert_eq!(stage_bytes(&[big], 4, (32, 4)), 1600);
-        // Packed RGB frames never stage.
-        assert_eq!(stage_bytes(&[frame(KIND_PACKED, 0.5)], 4, (32, 8)), 0);
-        assert_eq!(stage_bytes(&[], 4, (32, 8)), 0);
-    }
-
-    #[test]
-    fn kernel_names_by_pixels_per_thread() {
-        assert_eq!(kernel_names(1).unwrap().0, KERNEL_NAME);
-        let (x8, x8_inline, _) = kernel_names(8).unwrap();
-        assert_eq!(x8.to_str().unwrap(), "trtv_preprocess_nchw_x8");
-        assert_eq!(x8_inline.to_str().unwrap(), "trtv_preprocess_nchw_x8_inline");
-        for bad in [0, 3, 16] {
-            assert!(
-                matches!(kernel_names(bad), Err(CudaError::InvalidInput(_))),
-                "{bad}"
-            );
-        }
-        assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_FRAMES {INLINE_FRAMES}\n")));
-        assert!(KERNEL_SOURCE.contains(&format!("#define INLINE_FRAMES_SMALL {INLINE_FRAMES_SMALL}\n")));
-        assert!(KERNEL_SOURCE.contains(&format!("#define MAX_BLOCK_COLUMNS {MAX_BLOCK_COLUMNS}\n")));
-        assert!(640u32.is_multiple_of(DEFAULT_PIXELS_PER_THREAD));
-    }
-
-    #[test]
-    fn handles_are_thread_safe() {
-        fn send_sync<T: Send + Sync>() {}
-        send_sync::<CudaPreprocessor>();
-        send_sync::<DeviceTensorLease>();
-        send_sync::<CudaFrame>();
-        send_sync::<DeviceContext>();
-    }
-
-    #[test]
-    fn kernel_source_matches_the_layouts() {
-        for needle in [
-            "unsigned long long plane[3];",
-            "int stride[3];",
-            "float a[3];",
-            "int order[3];",
-            "trtv_preprocess_nchw",
-            "#define KIND_PACKED4 1",
-            "#define KIND_NV12 2",
-            "#define KIND_I420 3",
-        ] {
-            assert!(KERNEL_SOURCE.contains(needle), "{needle}");
-        }
-        // YUV converts with each frame's coefficients (the CPU's formula, no constants).
-        let compiled = crate::cuda::nvrtc::expand_includes(KERNEL_SOURCE);
-        assert!(compiled.contains("const float cc = k[1] * (yy - k[0]);"));
-        assert!(!compiled.contains("1.164383f"), "no fixed BT.601 constant");
-        assert_eq!(KERNEL_NAME.to_str().ok(), Some("trtv_preprocess_nchw"));
-    }
-}
+mod tests;

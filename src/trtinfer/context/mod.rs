@@ -194,6 +194,10 @@ impl InferContext {
             fixed_batch: s.fixed_batch,
             cuda_graph: s.cuda_graph,
             cuda_provider: s.cuda_provider,
+            output_pool_size: s.output_pool_size,
+            pool_timeout: (s.pool_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(s.pool_timeout_ms.into())),
+            log_target: s.log_target.clone(),
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.

@@ -41,6 +41,12 @@ pub struct InferSettings {
     pub sessions: usize,
     /// ONNX Runtime CUDA provider options.
     pub cuda_provider: backend::CudaProviderOptions,
+    /// Native TensorRT: output buffer sets held downstream at most (0: the backend's 8).
+    pub output_pool_size: usize,
+    /// Longest wait for an output buffer set, ms (0: the backend's 1000).
+    pub pool_timeout_ms: u32,
+    /// The element, named by the backend's log lines.
+    pub log_target: backend::LogTarget,
 }
 
 /// What a trtinfer element feeds its model.

@@ -168,6 +168,7 @@ fn open_backends(
         fixed_batch: false,
         cuda_graph: false,
         cuda_provider: Default::default(),
+        ..Default::default()
     };
     // Routes c and seed feed the encoder outputs to the decoder as they are, so they stay
     // where the backend computed them; routes a and b repeat rows of them per class on

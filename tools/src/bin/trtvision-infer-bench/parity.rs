@@ -245,6 +245,7 @@ pub(crate) fn open_with(
         fixed_batch: variant != IoVariant::Plain,
         cuda_graph: variant == IoVariant::Graph,
         cuda_provider: Default::default(),
+        ..Default::default()
     })
     .map_err(|e| e.to_string())
 }

@@ -1,0 +1,56 @@
+//! Backend log lines name their element: with two trtinfer elements in one pipeline, the
+//! ONNX Runtime backend's lines (debug category `trtvision-ort`) carry each element as
+//! their object, as `GST_DEBUG` prints it.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+/// Lines of the backend category: (the object displayed, the message).
+type Lines = Arc<Mutex<Vec<(Option<String>, String)>>>;
+
+#[test]
+fn backend_lines_carry_their_element() {
+    common::model("shapes-yolo.onnx");
+    if !gsttrtvision::skip::have_ort() {
+        return;
+    }
+    common::init();
+    let lines: Lines = Arc::default();
+    let seen = lines.clone();
+    gst::log::set_threshold_for_name("trtvision-ort", gst::DebugLevel::Info);
+    gst::log::set_active(true);
+    gst::log::remove_default_log_function();
+    let id = gst::log::add_log_function(move |cat, level, _file, _func, _line, obj, msg| {
+        if cat.name() == "trtvision-ort" && level <= gst::DebugLevel::Info {
+            // Displayed as GST_DEBUG prints it: the element's name.
+            let name = obj.map(|o| o.to_string());
+            let text = msg.get().map(|m| m.to_string()).unwrap_or_default();
+            seen.lock().unwrap().push((name, text));
+        }
+    });
+    let model = common::cfg("shapes-yolo.toml");
+    let p = common::parse(&format!(
+        "trtmux name=m batch-size=1 ! trtpreprocess config-file={model} \
+         ! trtinfer name=first-model model={model} backend=onnxruntime-cpu \
+         ! trtinfer name=second-model model={model} backend=onnxruntime-cpu \
+         ! fakesink trtscenesrc camera=0 num-buffers=2 ! video/x-raw,format=NV12,width=320,height=240 ! m.sink_0"
+    ));
+    let r = common::run_to_end(&p, gst::ClockTime::from_seconds(120));
+    gst::log::remove_log_function(id);
+    r.expect("the pipeline runs");
+    let lines = lines.lock().unwrap();
+    for element in ["first-model", "second-model"] {
+        assert!(
+            lines
+                .iter()
+                .any(|(obj, text)| obj.as_deref().is_some_and(|o| o.contains(element))
+                    && text.contains("loaded")),
+            "no backend line names {element}: {lines:?}"
+        );
+    }
+    assert!(
+        lines.iter().all(|(obj, _)| obj.is_some()),
+        "every backend line names its element: {lines:?}"
+    );
+}

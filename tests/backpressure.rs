@@ -1,0 +1,166 @@
+//! Back-pressure of trtpreprocess's tensor pool on the CPU path (the GPU path uses the same
+//! wait, `device_cuda::device_pool_waits_instead_of_cpu_fallback`): with `pool-size` tensors
+//! held downstream the element waits for one to come back instead of allocating more,
+//! resumes without loss when downstream releases them, posts an error naming the pool when
+//! the wait times out, and never blocks a stop.
+
+mod common;
+
+use gst::prelude::*;
+use gsttrtvision::batch::BatchMeta;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+const CAMERAS: usize = 2;
+
+fn pipeline(frames: u32, pool: &str) -> gst::Pipeline {
+    common::init();
+    let mut desc = format!(
+        "trtmux name=m batch-size={CAMERAS} ! trtpreprocess name=pre width=64 height=48 {pool} \
+         ! queue name=q max-size-buffers=32 max-size-bytes=0 max-size-time=0 \
+         ! appsink name=out sync=false max-buffers=0"
+    );
+    for i in 0..CAMERAS {
+        desc += &format!(
+            " trtscenesrc camera={i} num-buffers={frames} ! video/x-raw,format=NV12,width=160,height=120,framerate=30/1 ! m.sink_{i}"
+        );
+    }
+    common::parse(&desc)
+}
+
+fn appsink(p: &gst::Pipeline) -> gst_app::AppSink {
+    p.by_name("out")
+        .expect("appsink")
+        .downcast::<gst_app::AppSink>()
+        .expect("an appsink")
+}
+
+/// A hash of the batch tensor's bytes.
+fn tensor_hash(sample: &gst::Sample) -> u64 {
+    let buffer = sample.buffer().expect("a buffer");
+    let meta = buffer.meta::<BatchMeta>().expect("batch meta");
+    let batch = meta.batch();
+    let bytes = batch.inputs[0].tensor.host_bytes().expect("a host tensor");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Pulls every sample to EOS (dropping each after hashing it); fails on an error message.
+fn drain(p: &gst::Pipeline) -> Vec<u64> {
+    let sink = appsink(p);
+    let bus = p.bus().expect("bus");
+    let mut hashes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+        hashes.push(tensor_hash(&sample));
+        assert!(Instant::now() < deadline, "draining took too long");
+    }
+    if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        panic!("error while draining: {msg:?}");
+    }
+    assert!(sink.is_eos(), "the stream ended with EOS");
+    hashes
+}
+
+/// Waits until `pre`'s pool has had `n` tensors out at once.
+fn wait_for_peak(pre: &gst::Element, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pre.property::<u32>("pool-peak") < n {
+        assert!(Instant::now() < deadline, "the pool never had {n} tensors out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_full_pool_blocks_upstream_and_resumes_without_loss() {
+    const FRAMES: u32 = 30;
+    // Reference: a pool large enough never to wait, drained as it comes.
+    let reference = pipeline(FRAMES, "pool-size=64");
+    reference.set_state(gst::State::Playing).expect("plays");
+    let expected = drain(&reference);
+    reference.set_state(gst::State::Null).expect("stops");
+    assert_eq!(expected.len(), FRAMES as usize, "one batch per frame time");
+
+    // pool-size 8 behind a 32-buffer queue: nothing pulls for a while, so the queue and
+    // the appsink hold 8 batches and the element waits for a 9th tensor.
+    let p = pipeline(FRAMES, "pool-size=8 pool-timeout=0");
+    let pre = p.by_name("pre").expect("trtpreprocess");
+    p.set_state(gst::State::Playing).expect("plays");
+    wait_for_peak(&pre, 8);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pre.property::<u32>("pool-peak"), 8, "never a 9th tensor");
+    let queued: u32 = p.by_name("q").expect("queue").property("current-level-buffers");
+    assert!(queued <= 8, "{queued} batches in the queue");
+    let got = drain(&p);
+    assert!(pre.property::<u64>("pool-waits") >= 1, "upstream waited");
+    assert_eq!(
+        pre.property::<u32>("pool-peak"),
+        8,
+        "never more than pool-size out"
+    );
+    assert_eq!(pre.property::<u64>("cpu-batches"), FRAMES as u64);
+    p.set_state(gst::State::Null).expect("stops");
+    assert_eq!(got, expected, "the same tensors, none lost, in order");
+}
+
+#[test]
+fn a_pool_held_past_the_timeout_is_an_error_naming_pool_size() {
+    let p = pipeline(100, "pool-size=2 pool-timeout=300");
+    p.set_state(gst::State::Playing).expect("plays");
+    let bus = p.bus().expect("bus");
+    // Nothing pulls: after two batches the third waits 300 ms of PLAYING, then fails.
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = e.error().to_string();
+    assert!(
+        text.contains("pool-size=2") && text.contains("300 ms") && text.contains("held downstream"),
+        "{text}"
+    );
+    assert_eq!(
+        msg.src().map(|s| s.name().to_string()).as_deref(),
+        Some("pre"),
+        "posted by trtpreprocess"
+    );
+    common::within(20, "stopping after the pool error", move || {
+        p.set_state(gst::State::Null).expect("stops");
+    });
+}
+
+#[test]
+fn stopping_wakes_a_batch_waiting_without_a_limit() {
+    let p = pipeline(100, "pool-size=2 pool-timeout=0");
+    let pre = p.by_name("pre").expect("trtpreprocess");
+    p.set_state(gst::State::Playing).expect("plays");
+    wait_for_peak(&pre, 2);
+    // The streaming thread now waits for a tensor, with no timeout.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p
+        .bus()
+        .expect("bus")
+        .pop_filtered(&[gst::MessageType::Error])
+        .is_none());
+    common::within(20, "stopping while a batch waits for a tensor", move || {
+        p.set_state(gst::State::Null).expect("stops");
+    });
+}
+
+#[test]
+fn pool_properties_have_sane_ranges() {
+    common::init();
+    let pre = gst::ElementFactory::make("trtpreprocess")
+        .build()
+        .expect("element");
+    assert_eq!(pre.property::<u32>("pool-size"), 8);
+    assert_eq!(pre.property::<u32>("pool-timeout"), 1000);
+    let spec = pre.find_property("pool-size").expect("pool-size");
+    let spec = spec.downcast_ref::<gst::glib::ParamSpecUInt>().expect("a uint");
+    assert_eq!((spec.minimum(), spec.maximum()), (1, 64));
+    for stat in ["gpu-batches", "cpu-batches", "pool-waits"] {
+        assert_eq!(pre.property::<u64>(stat), 0, "{stat}");
+    }
+}
