@@ -661,12 +661,29 @@ fn bench_brokers() {
     .unwrap_or_default()
     .trim()
     .to_string();
+    let date = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%d"])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default()
+    .trim()
+    .to_string();
+    // TRTVISION_BENCH_BROKERS=mqtt,redis measures only those; TRTVISION_BENCH_SUFFIX=-b
+    // names the records cpu-broker-NAME-YYYYMMDD-b.json (a second record of the same day).
+    let only = std::env::var("TRTVISION_BENCH_BROKERS").unwrap_or_default();
+    let suffix = std::env::var("TRTVISION_BENCH_SUFFIX").unwrap_or_default();
     let (n, paced_rate, paced_s, replay_n) = (10_000u64, 1_000u64, 3u64, 5_000u64);
     for (kind, name, target) in [
         (Kind::Mqtt, "mqtt", "bench"),
         (Kind::Redis, "redis", "bench"),
         (Kind::Nats, "nats", "bench.frames"),
     ] {
+        if !only.is_empty() && !only.split(',').any(|b| b == name) {
+            continue;
+        }
         let mut server = Server::start(kind, &format!("bench-{name}")).expect("broker installed");
         let uri = server.uri(target);
         let make = |spool: Option<(PathBuf, String)>, queue: usize| {
@@ -724,7 +741,7 @@ fn bench_brokers() {
         drop(s);
         let record = serde_json::json!({
             "device": device,
-            "date": "2026-12-07",
+            "date": date,
             "commit": commit,
             "what": format!("broker-{name}"),
             "pipeline": format!("cargo test --release --test broker -- --ignored bench_brokers ({uri}, gsttrtvision::broker::Sender, batch 64)"),
@@ -743,8 +760,10 @@ fn bench_brokers() {
             "note": "latency: push (the frame's message handed to trtmsgbroker's queue) to the broker's acknowledgement; \
                      cpu_cores: this process only; the machine is shared, so rates are lower bounds",
         });
-        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("bench/results/cpu-broker-{name}-20261207.json"));
+        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "bench/results/cpu-broker-{name}-{}{suffix}.json",
+            date.replace('-', "")
+        ));
         std::fs::write(&out, serde_json::to_string_pretty(&record).unwrap() + "\n").unwrap();
         eprintln!("{}", serde_json::to_string_pretty(&record).unwrap());
     }
