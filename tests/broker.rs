@@ -33,6 +33,8 @@ struct Server {
     dir: PathBuf,
     bin: PathBuf,
     child: Option<Child>,
+    /// mosquitto's `set_tcp_nodelay` (on unless a test measures Debian's default).
+    nodelay: bool,
 }
 
 fn find_binary(name: &str) -> Option<PathBuf> {
@@ -76,6 +78,7 @@ impl Server {
             dir,
             bin,
             child: None,
+            nodelay: true,
         };
         s.spawn();
         Some(s)
@@ -89,7 +92,13 @@ impl Server {
                 let conf = self.dir.join("mosquitto.conf");
                 std::fs::write(
                     &conf,
-                    format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+                    // set_tcp_nodelay: without it mosquitto holds every PUBACK after the
+                    // first of a batch until the client's delayed ACK (docs/brokers.md).
+                    format!(
+                        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                         set_tcp_nodelay {}\n",
+                        self.nodelay
+                    ),
                 )
                 .expect("mosquitto config");
                 cmd.arg("-c").arg(conf);
@@ -708,6 +717,23 @@ fn bench_brokers() {
         let (client_cpu, broker_cpu) = (self_cpu_s() - c0, pid_cpu_s(pid) - b0);
         let rate = n as f64 / wall;
         s.take_latencies();
+        // mosquitto as Debian configures it (Nagle on): the sustained rate only.
+        let default_rate = (kind == Kind::Mqtt).then(|| {
+            let mut plain = Server::start(kind, "bench-mqtt-default").expect("broker installed");
+            plain.kill();
+            plain.nodelay = false;
+            plain.spawn();
+            let mut c = Config::new(Destination::parse(&plain.uri(target)).unwrap());
+            c.queue_size = n as usize;
+            let s = Sender::start(c, |_| {}).expect("sender starts");
+            assert!(s.flush(Duration::from_secs(10)));
+            let t = Instant::now();
+            for (k, p) in (0..n).map(sample_payload) {
+                s.push(k, p);
+            }
+            assert!(s.flush(Duration::from_secs(300)), "{name}: all acknowledged");
+            n as f64 / t.elapsed().as_secs_f64()
+        });
         // 2. Latency frame -> broker acknowledgement at a steady rate.
         let t1 = Instant::now();
         for i in 0..paced_rate * paced_s {
@@ -739,7 +765,7 @@ fn bench_brokers() {
         let replayed = s.counters().get().2;
         let replay_rate = replayed as f64 / replay_wall;
         drop(s);
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "device": device,
             "date": date,
             "commit": commit,
@@ -760,6 +786,10 @@ fn bench_brokers() {
             "note": "latency: push (the frame's message handed to trtmsgbroker's queue) to the broker's acknowledgement; \
                      cpu_cores: this process only; the machine is shared, so rates are lower bounds",
         });
+        if let Some(r) = default_rate {
+            record["broker_config"] = "mosquitto set_tcp_nodelay true".into();
+            record["messages_per_s_broker_nagle_on"] = r.into();
+        }
         let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
             "bench/results/cpu-broker-{name}-{}{suffix}.json",
             date.replace('-', "")
