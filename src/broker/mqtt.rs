@@ -1,6 +1,6 @@
 //! MQTT 3.1.1 / 5 publisher (rumqttc), QoS 1: a batch counts as sent when every PUBACK came.
 
-use super::{read_pem, Config, MqttVersion, Publisher, Record};
+use super::{tls, Config, MqttVersion, Publisher, Record};
 use std::time::{Duration, Instant};
 
 /// One connection; a lost connection is dropped and a new one made (clean session), so a
@@ -21,27 +21,16 @@ fn transport(config: &Config) -> Result<Option<rumqttc::Transport>, String> {
     if !config.tls() {
         return Ok(None);
     }
-    let ca = match &config.credentials.tls_ca_file {
-        Some(p) => read_pem(p, "TLS CA file")?,
-        None => return Err("mqtts:// needs tls-ca-file (the CA that signs the broker's certificate)".into()),
-    };
-    let client_auth = match (
-        &config.credentials.tls_cert_file,
-        &config.credentials.tls_key_file,
-    ) {
-        (Some(c), Some(k)) => Some((
-            read_pem(c, "TLS client certificate")?,
-            read_pem(k, "TLS client key")?,
-        )),
-        _ => None,
-    };
-    Ok(Some(rumqttc::Transport::tls_with_config(
+    let tls = if config.credentials.tls_insecure {
+        rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(tls::insecure_client_config(config)?))
+    } else {
         rumqttc::TlsConfiguration::Simple {
-            ca,
+            ca: tls::ca_pem(config)?,
             alpn: None,
-            client_auth,
-        },
-    )))
+            client_auth: tls::client_auth_pem(config)?,
+        }
+    };
+    Ok(Some(rumqttc::Transport::tls_with_config(tls)))
 }
 
 /// rumqttc writes and flushes each PUBLISH on its own; with Nagle's algorithm on, every
