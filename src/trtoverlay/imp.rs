@@ -17,11 +17,12 @@
 //!
 //! [`CudaOverlay`]: crate::ops::overlay::cuda::CudaOverlay
 
+use crate::analytics::FrameAnalytics;
 use crate::batch::{Batch, FrameSlot};
 use crate::gpu_element::CudaContextElement;
 use crate::ops::overlay::draw::colormap::Colormap;
 use crate::ops::overlay::draw::Canvas;
-use crate::ops::overlay::{draw_frame, OverlayStyle};
+use crate::ops::overlay::{draw_analytics, draw_frame, OverlayStyle};
 use crate::results::{DenseMap, FrameResults};
 use crate::video::Paint;
 use gst::glib;
@@ -68,6 +69,8 @@ pub struct ExtraStyle {
     pub dense_model: std::sync::Arc<str>,
     /// Value range mapped onto the colour map; `None` = each map's own min and max.
     pub dense_range: Option<(f32, f32)>,
+    /// Draw trtanalytics' zones, lines and counts where a frame carries them.
+    pub draw_analytics: bool,
 }
 
 impl Default for ExtraStyle {
@@ -77,6 +80,7 @@ impl Default for ExtraStyle {
             dense_alpha: 0.5,
             dense_model: std::sync::Arc::from(""),
             dense_range: None,
+            draw_analytics: true,
         }
     }
 }
@@ -94,6 +98,12 @@ impl ExtraStyle {
             .dense_range
             .or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))?;
         Some((map, range))
+    }
+
+    /// trtanalytics' results of `results` to draw (`draw-analytics`, a configured camera).
+    pub fn analytics_to_draw<'a>(&self, results: &'a FrameResults) -> Option<&'a FrameAnalytics> {
+        let a = results.analytics.as_deref()?;
+        (self.draw_analytics && a.rules.is_some()).then_some(a)
     }
 }
 
@@ -137,6 +147,9 @@ pub fn draw_results(
         if let Some(v) = map.channel(0).or_else(|| host_copy(map, values)) {
             canvas.dense_values(map, v, lut, range, extra.dense_alpha, cols);
         }
+    }
+    if let Some(a) = extra.analytics_to_draw(results) {
+        draw_analytics(canvas, a, style, &mut scratch.label);
     }
     draw_frame(canvas, &results.detections, style, &mut scratch.label);
 }
@@ -214,7 +227,10 @@ impl TrtOverlay {
         extra: &ExtraStyle,
         scratch: &mut OverlayScratch,
     ) -> Result<(), gst::FlowError> {
-        if slot.results.detections.is_empty() && extra.dense_to_draw(&slot.results).is_none() {
+        if slot.results.detections.is_empty()
+            && extra.dense_to_draw(&slot.results).is_none()
+            && extra.analytics_to_draw(&slot.results).is_none()
+        {
             return Ok(());
         }
         let info = slot.info.clone();
@@ -292,7 +308,8 @@ impl TrtOverlay {
         let mut released = None;
         for (i, slot) in batch.slots.iter_mut().enumerate() {
             let dense = extra.dense_to_draw(&slot.results);
-            if slot.results.detections.is_empty() && dense.is_none() {
+            let analytics = extra.analytics_to_draw(&slot.results);
+            if slot.results.detections.is_empty() && dense.is_none() && analytics.is_none() {
                 continue;
             }
             if !cuda::is_cuda_buffer(slot.buffer.as_ref()) {
@@ -322,11 +339,12 @@ impl TrtOverlay {
                         range,
                         alpha: extra.dense_alpha,
                     });
-                    cs.list.add_frame_with_dense(
+                    cs.list.add_frame_with_analytics(
                         info.width(),
                         info.height(),
                         &crate::video::color::YuvCoefficients::for_info(&info),
                         dense,
+                        analytics,
                         &slot.results.detections,
                         style,
                     );
@@ -527,6 +545,13 @@ impl ObjectImpl for TrtOverlay {
                     .default_value(d.draw_keypoints)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("draw-analytics")
+                    .nick("Draw analytics")
+                    .blurb("Draw trtanalytics' zones (red at or above their occupancy threshold) with their counts, \
+                            and its directed lines with an arrow towards the forward side and their crossing totals")
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("keypoint-radius")
                     .nick("Keypoint radius")
                     .blurb("Half-size in pixels of the square drawn at each keypoint")
@@ -581,6 +606,7 @@ impl ObjectImpl for TrtOverlay {
                 }
             }
             "draw-keypoints" => s.draw_keypoints = value.get().expect("type checked upstream"),
+            "draw-analytics" => x.draw_analytics = value.get().expect("type checked upstream"),
             "keypoint-radius" => s.keypoint_radius = value.get().expect("type checked upstream"),
             "device" => {
                 settings.use_gpu = value
@@ -611,6 +637,7 @@ impl ObjectImpl for TrtOverlay {
             }
             .to_value(),
             "draw-keypoints" => s.draw_keypoints.to_value(),
+            "draw-analytics" => x.draw_analytics.to_value(),
             "keypoint-radius" => s.keypoint_radius.to_value(),
             "device" => crate::transform::Device::from_gpu(settings.use_gpu).to_value(),
             "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),
