@@ -17,8 +17,9 @@ SUDO=""
 #    recordings back), pkg-config, a C compiler, python venv, PyGObject with GStreamer's
 #    introspection data (the Python examples), the RTSP server library (the live-camera
 #    tests) and the message brokers the trtmsgbroker tests start on loopback ports
-#    (mosquitto, redis-server, nats-server; their services are not needed); meson and ninja
-#    for the meson build (scripts/meson-check.sh).
+#    (mosquitto, redis-server, nats-server; their services are not needed), openssl, which
+#    makes the throw-away CA of the TLS tests, and meson and ninja for the meson build
+#    (scripts/meson-check.sh).
 PKGS=(pkg-config build-essential git curl ca-certificates python3 python3-venv python3-pip
       meson ninja-build
       python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
@@ -26,7 +27,7 @@ PKGS=(pkg-config build-essential git curl ca-certificates python3 python3-venv p
       gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
       gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
       gstreamer1.0-libav libgstrtspserver-1.0-dev
-      mosquitto mosquitto-clients redis-server redis-tools nats-server)
+      mosquitto mosquitto-clients redis-server redis-tools nats-server openssl)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

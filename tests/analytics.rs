@@ -315,3 +315,75 @@ fn bad_reload_keeps_the_previous_config_with_a_warning() {
         .count() as u32;
     assert_eq!(a.zones.iter().map(|z| z.count).sum::<u32>(), want);
 }
+
+/// trtanalytics then trtoverlay on scene frames: the zone outline, its label, the line and
+/// its arrow are drawn where the configuration puts them (`draw-analytics`, on by
+/// default), and nothing of them with `draw-analytics=false`.
+#[test]
+fn trtoverlay_draws_zones_lines_and_counts() {
+    use gsttrtvision::ops::overlay::analytics::{LINE_COLOR, ZONE_COLOR};
+    let path = common::temp_path("analytics-draw", "zones.toml");
+    std::fs::write(&path, config()).unwrap();
+    let draw = |on: bool| {
+        common::init();
+        let mut h = gst_check::Harness::new_parse(&format!(
+            "trtanalytics config-file={} ! trtoverlay draw-analytics={on}",
+            path.display()
+        ));
+        h.set_src_caps(gsttrtvision::batch::batch_caps());
+        let mut last = None;
+        for f in 0..30u64 {
+            let mut frame = gst::Buffer::with_size(info().size()).unwrap();
+            frame.get_mut().unwrap().map_writable().unwrap().fill(0);
+            let mut s = common::frame_slot(0, info(), frame, None);
+            s.frame_number = f;
+            s.pts = Some(gst::ClockTime::from_nseconds(f * 1_000_000_000 / 30));
+            // Tracked objects for the counts; the last frame has none, so nothing covers
+            // the pixels checked below.
+            if f < 29 {
+                s.results.detections = detections(0, f, false);
+            }
+            let b = h
+                .push_and_pull(common::batch_buffer(1, vec![s]))
+                .expect("batch passes");
+            last = Some(b);
+        }
+        let b = last.unwrap();
+        let meta = b.meta::<gsttrtvision::batch::BatchMeta>().unwrap();
+        let slot = &meta.batch().slots[0];
+        let m = slot.buffer.map_readable().unwrap();
+        let px = |x: u32, y: u32| {
+            let i = ((y * W + x) * 4) as usize;
+            [m[i], m[i + 1], m[i + 2]]
+        };
+        // Zone "left" = [0, W/2] x [0, H]: left edge at x 0, bottom edge at y H - 1; the
+        // vertical line at x = W/2 points down (forward = leftwards: the arrow at y = H/2
+        // reaches x = W/2 - 24); the horizontal line at y = H/2.
+        (
+            px(0, 60),
+            px(80, H - 1),
+            px(W / 2, 30),
+            px(W / 2 - 12, H / 2),
+            px(W / 2 + 12, H / 2 + 30),
+            px(240, H / 2),
+            px(3, 3),
+        )
+    };
+    let (left, bottom, vertical, arrow, beside, horizontal, label) = draw(true);
+    assert_eq!(left, ZONE_COLOR, "zone left edge");
+    assert_eq!(bottom, ZONE_COLOR, "zone bottom edge");
+    assert_eq!(vertical, LINE_COLOR, "vertical line");
+    assert_eq!(arrow, LINE_COLOR, "arrow towards the forward side");
+    assert_eq!(beside, [0, 0, 0], "nothing on the backward side");
+    assert_eq!(horizontal, LINE_COLOR, "horizontal line");
+    assert!(
+        label == ZONE_COLOR || label == [0, 0, 0],
+        "zone label in the corner: {label:?}"
+    );
+    let off = draw(false);
+    assert_eq!(
+        off,
+        ([0; 3], [0; 3], [0; 3], [0; 3], [0; 3], [0; 3], [0; 3]),
+        "draw-analytics=false draws nothing of it"
+    );
+}

@@ -33,6 +33,10 @@ struct Server {
     dir: PathBuf,
     bin: PathBuf,
     child: Option<Child>,
+    /// mosquitto's `set_tcp_nodelay` (on unless a test measures Debian's default).
+    nodelay: bool,
+    /// Serve TLS only, with these certificates.
+    tls: Option<Certs>,
 }
 
 fn find_binary(name: &str) -> Option<PathBuf> {
@@ -76,7 +80,19 @@ impl Server {
             dir,
             bin,
             child: None,
+            nodelay: true,
+            tls: None,
         };
+        s.spawn();
+        Some(s)
+    }
+
+    /// [`Server::start`] serving TLS only, with a throw-away CA made for it.
+    fn start_tls(kind: Kind, tag: &str) -> Option<Server> {
+        let certs = Certs::make(tag)?;
+        let mut s = Server::start(kind, tag)?;
+        s.kill();
+        s.tls = Some(certs);
         s.spawn();
         Some(s)
     }
@@ -87,32 +103,56 @@ impl Server {
         match self.kind {
             Kind::Mqtt => {
                 let conf = self.dir.join("mosquitto.conf");
+                let tls = self.tls.as_ref().map_or(String::new(), |c| {
+                    format!(
+                        "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+                        c.ca.display(),
+                        c.server_cert.display(),
+                        c.server_key.display()
+                    )
+                });
                 std::fs::write(
                     &conf,
-                    format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+                    // set_tcp_nodelay: without it mosquitto holds every PUBACK after the
+                    // first of a batch until the client's delayed ACK (docs/brokers.md).
+                    format!(
+                        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                         set_tcp_nodelay {}\n{tls}",
+                        self.nodelay
+                    ),
                 )
                 .expect("mosquitto config");
                 cmd.arg("-c").arg(conf);
             }
             Kind::Redis => {
+                // TLS: the plain port off; clients must show a certificate of the CA
+                // (Redis' default, tls-auth-clients yes).
+                match &self.tls {
+                    Some(c) => cmd
+                        .args(["--port", "0", "--tls-port", &port, "--tls-cert-file"])
+                        .arg(&c.server_cert)
+                        .arg("--tls-key-file")
+                        .arg(&c.server_key)
+                        .arg("--tls-ca-cert-file")
+                        .arg(&c.ca),
+                    None => cmd.args(["--port", &port]),
+                };
                 // Append-only file fsynced on every write: a killed server keeps every
                 // acknowledged XADD.
-                cmd.args([
-                    "--port",
-                    &port,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                ])
-                .args(["--appendfsync", "always", "--dir"])
-                .arg(&self.dir);
+                cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+                    .args(["--appendfsync", "always", "--dir"])
+                    .arg(&self.dir);
             }
             Kind::Nats => {
                 cmd.args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
                     .arg(&self.dir);
+                if let Some(c) = &self.tls {
+                    cmd.arg("--tls")
+                        .arg("--tlscert")
+                        .arg(&c.server_cert)
+                        .arg("--tlskey")
+                        .arg(&c.server_key);
+                }
             }
         }
         let child = cmd
@@ -145,10 +185,13 @@ impl Server {
     }
 
     fn uri(&self, target: &str) -> String {
-        let scheme = match self.kind {
-            Kind::Mqtt => "mqtt",
-            Kind::Redis => "redis",
-            Kind::Nats => "nats",
+        let scheme = match (self.kind, self.tls.is_some()) {
+            (Kind::Mqtt, false) => "mqtt",
+            (Kind::Redis, false) => "redis",
+            (Kind::Nats, false) => "nats",
+            (Kind::Mqtt, true) => "mqtts",
+            (Kind::Redis, true) => "rediss",
+            (Kind::Nats, true) => "nats+tls",
         };
         format!("{scheme}://127.0.0.1:{}/{target}", self.port)
     }
@@ -166,10 +209,22 @@ struct MqttSubscriber {
 }
 
 impl MqttSubscriber {
-    fn start(port: u16, topic: &str) -> Self {
-        let mut o = rumqttc::MqttOptions::new(format!("test-sub-{}", std::process::id()), "127.0.0.1", port);
+    fn start(server: &Server, topic: &str) -> Self {
+        let mut o = rumqttc::MqttOptions::new(
+            format!("test-sub-{}", std::process::id()),
+            "127.0.0.1",
+            server.port,
+        );
         o.set_keep_alive(Duration::from_secs(5));
         o.set_max_packet_size(64 << 20, 64 << 20);
+        if let Some(c) = &server.tls {
+            // rumqttc is built without a crypto provider; the plugin installs *ring* on its
+            // first connection, the subscriber comes first.
+            #[allow(deprecated)]
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let (ca, client) = c.pem();
+            o.set_transport(rumqttc::Transport::tls(ca, Some(client), None));
+        }
         let (client, mut conn) = rumqttc::Client::new(o, 100);
         client
             .subscribe(topic, rumqttc::QoS::AtLeastOnce)
@@ -198,8 +253,24 @@ impl MqttSubscriber {
 }
 
 /// Every entry of a Redis stream: (key, payload).
-fn redis_stream(port: u16, stream: &str) -> Vec<(String, Vec<u8>)> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("redis client");
+fn redis_stream(server: &Server, stream: &str) -> Vec<(String, Vec<u8>)> {
+    let client = match &server.tls {
+        None => redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)),
+        Some(c) => {
+            let (ca, (client_cert, client_key)) = c.pem();
+            redis::Client::build_with_tls(
+                format!("rediss://127.0.0.1:{}/", server.port),
+                redis::TlsCertificates {
+                    client_tls: Some(redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }),
+                    root_cert: Some(ca),
+                },
+            )
+        }
+    }
+    .expect("redis client");
     let mut con = client.get_connection().expect("redis connection");
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
         .arg(stream)
@@ -219,13 +290,18 @@ fn redis_stream(port: u16, stream: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Every message of a JetStream stream, in order.
-fn nats_stream(port: u16, stream: &str) -> Vec<Vec<u8>> {
+fn nats_stream(server: &Server, stream: &str) -> Vec<Vec<u8>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = async_nats::connect(format!("127.0.0.1:{port}"))
+        let mut o = async_nats::ConnectOptions::new();
+        if let Some(c) = &server.tls {
+            o = o.require_tls(true).add_root_certificates(c.ca.clone());
+        }
+        let client = o
+            .connect(format!("127.0.0.1:{}", server.port))
             .await
             .expect("nats connect");
         let js = async_nats::jetstream::new(client);
@@ -344,7 +420,7 @@ fn mqtt_four_cameras_every_message_valid() {
     let Some(server) = Server::start(Kind::Mqtt, "mqtt4") else {
         return;
     };
-    let sub = MqttSubscriber::start(server.port, "trtvision/test");
+    let sub = MqttSubscriber::start(&server, "trtvision/test");
     let b = run_four_cameras(&server.uri("trtvision/test"), "mqtt4");
     assert_eq!(b.property::<u64>("dropped"), 0);
     let sent = b.property::<u64>("sent");
@@ -362,7 +438,7 @@ fn mqtt5_delivers() {
     let Some(server) = Server::start(Kind::Mqtt, "mqtt5") else {
         return;
     };
-    let sub = MqttSubscriber::start(server.port, "v5");
+    let sub = MqttSubscriber::start(&server, "v5");
     common::init();
     let p = common::parse(&format!(
         "trtscenesrc num-buffers=20 ! video/x-raw,width=64,height=48,framerate=30/1 ! trtmsgbroker name=b uri={}?version=5",
@@ -389,7 +465,7 @@ fn redis_four_cameras_every_message_valid() {
         return;
     };
     let b = run_four_cameras(&server.uri("trtvision"), "redis4");
-    let entries = redis_stream(server.port, "trtvision");
+    let entries = redis_stream(&server, "trtvision");
     assert_eq!(entries.len() as u64, b.property::<u64>("sent"));
     let payloads: Vec<Vec<u8>> = entries.iter().map(|(_, p)| p.clone()).collect();
     let msgs = validate_all(&payloads);
@@ -409,7 +485,7 @@ fn nats_four_cameras_every_message_valid() {
         return;
     };
     let b = run_four_cameras(&server.uri("trtvision.results"), "nats4");
-    let payloads = nats_stream(server.port, "TRTVISION_RESULTS");
+    let payloads = nats_stream(&server, "TRTVISION_RESULTS");
     assert_eq!(payloads.len() as u64, b.property::<u64>("sent"));
     check_four_cameras(&validate_all(&payloads));
 }
@@ -519,7 +595,7 @@ fn redis_outage_of_10s_loses_nothing_and_never_slows_the_pipeline() {
         "before {before}, during {during}"
     );
     // After deduplication by key: exactly one message per frame.
-    let entries = redis_stream(server.port, "live");
+    let entries = redis_stream(&server, "live");
     let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
     for (k, _) in &entries {
         *by_key.entry(k.clone()).or_default() += 1;
@@ -571,6 +647,243 @@ fn small_spool_drops_are_counted_and_the_pipeline_keeps_running() {
         sent + spooled + dropped >= frames as u64,
         "every message accounted for"
     );
+}
+
+/// A throw-away CA with a server certificate for 127.0.0.1 and a client certificate, made
+/// with the openssl CLI.
+struct Certs {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+impl Certs {
+    /// `None` (skip) when openssl is missing outside CI.
+    fn make(tag: &str) -> Option<Certs> {
+        if find_binary("openssl").is_none() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("openssl is not installed: scripts/setup.sh installs it");
+            }
+            eprintln!("SKIPPED: openssl is not installed (scripts/setup.sh installs it)");
+            return None;
+        }
+        let dir = common::temp_path(&format!("tls-{tag}"), "certs");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cert dir");
+        let f = |n: &str| dir.join(n);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=trtvision test CA",
+                ],
+                &["-addext", "basicConstraints=critical,CA:TRUE"],
+                &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ]
+            .concat(),
+        );
+        for (name, cn, ext) in [
+            (
+                "server",
+                "127.0.0.1",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth",
+            ),
+            ("client", "trtvision test client", "extendedKeyUsage=clientAuth"),
+        ] {
+            std::fs::write(
+                f(&format!("{name}.ext")),
+                format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}\n"),
+            )
+            .expect("extension file");
+            let (key, csr, pem, extf) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            openssl(
+                &[
+                    &["req"][..],
+                    &ec,
+                    &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={cn}")],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extf,
+            ]);
+        }
+        // mosquitto started as root reads its files as the user mosquitto.
+        for name in ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(f(name), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        Some(Certs {
+            ca: f("ca.pem"),
+            server_cert: f("server.pem"),
+            server_key: f("server.key"),
+            client_cert: f("client.pem"),
+            client_key: f("client.key"),
+        })
+    }
+
+    /// PEM bytes: the CA, and the client's (certificate, key).
+    fn pem(&self) -> (Vec<u8>, (Vec<u8>, Vec<u8>)) {
+        let r = |p: &Path| std::fs::read(p).expect("certificate file");
+        (r(&self.ca), (r(&self.client_cert), r(&self.client_key)))
+    }
+
+    /// trtmsgbroker properties: verified by the CA, with the client certificate.
+    fn props(&self) -> String {
+        format!(
+            "tls-ca-file={} tls-cert-file={} tls-key-file={}",
+            self.ca.display(),
+            self.client_cert.display(),
+            self.client_key.display()
+        )
+    }
+}
+
+/// 20 frames of one camera through `trtmsgbroker uri=URI PROPS`; the element.
+fn send_twenty(uri: &str, props: &str) -> gst::Element {
+    common::init();
+    let p = common::parse(&format!(
+        "trtscenesrc num-buffers=20 ! video/x-raw,width=64,height=48,framerate=30/1 \
+         ! trtmsgbroker name=b uri={uri} {props} timeout=1000 flush-timeout=3000"
+    ));
+    common::run_to_end(&p, gst::ClockTime::from_seconds(60)).expect("runs to EOS");
+    p.by_name("b").unwrap()
+}
+
+/// The frame numbers of `payloads`, validated against the schema.
+fn frames_of(payloads: &[Vec<u8>]) -> Vec<u64> {
+    validate_all(payloads)
+        .iter()
+        .map(|m| m["frame"].as_u64().unwrap())
+        .collect()
+}
+
+/// Waits until the subscriber holds `n` messages (at most 10 s); its payloads.
+fn wait_for(sub: &MqttSubscriber, n: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sub.got.lock().unwrap().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sub.got.lock().unwrap().clone()
+}
+
+#[test]
+fn mqtts_verifies_the_broker_and_shows_a_client_certificate() {
+    let Some(server) = Server::start_tls(Kind::Mqtt, "mqtts") else {
+        return;
+    };
+    let certs = server.tls.as_ref().unwrap();
+    let sub = MqttSubscriber::start(&server, "tls");
+    let b = send_twenty(&server.uri("tls"), &certs.props());
+    assert_eq!(counters(&b), (20, 0, 0, 0));
+    assert_eq!(frames_of(&wait_for(&sub, 20)), (0..20).collect::<Vec<_>>());
+    // tls-insecure: no CA, the broker's certificate accepted as it is.
+    let b = send_twenty(
+        &server.uri("tls"),
+        &format!(
+            "tls-insecure=true tls-cert-file={} tls-key-file={}",
+            certs.client_cert.display(),
+            certs.client_key.display()
+        ),
+    );
+    assert_eq!(b.property::<u64>("sent"), 20);
+    assert_eq!(wait_for(&sub, 40).len(), 40, "the insecure connection delivered");
+    // A CA that did not sign the broker's certificate: nothing is sent (dropped at EOS).
+    let other = Certs::make("mqtts-other").expect("openssl");
+    let b = send_twenty(
+        &server.uri("tls"),
+        &format!(
+            "tls-ca-file={} tls-cert-file={} tls-key-file={}",
+            other.ca.display(),
+            certs.client_cert.display(),
+            certs.client_key.display()
+        ),
+    );
+    assert_eq!(counters(&b), (0, 0, 0, 20), "an unverified broker gets nothing");
+    assert_eq!(sub.got.lock().unwrap().len(), 40);
+}
+
+#[test]
+fn rediss_with_a_client_certificate() {
+    let Some(server) = Server::start_tls(Kind::Redis, "rediss") else {
+        return;
+    };
+    let b = send_twenty(&server.uri("tls"), &server.tls.as_ref().unwrap().props());
+    assert_eq!(counters(&b), (20, 0, 0, 0));
+    let payloads: Vec<Vec<u8>> = redis_stream(&server, "tls").into_iter().map(|(_, p)| p).collect();
+    assert_eq!(frames_of(&payloads), (0..20).collect::<Vec<_>>());
+    // Redis requires a client certificate: without one the handshake fails.
+    let b = send_twenty(
+        &server.uri("tls"),
+        &format!("tls-ca-file={}", server.tls.as_ref().unwrap().ca.display()),
+    );
+    assert_eq!(counters(&b), (0, 0, 0, 20), "no client certificate, no delivery");
+}
+
+#[test]
+fn nats_over_tls() {
+    let Some(server) = Server::start_tls(Kind::Nats, "natstls") else {
+        return;
+    };
+    let certs = server.tls.as_ref().unwrap();
+    let b = send_twenty(
+        &server.uri("tls.frames"),
+        &format!("tls-ca-file={}", certs.ca.display()),
+    );
+    assert_eq!(counters(&b), (20, 0, 0, 0));
+    // Another pipeline-id: JetStream would drop the same keys again as duplicates.
+    let b = send_twenty(&server.uri("tls.frames"), "tls-insecure=true pipeline-id=second");
+    assert_eq!(counters(&b), (20, 0, 0, 0));
+    let frames = frames_of(&nats_stream(&server, "TLS_FRAMES"));
+    assert_eq!(frames, (0..20).chain(0..20).collect::<Vec<_>>());
 }
 
 #[test]
@@ -661,12 +974,29 @@ fn bench_brokers() {
     .unwrap_or_default()
     .trim()
     .to_string();
+    let date = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%d"])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default()
+    .trim()
+    .to_string();
+    // TRTVISION_BENCH_BROKERS=mqtt,redis measures only those; TRTVISION_BENCH_SUFFIX=-b
+    // names the records cpu-broker-NAME-YYYYMMDD-b.json (a second record of the same day).
+    let only = std::env::var("TRTVISION_BENCH_BROKERS").unwrap_or_default();
+    let suffix = std::env::var("TRTVISION_BENCH_SUFFIX").unwrap_or_default();
     let (n, paced_rate, paced_s, replay_n) = (10_000u64, 1_000u64, 3u64, 5_000u64);
     for (kind, name, target) in [
         (Kind::Mqtt, "mqtt", "bench"),
         (Kind::Redis, "redis", "bench"),
         (Kind::Nats, "nats", "bench.frames"),
     ] {
+        if !only.is_empty() && !only.split(',').any(|b| b == name) {
+            continue;
+        }
         let mut server = Server::start(kind, &format!("bench-{name}")).expect("broker installed");
         let uri = server.uri(target);
         let make = |spool: Option<(PathBuf, String)>, queue: usize| {
@@ -691,6 +1021,23 @@ fn bench_brokers() {
         let (client_cpu, broker_cpu) = (self_cpu_s() - c0, pid_cpu_s(pid) - b0);
         let rate = n as f64 / wall;
         s.take_latencies();
+        // mosquitto as Debian configures it (Nagle on): the sustained rate only.
+        let default_rate = (kind == Kind::Mqtt).then(|| {
+            let mut plain = Server::start(kind, "bench-mqtt-default").expect("broker installed");
+            plain.kill();
+            plain.nodelay = false;
+            plain.spawn();
+            let mut c = Config::new(Destination::parse(&plain.uri(target)).unwrap());
+            c.queue_size = n as usize;
+            let s = Sender::start(c, |_| {}).expect("sender starts");
+            assert!(s.flush(Duration::from_secs(10)));
+            let t = Instant::now();
+            for (k, p) in (0..n).map(sample_payload) {
+                s.push(k, p);
+            }
+            assert!(s.flush(Duration::from_secs(300)), "{name}: all acknowledged");
+            n as f64 / t.elapsed().as_secs_f64()
+        });
         // 2. Latency frame -> broker acknowledgement at a steady rate.
         let t1 = Instant::now();
         for i in 0..paced_rate * paced_s {
@@ -722,9 +1069,9 @@ fn bench_brokers() {
         let replayed = s.counters().get().2;
         let replay_rate = replayed as f64 / replay_wall;
         drop(s);
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "device": device,
-            "date": "2026-12-07",
+            "date": date,
             "commit": commit,
             "what": format!("broker-{name}"),
             "pipeline": format!("cargo test --release --test broker -- --ignored bench_brokers ({uri}, gsttrtvision::broker::Sender, batch 64)"),
@@ -743,8 +1090,14 @@ fn bench_brokers() {
             "note": "latency: push (the frame's message handed to trtmsgbroker's queue) to the broker's acknowledgement; \
                      cpu_cores: this process only; the machine is shared, so rates are lower bounds",
         });
-        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("bench/results/cpu-broker-{name}-20261207.json"));
+        if let Some(r) = default_rate {
+            record["broker_config"] = "mosquitto set_tcp_nodelay true".into();
+            record["messages_per_s_broker_nagle_on"] = r.into();
+        }
+        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "bench/results/cpu-broker-{name}-{}{suffix}.json",
+            date.replace('-', "")
+        ));
         std::fs::write(&out, serde_json::to_string_pretty(&record).unwrap() + "\n").unwrap();
         eprintln!("{}", serde_json::to_string_pretty(&record).unwrap());
     }

@@ -1952,3 +1952,70 @@ fn device_pool_waits_instead_of_cpu_fallback() {
         );
     }
 }
+
+/// trtanalytics' zones, lines and counts in the GPU command list against the CPU drawing
+/// (a zone in the alarm colour, a diagonal line with its arrow, labels), under detections
+/// with device masks: every byte within 2 levels (expected: equal).
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored, as scripts/device/run-tests.sh does"]
+fn overlay_analytics_gpu_matches_cpu() {
+    use gsttrtvision::analytics::{config::Config, Analytics};
+    let ctx = device();
+    let mut overlay = gsttrtvision::ops::overlay::cuda::CudaOverlay::new(&ctx).expect("CUDA overlay");
+    let mut rng = Rng(19);
+    let style = OverlayStyle::default();
+    let rules = Config::parse(
+        "[[camera]]\nid = 0\n\
+         [[camera.zone]]\nname = \"dock\"\npolygon = [[30, 40], [400, 60], [300, 400], [20, 300]]\noccupancy-threshold = 1\n\
+         [[camera.zone]]\nname = \"quiet\"\npolygon = [[500, 20], [620, 20], [620, 120]]\n\
+         [[camera.line]]\nname = \"gate\"\nfrom = [600, 460]\nto = [350, 10]\n",
+    )
+    .expect("rules");
+    let mut list = OverlayCommands::default();
+    let mut frames = Vec::new();
+    let mut keep = Vec::new();
+    for &(format, w, h) in &[
+        (VideoFormat::Nv12, 640, 480),
+        (VideoFormat::Rgba, 641, 479),
+        (VideoFormat::I420, 333, 211),
+    ] {
+        let mut f = TestFrame::new(&ctx, &mut rng, format, w, h, false).expect("upload");
+        let dets = overlay_detections(&mut rng, w, h, 6);
+        let mut analytics = Analytics::new(rules.clone());
+        let a = analytics.process(0, 0, &dets, true).expect("analytics");
+        let gpu_dets = with_device_masks(&ctx, &dets);
+        list.add_frame_with_analytics(
+            w,
+            h,
+            &YuvCoefficients::size_default(h),
+            None,
+            Some(&a),
+            &gpu_dets,
+            &style,
+        );
+        {
+            let mut it = f.host.iter_mut();
+            let mut next = || it.next().map(|p| p.as_mut_slice()).unwrap_or(&mut []);
+            let planes = [next(), next(), next()];
+            let px =
+                PixelsMut::from_planes(f.format, f.width, f.height, planes, &f.strides).expect("CPU pixels");
+            let mut canvas = Canvas::from_pixels(px);
+            gsttrtvision::ops::overlay::draw_analytics(&mut canvas, &a, &style, &mut String::new());
+            draw_frame(&mut canvas, &dets, &style, &mut String::new());
+        }
+        keep.push(gpu_dets);
+        frames.push(f);
+    }
+    let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
+    assert!(overlay.draw(&cuda_frames, &list).expect("draw"));
+    overlay.wait().expect("kernel");
+    for f in &frames {
+        let (max, count) = f.compare(&ctx);
+        println!(
+            "overlay analytics {:?} {}x{}: max difference {max}, {count} bytes differ",
+            f.format, f.width, f.height
+        );
+        assert!(max <= 2, "{:?} {}x{}: {max}", f.format, f.width, f.height);
+    }
+    drop(keep);
+}

@@ -26,6 +26,19 @@ pub struct FrameAnalytics {
     pub events: Vec<Event>,
     /// The camera's zones and lines (for drawing), `None` for cameras not configured.
     pub rules: Option<Arc<config::Camera>>,
+    /// Per zone of `rules`, in order: objects inside (every class) and whether that is at or
+    /// above the zone's occupancy threshold (the alarm trtoverlay draws in red).
+    pub zone_states: Vec<ZoneState>,
+    /// Per line of `rules`, in order: crossings since the camera's rules were loaded,
+    /// `(forward, backward)`.
+    pub line_totals: Vec<(u64, u64)>,
+}
+
+/// Occupancy of one zone on one frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZoneState {
+    pub total: u32,
+    pub alarm: bool,
 }
 
 /// Tracks kept this many frames after they were last seen (for line crossings across gaps).
@@ -40,6 +53,8 @@ struct CameraState {
     inside: Vec<BTreeMap<i64, (u64, bool, EventObject)>>,
     /// Per zone: whether the occupancy was at or above its threshold.
     above: Vec<bool>,
+    /// Per line: crossings (forward, backward).
+    crossings: Vec<(u64, u64)>,
 }
 
 /// The analytics state of a pipeline: configuration and per-camera history.
@@ -125,6 +140,7 @@ impl Analytics {
         let st = self.cameras.entry(camera).or_default();
         st.inside.resize_with(cam.zones.len(), BTreeMap::new);
         st.above.resize(cam.zones.len(), false);
+        st.crossings.resize(cam.lines.len(), (0, 0));
         let frame = st.frames;
         st.frames += 1;
         let mut out = FrameAnalytics {
@@ -195,6 +211,10 @@ impl Analytics {
                     }
                 }
             }
+            out.zone_states.push(ZoneState {
+                total,
+                alarm: zone.occupancy_threshold.is_some_and(|t| total >= t),
+            });
             if let Some(threshold) = zone.occupancy_threshold {
                 let above = total >= threshold;
                 if above != st.above[zi] {
@@ -214,8 +234,17 @@ impl Analytics {
         for d in tracked {
             let p = anchor.point(&d.bbox);
             if let Some((prev, _)) = st.anchors.insert(d.object_id, (p, frame)) {
-                for line in cam.lines.iter().filter(|l| config::accepts(&l.classes, &d.label)) {
+                for (li, line) in cam.lines.iter().enumerate() {
+                    if !config::accepts(&line.classes, &d.label) {
+                        continue;
+                    }
                     if let Some(forward) = geometry::crossing(line.from, line.to, prev, p) {
+                        let t = &mut st.crossings[li];
+                        if forward {
+                            t.0 += 1;
+                        } else {
+                            t.1 += 1;
+                        }
                         out.events.push(Event::LineCrossing {
                             line: line.name.clone(),
                             object: object(d),
@@ -230,6 +259,7 @@ impl Analytics {
             }
         }
         st.anchors.retain(|_, (_, f)| frame - *f <= TRACK_MEMORY_FRAMES);
+        out.line_totals.clone_from(&st.crossings);
         Ok(out)
     }
 }

@@ -70,6 +70,14 @@ fn entry_dwell_occupancy_exit_and_crossing() {
             ..
         }
     ));
+    assert_eq!(
+        f0.zone_states,
+        [ZoneState {
+            total: 2,
+            alarm: true
+        }]
+    );
+    assert_eq!(f0.line_totals, [(0, 0)]);
     let f1 = a
         .process(0, s, &[det(1, 10.0, 20.0), det(2, 20.0, 30.0)], true)
         .unwrap();
@@ -101,6 +109,14 @@ fn entry_dwell_occupancy_exit_and_crossing() {
         .events
         .iter()
         .any(|e| matches!(e, Event::LineCrossing { direction: crate::messages::Direction::Backward, object, .. } if object.track_id == 2)));
+    assert_eq!(
+        f2.zone_states,
+        [ZoneState {
+            total: 1,
+            alarm: false
+        }]
+    );
+    assert_eq!(f2.line_totals, [(0, 1)], "one backward crossing so far");
     let f3 = a
         .process(0, 3 * s, &[det(1, 10.0, 20.0), det(2, 10.0, 20.0)], true)
         .unwrap();

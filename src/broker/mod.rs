@@ -16,6 +16,7 @@ mod mqtt;
 mod nats;
 mod redis;
 mod spool;
+mod tls;
 
 pub use destination::{redact_str, Destination, MqttVersion, Protocol};
 pub use spool::Spool;
@@ -55,6 +56,9 @@ pub struct Credentials {
     /// PEM client certificate and key for brokers that require client authentication.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Accept any broker certificate (the connection is encrypted but the broker not
+    /// identified): for test brokers only.
+    pub tls_insecure: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -63,6 +67,9 @@ impl std::fmt::Debug for Credentials {
             .field("username", &self.username.as_ref().map(|_| "***"))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_insecure", &self.tls_insecure)
             .finish()
     }
 }

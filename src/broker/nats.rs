@@ -2,7 +2,7 @@
 //! missing; each message carries its key as `Nats-Msg-Id` (JetStream drops duplicates
 //! within the stream's duplicate window) and counts as sent when its publish ack came.
 
-use super::{Config, Publisher, Record};
+use super::{tls, Config, Publisher, Record};
 use async_nats::jetstream;
 use std::time::Duration;
 
@@ -32,14 +32,19 @@ impl Nats {
         }
         if config.tls() {
             opts = opts.require_tls(true);
-            if let Some(ca) = &config.credentials.tls_ca_file {
-                opts = opts.add_root_certificates(ca.clone());
-            }
-            if let (Some(c), Some(k)) = (
-                &config.credentials.tls_cert_file,
-                &config.credentials.tls_key_file,
-            ) {
-                opts = opts.add_client_certificate(c.clone(), k.clone());
+            if config.credentials.tls_insecure {
+                opts = opts.tls_client_config(tls::insecure_client_config(config)?);
+            } else {
+                if let Some(ca) = &config.credentials.tls_ca_file {
+                    opts = opts.add_root_certificates(ca.clone());
+                }
+                tls::client_auth_pem(config)?;
+                if let (Some(c), Some(k)) = (
+                    &config.credentials.tls_cert_file,
+                    &config.credentials.tls_key_file,
+                ) {
+                    opts = opts.add_client_certificate(c.clone(), k.clone());
+                }
             }
         }
         let addr = format!("{}:{}", d.host, d.port);

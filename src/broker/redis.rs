@@ -1,7 +1,7 @@
 //! Redis Streams publisher (redis crate): one pipelined `XADD <stream> * key <key>
 //! payload <json>` per message; the replies are the acknowledgement.
 
-use super::{read_pem, Config, Publisher, Record};
+use super::{read_pem, tls, Config, Publisher, Record};
 
 pub struct Redis {
     con: redis::Connection,
@@ -15,7 +15,7 @@ impl Redis {
             redis::ConnectionAddr::TcpTls {
                 host: d.host.clone(),
                 port: d.port,
-                insecure: false,
+                insecure: config.credentials.tls_insecure,
                 tls_params: None,
             }
         } else {
@@ -29,27 +29,26 @@ impl Redis {
                 ..Default::default()
             },
         };
-        let client = match &config.credentials.tls_ca_file {
-            Some(ca) if config.tls() => {
-                let client_tls = match (
-                    &config.credentials.tls_cert_file,
-                    &config.credentials.tls_key_file,
-                ) {
-                    (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
-                        client_cert: read_pem(c, "TLS client certificate")?,
-                        client_key: read_pem(k, "TLS client key")?,
-                    }),
-                    _ => None,
-                };
-                redis::Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls,
-                        root_cert: Some(read_pem(ca, "TLS CA file")?),
-                    },
-                )
-            }
-            _ => redis::Client::open(info),
+        let client = if config.tls() {
+            let client_tls =
+                tls::client_auth_pem(config)?.map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                });
+            // Without tls-ca-file the redis crate verifies against the system's CAs.
+            let root_cert = match &config.credentials.tls_ca_file {
+                Some(ca) => Some(read_pem(ca, "TLS CA file")?),
+                None => None,
+            };
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls,
+                    root_cert,
+                },
+            )
+        } else {
+            redis::Client::open(info)
         }
         .map_err(|e| format!("invalid Redis settings: {e}"))?;
         let mut con = client

@@ -49,6 +49,7 @@ struct Settings {
     tls_ca_file: Option<String>,
     tls_cert_file: Option<String>,
     tls_key_file: Option<String>,
+    tls_insecure: bool,
     flush_timeout_ms: u32,
     timeout_ms: u32,
 }
@@ -69,6 +70,7 @@ impl Default for Settings {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_insecure: false,
             flush_timeout_ms: DEFAULT_FLUSH_TIMEOUT_MS,
             timeout_ms: DEFAULT_TIMEOUT_MS,
         }
@@ -274,6 +276,13 @@ impl ObjectImpl for TrtMsgBroker {
                 ),
                 string_prop("tls-cert-file", "TLS client certificate", "PEM client certificate (with tls-key-file)"),
                 string_prop("tls-key-file", "TLS client key", "PEM private key of tls-cert-file"),
+                glib::ParamSpecBoolean::builder("tls-insecure")
+                    .nick("TLS insecure")
+                    .blurb("Accept any broker certificate without verifying it (encrypted, but the broker is not \
+                            identified): for test brokers only")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("flush-timeout")
                     .nick("Flush timeout")
                     .blurb("Milliseconds EOS waits for queued and spooled messages to reach the broker; what is \
@@ -319,6 +328,7 @@ impl ObjectImpl for TrtMsgBroker {
             "tls-ca-file" => s.tls_ca_file = string(),
             "tls-cert-file" => s.tls_cert_file = string(),
             "tls-key-file" => s.tls_key_file = string(),
+            "tls-insecure" => s.tls_insecure = value.get().expect("type checked upstream"),
             "flush-timeout" => s.flush_timeout_ms = value.get().expect("type checked upstream"),
             "timeout" => s.timeout_ms = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
@@ -342,6 +352,7 @@ impl ObjectImpl for TrtMsgBroker {
             "tls-ca-file" => s.tls_ca_file.to_value(),
             "tls-cert-file" => s.tls_cert_file.to_value(),
             "tls-key-file" => s.tls_key_file.to_value(),
+            "tls-insecure" => s.tls_insecure.to_value(),
             "flush-timeout" => s.flush_timeout_ms.to_value(),
             "timeout" => s.timeout_ms.to_value(),
             "sent" => counts().0.to_value(),
@@ -403,6 +414,7 @@ impl BaseSinkImpl for TrtMsgBroker {
             tls_ca_file: s.tls_ca_file.as_ref().map(PathBuf::from),
             tls_cert_file: s.tls_cert_file.as_ref().map(PathBuf::from),
             tls_key_file: s.tls_key_file.as_ref().map(PathBuf::from),
+            tls_insecure: s.tls_insecure,
         };
         config.client_id = format!("{pipeline_id}-{name}-{}", std::process::id());
         config.queue_size = s.queue_size as usize;

@@ -151,6 +151,13 @@ impl ObjectImpl for TrtOverlay {
                     .default_value(d.draw_keypoints)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("draw-analytics")
+                    .nick("Draw analytics")
+                    .blurb("Draw trtanalytics' zones (red at or above their occupancy threshold) with their counts, \
+                            and its directed lines with an arrow towards the forward side and their crossing totals")
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("keypoint-radius")
                     .nick("Keypoint radius")
                     .blurb("Half-size in pixels of the square drawn at each keypoint")
@@ -205,6 +212,7 @@ impl ObjectImpl for TrtOverlay {
                 }
             }
             "draw-keypoints" => s.draw_keypoints = value.get().expect("type checked upstream"),
+            "draw-analytics" => x.draw_analytics = value.get().expect("type checked upstream"),
             "keypoint-radius" => s.keypoint_radius = value.get().expect("type checked upstream"),
             "device" => {
                 settings.use_gpu = value
@@ -235,6 +243,7 @@ impl ObjectImpl for TrtOverlay {
             }
             .to_value(),
             "draw-keypoints" => s.draw_keypoints.to_value(),
+            "draw-analytics" => x.draw_analytics.to_value(),
             "keypoint-radius" => s.keypoint_radius.to_value(),
             "device" => crate::transform::Device::from_gpu(settings.use_gpu).to_value(),
             "gpu-frames" => self.gpu_frames.load(Ordering::Relaxed).to_value(),

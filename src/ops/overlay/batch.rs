@@ -21,7 +21,8 @@ use std::sync::LazyLock;
 use crate::batch::{Batch, FrameSlot};
 use crate::ops::overlay::draw::colormap::Colormap;
 use crate::ops::overlay::draw::Canvas;
-use crate::ops::overlay::{draw_frame, OverlayStyle};
+use crate::analytics::FrameAnalytics;
+use crate::ops::overlay::{draw_analytics, draw_frame, OverlayStyle};
 use crate::results::{DenseMap, FrameResults};
 use crate::video::Paint;
 
@@ -45,6 +46,8 @@ pub struct ExtraStyle {
     pub dense_model: std::sync::Arc<str>,
     /// Value range mapped onto the colour map; `None` = each map's own min and max.
     pub dense_range: Option<(f32, f32)>,
+    /// Draw trtanalytics' zones, lines and counts where a frame carries them.
+    pub draw_analytics: bool,
 }
 
 impl Default for ExtraStyle {
@@ -54,6 +57,7 @@ impl Default for ExtraStyle {
             dense_alpha: 0.5,
             dense_model: std::sync::Arc::from(""),
             dense_range: None,
+            draw_analytics: true,
         }
     }
 }
@@ -71,6 +75,12 @@ impl ExtraStyle {
             .dense_range
             .or_else(|| map.stats().map(|(lo, _, hi)| (lo, hi)))?;
         Some((map, range))
+    }
+
+    /// trtanalytics' results of `results` to draw (`draw-analytics`, a configured camera).
+    pub fn analytics_to_draw<'a>(&self, results: &'a FrameResults) -> Option<&'a FrameAnalytics> {
+        let a = results.analytics.as_deref()?;
+        (self.draw_analytics && a.rules.is_some()).then_some(a)
     }
 }
 
@@ -114,6 +124,9 @@ pub fn draw_results(
         if let Some(v) = map.channel(0).or_else(|| host_copy(map, values)) {
             canvas.dense_values(map, v, lut, range, extra.dense_alpha, cols);
         }
+    }
+    if let Some(a) = extra.analytics_to_draw(results) {
+        draw_analytics(canvas, a, style, &mut scratch.label);
     }
     draw_frame(canvas, &results.detections, style, &mut scratch.label);
 }
@@ -216,7 +229,10 @@ impl BatchOverlay {
         extra: &ExtraStyle,
         scratch: &mut OverlayScratch,
     ) -> Result<(), OverlayError> {
-        if slot.results.detections.is_empty() && extra.dense_to_draw(&slot.results).is_none() {
+        if slot.results.detections.is_empty()
+            && extra.dense_to_draw(&slot.results).is_none()
+            && extra.analytics_to_draw(&slot.results).is_none()
+        {
             return Ok(());
         }
         let info = slot.info.clone();
@@ -291,7 +307,8 @@ impl BatchOverlay {
         let mut released = None;
         for (i, slot) in batch.slots.iter_mut().enumerate() {
             let dense = extra.dense_to_draw(&slot.results);
-            if slot.results.detections.is_empty() && dense.is_none() {
+            let analytics = extra.analytics_to_draw(&slot.results);
+            if slot.results.detections.is_empty() && dense.is_none() && analytics.is_none() {
                 continue;
             }
             if !cuda::is_cuda_buffer(slot.buffer.as_ref()) {
@@ -321,11 +338,12 @@ impl BatchOverlay {
                         range,
                         alpha: extra.dense_alpha,
                     });
-                    cs.list.add_frame_with_dense(
+                    cs.list.add_frame_with_analytics(
                         info.width(),
                         info.height(),
                         &crate::video::color::YuvCoefficients::for_info(&info),
                         dense,
+                        analytics,
                         &slot.results.detections,
                         style,
                     );

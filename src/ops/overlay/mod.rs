@@ -18,6 +18,7 @@
 //! [`execute_dense`]), with the per-pixel rules of [`Canvas::dense`].
 
 pub mod batch;
+pub mod analytics;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod draw;
@@ -151,6 +152,17 @@ fn paint(p: &mut impl Painter, detections: &[Detection], style: &OverlayStyle, l
 /// Draws the detections of one frame onto it (CPU implementation).
 pub fn draw_frame(canvas: &mut Canvas, detections: &[Detection], style: &OverlayStyle, label: &mut String) {
     paint(canvas, detections, style, label);
+}
+
+/// Draws trtanalytics' zones, lines and counts of one frame onto it (CPU implementation);
+/// trtoverlay draws them before the detections.
+pub fn draw_analytics(
+    canvas: &mut Canvas,
+    analytics: &crate::analytics::FrameAnalytics,
+    style: &OverlayStyle,
+    label: &mut String,
+) {
+    analytics::paint_analytics(canvas, analytics, style, label);
 }
 
 /// A filled rectangle (its pixel bounds are the command's bounds).
@@ -487,6 +499,23 @@ impl OverlayCommands {
         detections: &[Detection],
         style: &OverlayStyle,
     ) {
+        self.add_frame_with_analytics(width, height, colors, dense, None, detections, style);
+    }
+
+    /// [`OverlayCommands::add_frame_with_dense`] with trtanalytics' zones, lines and counts
+    /// between the dense layer and the detections (as [`draw_analytics`] before
+    /// [`draw_frame`] on the CPU).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_frame_with_analytics(
+        &mut self,
+        width: u32,
+        height: u32,
+        colors: &YuvCoefficients,
+        dense: Option<DenseDraw<'_>>,
+        analytics: Option<&crate::analytics::FrameAnalytics>,
+        detections: &[Detection],
+        style: &OverlayStyle,
+    ) {
         let layer = dense.and_then(|d| self.dense_layer(d, colors));
         let first = self.commands.len();
         let mut label = std::mem::take(&mut self.label);
@@ -497,6 +526,9 @@ impl OverlayCommands {
             bounds: [i64::MAX, i64::MAX, i64::MIN, i64::MIN],
             colors: *colors,
         };
+        if let Some(a) = analytics {
+            analytics::paint_analytics(&mut f, a, style, &mut label);
+        }
         paint(&mut f, detections, style, &mut label);
         let b = f.bounds;
         self.label = label;
