@@ -4,6 +4,8 @@
 # host's Rust toolchain.
 #
 #   scripts/gstreamer-1.28.sh ensure            create the root (once; reused when complete)
+#                                               and build gst-plugins-rs' analytics plugin
+#                                               (analyticscombiner, analyticssplitter) in it
 #   scripts/gstreamer-1.28.sh run -- CMD...     run CMD in the root, in this checkout, with
 #                                               scripts/env.sh sourced and its own target dir
 #   scripts/gstreamer-1.28.sh shell             an interactive shell there
@@ -15,6 +17,9 @@
 # The root lives outside the checkout so that every clone on the machine shares it:
 #   TRTVISION_GST128_ROOT   default /var/cache/trtvision/gst-1.28-root
 # Cargo builds into target/gst-1.28 (CARGO_TARGET_DIR) so the 1.22 build in target/ is kept.
+# gst-plugins-rs' analytics plugin (crates.io: gst-plugin-analytics, built against the root's
+# GStreamer 1.28) lives in the root under /opt/gst-plugin-analytics and is on `run`'s
+# GST_PLUGIN_PATH.
 # Needs root (debootstrap, chroot, bind mounts in a private mount namespace).
 set -euo pipefail
 
@@ -56,6 +61,12 @@ mirror() {
 }
 
 complete() { [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT_STAMP" ]; }
+
+# gst-plugins-rs' analytics plugin: version, where it is built inside the root, its stamp.
+UPSTREAM_ANALYTICS_VERSION=0.15.4
+UPSTREAM_DIR=/opt/gst-plugin-analytics
+UPSTREAM_LIB="$UPSTREAM_DIR/target/release/libgstrsanalytics.so"
+UPSTREAM_STAMP="$ROOT$UPSTREAM_DIR/.trtvision-built-$UPSTREAM_ANALYTICS_VERSION"
 
 # Runs a command in the root with /proc, /sys and /dev mounted, nothing else.
 in_root_plain() {
@@ -106,6 +117,39 @@ ensure() {
     say "root ready in $(( $(date +%s) - t0 )) s"
 }
 
+# Builds gst-plugins-rs' analytics plugin (analyticscombiner, analyticssplitter) from its
+# crates.io package inside the root, against the root's GStreamer 1.28, with the package's
+# own Cargo.lock. Reused once built.
+ensure_upstream() {
+    [ -f "$UPSTREAM_STAMP" ] && [ -f "$ROOT$UPSTREAM_LIB" ] && return 0
+    local t0
+    t0=$(date +%s)
+    say "building gst-plugin-analytics $UPSTREAM_ANALYTICS_VERSION (analyticscombiner, analyticssplitter) in the root"
+    rm -rf "$ROOT$UPSTREAM_DIR"
+    mkdir -p "$ROOT$UPSTREAM_DIR/fetch/src"
+    # Downloads happen on the host (its cargo and certificate store; the root shares
+    # CARGO_HOME): a manifest that only depends on the package makes cargo download it from
+    # crates.io, `cargo metadata` says where its source is, and `cargo fetch --locked` in a
+    # copy gets the dependencies its Cargo.lock names. The build in the root is offline.
+    printf '%s\n' '[package]' 'name = "trtvision-fetch-gst-plugin-analytics"' 'version = "0.0.0"' \
+        'edition = "2021"' 'publish = false' '' '[dependencies]' \
+        "gst-plugin-analytics = \"=$UPSTREAM_ANALYTICS_VERSION\"" >"$ROOT$UPSTREAM_DIR/fetch/Cargo.toml"
+    : >"$ROOT$UPSTREAM_DIR/fetch/src/lib.rs"
+    local manifest
+    manifest="$(cd "$ROOT$UPSTREAM_DIR/fetch" && cargo fetch -q && cargo metadata -q --format-version 1 |
+        python3 -c 'import json, sys
+print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "gst-plugin-analytics"))')" ||
+        die "downloading gst-plugin-analytics $UPSTREAM_ANALYTICS_VERSION from crates.io failed"
+    cp -r "$(dirname "$manifest")" "$ROOT$UPSTREAM_DIR/src"
+    (cd "$ROOT$UPSTREAM_DIR/src" && cargo fetch -q --locked) ||
+        die "downloading the dependencies of gst-plugin-analytics failed"
+    run_at "$UPSTREAM_DIR/src" env CARGO_TARGET_DIR="$UPSTREAM_DIR/target" \
+        cargo build -q --offline --release --locked --features v1_28 --lib ||
+        die "building gst-plugin-analytics failed"
+    touch "$UPSTREAM_STAMP"
+    say "gst-plugin-analytics built in $(( $(date +%s) - t0 )) s"
+}
+
 # Directories the command needs from the host: the checkout, what its symlinks point to
 # outside it (.venv, engines/models), ../shared beside it, and the Rust toolchain.
 binds() {
@@ -124,12 +168,20 @@ binds() {
 }
 
 run() {
+    [ -f "$UPSTREAM_STAMP" ] ||
+        say "warning: gst-plugin-analytics is not built in the root (run '$0 ensure'): no analyticscombiner/analyticssplitter"
+    run_at "$REPO" "$@"
+}
+
+# Runs a command in the root from directory $1, with the host directories of `binds`.
+run_at() {
     complete || die "the root in $ROOT is missing or incomplete: run '$0 ensure' first"
-    local list
+    local list cwd="$1"
+    shift
     list="$(binds)"
     unshare --mount --propagation private -- /bin/bash -c '
         set -e
-        root="$1"; repo="$2"; list="$3"; home="$4"; shift 4
+        root="$1"; repo="$2"; list="$3"; home="$4"; cwd="$5"; upstream="$6"; shift 6
         mount -t proc proc "$root/proc"
         mount --rbind /sys "$root/sys"
         mount --rbind /dev "$root/dev"
@@ -146,8 +198,9 @@ run() {
             ${CARGO_BUILD_JOBS:+CARGO_BUILD_JOBS=$CARGO_BUILD_JOBS} \
             ${RUST_TEST_THREADS:+RUST_TEST_THREADS=$RUST_TEST_THREADS} \
             ${GST_DEBUG:+GST_DEBUG=$GST_DEBUG} \
-            /bin/bash -c "cd \"$repo\" && export TRTVISION_PROFILE=gst-1.28/\${TRTVISION_PROFILE:-release} && . scripts/env.sh && exec \"\$@\"" lane "$@"
-    ' in-root "$ROOT" "$REPO" "$list" "$HOME" "$@"
+            GST_PLUGIN_PATH="$upstream" \
+            /bin/bash -c "cd \"$repo\" && export TRTVISION_PROFILE=gst-1.28/\${TRTVISION_PROFILE:-release} && . scripts/env.sh && cd \"$cwd\" && exec \"\$@\"" lane "$@"
+    ' in-root "$ROOT" "$REPO" "$list" "$HOME" "$cwd" "$(dirname "$UPSTREAM_LIB")" "$@"
 }
 
 print_env() {
@@ -166,7 +219,7 @@ EOF
 cmd="${1:-env}"
 shift || true
 case "$cmd" in
-    ensure) ensure; print_env ;;
+    ensure) ensure; ensure_upstream; print_env ;;
     run)
         [ "${1:-}" = "--" ] && shift
         [ $# -gt 0 ] || die "usage: $0 run -- CMD..."

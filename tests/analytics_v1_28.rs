@@ -21,20 +21,7 @@ fn run(
     common::run_demuxed(chain, demux, tail, cameras, frames).expect("pipeline runs to EOS")
 }
 
-fn cfg(name: &str) -> String {
-    common::model(&format!("{}.onnx", name.trim_end_matches(".toml")));
-    common::cfg(name)
-}
-
-/// Detector with masks, tracker and a secondary attribute model: every kind of entry.
-fn full_chain() -> String {
-    let det = cfg("shapes-yolo-seg.toml");
-    format!(
-        "trtpreprocess config-file={det} ! trtinfer model={det} ! trtmaskselect ! trttracker \
-         ! trtinfer model={} operate-on=objects operate-on-model=shapes-yolo-seg",
-        cfg("shapes-landmarks.toml")
-    )
-}
+use common::{cfg_with_model as cfg, full_chain};
 
 /// The ROI metas of a frame in detection order, as the analytics reader reports them.
 fn from_roi(b: &gst::BufferRef) -> Vec<analytics::AnalyticsObject> {

@@ -11,6 +11,8 @@
 //! into a plain video element by mistake.
 
 mod meta;
+#[cfg(feature = "v1_28")]
+pub mod upstream;
 
 pub use meta::BatchMeta;
 
@@ -76,12 +78,16 @@ pub fn batch_caps() -> gst::Caps {
     gst::Caps::builder(BATCH_MEDIA_TYPE).build()
 }
 
-/// Caps of batches on system memory and CUDA memory (CUDA first).
+/// Caps of batches on system memory and CUDA memory (CUDA first); GStreamer >= 1.28
+/// builds also take upstream's analytics batches (`multistream/x-analytics-batch`, see
+/// [`upstream`]).
 pub fn batch_caps_any_memory() -> gst::Caps {
     let mut caps = gst::Caps::builder(BATCH_MEDIA_TYPE)
         .features([CUDA_MEMORY_FEATURE])
         .build();
     caps.merge(batch_caps());
+    #[cfg(feature = "v1_28")]
+    caps.merge(upstream::upstream_batch_caps());
     caps
 }
 
@@ -193,6 +199,10 @@ pub struct Batch {
     /// trttracker processed this batch: detections without a track id are tracks not
     /// confirmed yet, not a missing tracker.
     pub tracked: bool,
+    /// Batches that also carry a `GstAnalyticsBatchMeta` (GStreamer >= 1.28: made by
+    /// upstream's `analyticscombiner`, or by trtmux with `batch-meta=analytics|both`): per
+    /// slot, where its frame sits in that meta (stream, object); empty otherwise.
+    pub upstream_objects: Vec<Option<(usize, usize)>>,
 }
 
 /// Lets the batch inputs made by trtpreprocess on the GPU drop their references to the

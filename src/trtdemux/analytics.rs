@@ -70,8 +70,10 @@ impl TrackTimes {
     }
 }
 
-/// Adds one `GstAnalyticsRelationMeta` with `detections` to `buffer` (see the module docs).
-/// `tracks` keeps the stream's track times; the buffer's PTS is "now" (0 without one).
+/// Adds one `GstAnalyticsRelationMeta` with `detections` to `buffer` (see the module docs),
+/// in place of the relation metas the frame had (written on the batch by the elements
+/// before, see `crate::batch::upstream`). `tracks` keeps the stream's track times; the
+/// buffer's PTS is "now" (0 without one).
 pub fn attach(
     buffer: &mut gst::BufferRef,
     detections: &[Detection],
@@ -79,6 +81,10 @@ pub fn attach(
     frame_h: u32,
     tracks: &mut TrackTimes,
 ) -> Result<(), glib::BoolError> {
+    while let Some(m) = buffer.meta_mut::<AnalyticsRelationMeta>() {
+        m.remove()
+            .map_err(|_| glib::bool_error!("cannot remove a relation meta"))?;
+    }
     let now = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
     tracks.forget_old(now);
     let entries: usize = detections

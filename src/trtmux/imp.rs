@@ -44,6 +44,8 @@ const DEFAULT_PUSH_TIMEOUT_US: i64 = 40_000;
 struct Settings {
     batch_size: i32,
     push_timeout_us: i64,
+    #[cfg(feature = "v1_28")]
+    batch_meta: super::TrtMuxBatchMeta,
 }
 
 impl Default for Settings {
@@ -51,6 +53,8 @@ impl Default for Settings {
         Self {
             batch_size: DEFAULT_BATCH_SIZE,
             push_timeout_us: DEFAULT_PUSH_TIMEOUT_US,
+            #[cfg(feature = "v1_28")]
+            batch_meta: Default::default(),
         }
     }
 }
@@ -66,17 +70,25 @@ struct PadState {
     source: Option<Arc<SourceStream>>,
     frames: u64,
     eos_announced: bool,
+    /// The sticky events of the stream in a GstAnalyticsBatchMeta, made with `source`.
+    #[cfg(feature = "v1_28")]
+    sticky: Vec<gst::Event>,
 }
 
 impl PadState {
     fn source(&mut self, pad_index: u32) -> Option<Arc<SourceStream>> {
         if self.source.is_none() {
-            self.source = Some(Arc::new(SourceStream {
+            let source = Arc::new(SourceStream {
                 pad_index,
                 stream_id: self.stream_id.clone(),
                 caps: self.caps.clone()?,
                 segment: self.segment.clone(),
-            }));
+            });
+            #[cfg(feature = "v1_28")]
+            {
+                self.sticky = batch::upstream::sticky_events(&source);
+            }
+            self.source = Some(source);
         }
         self.source.clone()
     }
@@ -92,6 +104,9 @@ struct State {
     next_pad: u32,
     batches: u64,
     cuda: Option<bool>,
+    /// Pad indices in the order of the `streams` of the negotiated analytics batch caps.
+    #[cfg(feature = "v1_28")]
+    caps_streams: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -115,6 +130,15 @@ fn is_cuda_caps(caps: &gst::Caps) -> bool {
 }
 
 impl TrtMux {
+    /// A stream was added or removed or changed caps: analytics batch caps
+    /// (`batch-meta=analytics`) list every stream's caps, so they are made again.
+    fn streams_changed(&self) {
+        #[cfg(feature = "v1_28")]
+        if self.settings.lock().unwrap().batch_meta == super::TrtMuxBatchMeta::Analytics {
+            self.obj().src_pad().mark_reconfigure();
+        }
+    }
+
     /// Sink pads by index, kept up to date on request/release so that the per-batch path
     /// neither walks the element's pad list nor parses pad names.
     fn sink_pads(&self) -> Vec<(u32, gst_base::AggregatorPad)> {
@@ -183,6 +207,74 @@ impl TrtMux {
     }
 }
 
+#[cfg(feature = "v1_28")]
+impl TrtMux {
+    /// With `batch-meta=analytics|both`: the streams of the batch's GstAnalyticsBatchMeta
+    /// (every sink pad, in caps order: its sticky events, the gaps it announced, its frame,
+    /// the end of its stream) and where each slot's frame sits in it. Frames of pads
+    /// released since the caps were made have no stream (trtdemux still gets them).
+    #[allow(clippy::type_complexity)]
+    fn upstream_streams(
+        &self,
+        state: &State,
+        slots: &[FrameSlot],
+        gaps: &[gst::Event],
+        ended: &[u32],
+    ) -> Option<(Vec<batch::upstream::StreamObjects>, Vec<Option<(usize, usize)>>)> {
+        if self.settings.lock().unwrap().batch_meta == super::TrtMuxBatchMeta::Trtvision {
+            return None;
+        }
+        let order: Vec<u32> = match self.settings.lock().unwrap().batch_meta {
+            super::TrtMuxBatchMeta::Analytics => state.caps_streams.clone(),
+            _ => state.pads.keys().copied().collect(),
+        };
+        let mut places = vec![None; slots.len()];
+        let mut objects: Vec<Vec<gst::MiniObject>> = Vec::with_capacity(order.len());
+        for (s, idx) in order.iter().enumerate() {
+            let mut o: Vec<gst::MiniObject> = Vec::new();
+            for g in gaps
+                .iter()
+                .filter_map(|g| g.structure().and_then(batch::parse_source_gap))
+            {
+                if let (src, Some(t), d) = g {
+                    if src == *idx {
+                        o.push(gst::event::Gap::builder(t).duration(d).build().upcast());
+                    }
+                }
+            }
+            for (i, slot) in slots.iter().enumerate() {
+                if slot.pad_index() == *idx {
+                    places[i] = Some((s, o.len()));
+                    o.push(slot.buffer.clone().upcast());
+                }
+            }
+            if ended.contains(idx) {
+                o.push(gst::event::Eos::new().upcast());
+            }
+            objects.push(o);
+        }
+        for (i, p) in places.iter().enumerate() {
+            if p.is_none() {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "frame of sink_{} has no stream in the analytics batch (pad released)",
+                    slots[i].pad_index()
+                );
+            }
+        }
+        let streams = order
+            .iter()
+            .zip(objects)
+            .map(|(idx, objects)| batch::upstream::StreamObjects {
+                sticky: state.pads.get(idx).map_or_else(Vec::new, |p| p.sticky.clone()),
+                objects,
+            })
+            .collect();
+        Some((streams, places))
+    }
+}
+
 fn slot_from(
     source: Arc<SourceStream>,
     info: gst_video::VideoInfo,
@@ -234,6 +326,12 @@ impl ObjectImpl for TrtMux {
                     .default_value(DEFAULT_PUSH_TIMEOUT_US)
                     .mutable_ready()
                     .build(),
+                #[cfg(feature = "v1_28")]
+                glib::ParamSpecEnum::builder::<super::TrtMuxBatchMeta>("batch-meta")
+                    .nick("Batch metadata")
+                    .blurb("What a batch carries: the trtvision batch meta only; also upstream's GstAnalyticsBatchMeta with caps multistream/x-analytics-batch, so that analyticssplitter (or another consumer of analytics batches) splits it; or also the GstAnalyticsBatchMeta with trtvision batch caps, for trtdemux")
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -255,6 +353,12 @@ impl ObjectImpl for TrtMux {
                 drop(s);
                 self.obj().set_property("latency", latency);
             }
+            #[cfg(feature = "v1_28")]
+            "batch-meta" => {
+                s.batch_meta = value.get().expect("type checked upstream");
+                drop(s);
+                self.obj().src_pad().mark_reconfigure();
+            }
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -264,6 +368,8 @@ impl ObjectImpl for TrtMux {
         match pspec.name() {
             "batch-size" => s.batch_size.to_value(),
             "batched-push-timeout" => s.push_timeout_us.to_value(),
+            #[cfg(feature = "v1_28")]
+            "batch-meta" => s.batch_meta.to_value(),
             "stats" => {
                 use std::sync::atomic::Ordering::Relaxed;
                 let (n, ns) = (self.made.load(Relaxed), self.made_ns.load(Relaxed));
@@ -343,6 +449,7 @@ impl ElementImpl for TrtMux {
             state.next_pad = state.next_pad.max(idx + 1);
         }
         self.obj().child_added(&pad, &pad.name());
+        self.streams_changed();
         Some(pad)
     }
 
@@ -379,6 +486,7 @@ impl ElementImpl for TrtMux {
         }
         self.obj().child_removed(pad, &pad.name());
         self.parent_release_pad(pad);
+        self.streams_changed();
     }
 }
 
@@ -444,6 +552,7 @@ impl AggregatorImpl for TrtMux {
                             ps.info = Some(info);
                             ps.caps = Some(caps);
                             ps.source = None;
+                            self.streams_changed();
                             match state.cuda {
                                 Some(c) if c != cuda => {
                                     drop(state);
@@ -504,6 +613,21 @@ impl AggregatorImpl for TrtMux {
     }
 
     fn update_src_caps(&self, _caps: &gst::Caps) -> Result<gst::Caps, gst::FlowError> {
+        #[cfg(feature = "v1_28")]
+        if self.settings.lock().unwrap().batch_meta == super::TrtMuxBatchMeta::Analytics {
+            let mut state = self.state.lock().unwrap();
+            state.caps_streams = state.pads.keys().copied().collect();
+            let streams: Vec<gst::Caps> = state
+                .pads
+                .values()
+                .map(|p| {
+                    p.caps
+                        .clone()
+                        .unwrap_or_else(|| gst::Caps::new_empty_simple("application/unknown"))
+                })
+                .collect();
+            return Ok(batch::upstream::upstream_batch_caps_of(streams));
+        }
         let state = self.state.lock().unwrap();
         let cuda = state.cuda.unwrap_or(false);
         // The fastest source's rate: what a mosaic of the batches plays at.
@@ -612,6 +736,8 @@ impl AggregatorImpl for TrtMux {
 
         let batch_number = state.batches;
         state.batches += 1;
+        #[cfg(feature = "v1_28")]
+        let upstream = self.upstream_streams(&state, &slots, &gaps, &ended);
         drop(state);
         for gap in gaps {
             self.obj().src_pad().push_event(gap);
@@ -634,6 +760,16 @@ impl AggregatorImpl for TrtMux {
             let b = buffer.get_mut().expect("new buffer is writable");
             b.set_pts(pts);
             b.set_offset(batch_number);
+            #[cfg(not(feature = "v1_28"))]
+            let upstream_objects = Vec::new();
+            #[cfg(feature = "v1_28")]
+            let upstream_objects = match upstream {
+                Some((streams, places)) => {
+                    batch::upstream::add_analytics_batch_meta(b, streams);
+                    places
+                }
+                None => Vec::new(),
+            };
             BatchMeta::add(
                 b,
                 Batch {
@@ -644,6 +780,7 @@ impl AggregatorImpl for TrtMux {
                     outputs: Vec::new(),
                     models: Vec::new(),
                     tracked: false,
+                    upstream_objects,
                 },
             );
         }

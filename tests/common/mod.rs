@@ -277,3 +277,20 @@ pub fn run_demuxed(
     let v = std::mem::take(&mut *outs.lock().unwrap());
     Ok(v)
 }
+
+/// The config `engines/<name>` (a .toml), with its ONNX model generated when missing.
+pub fn cfg_with_model(name: &str) -> String {
+    model(&format!("{}.onnx", name.trim_end_matches(".toml")));
+    cfg(name)
+}
+
+/// Detector with masks, tracker and a secondary attribute model: every kind of result
+/// (boxes, masks, track ids, classifications, keypoints).
+pub fn full_chain() -> String {
+    let det = cfg_with_model("shapes-yolo-seg.toml");
+    format!(
+        "trtpreprocess config-file={det} ! trtinfer model={det} ! trtmaskselect ! trttracker \
+         ! trtinfer model={} operate-on=objects operate-on-model=shapes-yolo-seg",
+        cfg_with_model("shapes-landmarks.toml")
+    )
+}
