@@ -7,6 +7,7 @@
 
 pub mod camera;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod service;
@@ -165,6 +166,12 @@ fn on_message(
         MessageView::Element(e) => {
             if let Some(s) = e.structure().filter(|s| s.name() == "trtcamsrc-status") {
                 service.camera_status(s);
+            }
+            if let Some(s) = e
+                .structure()
+                .filter(|s| s.name() == crate::recording::RECORDING_MESSAGE)
+            {
+                service.recording_event(s);
             }
         }
         MessageView::Latency(_) => {
