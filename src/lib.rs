@@ -24,6 +24,7 @@ pub mod live;
 pub mod messages;
 pub mod ops;
 pub mod parsers;
+pub mod recording;
 pub mod results;
 pub mod scene;
 pub mod serve;
@@ -42,6 +43,7 @@ pub mod trtmsgbroker;
 pub mod trtmux;
 pub mod trtoverlay;
 pub mod trtpreprocess;
+pub mod trtrecordrule;
 pub mod trtscenesrc;
 pub mod trttiler;
 pub mod trttracker;
@@ -61,6 +63,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     trttracker::register(plugin)?;
     trtanalytics::register(plugin)?;
     trtmsgbroker::register(plugin)?;
+    trtrecordrule::register(plugin)?;
     Ok(())
 }
 

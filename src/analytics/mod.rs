@@ -8,7 +8,7 @@
 //! by trtmsgbroker as events (schema in [`crate::messages`]).
 
 pub mod config;
-mod geometry;
+pub mod geometry;
 
 pub use config::{Anchor, Config};
 

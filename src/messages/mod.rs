@@ -187,8 +187,72 @@ pub enum Event {
         object: EventObject,
         dwell_s: f64,
     },
-    /// A recording of the camera started (file or URI).
+    /// A recording of the camera started (file or URI). Kept for consumers of early v1
+    /// messages; recordings are reported by [`Event::Recording`].
     RecordingStarted { location: String },
+    /// An event recording of a camera (trtcamsrc) started, finished or failed.
+    Recording(RecordingInfo),
+}
+
+/// The `recording` event: one event recording of a camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingInfo {
+    /// The camera's id (trtcamsrc `camera-id`).
+    pub camera_id: String,
+    /// `started`, `finished` or `failed`.
+    pub state: String,
+    /// The file.
+    pub location: String,
+    /// What asked for it: `signal`, `api` or `rule:<name>`.
+    pub trigger: String,
+    /// Wall clock of the first frame in the file (RFC 3339 UTC).
+    pub start_time: String,
+    /// Wall clock of the end of the file (finished and failed recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    /// Length of the file in nanoseconds (0 when it started).
+    pub duration_ns: u64,
+    /// Why it failed or ended before its end time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<&crate::recording::RecordingEvent> for RecordingInfo {
+    fn from(e: &crate::recording::RecordingEvent) -> Self {
+        RecordingInfo {
+            camera_id: e.camera_id.clone(),
+            state: e.state.as_str().to_owned(),
+            location: e.location.clone(),
+            trigger: e.trigger.clone(),
+            start_time: e.start_time.clone(),
+            end_time: e.end_time.clone(),
+            duration_ns: e.duration_ns,
+            reason: e.reason.clone(),
+        }
+    }
+}
+
+/// The event message of a recording event of camera `camera` (trtmux pad index): `frame`
+/// is the number of frames of the camera so far; the key's last part is
+/// `2 × recording number` for `started` and `2 × recording number + 1` for its end, so each
+/// recording event has its own key.
+pub fn recording_message(
+    pipeline_id: &str,
+    camera: u32,
+    frame: u64,
+    event: &crate::recording::RecordingEvent,
+) -> Message {
+    let n = 2 * event.id as usize + usize::from(event.state != crate::recording::RecordingState::Started);
+    let at = FrameRef {
+        camera,
+        frame,
+        pts_ns: None,
+        running_time_ns: None,
+    };
+    Message::Event(EventMessage {
+        header: header(pipeline_id, &at, "event", n, &wall_clock_now()),
+        event: Event::Recording(event.into()),
+    })
 }
 
 /// A per-frame message.

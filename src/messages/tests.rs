@@ -140,3 +140,38 @@ fn schema_is_valid_json() {
     let v: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
     assert_eq!(v["properties"]["schema_version"]["const"], SCHEMA_VERSION);
 }
+
+#[test]
+fn recording_events_follow_the_schema_and_have_their_own_keys() {
+    use crate::recording::{RecordingEvent, RecordingState};
+    let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut e = RecordingEvent {
+        id: 4,
+        camera_id: "door".into(),
+        state: RecordingState::Started,
+        location: "/rec/door-20261207T140000.000Z.mp4".into(),
+        trigger: "rule:person".into(),
+        start_time: "2026-12-07T14:00:00.000Z".into(),
+        end_time: None,
+        duration_ns: 0,
+        reason: None,
+    };
+    let started = recording_message("serve", 2, 90, &e);
+    e.state = RecordingState::Finished;
+    e.end_time = Some("2026-12-07T14:00:10.000Z".into());
+    e.duration_ns = 10_000_000_000;
+    let finished = recording_message("serve", 2, 390, &e);
+    for m in [&started, &finished] {
+        let v: serde_json::Value = serde_json::from_slice(&encode(m).payload).unwrap();
+        assert!(validator.is_valid(&v), "{v}");
+        assert_eq!(v["event"]["type"], "recording");
+        let back: Message = serde_json::from_value(v).unwrap();
+        assert_eq!(&back, m);
+    }
+    assert_eq!(started.header().key, "serve/2/90/event/8");
+    assert_eq!(finished.header().key, "serve/2/390/event/9");
+    let mut bad: serde_json::Value = serde_json::from_slice(&encode(&finished).payload).unwrap();
+    bad["event"]["state"] = "paused".into();
+    assert!(!validator.is_valid(&bad));
+}

@@ -111,6 +111,20 @@ pub struct OutputConfig {
     /// Seconds of compressed stream each trtcamsrc camera keeps for event recordings
     /// (default 10).
     pub event_buffer: Option<u32>,
+    /// JSON lines file of the service's event messages (recording started / finished /
+    /// failed, schema trtvision-message-v1).
+    pub messages: Option<PathBuf>,
+    /// Message broker the event messages also go to (`mqtt://`, `redis://`, `nats://`, as
+    /// trtmsgbroker's uri).
+    pub broker: Option<String>,
+}
+
+/// Event recordings started by detection rules (`[[recording.rules]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    #[serde(default)]
+    pub rules: Vec<crate::recording::rule::RuleConfig>,
 }
 
 /// Object tracking (trttracker) on the detections.
@@ -136,6 +150,8 @@ pub struct ServeConfig {
     pub tracker: TrackerConfig,
     #[serde(default)]
     pub output: OutputConfig,
+    #[serde(default)]
+    pub recording: RecordingConfig,
     /// `ADDR:PORT` of the HTTP API when `--http` is not given.
     pub http: Option<String>,
 }
@@ -172,11 +188,22 @@ impl ServeConfig {
             resolve(&mut m.config);
         }
         let o = &mut cfg.output;
-        for p in [&mut o.recordings, &mut o.json, &mut o.mosaic, &mut o.events]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut o.recordings,
+            &mut o.json,
+            &mut o.mosaic,
+            &mut o.events,
+            &mut o.messages,
+        ]
+        .into_iter()
+        .flatten()
         {
             resolve(p);
+        }
+        for r in &mut cfg.recording.rules {
+            if let Some(p) = r.zone_file.as_mut() {
+                resolve(p);
+            }
         }
         cfg.validate()?;
         Ok(cfg)
@@ -210,6 +237,32 @@ impl ServeConfig {
                         m.config.display()
                     ));
                 }
+            }
+        }
+        let mut rules = std::collections::HashSet::new();
+        for r in &self.recording.rules {
+            if let Err(m) = r.validate() {
+                return invalid(m);
+            }
+            if validate_camera_id(&r.name).is_err() {
+                return invalid(format!(
+                    "recording rule name \"{}\" is not valid: use 1 to 64 letters, digits, '-', '_' or '.'",
+                    r.name
+                ));
+            }
+            if !rules.insert(r.name.as_str()) {
+                return invalid(format!("recording rule name \"{}\" appears twice", r.name));
+            }
+            if self.output.events.is_none() && self.output.recordings.is_none() {
+                return invalid(format!(
+                    "recording rule \"{}\" needs event recording: set events (or recordings) in [output]",
+                    r.name
+                ));
+            }
+        }
+        if let Some(uri) = &self.output.broker {
+            if let Err(m) = crate::broker::Destination::parse(uri) {
+                return invalid(format!("[output] broker: {m}"));
             }
         }
         if self.batch.batch_size == 0 {
@@ -280,6 +333,28 @@ mod tests {
         assert!(c.tracker.enabled);
         assert_eq!(c.batch, BatchConfig::default());
         assert_eq!(c.http.as_deref(), Some("127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn recording_rules_and_event_outputs() {
+        let text =
+            "[output]\nevents = 'ev'\nmessages = 'ev/events.jsonl'\nbroker = 'mqtt://127.0.0.1:1883/rec'\n\
+                    [[recording.rules]]\nname = 'person-door'\nlabel = 'person'\nmin-confidence = 0.6\n\
+                    zone-file = 'zones.toml'\nzone = 'door'\nafter = 8\n";
+        let c = ServeConfig::from_toml_str(text, Path::new("/etc/trt")).unwrap();
+        let r = &c.recording.rules[0];
+        assert_eq!(r.name, "person-door");
+        assert_eq!(r.zone_file, Some(PathBuf::from("/etc/trt/zones.toml")));
+        assert_eq!((r.before, r.after, r.cooldown), (5.0, 8.0, 30.0));
+        assert_eq!(c.output.messages, Some(PathBuf::from("/etc/trt/ev/events.jsonl")));
+        let no_dir = "[[recording.rules]]\nname = 'a'";
+        let e = ServeConfig::from_toml_str(no_dir, Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("events"), "{e}");
+        let twice = "[output]\nevents='e'\n[[recording.rules]]\nname='a'\n[[recording.rules]]\nname='a'";
+        let e = ServeConfig::from_toml_str(twice, Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let bad = "[output]\nbroker = 'kafka://x/y'";
+        assert!(ServeConfig::from_toml_str(bad, Path::new(".")).is_err());
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub struct CameraInfo {
     /// trtmux sink pad number (the `source` of the JSON lines).
     pub source: u32,
     pub record: bool,
+    /// File of the event recording being written, `null` when none.
+    pub recording: Option<String>,
+    /// Event recordings of this camera finished so far.
+    pub recordings: u64,
 }
 
 /// What the API asks of the service.
@@ -263,6 +267,8 @@ mod tests {
                     reconnects: 0,
                     source: 0,
                     record: false,
+                    recording: None,
+                    recordings: 0,
                 })
                 .collect()
         }

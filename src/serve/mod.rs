@@ -7,6 +7,7 @@
 
 pub mod camera;
 pub mod config;
+pub mod events;
 pub mod gpu;
 pub mod http;
 pub mod metrics;
@@ -166,6 +167,12 @@ fn on_message(
         MessageView::Element(e) => {
             if let Some(s) = e.structure().filter(|s| s.name() == "trtcamsrc-status") {
                 service.camera_status(s);
+            }
+            if let Some(s) = e
+                .structure()
+                .filter(|s| s.name() == crate::recording::RECORDING_MESSAGE)
+            {
+                service.recording_event(s);
             }
         }
         MessageView::Latency(_) => {

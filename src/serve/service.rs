@@ -44,10 +44,13 @@ pub struct Camera {
     mux_pad: gst::Pad,
     stats: Mutex<CameraStats>,
     series: CameraSeries,
+    /// File of the running event recording and the number of finished ones.
+    recording: Mutex<(Option<String>, u64)>,
 }
 
 impl Camera {
     fn info(&self) -> CameraInfo {
+        let (recording, recordings) = self.recording.lock().unwrap().clone();
         let mut s = self.stats.lock().unwrap();
         let fps = s.fps(Instant::now());
         self.series.fps.set(fps);
@@ -64,6 +67,8 @@ impl Camera {
             reconnects: s.reconnects,
             source: self.pad_index,
             record: self.record,
+            recording,
+            recordings,
         }
     }
 }
@@ -100,6 +105,8 @@ pub struct Service {
     /// Warnings already printed (bounded).
     reported: Mutex<std::collections::HashSet<String>>,
     started: Instant,
+    /// Where the recording events go.
+    events: super::events::EventOutputs,
 }
 
 fn make(factory: &str) -> Result<gst::Element, String> {
@@ -202,6 +209,9 @@ impl Service {
         if config.tracker.enabled {
             chain.push(make("trttracker")?);
         }
+        for rule in &config.recording.rules {
+            chain.push(super::events::rule_element(rule)?);
+        }
         chain.push(make("trtmaskselect")?);
         let out = &config.output;
         if out.mosaic.is_some() || out.recordings.is_some() {
@@ -246,6 +256,7 @@ impl Service {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         Self::measure_batches(&mux, &metrics);
+        let events = super::events::EventOutputs::open(&config.output)?;
 
         let service = Arc::new(Self {
             pipeline,
@@ -263,6 +274,7 @@ impl Service {
             stopping: AtomicBool::new(false),
             reported: Mutex::new(Default::default()),
             started: Instant::now(),
+            events,
         });
         let weak = Arc::downgrade(&service);
         demux.connect_pad_added(move |_, pad| {
@@ -401,6 +413,7 @@ impl Service {
             source: source.clone(),
             mux_pad: mux_pad.clone(),
             stats: Mutex::new(CameraStats::default()),
+            recording: Mutex::new((None, 0)),
         });
         let weak = Arc::downgrade(&camera);
         mux_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -682,6 +695,48 @@ impl Service {
         }
     }
 
+    /// Takes a `trtcamsrc-recording` message: the camera's recording state, and the event
+    /// to the configured outputs.
+    pub fn recording_event(&self, s: &gst::StructureRef) {
+        let Some(event) = crate::recording::RecordingEvent::from_structure(s) else {
+            return;
+        };
+        // A camera being removed ends its recording after leaving the list of cameras.
+        let camera = self
+            .by_index
+            .lock()
+            .unwrap()
+            .values()
+            .find(|c| c.id == event.camera_id)
+            .cloned();
+        let (index, frames) = match &camera {
+            Some(c) => {
+                let mut r = c.recording.lock().unwrap();
+                match event.state {
+                    crate::recording::RecordingState::Started => r.0 = Some(event.location.clone()),
+                    _ => {
+                        if r.0.as_deref() == Some(event.location.as_str()) {
+                            r.0 = None;
+                        }
+                        if event.state == crate::recording::RecordingState::Finished {
+                            r.1 += 1;
+                        }
+                    }
+                }
+                (c.pad_index, c.stats.lock().unwrap().frames)
+            }
+            None => {
+                gst::warning!(
+                    gst::CAT_DEFAULT,
+                    "recording event of unknown camera {}",
+                    event.camera_id
+                );
+                return;
+            }
+        };
+        self.events.publish(index, frames, &event);
+    }
+
     /// A camera's source failed on its own: it leaves the pipeline, the others go on.
     pub fn camera_failed(self: &Arc<Self>, camera: &Arc<Camera>, error: &str) {
         eprintln!("camera {} failed and is removed: {error}", camera.id);
@@ -779,20 +834,16 @@ impl CameraControl for Arc<Service> {
                 "event recording is off: set events (or recordings) in the [output] section",
             ));
         }
-        // trtcamsrc keeps no compressed history yet (issue: event recording): without its
-        // `record` action signal the request is refused instead of emitted into nothing.
-        if gst::glib::subclass::signal::SignalId::lookup("record", camera.source.type_()).is_none() {
-            return Err(ApiError::new(
-                501,
-                format!("camera \"{id}\": event recording is not available (trtcamsrc has no record action in this build)"),
-            ));
-        }
         let file = camera
             .source
-            .emit_by_name::<String>("record", &[&req.before, &req.after]);
+            .emit_by_name::<String>("record-by", &[&"api", &req.before, &req.after]);
         if file.is_empty() {
-            return Err(ApiError::new(503, format!("camera \"{id}\" could not start a recording (no keyframe buffered yet, or one is running)")));
+            return Err(ApiError::new(
+                503,
+                format!("camera \"{id}\" could not start a recording (no keyframe received yet; GET /cameras or the recording events say why)"),
+            ));
         }
+        camera.recording.lock().unwrap().0 = Some(file.clone());
         Ok(file)
     }
 

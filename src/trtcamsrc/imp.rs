@@ -40,9 +40,9 @@ const DEFAULT_ATTEMPTS: i32 = -1;
 const OUTPUT_QUEUE_FRAMES: u64 = 30;
 
 #[derive(Debug, Clone)]
-struct Settings {
+pub(super) struct Settings {
     uri: Option<String>,
-    camera_id: String,
+    pub(super) camera_id: String,
     latency_ms: u32,
     protocols: Protocols,
     decoder: Decoder,
@@ -52,6 +52,7 @@ struct Settings {
     attempts: i32,
     user_id: Option<String>,
     user_pw: Option<String>,
+    pub(super) record: super::record::RecordSettings,
 }
 
 impl Default for Settings {
@@ -68,6 +69,7 @@ impl Default for Settings {
             attempts: DEFAULT_ATTEMPTS,
             user_id: None,
             user_pw: None,
+            record: Default::default(),
         }
     }
 }
@@ -84,12 +86,14 @@ enum Command {
 }
 
 /// Shared between the controller, the appsink callbacks and `handle_message`.
-struct Shared {
+pub(super) struct Shared {
     /// Number and bin of the current session.
     session: Mutex<Option<(u64, gst::Bin)>>,
     last_frame: Mutex<Instant>,
     restamp: Mutex<Restamp>,
     last_caps: Mutex<Option<gst::Caps>>,
+    /// History and running recording (event recording on).
+    pub(super) recorder: Mutex<Option<crate::recording::Recorder>>,
 }
 
 struct Controller {
@@ -98,9 +102,9 @@ struct Controller {
 }
 
 pub struct TrtCamSrc {
-    settings: Mutex<Settings>,
+    pub(super) settings: Mutex<Settings>,
     appsrc: gst_app::AppSrc,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     controller: Mutex<Option<Controller>>,
     /// Sender of the running controller, for `handle_message` and the callbacks.
     tx: Mutex<Option<mpsc::Sender<Command>>>,
@@ -276,6 +280,7 @@ impl TrtCamSrc {
         }
         let choice = self.settings.lock().unwrap().decoder;
         let (decoder, out_caps) = self.decoder_for(&caps, choice)?;
+        self.tap_parsed(pad);
         gst::info!(
             CAT,
             imp = self,
@@ -359,6 +364,7 @@ impl TrtCamSrc {
         let uri = s.uri.clone().ok_or("no uri set")?;
         let scheme = scheme(&uri).ok_or("the uri has no scheme")?;
         let session = gst::Bin::with_name(&format!("session{number}"));
+        self.headers_in_keyframes(&session);
         let source = if scheme.starts_with("rtsp") {
             let src = gst::ElementFactory::make("rtspsrc")
                 .property("location", &uri)
@@ -464,6 +470,7 @@ impl TrtCamSrc {
             if let Some(reason) = pending.take() {
                 let reason = secrets.redact(&reason);
                 self.stop_session();
+                self.interrupt_recording(&format!("the camera dropped: {reason}"));
                 streaming = false;
                 let wait = backoff.failed();
                 if !backoff.may_retry(s.attempts) {
@@ -499,6 +506,7 @@ impl TrtCamSrc {
                 }
                 Ok(Command::Finished(n)) if n == number && !ended => {
                     ended = true;
+                    self.interrupt_recording("the camera's stream ended");
                     let _ = self.appsrc.end_of_stream();
                 }
                 Ok(_) => {}
@@ -519,6 +527,7 @@ impl TrtCamSrc {
             }
         }
         self.stop_session();
+        self.interrupt_recording("the camera stopped");
     }
 
     fn start_controller(&self) {
@@ -527,6 +536,7 @@ impl TrtCamSrc {
         self.reconnects.store(0, std::sync::atomic::Ordering::Relaxed);
         *self.shared.restamp.lock().unwrap() = Restamp::default();
         *self.shared.last_caps.lock().unwrap() = None;
+        self.start_recorder();
         let weak = self.obj().downgrade();
         let thread = std::thread::Builder::new()
             .name("trtcamsrc-ctl".into())
@@ -598,6 +608,7 @@ impl ObjectSubclass for TrtCamSrc {
                 last_frame: Mutex::new(Instant::now()),
                 restamp: Mutex::new(Restamp::default()),
                 last_caps: Mutex::new(None),
+                recorder: Mutex::new(None),
             }),
             controller: Mutex::new(None),
             tx: Mutex::new(None),
@@ -673,8 +684,16 @@ impl ObjectImpl for TrtCamSrc {
                     .mutable_ready()
                     .build(),
             ]
+            .into_iter()
+            .chain(super::record::properties())
+            .collect()
         });
         PROPS.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(super::record::signals);
+        SIGNALS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
@@ -696,6 +715,7 @@ impl ObjectImpl for TrtCamSrc {
             "reconnect-attempts" => s.attempts = value.get().expect("type checked upstream"),
             "user-id" => s.user_id = value.get().expect("type checked upstream"),
             "user-pw" => s.user_pw = value.get().expect("type checked upstream"),
+            name if super::record::set_property(&mut s.record, name, value) => {}
             _ => unreachable!("unknown property {}", pspec.name()),
         }
     }
@@ -714,7 +734,8 @@ impl ObjectImpl for TrtCamSrc {
             "reconnect-attempts" => s.attempts.to_value(),
             // Write-only in effect: reading a secret back gives nothing.
             "user-id" | "user-pw" => None::<String>.to_value(),
-            _ => unreachable!("unknown property {}", pspec.name()),
+            name => super::record::property(&s.record, name)
+                .unwrap_or_else(|| unreachable!("unknown property {name}")),
         }
     }
 

@@ -5,6 +5,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod record;
 
 /// RTSP lower transport.
 #[derive(Debug, Default, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
