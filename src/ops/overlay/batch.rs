@@ -18,10 +18,10 @@
 
 use std::sync::LazyLock;
 
+use crate::analytics::FrameAnalytics;
 use crate::batch::{Batch, FrameSlot};
 use crate::ops::overlay::draw::colormap::Colormap;
 use crate::ops::overlay::draw::Canvas;
-use crate::analytics::FrameAnalytics;
 use crate::ops::overlay::{draw_analytics, draw_frame, OverlayStyle};
 use crate::results::{DenseMap, FrameResults};
 use crate::video::Paint;

@@ -17,8 +17,8 @@
 //! frame has at most one, drawn first ([`DenseLayer`], executed on the CPU by
 //! [`execute_dense`]), with the per-pixel rules of [`Canvas::dense`].
 
-pub mod batch;
 pub mod analytics;
+pub mod batch;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod draw;
