@@ -569,10 +569,12 @@ fn tiler_in_a_cuda_pipeline_matches_the_system_memory_pipeline() {
     // (frames in CUDA memory, mosaic in CUDA memory): the mosaics, gpu-frames, cpu-reason and
     // the caps negotiated on trtmux's sink pads and trttiler's sink pad.
     let run = |cuda_in: bool, cuda_out: bool| -> (Vec<gst::Buffer>, u64, Option<String>, Vec<String>) {
+        // The mosaic's colorimetry pinned too (RGB tiles are converted by it): through
+        // cudadownload and without it, negotiation may otherwise settle on different ones.
         let out = if cuda_out {
-            "video/x-raw(memory:CUDAMemory),format=NV12 ! cudadownload ! video/x-raw,format=NV12"
+            "video/x-raw(memory:CUDAMemory),format=NV12,colorimetry=bt601 ! cudadownload ! video/x-raw,format=NV12,colorimetry=bt601"
         } else {
-            "video/x-raw,format=NV12"
+            "video/x-raw,format=NV12,colorimetry=bt601"
         };
         let mut desc = format!(
             "trtmux name=m ! trttiler name=t rows=2 columns=2 width=960 height=540 ! {out} ! appsink name=out sync=false"

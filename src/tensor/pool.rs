@@ -133,13 +133,16 @@ impl<T> BoundedPool<T> {
             if g.flushing {
                 return Err(PoolWaitError::Flushing);
             }
-            let taken = match pick(&mut g.idle) {
-                Some(t) => Some(Taken::Idle(t)),
-                None if g.limit.is_none_or(|l| g.stats.out < l) => {
-                    g.stats.created += 1;
-                    Some(Taken::New)
-                }
-                None => None,
+            // The bound holds for idle resources too: a pool made with more idle ones than
+            // a limit set later still hands out at most `limit`.
+            let room = g.limit.is_none_or(|l| g.stats.out < l);
+            let taken = if !room {
+                None
+            } else if let Some(t) = pick(&mut g.idle) {
+                Some(Taken::Idle(t))
+            } else {
+                g.stats.created += 1;
+                Some(Taken::New)
             };
             if let Some(taken) = taken {
                 g.stats.out += 1;
@@ -357,6 +360,20 @@ mod tests {
 
     fn take_now(p: &BoundedPool<u32>) -> Result<Taken<u32>, PoolWaitError> {
         p.take(Some(Duration::from_millis(1)), pop)
+    }
+
+    #[test]
+    fn a_limit_below_the_idle_count_holds() {
+        // Made with 3 idle resources, then bounded at 2 (the CUDA preprocessor's pool
+        // before the element configures it): never more than 2 out.
+        let p = BoundedPool::with_idle(vec![1, 2, 3], Some(8), 8);
+        p.set_limit(Some(2));
+        assert!(matches!(take_now(&p), Ok(Taken::Idle(_))));
+        assert!(matches!(take_now(&p), Ok(Taken::Idle(_))));
+        assert!(matches!(take_now(&p), Err(PoolWaitError::Timeout { limit: 2, .. })));
+        p.put(7);
+        assert!(matches!(take_now(&p), Ok(Taken::Idle(7))));
+        assert_eq!(p.stats().peak, 2);
     }
 
     #[test]

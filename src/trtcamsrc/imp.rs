@@ -239,10 +239,11 @@ impl TrtCamSrc {
             .build();
         if choice != Decoder::Software {
             if let Ok(dec) = gst::ElementFactory::make(nv).build() {
-                let mut cuda = nv12.clone();
-                cuda.get_mut()
-                    .expect("new caps are writable")
-                    .set_features_simple(Some(gst::CapsFeatures::new([crate::batch::CUDA_MEMORY_FEATURE])));
+                // NV12 in CUDA memory (its own caps: `nv12` is shared, so not writable).
+                let cuda = gst_video::VideoCapsBuilder::new()
+                    .features([crate::batch::CUDA_MEMORY_FEATURE])
+                    .format(gst_video::VideoFormat::Nv12)
+                    .build();
                 return Ok((dec, cuda));
             }
             if choice == Decoder::Nvdec {
