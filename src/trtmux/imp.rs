@@ -219,7 +219,7 @@ impl TrtMux {
         state: &State,
         slots: &[FrameSlot],
         gaps: &[gst::Event],
-        ended: &[u32],
+        ended: &[(u32, bool)],
     ) -> Option<(Vec<batch::upstream::StreamObjects>, Vec<Option<(usize, usize)>>)> {
         if self.settings.lock().unwrap().batch_meta == super::TrtMuxBatchMeta::Trtvision {
             return None;
@@ -248,7 +248,8 @@ impl TrtMux {
                     o.push(slot.buffer.clone().upcast());
                 }
             }
-            if ended.contains(idx) {
+            // Sources that ended (or whose pad was released: `(index, removed)`).
+            if ended.iter().any(|(i, _)| i == idx) {
                 o.push(gst::event::Eos::new().upcast());
             }
             objects.push(o);
