@@ -370,7 +370,10 @@ mod tests {
         p.set_limit(Some(2));
         assert!(matches!(take_now(&p), Ok(Taken::Idle(_))));
         assert!(matches!(take_now(&p), Ok(Taken::Idle(_))));
-        assert!(matches!(take_now(&p), Err(PoolWaitError::Timeout { limit: 2, .. })));
+        assert!(matches!(
+            take_now(&p),
+            Err(PoolWaitError::Timeout { limit: 2, .. })
+        ));
         p.put(7);
         assert!(matches!(take_now(&p), Ok(Taken::Idle(7))));
         assert_eq!(p.stats().peak, 2);
