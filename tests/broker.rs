@@ -964,26 +964,18 @@ fn bench_brokers() {
         "cpu: {cpu_model} x{}",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let commit = String::from_utf8(
-        Command::new("git")
-            .args(["rev-parse", "HEAD"])
+    // A command's trimmed standard output ("" when it cannot run).
+    let stdout_of = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
             .output()
-            .map(|o| o.stdout)
-            .unwrap_or_default(),
-    )
-    .unwrap_or_default()
-    .trim()
-    .to_string();
-    let date = String::from_utf8(
-        Command::new("date")
-            .args(["-u", "+%Y-%m-%d"])
-            .output()
-            .map(|o| o.stdout)
-            .unwrap_or_default(),
-    )
-    .unwrap_or_default()
-    .trim()
-    .to_string();
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let commit = stdout_of("git", &["rev-parse", "HEAD"]);
+    let date = stdout_of("date", &["-u", "+%Y-%m-%d"]);
     // TRTVISION_BENCH_BROKERS=mqtt,redis measures only those; TRTVISION_BENCH_SUFFIX=-b
     // names the records cpu-broker-NAME-YYYYMMDD-b.json (a second record of the same day).
     let only = std::env::var("TRTVISION_BENCH_BROKERS").unwrap_or_default();
