@@ -1484,6 +1484,29 @@ fn draw_cpu_planes(f: &mut TestFrame, dets: &[Detection], style: &OverlayStyle) 
     draw_frame(&mut Canvas::from_pixels(px), dets, style, &mut String::new());
 }
 
+/// Draws `list` on `frames` on the GPU in one launch, waits, and checks every frame against
+/// its CPU drawing: every byte within 2 levels (expected: equal). `what` names a case in
+/// the printed line.
+fn gpu_drawing_matches_cpu(
+    ctx: &DeviceContext,
+    overlay: &mut gsttrtvision::ops::overlay::cuda::CudaOverlay,
+    frames: &[TestFrame],
+    list: &OverlayCommands,
+    what: &str,
+) {
+    let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
+    assert!(overlay.draw(&cuda_frames, list).expect("draw"));
+    overlay.wait().expect("kernel");
+    for f in frames {
+        let (max, count) = f.compare(ctx);
+        println!(
+            "{what} {:?} {}x{}: max difference {max}, {count} bytes differ",
+            f.format, f.width, f.height
+        );
+        assert!(max <= 2, "{:?} {}x{}: {max}", f.format, f.width, f.height);
+    }
+}
+
 /// GPU drawing of one batch of mixed formats and sizes (host and device masks) against
 /// the CPU drawing of the same detections: every byte within 2 levels (expected: equal).
 #[test]
@@ -1526,17 +1549,8 @@ fn overlay_gpu_matches_cpu() {
             keep.push(gpu_dets);
             frames.push(f);
         }
-        let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
-        assert!(overlay.draw(&cuda_frames, &list).expect("draw"));
-        overlay.wait().expect("kernel");
-        for f in &frames {
-            let (max, count) = f.compare(&ctx);
-            println!(
-                "overlay {:?} {}x{} line {} scale {}: max difference {max}, {count} bytes differ",
-                f.format, f.width, f.height, style.line_width, style.text_scale
-            );
-            assert!(max <= 2, "{:?} {}x{}: {max}", f.format, f.width, f.height);
-        }
+        let what = format!("overlay line {} scale {}", style.line_width, style.text_scale);
+        gpu_drawing_matches_cpu(&ctx, &mut overlay, &frames, &list, &what);
         drop(keep);
     }
     // Mismatched lists are refused without launching.
@@ -2006,16 +2020,6 @@ fn overlay_analytics_gpu_matches_cpu() {
         keep.push(gpu_dets);
         frames.push(f);
     }
-    let cuda_frames: Vec<CudaFrame> = frames.iter().map(TestFrame::cuda).collect();
-    assert!(overlay.draw(&cuda_frames, &list).expect("draw"));
-    overlay.wait().expect("kernel");
-    for f in &frames {
-        let (max, count) = f.compare(&ctx);
-        println!(
-            "overlay analytics {:?} {}x{}: max difference {max}, {count} bytes differ",
-            f.format, f.width, f.height
-        );
-        assert!(max <= 2, "{:?} {}x{}: {max}", f.format, f.width, f.height);
-    }
+    gpu_drawing_matches_cpu(&ctx, &mut overlay, &frames, &list, "overlay analytics");
     drop(keep);
 }
