@@ -53,16 +53,7 @@ device_tests=$(cd tests && ls device_*.rs | sed 's/\.rs$//')
 [ -z "${NO_DEVICE_TESTS:-}" ] || device_tests=""
 test_bins=
 [ -z "$device_tests" ] || test_bins=$(cargo test --release -p gst-plugin-trtvision --features cuda $(printf -- '--test %s ' $device_tests) --no-run \
-  --message-format=json | python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"].startswith("device_"):
-        print(m["target"]["name"], m["executable"])
-')
+  --message-format=json | python3 scripts/device/test-executables.py device_)
 tests_out="$root/.device-tests"
 rm -rf "$out" "$tests_out"
 mkdir -p "$out/engines/models" "$out/gst-extra/plugins" "$out/gst-extra/lib" "$tests_out"

@@ -44,16 +44,8 @@ grep -qxF /.device-gst128/ "$exclude" 2>/dev/null || echo /.device-gst128/ >>"$e
 say "building the plugin and device_cuda in the 1.28 lane (--features cuda,v1_28)"
 "$lane" run -- cargo build --release --features cuda,v1_28 --lib
 test_bin=$("$lane" run -- cargo test --release --features cuda,v1_28 --test device_cuda --no-run \
-    --message-format=json | python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "device_cuda":
-        print(m["executable"])
-' | tail -n1)
+    --message-format=json | python3 "$repo/scripts/device/test-executables.py" device_cuda \
+    | awk '$1 == "device_cuda" {print $2}' | tail -n1)
 [ -n "$test_bin" ] && [ -x "$test_bin" ] || { say "error: no device_cuda test binary was built"; exit 1; }
 
 rm -rf "$out"
