@@ -14,6 +14,24 @@ pub const KERNEL_FILES: &[KernelSource] = &[
     super::mosaic::cuda::KERNEL,
 ];
 
+/// PTX text of `source` compiled for sm_90 by NVRTC alone (no driver, no GPU), for the
+/// runners' compile tests; `None` (reported as skipped) where libnvrtc cannot be loaded.
+#[cfg(test)]
+pub(crate) fn sm90_ptx_for_test(source: &str, file: &str) -> Option<String> {
+    use crate::cuda::nvrtc::{compile, nvrtc_arch, require_nvrtc};
+    if require_nvrtc().is_err() {
+        crate::skip::skip(
+            crate::skip::REQUIRE_NVRTC,
+            "NVRTC (libnvrtc.so.13) is not on the library path",
+        );
+        return None;
+    }
+    let arch = crate::cuda::guard("nvrtc", || nvrtc_arch((9, 0))).unwrap();
+    assert_eq!(arch, "compute_90");
+    let ptx = crate::cuda::guard("nvrtc", || compile(source, file, &arch)).unwrap();
+    Some(String::from_utf8_lossy(&ptx[..ptx.len() - 1]).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
