@@ -156,11 +156,67 @@ fn pool_properties_have_sane_ranges() {
         .build()
         .expect("element");
     assert_eq!(pre.property::<u32>("pool-size"), 8);
-    assert_eq!(pre.property::<u32>("pool-timeout"), 1000);
+    assert_eq!(pre.property::<u32>("pool-timeout"), 10_000);
     let spec = pre.find_property("pool-size").expect("pool-size");
     let spec = spec.downcast_ref::<gst::glib::ParamSpecUInt>().expect("a uint");
     assert_eq!((spec.minimum(), spec.maximum()), (1, 64));
     for stat in ["gpu-batches", "cpu-batches", "pool-waits"] {
         assert_eq!(pre.property::<u64>(stat), 0, "{stat}");
     }
+}
+
+/// A batch's tensor goes back to the pool once the trtinfer of its model has run: queues
+/// after trtinfer (a recording branch, a slow encoder) hold batches, not tensors.
+#[test]
+fn trtinfer_returns_the_tensor_to_the_pool() {
+    const FRAMES: u32 = 12;
+    common::model("shapes-yolo.onnx");
+    if !gsttrtvision::skip::have_ort() {
+        return;
+    }
+    common::init();
+    let model = common::cfg("shapes-yolo.toml");
+    let mut desc = format!(
+        "trtmux name=m batch-size={CAMERAS} ! trtpreprocess name=pre config-file={model} pool-size=2 pool-timeout=2000 \
+         ! trtinfer model={model} backend=onnxruntime-cpu \
+         ! queue name=q max-size-buffers=32 max-size-bytes=0 max-size-time=0 \
+         ! appsink name=out sync=false max-buffers=1"
+    );
+    for i in 0..CAMERAS {
+        desc += &format!(
+            " trtscenesrc camera={i} num-buffers={FRAMES} ! video/x-raw,format=NV12,width=160,height=120,framerate=30/1 ! m.sink_{i}"
+        );
+    }
+    let p = common::parse(&desc);
+    let pre = p.by_name("pre").expect("trtpreprocess");
+    let queue = p.by_name("q").expect("queue");
+    p.set_state(gst::State::Playing).expect("plays");
+    // Nothing pulls: every batch but the appsink's two reaches the queue, with a pool of 2.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while queue.property::<u32>("current-level-buffers") < FRAMES - 2 {
+        if let Some(msg) = p.bus().expect("bus").pop_filtered(&[gst::MessageType::Error]) {
+            panic!("{msg:?}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} batches queued after trtinfer with pool-size=2 (pool-peak {}, pool-waits {})",
+            queue.property::<u32>("current-level-buffers"),
+            pre.property::<u32>("pool-peak"),
+            pre.property::<u64>("pool-waits")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(pre.property::<u32>("pool-peak") <= 2);
+    let sink = appsink(&p);
+    let mut batches = 0;
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+        let buffer = sample.buffer().expect("a buffer");
+        let meta = buffer.meta::<BatchMeta>().expect("batch meta");
+        assert!(meta.batch().inputs.is_empty(), "the tensor left with the batch");
+        assert_eq!(meta.batch().models.len(), 1, "trtinfer ran");
+        batches += 1;
+    }
+    assert!(sink.is_eos());
+    assert_eq!(batches, FRAMES);
+    p.set_state(gst::State::Null).expect("stops");
 }

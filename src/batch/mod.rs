@@ -240,4 +240,12 @@ impl Batch {
     pub fn input_for(&self, model: &str) -> Option<&BatchTensor> {
         self.inputs.iter().find(|t| &*t.model == model)
     }
+
+    /// Drops the input tensor prepared for `model` once its trtinfer ran: the tensor goes
+    /// back to trtpreprocess's pool then, not when the last element downstream (a recording
+    /// branch's queue, an encoder) lets go of the batch. Inference has finished with it when
+    /// this is called (the backends wait for their outputs).
+    pub fn release_input(&mut self, model: &str) {
+        self.inputs.retain(|t| &*t.model != model);
+    }
 }

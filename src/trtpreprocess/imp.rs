@@ -31,7 +31,7 @@ pub const DEFAULT_POOL_SIZE: u32 = 8;
 /// Most tensors out at once that `pool-size` accepts.
 pub const MAX_POOL_SIZE: u32 = 64;
 /// How long a batch waits by default for a tensor to come back (`pool-timeout`, ms).
-pub const DEFAULT_POOL_TIMEOUT_MS: u32 = 1000;
+pub const DEFAULT_POOL_TIMEOUT_MS: u32 = 10_000;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -139,7 +139,7 @@ impl TrtPreprocess {
                     self,
                     gst::ResourceError::Busy,
                     (
-                        "All {} tensors of the pool (pool-size={}) were still held downstream after {} ms (pool-timeout): elements after trtpreprocess keep batches without releasing them (a queue longer than pool-size, a stalled sink or encoder). Raise pool-size, shorten the queue, or set pool-timeout=0 to wait without a limit.",
+                        "All {} tensors of the pool (pool-size={}) were still held downstream after {} ms (pool-timeout): a tensor comes back when the trtinfer of its model has run (or, without one, when downstream drops the batch): a queue between trtpreprocess and trtinfer longer than pool-size, an inference slower than pool-timeout, or a stalled sink keeps them. Raise pool-size, shorten the queue, or raise pool-timeout (0 waits without a limit).",
                         limit,
                         limit,
                         waited.as_millis()

@@ -263,6 +263,7 @@ impl InferContext {
         } else {
             self.attach_reused(batch);
         }
+        batch.release_input(&self.model);
         batch.models.push(self.model.clone());
         Ok(())
     }

@@ -68,6 +68,7 @@ impl PromptSegContext {
                     slot.results.detections.extend(d.iter().cloned());
                 }
             }
+            batch.release_input(&self.engine.model);
             return Ok(());
         }
         let model = self.engine.model.clone();
@@ -98,6 +99,7 @@ impl PromptSegContext {
             }
             slot.results.detections.extend(dets);
         }
+        batch.release_input(&model);
         Ok(())
     }
 }
