@@ -32,7 +32,7 @@ fn backend_lines_carry_their_element() {
     let model = common::cfg("shapes-yolo.toml");
     let p = common::parse(&format!(
         "trtmux name=m batch-size=1 ! trtpreprocess config-file={model} \
-         ! trtinfer name=first-model model={model} backend=onnxruntime-cpu \
+         ! trtinfer name=first-model model={model} backend=onnxruntime-cpu keep-input=true \
          ! trtinfer name=second-model model={model} backend=onnxruntime-cpu \
          ! fakesink trtscenesrc camera=0 num-buffers=2 ! video/x-raw,format=NV12,width=320,height=240 ! m.sink_0"
     ));

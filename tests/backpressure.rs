@@ -220,3 +220,30 @@ fn trtinfer_returns_the_tensor_to_the_pool() {
     assert_eq!(batches, FRAMES);
     p.set_state(gst::State::Null).expect("stops");
 }
+
+/// A second trtinfer of the same model finds the input released by the first, and says how
+/// to keep it; with `keep-input=true` on the first, both run.
+#[test]
+fn a_second_trtinfer_of_one_model_needs_keep_input() {
+    common::model("shapes-yolo.onnx");
+    if !gsttrtvision::skip::have_ort() {
+        return;
+    }
+    common::init();
+    let model = common::cfg("shapes-yolo.toml");
+    let run = |keep: bool| {
+        let p = common::parse(&format!(
+            "trtmux name=m batch-size=1 ! trtpreprocess config-file={model} \
+             ! trtinfer model={model} backend=onnxruntime-cpu keep-input={keep} \
+             ! trtinfer name=second model={model} backend=onnxruntime-cpu ! fakesink \
+             trtscenesrc camera=0 num-buffers=3 ! video/x-raw,format=NV12,width=160,height=120 ! m.sink_0"
+        ));
+        common::run_to_end(&p, gst::ClockTime::from_seconds(120))
+    };
+    let err = run(false).expect_err("the second trtinfer has no input");
+    assert!(
+        err.contains("keep-input=true") && err.contains("shapes-yolo"),
+        "{err}"
+    );
+    run(true).expect("both trtinfer elements run with keep-input=true");
+}

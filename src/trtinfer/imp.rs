@@ -175,6 +175,12 @@ impl ObjectImpl for TrtInfer {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("keep-input")
+                    .nick("Keep input")
+                    .blurb("Leave the batch's input tensor for a later trtinfer of the same model (the same model on two backends); by default it goes back to trtpreprocess's pool as soon as this element ran, so batches queued downstream hold no tensor")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecInt::builder("device-id")
                     .nick("GPU")
                     .blurb("CUDA device ordinal for GPU backends")
@@ -355,6 +361,7 @@ impl ObjectImpl for TrtInfer {
                 s.max_batch = (v > 0).then_some(v as usize);
             }
             "interval" => s.interval = value.get().expect("type checked upstream"),
+            "keep-input" => s.keep_input = value.get().expect("type checked upstream"),
             "device-id" => s.device_id = value.get().expect("type checked upstream"),
             "fp16" => s.fp16 = value.get().expect("type checked upstream"),
             "fixed-batch" => s.fixed_batch = value.get().expect("type checked upstream"),
@@ -418,6 +425,7 @@ impl ObjectImpl for TrtInfer {
             "nms-iou" => s.nms_iou.unwrap_or(-1.0).to_value(),
             "max-batch" => (s.max_batch.unwrap_or(0) as u32).to_value(),
             "interval" => s.interval.to_value(),
+            "keep-input" => s.keep_input.to_value(),
             "device-id" => s.device_id.to_value(),
             "fp16" => s.fp16.to_value(),
             "fixed-batch" => s.fixed_batch.to_value(),

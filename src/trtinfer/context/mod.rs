@@ -49,6 +49,7 @@ pub struct InferContext {
     backend: Box<dyn InferenceBackend>,
     input_name: String,
     interval: u32,
+    keep_input: bool,
     batches: u64,
     scratch: ParseScratch,
     reuse: Reuse,
@@ -101,6 +102,8 @@ pub enum InferError {
     },
     #[error("no input tensor was prepared for model '{0}': put trtpreprocess (config-file or model-name={0}) before trtinfer")]
     NoInput(String),
+    #[error("the input tensor of model '{0}' went back to trtpreprocess's pool when an earlier trtinfer of the same model ran: set keep-input=true on that element to run the model twice on one input")]
+    InputReleased(String),
     #[error("operate-on-model '{wanted}' has not run on this batch before model '{model}' (models that ran: {ran}): put the trtinfer element with model-name={wanted} upstream, or fix operate-on-model")]
     NoPrimary {
         wanted: String,
@@ -230,6 +233,7 @@ impl InferContext {
             backend,
             input_name,
             interval: s.interval,
+            keep_input: s.keep_input,
             batches: 0,
             scratch: ParseScratch::default(),
             reuse: Reuse::default(),
@@ -263,7 +267,9 @@ impl InferContext {
         } else {
             self.attach_reused(batch);
         }
-        batch.release_input(&self.model);
+        if !self.keep_input {
+            batch.release_input(&self.model);
+        }
         batch.models.push(self.model.clone());
         Ok(())
     }
@@ -292,7 +298,11 @@ impl InferContext {
 
     fn infer(&mut self, batch: &mut Batch) -> Result<(), InferError> {
         let Some(input) = batch.input_for(&self.model) else {
-            return Err(InferError::NoInput(self.model.to_string()));
+            return Err(if batch.models.contains(&self.model) {
+                InferError::InputReleased(self.model.to_string())
+            } else {
+                InferError::NoInput(self.model.to_string())
+            });
         };
         let rows = input.tensor.shape.first().copied().unwrap_or(0);
         // A tensor written by the CUDA preprocessing is ready once its event fired: the one

@@ -16,6 +16,9 @@ pub struct InferSettings {
     pub nms_iou: Option<f32>,
     pub max_batch: Option<usize>,
     pub interval: u32,
+    /// Leave the batch's input tensor for a later trtinfer of the same model (by default it
+    /// goes back to trtpreprocess's pool once this element ran).
+    pub keep_input: bool,
     pub device_id: i32,
     pub fp16: bool,
     /// ONNX Runtime: fix the batch dimension at the largest batch when the model loads.

@@ -14,6 +14,7 @@ pub struct PromptSegContext {
     pub engine: PromptSegEngine,
     pub route: Route,
     interval: u32,
+    keep_input: bool,
     batches: u64,
     /// Detections of the last inferred batch per source pad, reused while `interval`
     /// skips batches.
@@ -53,6 +54,7 @@ impl PromptSegContext {
             engine,
             route: s.route,
             interval: s.interval,
+            keep_input: s.keep_input,
             batches: 0,
             reuse: HashMap::new(),
         })
@@ -68,7 +70,9 @@ impl PromptSegContext {
                     slot.results.detections.extend(d.iter().cloned());
                 }
             }
-            batch.release_input(&self.engine.model);
+            if !self.keep_input {
+                batch.release_input(&self.engine.model);
+            }
             return Ok(());
         }
         let model = self.engine.model.clone();
@@ -99,7 +103,9 @@ impl PromptSegContext {
             }
             slot.results.detections.extend(dets);
         }
-        batch.release_input(&model);
+        if !self.keep_input {
+            batch.release_input(&model);
+        }
         Ok(())
     }
 }
