@@ -116,6 +116,38 @@ fn in_left(o: &scene::SceneObject, masks: bool) -> bool {
     }
 }
 
+/// The lines (in configuration order) that the bottom-centre anchor of `o` crossed since
+/// its track's last frame in `last`, which is updated.
+fn crossed_lines(
+    last: &mut BTreeMap<u32, (f32, f32)>,
+    o: &scene::SceneObject,
+) -> Vec<(&'static str, Direction)> {
+    let p = ((o.bbox.x0 + o.bbox.x1) / 2.0, o.bbox.y1);
+    let mut out = Vec::new();
+    if let Some(q) = last.insert(o.class_id, p) {
+        let (hw, hh) = ((W / 2) as f32, (H / 2) as f32);
+        // Vertical line pointing down: its right-hand side is x <= W/2.
+        if (q.0 > hw) != (p.0 > hw) {
+            let dir = if p.0 <= hw {
+                Direction::Forward
+            } else {
+                Direction::Backward
+            };
+            out.push(("vertical", dir));
+        }
+        // Horizontal line pointing right: its right-hand side is y >= H/2.
+        if (q.1 >= hh) != (p.1 >= hh) {
+            let dir = if p.1 >= hh {
+                Direction::Forward
+            } else {
+                Direction::Backward
+            };
+            out.push(("horizontal", dir));
+        }
+    }
+    out
+}
+
 fn check(masks: bool) {
     let got = run(masks);
     let (mut crossings, mut entries, mut counted) = (0, 0, 0);
@@ -172,27 +204,8 @@ fn check(masks: bool) {
             // Line crossings of the bottom-centre anchor since the track's last frame.
             let mut want_x: BTreeSet<(String, u32, Direction)> = BTreeSet::new();
             for o in &objs {
-                let p = ((o.bbox.x0 + o.bbox.x1) / 2.0, o.bbox.y1);
-                if let Some(q) = last.insert(o.class_id, p) {
-                    let (hw, hh) = ((W / 2) as f32, (H / 2) as f32);
-                    // Vertical line pointing down: its right-hand side is x <= W/2.
-                    if (q.0 > hw) != (p.0 > hw) {
-                        let dir = if p.0 <= hw {
-                            Direction::Forward
-                        } else {
-                            Direction::Backward
-                        };
-                        want_x.insert(("vertical".into(), o.class_id, dir));
-                    }
-                    // Horizontal line pointing right: its right-hand side is y >= H/2.
-                    if (q.1 >= hh) != (p.1 >= hh) {
-                        let dir = if p.1 >= hh {
-                            Direction::Forward
-                        } else {
-                            Direction::Backward
-                        };
-                        want_x.insert(("horizontal".into(), o.class_id, dir));
-                    }
+                for (line, dir) in crossed_lines(&mut last, o) {
+                    want_x.insert((line.into(), o.class_id, dir));
                 }
             }
             let have_x: BTreeSet<(String, u32, Direction)> = a
@@ -385,5 +398,196 @@ fn trtoverlay_draws_zones_lines_and_counts() {
         off,
         ([0; 3], [0; 3], [0; 3], [0; 3], [0; 3], [0; 3], [0; 3]),
         "draw-analytics=false draws nothing of it"
+    );
+}
+
+/// Frames of camera 0 that carry no detection in the trtdemux test.
+fn empty_frame(camera: u32, f: u64) -> bool {
+    camera == 0 && f % 10 == 5
+}
+
+/// trtanalytics then trtdemux on the synthetic scene (box points, track id = class, 2
+/// cameras, every tenth frame of camera 0 without detections): each detection's ROI meta
+/// carries the zones it is in (with the dwell time since its entry) and the lines it
+/// crossed on that frame with their direction, and every frame, also one without detection,
+/// carries the zone and line summary, all equal to the ground truth computed here from the
+/// scene's trajectories.
+#[test]
+fn per_detection_and_per_frame_results_after_trtdemux() {
+    use gsttrtvision::analytics::meta::{
+        ClassCount, FrameSummary, LineCounts, ZoneSummary, FRAME_META, FRAME_STRUCTURE, OBJECT_PARAM,
+    };
+    use gsttrtvision::analytics::{ObjectAnalytics, ObjectInZone};
+    const CAMERAS: u32 = 2;
+    const N: u64 = 300;
+    common::init();
+    let path = common::temp_path("analytics-demux", "zones.toml");
+    let config = config().replace(
+        &format!("[0, {H}]]\n"),
+        &format!("[0, {H}]]\noccupancy-threshold = 2\n"),
+    );
+    assert!(config.contains("occupancy-threshold"));
+    std::fs::write(&path, config).unwrap();
+    let mut desc = format!(
+        "appsrc name=src caps=application/x-trtvision-batch format=time ! trtanalytics config-file={} ! trtdemux name=d",
+        path.display()
+    );
+    for c in 0..CAMERAS {
+        desc += &format!(" d.src_{c} ! queue ! appsink name=out{c} sync=false");
+    }
+    let p = common::parse(&desc);
+    let outs: Vec<_> = (0..CAMERAS)
+        .map(|c| common::collect(&p, &format!("out{c}")))
+        .collect();
+    let src = p.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let pts = |f: u64| gst::ClockTime::from_nseconds(f * 1_000_000_000 / 30);
+    let sources: Vec<_> = (0..CAMERAS)
+        .map(|c| {
+            std::sync::Arc::new(gsttrtvision::batch::SourceStream {
+                pad_index: c,
+                stream_id: None,
+                caps: info().to_caps().unwrap(),
+                segment: gst::FormattedSegment::new(),
+            })
+        })
+        .collect();
+    for f in 0..N {
+        let slots = (0..CAMERAS)
+            .map(|c| {
+                let mut frame = gst::Buffer::new();
+                frame.get_mut().unwrap().set_pts(pts(f));
+                let mut s = common::frame_slot(c, info(), frame, None);
+                s.source = sources[c as usize].clone();
+                s.frame_number = f;
+                s.pts = Some(pts(f));
+                if !empty_frame(c, f) {
+                    s.results.detections = detections(c, f, false);
+                }
+                s
+            })
+            .collect();
+        src.push_buffer(common::batch_buffer(CAMERAS as usize, slots))
+            .unwrap();
+    }
+    src.end_of_stream().unwrap();
+    common::run_to_end(&p, gst::ClockTime::from_seconds(120)).expect("runs to the end");
+
+    let (mut memberships, mut crossed, mut alarms, mut empty) = (0, 0, 0, 0);
+    for c in 0..CAMERAS {
+        let bufs = outs[c as usize].lock().unwrap();
+        assert_eq!(bufs.len() as u64, N, "camera {c}: every frame comes out");
+        let mut last: BTreeMap<u32, (f32, f32)> = BTreeMap::new();
+        let mut entered: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut totals = [(0u64, 0u64); 2];
+        for (f, buf) in (0..N).zip(bufs.iter()) {
+            assert_eq!(buf.pts(), Some(pts(f)), "camera {c}: frames in order");
+            let objs = if empty_frame(c, f) {
+                empty += 1;
+                Vec::new()
+            } else {
+                scene::scene_objects(c, f, W, H)
+            };
+            // Expected per object (by track id = class), and per zone class.
+            let mut want_objects: BTreeMap<i64, ObjectAnalytics> = BTreeMap::new();
+            let mut want_classes: BTreeMap<u32, u32> = BTreeMap::new();
+            let mut frame_counts = [(0u32, 0u32); 2];
+            let inside: BTreeSet<u32> = objs
+                .iter()
+                .filter(|o| in_left(o, false))
+                .map(|o| o.class_id)
+                .collect();
+            entered.retain(|class, _| inside.contains(class));
+            for o in &objs {
+                let mut want = ObjectAnalytics::default();
+                if inside.contains(&o.class_id) {
+                    let since = *entered.entry(o.class_id).or_insert(f);
+                    want.zones.push(ObjectInZone {
+                        zone: "left".into(),
+                        dwell_s: Some((pts(f) - pts(since)).nseconds() as f64 / 1e9),
+                    });
+                    *want_classes.entry(o.class_id).or_default() += 1;
+                    memberships += 1;
+                }
+                for (line, dir) in crossed_lines(&mut last, o) {
+                    let li = usize::from(line == "horizontal");
+                    let (n, t) = (&mut frame_counts[li], &mut totals[li]);
+                    if dir == Direction::Forward {
+                        n.0 += 1;
+                        t.0 += 1;
+                    } else {
+                        n.1 += 1;
+                        t.1 += 1;
+                    }
+                    want.crossings.push((line.to_string(), dir));
+                    crossed += 1;
+                }
+                want_objects.insert(o.class_id as i64, want);
+            }
+            // Per detection, on its ROI meta.
+            let mut have_objects = BTreeMap::new();
+            for roi in buf.iter_meta::<gst_video::VideoRegionOfInterestMeta>() {
+                let id: i64 = roi.param("detection").unwrap().get("object-id").unwrap();
+                assert!(
+                    roi.param(OBJECT_PARAM).is_some(),
+                    "camera {c} frame {f}: no {OBJECT_PARAM}"
+                );
+                let a = ObjectAnalytics::from_roi(&roi)
+                    .unwrap_or_else(|| panic!("camera {c} frame {f}: {OBJECT_PARAM} malformed"));
+                have_objects.insert(id, a);
+            }
+            assert_eq!(
+                have_objects, want_objects,
+                "camera {c} frame {f}: per-detection analytics"
+            );
+            // Per frame: the custom meta with the documented structure name.
+            let meta = gst::meta::CustomMeta::from_buffer(buf, FRAME_META)
+                .unwrap_or_else(|_| panic!("camera {c} frame {f}: no {FRAME_META}"));
+            assert_eq!(meta.structure().name(), FRAME_STRUCTURE);
+            let total: u32 = want_classes.values().sum();
+            alarms += u32::from(total >= 2);
+            let want = FrameSummary {
+                camera: c,
+                zones: vec![ZoneSummary {
+                    name: "left".into(),
+                    total,
+                    occupancy_threshold: Some(2),
+                    over_threshold: total >= 2,
+                    classes: want_classes
+                        .iter()
+                        .map(|(&class_id, &count)| ClassCount {
+                            label: scene::CLASS_LABELS[class_id as usize].into(),
+                            class_id,
+                            count,
+                        })
+                        .collect(),
+                }],
+                lines: ["vertical", "horizontal"]
+                    .iter()
+                    .zip(frame_counts.iter().zip(&totals))
+                    .map(|(name, (n, t))| {
+                        (
+                            name.to_string(),
+                            LineCounts {
+                                forward: n.0,
+                                backward: n.1,
+                                forward_total: t.0,
+                                backward_total: t.1,
+                            },
+                        )
+                    })
+                    .collect(),
+            };
+            assert_eq!(
+                FrameSummary::from_buffer(buf).as_ref(),
+                Some(&want),
+                "camera {c} frame {f}: frame summary"
+            );
+        }
+    }
+    eprintln!("{memberships} zone memberships, {crossed} crossings, {alarms} frames over threshold, {empty} frames without detection checked");
+    assert!(
+        memberships > 100 && crossed >= 4 && alarms > 0 && empty == N / 10,
+        "the scene exercises the rules"
     );
 }

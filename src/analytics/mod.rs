@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod geometry;
+pub mod meta;
 
 pub use config::{Anchor, Config};
 
@@ -32,6 +33,30 @@ pub struct FrameAnalytics {
     /// Per line of `rules`, in order: crossings since the camera's rules were loaded,
     /// `(forward, backward)`.
     pub line_totals: Vec<(u64, u64)>,
+    /// Per line of `rules`, in order: crossings on this frame, `(forward, backward)`.
+    pub line_counts: Vec<(u32, u32)>,
+    /// Per detection of the frame, in the order of the frame's detections (empty for
+    /// cameras not configured): the zones it is in and the lines it crossed.
+    pub objects: Vec<ObjectAnalytics>,
+}
+
+/// What trtanalytics found about one detection on one frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectAnalytics {
+    /// Zones the object is in, in configuration order.
+    pub zones: Vec<ObjectInZone>,
+    /// Lines the object's anchor point crossed since its track's previous frame, in
+    /// configuration order.
+    pub crossings: Vec<(String, Direction)>,
+}
+
+/// An object inside a zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectInZone {
+    pub zone: String,
+    /// Seconds (running time) since a tracked object entered the zone; `None` for an
+    /// untracked object.
+    pub dwell_s: Option<f64>,
 }
 
 /// Occupancy of one zone on one frame.
@@ -145,6 +170,8 @@ impl Analytics {
         st.frames += 1;
         let mut out = FrameAnalytics {
             rules: Some(rules.clone()),
+            line_counts: vec![(0, 0); cam.lines.len()],
+            objects: vec![ObjectAnalytics::default(); detections.len()],
             ..Default::default()
         };
         let object = |d: &Detection| EventObject {
@@ -157,14 +184,17 @@ impl Analytics {
         for (zi, zone) in cam.zones.iter().enumerate() {
             let mut counts: BTreeMap<(u32, &str), u32> = BTreeMap::new();
             let mut now_inside = BTreeMap::new();
-            for d in detections
+            let mut members = Vec::new();
+            for (i, d) in detections
                 .iter()
-                .filter(|d| config::accepts(&zone.classes, &d.label))
+                .enumerate()
+                .filter(|(_, d)| config::accepts(&zone.classes, &d.label))
             {
                 if !geometry::in_zone(&zone.polygon, d, anchor, fraction) {
                     continue;
                 }
                 *counts.entry((d.class_id, &d.label)).or_default() += 1;
+                members.push(i);
                 if d.object_id >= 0 {
                     now_inside.insert(d.object_id, d);
                 }
@@ -211,6 +241,13 @@ impl Analytics {
                     }
                 }
             }
+            for i in members {
+                let id = detections[i].object_id;
+                out.objects[i].zones.push(ObjectInZone {
+                    zone: zone.name.clone(),
+                    dwell_s: (id >= 0).then(|| inside.get(&id).map_or(0.0, |e| secs(e.0))),
+                });
+            }
             out.zone_states.push(ZoneState {
                 total,
                 alarm: zone.occupancy_threshold.is_some_and(|t| total >= t),
@@ -229,9 +266,13 @@ impl Analytics {
             }
         }
 
-        let mut tracked: Vec<&Detection> = detections.iter().filter(|d| d.object_id >= 0).collect();
-        tracked.sort_by_key(|d| d.object_id);
-        for d in tracked {
+        let mut tracked: Vec<(usize, &Detection)> = detections
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.object_id >= 0)
+            .collect();
+        tracked.sort_by_key(|(_, d)| d.object_id);
+        for (i, d) in tracked {
             let p = anchor.point(&d.bbox);
             if let Some((prev, _)) = st.anchors.insert(d.object_id, (p, frame)) {
                 for (li, line) in cam.lines.iter().enumerate() {
@@ -239,20 +280,21 @@ impl Analytics {
                         continue;
                     }
                     if let Some(forward) = geometry::crossing(line.from, line.to, prev, p) {
-                        let t = &mut st.crossings[li];
-                        if forward {
+                        let (t, n) = (&mut st.crossings[li], &mut out.line_counts[li]);
+                        let direction = if forward {
                             t.0 += 1;
+                            n.0 += 1;
+                            Direction::Forward
                         } else {
                             t.1 += 1;
-                        }
+                            n.1 += 1;
+                            Direction::Backward
+                        };
+                        out.objects[i].crossings.push((line.name.clone(), direction));
                         out.events.push(Event::LineCrossing {
                             line: line.name.clone(),
                             object: object(d),
-                            direction: if forward {
-                                Direction::Forward
-                            } else {
-                                Direction::Backward
-                            },
+                            direction,
                         });
                     }
                 }

@@ -164,3 +164,68 @@ fn bad_configs_name_the_key() {
         assert!(e.contains(needle), "{text}: {e}");
     }
 }
+
+/// Per detection: the zones it is in (with dwell time for tracked objects) and the lines it
+/// crossed on this frame; per line: this frame's crossings next to the totals.
+#[test]
+fn per_object_zones_dwell_and_crossings() {
+    use crate::messages::Direction;
+    let mut a = Analytics::new(Config::parse(CONFIG).unwrap());
+    let s = 1_000_000_000u64;
+    let untracked = det(-1, 12.0, 22.0);
+    let f0 = a
+        .process(
+            0,
+            0,
+            &[det(1, 10.0, 20.0), det(2, 60.0, 70.0), untracked.clone()],
+            true,
+        )
+        .unwrap();
+    let zone = |d: Option<f64>| ObjectInZone {
+        zone: "left".into(),
+        dwell_s: d,
+    };
+    assert_eq!(
+        f0.objects,
+        [
+            ObjectAnalytics {
+                zones: vec![zone(Some(0.0))],
+                crossings: vec![],
+            },
+            ObjectAnalytics::default(),
+            ObjectAnalytics {
+                zones: vec![zone(None)],
+                crossings: vec![],
+            },
+        ]
+    );
+    assert_eq!(f0.line_counts, [(0, 0)]);
+    // 1.5 s later track 2 moves left across the line (forward) into the zone, track 1 has
+    // been inside 1.5 s.
+    let f1 = a
+        .process(0, s + s / 2, &[det(2, 10.0, 20.0), det(1, 10.0, 20.0)], true)
+        .unwrap();
+    assert_eq!(
+        f1.objects,
+        [
+            ObjectAnalytics {
+                zones: vec![zone(Some(0.0))],
+                crossings: vec![("mid".into(), Direction::Forward)],
+            },
+            ObjectAnalytics {
+                zones: vec![zone(Some(1.5))],
+                crossings: vec![],
+            },
+        ]
+    );
+    assert_eq!(
+        (f1.line_counts.clone(), f1.line_totals.clone()),
+        (vec![(1, 0)], vec![(1, 0)])
+    );
+    // No detection: no objects, no crossings on this frame, the totals stay.
+    let f2 = a.process(0, 2 * s, &[], true).unwrap();
+    assert!(f2.objects.is_empty());
+    assert_eq!((f2.line_counts, f2.line_totals), (vec![(0, 0)], vec![(1, 0)]));
+    // A camera without rules: nothing per object.
+    assert!(a.process(3, 0, &[untracked], true).unwrap().objects.is_empty());
+}

@@ -211,7 +211,6 @@ impl TrtDemux {
             }
         }
 
-        #[cfg(feature = "v1_28")]
         let pad_index = slot.pad_index();
         let FrameSlot {
             mut buffer,
@@ -219,10 +218,14 @@ impl TrtDemux {
             info,
             ..
         } = slot;
+        let analytics = results.analytics.as_deref();
+        if let (true, Some(a)) = (attach_roi, analytics) {
+            super::roi::attach_analytics_frame(buffer.make_mut(), pad_index, a);
+        }
         #[cfg(not(feature = "v1_28"))]
         if attach_roi && !results.is_empty() {
             let b = buffer.make_mut();
-            super::roi::attach(b, &results.detections, info.width(), info.height());
+            super::roi::attach(b, &results.detections, analytics, info.width(), info.height());
             super::roi::attach_tensors(b, &results.tensors, &results.dense);
         }
         #[cfg(feature = "v1_28")]
@@ -230,7 +233,7 @@ impl TrtDemux {
             let which = *self.meta.lock().unwrap();
             let b = buffer.make_mut();
             if which.roi() {
-                super::roi::attach(b, &results.detections, info.width(), info.height());
+                super::roi::attach(b, &results.detections, analytics, info.width(), info.height());
                 super::roi::attach_tensors(b, &results.tensors, &results.dense);
             }
             if which.analytics() && !results.detections.is_empty() {
@@ -467,7 +470,7 @@ impl ObjectImpl for TrtDemux {
             vec![
                 glib::ParamSpecBoolean::builder("attach-roi-meta")
                     .nick("Attach ROI meta")
-                    .blurb("Attach one GstVideoRegionOfInterestMeta per detection (with detection and mask parameters), and raw model tensors as a TrtVisionTensorMeta, to each output frame")
+                    .blurb("Attach one GstVideoRegionOfInterestMeta per detection (with detection and mask parameters), raw model tensors as a TrtVisionTensorMeta, and trtanalytics' zones and lines (a trtvision-analytics ROI parameter per detection, a TrtVisionAnalyticsMeta summary per frame) to each output frame")
                     .default_value(DEFAULT_ATTACH_ROI)
                     .mutable_playing()
                     .build(),

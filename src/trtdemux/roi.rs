@@ -12,8 +12,16 @@
 //! - `trtvision-landmarks` (one per secondary model with keypoints): `model` (string),
 //!   `names` (array of strings), `x`, `y`, `score` (arrays of doubles; frame pixels);
 //! - `trtvision-attribute` (one per secondary model whose best attribute class reached its
-//!   threshold): `model` (string), `label` (string), `class-id` (uint), `score` (double).
+//!   threshold): `model` (string), `label` (string), `class-id` (uint), `score` (double);
+//! - `trtvision-analytics` (when trtanalytics has rules for the camera): the zones the
+//!   detection is in and the lines it crossed on this frame
+//!   ([`crate::analytics::meta::OBJECT_PARAM`]).
+//!
+//! trtanalytics' per-frame zone and line summary is a GstCustomMeta
+//! ([`crate::analytics::meta::FRAME_META`]), attached by [`attach_analytics_frame`].
 
+use crate::analytics::meta::FrameSummary;
+use crate::analytics::FrameAnalytics;
 use crate::results::{Attribute, DenseMap, Detection, FrameMask, Keypoint, ObjectResult};
 use gst::glib;
 use std::sync::Arc;
@@ -27,8 +35,18 @@ pub const LANDMARKS_PARAM: &str = "trtvision-landmarks";
 /// Name of the ROI parameter structures with a secondary model's best attribute.
 pub const ATTRIBUTE_PARAM: &str = "trtvision-attribute";
 
-/// Adds one ROI meta per detection to `buffer`.
-pub fn attach(buffer: &mut gst::BufferRef, detections: &[Detection], frame_w: u32, frame_h: u32) {
+/// Adds one ROI meta per detection to `buffer`, with the detection's trtanalytics results
+/// when `analytics` holds one per detection.
+pub fn attach(
+    buffer: &mut gst::BufferRef,
+    detections: &[Detection],
+    analytics: Option<&FrameAnalytics>,
+    frame_w: u32,
+    frame_h: u32,
+) {
+    let objects = analytics
+        .filter(|a| a.rules.is_some() && a.objects.len() == detections.len())
+        .map(|a| &a.objects[..]);
     for (i, d) in detections.iter().enumerate() {
         let rect = d.bbox.to_pixel_rect(frame_w, frame_h);
         let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, &d.label, rect);
@@ -48,6 +66,9 @@ pub fn attach(buffer: &mut gst::BufferRef, detections: &[Detection], frame_w: u3
         );
         if let Some(m) = &d.mask {
             meta.add_param(mask_structure(m));
+        }
+        if let Some(o) = objects.and_then(|o| o.get(i)) {
+            meta.add_param(o.to_structure());
         }
         for r in &d.secondary {
             if !r.keypoints.is_empty() {
@@ -163,6 +184,14 @@ pub fn read_mask(meta: &gst_video::VideoRegionOfInterestMeta) -> Option<FrameMas
         device: None,
     };
     (m.data.len() == (m.width * m.height) as usize).then_some(m)
+}
+
+/// Attaches trtanalytics' zone and line summary of a frame of `camera` (trtmux sink pad
+/// index), also when the frame has no detection; nothing for cameras without rules.
+pub fn attach_analytics_frame(buffer: &mut gst::BufferRef, camera: u32, analytics: &FrameAnalytics) {
+    if let Some(s) = FrameSummary::of(camera, analytics) {
+        s.attach(buffer);
+    }
 }
 
 /// Name of the GstCustomMeta carrying a frame's raw output tensors (parser `raw`).

@@ -34,6 +34,7 @@ fn analytics(total: u32, alarm: bool) -> FrameAnalytics {
         rules: Some(Arc::new(c.cameras[0].clone())),
         zone_states: vec![ZoneState { total, alarm }],
         line_totals: vec![(3, 1)],
+        ..Default::default()
     }
 }
 
