@@ -22,6 +22,7 @@ use gsttrtvision::batch::{self, CUDA_MEMORY_FEATURE};
 use gsttrtvision::cuda::{self, CudaContext, CudaFrame, DeviceContext, Event};
 use gsttrtvision::ops::mosaic::cuda::{CudaTiler, INLINE_TILES};
 use gsttrtvision::ops::mosaic::{self, Grid, Scratch};
+use gsttrtvision::video::color::YuvCoefficients;
 use gsttrtvision::video::{FrameReader, PixelsMut};
 
 /// The CPU tiler's RGBA mosaic of `tiles` (tile `i` shows `tiles[i]`).
@@ -245,6 +246,7 @@ fn gpu_mosaic_matches_cpu_mosaic() {
                     case.cols,
                     format,
                     (w, h),
+                    YuvCoefficients::size_default(h),
                     &mut slices,
                     &out.strides,
                 )
@@ -723,7 +725,16 @@ fn timing_tiler_8x1080p_nv12() {
         let mut slices: Vec<&mut [u8]> = host.iter_mut().map(|p| p.as_mut_slice()).collect();
         let t0 = Instant::now();
         tiler
-            .compose_to_host(&tiles, 3, 3, VideoFormat::Nv12, (w, h), &mut slices, &out.strides)
+            .compose_to_host(
+                &tiles,
+                3,
+                3,
+                VideoFormat::Nv12,
+                (w, h),
+                YuvCoefficients::size_default(h),
+                &mut slices,
+                &out.strides,
+            )
             .expect("compose_to_host");
         to_host_us.push(t0.elapsed().as_secs_f64() * 1e6);
     }
