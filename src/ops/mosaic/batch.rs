@@ -291,7 +291,9 @@ mod tests {
 
     /// A solid RGBA `w x h` frame of source `pad`, in system memory.
     fn slot(pad: u32, w: u32, h: u32, rgb: [u8; 3]) -> FrameSlot {
-        let info = gst_video::VideoInfo::builder(VideoFormat::Rgba, w, h).build().unwrap();
+        let info = gst_video::VideoInfo::builder(VideoFormat::Rgba, w, h)
+            .build()
+            .unwrap();
         let px: Vec<u8> = (0..w * h).flat_map(|_| [rgb[0], rgb[1], rgb[2], 255]).collect();
         FrameSlot {
             source: std::sync::Arc::new(SourceStream {
@@ -341,16 +343,31 @@ mod tests {
     #[test]
     fn tiles_keep_their_last_frame_until_the_grid_changes() {
         gst::init().unwrap();
-        let info = gst_video::VideoInfo::builder(VideoFormat::Rgba, 64, 32).build().unwrap();
+        let info = gst_video::VideoInfo::builder(VideoFormat::Rgba, 64, 32)
+            .build()
+            .unwrap();
         let mut m = BatchMosaic::new(info, false, false);
         let (red, green, blue) = ([200, 0, 0], [0, 200, 0], [0, 0, 200]);
         // Two sources, 1x2 grid of 32x32 tiles; 32x32 frames fill their tiles.
-        let (why, px) = compose(&mut m, &batch(2, vec![slot(0, 32, 32, red), slot(1, 32, 32, green)]), true);
-        assert!(why.starts_with("the batches are in system memory") || why.contains("without CUDA"), "{why}");
-        assert_eq!((at(&px, 10, 10), at(&px, 50, 10)), ([200, 0, 0, 255], [0, 200, 0, 255]));
+        let (why, px) = compose(
+            &mut m,
+            &batch(2, vec![slot(0, 32, 32, red), slot(1, 32, 32, green)]),
+            true,
+        );
+        assert!(
+            why.starts_with("the batches are in system memory") || why.contains("without CUDA"),
+            "{why}"
+        );
+        assert_eq!(
+            (at(&px, 10, 10), at(&px, 50, 10)),
+            ([200, 0, 0, 255], [0, 200, 0, 255])
+        );
         // Only source 0 in the next batch: source 1 keeps its last frame.
         let (_, px) = compose(&mut m, &batch(2, vec![slot(0, 32, 32, blue)]), true);
-        assert_eq!((at(&px, 10, 10), at(&px, 50, 10)), ([0, 0, 200, 255], [0, 200, 0, 255]));
+        assert_eq!(
+            (at(&px, 10, 10), at(&px, 50, 10)),
+            ([0, 0, 200, 255], [0, 200, 0, 255])
+        );
         // device=cpu says so.
         let (why, _) = compose(&mut m, &batch(2, vec![slot(1, 32, 32, red)]), false);
         assert_eq!(why, "device=cpu");
