@@ -323,7 +323,7 @@ mod tests {
     /// Composes `b` into a new 64x32 RGBA frame; returns the reason and the pixels.
     fn compose(m: &mut BatchMosaic, b: &Batch, use_gpu: bool) -> (String, Vec<u8>) {
         let obj = gst::Bin::new().upcast::<gst::Object>();
-        let cuda = crate::gpu_element::ElementCudaContext::default();
+        let cuda: crate::gpu_element::ElementCudaContext = Default::default();
         let mut out = gst::Buffer::with_size(m.out_info().size()).unwrap();
         let why = match m
             .compose(&obj, &cuda, b, (0, 0), use_gpu, out.get_mut().unwrap())
