@@ -445,12 +445,23 @@ fn map_with_flags(
     }
     // SAFETY: the planes are device memory of the mapped buffer, valid while the buffer
     // lives; the frame keeps a reference to it.
-    let cuda =
-        unsafe { CudaFrame::from_raw(format, info.width(), info.height(), &planes[..n], &strides[..n]) }?;
+    let cuda = unsafe { frame_of(info, &planes[..n], &strides[..n]) }?;
     // SAFETY: frame.buffer is the mapped buffer (transfer none).
     let buf: gst::Buffer = unsafe { from_glib_none(map.frame.buffer) };
     map.cuda = cuda.with_keepalive(buf);
     Ok(map)
+}
+
+/// The device frame of `info` at `planes` with `strides`, converting its YUV with the
+/// colorimetry of `info` (its caps), not the size's default: a 720p camera flagged BT.601
+/// is read as BT.601 on the GPU as on the CPU.
+///
+/// # Safety
+/// As [`CudaFrame::from_raw`].
+unsafe fn frame_of(info: &VideoInfo, planes: &[u64], strides: &[usize]) -> Result<CudaFrame, CudaError> {
+    // SAFETY: forwarded contract.
+    let frame = unsafe { CudaFrame::from_raw(info.format(), info.width(), info.height(), planes, strides) }?;
+    Ok(frame.with_colors(crate::video::color::YuvCoefficients::for_info(info)))
 }
 
 fn mem_layout_matches(mem: &gst_video::ffi::GstVideoInfo, info: &VideoInfo) -> bool {
@@ -480,6 +491,41 @@ mod tests {
         assert_eq!(size_of::<ffi::GstCudaMemory>(), 312);
         assert_eq!(size_of::<ffi::GstCudaContext>(), 96);
         assert_eq!(ffi::GST_MAP_CUDA, 131072);
+    }
+
+    /// Mapped frames convert with their caps' colorimetry, also where it is not the
+    /// size's default (the GPU read 720p BT.601 frames as BT.709 before).
+    #[test]
+    fn mapped_frames_keep_the_caps_colorimetry() {
+        use crate::video::color::{YuvCoefficients, YuvMatrix};
+        gst::init().unwrap();
+        let caps = |colorimetry: Option<&str>| {
+            let mut b = gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::I420)
+                .width(1280)
+                .height(720)
+                .framerate(gst::Fraction::new(30, 1));
+            if let Some(c) = colorimetry {
+                b = b.field("colorimetry", c);
+            }
+            VideoInfo::from_caps(&b.build()).unwrap()
+        };
+        let planes = [0x10000u64, 0x200000, 0x300000];
+        let strides = [1280usize, 640, 640];
+        for (colorimetry, want) in [
+            (Some("bt601"), YuvCoefficients::new(YuvMatrix::Bt601, false)),
+            (Some("bt709"), YuvCoefficients::new(YuvMatrix::Bt709, false)),
+            (None, YuvCoefficients::size_default(720)),
+        ] {
+            // SAFETY: never read.
+            let f = unsafe { frame_of(&caps(colorimetry), &planes, &strides) }.unwrap();
+            assert_eq!(f.colors, want, "{colorimetry:?}");
+        }
+        assert_ne!(
+            YuvCoefficients::size_default(720),
+            YuvCoefficients::new(YuvMatrix::Bt601, false),
+            "the BT.601 case must differ from the size's default"
+        );
     }
 
     /// The parts that need libgstcuda but no GPU.

@@ -110,28 +110,14 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// Queues the kernel on `stream` (the caller has made its context current).
+    /// Queues the kernel on `stream` (the caller has made its context current) with
+    /// `shared` bytes of dynamic shared memory per block (at most 48 KiB minus the kernel's
+    /// static shared memory).
     ///
     /// # Safety
     /// `args` must point to values matching the kernel's parameters in number, order and
     /// layout; every device address they hold must be valid for what the kernel does
     /// with it over `grid`; `stream` must be a live stream of this context.
-    pub(crate) unsafe fn launch(
-        &self,
-        grid: (u32, u32, u32),
-        block: (u32, u32, u32),
-        stream: sys::CUstream,
-        args: &mut [*mut c_void],
-    ) -> Result<(), CudaError> {
-        // SAFETY: forwarded contract, no dynamic shared memory.
-        unsafe { self.launch_shared(grid, block, 0, stream, args) }
-    }
-
-    /// [`Kernel::launch`] with `shared` bytes of dynamic shared memory per block (at most
-    /// 48 KiB minus the kernel's static shared memory).
-    ///
-    /// # Safety
-    /// As [`Kernel::launch`].
     pub(crate) unsafe fn launch_shared(
         &self,
         grid: (u32, u32, u32),

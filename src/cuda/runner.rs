@@ -74,6 +74,12 @@ impl KernelRunner {
         })
     }
 
+    /// The compiled kernel file, for runners that load further entry points themselves
+    /// (variants chosen at run time) and launch them with [`Queue::launch_kernel`].
+    pub(crate) fn module(&self) -> &KernelModule {
+        &self.module
+    }
+
     /// NVRTC target the kernels were compiled for, e.g. `compute_90`.
     pub fn arch(&self) -> &str {
         self.module.arch()
@@ -150,8 +156,26 @@ impl Queue<'_> {
                 self.runner.kernels.len()
             )));
         };
-        // SAFETY: forwarded contract; the runner's own live stream.
-        unsafe { k.launch(grid, block, self.runner.stream.raw(), args) }
+        // SAFETY: forwarded contract; loaded from the runner's module.
+        unsafe { self.launch_kernel(k, grid, block, 0, args) }
+    }
+
+    /// Queues `kernel`, an entry point loaded from [`KernelRunner::module`], over `grid`
+    /// blocks of `block` threads with `shared` bytes of dynamic shared memory per block.
+    ///
+    /// # Safety
+    /// As [`Queue::launch`]; `kernel` must be loaded in the runner's context and `shared`
+    /// within what the device gives a block besides the kernel's static shared memory.
+    pub(crate) unsafe fn launch_kernel(
+        &self,
+        kernel: &Kernel,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        shared: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<(), CudaError> {
+        // SAFETY: forwarded contract; the runner's own live stream, context current.
+        unsafe { kernel.launch_shared(grid, block, shared, self.runner.stream.raw(), args) }
     }
 
     /// Queues a copy of `len` bytes from host memory `src` to device address `dst`.
@@ -218,6 +242,16 @@ impl Queue<'_> {
     pub(crate) fn record(&self) -> Result<(), CudaError> {
         // SAFETY: the runner's own live stream, same context as the event.
         unsafe { self.runner.done.record(self.runner.stream.raw()) }
+    }
+
+    /// Records `event` (one of the owner's, e.g. per output buffer) after everything
+    /// queued so far.
+    ///
+    /// # Safety
+    /// `event` must have been created in the runner's context.
+    pub(crate) unsafe fn record_event(&self, event: &Event) -> Result<(), CudaError> {
+        // SAFETY: forwarded contract; the runner's own live stream.
+        unsafe { event.record(self.runner.stream.raw()) }
     }
 }
 

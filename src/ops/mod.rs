@@ -3,6 +3,7 @@
 //! (`src/trt*/`) call these; the CUDA runners build on [`crate::cuda`] (driver, context,
 //! GstCudaMemory interop, NVRTC), never the reverse. Kernel sources are under `kernels/`.
 
+pub mod decode;
 pub mod dense;
 #[cfg(feature = "cuda")]
 pub(crate) mod device_tensor;

@@ -4,52 +4,33 @@
 //! frame in a batch keeps showing its last frame. When the grid changes (another batch
 //! size), the mosaic starts again from black.
 //!
-//! CPU path: the mosaic is composed in RGBA (only the tiles of the batch's frames are
-//! redrawn) and converted once into the negotiated output format.
+//! The composition itself is [`BatchMosaic`] (CPU or CUDA path per batch, chosen inside
+//! the operation); the element holds its settings, negotiates caps and memory, and keeps
+//! the counters.
 //!
-//! CUDA path (cargo feature `cuda`, `device=auto`): the output caps offer
+//! CUDA output (cargo feature `cuda`, `device=auto`): the output caps offer
 //! `video/x-raw(memory:CUDAMemory)` and system memory, in the order of the input batch's
-//! memory (CUDA batches: CUDA first), and CUDA memory only where a GPU is usable. When the
-//! batches are CUDA memory and every tile's frame is GstCudaMemory of a context the
-//! element can use, [`CudaTiler`] writes the whole output frame with one kernel launch,
-//! from the last frame of every tile (the element keeps a reference to it, no copy),
-//! byte-identical to the CPU mosaic: into the CUDA output frame, or for a system-memory
-//! output into a device frame then downloaded once (one frame crosses PCIe instead of
-//! every source frame). Otherwise the CPU composes (system-memory batches, `device=cpu`,
-//! frames of another context); its RGBA mosaic then reaches a CUDA output frame through
-//! one copy and the same kernel (or, with `device=cpu` or when the kernel is unavailable,
-//! through GStreamer's own upload of a system-memory map). Output frames in CUDA memory
-//! come from a GstCudaBufferPool of the element's CUDA context (`gst.cuda.context`,
-//! shared with the pipeline). The element waits for the kernel before pushing:
-//! GstCudaMemory of GStreamer 1.22 carries no stream or event.
+//! memory (CUDA batches: CUDA first), and CUDA memory only where a GPU is usable. Output
+//! frames in CUDA memory come from a GstCudaBufferPool of the element's CUDA context
+//! (`gst.cuda.context`, shared with the pipeline).
 //!
 //! `device=cpu` launches no kernel at all: CUDA frames are read through GstCudaMemory's
 //! system-memory map (GStreamer downloads them) and a CUDA output frame is written through
 //! it (GStreamer uploads it). `device` is read for every batch, so it may change while
-//! playing; with CUDA batches the last frame of every tile is kept on either path, so the
-//! GPU can take over at any batch. Why a mosaic was composed on the CPU is logged (info
-//! level, when it changes) and readable in the `cpu-reason` property.
+//! playing. Why a mosaic was composed on the CPU is logged (info level, when it changes)
+//! and readable in the `cpu-reason` property.
 //!
-//! [`CudaTiler`]: crate::ops::mosaic::cuda::CudaTiler
+//! [`BatchMosaic`]: crate::ops::mosaic::batch::BatchMosaic
 
-use crate::batch::{self, Batch, BatchMeta};
+use crate::batch::{self, BatchMeta};
 use crate::gpu_element::CudaContextElement;
-use crate::ops::mosaic::{self, grid_for, Grid};
-use crate::video::FrameReader;
+use crate::ops::mosaic::batch::{BatchMosaic, Composed, MosaicError, CAT};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
-
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "trttiler",
-        gst::DebugColorFlags::empty(),
-        Some("trtvision mosaic"),
-    )
-});
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -73,49 +54,11 @@ impl Default for Settings {
     }
 }
 
-/// A frame kept for its tile: the buffer (by reference) and its layout.
-type KeptFrame = (gst::Buffer, gst_video::VideoInfo);
-
-/// What exists between start and stop; every buffer is reused from batch to batch.
-#[derive(Default)]
-struct State {
-    out_info: Option<gst_video::VideoInfo>,
-    /// The batches' frames are GstCudaMemory (batch caps with `memory:CUDAMemory`).
-    in_cuda: bool,
-    /// The output frames are GstCudaMemory.
-    out_cuda: bool,
-    /// The RGBA mosaic composed on the CPU; it holds each tile's last frame.
-    mosaic: Vec<u8>,
-    scratch: mosaic::Scratch,
-    /// Grid of the last batch.
-    grid: Option<Grid>,
-    /// Per tile, the last frame shown in it, kept with CUDA batches (the GPU redraws the
-    /// whole frame every batch, and may take over at any batch).
-    last: Vec<Option<KeptFrame>>,
-    /// `mosaic` misses what the GPU composed since the CPU last drew it.
-    mosaic_stale: bool,
-    /// Why the current batch is composed on the CPU (reused text, no allocation per batch).
-    why: String,
-    #[cfg(feature = "cuda")]
-    cuda: CudaState,
-}
-
-impl State {
-    /// Whether the last frame of every tile is kept: with CUDA batches, which the GPU may
-    /// compose.
-    fn keeps_frames(&self) -> bool {
-        cfg!(feature = "cuda") && self.in_cuda
-    }
-
-    fn clear_mosaic(&mut self) {
-        mosaic::clear(&mut self.mosaic);
-    }
-}
-
 #[derive(Default)]
 pub struct TrtTiler {
     settings: Mutex<Settings>,
-    state: Mutex<State>,
+    /// The mosaic operation for the negotiated output (set in `set_caps`).
+    state: Mutex<Option<BatchMosaic>>,
     /// Frames of batches composed on the GPU since start.
     gpu_frames: AtomicU64,
     /// Why the last mosaic was composed on the CPU (`None`: on the GPU, or none yet); kept
@@ -144,11 +87,6 @@ fn merged(mut first: gst::Caps, second: gst::Caps) -> gst::Caps {
     first
 }
 
-/// Why system-memory batches are composed on the CPU.
-const SYSTEM_BATCHES: &str =
-    "the batches are in system memory (the GPU path needs every trtmux source to deliver \
-     video/x-raw(memory:CUDAMemory))";
-
 impl TrtTiler {
     /// Records that the current mosaic is composed on the CPU, and why (logged when the
     /// reason changes).
@@ -167,96 +105,10 @@ impl TrtTiler {
             gst::info!(CAT, imp = self, "composing on the GPU");
         }
     }
-
-    /// Composes the batch into the RGBA mosaic on the CPU: the batch's frames, or every
-    /// kept frame when the GPU composed the previous batches.
-    fn compose_cpu(&self, st: &mut State, batch: &Batch, grid: &Grid) {
-        if std::mem::take(&mut st.mosaic_stale) {
-            st.clear_mosaic();
-            let State {
-                mosaic,
-                scratch,
-                last,
-                ..
-            } = st;
-            for (tile, kept) in last.iter().enumerate() {
-                if let Some((buffer, info)) = kept {
-                    self.draw(mosaic, scratch, grid, tile as u32, buffer, info, tile as u32);
-                }
-            }
-        } else {
-            for slot in &batch.slots {
-                let tile = grid.tile_of(slot.pad_index());
-                let (mosaic, scratch) = (&mut st.mosaic, &mut st.scratch);
-                self.draw(
-                    mosaic,
-                    scratch,
-                    grid,
-                    tile,
-                    &slot.buffer,
-                    &slot.info,
-                    slot.pad_index(),
-                );
-            }
-        }
-    }
-
-    /// Draws one frame of source `source` into `tile` of the RGBA mosaic; a frame that
-    /// cannot be read leaves the tile as it was (with a warning).
-    #[allow(clippy::too_many_arguments)]
-    fn draw(
-        &self,
-        mosaic: &mut [u8],
-        scratch: &mut mosaic::Scratch,
-        grid: &Grid,
-        tile: u32,
-        buffer: &gst::BufferRef,
-        info: &gst_video::VideoInfo,
-        source: u32,
-    ) {
-        let Ok(frame) = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info) else {
-            gst::warning!(CAT, imp = self, "cannot map frame of source {source}");
-            return;
-        };
-        match FrameReader::new(&frame) {
-            Ok(reader) => mosaic::draw_tile(mosaic, grid, tile, &reader, scratch),
-            Err(e) => gst::warning!(CAT, imp = self, "cannot read frame of source {source}: {e}"),
-        }
-    }
-
-    /// Writes the RGBA mosaic into the output frame, in its format and memory (with
-    /// `use_gpu`, a CUDA output frame through one copy and one kernel launch).
-    fn write_mosaic(
-        &self,
-        st: &mut State,
-        outbuf: &mut gst::BufferRef,
-        out_info: &gst_video::VideoInfo,
-        #[allow(unused_variables)] use_gpu: bool,
-    ) -> Result<(), gst::FlowError> {
-        let len = (out_info.width() * out_info.height() * 4) as usize;
-        #[cfg(feature = "cuda")]
-        if use_gpu && st.out_cuda && self.write_mosaic_cuda(st, outbuf, out_info, len)? {
-            return Ok(());
-        }
-        let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, out_info).map_err(|_| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ("Could not map the output frame"));
-            gst::FlowError::Error
-        })?;
-        crate::video::write_rgba(&mut out, &st.mosaic[..len]).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                ("Could not write the mosaic: {}", e)
-            );
-            gst::FlowError::Error
-        })
-    }
 }
 
 #[cfg(feature = "cuda")]
 mod cuda;
-#[cfg(feature = "cuda")]
-use cuda::CudaState;
 
 #[glib::object_subclass]
 impl ObjectSubclass for TrtTiler {
@@ -413,14 +265,14 @@ impl BaseTransformImpl for TrtTiler {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        *self.state.lock().unwrap() = State::default();
+        *self.state.lock().unwrap() = None;
         self.gpu_frames.store(0, Ordering::Relaxed);
         *self.cpu_reason.lock().unwrap() = None;
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        *self.state.lock().unwrap() = State::default();
+        *self.state.lock().unwrap() = None;
         Ok(())
     }
 
@@ -485,16 +337,12 @@ impl BaseTransformImpl for TrtTiler {
     fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(outcaps)
             .map_err(|_| gst::loggable_error!(CAT, "invalid output caps {}", outcaps))?;
-        let mut st = self.state.lock().unwrap();
-        st.mosaic = vec![0; (info.width() * info.height() * 4) as usize];
-        st.clear_mosaic();
-        st.grid = None;
-        st.last.clear();
-        st.mosaic_stale = false;
-        st.in_cuda = is_cuda_caps(incaps);
-        st.out_cuda = is_cuda_caps(outcaps);
         gst::debug!(CAT, imp = self, "input {incaps}, output {outcaps}");
-        st.out_info = Some(info);
+        *self.state.lock().unwrap() = Some(BatchMosaic::new(
+            info,
+            is_cuda_caps(incaps),
+            is_cuda_caps(outcaps),
+        ));
         Ok(())
     }
 
@@ -525,8 +373,7 @@ impl BaseTransformImpl for TrtTiler {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let s = *self.settings.lock().unwrap();
         let mut guard = self.state.lock().unwrap();
-        let st = &mut *guard;
-        let out_info = st.out_info.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        let mosaic = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
         let Some(meta) = inbuf.meta::<BatchMeta>() else {
             gst::element_imp_error!(
                 self,
@@ -536,59 +383,33 @@ impl BaseTransformImpl for TrtTiler {
             return Err(gst::FlowError::Error);
         };
         let batch = meta.batch();
-        let (rows, columns) = grid_for(batch.batch_size as u32, s.rows, s.columns);
-        let grid = Grid {
-            width: out_info.width(),
-            height: out_info.height(),
-            rows,
-            columns,
-        };
-        let tiles = grid.tiles();
-        if st.grid != Some(grid) {
-            st.grid = Some(grid);
-            st.clear_mosaic();
-            st.last.clear();
-            st.last.resize(tiles as usize, None);
-            st.mosaic_stale = false;
-        }
-        let keep = st.keeps_frames();
-        if keep {
-            for slot in &batch.slots {
-                st.last[grid.tile_of(slot.pad_index()) as usize] =
-                    Some((slot.buffer.clone(), slot.info.clone()));
+        let composed = mosaic.compose(
+            self.obj().upcast_ref(),
+            &self.cuda_ctx,
+            batch,
+            (s.rows, s.columns),
+            s.use_gpu,
+            outbuf,
+        );
+        match composed {
+            Ok(Composed::Gpu) => {
+                self.composed_on_gpu();
+                self.gpu_frames
+                    .fetch_add(batch.slots.len() as u64, Ordering::Relaxed);
             }
-        }
-        let composed = if !s.use_gpu {
-            self.composed_on_cpu("device=cpu");
-            false
-        } else if !keep {
-            self.composed_on_cpu(if cfg!(feature = "cuda") {
-                SYSTEM_BATCHES
-            } else {
-                "the plugin was built without CUDA support"
-            });
-            false
-        } else {
-            #[cfg(feature = "cuda")]
-            let composed = self.compose_cuda(st, outbuf, &out_info, &grid)?;
-            #[cfg(not(feature = "cuda"))]
-            let composed = false;
-            if !composed {
-                self.composed_on_cpu(&st.why);
+            Ok(Composed::Cpu(why)) => self.composed_on_cpu(why),
+            Err(e) => {
+                match &e {
+                    MosaicError::Map => gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", e)),
+                    MosaicError::Write(_) => {
+                        gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e))
+                    }
+                    MosaicError::Gpu(detail) | MosaicError::GpuWrite(detail) => {
+                        gst::element_imp_error!(self, gst::ResourceError::Failed, ("{}", e), ["{}", detail])
+                    }
+                }
+                return Err(gst::FlowError::Error);
             }
-            composed
-        };
-        if composed {
-            self.composed_on_gpu();
-            self.gpu_frames
-                .fetch_add(batch.slots.len() as u64, Ordering::Relaxed);
-            st.mosaic_stale = true;
-        } else {
-            self.compose_cpu(st, batch, &grid);
-            if !keep {
-                st.last.iter_mut().for_each(|k| *k = None);
-            }
-            self.write_mosaic(st, outbuf, &out_info, s.use_gpu)?;
         }
         outbuf.set_pts(inbuf.pts());
         outbuf.set_duration(batch.slots.iter().find_map(|s| s.duration));

@@ -23,6 +23,7 @@ use crate::cuda::runner::arg;
 use crate::cuda::CudaError;
 use crate::cuda::{KernelRunner, KernelSource};
 use crate::geometry::LetterboxTransform;
+use crate::video::color::YuvCoefficients;
 
 /// CUDA C source of the kernel.
 pub const KERNEL_SOURCE: &str = include_str!("../../../kernels/tiler.cu");
@@ -290,7 +291,8 @@ impl CudaTiler {
     }
 
     /// Composes like [`CudaTiler::compose`] a `format` frame of `width x height` into
-    /// host memory: `planes` (GStreamer plane order) with `strides`. The mosaic is composed
+    /// host memory: `planes` (GStreamer plane order) with `strides`, YUV written with
+    /// `colors` (the output's colorimetry). The mosaic is composed
     /// in a device frame of the same strides (allocated on first use, grown when needed)
     /// and copied down plane by plane: one frame crosses PCIe instead of every source
     /// frame. Returns once `planes` hold the mosaic.
@@ -302,6 +304,7 @@ impl CudaTiler {
         columns: u32,
         format: gst_video::VideoFormat,
         (width, height): (u32, u32),
+        colors: YuvCoefficients,
         planes: &mut [&mut [u8]],
         strides: &[usize],
     ) -> Result<(), CudaError> {
@@ -338,7 +341,8 @@ impl CudaTiler {
         let ptrs = offsets.map(|o| base + o as u64);
         // SAFETY: each plane lies inside the staging buffer (offsets and sizes above),
         // which lives as long as `self`; launches are awaited before it is replaced.
-        let out = unsafe { CudaFrame::from_raw(format, width, height, &ptrs[..n], &strides[..n]) }?;
+        let out = unsafe { CudaFrame::from_raw(format, width, height, &ptrs[..n], &strides[..n]) }?
+            .with_colors(colors);
         self.compose(tiles, rows, columns, &out)?;
         self.wait()?;
         for p in 0..n {

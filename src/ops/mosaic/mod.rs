@@ -1,7 +1,10 @@
-//! The CPU mosaic of `trttiler`: where each source goes and how its frame is drawn into
-//! its tile. The CUDA kernel (`kernels/tiler.cu`) reproduces it byte for byte; the device
-//! tests compare the two through these functions.
+//! The mosaic of `trttiler`: where each source goes and how its frame is drawn into its
+//! tile (the CPU implementation, here). The CUDA kernel (`kernels/tiler.cu`, run by
+//! [`cuda::CudaTiler`]) reproduces it byte for byte; the device tests compare the two
+//! through these functions. [`batch::BatchMosaic`] is the operation on a batch that the
+//! element calls; it picks the GPU or the CPU per batch.
 
+pub mod batch;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 

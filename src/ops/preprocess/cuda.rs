@@ -1,9 +1,10 @@
 //! [`CudaPreprocessor`]: a whole batch of device frames into one NCHW tensor in device
 //! memory, with one kernel launch.
 //!
-//! At construction it compiles `kernels/preprocess.cu` with NVRTC for the device's
-//! compute capability (once per process and architecture), loads it into the context,
-//! creates its own non-blocking stream and allocates a small pool of output tensors of
+//! At construction its [`KernelRunner`] compiles `kernels/preprocess.cu` with NVRTC for
+//! the device's compute capability (once per process and architecture), loads it into the
+//! context and creates its own non-blocking stream; the preprocessor loads the entry points
+//! of the configured variant from it and allocates a small pool of output tensors of
 //! the largest batch plus pinned host memory for per-frame parameters. Per batch it
 //! writes the parameters (plane addresses, strides, format, size, placement: ~100 bytes a
 //! frame) to pinned memory, copies them to the device, launches the kernel and records an
@@ -24,12 +25,12 @@ use std::sync::Arc;
 use cudarc::driver::sys;
 
 use crate::config::{ColorOrder, PreprocessConfig};
-use crate::cuda::driver::{check, DeviceContext, Kernel, Stream};
+use crate::cuda::driver::{DeviceContext, Kernel};
 use crate::cuda::frame::{CudaFrame, KIND_I420, KIND_NV12};
-use crate::cuda::module::KernelModule;
 use crate::cuda::pool::{PoolSlot, Slot, TensorPool};
+use crate::cuda::runner::arg;
 use crate::cuda::CudaError;
-use crate::cuda::{DeviceTensorLease, KernelSource};
+use crate::cuda::{DeviceTensorLease, KernelRunner, KernelSource};
 use crate::geometry::LetterboxTransform;
 use crate::ops::preprocess::content_span;
 use crate::tensor::{DType, Tensor, TensorStorage};
@@ -244,9 +245,9 @@ fn frame_params(slot: &mut Slot) -> &mut [FrameParams] {
 /// Batched GPU preprocessing: device frames → NCHW f32/f16 tensor in device memory, with
 /// exactly the math of [`crate::ops::preprocess::fill_row`] (see the module docs).
 pub struct CudaPreprocessor {
-    // Field order is drop order: the stream is synchronised in Drop, then the kernel's
-    // module is unloaded, then the pool (freed once the last lease is gone).
-    stream: Stream,
+    // Field order is drop order: the runner waits for its stream, then the entry points
+    // are unloaded, then the pool (freed once the last lease is gone).
+    runner: KernelRunner,
     /// The entry points of the current pixels per thread.
     entries: EntryPoints,
     /// Whether NV12 batches of up to [`INLINE_FRAMES_SMALL`] take `entries.nv12_small`.
@@ -261,14 +262,11 @@ pub struct CudaPreprocessor {
     staging: bool,
     /// `__launch_bounds__` variant of the inline kernel (0 = default).
     min_blocks: u32,
-    module: KernelModule,
     pool: Arc<TensorPool>,
-    ctx: DeviceContext,
     cfg: PreprocessConfig,
     max_batch: usize,
     out_row_bytes: usize,
     norm: NormParams,
-    arch: String,
     tensor_name: String,
     slots: usize,
 }
@@ -276,10 +274,9 @@ pub struct CudaPreprocessor {
 impl std::fmt::Debug for CudaPreprocessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaPreprocessor")
-            .field("ctx", &self.ctx)
+            .field("runner", &self.runner)
             .field("cfg", &self.cfg)
             .field("max_batch", &self.max_batch)
-            .field("arch", &self.arch)
             .field("slots", &self.slots)
             .finish()
     }
@@ -296,11 +293,10 @@ impl CudaPreprocessor {
                 "max batch must be between 1 and {MAX_BATCH}, got {max_batch}"
             )));
         }
-        crate::cuda::probe()?;
-        crate::cuda::nvrtc::require_nvrtc()?;
-        crate::cuda::guard("creating the CUDA preprocessor", || {
-            Self::build(ctx, cfg, max_batch)
-        })
+        const WHAT: &str = "creating the CUDA preprocessor";
+        // The entry points depend on the configuration: loaded by `build`.
+        let runner = KernelRunner::new(WHAT, ctx, &KERNEL, &[])?;
+        crate::cuda::guard(WHAT, || Self::build(runner, cfg, max_batch))
     }
 
     /// [`CudaPreprocessor::new`] in the CUcontext of a GStreamer CUDA context (the
@@ -313,15 +309,14 @@ impl CudaPreprocessor {
         Self::new(&ctx.device_context()?, cfg, max_batch)
     }
 
-    fn build(ctx: &DeviceContext, cfg: &PreprocessConfig, max_batch: usize) -> Result<Self, CudaError> {
-        let module = KernelModule::compile(ctx, &KERNEL)?;
+    fn build(runner: KernelRunner, cfg: &PreprocessConfig, max_batch: usize) -> Result<Self, CudaError> {
+        let ctx = runner.context().clone();
         let pixels_per_thread = if cfg.width.is_multiple_of(DEFAULT_PIXELS_PER_THREAD) {
             DEFAULT_PIXELS_PER_THREAD
         } else {
             1
         };
-        let entries = EntryPoints::load(&module, pixels_per_thread, cfg.color)?;
-        let stream = Stream::new(ctx)?;
+        let entries = EntryPoints::load(runner.module(), pixels_per_thread, cfg.color)?;
         let out_row_bytes = 3 * cfg.width as usize * cfg.height as usize * cfg.dtype.size();
         let out_len = out_row_bytes.checked_mul(max_batch).ok_or_else(|| {
             CudaError::InvalidInput(format!(
@@ -331,13 +326,13 @@ impl CudaPreprocessor {
         let mut free = Vec::with_capacity(MAX_POOL);
         for _ in 0..INITIAL_POOL {
             free.push(Slot::new(
-                ctx,
+                &ctx,
                 out_len,
                 max_batch * std::mem::size_of::<FrameParams>(),
             )?);
         }
         let mut this = Self {
-            stream,
+            runner,
             entries,
             small_params: true,
             nv12_path: true,
@@ -346,10 +341,7 @@ impl CudaPreprocessor {
             block: (BLOCK_X, BLOCK_Y),
             staging: false,
             min_blocks: 0,
-            arch: module.arch().to_string(),
-            module,
             pool: Arc::new(TensorPool::new(free, MAX_POOL, Some(DEFAULT_POOL_TIMEOUT))),
-            ctx: ctx.clone(),
             cfg: *cfg,
             max_batch,
             out_row_bytes,
@@ -365,7 +357,7 @@ impl CudaPreprocessor {
             lease.wait()?;
             drop(lease);
         }
-        this.stream.synchronize()?;
+        this.runner.synchronize()?;
         Ok(this)
     }
 
@@ -399,8 +391,8 @@ impl CudaPreprocessor {
         if px == self.pixels_per_thread {
             return Ok(());
         }
-        self.stream.synchronize()?;
-        self.entries = EntryPoints::load(&self.module, px, self.cfg.color)?;
+        self.runner.synchronize()?;
+        self.entries = EntryPoints::load(self.runner.module(), px, self.cfg.color)?;
         self.pixels_per_thread = px;
         self.min_blocks = 0;
         Ok(())
@@ -474,8 +466,8 @@ impl CudaPreprocessor {
                 )))
             }
         };
-        self.stream.synchronize()?;
-        self.entries.inline = self.module.kernel(&name)?;
+        self.runner.synchronize()?;
+        self.entries.inline = self.runner.module().kernel(&name)?;
         self.min_blocks = n;
         Ok(())
     }
@@ -516,17 +508,17 @@ impl CudaPreprocessor {
 
     /// The context everything runs in.
     pub fn context(&self) -> &DeviceContext {
-        &self.ctx
+        self.runner.context()
     }
 
     /// The stream the kernel runs on (non-blocking, owned by the preprocessor).
     pub fn stream(&self) -> sys::CUstream {
-        self.stream.raw()
+        self.runner.stream()
     }
 
     /// NVRTC target the kernel was compiled for, e.g. `compute_90`.
     pub fn arch(&self) -> &str {
-        &self.arch
+        self.runner.arch()
     }
 
     /// Output buffers allocated so far (grows from [`INITIAL_POOL`] to at most the pool's
@@ -554,7 +546,7 @@ impl CudaPreprocessor {
 
     /// Waits until all queued work of the preprocessor is done.
     pub fn synchronize(&self) -> Result<(), CudaError> {
-        self.stream.synchronize()
+        self.runner.synchronize()
     }
 
     /// A free output buffer; when all are held downstream, waits (bounded) for one to
@@ -564,7 +556,7 @@ impl CudaPreprocessor {
             PoolSlot::Idle(slot) => Ok(slot),
             PoolSlot::New => {
                 let slot = Slot::new(
-                    &self.ctx,
+                    self.runner.context(),
                     self.out_row_bytes * self.max_batch,
                     self.max_batch * std::mem::size_of::<FrameParams>(),
                 )
@@ -693,19 +685,13 @@ impl CudaPreprocessor {
     ) -> Result<DeviceTensorLease, CudaError> {
         let lease = DeviceTensorLease::new(slot, self.pool.clone(), n * self.out_row_bytes, frames);
         let slot = lease.slot()?;
-        let stream = self.stream.raw();
-        let _g = self.ctx.push()?;
+        let q = self.runner.queue()?;
         if inline.is_none() {
             // At least one entry, so that the warm-up launch (n = 0) resolves this entry point.
             let bytes = n.max(1) * std::mem::size_of::<FrameParams>();
             // SAFETY: both ranges lie in buffers of max_batch ≥ 1 parameters (n ≤ max_batch);
             // the pinned source is not rewritten before this slot's event has completed.
-            check(
-                unsafe {
-                    sys::cuMemcpyHtoDAsync_v2(slot.params_dev.ptr(), slot.params_host.as_ptr(), bytes, stream)
-                },
-                "cuMemcpyHtoDAsync",
-            )?;
+            unsafe { q.copy_to_device(slot.params_dev.ptr(), slot.params_host.as_ptr(), bytes) }?;
         }
         let mut frames_ptr: u64 = slot.params_dev.ptr();
         let mut out_ptr: u64 = slot.out.ptr();
@@ -727,13 +713,9 @@ impl CudaPreprocessor {
             ),
             Some(p) if nv12 => (&self.entries.nv12, (p as *const InlineFrames).cast_mut().cast()),
             Some(p) => (&self.entries.inline, (p as *const InlineFrames).cast_mut().cast()),
-            None => (&self.entries.device, (&mut frames_ptr as *mut u64).cast()),
+            None => (&self.entries.device, arg(&mut frames_ptr)),
         };
-        let mut args: [*mut c_void; 3] = [
-            frames_arg,
-            (&mut out_ptr as *mut u64).cast(),
-            (&mut norm as *mut NormParams).cast(),
-        ];
+        let mut args: [*mut c_void; 3] = [frames_arg, arg(&mut out_ptr), arg(&mut norm)];
         let grid = (
             self.cfg.width.div_ceil(self.block.0 * self.pixels_per_thread),
             self.cfg.height.div_ceil(self.block.1),
@@ -742,18 +724,12 @@ impl CudaPreprocessor {
         // SAFETY: the argument list matches the kernel's signature (the frame parameters
         // by device pointer or by value, the output pointer, NormParams by value, same
         // #[repr(C)] layouts); the output holds n rows; the frames' planes are valid per
-        // CudaFrame's contract. The kernel only reads the inline parameters.
-        unsafe { kernel.launch_shared(grid, (self.block.0, self.block.1, 1), shared, stream, &mut args) }?;
-        // SAFETY: the preprocessor's own live stream, same context as the event.
-        unsafe { slot.event.record(stream) }?;
+        // CudaFrame's contract. The kernel only reads the inline parameters; the entry
+        // points were loaded from the runner's module.
+        unsafe { q.launch_kernel(kernel, grid, (self.block.0, self.block.1, 1), shared, &mut args) }?;
+        // SAFETY: the slot's event was created in the runner's context (Slot::new).
+        unsafe { q.record_event(&slot.event) }?;
         Ok(lease)
-    }
-}
-
-impl Drop for CudaPreprocessor {
-    fn drop(&mut self) {
-        // Work in flight must end before the module is unloaded.
-        let _ = self.stream.synchronize();
     }
 }
 

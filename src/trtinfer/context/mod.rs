@@ -4,7 +4,7 @@
 use crate::backend::{self, BackendKind, BackendOptions, InferenceBackend, InputRef};
 use crate::batch::{Batch, BatchOutputs, MaskTensor};
 use crate::config::{ModelConfig, ModelFile};
-use crate::parsers::{self, ParseParams, ParseScratch, ParserKind};
+use crate::parsers::{self, ParseParams, ParserKind};
 use crate::results::{DenseMap, Detection};
 use crate::tensor::{PooledBytes, Tensor};
 use gst::glib;
@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
 mod crops;
-mod device;
 mod settings;
 
 pub use settings::{InferSettings, OperateOn};
@@ -51,18 +50,9 @@ pub struct InferContext {
     interval: u32,
     keep_input: bool,
     batches: u64,
-    scratch: ParseScratch,
     reuse: Reuse,
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    device_id: i32,
-    /// GPU decoding of device outputs (created at the first batch that needs it).
-    #[cfg(feature = "cuda")]
-    gpu: Option<crate::ops::yolo::cuda::YoloDecoder>,
-    /// GPU summaries of dense outputs left on the device (created at the first such batch).
-    #[cfg(feature = "cuda")]
-    dense_gpu: Option<crate::ops::dense::cuda::DenseSummarizer>,
-    download_dense: bool,
-    candidates: Vec<crate::ops::yolo::YoloCandidate>,
+    /// Turns the backend's outputs into results, on the GPU where they stayed there.
+    decoder: crate::ops::decode::OutputDecoder,
     /// Host copies of the rows of a chunk when a batch is larger than `max-batch`.
     chunk_pool: crate::tensor::HostTensorPool,
     /// Bytes of inference results copied device → host since start.
@@ -71,21 +61,14 @@ pub struct InferContext {
     crops: Option<CropStage>,
 }
 
-/// Whether outputs stay on the device: GPU backends whose parser decodes on the GPU
-/// (YOLO) or keeps its output there (dense).
+/// Whether outputs stay on the device: GPU backends whose parser decodes there
+/// ([`crate::ops::decode::decodes_on_device`]).
 fn device_outputs(kind: BackendKind, parser: ParserKind) -> bool {
-    cfg!(feature = "cuda")
-        && matches!(
-            kind,
-            BackendKind::OnnxRuntimeCuda | BackendKind::OnnxRuntimeTensorRt | BackendKind::TensorRt
-        )
-        && matches!(parser, ParserKind::Yolo | ParserKind::YoloSeg | ParserKind::Dense)
+    matches!(
+        kind,
+        BackendKind::OnnxRuntimeCuda | BackendKind::OnnxRuntimeTensorRt | BackendKind::TensorRt
+    ) && crate::ops::decode::decodes_on_device(parser)
 }
-
-/// Why device outputs cannot be read by a build without the `cuda` feature.
-#[cfg(not(feature = "cuda"))]
-const NO_CUDA: &str =
-    "the outputs are in GPU memory but this build has no CUDA support (cargo feature 'cuda')";
 
 /// A failure with a sentence for the user.
 #[derive(Debug, thiserror::Error)]
@@ -235,15 +218,8 @@ impl InferContext {
             interval: s.interval,
             keep_input: s.keep_input,
             batches: 0,
-            scratch: ParseScratch::default(),
             reuse: Reuse::default(),
-            device_id: s.device_id,
-            #[cfg(feature = "cuda")]
-            gpu: None,
-            #[cfg(feature = "cuda")]
-            dense_gpu: None,
-            download_dense: s.download_dense,
-            candidates: Vec::new(),
+            decoder: crate::ops::decode::OutputDecoder::new(parser, s.device_id, s.download_dense),
             chunk_pool: Default::default(),
             d2h_bytes: 0,
             config,
@@ -373,7 +349,6 @@ impl InferContext {
         slots: Vec<usize>,
         transforms: Vec<crate::geometry::LetterboxTransform>,
     ) -> Result<(), InferError> {
-        let rows = slots.len();
         let outputs = self.backend.infer(&[InputRef {
             name: &self.input_name,
             tensor,
@@ -385,32 +360,21 @@ impl InferContext {
             parser: parser.name(),
             reason,
         };
-        let on_device = outputs.iter().any(|t| t.host_bytes().is_none());
-        let dense = if self.parser != ParserKind::Dense {
-            Vec::new()
-        } else if on_device {
-            self.dense_on_device(&outputs, &transforms).map_err(&parse_err)?
-        } else {
-            parsers::dense::parse_dense(&self.model, &self.params.tensor_names, &outputs, &transforms)
-                .map_err(|e| parse_err(e.to_string()))?
-        };
-        let mut device_masks = None;
-        let detections = if matches!(self.parser, ParserKind::Raw | ParserKind::Dense) {
-            vec![Vec::new(); rows]
-        } else if on_device {
-            let (dets, masks) = self.decode_on_device(&outputs, &transforms).map_err(parse_err)?;
-            device_masks = masks;
-            dets
-        } else {
-            parsers::parse_with(
-                &mut self.scratch,
-                self.parser,
-                &self.params,
-                &outputs,
-                &transforms,
-            )
-            .map_err(|e| parse_err(e.to_string()))?
-        };
+        let crate::ops::decode::Decoded {
+            detections,
+            dense,
+            masks,
+            d2h_bytes,
+        } = self
+            .decoder
+            .decode(&self.params, &outputs, &transforms)
+            .map_err(parse_err)?;
+        self.d2h_bytes += d2h_bytes;
+        gst::trace!(
+            CAT,
+            "batch {}: outputs decoded, {d2h_bytes} bytes to the host",
+            batch.batch_number
+        );
 
         for (row, dets) in detections.into_iter().enumerate() {
             let Some(&slot_idx) = slots.get(row) else { continue };
@@ -434,11 +398,6 @@ impl InferContext {
             }
         }
 
-        let masks = if on_device {
-            device_masks
-        } else {
-            self.mask_tensor(&outputs)
-        };
         if let Some(masks) = masks {
             if self.interval > 0 {
                 let pads = slots.iter().map(|&i| batch.slots[i].pad_index()).collect();
@@ -452,21 +411,6 @@ impl InferContext {
             });
         }
         Ok(())
-    }
-
-    fn mask_tensor(&self, outputs: &[Tensor]) -> Option<MaskTensor> {
-        let names = &self.params.tensor_names;
-        match self.parser {
-            ParserKind::YoloSeg => outputs
-                .iter()
-                .find(|t| t.name == names.protos_name())
-                .map(|t| MaskTensor::Prototypes(t.clone())),
-            ParserKind::Detr => outputs
-                .iter()
-                .find(|t| t.name == names.masks_name())
-                .map(|t| MaskTensor::Dense(t.clone())),
-            _ => None,
-        }
     }
 
     fn attach_reused(&self, batch: &mut Batch) {

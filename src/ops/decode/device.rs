@@ -3,16 +3,24 @@
 
 use super::*;
 
-impl InferContext {
+/// Why device outputs cannot be read by a build without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+const NO_CUDA: &str =
+    "the outputs are in GPU memory but this build has no CUDA support (cargo feature 'cuda')";
+
+impl OutputDecoder {
     /// YOLO outputs left on the device: candidates compacted by a kernel, only they cross
-    /// to the host, then the CPU parser's NMS; YOLO-seg masks stay on the device.
+    /// to the host, then the CPU parser's NMS; YOLO-seg masks stay on the device. Adds the
+    /// bytes copied to the host to `d2h`.
     #[cfg(feature = "cuda")]
-    pub(super) fn decode_on_device(
+    pub(super) fn yolo_on_device(
         &mut self,
+        params: &ParseParams,
         outputs: &[Tensor],
-        transforms: &[crate::geometry::LetterboxTransform],
+        transforms: &[LetterboxTransform],
+        d2h: &mut u64,
     ) -> Result<(Vec<Vec<Detection>>, Option<MaskTensor>), String> {
-        let names = &self.params.tensor_names;
+        let names = &params.tensor_names;
         let seg = self.parser == ParserKind::YoloSeg;
         let pick = |name: &str, pos: usize| outputs.iter().find(|t| t.name == name).or(outputs.get(pos));
         let out0 = pick(names.boxes_for(self.parser), 0).ok_or("the model returned no outputs")?;
@@ -50,27 +58,17 @@ impl InferContext {
             ));
         }
         let classes = channels - 4 - p;
-        if self.gpu.is_none() {
+        if self.yolo.is_none() {
             let ctx = self.device_context("GPU decoding")?;
-            self.gpu = Some(crate::ops::yolo::cuda::YoloDecoder::new(&ctx).map_err(|e| e.to_string())?);
+            self.yolo = Some(crate::ops::yolo::cuda::YoloDecoder::new(&ctx).map_err(|e| e.to_string())?);
         }
-        let dec = self.gpu.as_mut().expect("created above");
+        let dec = self.yolo.as_mut().expect("created above");
         let copied = dec
-            .decode(out0, classes, self.params.conf_threshold, &mut self.candidates)
+            .decode(out0, classes, params.conf_threshold, &mut self.candidates)
             .map_err(|e| e.to_string())?;
-        gst::trace!(
-            CAT,
-            "{} candidates decoded on the GPU, {copied} bytes to the host",
-            self.candidates.len()
-        );
-        self.d2h_bytes += copied as u64;
-        let dets = crate::ops::yolo::finish_candidates(
-            &mut self.scratch,
-            &self.params,
-            &self.candidates,
-            transforms,
-            seg,
-        );
+        *d2h += copied as u64;
+        let dets =
+            crate::ops::yolo::finish_candidates(&mut self.scratch, params, &self.candidates, transforms, seg);
         let masks = protos.map(|(p, _)| MaskTensor::DevicePrototypes {
             protos: p.clone(),
             coefficients: out0.clone(),
@@ -79,7 +77,7 @@ impl InferContext {
         Ok((dets, masks))
     }
 
-    /// The GPU's primary context of this element's device.
+    /// The GPU's primary context of the outputs' device.
     #[cfg(feature = "cuda")]
     fn device_context(&self, what: &str) -> Result<crate::cuda::DeviceContext, String> {
         crate::cuda::DeviceContext::primary(self.device_id.max(0))
@@ -88,36 +86,34 @@ impl InferContext {
 
     /// A dense output left on the device: each frame's map points at its row there, the
     /// summaries come from one GPU reduction (32 bytes per frame to the host), and with
-    /// `download-dense` the values are copied to the host too.
+    /// `download_dense` the values are copied to the host too. Adds the bytes copied to
+    /// the host to `d2h`.
     #[cfg(feature = "cuda")]
     pub(super) fn dense_on_device(
         &mut self,
+        params: &ParseParams,
         outputs: &[Tensor],
-        transforms: &[crate::geometry::LetterboxTransform],
+        transforms: &[LetterboxTransform],
+        d2h: &mut u64,
     ) -> Result<Vec<DenseMap>, String> {
         use crate::ops::dense::cuda::{device_row, DenseSummarizer};
-        let (t, layout) = parsers::dense::dense_output(&self.params.tensor_names, outputs, transforms.len())
+        let (t, layout) = parsers::dense::dense_output(&params.tensor_names, outputs, transforms.len())
             .map_err(|e| e.to_string())?;
         let mut maps = Vec::with_capacity(transforms.len());
         for (row, tr) in transforms.iter().enumerate() {
-            let mut map = DenseMap::host(self.model.clone(), t.clone(), row, layout, *tr);
+            let mut map = DenseMap::host(params.model.clone(), t.clone(), row, layout, *tr);
             map.device = Some(device_row(t, row).map_err(|e| e.to_string())?);
             maps.push(map);
         }
-        if self.dense_gpu.is_none() {
+        if self.dense.is_none() {
             let ctx = self.device_context("the GPU summary of dense maps")?;
-            self.dense_gpu = Some(DenseSummarizer::new(&ctx).map_err(|e| e.to_string())?);
+            self.dense = Some(DenseSummarizer::new(&ctx).map_err(|e| e.to_string())?);
         }
-        let gpu = self.dense_gpu.as_mut().expect("created above");
+        let gpu = self.dense.as_mut().expect("created above");
         let (host, copied) = gpu
             .run(t, layout, &mut maps, self.download_dense)
             .map_err(|e| e.to_string())?;
-        self.d2h_bytes += copied as u64;
-        gst::trace!(
-            CAT,
-            "{} dense maps summarised on the GPU, {copied} bytes to the host",
-            maps.len()
-        );
+        *d2h += copied as u64;
         if let Some(host) = host {
             for m in &mut maps {
                 m.tensor = host.clone();
@@ -129,20 +125,22 @@ impl InferContext {
     #[cfg(not(feature = "cuda"))]
     pub(super) fn dense_on_device(
         &mut self,
+        _params: &ParseParams,
         _outputs: &[Tensor],
-        _transforms: &[crate::geometry::LetterboxTransform],
+        _transforms: &[LetterboxTransform],
+        _d2h: &mut u64,
     ) -> Result<Vec<DenseMap>, String> {
-        let _ = self.download_dense;
         Err(NO_CUDA.into())
     }
 
     #[cfg(not(feature = "cuda"))]
-    pub(super) fn decode_on_device(
+    pub(super) fn yolo_on_device(
         &mut self,
-        outputs: &[Tensor],
-        _transforms: &[crate::geometry::LetterboxTransform],
+        _params: &ParseParams,
+        _outputs: &[Tensor],
+        _transforms: &[LetterboxTransform],
+        _d2h: &mut u64,
     ) -> Result<(Vec<Vec<Detection>>, Option<MaskTensor>), String> {
-        let _ = (&self.candidates, outputs);
         Err(NO_CUDA.into())
     }
 }
