@@ -378,7 +378,7 @@ fn bad_camera_fails_alone(bad_uri: String) {
     let (p, outs, statuses) = pipeline(
         &[good.uri(), bad_uri],
         "stall-timeout=3000",
-        "stall-timeout=600 reconnect-interval=100 max-reconnect-interval=200 reconnect-attempts=2",
+        "stall-timeout=600 connect-timeout=600 reconnect-interval=100 max-reconnect-interval=200 reconnect-attempts=2",
     );
     p.set_state(gst::State::Playing).unwrap();
     let started = Instant::now();
@@ -455,7 +455,7 @@ fn credentials_never_reach_messages() {
         let (p, _outs, statuses) = pipeline(
             &[uri],
             "",
-            "stall-timeout=300 reconnect-interval=50 reconnect-attempts=0 user-pw=s3cret",
+            "stall-timeout=300 connect-timeout=300 reconnect-interval=50 reconnect-attempts=0 user-pw=s3cret",
         );
         p.set_state(gst::State::Playing).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);

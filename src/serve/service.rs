@@ -115,7 +115,8 @@ fn make(factory: &str) -> Result<gst::Element, String> {
         .map_err(|_| format!("the GStreamer element {factory} is not installed"))
 }
 
-fn encoder_chain(choice: EncoderChoice, bitrate: u32) -> Result<Vec<gst::Element>, String> {
+/// Encoder, parser and MP4 muxer; `fragment_ms` as [`crate::recording::mp4_muxer`].
+fn encoder_chain(choice: EncoderChoice, bitrate: u32, fragment_ms: u32) -> Result<Vec<gst::Element>, String> {
     let nv = gst::ElementFactory::find("nvh264enc").is_some();
     let use_nv = match choice {
         EncoderChoice::Auto => nv,
@@ -140,20 +141,19 @@ fn encoder_chain(choice: EncoderChoice, bitrate: u32) -> Result<Vec<gst::Element
         chain.push(enc);
     }
     chain.push(make("h264parse")?);
-    // Fragmented: a recording or mosaic cut off by a crash plays up to its last fragment.
-    chain.push(crate::recording::mp4_muxer(
-        crate::recording::DEFAULT_FRAGMENT_MS,
-    )?);
+    chain.push(crate::recording::mp4_muxer(fragment_ms)?);
     Ok(chain)
 }
 
-fn file_sink(location: &std::path::Path) -> Result<gst::Element, String> {
+/// A file sink; `fragmented`: each MP4 fragment reaches the file when the muxer writes it.
+fn file_sink(location: &std::path::Path, fragmented: bool) -> Result<gst::Element, String> {
     let sink = make("filesink")?;
     sink.set_property("location", location.display().to_string());
     sink.set_property("sync", false);
     sink.set_property("async", false);
-    // Each MP4 fragment reaches the file when the muxer writes it (crash safety).
-    sink.set_property_from_str("buffer-mode", "unbuffered");
+    if fragmented {
+        sink.set_property_from_str("buffer-mode", "unbuffered");
+    }
     Ok(sink)
 }
 
@@ -248,8 +248,10 @@ impl Service {
             tiler.set_property("columns", out.mosaic_columns.unwrap_or(0));
             tiler.set_property("rows", out.mosaic_rows.unwrap_or(0));
             let mut mchain = vec![queue, tiler];
-            mchain.extend(encoder_chain(out.encoder, out.bitrate.unwrap_or(4000))?);
-            mchain.push(file_sink(mosaic)?);
+            // Not fragmented: with a fragmented mp4mux after trttiler the mosaic branch
+            // holds batches until trtpreprocess' pool runs dry (not investigated yet).
+            mchain.extend(encoder_chain(out.encoder, out.bitrate.unwrap_or(4000), 0)?);
+            mchain.push(file_sink(mosaic, false)?);
             outputs.push(mchain);
         }
         if let Some(uri) = &out.broker {
@@ -554,11 +556,13 @@ impl Service {
         };
         match &recording {
             Some(path) => {
+                // Fragmented: a recording cut off by a crash plays up to its last fragment.
                 chain.extend(encoder_chain(
                     self.config.output.encoder,
                     self.config.output.bitrate.unwrap_or(4000),
+                    crate::recording::DEFAULT_FRAGMENT_MS,
                 )?);
-                chain.push(file_sink(path)?);
+                chain.push(file_sink(path, true)?);
             }
             None => {
                 let sink = make("fakesink")?;
