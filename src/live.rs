@@ -93,6 +93,30 @@ impl Backoff {
     }
 }
 
+/// How long a camera may go without a frame before it reconnects: `connect` until the
+/// first frame of a connection (opening it, the first keyframe and the decoder's start,
+/// which take long when many cameras start at once), `stall` between frames afterwards.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameTimeouts {
+    pub connect: Duration,
+    pub stall: Duration,
+}
+
+impl FrameTimeouts {
+    /// Why the connection must be replaced after `idle` without a frame (since it started,
+    /// or since its last frame once `streaming`), or `None`.
+    pub fn expired(&self, streaming: bool, idle: Duration) -> Option<String> {
+        let ms = idle.as_millis();
+        if streaming && idle > self.stall {
+            Some(format!("no frame for {ms} ms"))
+        } else if !streaming && idle > self.connect {
+            Some(format!("no frame within {ms} ms of connecting"))
+        } else {
+            None
+        }
+    }
+}
+
 /// Maps each connection's timestamps onto one monotonic output timeline. The first frame
 /// of a connection starts at the later of "now" (the pipeline's running time when it
 /// arrives) and the end of the last frame output; later frames keep their spacing.
@@ -153,6 +177,23 @@ mod tests {
             s.redact("Could not open rtsp://admin:hunter2@cam/x as bob/pw! (hunter2)"),
             "Could not open rtsp://cam/x as ***/*** (***)"
         );
+    }
+
+    #[test]
+    fn stall_timeout_counts_only_once_streaming() {
+        let ms = Duration::from_millis;
+        let t = FrameTimeouts {
+            connect: ms(20_000),
+            stall: ms(1000),
+        };
+        // A slow first frame is not a stall.
+        assert_eq!(t.expired(false, ms(3000)), None);
+        assert_eq!(
+            t.expired(false, ms(20_001)).as_deref(),
+            Some("no frame within 20001 ms of connecting")
+        );
+        assert_eq!(t.expired(true, ms(1000)), None);
+        assert_eq!(t.expired(true, ms(1500)).as_deref(), Some("no frame for 1500 ms"));
     }
 
     #[test]

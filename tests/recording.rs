@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::serve::Serve;
 use common::within;
 use gst::prelude::*;
 use gst_rtsp_server::prelude::*;
@@ -86,7 +87,6 @@ fn no_error(p: &gst::Pipeline) {
 /// What a recorded file decodes to.
 #[derive(Debug)]
 struct Decoded {
-    #[allow(dead_code)] // shown in failure messages
     frames: usize,
     first_pts: gst::ClockTime,
     /// End of the last frame minus the first PTS.
@@ -380,73 +380,6 @@ fn camera_killed_mid_recording_leaves_a_playable_file() {
     });
 }
 
-/// `trtvision-serve` with `config` as a child process; its HTTP API's base URL.
-struct Serve {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Serve {
-    fn start(config: &Path) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trtvision-serve"))
-            .arg(config)
-            .args(["--http", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("trtvision-serve starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let base = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(at) = line.find("http://") {
-                        break line[at..].trim().to_owned();
-                    }
-                }
-                _ => {
-                    let _ = child.kill();
-                    panic!("trtvision-serve did not announce its HTTP address");
-                }
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-        let req = ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(30));
-        let res = match body {
-            Some(b) => req.set("Content-Type", "application/json").send_string(b),
-            None => req.call(),
-        };
-        let (status, text) = match res {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
-    }
-
-    fn camera(&self, id: &str) -> serde_json::Value {
-        let (status, list) = self.call("GET", "/cameras", None);
-        assert_eq!(status, 200, "{list}");
-        list.as_array()
-            .and_then(|l| l.iter().find(|c| c["id"] == id).cloned())
-            .unwrap_or_else(|| panic!("camera {id} not listed: {list}"))
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A `seconds` long H.264 MP4 of the synthetic scene (shapes the test model detects).
 fn scene_file(dir: &Path, seconds: u64) -> PathBuf {
     let path = dir.join("scene.mp4");
@@ -459,6 +392,42 @@ fn scene_file(dir: &Path, seconds: u64) -> PathBuf {
     ));
     common::run_to_end(&p, gst::ClockTime::from_seconds(60)).expect("scene file written");
     path
+}
+
+/// Parses `payloads` as JSON messages, each valid against the message schema.
+fn valid_messages<'a>(payloads: impl IntoIterator<Item = &'a [u8]>) -> Vec<serde_json::Value> {
+    let schema: serde_json::Value = serde_json::from_str(gsttrtvision::messages::SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    payloads
+        .into_iter()
+        .map(|p| {
+            let m: serde_json::Value = serde_json::from_slice(p).expect("a message is JSON");
+            if let Err(e) = validator.validate(&m) {
+                panic!("message does not match the schema: {e}\n{m}");
+            }
+            m
+        })
+        .collect()
+}
+
+/// The messages of a JSON lines file, each valid against the schema.
+fn messages_file(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    valid_messages(text.lines().map(str::as_bytes))
+}
+
+/// (trigger, state) of recording event messages.
+fn triggers_and_states(events: &[serde_json::Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["event"]["type"] == "recording")
+        .map(|e| {
+            (
+                e["event"]["trigger"].as_str().unwrap().to_owned(),
+                e["event"]["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -507,22 +476,9 @@ fn serve_records_by_rule_and_by_rest_call_and_publishes_the_events() {
         assert!(serve.camera("door")["recording"].is_null());
         drop(serve);
 
-        let schema: serde_json::Value = serde_json::from_str(gsttrtvision::messages::SCHEMA).unwrap();
-        let validator = jsonschema::validator_for(&schema).unwrap();
-        let text = std::fs::read_to_string(dir.join("ev/events.jsonl")).expect("events file");
-        let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        for e in &events {
-            assert!(validator.is_valid(e), "{e}");
-        }
-        let summary: Vec<(String, String)> = events
-            .iter()
-            .map(|e| {
-                (
-                    e["event"]["trigger"].as_str().unwrap().to_owned(),
-                    e["event"]["state"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let events = messages_file(&dir.join("ev/events.jsonl"));
+        let summary = triggers_and_states(&events);
+        assert_eq!(summary.len(), events.len(), "only recording events: {events:?}");
         let pairs = |t: &str| {
             [
                 (t.to_owned(), "started".to_owned()),
@@ -548,5 +504,165 @@ fn serve_records_by_rule_and_by_rest_call_and_publishes_the_events() {
                 d.duration
             );
         }
+    });
+}
+
+/// A `trtvision-serve` config with camera `door` reading `file` (trtcamsrc) through the
+/// shapes model, event recordings in `ev/`, and `output` added to its `[output]` section.
+fn door_config(dir: &Path, file: &Path, camera: &str, output: &str) -> PathBuf {
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[camera]]\nid = \"door\"\nuri = \"file://{}\"\n{camera}\n\
+             [[model]]\nconfig = \"{}\"\n\
+             [output]\nevents = \"ev\"\nevent-buffer = 4\n{output}\n",
+            file.display(),
+            common::cfg("shapes-yolo.toml")
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Starts an API recording of `door` (1 s before, 120 s after) once it streams; its file.
+fn record_door(serve: &Serve) -> String {
+    serve.wait_camera("door", "first frames", 60, |c| {
+        c["frames"].as_u64().unwrap_or(0) >= 30
+    });
+    let (status, body) = serve.call(
+        "POST",
+        "/cameras/door/record",
+        Some(r#"{"before":1,"after":120}"#),
+    );
+    assert_eq!(status, 202, "{body}");
+    body["file"].as_str().expect("file in the answer").to_owned()
+}
+
+/// SIGTERM while an event recording runs: the file is finalised (it plays, from a keyframe)
+/// and its `finished` event is in `[output] messages` and on `[output] broker` (mosquitto)
+/// before the process exits; the broker also got every frame's detections. Every message
+/// is valid against the schema.
+#[test]
+fn serve_sigterm_finalises_recordings_and_the_broker_gets_detections_and_events() {
+    common::init();
+    within(180, "serve SIGTERM with a running recording", || {
+        let dir = temp_dir("sigterm");
+        let Some(broker) = common::mqtt::Mosquitto::start(&dir.join("mqtt")) else {
+            return;
+        };
+        let received = broker.subscribe("serve");
+        let file = scene_file(&dir, 40);
+        let output = format!(
+            "messages = \"ev/events.jsonl\"\nbroker = \"{}\"",
+            broker.uri("serve")
+        );
+        let mut serve = Serve::start(&door_config(&dir, &file, "", &output));
+        let recording = record_door(&serve);
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(serve.camera("door")["recording"], recording.as_str());
+        let status = serve.signal(libc::SIGTERM);
+        assert!(status.success(), "trtvision-serve exited with {status:?}");
+
+        let events = messages_file(&dir.join("ev/events.jsonl"));
+        let pairs = [
+            ("api".to_owned(), "started".to_owned()),
+            ("api".to_owned(), "finished".to_owned()),
+        ];
+        assert_eq!(triggers_and_states(&events), pairs, "{events:?}");
+        let end = &events[1]["event"];
+        assert_eq!(end["location"], recording.as_str());
+        assert!(
+            end["reason"].as_str().is_some_and(|r| r.contains("ended")),
+            "{end}"
+        );
+        let d = decode(Path::new(&recording));
+        assert!(
+            d.first_is_keyframe && d.pts_monotonic && d.first_pts == gst::ClockTime::ZERO,
+            "{d:?}"
+        );
+        // 1 s before the request and 3 s after it, cut at SIGTERM (not 120 s).
+        assert!(d.duration >= 3.5 && d.duration < 30.0, "{d:?}");
+
+        // Acknowledged before exit: on the subscriber within moments.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let messages = loop {
+            let got = received.lock().unwrap().clone();
+            let messages = valid_messages(got.iter().map(Vec::as_slice));
+            if triggers_and_states(&messages).len() >= 2 || Instant::now() > deadline {
+                break messages;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(triggers_and_states(&messages), pairs);
+        let keys = |m: &[serde_json::Value]| -> Vec<String> {
+            m.iter()
+                .filter(|e| e["event"]["type"] == "recording")
+                .map(|e| e["key"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            keys(&messages),
+            keys(&events),
+            "the same events in the file and on the broker"
+        );
+        let frames: Vec<&serde_json::Value> = messages.iter().filter(|m| m["kind"] == "frame").collect();
+        let detections: usize = frames
+            .iter()
+            .filter_map(|m| m["detections"].as_array())
+            .map(Vec::len)
+            .sum();
+        assert!(
+            frames.len() >= 60 && detections >= frames.len(),
+            "{} frame messages with {detections} detections",
+            frames.len()
+        );
+        println!(
+            "SIGTERM: {d:?}, reason {}; broker: {} frame messages, {detections} detections",
+            end["reason"],
+            frames.len()
+        );
+    });
+}
+
+/// `kill -9` of `trtvision-serve` while it writes an event recording (trtcamsrc's writer)
+/// and a continuous recording (`record = true`, encoded by the service): both MP4 files are
+/// fragmented, so both still play up to their last complete fragment.
+#[test]
+fn recordings_cut_by_kill_9_still_play() {
+    common::init();
+    within(180, "recordings cut by SIGKILL", || {
+        let dir = temp_dir("sigkill");
+        let file = scene_file(&dir, 40);
+        let config = door_config(&dir, &file, "record = true", "recordings = \"rec\"");
+        let mut serve = Serve::start(&config);
+        let recording = record_door(&serve);
+        std::thread::sleep(Duration::from_secs(5));
+        let status = serve.signal(libc::SIGKILL);
+        assert!(!status.success(), "{status:?}");
+        drop(serve);
+
+        let d = decode(Path::new(&recording));
+        assert!(d.first_is_keyframe && d.pts_monotonic, "{d:?}");
+        // 1 s before the request and 5 s (wall clock; less stream time on a loaded machine)
+        // after it, less the fragment being written at the kill: more than the history the
+        // file started with.
+        assert!(d.frames >= 2 * FPS as usize, "event recording: {d:?}");
+        let continuous: Vec<PathBuf> = std::fs::read_dir(dir.join("rec"))
+            .expect("recordings directory")
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+            .collect();
+        assert_eq!(continuous.len(), 1, "{continuous:?}");
+        let c = decode(&continuous[0]);
+        assert!(c.pts_monotonic, "{c:?}");
+        // The camera streamed at least 6 s before the kill (at the analytics' pace, which
+        // may be below the camera's 30 frames/s on a small machine): more than the first of
+        // the 1 s fragments plays.
+        assert!(
+            c.frames >= FPS as usize && c.duration >= 1.5,
+            "continuous recording: {c:?}"
+        );
+        println!("after kill -9: event recording {d:?}; continuous recording {c:?}");
     });
 }

@@ -232,6 +232,69 @@ fn five_percent_rtp_loss_on_one_camera_others_lose_nothing() {
     });
 }
 
+/// A camera whose first frame comes 3 s after it connects (as when many cameras and their
+/// decoders start at once) is not a stall: `stall-timeout` (1 s here) counts only once the
+/// camera streams, the first frame has `connect-timeout` (default 20 s) — it streams
+/// without a reconnect. The same camera with `connect-timeout=1500` reconnects with the
+/// reason "no frame within … of connecting" (what every camera did before the first-frame
+/// timeout was separate).
+#[test]
+fn slow_first_frame_is_not_a_stall() {
+    within(120, "slow first frame", || {
+        let _serial = serial();
+        common::init();
+        let served: Vec<Served> = (0..2)
+            .map(|i| Served::new(Format::new(160, 120, 30), i + 1))
+            .collect();
+        for s in &served {
+            s.faults.hold_ms.store(3000, Ordering::Relaxed);
+        }
+        let uris: Vec<String> = served.iter().map(Served::uri).collect();
+        let (p, outs, statuses) = pipeline(
+            &uris,
+            "stall-timeout=1000 protocols=tcp",
+            "stall-timeout=1000 connect-timeout=1500 protocols=tcp",
+        );
+        let started = Instant::now();
+        p.set_state(gst::State::Playing).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while outs.lock().unwrap()[0].len() < 30 {
+            assert!(
+                Instant::now() < deadline,
+                "the slow camera does not stream: {:?}",
+                statuses.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        no_error(&p);
+        p.set_state(gst::State::Null).unwrap();
+        drop(served);
+        let first = outs.lock().unwrap()[0][0].at - started;
+        assert!(
+            first >= Duration::from_millis(2500),
+            "the first frame came {first:?} after start: the server did not hold it back"
+        );
+        let slow = states_of(&statuses, "cam0");
+        assert_eq!(
+            slow,
+            ["connecting", "streaming"],
+            "cam0 (first frame after {first:?})"
+        );
+        let short: Vec<_> = statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, s, _)| c == "cam1" && s == "reconnecting")
+            .map(|(_, _, r)| r.clone())
+            .collect();
+        assert!(
+            short.first().is_some_and(|r| r.contains("of connecting")),
+            "connect-timeout=1500 must reconnect a camera silent for 3 s: {short:?}"
+        );
+        println!("first frame after {first:?}; with connect-timeout=1500: {short:?}");
+    });
+}
+
 /// A camera whose server drops it 12 times (0.5 s down each, fast reconnect intervals):
 /// every reconnect releases what the previous connection held — file descriptors and
 /// threads stay flat. RSS is checked under `MALLOC_ARENA_MAX=1` only: glibc keeps the
@@ -315,7 +378,7 @@ fn bad_camera_fails_alone(bad_uri: String) {
     let (p, outs, statuses) = pipeline(
         &[good.uri(), bad_uri],
         "stall-timeout=3000",
-        "stall-timeout=600 reconnect-interval=100 max-reconnect-interval=200 reconnect-attempts=2",
+        "stall-timeout=600 connect-timeout=600 reconnect-interval=100 max-reconnect-interval=200 reconnect-attempts=2",
     );
     p.set_state(gst::State::Playing).unwrap();
     let started = Instant::now();
@@ -392,7 +455,7 @@ fn credentials_never_reach_messages() {
         let (p, _outs, statuses) = pipeline(
             &[uri],
             "",
-            "stall-timeout=300 reconnect-interval=50 reconnect-attempts=0 user-pw=s3cret",
+            "stall-timeout=300 connect-timeout=300 reconnect-interval=50 reconnect-attempts=0 user-pw=s3cret",
         );
         p.set_state(gst::State::Playing).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -32,7 +32,7 @@ pub const RECORDING_MESSAGE: &str = "trtcamsrc-recording";
 pub enum Container {
     #[default]
     #[enum_value(
-        name = "MP4 (mp4mux; the index is written when the recording ends)",
+        name = "MP4 (mp4mux; fragmented: playable up to the last fragment when cut off)",
         nick = "mp4"
     )]
     Mp4 = 0,
@@ -49,6 +49,20 @@ impl Container {
     }
 }
 
+/// Default length of an MP4 fragment: what a crash of the process may cost.
+pub const DEFAULT_FRAGMENT_MS: u32 = 1000;
+
+/// An `mp4mux` writing a fragmented MP4 (`moov` first, then one `moof`+`mdat` per
+/// `fragment_ms` of stream, the index completed at the end): a file cut off by a crash or a
+/// power loss still plays up to its last complete fragment. `fragment_ms` 0 = a classic
+/// MP4, whose index is written only when it ends (unplayable if it never does).
+pub fn mp4_muxer(fragment_ms: u32) -> Result<gst::Element, String> {
+    gst::ElementFactory::make("mp4mux")
+        .property("fragment-duration", fragment_ms)
+        .build()
+        .map_err(|_| "the GStreamer element mp4mux is not installed".to_string())
+}
+
 /// Where and how a camera's recordings are written.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -56,6 +70,8 @@ pub struct Options {
     pub prefix: String,
     pub camera_id: String,
     pub container: Container,
+    /// MP4 fragment length in milliseconds (0 = not fragmented), see [`mp4_muxer`].
+    pub fragment_ms: u32,
 }
 
 /// The file name of a recording that starts at wall-clock `at`:
@@ -369,7 +385,7 @@ impl Recorder {
             duration_ns: 0,
             reason: None,
         };
-        let mut writer = Writer::start(&caps, &location, opts.container, self.max_bytes as u64)
+        let mut writer = Writer::start(&caps, &location, opts, self.max_bytes as u64)
             .map_err(|e| (id, event.location.clone(), e))?;
         let mut last_end = first;
         for g in self.ring.from(from).filter(|g| g.caps == caps) {

@@ -2,7 +2,7 @@
 //! filesink` in a pipeline of its own, fed with the camera's compressed access units (no
 //! re-encoding) restamped to start at 0.
 
-use super::Container;
+use super::{Container, Options};
 use gst::prelude::*;
 use std::path::Path;
 use std::time::Duration;
@@ -39,27 +39,28 @@ fn make(factory: &str) -> Result<gst::Element, String> {
 }
 
 impl Writer {
-    /// Starts writing `caps` into `location`; `max_bytes` bounds what waits for the disk.
-    pub fn start(
-        caps: &gst::Caps,
-        location: &Path,
-        container: Container,
-        max_bytes: u64,
-    ) -> Result<Self, String> {
+    /// Starts writing `caps` into `location` in `opts`' container; `max_bytes` bounds what
+    /// waits for the disk.
+    pub fn start(caps: &gst::Caps, location: &Path, opts: &Options, max_bytes: u64) -> Result<Self, String> {
         gst::debug!(gst::CAT_DEFAULT, "recording {caps} into {}", location.display());
         let parser = make(parser_for(caps)?)?;
         Self::fill_missing_pts(&parser);
-        let mux = make(match container {
-            Container::Mp4 => "mp4mux",
-            Container::Mkv => "matroskamux",
-        })?;
-        if container == Container::Mkv {
-            // A file that is cut off is still playable; no index to rewrite at the end.
-            mux.set_property("streamable", false);
-        }
+        let mux = match opts.container {
+            // Fragmented: a file cut off by a crash plays up to its last fragment.
+            Container::Mp4 => super::mp4_muxer(opts.fragment_ms)?,
+            Container::Mkv => {
+                let mux = make("matroskamux")?;
+                // A file that is cut off is still playable; the index (cues) and the
+                // duration are written at the end when it ends normally.
+                mux.set_property("streamable", false);
+                mux
+            }
+        };
         let sink = make("filesink")?;
         sink.set_property("location", location.display().to_string());
         sink.set_property("sync", false);
+        // Each fragment reaches the file when the muxer writes it, not when a buffer fills.
+        sink.set_property_from_str("buffer-mode", "unbuffered");
         let appsrc = gst_app::AppSrc::builder()
             .caps(caps)
             .format(gst::Format::Time)

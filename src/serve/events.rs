@@ -1,7 +1,8 @@
 //! The service's event messages (schema trtvision-message-v1): recording started, finished
 //! and failed, written as JSON lines to `[output] messages` and sent to `[output] broker`
 //! (through the same sender as trtmsgbroker: bounded queue, nothing blocks the pipeline);
-//! and the `trtrecordrule` elements of `[[recording.rules]]`.
+//! the `trtmsgbroker` that sends every frame's detections to the same broker; and the
+//! `trtrecordrule` elements of `[[recording.rules]]`.
 
 use super::config::OutputConfig;
 use crate::broker::{Config as BrokerConfig, Destination, Sender};
@@ -42,7 +43,8 @@ impl EventOutputs {
         let broker = match &out.broker {
             Some(uri) => {
                 let mut config = BrokerConfig::new(Destination::parse(uri)?);
-                config.client_id = PIPELINE_ID.into();
+                // Unique per process: a second client with the same id would take over.
+                config.client_id = format!("{PIPELINE_ID}-events-{}", std::process::id());
                 Some(Sender::start(config, |n| {
                     gst::info!(gst::CAT_DEFAULT, "event broker: {n:?}");
                 })?)
@@ -50,6 +52,12 @@ impl EventOutputs {
             None => None,
         };
         Ok(EventOutputs { file, broker })
+    }
+
+    /// Waits until the broker acknowledged every event message, at most `timeout`; whether
+    /// it did (true without a broker). The file is written unbuffered.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        self.broker.as_ref().is_none_or(|b| b.flush(timeout))
     }
 
     /// Sends the message of `event` of camera `camera` (trtmux pad), `frames` frames in.
@@ -67,6 +75,17 @@ impl EventOutputs {
             b.push(encoded.key, encoded.payload);
         }
     }
+}
+
+/// The `trtmsgbroker` of `[output] broker`: every frame's detections (and analytics events)
+/// as schema-v1 messages, next to the service's recording events.
+pub fn broker_element(uri: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make("trtmsgbroker")
+        .name("broker")
+        .property("uri", uri)
+        .property("pipeline-id", PIPELINE_ID)
+        .build()
+        .map_err(|_| "the GStreamer element trtmsgbroker is not installed".to_string())
 }
 
 /// The `trtrecordrule` element of a `[[recording.rules]]` entry (named after the rule).

@@ -102,8 +102,41 @@ pub fn run(config_path: &Path, http: Option<&str>) -> i32 {
     if let Some(s) = server {
         s.stop();
     }
+    close(&service, &bus);
     let _ = pipeline.set_state(gst::State::Null);
     code.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// How long the last event messages may take to reach the broker at exit.
+const EVENTS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Before exit: the cameras stop (each finalises its running event recording and posts its
+/// end), the events the main loop did not see go to the outputs, and the broker gets the
+/// time to acknowledge them. The bus is read before NULL, which flushes it.
+fn close(service: &Arc<service::Service>, bus: &gst::Bus) {
+    let _ = service.pipeline().set_state(gst::State::Ready);
+    while let Some(msg) = bus.pop() {
+        if let gst::MessageView::Element(e) = msg.view() {
+            if let Some(s) = e.structure() {
+                on_element(service, s);
+            }
+        }
+    }
+    if !service.flush_events(EVENTS_FLUSH_TIMEOUT) {
+        eprintln!(
+            "trtvision-serve: the broker did not acknowledge every event message within {} s",
+            EVENTS_FLUSH_TIMEOUT.as_secs()
+        );
+    }
+}
+
+/// A `trtcamsrc-status` or `trtcamsrc-recording` element message.
+fn on_element(service: &Arc<service::Service>, s: &gst::StructureRef) {
+    if s.name() == "trtcamsrc-status" {
+        service.camera_status(s);
+    } else if s.name() == crate::recording::RECORDING_MESSAGE {
+        service.recording_event(s);
+    }
 }
 
 /// SIGINT/SIGTERM: EOS through the pipeline so that the files are finalised, then quit.
@@ -165,14 +198,8 @@ fn on_message(
             }
         }
         MessageView::Element(e) => {
-            if let Some(s) = e.structure().filter(|s| s.name() == "trtcamsrc-status") {
-                service.camera_status(s);
-            }
-            if let Some(s) = e
-                .structure()
-                .filter(|s| s.name() == crate::recording::RECORDING_MESSAGE)
-            {
-                service.recording_event(s);
+            if let Some(s) = e.structure() {
+                on_element(service, s);
             }
         }
         MessageView::Latency(_) => {

@@ -115,7 +115,8 @@ fn make(factory: &str) -> Result<gst::Element, String> {
         .map_err(|_| format!("the GStreamer element {factory} is not installed"))
 }
 
-fn encoder_chain(choice: EncoderChoice, bitrate: u32) -> Result<Vec<gst::Element>, String> {
+/// Encoder, parser and MP4 muxer; `fragment_ms` as [`crate::recording::mp4_muxer`].
+fn encoder_chain(choice: EncoderChoice, bitrate: u32, fragment_ms: u32) -> Result<Vec<gst::Element>, String> {
     let nv = gst::ElementFactory::find("nvh264enc").is_some();
     let use_nv = match choice {
         EncoderChoice::Auto => nv,
@@ -140,15 +141,19 @@ fn encoder_chain(choice: EncoderChoice, bitrate: u32) -> Result<Vec<gst::Element
         chain.push(enc);
     }
     chain.push(make("h264parse")?);
-    chain.push(make("mp4mux")?);
+    chain.push(crate::recording::mp4_muxer(fragment_ms)?);
     Ok(chain)
 }
 
-fn file_sink(location: &std::path::Path) -> Result<gst::Element, String> {
+/// A file sink; `fragmented`: each MP4 fragment reaches the file when the muxer writes it.
+fn file_sink(location: &std::path::Path, fragmented: bool) -> Result<gst::Element, String> {
     let sink = make("filesink")?;
     sink.set_property("location", location.display().to_string());
     sink.set_property("sync", false);
     sink.set_property("async", false);
+    if fragmented {
+        sink.set_property_from_str("buffer-mode", "unbuffered");
+    }
     Ok(sink)
 }
 
@@ -230,11 +235,12 @@ impl Service {
             .map_err(|e| e.to_string())?;
         demux_queue.link(&demux).map_err(|e| e.to_string())?;
         let last = chain.last().expect("chain has trtmux").clone();
+        // Outputs of the whole batch besides trtdemux: the mosaic and the broker.
+        let mut outputs: Vec<Vec<gst::Element>> = Vec::new();
         if let Some(mosaic) = &out.mosaic {
             if let Some(dir) = mosaic.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
-            let tee = make("tee")?;
             let queue = make("queue")?;
             let tiler = make("trttiler")?;
             tiler.set_property("width", out.mosaic_width.unwrap_or(1280));
@@ -242,15 +248,26 @@ impl Service {
             tiler.set_property("columns", out.mosaic_columns.unwrap_or(0));
             tiler.set_property("rows", out.mosaic_rows.unwrap_or(0));
             let mut mchain = vec![queue, tiler];
-            mchain.extend(encoder_chain(out.encoder, out.bitrate.unwrap_or(4000))?);
-            mchain.push(file_sink(mosaic)?);
+            // Not fragmented: with a fragmented mp4mux after trttiler the mosaic branch
+            // holds batches until trtpreprocess' pool runs dry (not investigated yet).
+            mchain.extend(encoder_chain(out.encoder, out.bitrate.unwrap_or(4000), 0)?);
+            mchain.push(file_sink(mosaic, false)?);
+            outputs.push(mchain);
+        }
+        if let Some(uri) = &out.broker {
+            outputs.push(vec![make("queue")?, super::events::broker_element(uri)?]);
+        }
+        if outputs.is_empty() {
+            last.link(&demux_queue).map_err(|e| e.to_string())?;
+        } else {
+            let tee = make("tee")?;
             pipeline.add(&tee).map_err(|e| e.to_string())?;
             last.link(&tee).map_err(|e| e.to_string())?;
             tee.link(&demux_queue).map_err(|e| e.to_string())?;
-            link_chain(pipeline.upcast_ref(), &mchain)?;
-            tee.link(&mchain[0]).map_err(|e| e.to_string())?;
-        } else {
-            last.link(&demux_queue).map_err(|e| e.to_string())?;
+            for branch in &outputs {
+                link_chain(pipeline.upcast_ref(), branch)?;
+                tee.link(&branch[0]).map_err(|e| e.to_string())?;
+            }
         }
         if let Some(dir) = &out.recordings {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -539,11 +556,13 @@ impl Service {
         };
         match &recording {
             Some(path) => {
+                // Fragmented: a recording cut off by a crash plays up to its last fragment.
                 chain.extend(encoder_chain(
                     self.config.output.encoder,
                     self.config.output.bitrate.unwrap_or(4000),
+                    crate::recording::DEFAULT_FRAGMENT_MS,
                 )?);
-                chain.push(file_sink(path)?);
+                chain.push(file_sink(path, true)?);
             }
             None => {
                 let sink = make("fakesink")?;
@@ -735,6 +754,11 @@ impl Service {
             }
         };
         self.events.publish(index, frames, &event);
+    }
+
+    /// Waits until the event messages reached the broker, at most `timeout`; whether they did.
+    pub fn flush_events(&self, timeout: Duration) -> bool {
+        self.events.flush(timeout)
     }
 
     /// A camera's source failed on its own: it leaves the pipeline, the others go on.

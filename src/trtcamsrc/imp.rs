@@ -12,7 +12,7 @@
 //! `failed` and ends its stream with EOS.
 
 use super::{Decoder, Protocols};
-use crate::live::{Backoff, Restamp, Secrets};
+use crate::live::{Backoff, FrameTimeouts, Restamp, Secrets};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -32,6 +32,7 @@ pub const STATUS_MESSAGE: &str = "trtcamsrc-status";
 
 const DEFAULT_LATENCY_MS: u32 = 200;
 const DEFAULT_STALL_MS: u32 = 5000;
+const DEFAULT_CONNECT_MS: u32 = 20000;
 const DEFAULT_RECONNECT_MS: u32 = 1000;
 const DEFAULT_MAX_RECONNECT_MS: u32 = 30000;
 const DEFAULT_ATTEMPTS: i32 = -1;
@@ -47,6 +48,7 @@ pub(super) struct Settings {
     protocols: Protocols,
     decoder: Decoder,
     stall_ms: u32,
+    connect_ms: u32,
     reconnect_ms: u32,
     max_reconnect_ms: u32,
     attempts: i32,
@@ -64,6 +66,7 @@ impl Default for Settings {
             protocols: Protocols::Auto,
             decoder: Decoder::Auto,
             stall_ms: DEFAULT_STALL_MS,
+            connect_ms: DEFAULT_CONNECT_MS,
             reconnect_ms: DEFAULT_RECONNECT_MS,
             max_reconnect_ms: DEFAULT_MAX_RECONNECT_MS,
             attempts: DEFAULT_ATTEMPTS,
@@ -82,6 +85,8 @@ enum Command {
     Streaming(u64),
     /// The session numbered `.0` reached the end of a finite stream (a file).
     Finished(u64),
+    /// The application ended the stream (EOS sent to the element, e.g. at shutdown).
+    EndOfStream,
     Stop,
 }
 
@@ -383,8 +388,8 @@ impl TrtCamSrc {
             if let Some(p) = &s.user_pw {
                 src.set_property("user-pw", p);
             }
-            // The connection itself must not outlast a stall.
-            let tcp_timeout = u64::from(s.stall_ms.max(100)) * 1000;
+            // The connection itself must not outlast a stall, nor a slow first frame.
+            let tcp_timeout = u64::from(s.stall_ms.max(s.connect_ms).max(100)) * 1000;
             src.set_property("tcp-timeout", tcp_timeout);
             src.set_property("timeout", tcp_timeout);
             src
@@ -448,12 +453,24 @@ impl TrtCamSrc {
         let _ = self.obj().remove(&session);
     }
 
+    /// The application ended the stream: no reconnect after this; the running recording is
+    /// finalised (and its message posted) before the EOS goes downstream.
+    fn end_by_application(&self) {
+        self.stop_session();
+        self.interrupt_recording("the pipeline ended the camera's stream");
+        let _ = self.appsrc.end_of_stream();
+        self.post_status("stopped", "the pipeline ended the stream");
+    }
+
     /// The controller thread: one session at a time, reconnects with backoff, stall
     /// detection.
     fn control(&self, rx: mpsc::Receiver<Command>) {
         let s = self.settings.lock().unwrap().clone();
         let secrets = self.secrets();
-        let stall = Duration::from_millis(u64::from(s.stall_ms.max(1)));
+        let timeouts = FrameTimeouts {
+            connect: Duration::from_millis(u64::from(s.connect_ms.max(1))),
+            stall: Duration::from_millis(u64::from(s.stall_ms.max(1))),
+        };
         let mut backoff = Backoff::new(
             Duration::from_millis(u64::from(s.reconnect_ms)),
             Duration::from_millis(u64::from(s.max_reconnect_ms)),
@@ -486,6 +503,11 @@ impl TrtCamSrc {
                     );
                     match rx.recv_timeout(wait) {
                         Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Ok(Command::EndOfStream) => {
+                            ended = true;
+                            self.end_by_application();
+                            continue;
+                        }
                         _ => {}
                     }
                     number += 1;
@@ -510,20 +532,24 @@ impl TrtCamSrc {
                     self.interrupt_recording("the camera's stream ended");
                     let _ = self.appsrc.end_of_stream();
                 }
+                Ok(Command::EndOfStream) if !ended && !failed => {
+                    ended = true;
+                    self.end_by_application();
+                }
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             if failed || ended || pending.is_some() {
                 continue;
             }
+            // Before its first frame a connection has `connect-timeout` (opening, the first
+            // keyframe and the decoder's start may take long when many cameras start at
+            // once); then `stall-timeout` between frames.
             let idle = self.shared.last_frame.lock().unwrap().elapsed();
-            if idle > stall {
-                let reason = if streaming {
-                    self.post_status("stalled", &format!("no frame for {} ms", idle.as_millis()));
-                    format!("no frame for {} ms", idle.as_millis())
-                } else {
-                    format!("no frame within {} ms of connecting", idle.as_millis())
-                };
+            if let Some(reason) = timeouts.expired(streaming, idle) {
+                if streaming {
+                    self.post_status("stalled", &reason);
+                }
                 pending = Some(reason);
             }
         }
@@ -650,9 +676,16 @@ impl ObjectImpl for TrtCamSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("stall-timeout")
                     .nick("Stall timeout")
-                    .blurb("Milliseconds without a frame (also after connecting) before the camera reconnects")
+                    .blurb("Milliseconds without a frame, once the camera streams, before it reconnects")
                     .minimum(1)
                     .default_value(DEFAULT_STALL_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("connect-timeout")
+                    .nick("Connect timeout")
+                    .blurb("Milliseconds a connection may take to deliver its first frame (connecting, first keyframe, decoder start) before the camera reconnects")
+                    .minimum(1)
+                    .default_value(DEFAULT_CONNECT_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("reconnect-interval")
@@ -711,6 +744,7 @@ impl ObjectImpl for TrtCamSrc {
             "protocols" => s.protocols = value.get().expect("type checked upstream"),
             "decoder" => s.decoder = value.get().expect("type checked upstream"),
             "stall-timeout" => s.stall_ms = value.get().expect("type checked upstream"),
+            "connect-timeout" => s.connect_ms = value.get().expect("type checked upstream"),
             "reconnect-interval" => s.reconnect_ms = value.get().expect("type checked upstream"),
             "max-reconnect-interval" => s.max_reconnect_ms = value.get().expect("type checked upstream"),
             "reconnect-attempts" => s.attempts = value.get().expect("type checked upstream"),
@@ -730,6 +764,7 @@ impl ObjectImpl for TrtCamSrc {
             "protocols" => s.protocols.to_value(),
             "decoder" => s.decoder.to_value(),
             "stall-timeout" => s.stall_ms.to_value(),
+            "connect-timeout" => s.connect_ms.to_value(),
             "reconnect-interval" => s.reconnect_ms.to_value(),
             "max-reconnect-interval" => s.max_reconnect_ms.to_value(),
             "reconnect-attempts" => s.attempts.to_value(),
@@ -784,6 +819,14 @@ impl ElementImpl for TrtCamSrc {
         TEMPLATES.as_ref()
     }
 
+    fn send_event(&self, event: gst::Event) -> bool {
+        if event.type_() == gst::EventType::Eos {
+            gst::debug!(CAT, imp = self, "EOS from the application");
+            return self.end_stream();
+        }
+        self.parent_send_event(event)
+    }
+
     fn change_state(
         &self,
         transition: gst::StateChange,
@@ -819,6 +862,18 @@ impl ElementImpl for TrtCamSrc {
             self.start_controller();
         }
         Ok(res)
+    }
+}
+
+impl TrtCamSrc {
+    /// An EOS sent to the element (the application stopping the pipeline) ends the camera:
+    /// no reconnect, the running recording is finalised, then EOS goes downstream. Without
+    /// a running controller the appsrc takes it directly.
+    fn end_stream(&self) -> bool {
+        match self.tx.lock().unwrap().as_ref() {
+            Some(tx) => tx.send(Command::EndOfStream).is_ok(),
+            None => self.appsrc.end_of_stream().is_ok(),
+        }
     }
 }
 

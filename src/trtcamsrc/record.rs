@@ -30,6 +30,7 @@ pub(super) struct RecordSettings {
     pub dir: Option<String>,
     pub prefix: String,
     pub container: Container,
+    pub fragment_ms: u32,
     pub before_s: f64,
     pub after_s: f64,
 }
@@ -42,6 +43,7 @@ impl Default for RecordSettings {
             dir: None,
             prefix: String::new(),
             container: Container::Mp4,
+            fragment_ms: crate::recording::DEFAULT_FRAGMENT_MS,
             before_s: DEFAULT_BEFORE_S,
             after_s: DEFAULT_AFTER_S,
         }
@@ -80,6 +82,13 @@ pub(super) fn properties() -> Vec<glib::ParamSpec> {
             .blurb("File format of the recordings")
             .mutable_ready()
             .build(),
+        glib::ParamSpecUInt::builder("record-fragment-duration")
+            .nick("Record fragment duration")
+            .blurb("MP4 recordings: milliseconds of stream per fragment; a recording cut off by a crash plays up to its last fragment. 0 = one index written when the recording ends (lost if the process dies)")
+            .maximum(3_600_000)
+            .default_value(crate::recording::DEFAULT_FRAGMENT_MS)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecDouble::builder("record-before")
             .nick("Record before")
             .blurb("Seconds before the event a recording starts at when the request gives a negative value")
@@ -112,6 +121,7 @@ pub(super) fn set_property(s: &mut RecordSettings, name: &str, value: &glib::Val
                 .unwrap_or_default()
         }
         "record-container" => s.container = value.get().expect("type checked upstream"),
+        "record-fragment-duration" => s.fragment_ms = value.get().expect("type checked upstream"),
         "record-before" => s.before_s = value.get().expect("type checked upstream"),
         "record-after" => s.after_s = value.get().expect("type checked upstream"),
         _ => return false,
@@ -126,6 +136,7 @@ pub(super) fn property(s: &RecordSettings, name: &str) -> Option<glib::Value> {
         "record-dir" => s.dir.to_value(),
         "record-file-prefix" => s.prefix.to_value(),
         "record-container" => s.container.to_value(),
+        "record-fragment-duration" => s.fragment_ms.to_value(),
         "record-before" => s.before_s.to_value(),
         "record-after" => s.after_s.to_value(),
         _ => return None,
@@ -289,6 +300,7 @@ impl TrtCamSrc {
             prefix: s.prefix.clone(),
             camera_id: camera_id.clone(),
             container: s.container,
+            fragment_ms: s.fragment_ms,
         };
         let result = match self.shared.recorder.lock().unwrap().as_mut() {
             Some(r) => r.start(&req, &opts),

@@ -4,6 +4,8 @@
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod groundtruth;
+pub mod mqtt;
+pub mod serve;
 
 use gst::glib;
 use gst::prelude::*;

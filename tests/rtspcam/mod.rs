@@ -40,6 +40,9 @@ pub struct Faults {
     pub rtp_packets: AtomicU64,
     /// RTP packets of those that were dropped.
     pub rtp_dropped: AtomicU64,
+    /// Milliseconds each new media holds its stream back from its first access unit on (a
+    /// camera slow to start; 0 = none).
+    pub hold_ms: AtomicU32,
 }
 
 /// xorshift32: the deterministic generator behind the garbage bytes and the packet loss.
@@ -234,6 +237,23 @@ fn lossy_udpsink(sink: &gst::Element, faults: Arc<Faults>, seed: u32) {
     );
 }
 
+/// Drops the access units leaving `garble` during the first `faults.hold_ms` of the media.
+fn holder(garble: &gst::Element, faults: Arc<Faults>) {
+    let Some(pad) = garble.static_pad("src") else {
+        return;
+    };
+    let first = std::sync::OnceLock::<Instant>::new();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let hold = Duration::from_millis(u64::from(faults.hold_ms.load(Ordering::Relaxed)));
+        if first.get_or_init(Instant::now).elapsed() < hold {
+            // Handled: consumed here (Drop would unref it twice on GStreamer 1.22).
+            gst::PadProbeReturn::Handled
+        } else {
+            gst::PadProbeReturn::Ok
+        }
+    });
+}
+
 /// Overwrites the payload of every access unit leaving `garble` while `faults.garble` is set.
 fn garbler(garble: &gst::Element, faults: Arc<Faults>) {
     let Some(pad) = garble.static_pad("src") else {
@@ -322,6 +342,7 @@ impl Camera {
             let bin = media.element();
             let by_name = |name: &str| bin.dynamic_cast_ref::<gst::Bin>().and_then(|b| b.by_name(name));
             if let Some(g) = by_name("garble") {
+                holder(&g, f.clone());
                 garbler(&g, f.clone());
             }
             if let (Some(clip), Some(src)) = (

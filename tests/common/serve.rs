@@ -1,0 +1,105 @@
+//! `trtvision-serve` as a child process of a test, driven through its HTTP API on
+//! 127.0.0.1.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// `trtvision-serve` with a config as a child process; its HTTP API's base URL. Killed
+/// (SIGKILL) on drop.
+pub struct Serve {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Serve {
+    pub fn start(config: &Path) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trtvision-serve"))
+            .arg(config)
+            .args(["--http", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("trtvision-serve starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(at) = line.find("http://") {
+                        break line[at..].trim().to_owned();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!("trtvision-serve did not announce its HTTP address");
+                }
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, base }
+    }
+
+    /// One API call: status and JSON body (a JSON string when the body is not JSON).
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let req = ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(30));
+        let res = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        let (status, text) = match res {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// The `GET /cameras` entry of camera `id`.
+    pub fn camera(&self, id: &str) -> serde_json::Value {
+        let (status, list) = self.call("GET", "/cameras", None);
+        assert_eq!(status, 200, "{list}");
+        list.as_array()
+            .and_then(|l| l.iter().find(|c| c["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("camera {id} not listed: {list}"))
+    }
+
+    /// Waits until `ok` holds for camera `id`'s entry, at most `secs`.
+    pub fn wait_camera(&self, id: &str, what: &str, secs: u64, ok: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let c = self.camera(id);
+            if ok(&c) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within {secs} s: {c}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Sends `signal` and waits (at most 60 s) for the exit status.
+    pub fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("trtvision-serve did not end within 60 s of signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
