@@ -248,10 +248,14 @@ impl Service {
             tiler.set_property("columns", out.mosaic_columns.unwrap_or(0));
             tiler.set_property("rows", out.mosaic_rows.unwrap_or(0));
             let mut mchain = vec![queue, tiler];
-            // Not fragmented: with a fragmented mp4mux after trttiler the mosaic branch
-            // holds batches until trtpreprocess' pool runs dry (not investigated yet).
-            mchain.extend(encoder_chain(out.encoder, out.bitrate.unwrap_or(4000), 0)?);
-            mchain.push(file_sink(mosaic, false)?);
+            // Fragmented like the recordings. The batches this queue holds while the encoder
+            // catches up carry no input tensor (trtinfer returned it to the pool).
+            mchain.extend(encoder_chain(
+                out.encoder,
+                out.bitrate.unwrap_or(4000),
+                crate::recording::DEFAULT_FRAGMENT_MS,
+            )?);
+            mchain.push(file_sink(mosaic, true)?);
             outputs.push(mchain);
         }
         if let Some(uri) = &out.broker {
