@@ -327,6 +327,28 @@ pub struct FrameResults {
     pub dense: Vec<DenseMap>,
     /// Zone counts and events of trtanalytics, when it ran on the frame.
     pub analytics: Option<Arc<crate::analytics::FrameAnalytics>>,
+    /// The source's tracks after this frame (trttracker): every confirmed track, matched
+    /// on this frame or coasting, and the tracks that ended on it (`lost`). Empty without
+    /// a tracker.
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// One confirmed track of a source as the tracker left it after a frame. A detection
+/// belongs to the track whose `id` equals its `object_id`; a track no detection of the
+/// frame carries is coasting on its prediction (or `lost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackInfo {
+    /// The track id (`Detection::object_id`), unique within the source.
+    pub id: i64,
+    /// PTS of the first frame the track's object was detected on (the track's birth,
+    /// which with `min-hits` > 1 precedes the first frame whose detection carries the id);
+    /// `None` while no frame of the track had a PTS.
+    pub first_seen: Option<gst::ClockTime>,
+    /// PTS of the last frame a detection matched the track (this frame's when matched).
+    pub last_seen: Option<gst::ClockTime>,
+    /// The track ended on this frame (unmatched for more than `max-age` frames): the last
+    /// entry with this id; a later object gets a new id.
+    pub lost: bool,
 }
 
 impl FrameResults {

@@ -124,10 +124,7 @@ pub fn batch_meta<'a>(
     buffer: &'a mut gst::BufferRef,
 ) -> Result<BatchAccess<'a>, gst::FlowError> {
     #[cfg(feature = "v1_28")]
-    let lent = match upstream_batch(element, buffer)? {
-        Some(lent) => Some((lent, buffer.as_mut_ptr(), element.clone())),
-        None => None,
-    };
+    let lent = upstream_batch(element, buffer)?.map(|lent| (lent, buffer.as_mut_ptr(), element.clone()));
     match buffer.meta_mut::<BatchMeta>() {
         Some(m) => Ok(BatchAccess {
             meta: Some(m),

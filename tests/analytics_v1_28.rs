@@ -220,3 +220,69 @@ fn upstream_objectdetectionoverlay_draws_our_detections() {
         );
     }
 }
+
+/// Objects tracked over many frames of one camera: each tracking entry keeps the PTS of
+/// the frame its track started on (the first frame with its id: trttracker min-hits=1)
+/// while last seen advances with every frame it is detected on; entries of coasting or
+/// ended tracks (no object-detection entry related) keep their last detection's PTS.
+#[test]
+fn tracking_entries_keep_first_seen_while_last_seen_advances() {
+    let frames = 20;
+    let det = cfg("shapes-yolo.toml");
+    let mut outs = run(
+        &CAMERAS[..1],
+        frames,
+        &format!("trtpreprocess config-file={det} ! trtinfer model={det} ! trttracker min-hits=1"),
+        "meta=analytics",
+        "",
+    );
+    assert_eq!(outs.len(), frames as usize, "every frame");
+    outs.sort_by_key(|o| o.buffer.pts());
+    let mut first_frame = std::collections::HashMap::new();
+    let (mut longest, mut entries) = (gst::ClockTime::ZERO, 0);
+    for o in &outs {
+        let pts = o.buffer.pts().expect("trtscenesrc frames have a PTS");
+        let objects = analytics::read(&o.buffer);
+        let tracks = analytics::read_tracks(&o.buffer);
+        assert_eq!(
+            tracks.iter().filter(|t| t.detected).count(),
+            objects.iter().filter(|g| g.track.is_some()).count(),
+            "at {pts}: one tracking entry per tracked object"
+        );
+        for t in tracks {
+            entries += 1;
+            if t.detected {
+                let first = *first_frame.entry(t.id).or_insert(pts);
+                assert_eq!(
+                    (t.first_seen, t.last_seen, t.lost),
+                    (first, pts, false),
+                    "track {} at {pts}",
+                    t.id
+                );
+                longest = longest.max(pts - first);
+            } else {
+                assert_eq!(
+                    first_frame.get(&t.id),
+                    Some(&t.first_seen),
+                    "track {} at {pts}: a coasting track was detected before",
+                    t.id
+                );
+                assert!(
+                    t.first_seen <= t.last_seen && t.last_seen < pts,
+                    "track {} at {pts}: coasting since {}",
+                    t.id,
+                    t.last_seen
+                );
+            }
+        }
+    }
+    println!(
+        "{entries} tracking entries, {} tracks, longest {longest}",
+        first_frame.len()
+    );
+    let span = outs.last().unwrap().buffer.pts().unwrap() - outs[0].buffer.pts().unwrap();
+    assert!(
+        longest * 2 >= span,
+        "an object is tracked over at least half of the {frames} frames (longest {longest} of {span})"
+    );
+}

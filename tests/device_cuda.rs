@@ -1204,24 +1204,54 @@ fn gpu_postprocess_matches_cpu() {
     );
 }
 
-/// Directory with the model configs and generated models: `TRTV_ENGINES`, else
-/// `.device-build/engines` (the staged copy on the GPU machine), else `engines`.
-fn engines_dir() -> std::path::PathBuf {
-    if let Some(d) = std::env::var_os("TRTV_ENGINES") {
-        return d.into();
+/// Files of the chain's model, relative to an engines directory.
+const CHAIN_MODEL_FILES: [&str; 3] = [
+    "shapes-yolo-seg.toml",
+    "shapes.txt",
+    "models/shapes-yolo-seg.onnx",
+];
+
+/// The chain model's config. Its directory: `TRTV_ENGINES` when set (the GStreamer 1.28
+/// bundle's check.sh points it at the bundle's engines/), else the first of
+/// `.device-build/engines` (the staged copy on the GPU machine), `engines` (both relative
+/// to the working directory) and this checkout's engines/ that holds every file of the
+/// model. Panics naming the missing files otherwise.
+fn chain_model() -> std::path::PathBuf {
+    let dirs: Vec<std::path::PathBuf> = match std::env::var_os("TRTV_ENGINES") {
+        Some(d) => vec![d.into()],
+        None => vec![
+            ".device-build/engines".into(),
+            "engines".into(),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("engines"),
+        ],
+    };
+    let missing = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
+        CHAIN_MODEL_FILES
+            .iter()
+            .map(|f| d.join(f))
+            .filter(|p| !p.is_file())
+            .collect()
+    };
+    if let Some(d) = dirs.iter().find(|d| missing(d).is_empty()) {
+        return d.join(CHAIN_MODEL_FILES[0]);
     }
-    for d in [".device-build/engines", "engines"] {
-        if std::path::Path::new(d)
-            .join("models/shapes-yolo-seg.onnx")
-            .exists()
-        {
-            return d.into();
-        }
-    }
-    "engines".into()
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let report: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("{}: missing {:?}", d.display(), missing(d)))
+        .collect();
+    panic!(
+        "the chain model's files are missing (working directory {cwd}): {}; set TRTV_ENGINES to a \
+         directory holding {CHAIN_MODEL_FILES:?} (python3 engines/generate_models.py --out engines/models \
+         makes the ONNX file)",
+        report.join("; ")
+    );
 }
 
-/// Plays the pipeline `desc` whose appsink is named `out`.
+/// Plays the pipeline `desc` whose appsink is named `out`; a pipeline that does not start
+/// panics with the error message its elements posted.
 fn play_to_appsink(desc: &str) -> (gst::Pipeline, gst_app::AppSink) {
     let pipeline = gst::parse::launch(desc)
         .unwrap_or_else(|e| panic!("{desc}: {e}"))
@@ -1232,7 +1262,21 @@ fn play_to_appsink(desc: &str) -> (gst::Pipeline, gst_app::AppSink) {
         .unwrap()
         .downcast::<gst_app::AppSink>()
         .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let err = pipeline
+            .bus()
+            .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]));
+        pipeline.set_state(gst::State::Null).ok();
+        match err.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Error(e)) => panic!(
+                "the pipeline did not start: {} ({:?}) from {:?}; pipeline: {desc}",
+                e.error(),
+                e.debug(),
+                e.src().map(|s| s.path_string())
+            ),
+            _ => panic!("the pipeline did not start (no error message was posted); pipeline: {desc}"),
+        }
+    }
     (pipeline, sink)
 }
 
@@ -1242,7 +1286,7 @@ type ChainResults = Vec<((u32, u64), Vec<gsttrtvision::results::Detection>)>;
 /// trtinfer (with `infer_props`) → trtmaskselect and returns per (camera, frame) the
 /// detections (class, box, confidence, mask).
 fn run_chain(gpu: bool, frames: u32, cameras: u32, infer_props: &str) -> ChainResults {
-    let model = engines_dir().join("shapes-yolo-seg.toml");
+    let model = chain_model();
     let (upload, backend) = if gpu {
         (
             "cudaupload ! video/x-raw(memory:CUDAMemory) ! ",
@@ -1347,9 +1391,10 @@ fn assert_same_detections(cpu: &ChainResults, gpu: &ChainResults) -> (usize, usi
     (dets, masks, worst)
 }
 
-/// Initialises GStreamer and registers the plugin after checking that a GPU and ONNX
-/// Runtime with the CUDA provider (`ORT_DYLIB_PATH`) are at hand.
+/// Initialises GStreamer and registers the plugin after checking that the chain model's
+/// files, a GPU and ONNX Runtime with the CUDA provider (`ORT_DYLIB_PATH`) are at hand.
 fn init_chain() {
+    chain_model();
     let _dev = device();
     gst::init().unwrap();
     let _ = gsttrtvision::plugin_register_static();

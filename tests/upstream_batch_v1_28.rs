@@ -31,24 +31,21 @@ fn require_upstream() {
     }
 }
 
-/// One output frame: PTS and what its relation meta says (track times cleared: trtdemux
-/// keeps each track's first-seen time, the batch does not).
+/// One output frame: PTS and what its relation meta says (objects with their related
+/// entries, and every tracking entry with its times: both paths carry trttracker's track
+/// times).
 #[derive(Debug, Clone, PartialEq)]
 struct Frame {
     pts: Option<gst::ClockTime>,
     objects: Vec<AnalyticsObject>,
+    tracks: Vec<analytics::AnalyticsTrack>,
 }
 
 fn frame_of(b: &gst::BufferRef) -> Frame {
-    let mut objects = analytics::read(b);
-    for o in &mut objects {
-        if let Some((_, first, last)) = &mut o.track {
-            (*first, *last) = (gst::ClockTime::ZERO, gst::ClockTime::ZERO);
-        }
-    }
     Frame {
         pts: b.pts(),
-        objects,
+        objects: analytics::read(b),
+        tracks: analytics::read_tracks(b),
     }
 }
 
@@ -103,6 +100,7 @@ fn check_equal(got: &[Vec<Frame>], want: &[Vec<Frame>]) -> usize {
         for (k, (gf, wf)) in g.iter().zip(w).enumerate() {
             assert_eq!(gf.pts, wf.pts, "camera {cam} frame {k}: same frame, in order");
             assert_eq!(gf.objects, wf.objects, "camera {cam} frame {k}: same results");
+            assert_eq!(gf.tracks, wf.tracks, "camera {cam} frame {k}: same tracks");
             objects += gf.objects.len();
         }
     }
@@ -217,10 +215,22 @@ fn elements_between_trtmux_and_trtdemux_see_analytics_on_the_batch() {
         .iter()
         .map(|o| o.lock().unwrap().iter().map(|b| frame_of(b)).collect())
         .collect();
-    let objects = check_equal(&on_batch.lock().unwrap(), &demuxed);
+    let on_batch = on_batch.lock().unwrap();
+    let objects = check_equal(&on_batch, &demuxed);
     assert!(
         objects >= cams.len() * FRAMES as usize,
         "the scene has objects in every frame"
+    );
+    // The batch carries each track's first-seen time, not the frame's own PTS.
+    let spanning = on_batch
+        .iter()
+        .flatten()
+        .flat_map(|f| &f.tracks)
+        .filter(|t| t.detected && t.first_seen < t.last_seen)
+        .count();
+    assert!(
+        spanning > 0,
+        "tracked objects on the batch keep their first-seen time"
     );
 }
 

@@ -300,7 +300,8 @@ fn publish(slot: &mut FrameSlot) -> Result<(), glib::BoolError> {
         .buffer
         .meta::<gst_analytics::AnalyticsRelationMeta>()
         .is_some();
-    if slot.results.detections.is_empty() && !has_meta {
+    let nothing = slot.results.detections.is_empty() && slot.results.tracks.is_empty();
+    if nothing && !has_meta {
         return Ok(());
     }
     let b = slot.buffer.make_mut();
@@ -308,11 +309,8 @@ fn publish(slot: &mut FrameSlot) -> Result<(), glib::BoolError> {
         m.remove()
             .map_err(|_| glib::bool_error!("cannot remove a relation meta"))?;
     }
-    if slot.results.detections.is_empty() {
+    if nothing {
         return Ok(());
     }
-    // Tracking entries carry the frame's time as first and last seen: the batch keeps no
-    // history (trtdemux's entries carry the real first-seen time).
-    let mut tracks = crate::trtdemux::analytics::TrackTimes::default();
-    crate::trtdemux::analytics::attach(b, &slot.results.detections, w, h, &mut tracks)
+    crate::trtdemux::analytics::attach(b, &slot.results.detections, &slot.results.tracks, w, h)
 }

@@ -31,6 +31,12 @@
 //! from their first frame; objects that appear later get theirs on their `min_hits`-th
 //! frame.
 //!
+//! Times: each track keeps the PTS of the first frame its object was detected on and of
+//! the last frame a detection matched it; after every frame the source's confirmed tracks
+//! (matched, coasting, and those that ended on the frame, marked lost) are listed as
+//! [`TrackInfo`] in the frame's results (`FrameResults::tracks`), which the GstAnalytics
+//! tracking entries carry.
+//!
 //! The tracker keeps its working memory (tracks, cost matrix, index lists) between
 //! frames: once the number of objects has peaked, updating allocates nothing.
 
@@ -38,7 +44,7 @@ pub mod assignment;
 pub mod kalman;
 
 use crate::geometry::BoxF;
-use crate::results::Detection;
+use crate::results::{Detection, TrackInfo};
 use assignment::Assignment;
 use kalman::BoxKalman;
 use std::collections::HashMap;
@@ -88,10 +94,14 @@ pub struct Track {
     misses: u32,
     /// Matched on the current frame.
     matched: bool,
+    /// PTS of the frame that started the track (or of its first later frame with one).
+    first_seen: Option<gst::ClockTime>,
+    /// PTS of the last frame a detection matched the track.
+    last_seen: Option<gst::ClockTime>,
 }
 
 impl Track {
-    fn new(det: &Detection) -> Self {
+    fn new(det: &Detection, now: Option<gst::ClockTime>) -> Self {
         Self {
             id: -1,
             model: det.model.clone(),
@@ -101,6 +111,8 @@ impl Track {
             hits: 1,
             misses: 0,
             matched: true,
+            first_seen: now,
+            last_seen: now,
         }
     }
 
@@ -129,6 +141,24 @@ impl Track {
     /// Number of detections matched.
     pub fn hits(&self) -> u32 {
         self.hits
+    }
+
+    /// PTS of the frame the track's object was first detected on.
+    pub fn first_seen(&self) -> Option<gst::ClockTime> {
+        self.first_seen
+    }
+    /// PTS of the last frame a detection matched the track.
+    pub fn last_seen(&self) -> Option<gst::ClockTime> {
+        self.last_seen
+    }
+
+    fn info(&self, lost: bool) -> TrackInfo {
+        TrackInfo {
+            id: self.id,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            lost,
+        }
     }
 
     fn same_class(&self, det: &Detection) -> bool {
@@ -193,9 +223,12 @@ impl SourceTracker {
         &mut self,
         cfg: &TrackerConfig,
         scratch: &mut Scratch,
-        frame_number: u64,
+        frame: (u64, Option<gst::ClockTime>),
         dets: &mut [Detection],
+        infos: &mut Vec<TrackInfo>,
     ) {
+        let (frame_number, now) = frame;
+        infos.clear();
         // Frame numbers going backwards mean the source restarted: start afresh.
         let steps = match self.last_frame {
             Some(last) if frame_number > last => (frame_number - last).min(cfg.max_age as u64 + 1) as u32,
@@ -275,6 +308,8 @@ impl SourceTracker {
                 t.matched = true;
                 t.misses = 0;
                 t.hits = t.hits.saturating_add(1);
+                t.first_seen = t.first_seen.or(now);
+                t.last_seen = now.or(t.last_seen);
                 if !t.is_confirmed() && t.hits >= cfg.min_hits {
                     self.confirm(ti);
                 }
@@ -293,20 +328,30 @@ impl SourceTracker {
             }
             t.misses = t.misses.saturating_add(lost_steps);
             t.kalman.freeze_size();
-            t.misses <= max_age
+            let alive = t.misses <= max_age;
+            if !alive {
+                infos.push(t.info(true));
+            }
+            alive
         });
 
         for &di in high.iter() {
             if det_matched[di] {
                 continue;
             }
-            self.tracks.push(Track::new(&dets[di]));
+            self.tracks.push(Track::new(&dets[di], now));
             if first_frame || cfg.min_hits <= 1 {
                 let ti = self.tracks.len() - 1;
                 self.confirm(ti);
                 dets[di].object_id = self.tracks[ti].id;
             }
         }
+        infos.extend(
+            self.tracks
+                .iter()
+                .filter(|t| t.is_confirmed())
+                .map(|t| t.info(false)),
+        );
     }
 }
 
@@ -337,13 +382,31 @@ impl Tracker {
 
     /// Tracks frame `frame_number` of `source`: writes the id of each detection's track
     /// to its `object_id` (-1 when it has none). Frames of a source must come in order;
-    /// a frame number not above the previous one restarts the source.
+    /// a frame number not above the previous one restarts the source. Without times:
+    /// see [`Tracker::update_frame`].
     pub fn update(&mut self, source: u32, frame_number: u64, detections: &mut [Detection]) {
+        self.update_frame(source, frame_number, None, detections, &mut Vec::new());
+    }
+
+    /// [`Tracker::update`] for a frame with presentation time `pts`; replaces `tracks` with
+    /// the source's confirmed tracks after the frame (see [`TrackInfo`]): those that ended
+    /// on this frame (`lost`), then the live ones (matched or coasting), in creation order.
+    pub fn update_frame(
+        &mut self,
+        source: u32,
+        frame_number: u64,
+        pts: Option<gst::ClockTime>,
+        detections: &mut [Detection],
+        tracks: &mut Vec<TrackInfo>,
+    ) {
         let cfg = self.config;
-        self.sources
-            .entry(source)
-            .or_default()
-            .update(&cfg, &mut self.scratch, frame_number, detections);
+        self.sources.entry(source).or_default().update(
+            &cfg,
+            &mut self.scratch,
+            (frame_number, pts),
+            detections,
+            tracks,
+        );
     }
 
     /// Forgets a source (it ended); its ids start again from 1 if it comes back.

@@ -220,3 +220,70 @@ fn steady_state_reuses_its_buffers() {
     }
     assert_eq!(caps(&tr), before);
 }
+
+#[test]
+fn track_infos_keep_the_first_seen_time_and_mark_the_end_of_a_track() {
+    // An object appears on frame 2 (PTS 40 ms per frame), is confirmed on its third
+    // frame (min-hits 3), disappears after frame 9 and is dropped after max-age frames.
+    let cfg = TrackerConfig {
+        max_age: 3,
+        min_hits: 3,
+        ..Default::default()
+    };
+    let mut tr = Tracker::new(cfg);
+    let pts = |t: u64| Some(gst::ClockTime::from_mseconds(40 * t));
+    let mut infos = Vec::new();
+    let mut seen = Vec::new();
+    for t in 0..16u64 {
+        let mut dets = Vec::new();
+        if (2..10).contains(&t) {
+            dets.push(det(0, 0.9, sq(10.0 + 2.0 * t as f32, 50.0, 30.0)));
+        }
+        tr.update_frame(3, t, pts(t), &mut dets, &mut infos);
+        seen.push((t, dets.first().map(|d| d.object_id), infos.clone()));
+    }
+    for (t, id, infos) in &seen {
+        let t = *t;
+        match t {
+            // Before the object, and tentative (frames 2, 3): no confirmed track.
+            0..=3 => assert!(infos.is_empty(), "frame {t}: {infos:?}"),
+            // Matched: first seen stays frame 2's PTS, last seen is this frame's.
+            4..=9 => {
+                assert_eq!(*id, Some(1), "frame {t}");
+                assert_eq!(
+                    infos.as_slice(),
+                    &[TrackInfo {
+                        id: 1,
+                        first_seen: pts(2),
+                        last_seen: pts(t),
+                        lost: false
+                    }],
+                    "frame {t}"
+                );
+            }
+            // Coasting for max-age frames: last seen stays frame 9's.
+            10..=12 => assert_eq!(
+                infos.as_slice(),
+                &[TrackInfo {
+                    id: 1,
+                    first_seen: pts(2),
+                    last_seen: pts(9),
+                    lost: false
+                }],
+                "frame {t}"
+            ),
+            // One frame more: the track ends, listed once as lost.
+            13 => assert_eq!(
+                infos.as_slice(),
+                &[TrackInfo {
+                    id: 1,
+                    first_seen: pts(2),
+                    last_seen: pts(9),
+                    lost: true
+                }],
+                "frame {t}"
+            ),
+            _ => assert!(infos.is_empty(), "frame {t}: {infos:?}"),
+        }
+    }
+}

@@ -4,8 +4,9 @@
 //! One `GstAnalyticsRelationMeta` per frame holding, per detection, in detection order:
 //! - an object-detection entry (`GstAnalyticsODMtd`): label as the object type quark, box as
 //!   the ROI meta's rectangle (frame pixels, rounded outwards, clamped), confidence;
-//! - a tracking entry (`GstAnalyticsTrackingMtd`) when the object has a track id: id, first
-//!   and last time the track was seen on this stream (buffer PTS);
+//! - a tracking entry (`GstAnalyticsTrackingMtd`) when the object has a track id: the id,
+//!   first seen = PTS of the first frame of the track (`TrackInfo::first_seen`, written by
+//!   trttracker), last seen = this frame's PTS;
 //! - one classification entry (`GstAnalyticsClsMtd`) per secondary model whose best
 //!   attribute class reached its threshold: the attribute label quark and score;
 //! - a segmentation entry (`GstAnalyticsSegmentationMtd`, instance type) when the detection
@@ -17,14 +18,20 @@
 //! entry with `GST_ANALYTICS_REL_TYPE_RELATE_TO` (object detection first), the direction
 //! upstream's consumers (e.g. `objectdetectionoverlay`) look them up with
 //! `gst_analytics_relation_meta_get_direct_related`.
+//!
+//! After the detections, one tracking entry, related to nothing, per track of the frame's
+//! [`TrackInfo`] list that no detection carries: a confirmed track coasting on its
+//! prediction (last seen = the last frame that matched it) or one that ended on this frame
+//! (also marked lost with `gst_analytics_tracking_mtd_set_lost`), as upstream's
+//! `ioutracker` writes them. Times are buffer PTS; an object id without track info (not
+//! written by trttracker) gets this frame's PTS as first and last seen.
 
-use crate::results::{Detection, FrameMask};
+use crate::results::{Detection, FrameMask, TrackInfo};
 use gst::glib;
 use gst_analytics::prelude::*;
 use gst_analytics::{
     ffi, AnalyticsClassificationMtd, AnalyticsODMtd, AnalyticsRelationMeta, AnalyticsTrackingMtd, RelTypes,
 };
-use std::collections::HashMap;
 
 /// Marker type for upstream's segmentation entries (the Rust bindings have none yet).
 pub struct AnalyticsSegmentationMtd;
@@ -36,61 +43,28 @@ unsafe impl gst_analytics::AnalyticsMtd for AnalyticsSegmentationMtd {
     }
 }
 
-/// First and last time each track id was seen on one stream (tracking entries carry both).
-#[derive(Debug, Default)]
-pub struct TrackTimes {
-    seen: HashMap<i64, (gst::ClockTime, gst::ClockTime)>,
-}
-
-/// Tracks unseen for this long (stream time) are forgotten: a later object with the same
-/// id starts a new first-seen time. Bounds the map by the tracks of the last minute.
-const FORGET_AFTER: gst::ClockTime = gst::ClockTime::from_seconds(60);
-
-impl TrackTimes {
-    /// Records `id` at `now`; returns (first seen, last seen = now).
-    pub fn seen(&mut self, id: i64, now: gst::ClockTime) -> (gst::ClockTime, gst::ClockTime) {
-        let e = self.seen.entry(id).or_insert((now, now));
-        e.1 = now;
-        *e
-    }
-
-    /// Forgets tracks not seen since `now - FORGET_AFTER`.
-    pub fn forget_old(&mut self, now: gst::ClockTime) {
-        if let Some(limit) = now.checked_sub(FORGET_AFTER) {
-            self.seen.retain(|_, (_, last)| *last >= limit);
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-}
-
-/// Adds one `GstAnalyticsRelationMeta` with `detections` to `buffer` (see the module docs),
-/// in place of the relation metas the frame had (written on the batch by the elements
-/// before, see `crate::batch::upstream`). `tracks` keeps the stream's track times; the
+/// Adds one `GstAnalyticsRelationMeta` with `detections` and `tracks` (the frame's
+/// results) to `buffer` (see the module docs), in place of the relation metas the frame
+/// had (written on the batch by the elements before, see `crate::batch::upstream`). The
 /// buffer's PTS is "now" (0 without one).
 pub fn attach(
     buffer: &mut gst::BufferRef,
     detections: &[Detection],
+    tracks: &[TrackInfo],
     frame_w: u32,
     frame_h: u32,
-    tracks: &mut TrackTimes,
 ) -> Result<(), glib::BoolError> {
     while let Some(m) = buffer.meta_mut::<AnalyticsRelationMeta>() {
         m.remove()
             .map_err(|_| glib::bool_error!("cannot remove a relation meta"))?;
     }
     let now = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
-    tracks.forget_old(now);
+    let carried = |id: i64| detections.iter().any(|d| d.object_id == id);
     let entries: usize = detections
         .iter()
         .map(|d| 1 + usize::from(d.object_id >= 0) + usize::from(d.mask.is_some()) + d.secondary.len())
-        .sum();
+        .sum::<usize>()
+        + tracks.iter().filter(|t| !carried(t.id)).count();
     let data_bytes: usize = entries * 64;
     let params = gst_analytics::AnalyticsRelationMetaInitParams::new(entries.max(1), data_bytes.max(256));
     let mut meta = AnalyticsRelationMeta::add_full(buffer, &params);
@@ -107,18 +81,9 @@ pub fn attach(
             )?
             .id();
         if d.object_id >= 0 {
-            let (first, last) = tracks.seen(d.object_id, now);
-            let trk_id = meta.add_tracking_mtd(d.object_id as u64, first)?.id();
-            if last != first {
-                let mut handle = ffi::GstAnalyticsTrackingMtd {
-                    id: trk_id,
-                    meta: meta.as_mut_ptr(),
-                };
-                // SAFETY: the handle names the tracking entry just added to this meta.
-                unsafe {
-                    ffi::gst_analytics_tracking_mtd_update_last_seen(&mut handle, last.nseconds());
-                }
-            }
+            let info = tracks.iter().find(|t| t.id == d.object_id);
+            let first = info.and_then(|t| t.first_seen).unwrap_or(now);
+            let trk_id = add_tracking(&mut meta, d.object_id, first, now, false)?;
             meta.set_relation(RelTypes::RELATE_TO, od_id, trk_id)?;
         }
         for r in &d.secondary {
@@ -134,7 +99,36 @@ pub fn attach(
             meta.set_relation(RelTypes::RELATE_TO, od_id, seg_id)?;
         }
     }
+    for t in tracks.iter().filter(|t| t.id >= 0 && !carried(t.id)) {
+        let first = t.first_seen.unwrap_or(now);
+        let last = t.last_seen.unwrap_or(first);
+        add_tracking(&mut meta, t.id, first, last, t.lost)?;
+    }
     Ok(())
+}
+
+/// Adds a tracking entry (`id`, first and last seen, lost); returns its id in the meta.
+fn add_tracking(
+    meta: &mut gst::MetaRefMut<'_, AnalyticsRelationMeta, gst::meta::Standalone>,
+    id: i64,
+    first: gst::ClockTime,
+    last: gst::ClockTime,
+    lost: bool,
+) -> Result<u32, glib::BoolError> {
+    let trk_id = meta.add_tracking_mtd(id as u64, first)?.id();
+    let mut handle = ffi::GstAnalyticsTrackingMtd {
+        id: trk_id,
+        meta: meta.as_mut_ptr(),
+    };
+    // SAFETY: the handle names the tracking entry just added to this meta.
+    let ok = unsafe {
+        ffi::gst_analytics_tracking_mtd_update_last_seen(&mut handle, last.nseconds()) != glib::ffi::GFALSE
+            && (!lost || ffi::gst_analytics_tracking_mtd_set_lost(&mut handle) != glib::ffi::GFALSE)
+    };
+    if !ok {
+        return Err(glib::bool_error!("cannot update tracking entry {trk_id}"));
+    }
+    Ok(trk_id)
 }
 
 fn add_instance_mask(
@@ -240,6 +234,45 @@ pub fn read(buffer: &gst::BufferRef) -> Vec<AnalyticsObject> {
     out
 }
 
+/// One tracking entry read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyticsTrack {
+    pub id: u64,
+    pub first_seen: gst::ClockTime,
+    pub last_seen: gst::ClockTime,
+    pub lost: bool,
+    /// An object-detection entry of the frame is related to it (the object was detected
+    /// on this frame); `false` for a coasting or lost track.
+    pub detected: bool,
+}
+
+/// Reads every tracking entry of `buffer`'s relation meta, in the order they were added.
+pub fn read_tracks(buffer: &gst::BufferRef) -> Vec<AnalyticsTrack> {
+    let Some(meta) = buffer.meta::<AnalyticsRelationMeta>() else {
+        return Vec::new();
+    };
+    let detected: Vec<u32> = meta
+        .iter::<AnalyticsODMtd>()
+        .flat_map(|od| {
+            meta.iter_direct_related::<AnalyticsTrackingMtd>(od.id(), RelTypes::RELATE_TO)
+                .map(|t| t.id())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    meta.iter::<AnalyticsTrackingMtd>()
+        .map(|t| {
+            let (id, first_seen, last_seen, lost) = t.info();
+            AnalyticsTrack {
+                id,
+                first_seen,
+                last_seen,
+                lost,
+                detected: detected.contains(&t.id()),
+            }
+        })
+        .collect()
+}
+
 /// The mask of segmentation entry `id` as a [`FrameMask`] (GRAY8 masks only).
 fn read_mask(meta: &gst::MetaRef<'_, AnalyticsRelationMeta>, id: u32) -> Option<FrameMask> {
     let handle = ffi::GstAnalyticsSegmentationMtd {
@@ -322,27 +355,38 @@ mod tests {
             detection("square", 7, Some(mask.clone()), Some("red")),
             detection("circle", -1, None, None),
         ];
-        let mut tracks = TrackTimes::default();
-        let mut b = gst::Buffer::new();
-        b.get_mut().unwrap().set_pts(gst::ClockTime::from_seconds(2));
-        attach(b.get_mut().unwrap(), &dets, 640, 480, &mut tracks).unwrap();
+        let s = gst::ClockTime::from_seconds;
+        let tracks = [
+            TrackInfo {
+                id: 7,
+                first_seen: Some(s(2)),
+                last_seen: Some(s(3)),
+                lost: false,
+            },
+            // Coasting: no detection carries id 4 on this frame.
+            TrackInfo {
+                id: 4,
+                first_seen: Some(s(1)),
+                last_seen: Some(s(2)),
+                lost: false,
+            },
+            TrackInfo {
+                id: 5,
+                first_seen: Some(s(0)),
+                last_seen: Some(s(1)),
+                lost: true,
+            },
+        ];
         let mut b2 = gst::Buffer::new();
-        b2.get_mut().unwrap().set_pts(gst::ClockTime::from_seconds(3));
-        attach(b2.get_mut().unwrap(), &dets, 640, 480, &mut tracks).unwrap();
+        b2.get_mut().unwrap().set_pts(s(3));
+        attach(b2.get_mut().unwrap(), &dets, &tracks, 640, 480).unwrap();
 
         let objs = read(&b2);
         assert_eq!(objs.len(), 2);
         assert_eq!(objs[0].label, "square");
         assert_eq!(objs[0].rect, (10, 20, 41, 41));
         assert!((objs[0].confidence - 0.75).abs() < 1e-6);
-        assert_eq!(
-            objs[0].track,
-            Some((
-                7,
-                gst::ClockTime::from_seconds(2),
-                gst::ClockTime::from_seconds(3)
-            ))
-        );
+        assert_eq!(objs[0].track, Some((7, s(2), s(3))));
         assert_eq!(objs[0].classes, vec![("red".to_string(), 0.5)]);
         assert_eq!(
             objs[0].mask.as_ref().map(|m| (&m.data, m.x, m.y)),
@@ -354,17 +398,27 @@ mod tests {
             (None, 0, true)
         );
         assert!(read(&gst::Buffer::new()).is_empty());
-    }
 
-    #[test]
-    fn track_times_forget_tracks_unseen_for_a_minute() {
-        let mut t = TrackTimes::default();
-        let s = gst::ClockTime::from_seconds;
-        assert_eq!(t.seen(1, s(1)), (s(1), s(1)));
-        assert_eq!(t.seen(1, s(5)), (s(1), s(5)));
-        t.seen(2, s(50));
-        t.forget_old(s(100));
-        assert_eq!(t.len(), 1);
-        assert_eq!(t.seen(1, s(100)), (s(100), s(100)));
+        let track = |id, first, last, lost, detected| AnalyticsTrack {
+            id,
+            first_seen: s(first),
+            last_seen: s(last),
+            lost,
+            detected,
+        };
+        assert_eq!(
+            read_tracks(&b2),
+            vec![
+                track(7, 2, 3, false, true),
+                track(4, 1, 2, false, false),
+                track(5, 0, 1, true, false)
+            ]
+        );
+
+        // Attaching again replaces the relation meta; an id without track info gets this
+        // frame's PTS as first and last seen.
+        attach(b2.get_mut().unwrap(), &dets, &[], 640, 480).unwrap();
+        assert_eq!(b2.iter_meta::<AnalyticsRelationMeta>().count(), 1);
+        assert_eq!(read_tracks(&b2), vec![track(7, 3, 3, false, true)]);
     }
 }

@@ -41,9 +41,6 @@ struct SrcStream {
     /// A flush cleared the pad's segment: send it again before the next frame or gap.
     need_segment: bool,
     ended: bool,
-    /// Track first/last-seen times for the stream's GstAnalytics tracking entries.
-    #[cfg(feature = "v1_28")]
-    tracks: super::analytics::TrackTimes,
 }
 
 #[derive(Default)]
@@ -89,8 +86,6 @@ impl TrtDemux {
                 announced: None,
                 need_segment: false,
                 ended: false,
-                #[cfg(feature = "v1_28")]
-                tracks: Default::default(),
             },
         );
         pad
@@ -229,29 +224,26 @@ impl TrtDemux {
             super::roi::attach_tensors(b, &results.tensors, &results.dense);
         }
         #[cfg(feature = "v1_28")]
-        if attach_roi && !results.is_empty() {
+        if attach_roi && (!results.is_empty() || !results.tracks.is_empty()) {
             let which = *self.meta.lock().unwrap();
             let b = buffer.make_mut();
             if which.roi() {
                 super::roi::attach(b, &results.detections, analytics, info.width(), info.height());
                 super::roi::attach_tensors(b, &results.tensors, &results.dense);
             }
-            if which.analytics() && !results.detections.is_empty() {
-                let mut state = self.state.lock().unwrap();
-                if let Some(s) = state.streams.get_mut(&pad_index) {
-                    if let Err(e) = super::analytics::attach(
-                        b,
-                        &results.detections,
-                        info.width(),
-                        info.height(),
-                        &mut s.tracks,
-                    ) {
-                        gst::warning!(
-                            CAT,
-                            imp = self,
-                            "source {pad_index}: GstAnalytics metadata incomplete: {e}"
-                        );
-                    }
+            if which.analytics() && !(results.detections.is_empty() && results.tracks.is_empty()) {
+                if let Err(e) = super::analytics::attach(
+                    b,
+                    &results.detections,
+                    &results.tracks,
+                    info.width(),
+                    info.height(),
+                ) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "source {pad_index}: GstAnalytics metadata incomplete: {e}"
+                    );
                 }
             }
         }

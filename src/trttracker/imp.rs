@@ -41,7 +41,13 @@ impl TrtTracker {
             tracker.set_config(config);
         }
         for slot in &mut batch.slots {
-            tracker.update(slot.pad_index(), slot.frame_number, &mut slot.results.detections);
+            tracker.update_frame(
+                slot.pad_index(),
+                slot.frame_number,
+                slot.pts,
+                &mut slot.results.detections,
+                &mut slot.results.tracks,
+            );
         }
         batch.tracked = true;
         let tracks = tracker.confirmed_tracks();
