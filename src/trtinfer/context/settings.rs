@@ -47,6 +47,8 @@ pub struct InferSettings {
     pub pool_timeout_ms: u32,
     /// The element, named by the backend's log lines.
     pub log_target: backend::LogTarget,
+    /// The element's pools: the backend's bounded output pools join it (flush/stop wake).
+    pub pools: std::sync::Arc<crate::tensor::pool::PoolSet>,
 }
 
 /// What a trtinfer element feeds its model.
