@@ -1,6 +1,7 @@
 //! Backend log lines name their element: with two trtinfer elements in one pipeline, the
 //! ONNX Runtime backend's lines (debug category `trtvision-ort`) carry each element as
-//! their object, as `GST_DEBUG` prints it.
+//! their object, as `GST_DEBUG` prints it; so do the encoder's and decoder's lines of a
+//! prompt-segmentation trtinfer.
 
 mod common;
 
@@ -9,12 +10,8 @@ use std::sync::{Arc, Mutex};
 /// Lines of the backend category: (the object displayed, the message).
 type Lines = Arc<Mutex<Vec<(Option<String>, String)>>>;
 
-#[test]
-fn backend_lines_carry_their_element() {
-    common::model("shapes-yolo.onnx");
-    if !gsttrtvision::skip::have_ort() {
-        return;
-    }
+/// Runs `desc` to its end with the `trtvision-ort` lines up to INFO captured.
+fn backend_lines(desc: &str) -> Vec<(Option<String>, String)> {
     common::init();
     let lines: Lines = Arc::default();
     let seen = lines.clone();
@@ -29,17 +26,27 @@ fn backend_lines_carry_their_element() {
             seen.lock().unwrap().push((name, text));
         }
     });
+    let p = common::parse(desc);
+    let r = common::run_to_end(&p, gst::ClockTime::from_seconds(120));
+    gst::log::remove_log_function(id);
+    r.expect("the pipeline runs");
+    let lines = lines.lock().unwrap().clone();
+    lines
+}
+
+#[test]
+fn backend_lines_carry_their_element() {
+    common::model("shapes-yolo.onnx");
+    if !gsttrtvision::skip::have_ort() {
+        return;
+    }
     let model = common::cfg("shapes-yolo.toml");
-    let p = common::parse(&format!(
+    let lines = backend_lines(&format!(
         "trtmux name=m batch-size=1 ! trtpreprocess config-file={model} \
          ! trtinfer name=first-model model={model} backend=onnxruntime-cpu keep-input=true \
          ! trtinfer name=second-model model={model} backend=onnxruntime-cpu \
          ! fakesink trtscenesrc camera=0 num-buffers=2 ! video/x-raw,format=NV12,width=320,height=240 ! m.sink_0"
     ));
-    let r = common::run_to_end(&p, gst::ClockTime::from_seconds(120));
-    gst::log::remove_log_function(id);
-    r.expect("the pipeline runs");
-    let lines = lines.lock().unwrap();
     for element in ["first-model", "second-model"] {
         assert!(
             lines
@@ -49,8 +56,44 @@ fn backend_lines_carry_their_element() {
             "no backend line names {element}: {lines:?}"
         );
     }
+    let backend: Vec<_> = lines
+        .iter()
+        .filter(|(_, t)| !t.starts_with("onnxruntime: "))
+        .collect();
     assert!(
-        lines.iter().all(|(obj, _)| obj.is_some()),
-        "every backend line names its element: {lines:?}"
+        backend.iter().all(|(obj, _)| obj.is_some()),
+        "every backend line names its element: {backend:?}"
+    );
+}
+
+#[test]
+fn promptseg_encoder_and_decoder_lines_carry_their_element() {
+    common::model("promptseg-tiny-encoder.onnx");
+    common::model("promptseg-tiny-decoder.onnx");
+    if !gsttrtvision::skip::have_ort() {
+        return;
+    }
+    let cfg = common::cfg("promptseg-tiny.toml");
+    let lines = backend_lines(&format!(
+        "trtscenesrc num-buffers=2 ! video/x-raw,format=RGB,width=320,height=240 ! trtmux batch-size=1 \
+         ! trtpreprocess config-file={cfg} ! trtinfer name=prompted model={cfg} ! fakesink"
+    ));
+    for stage in ["encoder", "decoder"] {
+        assert!(
+            lines.iter().any(
+                |(obj, text)| obj.as_deref().is_some_and(|o| o.contains("prompted"))
+                    && text.contains("loaded")
+                    && text.contains(stage)
+            ),
+            "no {stage} line names the element: {lines:?}"
+        );
+    }
+    let backend: Vec<_> = lines
+        .iter()
+        .filter(|(_, t)| !t.starts_with("onnxruntime: "))
+        .collect();
+    assert!(
+        backend.iter().all(|(obj, _)| obj.is_some()),
+        "every backend line names its element: {backend:?}"
     );
 }

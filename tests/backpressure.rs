@@ -3,6 +3,11 @@
 //! held downstream the element waits for one to come back instead of allocating more,
 //! resumes without loss when downstream releases them, posts an error naming the pool when
 //! the wait times out, and never blocks a stop.
+//!
+//! The same holds for trtinfer's output tensors (`output-pool-size`, `pool-timeout`): the
+//! YOLO-seg prototypes travel with the batch, so a downstream that holds batches holds
+//! them; and a batch waiting for one (holding trtinfer's context lock, with one session
+//! or several) is woken by a flush or a stop.
 
 mod common;
 
@@ -246,4 +251,211 @@ fn a_second_trtinfer_of_one_model_needs_keep_input() {
         "{err}"
     );
     run(true).expect("both trtinfer elements run with keep-input=true");
+/// trtmux (2 cameras, 320x240) -> trtpreprocess (never the bound) -> trtinfer (YOLO-seg on
+/// ONNX Runtime CPU, `infer` properties) -> a 32-buffer queue -> appsink.
+fn infer_pipeline(frames: u32, infer: &str) -> Option<gst::Pipeline> {
+    common::model("shapes-yolo-seg.onnx");
+    if !gsttrtvision::skip::have_ort() {
+        return None;
+    }
+    common::init();
+    let model = common::cfg("shapes-yolo-seg.toml");
+    let mut desc = format!(
+        "trtmux name=m batch-size={CAMERAS} ! trtpreprocess config-file={model} pool-size=64 \
+         ! trtinfer name=infer model={model} backend=onnxruntime-cpu {infer} \
+         ! queue name=q max-size-buffers=32 max-size-bytes=0 max-size-time=0 \
+         ! appsink name=out sync=false max-buffers=0"
+    );
+    for i in 0..CAMERAS {
+        desc += &format!(
+            " trtscenesrc camera={i} num-buffers={frames} ! video/x-raw,format=NV12,width=320,height=240,framerate=30/1 ! m.sink_{i}"
+        );
+    }
+    Some(common::parse(&desc))
+}
+
+/// trtinfer's output pool counters (from its `stats`): (peak, waits).
+fn output_pool(infer: &gst::Element) -> (u32, u64) {
+    let st = infer.property::<gst::Structure>("stats");
+    (
+        st.get::<u32>("output-pool-peak").expect("output-pool-peak"),
+        st.get::<u64>("output-pool-waits").expect("output-pool-waits"),
+    )
+}
+
+fn wait_for_output_peak(infer: &gst::Element, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while output_pool(infer).0 < n {
+        assert!(
+            Instant::now() < deadline,
+            "trtinfer never had {n} output tensors out"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A hash of each batch's detections and mask prototypes, pulled to EOS.
+fn drain_results(p: &gst::Pipeline) -> Vec<u64> {
+    let sink = appsink(p);
+    let mut hashes = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+        let buffer = sample.buffer().expect("a buffer");
+        let meta = buffer.meta::<BatchMeta>().expect("batch meta");
+        let batch = meta.batch();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for slot in &batch.slots {
+            for d in &slot.results.detections {
+                (
+                    d.class_id,
+                    d.confidence.to_bits(),
+                    d.bbox.x0.to_bits(),
+                    d.bbox.y1.to_bits(),
+                )
+                    .hash(&mut h);
+            }
+        }
+        assert_eq!(batch.outputs.len(), 1, "one prototype tensor per batch");
+        let protos = match &batch.outputs[0].masks {
+            gsttrtvision::batch::MaskTensor::Prototypes(t) => t.host_bytes().expect("host prototypes"),
+            other => panic!("prototypes expected, got {other:?}"),
+        };
+        protos.hash(&mut h);
+        hashes.push(h.finish());
+    }
+    if let Some(msg) = p.bus().expect("bus").pop_filtered(&[gst::MessageType::Error]) {
+        panic!("error while draining: {msg:?}");
+    }
+    assert!(sink.is_eos(), "the stream ended with EOS");
+    hashes
+}
+
+#[test]
+fn trtinfer_output_pool_holds_its_bound_and_upstream_waits() {
+    const FRAMES: u32 = 20;
+    let Some(reference) = infer_pipeline(FRAMES, "output-pool-size=64") else {
+        return;
+    };
+    reference.set_state(gst::State::Playing).expect("plays");
+    let expected = drain_results(&reference);
+    reference.set_state(gst::State::Null).expect("stops");
+    assert_eq!(expected.len(), FRAMES as usize);
+
+    // 4 output tensors per output, nothing pulled for a while: the queue and the appsink
+    // hold 4 batches and trtinfer waits for a 5th prototype tensor.
+    let p = infer_pipeline(FRAMES, "output-pool-size=4 pool-timeout=600000").expect("ORT found above");
+    let infer = p.by_name("infer").expect("trtinfer");
+    p.set_state(gst::State::Playing).expect("plays");
+    wait_for_output_peak(&infer, 4);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(output_pool(&infer).0, 4, "never a 5th output tensor");
+    let queued: u32 = p.by_name("q").expect("queue").property("current-level-buffers");
+    assert!(queued <= 4, "{queued} batches in the queue");
+    let got = drain_results(&p);
+    let (peak, waits) = output_pool(&infer);
+    assert_eq!(peak, 4, "never more than output-pool-size out");
+    assert!(waits >= 1, "upstream waited");
+    p.set_state(gst::State::Null).expect("stops");
+    assert_eq!(got, expected, "the same results, none lost, in order");
+}
+
+#[test]
+fn trtinfer_output_pool_held_past_the_timeout_is_an_error() {
+    let Some(p) = infer_pipeline(100, "output-pool-size=2 pool-timeout=300") else {
+        return;
+    };
+    p.set_state(gst::State::Playing).expect("plays");
+    let msg = p
+        .bus()
+        .expect("bus")
+        .timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = e.error().to_string();
+    assert!(
+        text.contains("all 2 pooled tensors")
+            && text.contains("300 ms")
+            && text.contains("output-pool-size")
+            && text.contains("host tensors of output 'output1'"),
+        "{text}"
+    );
+    assert_eq!(msg.src().map(|s| s.name().to_string()).as_deref(), Some("infer"));
+    common::within(20, "stopping after the output pool error", move || {
+        p.set_state(gst::State::Null).expect("stops");
+    });
+}
+
+/// With `sessions`, a batch waits for an output tensor (the pool timeout is 10 minutes);
+/// FLUSH_START sent to trtinfer returns at once and reaches downstream (which drops what
+/// it held), no error is posted, and the stop that follows is prompt too.
+fn flush_wakes_a_waiting_batch(sessions: u32) {
+    let Some(p) = infer_pipeline(
+        100,
+        &format!("output-pool-size=2 pool-timeout=600000 sessions={sessions}"),
+    ) else {
+        return;
+    };
+    let infer = p.by_name("infer").expect("trtinfer");
+    p.set_state(gst::State::Playing).expect("plays");
+    wait_for_output_peak(&infer, 2);
+    // The streaming thread now waits (for a prototype tensor, or for a session waiting
+    // for one) with trtinfer's context lock held.
+    std::thread::sleep(Duration::from_millis(300));
+    let sink = infer.static_pad("sink").expect("sink pad");
+    let began = Instant::now();
+    common::within(
+        20,
+        "FLUSH_START while a batch waits for an output tensor",
+        move || {
+            assert!(sink.send_event(gst::event::FlushStart::new()));
+        },
+    );
+    assert!(began.elapsed() < Duration::from_secs(5), "{:?}", began.elapsed());
+    let queued: u32 = p.by_name("q").expect("queue").property("current-level-buffers");
+    assert_eq!(queued, 0, "the flush reached the queue");
+    assert!(
+        p.bus()
+            .expect("bus")
+            .pop_filtered(&[gst::MessageType::Error])
+            .is_none(),
+        "a flush is no error"
+    );
+    common::within(20, "stopping after the flush", move || {
+        p.set_state(gst::State::Null).expect("stops");
+    });
+}
+
+#[test]
+fn flush_start_wakes_trtinfer_waiting_for_an_output_tensor() {
+    flush_wakes_a_waiting_batch(1);
+}
+
+#[test]
+fn flush_start_wakes_trtinfer_waiting_for_a_session() {
+    flush_wakes_a_waiting_batch(2);
+}
+
+/// A stop while a batch waits for an output tensor, without a flush first.
+#[test]
+fn stopping_wakes_trtinfer_waiting_for_an_output_tensor() {
+    for sessions in [1, 2] {
+        let Some(p) = infer_pipeline(
+            100,
+            &format!("output-pool-size=2 pool-timeout=600000 sessions={sessions}"),
+        ) else {
+            return;
+        };
+        let infer = p.by_name("infer").expect("trtinfer");
+        p.set_state(gst::State::Playing).expect("plays");
+        wait_for_output_peak(&infer, 2);
+        std::thread::sleep(Duration::from_millis(300));
+        common::within(
+            20,
+            "stopping while a batch waits for an output tensor",
+            move || {
+                p.set_state(gst::State::Null).expect("stops");
+            },
+        );
+    }
 }

@@ -168,15 +168,97 @@ pub struct BackendOptions {
     pub cuda_graph: bool,
     /// ONNX Runtime CUDA provider tuning (ignored by other backends).
     pub cuda_provider: CudaProviderOptions,
-    /// Native TensorRT: output buffer sets out at once at most (0 = the backend's
-    /// default); when downstream holds every one, [`InferenceBackend::infer`] waits up to
+    /// Output tensors held downstream at most, in batches (0 = [`DEFAULT_OUTPUT_POOL_SIZE`]):
+    /// native TensorRT's output buffer sets, ONNX Runtime's host output tensors (per
+    /// output). When downstream holds every one, [`InferenceBackend::infer`] waits up to
     /// `pool_timeout` for one to come back, then fails.
     pub output_pool_size: usize,
-    /// Longest wait for an output buffer set (`None`: the backend's default, 1 s).
+    /// Longest wait for pooled output tensors (`None`: [`DEFAULT_POOL_TIMEOUT`]).
     pub pool_timeout: Option<std::time::Duration>,
+    /// The element's pools: every bounded pool the backend waits on joins this set, so
+    /// that a flush or a stop of the element wakes a call waiting for output tensors
+    /// (it then fails with [`BackendError::Flushing`]) without taking any lock the call
+    /// holds.
+    pub pools: std::sync::Arc<crate::tensor::pool::PoolSet>,
     /// The element the backend works for: its log lines name it (`obj =`), so that with
     /// several models in one pipeline `GST_DEBUG` tells which one logged.
     pub log_target: LogTarget,
+}
+
+/// Output tensors (batches) held downstream at most when `output_pool_size` is 0.
+pub const DEFAULT_OUTPUT_POOL_SIZE: usize = 8;
+
+/// Longest wait for pooled output tensors when `pool_timeout` is `None`.
+pub const DEFAULT_POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl BackendOptions {
+    /// The bound on output tensors held downstream (`output_pool_size`, else the default).
+    pub fn output_limit(&self) -> usize {
+        if self.output_pool_size == 0 {
+            DEFAULT_OUTPUT_POOL_SIZE
+        } else {
+            self.output_pool_size
+        }
+    }
+
+    /// The longest wait for pooled output tensors.
+    pub fn output_timeout(&self) -> std::time::Duration {
+        self.pool_timeout.unwrap_or(DEFAULT_POOL_TIMEOUT)
+    }
+}
+
+/// A wait for pooled output tensors that ended without one: the element is flushing, or
+/// downstream kept every one for the whole timeout (`what` names the pool).
+pub fn pool_wait_error(e: crate::tensor::pool::PoolWaitError, what: &str) -> BackendError {
+    match e {
+        crate::tensor::pool::PoolWaitError::Flushing => BackendError::Flushing,
+        timeout => BackendError::OutputsHeld(format!(
+            "{timeout} ({what}; raise output-pool-size or keep fewer batches in queues)"
+        )),
+    }
+}
+
+/// Host buffers for a backend's output tensors: one bounded pool per model output (at
+/// most [`BackendOptions::output_limit`] tensors of each held downstream), each in the
+/// element's [`PoolSet`](crate::tensor::pool::PoolSet).
+#[derive(Debug)]
+pub struct HostOutputs {
+    pools: Vec<crate::tensor::HostTensorPool>,
+}
+
+impl HostOutputs {
+    /// Pools for `outputs` model outputs under the bound and timeout of `opts`.
+    pub fn new(outputs: usize, opts: &BackendOptions) -> Self {
+        let pools = (0..outputs)
+            .map(|_| {
+                let pool =
+                    crate::tensor::HostTensorPool::bounded(opts.output_limit(), Some(opts.output_timeout()));
+                opts.pools.add(pool.control());
+                pool
+            })
+            .collect();
+        Self { pools }
+    }
+
+    /// A buffer of `len` bytes for output `index` (`name`): waits while downstream holds
+    /// every one; fails when the element flushes or the wait times out.
+    pub fn acquire(
+        &self,
+        index: usize,
+        len: usize,
+        name: &str,
+    ) -> Result<crate::tensor::PooledBytes, BackendError> {
+        let pool = self.pools.get(index).ok_or_else(|| {
+            BackendError::Runtime(format!("no output buffer pool for output {index} ('{name}')"))
+        })?;
+        pool.try_acquire(len)
+            .map_err(|e| pool_wait_error(e, &format!("host tensors of output '{name}'")))
+    }
+
+    /// The pool of output `index` (tests, statistics).
+    pub fn pool(&self, index: usize) -> Option<&crate::tensor::HostTensorPool> {
+        self.pools.get(index)
+    }
 }
 
 /// A weak reference to the element a backend logs for (none: the lines name no object).
@@ -357,6 +439,13 @@ pub enum BackendError {
     BatchTooLarge { got: usize, max: usize },
     #[error("inference failed: {0}")]
     Runtime(String),
+    /// Downstream kept every pooled output tensor for the whole pool timeout.
+    #[error("{0}")]
+    OutputsHeld(String),
+    /// A wait for output tensors was cut short by a flush, seek or stop of the element:
+    /// not a failure, the batch is dropped.
+    #[error("the element is flushing (a flush, seek or stop is under way)")]
+    Flushing,
 }
 
 /// An input handed to a backend for one call.
@@ -429,5 +518,57 @@ mod tests {
         assert!(!s.accepts(&[8, 3, 320, 320]));
         assert!(!s.accepts(&[3, 640, 640]));
         assert_eq!(s.describe(), "images f32 [dyn, 3, 640, 640]");
+    }
+
+    /// Host output buffers: at most output-pool-size out per output, a timeout names the
+    /// output and the property, and the element's flush ends a wait as `Flushing`.
+    #[test]
+    fn host_outputs_are_bounded_and_woken_by_the_element() {
+        let opts = BackendOptions {
+            output_pool_size: 2,
+            pool_timeout: Some(std::time::Duration::from_millis(100)),
+            ..Default::default()
+        };
+        let outs = HostOutputs::new(2, &opts);
+        let held: Vec<_> = (0..2)
+            .map(|_| outs.acquire(0, 16, "protos").expect("in bound"))
+            .collect();
+        // The other output has its own bound.
+        let other = outs.acquire(1, 16, "output0").expect("own pool");
+        let e = outs
+            .acquire(0, 16, "protos")
+            .expect_err("a third is refused")
+            .to_string();
+        assert!(
+            e.contains("all 2 pooled tensors") && e.contains("'protos'") && e.contains("output-pool-size"),
+            "{e}"
+        );
+        drop(other);
+        let again = outs.acquire(0, 16, "protos");
+        assert!(again.is_err(), "output 1 coming back frees nothing of output 0");
+        // A flush of the element (its pool set) ends a wait at once.
+        let outs = std::sync::Arc::new(HostOutputs::new(
+            1,
+            &BackendOptions {
+                output_pool_size: 1,
+                pool_timeout: Some(std::time::Duration::from_secs(60)),
+                pools: opts.pools.clone(),
+                ..Default::default()
+            },
+        ));
+        let first = outs.acquire(0, 8, "y").expect("first");
+        let o = outs.clone();
+        let waiter = std::thread::spawn(move || o.acquire(0, 8, "y").map(drop));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "waits for the buffer held downstream");
+        let began = std::time::Instant::now();
+        opts.pools.set_flushing(true);
+        let got = waiter.join().expect("no panic");
+        assert!(matches!(got, Err(BackendError::Flushing)), "{got:?}");
+        assert!(began.elapsed() < std::time::Duration::from_secs(5));
+        opts.pools.set_flushing(false);
+        drop(first);
+        assert!(outs.acquire(0, 8, "y").is_ok());
+        drop(held);
     }
 }

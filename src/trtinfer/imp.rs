@@ -1,18 +1,19 @@
 //! Element glue of trtinfer: properties, start/stop of the inference context, errors.
 
 use super::context::{InferContext, InferSettings, OperateOn};
-use super::inflight::{Inferred, Sessions};
+use super::inflight::{BatchFailure, FlightError, FlightWake, Inferred, Sessions};
 use super::promptseg::{PromptSegContext, Route};
 use crate::backend::BackendChoice;
 use crate::gpu_element::CudaContextElement;
 use crate::parsers::ParserChoice;
+use crate::tensor::pool::PoolSet;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -107,6 +108,11 @@ pub struct TrtInfer {
     stats: Stats,
     /// CUDA context shared with the pipeline (object crops of CUDA frames run on the GPU).
     cuda_ctx: crate::gpu_element::ElementCudaContext,
+    /// The backends' bounded output pools: flushes and stops wake a batch waiting for
+    /// output tensors without taking the context lock (the waiting batch holds it).
+    pools: Arc<PoolSet>,
+    /// The same for the streaming thread waiting for a session's result (`sessions` > 1).
+    flight_wake: Arc<FlightWake>,
 }
 
 #[glib::object_subclass]
@@ -278,7 +284,7 @@ impl ObjectImpl for TrtInfer {
                     .build(),
                 glib::ParamSpecUInt::builder("output-pool-size")
                     .nick("Output pool size")
-                    .blurb("backend=tensorrt with outputs on the GPU: output buffer sets (batches of device outputs) held downstream at most; when all are held, the next batch waits for one to come back (back-pressure, up to pool-timeout) instead of allocating more. Ignored by other backends")
+                    .blurb("Output tensors (in batches) held downstream at most, per model output and per session: ONNX Runtime's and TensorRT's host output tensors (masks and prototypes that travel with the batch), TensorRT's output buffer sets with outputs on the GPU. When all are held, the next batch waits for one to come back (back-pressure, up to pool-timeout) instead of allocating more; a flush or stop ends the wait")
                     .minimum(1)
                     .maximum(64)
                     .default_value(8)
@@ -286,10 +292,10 @@ impl ObjectImpl for TrtInfer {
                     .build(),
                 glib::ParamSpecUInt::builder("pool-timeout")
                     .nick("Pool timeout")
-                    .blurb("backend=tensorrt: milliseconds a batch waits for an output buffer set held downstream before the element posts an error")
+                    .blurb("Milliseconds (counted while PLAYING) a batch waits for output tensors held downstream (see output-pool-size) before the element posts an error")
                     .minimum(1)
                     .maximum(3_600_000)
-                    .default_value(1000)
+                    .default_value(crate::backend::DEFAULT_POOL_TIMEOUT.as_millis() as u32)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("prefer-nhwc")
@@ -320,7 +326,7 @@ impl ObjectImpl for TrtInfer {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Batches inferred since start (batches), the time spent inferring them (infer-ns, mean-infer-ns: per batch, in the session threads when sessions > 1, so sessions overlap) and the time the streaming thread waited for results (wait-ns, mean-wait-ns: all sessions busy or batches drained before an event; near zero when the element is not the slowest stage)")
+                    .blurb("Batches inferred since start (batches), the time spent inferring them (infer-ns, mean-infer-ns: per batch, in the session threads when sessions > 1, so sessions overlap), the time the streaming thread waited for results (wait-ns, mean-wait-ns: all sessions busy or batches drained before an event; near zero when the element is not the slowest stage), and the output pools (output-pool-peak: most output tensors of one pool held at once, never more than output-pool-size; output-pool-waits: batches that waited for one to come back)")
                     .read_only()
                     .build(),
                 glib::ParamSpecString::builder("backend-in-use")
@@ -455,7 +461,7 @@ impl ObjectImpl for TrtInfer {
             })
             .to_value(),
             "pool-timeout" => (if s.pool_timeout_ms == 0 {
-                1000
+                crate::backend::DEFAULT_POOL_TIMEOUT.as_millis() as u32
             } else {
                 s.pool_timeout_ms
             })
@@ -469,7 +475,13 @@ impl ObjectImpl for TrtInfer {
             }
             "use-tf32" => crate::backend::ProviderSwitch::of(s.cuda_provider.tf32).to_value(),
             "d2h-bytes" => self.stats.d2h_bytes.load(Ordering::Relaxed).to_value(),
-            "stats" => self.stats.structure().to_value(),
+            "stats" => {
+                let mut st = self.stats.structure();
+                let pools = self.pools.stats();
+                st.set("output-pool-peak", pools.peak as u32);
+                st.set("output-pool-waits", pools.waits);
+                st.to_value()
+            }
             "backend-in-use" => self.stats.backend_in_use.lock().unwrap().to_value(),
             _ => unreachable!("unknown property {}", pspec.name()),
         }
@@ -501,6 +513,19 @@ impl ElementImpl for TrtInfer {
     }
 
     fn change_state(&self, t: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        match t {
+            // A batch waiting for output tensors or a session must not block the stop.
+            gst::StateChange::PausedToReady => self.set_flushing(true),
+            gst::StateChange::ReadyToPaused => {
+                self.set_flushing(false);
+                self.pools.set_timing(false);
+            }
+            // Waits count towards pool-timeout only while PLAYING (a paused sink holds
+            // buffers on purpose).
+            gst::StateChange::PausedToPlaying => self.pools.set_timing(true),
+            gst::StateChange::PlayingToPaused => self.pools.set_timing(false),
+            _ => {}
+        }
         self.cuda_change_state(t)
     }
 }
@@ -525,6 +550,27 @@ impl CudaContextElement for TrtInfer {
 }
 
 impl TrtInfer {
+    /// Flushing on or off for every wait of the element (pools and sessions).
+    fn set_flushing(&self, on: bool) {
+        self.pools.set_flushing(on);
+        self.flight_wake.set_flushing(on);
+    }
+
+    /// A batch without results: an element error, or quietly dropped when a flush or stop
+    /// cut its wait short.
+    fn failed(&self, failure: BatchFailure) -> gst::FlowError {
+        match failure {
+            BatchFailure::Flushing => {
+                gst::debug!(CAT, imp = self, "batch dropped: flushing");
+                gst::FlowError::Flushing
+            }
+            BatchFailure::Failed(e) => {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
+                gst::FlowError::Error
+            }
+        }
+    }
+
     /// Opens `settings.sessions` contexts of the model and starts their threads.
     fn open_sessions(&self, settings: &InferSettings) -> Result<Loaded, String> {
         let n = settings.sessions;
@@ -549,7 +595,7 @@ impl TrtInfer {
             contexts[0].backend_name(),
             contexts[0].parser
         );
-        let sessions = Sessions::start(contexts)
+        let sessions = Sessions::start(contexts, self.flight_wake.clone())
             .map_err(|e| format!("cannot start the inference session threads: {e}"))?;
         Ok(Loaded::Sessions(Box::new(sessions)))
     }
@@ -561,22 +607,19 @@ impl TrtInfer {
         if let Some(why) = done.warning {
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", why));
         }
-        match done.result {
-            Ok(()) => Ok(done.buffer),
-            Err(e) => {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
-                Err(gst::FlowError::Error)
-            }
-        }
+        done.result.map(|()| done.buffer).map_err(|f| self.failed(f))
     }
 
-    fn lost(&self, e: super::inflight::SessionLost) -> gst::FlowError {
-        gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
-        gst::FlowError::Error
+    fn lost(&self, e: FlightError) -> gst::FlowError {
+        self.failed(match e {
+            FlightError::Flushing => BatchFailure::Flushing,
+            lost => BatchFailure::Failed(lost.to_string()),
+        })
     }
 
     /// Pushes every batch still in flight downstream, oldest first (EOS, serialized events
-    /// and drain queries must not overtake them); `push` false drops them (flush).
+    /// and drain queries must not overtake them); `push` false drops them (after a flush:
+    /// collected even while the waits are still cut short).
     fn drain_sessions(&self, push: bool) -> Result<(), gst::FlowError> {
         loop {
             let next = {
@@ -588,7 +631,12 @@ impl TrtInfer {
                     Some(r) => Some(r),
                     None => {
                         let since = std::time::Instant::now();
-                        let r = s.flight().wait_oldest().map_err(|e| self.lost(e))?;
+                        let r = if push {
+                            s.flight().wait_oldest()
+                        } else {
+                            s.flight().collect_oldest()
+                        }
+                        .map_err(|e| self.lost(e))?;
                         self.stats.waited(since);
                         r
                     }
@@ -611,6 +659,7 @@ impl BaseTransformImpl for TrtInfer {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let mut settings = self.settings.lock().unwrap().clone();
         settings.log_target = crate::backend::LogTarget::new(&*self.obj());
+        settings.pools = self.pools.clone();
         let load_err = |e: &dyn std::fmt::Display| {
             gst::error_msg!(
                 gst::LibraryError::Init,
@@ -715,10 +764,21 @@ impl BaseTransformImpl for TrtInfer {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        let sessions = matches!(self.context.lock().unwrap().as_ref(), Some(Loaded::Sessions(_)));
-        if sessions && event.is_serialized() {
-            let flush = event.type_() == gst::EventType::FlushStop;
-            if let Err(e) = self.drain_sessions(!flush) {
+        // FLUSH_START comes from another thread while the streaming thread may wait for
+        // output tensors or a session with the context lock held: wake it, lock nothing.
+        if event.type_() == gst::EventType::FlushStart {
+            self.set_flushing(true);
+            return self.parent_sink_event(event);
+        }
+        let sessions = event.is_serialized()
+            && matches!(self.context.lock().unwrap().as_ref(), Some(Loaded::Sessions(_)));
+        let flush_stop = event.type_() == gst::EventType::FlushStop;
+        if flush_stop {
+            // What the flush left in flight is dropped before the waits work again.
+            self.flight_wake.set_flushing(false);
+        }
+        if sessions {
+            if let Err(e) = self.drain_sessions(!flush_stop) {
                 gst::debug!(
                     CAT,
                     imp = self,
@@ -726,6 +786,9 @@ impl BaseTransformImpl for TrtInfer {
                     event.type_()
                 );
             }
+        }
+        if flush_stop {
+            self.pools.set_flushing(false);
         }
         self.parent_sink_event(event)
     }
@@ -762,7 +825,7 @@ impl BaseTransformImpl for TrtInfer {
         let result = match loaded {
             Loaded::Model(ctx) => {
                 let since = std::time::Instant::now();
-                let r = ctx.process(meta.batch_mut()).map_err(|e| e.to_string());
+                let r = ctx.process(meta.batch_mut()).map_err(BatchFailure::from);
                 self.stats.inferred(since.elapsed().as_nanos() as u64);
                 warning = ctx.take_backend_warning();
                 #[cfg(feature = "cuda")]
@@ -771,11 +834,17 @@ impl BaseTransformImpl for TrtInfer {
                 }
                 r
             }
-            Loaded::Sessions(_) => {
-                Err("batches of several sessions take the submit/generate path, not transform_ip".to_string())
-            }
+            Loaded::Sessions(_) => Err(BatchFailure::Failed(
+                "batches of several sessions take the submit/generate path, not transform_ip".into(),
+            )),
             Loaded::PromptSeg(p) => {
-                let r = p.process(meta.batch_mut()).map_err(|e| e.to_string());
+                let r = p.process(meta.batch_mut()).map_err(|e| {
+                    if e.is_flushing() {
+                        BatchFailure::Flushing
+                    } else {
+                        BatchFailure::Failed(e.to_string())
+                    }
+                });
                 let st = p.engine.last_round();
                 gst::debug!(
                     CAT,
@@ -797,10 +866,7 @@ impl BaseTransformImpl for TrtInfer {
         if let Some(why) = warning {
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", why));
         }
-        if let Err(e) = result {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ("Inference failed: {}", e));
-            return Err(gst::FlowError::Error);
-        }
+        result.map_err(|f| self.failed(f))?;
         Ok(gst::FlowSuccess::Ok)
     }
 }

@@ -136,6 +136,7 @@ pub(super) fn load_environment(lib: &Path, kind: BackendKind) -> Result<Environm
             ),
         ));
     }
+    super::logging::install_tracing();
     guarded(
         || {
             let builder = ort::init_from(lib).map_err(|e| {
@@ -147,11 +148,14 @@ pub(super) fn load_environment(lib: &Path, kind: BackendKind) -> Result<Environm
                     ),
                 )
             })?;
-            builder
+            let env = builder
                 .with_name("gst-trtvision")
                 .with_telemetry(false)
+                .with_logger(super::logging::logger())
                 .build()
-                .map_err(|e| unavailable(kind, format!("cannot create the ONNX Runtime environment: {e}")))
+                .map_err(|e| unavailable(kind, format!("cannot create the ONNX Runtime environment: {e}")))?;
+            super::logging::sync_level(&env);
+            Ok(env)
         },
         |msg| {
             unavailable(

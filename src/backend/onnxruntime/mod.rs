@@ -16,8 +16,10 @@
 //! Device inputs ([`TensorStorage::Device`]) are handed over as CUDA-located values over
 //! the raw device pointer (CUDA and TensorRT providers only); the producer must have
 //! finished writing them (stream synchronised) before [`InferenceBackend::infer`] is
-//! called. Outputs are host tensors, or device tensors with `outputs_on_device` (GPU
-//! providers). `fixed_batch` and `cuda_graph` load the model with a fixed batch and replay
+//! called. Outputs are host tensors from a bounded pool per output (at most
+//! `BackendOptions::output_pool_size` batches held downstream; a call waits up to
+//! `pool_timeout` for one to come back, a flush or stop of the element ends the wait), or
+//! device tensors with `outputs_on_device` (GPU providers). `fixed_batch` and `cuda_graph` load the model with a fixed batch and replay
 //! it from CUDA graphs (see the `fixed_batch` and `graphs` modules).
 
 use std::borrow::Cow;
@@ -40,6 +42,7 @@ mod fixed_batch;
 #[cfg(feature = "cuda")]
 mod graphs;
 mod library;
+mod logging;
 mod run;
 mod session;
 mod values;
@@ -66,8 +69,12 @@ pub struct OrtBackend {
     /// Largest accepted batch: the fixed batch dimension of the model, or the TensorRT
     /// profile maximum; `None` when unlimited.
     max_batch: Option<usize>,
-    /// Host buffers for the outputs (and zero-padded inputs), recycled across batches.
+    /// Host buffers for zero-padded inputs, recycled across batches.
     pool: HostTensorPool,
+    /// Host buffers for the outputs: at most `output-pool-size` of each held downstream.
+    host_outputs: super::HostOutputs,
+    /// The session's log id, mapped to the element while the backend lives.
+    _log_id: Option<logging::SessionLogId>,
     model_path: String,
     /// The element whose log lines these are (read by the CUDA paths' lines).
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]

@@ -195,7 +195,7 @@ impl OrtBackend {
             let value = outputs.get(&spec.name).ok_or_else(|| {
                 BackendError::Runtime(format!("ONNX Runtime returned no output '{}'", spec.name))
             })?;
-            result.push(output_to_host(&self.pool, &spec.name, value, kept[i])?);
+            result.push(output_to_host(&self.host_outputs, i, &spec.name, value, kept[i])?);
         }
         Ok(result)
     }

@@ -120,12 +120,19 @@ impl OrtBackend {
         )
     }
 
+    /// A session builder with the options every session shares; `log_id` names the
+    /// session in ONNX Runtime's log lines (see [`logging`]).
     pub(super) fn base_builder(
         env: &Environment,
         opts: &BackendOptions,
+        log_id: Option<&str>,
     ) -> Result<SessionBuilder, BackendError> {
         let kind = opts.kind;
+        logging::sync_level(env);
         let mut b = Session::builder(env).map_err(|e| unavailable(kind, ort_err(e)))?;
+        if let Some(id) = log_id {
+            b = b.with_log_id(id).unwrap_or_else(|e| e.recover());
+        }
         b = b
             .with_optimization_level(GraphOptimizationLevel::All)
             .unwrap_or_else(|e| e.recover());
@@ -179,7 +186,7 @@ impl OrtBackend {
     /// A CPU session of the model with graph optimisations off: how the model declares its
     /// inputs and outputs, without loading it on a GPU.
     pub(super) fn probe(env: &Environment, opts: &BackendOptions) -> Result<Session, BackendError> {
-        let probe = Self::base_builder(env, opts)?
+        let probe = Self::base_builder(env, opts, None)?
             .with_optimization_level(GraphOptimizationLevel::Disable)
             .unwrap_or_else(|e| e.recover());
         Self::commit(
@@ -338,6 +345,7 @@ impl OrtBackend {
 
     pub(super) fn open_in(env: &Environment, opts: &BackendOptions) -> Result<Self, BackendError> {
         let kind = opts.kind;
+        let log_id = logging::SessionLogId::new(&opts.log_target);
         let path = opts.model_path.display().to_string();
         let mut warning = None;
         let plan =
@@ -368,7 +376,7 @@ impl OrtBackend {
             ));
         }
         let build = |stream: Option<u64>| -> Result<(Session, Option<usize>), BackendError> {
-            let mut builder = Self::base_builder(env, opts)?;
+            let mut builder = Self::base_builder(env, opts, Some(log_id.as_str()))?;
             if let Some(symbol) = plan.as_ref().and_then(|(p, _, _)| p.symbol.as_deref()) {
                 builder = builder
                     .with_dimension_override(symbol, opts.max_batch.max(1) as i64)
@@ -382,7 +390,10 @@ impl OrtBackend {
         #[cfg(feature = "cuda")]
         if want_graph {
             match Self::open_with_graphs(opts, &build, plan.clone(), warning.take()) {
-                Ok(backend) => return Ok(backend),
+                Ok(mut backend) => {
+                    backend._log_id = Some(log_id);
+                    return Ok(backend);
+                }
                 Err(e) => {
                     warning = Some(format!(
                         "model {path} cannot run from CUDA graphs ({e}): running without"
@@ -395,7 +406,9 @@ impl OrtBackend {
             warning = Some("CUDA graphs need the plugin's cuda feature: running without".into());
         }
         let (session, trt_max) = build(None)?;
-        Self::assemble(opts, session, trt_max, plan, warning)
+        let mut backend = Self::assemble(opts, session, trt_max, plan, warning)?;
+        backend._log_id = Some(log_id);
+        Ok(backend)
     }
 
     /// The backend around a committed `session`.
@@ -448,9 +461,12 @@ impl OrtBackend {
             describe(&inputs),
             describe(&outputs)
         );
+        let host_outputs = super::super::HostOutputs::new(outputs.len(), opts);
         Ok(Self {
             session,
             kind,
+            host_outputs,
+            _log_id: None,
             inputs,
             outputs,
             max_batch,

@@ -327,7 +327,7 @@ fn misaligned_input_is_copied() {
     let v = host_value(DType::F32, &[1, 3], misaligned).unwrap();
     assert!(matches!(v, SessionInputValue::Owned(_)));
     let outputs = b.session.run(vec![(Cow::Borrowed("x"), v)]).unwrap();
-    let y = output_to_host(&b.pool, "y", outputs.get("y").unwrap(), None).unwrap();
+    let y = output_to_host(&b.host_outputs, 0, "y", outputs.get("y").unwrap(), None).unwrap();
     assert_eq!(y.to_f32().unwrap(), vec![6.0, 8.0, 10.0]);
     drop(outputs);
     // Aligned bytes are borrowed, not copied.

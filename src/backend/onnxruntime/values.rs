@@ -212,7 +212,8 @@ pub(super) fn output_on_device(name: &str, value: DynValue) -> Result<Tensor, Ba
 /// Copies one ORT output into a pooled host tensor; `rows`: only the first rows (of a
 /// padded run).
 pub(super) fn output_to_host(
-    pool: &HostTensorPool,
+    pool: &crate::backend::HostOutputs,
+    index: usize,
     name: &str,
     value: &DynValue,
     rows: Option<usize>,
@@ -228,7 +229,7 @@ pub(super) fn output_to_host(
     };
     let dims = crate::parsers::fmt_shape(&shape);
     let rt = |e: ort::Error| BackendError::Runtime(format!("reading output '{name}': {e}"));
-    let mut bytes = pool.acquire(nbytes);
+    let mut bytes = pool.acquire(index, nbytes, name)?;
     let out = bytes.as_mut_slice();
     macro_rules! copy_as {
         ($src:ty, $conv:expr) => {{

@@ -35,14 +35,16 @@
 //! - device ([`BackendOptions::outputs_on_device`], for GPU post-processing): returned as
 //!   device tensors pointing at the set's output buffers, nothing copied. The tensors hold
 //!   the set (keepalive): a set still held downstream is skipped, and another set is
-//!   allocated when all are held (at most [`MAX_SETS`]; beyond that the call fails).
+//!   allocated when all are held (up to the bound below).
 //!
 //! Device output (and pinned) buffers are allocated at open for the max batch, in two sets,
 //! so the buffers a batch is read back from are never the ones the next batch is written
 //! to; while downstream holds device outputs more sets are made, up to
-//! `BackendOptions::output_pool_size` (default [`MAX_SETS`]), then a call waits (bounded by
-//! `BackendOptions::pool_timeout`) for a set to come back ([`BoundedPool`]). Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at
-//! open. [`InferenceBackend::upload`] copies constant inputs (prompts) to the device once.
+//! `BackendOptions::output_pool_size` (default [`DEFAULT_OUTPUT_POOL_SIZE`]), then a call waits (bounded by
+//! `BackendOptions::pool_timeout`) for a set to come back ([`BoundedPool`]); a flush or stop
+//! of the element ends the wait ([`BackendError::Flushing`]). Host outputs are copied into
+//! buffers of a bounded pool per output ([`HostOutputs`], same bound and timeout).
+//! Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at open. [`InferenceBackend::upload`] copies constant inputs (prompts) to the device once.
 //!
 //! Device inputs ([`TensorStorage::Device`]) must hold complete data when `infer` is called
 //! (their producer has synchronized its stream).
@@ -65,9 +67,13 @@ use std::sync::{Arc, LazyLock};
 pub use cache::{CacheKey, CacheLookup, CacheMeta, EngineCache};
 pub use options::{Precision, TrtOptions, OPTIONS_ENV};
 
-use crate::backend::{BackendError, BackendOptions, InferenceBackend, InputRef, TensorSpec};
+#[cfg(doc)]
+use crate::backend::DEFAULT_OUTPUT_POOL_SIZE;
+use crate::backend::{
+    pool_wait_error, BackendError, BackendOptions, HostOutputs, InferenceBackend, InputRef, TensorSpec,
+};
 use crate::tensor::pool::{BoundedPool, Taken};
-use crate::tensor::{HostTensorPool, Tensor, TensorStorage};
+use crate::tensor::{Tensor, TensorStorage};
 
 use cuda::{DeviceBuffer, Event, GraphExec, PinnedBuffer, Stream};
 use ffi::{check, ShimError, Status};
@@ -89,13 +95,6 @@ const DEVICE_ALIGN: u64 = 256;
 
 /// Distinct (buffer set, input shapes) CUDA graphs kept before the set is cleared.
 const MAX_GRAPHS: usize = 64;
-
-/// Buffer sets at most by default (`BackendOptions::output_pool_size` 0): two at open,
-/// more only while downstream holds device outputs; past the bound a call waits for one to
-/// come back.
-pub const MAX_SETS: usize = 8;
-/// How long a call waits by default for a buffer set held downstream to come back.
-pub const DEFAULT_SET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn unavailable(reason: impl Into<String>) -> BackendError {
     BackendError::Unavailable {
@@ -356,7 +355,7 @@ pub struct TrtBackend {
     log_target: crate::backend::LogTarget,
     bound_shapes: Vec<Vec<i64>>,
     cuda_graph: bool,
-    output_pools: Vec<HostTensorPool>,
+    host_outputs: HostOutputs,
     outputs_on_device: bool,
     input_bytes: Vec<usize>,
     output_bytes: Vec<usize>,
@@ -485,11 +484,7 @@ impl TrtBackend {
 
         let stream = Stream::new().map_err(runtime_error)?;
         let host_outputs = !opts.outputs_on_device;
-        let set_limit = if opts.output_pool_size == 0 {
-            MAX_SETS
-        } else {
-            opts.output_pool_size
-        };
+        let set_limit = opts.output_limit();
         let mut sets = Vec::with_capacity(set_limit);
         for _ in 0..set_limit.min(2) {
             sets.push(
@@ -536,6 +531,7 @@ impl TrtBackend {
             Some(set_limit),
             set_limit,
         ));
+        opts.pools.add(free_sets.clone());
         Ok(TrtBackend {
             graphs: HashMap::new(),
             sets,
@@ -544,13 +540,13 @@ impl TrtBackend {
             runtime,
             input_specs: inputs.iter().map(|t| t.spec.clone()).collect(),
             output_specs: outputs.iter().map(|t| t.spec.clone()).collect(),
-            output_pools: outputs.iter().map(|_| HostTensorPool::new()).collect(),
+            host_outputs: HostOutputs::new(outputs.len(), opts),
             inputs,
             outputs,
             layout,
             max_batch,
             free_sets,
-            set_timeout: Some(opts.pool_timeout.unwrap_or(DEFAULT_SET_TIMEOUT)),
+            set_timeout: Some(opts.output_timeout()),
             log_target: opts.log_target.clone(),
             bound_shapes,
             cuda_graph: trt.cuda_graph,
@@ -588,10 +584,10 @@ impl TrtBackend {
                 self.sets.len() - 1
             }
             Err(e) => {
-                return Err(BackendError::Runtime(format!(
-                    "{e}: every output buffer set of TensorRT is held by device output tensors \
-                     downstream (raise output-pool-size or keep fewer batches in queues)"
-                )))
+                return Err(pool_wait_error(
+                    e,
+                    "TensorRT output buffer sets held by device output tensors",
+                ))
             }
         };
         Ok(SetLease {
@@ -781,7 +777,7 @@ impl InferenceBackend for TrtBackend {
                     },
                 });
             } else {
-                let mut out = self.output_pools[j].acquire(len);
+                let mut out = self.host_outputs.acquire(j, len, &t.spec.name)?;
                 out.as_mut_slice().copy_from_slice(set.host[j].bytes(len));
                 result.push(Tensor::host(t.spec.name.clone(), t.spec.dtype, shape, out));
             }

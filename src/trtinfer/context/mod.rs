@@ -184,6 +184,7 @@ impl InferContext {
             pool_timeout: (s.pool_timeout_ms > 0)
                 .then(|| std::time::Duration::from_millis(s.pool_timeout_ms.into())),
             log_target: s.log_target.clone(),
+            pools: s.pools.clone(),
         })?;
 
         // The model must take the tensor trtpreprocess makes: [B, 3, H, W] of its dtype.

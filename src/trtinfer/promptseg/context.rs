@@ -48,6 +48,8 @@ impl PromptSegContext {
                 route: s.route,
                 decoder_buffers: s.decoder_buffers.unwrap_or(2),
                 exact_arena: false,
+                log_target: s.log_target.clone(),
+                pools: s.pools.clone(),
             },
         )?;
         Ok(Self {

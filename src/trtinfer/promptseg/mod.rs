@@ -106,6 +106,10 @@ pub struct PromptSegOptions {
     /// GPU backends: grow the device memory arena by exactly what is requested instead of
     /// in doubling steps (what a tensor costs then shows in the VRAM used).
     pub exact_arena: bool,
+    /// The element: the encoder's and decoder's log lines name it.
+    pub log_target: crate::backend::LogTarget,
+    /// The element's pools: the backends' bounded output pools join it (flush/stop wake).
+    pub pools: std::sync::Arc<crate::tensor::pool::PoolSet>,
 }
 
 impl Default for PromptSegOptions {
@@ -120,6 +124,8 @@ impl Default for PromptSegOptions {
             route: Route::default(),
             decoder_buffers: 2,
             exact_arena: false,
+            log_target: Default::default(),
+            pools: Default::default(),
         }
     }
 }
@@ -137,6 +143,19 @@ pub enum PromptSegError {
     },
     #[error("selecting the decoder's queries failed: {0}")]
     Select(String),
+}
+
+impl PromptSegError {
+    /// A wait for output tensors cut short by a flush or stop: no failure to report.
+    pub fn is_flushing(&self) -> bool {
+        matches!(
+            self,
+            PromptSegError::Backend {
+                source: BackendError::Flushing,
+                ..
+            }
+        )
+    }
 }
 
 fn config_err(s: impl Into<String>) -> PromptSegError {

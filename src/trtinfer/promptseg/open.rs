@@ -168,6 +168,8 @@ fn open_backends(
         fixed_batch: false,
         cuda_graph: false,
         cuda_provider: Default::default(),
+        log_target: o.log_target.clone(),
+        pools: o.pools.clone(),
         ..Default::default()
     };
     // Routes c and seed feed the encoder outputs to the decoder as they are, so they stay
