@@ -251,6 +251,8 @@ fn a_second_trtinfer_of_one_model_needs_keep_input() {
         "{err}"
     );
     run(true).expect("both trtinfer elements run with keep-input=true");
+}
+
 /// trtmux (2 cameras, 320x240) -> trtpreprocess (never the bound) -> trtinfer (YOLO-seg on
 /// ONNX Runtime CPU, `infer` properties) -> a 32-buffer queue -> appsink.
 fn infer_pipeline(frames: u32, infer: &str) -> Option<gst::Pipeline> {
