@@ -224,6 +224,8 @@ pub fn pool_wait_error(e: crate::tensor::pool::PoolWaitError, what: &str) -> Bac
 #[derive(Debug)]
 pub struct HostOutputs {
     pools: Vec<crate::tensor::HostTensorPool>,
+    /// `output-pool-size`: batches of outputs held downstream at most.
+    limit: usize,
 }
 
 impl HostOutputs {
@@ -237,7 +239,23 @@ impl HostOutputs {
                 pool
             })
             .collect();
-        Self { pools }
+        Self {
+            pools,
+            limit: opts.output_limit(),
+        }
+    }
+
+    /// A batch that runs in `chunks` chunks keeps one tensor per output and chunk: each
+    /// pool holds `chunks` times the batches of `output-pool-size`, so that one batch never
+    /// waits for tensors that only it holds. Only grows.
+    pub fn hold_chunks(&self, chunks: usize) {
+        let want = self.limit.saturating_mul(chunks.max(1));
+        for pool in &self.pools {
+            let control = pool.control();
+            if control.limit().is_some_and(|l| l < want) {
+                control.set_limit(Some(want));
+            }
+        }
     }
 
     /// A buffer of `len` bytes for output `index` (`name`): waits while downstream holds
@@ -484,6 +502,9 @@ pub trait InferenceBackend: Send {
     fn take_warning(&mut self) -> Option<String> {
         None
     }
+    /// The next batches run in `chunks` chunks of at most max-batch rows: bounded output
+    /// pools make room for a whole batch's chunks ([`HostOutputs::hold_chunks`]).
+    fn hold_chunks(&mut self, _chunks: usize) {}
 }
 
 /// Opens the backend named in `opts`.

@@ -170,6 +170,10 @@ impl InferenceBackend for OrtBackend {
         self.max_batch
     }
 
+    fn hold_chunks(&mut self, chunks: usize) {
+        self.host_outputs.hold_chunks(chunks);
+    }
+
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
         // With CUDA graphs, every call is made on the thread that captured them.
         #[cfg(feature = "cuda")]

@@ -672,6 +672,10 @@ impl InferenceBackend for TrtBackend {
         Ok(t.with_storage(TensorStorage::device(ptr, bytes.len(), hold)))
     }
 
+    fn hold_chunks(&mut self, chunks: usize) {
+        self.host_outputs.hold_chunks(chunks);
+    }
+
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {
         let _log = LogScope::enter(&self.log_target);
         let (batch, tensors) = io::match_inputs(&self.inputs, inputs, self.max_batch)?;

@@ -313,7 +313,9 @@ impl InferContext {
         self.reuse.dense.clear();
         self.reuse.masks.clear();
         // Batches larger than max-batch run in chunks of at most max-batch rows, as object
-        // crops do.
+        // crops do; the output pools hold a whole batch's chunks.
+        self.backend
+            .hold_chunks(rows.div_ceil(self.config.max_batch.max(1)));
         for range in chunks(rows, self.config.max_batch) {
             let part = if range.len() == rows {
                 tensor.clone()
