@@ -172,7 +172,7 @@ fn yolo11n_seg_runs_through_trtinfer() {
     common::init();
     let c = common::cfg("yolo11n-seg.toml");
     let p = common::parse(&format!(
-        "trtmux name=m batch-size=2 ! trtpreprocess config-file={c} ! trtinfer model={c} \
+        "trtmux name=m batch-size=2 ! trtpreprocess config-file={c} ! trtinfer model={c} keep-input=true \
          ! appsink name=out sync=false \
          trtscenesrc camera=0 num-buffers=2 ! video/x-raw,format=NV12,width=640,height=480 ! m.sink_0 \
          trtscenesrc camera=1 num-buffers=2 ! video/x-raw,format=I420,width=1280,height=720 ! m.sink_1"
@@ -184,6 +184,7 @@ fn yolo11n_seg_runs_through_trtinfer() {
     for buf in out.iter() {
         let batch = buf.meta::<BatchMeta>().expect("batch meta").batch().clone();
         assert_eq!(batch.slots.len(), 2);
+        // keep-input=true: the input stays on the batch for this check.
         assert_eq!(batch.inputs[0].tensor.shape, vec![2, 3, SIZE, SIZE]);
         let outputs = batch
             .outputs
