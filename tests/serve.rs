@@ -105,19 +105,7 @@ impl Serve {
 
     /// SIGTERM, then the exit status.
     fn terminate(mut self) -> std::process::ExitStatus {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                panic!("trtvision-serve did not end within 60 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::serve::signal_and_wait(&mut self.child, libc::SIGTERM)
     }
 }
 

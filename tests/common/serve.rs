@@ -81,19 +81,24 @@ impl Serve {
 
     /// Sends `signal` and waits (at most 60 s) for the exit status.
     pub fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                panic!("trtvision-serve did not end within 60 s of signal {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        signal_and_wait(&mut self.child, signal)
+    }
+}
+
+/// Sends `signal` to `child` and waits (at most 60 s) for its exit status.
+pub fn signal_and_wait(child: &mut std::process::Child, signal: i32) -> std::process::ExitStatus {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
         }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("trtvision-serve did not end within 60 s of signal {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
