@@ -225,29 +225,7 @@ impl MqttSubscriber {
             let (ca, client) = c.pem();
             o.set_transport(rumqttc::Transport::tls(ca, Some(client), None));
         }
-        let (client, mut conn) = rumqttc::Client::new(o, 100);
-        client
-            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
-            .expect("subscribe");
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _keep = client;
-            for ev in conn.iter() {
-                match ev {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
-                        let _ = tx.send(());
-                    }
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                        g.lock().unwrap().push(p.payload.to_vec())
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+        let got = common::mqtt::subscribe_with(o, topic);
         MqttSubscriber { got }
     }
 }

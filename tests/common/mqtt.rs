@@ -71,30 +71,36 @@ impl Mosquitto {
             rumqttc::MqttOptions::new(format!("test-sub-{}", std::process::id()), "127.0.0.1", self.port);
         o.set_keep_alive(Duration::from_secs(5));
         o.set_max_packet_size(64 << 20, 64 << 20);
-        let (client, mut conn) = rumqttc::Client::new(o, 100);
-        client
-            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
-            .expect("subscribe");
-        let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let (g, (tx, rx)) = (got.clone(), std::sync::mpsc::channel());
-        std::thread::spawn(move || {
-            let _keep = client;
-            for ev in conn.iter() {
-                match ev {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
-                        let _ = tx.send(());
-                    }
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                        g.lock().unwrap().push(p.payload.to_vec())
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(10)).expect("subscribed");
-        got
+        subscribe_with(o, topic)
     }
+}
+
+/// Connects with `options`, subscribes to `topic` (QoS 1) and returns the payloads received
+/// so far, growing; returns once the broker acknowledged the subscription.
+pub fn subscribe_with(options: rumqttc::MqttOptions, topic: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
+    let (client, mut conn) = rumqttc::Client::new(options, 100);
+    client
+        .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+        .expect("subscribe");
+    let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let (g, (tx, rx)) = (got.clone(), std::sync::mpsc::channel());
+    std::thread::spawn(move || {
+        let _keep = client;
+        for ev in conn.iter() {
+            match ev {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = tx.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    g.lock().unwrap().push(p.payload.to_vec())
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+    got
 }
 
 impl Drop for Mosquitto {
