@@ -60,12 +60,16 @@ def merge_phases(phases):
     """Sums phase dictionaries (warmup + steady gives the whole run)."""
     memcpy, memset, memory_ops, kernel_names = {}, {}, {}, {}
     unified, api_memcpy, driver, runtime = {}, {}, {}, {}
-    kernels = 0
+    kernels = kernel_ns = 0
+    streams = {}
     for phase in phases:
+        add_keyed(streams, [r for r in phase.get("kernel_streams", []) if "context" in r],
+                  ("context", "stream"), ("kernels", "ns"))
+        kernel_ns += phase.get("kernel_ns", 0)
         add_keyed(memcpy, phase["memcpy"], ("copy", "src", "dst"), ("count", "async", "bytes"))
         add_keyed(memset, phase["memset"], ("mem",), ("count", "bytes"))
         add_keyed(memory_ops, phase["memory_ops"], ("op", "mem"), ("count", "bytes"))
-        add_keyed(kernel_names, phase["kernel_names"], ("name",), ("count",))
+        add_keyed(kernel_names, phase["kernel_names"], ("name",), ("count", "ns"))
         add_counts(unified, phase["unified_memory"])
         for name, value in phase["api_memcpy"].items():
             slot = api_memcpy.setdefault(name, {"calls": 0, "bytes": 0})
@@ -84,6 +88,8 @@ def merge_phases(phases):
         "driver_api": driver,
         "runtime_api": runtime,
         "kernels": kernels,
+        "kernel_ns": kernel_ns,
+        "kernel_streams": list(streams.values()),
     }
 
 
@@ -202,11 +208,28 @@ def print_summary(summary, args):
             table.add(name, value["calls"], value["bytes"])
     table.print()
 
-    table = Table(f"kernel launches, top {args.top_kernels} names", ("count",), frames, seconds)
-    table.add("all kernels", phase["kernels"])
-    for row in sorted(phase["kernel_names"], key=lambda r: -r["count"])[: args.top_kernels]:
-        table.add(shorten(row["name"], 90), row["count"])
+    table = Table(f"kernel launches, top {args.top_kernels} names by GPU time", ("count", "GPU ms"), frames, seconds)
+    table.add("all kernels", phase["kernels"], extra=f"{phase.get('kernel_ns', 0) / 1e6:,.1f}")
+    rows = sorted(phase["kernel_names"], key=lambda r: (-r.get("ns", 0), -r["count"]))
+    for row in rows[: args.top_kernels]:
+        table.add(shorten(row["name"], 90), row["count"], extra=f"{row.get('ns', 0) / 1e6:,.1f}")
     table.print()
+
+    streams = [r for r in phase.get("kernel_streams", []) if isinstance(r.get("stream"), int)]
+    if streams:
+        table = Table("kernel GPU time per stream", ("count", "GPU ms"), frames, seconds)
+        for row in sorted(streams, key=lambda r: -r["ns"]):
+            table.add(f"context {row['context']} stream {row['stream']}", row["kernels"],
+                      extra=f"{row['ns'] / 1e6:,.1f}")
+        table.print()
+    busy = phase.get("kernel_busy")
+    if busy and busy.get("span_ns"):
+        span, on, both = busy["span_ns"], busy["busy_ns"], busy["overlap_ns"]
+        total = phase.get("kernel_ns", 0)
+        print(f"  kernel timeline ({busy['intervals']:,} kernels, {busy['intervals_dropped']:,} not kept):"
+              f" span {span / 1e6:,.1f} ms, >=1 kernel running {on / 1e6:,.1f} ms ({100.0 * on / span:.1f} %),"
+              f" >=2 running {both / 1e6:,.1f} ms ({100.0 * both / span:.1f} %);"
+              f" summed kernel time / busy time {total / on if on else 0:.2f}")
 
     for domain in ("driver_api", "runtime_api"):
         table = Table(f"{domain.replace('_', ' ')} calls, top {args.top_api}", ("count",), frames, seconds)

@@ -19,6 +19,11 @@
  *                     (allocations and releases) and UNIFIED_MEMORY_COUNTER by counter
  *   API callbacks     every driver and runtime API call by callback id, plus the byte size
  *                     argument of the driver's explicit memcpy calls
+ *   kernel time       GPU time per kernel name and per stream, and for the steady phase the
+ *                     time with at least one kernel running ("busy", the union of the
+ *                     kernels' intervals) and with two or more ("overlap"): whether kernels of
+ *                     several streams run side by side or one after another
+ *                     (TRTV_CUPTI_MAX_INTERVALS, default 8000000, bounds the intervals kept)
  * Activity records are put in a phase by their own GPU timestamp (they reach us late, a
  * buffer at a time); API calls by the time of the call.
  */
@@ -106,6 +111,7 @@ typedef struct {
   ByteTally memset[KIND_SLOTS];                         /* memory kind */
   ByteTally memory_ops[MEMORY_OP_COUNT][KIND_SLOTS];    /* operation, memory kind */
   uint64_t kernels;
+  uint64_t kernel_ns;
   uint64_t unified[KIND_SLOTS]; /* summed value per unified memory counter kind */
   uint64_t unified_records;
   uint64_t other_records;
@@ -114,7 +120,22 @@ typedef struct {
 typedef struct {
   char *name;
   uint64_t count[PHASE_COUNT];
+  uint64_t ns[PHASE_COUNT];
 } KernelName;
+
+/* Kernel GPU time per stream (steady and warmup), the first STREAM_SLOTS streams seen. */
+enum { STREAM_SLOTS = 256 };
+typedef struct {
+  uint32_t context, stream;
+  int used;
+  uint64_t count[PHASE_COUNT];
+  uint64_t ns[PHASE_COUNT];
+} StreamTime;
+
+/* Steady-phase kernel intervals, for busy and overlap time at exit. */
+typedef struct {
+  uint64_t start, end;
+} Interval;
 
 /* Byte sizes taken from the arguments of the driver's explicit memcpy calls. */
 enum { API_HTOD, API_DTOH, API_2D_HTOD, API_2D_DTOH, API_2D_OTHER, API_ANY, API_COPY_COUNT };
@@ -134,6 +155,11 @@ static ActivityTally g_activity[PHASE_COUNT];
 static KernelName g_kernel_names[NAME_SLOTS];
 static size_t g_kernel_name_count;
 static uint64_t g_kernel_names_overflow[PHASE_COUNT];
+static StreamTime g_streams[STREAM_SLOTS];
+static uint64_t g_streams_overflow[PHASE_COUNT];
+static Interval *g_intervals;
+static size_t g_interval_count, g_interval_capacity, g_interval_max = 8000000;
+static uint64_t g_intervals_dropped;
 static uint64_t g_buffers_completed;
 static uint64_t g_records;
 static uint64_t g_dropped_records;
@@ -237,7 +263,7 @@ static int record_phase(uint64_t start_ns) {
 
 /* ---- activity records ----------------------------------------------------------------- */
 
-static void count_kernel_name(const char *name, int phase) {
+static void count_kernel_name(const char *name, int phase, uint64_t ns) {
   if (name == NULL) name = "<unnamed>";
   uint64_t hash = 1469598103934665603u; /* FNV-1a */
   for (const char *c = name; *c != '\0'; c++) hash = (hash ^ (uint8_t)*c) * 1099511628211u;
@@ -252,10 +278,48 @@ static void count_kernel_name(const char *name, int phase) {
     }
     if (strcmp(entry->name, name) == 0) {
       entry->count[phase]++;
+      entry->ns[phase] += ns;
       return;
     }
   }
   g_kernel_names_overflow[phase]++;
+}
+
+static void count_kernel_stream(uint32_t context, uint32_t stream, int phase, uint64_t ns) {
+  uint64_t key = ((uint64_t)context << 32) | stream;
+  for (size_t probe = 0; probe < STREAM_SLOTS; probe++) {
+    StreamTime *entry = &g_streams[(key * 11400714819323198485u + probe) % STREAM_SLOTS];
+    if (!entry->used) {
+      entry->used = 1;
+      entry->context = context;
+      entry->stream = stream;
+    }
+    if (entry->context == context && entry->stream == stream) {
+      entry->count[phase]++;
+      entry->ns[phase] += ns;
+      return;
+    }
+  }
+  g_streams_overflow[phase]++;
+}
+
+static void keep_interval(uint64_t start, uint64_t end) {
+  if (g_interval_count == g_interval_capacity) {
+    size_t capacity = g_interval_capacity ? g_interval_capacity * 2 : 65536;
+    if (capacity > g_interval_max) capacity = g_interval_max;
+    Interval *grown = capacity > g_interval_capacity
+                          ? realloc(g_intervals, capacity * sizeof *grown)
+                          : NULL;
+    if (grown == NULL) {
+      g_intervals_dropped++;
+      return;
+    }
+    g_intervals = grown;
+    g_interval_capacity = capacity;
+  }
+  g_intervals[g_interval_count].start = start;
+  g_intervals[g_interval_count].end = end;
+  g_interval_count++;
 }
 
 static void count_copy(uint8_t copy_kind, uint8_t src_kind, uint8_t dst_kind, uint32_t flags,
@@ -293,8 +357,12 @@ static void count_record(const CUpti_Activity *record) {
     case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
       const CUpti_ActivityKernel13 *kernel = (const CUpti_ActivityKernel13 *)record;
       int phase = record_phase(kernel->start);
+      uint64_t ns = kernel->end > kernel->start ? kernel->end - kernel->start : 0;
       g_activity[phase].kernels++;
-      count_kernel_name(kernel->name, phase);
+      g_activity[phase].kernel_ns += ns;
+      count_kernel_name(kernel->name, phase, ns);
+      count_kernel_stream(kernel->contextId, kernel->streamId, phase, ns);
+      if (phase == PHASE_STEADY && ns > 0) keep_interval(kernel->start, kernel->end);
       break;
     }
     case CUPTI_ACTIVITY_KIND_MEMORY2: {
@@ -503,7 +571,8 @@ static void write_kernel_names(FILE *out, int phase) {
     char *plain = demangle(sorted[i]->name);
     fputs(i > 0 ? ",\n        {\"name\": " : "\n        {\"name\": ", out);
     write_string(out, plain != NULL ? plain : sorted[i]->name);
-    fprintf(out, ", \"count\": %llu}", (unsigned long long)sorted[i]->count[phase]);
+    fprintf(out, ", \"count\": %llu, \"ns\": %llu}", (unsigned long long)sorted[i]->count[phase],
+            (unsigned long long)sorted[i]->ns[phase]);
     free(plain);
   }
   if (g_kernel_names_overflow[phase] > 0) {
@@ -512,6 +581,68 @@ static void write_kernel_names(FILE *out, int phase) {
   }
   fputs("]", out);
   free(sorted);
+}
+
+static void write_streams(FILE *out, int phase) {
+  fputs("[", out);
+  int first = 1;
+  for (size_t i = 0; i < STREAM_SLOTS; i++) {
+    const StreamTime *t = &g_streams[i];
+    if (!t->used || t->count[phase] == 0) continue;
+    fprintf(out, "%s{\"context\": %u, \"stream\": %u, \"kernels\": %llu, \"ns\": %llu}",
+            first ? "\n        " : ",\n        ", t->context, t->stream,
+            (unsigned long long)t->count[phase], (unsigned long long)t->ns[phase]);
+    first = 0;
+  }
+  if (g_streams_overflow[phase] > 0) {
+    fprintf(out, "%s{\"stream\": \"<other>\", \"kernels\": %llu}", first ? "\n        " : ",\n        ",
+            (unsigned long long)g_streams_overflow[phase]);
+  }
+  fputs("]", out);
+}
+
+typedef struct {
+  uint64_t at;
+  int delta;
+} Edge;
+
+static int compare_edges(const void *a, const void *b) {
+  const Edge *ea = a, *eb = b;
+  if (ea->at != eb->at) return ea->at < eb->at ? -1 : 1;
+  return ea->delta - eb->delta; /* ends before starts at the same instant */
+}
+
+/* Busy (>= 1 kernel running) and overlap (>= 2) time over the steady phase's intervals. */
+static void write_kernel_busy(FILE *out) {
+  uint64_t busy = 0, overlap = 0, first_start = 0, last_end = 0;
+  Edge *edges = g_interval_count ? malloc(2 * g_interval_count * sizeof *edges) : NULL;
+  if (edges != NULL) {
+    for (size_t i = 0; i < g_interval_count; i++) {
+      edges[2 * i].at = g_intervals[i].start;
+      edges[2 * i].delta = 1;
+      edges[2 * i + 1].at = g_intervals[i].end;
+      edges[2 * i + 1].delta = -1;
+    }
+    qsort(edges, 2 * g_interval_count, sizeof *edges, compare_edges);
+    first_start = edges[0].at;
+    last_end = edges[2 * g_interval_count - 1].at;
+    int depth = 0;
+    uint64_t previous = edges[0].at;
+    for (size_t i = 0; i < 2 * g_interval_count; i++) {
+      uint64_t span = edges[i].at - previous;
+      if (depth >= 1) busy += span;
+      if (depth >= 2) overlap += span;
+      depth += edges[i].delta;
+      previous = edges[i].at;
+    }
+    free(edges);
+  }
+  fprintf(out,
+          "{\"intervals\": %llu, \"intervals_dropped\": %llu, \"span_ns\": %llu, "
+          "\"busy_ns\": %llu, \"overlap_ns\": %llu}",
+          (unsigned long long)g_interval_count, (unsigned long long)g_intervals_dropped,
+          (unsigned long long)(last_end - first_start), (unsigned long long)busy,
+          (unsigned long long)overlap);
 }
 
 static void write_api_counts(FILE *out, CUpti_CallbackDomain domain,
@@ -593,8 +724,17 @@ static void write_phase(FILE *out, int phase) {
     fprintf(out, ", \"%s\": %llu", NAME_OR_NUMBER(UNIFIED_COUNTER_NAMES, k, buf_a),
             (unsigned long long)activity->unified[k]);
   }
-  fprintf(out, "},\n      \"kernels\": %llu,\n      \"other_records\": %llu,\n",
-          (unsigned long long)activity->kernels, (unsigned long long)activity->other_records);
+  fprintf(out,
+          "},\n      \"kernels\": %llu,\n      \"kernel_ns\": %llu,\n      \"other_records\": %llu,\n",
+          (unsigned long long)activity->kernels, (unsigned long long)activity->kernel_ns,
+          (unsigned long long)activity->other_records);
+  fputs("      \"kernel_streams\": ", out);
+  write_streams(out, phase);
+  if (phase == PHASE_STEADY) {
+    fputs(",\n      \"kernel_busy\": ", out);
+    write_kernel_busy(out);
+  }
+  fputs(",\n", out);
   fputs("      \"kernel_names\": ", out);
   write_kernel_names(out, phase);
   fputs(",\n      \"api_memcpy\": {", out);
@@ -757,6 +897,16 @@ static void read_start_after(void) {
   }
   g_steady_from_ns = g_init_ns + (uint64_t)(g_start_after_s * 1e9);
   atomic_store(&g_steady, g_start_after_s <= 0.0);
+  const char *max = getenv("TRTV_CUPTI_MAX_INTERVALS");
+  if (max != NULL && *max != '\0') {
+    char *end = NULL;
+    unsigned long long value = strtoull(max, &end, 10);
+    if (end == max || *end != '\0' || value > 1000000000ull) {
+      report("TRTV_CUPTI_MAX_INTERVALS=%s ignored: not a count", max);
+    } else {
+      g_interval_max = (size_t)value;
+    }
+  }
 }
 
 /* Must run before the first context exists, which InitializeInjection guarantees. */
