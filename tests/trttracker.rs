@@ -31,11 +31,14 @@ struct Roi {
     class_id: u32,
     object_id: i64,
     bbox: BoxF,
+    /// The `trtvision-track` parameter (tracked detections only).
+    track: Option<gsttrtvision::results::TrackInfo>,
 }
 
 struct Seen {
     camera: u32,
     frame: u64,
+    pts: Option<gst::ClockTime>,
     rois: Vec<Roi>,
     /// Bytes of the frame that change when its overlay (boxes, then labels with ` #id`)
     /// is drawn again: with the right ids (nothing should change) and with wrong ones.
@@ -130,6 +133,7 @@ fn run(tracker_props: &str) -> (Vec<Seen>, u32) {
                                     class_id: d.get::<u32>("class-id").unwrap(),
                                     object_id: d.get::<i64>("object-id").unwrap(),
                                     bbox: BoxF::new(f("x0"), f("y0"), f("x1"), f("y1")),
+                                    track: gsttrtvision::trtdemux::roi::read_track(&roi),
                                 },
                                 d.get::<String>("label").unwrap(),
                                 f("confidence"),
@@ -150,6 +154,7 @@ fn run(tracker_props: &str) -> (Vec<Seen>, u32) {
                     seen.lock().unwrap().push(Seen {
                         camera,
                         frame: buf.offset(),
+                        pts: buf.pts(),
                         rois: rois.into_iter().map(|r| r.0).collect(),
                         redraw_changes,
                         id_visible,
@@ -354,6 +359,68 @@ fn ids_follow_scene_objects_across_four_cameras() {
     assert!(
         max_tracks >= 8,
         "the tracks property reports live tracks ({max_tracks})"
+    );
+    check_track_params(&seen);
+}
+
+/// The `trtvision-track` ROI parameter: on every tracked detection and only there, with the
+/// detection's id, last seen = this frame, and a first seen that stays the same for the id,
+/// lies at or before the id's first frame, and (min-hits 3) strictly before it for tracks
+/// born after the source's first frame.
+fn check_track_params(seen: &[Seen]) {
+    use std::collections::HashMap;
+    // (camera, id) -> (first seen, PTS of the first frame carrying the id)
+    let mut ids: HashMap<(u32, i64), (gst::ClockTime, gst::ClockTime)> = HashMap::new();
+    let mut checked = 0;
+    let mut order: Vec<&Seen> = seen.iter().collect();
+    order.sort_by_key(|s| (s.camera, s.frame));
+    for s in order {
+        let pts = s.pts.expect("frames have a PTS");
+        for r in &s.rois {
+            if r.object_id < 0 {
+                assert!(
+                    r.track.is_none(),
+                    "camera {} frame {}: untracked with a track",
+                    s.camera,
+                    s.frame
+                );
+                continue;
+            }
+            let t = r.track.unwrap_or_else(|| {
+                panic!(
+                    "camera {} frame {}: id {} without trtvision-track",
+                    s.camera, s.frame, r.object_id
+                )
+            });
+            assert_eq!(t.id, r.object_id);
+            assert_eq!(
+                t.last_seen,
+                Some(pts),
+                "camera {} frame {}: last seen is this frame",
+                s.camera,
+                s.frame
+            );
+            let first = t.first_seen.expect("first seen");
+            assert!(first <= pts);
+            let entry = ids.entry((s.camera, r.object_id)).or_insert((first, pts));
+            assert_eq!(
+                entry.0, first,
+                "camera {} id {}: first seen changed",
+                s.camera, r.object_id
+            );
+            checked += 1;
+        }
+    }
+    let born_later = ids
+        .values()
+        .filter(|(_, appeared)| *appeared > gst::ClockTime::ZERO)
+        .count();
+    let before = ids.values().filter(|(first, appeared)| first < appeared).count();
+    eprintln!("trtvision-track on {checked} detections, {} ids; {before} of {born_later} born after the first frame were first seen before their id appeared", ids.len());
+    assert!(checked > 0 && born_later > 0);
+    assert_eq!(
+        before, born_later,
+        "min-hits 3: every later track is born before its id shows"
     );
 }
 

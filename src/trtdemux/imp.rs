@@ -219,17 +219,14 @@ impl TrtDemux {
         }
         #[cfg(not(feature = "v1_28"))]
         if attach_roi && !results.is_empty() {
-            let b = buffer.make_mut();
-            super::roi::attach(b, &results.detections, analytics, info.width(), info.height());
-            super::roi::attach_tensors(b, &results.tensors, &results.dense);
+            super::roi::attach_frame(buffer.make_mut(), &results, analytics, &info);
         }
         #[cfg(feature = "v1_28")]
         if attach_roi && (!results.is_empty() || !results.tracks.is_empty()) {
             let which = *self.meta.lock().unwrap();
             let b = buffer.make_mut();
             if which.roi() {
-                super::roi::attach(b, &results.detections, analytics, info.width(), info.height());
-                super::roi::attach_tensors(b, &results.tensors, &results.dense);
+                super::roi::attach_frame(b, &results, analytics, &info);
             }
             if which.analytics() && !(results.detections.is_empty() && results.tracks.is_empty()) {
                 if let Err(e) = super::analytics::attach(

@@ -13,6 +13,10 @@
 //!   `names` (array of strings), `x`, `y`, `score` (arrays of doubles; frame pixels);
 //! - `trtvision-attribute` (one per secondary model whose best attribute class reached its
 //!   threshold): `model` (string), `label` (string), `class-id` (uint), `score` (double);
+//! - `trtvision-track` (detections that carry a track id, after trttracker): `object-id`
+//!   (int64), `first-seen` and `last-seen` (uint64, PTS in nanoseconds of the first frame
+//!   the track's object was detected on and of the last frame a detection matched it; left
+//!   out when unknown);
 //! - `trtvision-analytics` (when trtanalytics has rules for the camera): the zones the
 //!   detection is in and the lines it crossed on this frame
 //!   ([`crate::analytics::meta::OBJECT_PARAM`]).
@@ -22,7 +26,7 @@
 
 use crate::analytics::meta::FrameSummary;
 use crate::analytics::FrameAnalytics;
-use crate::results::{Attribute, DenseMap, Detection, FrameMask, Keypoint, ObjectResult};
+use crate::results::{Attribute, DenseMap, Detection, FrameMask, Keypoint, ObjectResult, TrackInfo};
 use gst::glib;
 use std::sync::Arc;
 
@@ -34,12 +38,35 @@ pub const MASK_PARAM: &str = "trtvision-mask";
 pub const LANDMARKS_PARAM: &str = "trtvision-landmarks";
 /// Name of the ROI parameter structures with a secondary model's best attribute.
 pub const ATTRIBUTE_PARAM: &str = "trtvision-attribute";
+/// Name of the ROI parameter structure with the detection's track (trttracker).
+pub const TRACK_PARAM: &str = "trtvision-track";
 
-/// Adds one ROI meta per detection to `buffer`, with the detection's trtanalytics results
+/// Attaches a frame's results: its ROI metas ([`attach`]) and its tensors and dense maps
+/// ([`attach_tensors`]).
+pub fn attach_frame(
+    buffer: &mut gst::BufferRef,
+    results: &crate::results::FrameResults,
+    analytics: Option<&FrameAnalytics>,
+    info: &gst_video::VideoInfo,
+) {
+    attach(
+        buffer,
+        &results.detections,
+        &results.tracks,
+        analytics,
+        info.width(),
+        info.height(),
+    );
+    attach_tensors(buffer, &results.tensors, &results.dense);
+}
+
+/// Adds one ROI meta per detection to `buffer`, with the detection's track from `tracks`
+/// (the frame's [`crate::results::FrameResults::tracks`]) and its trtanalytics results
 /// when `analytics` holds one per detection.
 pub fn attach(
     buffer: &mut gst::BufferRef,
     detections: &[Detection],
+    tracks: &[TrackInfo],
     analytics: Option<&FrameAnalytics>,
     frame_w: u32,
     frame_h: u32,
@@ -66,6 +93,9 @@ pub fn attach(
         );
         if let Some(m) = &d.mask {
             meta.add_param(mask_structure(m));
+        }
+        if let Some(t) = tracks.iter().find(|t| d.object_id >= 0 && t.id == d.object_id) {
+            meta.add_param(track_structure(t));
         }
         if let Some(o) = objects.and_then(|o| o.get(i)) {
             meta.add_param(o.to_structure());
@@ -169,6 +199,32 @@ fn mask_structure(m: &FrameMask) -> gst::Structure {
         .field("height", m.height)
         .field("data", glib::Bytes::from(&m.data[..]))
         .build()
+}
+
+fn track_structure(t: &TrackInfo) -> gst::Structure {
+    let mut s = gst::Structure::builder(TRACK_PARAM)
+        .field("object-id", t.id)
+        .build();
+    if let Some(first) = t.first_seen {
+        s.set("first-seen", first.nseconds());
+    }
+    if let Some(last) = t.last_seen {
+        s.set("last-seen", last.nseconds());
+    }
+    s
+}
+
+/// Reads a detection's track back from an ROI meta (for applications and tests); `None`
+/// for untracked detections. `lost` is always false: an ended track has no detection.
+pub fn read_track(meta: &gst_video::VideoRegionOfInterestMeta) -> Option<TrackInfo> {
+    let s = meta.param(TRACK_PARAM)?;
+    let time = |k: &str| s.get::<u64>(k).ok().map(gst::ClockTime::from_nseconds);
+    Some(TrackInfo {
+        id: s.get("object-id").ok()?,
+        first_seen: time("first-seen"),
+        last_seen: time("last-seen"),
+        lost: false,
+    })
 }
 
 /// Reads a mask back from an ROI meta (for applications and tests).
