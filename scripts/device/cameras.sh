@@ -21,6 +21,12 @@
 # PACE (realtime, the default, or none: as fast as the pipeline goes, for the capacity),
 # STAGES (trtvision-bench --stages, e.g. `none` for NVDEC and trtmux alone with SINK=fakesink,
 # or `preprocess,infer`), SINK (demux, the default, or fakesink).
+# CUPTI=1: the pipeline run (not the reference) under the CUPTI tracer (scripts/device/cupti/):
+# kernels' GPU time per stream and the share of time with >= 1 / >= 2 kernels running (do the
+# sessions' kernels run side by side?), explicit copies; CUPTI_START_S (default 20: 120
+# cameras take ~15 s to start) seconds are warm-up. Writes <record>-cupti/ (one summary per
+# process) and <record>-cupti.txt, and adds cupti_kernel_time / cupti_explicit_copies to the
+# record. Rates are lowered by the tracer: use it to compare runs, not for the headline.
 # Writes $OUT/<gpu>-cameras-<MODEL>-<PRECISION>-<date>-<CAMERAS>cam-s<SESSIONS>-b<BATCH>[-TAG].json
 # (bench-schema record + cameras_realtime, fps_per_camera_min/p5, per_camera windows, duration_s).
 set -euo pipefail
@@ -78,7 +84,15 @@ pt=()
 [ -z "${PUSH_TIMEOUT:-}" ] || pt=(--push-timeout "$PUSH_TIMEOUT")
 infer="max-batch=$batch,sessions=$sessions${props:+,$props}"
 cd "$here"
-./trtvision-bench --what "cameras-$model-$prec" --cameras "$cams" --source files "$content" --nvdec \
+tracer=()
+if [ -n "${CUPTI:-}" ]; then
+  lib=$(bash cupti/find-libcupti.sh) || { echo "CUPTI=1: no libcupti found" >&2; exit 1; }
+  [ -f cupti/trtv_cupti.so ] || { echo "CUPTI=1: no cupti/trtv_cupti.so in $here (scripts/device/build.sh)" >&2; exit 1; }
+  rm -rf "${out%.json}-cupti"; mkdir -p "${out%.json}-cupti"
+  tracer=(env CUDA_INJECTION64_PATH="$here/cupti/trtv_cupti.so" TRTV_CUPTI_LIB="$lib"
+    TRTV_CUPTI_OUT="${out%.json}-cupti/cupti-%p.json" TRTV_CUPTI_START_AFTER_S="${CUPTI_START_S:-20}")
+fi
+"${tracer[@]}" ./trtvision-bench --what "cameras-$model-$prec" --cameras "$cams" --source files "$content" --nvdec \
   --width 1920 --height 1080 --format NV12 --batch-size "$batch" --model "$cfg" \
   --backend onnxruntime-cuda --infer-props "$infer" --sink "${SINK:-demux}" --device-masks "${st[@]}" \
   --pace "${PACE:-realtime}" --duration "$dur" "${ref[@]}" "${pt[@]}" --timeout $((dur + 240)) --out "$out"
@@ -99,3 +113,8 @@ r["cameras_realtime"] = r["cameras"] if ok else 0
 json.dump(r, open(path, "w"), indent=2)
 print(f"{r['cameras']} cameras: {fps} fps/camera mean, min {fmin}, p99 {lat} ms -> real time: {ok}")
 PY
+if [ -n "${CUPTI:-}" ]; then
+  python3 cupti/summarize.py --top-kernels 15 "${out%.json}-cupti" > "${out%.json}-cupti.txt" 2>&1 || true
+  python3 cupti/merge_copies.py "${out%.json}-cupti" "$out" || true
+  grep -E "kernel timeline|kernel GPU time per stream" -A3 "${out%.json}-cupti.txt" | head -20
+fi

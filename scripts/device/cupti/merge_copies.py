@@ -14,6 +14,7 @@ fps = rec.get("fps_total") or 0.0
 tot = {"HtoD": 0, "DtoH": 0, "DtoD": 0}
 counts = {"HtoD": 0, "DtoH": 0, "DtoD": 0}
 steady_s, kernels = 0.0, 0
+kernel_ns, streams, busy = 0, [], []
 for f in glob.glob(sys.argv[1] + "/*.json"):
     d = json.load(open(f))
     st = d.get("phases", {}).get("steady")
@@ -26,6 +27,10 @@ for f in glob.glob(sys.argv[1] + "/*.json"):
             counts[m["copy"]] += m.get("count", 0)
     k = st.get("kernels")
     kernels += k if isinstance(k, int) else (k or {}).get("count", 0)
+    kernel_ns += st.get("kernel_ns", 0)
+    streams += [s for s in st.get("kernel_streams", []) if isinstance(s.get("stream"), int)]
+    if (st.get("kernel_busy") or {}).get("span_ns"):
+        busy.append(st["kernel_busy"])
 frames = fps * steady_s
 if frames > 0:
     rec["cupti_explicit_copies"] = {
@@ -38,5 +43,21 @@ if frames > 0:
         "copies_per_frame": {k: round(v / frames, 3) for k, v in counts.items()},
         "kernel_launches_per_frame": round(kernels / frames, 2),
     }
+    if kernel_ns:
+        top = sorted(streams, key=lambda s: -s["ns"])[:8]
+        rec["cupti_kernel_time"] = {
+            "what": "CUPTI concurrent-kernel records of the steady phase: GPU time of every kernel (summed), per stream, and over the steady span the time with >= 1 and >= 2 kernels running (one process per row of `timeline`)",
+            "gpu_us_per_frame": round(kernel_ns / 1e3 / frames, 2),
+            "streams": [{"context": s["context"], "stream": s["stream"], "kernels": s["kernels"],
+                         "gpu_ms": round(s["ns"] / 1e6, 1)} for s in top],
+            "timeline": [{"span_ms": round(b["span_ns"] / 1e6, 1),
+                          "busy_fraction": round(b["busy_ns"] / b["span_ns"], 4),
+                          "overlap_fraction": round(b["overlap_ns"] / b["span_ns"], 4),
+                          "kernel_time_over_busy": round(kernel_ns / b["busy_ns"], 3) if b["busy_ns"] else None,
+                          "intervals": b["intervals"], "intervals_dropped": b["intervals_dropped"]}
+                         for b in busy],
+        }
     json.dump(rec, open(path, "w"), indent=1)
     print("explicit copies per frame:", rec["cupti_explicit_copies"])
+    if "cupti_kernel_time" in rec:
+        print("kernel time:", rec["cupti_kernel_time"])
