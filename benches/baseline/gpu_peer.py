@@ -48,7 +48,11 @@ import threading
 import time
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ImportError as _e:  # reported by run_once with a sentence; import_nvc works without it
+    ort, ORT_IMPORT_ERROR = None, _e
 from bench_common import ModelConfig, Nvml, cpu_model, cpu_time_s, git_commit, mem_stats, percentile, slope, start_samplers, write_record
 
 REALTIME_FPS = 29.5
@@ -115,8 +119,11 @@ class NumpyOps:
     def empty_input(self, n):
         return np.empty((n, 3, self.cfg.height, self.cfg.width), self.dtype)
 
-    def copy_frame(self, src, dst):
-        dst[...] = src
+    def copy_frame(self, planes, dst):
+        y, uv = planes
+        h = y.shape[0]
+        dst[:h] = y
+        dst[h:] = uv.reshape(h // 2, -1)
 
     def gather(self, slots, dst):
         for i, s in enumerate(slots):
@@ -253,8 +260,11 @@ class TorchOps:
     def empty_input(self, n):
         return self.torch.empty((n, 3, self.cfg.height, self.cfg.width), dtype=self.dtype, device="cuda")
 
-    def copy_frame(self, src, dst):
-        dst.copy_(src, non_blocking=True)
+    def copy_frame(self, planes, dst):
+        y, uv = planes
+        h = y.shape[0]
+        dst[:h].copy_(y, non_blocking=True)
+        dst[h:].copy_(uv.reshape(h // 2, -1), non_blocking=True)
 
     def gather(self, slots, dst):
         self.torch.stack(slots, out=dst[: len(slots)])
@@ -366,27 +376,47 @@ class NvDecCamera:
         self.packets = iter(self.dmx)
         self.pending = collections.deque()
         self.loops = 0
+        self.pass_frames = 0
 
     def next_frame(self):
-        """The next decoded NV12 frame as a (3h/2, w) uint8 CUDA tensor (a view of the
-        decoder's surface: copy it before the next call)."""
+        """The next decoded frame as NV12 planes (Y (h, w), UV (h/2, w) uint8 CUDA tensors),
+        views of the decoder's surface: copy them before the next call."""
         while not self.pending:
             pkt = next(self.packets, None)
             if pkt is None:  # end of file: loop
+                if self.pass_frames == 0:
+                    raise PeerError(f"{self.path}: a whole pass of the file decoded no frame")
+                self.pass_frames = 0
                 self.loops += 1
-                if self.loops > 1000000:
-                    raise PeerError(f"{self.path}: no frame decoded")
                 self.dmx = self.nvc.CreateDemuxer(filename=self.path)
                 self.packets = iter(self.dmx)
                 continue
             pkt.decode_flag = self.nvc.VideoPacketFlag.ENDOFPICTURE
             self.pending.extend(self.dec.Decode(pkt))
-        t = self.torch.from_dlpack(self.pending.popleft())
-        if t.dim() == 3 and t.shape[-1] == 1:
-            t = t[..., 0]
-        if tuple(t.shape) != (self.h * 3 // 2, self.w):
-            raise PeerError(f"{self.path}: decoded surface of shape {tuple(t.shape)}, expected NV12 {self.h * 3 // 2}x{self.w}")
-        return t
+        self.pass_frames += 1
+        return self._planes(self.pending.popleft())
+
+    def _planes(self, frame):
+        """DLPack (one (3h/2, w) tensor, the documented way), else the frame's per-plane
+        CUDA array interface views (frame.cuda())."""
+        torch, h, w = self.torch, self.h, self.w
+        try:
+            t = torch.from_dlpack(frame)
+            if t.dim() == 3 and t.shape[-1] == 1:
+                t = t[..., 0]
+            if tuple(t.shape) == (h * 3 // 2, w):
+                return t[:h], t[h:]
+            seen = f"DLPack tensor of shape {tuple(t.shape)}"
+        except Exception as e:
+            seen = f"DLPack failed ({type(e).__name__}: {e})"
+        try:
+            views = [torch.as_tensor(v, device="cuda") for v in frame.cuda()]
+            if len(views) == 2 and views[0].numel() == h * w and views[1].numel() == h * w // 2:
+                return views[0].reshape(h, w), views[1].reshape(h // 2, w)
+            seen += f"; frame.cuda() planes of shapes {[tuple(v.shape) for v in views]}"
+        except Exception as e:
+            seen += f"; frame.cuda() failed ({type(e).__name__}: {e})"
+        raise PeerError(f"{self.path}: no NV12 {w}x{h} surface from the decoder: {seen}")
 
 
 def probe_size(path):
@@ -430,7 +460,8 @@ class GstCamera:
                 self._start()
             data = self.proc.stdout.read(self.size)
             if len(data) == self.size:
-                return np.frombuffer(data, np.uint8).reshape(self.h * 3 // 2, self.w)
+                f = np.frombuffer(data, np.uint8).reshape(self.h * 3 // 2, self.w)
+                return f[: self.h], f[self.h :]
             self.close()
             self.loops += 1
         raise PeerError(f"{self.path}: gst-launch-1.0 decoded no frame")
@@ -492,13 +523,15 @@ class Peer:
             stream = self.worker_streams[k] if self.gpu else None
             mine = list(range(k, self.n, self.a.decode_threads))
             period = 1.0 / self.a.fps
-            due = [(t0 + (i / self.n) * period if self.a.pace == "realtime" else 0.0, i, 0) for i in mine]
+            # Camera i's frame k is due at t0 + (k + i / n) / fps; unpaced, the same order
+            # (round robin over the cameras) without waiting.
+            due = [(t0 + (i / self.n) * period, i, 0) for i in mine]
             heapq.heapify(due)
             while due and not self.stop.is_set():
                 t_due, i, idx = heapq.heappop(due)
                 if self.a.frames and idx >= self.a.frames:
                     continue
-                wait = t_due - time.monotonic()
+                wait = t_due - time.monotonic() if self.a.pace == "realtime" else 0.0
                 if wait > 0 and self.stop.wait(wait):
                     break
                 with self.gpu.stream_ctx(stream) if self.gpu else _nullctx():
@@ -511,8 +544,7 @@ class Peer:
                     self.ops.copy_frame(frame, self.slots[slot])
                     event = self.gpu.record(stream) if self.gpu else None
                 self.ready.put(Frame(i, idx, slot, t_out, event))
-                nxt = t0 + (idx + 1 + i / self.n) * period if self.a.pace == "realtime" else 0.0
-                heapq.heappush(due, (nxt, i, idx + 1))
+                heapq.heappush(due, (t0 + (idx + 1 + i / self.n) * period, i, idx + 1))
         except Exception as e:  # one worker's failure stops the run with its sentence
             self.fail(e)
 
@@ -635,6 +667,22 @@ class _nullctx:
 # Inference sessions
 
 
+def output_shapes(cfg, batch):
+    """The (boxes, protos) output shapes at `batch` rows: from the model's declared shapes when
+    only the batch is symbolic, else from one CPU run of a single zero frame."""
+    s = ort.InferenceSession(cfg.onnx, providers=["CPUExecutionProvider"])
+    decl = {o.name: o.shape for o in s.get_outputs()}
+    names = (cfg.boxes_name, cfg.protos_name)
+    if any(n not in decl for n in names):
+        raise PeerError(f"{cfg.onnx}: outputs {sorted(decl)}, the config names {names[0]} and {names[1]}")
+    if all(all(isinstance(d, int) for d in decl[n][1:]) for n in names):
+        return [(batch, *decl[n][1:]) for n in names]
+    it = s.get_inputs()[0]
+    dtype = np.float16 if "float16" in it.type else np.float32
+    outs = s.run(list(names), {it.name: np.zeros((1, 3, cfg.height, cfg.width), dtype)})
+    return [(batch, *o.shape[1:]) for o in outs]
+
+
 def input_type(path, providers):
     s = ort.InferenceSession(path, providers=providers)
     t = s.get_inputs()[0].type
@@ -682,17 +730,23 @@ class CudaSession:
         self.input = ops.empty_input(batch)
         self.input.zero_()
         self.itype = self.ORT_TYPES["float16" if self.input.dtype == torch.float16 else "float32"]
-        # Output shapes from one run with ONNX Runtime's own buffers, then torch buffers bound.
-        b = self.sess.io_binding()
-        self._bind_input(b, batch)
-        for name in (cfg.boxes_name, cfg.protos_name):
-            b.bind_output(name, "cuda")
-        self.sess.run_with_iobinding(b)
-        shapes = [o.shape() for o in b.get_outputs()]
-        otypes = [o.data_type() for o in b.get_outputs()]
+        # Output buffers: torch tensors of the full batch, bound once per row count (with
+        # CUDA graphs the first run captures their addresses).
+        shapes = output_shapes(cfg, batch)
         tt = {"tensor(float16)": torch.float16, "tensor(float)": torch.float32}
-        self.outs = [torch.empty(tuple(s), dtype=tt[t], device="cuda") for s, t in zip(shapes, otypes)]
+        outs = {o.name: o.type for o in self.sess.get_outputs()}
+        self.outs = []
+        for name, shape in zip((cfg.boxes_name, cfg.protos_name), shapes):
+            if outs.get(name) not in tt:
+                raise PeerError(f"{cfg.onnx}: output {name} is {outs.get(name)}, the peer reads float or float16 outputs")
+            self.outs.append(torch.empty(shape, dtype=tt[outs[name]], device="cuda"))
         self.bindings = {}
+        # Warm-up of every row count a batch can have (cuDNN's algorithm search runs per
+        # shape); with CUDA graphs every run has the full batch, and the first one captures.
+        t = time.monotonic()
+        for rows in [batch] if self.full else range(1, batch + 1):
+            self.run(rows)
+        print(f"gpu_peer: session ready, warm-up of {1 if self.full else batch} batch shape(s) took {time.monotonic() - t:.1f} s", file=sys.stderr)
 
     def _bind_input(self, b, n):
         b.bind_input(self.cfg.input_name, "cuda", 0, self.itype, [n, 3, self.cfg.height, self.cfg.width], self.input.data_ptr())
@@ -744,20 +798,55 @@ def current_cuda_context():
     return ctx.value
 
 
+def _first_line(e):
+    text = str(e).strip()
+    libs = re.findall(r"lib[\w.+-]+\.so[\w.]*", text)
+    line = text.splitlines()[0] if text else type(e).__name__
+    return f"{type(e).__name__}: {line}" + (f" (libraries named: {', '.join(sorted(set(libs)))})" if libs else "")
+
+
+def import_nvc():
+    """PyNvVideoCodec, and how it was loaded. Its package __init__ first asks the NVENC
+    library (libnvidia-encode.so.1) for the driver's version; where the machine has NVDEC but
+    no NVENC library, the decoder module (PyNvVideoCodec_130, or $TRTV_PEER_NVC_MODULE) is
+    loaded directly: decoding needs libcuda and libnvcuvid only."""
+    try:
+        import PyNvVideoCodec as nvc
+
+        return nvc, "package import"
+    except Exception as e:
+        first = _first_line(e)
+    import importlib.util
+
+    spec = importlib.util.find_spec("PyNvVideoCodec")
+    if spec is None or not spec.submodule_search_locations:
+        raise PeerError(f"cannot import PyNvVideoCodec ({first}); it is not installed on sys.path")
+    pkg = list(spec.submodule_search_locations)[0]
+    suffix = os.environ.get("TRTV_PEER_NVC_MODULE", "_130")
+    tag = f"{sys.version_info.major}{sys.version_info.minor}"
+    path = os.path.join(pkg, f"PyNvVideoCodec{suffix}.cpython-{tag}-{platform.machine()}-linux-gnu.so")
+    if "libnvidia-encode" not in first or not os.path.exists(path):
+        raise PeerError(f"cannot import PyNvVideoCodec: {first}")
+    try:
+        mspec = importlib.util.spec_from_file_location("_PyNvVideoCodec", path)
+        mod = importlib.util.module_from_spec(mspec)
+        mspec.loader.exec_module(mod)
+    except Exception as e2:
+        raise PeerError(f"cannot import PyNvVideoCodec ({first}), nor load its decoder module {path}: {_first_line(e2)}")
+    return mod, f"decoder module {os.path.basename(path)} loaded directly: the package import failed ({first})"
+
+
 def import_gpu_stack():
     try:
         import torch
     except Exception as e:
-        raise PeerError(f"cannot import torch ({e}): the GPU peer needs PyTorch with CUDA")
+        raise PeerError(f"cannot import torch ({_first_line(e)}): the GPU peer needs PyTorch with CUDA")
     if not torch.cuda.is_available():
         raise PeerError("torch.cuda.is_available() is False: no GPU (or no driver) visible to PyTorch")
-    try:
-        import PyNvVideoCodec as nvc
-    except Exception as e:
-        raise PeerError(f"cannot import PyNvVideoCodec: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    nvc, how = import_nvc()
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise PeerError(f"ONNX Runtime {ort.__version__} from {os.path.dirname(ort.__file__)} has no CUDA provider: {ort.get_available_providers()}")
-    return torch, nvc
+    return torch, nvc, how
 
 
 # ---------------------------------------------------------------------------------------
@@ -916,7 +1005,7 @@ def parse_args(argv=None):
     ap.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="fp16: the config's ONNX file with -fp16 before .onnx")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--sessions", type=int, default=1, help="ONNX Runtime sessions, each on its own CUDA stream and thread")
-    ap.add_argument("--decode-threads", type=int, default=4)
+    ap.add_argument("--decode-threads", type=int, default=8, help="threads that decode (each serves cameras i with i %% threads == k)")
     ap.add_argument("--push-timeout-ms", type=float, default=40.0, help="a partial batch leaves when its first frame waited this long")
     ap.add_argument("--pace", choices=["realtime", "none"], default="realtime")
     ap.add_argument("--fps", type=float, default=30.0)
@@ -947,6 +1036,8 @@ def parse_args(argv=None):
 
 
 def run_once(a):
+    if ort is None:
+        raise PeerError(f"cannot import onnxruntime ({ORT_IMPORT_ERROR}): on the GPU machine source .ort/ort5/ort-gpu-env.sh unpack .ort/ort5")
     cfg = ModelConfig(a.model)
     a.model_name = os.path.splitext(os.path.basename(a.model))[0]
     if a.precision == "fp16":
@@ -970,7 +1061,7 @@ def run_once(a):
 
         sessions_desc = f"onnxruntime CPUExecutionProvider ({a.cpu_threads} intra-op thread(s) per session)"
     else:
-        torch, nvc = import_gpu_stack()
+        torch, nvc, nvc_how = import_gpu_stack()
         torch.cuda.init()
         torch.empty(1, device="cuda")  # makes the primary context current
         a.in_dtype = input_type(cfg.onnx, ["CPUExecutionProvider"])
@@ -995,6 +1086,7 @@ def run_once(a):
             {
                 "torch": torch.__version__,
                 "pynvvideocodec": getattr(nvc, "__version__", None),
+                "pynvvideocodec_loaded": nvc_how,
                 "gpu_name": nvml.name() or torch.cuda.get_device_name(0),
                 "gpu_sampling": nvml.method,
             }
