@@ -51,8 +51,8 @@ def main():
             dets += 1
             if d > a.max_box_px:
                 bad.append(f"frame {k}: box {pb} vs the chain's {cb} ({d:.1f} px)")
-    print(f"{len(base)} frames, {dets} detections compared with the chain, largest box difference {worst:.1f} px; "
-          f"{len(runs)} peer runs {'identical' if not any(b.startswith(tuple(a.peer[1:])) for b in bad) else 'differ'}")
+    same = "" if len(runs) == 1 else "; " + ("the peer runs differ" if any(b.startswith(tuple(a.peer[1:])) for b in bad) else f"{len(runs)} peer runs identical")
+    print(f"{len(base)} frames, {dets} detections compared with the chain, largest box difference {worst:.1f} px{same}")
     if dets == 0:
         bad.append("no detection to compare")
     if bad:

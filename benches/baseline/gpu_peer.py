@@ -934,10 +934,11 @@ def summarize(a, peer, t0, t_end, cpu_s, rss, vram, vram_base, sessions_desc, nm
         "cpu_cores": round(cpu_s / wall, 3),
         "rss_mib": mem_stats(rss, start - t0, t_end - t0) if rss else None,
         "vram_mib": mem_stats(vram, start - t0, t_end - t0, vram_base) if vram else None,
-        "h2d_bytes_per_frame": None if a.dry_run else 0,
+        "h2d_bytes_per_frame": None,
         "d2h_bytes_per_frame": None,
-        "bytes_method": None if a.dry_run else "no frame or tensor is copied to or from the host; the detections "
-        "(8 floats per detection) come to the host per batch",
+        "bytes_method": None if a.dry_run else "not measured; by construction no frame or tensor is copied to or from "
+        "the host (decoder output in device memory, I/O binding on torch tensors), and per batch the detections "
+        "(8 floats each) and the nonzero count of the candidates come to the host",
         "gpu_sampling": peer.gpu and versions.get("gpu_sampling"),
         "reference": None,
         "ratio": None,
