@@ -39,7 +39,7 @@ def read_toml(path):
 
 
 class ModelConfig:
-    def __init__(self, path):
+    def __init__(self, path, parsers=("yolo-seg",)):
         t = read_toml(path)
         base = os.path.dirname(os.path.abspath(path))
         m, i, o = t.get("model", {}), t.get("input", {}), t.get("output", {})
@@ -60,13 +60,16 @@ class ModelConfig:
         self.scale = float(i.get("scale", 1.0 / 255.0))
         self.mean = np.array(i.get("mean", [0, 0, 0]), np.float32).reshape(3, 1, 1)
         self.std = np.array(i.get("std", [1, 1, 1]), np.float32).reshape(3, 1, 1)
-        if o.get("parser") != "yolo-seg":
-            sys.exit(f"{path}: the baseline decodes parser = \"yolo-seg\" only")
+        self.parser = o.get("parser")
+        if self.parser not in parsers:
+            sys.exit(f"{path}: parser = {self.parser!r}; this baseline decodes {', '.join(repr(p) for p in parsers)}")
         self.conf = float(o.get("conf-threshold", 0.25))
         self.iou = float(o.get("nms-iou", 0.45))
         self.max_det = int(o.get("max-detections", 100))
         self.boxes_name = o.get("boxes", "output0")
         self.protos_name = o.get("protos", "output1")
+        # The output tensors the baseline reads (boxes, and the prototypes of a yolo-seg model).
+        self.output_names = [self.boxes_name] + ([self.protos_name] if self.parser == "yolo-seg" else [])
 
 
 

@@ -160,8 +160,8 @@ class NumpyOps:
         """YOLO-seg outputs of n frames -> per frame (boxes xyxy frame px, scores, classes, mask areas)."""
         cfg = self.cfg
         out0 = out0[:n].astype(np.float32)
-        out1 = out1[:n].astype(np.float32)
-        p, ph, pw = out1.shape[1:]
+        out1 = None if out1 is None else out1[:n].astype(np.float32)
+        p, ph, pw = (0, 0, 0) if out1 is None else out1.shape[1:]
         nc = out0.shape[1] - 4 - p
         results = []
         for b in range(n):
@@ -172,6 +172,9 @@ class NumpyOps:
             boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
             keep = greedy_nms(boxes, conf[idx], cls[idx], cfg.iou, cfg.max_det)
             kb, ks, kc = boxes[keep], conf[idx][keep], cls[idx][keep]
+            if out1 is None:  # detection model: no masks
+                results.append(to_frame(kb, ks, kc, None, geo))
+                continue
             coeffs = out0[b][4 + nc :, idx[keep]].T if keep.size else np.zeros((0, p), np.float32)
             logits = (coeffs.reshape(-1, p) @ out1[b].reshape(p, -1)).reshape(-1, ph, pw)
             inside = box_masks(kb, ph, pw, cfg, np)
@@ -228,7 +231,7 @@ def to_frame(boxes, scores, classes, areas, geo):
         "boxes": fb.round(2).tolist(),
         "scores": np.asarray(scores, np.float64).round(4).tolist(),
         "classes": np.asarray(classes).astype(int).tolist(),
-        "mask_areas": np.asarray(areas).astype(int).tolist(),
+        "mask_areas": None if areas is None else np.asarray(areas).astype(int).tolist(),
     }
 
 
@@ -309,8 +312,8 @@ class TorchOps:
     def postprocess(self, out0, out1, n, geo):
         torch, cfg = self.torch, self.cfg
         out0 = out0[:n].float()
-        out1 = out1[:n].float()
-        p, ph, pw = out1.shape[1:]
+        out1 = None if out1 is None else out1[:n].float()
+        p, ph, pw = (0, 0, 0) if out1 is None else out1.shape[1:]
         nc = out0.shape[1] - 4 - p
         conf, cls = out0[:, 4 : 4 + nc].max(1)
         bi, ai = torch.nonzero(conf >= cfg.conf, as_tuple=True)
@@ -327,7 +330,7 @@ class TorchOps:
         keep, kb, rank = keep[sel], kb[sel], rank[sel]
         kmax = int(rank.max().item()) + 1 if rank.numel() else 0
         areas = torch.zeros(0, dtype=torch.int64, device=out0.device)
-        if kmax:
+        if kmax and out1 is not None:
             coeffs = torch.zeros((n, kmax, p), dtype=torch.float32, device=out0.device)
             coeffs[kb, rank] = out0[kb, 4 + nc :, ai[keep]]
             logits = torch.bmm(coeffs, out1.reshape(n, p, ph * pw)).reshape(n, kmax, ph, pw)
@@ -335,12 +338,13 @@ class TorchOps:
             masks = (logits[kb, rank] > 0.0) & inside  # stays on the GPU
             areas = masks.sum((1, 2))
         host = torch.cat(
-            [boxes[keep], scores[keep, None], classes[keep, None].float(), kb[:, None].float(), areas[:, None].float()], 1
+            [boxes[keep], scores[keep, None], classes[keep, None].float(), kb[:, None].float(),
+             (areas if out1 is not None else torch.zeros_like(kb))[:, None].float()], 1
         ).cpu().numpy()
         results = []
         for b in range(n):
             r = host[host[:, 6] == b]
-            results.append(to_frame(r[:, :4], r[:, 4], r[:, 5], r[:, 7], geo))
+            results.append(to_frame(r[:, :4], r[:, 4], r[:, 5], None if out1 is None else r[:, 7], geo))
         return results
 
 
@@ -672,9 +676,9 @@ def output_shapes(cfg, batch):
     only the batch is symbolic, else from one CPU run of a single zero frame."""
     s = ort.InferenceSession(cfg.onnx, providers=["CPUExecutionProvider"])
     decl = {o.name: o.shape for o in s.get_outputs()}
-    names = (cfg.boxes_name, cfg.protos_name)
+    names = cfg.output_names
     if any(n not in decl for n in names):
-        raise PeerError(f"{cfg.onnx}: outputs {sorted(decl)}, the config names {names[0]} and {names[1]}")
+        raise PeerError(f"{cfg.onnx}: outputs {sorted(decl)}, the config names {', '.join(names)}")
     if all(all(isinstance(d, int) for d in decl[n][1:]) for n in names):
         return [(batch, *decl[n][1:]) for n in names]
     it = s.get_inputs()[0]
@@ -702,7 +706,8 @@ class CpuSession:
         self.input = ops.empty_input(batch)
 
     def run(self, n):
-        return self.sess.run([self.cfg.boxes_name, self.cfg.protos_name], {self.cfg.input_name: self.input[:n]})
+        outs = self.sess.run(self.cfg.output_names, {self.cfg.input_name: self.input[:n]})
+        return outs[0], (outs[1] if len(outs) > 1 else None)
 
 
 class CudaSession:
@@ -736,7 +741,7 @@ class CudaSession:
         tt = {"tensor(float16)": torch.float16, "tensor(float)": torch.float32}
         outs = {o.name: o.type for o in self.sess.get_outputs()}
         self.outs = []
-        for name, shape in zip((cfg.boxes_name, cfg.protos_name), shapes):
+        for name, shape in zip(cfg.output_names, shapes):
             if outs.get(name) not in tt:
                 raise PeerError(f"{cfg.onnx}: output {name} is {outs.get(name)}, the peer reads float or float16 outputs")
             self.outs.append(torch.empty(shape, dtype=tt[outs[name]], device="cuda"))
@@ -756,7 +761,7 @@ class CudaSession:
         if rows not in self.bindings:
             b = self.sess.io_binding()
             self._bind_input(b, rows)
-            for name, t in zip((self.cfg.boxes_name, self.cfg.protos_name), self.outs):
+            for name, t in zip(self.cfg.output_names, self.outs):
                 b.bind_output(name, "cuda", 0, np.float16 if t.dtype == self.torch.float16 else np.float32, [rows] + list(t.shape[1:]), t.data_ptr())
             self.bindings[rows] = b
         return self.bindings[rows]
@@ -765,7 +770,7 @@ class CudaSession:
         # The letterbox ran on this stream; ONNX Runtime runs on it too (user_compute_stream)
         # and synchronises it at the end of the run.
         self.sess.run_with_iobinding(self._binding(n))
-        return self.outs[0], self.outs[1]
+        return self.outs[0], (self.outs[1] if len(self.outs) > 1 else None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -900,7 +905,7 @@ def summarize(a, peer, t0, t_end, cpu_s, rss, vram, vram_base, sessions_desc, nm
         + ("gst-launch-1.0 avdec_h264 (CPU) NV12 pipes" if a.dry_run else "PyNvVideoCodec NVDEC (low latency, device NV12) -> DLPack torch")
         + f", {a.decode_threads} decode threads, paced {a.pace} at {a.fps} fps -> NV12 slot pool -> batcher (B={a.batch_size}, "
         f"push timeout {a.push_timeout_ms} ms, one frame per camera per batch) -> {a.sessions} session thread(s): batched NV12->RGB BT.709 "
-        f"+ bilinear letterbox + normalise ({peer.ops.name}) -> {sessions_desc} -> YOLO-seg decode + {nms_name} + masks of kept detections "
+        f"+ bilinear letterbox + normalise ({peer.ops.name}) -> {sessions_desc} -> {peer.cfg.parser} decode + {nms_name}" + (" + masks of kept detections" if peer.cfg.parser == "yolo-seg" else "") + f" "
         f"({peer.ops.name}), detections to the host per batch",
         "cameras": n,
         "width": peer.w,
@@ -1002,7 +1007,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", default="/tmp/trtv-camera-content", help="directory with cam0.mp4 .. cam<N-1>.mp4")
     ap.add_argument("--cameras", type=int, default=8)
-    ap.add_argument("--model", default="engines/yolo11n-seg.toml", help="model config (engines/*.toml, parser yolo-seg)")
+    ap.add_argument("--model", default="engines/yolo11n-seg.toml", help="model config (engines/*.toml, parser yolo-seg or yolo)")
     ap.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="fp16: the config's ONNX file with -fp16 before .onnx")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--sessions", type=int, default=1, help="ONNX Runtime sessions, each on its own CUDA stream and thread")
@@ -1039,7 +1044,7 @@ def parse_args(argv=None):
 def run_once(a):
     if ort is None:
         raise PeerError(f"cannot import onnxruntime ({ORT_IMPORT_ERROR}): on the GPU machine source .ort/ort5/ort-gpu-env.sh unpack .ort/ort5")
-    cfg = ModelConfig(a.model)
+    cfg = ModelConfig(a.model, ("yolo-seg", "yolo"))
     a.model_name = os.path.splitext(os.path.basename(a.model))[0]
     if a.precision == "fp16":
         cfg.onnx = re.sub(r"\.onnx$", "-fp16.onnx", cfg.onnx)

@@ -107,7 +107,7 @@ case ${1:-} in
     device_env
     OUT=${OUT:-$root/.device-out}
     mkdir -p "$OUT/peer-check"
-    DECODER=nvh264dec PEER_ARGS= MODEL_CONFIG=$here/engines/shapes-yolo-seg.toml \
+    DECODER=nvh264dec PEER_ARGS= MODEL_CONFIG=$here/engines/shapes-yolo-seg.toml DET_MODEL_CONFIG=$here/engines/shapes-yolo.toml \
       bash benches/baseline/check-gpu-peer.sh "$OUT/peer-check"
     ;;
   *)
