@@ -29,80 +29,17 @@ Writes one JSON record in the bench/results format (see benches/README.md).
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import resource
-import shutil
-import subprocess
 import sys
-import threading
 import time
 
 import cv2
 import numpy as np
 import onnxruntime as ort
+from bench_common import ModelConfig, Nvml, cpu_model, cpu_time_s, git_commit, mem_stats, percentile, start_samplers, write_record
 
 CLASS_COLOURS = [(40, 40, 220), (60, 200, 40), (220, 60, 40), (40, 210, 230)]  # BGR
-
-
-# ---------------------------------------------------------------------------------------
-# Model config (the [model]/[input]/[output] keys of engines/*.toml)
-
-
-def read_toml(path):
-    try:
-        import tomllib
-
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except ImportError:
-        pass
-    # Python < 3.11: the flat subset the model configs use (sections, scalars, arrays).
-    out = {}
-    sec = out
-    with open(path) as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            if line.startswith("[") and line.endswith("]"):
-                sec = out.setdefault(line[1:-1].strip(), {})
-                continue
-            k, v = (s.strip() for s in line.split("=", 1))
-            sec[k] = json.loads(v.replace("'", '"'))
-    return out
-
-
-class ModelConfig:
-    def __init__(self, path):
-        t = read_toml(path)
-        base = os.path.dirname(os.path.abspath(path))
-        m, i, o = t.get("model", {}), t.get("input", {}), t.get("output", {})
-        self.path = path
-        self.onnx = os.path.join(base, m["onnx"])
-        labels = m.get("labels")
-        self.labels = []
-        if labels:
-            with open(os.path.join(base, labels)) as f:
-                self.labels = [line.strip() for line in f if line.strip()]
-        self.input_name = i.get("name", "images")
-        self.width = int(i["width"])
-        self.height = int(i["height"])
-        if i.get("resize", "letterbox") != "letterbox":
-            sys.exit(f"{path}: the baseline implements resize = \"letterbox\" only")
-        self.pad = int(i.get("pad-value", 114))
-        self.rgb = i.get("color", "rgb") == "rgb"
-        self.scale = float(i.get("scale", 1.0 / 255.0))
-        self.mean = np.array(i.get("mean", [0, 0, 0]), np.float32).reshape(3, 1, 1)
-        self.std = np.array(i.get("std", [1, 1, 1]), np.float32).reshape(3, 1, 1)
-        if o.get("parser") != "yolo-seg":
-            sys.exit(f"{path}: the baseline decodes parser = \"yolo-seg\" only")
-        self.conf = float(o.get("conf-threshold", 0.25))
-        self.iou = float(o.get("nms-iou", 0.45))
-        self.max_det = int(o.get("max-detections", 100))
-        self.boxes_name = o.get("boxes", "output0")
-        self.protos_name = o.get("protos", "output1")
 
 
 # ---------------------------------------------------------------------------------------
@@ -194,146 +131,6 @@ def draw(frame, dets, masks, labels):
 
 
 # ---------------------------------------------------------------------------------------
-# Measurements
-
-
-def cpu_time_s():
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def proc_status_kib(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1])
-    return None
-
-
-def slope(xs, ys):
-    n = len(xs)
-    if n < 2:
-        return 0.0
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return 0.0 if sxx == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-
-
-def percentile(v, p):
-    """Linear interpolation between closest ranks (as trtvision-bench)."""
-    v = sorted(v)
-    r = p / 100 * (len(v) - 1)
-    lo, hi = int(np.floor(r)), int(np.ceil(r))
-    return v[lo] + (v[hi] - v[lo]) * (r - lo)
-
-
-class Nvml:
-    """Device-wide used memory of GPU 0: pynvml when installed, else nvidia-smi."""
-
-    def __init__(self):
-        self.handle = None
-        self.smi = shutil.which("nvidia-smi")
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self.nvml = pynvml
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-            self.method = "NVML (pynvml) nvmlDeviceGetMemoryInfo used, device-wide"
-        except Exception:
-            self.method = "nvidia-smi --query-gpu=memory.used, device-wide" if self.smi else None
-
-    def name(self):
-        if self.handle is not None:
-            n = self.nvml.nvmlDeviceGetName(self.handle)
-            return n.decode() if isinstance(n, bytes) else n
-        if self.smi:
-            r = subprocess.run([self.smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
-            return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else None
-        return None
-
-    def used_mib(self):
-        if self.handle is not None:
-            return self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used / 1048576.0
-        if self.smi:
-            r = subprocess.run(
-                [self.smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                capture_output=True,
-                text=True,
-            )
-            try:
-                return float(r.stdout.strip().splitlines()[0])
-            except (ValueError, IndexError):
-                return None
-        return None
-
-
-class Sampler(threading.Thread):
-    """Calls `fn` every `interval` s; keeps (t, value) pairs."""
-
-    def __init__(self, fn, interval, t0):
-        super().__init__(daemon=True)
-        self.fn, self.interval, self.t0 = fn, interval, t0
-        self.samples = []
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            v = self.fn()
-            if v is not None:
-                self.samples.append((time.monotonic() - self.t0, v))
-            self.stop.wait(self.interval)
-
-    def finish(self):
-        self.stop.set()
-        self.join()
-        return self.samples
-
-
-def mem_stats(samples, a, b, baseline=None):
-    if not samples:
-        return None
-    win = [s for s in samples if a <= s[0] <= b]
-    use = win if len(win) >= 4 else samples
-    half = use[len(use) // 2 :]
-    vals = sorted(v for _, v in half)
-    out = {
-        "steady": round(vals[len(vals) // 2], 1),
-        "peak": round(max(v for _, v in samples), 1),
-        "drift_mib_per_min": round(slope([t / 60 for t, _ in half], [v for _, v in half]), 2),
-        "samples_second_half": len(half),
-    }
-    if baseline is not None:
-        out["baseline_before_start"] = round(baseline, 1)
-        out["above_baseline_steady"] = round(out["steady"] - baseline, 1)
-    return out
-
-
-def git_commit():
-    if os.environ.get("TRTV_COMMIT"):
-        return os.environ["TRTV_COMMIT"], os.environ.get("TRTV_COMMIT_DIRTY") == "1"
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(
-            subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-        )
-        return sha, dirty
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", None
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-# ---------------------------------------------------------------------------------------
 
 
 def main():
@@ -379,14 +176,7 @@ def main():
     n = a.cameras
     batch = np.empty((n, 3, cfg.height, cfg.width), np.float32)
     t0 = time.monotonic()
-    rss = Sampler(lambda: (proc_status_kib("VmRSS:") or 0) / 1024.0, 0.1, t0)
-    rss.start()
-    vram = None
-    vram_baseline = None
-    if gpu is not None and gpu.method:
-        vram_baseline = gpu.used_mib()
-        vram = Sampler(gpu.used_mib, 0.1 if gpu.handle is not None else 1.0, t0)
-        vram.start()
+    rss, vram, vram_baseline = start_samplers(gpu, t0, 0.1)
 
     lat_ms, dets_total = [], 0
     per_cam = [0] * n
@@ -496,14 +286,7 @@ def main():
         "ort_providers": sess.get_providers(),
         "opencv_threads": cv2.getNumThreads(),
     }
-    text = json.dumps(rec, indent=1)
-    if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
-        print(f"wrote {a.out}", file=sys.stderr)
-    else:
-        print(text)
+    write_record(rec, a.out)
     lt = rec["latency_ms"]
     print(
         f"{a.what}: {n} cams {fw}x{fh} seed baseline ({rec['backend']}) -> {fps:.1f} fps total ({fps / n:.2f}/cam), "
