@@ -116,18 +116,33 @@ impl Drop for Serve {
     }
 }
 
+/// `[[camera]]` tables of `n` scene cameras cam0.. (160x120, 10 frames/s); cam0 is recorded.
+fn scene_cameras(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[camera]]\nid = \"cam{i}\"\nuri = \"scene://{i}?width=160&height=120&framerate=10\"\nrecord = {}\n",
+                i == 0
+            )
+        })
+        .collect()
+}
+
 fn write_config(dir: &Path) -> PathBuf {
+    write_config_with(
+        dir,
+        4,
+        "[tracker]\nenabled = true\n[output]\nrecordings = \"rec\"\njson = \"detections.jsonl\"\nmosaic = \"mosaic.mp4\"\nmosaic-width = 320\nmosaic-height = 240\nencoder = \"x264\"\n",
+    )
+}
+
+/// A fresh `dir` with serve.toml: `cameras` scene cameras, the shapes-yolo model, then `rest`.
+fn write_config_with(dir: &Path, cameras: usize, rest: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
-    let mut text = String::new();
-    for i in 0..4 {
-        text += &format!(
-            "[[camera]]\nid = \"cam{i}\"\nuri = \"scene://{i}?width=160&height=120&framerate=10\"\nrecord = {}\n",
-            i == 0
-        );
-    }
-    text += &format!(
-        "[[model]]\nconfig = \"{}\"\n[tracker]\nenabled = true\n[output]\nrecordings = \"rec\"\njson = \"detections.jsonl\"\nmosaic = \"mosaic.mp4\"\nmosaic-width = 320\nmosaic-height = 240\nencoder = \"x264\"\n",
+    let text = format!(
+        "{}[[model]]\nconfig = \"{}\"\n{rest}",
+        scene_cameras(cameras),
         common::cfg("shapes-yolo.toml")
     );
     let path = dir.join("serve.toml");
@@ -405,4 +420,52 @@ fn trtcamsrc_camera_hides_credentials_and_leaves_the_others_alone() {
     );
     assert_eq!(serve.call("DELETE", "/cameras/net", None).0, 200);
     assert!(serve.terminate().success());
+}
+
+/// An output that fails while the pipeline runs (the JSON export on a full disk) ends the
+/// service with exit code 1 and a sentence naming the failure; every element, the camera
+/// branches included (one of them recording), reaches NULL before it is dropped: no GLib
+/// CRITICAL on stderr. Three runs, since branches may end while the pipeline goes down.
+#[test]
+fn error_exit_names_the_failure_without_criticals() {
+    let dir = common::temp_path("serve", "error-exit");
+    let config = write_config_with(
+        &dir,
+        2,
+        "[output]\nrecordings = \"rec\"\njson = \"/dev/full\"\nencoder = \"x264\"\n",
+    );
+    for run in 0..3 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trtvision-serve"))
+            .arg(&config)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("trtvision-serve starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+            text
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("run {run}: trtvision-serve did not exit within 60 s of its output failing");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let err = reader.join().unwrap();
+        assert_eq!(status.code(), Some(1), "run {run}: {err}");
+        assert!(
+            err.contains("ERROR from /GstPipeline:trtvision-serve/GstTrtJsonExport:trtjsonexport0: Could not write the JSON export: No space left on device"),
+            "run {run}: {err}"
+        );
+        assert!(!err.contains("CRITICAL"), "run {run}: {err}");
+    }
 }
