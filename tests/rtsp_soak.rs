@@ -337,6 +337,15 @@ fn rtsp_soak() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1800),
     );
+    // The allocator as trtvision-serve sets it, unless TRTVISION_SOAK_GLIBC_DEFAULTS is set.
+    let allocator = if std::env::var_os("TRTVISION_SOAK_GLIBC_DEFAULTS").is_some() {
+        "glibc defaults".to_string()
+    } else {
+        match gsttrtvision::live::fix_mmap_threshold() {
+            Some(t) => format!("glibc, mmap threshold fixed at {t} bytes (gsttrtvision::live::fix_mmap_threshold, as trtvision-serve)"),
+            None => "glibc, mmap threshold not changed".to_string(),
+        }
+    };
     common::init();
     // The code measured is the checkout's at the start (the run takes half an hour).
     let commit = rtspcam::commit();
@@ -518,10 +527,16 @@ fn rtsp_soak() {
     let pct = |v: &[f64], q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied();
     let date = rtspcam::date();
     // The environment that changes what is measured.
-    let env_shown: String = ["MALLOC_ARENA_MAX", "GST_TRACERS", "TRTVISION_SOAK_MALLOC_TRIM"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}='{v}' ")))
-        .collect();
+    let env_shown: String = [
+        "MALLOC_ARENA_MAX",
+        "MALLOC_MMAP_THRESHOLD_",
+        "GST_TRACERS",
+        "TRTVISION_SOAK_MALLOC_TRIM",
+        "TRTVISION_SOAK_GLIBC_DEFAULTS",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}='{v}' ")))
+    .collect();
     let sample_rows: Vec<serde_json::Value> = samples
         .iter()
         .map(|s| serde_json::json!([s.0, s.1, s.2, s.3, s.4, s.5, s.6, s.7, s.8]))
@@ -564,6 +579,7 @@ fn rtsp_soak() {
         "threads": delta(&|s| s.2),
         "servers_process": servers_process,
         "heap_mib": heap,
+        "allocator": allocator,
         "live_objects": live_objects,
         "fault_every_s": FAULT_EVERY.as_secs(),
         "faults": ["camera server stopped 5 s and restarted", "garbage instead of H.264 for 3 s", "camera server stopped 1 s, back at the other resolution (320x240 <-> 160x120)"],
@@ -592,6 +608,9 @@ fn rtsp_soak() {
         }
         if trim {
             tag += "malloc-trim-";
+        }
+        if std::env::var_os("TRTVISION_SOAK_GLIBC_DEFAULTS").is_some() {
+            tag += "glibc-defaults-";
         }
         dir.join(format!("cpu-rtsp-soak-{tag}{}.json", date.replace('-', "")))
     } else {
