@@ -159,6 +159,35 @@ impl Restamp {
     }
 }
 
+/// glibc's mmap threshold for a long-running live process: heap blocks of this size or more
+/// are mmap()ed and go back to the system when freed.
+pub const MMAP_THRESHOLD: usize = 64 * 1024;
+
+/// Fixes glibc's mmap threshold of this process at [`MMAP_THRESHOLD`]; returns it, or None
+/// where nothing was changed: not glibc, the call failed, or `MALLOC_MMAP_THRESHOLD_` is set
+/// (glibc applied that value at start).
+///
+/// By default glibc raises the threshold each time a block above it is freed, after which
+/// blocks of that size come from the malloc arenas. Cameras that reconnect free and
+/// allocate such blocks (stream and decoder buffers) on new threads over and over; the
+/// arenas fragment and keep growing although the memory in use does not (measured in
+/// docs/cameras.md, Soak). A fixed threshold turns the dynamic adjustment off.
+pub fn fix_mmap_threshold() -> Option<usize> {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+        return None;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let value = libc::c_int::try_from(MMAP_THRESHOLD).ok()?;
+        // SAFETY: mallopt only changes a parameter of the allocator; any value is accepted
+        // or refused (0).
+        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, value) } == 1 {
+            return Some(MMAP_THRESHOLD);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +265,17 @@ mod tests {
         r.new_connection();
         assert_eq!(r.map(T::ZERO, d, None), (T::from_mseconds(9080), true));
         assert_eq!(r.map(T::ZERO, d, None).0, T::from_nseconds(9_080_000_001));
+    }
+
+    #[test]
+    fn mmap_threshold_is_fixed_on_glibc() {
+        let fixed = fix_mmap_threshold();
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+            assert_eq!(fixed, None);
+        } else if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert_eq!(fixed, Some(MMAP_THRESHOLD));
+        } else {
+            assert_eq!(fixed, None);
+        }
     }
 }

@@ -3,131 +3,42 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use common::serve::Serve;
+
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FRAME_NS: u64 = 100_000_000; // 10 frames/s
 
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trtvision-serve"))
-            .arg(config)
-            .args(["--http", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("trtvision-serve starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let base = loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => {
-                    if let Some(at) = line.find("http://") {
-                        break line[at..].trim().to_owned();
-                    }
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("trtvision-serve did not announce its HTTP address: {e}");
-                }
-            }
-        };
-        Self { child, base }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let req = ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(30));
-        let res = match body {
-            Some(b) => req.set("Content-Type", "application/json").send_string(b),
-            None => req.call(),
-        };
-        match res {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => panic!("{method} {path}: {e}"),
-        }
-    }
-
-    fn cameras(&self) -> Vec<serde_json::Value> {
-        let (status, body) = self.call("GET", "/cameras", None);
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).expect("GET /cameras is JSON")
-    }
-
-    fn frames(&self) -> std::collections::BTreeMap<String, u64> {
-        self.cameras()
-            .iter()
-            .map(|c| {
-                (
-                    c["id"].as_str().unwrap().to_owned(),
-                    c["frames"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, mut ok: impl FnMut(&Self) -> bool) {
-        let end = Instant::now() + timeout;
-        while !ok(self) {
-            assert!(Instant::now() < end, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// RSS (kB), threads and open file descriptors of the service process.
-    fn resources(&self) -> (u64, u64, u64) {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .expect("proc fd")
-            .count() as u64;
-        (field("VmRSS:"), field("Threads:"), fds)
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        common::serve::signal_and_wait(&mut self.child, libc::SIGTERM)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `[[camera]]` tables of `n` scene cameras cam0.. (160x120, 10 frames/s); cam0 is recorded.
+fn scene_cameras(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[camera]]\nid = \"cam{i}\"\nuri = \"scene://{i}?width=160&height=120&framerate=10\"\nrecord = {}\n",
+                i == 0
+            )
+        })
+        .collect()
 }
 
 fn write_config(dir: &Path) -> PathBuf {
+    write_config_with(
+        dir,
+        4,
+        "[tracker]\nenabled = true\n[output]\nrecordings = \"rec\"\njson = \"detections.jsonl\"\nmosaic = \"mosaic.mp4\"\nmosaic-width = 320\nmosaic-height = 240\nencoder = \"x264\"\n",
+    )
+}
+
+/// A fresh `dir` with serve.toml: `cameras` scene cameras, the shapes-yolo model, then `rest`.
+fn write_config_with(dir: &Path, cameras: usize, rest: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
-    let mut text = String::new();
-    for i in 0..4 {
-        text += &format!(
-            "[[camera]]\nid = \"cam{i}\"\nuri = \"scene://{i}?width=160&height=120&framerate=10\"\nrecord = {}\n",
-            i == 0
-        );
-    }
-    text += &format!(
-        "[[model]]\nconfig = \"{}\"\n[tracker]\nenabled = true\n[output]\nrecordings = \"rec\"\njson = \"detections.jsonl\"\nmosaic = \"mosaic.mp4\"\nmosaic-width = 320\nmosaic-height = 240\nencoder = \"x264\"\n",
+    let text = format!(
+        "{}[[model]]\nconfig = \"{}\"\n{rest}",
+        scene_cameras(cameras),
         common::cfg("shapes-yolo.toml")
     );
     let path = dir.join("serve.toml");
@@ -222,6 +133,7 @@ fn serve_api_runtime_cameras_metrics_and_clean_shutdown() {
     // Metrics parse as Prometheus text and hold the per-camera series.
     let (status, text) = serve.call("GET", "/metrics", None);
     assert_eq!(status, 200);
+    let text = text.as_str().expect("the metrics are text");
     let scrape =
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse");
     // GPU memory series exactly where NVML can read a GPU (none on a CPU machine).
@@ -274,9 +186,8 @@ fn serve_api_runtime_cameras_metrics_and_clean_shutdown() {
     let pads = |s: &Serve| -> (u64, u64) {
         let (status, body) = s.call("GET", "/health", None);
         assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("health is JSON");
         let n = |k: &str| {
-            v["pads"][k]
+            body["pads"][k]
                 .as_u64()
                 .unwrap_or_else(|| panic!("no pads.{k} in {body}"))
         };
@@ -397,7 +308,11 @@ fn trtcamsrc_camera_hides_credentials_and_leaves_the_others_alone() {
     let cams = serve.cameras();
     let net = cams.iter().find(|c| c["id"] == "net").expect("net camera listed");
     assert_eq!(net["uri"], "rtsp://127.0.0.1:9/stream");
-    assert!(!serve.call("GET", "/metrics", None).1.contains("secret"));
+    assert!(!serve
+        .call("GET", "/metrics", None)
+        .1
+        .to_string()
+        .contains("secret"));
     let now = serve.frames();
     assert!(
         (0..4).all(|i| now[&format!("cam{i}")] > before[&format!("cam{i}")]),
@@ -405,4 +320,52 @@ fn trtcamsrc_camera_hides_credentials_and_leaves_the_others_alone() {
     );
     assert_eq!(serve.call("DELETE", "/cameras/net", None).0, 200);
     assert!(serve.terminate().success());
+}
+
+/// An output that fails while the pipeline runs (the JSON export on a full disk) ends the
+/// service with exit code 1 and a sentence naming the failure; every element, the camera
+/// branches included (one of them recording), reaches NULL before it is dropped: no GLib
+/// CRITICAL on stderr. Three runs, since branches may end while the pipeline goes down.
+#[test]
+fn error_exit_names_the_failure_without_criticals() {
+    let dir = common::temp_path("serve", "error-exit");
+    let config = write_config_with(
+        &dir,
+        2,
+        "[output]\nrecordings = \"rec\"\njson = \"/dev/full\"\nencoder = \"x264\"\n",
+    );
+    for run in 0..3 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trtvision-serve"))
+            .arg(&config)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("trtvision-serve starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+            text
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("run {run}: trtvision-serve did not exit within 60 s of its output failing");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let err = reader.join().unwrap();
+        assert_eq!(status.code(), Some(1), "run {run}: {err}");
+        assert!(
+            err.contains("ERROR from /GstPipeline:trtvision-serve/GstTrtJsonExport:trtjsonexport0: Could not write the JSON export: No space left on device"),
+            "run {run}: {err}"
+        );
+        assert!(!err.contains("CRITICAL"), "run {run}: {err}");
+    }
 }

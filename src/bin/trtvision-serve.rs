@@ -28,6 +28,8 @@ fn main() {
     let Some(config) = config else {
         usage_error("no config file given")
     };
+    // A service runs for months with cameras reconnecting: keep its heap from growing.
+    gsttrtvision::live::fix_mmap_threshold();
     if let Err(e) = gst::init() {
         eprintln!("trtvision-serve: GStreamer cannot start: {e}");
         std::process::exit(1);

@@ -114,6 +114,9 @@ const EVENTS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// end), the events the main loop did not see go to the outputs, and the broker gets the
 /// time to acknowledge them. The bus is read before NULL, which flushes it.
 fn close(service: &Arc<service::Service>, bus: &gst::Bus) {
+    // Branches whose camera ends from here on stay in the pipeline, which takes them to NULL
+    // (an error exit arrives here without the EOS of a shutdown).
+    service.set_stopping();
     let _ = service.pipeline().set_state(gst::State::Ready);
     while let Some(msg) = bus.pop() {
         if let gst::MessageView::Element(e) = msg.view() {

@@ -505,10 +505,12 @@ impl Service {
             src_pad.add_probe(gst::PadProbeType::DATA_DOWNSTREAM, |_, _| {
                 gst::PadProbeReturn::Handled
             });
-            let _ = source.set_state(gst::State::Null);
+        }
+        // Locked: the pipeline's own state changes leave the source in NULL from here on.
+        source.set_locked_state(true);
+        let _ = source.set_state(gst::State::Null);
+        if let Some(src_pad) = source.static_pad("src") {
             let _ = src_pad.unlink(&camera.mux_pad);
-        } else {
-            let _ = source.set_state(gst::State::Null);
         }
         let _ = self.pipeline.remove(source);
         self.mux.release_request_pad(&camera.mux_pad);
@@ -656,6 +658,10 @@ impl Service {
                 let Some(s) = weak.upgrade() else { return };
                 let branch = s.branches.lock().unwrap().by_index.remove(&index);
                 if let Some(b) = branch {
+                    // Locked first: a pipeline state change under way (a shutdown) would
+                    // otherwise set the branch back to READY after this NULL, and the branch
+                    // would be disposed out of NULL once removed.
+                    b.bin.set_locked_state(true);
                     let _ = b.bin.set_state(gst::State::Null);
                     if let Some(ghost) = b.bin.static_pad("sink") {
                         let _ = b.demux_pad.unlink(&ghost);

@@ -165,12 +165,15 @@ impl BaseTransformImpl for TrtJsonExport {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(mut f) = self.file.lock().unwrap().take() {
-            f.flush().map_err(|e| {
-                gst::error_msg!(
+            // Reported, but the element still stops (as filesink does): failing stop() would
+            // leave its pads active and the pipeline unable to reach NULL.
+            if let Err(e) = f.flush() {
+                gst::element_imp_error!(
+                    self,
                     gst::ResourceError::Write,
                     ("Could not write the JSON export file: {}", e)
-                )
-            })?;
+                );
+            }
         }
         Ok(())
     }

@@ -296,3 +296,22 @@ pub fn full_chain() -> String {
         cfg_with_model("shapes-landmarks.toml")
     )
 }
+
+/// RSS (kB), threads and open file descriptors of process `pid` ("self": this one), from
+/// /proc.
+pub fn process_resources(pid: &str) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"));
+    (field("VmRSS:"), field("Threads:"), fds)
+}

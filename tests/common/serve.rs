@@ -21,21 +21,26 @@ impl Serve {
             .spawn()
             .expect("trtvision-serve starts");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
         let base = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
                     if let Some(at) = line.find("http://") {
                         break line[at..].trim().to_owned();
                     }
                 }
-                _ => {
+                Err(e) => {
                     let _ = child.kill();
-                    panic!("trtvision-serve did not announce its HTTP address");
+                    let _ = child.wait();
+                    panic!("trtvision-serve did not announce its HTTP address: {e}");
                 }
             }
         };
-        std::thread::spawn(move || lines.for_each(drop));
         Self { child, base }
     }
 
@@ -77,6 +82,45 @@ impl Serve {
             assert!(Instant::now() < deadline, "{what}: not within {secs} s: {c}");
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// `GET /cameras`.
+    pub fn cameras(&self) -> Vec<serde_json::Value> {
+        let (status, list) = self.call("GET", "/cameras", None);
+        assert_eq!(status, 200, "{list}");
+        list.as_array().cloned().expect("GET /cameras is a JSON array")
+    }
+
+    /// Frames out of trtdemux per camera id, from `GET /cameras`.
+    pub fn frames(&self) -> std::collections::BTreeMap<String, u64> {
+        self.cameras()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_owned(),
+                    c["frames"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until `ok` holds, at most `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut ok: impl FnMut(&Self) -> bool) {
+        let end = Instant::now() + timeout;
+        while !ok(self) {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// RSS (kB), threads and open file descriptors of the service process.
+    pub fn resources(&self) -> (u64, u64, u64) {
+        super::process_resources(&self.child.id().to_string())
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM)
     }
 
     /// Sends `signal` and waits (at most 60 s) for the exit status.

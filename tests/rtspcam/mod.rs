@@ -591,17 +591,25 @@ pub fn missing_between(prev: &Out, next: &Out, period: gst::ClockTime) -> u64 {
 
 /// Resident memory (MiB), threads and open file descriptors of this process.
 pub fn resources() -> (f64, u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
-    (field("VmRSS:") as f64 / 1024.0, field("Threads:"), fds)
+    resources_of("self")
+}
+
+/// Resident memory (MiB), threads and open file descriptors of process `pid` ("self": this
+/// one).
+pub fn resources_of(pid: &str) -> (f64, u64, u64) {
+    let (rss_kb, threads, fds) = common::process_resources(pid);
+    (rss_kb as f64 / 1024.0, threads, fds)
+}
+
+/// glibc's heap of this process (MiB): bytes allocated and not freed (small blocks in the
+/// arenas plus mmap()ed large ones), and what the arenas hold from the system (in use or
+/// free). RSS growing while the first stays flat is memory freed but kept by the
+/// allocator, not a leak.
+pub fn heap() -> (f64, f64) {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let m = unsafe { libc::mallinfo2() };
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    (mib(m.uordblks + m.hblkhd), mib(m.arena + m.hblkhd))
 }
 
 /// The CPU model and core count, as bench records name the device.
