@@ -546,7 +546,7 @@ impl TrtBackend {
             layout,
             max_batch,
             free_sets,
-            set_timeout: Some(opts.output_timeout()),
+            set_timeout: opts.output_timeout(),
             log_target: opts.log_target.clone(),
             bound_shapes,
             cuda_graph: trt.cuda_graph,
