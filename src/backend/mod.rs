@@ -10,6 +10,7 @@ use gst::glib;
 
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+pub mod output_sets;
 #[cfg(feature = "tensorrt")]
 pub mod tensorrt;
 
@@ -288,12 +289,8 @@ impl HostOutputs {
     /// pool holds `chunks` times the batches of `output-pool-size`, so that one batch never
     /// waits for tensors that only it holds. Only grows.
     pub fn hold_chunks(&self, chunks: usize) {
-        let want = self.limit.saturating_mul(chunks.max(1));
         for pool in &self.pools {
-            let control = pool.control();
-            if control.limit().is_some_and(|l| l < want) {
-                control.set_limit(Some(want));
-            }
+            output_sets::hold_chunks(&pool.control(), self.limit, chunks);
         }
     }
 

@@ -40,8 +40,9 @@
 //! Device output (and pinned) buffers are allocated at open for the max batch, in two sets,
 //! so the buffers a batch is read back from are never the ones the next batch is written
 //! to; while downstream holds device outputs more sets are made, up to
-//! `BackendOptions::output_pool_size` (default [`DEFAULT_OUTPUT_POOL_SIZE`]), then a call waits (bounded by
-//! `BackendOptions::pool_timeout`) for a set to come back ([`BoundedPool`]); a flush or stop
+//! `BackendOptions::output_pool_size` (default [`DEFAULT_OUTPUT_POOL_SIZE`]) times the chunks
+//! of the largest batch ([`InferenceBackend::hold_chunks`]), then a call waits (bounded by
+//! `BackendOptions::pool_timeout`) for a set to come back ([`OutputSets`]); a flush or stop
 //! of the element ends the wait ([`BackendError::Flushing`]). Host outputs are copied into
 //! buffers of a bounded pool per output ([`HostOutputs`], same bound and timeout).
 //! Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at open. [`InferenceBackend::upload`] copies constant inputs (prompts) to the device once.
@@ -68,12 +69,10 @@ use std::sync::{Arc, LazyLock};
 pub use cache::{CacheKey, CacheLookup, CacheMeta, EngineCache};
 pub use options::{Precision, TrtOptions, OPTIONS_ENV};
 
+use crate::backend::output_sets::{self, OutputSets, SetTake};
 #[cfg(doc)]
 use crate::backend::DEFAULT_OUTPUT_POOL_SIZE;
-use crate::backend::{
-    pool_wait_error, BackendError, BackendOptions, HostOutputs, InferenceBackend, InputRef, TensorSpec,
-};
-use crate::tensor::pool::{BoundedPool, Taken};
+use crate::backend::{BackendError, BackendOptions, HostOutputs, InferenceBackend, InputRef, TensorSpec};
 use crate::tensor::{Tensor, TensorStorage};
 
 use cuda::{DeviceBuffer, Event, GraphExec, PinnedBuffer, Stream};
@@ -94,6 +93,9 @@ const BACKEND: &str = "tensorrt";
 
 /// Alignment TensorRT requires of I/O device addresses.
 const DEVICE_ALIGN: u64 = 256;
+
+/// What a wait for a buffer set that timed out names.
+const SETS_HELD: &str = "TensorRT output buffer sets held by device output tensors";
 
 /// Distinct (buffer set, input shapes) CUDA graphs kept before the set is cleared.
 const MAX_GRAPHS: usize = 64;
@@ -155,13 +157,7 @@ impl BufferSet {
 struct SetLease {
     index: usize,
     _outputs: Arc<DeviceHold>,
-    pool: Arc<BoundedPool<usize>>,
-}
-
-impl Drop for SetLease {
-    fn drop(&mut self) {
-        self.pool.put(self.index);
-    }
+    _lease: output_sets::SetLease,
 }
 
 /// Native TensorRT inference backend. See the [module documentation](self).
@@ -180,8 +176,7 @@ pub struct TrtBackend {
     layout: BatchLayout,
     max_batch: usize,
     /// Indices into `sets` free for the next call; at most the bound out at once.
-    free_sets: Arc<BoundedPool<usize>>,
-    set_timeout: Option<std::time::Duration>,
+    free_sets: OutputSets,
     log_target: crate::backend::LogTarget,
     bound_shapes: Vec<Vec<i64>>,
     cuda_graph: bool,
@@ -356,12 +351,7 @@ impl TrtBackend {
             if trt.cuda_graph { "on" } else { "off" }
         );
 
-        let free_sets = Arc::new(BoundedPool::with_idle(
-            (0..sets.len()).rev().collect(),
-            Some(set_limit),
-            set_limit,
-        ));
-        opts.pools.add(free_sets.clone());
+        let free_sets = OutputSets::new(opts, SETS_HELD, sets.len());
         Ok(TrtBackend {
             graphs: HashMap::new(),
             sets,
@@ -376,7 +366,6 @@ impl TrtBackend {
             layout,
             max_batch,
             free_sets,
-            set_timeout: opts.output_timeout(),
             log_target: opts.log_target.clone(),
             bound_shapes,
             cuda_graph: trt.cuda_graph,
@@ -389,9 +378,10 @@ impl TrtBackend {
     /// The buffer set of the next call: a free one, else a new one while fewer than the
     /// bound exist, else waits (bounded) for one held downstream to come back.
     fn acquire_set(&mut self) -> Result<SetLease, BackendError> {
-        let index = match self.free_sets.take(self.set_timeout, Vec::pop) {
-            Ok(Taken::Idle(k)) => k,
-            Ok(Taken::New) => {
+        let lease = match self.free_sets.take()? {
+            SetTake::Idle(lease) => lease,
+            SetTake::New(new) => {
+                // Dropping `new` on an allocation failure gives the permission back.
                 let set = BufferSet::new(
                     &self.input_bytes,
                     &self.output_bytes,
@@ -399,10 +389,7 @@ impl TrtBackend {
                     &self.runtime,
                     &self.stream,
                 )
-                .map_err(|e| {
-                    self.free_sets.forget(false);
-                    runtime_error(e)
-                })?;
+                .map_err(runtime_error)?;
                 self.sets.push(set);
                 crate::backend_log!(
                     debug,
@@ -411,19 +398,14 @@ impl TrtBackend {
                     "{} buffer sets (device outputs held downstream)",
                     self.sets.len()
                 );
-                self.sets.len() - 1
-            }
-            Err(e) => {
-                return Err(pool_wait_error(
-                    e,
-                    "TensorRT output buffer sets held by device output tensors",
-                ))
+                new.made(self.sets.len() - 1)
             }
         };
+        let index = lease.index();
         Ok(SetLease {
             index,
             _outputs: self.sets[index].outputs.clone(),
-            pool: self.free_sets.clone(),
+            _lease: lease,
         })
     }
 
@@ -504,6 +486,7 @@ impl InferenceBackend for TrtBackend {
 
     fn hold_chunks(&mut self, chunks: usize) {
         self.host_outputs.hold_chunks(chunks);
+        self.free_sets.hold_chunks(chunks);
     }
 
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {

@@ -165,7 +165,7 @@ impl ObjectImpl for TrtInfer {
                     .build(),
                 glib::ParamSpecUInt::builder("output-pool-size")
                     .nick("Output pool size")
-                    .blurb("Output tensors (in batches) held downstream at most, per model output and per session: ONNX Runtime's and TensorRT's host output tensors (masks and prototypes that travel with the batch), TensorRT's output buffer sets with outputs on the GPU. When all are held, the next batch waits for one to come back (back-pressure, up to pool-timeout) instead of allocating more; a flush or stop ends the wait")
+                    .blurb("Output tensors (in batches) held downstream at most, per model output and per session: ONNX Runtime's and TensorRT's host output tensors (masks and prototypes that travel with the batch), TensorRT's output buffer sets with outputs on the GPU, ONNX Runtime's output sets with cuda-graph=true. A batch in chunks (larger than max-batch) may hold this many per chunk. When all are held, the next batch waits for one to come back (back-pressure, up to pool-timeout) instead of allocating more; a flush or stop ends the wait")
                     .minimum(1)
                     .maximum(64)
                     .default_value(8)
