@@ -22,9 +22,9 @@
 //! Here: settings, pads, events, queries and flushing; the batch itself is made in
 //! `imp/batching.rs`.
 
-use crate::batch::{self, SourceStream};
 #[cfg(feature = "v1_28")]
 use crate::batch::FrameSlot;
+use crate::batch::{self, SourceStream};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
