@@ -170,6 +170,35 @@ fn pool_properties_have_sane_ranges() {
     }
 }
 
+/// trtinfer's `pool-timeout` reads as trtpreprocess's: default 10000 ms, 0 accepted (wait
+/// without a limit) and read back as 0.
+#[test]
+fn trtinfer_pool_timeout_zero_means_without_a_limit() {
+    common::init();
+    let infer = gst::ElementFactory::make("trtinfer").build().expect("element");
+    let pre = gst::ElementFactory::make("trtpreprocess")
+        .build()
+        .expect("element");
+    assert_eq!(infer.property::<u32>("pool-timeout"), 10_000);
+    for e in [&infer, &pre] {
+        let spec = e.find_property("pool-timeout").expect("pool-timeout");
+        let spec = spec.downcast_ref::<gst::glib::ParamSpecUInt>().expect("a uint");
+        assert_eq!((spec.minimum(), spec.maximum()), (0, 3_600_000), "{}", e.name());
+        assert!(
+            spec.blurb().is_some_and(
+                |b| b.ends_with("0 = wait without a limit (a flush or stop still ends the wait)")
+            ),
+            "{}: {:?}",
+            e.name(),
+            spec.blurb()
+        );
+        e.set_property("pool-timeout", 0u32);
+        assert_eq!(e.property::<u32>("pool-timeout"), 0, "{}", e.name());
+    }
+    infer.set_property("pool-timeout", 250u32);
+    assert_eq!(infer.property::<u32>("pool-timeout"), 250);
+}
+
 /// A batch's tensor goes back to the pool once the trtinfer of its model has run: queues
 /// after trtinfer (a recording branch, a slow encoder) hold batches, not tensors.
 #[test]
@@ -343,8 +372,9 @@ fn trtinfer_output_pool_holds_its_bound_and_upstream_waits() {
     assert_eq!(expected.len(), FRAMES as usize);
 
     // 4 output tensors per output, nothing pulled for a while: the queue and the appsink
-    // hold 4 batches and trtinfer waits for a 5th prototype tensor.
-    let p = infer_pipeline(FRAMES, "output-pool-size=4 pool-timeout=600000").expect("ORT found above");
+    // hold 4 batches and trtinfer waits (pool-timeout=0: without a limit) for a 5th
+    // prototype tensor.
+    let p = infer_pipeline(FRAMES, "output-pool-size=4 pool-timeout=0").expect("ORT found above");
     let infer = p.by_name("infer").expect("trtinfer");
     p.set_state(gst::State::Playing).expect("plays");
     wait_for_output_peak(&infer, 4);

@@ -10,6 +10,7 @@ use gst::glib;
 
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+pub mod output_sets;
 #[cfg(feature = "tensorrt")]
 pub mod tensorrt;
 
@@ -173,8 +174,8 @@ pub struct BackendOptions {
     /// output). When downstream holds every one, [`InferenceBackend::infer`] waits up to
     /// `pool_timeout` for one to come back, then fails.
     pub output_pool_size: usize,
-    /// Longest wait for pooled output tensors (`None`: [`DEFAULT_POOL_TIMEOUT`]).
-    pub pool_timeout: Option<std::time::Duration>,
+    /// How long a call waits for pooled output tensors held downstream.
+    pub pool_timeout: PoolTimeout,
     /// The element's pools: every bounded pool the backend waits on joins this set, so
     /// that a flush or a stop of the element wakes a call waiting for output tensors
     /// (it then fails with [`BackendError::Flushing`]) without taking any lock the call
@@ -188,8 +189,48 @@ pub struct BackendOptions {
 /// Output tensors (batches) held downstream at most when `output_pool_size` is 0.
 pub const DEFAULT_OUTPUT_POOL_SIZE: usize = 8;
 
-/// Longest wait for pooled output tensors when `pool_timeout` is `None`.
+/// Longest wait for pooled output tensors when `pool_timeout` is [`PoolTimeout::Default`].
 pub const DEFAULT_POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a call waits for pooled output tensors held downstream (counted while the
+/// pipeline plays; a flush or stop of the element ends every wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolTimeout {
+    /// [`DEFAULT_POOL_TIMEOUT`].
+    #[default]
+    Default,
+    /// At most this long, then the call fails.
+    After(std::time::Duration),
+    /// Until a tensor comes back, however long that takes.
+    Unlimited,
+}
+
+impl PoolTimeout {
+    /// The value of a `pool-timeout` property in milliseconds: 0 = wait without a limit.
+    pub fn from_millis(ms: u32) -> Self {
+        match ms {
+            0 => Self::Unlimited,
+            ms => Self::After(std::time::Duration::from_millis(ms.into())),
+        }
+    }
+
+    /// The `pool-timeout` property's value in milliseconds (0 = without a limit).
+    pub fn millis(self) -> u32 {
+        match self.limit() {
+            None => 0,
+            Some(d) => u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1),
+        }
+    }
+
+    /// The longest wait (`None`: no limit).
+    pub fn limit(self) -> Option<std::time::Duration> {
+        match self {
+            Self::Default => Some(DEFAULT_POOL_TIMEOUT),
+            Self::After(d) => Some(d),
+            Self::Unlimited => None,
+        }
+    }
+}
 
 impl BackendOptions {
     /// The bound on output tensors held downstream (`output_pool_size`, else the default).
@@ -201,9 +242,9 @@ impl BackendOptions {
         }
     }
 
-    /// The longest wait for pooled output tensors.
-    pub fn output_timeout(&self) -> std::time::Duration {
-        self.pool_timeout.unwrap_or(DEFAULT_POOL_TIMEOUT)
+    /// The longest wait for pooled output tensors (`None`: no limit).
+    pub fn output_timeout(&self) -> Option<std::time::Duration> {
+        self.pool_timeout.limit()
     }
 }
 
@@ -233,8 +274,7 @@ impl HostOutputs {
     pub fn new(outputs: usize, opts: &BackendOptions) -> Self {
         let pools = (0..outputs)
             .map(|_| {
-                let pool =
-                    crate::tensor::HostTensorPool::bounded(opts.output_limit(), Some(opts.output_timeout()));
+                let pool = crate::tensor::HostTensorPool::bounded(opts.output_limit(), opts.output_timeout());
                 opts.pools.add(pool.control());
                 pool
             })
@@ -249,12 +289,8 @@ impl HostOutputs {
     /// pool holds `chunks` times the batches of `output-pool-size`, so that one batch never
     /// waits for tensors that only it holds. Only grows.
     pub fn hold_chunks(&self, chunks: usize) {
-        let want = self.limit.saturating_mul(chunks.max(1));
         for pool in &self.pools {
-            let control = pool.control();
-            if control.limit().is_some_and(|l| l < want) {
-                control.set_limit(Some(want));
-            }
+            output_sets::hold_chunks(&pool.control(), self.limit, chunks);
         }
     }
 
@@ -547,7 +583,7 @@ mod tests {
     fn host_outputs_are_bounded_and_woken_by_the_element() {
         let opts = BackendOptions {
             output_pool_size: 2,
-            pool_timeout: Some(std::time::Duration::from_millis(100)),
+            pool_timeout: PoolTimeout::After(std::time::Duration::from_millis(100)),
             ..Default::default()
         };
         let outs = HostOutputs::new(2, &opts);
@@ -572,7 +608,7 @@ mod tests {
             1,
             &BackendOptions {
                 output_pool_size: 1,
-                pool_timeout: Some(std::time::Duration::from_secs(60)),
+                pool_timeout: PoolTimeout::After(std::time::Duration::from_secs(60)),
                 pools: opts.pools.clone(),
                 ..Default::default()
             },
@@ -591,5 +627,42 @@ mod tests {
         drop(first);
         assert!(outs.acquire(0, 8, "y").is_ok());
         drop(held);
+    }
+
+    /// `pool-timeout`: 0 waits without a limit (until a tensor comes back), other values are
+    /// milliseconds, and the default reads back as 10000.
+    #[test]
+    fn pool_timeout_zero_waits_without_a_limit() {
+        assert_eq!(PoolTimeout::from_millis(0), PoolTimeout::Unlimited);
+        assert_eq!(PoolTimeout::Unlimited.limit(), None);
+        assert_eq!(PoolTimeout::Unlimited.millis(), 0);
+        assert_eq!(PoolTimeout::Default.millis(), 10_000);
+        assert_eq!(PoolTimeout::default().limit(), Some(DEFAULT_POOL_TIMEOUT));
+        assert_eq!(PoolTimeout::from_millis(250).millis(), 250);
+        assert_eq!(
+            PoolTimeout::from_millis(250).limit(),
+            Some(std::time::Duration::from_millis(250))
+        );
+
+        let outs = std::sync::Arc::new(HostOutputs::new(
+            1,
+            &BackendOptions {
+                output_pool_size: 1,
+                pool_timeout: PoolTimeout::Unlimited,
+                ..Default::default()
+            },
+        ));
+        let held = outs.acquire(0, 8, "y").expect("first");
+        let o = outs.clone();
+        let waiter = std::thread::spawn(move || o.acquire(0, 8, "y").map(drop));
+        // Longer than any timeout would be in a test: the wait goes on.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(
+            !waiter.is_finished(),
+            "still waiting for the tensor held downstream"
+        );
+        drop(held);
+        let got = waiter.join().expect("no panic");
+        assert!(got.is_ok(), "the tensor that came back ends the wait: {got:?}");
     }
 }

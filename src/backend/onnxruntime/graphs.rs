@@ -10,18 +10,29 @@
 //! its inputs into those buffers (a device-to-device copy on the session's stream) and
 //! replays the graph of a free output set. ONNX Runtime keeps the graphs of each thread
 //! apart, so every call into a graph session is made on one worker thread ([`Worker`]).
+//!
+//! An output set is in use until the last device tensor pointing into it is dropped. At
+//! most `output-pool-size` sets (times the chunks of a batch) are in use at once
+//! ([`OutputSets`]): while every set with a graph is held downstream, a run writes into a
+//! set made for it without a graph (kept, with its binding, for later runs), and once the
+//! bound is reached the next run waits for a set to come back (bounded by `pool-timeout`,
+//! ended by a flush or stop of the element).
 
 use std::sync::mpsc;
 use std::sync::Arc;
 
 use ort::session::{IoBinding, RunOptions, SessionInputValue};
 
+use crate::backend::output_sets::{NewSet, OutputSets, SetLease};
 use crate::cuda::{CudaError, DeviceBuffer, DeviceContext, Stream};
 use crate::tensor::DType;
 
-/// Output buffer sets with a captured graph each. A run that finds all of them in use
-/// writes into a set of its own (allocated for it) without a graph.
+/// Output buffer sets with a captured graph each (fewer when `output-pool-size` is
+/// smaller). A run that finds all of them in use writes into another set without a graph.
 pub const GRAPH_SETS: usize = 4;
+
+/// What a wait for an output set that timed out names.
+pub const SETS_HELD: &str = "ONNX Runtime CUDA-graph output sets held by device output tensors";
 
 /// Graph id that makes ONNX Runtime run without capturing or replaying a graph.
 pub const NO_GRAPH: i32 = -1;
@@ -104,23 +115,40 @@ pub struct GraphRuns {
     /// Per model input: the buffer at the fixed batch the graphs read.
     inputs: Vec<DeviceBuffer>,
     layouts: Vec<OutputLayout>,
-    /// Set `k` is written by graph `k + 1`.
+    /// Set `k` is written by graph `k + 1` for `k` below `options.len()`; the sets after
+    /// those run without a graph.
     sets: Vec<Arc<OutputSet>>,
+    /// Which sets are in use (held by a run or by its device output tensors).
+    free: OutputSets,
     options: Vec<RunOptions>,
-    /// Per kept set: the binding its graph was captured with (staging inputs, the set's
-    /// outputs), left as it is.
+    /// Per set: the binding its graph was captured with, or it runs with (staging inputs,
+    /// the set's outputs), left as it is.
     bindings: Vec<SetBinding>,
     no_graph: RunOptions,
     /// Cleared when a graph failed: later runs go without one.
     pub enabled: bool,
 }
 
-/// The output set a run writes into, its index among the kept sets (`None`: made for this
-/// run) and the graph id of the run.
-pub struct SetLease {
+/// The output set a run writes into, held (with the set's lease) by the run and then by
+/// the device tensors it hands out.
+pub struct SetHold {
     pub set: Arc<OutputSet>,
-    pub index: Option<usize>,
+    _lease: SetLease,
+}
+
+/// The output set of a run: its index and the graph id the run uses.
+pub struct SetInUse {
+    pub hold: Arc<SetHold>,
+    pub index: usize,
     pub graph: i32,
+}
+
+/// What [`GraphRuns::take_set`] hands out.
+pub enum NextSet {
+    /// A set with its binding.
+    Ready(SetInUse),
+    /// None free: make one ([`GraphRuns::new_set`]), bind it and [`GraphRuns::add_set`].
+    Make(NewSet),
 }
 
 /// A binding and the values it holds (fields drop in order: the binding first).
@@ -139,9 +167,14 @@ impl SetBinding {
 }
 
 impl GraphRuns {
-    /// The state of a session whose compute stream is `stream`, reading `inputs`; no
-    /// output sets yet ([`Self::make_sets`]).
-    pub fn new(ctx: &DeviceContext, stream: Arc<Stream>, inputs: Vec<DeviceBuffer>) -> Result<Self, String> {
+    /// The state of a session whose compute stream is `stream`, reading `inputs`, its sets
+    /// in use counted by `free` (none made yet: [`Self::make_sets`]).
+    pub fn new(
+        ctx: &DeviceContext,
+        stream: Arc<Stream>,
+        inputs: Vec<DeviceBuffer>,
+        free: OutputSets,
+    ) -> Result<Self, String> {
         let mut no_graph = RunOptions::new().map_err(|e| e.to_string())?;
         no_graph
             .set("gpu_graph_id", NO_GRAPH.to_string())
@@ -152,6 +185,7 @@ impl GraphRuns {
             inputs,
             layouts: Vec::new(),
             sets: Vec::new(),
+            free,
             options: Vec::new(),
             bindings: Vec::new(),
             no_graph,
@@ -159,21 +193,30 @@ impl GraphRuns {
         })
     }
 
-    /// [`GRAPH_SETS`] output sets laid out as `layouts`, and the run options of their
-    /// graphs.
+    /// [`GRAPH_SETS`] output sets (at most the bound on sets in use) laid out as `layouts`,
+    /// and the run options of their graphs.
     pub fn make_sets(&mut self, layouts: Vec<OutputLayout>) -> Result<(), String> {
         self.layouts = layouts;
         self.sets.clear();
         self.options.clear();
-        for k in 0..GRAPH_SETS {
+        let mut made = Vec::new();
+        for k in 0..GRAPH_SETS.min(self.free.limit()) {
+            let crate::backend::output_sets::SetTake::New(new) =
+                self.free.take().map_err(|e| e.to_string())?
+            else {
+                return Err("output sets in use before any was made".into());
+            };
             self.sets.push(Arc::new(
                 OutputSet::new(&self.ctx, &self.layouts).map_err(|e| e.to_string())?,
             ));
+            made.push(new.made(k));
             let mut o = RunOptions::new().map_err(|e| e.to_string())?;
             o.set("gpu_graph_id", (k + 1).to_string())
                 .map_err(|e| e.to_string())?;
             self.options.push(o);
         }
+        // Free for the first runs.
+        drop(made);
         Ok(())
     }
 
@@ -197,7 +240,7 @@ impl GraphRuns {
         self.bindings = bindings;
     }
 
-    /// The binding of kept set `k`.
+    /// The binding of set `k`.
     pub fn binding(&self, k: usize) -> &IoBinding {
         &self.bindings[k].binding
     }
@@ -215,21 +258,55 @@ impl GraphRuns {
         }
     }
 
-    /// A set none of whose tensors is alive any more, with its graph (while graphs are on);
-    /// else a set for this run only, without a graph.
-    pub fn acquire_set(&self) -> Result<SetLease, CudaError> {
-        if let Some(k) = self.sets.iter().position(|s| Arc::strong_count(s) == 1) {
-            return Ok(SetLease {
-                set: self.sets[k].clone(),
-                index: Some(k),
-                graph: if self.enabled { k as i32 + 1 } else { NO_GRAPH },
-            });
-        }
-        Ok(SetLease {
-            set: Arc::new(OutputSet::new(&self.ctx, &self.layouts)?),
-            index: None,
-            graph: NO_GRAPH,
+    /// A free set with its binding and graph (the lowest free index: sets with a graph
+    /// first; no graph once graphs are off), else permission to make one while fewer than
+    /// the bound are in use, else waits for one to come back (see [`OutputSets::take`]).
+    pub fn take_set(&self) -> Result<NextSet, crate::backend::BackendError> {
+        Ok(match self.free.take()? {
+            crate::backend::output_sets::SetTake::Idle(lease) => NextSet::Ready(self.in_use(lease)),
+            crate::backend::output_sets::SetTake::New(new) => NextSet::Make(new),
         })
+    }
+
+    /// A new output set laid out as the outputs, to be bound and added.
+    pub fn new_set(&self) -> Result<Arc<OutputSet>, CudaError> {
+        Ok(Arc::new(OutputSet::new(&self.ctx, &self.layouts)?))
+    }
+
+    /// Adds `set` (bound by `binding`) as the next set, in use by the caller; it runs
+    /// without a graph.
+    pub fn add_set(&mut self, new: NewSet, set: Arc<OutputSet>, binding: SetBinding) -> SetInUse {
+        self.sets.push(set);
+        self.bindings.push(binding);
+        let lease = new.made(self.sets.len() - 1);
+        self.in_use(lease)
+    }
+
+    fn in_use(&self, lease: SetLease) -> SetInUse {
+        let index = lease.index();
+        let graph = if self.enabled && index < self.options.len() {
+            index as i32 + 1
+        } else {
+            NO_GRAPH
+        };
+        SetInUse {
+            hold: Arc::new(SetHold {
+                set: self.sets[index].clone(),
+                _lease: lease,
+            }),
+            index,
+            graph,
+        }
+    }
+
+    /// Sets made so far (with a graph or not).
+    pub fn made(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// A batch runs in `chunks` chunks: up to `output-pool-size` x `chunks` sets in use.
+    pub fn hold_chunks(&self, chunks: usize) {
+        self.free.hold_chunks(chunks);
     }
 
     /// Queues on the session's stream the copy of `len` bytes at `src` (device memory when

@@ -172,6 +172,10 @@ impl InferenceBackend for OrtBackend {
 
     fn hold_chunks(&mut self, chunks: usize) {
         self.host_outputs.hold_chunks(chunks);
+        #[cfg(feature = "cuda")]
+        if let Some(graphs) = self.fixed.as_ref().and_then(|f| f.graphs.as_ref()) {
+            graphs.hold_chunks(chunks);
+        }
     }
 
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {

@@ -257,6 +257,7 @@ impl OrtBackend {
         &mut self,
         ctx: &crate::cuda::DeviceContext,
         stream: std::sync::Arc<crate::cuda::Stream>,
+        free: crate::backend::output_sets::OutputSets,
     ) -> Result<(), String> {
         let batch = self
             .fixed
@@ -273,7 +274,7 @@ impl OrtBackend {
             unsafe { buf.fill_from_device(0, 0, &stream) }.map_err(|e| e.to_string())?;
             inputs.push(buf);
         }
-        let mut graphs = graphs::GraphRuns::new(ctx, stream, inputs)?;
+        let mut graphs = graphs::GraphRuns::new(ctx, stream, inputs, free)?;
         // Warm-up: the output layouts, from buffers ONNX Runtime allocates.
         let mut warm = self.session.create_binding().map_err(|e| e.to_string())?;
         let bound = self
@@ -336,6 +337,7 @@ impl OrtBackend {
         }
         drop(sets);
         graphs.set_bindings(bindings);
+        let captured = graphs.made();
         let fixed = self.fixed.as_mut().ok_or("no fixed batch")?;
         fixed.graphs = Some(graphs);
         crate::backend_log!(
@@ -344,7 +346,7 @@ impl OrtBackend {
             self.log_target,
             "{}: batch fixed at {batch}, {} CUDA graphs captured",
             self.model_path,
-            graphs::GRAPH_SETS
+            captured
         );
         Ok(())
     }
@@ -429,22 +431,26 @@ impl OrtBackend {
             unsafe { graphs.stage_input(i, src, *nbytes, device) }
                 .map_err(|e| rt(format!("input '{}': {e}", t.name)))?;
         }
-        let lease = graphs.acquire_set().map_err(|e| rt(e.to_string()))?;
-        // A kept set runs on its own binding, bound once at start; a set made for this run
-        // (all kept ones in use) on a binding made for it too.
-        let transient = match lease.index {
-            Some(_) => None,
-            None => {
+        // A free set runs on its own binding, bound once; a set made now (every one in use
+        // and the bound not reached) gets its binding now and is kept for later runs.
+        let lease = match graphs.take_set()? {
+            graphs::NextSet::Ready(lease) => lease,
+            graphs::NextSet::Make(new) => {
+                let set = graphs.new_set().map_err(|e| rt(e.to_string()))?;
                 let mut b = self.session.create_binding().map_err(|e| rt(e.to_string()))?;
-                let bound = self.bind_graph_io(&mut b, graphs, Some(&lease.set))?;
-                Some((b, bound))
+                let bound = self.bind_graph_io(&mut b, graphs, Some(&set))?;
+                let lease = graphs.add_set(new, set, graphs::SetBinding::new(b, bound));
+                crate::backend_log!(
+                    debug,
+                    CAT,
+                    self.log_target,
+                    "{} CUDA-graph output sets (device outputs held downstream)",
+                    graphs.made()
+                );
+                lease
             }
         };
-        let binding = match (&transient, lease.index) {
-            (Some((b, _)), _) => b,
-            (None, Some(k)) => graphs.binding(k),
-            (None, None) => unreachable!("a set of its own has a binding made above"),
-        };
+        let binding = graphs.binding(lease.index);
         let mut failed = None;
         let first = self
             .session
@@ -473,11 +479,6 @@ impl OrtBackend {
         if failed.is_some() {
             graphs.enabled = false;
         }
-        // The binding goes before the values it holds.
-        if let Some((b, bound)) = transient {
-            drop(b);
-            drop(bound);
-        }
         if let Some(why) = failed {
             self.warning = Some(format!(
                 "a CUDA graph of model {} failed ({why}): running without graphs",
@@ -491,9 +492,9 @@ impl OrtBackend {
                 dtype: l.dtype,
                 shape: l.shape.clone(),
                 storage: TensorStorage::Device {
-                    ptr: lease.set.ptr(i),
+                    ptr: lease.hold.set.ptr(i),
                     len: l.bytes,
-                    keepalive: lease.set.clone(),
+                    keepalive: lease.hold.clone(),
                 },
             };
             result.push(match self.rows_kept(i, keep) {

@@ -500,8 +500,9 @@ impl OrtBackend {
         let (session, trt_max) = build(Some(stream.raw() as usize as u64)).map_err(|e| e.to_string())?;
         let mut backend = Self::assemble(opts, session, trt_max, plan, warning).map_err(|e| e.to_string())?;
         let worker = std::sync::Arc::new(graphs::Worker::new()?);
+        let sets = crate::backend::output_sets::OutputSets::new(opts, graphs::SETS_HELD, 0);
         let started = worker
-            .call(|| backend.start_graphs(&ctx, stream.clone()))
+            .call(|| backend.start_graphs(&ctx, stream.clone(), sets))
             .unwrap_or_else(|| Err("the inference thread failed while capturing".into()));
         if let Err(e) = started {
             drop(backend);

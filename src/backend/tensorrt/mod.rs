@@ -40,8 +40,9 @@
 //! Device output (and pinned) buffers are allocated at open for the max batch, in two sets,
 //! so the buffers a batch is read back from are never the ones the next batch is written
 //! to; while downstream holds device outputs more sets are made, up to
-//! `BackendOptions::output_pool_size` (default [`DEFAULT_OUTPUT_POOL_SIZE`]), then a call waits (bounded by
-//! `BackendOptions::pool_timeout`) for a set to come back ([`BoundedPool`]); a flush or stop
+//! `BackendOptions::output_pool_size` (default [`DEFAULT_OUTPUT_POOL_SIZE`]) times the chunks
+//! of the largest batch ([`InferenceBackend::hold_chunks`]), then a call waits (bounded by
+//! `BackendOptions::pool_timeout`) for a set to come back ([`OutputSets`]); a flush or stop
 //! of the element ends the wait ([`BackendError::Flushing`]). Host outputs are copied into
 //! buffers of a bounded pool per output ([`HostOutputs`], same bound and timeout).
 //! Optional CUDA-graph replay (`cuda-graph=true`). One warm-up run at open. [`InferenceBackend::upload`] copies constant inputs (prompts) to the device once.
@@ -57,6 +58,7 @@ mod ffi;
 mod io;
 mod load;
 pub mod options;
+mod runtime;
 mod sha256;
 
 use std::collections::HashMap;
@@ -67,18 +69,17 @@ use std::sync::{Arc, LazyLock};
 pub use cache::{CacheKey, CacheLookup, CacheMeta, EngineCache};
 pub use options::{Precision, TrtOptions, OPTIONS_ENV};
 
+use crate::backend::output_sets::{self, OutputSets, SetTake};
 #[cfg(doc)]
 use crate::backend::DEFAULT_OUTPUT_POOL_SIZE;
-use crate::backend::{
-    pool_wait_error, BackendError, BackendOptions, HostOutputs, InferenceBackend, InputRef, TensorSpec,
-};
-use crate::tensor::pool::{BoundedPool, Taken};
+use crate::backend::{BackendError, BackendOptions, HostOutputs, InferenceBackend, InputRef, TensorSpec};
 use crate::tensor::{Tensor, TensorStorage};
 
 use cuda::{DeviceBuffer, Event, GraphExec, PinnedBuffer, Stream};
 use ffi::{check, ShimError, Status};
 use io::{BatchLayout, IoTensor};
 use load::{discover_io, load_engine_file, load_or_build, model_kind, ModelKind};
+use runtime::{device_info, load_libraries, DeviceHold, Engine, GpuInfo, LogScope, Runtime};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -93,6 +94,9 @@ const BACKEND: &str = "tensorrt";
 /// Alignment TensorRT requires of I/O device addresses.
 const DEVICE_ALIGN: u64 = 256;
 
+/// What a wait for a buffer set that timed out names.
+const SETS_HELD: &str = "TensorRT output buffer sets held by device output tensors";
+
 /// Distinct (buffer set, input shapes) CUDA graphs kept before the set is cleared.
 const MAX_GRAPHS: usize = 64;
 
@@ -105,178 +109,6 @@ fn unavailable(reason: impl Into<String>) -> BackendError {
 
 fn runtime_error(e: ShimError) -> BackendError {
     BackendError::Runtime(e.message)
-}
-
-thread_local! {
-    /// The element whose backend call runs on this thread: TensorRT's logger is global,
-    /// its messages during a call name the element of that call.
-    static LOG_FOR: std::cell::RefCell<crate::backend::LogTarget> = Default::default();
-}
-
-/// While alive, TensorRT's messages on this thread name `target`'s element.
-struct LogScope(crate::backend::LogTarget);
-
-impl LogScope {
-    fn enter(target: &crate::backend::LogTarget) -> Self {
-        let previous = LOG_FOR.with(|t| t.replace(target.clone()));
-        LogScope(previous)
-    }
-}
-
-impl Drop for LogScope {
-    fn drop(&mut self) {
-        let previous = std::mem::take(&mut self.0);
-        LOG_FOR.with(|t| t.replace(previous));
-    }
-}
-
-/// Receives TensorRT's log messages (called from TensorRT threads too).
-extern "C" fn log_from_tensorrt(severity: i32, msg: *const c_char) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if msg.is_null() {
-            return;
-        }
-        // SAFETY: TensorRT passes a NUL-terminated message valid for this call.
-        let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
-        let target = LOG_FOR.with(|t| t.borrow().clone());
-        match severity {
-            0 | 1 => crate::backend_log!(error, CAT, target, "TensorRT: {}", text),
-            2 => crate::backend_log!(warning, CAT, target, "TensorRT: {}", text),
-            3 => crate::backend_log!(debug, CAT, target, "TensorRT: {}", text),
-            _ => crate::backend_log!(trace, CAT, target, "TensorRT: {}", text),
-        }
-    }));
-}
-
-/// Loads libnvinfer and libcuda; returns the TensorRT library version integer.
-fn load_libraries() -> Result<i32, BackendError> {
-    let mut version = 0;
-    // SAFETY: out-pointer to a local; the callback is a plain extern "C" fn.
-    check(unsafe { ffi::trts_load(Some(log_from_tensorrt), &mut version) })
-        .map_err(|e| unavailable(e.message))?;
-    Ok(version)
-}
-
-/// GPU identity for the engine cache key.
-struct GpuInfo {
-    name: String,
-    cc: (i32, i32),
-}
-
-fn device_info(device: i32) -> Result<GpuInfo, ShimError> {
-    let mut name = [0 as c_char; 256];
-    let (mut major, mut minor) = (0, 0);
-    // SAFETY: buffer and out-pointers are locals of the given sizes.
-    check(unsafe { ffi::trts_device_info(device, name.as_mut_ptr(), name.len(), &mut major, &mut minor) })?;
-    // SAFETY: the shim NUL-terminates the name within the buffer.
-    let name = unsafe { CStr::from_ptr(name.as_ptr()) }
-        .to_string_lossy()
-        .trim()
-        .to_string();
-    Ok(GpuInfo {
-        name,
-        cc: (major, minor),
-    })
-}
-
-/// `trts_runtime`: IRuntime plus the retained primary CUDA context.
-struct Runtime(*mut ffi::RawRuntime);
-
-impl Runtime {
-    fn create(device: i32) -> Result<Runtime, ShimError> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: out-pointer to a local.
-        check(unsafe { ffi::trts_runtime_create(device, &mut raw) })?;
-        Ok(Runtime(raw))
-    }
-    fn make_current(&self) -> Result<(), ShimError> {
-        // SAFETY: valid runtime.
-        check(unsafe { ffi::trts_runtime_make_current(self.0) })
-    }
-    fn deserialize(&self, plan: &[u8]) -> Result<Engine, ShimError> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: plan is a live slice; out-pointer to a local.
-        check(unsafe { ffi::trts_engine_load(self.0, plan.as_ptr().cast(), plan.len(), &mut raw) })?;
-        Ok(Engine(raw))
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        // SAFETY: created by trts_runtime_create; every engine is dropped before (the
-        // backend drops its engine first; device buffers handed out hold only the runtime).
-        unsafe { ffi::trts_runtime_destroy(self.0) }
-    }
-}
-
-// SAFETY: the runtime is shared (Arc) between the backend and the device buffers it hands
-// out, which only call `make_current` (cuCtxSetCurrent of the retained primary context on
-// the calling thread: thread-safe) and, with the last reference, destroy it. Deserializing
-// happens only while the backend opens, before anything is shared.
-unsafe impl Send for Runtime {}
-// SAFETY: as above.
-unsafe impl Sync for Runtime {}
-
-/// Device buffers that may outlive the backend (device output tensors, uploaded constant
-/// inputs): freed with the backend's CUDA context current.
-struct DeviceHold {
-    buffers: Vec<DeviceBuffer>,
-    runtime: Arc<Runtime>,
-}
-
-impl DeviceHold {
-    fn new(bytes: &[usize], runtime: &Arc<Runtime>) -> Result<Self, ShimError> {
-        Ok(DeviceHold {
-            buffers: bytes
-                .iter()
-                .map(|&n| DeviceBuffer::new(n))
-                .collect::<Result<_, _>>()?,
-            runtime: runtime.clone(),
-        })
-    }
-}
-
-impl Drop for DeviceHold {
-    fn drop(&mut self) {
-        // cuMemFree needs a current context; the last holder may be any thread.
-        let _ = self.runtime.make_current();
-        self.buffers.clear();
-    }
-}
-
-/// `trts_engine`: ICudaEngine plus its execution context.
-struct Engine(*mut ffi::RawEngine);
-
-impl Engine {
-    fn set_input_shape(&mut self, t: &IoTensor, shape: &[i64]) -> Result<(), BackendError> {
-        // SAFETY: valid engine, NUL-terminated name, dims slice of the given length.
-        check(unsafe {
-            ffi::trts_context_set_input_shape(self.0, t.cname.as_ptr(), shape.as_ptr(), shape.len() as i32)
-        })
-        .map_err(|e| BackendError::ShapeMismatch(e.message))
-    }
-    fn shape(&self, t: &IoTensor) -> Result<Vec<i64>, ShimError> {
-        let mut dims = [0i64; ffi::MAX_DIMS];
-        let mut nb = 0;
-        // SAFETY: valid engine and name; out buffers have MAX_DIMS entries.
-        check(unsafe { ffi::trts_context_shape(self.0, t.cname.as_ptr(), dims.as_mut_ptr(), &mut nb) })?;
-        Ok(dims[..nb.clamp(0, ffi::MAX_DIMS as i32) as usize].to_vec())
-    }
-    fn set_address(&mut self, t: &IoTensor, ptr: u64) -> Result<(), BackendError> {
-        // SAFETY: valid engine and name; TensorRT only stores the address.
-        check(unsafe { ffi::trts_context_set_address(self.0, t.cname.as_ptr(), ptr) }).map_err(runtime_error)
-    }
-    fn enqueue(&mut self, stream: &Stream) -> Result<(), ShimError> {
-        // SAFETY: valid engine and stream; every I/O address was bound before.
-        check(unsafe { ffi::trts_context_enqueue(self.0, stream.raw()) })
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        // SAFETY: created by trts_engine_load, destroyed once.
-        unsafe { ffi::trts_engine_destroy(self.0) }
-    }
 }
 
 /// One set of I/O buffers, sized for the max batch.
@@ -325,13 +157,7 @@ impl BufferSet {
 struct SetLease {
     index: usize,
     _outputs: Arc<DeviceHold>,
-    pool: Arc<BoundedPool<usize>>,
-}
-
-impl Drop for SetLease {
-    fn drop(&mut self) {
-        self.pool.put(self.index);
-    }
+    _lease: output_sets::SetLease,
 }
 
 /// Native TensorRT inference backend. See the [module documentation](self).
@@ -350,8 +176,7 @@ pub struct TrtBackend {
     layout: BatchLayout,
     max_batch: usize,
     /// Indices into `sets` free for the next call; at most the bound out at once.
-    free_sets: Arc<BoundedPool<usize>>,
-    set_timeout: Option<std::time::Duration>,
+    free_sets: OutputSets,
     log_target: crate::backend::LogTarget,
     bound_shapes: Vec<Vec<i64>>,
     cuda_graph: bool,
@@ -526,12 +351,7 @@ impl TrtBackend {
             if trt.cuda_graph { "on" } else { "off" }
         );
 
-        let free_sets = Arc::new(BoundedPool::with_idle(
-            (0..sets.len()).rev().collect(),
-            Some(set_limit),
-            set_limit,
-        ));
-        opts.pools.add(free_sets.clone());
+        let free_sets = OutputSets::new(opts, SETS_HELD, sets.len());
         Ok(TrtBackend {
             graphs: HashMap::new(),
             sets,
@@ -546,7 +366,6 @@ impl TrtBackend {
             layout,
             max_batch,
             free_sets,
-            set_timeout: Some(opts.output_timeout()),
             log_target: opts.log_target.clone(),
             bound_shapes,
             cuda_graph: trt.cuda_graph,
@@ -559,9 +378,10 @@ impl TrtBackend {
     /// The buffer set of the next call: a free one, else a new one while fewer than the
     /// bound exist, else waits (bounded) for one held downstream to come back.
     fn acquire_set(&mut self) -> Result<SetLease, BackendError> {
-        let index = match self.free_sets.take(self.set_timeout, Vec::pop) {
-            Ok(Taken::Idle(k)) => k,
-            Ok(Taken::New) => {
+        let lease = match self.free_sets.take()? {
+            SetTake::Idle(lease) => lease,
+            SetTake::New(new) => {
+                // Dropping `new` on an allocation failure gives the permission back.
                 let set = BufferSet::new(
                     &self.input_bytes,
                     &self.output_bytes,
@@ -569,10 +389,7 @@ impl TrtBackend {
                     &self.runtime,
                     &self.stream,
                 )
-                .map_err(|e| {
-                    self.free_sets.forget(false);
-                    runtime_error(e)
-                })?;
+                .map_err(runtime_error)?;
                 self.sets.push(set);
                 crate::backend_log!(
                     debug,
@@ -581,19 +398,14 @@ impl TrtBackend {
                     "{} buffer sets (device outputs held downstream)",
                     self.sets.len()
                 );
-                self.sets.len() - 1
-            }
-            Err(e) => {
-                return Err(pool_wait_error(
-                    e,
-                    "TensorRT output buffer sets held by device output tensors",
-                ))
+                new.made(self.sets.len() - 1)
             }
         };
+        let index = lease.index();
         Ok(SetLease {
             index,
             _outputs: self.sets[index].outputs.clone(),
-            pool: self.free_sets.clone(),
+            _lease: lease,
         })
     }
 
@@ -674,6 +486,7 @@ impl InferenceBackend for TrtBackend {
 
     fn hold_chunks(&mut self, chunks: usize) {
         self.host_outputs.hold_chunks(chunks);
+        self.free_sets.hold_chunks(chunks);
     }
 
     fn infer(&mut self, inputs: &[InputRef<'_>]) -> Result<Vec<Tensor>, BackendError> {

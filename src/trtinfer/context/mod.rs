@@ -181,8 +181,7 @@ impl InferContext {
             cuda_graph: s.cuda_graph,
             cuda_provider: s.cuda_provider,
             output_pool_size: s.output_pool_size,
-            pool_timeout: (s.pool_timeout_ms > 0)
-                .then(|| std::time::Duration::from_millis(s.pool_timeout_ms.into())),
+            pool_timeout: s.pool_timeout,
             log_target: s.log_target.clone(),
             pools: s.pools.clone(),
         })?;

@@ -46,8 +46,8 @@ pub struct InferSettings {
     pub cuda_provider: backend::CudaProviderOptions,
     /// Native TensorRT: output buffer sets held downstream at most (0: the backend's 8).
     pub output_pool_size: usize,
-    /// Longest wait for an output buffer set, ms (0: the backend's 10000).
-    pub pool_timeout_ms: u32,
+    /// How long a batch waits for output tensors held downstream (`pool-timeout`).
+    pub pool_timeout: backend::PoolTimeout,
     /// The element, named by the backend's log lines.
     pub log_target: backend::LogTarget,
     /// The element's pools: the backend's bounded output pools join it (flush/stop wake).
