@@ -123,8 +123,16 @@ impl Spool {
 
     /// Up to `n` records from the read position, and the bytes they take.
     pub fn peek(&self, n: usize) -> io::Result<(Vec<Record>, u64)> {
+        let recs = self.peek_after(0, n)?;
+        let bytes = recs.iter().map(|(_, b)| b).sum();
+        Ok((recs.into_iter().map(|(r, _)| r).collect(), bytes))
+    }
+
+    /// Up to `n` records starting `skip` bytes after the read position (past records that
+    /// are in flight already), each with the bytes it takes.
+    pub fn peek_after(&self, skip: u64, n: usize) -> io::Result<Vec<(Record, u64)>> {
         let mut out = Vec::with_capacity(n.min(self.records));
-        let mut pos = self.read_offset;
+        let mut pos = self.read_offset + skip;
         while out.len() < n && pos < self.len {
             let mut h = [0u8; HEADER as usize];
             self.file.read_exact_at(&mut h, pos)?;
@@ -134,10 +142,10 @@ impl Spool {
             let payload = body.split_off(k as usize);
             let key = String::from_utf8(body)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "spool record key is not UTF-8"))?;
-            out.push(Record::new(key, payload));
+            out.push((Record::new(key, payload), HEADER + k + p));
             pos += HEADER + k + p;
         }
-        Ok((out, pos - self.read_offset))
+        Ok(out)
     }
 
     /// Marks the first `n` records (`bytes` long, as [`Spool::peek`] said) as sent.
@@ -229,6 +237,12 @@ mod tests {
             recs.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
             ["k0", "k1", "k2"]
         );
+        let after = s.peek_after(bytes, 2).unwrap();
+        assert_eq!(
+            after.iter().map(|(r, _)| r.key.as_str()).collect::<Vec<_>>(),
+            ["k3", "k4"]
+        );
+        assert_eq!(after[0].1, 8 + 2 + 2);
         s.consume(3, bytes).unwrap();
         drop(s);
         let mut s = Spool::open(&d, "a", 1 << 20).unwrap();
