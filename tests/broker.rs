@@ -706,12 +706,15 @@ fn mqtt_window_is_respected_and_a_restart_with_messages_in_flight_loses_none() {
     let (sent, spooled, replayed, dropped) = s.counters().get();
     let peak = s.peak_in_flight();
     eprintln!(
-        "in flight at the restart {in_flight}, acknowledged before it {sent_at_stop}, peak in flight \
+        "in flight at SIGTERM {in_flight}, acknowledged when mosquitto exited {sent_at_stop}, peak in flight \
          {peak}; sent {sent}, spooled {spooled}, replayed {replayed}, dropped {dropped}"
     );
+    // mosquitto reads what its clients send before it acts on SIGTERM, so it may take the
+    // messages in flight (and more) before it exits; the stand-in broker of
+    // src/broker/tests.rs drops a connection with messages in flight deterministically.
     assert!(
-        in_flight > 0 && sent_at_stop < n,
-        "the restart came with messages in flight"
+        in_flight > 0,
+        "messages were in flight when the broker was told to stop"
     );
     assert_eq!(peak, 64, "the window filled and was never exceeded");
     assert_eq!(
