@@ -2,14 +2,15 @@
 //! network.
 //!
 //! [`Sender::push`] (called on the streaming thread) puts a message into a bounded
-//! in-memory queue; a sender thread drains it in batches and publishes them with
-//! acknowledgement (MQTT QoS 1 PUBACK, Redis XADD reply, JetStream publish ack). While the
+//! in-memory queue; a sender thread drains it and publishes with acknowledgement (MQTT QoS 1
+//! PUBACK, Redis XADD reply, JetStream publish ack), keeping up to [`Publisher::window`]
+//! messages in flight: sent, acknowledgement pending. While the
 //! broker is down or slower than the producer, the queue fills and further messages are
 //! appended to the on-disk [`Spool`]; once anything is spooled, new messages go behind it, so
 //! order is kept: in flight, then queue, then spool (replayed when the queue is empty).
 //! Only a full spool (or none configured) drops messages, counted in [`Counters::dropped`].
-//! Delivery is at least once: a batch whose acknowledgement did not come is sent again,
-//! and consumers deduplicate by key.
+//! Delivery is at least once: messages whose acknowledgement did not come are sent again
+//! (in order, on a new connection), and consumers deduplicate by key.
 
 mod destination;
 mod mqtt;
@@ -23,7 +24,7 @@ pub use spool::Spool;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -86,9 +87,12 @@ pub struct Config {
     /// Spool directory and file name; `None`: no spool (a full queue drops).
     pub spool: Option<(PathBuf, String)>,
     pub spool_max_bytes: u64,
-    /// Messages per publish round trip.
+    /// Messages per publish round trip (Redis, NATS).
     pub batch: usize,
-    /// Limit of one connection attempt and of waiting for one batch's acknowledgements.
+    /// MQTT: QoS 1 publishes sent and not yet acknowledged, at most.
+    pub max_inflight: usize,
+    /// Limit of one connection attempt, and of waiting for the next acknowledgement while
+    /// messages are in flight.
     pub timeout: Duration,
     /// Keep up to this many frame->broker latencies (0: none), for measurements.
     pub latency_samples: usize,
@@ -104,6 +108,7 @@ impl Config {
             spool: None,
             spool_max_bytes: 256 << 20,
             batch: 64,
+            max_inflight: 256,
             timeout: Duration::from_secs(2),
             latency_samples: 0,
         }
@@ -164,10 +169,20 @@ pub enum Notice {
     SpoolError(String),
 }
 
-/// A connected broker client.
+/// A connected broker client. The sender keeps at most [`Publisher::window`] messages sent
+/// and not yet acknowledged; after an error it drops the client and sends every
+/// unacknowledged message again, in order, on a new connection.
 pub trait Publisher: Send {
-    /// Publishes `records` in order; `Ok` once the broker acknowledged every one.
-    fn publish(&mut self, records: &[Record]) -> Result<(), String>;
+    /// How many messages may be in flight at once.
+    fn window(&self) -> usize;
+    /// Sends `record` after those sent before; its acknowledgement comes through
+    /// [`Publisher::acknowledged`].
+    fn send(&mut self, record: &Record) -> Result<(), String>;
+    /// Waits at most `wait` for acknowledgements and returns how many of the oldest
+    /// unacknowledged messages the broker acknowledged since the last call (0: none yet).
+    /// An error when the connection failed or nothing was acknowledged within the
+    /// configured timeout.
+    fn acknowledged(&mut self, wait: Duration) -> Result<usize, String>;
 }
 
 /// Connects to the configured broker.
@@ -211,6 +226,9 @@ struct Inner {
     state: Mutex<Shared>,
     cond: Condvar,
     counters: Counters,
+    /// Messages sent and not acknowledged yet, now and at most so far.
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
     latencies: Mutex<Vec<Duration>>,
     config: Config,
     notify: Notify,
@@ -259,6 +277,8 @@ impl Sender {
             }),
             cond: Condvar::new(),
             counters: Counters::default(),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
             latencies: Mutex::new(Vec::new()),
             config,
             notify: Arc::new(notify),
@@ -331,6 +351,16 @@ impl Sender {
     pub fn pending(&self) -> (usize, usize) {
         let s = self.inner.lock();
         (s.queue.len(), s.spool.as_ref().map_or(0, |sp| sp.records()))
+    }
+
+    /// Messages sent to the broker and not acknowledged yet.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The most messages that were in flight at once so far.
+    pub fn peak_in_flight(&self) -> usize {
+        self.inner.peak_in_flight.load(Ordering::Relaxed)
     }
 
     /// Frame->broker latencies recorded so far (with `latency_samples`), emptied.
@@ -410,11 +440,63 @@ impl Drop for Sender {
     }
 }
 
-/// What the sender thread holds between attempts.
+/// One message the sender thread holds until the broker acknowledged it.
 struct InFlight {
-    records: Vec<Record>,
-    /// `Some(bytes)` when the records are the head of the spool (still stored there).
+    record: Record,
+    /// `Some(bytes)` when the record is in the spool (still stored there, `bytes` long).
     from_spool: Option<u64>,
+}
+
+/// The messages in flight, oldest first: in-memory ones, then spooled ones (the queue is
+/// older than the spool, and nothing enters the queue while the spool holds messages).
+#[derive(Default)]
+struct Window {
+    flights: VecDeque<InFlight>,
+    /// How many of `flights` were sent on the current connection.
+    sent: usize,
+    /// Spool bytes taken by `flights` (where the next spool read starts).
+    spool_bytes: u64,
+}
+
+impl Window {
+    /// Takes messages until `limit` are in flight: from the queue first, then the spool.
+    /// Returns a spool read error.
+    fn refill(&mut self, s: &mut Shared, limit: usize) -> Result<(), String> {
+        let room = limit.saturating_sub(self.flights.len());
+        if room == 0 {
+            return Ok(());
+        }
+        if !s.queue.is_empty() {
+            let n = s.queue.len().min(room);
+            self.flights.extend(s.queue.drain(..n).map(|record| InFlight {
+                record,
+                from_spool: None,
+            }));
+            return Ok(());
+        }
+        if let Some(sp) = s.spool.as_ref().filter(|sp| !sp.is_empty()) {
+            let more = sp
+                .peek_after(self.spool_bytes, room)
+                .map_err(|e| format!("could not read the spool '{}': {e}", sp.path().display()))?;
+            for (record, bytes) in more {
+                self.spool_bytes += bytes;
+                self.flights.push_back(InFlight {
+                    record,
+                    from_spool: Some(bytes),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The in-memory records still in flight (spooled ones stay in the spool).
+    fn into_memory(self) -> Vec<Record> {
+        self.flights
+            .into_iter()
+            .filter(|f| f.from_spool.is_none())
+            .map(|f| f.record)
+            .collect()
+    }
 }
 
 /// The sender thread; returns the in-memory messages it still held when stopped.
@@ -423,38 +505,26 @@ fn run(inner: &Inner) -> Vec<Record> {
     let mut publisher: Option<Box<dyn Publisher>> = None;
     let mut connected: Option<bool> = None;
     let mut backoff = Duration::from_millis(100);
-    let mut work: Option<InFlight> = None;
+    let mut w = Window::default();
     loop {
-        // 1. Something to send: the queue first (older), then the spool.
-        if work.is_none() {
+        // 1. Something to send: the queue first (older), then the spool. At stop, only what
+        //    is in flight is finished.
+        let limit = publisher
+            .as_ref()
+            .map_or(config.max_inflight.max(1), |p| p.window().max(1));
+        {
             let mut s = inner.lock();
             loop {
-                if s.stop {
+                if s.stop && w.flights.is_empty() {
                     s.idle = true;
                     return Vec::new();
                 }
-                if !s.queue.is_empty() {
-                    let n = s.queue.len().min(config.batch);
-                    work = Some(InFlight {
-                        records: s.queue.drain(..n).collect(),
-                        from_spool: None,
-                    });
-                    break;
-                }
-                if let Some(sp) = s.spool.as_ref().filter(|sp| !sp.is_empty()) {
-                    match sp.peek(config.batch) {
-                        Ok((records, bytes)) => {
-                            work = Some(InFlight {
-                                records,
-                                from_spool: Some(bytes),
-                            });
-                            break;
-                        }
-                        Err(e) => {
-                            let msg = format!("could not read the spool '{}': {e}", sp.path().display());
-                            drop(s);
-                            (inner.notify)(Notice::SpoolError(msg));
-                            s = inner.lock();
+                if !s.stop {
+                    if let Err(msg) = w.refill(&mut s, limit) {
+                        drop(s);
+                        (inner.notify)(Notice::SpoolError(msg));
+                        s = inner.lock();
+                        if w.flights.is_empty() {
                             s = inner
                                 .cond
                                 .wait_timeout(s, Duration::from_secs(1))
@@ -463,6 +533,9 @@ fn run(inner: &Inner) -> Vec<Record> {
                             continue;
                         }
                     }
+                }
+                if !w.flights.is_empty() {
+                    break;
                 }
                 s.idle = true;
                 inner.cond.notify_all();
@@ -474,13 +547,13 @@ fn run(inner: &Inner) -> Vec<Record> {
             }
             s.idle = false;
         }
-        let Some(w) = work.as_mut() else { continue };
 
         // 2. A connection.
         if publisher.is_none() {
             match (inner.connector)(config) {
                 Ok(p) => {
                     publisher = Some(p);
+                    w.sent = 0;
                     backoff = Duration::from_millis(100);
                     if connected != Some(true) {
                         connected = Some(true);
@@ -493,65 +566,92 @@ fn run(inner: &Inner) -> Vec<Record> {
                         (inner.notify)(Notice::Disconnected(e));
                     }
                     if wait_or_stop(inner, backoff) {
-                        return take_memory(work);
+                        return w.into_memory();
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
                 }
             }
         }
-
-        // 3. Publish and wait for the acknowledgements.
         let Some(p) = publisher.as_mut() else { continue };
-        match p.publish(&w.records) {
-            Ok(()) => {
-                let n = w.records.len() as u64;
-                inner.counters.sent.fetch_add(n, Ordering::Relaxed);
-                if config.latency_samples > 0 {
-                    let now = Instant::now();
-                    let mut l = inner.latencies.lock().unwrap_or_else(|e| e.into_inner());
-                    for r in &w.records {
-                        if l.len() < config.latency_samples && w.from_spool.is_none() {
-                            l.push(now - r.enqueued);
-                        }
-                    }
-                }
-                if let Some(bytes) = w.from_spool {
-                    let mut s = inner.lock();
-                    if let Some(sp) = s.spool.as_mut() {
-                        if let Err(e) = sp.consume(w.records.len(), bytes) {
-                            let msg = format!("could not update the spool '{}': {e}", sp.path().display());
-                            drop(s);
-                            (inner.notify)(Notice::SpoolError(msg));
-                        }
-                    }
-                    inner.counters.replayed.fetch_add(n, Ordering::Relaxed);
-                }
-                work = None;
+
+        // 3. Send what is not sent yet, then take the acknowledgements that came. With room
+        //    in the window, look at the queue again soon; with a full one, wait longer.
+        let upto = w.flights.len().min(p.window().max(1));
+        let mut result = w
+            .flights
+            .range(w.sent.min(upto)..upto)
+            .try_for_each(|f| p.send(&f.record));
+        if result.is_ok() {
+            w.sent = upto;
+        }
+        inner.in_flight.store(w.sent, Ordering::Relaxed);
+        inner.peak_in_flight.fetch_max(w.sent, Ordering::Relaxed);
+        let wait = if w.sent < p.window() {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(100)
+        };
+        let acked = match result {
+            Ok(()) => p.acknowledged(wait),
+            Err(e) => Err(e),
+        };
+        result = acked.map(|n| acknowledge(inner, &mut w, n));
+        if let Err(e) = result {
+            publisher = None;
+            inner.in_flight.store(0, Ordering::Relaxed);
+            if connected != Some(false) {
+                connected = Some(false);
+                (inner.notify)(Notice::Disconnected(e));
             }
-            Err(e) => {
-                publisher = None;
-                if connected != Some(false) {
-                    connected = Some(false);
-                    (inner.notify)(Notice::Disconnected(e));
-                }
-                if wait_or_stop(inner, backoff) {
-                    return take_memory(work);
-                }
+            if wait_or_stop(inner, backoff) {
+                return w.into_memory();
             }
         }
     }
 }
 
-/// The in-memory records of `work` (spooled ones stay in the spool).
-fn take_memory(work: Option<InFlight>) -> Vec<Record> {
-    match work {
-        Some(InFlight {
-            records,
-            from_spool: None,
-        }) => records,
-        _ => Vec::new(),
+/// Counts the `n` oldest messages in flight as sent and lets go of them (out of the spool
+/// for spooled ones).
+fn acknowledge(inner: &Inner, w: &mut Window, n: usize) {
+    if n == 0 {
+        return;
     }
+    let n = n.min(w.flights.len());
+    let config = &inner.config;
+    let done: Vec<InFlight> = w.flights.drain(..n).collect();
+    w.sent = w.sent.saturating_sub(n);
+    inner.in_flight.store(w.sent, Ordering::Relaxed);
+    inner.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+    let now = Instant::now();
+    if config.latency_samples > 0 {
+        let mut l = inner.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        for f in done.iter().filter(|f| f.from_spool.is_none()) {
+            if l.len() < config.latency_samples {
+                l.push(now - f.record.enqueued);
+            }
+        }
+    }
+    let (replayed, bytes) = done
+        .iter()
+        .filter_map(|f| f.from_spool)
+        .fold((0usize, 0u64), |(n, b), bytes| (n + 1, b + bytes));
+    if replayed == 0 {
+        return;
+    }
+    w.spool_bytes = w.spool_bytes.saturating_sub(bytes);
+    let mut s = inner.lock();
+    if let Some(sp) = s.spool.as_mut() {
+        if let Err(e) = sp.consume(replayed, bytes) {
+            let msg = format!("could not update the spool '{}': {e}", sp.path().display());
+            drop(s);
+            (inner.notify)(Notice::SpoolError(msg));
+        }
+    }
+    inner
+        .counters
+        .replayed
+        .fetch_add(replayed as u64, Ordering::Relaxed);
 }
 
 /// Waits `d` unless asked to stop; whether it was.

@@ -1,15 +1,22 @@
-//! MQTT 3.1.1 / 5 publisher (rumqttc), QoS 1: a batch counts as sent when every PUBACK came.
+//! MQTT 3.1.1 / 5 publisher (rumqttc), QoS 1, pipelined: up to `max-inflight` PUBLISH
+//! packets are out at once and each counts as sent when its PUBACK came (a broker sends
+//! PUBACKs in the order of the PUBLISH packets: MQTT 3.1.1 section 4.6, MQTT 5 section 4.6).
 
 use super::{tls, Config, MqttVersion, Publisher, Record};
 use std::time::{Duration, Instant};
 
-/// One connection; a lost connection is dropped and a new one made (clean session), so a
-/// batch is either acknowledged or sent again whole.
+/// One connection; a lost connection is dropped and a new one made (clean session), and
+/// what was not acknowledged is sent again.
 pub struct Mqtt {
     rt: tokio::runtime::Runtime,
     client: Client,
     topic: String,
     timeout: Duration,
+    window: usize,
+    /// Publishes sent and not acknowledged yet.
+    unacked: usize,
+    /// The last acknowledgement, or the first send after none were pending.
+    progress: Instant,
 }
 
 enum Client {
@@ -34,13 +41,14 @@ fn transport(config: &Config) -> Result<Option<rumqttc::Transport>, String> {
 }
 
 /// rumqttc writes and flushes each PUBLISH on its own; with Nagle's algorithm on, every
-/// publish after the first of a batch waits for the broker's delayed TCP ACK (40 ms on
-/// Linux), which capped a batch of 64 at ~1,400 messages/s. PUBACKs are acknowledgements
-/// already, so nothing is gained by coalescing.
+/// publish after the first of a burst would wait for the broker's delayed TCP ACK (40 ms on
+/// Linux). PUBACKs are acknowledgements already, so nothing is gained by coalescing.
 fn no_delay(mut n: rumqttc::NetworkOptions) -> rumqttc::NetworkOptions {
     n.set_tcp_nodelay(true);
     n
 }
+
+const TIMED_OUT: &str = "the broker did not answer in time";
 
 /// Polls `poll` until `done` says so or the deadline passes.
 macro_rules! drive {
@@ -49,10 +57,10 @@ macro_rules! drive {
             loop {
                 let left = $deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err("the broker did not answer in time".to_string());
+                    return Err(TIMED_OUT.to_string());
                 }
                 match tokio::time::timeout(left, $el.poll()).await {
-                    Err(_) => return Err("the broker did not answer in time".to_string()),
+                    Err(_) => return Err(TIMED_OUT.to_string()),
                     Ok(Err(e)) => return Err(format!("MQTT connection failed: {e}")),
                     Ok(Ok($ev)) => {
                         if let Some(r) = $body {
@@ -74,12 +82,15 @@ impl Mqtt {
             .map_err(|e| format!("could not start the MQTT runtime: {e}"))?;
         let transport = transport(config)?;
         let deadline = Instant::now() + config.timeout;
-        let cap = config.batch.max(1) * 2;
+        // rumqttc's packet ids run up to its inflight limit, so the window is that limit;
+        // the request channel never holds more than the window.
+        let window = config.max_inflight.clamp(1, u16::MAX as usize);
+        let cap = window;
         let client = match d.mqtt_version {
             MqttVersion::V311 => {
                 let mut o = rumqttc::MqttOptions::new(&config.client_id, &d.host, d.port);
                 o.set_keep_alive(Duration::from_secs(5)).set_clean_session(true);
-                o.set_inflight(cap.min(u16::MAX as usize) as u16);
+                o.set_inflight(window as u16);
                 o.set_max_packet_size(1 << 20, 64 << 20);
                 if let Some(u) = config.username() {
                     o.set_credentials(u, config.password().unwrap_or_default());
@@ -105,6 +116,8 @@ impl Mqtt {
                 let mut o = rumqttc::v5::MqttOptions::new(&config.client_id, &d.host, d.port);
                 o.set_keep_alive(Duration::from_secs(5)).set_clean_start(true);
                 o.set_max_packet_size(Some(64 << 20));
+                // The broker's Receive Maximum lowers it further when smaller.
+                o.set_outgoing_inflight_upper_limit(window as u16);
                 if let Some(u) = config.username() {
                     o.set_credentials(u, config.password().unwrap_or_default());
                 }
@@ -130,55 +143,84 @@ impl Mqtt {
             client,
             topic: d.target.clone(),
             timeout: config.timeout,
+            window,
+            unacked: 0,
+            progress: Instant::now(),
         })
     }
 }
 
 impl Publisher for Mqtt {
-    fn publish(&mut self, records: &[Record]) -> Result<(), String> {
-        let deadline = Instant::now() + self.timeout;
-        let total = records.len();
+    fn window(&self) -> usize {
+        self.window
+    }
+
+    fn send(&mut self, r: &Record) -> Result<(), String> {
+        let sent = match &self.client {
+            Client::V4(c, _) => c
+                .try_publish(&self.topic, rumqttc::QoS::AtLeastOnce, false, r.payload.clone())
+                .map_err(|e| e.to_string()),
+            Client::V5(c, _) => c
+                .try_publish(
+                    &self.topic,
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    false,
+                    r.payload.clone(),
+                )
+                .map_err(|e| e.to_string()),
+        };
+        sent.map_err(|e| format!("MQTT publish failed: {e}"))?;
+        if self.unacked == 0 {
+            self.progress = Instant::now();
+        }
+        self.unacked += 1;
+        Ok(())
+    }
+
+    /// Drives the connection (writing what was sent, reading PUBACKs) until at least one
+    /// PUBACK came or `wait` passed; an error once nothing was acknowledged for `timeout`.
+    fn acknowledged(&mut self, wait: Duration) -> Result<usize, String> {
+        if self.unacked == 0 {
+            return Ok(0);
+        }
+        let stall = self.progress + self.timeout;
+        let until = (Instant::now() + wait).min(stall);
         let mut acked = 0usize;
-        match &mut self.client {
-            Client::V4(c, el) => {
-                for r in records {
-                    c.try_publish(&self.topic, rumqttc::QoS::AtLeastOnce, false, r.payload.clone())
-                        .map_err(|e| format!("MQTT publish failed: {e}"))?;
+        let polled: Result<(), String> = match &mut self.client {
+            Client::V4(_, el) => drive!(self.rt, el, until, |ev| match ev {
+                rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) => {
+                    acked += 1;
+                    Some(Ok(()))
                 }
-                drive!(self.rt, el, deadline, |ev| match ev {
-                    rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) => {
-                        acked += 1;
-                        (acked == total).then_some(Ok(()))
-                    }
-                    _ => None,
-                })
-            }
-            Client::V5(c, el) => {
+                _ => None,
+            }),
+            Client::V5(_, el) => {
                 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
-                for r in records {
-                    c.try_publish(
-                        &self.topic,
-                        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                        false,
-                        r.payload.clone(),
-                    )
-                    .map_err(|e| format!("MQTT publish failed: {e}"))?;
-                }
-                drive!(self.rt, el, deadline, |ev| match ev {
-                    rumqttc::v5::Event::Incoming(Packet::PubAck(a)) => {
-                        if !matches!(
+                drive!(self.rt, el, until, |ev| match ev {
+                    rumqttc::v5::Event::Incoming(Packet::PubAck(a)) => Some(
+                        if matches!(
                             a.reason,
                             PubAckReason::Success | PubAckReason::NoMatchingSubscribers
                         ) {
-                            Some(Err(format!("the MQTT broker rejected a message: {:?}", a.reason)))
-                        } else {
                             acked += 1;
-                            (acked == total).then_some(Ok(()))
+                            Ok(())
+                        } else {
+                            Err(format!("the MQTT broker rejected a message: {:?}", a.reason))
                         }
-                    }
+                    ),
                     _ => None,
                 })
             }
+        };
+        match polled {
+            Err(e) if e != TIMED_OUT => return Err(e),
+            Err(_) if acked == 0 && Instant::now() >= stall => return Err(TIMED_OUT.to_string()),
+            _ => {}
         }
+        if acked > 0 {
+            self.unacked = self.unacked.saturating_sub(acked);
+            self.progress = Instant::now();
+        }
+        Ok(acked)
     }
 }

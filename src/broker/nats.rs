@@ -1,6 +1,7 @@
 //! NATS JetStream publisher (async-nats): the stream capturing the subject is created when
 //! missing; each message carries its key as `Nats-Msg-Id` (JetStream drops duplicates
-//! within the stream's duplicate window) and counts as sent when its publish ack came.
+//! within the stream's duplicate window) and counts as sent when its publish ack came. Up
+//! to `batch` publishes go out before their acks are awaited.
 
 use super::{tls, Config, Publisher, Record};
 use async_nats::jetstream;
@@ -11,6 +12,9 @@ pub struct Nats {
     js: jetstream::Context,
     subject: String,
     timeout: Duration,
+    batch: usize,
+    /// Acks of the publishes sent since the last wait, in order.
+    acks: Vec<jetstream::context::PublishAckFuture>,
     // Keeps the connection open.
     _client: async_nats::Client,
 }
@@ -75,33 +79,42 @@ impl Nats {
             js,
             subject,
             timeout,
+            batch: config.batch.max(1),
+            acks: Vec::new(),
             _client: client,
         })
     }
 }
 
 impl Publisher for Nats {
-    fn publish(&mut self, records: &[Record]) -> Result<(), String> {
-        let (js, subject, timeout) = (&self.js, &self.subject, self.timeout);
+    fn window(&self) -> usize {
+        self.batch
+    }
+
+    fn send(&mut self, r: &Record) -> Result<(), String> {
+        let p = jetstream::context::Publish::build()
+            .payload(r.payload.clone().into())
+            .message_id(r.key.as_str());
+        let ack = self
+            .rt
+            .block_on(self.js.send_publish(self.subject.clone(), p))
+            .map_err(|e| format!("JetStream publish failed: {e}"))?;
+        self.acks.push(ack);
+        Ok(())
+    }
+
+    /// Waits for every ack of the publishes sent.
+    fn acknowledged(&mut self, _wait: Duration) -> Result<usize, String> {
+        let acks = std::mem::take(&mut self.acks);
+        let (n, timeout) = (acks.len(), self.timeout);
         self.rt.block_on(async {
-            let mut acks = Vec::with_capacity(records.len());
-            for r in records {
-                let p = jetstream::context::Publish::build()
-                    .payload(r.payload.clone().into())
-                    .message_id(r.key.as_str());
-                acks.push(
-                    js.send_publish(subject.clone(), p)
-                        .await
-                        .map_err(|e| format!("JetStream publish failed: {e}"))?,
-                );
-            }
             for ack in acks {
                 tokio::time::timeout(timeout, ack)
                     .await
                     .map_err(|_| "JetStream did not acknowledge in time".to_string())?
                     .map_err(|e| format!("JetStream did not acknowledge: {e}"))?;
             }
-            Ok(())
+            Ok(n)
         })
     }
 }

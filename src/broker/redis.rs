@@ -1,11 +1,16 @@
-//! Redis Streams publisher (redis crate): one pipelined `XADD <stream> * key <key>
-//! payload <json>` per message; the replies are the acknowledgement.
+//! Redis Streams publisher (redis crate): one `XADD <stream> * key <key> payload <json>` per
+//! message, up to `batch` of them pipelined in one round trip; the replies are the
+//! acknowledgement.
 
 use super::{read_pem, tls, Config, Publisher, Record};
 
 pub struct Redis {
     con: redis::Connection,
     stream: String,
+    batch: usize,
+    /// The XADDs sent since the last round trip.
+    pipe: redis::Pipeline,
+    pending: usize,
 }
 
 impl Redis {
@@ -63,24 +68,39 @@ impl Redis {
         Ok(Redis {
             con,
             stream: d.target.clone(),
+            batch: config.batch.max(1),
+            pipe: redis::pipe(),
+            pending: 0,
         })
     }
 }
 
 impl Publisher for Redis {
-    fn publish(&mut self, records: &[Record]) -> Result<(), String> {
-        let mut pipe = redis::pipe();
-        for r in records {
-            pipe.cmd("XADD")
-                .arg(&self.stream)
-                .arg("*")
-                .arg("key")
-                .arg(&r.key)
-                .arg("payload")
-                .arg(&r.payload[..]);
+    fn window(&self) -> usize {
+        self.batch
+    }
+
+    fn send(&mut self, r: &Record) -> Result<(), String> {
+        self.pipe
+            .cmd("XADD")
+            .arg(&self.stream)
+            .arg("*")
+            .arg("key")
+            .arg(&r.key)
+            .arg("payload")
+            .arg(&r.payload[..]);
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Runs the pipeline: every XADD sent is acknowledged by its reply.
+    fn acknowledged(&mut self, _wait: std::time::Duration) -> Result<usize, String> {
+        if self.pending == 0 {
+            return Ok(0);
         }
-        pipe.query::<Vec<String>>(&mut self.con)
-            .map(|_| ())
-            .map_err(|e| format!("Redis XADD failed: {e}"))
+        let n = std::mem::take(&mut self.pending);
+        let result = self.pipe.query::<Vec<String>>(&mut self.con);
+        self.pipe.clear();
+        result.map(|_| n).map_err(|e| format!("Redis XADD failed: {e}"))
     }
 }

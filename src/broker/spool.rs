@@ -27,7 +27,14 @@ pub struct Spool {
     /// Unsent records.
     records: usize,
     max_bytes: u64,
+    /// Records consumed since the read offset was last written to disk.
+    unsaved: usize,
 }
+
+/// The read offset is written to disk once this many records were consumed (and when the
+/// spool empties or closes): a crash replays at most this many acknowledged messages again
+/// (delivery is at least once), and replay does not write a file per message.
+const SAVE_EVERY: usize = 64;
 
 impl Spool {
     /// Opens (or creates) the spool `name` in `dir`.
@@ -80,6 +87,7 @@ impl Spool {
             len: pos,
             records,
             max_bytes,
+            unsaved: 0,
         };
         if records == 0 {
             spool.reset()?;
@@ -123,8 +131,16 @@ impl Spool {
 
     /// Up to `n` records from the read position, and the bytes they take.
     pub fn peek(&self, n: usize) -> io::Result<(Vec<Record>, u64)> {
+        let recs = self.peek_after(0, n)?;
+        let bytes = recs.iter().map(|(_, b)| b).sum();
+        Ok((recs.into_iter().map(|(r, _)| r).collect(), bytes))
+    }
+
+    /// Up to `n` records starting `skip` bytes after the read position (past records that
+    /// are in flight already), each with the bytes it takes.
+    pub fn peek_after(&self, skip: u64, n: usize) -> io::Result<Vec<(Record, u64)>> {
         let mut out = Vec::with_capacity(n.min(self.records));
-        let mut pos = self.read_offset;
+        let mut pos = self.read_offset + skip;
         while out.len() < n && pos < self.len {
             let mut h = [0u8; HEADER as usize];
             self.file.read_exact_at(&mut h, pos)?;
@@ -134,10 +150,10 @@ impl Spool {
             let payload = body.split_off(k as usize);
             let key = String::from_utf8(body)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "spool record key is not UTF-8"))?;
-            out.push(Record::new(key, payload));
+            out.push((Record::new(key, payload), HEADER + k + p));
             pos += HEADER + k + p;
         }
-        Ok((out, pos - self.read_offset))
+        Ok(out)
     }
 
     /// Marks the first `n` records (`bytes` long, as [`Spool::peek`] said) as sent.
@@ -147,6 +163,15 @@ impl Spool {
         if self.records == 0 {
             return self.reset();
         }
+        self.unsaved += n;
+        if self.unsaved >= SAVE_EVERY {
+            self.save_offset()?;
+        }
+        Ok(())
+    }
+
+    fn save_offset(&mut self) -> io::Result<()> {
+        self.unsaved = 0;
         std::fs::write(&self.offset_path, self.read_offset.to_string())
     }
 
@@ -162,6 +187,7 @@ impl Spool {
             encode(&mut buf, &r.key, &r.payload);
         }
         let mut rest = vec![0u8; self.live_bytes() as usize];
+        self.unsaved = 0;
         self.file.read_exact_at(&mut rest, self.read_offset)?;
         buf.extend_from_slice(&rest);
         let tmp = self.path.with_extension("spool.tmp");
@@ -179,17 +205,30 @@ impl Spool {
         Ok(())
     }
 
-    /// Flushes the file to disk.
-    pub fn sync(&self) -> io::Result<()> {
+    /// Writes the read offset and flushes the file to disk.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsaved > 0 {
+            self.save_offset()?;
+        }
         self.file.sync_data()
     }
 
     fn reset(&mut self) -> io::Result<()> {
+        self.unsaved = 0;
         self.file.set_len(0)?;
         self.len = 0;
         self.read_offset = 0;
         self.records = 0;
         std::fs::write(&self.offset_path, "0")
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if self.unsaved > 0 {
+            // Best effort: a stale offset only replays acknowledged messages again.
+            let _ = self.save_offset();
+        }
     }
 }
 
@@ -229,7 +268,17 @@ mod tests {
             recs.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
             ["k0", "k1", "k2"]
         );
-        s.consume(3, bytes).unwrap();
+        let after = s.peek_after(bytes, 2).unwrap();
+        assert_eq!(
+            after.iter().map(|(r, _)| r.key.as_str()).collect::<Vec<_>>(),
+            ["k3", "k4"]
+        );
+        assert_eq!(after[0].1, 8 + 2 + 2);
+        // Consumed one at a time: the offset reaches the disk at the latest when closing.
+        for (_, b) in s.peek_after(0, 3).unwrap() {
+            s.consume(1, b).unwrap();
+        }
+        assert_eq!(bytes, 3 * (8 + 2 + 2));
         drop(s);
         let mut s = Spool::open(&d, "a", 1 << 20).unwrap();
         assert_eq!(s.records(), 7);

@@ -33,6 +33,7 @@ const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
 const DEFAULT_FLUSH_TIMEOUT_MS: u32 = 5000;
 const DEFAULT_TIMEOUT_MS: u32 = 2000;
 const DEFAULT_BATCH: u32 = 64;
+const DEFAULT_MAX_INFLIGHT: u32 = 256;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -42,6 +43,7 @@ struct Settings {
     camera: u32,
     queue_size: u32,
     batch: u32,
+    max_inflight: u32,
     spool_dir: Option<String>,
     spool_max_bytes: u64,
     username: Option<String>,
@@ -63,6 +65,7 @@ impl Default for Settings {
             camera: 0,
             queue_size: DEFAULT_QUEUE_SIZE,
             batch: DEFAULT_BATCH,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
             spool_dir: None,
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             username: None,
@@ -243,10 +246,20 @@ impl ObjectImpl for TrtMsgBroker {
                     .build(),
                 glib::ParamSpecUInt::builder("batch")
                     .nick("Batch")
-                    .blurb("Messages sent per round trip to the broker (each batch is acknowledged as a whole)")
+                    .blurb("Redis and NATS: messages sent per round trip to the broker (each batch is \
+                            acknowledged as a whole)")
                     .minimum(1)
                     .maximum(4096)
                     .default_value(DEFAULT_BATCH)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-inflight")
+                    .nick("Max in flight")
+                    .blurb("MQTT: QoS 1 messages sent and not yet acknowledged (PUBACK), at most; each counts \
+                            as sent when its own PUBACK came (an MQTT 5 broker's Receive Maximum lowers it)")
+                    .minimum(1)
+                    .maximum(u16::MAX as u32)
+                    .default_value(DEFAULT_MAX_INFLIGHT)
                     .mutable_ready()
                     .build(),
                 string_prop(
@@ -292,7 +305,8 @@ impl ObjectImpl for TrtMsgBroker {
                     .build(),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
-                    .blurb("Milliseconds one connection attempt, or the acknowledgement of one batch, may take")
+                    .blurb("Milliseconds one connection attempt may take, and the longest wait for the next \
+                            acknowledgement while messages are in flight")
                     .minimum(10)
                     .default_value(DEFAULT_TIMEOUT_MS)
                     .mutable_ready()
@@ -321,6 +335,7 @@ impl ObjectImpl for TrtMsgBroker {
             "camera" => s.camera = value.get().expect("type checked upstream"),
             "queue-size" => s.queue_size = value.get().expect("type checked upstream"),
             "batch" => s.batch = value.get().expect("type checked upstream"),
+            "max-inflight" => s.max_inflight = value.get().expect("type checked upstream"),
             "spool-dir" => s.spool_dir = string(),
             "spool-max-bytes" => s.spool_max_bytes = value.get().expect("type checked upstream"),
             "username" => s.username = string(),
@@ -345,6 +360,7 @@ impl ObjectImpl for TrtMsgBroker {
             "camera" => s.camera.to_value(),
             "queue-size" => s.queue_size.to_value(),
             "batch" => s.batch.to_value(),
+            "max-inflight" => s.max_inflight.to_value(),
             "spool-dir" => s.spool_dir.to_value(),
             "spool-max-bytes" => s.spool_max_bytes.to_value(),
             "username" => s.username.to_value(),
@@ -419,6 +435,7 @@ impl BaseSinkImpl for TrtMsgBroker {
         config.client_id = format!("{pipeline_id}-{name}-{}", std::process::id());
         config.queue_size = s.queue_size as usize;
         config.batch = s.batch as usize;
+        config.max_inflight = s.max_inflight as usize;
         config.spool = s.spool_dir.as_ref().map(|d| {
             let file: String = format!("{pipeline_id}-{name}")
                 .chars()

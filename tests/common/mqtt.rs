@@ -76,8 +76,12 @@ impl Mosquitto {
 }
 
 /// Connects with `options`, subscribes to `topic` (QoS 1) and returns the payloads received
-/// so far, growing; returns once the broker acknowledged the subscription.
+/// so far, growing; returns once the broker acknowledged the subscription. With a persistent
+/// session (clean session off) it reconnects after the connection is lost (a broker
+/// restart: the broker kept what it queued for the session), giving up after 30 s without
+/// a connection; otherwise it stops at the first error.
 pub fn subscribe_with(options: rumqttc::MqttOptions, topic: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
+    let persistent = !options.clean_session();
     let (client, mut conn) = rumqttc::Client::new(options, 100);
     client
         .subscribe(topic, rumqttc::QoS::AtLeastOnce)
@@ -86,7 +90,11 @@ pub fn subscribe_with(options: rumqttc::MqttOptions, topic: &str) -> Arc<Mutex<V
     let (g, (tx, rx)) = (got.clone(), std::sync::mpsc::channel());
     std::thread::spawn(move || {
         let _keep = client;
+        let mut last_ok = Instant::now();
         for ev in conn.iter() {
+            if ev.is_ok() {
+                last_ok = Instant::now();
+            }
             match ev {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
                     let _ = tx.send(());
@@ -95,6 +103,9 @@ pub fn subscribe_with(options: rumqttc::MqttOptions, topic: &str) -> Arc<Mutex<V
                     g.lock().unwrap().push(p.payload.to_vec())
                 }
                 Ok(_) => {}
+                Err(_) if persistent && last_ok.elapsed() < Duration::from_secs(30) => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 Err(_) => break,
             }
         }
