@@ -69,7 +69,7 @@ cp "$target/release/libgsttrtvision.so" "$target/release/trtvision-bench" \
 strip --strip-debug "$out/libgsttrtvision.so"
 strip "$out/trtvision-bench" "$out/trtvision-infer-bench" "$out/trtvision-launch" "$out/trtvision-promptseg-bench"
 cp scripts/device/run-tests.sh scripts/device/run-all.sh scripts/device/gpu-load.py scripts/device/cameras.sh \
-   scripts/device/cameras-sweep.sh scripts/device/rtsp-cameras.sh scripts/make-camera-content.sh "$out/"
+   scripts/device/cameras-sweep.sh scripts/device/multigpu.sh scripts/device/rtsp-cameras.sh scripts/make-camera-content.sh "$out/"
 chmod +x "$out"/*.sh
 # The CUPTI tracer (scripts/device/cupti/): optional, a failure only loses the trace.
 if bash scripts/device/cupti/build.sh "$out/cupti" >/dev/null; then

@@ -13,6 +13,7 @@
 //! tensors made in it can be handed to them without a copy.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
 use gst::glib;
@@ -252,9 +253,23 @@ pub fn ensure_element_context(
 /// it on READY→NULL ([`ElementCudaContext::after_change_state`]), answer queries
 /// ([`ElementCudaContext::query`]). Elements use it through
 /// [`crate::gpu_element::CudaContextElement`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ElementCudaContext {
     slot: Mutex<Option<CudaContext>>,
+    /// The `device-id` property: -1 = the pipeline's context, whatever its device.
+    device_id: AtomicI32,
+    /// The `allow-peer-copy` property.
+    allow_peer_copy: AtomicBool,
+}
+
+impl Default for ElementCudaContext {
+    fn default() -> Self {
+        Self {
+            slot: Mutex::new(None),
+            device_id: AtomicI32::new(-1),
+            allow_peer_copy: AtomicBool::new(false),
+        }
+    }
 }
 
 impl ElementCudaContext {
@@ -263,10 +278,48 @@ impl ElementCudaContext {
         self.slot.lock().ok().and_then(|s| s.clone())
     }
 
-    /// From the element's `set_context`.
+    /// The `device-id` property (-1 = any device).
+    pub fn device_id(&self) -> i32 {
+        self.device_id.load(Ordering::Relaxed)
+    }
+
+    /// Sets the `device-id` property (the element allows it in NULL and READY only).
+    pub fn set_device_id(&self, id: i32) {
+        self.device_id.store(id, Ordering::Relaxed);
+    }
+
+    /// The `allow-peer-copy` property.
+    pub fn allow_peer_copy(&self) -> bool {
+        self.allow_peer_copy.load(Ordering::Relaxed)
+    }
+
+    /// Sets the `allow-peer-copy` property.
+    pub fn set_allow_peer_copy(&self, allow: bool) {
+        self.allow_peer_copy.store(allow, Ordering::Relaxed);
+    }
+
+    /// The device the element runs on: `device-id` when set, else the device of its
+    /// context, once it has one.
+    pub fn device(&self) -> Option<u32> {
+        u32::try_from(self.device_id())
+            .ok()
+            .or_else(|| self.get().map(|c| c.device_id()))
+    }
+
+    /// What the element does with a mapped frame (see [`super::placement`]); an error is a
+    /// frame of another GPU the element may not read.
+    pub fn place_frame(&self, map: &CudaFrameMap) -> Result<super::placement::FramePlacement, CudaError> {
+        match self.get() {
+            Some(ctx) => super::placement::place_frame(&ctx, map, self.allow_peer_copy()),
+            None => Ok(super::placement::FramePlacement::Download),
+        }
+    }
+
+    /// From the element's `set_context`: keeps an offered context of the element's device
+    /// (any device with `device-id=-1`).
     pub fn set_context(&self, element: &gst::Element, context: &gst::Context) {
         if let Ok(mut slot) = self.slot.lock() {
-            handle_set_context(element, context, -1, &mut slot);
+            handle_set_context(element, context, self.device_id(), &mut slot);
         }
     }
 
@@ -274,7 +327,7 @@ impl ElementCudaContext {
     /// NULL→READY when a GPU is there. The error says why the element stays on the CPU.
     pub fn before_change_state(&self, element: &gst::Element, t: gst::StateChange) -> Result<(), CudaError> {
         if t == gst::StateChange::NullToReady && super::cuda_available() {
-            ensure_element_context(element, -1, &self.slot)?;
+            ensure_element_context(element, self.device_id(), &self.slot)?;
         }
         Ok(())
     }

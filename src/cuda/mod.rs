@@ -29,6 +29,7 @@ mod memory;
 mod memsync;
 pub(crate) mod module;
 pub(crate) mod nvrtc;
+pub mod placement;
 pub(crate) mod pool;
 pub(crate) mod runner;
 mod stream;
@@ -75,6 +76,16 @@ pub enum CudaError {
     /// The buffer is not (entirely) GstCudaMemory: use the CPU path.
     #[error("the frame is not in CUDA memory (GstCudaMemory)")]
     NotCudaMemory,
+    /// A frame in the memory of another GPU than the element's.
+    #[error("{}", placement::foreign_device(*frame, *element, *peer))]
+    ForeignDevice {
+        /// The device of the frame's memory.
+        frame: u32,
+        /// The element's device.
+        element: u32,
+        /// Whether `allow-peer-copy` was set (then peer access is what is missing).
+        peer: bool,
+    },
     /// Mapping a CUDA frame failed.
     #[error("{0}")]
     Map(String),

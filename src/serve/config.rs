@@ -29,6 +29,10 @@ pub struct CameraConfig {
     /// Record this camera's analysed frames into `[output] recordings` (default false).
     #[serde(default)]
     pub record: bool,
+    /// GPU of `[service] gpus` whose chain this camera joins; absent = the chain with the
+    /// fewest cameras.
+    #[serde(default)]
+    pub gpu: Option<u32>,
 }
 
 /// One model chain (`trtpreprocess ! trtinfer`) and the cameras it runs on.
@@ -136,6 +140,57 @@ pub struct TrackerConfig {
     pub enabled: bool,
 }
 
+/// `[service] gpus`: the GPUs the cameras are spread over, one chain per GPU.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Gpus {
+    /// These device ordinals (`gpus = [0, 1]`).
+    List(Vec<u32>),
+    /// `gpus = "all"`: every GPU of the machine.
+    Named(String),
+}
+
+/// `[service]`: how the pipeline is laid out.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Absent: one chain on the pipeline's CUDA context (one GPU or none).
+    pub gpus: Option<Gpus>,
+}
+
+impl ServiceConfig {
+    /// The device ordinals of the chains: one per GPU; `[]` = one chain without a
+    /// `device-id` (the behaviour without the key). `count` is the number of GPUs of the
+    /// machine (for `"all"`; 0 without a driver).
+    pub fn chain_gpus(&self, count: u32) -> Vec<u32> {
+        match &self.gpus {
+            None => Vec::new(),
+            Some(Gpus::List(l)) => l.clone(),
+            Some(Gpus::Named(_)) if count > 1 => (0..count).collect(),
+            Some(Gpus::Named(_)) => Vec::new(),
+        }
+    }
+}
+
+/// The chain (index into `gpus`) a new camera joins: the one of its `gpu`, else the chain
+/// with the fewest cameras (`load[i]`: cameras of chain i), the first of equals.
+pub fn chain_for(gpu: Option<u32>, gpus: &[u32], load: &[usize]) -> Result<usize, String> {
+    match gpu {
+        Some(g) if gpus.is_empty() => Err(format!(
+            "gpu = {g} needs [service] gpus (the GPUs cameras are spread over)"
+        )),
+        Some(g) => gpus
+            .iter()
+            .position(|&x| x == g)
+            .ok_or_else(|| format!("gpu = {g} is not one of [service] gpus {gpus:?}")),
+        None => Ok(load
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, n)| (**n, *i))
+            .map_or(0, |(i, _)| i)),
+    }
+}
+
 /// The whole service config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +209,8 @@ pub struct ServeConfig {
     pub recording: RecordingConfig,
     /// `ADDR:PORT` of the HTTP API when `--http` is not given.
     pub http: Option<String>,
+    #[serde(default)]
+    pub service: ServiceConfig,
 }
 
 impl ServeConfig {
@@ -237,6 +294,41 @@ impl ServeConfig {
                         m.config.display()
                     ));
                 }
+            }
+        }
+        match &self.service.gpus {
+            Some(Gpus::Named(n)) if n != "all" => {
+                return invalid(format!(
+                "[service] gpus = \"{n}\" is not valid: use \"all\" or a list of GPU numbers such as [0, 1]"
+            ))
+            }
+            Some(Gpus::List(l)) if l.is_empty() => {
+                return invalid("[service] gpus = [] is empty: leave the key out for one chain".into())
+            }
+            Some(Gpus::List(l)) if (1..l.len()).any(|i| l[..i].contains(&l[i])) => {
+                return invalid(format!("[service] gpus {l:?} names a GPU twice"))
+            }
+            _ => {}
+        }
+        let gpus = match &self.service.gpus {
+            Some(Gpus::List(l)) => Some(l.as_slice()),
+            _ => None,
+        };
+        for c in &self.cameras {
+            match (c.gpu, gpus) {
+                (Some(g), Some(l)) if !l.contains(&g) => {
+                    return invalid(format!(
+                        "camera \"{}\" has gpu = {g}, which is not one of [service] gpus {l:?}",
+                        c.id
+                    ))
+                }
+                (Some(g), None) if self.service.gpus.is_none() => {
+                    return invalid(format!(
+                        "camera \"{}\" has gpu = {g} but [service] has no gpus to spread cameras over",
+                        c.id
+                    ))
+                }
+                _ => {}
             }
         }
         let mut rules = std::collections::HashSet::new();
@@ -381,5 +473,43 @@ mod tests {
         for bad in ["", "a/b", "a b", ".hidden", "é", &"x".repeat(65)] {
             assert!(validate_camera_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn gpus_spread_cameras_over_chains() {
+        let cfg = |service: &str, cams: &str| {
+            ServeConfig::from_toml_str(
+                &format!(
+                    "{service}\n[[camera]]\nid = \"a\"\nuri = \"scene://0\"\n{cams}\n[[camera]]\nid = \"b\"\nuri = \"scene://1\"\n"
+                ),
+                Path::new("/"),
+            )
+        };
+        let c = cfg("[service]\ngpus = [0, 1]", "gpu = 1").unwrap();
+        assert_eq!(c.service.chain_gpus(8), vec![0, 1]);
+        assert_eq!(c.cameras[0].gpu, Some(1));
+        let c = cfg("[service]\ngpus = \"all\"", "").unwrap();
+        assert_eq!(c.service.chain_gpus(4), vec![0, 1, 2, 3]);
+        assert_eq!(c.service.chain_gpus(1), Vec::<u32>::new(), "one GPU: one chain");
+        assert_eq!(c.service.chain_gpus(0), Vec::<u32>::new(), "no GPU: one chain");
+        assert_eq!(cfg("", "").unwrap().service.chain_gpus(8), Vec::<u32>::new());
+        for (service, cams, why) in [
+            ("[service]\ngpus = \"some\"", "", "\"all\""),
+            ("[service]\ngpus = []", "", "empty"),
+            ("[service]\ngpus = [1, 1]", "", "twice"),
+            ("[service]\ngpus = [0, 1]", "gpu = 2", "not one of"),
+            ("", "gpu = 0", "no gpus"),
+        ] {
+            let e = cfg(service, cams).unwrap_err().to_string();
+            assert!(e.contains(why), "{service} {cams}: {e}");
+        }
+        // Explicit GPU, else the least loaded chain (first of equals).
+        assert_eq!(chain_for(Some(1), &[0, 1], &[0, 5]), Ok(1));
+        assert_eq!(chain_for(None, &[0, 1], &[0, 0]), Ok(0));
+        assert_eq!(chain_for(None, &[0, 1], &[1, 0]), Ok(1));
+        assert_eq!(chain_for(None, &[0, 1, 2], &[2, 1, 1]), Ok(1));
+        assert_eq!(chain_for(None, &[], &[3]), Ok(0));
+        assert!(chain_for(Some(3), &[0, 1], &[0, 0]).is_err());
+        assert!(chain_for(Some(0), &[], &[0]).is_err());
     }
 }

@@ -45,6 +45,11 @@ impl GpuMemory {
         Err(why)
     }
 
+    /// The number of GPUs NVML sees.
+    pub fn device_count(&self) -> u32 {
+        self.nvml.device_count().unwrap_or(0)
+    }
+
     /// Memory of every GPU NVML sees; a GPU whose memory cannot be read is left out.
     pub fn sample(&self) -> Vec<GpuSample> {
         let pid = std::process::id();

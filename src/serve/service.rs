@@ -19,7 +19,7 @@
 //! removing cameras and their branches is in `service/cameras.rs`.
 
 use super::camera::{redact_credentials, CameraUri};
-use super::config::{validate_camera_id, EncoderChoice, ServeConfig};
+use super::config::{chain_for, validate_camera_id, EncoderChoice, ServeConfig};
 use super::gpu::GpuMemory;
 use super::http::{AddCamera, ApiError, CameraControl, CameraInfo, RecordRequest};
 use super::metrics::{CameraSeries, Metrics};
@@ -45,6 +45,8 @@ pub struct Camera {
     pub record: bool,
     source: gst::Element,
     mux_pad: gst::Pad,
+    /// The trtmux of the camera's chain.
+    mux: gst::Element,
     stats: Mutex<CameraStats>,
     series: CameraSeries,
     /// File of the running event recording and the number of finished ones.
@@ -90,7 +92,10 @@ struct Branches {
 /// The pipeline and its cameras.
 pub struct Service {
     pipeline: gst::Pipeline,
-    mux: gst::Element,
+    /// One trtmux per chain: per GPU of `[service] gpus`, else one.
+    muxes: Vec<gst::Element>,
+    /// The GPU of each chain (empty: one chain on the pipeline's context).
+    chain_gpus: Vec<u32>,
     demux: gst::Element,
     config: ServeConfig,
     metrics: Arc<Metrics>,
@@ -160,6 +165,19 @@ fn file_sink(location: &std::path::Path, fragmented: bool) -> Result<gst::Elemen
     Ok(sink)
 }
 
+/// GPUs NVML sees (0 without a driver), for `[service] gpus = "all"`.
+fn gpu_count(nvml: Option<&GpuMemory>) -> u32 {
+    nvml.map_or(0, GpuMemory::device_count)
+}
+
+/// Whether the elements can run on a GPU here (the cargo feature `cuda` and a driver).
+fn cuda_present() -> bool {
+    #[cfg(feature = "cuda")]
+    return crate::cuda::cuda_available();
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
 fn link_chain(bin: &gst::Bin, chain: &[gst::Element]) -> Result<(), String> {
     bin.add_many(chain).map_err(|e| e.to_string())?;
     gst::Element::link_many(chain).map_err(|e| format!("cannot link the output chain: {e}"))
@@ -171,9 +189,6 @@ impl Service {
     /// Builds the pipeline with the config's cameras (not started).
     pub fn new(config: ServeConfig) -> Result<Arc<Self>, String> {
         let pipeline = gst::Pipeline::with_name("trtvision-serve");
-        let mux = make("trtmux")?;
-        mux.set_property("batch-size", config.batch.batch_size);
-        mux.set_property("batched-push-timeout", config.batch.batched_push_timeout);
         let mut metrics = Metrics::new();
         let gpu = match GpuMemory::open() {
             Ok(g) => {
@@ -186,35 +201,79 @@ impl Service {
             }
         };
         let metrics = Arc::new(metrics);
+        let chain_gpus = config.service.chain_gpus(gpu_count(gpu.as_ref()));
+        if chain_gpus.len() > 1 && !cuda_present() {
+            // The GPU numbers are then only the names of the chains.
+            eprintln!(
+                "trtvision-serve: no CUDA GPU here: the {} chains of [service] gpus {chain_gpus:?} all run on the CPU",
+                chain_gpus.len()
+            );
+        }
 
-        // Pad numbers of the configured cameras, for the models' `sources`.
+        // Pad numbers of the configured cameras, for the models' `sources` (trtmux pad
+        // numbers are unique across the chains).
         let indices: HashMap<&str, u32> = config
             .cameras
             .iter()
             .enumerate()
             .map(|(i, c)| (c.id.as_str(), i as u32))
             .collect();
-        let mut chain = vec![mux.clone()];
-        for m in &config.models {
-            let pre = make("trtpreprocess")?;
-            let path = m.config.display().to_string();
-            pre.set_property("config-file", &path);
-            if let Some(cams) = &m.cameras {
-                let list: Vec<String> = cams
-                    .iter()
-                    .filter_map(|c| indices.get(c.as_str()))
-                    .map(u32::to_string)
-                    .collect();
-                pre.set_property("sources", list.join(","));
+        // One trtmux -> (trtpreprocess -> trtinfer) per model chain per GPU.
+        let mut muxes = Vec::new();
+        let mut heads = Vec::new();
+        for chain_gpu in chain_gpus
+            .iter()
+            .map(|&g| Some(g))
+            .chain(chain_gpus.is_empty().then_some(None))
+        {
+            let mux = make("trtmux")?;
+            mux.set_property("batch-size", config.batch.batch_size);
+            mux.set_property("batched-push-timeout", config.batch.batched_push_timeout);
+            let mut chain = vec![mux.clone()];
+            for m in &config.models {
+                let pre = make("trtpreprocess")?;
+                let path = m.config.display().to_string();
+                pre.set_property("config-file", &path);
+                if let Some(cams) = &m.cameras {
+                    let list: Vec<String> = cams
+                        .iter()
+                        .filter_map(|c| indices.get(c.as_str()))
+                        .map(u32::to_string)
+                        .collect();
+                    pre.set_property("sources", list.join(","));
+                }
+                let infer = make("trtinfer")?;
+                infer.set_property("model", &path);
+                if let Some(g) = chain_gpu {
+                    for e in [&pre, &infer] {
+                        e.set_property(crate::gpu_element::DEVICE_ID, g as i32);
+                    }
+                }
+                let name = crate::config::ModelConfig::from_file(&m.config)
+                    .map_err(|e| format!("model {path}: {e}"))?
+                    .name
+                    .clone();
+                Self::time_inference(&infer, metrics.model(&name));
+                chain.extend([pre, infer]);
             }
-            let infer = make("trtinfer")?;
-            infer.set_property("model", &path);
-            let name = crate::config::ModelConfig::from_file(&m.config)
-                .map_err(|e| format!("model {path}: {e}"))?
-                .name
-                .clone();
-            Self::time_inference(&infer, metrics.model(&name));
-            chain.extend([pre, infer]);
+            Self::measure_batches(&mux, &metrics);
+            link_chain(pipeline.upcast_ref(), &chain)?;
+            heads.push(chain.last().expect("chain has trtmux").clone());
+            muxes.push(mux);
+        }
+        // The chains' batches merge into one analytics and output chain (source ids stay
+        // unique: they are the trtmux pad numbers).
+        let mut chain = Vec::new();
+        if heads.len() > 1 {
+            let funnel = make("funnel")?;
+            pipeline.add(&funnel).map_err(|e| e.to_string())?;
+            for h in &heads {
+                h.link(&funnel)
+                    .map_err(|e| format!("cannot merge the GPU chains: {e}"))?;
+            }
+            chain.push(funnel);
+        } else {
+            chain.push(heads[0].clone());
         }
         if config.tracker.enabled {
             chain.push(make("trttracker")?);
@@ -234,12 +293,13 @@ impl Service {
         }
         let demux = make("trtdemux")?;
         let demux_queue = make("queue")?;
-        link_chain(pipeline.upcast_ref(), &chain)?;
+        pipeline.add_many(&chain[1..]).map_err(|e| e.to_string())?;
+        gst::Element::link_many(&chain).map_err(|e| format!("cannot link the output chain: {e}"))?;
         pipeline
             .add_many([&demux_queue, &demux])
             .map_err(|e| e.to_string())?;
         demux_queue.link(&demux).map_err(|e| e.to_string())?;
-        let last = chain.last().expect("chain has trtmux").clone();
+        let last = chain.last().expect("chain has a head").clone();
         // Outputs of the whole batch besides trtdemux: the mosaic and the broker.
         let mut outputs: Vec<Vec<gst::Element>> = Vec::new();
         if let Some(mosaic) = &out.mosaic {
@@ -281,12 +341,12 @@ impl Service {
         if let Some(dir) = &out.recordings {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        Self::measure_batches(&mux, &metrics);
         let events = super::events::EventOutputs::open(&config.output)?;
 
         let service = Arc::new(Self {
             pipeline,
-            mux,
+            muxes,
+            chain_gpus,
             demux: demux.clone(),
             config,
             metrics,
@@ -522,7 +582,7 @@ impl CameraControl for Arc<Service> {
             // Per-camera pads: one trtmux sink pad per camera, one trtdemux src pad per
             // camera that delivered a frame; removed cameras leave none behind.
             "pads": {
-                "trtmux_sink": self.mux.num_sink_pads(),
+                "trtmux_sink": self.muxes.iter().map(|m| u32::from(m.num_sink_pads())).sum::<u32>(),
                 "trtdemux_src": self.demux.num_src_pads(),
             },
         });

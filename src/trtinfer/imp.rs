@@ -297,6 +297,8 @@ impl BaseTransformImpl for TrtInfer {
         let mut settings = self.settings.lock().unwrap().clone();
         settings.log_target = crate::backend::LogTarget::new(&*self.obj());
         settings.pools = self.pools.clone();
+        // device-id, else the device of the pipeline's CUDA context, else device 0.
+        settings.device_id = self.cuda_ctx.device().map_or(0, |d| d as i32);
         let load_err = |e: &dyn std::fmt::Display| {
             gst::error_msg!(
                 gst::LibraryError::Init,

@@ -78,7 +78,7 @@ impl ObjectImpl for TrtOverlay {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let d = OverlayStyle::default();
             let e = ExtraStyle::default();
-            vec![
+            let mut props = vec![
                 glib::ParamSpecUInt::builder("line-width")
                     .nick("Line width")
                     .blurb("Width of box outlines in pixels (0 = no outline)")
@@ -175,12 +175,17 @@ impl ObjectImpl for TrtOverlay {
                     .blurb("Where frames are drawn: auto (on the GPU, one kernel launch per batch, for frames in CUDA memory when the plugin was built with CUDA; else on the CPU) or cpu (always on the CPU); both give the same pixels")
                     .mutable_ready()
                     .build(),
-            ]
+            ];
+            props.extend(crate::gpu_element::gpu_properties());
+            props
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.gpu_set_property(pspec.name(), value) {
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
         let Settings {
             style: s, extra: x, ..
@@ -225,6 +230,9 @@ impl ObjectImpl for TrtOverlay {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(v) = self.gpu_property(pspec.name()) {
+            return v;
+        }
         let settings = self.settings.lock().unwrap();
         let (s, x) = (&settings.style, &settings.extra);
         match pspec.name() {

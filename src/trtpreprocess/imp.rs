@@ -251,11 +251,25 @@ impl TrtPreprocess {
         for &i in rows {
             let s = &batch.slots[i];
             match cuda::map_cuda_frame(s.buffer.as_ref(), &s.info) {
-                Ok(m) if m.is_accessible_from(&ctx) => maps.push(m),
-                Ok(_) => {
-                    gst::debug!(CAT, imp = self, "frame of another CUDA context: CPU path");
-                    return Ok(None);
-                }
+                Ok(m) => match self.cuda_ctx.place_frame(&m) {
+                    Ok(cuda::placement::FramePlacement::Direct) => maps.push(m),
+                    Ok(cuda::placement::FramePlacement::Download) => {
+                        gst::debug!(CAT, imp = self, "frame of another CUDA context: CPU path");
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Failed,
+                            (
+                                "Cannot preprocess the frame of source {}: {}",
+                                s.source.pad_index,
+                                e
+                            )
+                        );
+                        return Err(gst::FlowError::Error);
+                    }
+                },
                 Err(CudaError::NotCudaMemory) => return Ok(None),
                 Err(e) => {
                     gst::warning!(CAT, imp = self, "{e}: CPU path");
@@ -317,7 +331,7 @@ impl ObjectImpl for TrtPreprocess {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let d = PreprocessConfig::default();
-            vec![
+            let mut props = vec![
                 glib::ParamSpecString::builder("config-file")
                     .nick("Model config file")
                     .blurb("Model config TOML (engines/README.md); when set, its [model] name and [input] section replace the properties below")
@@ -439,12 +453,17 @@ impl ObjectImpl for TrtPreprocess {
                     .blurb("Batches that waited for a tensor to come back since start")
                     .read_only()
                     .build(),
-            ]
+            ];
+            props.extend(crate::gpu_element::gpu_properties());
+            props
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.gpu_set_property(pspec.name(), value) {
+            return;
+        }
         let mut s = self.settings.lock().unwrap();
         let text = || value.get::<Option<String>>().ok().flatten().unwrap_or_default();
         let invalid = |what: &str, v: String| {
@@ -481,6 +500,9 @@ impl ObjectImpl for TrtPreprocess {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(v) = self.gpu_property(pspec.name()) {
+            return v;
+        }
         // Statistics: never behind the state lock (a batch may be waiting for a tensor).
         match pspec.name() {
             "gpu-batches" => return self.gpu_batches.load(Ordering::Relaxed).to_value(),

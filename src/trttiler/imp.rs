@@ -121,7 +121,7 @@ impl ObjectImpl for TrtTiler {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let d = Settings::default();
-            vec![
+            let mut props = vec![
                 glib::ParamSpecUInt::builder("rows")
                     .nick("Rows")
                     .blurb("Tile rows of the mosaic (0 = chosen from the batch size)")
@@ -167,12 +167,17 @@ impl ObjectImpl for TrtTiler {
                     .blurb("Why the last mosaic was composed on the CPU (e.g. system-memory batches, device=cpu, frames of another CUDA context); NULL when it was composed on the GPU or before the first batch")
                     .read_only()
                     .build(),
-            ]
+            ];
+            props.extend(crate::gpu_element::gpu_properties());
+            props
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.gpu_set_property(pspec.name(), value) {
+            return;
+        }
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "rows" => s.rows = value.get().expect("type checked upstream"),
@@ -190,6 +195,9 @@ impl ObjectImpl for TrtTiler {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(v) = self.gpu_property(pspec.name()) {
+            return v;
+        }
         let s = self.settings.lock().unwrap();
         match pspec.name() {
             "rows" => s.rows.to_value(),

@@ -22,6 +22,16 @@ impl Service {
         }
         let source = kind.make_source(&req.id).map_err(|m| ApiError::new(400, m))?;
         self.configure_event_recording(&source);
+        let mux = {
+            let cameras = self.cameras.lock().unwrap();
+            let load: Vec<usize> = self
+                .muxes
+                .iter()
+                .map(|m| cameras.values().filter(|c| &c.mux == m).count())
+                .collect();
+            let chain = chain_for(req.gpu, &self.chain_gpus, &load).map_err(|m| ApiError::new(400, m))?;
+            self.muxes[chain].clone()
+        };
         let index = self.next_index.fetch_add(1, Ordering::SeqCst);
         let fail = |m: String| ApiError::new(500, m);
         self.pipeline.add(&source).map_err(|e| fail(e.to_string()))?;
@@ -29,11 +39,11 @@ impl Service {
             let _ = self.pipeline.remove(&source);
             fail(m)
         };
-        let Some(mux_pad) = self.mux.request_pad_simple(&format!("sink_{index}")) else {
+        let Some(mux_pad) = mux.request_pad_simple(&format!("sink_{index}")) else {
             return Err(undo("trtmux refused a new sink pad".into()));
         };
         let Some(src_pad) = source.static_pad("src") else {
-            self.mux.release_request_pad(&mux_pad);
+            mux.release_request_pad(&mux_pad);
             return Err(undo("the camera source has no src pad".into()));
         };
         let playing = self.pipeline.current_state() == gst::State::Playing;
@@ -54,6 +64,7 @@ impl Service {
             record: req.record,
             source: source.clone(),
             mux_pad: mux_pad.clone(),
+            mux: mux.clone(),
             stats: Mutex::new(CameraStats::default()),
             recording: Mutex::new((None, 0)),
         });
@@ -68,7 +79,7 @@ impl Service {
             gst::PadProbeReturn::Ok
         });
         if let Err(e) = src_pad.link(&mux_pad) {
-            self.mux.release_request_pad(&mux_pad);
+            mux.release_request_pad(&mux_pad);
             return Err(undo(format!("cannot link the camera to trtmux: {e:?}")));
         }
         self.by_index.lock().unwrap().insert(index, camera.clone());
@@ -134,7 +145,7 @@ impl Service {
             let _ = src_pad.unlink(&camera.mux_pad);
         }
         let _ = self.pipeline.remove(source);
-        self.mux.release_request_pad(&camera.mux_pad);
+        camera.mux.release_request_pad(&camera.mux_pad);
         self.metrics.remove_camera(id);
         // Wait until trtdemux ended the camera's output and its branch is gone (the
         // recording is then complete).

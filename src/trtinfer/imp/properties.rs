@@ -6,7 +6,7 @@ use super::*;
 impl ObjectImpl for TrtInfer {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            let mut props = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb("Model config TOML (engines/README.md), ONNX file, or TensorRT engine file")
@@ -66,14 +66,6 @@ impl ObjectImpl for TrtInfer {
                     .nick("Keep input")
                     .blurb("Leave the batch's input tensor for a later trtinfer of the same model (the same model on two backends); by default it goes back to trtpreprocess's pool as soon as this element ran, so batches queued downstream hold no tensor")
                     .default_value(false)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecInt::builder("device-id")
-                    .nick("GPU")
-                    .blurb("CUDA device ordinal for GPU backends")
-                    .minimum(0)
-                    .maximum(64)
-                    .default_value(0)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("fp16")
@@ -214,12 +206,17 @@ impl ObjectImpl for TrtInfer {
                     .blurb("Backend actually running the model (set once started)")
                     .read_only()
                     .build(),
-            ]
+            ];
+            props.extend(crate::gpu_element::gpu_properties());
+            props
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self.gpu_set_property(pspec.name(), value) {
+            return;
+        }
         let mut s = self.settings.lock().unwrap();
         let text = || {
             value
@@ -248,7 +245,6 @@ impl ObjectImpl for TrtInfer {
             }
             "interval" => s.interval = value.get().expect("type checked upstream"),
             "keep-input" => s.keep_input = value.get().expect("type checked upstream"),
-            "device-id" => s.device_id = value.get().expect("type checked upstream"),
             "fp16" => s.fp16 = value.get().expect("type checked upstream"),
             "fixed-batch" => s.fixed_batch = value.get().expect("type checked upstream"),
             "cuda-graph" => s.cuda_graph = value.get().expect("type checked upstream"),
@@ -302,6 +298,9 @@ impl ObjectImpl for TrtInfer {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(v) = self.gpu_property(pspec.name()) {
+            return v;
+        }
         let s = self.settings.lock().unwrap();
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         match pspec.name() {
@@ -315,7 +314,6 @@ impl ObjectImpl for TrtInfer {
             "max-batch" => (s.max_batch.unwrap_or(0) as u32).to_value(),
             "interval" => s.interval.to_value(),
             "keep-input" => s.keep_input.to_value(),
-            "device-id" => s.device_id.to_value(),
             "fp16" => s.fp16.to_value(),
             "fixed-batch" => s.fixed_batch.to_value(),
             "cuda-graph" => s.cuda_graph.to_value(),
