@@ -729,6 +729,9 @@ fn leaks_tracer_child() {
     for _ in 0..2 {
         drop(push_through(&chain));
     }
+    // A pad task's thread drops its last reference to the GstTask after the task function
+    // returned, asynchronously to the state change that stopped it: let it finish.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     eprintln!("{LEAKS_MARK} after");
     tracer.emit_by_name::<()>("log-live-objects", &[]);
     // A leak planted on purpose, to show that the tracer does see one.
