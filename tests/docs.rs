@@ -10,7 +10,10 @@
 //! - `manual`: not run by CI (meson, GPU builds).
 //!
 //! A block that runs `python3` needs PyGObject; without it that block is skipped with a
-//! message, except under CI (`CI` set), where that is a failure.
+//! message, except under CI (`CI` set), where that is a failure. The GPU peer's check
+//! (`check-gpu-peer.sh`) needs python3 with numpy and onnxruntime (the .venv's, first on PATH
+//! after `scripts/env.sh`); without them it is skipped the same way: the GStreamer 1.28 lane's
+//! root has sid's python3, without onnxruntime, and runs with the environment cleared (no `CI`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,12 +65,19 @@ fn sh_blocks() -> Vec<(String, usize, String, String)> {
     out
 }
 
-fn python_has_gi() -> bool {
+fn python_imports(modules: &str) -> bool {
     Command::new("python3")
-        .args(["-c", "import gi"])
+        .args(["-c", &format!("import {modules}")])
         .status()
         .is_ok_and(|s| s.success())
 }
+
+fn python_has_gi() -> bool {
+    python_imports("gi")
+}
+
+/// Python modules a block needs beyond PyGObject, by a command it runs.
+const PYTHON_NEEDS: &[(&str, &str)] = &[("check-gpu-peer.sh", "numpy, onnxruntime")];
 
 #[test]
 fn every_sh_block_is_marked() {
@@ -93,8 +103,15 @@ fn doc_commands_run() {
     let gi = python_has_gi();
     let mut failures = Vec::new();
     for (page, line, _, body) in &blocks {
-        if body.contains("python3") && !body.contains("scripts/bench-index.py") && !gi {
-            let why = format!("{page}:{line}: python3 cannot import gi (run scripts/setup.sh)");
+        let missing = PYTHON_NEEDS
+            .iter()
+            .find(|(cmd, modules)| body.contains(cmd) && !python_imports(modules))
+            .map(|(_, modules)| *modules)
+            .or(
+                (body.contains("python3") && !body.contains("scripts/bench-index.py") && !gi).then_some("gi"),
+            );
+        if let Some(modules) = missing {
+            let why = format!("{page}:{line}: python3 cannot import {modules} (run scripts/setup.sh)");
             if std::env::var_os("CI").is_some() {
                 failures.push(why);
             } else {
