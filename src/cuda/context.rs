@@ -306,15 +306,6 @@ impl ElementCudaContext {
             .or_else(|| self.get().map(|c| c.device_id()))
     }
 
-    /// What the element does with a mapped frame (see [`super::placement`]); an error is a
-    /// frame of another GPU the element may not read.
-    pub fn place_frame(&self, map: &CudaFrameMap) -> Result<super::placement::FramePlacement, CudaError> {
-        match self.get() {
-            Some(ctx) => super::placement::place_frame(&ctx, map, self.allow_peer_copy()),
-            None => Ok(super::placement::FramePlacement::Download),
-        }
-    }
-
     /// From the element's `set_context`: keeps an offered context of the element's device
     /// (any device with `device-id=-1`).
     pub fn set_context(&self, element: &gst::Element, context: &gst::Context) {

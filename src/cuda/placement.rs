@@ -64,7 +64,7 @@ pub fn place_frame(
     decide(
         ctx.device_id(),
         mem_ctx.device_id(),
-        ctx.can_access(&mem_ctx),
+        map.is_accessible_from(ctx),
         allow_peer_copy,
     )
 }

@@ -251,7 +251,7 @@ impl TrtPreprocess {
         for &i in rows {
             let s = &batch.slots[i];
             match cuda::map_cuda_frame(s.buffer.as_ref(), &s.info) {
-                Ok(m) => match self.cuda_ctx.place_frame(&m) {
+                Ok(m) => match cuda::placement::place_frame(&ctx, &m, self.cuda_ctx.allow_peer_copy()) {
                     Ok(cuda::placement::FramePlacement::Direct) => maps.push(m),
                     Ok(cuda::placement::FramePlacement::Download) => {
                         gst::debug!(CAT, imp = self, "frame of another CUDA context: CPU path");
