@@ -418,22 +418,29 @@ fn trtinfer_output_pool_held_past_the_timeout_is_an_error() {
     });
 }
 
+/// A playing pipeline whose trtinfer (returned too), with `sessions`, has a batch waiting
+/// for an output tensor (both of its pool held downstream; the pool timeout is 10 minutes):
+/// the streaming thread waits (for a prototype tensor, or for a session waiting for one)
+/// with trtinfer's context lock held. `None` when the test is skipped.
+fn waiting_for_an_output_tensor(sessions: u32) -> Option<(gst::Pipeline, gst::Element)> {
+    let p = infer_pipeline(
+        100,
+        &format!("output-pool-size=2 pool-timeout=600000 sessions={sessions}"),
+    )?;
+    let infer = p.by_name("infer").expect("trtinfer");
+    p.set_state(gst::State::Playing).expect("plays");
+    wait_for_output_peak(&infer, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    Some((p, infer))
+}
+
 /// With `sessions`, a batch waits for an output tensor (the pool timeout is 10 minutes);
 /// FLUSH_START sent to trtinfer returns at once and reaches downstream (which drops what
 /// it held), no error is posted, and the stop that follows is prompt too.
 fn flush_wakes_a_waiting_batch(sessions: u32) {
-    let Some(p) = infer_pipeline(
-        100,
-        &format!("output-pool-size=2 pool-timeout=600000 sessions={sessions}"),
-    ) else {
+    let Some((p, infer)) = waiting_for_an_output_tensor(sessions) else {
         return;
     };
-    let infer = p.by_name("infer").expect("trtinfer");
-    p.set_state(gst::State::Playing).expect("plays");
-    wait_for_output_peak(&infer, 2);
-    // The streaming thread now waits (for a prototype tensor, or for a session waiting
-    // for one) with trtinfer's context lock held.
-    std::thread::sleep(Duration::from_millis(300));
     let sink = infer.static_pad("sink").expect("sink pad");
     let began = Instant::now();
     common::within(
@@ -472,16 +479,9 @@ fn flush_start_wakes_trtinfer_waiting_for_a_session() {
 #[test]
 fn stopping_wakes_trtinfer_waiting_for_an_output_tensor() {
     for sessions in [1, 2] {
-        let Some(p) = infer_pipeline(
-            100,
-            &format!("output-pool-size=2 pool-timeout=600000 sessions={sessions}"),
-        ) else {
+        let Some((p, _)) = waiting_for_an_output_tensor(sessions) else {
             return;
         };
-        let infer = p.by_name("infer").expect("trtinfer");
-        p.set_state(gst::State::Playing).expect("plays");
-        wait_for_output_peak(&infer, 2);
-        std::thread::sleep(Duration::from_millis(300));
         common::within(
             20,
             "stopping while a batch waits for an output tensor",
